@@ -1,0 +1,210 @@
+// A client-side connection that speaks frames and raw bodies: the base of the client library, and
+// what the tests use to play both well-behaved and misbehaving clients.
+//
+// Reads are pulled (`readFrame`, `readExactly`); incoming bytes wait in a queue bounded by
+// `bufferBytesMax`, past which the socket is paused until the caller reads. Writes resolve once
+// the socket has taken every byte (Bun's socket.write may take only part; the rest goes on drain).
+import type { Socket } from "bun";
+import { codecFor, type WireCodec, type WireName } from "../protocol/codec";
+import { FrameDecoder } from "../protocol/frame-decoder";
+import { ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
+
+export class ConnectionClosedError extends Error {}
+
+export interface WireConnOptions {
+  host: string;
+  port: number;
+  wire?: WireName;
+  frameBytesMax?: number;
+  bufferBytesMax?: number;
+}
+
+export class WireConn {
+  private readonly chunks: Uint8Array[] = [];
+  private bufferedBytes = 0;
+  private paused = false;
+  private closedFlag = false;
+  private closeError: Error | null = null;
+  private wake: (() => void) | null = null;
+  private pendingWrite: { bytes: Uint8Array; resolve: () => void; reject: (e: Error) => void } | null = null;
+  private readonly decoder: FrameDecoder;
+  private resolveClosed!: () => void;
+  /** Resolves when the socket has closed, for whatever reason. */
+  readonly closed = new Promise<void>((r) => (this.resolveClosed = r));
+
+  private constructor(
+    private socket: Socket<WireConn> | null,
+    readonly codec: WireCodec,
+    frameBytesMax: number,
+    private readonly bufferBytesMax: number,
+  ) {
+    this.decoder = new FrameDecoder(frameBytesMax);
+  }
+
+  static async connect(options: WireConnOptions): Promise<WireConn> {
+    const conn = new WireConn(null, codecFor(options.wire ?? "protobuf"), options.frameBytesMax ?? 64 * 1024, options.bufferBytesMax ?? 4 * 1024 * 1024);
+    conn.socket = await Bun.connect<WireConn>({
+      hostname: options.host,
+      port: options.port,
+      data: conn,
+      socket: {
+        data: (s, chunk) => s.data.onData(chunk),
+        drain: (s) => s.data.onDrain(),
+        close: (s) => s.data.onClosed(null),
+        error: (s, e) => s.data.onClosed(e),
+        end: (s) => s.data.onClosed(null),
+        connectError: (s, e) => s.data.onClosed(e),
+      },
+    });
+    conn.socket.setNoDelay(true);
+    return conn;
+  }
+
+  get isClosed(): boolean {
+    return this.closedFlag;
+  }
+
+  private onData(chunk: Uint8Array): void {
+    this.chunks.push(chunk);
+    this.bufferedBytes += chunk.length;
+    if (this.bufferedBytes > this.bufferBytesMax && !this.paused) {
+      this.paused = true;
+      this.socket?.pause();
+    }
+    this.wakeReader();
+  }
+
+  private onDrain(): void {
+    const w = this.pendingWrite;
+    if (w === null || this.socket === null) return;
+    const n = this.socket.write(w.bytes);
+    if (n < 0) return;
+    if (n < w.bytes.length) {
+      w.bytes = w.bytes.subarray(n);
+      return;
+    }
+    this.pendingWrite = null;
+    w.resolve();
+  }
+
+  private onClosed(error: Error | null): void {
+    if (this.closedFlag) return;
+    this.closedFlag = true;
+    this.closeError = error;
+    if (this.pendingWrite !== null) {
+      this.pendingWrite.reject(new ConnectionClosedError("connection closed while writing"));
+      this.pendingWrite = null;
+    }
+    this.resolveClosed();
+    this.wakeReader();
+  }
+
+  private wakeReader(): void {
+    const w = this.wake;
+    this.wake = null;
+    w?.();
+  }
+
+  private waitForData(): Promise<void> {
+    if (this.closedFlag) {
+      const why = this.closeError ? `: ${this.closeError.message}` : "";
+      return Promise.reject(new ConnectionClosedError(`connection closed by peer${why}`));
+    }
+    return new Promise<void>((r) => (this.wake = r));
+  }
+
+  private consumed(n: number): void {
+    this.bufferedBytes -= n;
+    if (this.paused && this.bufferedBytes <= this.bufferBytesMax / 2) {
+      this.paused = false;
+      this.socket?.resume();
+    }
+  }
+
+  /** Writes all of `bytes`; resolves when the socket has taken them. One write at a time. */
+  write(bytes: Uint8Array): Promise<void> {
+    if (this.closedFlag || this.socket === null) return Promise.reject(new ConnectionClosedError("connection closed"));
+    if (this.pendingWrite !== null) throw new Error("WireConn.write: a write is already pending");
+    const n = this.socket.write(bytes);
+    if (n < 0) return Promise.reject(new ConnectionClosedError("connection closed"));
+    if (n === bytes.length) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      this.pendingWrite = { bytes: bytes.subarray(n), resolve, reject };
+    });
+  }
+
+  sendFrame(msg: MessageInit): Promise<void> {
+    return this.write(this.codec.encodeFrame(msg));
+  }
+
+  /** Reads the next frame and decodes it. Throws ProtocolError on a malformed one. */
+  async readFrame(): Promise<WireMessage> {
+    for (;;) {
+      while (this.chunks.length > 0) {
+        const chunk = this.chunks[0]!;
+        const used = this.decoder.feed(chunk, 0);
+        if (used === chunk.length) this.chunks.shift();
+        else this.chunks[0] = chunk.subarray(used);
+        this.consumed(used);
+        const frame = this.decoder.takeFrame();
+        if (frame !== null) return this.codec.decode(frame);
+      }
+      await this.waitForData();
+    }
+  }
+
+  /**
+   * Hands the next `n` raw bytes to `sink` as they arrive (views into received chunks, valid only
+   * during the call). A sink that returns a promise is awaited before more is read.
+   */
+  async readBody(n: number, sink: (part: Uint8Array) => void | Promise<void>): Promise<void> {
+    if (this.decoder.midFrame) throw new ProtocolError("body requested in the middle of a frame");
+    let remaining = n;
+    while (remaining > 0) {
+      if (this.chunks.length === 0) {
+        await this.waitForData();
+        continue;
+      }
+      const chunk = this.chunks[0]!;
+      const take = Math.min(remaining, chunk.length);
+      const part = take === chunk.length ? chunk : chunk.subarray(0, take);
+      if (take === chunk.length) this.chunks.shift();
+      else this.chunks[0] = chunk.subarray(take);
+      this.consumed(take);
+      remaining -= take;
+      const pending = sink(part);
+      if (pending !== undefined) await pending;
+    }
+  }
+
+  /** Reads exactly `n` raw bytes into one buffer (for small bodies). */
+  async readExactly(n: number): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    let filled = 0;
+    await this.readBody(n, (part) => {
+      out.set(part, filled);
+      filled += part.length;
+    });
+    return out;
+  }
+
+  /** Resolves true if the peer closes the connection within `ms`, without reading anything. */
+  async closedWithin(ms: number): Promise<boolean> {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const result = await Promise.race([
+      this.closed.then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), ms))),
+    ]);
+    clearTimeout(timer);
+    return result;
+  }
+
+  close(): void {
+    this.socket?.end();
+  }
+
+  /** Cuts the connection at once (RST), as a crashing client would. */
+  destroy(): void {
+    this.socket?.terminate();
+  }
+}

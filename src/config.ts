@@ -1,0 +1,213 @@
+// Configuration: one table of fields, each with its default, its bound and why it exists.
+// Sources, later ones winning: defaults < config.json (--config) < FSGW_* environment < --flags.
+// The zod schema is built from the table, so a bad value stops start-up with a message that names
+// the field, where the value came from, and the allowed range.
+import { z } from "zod";
+import { readFileSync } from "node:fs";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const TiB = 1024 * 1024 * MiB;
+
+type Kind = "int" | "string" | "bool" | "enum";
+
+interface FieldSpec<T> {
+  kind: Kind;
+  default: T;
+  doc: string;
+  min?: number;
+  max?: number;
+  values?: readonly string[];
+}
+
+function int(def: number, min: number, max: number, doc: string): FieldSpec<number> {
+  return { kind: "int", default: def, min, max, doc };
+}
+function str(def: string, doc: string): FieldSpec<string> {
+  return { kind: "string", default: def, doc };
+}
+function bool(def: boolean, doc: string): FieldSpec<boolean> {
+  return { kind: "bool", default: def, doc };
+}
+function oneOf<const V extends readonly string[]>(values: V, def: V[number], doc: string): FieldSpec<V[number]> {
+  return { kind: "enum", default: def, values, doc };
+}
+
+export const engineNames = ["bun"] as const;
+export type EngineName = (typeof engineNames)[number];
+
+/** Every bound of the server. Names put units and qualifiers last. */
+export const fields = {
+  host: str("0.0.0.0", "interface the protocol listens on"),
+  port: int(9999, 0, 65535, "TCP port of the protocol; 0 picks a free port (logged at start)"),
+  dataDir: str("./data", "directory that holds every stored file; nothing outside it is touched"),
+  shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
+  wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
+  ioEngine: oneOf(engineNames, "bun", "who performs file I/O"),
+  frameBytesMax: int(64 * KiB, 16, 16 * MiB, "largest control frame accepted; a larger announced length closes the connection before any allocation"),
+  connectionsMax: int(10_000, 1, 1_000_000, "open connections; one past it is closed at once and logged"),
+  idleTimeoutMs: int(60_000, 50, 86_400_000, "a connection silent this long (mid-exchange or between) is closed, its partial upload discarded"),
+  connectionBufferBytesMax: int(1 * MiB, 64 * KiB, 1024 * MiB, "received bytes a connection may hold that are not yet on disk; past it reading pauses until they drain"),
+  uploadBytesMax: int(1 * TiB, 1, Number.MAX_SAFE_INTEGER, "largest upload accepted; a larger Size is answered with an error text"),
+  inlineBytesMax: int(64 * KiB, 0, 16 * MiB, "uploads and downloads up to this size move in one piece (one engine call, one socket write) instead of streaming; must not exceed connectionBufferBytesMax"),
+  ioChunkBytes: int(256 * KiB, 4 * KiB, 64 * MiB, "largest single write or read handed to the engine while streaming; must not exceed connectionBufferBytesMax"),
+  fsyncOnCommit: bool(false, "fsync each file before its rename: durable across power loss, at the cost of a disk flush per upload"),
+  shutdownGraceMs: int(5_000, 0, 600_000, "on SIGINT/SIGTERM, time given to exchanges in flight before connections are cut"),
+  logLevel: oneOf(["debug", "info", "warn", "error"] as const, "info", "lowest level written to stdout"),
+} as const;
+
+type Fields = typeof fields;
+export type FieldName = keyof Fields;
+export type Config = { -readonly [K in FieldName]: Fields[K]["default"] };
+
+function describeRange(spec: FieldSpec<unknown>): string {
+  switch (spec.kind) {
+    case "int":
+      return `an integer in ${spec.min}..${spec.max}`;
+    case "bool":
+      return "true or false";
+    case "enum":
+      return `one of ${spec.values!.map((v) => JSON.stringify(v)).join(", ")}`;
+    case "string":
+      return "a non-empty string";
+  }
+}
+
+function zodFor(spec: FieldSpec<unknown>): z.ZodType {
+  switch (spec.kind) {
+    case "int":
+      return z.number().int().min(spec.min!).max(spec.max!);
+    case "bool":
+      return z.boolean();
+    case "enum":
+      return z.enum(spec.values as [string, ...string[]]);
+    case "string":
+      return z.string().min(1);
+  }
+}
+
+const schema = z
+  .object(Object.fromEntries(Object.entries(fields).map(([k, spec]) => [k, zodFor(spec)])))
+  .strict();
+
+export class ConfigError extends Error {}
+
+/** `dataDir` -> `FSGW_DATA_DIR`. */
+export function envName(field: string): string {
+  return "FSGW_" + field.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
+}
+/** `dataDir` -> `--data-dir`. */
+export function flagName(field: string): string {
+  return "--" + field.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+}
+
+/** Env vars and flags are text: turn them into the field's type, or keep the text for zod to refuse. */
+function fromText(spec: FieldSpec<unknown>, text: string): unknown {
+  switch (spec.kind) {
+    case "int":
+      return /^-?\d+$/.test(text.trim()) ? Number(text.trim()) : text;
+    case "bool":
+      return text === "true" || text === "1" ? true : text === "false" || text === "0" ? false : text;
+    default:
+      return text;
+  }
+}
+
+export interface LoadOptions {
+  argv: string[];
+  env: Record<string, string | undefined>;
+}
+
+/** Builds the validated config from defaults, the --config file, FSGW_* variables and flags. */
+export function loadConfig({ argv, env }: LoadOptions): Config {
+  const values: Record<string, unknown> = {};
+  const origin: Record<string, string> = {};
+  for (const [name, spec] of Object.entries(fields)) {
+    values[name] = spec.default;
+    origin[name] = "default";
+  }
+
+  const flags = parseFlags(argv);
+  const configPath = flags.get("--config") ?? env.FSGW_CONFIG;
+  if (configPath !== undefined) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(configPath, "utf8"));
+    } catch (e) {
+      throw new ConfigError(`config file ${configPath}: ${(e as Error).message}`);
+    }
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError(`config file ${configPath}: must hold one JSON object`);
+    }
+    for (const [name, value] of Object.entries(parsed)) {
+      values[name] = value;
+      origin[name] = configPath;
+    }
+  }
+  for (const [name, spec] of Object.entries(fields)) {
+    const text = env[envName(name)];
+    if (text !== undefined) {
+      values[name] = fromText(spec, text);
+      origin[name] = envName(name);
+    }
+  }
+  for (const [flag, text] of flags) {
+    if (flag === "--config") continue;
+    const name = Object.keys(fields).find((f) => flagName(f) === flag);
+    if (name === undefined) throw new ConfigError(`unknown option ${flag} (try --help)`);
+    values[name] = fromText(fields[name as FieldName], text);
+    origin[name] = flag;
+  }
+
+  const result = schema.safeParse(values);
+  if (!result.success) {
+    const lines = result.error.issues.map((issue) => {
+      const name = String(issue.path[0] ?? "");
+      const spec = (fields as Record<string, FieldSpec<unknown>>)[name];
+      if (spec === undefined) return `unknown config field "${name}" (from ${origin[name] ?? "config"})`;
+      return `invalid ${name} = ${JSON.stringify(values[name])} (from ${origin[name]}): expected ${describeRange(spec)}`;
+    });
+    throw new ConfigError(lines.join("\n"));
+  }
+  const config = result.data as Config;
+  crossCheck(config, origin);
+  return config;
+}
+
+/** Bounds that depend on each other. */
+function crossCheck(config: Config, origin: Record<string, string>): void {
+  for (const name of ["inlineBytesMax", "ioChunkBytes"] as const) {
+    if (config[name] > config.connectionBufferBytesMax) {
+      throw new ConfigError(
+        `invalid ${name} = ${config[name]} (from ${origin[name]}): must not exceed connectionBufferBytesMax (${config.connectionBufferBytesMax})`,
+      );
+    }
+  }
+}
+
+/** `--name value` and `--name=value` pairs; a bare flag is `true`. */
+function parseFlags(argv: string[]): Map<string, string> {
+  const out = new Map<string, string>();
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (try --help)`);
+    const eq = arg.indexOf("=");
+    if (eq > 0) {
+      out.set(arg.slice(0, eq), arg.slice(eq + 1));
+    } else if (i + 1 < argv.length && !argv[i + 1]!.startsWith("--")) {
+      out.set(arg, argv[++i]!);
+    } else {
+      out.set(arg, "true");
+    }
+  }
+  return out;
+}
+
+/** The options table printed by `fsgw serve --help`. */
+export function configHelp(): string {
+  const rows = Object.entries(fields).map(([name, spec]) => {
+    const def = JSON.stringify(spec.default);
+    return `  ${flagName(name).padEnd(30)} ${envName(name).padEnd(34)} default ${def}\n      ${spec.doc}; ${describeRange(spec)}`;
+  });
+  return ["  --config <file>                 FSGW_CONFIG                        a JSON object of the fields below", ...rows].join("\n");
+}

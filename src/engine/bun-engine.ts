@@ -1,0 +1,88 @@
+// Engine "bun": Bun's own asynchronous node:fs, which runs each call on Bun's internal thread pool.
+// It is the baseline every claim about the C pool is measured against.
+import fs from "node:fs";
+import { commitFileFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { ioErrorFromNode } from "./io-error";
+
+const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+const READ_FLAGS = fs.constants.O_RDONLY;
+
+function statOf(s: fs.Stats): FileStat {
+  return { size: s.size, isFile: s.isFile(), isDir: s.isDirectory() };
+}
+
+/** Adapts a node-style callback to a promise that rejects with an IoError. */
+function call<T>(op: string, start: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    start((err, value) => (err ? reject(ioErrorFromNode(err, op)) : resolve(value)));
+  });
+}
+
+export class BunEngine implements IoEngine {
+  readonly name = "bun";
+
+  open(path: string, mode: OpenMode): Promise<number> {
+    return call("open", (cb) => fs.open(path, mode === "create" ? CREATE_FLAGS : READ_FLAGS, 0o644, cb));
+  }
+
+  async write(fd: number, data: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < data.length) {
+      const n = await call<number>("write", (cb) => fs.write(fd, data, done, data.length - done, position + done, cb));
+      done += n;
+    }
+  }
+
+  read(fd: number, into: Uint8Array, position: number): Promise<number> {
+    return call("read", (cb) => fs.read(fd, into, 0, into.length, position, cb));
+  }
+
+  async fstat(fd: number): Promise<FileStat> {
+    return statOf(await call<fs.Stats>("fstat", (cb) => fs.fstat(fd, cb)));
+  }
+
+  async stat(path: string): Promise<FileStat> {
+    return statOf(await call<fs.Stats>("stat", (cb) => fs.stat(path, cb)));
+  }
+
+  close(fd: number): Promise<void> {
+    return call("close", (cb) => fs.close(fd, (err) => cb(err, undefined)));
+  }
+
+  fsync(fd: number): Promise<void> {
+    return call("fsync", (cb) => fs.fsync(fd, (err) => cb(err, undefined)));
+  }
+
+  rename(from: string, to: string): Promise<void> {
+    return call("rename", (cb) => fs.rename(from, to, (err) => cb(err, undefined)));
+  }
+
+  unlink(path: string): Promise<void> {
+    return call("unlink", (cb) => fs.unlink(path, (err) => cb(err, undefined)));
+  }
+
+  mkdir(path: string): Promise<void> {
+    return call("mkdir", (cb) =>
+      fs.mkdir(path, 0o755, (err) => cb(err !== null && err.code !== "EEXIST" ? err : null, undefined)),
+    );
+  }
+
+  async commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
+    if (fsync) return commitFileFromPrimitives(this, tmpPath, finalPath, data, fsync);
+    // Bun's writeFile does open + write + close as one task on its pool: the best Bun offers.
+    try {
+      await fs.promises.writeFile(tmpPath, data, { flag: "wx", mode: 0o644 });
+    } catch (e) {
+      await this.unlink(tmpPath).catch(() => {});
+      throw ioErrorFromNode(e, "commit");
+    }
+    try {
+      await this.rename(tmpPath, finalPath);
+    } catch (e) {
+      await this.unlink(tmpPath).catch(() => {});
+      throw e;
+    }
+  }
+
+  async shutdown(): Promise<void> {}
+}

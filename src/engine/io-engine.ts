@@ -1,0 +1,68 @@
+// The seam between the protocol and the disk. Every file operation of the server goes through an
+// IoEngine, so the Bun-native engine, the C thread pool and the synchronous baseline are
+// interchangeable and measured against each other under the same workload.
+//
+// Operations resolve with their result or reject with an IoError (see io-error.ts). A buffer handed
+// to an engine belongs to it until the operation settles: callers neither reuse nor drop it before.
+
+export type OpenMode =
+  /** O_RDONLY */
+  | "read"
+  /** O_WRONLY | O_CREAT | O_EXCL, mode 0644: a temporary file nobody else may share */
+  | "create";
+
+export interface FileStat {
+  size: number;
+  isFile: boolean;
+  isDir: boolean;
+}
+
+export interface IoEngine {
+  readonly name: string;
+  open(path: string, mode: OpenMode): Promise<number>;
+  /** Writes all of `data` at `position` (short writes are continued by the engine). */
+  write(fd: number, data: Uint8Array, position: number): Promise<void>;
+  /** Reads up to `into.length` bytes at `position`; resolves with the count, 0 at end of file. */
+  read(fd: number, into: Uint8Array, position: number): Promise<number>;
+  fstat(fd: number): Promise<FileStat>;
+  stat(path: string): Promise<FileStat>;
+  close(fd: number): Promise<void>;
+  fsync(fd: number): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  /** Creates a directory (mode 0755); an existing one is not an error. */
+  mkdir(path: string): Promise<void>;
+  /**
+   * Creates `tmpPath`, writes all of `data`, fsyncs when asked, closes and renames it onto
+   * `finalPath`: a whole small upload in one call. On failure the temporary file is removed.
+   */
+  commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void>;
+  /** Stops the engine; operations still queued fail with ECANCELED. Idempotent. */
+  shutdown(): Promise<void>;
+}
+
+/** commitFile from the primitives, for engines without a native compound operation. */
+export async function commitFileFromPrimitives(
+  engine: IoEngine,
+  tmpPath: string,
+  finalPath: string,
+  data: Uint8Array,
+  fsync: boolean,
+): Promise<void> {
+  const fd = await engine.open(tmpPath, "create");
+  try {
+    await engine.write(fd, data, 0);
+    if (fsync) await engine.fsync(fd);
+  } catch (e) {
+    await engine.close(fd).catch(() => {});
+    await engine.unlink(tmpPath).catch(() => {});
+    throw e;
+  }
+  try {
+    await engine.close(fd);
+    await engine.rename(tmpPath, finalPath);
+  } catch (e) {
+    await engine.unlink(tmpPath).catch(() => {});
+    throw e;
+  }
+}

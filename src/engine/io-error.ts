@@ -1,0 +1,66 @@
+// The one place an errno becomes a typed error, and a typed error becomes the text a client reads.
+import { constants } from "node:os";
+
+const nameOfErrno = new Map<number, string>();
+for (const [name, value] of Object.entries(constants.errno)) nameOfErrno.set(value, name);
+
+/** A failed file operation: `code` is the errno name (`ENOENT`), `errno` its positive number. */
+export class IoError extends Error {
+  constructor(
+    readonly code: string,
+    readonly errno: number,
+    readonly op: string,
+  ) {
+    super(`${op}: ${code}`);
+  }
+}
+
+/**
+ * The single errno-to-error conversion. Engines that speak negative errno (the C pool) call it
+ * directly; the Bun engine passes node's error objects through `ioErrorFromNode`, which lands here.
+ */
+export function ioErrorFromErrno(negErrno: number, op: string): IoError {
+  const errno = Math.abs(negErrno);
+  return new IoError(nameOfErrno.get(errno) ?? `ERRNO_${errno}`, errno, op);
+}
+
+export function ioErrorFromNode(e: unknown, op: string): IoError {
+  const err = e as { errno?: unknown; code?: unknown };
+  if (typeof err.errno === "number") return ioErrorFromErrno(err.errno, op);
+  if (typeof err.code === "string" && err.code in constants.errno) {
+    return ioErrorFromErrno((constants.errno as Record<string, number>)[err.code]!, op);
+  }
+  throw e; // not an operating-system error: a bug, let it surface
+}
+
+/** The text a client reads in a reply's Message: short, human, never a stack trace. */
+export function clientText(e: unknown): string {
+  if (!(e instanceof IoError)) return "internal error";
+  switch (e.code) {
+    case "ENOENT":
+      return "no such key";
+    case "ENOSPC":
+    case "EDQUOT":
+      return "disk full";
+    case "EACCES":
+    case "EPERM":
+    case "EROFS":
+      return "permission denied";
+    case "EISDIR":
+    case "ENOTDIR":
+      return "not a file";
+    case "EMFILE":
+    case "ENFILE":
+      return "server busy: too many open files";
+    case "EAGAIN":
+      return "server busy: I/O queue full";
+    case "ECANCELED":
+      return "server shutting down";
+    case "EIO":
+      return "I/O error";
+    case "EFBIG":
+      return "file too large";
+    default:
+      return `I/O error (${e.code})`;
+  }
+}

@@ -1,0 +1,124 @@
+// The two encodings of the message that the Go original can be built with: protobuf (the default,
+// through the code generated in src/gen/) and JSON with lower-case keys. Both produce whole frames.
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { NetFsProtocolProtoSchema } from "../gen/netfs_pb";
+import { frameOf } from "./frame-decoder";
+import {
+  PROTOCOL_APPID,
+  PROTOCOL_MAGIC,
+  PROTOCOL_VERSION,
+  ProtocolError,
+  type MessageInit,
+  type WireMessage,
+} from "./message";
+
+export type WireName = "protobuf" | "json";
+
+export interface WireCodec {
+  readonly name: WireName;
+  /** Decodes one frame's body; throws ProtocolError when it is not a message. */
+  decode(body: Uint8Array): WireMessage;
+  /** Encodes a message as a whole frame, length prefix included. */
+  encodeFrame(msg: MessageInit): Uint8Array;
+}
+
+export const protobufCodec: WireCodec = {
+  name: "protobuf",
+  decode(body) {
+    let m;
+    try {
+      m = fromBinary(NetFsProtocolProtoSchema, body);
+    } catch (e) {
+      throw new ProtocolError(`undecodable protobuf frame: ${(e as Error).message}`);
+    }
+    return {
+      version: m.Version,
+      magic: m.Magic,
+      appid: m.Appid,
+      operation: m.Operation,
+      key: m.Checksum,
+      type: m.Type,
+      size: Number(m.Size),
+      message: m.Message,
+    };
+  },
+  encodeFrame(msg) {
+    const m = create(NetFsProtocolProtoSchema, {
+      Version: PROTOCOL_VERSION,
+      Magic: PROTOCOL_MAGIC,
+      Appid: PROTOCOL_APPID,
+      Operation: msg.operation,
+      Checksum: msg.key,
+      Type: msg.type ?? 0,
+      Size: BigInt(msg.size ?? 0),
+      Message: msg.message ?? "",
+    });
+    return frameOf(toBinary(NetFsProtocolProtoSchema, m));
+  },
+};
+
+const textDecoder = new TextDecoder("utf-8", { fatal: true });
+const textEncoder = new TextEncoder();
+
+/** Go's encoding/json matches object keys case-insensitively; so does this decoder. */
+function jsonField(obj: Record<string, unknown>, lower: string): unknown {
+  if (lower in obj) return obj[lower];
+  for (const k in obj) if (k.toLowerCase() === lower) return obj[k];
+  return undefined;
+}
+
+function jsonString(obj: Record<string, unknown>, name: string): string {
+  const v = jsonField(obj, name);
+  if (v === undefined || v === null) return "";
+  if (typeof v !== "string") throw new ProtocolError(`json field ${name} is not a string`);
+  return v;
+}
+
+function jsonInt(obj: Record<string, unknown>, name: string, bits: 32 | 64): number {
+  const v = jsonField(obj, name);
+  if (v === undefined || v === null) return 0;
+  if (typeof v !== "number" || !Number.isInteger(v)) throw new ProtocolError(`json field ${name} is not an integer`);
+  if (bits === 32 && (v < -0x80000000 || v > 0x7fffffff)) throw new ProtocolError(`json field ${name} is out of int32 range`);
+  return v;
+}
+
+export const jsonCodec: WireCodec = {
+  name: "json",
+  decode(body) {
+    let obj: unknown;
+    try {
+      obj = JSON.parse(textDecoder.decode(body));
+    } catch (e) {
+      throw new ProtocolError(`undecodable json frame: ${(e as Error).message}`);
+    }
+    if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new ProtocolError("json frame is not an object");
+    const o = obj as Record<string, unknown>;
+    return {
+      version: jsonString(o, "version"),
+      magic: jsonInt(o, "magic", 32),
+      appid: jsonInt(o, "appid", 32),
+      operation: jsonInt(o, "operation", 32),
+      key: jsonString(o, "checksum"),
+      type: jsonInt(o, "type", 32),
+      size: jsonInt(o, "size", 64),
+      message: jsonString(o, "message"),
+    };
+  },
+  encodeFrame(msg) {
+    const text = JSON.stringify({
+      version: PROTOCOL_VERSION,
+      magic: PROTOCOL_MAGIC,
+      appid: PROTOCOL_APPID,
+      operation: msg.operation,
+      checksum: msg.key,
+      type: msg.type ?? 0,
+      size: msg.size ?? 0,
+      message: msg.message ?? "",
+    });
+    return frameOf(textEncoder.encode(text));
+  },
+};
+
+export function codecFor(wire: WireName): WireCodec {
+  return wire === "json" ? jsonCodec : protobufCodec;
+}

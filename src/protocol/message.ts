@@ -1,0 +1,62 @@
+// The protocol's one message, as the server and client see it once decoded (../shared/PROTOCOL.md).
+// Codecs (protobuf, json) convert between this shape and the wire; nothing else knows the encoding.
+
+export const PROTOCOL_VERSION = "0001";
+export const PROTOCOL_MAGIC = 0x12345;
+export const PROTOCOL_APPID = 0x12345;
+
+export const Op = {
+  BENCH_MARK: 1,
+  BENCH_MARK_RSP: 2,
+  UPLOAD: 3,
+  UPLOAD_RSP: 4,
+  DOWNLOAD: 5,
+  DOWNLOAD_RSP: 6,
+  EXIST: 7,
+  EXIST_RSP: 8,
+  DELETE: 9,
+  DELETE_RSP: 10,
+} as const;
+
+export const FileType = { UNSET: 0, FILE: 1, LINK: 2, DIR: 3 } as const;
+
+export const Msg = {
+  START: "START",
+  END: "END",
+  ACK: "ACK",
+  SUCCESS: "success",
+  FAILED: "failed",
+} as const;
+
+export interface WireMessage {
+  version: string;
+  magic: number;
+  appid: number;
+  operation: number;
+  /** The `Checksum` field: the file key. */
+  key: string;
+  type: number;
+  /** int64 on the wire; values past 2^53 lose precision, which every bound check still rejects. */
+  size: number;
+  message: string;
+}
+
+/** What a sender fills in; the version, magic and appid are always the protocol's own. */
+export interface MessageInit {
+  operation: number;
+  key: string;
+  type?: number;
+  size?: number;
+  message?: string;
+}
+
+/** A peer broke the protocol: the connection is closed (the Go original does the same). */
+export class ProtocolError extends Error {}
+
+/** Returns why a decoded message's header is not the protocol's, or null when it is. */
+export function headerProblem(msg: WireMessage): string | null {
+  if (msg.version !== PROTOCOL_VERSION) return `bad Version ${JSON.stringify(msg.version)}`;
+  if (msg.magic !== PROTOCOL_MAGIC) return `bad Magic ${msg.magic}`;
+  if (msg.appid !== PROTOCOL_APPID) return `bad Appid ${msg.appid}`;
+  return null;
+}

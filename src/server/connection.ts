@@ -1,0 +1,566 @@
+// One client connection: one explicit state machine for the five exchanges of ../shared/PROTOCOL.md.
+//
+// Socket callbacks only feed bytes (`onData`) and drain events (`onDrain`) in; everything else is a
+// state transition here. Bytes may arrive in any split: a frame a byte at a time, or a frame, a body
+// and the next frame in one chunk. While an exchange waits on the disk, input that arrives is kept
+// (`stash`) and reading pauses, so a pipelining client is served in order with bounded memory.
+//
+//   frame ──BENCH──────────────────────────────────────────────────────▶ frame
+//   frame ──UPLOAD──▶ [opening] ──START──▶ upload_body ──▶ committing ──END──▶ upload_ack ──ACK──▶ frame
+//                                                                  └─error──▶ upload_error (ACK optional)
+//   frame ──DOWNLOAD──▶ waiting ──START──▶ download_body ──END──▶ download_ack ──ACK──▶ frame
+//   frame ──EXIST / DELETE──▶ waiting ──reply──▶ frame
+import type { Socket } from "bun";
+import { clientText } from "../engine/io-error";
+import type { WireCodec } from "../protocol/codec";
+import { FrameDecoder } from "../protocol/frame-decoder";
+import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
+import { checkKey, type CheckedKey } from "../storage/keys";
+import type { ReadHandle, Store } from "../storage/store";
+import { UploadStream, type UploadOwner } from "../storage/upload-stream";
+import type { Logger } from "../log";
+
+export type ConnectionState =
+  | "frame" // between exchanges: reading a request frame
+  | "waiting" // an engine call decides the next step; input is stashed
+  | "upload_body" // reading the raw body of an upload
+  | "committing" // body complete; waiting for the file to be committed
+  | "upload_ack" // END sent; the next frame must be the client's ACK
+  | "upload_error" // an error text ended the upload; an ACK frame, if the client sends one, is skipped
+  | "download_body" // sending the raw body of a download
+  | "download_ack" // END sent; the next frame must be the client's ACK
+  | "closed";
+
+/** What a connection needs from its server; the server owns bounds, counters and shutdown. */
+export interface ConnectionHost {
+  readonly store: Store;
+  readonly codec: WireCodec;
+  readonly log: Logger;
+  readonly frameBytesMax: number;
+  readonly connectionBufferBytesMax: number;
+  readonly uploadBytesMax: number;
+  readonly inlineBytesMax: number;
+  readonly ioChunkBytes: number;
+  /** Keeps a cleanup (temporary file removal, fd close) visible to shutdown until it settles. */
+  track(work: Promise<unknown>): void;
+  /** True once the server is draining: a connection closes when its exchange is over. */
+  readonly draining: boolean;
+  onConnectionClosed(conn: Connection): void;
+}
+
+const PAUSE_STASH = 1; // input arrived while an engine call decides what comes next
+const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet on disk
+
+export class Connection implements UploadOwner {
+  state: ConnectionState = "frame";
+  /** Date.now() of the last sign of life: bytes in, a drain, an engine completion. */
+  lastActiveMs = Date.now();
+
+  private readonly decoder: FrameDecoder;
+  private stash: Uint8Array | null = null;
+  private pausedBy = 0;
+  /** Reply bytes the socket did not take yet, oldest first. */
+  private readonly outQueue: Uint8Array[] = [];
+
+  // The exchange in progress.
+  private key = "";
+  private keyHash = 0;
+  private bodyRemaining = 0;
+  private inlineBody: Uint8Array | null = null;
+  private inlineFilled = 0;
+  private upload: UploadStream | null = null;
+  private download: ReadHandle | null = null;
+  private downloadBuffer: Uint8Array | null = null;
+  private downloadPosition = 0;
+  private downloadReadInFlight = false;
+
+  constructor(
+    private readonly socket: Socket<Connection>,
+    private readonly host: ConnectionHost,
+  ) {
+    this.decoder = new FrameDecoder(host.frameBytesMax);
+  }
+
+  /** A getter, so that checks after an await are not narrowed away by the compiler. */
+  get isClosed(): boolean {
+    return this.state === "closed";
+  }
+
+  get remote(): string {
+    return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+  }
+
+  /** Waiting on the disk, not on the client: the idle timeout does not apply. */
+  get waitingOnServer(): boolean {
+    return this.state === "waiting" || this.state === "committing" || this.pausedBy !== 0;
+  }
+
+  /** Between exchanges with no partial frame: closing now loses nothing. */
+  get betweenExchanges(): boolean {
+    return this.state === "frame" && !this.decoder.midFrame && this.stash === null;
+  }
+
+  // ---- socket events ----
+
+  onData(chunk: Uint8Array): void {
+    this.lastActiveMs = Date.now();
+    if (this.isClosed) return;
+    if (this.stash !== null) {
+      this.stashMore(chunk);
+      return;
+    }
+    this.consume(chunk, 0);
+  }
+
+  onDrain(): void {
+    this.lastActiveMs = Date.now();
+    this.flushOut();
+    if (this.outQueue.length === 0 && this.state === "download_body" && !this.downloadReadInFlight) {
+      this.continueDownload();
+    }
+  }
+
+  /** The socket is gone: release what the exchange holds. */
+  onClose(): void {
+    if (this.isClosed) return;
+    this.state = "closed";
+    this.stash = null;
+    this.outQueue.length = 0;
+    if (this.upload !== null) {
+      this.host.track(this.upload.abort());
+      this.upload = null;
+    }
+    this.inlineBody = null;
+    if (this.download !== null && !this.downloadReadInFlight) this.closeDownloadFile();
+    this.host.onConnectionClosed(this);
+  }
+
+  /** Closes the connection from the server side (violation, idle, shutdown). */
+  close(reason: string): void {
+    if (this.isClosed) return;
+    this.host.log.debug("connection_closed", { remote: this.remote, reason });
+    this.socket.end();
+    this.onClose();
+  }
+
+  // ---- input ----
+
+  private consume(chunk: Uint8Array, offset: number): void {
+    try {
+      while (offset < chunk.length) {
+        switch (this.state) {
+          case "frame":
+          case "upload_ack":
+          case "upload_error":
+          case "download_ack": {
+            offset += this.decoder.feed(chunk, offset);
+            const frame = this.decoder.takeFrame();
+            if (frame !== null) this.onFrame(frame);
+            break;
+          }
+          case "upload_body": {
+            const take = Math.min(this.bodyRemaining, chunk.length - offset);
+            this.onBody(chunk.subarray(offset, offset + take));
+            offset += take;
+            break;
+          }
+          case "closed":
+            return;
+          default:
+            // An engine call decides what the rest means: keep it and stop reading until then.
+            this.stash = chunk.subarray(offset);
+            this.pause(PAUSE_STASH);
+            return;
+        }
+      }
+    } catch (e) {
+      if (e instanceof ProtocolError) {
+        this.host.log.warn("protocol_violation", { remote: this.remote, state: this.state, reason: e.message });
+        this.close("protocol violation");
+      } else {
+        this.host.log.error("connection_bug", { remote: this.remote, state: this.state, error: String((e as Error)?.stack ?? e) });
+        this.close("internal error");
+      }
+    }
+  }
+
+  private stashMore(chunk: Uint8Array): void {
+    const old = this.stash!;
+    if (old.length + chunk.length > this.host.connectionBufferBytesMax + this.host.frameBytesMax) {
+      this.host.log.warn("protocol_violation", { remote: this.remote, state: this.state, reason: "sent too much without waiting for a reply" });
+      this.close("protocol violation");
+      return;
+    }
+    const joined = new Uint8Array(old.length + chunk.length);
+    joined.set(old);
+    joined.set(chunk, old.length);
+    this.stash = joined;
+  }
+
+  /** An engine call settled and the state reads input again: process what was stashed. */
+  private resumeInput(): void {
+    if (this.isClosed) return;
+    if (this.host.draining && this.betweenExchanges) {
+      this.close("server shutting down");
+      return;
+    }
+    const stash = this.stash;
+    this.stash = null;
+    this.unpause(PAUSE_STASH);
+    if (stash !== null) this.consume(stash, 0);
+  }
+
+  private onFrame(bytes: Uint8Array): void {
+    const msg = this.host.codec.decode(bytes);
+    const problem = headerProblem(msg);
+    if (problem !== null) throw new ProtocolError(problem);
+    switch (this.state) {
+      case "upload_ack":
+        this.expectAck(msg, Op.UPLOAD);
+        return;
+      case "download_ack":
+        this.expectAck(msg, Op.DOWNLOAD);
+        return;
+      case "upload_error":
+        this.state = "frame";
+        if (msg.operation === Op.UPLOAD && msg.message === Msg.ACK) return this.endExchange();
+        break;
+    }
+    this.onRequest(msg);
+  }
+
+  private expectAck(msg: WireMessage, op: number): void {
+    if (msg.operation !== op || msg.message !== Msg.ACK) {
+      throw new ProtocolError(`expected ACK with op ${op}, got op ${msg.operation} message ${JSON.stringify(msg.message)}`);
+    }
+    this.state = "frame";
+    this.endExchange();
+  }
+
+  /** An exchange is over; a draining server lets the connection go now. */
+  private endExchange(): void {
+    if (this.host.draining && this.betweenExchanges) this.close("server shutting down");
+  }
+
+  private onRequest(msg: WireMessage): void {
+    switch (msg.operation) {
+      case Op.BENCH_MARK:
+        this.send({ operation: Op.BENCH_MARK_RSP, key: msg.key });
+        return this.endExchange();
+      case Op.UPLOAD:
+        return this.startUpload(msg);
+      case Op.DOWNLOAD:
+        return void this.startDownload(msg);
+      case Op.EXIST:
+        return void this.startExist(msg);
+      case Op.DELETE:
+        return void this.startDelete(msg);
+      default:
+        throw new ProtocolError(`unknown op ${msg.operation}`);
+    }
+  }
+
+  /** Validates the key; on failure answers with `replyOp` and the reason, and returns null. */
+  private acceptKey(msg: WireMessage, replyOp: number): CheckedKey | null {
+    const checked = checkKey(msg.key);
+    if (typeof checked === "string") {
+      this.send({ operation: replyOp, key: msg.key, message: checked });
+      return null;
+    }
+    this.key = msg.key;
+    this.keyHash = checked.hash;
+    return checked;
+  }
+
+  // ---- upload ----
+
+  private startUpload(msg: WireMessage): void {
+    if (this.acceptKey(msg, Op.UPLOAD_RSP) === null) return;
+    const size = msg.size;
+    let refusal: string | null = null;
+    if (!(size > 0)) refusal = `invalid size ${size}: an upload carries at least 1 byte`;
+    else if (size > this.host.uploadBytesMax) refusal = `file too large: ${size} bytes exceeds the server's uploadBytesMax ${this.host.uploadBytesMax}`;
+    if (refusal !== null) {
+      this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: refusal });
+      return;
+    }
+    this.bodyRemaining = size;
+    if (size <= this.host.inlineBytesMax) {
+      // Small body: gather it whole (bounded by inlineBytesMax) and commit it in one engine call.
+      this.inlineBody = new Uint8Array(size);
+      this.inlineFilled = 0;
+      this.state = "upload_body";
+      this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: Msg.START });
+      return;
+    }
+    const store = this.host.store;
+    this.upload = new UploadStream(
+      store.engine,
+      store.tempPath(this.keyHash),
+      store.finalPath(this.key, this.keyHash),
+      store.fsyncOnCommit,
+      this.host.ioChunkBytes,
+      this,
+    );
+    this.state = "waiting";
+    void this.upload.open().then((error) => this.onUploadOpened(error));
+  }
+
+  private onUploadOpened(error: unknown): void {
+    this.lastActiveMs = Date.now();
+    if (this.isClosed) return;
+    if (error !== null) {
+      this.upload = null;
+      this.logIoError("upload_open_failed", error);
+      this.send({ operation: Op.UPLOAD_RSP, key: this.key, message: clientText(error) });
+      this.state = "frame";
+    } else {
+      this.send({ operation: Op.UPLOAD_RSP, key: this.key, message: Msg.START });
+      this.state = "upload_body";
+    }
+    this.resumeInput();
+  }
+
+  private onBody(part: Uint8Array): void {
+    this.bodyRemaining -= part.length;
+    if (this.inlineBody !== null) {
+      this.inlineBody.set(part, this.inlineFilled);
+      this.inlineFilled += part.length;
+    } else {
+      const upload = this.upload!;
+      upload.push(part);
+      if (upload.backlogBytes > this.host.connectionBufferBytesMax) this.pause(PAUSE_BACKLOG);
+    }
+    if (this.bodyRemaining > 0) return;
+    this.state = "committing";
+    if (this.inlineBody !== null) {
+      const body = this.inlineBody;
+      this.inlineBody = null;
+      const commit = this.host.store.commitWhole(this.key, this.keyHash, body);
+      this.host.track(commit);
+      commit.then(
+        () => this.onUploadSettled(null),
+        (e) => this.onUploadSettled(e),
+      );
+    } else {
+      this.upload!.end();
+    }
+  }
+
+  onUploadProgress(): void {
+    this.lastActiveMs = Date.now();
+    if (this.upload !== null && this.upload.backlogBytes <= this.host.connectionBufferBytesMax / 2) {
+      this.unpause(PAUSE_BACKLOG);
+    }
+  }
+
+  onUploadSettled(error: unknown): void {
+    this.lastActiveMs = Date.now();
+    this.upload = null;
+    this.unpause(PAUSE_BACKLOG);
+    if (this.isClosed) return;
+    if (error === null) {
+      this.send({ operation: Op.UPLOAD, key: this.key, message: Msg.END });
+      this.state = "upload_ack";
+    } else {
+      this.logIoError("upload_failed", error);
+      this.send({ operation: Op.UPLOAD, key: this.key, message: clientText(error) });
+      this.state = "upload_error";
+    }
+    this.resumeInput();
+  }
+
+  // ---- download ----
+
+  private async startDownload(msg: WireMessage): Promise<void> {
+    if (this.acceptKey(msg, Op.DOWNLOAD_RSP) === null) return;
+    this.state = "waiting";
+    let handle: ReadHandle;
+    try {
+      handle = await this.host.store.openForRead(this.key, this.keyHash);
+    } catch (e) {
+      return this.answerError(Op.DOWNLOAD_RSP, "download_open_failed", e);
+    }
+    this.lastActiveMs = Date.now();
+    this.download = handle;
+    if (this.isClosed) return this.closeDownloadFile();
+    if (handle.size <= this.host.inlineBytesMax) return this.sendWholeDownload(handle);
+    this.send({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size: handle.size, type: FileType.FILE });
+    this.downloadBuffer = new Uint8Array(Math.min(this.host.ioChunkBytes, handle.size));
+    this.downloadPosition = 0;
+    this.state = "download_body";
+    this.continueDownload();
+  }
+
+  /** Small file: read it whole first, so an error can still be answered, then one socket write. */
+  private async sendWholeDownload(handle: ReadHandle): Promise<void> {
+    const body = new Uint8Array(handle.size);
+    let filled = 0;
+    this.downloadReadInFlight = true;
+    try {
+      while (filled < body.length) {
+        const n = await this.host.store.engine.read(handle.fd, body.subarray(filled), filled);
+        if (n === 0) throw new ProtocolError("file shrank while being read");
+        filled += n;
+      }
+    } catch (e) {
+      this.downloadReadInFlight = false;
+      this.closeDownloadFile();
+      if (e instanceof ProtocolError) return this.answerText(Op.DOWNLOAD_RSP, "I/O error");
+      return this.answerError(Op.DOWNLOAD_RSP, "download_read_failed", e);
+    }
+    this.downloadReadInFlight = false;
+    this.closeDownloadFile();
+    if (this.isClosed) return;
+    const codec = this.host.codec;
+    this.sendBytes(codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size: body.length, type: FileType.FILE }));
+    this.sendBytes(body);
+    this.sendBytes(codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END }));
+    this.state = "download_ack";
+    this.resumeInput();
+  }
+
+  /** Reads the next piece of a streamed download; called when the socket has taken the last one. */
+  private continueDownload(): void {
+    const handle = this.download!;
+    if (this.downloadPosition >= handle.size) {
+      this.closeDownloadFile();
+      this.send({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END });
+      this.state = "download_ack";
+      this.resumeInput();
+      return;
+    }
+    const buffer = this.downloadBuffer!;
+    const want = Math.min(buffer.length, handle.size - this.downloadPosition);
+    this.downloadReadInFlight = true;
+    this.host.store.engine
+      .read(handle.fd, want === buffer.length ? buffer : buffer.subarray(0, want), this.downloadPosition)
+      .then(this.onDownloadRead, this.onDownloadReadFailed);
+  }
+
+  private readonly onDownloadRead = (n: number): void => {
+    this.downloadReadInFlight = false;
+    this.lastActiveMs = Date.now();
+    if (this.isClosed) return this.closeDownloadFile();
+    if (n === 0) {
+      // The START frame promised more bytes than the file now has: the stream cannot recover.
+      this.host.log.error("download_short", { remote: this.remote, key: this.key });
+      return this.close("file shrank during download");
+    }
+    this.downloadPosition += n;
+    this.sendBytes(this.downloadBuffer!.subarray(0, n));
+    // The socket copies what it takes, and the rest waits in outQueue: the buffer is reused only
+    // once the queue is empty.
+    if (this.outQueue.length === 0) this.continueDownload();
+  };
+
+  private readonly onDownloadReadFailed = (e: unknown): void => {
+    this.downloadReadInFlight = false;
+    this.logIoError("download_read_failed", e);
+    this.closeDownloadFile();
+    this.close("read failed mid-download");
+  };
+
+  private closeDownloadFile(): void {
+    const handle = this.download;
+    if (handle === null) return;
+    this.download = null;
+    this.downloadBuffer = null;
+    this.host.track(this.host.store.engine.close(handle.fd).catch(() => {}));
+  }
+
+  // ---- exist, delete ----
+
+  private async startExist(msg: WireMessage): Promise<void> {
+    if (this.acceptKey(msg, Op.EXIST_RSP) === null) return;
+    this.state = "waiting";
+    try {
+      const st = await this.host.store.stat(this.key, this.keyHash);
+      if (this.isClosed) return;
+      const type = st.isFile ? FileType.FILE : st.isDir ? FileType.DIR : FileType.UNSET;
+      this.send({ operation: Op.EXIST_RSP, key: this.key, size: st.size, type, message: Msg.SUCCESS });
+    } catch (e) {
+      return this.answerError(Op.EXIST_RSP, "exist_failed", e);
+    }
+    this.state = "frame";
+    this.resumeInput();
+  }
+
+  private async startDelete(msg: WireMessage): Promise<void> {
+    if (this.acceptKey(msg, Op.DELETE_RSP) === null) return;
+    this.state = "waiting";
+    try {
+      await this.host.store.remove(this.key, this.keyHash);
+      if (this.isClosed) return;
+      this.send({ operation: Op.DELETE_RSP, key: this.key, message: Msg.SUCCESS });
+    } catch (e) {
+      return this.answerError(Op.DELETE_RSP, "delete_failed", e);
+    }
+    this.state = "frame";
+    this.resumeInput();
+  }
+
+  /** Ends a waiting exchange with the client-facing text of an engine error. */
+  private answerError(op: number, event: string, e: unknown): void {
+    this.logIoError(event, e);
+    this.answerText(op, clientText(e));
+  }
+
+  private answerText(op: number, text: string): void {
+    this.lastActiveMs = Date.now();
+    if (this.isClosed) return;
+    this.send({ operation: op, key: this.key, message: text });
+    this.state = "frame";
+    this.resumeInput();
+  }
+
+  private logIoError(event: string, e: unknown): void {
+    // "no such key" is an everyday answer, not a server problem.
+    const text = clientText(e);
+    if (text === "no such key") this.host.log.debug(event, { remote: this.remote, key: this.key, error: text });
+    else this.host.log.warn(event, { remote: this.remote, key: this.key, error: String((e as Error)?.message ?? e) });
+  }
+
+  // ---- output ----
+
+  private send(msg: MessageInit): void {
+    this.sendBytes(this.host.codec.encodeFrame(msg));
+  }
+
+  private sendBytes(bytes: Uint8Array): void {
+    if (this.isClosed) return;
+    if (this.outQueue.length > 0) {
+      this.outQueue.push(bytes);
+      return;
+    }
+    const n = this.socket.write(bytes);
+    if (n < 0) return; // closed underneath us; onClose follows
+    if (n < bytes.length) this.outQueue.push(bytes.subarray(n));
+  }
+
+  private flushOut(): void {
+    while (this.outQueue.length > 0) {
+      const bytes = this.outQueue[0]!;
+      const n = this.socket.write(bytes);
+      if (n < 0) return;
+      if (n < bytes.length) {
+        this.outQueue[0] = bytes.subarray(n);
+        return;
+      }
+      this.outQueue.shift();
+    }
+  }
+
+  // ---- flow control ----
+
+  private pause(reason: number): void {
+    if (this.pausedBy === 0) this.socket.pause();
+    this.pausedBy |= reason;
+  }
+
+  private unpause(reason: number): void {
+    if ((this.pausedBy & reason) === 0) return;
+    this.pausedBy &= ~reason;
+    if (this.pausedBy === 0 && this.state !== "closed") this.socket.resume();
+  }
+}

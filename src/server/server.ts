@@ -1,0 +1,177 @@
+// The TCP server: Bun.listen, the connection table and its bound, the idle sweeper, and shutdown.
+import type { Socket, TCPSocketListener } from "bun";
+import type { Config } from "../config";
+import type { IoEngine } from "../engine/io-engine";
+import { codecFor, type WireCodec } from "../protocol/codec";
+import { Store } from "../storage/store";
+import type { Logger } from "../log";
+import { Connection, type ConnectionHost } from "./connection";
+
+export interface ServerOptions {
+  config: Config;
+  engine: IoEngine;
+  log: Logger;
+}
+
+/** Logs refused connections at most once a second, with how many were refused since. */
+class RefusalLog {
+  private refusedSince = 0;
+  private lastLogMs = 0;
+  constructor(private readonly log: Logger) {}
+  note(remote: string, open: number, max: number): void {
+    this.refusedSince++;
+    const now = Date.now();
+    if (now - this.lastLogMs < 1000) return;
+    this.log.warn("connection_refused", { remote, reason: "connectionsMax reached", open, connectionsMax: max, refused: this.refusedSince });
+    this.refusedSince = 0;
+    this.lastLogMs = now;
+  }
+}
+
+export class Server implements ConnectionHost {
+  readonly store: Store;
+  readonly codec: WireCodec;
+  readonly log: Logger;
+  readonly frameBytesMax: number;
+  readonly connectionBufferBytesMax: number;
+  readonly uploadBytesMax: number;
+  readonly inlineBytesMax: number;
+  readonly ioChunkBytes: number;
+  draining = false;
+
+  private readonly config: Config;
+  private readonly connections = new Set<Connection>();
+  private readonly inFlight = new Set<Promise<unknown>>();
+  private readonly refusals: RefusalLog;
+  private listener: TCPSocketListener<Connection> | null = null;
+  private sweeper: ReturnType<typeof setInterval> | null = null;
+  private stopping: Promise<void> | null = null;
+  private allClosed: (() => void) | null = null;
+
+  constructor(private readonly options: ServerOptions) {
+    const { config, engine, log } = options;
+    this.config = config;
+    this.log = log;
+    this.store = new Store(engine, config.dataDir, config.shards, config.fsyncOnCommit);
+    this.codec = codecFor(config.wire);
+    this.frameBytesMax = config.frameBytesMax;
+    this.connectionBufferBytesMax = config.connectionBufferBytesMax;
+    this.uploadBytesMax = config.uploadBytesMax;
+    this.inlineBytesMax = config.inlineBytesMax;
+    this.ioChunkBytes = config.ioChunkBytes;
+    this.refusals = new RefusalLog(log);
+  }
+
+  get port(): number {
+    return this.listener?.port ?? 0;
+  }
+
+  get connectionCount(): number {
+    return this.connections.size;
+  }
+
+  start(): void {
+    this.store.init(this.log);
+    // Bun calls these with the socket; the Connection in socket.data does the rest.
+    this.listener = Bun.listen<Connection>({
+      hostname: this.config.host,
+      port: this.config.port,
+      socket: {
+        open: (socket) => this.onOpen(socket),
+        data: (socket, chunk) => socket.data?.onData(chunk),
+        drain: (socket) => socket.data?.onDrain(),
+        close: (socket) => socket.data?.onClose(),
+        error: (socket, error) => {
+          this.log.debug("socket_error", { error: error.message });
+          socket.data?.onClose();
+        },
+      },
+    });
+    this.log.info("listening", {
+      host: this.config.host,
+      port: this.listener.port,
+      engine: this.options.engine.name,
+      wire: this.codec.name,
+      dataDir: this.store.dataDir,
+      pid: process.pid,
+    });
+  }
+
+  private onOpen(socket: Socket<Connection>): void {
+    if (this.draining || this.connections.size >= this.config.connectionsMax) {
+      if (!this.draining) this.refusals.note(`${socket.remoteAddress}:${socket.remotePort}`, this.connections.size, this.config.connectionsMax);
+      socket.terminate();
+      return;
+    }
+    const conn = new Connection(socket, this);
+    socket.data = conn;
+    socket.setNoDelay(true);
+    this.connections.add(conn);
+    if (this.sweeper === null) this.startSweeper();
+  }
+
+  onConnectionClosed(conn: Connection): void {
+    this.connections.delete(conn);
+    if (this.connections.size === 0) {
+      this.stopSweeper();
+      this.allClosed?.();
+    }
+  }
+
+  track(work: Promise<unknown>): void {
+    this.inFlight.add(work);
+    const forget = () => this.inFlight.delete(work);
+    work.then(forget, forget);
+  }
+
+  /**
+   * Closes connections silent for idleTimeoutMs. It runs only while connections exist, so an idle
+   * server has no timer at all; its period (a quarter of the timeout, at most 1 s) bounds how late
+   * a timeout fires.
+   */
+  private startSweeper(): void {
+    const timeoutMs = this.config.idleTimeoutMs;
+    const periodMs = Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4)));
+    this.sweeper = setInterval(() => {
+      const now = Date.now();
+      for (const conn of this.connections) {
+        if (now - conn.lastActiveMs > timeoutMs && !conn.waitingOnServer) {
+          this.log.info("idle_timeout", { remote: conn.remote, state: conn.state, idleMs: now - conn.lastActiveMs });
+          conn.close("idle timeout");
+        }
+      }
+    }, periodMs);
+  }
+
+  private stopSweeper(): void {
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
+  }
+
+  /**
+   * Stops accepting, lets exchanges in flight finish for up to shutdownGraceMs, then cuts what is
+   * left (partial uploads lose their temporary files), waits for cleanups and stops the engine.
+   */
+  stop(): Promise<void> {
+    if (this.stopping !== null) return this.stopping;
+    this.stopping = (async () => {
+      this.draining = true;
+      this.listener?.stop(false);
+      for (const conn of [...this.connections]) if (conn.betweenExchanges) conn.close("server shutting down");
+      if (this.connections.size > 0) {
+        const allClosed = new Promise<void>((resolve) => (this.allClosed = resolve));
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.shutdownGraceMs)));
+        await Promise.race([allClosed, grace]);
+        clearTimeout(timer);
+        for (const conn of [...this.connections]) conn.close("server shutting down");
+      }
+      this.listener?.stop(true);
+      this.stopSweeper();
+      await Promise.allSettled([...this.inFlight]);
+      await this.options.engine.shutdown();
+      this.log.info("stopped", {});
+    })();
+    return this.stopping;
+  }
+}

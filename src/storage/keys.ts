@@ -1,0 +1,44 @@
+// File keys: what a client may name a file. A valid key is one path component that cannot escape
+// its shard directory and cannot collide with a temporary file (those contain a backslash).
+
+export const KEY_BYTES_MAX = 255; // NAME_MAX on ext4, xfs, btrfs: a key is stored as one file name
+
+const encoder = new TextEncoder();
+/** Scratch space for a key's UTF-8: 3 bytes per UTF-16 unit covers every string of <= 255 units. */
+const scratch = new Uint8Array(KEY_BYTES_MAX * 3);
+
+export interface CheckedKey {
+  /** FNV-1a 32 of the key's UTF-8 bytes: picks the shard. Stable forever: it decides file paths. */
+  hash: number;
+}
+
+/**
+ * Returns the key's hash when the key is valid, or the text that tells the client why not.
+ * Rules: 1..255 bytes of UTF-8; no '/', '\', NUL or control characters; not "." or "..".
+ */
+export function checkKey(key: string): CheckedKey | string {
+  if (key.length === 0) return "invalid key: empty";
+  if (key.length > KEY_BYTES_MAX) return `invalid key: longer than ${KEY_BYTES_MAX} bytes`;
+  if (key === "." || key === "..") return `invalid key: '${key}' is not a file name`;
+  for (let i = 0; i < key.length; i++) {
+    const c = key.charCodeAt(i);
+    if (c === 0x2f) return "invalid key: contains '/'";
+    if (c === 0x5c) return "invalid key: contains '\\'";
+    if (c === 0) return "invalid key: contains NUL";
+    if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return "invalid key: contains a control character";
+    // A lone surrogate cannot be encoded as UTF-8, so it cannot name a file faithfully.
+    if (c >= 0xd800 && c <= 0xdfff) {
+      const next = key.charCodeAt(i + 1);
+      if (c >= 0xdc00 || !(next >= 0xdc00 && next <= 0xdfff)) return "invalid key: not valid UTF-8";
+      i++;
+    }
+  }
+  const { written } = encoder.encodeInto(key, scratch);
+  if (written > KEY_BYTES_MAX) return `invalid key: longer than ${KEY_BYTES_MAX} bytes`;
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < written; i++) {
+    hash ^= scratch[i]!;
+    hash = Math.imul(hash, 0x01000193);
+  }
+  return { hash: hash >>> 0 };
+}

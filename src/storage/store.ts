@@ -1,0 +1,119 @@
+// Sharded, atomic storage on one data directory.
+//
+// Layout: <dataDir>/<shard>/<key>, where <shard> is the key's FNV-1a hash modulo `shards`, in hex.
+// A temporary file lives in the same shard directory as its final name, so committing it is a
+// rename inside one directory: readers see the old file or the new one, never a partial one, and
+// concurrent commits spread over `shards` directory locks instead of contending on one.
+// Temporary names contain a backslash, which no key may contain, so the two can never collide and
+// the start-up sweep can tell stale temporaries from stored files by name alone.
+import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { constants } from "node:os";
+import { resolve } from "node:path";
+import type { FileStat, IoEngine } from "../engine/io-engine";
+import { ioErrorFromErrno } from "../engine/io-error";
+import type { Logger } from "../log";
+
+const LAYOUT_FILE = "fsgw-layout.json";
+const TEMP_MARK = "\\";
+
+export class StoreError extends Error {}
+
+export interface ReadHandle {
+  fd: number;
+  size: number;
+}
+
+export class Store {
+  readonly dataDir: string;
+  private readonly shardNameWidth: number;
+  private tempSeq = 0;
+
+  constructor(
+    readonly engine: IoEngine,
+    dataDir: string,
+    readonly shards: number,
+    readonly fsyncOnCommit: boolean,
+  ) {
+    this.dataDir = resolve(dataDir);
+    this.shardNameWidth = Math.max(2, (shards - 1).toString(16).length);
+  }
+
+  /**
+   * Prepares the data directory before the server accepts anything: creates it and its shard
+   * directories, checks that it was laid out with the same shard count, and removes temporary
+   * files a crash left behind. Start-up only, so it uses synchronous fs directly.
+   */
+  init(log: Logger): void {
+    mkdirSync(this.dataDir, { recursive: true, mode: 0o755 });
+    const layoutPath = `${this.dataDir}/${LAYOUT_FILE}`;
+    if (existsSync(layoutPath)) {
+      let layout: { shards?: unknown; hash?: unknown };
+      try {
+        layout = JSON.parse(readFileSync(layoutPath, "utf8"));
+      } catch (e) {
+        throw new StoreError(`${layoutPath} is unreadable (${(e as Error).message}); fix or remove it`);
+      }
+      if (layout.shards !== this.shards || layout.hash !== "fnv1a32") {
+        throw new StoreError(
+          `${this.dataDir} was laid out with shards=${String(layout.shards)}; start with --shards ${String(layout.shards)} or use another dataDir (moving files between layouts is not supported)`,
+        );
+      }
+    } else {
+      writeFileSync(layoutPath, JSON.stringify({ shards: this.shards, hash: "fnv1a32" }) + "\n");
+    }
+    let swept = 0;
+    for (let shard = 0; shard < this.shards; shard++) {
+      const dir = this.shardDir(shard);
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      for (const name of readdirSync(dir)) {
+        if (!name.includes(TEMP_MARK)) continue;
+        try {
+          unlinkSync(`${dir}/${name}`);
+          swept++;
+        } catch (e) {
+          log.warn("sweep_failed", { path: `${dir}/${name}`, error: (e as Error).message });
+        }
+      }
+    }
+    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, staleTempFilesRemoved: swept });
+  }
+
+  shardDir(shard: number): string {
+    return `${this.dataDir}/${shard.toString(16).padStart(this.shardNameWidth, "0")}`;
+  }
+
+  /** The final path of a key already validated by checkKey (its hash comes from there). */
+  finalPath(key: string, hash: number): string {
+    return `${this.shardDir(hash % this.shards)}/${key}`;
+  }
+
+  /** A fresh temporary path in the key's shard directory. */
+  tempPath(hash: number): string {
+    return `${this.shardDir(hash % this.shards)}/.fsgw-tmp${TEMP_MARK}${process.pid}.${++this.tempSeq}`;
+  }
+
+  stat(key: string, hash: number): Promise<FileStat> {
+    return this.engine.stat(this.finalPath(key, hash));
+  }
+
+  remove(key: string, hash: number): Promise<void> {
+    return this.engine.unlink(this.finalPath(key, hash));
+  }
+
+  /** Stores a body that is already whole in memory: one engine call for the whole upload. */
+  commitWhole(key: string, hash: number, data: Uint8Array): Promise<void> {
+    return this.engine.commitFile(this.tempPath(hash), this.finalPath(key, hash), data, this.fsyncOnCommit);
+  }
+
+  async openForRead(key: string, hash: number): Promise<ReadHandle> {
+    const fd = await this.engine.open(this.finalPath(key, hash), "read");
+    try {
+      const st = await this.engine.fstat(fd);
+      if (!st.isFile) throw ioErrorFromErrno(constants.errno.EISDIR, "open");
+      return { fd, size: st.size };
+    } catch (e) {
+      await this.engine.close(fd).catch(() => {});
+      throw e;
+    }
+  }
+}

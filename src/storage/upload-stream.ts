@@ -1,0 +1,189 @@
+// One streamed upload: body chunks go to a temporary file as they arrive, then the file is closed and
+// renamed onto its key. At most one engine operation is in flight per upload; chunks that arrive
+// meanwhile queue up and the next write takes all of them at once (up to `chunkBytesMax`), so a
+// trickle of small TCP reads becomes a few large writes. The owner sees the bytes held in memory
+// (`backlogBytes`) and pauses its socket past its bound.
+//
+// Every path ends in exactly one settle: committed, failed (after the temporary file is removed), or
+// aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well).
+import type { IoEngine } from "../engine/io-engine";
+
+export interface UploadOwner {
+  /** A write finished, so `backlogBytes` shrank: the owner may resume reading. */
+  onUploadProgress(): void;
+  /** The body is committed (error null) or was not (error set). Not called after abort(). */
+  onUploadSettled(error: unknown): void;
+}
+
+export class UploadStream {
+  private fd = -1;
+  private busy = false;
+  private ended = false;
+  private aborted = false;
+  private ownerGone = false;
+  private failure: unknown = null;
+  private tempExists = false;
+  private settled = false;
+  private position = 0;
+  private readonly queue: Uint8Array[] = [];
+  private queuedBytes = 0;
+  private inFlightBytes = 0;
+  private resolveDone!: () => void;
+  /** Resolves once the upload is committed or its temporary file is gone. */
+  readonly done = new Promise<void>((r) => (this.resolveDone = r));
+
+  constructor(
+    private readonly engine: IoEngine,
+    private readonly tmpPath: string,
+    private readonly finalPath: string,
+    private readonly fsync: boolean,
+    private readonly chunkBytesMax: number,
+    private readonly owner: UploadOwner,
+  ) {}
+
+  /** Creates the temporary file. Resolves with null when ready for the body, or the error. */
+  async open(): Promise<unknown> {
+    this.busy = true;
+    try {
+      this.fd = await this.engine.open(this.tmpPath, "create");
+      this.tempExists = true;
+    } catch (e) {
+      this.failure = e;
+    }
+    this.busy = false;
+    if (this.failure !== null) {
+      // Nothing was created, so nothing to clean; the caller hears of it from this return value.
+      this.settled = true;
+      this.resolveDone();
+      return this.failure;
+    }
+    if (this.aborted) this.kick();
+    return null;
+  }
+
+  /** Bytes received and not yet written: memory this upload holds. */
+  get backlogBytes(): number {
+    return this.queuedBytes + this.inFlightBytes;
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.failure !== null || this.aborted) return; // the body is drained and dropped
+    this.queue.push(chunk);
+    this.queuedBytes += chunk.length;
+    if (!this.busy) this.kick();
+  }
+
+  /** The whole body has been pushed. */
+  end(): void {
+    this.ended = true;
+    if (!this.busy) this.kick();
+  }
+
+  /**
+   * The owner is gone (disconnect, idle timeout, shutdown) and hears nothing more. A body cut short
+   * is discarded with its temporary file; a body already whole is still committed, as it would
+   * have been had the owner stayed one moment longer.
+   */
+  abort(): Promise<void> {
+    this.ownerGone = true;
+    if (!this.ended) {
+      this.aborted = true;
+      this.queue.length = 0;
+      this.queuedBytes = 0;
+      if (!this.busy) this.kick();
+    }
+    return this.done;
+  }
+
+  /** Runs the next step; only called while no engine operation is in flight. */
+  private kick(): void {
+    if (this.settled) return;
+    if (this.failure !== null || this.aborted) {
+      if (this.fd >= 0 || this.tempExists) this.removeTemp();
+      else if (this.aborted || this.ended) this.settle();
+      return;
+    }
+    if (this.fd < 0) return; // still opening
+    if (this.queuedBytes > 0) this.writeNext();
+    else if (this.ended) this.commit();
+  }
+
+  private writeNext(): void {
+    const first = this.queue[0]!;
+    let data: Uint8Array;
+    if (first.length >= this.chunkBytesMax || this.queue.length === 1) {
+      data = this.queue.shift()!;
+    } else {
+      const total = Math.min(this.queuedBytes, this.chunkBytesMax);
+      data = new Uint8Array(total);
+      let filled = 0;
+      while (filled < total) {
+        const chunk = this.queue[0]!;
+        const take = Math.min(chunk.length, total - filled);
+        data.set(take === chunk.length ? chunk : chunk.subarray(0, take), filled);
+        filled += take;
+        if (take === chunk.length) this.queue.shift();
+        else this.queue[0] = chunk.subarray(take);
+      }
+    }
+    this.queuedBytes -= data.length;
+    this.inFlightBytes = data.length;
+    this.busy = true;
+    this.engine.write(this.fd, data, this.position).then(this.onWritten, this.onFailed);
+  }
+
+  private readonly onWritten = (): void => {
+    this.position += this.inFlightBytes;
+    this.inFlightBytes = 0;
+    this.busy = false;
+    this.kick();
+    if (!this.ownerGone) this.owner.onUploadProgress();
+  };
+
+  private readonly onFailed = (e: unknown): void => {
+    this.inFlightBytes = 0;
+    this.queue.length = 0;
+    this.queuedBytes = 0;
+    this.busy = false;
+    this.failure = e;
+    this.kick();
+  };
+
+  private async commit(): Promise<void> {
+    this.busy = true;
+    try {
+      if (this.fsync) await this.engine.fsync(this.fd);
+      const fd = this.fd;
+      this.fd = -1;
+      await this.engine.close(fd);
+      await this.engine.rename(this.tmpPath, this.finalPath);
+      this.tempExists = false;
+    } catch (e) {
+      this.failure = e;
+    }
+    this.busy = false;
+    if (this.failure === null) this.settle();
+    else this.kick();
+  }
+
+  /** Closes and unlinks the temporary file after a failure or an abort. */
+  private async removeTemp(): Promise<void> {
+    this.busy = true;
+    if (this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      await this.engine.close(fd).catch(() => {});
+    }
+    await this.engine.unlink(this.tmpPath).catch(() => {});
+    this.tempExists = false;
+    this.busy = false;
+    this.kick();
+  }
+
+  private settle(): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.resolveDone();
+    if (!this.ownerGone) this.owner.onUploadSettled(this.failure);
+  }
+}

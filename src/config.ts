@@ -162,9 +162,11 @@ export function loadConfig({ argv, env }: LoadOptions): Config {
   const result = schema.safeParse(values);
   if (!result.success) {
     const lines = result.error.issues.map((issue) => {
+      if (issue.code === "unrecognized_keys") {
+        return issue.keys.map((k) => `unknown config field "${k}" (from ${origin[k] ?? "config"})`).join("\n");
+      }
       const name = String(issue.path[0] ?? "");
-      const spec = (fields as Record<string, FieldSpec<unknown>>)[name];
-      if (spec === undefined) return `unknown config field "${name}" (from ${origin[name] ?? "config"})`;
+      const spec = (fields as Record<string, FieldSpec<unknown>>)[name]!;
       return `invalid ${name} = ${JSON.stringify(values[name])} (from ${origin[name]}): expected ${describeRange(spec)}`;
     });
     throw new ConfigError(lines.join("\n"));

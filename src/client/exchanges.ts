@@ -1,0 +1,75 @@
+// The five exchanges of ../shared/PROTOCOL.md from the client's side, one function each, on one
+// WireConn. A server's error text becomes a ServerError; anything off-protocol a ProtocolError.
+import { FileType, Msg, Op, ProtocolError, type WireMessage } from "../protocol/message";
+import type { WireConn } from "./wire-conn";
+
+/** The server answered with an error text (in Message) instead of going on. */
+export class ServerError extends Error {
+  constructor(
+    readonly op: string,
+    readonly key: string,
+    readonly text: string,
+  ) {
+    super(`${op} ${JSON.stringify(key)}: ${text}`);
+  }
+}
+
+function expectOp(msg: WireMessage, op: number, what: string): void {
+  if (msg.operation !== op) throw new ProtocolError(`${what}: expected op ${op}, got op ${msg.operation} (${JSON.stringify(msg.message)})`);
+}
+
+export async function benchExchange(conn: WireConn, key: string): Promise<void> {
+  await conn.sendFrame({ operation: Op.BENCH_MARK, key });
+  expectOp(await conn.readFrame(), Op.BENCH_MARK_RSP, "bench");
+}
+
+/**
+ * Uploads `size` bytes that `writeBody` writes to the connection (after the server's START).
+ * The server commits the file before it answers END; the client then sends its ACK.
+ */
+export async function uploadExchange(conn: WireConn, key: string, size: number, writeBody: (conn: WireConn) => Promise<void>): Promise<void> {
+  await conn.sendFrame({ operation: Op.UPLOAD, key, size });
+  const start = await conn.readFrame();
+  expectOp(start, Op.UPLOAD_RSP, "upload");
+  if (start.message !== Msg.START) throw new ServerError("upload", key, start.message);
+  await writeBody(conn);
+  const end = await conn.readFrame();
+  expectOp(end, Op.UPLOAD, "upload end");
+  if (end.message !== Msg.END) throw new ServerError("upload", key, end.message);
+  await conn.sendFrame({ operation: Op.UPLOAD, key, message: Msg.ACK });
+}
+
+/** Downloads a file, handing its body to `sink` piece by piece; returns its size. */
+export async function downloadExchange(conn: WireConn, key: string, sink: (part: Uint8Array) => void | Promise<void>): Promise<number> {
+  await conn.sendFrame({ operation: Op.DOWNLOAD, key });
+  const start = await conn.readFrame();
+  expectOp(start, Op.DOWNLOAD_RSP, "download");
+  if (start.message !== Msg.START) throw new ServerError("download", key, start.message);
+  await conn.readBody(start.size, sink);
+  const end = await conn.readFrame();
+  expectOp(end, Op.DOWNLOAD, "download end");
+  if (end.message !== Msg.END) throw new ServerError("download", key, end.message);
+  await conn.sendFrame({ operation: Op.DOWNLOAD, key, message: Msg.ACK });
+  return start.size;
+}
+
+export interface ExistResult {
+  size: number;
+  type: "file" | "link" | "dir" | "unset";
+}
+
+export async function existExchange(conn: WireConn, key: string): Promise<ExistResult> {
+  await conn.sendFrame({ operation: Op.EXIST, key });
+  const reply = await conn.readFrame();
+  expectOp(reply, Op.EXIST_RSP, "exist");
+  if (reply.message !== Msg.SUCCESS) throw new ServerError("exist", key, reply.message);
+  const type = reply.type === FileType.FILE ? "file" : reply.type === FileType.DIR ? "dir" : reply.type === FileType.LINK ? "link" : "unset";
+  return { size: reply.size, type };
+}
+
+export async function deleteExchange(conn: WireConn, key: string): Promise<void> {
+  await conn.sendFrame({ operation: Op.DELETE, key });
+  const reply = await conn.readFrame();
+  expectOp(reply, Op.DELETE_RSP, "delete");
+  if (reply.message !== Msg.SUCCESS) throw new ServerError("delete", key, reply.message);
+}

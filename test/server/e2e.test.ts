@@ -1,0 +1,247 @@
+// Proves every exchange of the protocol end to end against a real server process, on every engine:
+// bytes in any split, 200 concurrent clients, bad keys, disconnects and protocol violations.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, readdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { engineNames } from "../../src/config";
+import { NetFsProtocolProtoSchema } from "../../src/gen/netfs_pb";
+import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
+import { WireConn } from "../../src/client/wire-conn";
+import { protobufCodec } from "../../src/protocol/codec";
+import { frameOf } from "../../src/protocol/frame-decoder";
+import { Op } from "../../src/protocol/message";
+import { payload, sha256, sha256File } from "../helpers/data";
+import { listFiles, storedKeys, tempFiles } from "../helpers/fs";
+import { eventually, startServer, type TestServer } from "../helpers/server";
+
+const connect = (server: TestServer) => WireConn.connect({ host: "127.0.0.1", port: server.port });
+
+async function upload(conn: WireConn, key: string, body: Uint8Array): Promise<void> {
+  await uploadExchange(conn, key, body.length, (c) => c.write(body));
+}
+
+async function download(conn: WireConn, key: string): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  await downloadExchange(conn, key, (p) => void parts.push(p.slice()));
+  return Buffer.concat(parts);
+}
+
+async function serverText(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (e) {
+    if (e instanceof ServerError) return e.text;
+    throw e;
+  }
+  throw new Error("expected the server to answer with an error text");
+}
+
+describe.each(engineNames.map((e) => [e]))("engine %s", (engine) => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer({ ioEngine: engine, inlineBytesMax: 65536, ioChunkBytes: 65536 });
+  });
+  afterAll(async () => {
+    expect(await server.stop()).toBe(0);
+  });
+
+  test("every exchange, small (inline) and large (streamed) bodies, on one connection", async () => {
+    const conn = await connect(server);
+    await benchExchange(conn, "bench-key");
+    for (const [key, size] of [["small", 5 * 1024], ["exactly-inline", 65536], ["large", 3 * 1024 * 1024 + 7]] as const) {
+      const body = payload(size, size);
+      await upload(conn, key, body);
+      expect(await existExchange(conn, key)).toEqual({ size, type: "file" });
+      expect(sha256(await download(conn, key))).toBe(sha256(body));
+      const [shard] = readdirSync(server.dataDir).filter((d) => existsSync(join(server.dataDir, d, key)));
+      expect(await sha256File(join(server.dataDir, shard!, key))).toBe(sha256(body));
+      await deleteExchange(conn, key);
+      expect(await serverText(existExchange(conn, key))).toBe("no such key");
+    }
+    expect(await serverText(downloadExchange(conn, "missing", () => {}))).toBe("no such key");
+    expect(await serverText(deleteExchange(conn, "missing"))).toBe("no such key");
+    await benchExchange(conn, "still-alive");
+    conn.close();
+    expect(tempFiles(server.dataDir)).toEqual([]);
+  });
+
+  test("an upload replaces the file under its key atomically", async () => {
+    const conn = await connect(server);
+    const first = payload(100_000, 1);
+    const second = payload(7, 2);
+    await upload(conn, "replace-me", first);
+    await upload(conn, "replace-me", second);
+    expect(await download(conn, "replace-me")).toEqual(second);
+    conn.close();
+  });
+
+  test("upload sizes outside 1..uploadBytesMax are refused with a text, and the connection goes on", async () => {
+    const conn = await connect(server);
+    await conn.sendFrame({ operation: Op.UPLOAD, key: "zero", size: 0 });
+    expect((await conn.readFrame()).message).toContain("invalid size 0");
+    await conn.sendFrame({ operation: Op.UPLOAD, key: "neg", size: -5 });
+    expect((await conn.readFrame()).message).toContain("invalid size -5");
+    await conn.sendFrame({ operation: Op.UPLOAD, key: "huge", size: 2 ** 50 });
+    expect((await conn.readFrame()).message).toContain("file too large");
+    await benchExchange(conn, "ok");
+    conn.close();
+    expect(storedKeys(server.dataDir)).not.toContain("zero");
+  });
+
+  test("bytes in any split: a whole exchange one byte at a time", async () => {
+    const conn = await connect(server);
+    const body = payload(300, 3);
+    const stream = [
+      protobufCodec.encodeFrame({ operation: Op.UPLOAD, key: "bytewise", size: body.length }),
+      body,
+      protobufCodec.encodeFrame({ operation: Op.UPLOAD, key: "bytewise", message: "ACK" }),
+      protobufCodec.encodeFrame({ operation: Op.EXIST, key: "bytewise" }),
+    ];
+    for (const part of stream) {
+      for (const byte of part) {
+        await conn.write(new Uint8Array([byte]));
+        await Bun.sleep(1); // so that the server mostly reads the bytes one by one
+      }
+    }
+    expect((await conn.readFrame()).message).toBe("START");
+    expect((await conn.readFrame()).message).toBe("END");
+    expect(await conn.readFrame()).toMatchObject({ operation: Op.EXIST_RSP, size: 300, message: "success" });
+    conn.close();
+  });
+
+  test("bytes in any split: body, ACK and the next requests in one chunk; pipelined requests answered in order", async () => {
+    const conn = await connect(server);
+    for (const size of [1000, 200_000]) {
+      const key = `onechunk-${size}`;
+      const body = payload(size, size);
+      await conn.sendFrame({ operation: Op.UPLOAD, key, size });
+      expect((await conn.readFrame()).message).toBe("START");
+      await conn.write(
+        Buffer.concat([
+          body,
+          protobufCodec.encodeFrame({ operation: Op.UPLOAD, key, message: "ACK" }),
+          protobufCodec.encodeFrame({ operation: Op.EXIST, key }),
+          protobufCodec.encodeFrame({ operation: Op.BENCH_MARK, key: "b1" }),
+          protobufCodec.encodeFrame({ operation: Op.EXIST, key: "nope" }),
+          protobufCodec.encodeFrame({ operation: Op.BENCH_MARK, key: "b2" }),
+        ]),
+      );
+      expect((await conn.readFrame()).message).toBe("END");
+      expect(await conn.readFrame()).toMatchObject({ operation: Op.EXIST_RSP, size, message: "success" });
+      expect(await conn.readFrame()).toMatchObject({ operation: Op.BENCH_MARK_RSP, key: "b1" });
+      expect(await conn.readFrame()).toMatchObject({ operation: Op.EXIST_RSP, message: "no such key" });
+      expect(await conn.readFrame()).toMatchObject({ operation: Op.BENCH_MARK_RSP, key: "b2" });
+    }
+    conn.close();
+  });
+
+  test("200 concurrent connections upload then download distinct files, equal by SHA-256", async () => {
+    const n = 200;
+    const sizes = Array.from({ length: n }, (_, i) => [1, 5 * 1024, 50 * 1024, 65536, 65537, 300 * 1024][i % 6]!);
+    const hashes = sizes.map((size, i) => sha256(payload(size, 1000 + i)));
+    await Promise.all(
+      sizes.map(async (size, i) => {
+        const conn = await connect(server);
+        await upload(conn, `concurrent_${i}`, payload(size, 1000 + i));
+        conn.close();
+      }),
+    );
+    const got = await Promise.all(
+      sizes.map(async (_, i) => {
+        const conn = await connect(server);
+        const body = await download(conn, `concurrent_${i}`);
+        conn.close();
+        return sha256(body);
+      }),
+    );
+    expect(got).toEqual(hashes);
+    expect(tempFiles(server.dataDir)).toEqual([]);
+  }, 60_000);
+
+  test("a disconnect mid-body leaves neither the file nor a temporary file", async () => {
+    for (const [key, size, sent] of [["cut-small", 50_000, 20_000], ["cut-large", 4 * 1024 * 1024, 1024 * 1024]] as const) {
+      const conn = await connect(server);
+      await conn.sendFrame({ operation: Op.UPLOAD, key, size });
+      expect((await conn.readFrame()).message).toBe("START");
+      await conn.write(payload(sent, 9));
+      await Bun.sleep(50);
+      conn.destroy();
+      await eventually(() => tempFiles(server.dataDir).length === 0, 5000, "temporary files removed");
+      expect(storedKeys(server.dataDir)).not.toContain(key);
+      const check = await connect(server);
+      expect(await serverText(existExchange(check, key))).toBe("no such key");
+      check.close();
+    }
+  });
+
+  test("bad keys are answered with an error text on every op and create nothing, anywhere", async () => {
+    const parent = dirname(server.dataDir);
+    const before = listFiles(parent);
+    const conn = await connect(server);
+    const bad: [string, string][] = [
+      ["../x", "invalid key: contains '/'"],
+      ["../../etc/x", "invalid key: contains '/'"],
+      ["..", "invalid key: '..' is not a file name"],
+      [".", "invalid key: '.' is not a file name"],
+      ["", "invalid key: empty"],
+      ["a\\b", "invalid key: contains '\\'"],
+      ["a\0b", "invalid key: contains NUL"],
+      ["tab\there", "invalid key: contains a control character"],
+      ["k".repeat(256), "invalid key: longer than 255 bytes"],
+    ];
+    for (const [key, text] of bad) {
+      await conn.sendFrame({ operation: Op.UPLOAD, key, size: 10 });
+      expect(await conn.readFrame()).toMatchObject({ operation: Op.UPLOAD_RSP, message: text });
+      expect(await serverText(downloadExchange(conn, key, () => {}))).toBe(text);
+      expect(await serverText(existExchange(conn, key))).toBe(text);
+      expect(await serverText(deleteExchange(conn, key))).toBe(text);
+    }
+    await benchExchange(conn, "still-alive");
+    conn.close();
+    expect(listFiles(parent)).toEqual(before);
+  });
+
+  test("protocol violations close only the offending connection", async () => {
+    const bystander = await connect(server);
+    const header = (n: number) => {
+      const b = new Uint8Array(4);
+      new DataView(b.buffer).setInt32(0, n, true);
+      return b;
+    };
+    const violations: [string, Uint8Array][] = [
+      ["oversized length", header(64 * 1024 + 1)],
+      ["huge length", header(0x7fffffff)],
+      ["zero length", header(0)],
+      ["negative length", header(-1)],
+      ["garbage protobuf", frameOf(new Uint8Array([0xff, 0xff, 0xff, 0xff]))],
+      ["wrong version", framed({ Version: "0002" })],
+      ["wrong magic", framed({ Magic: 1 })],
+      ["wrong appid", framed({ Appid: 2 })],
+      ["unknown op", protobufCodec.encodeFrame({ operation: 42, key: "k" })],
+      ["a response op from a client", protobufCodec.encodeFrame({ operation: Op.UPLOAD_RSP, key: "k" })],
+    ];
+    for (const [what, bytes] of violations) {
+      const conn = await connect(server);
+      await conn.write(bytes);
+      expect([what, await conn.closedWithin(3000)]).toEqual([what, true]);
+      await benchExchange(bystander, what);
+    }
+    // Anything but the ACK after END is a violation too.
+    const conn = await connect(server);
+    await conn.sendFrame({ operation: Op.UPLOAD, key: "no-ack", size: 3 });
+    expect((await conn.readFrame()).message).toBe("START");
+    await conn.write(new Uint8Array([1, 2, 3]));
+    expect((await conn.readFrame()).message).toBe("END");
+    await conn.sendFrame({ operation: Op.EXIST, key: "no-ack" });
+    expect(await conn.closedWithin(3000)).toBe(true);
+    await benchExchange(bystander, "after all");
+    bystander.close();
+  });
+});
+
+/** A protobuf frame with the header fields overridden (to forge a wrong Version, Magic or Appid). */
+function framed(over: { Version?: string; Magic?: number; Appid?: number }): Uint8Array {
+  const msg = create(NetFsProtocolProtoSchema, { Version: "0001", Magic: 0x12345, Appid: 0x12345, Operation: 1, Checksum: "k", ...over });
+  return frameOf(toBinary(NetFsProtocolProtoSchema, msg));
+}

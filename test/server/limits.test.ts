@@ -1,0 +1,124 @@
+// Proves the server's bounds: idle timeout, connectionsMax, the JSON wire, and a full disk.
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { benchExchange, existExchange, uploadExchange } from "../../src/client/exchanges";
+import { WireConn } from "../../src/client/wire-conn";
+import { Op } from "../../src/protocol/message";
+import { payload } from "../helpers/data";
+import { storedKeys, tempFiles } from "../helpers/fs";
+import { eventually, startServer, tempDir, type TestServer } from "../helpers/server";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.stop();
+  server = null;
+});
+
+describe("limits", () => {
+  test("idleTimeoutMs closes a silent connection, between exchanges and mid-upload (discarding the upload)", async () => {
+    server = await startServer({ idleTimeoutMs: 300, inlineBytesMax: 1024, ioChunkBytes: 4096 });
+    const idle = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await benchExchange(idle, "x");
+    const stalled = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await stalled.sendFrame({ operation: Op.UPLOAD, key: "stalled", size: 100_000 });
+    expect((await stalled.readFrame()).message).toBe("START");
+    await stalled.write(payload(10_000, 1));
+    const busy = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    // A connection that keeps talking stays open past the timeout.
+    const started = Date.now();
+    while (Date.now() - started < 700) {
+      await benchExchange(busy, "alive");
+      await Bun.sleep(50);
+    }
+    expect(idle.isClosed).toBe(true);
+    expect(stalled.isClosed).toBe(true);
+    expect(busy.isClosed).toBe(false);
+    await eventually(() => tempFiles(server!.dataDir).length === 0, 3000, "temporary file removed");
+    expect(storedKeys(server.dataDir)).toEqual([]);
+    expect(server.lines.some((l) => l.includes("event=idle_timeout"))).toBe(true);
+    busy.close();
+  });
+
+  test("connectionsMax: one connection past it is closed at once and logged; the others keep working", async () => {
+    server = await startServer({ connectionsMax: 2 });
+    const a = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    const b = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await benchExchange(a, "a");
+    await benchExchange(b, "b");
+    const c = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    expect(await c.closedWithin(2000)).toBe(true);
+    await eventually(() => server!.lines.some((l) => l.includes("event=connection_refused")), 2000, "refusal logged");
+    await benchExchange(a, "a2");
+    a.close();
+    // Once the server has seen that close, its slot is free for a new connection.
+    let d: WireConn | null = null;
+    for (let attempt = 0; d === null && attempt < 100; attempt++) {
+      const candidate = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+      try {
+        await benchExchange(candidate, "d");
+        d = candidate;
+      } catch {
+        await Bun.sleep(20);
+      }
+    }
+    expect(d).not.toBeNull();
+    b.close();
+    d!.close();
+  });
+
+  test("wire json: every exchange in JSON frames", async () => {
+    server = await startServer({ wire: "json" });
+    const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port, wire: "json" });
+    await benchExchange(conn, "j");
+    const body = payload(70_000, 5);
+    await uploadExchange(conn, "json-file", body.length, (c) => c.write(body));
+    expect(await existExchange(conn, "json-file")).toEqual({ size: 70_000, type: "file" });
+    conn.close();
+    // A protobuf client against a JSON server is a protocol violation: closed, nothing stored.
+    const wrong = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await wrong.sendFrame({ operation: Op.BENCH_MARK, key: "x" });
+    expect(await wrong.closedWithin(2000)).toBe(true);
+  });
+
+  test("a full disk is answered with 'disk full' and leaves no partial or temporary file", async () => {
+    const mountPoint = join(tempDir("full"), "mnt");
+    mkdirSync(mountPoint);
+    const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint]);
+    if (mounted.exitCode !== 0) {
+      console.warn(`skipping disk-full test: cannot mount a small tmpfs here (${mounted.stderr.toString().trim()})`);
+      return;
+    }
+    try {
+      server = await startServer({ dataDir: join(mountPoint, "d"), shards: 4, inlineBytesMax: 16384, ioChunkBytes: 16384 });
+      const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+      for (const [key, size] of [["too-big-streamed", 3 * 1024 * 1024], ["fits", 100_000]] as const) {
+        const body = payload(size, 7);
+        try {
+          await uploadExchange(conn, key, size, (c) => c.write(body));
+          expect(key).toBe("fits");
+        } catch (e) {
+          expect(key).toBe("too-big-streamed");
+          expect((e as Error).message).toContain("disk full");
+        }
+      }
+      expect(storedKeys(server.dataDir)).toEqual(["fits"]);
+      expect(tempFiles(server.dataDir)).toEqual([]);
+      // Fill the disk with small files until one is refused, then check it is not half there.
+      let refused = "";
+      for (let i = 0; i < 200 && refused === ""; i++) {
+        const body = payload(12_000, i);
+        await uploadExchange(conn, `small-${i}`, body.length, (c) => c.write(body)).catch((e) => (refused = `small-${i}: ${(e as Error).message}`));
+      }
+      expect(refused).toContain("disk full");
+      expect(storedKeys(server.dataDir)).not.toContain(refused.split(":")[0]!);
+      expect(tempFiles(server.dataDir)).toEqual([]);
+      await benchExchange(conn, "still serving");
+      conn.close();
+    } finally {
+      await server?.stop();
+      server = null;
+      Bun.spawnSync(["umount", mountPoint]);
+    }
+  });
+});

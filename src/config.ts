@@ -33,7 +33,7 @@ function oneOf<const V extends readonly string[]>(values: V, def: V[number], doc
   return { kind: "enum", default: def, values, doc };
 }
 
-export const engineNames = ["bun"] as const;
+export const engineNames = ["cpool", "bun", "sync"] as const;
 export type EngineName = (typeof engineNames)[number];
 
 /** Every bound of the server. Names put units and qualifiers last. */
@@ -43,7 +43,14 @@ export const fields = {
   dataDir: str("./data", "directory that holds every stored file; nothing outside it is touched"),
   shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
   wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
-  ioEngine: oneOf(engineNames, "bun", "who performs file I/O"),
+  ioEngine: oneOf(engineNames, "cpool", "who performs file I/O: the C thread pool, Bun's own async fs, or blocking calls on the JS thread"),
+  ioThreads: int(8, 1, 256, "worker threads of the C pool (cpool)"),
+  priorIoThreads: int(0, 0, 256, "of the ioThreads, how many ask for SCHED_RR priority (refused without privilege: logged once)"),
+  cpuAffinity: bool(false, "pin C pool worker i to CPU i mod ncpu (refused pinning is logged once)"),
+  waitingQueueLen: int(65_536, 1, 16_777_216, "operations the C pool holds (queued, running, or done and not yet drained); past it submitters wait in JS"),
+  ioSubmitMode: oneOf(["direct", "batch"] as const, "direct", "how operations reach the C pool: one FFI call each, or gathered per event-loop turn into one call"),
+  submitBatchMax: int(1024, 1, 65_536, "largest batch handed to the C pool in one call (batch mode); a full batch is flushed at once"),
+  maxOpenFiles: int(20_000, 64, 1_048_576, "soft RLIMIT_NOFILE to ask for at start (capped by the hard limit; the effective value is logged)"),
   frameBytesMax: int(64 * KiB, 16, 16 * MiB, "largest control frame accepted; a larger announced length closes the connection before any allocation"),
   connectionsMax: int(10_000, 1, 1_000_000, "open connections; one past it is closed at once and logged"),
   idleTimeoutMs: int(60_000, 50, 86_400_000, "a connection silent this long (mid-exchange or between) is closed, its partial upload discarded"),

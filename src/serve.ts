@@ -1,6 +1,8 @@
 // `fsgw serve`: load the config, open the engine and the store, listen, and stop cleanly on signals.
-import { ConfigError, configHelp, loadConfig } from "./config";
+import { ConfigError, configHelp, loadConfig, type Config } from "./config";
+import { CPoolEngine, PoolStat } from "./engine/cpool-engine";
 import { createEngine } from "./engine/create-engine";
+import { raiseOpenFileLimit } from "./ffi/pool-binding";
 import { Logger } from "./log";
 import { Server } from "./server/server";
 import { StoreError } from "./storage/store";
@@ -32,7 +34,9 @@ export async function serve(argv: string[]): Promise<number> {
     return 2;
   }
   const log = new Logger(config.logLevel);
-  const engine = createEngine(config, log);
+  checkOpenFileLimit(config, log);
+  const engine = createEngine(config);
+  if (engine instanceof CPoolEngine) reportPool(engine, config, log);
   const server = new Server({ config, engine, log });
   try {
     server.start();
@@ -49,4 +53,43 @@ export async function serve(argv: string[]): Promise<number> {
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
   return new Promise<number>(() => {}); // runs until a signal stops it
+}
+
+/**
+ * Asks for maxOpenFiles descriptors. Where the hard limit is lower the server still starts, with a
+ * warning that says what it means: each connection holds a socket and, mid-exchange, a file.
+ */
+function checkOpenFileLimit(config: Config, log: Logger): void {
+  const effective = raiseOpenFileLimit(config.maxOpenFiles);
+  if (effective < 0) {
+    log.warn("open_file_limit", { error: `getrlimit/setrlimit failed: errno ${-effective}` });
+    return;
+  }
+  if (effective < config.maxOpenFiles) {
+    log.warn("open_file_limit", { wanted: config.maxOpenFiles, effective, reason: "capped by the hard limit (ulimit -Hn)" });
+  } else {
+    log.info("open_file_limit", { effective });
+  }
+  const needed = 2 * config.connectionsMax + 64;
+  if (effective < needed) {
+    log.warn("open_file_limit_low", {
+      effective,
+      connectionsMax: config.connectionsMax,
+      advice: `a busy server may need ${needed}; past the limit new files fail with "server busy: too many open files"`,
+    });
+  }
+}
+
+/** One clear line each when the system refused worker priority or CPU pinning. */
+function reportPool(engine: CPoolEngine, config: Config, log: Logger): void {
+  const stats = engine.nativeStats();
+  const prioFailed = stats[PoolStat.PRIO_FAILED]!;
+  const affinityFailed = stats[PoolStat.AFFINITY_FAILED]!;
+  if (prioFailed > 0) {
+    log.warn("io_priority_refused", { workers: prioFailed, of: config.priorIoThreads, effect: "those workers run at normal priority (SCHED_RR needs CAP_SYS_NICE)" });
+  }
+  if (affinityFailed > 0) {
+    log.warn("cpu_affinity_refused", { workers: affinityFailed, of: config.ioThreads, effect: "those workers run unpinned" });
+  }
+  log.info("io_pool", { threads: stats[PoolStat.THREADS]!, waitingQueueLen: config.waitingQueueLen, submitMode: config.ioSubmitMode });
 }

@@ -1,12 +1,24 @@
 // Picks the engine named by config.ioEngine.
 import type { Config } from "../config";
-import type { Logger } from "../log";
 import { BunEngine } from "./bun-engine";
+import { CPoolEngine } from "./cpool-engine";
 import type { IoEngine } from "./io-engine";
+import { SyncEngine } from "./sync-engine";
 
-export function createEngine(config: Config, _log: Logger): IoEngine {
+export function createEngine(config: Config): IoEngine {
   switch (config.ioEngine) {
+    case "cpool":
+      return new CPoolEngine({
+        threads: config.ioThreads,
+        capacity: config.waitingQueueLen,
+        priorThreads: config.priorIoThreads,
+        cpuAffinity: config.cpuAffinity,
+        submitMode: config.ioSubmitMode,
+        batchMax: config.submitBatchMax,
+      });
     case "bun":
       return new BunEngine();
+    case "sync":
+      return new SyncEngine();
   }
 }

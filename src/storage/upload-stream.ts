@@ -147,6 +147,9 @@ export class UploadStream {
     this.busy = false;
     this.failure = e;
     this.kick();
+    // The rest of the body is read and dropped: a socket paused for backlog must resume, or the
+    // client could never finish sending and hear the error.
+    if (!this.ownerGone) this.owner.onUploadProgress();
   };
 
   private async commit(): Promise<void> {

@@ -1,0 +1,438 @@
+/* fsgw_pool: see fsgw_pool.h for the contract. */
+#define _GNU_SOURCE
+#include "fsgw_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#define THREADS_MAX 256
+#define CAPACITY_MAX (1 << 24)
+
+typedef struct job {
+  uint32_t op;
+  uint32_t flags;
+  int32_t fd;
+  int32_t aux;
+  int64_t offset;
+  size_t len;
+  void *buf;
+  const char *path;
+  const char *path2;
+  int64_t result;
+} job;
+
+struct fsgw_pool {
+  /* Slots. The free stack is touched only by the submitting thread (submit takes, drain frees). */
+  job *jobs;
+  uint32_t *free_slots;
+  uint32_t free_count;
+  uint32_t capacity;
+
+  /* Submission queue: a ring of slot numbers, guarded by lock, workers wait on cond. */
+  pthread_mutex_t lock;
+  pthread_cond_t cond;
+  uint32_t *queue;
+  uint32_t queue_head;
+  uint32_t queue_len;
+  int stopping;
+
+  /* Completion ring: slot numbers in completion order, guarded by done_lock. */
+  pthread_mutex_t done_lock;
+  uint32_t *done;
+  uint32_t done_head;
+  uint32_t done_len;
+
+  /* Doorbell: rung when bell_armed goes 1 -> 0; fsgw_doorbell_answer re-arms it. */
+  void (*doorbell)(void);
+  atomic_int bell_armed;
+  atomic_int bells_outstanding;
+
+  pthread_t threads[THREADS_MAX];
+  int thread_count;
+  int stopped;
+  atomic_int op_delay_us;
+
+  /* Counters: written under the lock that guards the event they count. */
+  uint64_t submitted, refused, queued_high, drains, drained;
+  atomic_uint_fast64_t completed, doorbells;
+  int prio_failed, affinity_failed;
+};
+
+int32_t fsgw_abi_version(void) { return FSGW_ABI_VERSION; }
+int32_t fsgw_sizeof_sub(void) { return (int32_t)sizeof(fsgw_sub); }
+int32_t fsgw_sizeof_comp(void) { return (int32_t)sizeof(fsgw_comp); }
+
+/* ---- the operations (run on workers) ---- */
+
+static int64_t neg_errno(void) { return -(int64_t)errno; }
+
+static int64_t do_open(const char *path, uint32_t flags) {
+  int oflags = flags == FSGW_OPEN_CREATE ? (O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC);
+  int fd;
+  do fd = open(path, oflags, 0644);
+  while (fd < 0 && errno == EINTR);
+  return fd < 0 ? neg_errno() : fd;
+}
+
+/* Writes all of buf: short writes are continued, EINTR and EAGAIN retried. */
+static int64_t do_pwrite_all(int fd, const char *buf, size_t len, int64_t offset) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = pwrite(fd, buf + done, len - done, (off_t)(offset + (int64_t)done));
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      return neg_errno();
+    }
+    if (n == 0) return -EIO; /* a regular file that takes nothing: do not loop forever */
+    done += (size_t)n;
+  }
+  return (int64_t)len;
+}
+
+static int64_t do_pread(int fd, void *buf, size_t len, int64_t offset) {
+  ssize_t n;
+  do n = pread(fd, buf, len, (off_t)offset);
+  while (n < 0 && (errno == EINTR || errno == EAGAIN));
+  return n < 0 ? neg_errno() : (int64_t)n;
+}
+
+static int64_t stat_result(int rc, const struct stat *st, int32_t *aux) {
+  if (rc != 0) return neg_errno();
+  *aux = (int32_t)st->st_mode;
+  return (int64_t)st->st_size;
+}
+
+/* close() is not retried on EINTR: on Linux the descriptor is released either way. */
+static int64_t do_close(int fd) { return close(fd) == 0 ? 0 : neg_errno(); }
+
+static int64_t do_fsync(int fd) {
+  int rc;
+  do rc = fsync(fd);
+  while (rc != 0 && errno == EINTR);
+  return rc == 0 ? 0 : neg_errno();
+}
+
+static int64_t do_mkdir(const char *path) {
+  if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
+  return neg_errno();
+}
+
+/* create + write + (fsync) + close + rename: a whole small upload in one trip to a worker. */
+static int64_t do_commit(const char *tmp, const char *final_path, const char *buf, size_t len, uint32_t flags) {
+  int64_t fd = do_open(tmp, FSGW_OPEN_CREATE);
+  if (fd < 0) return fd;
+  int64_t rc = do_pwrite_all((int)fd, buf, len, 0);
+  if (rc >= 0 && (flags & FSGW_COMMIT_FSYNC)) rc = do_fsync((int)fd);
+  int64_t closed = do_close((int)fd);
+  if (rc >= 0) rc = closed;
+  if (rc >= 0 && rename(tmp, final_path) != 0) rc = neg_errno();
+  if (rc < 0) {
+    int saved = errno;
+    unlink(tmp);
+    errno = saved;
+    return rc;
+  }
+  return (int64_t)len;
+}
+
+static void run_job(job *j) {
+  struct stat st;
+  j->aux = 0;
+  switch (j->op) {
+    case FSGW_OP_NOP: j->result = (int64_t)j->len; break;
+    case FSGW_OP_OPEN: j->result = do_open(j->path, j->flags); break;
+    case FSGW_OP_PWRITE: j->result = do_pwrite_all(j->fd, j->buf, j->len, j->offset); break;
+    case FSGW_OP_PREAD: j->result = do_pread(j->fd, j->buf, j->len, j->offset); break;
+    case FSGW_OP_FSTAT: j->result = stat_result(fstat(j->fd, &st), &st, &j->aux); break;
+    case FSGW_OP_STAT: j->result = stat_result(stat(j->path, &st), &st, &j->aux); break;
+    case FSGW_OP_CLOSE: j->result = do_close(j->fd); break;
+    case FSGW_OP_FSYNC: j->result = do_fsync(j->fd); break;
+    case FSGW_OP_RENAME: j->result = rename(j->path, j->path2) == 0 ? 0 : neg_errno(); break;
+    case FSGW_OP_UNLINK: j->result = unlink(j->path) == 0 ? 0 : neg_errno(); break;
+    case FSGW_OP_MKDIR: j->result = do_mkdir(j->path); break;
+    case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags); break;
+    default: j->result = -EINVAL; break;
+  }
+}
+
+/* ---- completion and doorbell ---- */
+
+static void ring(fsgw_pool *pool) {
+  int armed = 1;
+  if (atomic_compare_exchange_strong(&pool->bell_armed, &armed, 0)) {
+    atomic_fetch_add(&pool->bells_outstanding, 1);
+    atomic_fetch_add(&pool->doorbells, 1);
+    pool->doorbell();
+  }
+}
+
+/* Appends a finished slot to the completion ring. The ring holds `capacity` entries and a slot
+ * appears in it at most once until drained, so it cannot overflow. */
+static void complete(fsgw_pool *pool, uint32_t slot) {
+  pthread_mutex_lock(&pool->done_lock);
+  pool->done[(pool->done_head + pool->done_len) % pool->capacity] = slot;
+  pool->done_len++;
+  pthread_mutex_unlock(&pool->done_lock);
+  atomic_fetch_add(&pool->completed, 1);
+}
+
+static void *worker(void *arg) {
+  fsgw_pool *pool = arg;
+  for (;;) {
+    pthread_mutex_lock(&pool->lock);
+    while (pool->queue_len == 0 && !pool->stopping) pthread_cond_wait(&pool->cond, &pool->lock);
+    if (pool->stopping) {
+      pthread_mutex_unlock(&pool->lock);
+      return NULL;
+    }
+    uint32_t slot = pool->queue[pool->queue_head];
+    pool->queue_head = (pool->queue_head + 1) % pool->capacity;
+    pool->queue_len--;
+    pthread_mutex_unlock(&pool->lock);
+
+    int delay = atomic_load_explicit(&pool->op_delay_us, memory_order_relaxed);
+    if (delay > 0) {
+      struct timespec ts = {delay / 1000000, (long)(delay % 1000000) * 1000};
+      nanosleep(&ts, NULL);
+    }
+    run_job(&pool->jobs[slot]);
+    complete(pool, slot);
+    ring(pool);
+  }
+}
+
+/* ---- life cycle ---- */
+
+int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_threads, int32_t cpu_affinity,
+                         void (*doorbell)(void), uint64_t *out) {
+  if (threads < 1 || threads > THREADS_MAX || capacity < 1 || capacity > CAPACITY_MAX || doorbell == NULL || out == NULL) {
+    return -EINVAL;
+  }
+  fsgw_pool *pool = calloc(1, sizeof *pool);
+  if (pool == NULL) return -ENOMEM;
+  pool->capacity = (uint32_t)capacity;
+  pool->jobs = calloc((size_t)capacity, sizeof(job));
+  pool->free_slots = calloc((size_t)capacity, sizeof(uint32_t));
+  pool->queue = calloc((size_t)capacity, sizeof(uint32_t));
+  pool->done = calloc((size_t)capacity, sizeof(uint32_t));
+  if (!pool->jobs || !pool->free_slots || !pool->queue || !pool->done) {
+    free(pool->jobs); free(pool->free_slots); free(pool->queue); free(pool->done); free(pool);
+    return -ENOMEM;
+  }
+  /* Lowest slot numbers are handed out first (the stack is popped from the end). */
+  for (uint32_t i = 0; i < (uint32_t)capacity; i++) pool->free_slots[i] = (uint32_t)capacity - 1 - i;
+  pool->free_count = (uint32_t)capacity;
+  pthread_mutex_init(&pool->lock, NULL);
+  pthread_cond_init(&pool->cond, NULL);
+  pthread_mutex_init(&pool->done_lock, NULL);
+  pool->doorbell = doorbell;
+  atomic_init(&pool->bell_armed, 1);
+  atomic_init(&pool->bells_outstanding, 0);
+  atomic_init(&pool->op_delay_us, 0);
+
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (ncpu < 1) ncpu = 1;
+  for (int i = 0; i < threads; i++) {
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    /* File operations need little stack; 256 KiB instead of the 8 MiB default keeps 256 workers cheap. */
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    int rc = pthread_create(&pool->threads[i], &attr, worker, pool);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+      fsgw_pool_free(pool);
+      return -rc;
+    }
+    pool->thread_count++;
+    if (i < prior_threads) {
+      struct sched_param sp = {.sched_priority = sched_get_priority_min(SCHED_RR)};
+      if (pthread_setschedparam(pool->threads[i], SCHED_RR, &sp) != 0) pool->prio_failed++;
+    }
+    if (cpu_affinity) {
+      cpu_set_t set;
+      CPU_ZERO(&set);
+      CPU_SET((int)(i % ncpu), &set);
+      if (pthread_setaffinity_np(pool->threads[i], sizeof set, &set) != 0) pool->affinity_failed++;
+    }
+  }
+  *out = (uint64_t)(uintptr_t)pool;
+  return 0;
+}
+
+int32_t fsgw_pool_stop(fsgw_pool *pool) {
+  if (pool->stopped) return 0;
+  pthread_mutex_lock(&pool->lock);
+  pool->stopping = 1;
+  /* Take the queued operations out: they will not run. */
+  uint32_t head = pool->queue_head, len = pool->queue_len;
+  pool->queue_len = 0;
+  pthread_cond_broadcast(&pool->cond);
+  pthread_mutex_unlock(&pool->lock);
+  for (int i = 0; i < pool->thread_count; i++) pthread_join(pool->threads[i], NULL);
+  pool->stopped = 1;
+  for (uint32_t k = 0; k < len; k++) {
+    uint32_t slot = pool->queue[(head + k) % pool->capacity];
+    pool->jobs[slot].result = -ECANCELED;
+    pool->jobs[slot].aux = 0;
+    complete(pool, slot);
+  }
+  return 0;
+}
+
+void fsgw_pool_free(fsgw_pool *pool) {
+  if (pool == NULL) return;
+  fsgw_pool_stop(pool);
+  pthread_mutex_destroy(&pool->lock);
+  pthread_cond_destroy(&pool->cond);
+  pthread_mutex_destroy(&pool->done_lock);
+  free(pool->jobs);
+  free(pool->free_slots);
+  free(pool->queue);
+  free(pool->done);
+  free(pool);
+}
+
+/* ---- submission (JS thread) ---- */
+
+/* Takes a slot and fills it; the caller queues it. Returns the slot or -errno. */
+static int32_t take_slot(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
+                         const char *path, const char *path2) {
+  if (op >= FSGW_OP_COUNT || len < 0 || offset < 0) return -EINVAL;
+  if (pool->free_count == 0) return -EAGAIN;
+  uint32_t slot = pool->free_slots[--pool->free_count];
+  job *j = &pool->jobs[slot];
+  j->op = op;
+  j->flags = flags;
+  j->fd = fd;
+  j->buf = buf;
+  j->len = (size_t)len;
+  j->offset = (int64_t)offset;
+  j->path = path;
+  j->path2 = path2;
+  j->result = 0;
+  j->aux = 0;
+  return (int32_t)slot;
+}
+
+static void enqueue_locked(fsgw_pool *pool, uint32_t slot) {
+  pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
+  pool->queue_len++;
+  if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
+}
+
+int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
+                    const char *path, const char *path2) {
+  if (pool->stopped || pool->stopping) return -ESHUTDOWN;
+  int32_t slot = take_slot(pool, op, flags, fd, buf, len, offset, path, path2);
+  if (slot < 0) {
+    if (slot == -EAGAIN) pool->refused++;
+    return slot;
+  }
+  pthread_mutex_lock(&pool->lock);
+  enqueue_locked(pool, (uint32_t)slot);
+  pool->submitted++;
+  pthread_cond_signal(&pool->cond);
+  pthread_mutex_unlock(&pool->lock);
+  return slot;
+}
+
+int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n) {
+  if (pool->stopped || pool->stopping) return -ESHUTDOWN;
+  int32_t accepted = 0, first_error = 0;
+  for (; accepted < n; accepted++) {
+    fsgw_sub *s = &subs[accepted];
+    int32_t slot = take_slot(pool, s->op, s->flags, s->fd, (void *)(uintptr_t)s->buf, s->len, s->offset,
+                             (const char *)(uintptr_t)s->path, (const char *)(uintptr_t)s->path2);
+    if (slot < 0) {
+      first_error = slot;
+      if (slot == -EAGAIN) pool->refused++;
+      break;
+    }
+    s->slot = slot;
+  }
+  if (accepted == 0) return first_error;
+  pthread_mutex_lock(&pool->lock);
+  for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot);
+  pool->submitted += (uint64_t)accepted;
+  if (accepted == 1) pthread_cond_signal(&pool->cond);
+  else pthread_cond_broadcast(&pool->cond);
+  pthread_mutex_unlock(&pool->lock);
+  return accepted;
+}
+
+/* ---- draining (JS thread) ---- */
+
+void fsgw_doorbell_answer(fsgw_pool *pool) {
+  atomic_fetch_sub(&pool->bells_outstanding, 1);
+  atomic_store(&pool->bell_armed, 1);
+}
+
+int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
+  int32_t n = 0;
+  pthread_mutex_lock(&pool->done_lock);
+  while (n < max && pool->done_len > 0) {
+    uint32_t slot = pool->done[pool->done_head];
+    pool->done_head = (pool->done_head + 1) % pool->capacity;
+    pool->done_len--;
+    job *j = &pool->jobs[slot];
+    out[n].slot = (int32_t)slot;
+    out[n].aux = j->aux;
+    out[n].result = (double)j->result;
+    pool->free_slots[pool->free_count++] = slot;
+    n++;
+  }
+  pthread_mutex_unlock(&pool->done_lock);
+  if (n > 0) {
+    pool->drains++;
+    pool->drained += (uint64_t)n;
+  }
+  return n;
+}
+
+int32_t fsgw_doorbells_outstanding(fsgw_pool *pool) { return atomic_load(&pool->bells_outstanding); }
+
+int32_t fsgw_pool_stats(fsgw_pool *pool, double *out, int32_t n) {
+  double v[FSGW_STAT_COUNT];
+  pthread_mutex_lock(&pool->lock);
+  v[FSGW_STAT_SUBMITTED] = (double)pool->submitted;
+  v[FSGW_STAT_QUEUED] = (double)pool->queue_len;
+  v[FSGW_STAT_QUEUED_HIGH] = (double)pool->queued_high;
+  pthread_mutex_unlock(&pool->lock);
+  v[FSGW_STAT_COMPLETED] = (double)atomic_load(&pool->completed);
+  v[FSGW_STAT_REFUSED] = (double)pool->refused;
+  v[FSGW_STAT_IN_FLIGHT] = (double)(pool->capacity - pool->free_count);
+  v[FSGW_STAT_DOORBELLS] = (double)atomic_load(&pool->doorbells);
+  v[FSGW_STAT_DRAINS] = (double)pool->drains;
+  v[FSGW_STAT_DRAINED] = (double)pool->drained;
+  v[FSGW_STAT_THREADS] = pool->stopped ? 0 : (double)pool->thread_count;
+  v[FSGW_STAT_PRIO_FAILED] = (double)pool->prio_failed;
+  v[FSGW_STAT_AFFINITY_FAILED] = (double)pool->affinity_failed;
+  int32_t count = n < FSGW_STAT_COUNT ? n : FSGW_STAT_COUNT;
+  memcpy(out, v, (size_t)count * sizeof(double));
+  return count;
+}
+
+void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us) { atomic_store(&pool->op_delay_us, us < 0 ? 0 : us); }
+
+double fsgw_raise_nofile(double want) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return (double)neg_errno();
+  rlim_t target = want < 0 ? 0 : (rlim_t)want;
+  if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max) target = rl.rlim_max;
+  if (target > rl.rlim_cur) {
+    rl.rlim_cur = target;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) return (double)neg_errno();
+  }
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return (double)neg_errno();
+  return (double)rl.rlim_cur;
+}

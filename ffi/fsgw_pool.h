@@ -1,0 +1,144 @@
+/* fsgw_pool: file operations on a small pthread pool, for a JavaScript runtime that must never block.
+ *
+ * The whole API is in this header. Shape (after libuv's threadpool.c, with a bounded queue):
+ *
+ *   JS thread                          workers (n pthreads)
+ *   ---------                          --------------------
+ *   fsgw_submit / fsgw_submit_batch -> bounded queue of slot numbers -> run the system calls
+ *                                      completion ring <- (slot, result) under a lock
+ *   doorbell() <--------------------- rung once while a drain is pending (coalesced)
+ *   fsgw_drain: copies every ready completion out and frees the slots
+ *
+ * Every operation lives in one of `capacity` pre-allocated slots from submission until JS drains its
+ * completion, so nothing is allocated per operation, and the completion ring (also `capacity` long)
+ * can never overflow. A full pool is an answer: -EAGAIN. Workers never run JavaScript and never pass
+ * pointers to the doorbell; they only ring it.
+ *
+ * Conventions: every function returns >= 0 on success or -errno. EINTR is retried here, short
+ * writes are continued here. Buffers and paths handed in belong to the pool until their completion
+ * is drained: the caller keeps them alive and untouched until then.
+ */
+#ifndef FSGW_POOL_H
+#define FSGW_POOL_H
+
+#include <stdint.h>
+
+#define FSGW_ABI_VERSION 1
+
+typedef struct fsgw_pool fsgw_pool;
+
+/* Operations. `result` is what a completion carries on success. */
+enum {
+  FSGW_OP_NOP = 0,    /* result = len; no system call (measures the pool itself) */
+  FSGW_OP_OPEN = 1,   /* path, flags (FSGW_OPEN_*) -> fd */
+  FSGW_OP_PWRITE = 2, /* fd, buf, len, offset -> len (all of it, or an error) */
+  FSGW_OP_PREAD = 3,  /* fd, buf, len, offset -> bytes read (0 at end of file) */
+  FSGW_OP_FSTAT = 4,  /* fd -> size; aux = st_mode */
+  FSGW_OP_STAT = 5,   /* path -> size; aux = st_mode */
+  FSGW_OP_CLOSE = 6,  /* fd -> 0 */
+  FSGW_OP_FSYNC = 7,  /* fd -> 0 */
+  FSGW_OP_RENAME = 8, /* path -> path2 -> 0 */
+  FSGW_OP_UNLINK = 9, /* path -> 0 */
+  FSGW_OP_MKDIR = 10, /* path -> 0 (mode 0755; an existing directory is not an error) */
+  FSGW_OP_COMMIT = 11, /* create path (temporary), write buf/len, fsync if FSGW_COMMIT_FSYNC, close,
+                          rename onto path2 -> len; on failure the temporary file is removed */
+  FSGW_OP_COUNT = 12
+};
+
+enum {
+  FSGW_OPEN_READ = 0,   /* O_RDONLY */
+  FSGW_OPEN_CREATE = 1, /* O_WRONLY | O_CREAT | O_EXCL, 0644 */
+};
+
+enum { FSGW_COMMIT_FSYNC = 1 };
+
+/* One submission record, as fsgw_submit_batch reads them from the caller's memory. */
+typedef struct fsgw_sub {
+  uint32_t op;
+  uint32_t flags;
+  int32_t fd;
+  int32_t slot;   /* out: the slot the operation took */
+  double offset;  /* file position (integers up to 2^53 are exact) */
+  double len;     /* bytes */
+  uint64_t buf;   /* data pointer */
+  uint64_t path;  /* NUL-terminated path */
+  uint64_t path2; /* NUL-terminated second path (rename, commit) */
+} fsgw_sub;
+
+/* One completion record, as fsgw_drain writes them to the caller's memory. */
+typedef struct fsgw_comp {
+  int32_t slot;
+  int32_t aux;   /* st_mode for stat and fstat */
+  double result; /* >= 0, or -errno */
+} fsgw_comp;
+
+/* Counters for observability (fsgw_pool_stats fills them in this order). */
+enum {
+  FSGW_STAT_SUBMITTED = 0,
+  FSGW_STAT_COMPLETED,
+  FSGW_STAT_REFUSED,       /* submissions answered -EAGAIN */
+  FSGW_STAT_QUEUED,        /* waiting for a worker now */
+  FSGW_STAT_QUEUED_HIGH,   /* high-water mark of the above */
+  FSGW_STAT_IN_FLIGHT,     /* slots taken now: queued + running + completed but not drained */
+  FSGW_STAT_DOORBELLS,     /* doorbell rings */
+  FSGW_STAT_DRAINS,        /* fsgw_drain calls that found at least one record */
+  FSGW_STAT_DRAINED,       /* records drained */
+  FSGW_STAT_THREADS,       /* workers running */
+  FSGW_STAT_PRIO_FAILED,   /* workers whose SCHED_RR request was refused */
+  FSGW_STAT_AFFINITY_FAILED, /* workers whose CPU pinning was refused */
+  FSGW_STAT_COUNT
+};
+
+int32_t fsgw_abi_version(void);
+int32_t fsgw_sizeof_sub(void);
+int32_t fsgw_sizeof_comp(void);
+
+/* Creates a pool and starts its workers; writes the pool's address to *out.
+ * threads 1..256; capacity 1..1<<24 slots; the first prior_threads workers ask for SCHED_RR;
+ * cpu_affinity != 0 pins worker i to CPU i mod ncpu. Refused priority or pinning is counted in the
+ * stats (FSGW_STAT_PRIO_FAILED, FSGW_STAT_AFFINITY_FAILED), not an error. doorbell is called from
+ * a worker thread, at most once until the next fsgw_drain. */
+int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_threads, int32_t cpu_affinity,
+                         void (*doorbell)(void), uint64_t *out);
+
+/* Submits one operation. Returns the slot (>= 0), -EAGAIN when every slot is taken, -EINVAL for
+ * a bad op, -ESHUTDOWN after fsgw_pool_stop. Call from one thread only (the JS thread). */
+int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
+                    const char *path, const char *path2);
+
+/* Submits subs[0..n) in order under one lock; stops at the first refused record. Returns how many
+ * were accepted (their `slot` fields are set), or -errno if none was (-EAGAIN when full). */
+int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n);
+
+/* Answers one doorbell ring: call it first thing in the doorbell callback, then fsgw_drain until
+ * it returns 0. It re-arms the doorbell before anything is read, so a completion appended after this
+ * call either is read by those drains or rings again: no completion is ever left without a ring,
+ * and at most one ring is pending at a time. */
+void fsgw_doorbell_answer(fsgw_pool *pool);
+
+/* Copies up to max ready completions into out and frees their slots; returns how many. */
+int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max);
+
+/* Rings not yet answered: while > 0, a callback invocation may still be on its way to the JS
+ * thread, so the callback must stay alive. */
+int32_t fsgw_doorbells_outstanding(fsgw_pool *pool);
+
+/* Fills out[0..n) with the FSGW_STAT_* counters; returns how many were written. */
+int32_t fsgw_pool_stats(fsgw_pool *pool, double *out, int32_t n);
+
+/* Stops the workers (each finishes its current operation) and completes every queued operation
+ * with -ECANCELED; later submissions get -ESHUTDOWN. Idempotent. Blocks until workers exit. */
+int32_t fsgw_pool_stop(fsgw_pool *pool);
+
+/* Frees the pool (stopping it first if needed). The pointer is invalid afterwards. */
+void fsgw_pool_free(fsgw_pool *pool);
+
+/* Raises the soft RLIMIT_NOFILE to want, capped by the hard limit. Returns the soft limit now in
+ * effect, or -errno. */
+double fsgw_raise_nofile(double want);
+
+/* Test hook: makes every worker sleep this many microseconds before each operation (0: off),
+ * so tests can hold operations in flight deterministically. */
+void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us);
+
+#endif

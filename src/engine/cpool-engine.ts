@@ -1,0 +1,330 @@
+// Engine "cpool": every file operation runs on the C thread pool (ffi/), reached through the one
+// bun:ffi door (src/ffi/pool-binding.ts).
+//
+//   submit ──▶ C queue (waitingQueueLen slots) ──▶ workers ──▶ completion ring ──▶ doorbell
+//      │ full (-EAGAIN): the operation waits in `blocked`, in order, until a drain frees slots
+//   drain (on the doorbell) ──▶ `completions` channel ──▶ one consumer settles each operation
+//
+// Waiting costs nothing: an idle engine has no timer firing, no thread spinning; workers sleep on a
+// condition variable and the JS thread hears only the doorbell. While operations are in flight a
+// ref'd keep-alive timer (period ~12 days, so it never actually fires) holds the event loop open,
+// because a pending threadsafe callback alone does not.
+//
+// Two submission paths, kept side by side and measured by scripts/bench-engines.ts:
+//   direct: one FFI call per operation;
+//   batch:  operations gathered during one event-loop turn, handed over in one FFI call through
+//           the submission ring (flushed by setImmediate, or at once when submitBatchMax are staged).
+import { constants } from "node:os";
+import { COMMIT_FSYNC, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { Channel, ChannelClosedError } from "../util/channel";
+import type { FileStat, IoEngine, OpenMode } from "./io-engine";
+import { ioErrorFromErrno } from "./io-error";
+
+const EAGAIN = constants.errno.EAGAIN;
+const ECANCELED = constants.errno.ECANCELED;
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const KEEPALIVE_PERIOD_MS = 1 << 30;
+
+const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "mkdir", "commit"];
+
+export type SubmitMode = "direct" | "batch";
+
+export interface CPoolOptions {
+  threads: number;
+  capacity: number;
+  priorThreads: number;
+  cpuAffinity: boolean;
+  submitMode: SubmitMode;
+  batchMax: number;
+}
+
+/** One operation from submission to settlement. It keeps its buffers alive while C holds pointers. */
+class PendingOp {
+  result = 0;
+  aux = 0;
+  resolve!: (value: number) => void;
+  reject!: (error: Error) => void;
+  constructor(
+    readonly kind: number,
+    readonly flags: number,
+    readonly fd: number,
+    readonly buf: Uint8Array | null,
+    readonly len: number,
+    readonly offset: number,
+    readonly path: Uint8Array | null,
+    readonly path2: Uint8Array | null,
+  ) {}
+}
+
+const encoder = new TextEncoder();
+function cPath(path: string): Uint8Array {
+  return encoder.encode(path + "\0");
+}
+
+function statOf(size: number, mode: number): FileStat {
+  const type = mode & S_IFMT;
+  return { size, isFile: type === S_IFREG, isDir: type === S_IFDIR };
+}
+
+export class CPoolEngine implements IoEngine {
+  readonly name = "cpool";
+  private readonly pool: NativePool;
+  /** The operation in each C slot, from submission until its completion is drained. */
+  private readonly bySlot: (PendingOp | undefined)[];
+  /** Operations refused with -EAGAIN, oldest first; resubmitted as drains free slots. */
+  private readonly blocked: PendingOp[] = [];
+  private blockedHead = 0;
+  /** Batch mode: operations staged in the submission ring this turn. */
+  private readonly staged: PendingOp[] = [];
+  private flushScheduled = false;
+  private readonly completions: Channel<PendingOp>;
+  private readonly keepAlive: ReturnType<typeof setInterval>;
+  private inFlight = 0;
+  private stopped = false;
+  // Counters for stats.
+  blockedHigh = 0;
+  batches = 0;
+  batchedOps = 0;
+
+  constructor(private readonly options: CPoolOptions) {
+    this.bySlot = new Array(options.capacity);
+    this.completions = new Channel<PendingOp>(options.capacity);
+    this.pool = new NativePool({
+      threads: options.threads,
+      capacity: options.capacity,
+      priorThreads: options.priorThreads,
+      cpuAffinity: options.cpuAffinity,
+      batchMax: options.batchMax,
+      onCompletion: (slot, result, aux) => this.onCompletion(slot, result, aux),
+      onDrained: () => this.unblock(),
+    });
+    this.keepAlive = setInterval(() => {}, KEEPALIVE_PERIOD_MS);
+    this.keepAlive.unref();
+    void this.deliver();
+  }
+
+  get submitMode(): SubmitMode {
+    return this.options.submitMode;
+  }
+
+  /** The C pool's counters (see PoolStat), read now. */
+  nativeStats(): Float64Array {
+    return this.pool.stats();
+  }
+
+  get operationsInFlight(): number {
+    return this.inFlight;
+  }
+
+  get blockedCount(): number {
+    return this.blocked.length - this.blockedHead;
+  }
+
+  /** Tests: workers sleep this long before each operation, to hold operations in flight. */
+  setOpDelayForTests(us: number): void {
+    this.pool.setOpDelayForTests(us);
+  }
+
+  // ---- IoEngine ----
+
+  open(path: string, mode: OpenMode): Promise<number> {
+    return this.run(PoolOp.OPEN, mode === "create" ? OPEN_CREATE : OPEN_READ, -1, null, 0, 0, cPath(path), null);
+  }
+  async write(fd: number, data: Uint8Array, position: number): Promise<void> {
+    await this.run(PoolOp.PWRITE, 0, fd, data, data.length, position, null, null);
+  }
+  read(fd: number, into: Uint8Array, position: number): Promise<number> {
+    return this.run(PoolOp.PREAD, 0, fd, into, into.length, position, null, null);
+  }
+  async fstat(fd: number): Promise<FileStat> {
+    const op = await this.runOp(PoolOp.FSTAT, 0, fd, null, 0, 0, null, null);
+    return statOf(op.result, op.aux);
+  }
+  async stat(path: string): Promise<FileStat> {
+    const op = await this.runOp(PoolOp.STAT, 0, -1, null, 0, 0, cPath(path), null);
+    return statOf(op.result, op.aux);
+  }
+  async close(fd: number): Promise<void> {
+    await this.run(PoolOp.CLOSE, 0, fd, null, 0, 0, null, null);
+  }
+  async fsync(fd: number): Promise<void> {
+    await this.run(PoolOp.FSYNC, 0, fd, null, 0, 0, null, null);
+  }
+  async rename(from: string, to: string): Promise<void> {
+    await this.run(PoolOp.RENAME, 0, -1, null, 0, 0, cPath(from), cPath(to));
+  }
+  async unlink(path: string): Promise<void> {
+    await this.run(PoolOp.UNLINK, 0, -1, null, 0, 0, cPath(path), null);
+  }
+  async mkdir(path: string): Promise<void> {
+    await this.run(PoolOp.MKDIR, 0, -1, null, 0, 0, cPath(path), null);
+  }
+  async commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
+    await this.run(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath));
+  }
+  /** No system call: what the pool itself costs per operation (tests, benchmarks). */
+  nop(): Promise<number> {
+    return this.run(PoolOp.NOP, 0, -1, null, 1, 0, null, null);
+  }
+
+  async shutdown(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    const cancelled = ioErrorFromErrno(-ECANCELED, "shutdown");
+    for (const op of this.staged.splice(0)) this.settle(op, cancelled);
+    for (let i = this.blockedHead; i < this.blocked.length; i++) this.settle(this.blocked[i]!, cancelled);
+    this.blocked.length = 0;
+    this.blockedHead = 0;
+    this.pool.stop(); // queued operations come back -ECANCELED through the channel
+    this.completions.close();
+    clearInterval(this.keepAlive);
+  }
+
+  // ---- submission ----
+
+  private async run(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): Promise<number> {
+    return (await this.runOp(kind, flags, fd, buf, len, offset, path, path2)).result;
+  }
+
+  private runOp(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): Promise<PendingOp> {
+    const op = new PendingOp(kind, flags, fd, buf, len, offset, path, path2);
+    const promise = new Promise<PendingOp>((resolve, reject) => {
+      op.resolve = () => resolve(op);
+      op.reject = reject;
+    });
+    if (this.stopped) {
+      op.reject(ioErrorFromErrno(-ECANCELED, opNames[kind]!));
+      return promise;
+    }
+    if (this.inFlight++ === 0) this.keepAlive.ref();
+    if (this.blockedCount > 0) this.block(op);
+    else if (this.options.submitMode === "direct") this.submitDirect(op);
+    else this.stage(op);
+    return promise;
+  }
+
+  /** One FFI call. Returns false when the pool is full (the operation is then blocked). */
+  private submitDirect(op: PendingOp): boolean {
+    const slot = this.pool.submit(op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2);
+    if (slot >= 0) {
+      this.bySlot[slot] = op;
+      return true;
+    }
+    if (slot === -EAGAIN) {
+      this.block(op);
+      return false;
+    }
+    this.settle(op, ioErrorFromErrno(slot, opNames[op.kind]!));
+    return true;
+  }
+
+  private stage(op: PendingOp): void {
+    this.staged.push(op);
+    if (this.staged.length >= this.pool.batchMax) this.flush();
+    else if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flush);
+    }
+  }
+
+  /** Hands every staged operation over in one FFI call; the ones refused wait in `blocked`. */
+  private readonly flush = (): void => {
+    this.flushScheduled = false;
+    const ops = this.staged.splice(0);
+    if (ops.length === 0 || this.stopped) return;
+    const accepted = this.submitBatch(ops, 0, ops.length);
+    for (let i = accepted; i < ops.length; i++) this.block(ops[i]!);
+  };
+
+  /** Submits ops[start, start+count) (count <= batchMax) in one call; returns how many went in. */
+  private submitBatch(ops: PendingOp[], start: number, count: number): number {
+    for (let i = 0; i < count; i++) {
+      const op = ops[start + i]!;
+      this.pool.stage(i, op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2);
+    }
+    const n = this.pool.submitStaged(count);
+    if (n < 0 && n !== -EAGAIN) {
+      const error = ioErrorFromErrno(n, "submit");
+      for (let i = 0; i < count; i++) this.settle(ops[start + i]!, error);
+      return count;
+    }
+    const accepted = Math.max(0, n);
+    for (let i = 0; i < accepted; i++) this.bySlot[this.pool.stagedSlot(i)] = ops[start + i];
+    if (accepted > 0) {
+      this.batches++;
+      this.batchedOps += accepted;
+    }
+    return accepted;
+  }
+
+  private block(op: PendingOp): void {
+    this.blocked.push(op);
+    const waiting = this.blockedCount;
+    if (waiting > this.blockedHigh) this.blockedHigh = waiting;
+  }
+
+  /** Slots were freed: resubmit blocked operations, oldest first, until the pool is full again. */
+  private unblock(): void {
+    while (this.blockedCount > 0 && !this.stopped) {
+      if (this.options.submitMode === "direct") {
+        const op = this.blocked[this.blockedHead]!;
+        const slot = this.pool.submit(op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2);
+        if (slot === -EAGAIN) break;
+        this.blockedHead++;
+        if (slot >= 0) this.bySlot[slot] = op;
+        else this.settle(op, ioErrorFromErrno(slot, opNames[op.kind]!));
+      } else {
+        const count = Math.min(this.blockedCount, this.pool.batchMax);
+        const accepted = this.submitBatch(this.blocked, this.blockedHead, count);
+        this.blockedHead += accepted;
+        if (accepted < count) break;
+      }
+    }
+    if (this.blockedHead > 1024 && this.blockedHead * 2 > this.blocked.length) {
+      this.blocked.splice(0, this.blockedHead);
+      this.blockedHead = 0;
+    }
+  }
+
+  // ---- completion ----
+
+  private onCompletion(slot: number, result: number, aux: number): void {
+    const op = this.bySlot[slot];
+    if (op === undefined) {
+      // A slot completing with no operation in it means the pool's bookkeeping is broken.
+      throw new Error(`fsgw_pool completed slot ${slot}, which holds no operation`);
+    }
+    this.bySlot[slot] = undefined;
+    op.result = result;
+    op.aux = aux;
+    if (!this.completions.trySend(op)) {
+      throw new Error("completion channel overflow: more completions than slots");
+    }
+  }
+
+  /** The one consumer of the completion channel: settles operations in completion order. */
+  private async deliver(): Promise<void> {
+    for (;;) {
+      let op = this.completions.tryReceive();
+      if (op === undefined) {
+        try {
+          op = await this.completions.receive();
+        } catch (e) {
+          if (e instanceof ChannelClosedError) return;
+          throw e;
+        }
+      }
+      this.settle(op, op.result < 0 ? ioErrorFromErrno(op.result, opNames[op.kind]!) : null);
+    }
+  }
+
+  private settle(op: PendingOp, error: Error | null): void {
+    if (--this.inFlight === 0) this.keepAlive.unref();
+    if (error === null) op.resolve(op.result);
+    else op.reject(error);
+  }
+}
+
+export { PoolStat };

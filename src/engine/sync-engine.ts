@@ -1,0 +1,86 @@
+// Engine "sync": every operation is a blocking system call on the JS thread (node:fs *Sync), with
+// the result handed back as a settled promise. No pool at all: the baseline that shows what the
+// pools buy (and what blocking the event loop costs under concurrency).
+import fs from "node:fs";
+import type { FileStat, IoEngine, OpenMode } from "./io-engine";
+import { ioErrorFromNode } from "./io-error";
+
+const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+
+function attempt<T>(op: string, fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (e) {
+    return Promise.reject(ioErrorFromNode(e, op));
+  }
+}
+
+function statOf(s: fs.Stats): FileStat {
+  return { size: s.size, isFile: s.isFile(), isDir: s.isDirectory() };
+}
+
+function writeAll(fd: number, data: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < data.length) done += fs.writeSync(fd, data, done, data.length - done, position + done);
+}
+
+export class SyncEngine implements IoEngine {
+  readonly name = "sync";
+
+  open(path: string, mode: OpenMode): Promise<number> {
+    return attempt("open", () => fs.openSync(path, mode === "create" ? CREATE_FLAGS : fs.constants.O_RDONLY, 0o644));
+  }
+  write(fd: number, data: Uint8Array, position: number): Promise<void> {
+    return attempt("write", () => writeAll(fd, data, position));
+  }
+  read(fd: number, into: Uint8Array, position: number): Promise<number> {
+    return attempt("read", () => fs.readSync(fd, into, 0, into.length, position));
+  }
+  fstat(fd: number): Promise<FileStat> {
+    return attempt("fstat", () => statOf(fs.fstatSync(fd)));
+  }
+  stat(path: string): Promise<FileStat> {
+    return attempt("stat", () => statOf(fs.statSync(path)));
+  }
+  close(fd: number): Promise<void> {
+    return attempt("close", () => fs.closeSync(fd));
+  }
+  fsync(fd: number): Promise<void> {
+    return attempt("fsync", () => fs.fsyncSync(fd));
+  }
+  rename(from: string, to: string): Promise<void> {
+    return attempt("rename", () => fs.renameSync(from, to));
+  }
+  unlink(path: string): Promise<void> {
+    return attempt("unlink", () => fs.unlinkSync(path));
+  }
+  mkdir(path: string): Promise<void> {
+    return attempt("mkdir", () => {
+      try {
+        fs.mkdirSync(path, 0o755);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      }
+    });
+  }
+  commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
+    return attempt("commit", () => {
+      const fd = fs.openSync(tmpPath, CREATE_FLAGS, 0o644);
+      try {
+        writeAll(fd, data, 0);
+        if (fsync) fs.fsyncSync(fd);
+        fs.closeSync(fd);
+        fs.renameSync(tmpPath, finalPath);
+      } catch (e) {
+        try {
+          fs.closeSync(fd);
+        } catch {}
+        try {
+          fs.unlinkSync(tmpPath);
+        } catch {}
+        throw e;
+      }
+    });
+  }
+  async shutdown(): Promise<void> {}
+}

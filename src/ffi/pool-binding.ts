@@ -1,0 +1,239 @@
+// The one door to bun:ffi: the symbol table of ffi/fsgw_pool.h, the ABI check, and the doorbell.
+// Nothing else in fsgw imports bun:ffi; the C pool engine sees only the NativePool class below.
+//
+// The doorbell is a threadsafe JSCallback: a worker thread calls it, Bun runs it on the JS thread.
+// It carries no data (Bun documents threadsafe callbacks as experimental, so they stay a bell, not
+// a data path); the records come out through fsgw_drain into memory JS owns.
+import { dlopen, JSCallback, ptr, type Pointer } from "bun:ffi";
+import { ensureLibrary } from "./build";
+
+const ABI_VERSION = 1;
+const SUB_BYTES = 56;
+const COMP_BYTES = 16;
+
+export const PoolOp = {
+  NOP: 0,
+  OPEN: 1,
+  PWRITE: 2,
+  PREAD: 3,
+  FSTAT: 4,
+  STAT: 5,
+  CLOSE: 6,
+  FSYNC: 7,
+  RENAME: 8,
+  UNLINK: 9,
+  MKDIR: 10,
+  COMMIT: 11,
+} as const;
+export const OPEN_READ = 0;
+export const OPEN_CREATE = 1;
+export const COMMIT_FSYNC = 1;
+
+/** Indices of fsgw_pool_stats, in the header's order. */
+export const PoolStat = {
+  SUBMITTED: 0,
+  COMPLETED: 1,
+  REFUSED: 2,
+  QUEUED: 3,
+  QUEUED_HIGH: 4,
+  IN_FLIGHT: 5,
+  DOORBELLS: 6,
+  DRAINS: 7,
+  DRAINED: 8,
+  THREADS: 9,
+  PRIO_FAILED: 10,
+  AFFINITY_FAILED: 11,
+} as const;
+const STAT_COUNT = 12;
+
+function load() {
+  return dlopen(ensureLibrary(), {
+    fsgw_abi_version: { args: [], returns: "i32" },
+    fsgw_sizeof_sub: { args: [], returns: "i32" },
+    fsgw_sizeof_comp: { args: [], returns: "i32" },
+    fsgw_pool_create: { args: ["i32", "i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
+    fsgw_submit: { args: ["ptr", "u32", "u32", "i32", "ptr", "f64", "f64", "ptr", "ptr"], returns: "i32" },
+    fsgw_submit_batch: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_doorbell_answer: { args: ["ptr"], returns: "void" },
+    fsgw_drain: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_doorbells_outstanding: { args: ["ptr"], returns: "i32" },
+    fsgw_pool_stats: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_pool_stop: { args: ["ptr"], returns: "i32" },
+    fsgw_pool_free: { args: ["ptr"], returns: "void" },
+    fsgw_raise_nofile: { args: ["f64"], returns: "f64" },
+    fsgw_debug_set_op_delay_us: { args: ["ptr", "i32"], returns: "void" },
+  });
+}
+
+type Library = ReturnType<typeof load>;
+let library: Library | null = null;
+
+/** Loads (building if needed) the library once and checks that its structs match this binding. */
+function lib(): Library["symbols"] {
+  if (library === null) {
+    const l = load();
+    const abi = l.symbols.fsgw_abi_version();
+    const sub = l.symbols.fsgw_sizeof_sub();
+    const comp = l.symbols.fsgw_sizeof_comp();
+    if (abi !== ABI_VERSION || sub !== SUB_BYTES || comp !== COMP_BYTES) {
+      l.close();
+      throw new Error(`libfsgw_pool ABI mismatch: abi ${abi}/${ABI_VERSION}, fsgw_sub ${sub}/${SUB_BYTES} bytes, fsgw_comp ${comp}/${COMP_BYTES} bytes`);
+    }
+    library = l;
+  }
+  return library.symbols;
+}
+
+/** Raises the soft RLIMIT_NOFILE toward `want` (capped by the hard limit); returns the limit now in effect. */
+export function raiseOpenFileLimit(want: number): number {
+  return lib().fsgw_raise_nofile(want);
+}
+
+export interface PoolOptions {
+  threads: number;
+  capacity: number;
+  priorThreads: number;
+  cpuAffinity: boolean;
+  /** Largest batch handed over in one fsgw_submit_batch call. */
+  batchMax: number;
+  /** Called on the JS thread with every ready completion: slot, result (>= 0 or -errno), aux. */
+  onCompletion: (slot: number, result: number, aux: number) => void;
+  /** Called once all completions of a doorbell were delivered (slots are free again). */
+  onDrained: () => void;
+}
+
+/** A running fsgw_pool. Submission methods return the slot (>= 0) or -errno. */
+export class NativePool {
+  private handle: Pointer | null;
+  private readonly sym = lib();
+  /** The doorbell, held in a field so it lives as long as the pool; closed exactly once. */
+  private doorbell: JSCallback | null;
+  private stopped = false;
+  private readonly comps: Uint8Array;
+  private readonly compSlot: Int32Array;
+  private readonly compResult: Float64Array;
+  private readonly compCapacity = 1024;
+  // The submission ring for batches: records JS fills and fsgw_submit_batch reads in one call.
+  private readonly subs: Uint8Array;
+  private readonly subU32: Uint32Array;
+  private readonly subI32: Int32Array;
+  private readonly subF64: Float64Array;
+  private readonly statsOut = new Float64Array(STAT_COUNT);
+  readonly batchMax: number;
+
+  constructor(private readonly options: PoolOptions) {
+    this.batchMax = options.batchMax;
+    this.comps = new Uint8Array(this.compCapacity * COMP_BYTES);
+    this.compSlot = new Int32Array(this.comps.buffer);
+    this.compResult = new Float64Array(this.comps.buffer);
+    this.subs = new Uint8Array(options.batchMax * SUB_BYTES);
+    this.subU32 = new Uint32Array(this.subs.buffer);
+    this.subI32 = new Int32Array(this.subs.buffer);
+    this.subF64 = new Float64Array(this.subs.buffer);
+    this.doorbell = new JSCallback(() => this.onDoorbell(), { args: [], returns: "void", threadsafe: true });
+    const out = new BigUint64Array(1);
+    const rc = this.sym.fsgw_pool_create(options.threads, options.capacity, options.priorThreads, options.cpuAffinity ? 1 : 0, this.doorbell.ptr, ptr(out));
+    if (rc < 0) {
+      this.doorbell.close();
+      this.doorbell = null;
+      throw new Error(`fsgw_pool_create failed: errno ${-rc}`);
+    }
+    this.handle = Number(out[0]) as Pointer;
+  }
+
+  /** One FFI call per operation. */
+  submit(op: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): number {
+    return this.sym.fsgw_submit(this.handle, op, flags, fd, buf, len, offset, path, path2);
+  }
+
+  /** Fills record `i` of the submission ring (pointers are written as two 32-bit halves). */
+  stage(i: number, op: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): void {
+    const w = i * (SUB_BYTES / 4);
+    const d = i * (SUB_BYTES / 8);
+    this.subU32[w] = op;
+    this.subU32[w + 1] = flags;
+    this.subI32[w + 2] = fd;
+    this.subI32[w + 3] = -1;
+    this.subF64[d + 2] = offset;
+    this.subF64[d + 3] = len;
+    setPointer(this.subU32, w + 8, buf);
+    setPointer(this.subU32, w + 10, path);
+    setPointer(this.subU32, w + 12, path2);
+  }
+
+  /** Hands records [0, n) of the ring over in one FFI call; returns how many were accepted. */
+  submitStaged(n: number): number {
+    return this.sym.fsgw_submit_batch(this.handle, this.subs, n);
+  }
+
+  /** The slot record `i` took, after submitStaged accepted it. */
+  stagedSlot(i: number): number {
+    return this.subI32[i * (SUB_BYTES / 4) + 3]!;
+  }
+
+  private onDoorbell(): void {
+    try {
+      if (this.handle === null) return;
+      this.sym.fsgw_doorbell_answer(this.handle);
+      this.drain();
+      if (this.stopped) this.closeWhenQuiet();
+    } catch (e) {
+      // An exception must not unwind into Bun's callback machinery; it is a bug: say so and stop.
+      console.error("fsgw: doorbell handler failed:", e);
+      process.exit(70);
+    }
+  }
+
+  /** Delivers every ready completion. */
+  drain(): void {
+    if (this.handle === null) return;
+    let n: number;
+    let any = false;
+    while ((n = this.sym.fsgw_drain(this.handle, this.comps, this.compCapacity)) > 0) {
+      any = true;
+      for (let i = 0; i < n; i++) {
+        this.options.onCompletion(this.compSlot[i * 4]!, this.compResult[i * 2 + 1]!, this.compSlot[i * 4 + 1]!);
+      }
+    }
+    if (any) this.options.onDrained();
+  }
+
+  stats(): Float64Array {
+    if (this.handle !== null) this.sym.fsgw_pool_stats(this.handle, this.statsOut, STAT_COUNT);
+    return this.statsOut;
+  }
+
+  setOpDelayForTests(us: number): void {
+    if (this.handle !== null) this.sym.fsgw_debug_set_op_delay_us(this.handle, us);
+  }
+
+  /**
+   * Stops the workers; queued operations complete with -ECANCELED and are delivered now. The pool
+   * and the doorbell are freed once no ring is still on its way to the JS thread. Idempotent.
+   */
+  stop(): void {
+    if (this.stopped || this.handle === null) return;
+    this.stopped = true;
+    this.sym.fsgw_pool_stop(this.handle);
+    this.drain();
+    this.closeWhenQuiet();
+  }
+
+  private closeWhenQuiet(): void {
+    if (this.handle === null || this.sym.fsgw_doorbells_outstanding(this.handle) > 0) return;
+    const handle = this.handle;
+    this.handle = null;
+    // Freed outside any doorbell invocation: the callback is not closed while it is running.
+    setImmediate(() => {
+      this.sym.fsgw_pool_free(handle);
+      this.doorbell?.close();
+      this.doorbell = null;
+    });
+  }
+}
+
+function setPointer(view: Uint32Array, index: number, bytes: Uint8Array | null): void {
+  const p = bytes === null ? 0 : ptr(bytes);
+  view[index] = p >>> 0;
+  view[index + 1] = Math.floor(p / 0x100000000);
+}

@@ -1,0 +1,296 @@
+/* C-level tests of fsgw_pool, run by test/ffi/pool-c.test.ts (built with -fsanitize=address,undefined
+ * when the compiler has them). Each check prints "ok - name" or "not ok - name: why"; exit 0 only
+ * when every check passed.
+ *
+ * The doorbell here is a condition variable: the test thread waits on it as the JS thread would
+ * wait for its callback, so coalescing and "drain every record" are exercised as in production. */
+#define _GNU_SOURCE
+#include "fsgw_pool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures = 0;
+static int checks = 0;
+
+#define CHECK(cond, name, ...)                                  \
+  do {                                                          \
+    checks++;                                                   \
+    if (cond) {                                                 \
+      printf("ok - %s\n", name);                                \
+    } else {                                                    \
+      failures++;                                               \
+      printf("not ok - %s: ", name);                            \
+      printf(__VA_ARGS__);                                      \
+      printf("\n");                                             \
+    }                                                           \
+  } while (0)
+
+/* ---- a doorbell the test thread can wait on ---- */
+static pthread_mutex_t bell_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t bell_cond = PTHREAD_COND_INITIALIZER;
+static int bell_rung = 0;
+static atomic_int bell_calls = 0;
+
+static void doorbell(void) {
+  atomic_fetch_add(&bell_calls, 1);
+  pthread_mutex_lock(&bell_lock);
+  bell_rung = 1;
+  pthread_cond_signal(&bell_cond);
+  pthread_mutex_unlock(&bell_lock);
+}
+
+/* Waits for a ring (up to 5 s), answers it, and drains everything into out. Returns the count. */
+static int wait_and_drain(fsgw_pool *pool, fsgw_comp *out, int max) {
+  struct timespec deadline;
+  clock_gettime(CLOCK_REALTIME, &deadline);
+  deadline.tv_sec += 5;
+  pthread_mutex_lock(&bell_lock);
+  while (!bell_rung) {
+    if (pthread_cond_timedwait(&bell_cond, &bell_lock, &deadline) == ETIMEDOUT) break;
+  }
+  int rung = bell_rung;
+  bell_rung = 0;
+  pthread_mutex_unlock(&bell_lock);
+  if (!rung) return -1;
+  fsgw_doorbell_answer(pool);
+  int total = 0, n;
+  while (total < max && (n = fsgw_drain(pool, out + total, max - total)) > 0) total += n;
+  return total;
+}
+
+static fsgw_pool *make_pool(int threads, int capacity) {
+  uint64_t handle = 0;
+  int rc = fsgw_pool_create(threads, capacity, 0, 0, doorbell, &handle);
+  if (rc != 0) {
+    printf("not ok - create pool: %d\n", rc);
+    exit(1);
+  }
+  return (fsgw_pool *)(uintptr_t)handle;
+}
+
+/* Runs one operation to completion and returns its record. */
+static fsgw_comp run1(fsgw_pool *pool, uint32_t op, uint32_t flags, int fd, void *buf, double len, double off,
+                      const char *path, const char *path2) {
+  fsgw_comp c = {.slot = -1, .aux = 0, .result = -99999};
+  int slot = fsgw_submit(pool, op, flags, fd, buf, len, off, path, path2);
+  if (slot < 0) {
+    c.result = slot;
+    return c;
+  }
+  fsgw_comp out[4];
+  int got = 0;
+  while (got == 0) {
+    int n = wait_and_drain(pool, out, 4);
+    if (n < 0) return c;
+    got = n;
+  }
+  return out[0];
+}
+
+static char dir[256];
+
+static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
+
+static void test_abi(void) {
+  CHECK(fsgw_abi_version() == FSGW_ABI_VERSION, "abi version", "%d", fsgw_abi_version());
+  CHECK(fsgw_sizeof_sub() == 56 && fsgw_sizeof_comp() == 16, "struct sizes", "sub %d comp %d", fsgw_sizeof_sub(), fsgw_sizeof_comp());
+  uint64_t h;
+  CHECK(fsgw_pool_create(0, 8, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 threads", "%s", "failed");
+  CHECK(fsgw_pool_create(1, 0, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 capacity", "%s", "failed");
+  CHECK(fsgw_pool_create(1, 8, 0, 0, NULL, &h) == -EINVAL, "create rejects a null doorbell", "%s", "failed");
+}
+
+static void test_every_op(void) {
+  fsgw_pool *pool = make_pool(2, 16);
+  char tmp[512], fin[512], missing[512], sub[512];
+  path_in(tmp, sizeof tmp, "t.tmp");
+  path_in(fin, sizeof fin, "t.final");
+  path_in(missing, sizeof missing, "no/such/dir/x");
+  path_in(sub, sizeof sub, "sub");
+
+  fsgw_comp c = run1(pool, FSGW_OP_OPEN, FSGW_OPEN_CREATE, -1, NULL, 0, 0, tmp, NULL);
+  CHECK(c.result >= 0, "open create", "%g", c.result);
+  int fd = (int)c.result;
+  c = run1(pool, FSGW_OP_OPEN, FSGW_OPEN_CREATE, -1, NULL, 0, 0, tmp, NULL);
+  CHECK(c.result == -EEXIST, "open create of an existing file: -EEXIST", "%g", c.result);
+  c = run1(pool, FSGW_OP_OPEN, FSGW_OPEN_READ, -1, NULL, 0, 0, missing, NULL);
+  CHECK(c.result == -ENOENT, "open read of a missing file: -ENOENT", "%g", c.result);
+
+  static char data[300000];
+  for (size_t i = 0; i < sizeof data; i++) data[i] = (char)(i * 7);
+  c = run1(pool, FSGW_OP_PWRITE, 0, fd, data, sizeof data, 0, NULL, NULL);
+  CHECK(c.result == sizeof data, "pwrite all", "%g", c.result);
+  c = run1(pool, FSGW_OP_PWRITE, 0, 987654, data, 10, 0, NULL, NULL);
+  CHECK(c.result == -EBADF, "pwrite bad fd: -EBADF", "%g", c.result);
+  c = run1(pool, FSGW_OP_FSYNC, 0, fd, NULL, 0, 0, NULL, NULL);
+  CHECK(c.result == 0, "fsync", "%g", c.result);
+  c = run1(pool, FSGW_OP_FSYNC, 0, 987654, NULL, 0, 0, NULL, NULL);
+  CHECK(c.result == -EBADF, "fsync bad fd: -EBADF", "%g", c.result);
+  c = run1(pool, FSGW_OP_FSTAT, 0, fd, NULL, 0, 0, NULL, NULL);
+  CHECK(c.result == sizeof data && S_ISREG((mode_t)c.aux), "fstat size and mode", "%g %o", c.result, c.aux);
+  c = run1(pool, FSGW_OP_FSTAT, 0, 987654, NULL, 0, 0, NULL, NULL);
+  CHECK(c.result == -EBADF, "fstat bad fd: -EBADF", "%g", c.result);
+  c = run1(pool, FSGW_OP_CLOSE, 0, fd, NULL, 0, 0, NULL, NULL);
+  CHECK(c.result == 0, "close", "%g", c.result);
+  c = run1(pool, FSGW_OP_CLOSE, 0, fd, NULL, 0, 0, NULL, NULL);
+  CHECK(c.result == -EBADF, "close twice: -EBADF", "%g", c.result);
+
+  c = run1(pool, FSGW_OP_RENAME, 0, -1, NULL, 0, 0, tmp, fin);
+  CHECK(c.result == 0, "rename", "%g", c.result);
+  c = run1(pool, FSGW_OP_RENAME, 0, -1, NULL, 0, 0, tmp, fin);
+  CHECK(c.result == -ENOENT, "rename of a missing file: -ENOENT", "%g", c.result);
+  c = run1(pool, FSGW_OP_STAT, 0, -1, NULL, 0, 0, fin, NULL);
+  CHECK(c.result == sizeof data, "stat size", "%g", c.result);
+  c = run1(pool, FSGW_OP_STAT, 0, -1, NULL, 0, 0, missing, NULL);
+  CHECK(c.result == -ENOENT, "stat missing: -ENOENT", "%g", c.result);
+
+  c = run1(pool, FSGW_OP_OPEN, FSGW_OPEN_READ, -1, NULL, 0, 0, fin, NULL);
+  fd = (int)c.result;
+  static char back[300000];
+  c = run1(pool, FSGW_OP_PREAD, 0, fd, back, sizeof back, 0, NULL, NULL);
+  CHECK(c.result == sizeof back && memcmp(back, data, sizeof back) == 0, "pread returns the bytes written", "%g", c.result);
+  c = run1(pool, FSGW_OP_PREAD, 0, fd, back, 100, sizeof data, NULL, NULL);
+  CHECK(c.result == 0, "pread at end of file: 0", "%g", c.result);
+  c = run1(pool, FSGW_OP_PREAD, 0, 987654, back, 100, 0, NULL, NULL);
+  CHECK(c.result == -EBADF, "pread bad fd: -EBADF", "%g", c.result);
+  run1(pool, FSGW_OP_CLOSE, 0, fd, NULL, 0, 0, NULL, NULL);
+
+  c = run1(pool, FSGW_OP_MKDIR, 0, -1, NULL, 0, 0, sub, NULL);
+  CHECK(c.result == 0, "mkdir", "%g", c.result);
+  c = run1(pool, FSGW_OP_MKDIR, 0, -1, NULL, 0, 0, sub, NULL);
+  CHECK(c.result == 0, "mkdir of an existing directory is not an error", "%g", c.result);
+  c = run1(pool, FSGW_OP_MKDIR, 0, -1, NULL, 0, 0, missing, NULL);
+  CHECK(c.result == -ENOENT, "mkdir under a missing parent: -ENOENT", "%g", c.result);
+  c = run1(pool, FSGW_OP_STAT, 0, -1, NULL, 0, 0, sub, NULL);
+  CHECK(c.result >= 0 && S_ISDIR((mode_t)c.aux), "stat of a directory says so", "%o", c.aux);
+
+  c = run1(pool, FSGW_OP_UNLINK, 0, -1, NULL, 0, 0, fin, NULL);
+  CHECK(c.result == 0, "unlink", "%g", c.result);
+  c = run1(pool, FSGW_OP_UNLINK, 0, -1, NULL, 0, 0, fin, NULL);
+  CHECK(c.result == -ENOENT, "unlink missing: -ENOENT", "%g", c.result);
+
+  /* commit: the compound upload */
+  c = run1(pool, FSGW_OP_COMMIT, FSGW_COMMIT_FSYNC, -1, data, 5000, 0, tmp, fin);
+  CHECK(c.result == 5000, "commit writes and renames", "%g", c.result);
+  struct stat st;
+  CHECK(stat(fin, &st) == 0 && st.st_size == 5000 && access(tmp, F_OK) != 0, "commit leaves the final file only", "%s", "failed");
+  c = run1(pool, FSGW_OP_COMMIT, 0, -1, data, 10, 0, tmp, missing);
+  CHECK(c.result == -ENOENT && access(tmp, F_OK) != 0, "commit whose rename fails removes its temporary file", "%g", c.result);
+  c = run1(pool, FSGW_OP_COMMIT, 0, -1, data, 10, 0, missing, fin);
+  CHECK(c.result == -ENOENT, "commit whose create fails: -ENOENT", "%g", c.result);
+
+  CHECK(fsgw_submit(pool, 99, 0, -1, NULL, 0, 0, NULL, NULL) == -EINVAL, "unknown op: -EINVAL", "%s", "failed");
+  CHECK(fsgw_submit(pool, FSGW_OP_PREAD, 0, 0, back, -1, 0, NULL, NULL) == -EINVAL, "negative length: -EINVAL", "%s", "failed");
+  fsgw_pool_free(pool);
+}
+
+static void test_full_queue_and_cancel(void) {
+  fsgw_pool *pool = make_pool(1, 4);
+  fsgw_debug_set_op_delay_us(pool, 200000); /* the one worker holds each op 200 ms */
+  int slots[4];
+  for (int i = 0; i < 4; i++) slots[i] = fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, i + 1, 0, NULL, NULL);
+  CHECK(slots[0] >= 0 && slots[1] >= 0 && slots[2] >= 0 && slots[3] >= 0, "capacity slots accepted", "%s", "failed");
+  CHECK(fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, 1, 0, NULL, NULL) == -EAGAIN, "a full pool answers -EAGAIN", "%s", "failed");
+  fsgw_sub batch[2];
+  memset(batch, 0, sizeof batch);
+  CHECK(fsgw_submit_batch(pool, batch, 2) == -EAGAIN, "a full pool refuses a batch with -EAGAIN", "%s", "failed");
+  double stats[FSGW_STAT_COUNT];
+  fsgw_pool_stats(pool, stats, FSGW_STAT_COUNT);
+  CHECK(stats[FSGW_STAT_REFUSED] == 2 && stats[FSGW_STAT_IN_FLIGHT] == 4, "refusals and in-flight counted", "%g %g",
+        stats[FSGW_STAT_REFUSED], stats[FSGW_STAT_IN_FLIGHT]);
+  usleep(50000); /* the worker has taken the first op; three are queued */
+  fsgw_pool_stop(pool);
+  fsgw_pool_stop(pool); /* idempotent */
+  fsgw_comp out[8];
+  int n = fsgw_drain(pool, out, 8);
+  int cancelled = 0, done = 0;
+  for (int i = 0; i < n; i++) {
+    if (out[i].result == -ECANCELED) cancelled++;
+    else if (out[i].result > 0) done++;
+  }
+  CHECK(n == 4 && cancelled == 3 && done == 1, "stop completes the running op and cancels the queued ones", "n %d cancelled %d done %d", n, cancelled, done);
+  CHECK(fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, 1, 0, NULL, NULL) == -ESHUTDOWN, "submit after stop: -ESHUTDOWN", "%s", "failed");
+  fsgw_pool_stats(pool, stats, FSGW_STAT_COUNT);
+  CHECK(stats[FSGW_STAT_THREADS] == 0 && stats[FSGW_STAT_IN_FLIGHT] == 0, "no threads and no slots held after stop", "%s", "failed");
+  fsgw_pool_free(pool);
+}
+
+/* Many operations through a small pool, resubmitting as slots free up: each completes once. */
+static void test_many_through_small(void) {
+  enum { N = 20000, CAP = 64 };
+  fsgw_pool *pool = make_pool(4, CAP);
+  static unsigned char seen[N];
+  memset(seen, 0, sizeof seen);
+  int next = 0, completed = 0, twice = 0, wrong = 0;
+  int slot_owner[CAP];
+  fsgw_comp out[CAP];
+  fsgw_sub batch[16];
+  atomic_store(&bell_calls, 0);
+  while (completed < N) {
+    /* alternate the two submission paths */
+    while (next < N) {
+      if (next % 2 == 0) {
+        int slot = fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, next, 0, NULL, NULL);
+        if (slot < 0) break;
+        slot_owner[slot] = next++;
+      } else {
+        int k = 0;
+        for (; k < 16 && next + k < N; k++) {
+          memset(&batch[k], 0, sizeof batch[k]);
+          batch[k].op = FSGW_OP_NOP;
+          batch[k].len = next + k;
+        }
+        int acc = fsgw_submit_batch(pool, batch, k);
+        if (acc <= 0) break;
+        for (int i = 0; i < acc; i++) slot_owner[batch[i].slot] = next + i;
+        next += acc;
+        if (acc < k) break;
+      }
+    }
+    int n = wait_and_drain(pool, out, CAP);
+    if (n < 0) break;
+    for (int i = 0; i < n; i++) {
+      int id = slot_owner[out[i].slot];
+      if ((int)out[i].result != id) wrong++;
+      if (seen[id]++) twice++;
+      completed++;
+    }
+  }
+  double stats[FSGW_STAT_COUNT];
+  fsgw_pool_stats(pool, stats, FSGW_STAT_COUNT);
+  CHECK(completed == N && twice == 0 && wrong == 0, "20000 ops through 64 slots complete exactly once", "completed %d twice %d wrong %d", completed, twice, wrong);
+  CHECK(stats[FSGW_STAT_QUEUED_HIGH] <= CAP, "queue never deeper than its capacity", "%g", stats[FSGW_STAT_QUEUED_HIGH]);
+  CHECK(atomic_load(&bell_calls) < N, "doorbells coalesce (fewer rings than completions)", "%d rings", atomic_load(&bell_calls));
+  /* A ring for a record the last drain already took may still be on its way: at most one. */
+  CHECK(fsgw_doorbells_outstanding(pool) <= 1, "at most one ring outstanding", "%d", fsgw_doorbells_outstanding(pool));
+  fsgw_pool_free(pool);
+}
+
+static void test_rlimit(void) {
+  double got = fsgw_raise_nofile(1e12);
+  CHECK(got >= 64, "raise_nofile caps at the hard limit and reports it", "%g", got);
+}
+
+int main(void) {
+  snprintf(dir, sizeof dir, "/tmp/fsgw-ctest-%d", (int)getpid());
+  mkdir(dir, 0755);
+  test_abi();
+  test_every_op();
+  test_full_queue_and_cancel();
+  test_many_through_small();
+  test_rlimit();
+  char cmd[512];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);
+  printf("%d checks, %d failed\n", checks, failures);
+  return failures == 0 ? 0 : 1;
+}

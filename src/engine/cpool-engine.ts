@@ -164,9 +164,9 @@ export class CPoolEngine implements IoEngine {
   async commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
     await this.run(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath));
   }
-  /** No system call: what the pool itself costs per operation (tests, benchmarks). */
-  nop(): Promise<number> {
-    return this.run(PoolOp.NOP, 0, -1, null, 1, 0, null, null);
+  /** No system call; resolves with `value`: what the pool itself costs per operation (tests, benchmarks). */
+  nop(value: number): Promise<number> {
+    return this.run(PoolOp.NOP, 0, -1, null, value, 0, null, null);
   }
 
   async shutdown(): Promise<void> {

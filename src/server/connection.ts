@@ -328,6 +328,8 @@ export class Connection implements UploadOwner {
       this.inlineFilled += part.length;
     } else {
       const upload = this.upload!;
+      // No copy: Bun hands each `data` callback a fresh buffer and never reuses it (proved by
+      // test/server/bun-socket-buffers.test.ts), so the view stays valid until the engine wrote it.
       upload.push(part);
       if (upload.backlogBytes > this.host.connectionBufferBytesMax) this.pause(PAUSE_BACKLOG);
     }

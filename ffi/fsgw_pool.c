@@ -254,6 +254,9 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
       return -rc;
     }
     pool->thread_count++;
+    char name[16];
+    snprintf(name, sizeof name, "fsgw-io-%d", i);
+    pthread_setname_np(pool->threads[i], name); /* shows in top -H, ps -L, /proc/<pid>/task */
     if (i < prior_threads) {
       struct sched_param sp = {.sched_priority = sched_get_priority_min(SCHED_RR)};
       if (pthread_setschedparam(pool->threads[i], SCHED_RR, &sp) != 0) pool->prio_failed++;

@@ -1,0 +1,174 @@
+// Engine benchmark: the same server workload on each engine, alternated A B C A B C in one run, so
+// that every engine pays the same (shared, noisy) machine conditions. Prints ops/s per engine and
+// round, ratios against `bun`, the server's CPU per exchange and its peak OS thread count, and the
+// kernel's own ceiling for the upload workloads (../shared/tools/fs-ceiling), measured in the same
+// rotation.
+//
+//   bun scripts/bench-engines.ts [--rounds 2] [--quick] [--only upload-5k,download-50k]
+//
+// Every timed run writes into a fresh data directory under .bench/<run>/; nothing is deleted
+// between timed runs (on ext4 without a journal, mass deletion slows creates for minutes). The whole
+// .bench/<run>/ tree is removed after the last timed run, unless --keep.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { runLoad, type LoadResult } from "../src/client/load";
+import { startServer, type TestServer } from "./lib/server-process";
+
+const root = resolve(import.meta.dir, "..");
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(name);
+const option = (name: string, def: string) => {
+  const i = args.indexOf(name);
+  return i >= 0 && i + 1 < args.length ? args[i + 1]! : def;
+};
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const quick = flag("--quick");
+const rounds = Number(option("--rounds", quick ? "1" : "2"));
+
+interface Workload {
+  name: string;
+  op: "upload" | "download";
+  size: number;
+  connections: number;
+  count: number;
+}
+const workloads: Workload[] = [
+  { name: "upload-5k", op: "upload", size: 5 * KiB, connections: 500, count: quick ? 5000 : 20_000 },
+  { name: "upload-50k", op: "upload", size: 50 * KiB, connections: 500, count: quick ? 3000 : 10_000 },
+  { name: "upload-1m", op: "upload", size: MiB, connections: 50, count: quick ? 200 : 1000 },
+  { name: "upload-64m", op: "upload", size: 64 * MiB, connections: 8, count: quick ? 8 : 24 },
+  { name: "download-50k", op: "download", size: 50 * KiB, connections: 500, count: quick ? 5000 : 20_000 },
+];
+const only = option("--only", "");
+const selected = only ? workloads.filter((w) => only.split(",").includes(w.name)) : workloads;
+
+/** What is compared: the three engines, the C pool's second submission path, and the kernel. */
+const variants = [
+  { name: "cpool", fields: { ioEngine: "cpool", ioSubmitMode: "direct" } },
+  { name: "cpool-batch", fields: { ioEngine: "cpool", ioSubmitMode: "batch" } },
+  { name: "bun", fields: { ioEngine: "bun" } },
+  { name: "sync", fields: { ioEngine: "sync" } },
+] as const;
+const IO_THREADS = 8;
+
+const runDir = join(root, ".bench", new Date().toISOString().replace(/[:.]/g, "-"));
+mkdirSync(runDir, { recursive: true });
+let dirSeq = 0;
+const freshDir = (label: string) => join(runDir, `${String(++dirSeq).padStart(3, "0")}-${label}`);
+
+function procCpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
+function sync(): void {
+  Bun.spawnSync(["sync"]);
+}
+
+interface Sample {
+  variant: string;
+  round: number;
+  result: LoadResult;
+  serverCpuMs: number;
+  threadsMax: number;
+}
+
+async function timedRun(server: TestServer, w: Workload, keyPrefix: string): Promise<Omit<Sample, "variant" | "round">> {
+  let threadsMax = 0;
+  const sampleThreads = () => {
+    try {
+      threadsMax = Math.max(threadsMax, readdirSync(`/proc/${server.pid}/task`).length);
+    } catch {}
+  };
+  const sampler = setInterval(sampleThreads, 25);
+  const cpuBefore = procCpuMs(server.pid);
+  const result = await runLoad({ host: "127.0.0.1", port: server.port, op: w.op, connections: w.connections, count: w.count, size: w.size, keyPrefix });
+  const serverCpuMs = procCpuMs(server.pid) - cpuBefore;
+  clearInterval(sampler);
+  sampleThreads();
+  return { result, serverCpuMs, threadsMax };
+}
+
+function ceilingRun(w: Workload): number {
+  const tool = resolve(root, "../shared/tools/fs-ceiling");
+  if (!existsSync(tool)) return NaN;
+  const r = Bun.spawnSync([tool, freshDir("ceiling"), String(w.count), String(w.size), String(IO_THREADS), "256", String(256 * KiB)], { stdout: "pipe", stderr: "pipe" });
+  const m = /([\d.]+) files\/s/.exec(r.stdout.toString());
+  return m ? Number(m[1]) : NaN;
+}
+
+const samples = new Map<string, Sample[]>();
+const ceilings = new Map<string, number[]>();
+
+for (const w of selected) {
+  const list: Sample[] = [];
+  samples.set(w.name, list);
+  ceilings.set(w.name, []);
+  // Downloads read one prepared set of files, the same for every engine.
+  let downloadDir = "";
+  if (w.op === "download") {
+    downloadDir = freshDir("download-set");
+    const prep = await startServer({ dataDir: downloadDir });
+    await runLoad({ host: "127.0.0.1", port: prep.port, op: "upload", connections: 100, count: w.count, size: w.size, keyPrefix: "dl_" });
+    await prep.stop();
+    sync();
+  }
+  for (let round = 1; round <= rounds; round++) {
+    for (const v of variants) {
+      const dataDir = w.op === "download" ? downloadDir : freshDir(`${w.name}-${v.name}`);
+      const server = await startServer({ ...v.fields, ioThreads: IO_THREADS, dataDir, idleTimeoutMs: 600_000 });
+      const s = await timedRun(server, w, w.op === "download" ? "dl_" : "bench_mark_file_");
+      await server.stop();
+      sync();
+      list.push({ variant: v.name, round, ...s });
+      const r = s.result;
+      const errs = Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : "";
+      console.log(`${w.name} round ${round} ${v.name.padEnd(11)} ${r.opsPerSec.toFixed(0).padStart(7)} ops/s ${r.mbPerSec.toFixed(1).padStart(7)} MB/s  p99 ${r.latencyMs.p99.toFixed(1)} ms  server CPU ${(s.serverCpuMs / r.ok * 1000).toFixed(0)} us/op  threads ${s.threadsMax}${errs}`);
+    }
+    if (w.op === "upload") {
+      const c = ceilingRun(w);
+      ceilings.get(w.name)!.push(c);
+      console.log(`${w.name} round ${round} fs-ceiling  ${c.toFixed(0).padStart(7)} files/s`);
+      sync();
+    }
+  }
+}
+
+// ---- summary ----
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+const lines: string[] = [];
+lines.push(`rounds: ${rounds}; ioThreads ${IO_THREADS}; machine: ${navigator.hardwareConcurrency} CPUs`);
+lines.push("| workload | engine | ops/s (mean) | per round | vs bun | server CPU µs/op | max threads | p99 ms |");
+lines.push("|---|---|---|---|---|---|---|---|");
+for (const w of selected) {
+  const list = samples.get(w.name)!;
+  const by = (v: string) => list.filter((s) => s.variant === v);
+  const bunMean = mean(by("bun").map((s) => s.result.opsPerSec));
+  for (const v of variants) {
+    const ss = by(v.name);
+    const ops = mean(ss.map((s) => s.result.opsPerSec));
+    const cpu = mean(ss.map((s) => (s.serverCpuMs / s.result.ok) * 1000));
+    lines.push(
+      `| ${w.name} ×${w.connections} | ${v.name} | ${ops.toFixed(0)} | ${ss.map((s) => s.result.opsPerSec.toFixed(0)).join(", ")} | ${(ops / bunMean).toFixed(2)}x | ${cpu.toFixed(0)} | ${Math.max(...ss.map((s) => s.threadsMax))} | ${mean(ss.map((s) => s.result.latencyMs.p99)).toFixed(1)} |`,
+    );
+  }
+  const c = ceilings.get(w.name)!;
+  if (c.length > 0) lines.push(`| ${w.name} ×${w.connections} | fs-ceiling (kernel, ${IO_THREADS} threads) | ${mean(c).toFixed(0)} | ${c.map((x) => x.toFixed(0)).join(", ")} | ${(mean(c) / bunMean).toFixed(2)}x | | | |`);
+}
+console.log("\n" + lines.join("\n"));
+writeFileSync(join(runDir, "results.json"), JSON.stringify({ rounds, workloads: selected, samples: Object.fromEntries(samples), ceilings: Object.fromEntries(ceilings) }, null, 2));
+writeFileSync(join(runDir, "summary.md"), lines.join("\n") + "\n");
+
+if (!flag("--keep")) {
+  // All timed runs are over: deleting now cannot distort them (it may slow a benchmark started in
+  // the next few minutes; that one alternates its engines too).
+  const trash = join(root, ".bench", `trash-${Date.now()}`);
+  const kept = ["summary.md", "results.json"].map((name) => [name, readFileSync(join(runDir, name), "utf8")] as const);
+  renameSync(runDir, trash);
+  mkdirSync(runDir, { recursive: true });
+  for (const [name, text] of kept) writeFileSync(join(runDir, name), text);
+  rmSync(trash, { recursive: true, force: true });
+}
+console.log(`\nsummary: ${join(runDir, "summary.md")}`);

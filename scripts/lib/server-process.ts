@@ -1,0 +1,96 @@
+// Starts a real fsgw server as a child process (`bun src/main.ts serve`) on 127.0.0.1 with an
+// ephemeral port and a fresh data directory, exactly as a user would run it. Used by the tests and
+// by the benchmark scripts.
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import type { Subprocess } from "bun";
+
+const root = resolve(import.meta.dir, "../..");
+
+export interface TestServer {
+  port: number;
+  pid: number;
+  dataDir: string;
+  /** Every line the server has written to stdout and stderr so far. */
+  lines: string[];
+  /** Sends SIGTERM and waits for the exit code. */
+  stop(): Promise<number>;
+  proc: Subprocess;
+}
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `fsgw-${prefix}-`));
+}
+
+/** Field flags are passed as `{ idleTimeoutMs: 500 }` -> `--idle-timeout-ms 500`. */
+export async function startServer(fields: Record<string, string | number | boolean> = {}, env: Record<string, string> = {}): Promise<TestServer> {
+  const dataDir = (fields.dataDir as string | undefined) ?? join(tempDir("data"), "d");
+  const host = (fields.host as string | undefined) ?? "127.0.0.1";
+  const args = ["serve", "--host", host, "--port", "0", "--data-dir", dataDir];
+  for (const [k, v] of Object.entries(fields)) {
+    if (k === "dataDir" || k === "host") continue;
+    args.push("--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()), String(v));
+  }
+  const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), ...args], {
+    cwd: root,
+    stdout: "pipe",
+    stderr: "pipe",
+    env: { ...process.env, ...env },
+  });
+  const lines: string[] = [];
+  let onLine: ((line: string) => void) | null = null;
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    const decoder = new TextDecoder();
+    let pending = "";
+    for await (const chunk of stream) {
+      pending += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = pending.indexOf("\n")) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        lines.push(line);
+        onLine?.(line);
+      }
+    }
+  };
+  void pump(proc.stdout as ReadableStream<Uint8Array>);
+  void pump(proc.stderr as ReadableStream<Uint8Array>);
+
+  const port = await new Promise<number>((resolvePort, reject) => {
+    const timer = setTimeout(() => reject(new Error(`server did not start:\n${lines.join("\n")}`)), 15_000);
+    const check = (line: string) => {
+      const m = /event=listening .*port=(\d+)/.exec(line);
+      if (m) {
+        clearTimeout(timer);
+        resolvePort(Number(m[1]));
+      }
+    };
+    lines.forEach(check);
+    onLine = check;
+    void proc.exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`server exited with ${code} before listening:\n${lines.join("\n")}`));
+    });
+  });
+  return {
+    port,
+    pid: proc.pid,
+    dataDir,
+    lines,
+    proc,
+    async stop() {
+      proc.kill("SIGTERM");
+      return proc.exited;
+    },
+  };
+}
+
+/** Waits until `predicate` holds, checking every 10 ms, or fails after `ms`. */
+export async function eventually(predicate: () => boolean, ms = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(10);
+  }
+}

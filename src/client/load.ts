@@ -1,0 +1,123 @@
+// The load generator: `connections` connections each take the next file number until `count`
+// exchanges are done, on keys `<prefix><i>` with in-memory bodies (like the Go original's client,
+// so the client's disk is not measured). Reports what the Go client reported (total ms, ops/s) and
+// more: MB/s, latency percentiles, errors by text, and the client's own CPU time.
+import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "./exchanges";
+import { WireConn } from "./wire-conn";
+import type { WireName } from "../protocol/codec";
+
+export const loadOps = ["bench", "upload", "download", "exist", "delete"] as const;
+export type LoadOp = (typeof loadOps)[number];
+
+export interface LoadOptions {
+  host: string;
+  port: number;
+  op: LoadOp;
+  connections: number;
+  count: number;
+  /** Upload body size in bytes. */
+  size: number;
+  keyPrefix?: string;
+  wire?: WireName;
+}
+
+export interface LoadResult {
+  op: LoadOp;
+  connections: number;
+  count: number;
+  ok: number;
+  errors: Record<string, number>;
+  ms: number;
+  opsPerSec: number;
+  mbPerSec: number;
+  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  clientCpuMs: number;
+}
+
+function percentile(sorted: Float64Array, p: number): number {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+const round = (x: number, digits = 3) => Number(x.toFixed(digits));
+
+/** Deterministic filler for upload bodies; its content does not matter, only that it is not zeros. */
+function bodyOf(size: number): Uint8Array {
+  const body = new Uint8Array(size);
+  for (let i = 0; i < size; i++) body[i] = (i * 31 + (i >>> 8)) & 0xff;
+  return body;
+}
+
+export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const prefix = options.keyPrefix ?? "bench_mark_file_";
+  const body = options.op === "upload" ? bodyOf(options.size) : new Uint8Array(0);
+  const latencies = new Float64Array(options.count);
+  const errors: Record<string, number> = {};
+  let next = 0;
+  let ok = 0;
+  let bytes = 0;
+  let done = 0;
+
+  const note = (text: string) => (errors[text] = (errors[text] ?? 0) + 1);
+  const writeBody = (c: WireConn) => c.write(body);
+  const countBytes = (part: Uint8Array) => void (bytes += part.length);
+
+  async function worker(): Promise<void> {
+    let conn: WireConn | null = null;
+    while (next < options.count) {
+      const i = next++;
+      const key = prefix + i;
+      const started = performance.now();
+      try {
+        conn ??= await WireConn.connect({ host: options.host, port: options.port, wire: options.wire });
+        switch (options.op) {
+          case "bench":
+            await benchExchange(conn, key);
+            break;
+          case "upload":
+            await uploadExchange(conn, key, body.length, writeBody);
+            bytes += body.length;
+            break;
+          case "download":
+            await downloadExchange(conn, key, countBytes);
+            break;
+          case "exist":
+            await existExchange(conn, key);
+            break;
+          case "delete":
+            await deleteExchange(conn, key);
+            break;
+        }
+        ok++;
+      } catch (e) {
+        if (e instanceof ServerError) note(e.text);
+        else {
+          note((e as Error).message ?? String(e));
+          conn?.destroy();
+          conn = null; // the connection is unusable after anything but an error text
+        }
+      }
+      latencies[done++] = performance.now() - started;
+    }
+    conn?.close();
+  }
+
+  const cpuBefore = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.min(options.connections, options.count) }, worker));
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpuBefore);
+  const sorted = latencies.subarray(0, done).sort();
+  return {
+    op: options.op,
+    connections: options.connections,
+    count: options.count,
+    ok,
+    errors,
+    ms: round(ms, 1),
+    opsPerSec: round((ok * 1000) / ms, 1),
+    mbPerSec: round(bytes / 1e6 / (ms / 1000), 2),
+    latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(percentile(sorted, 100)) },
+    clientCpuMs: round((cpu.user + cpu.system) / 1000, 1),
+  };
+}

@@ -44,6 +44,7 @@ struct fsgw_pool {
   uint32_t *queue;
   uint32_t queue_head;
   uint32_t queue_len;
+  uint32_t idle; /* workers waiting on cond */
   int stopping;
 
   /* Completion ring: slot numbers in completion order, guarded by done_lock. */
@@ -190,7 +191,11 @@ static void *worker(void *arg) {
   fsgw_pool *pool = arg;
   for (;;) {
     pthread_mutex_lock(&pool->lock);
-    while (pool->queue_len == 0 && !pool->stopping) pthread_cond_wait(&pool->cond, &pool->lock);
+    while (pool->queue_len == 0 && !pool->stopping) {
+      pool->idle++;
+      pthread_cond_wait(&pool->cond, &pool->lock);
+      pool->idle--;
+    }
     if (pool->stopping) {
       pthread_mutex_unlock(&pool->lock);
       return NULL;
@@ -254,8 +259,9 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
       return -rc;
     }
     pool->thread_count++;
-    char name[16];
+    char name[24];
     snprintf(name, sizeof name, "fsgw-io-%d", i);
+    name[15] = '\0'; /* thread names are 15 bytes at most */
     pthread_setname_np(pool->threads[i], name); /* shows in top -H, ps -L, /proc/<pid>/task */
     if (i < prior_threads) {
       struct sched_param sp = {.sched_priority = sched_get_priority_min(SCHED_RR)};
@@ -327,10 +333,13 @@ static int32_t take_slot(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t f
   return (int32_t)slot;
 }
 
+/* Queues a slot and wakes one sleeping worker if there is one (a worker between jobs takes the
+ * next queued job without sleeping, so a busy pool is not signalled at all). */
 static void enqueue_locked(fsgw_pool *pool, uint32_t slot) {
   pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
   pool->queue_len++;
   if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
+  if (pool->idle > 0) pthread_cond_signal(&pool->cond);
 }
 
 int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
@@ -344,7 +353,6 @@ int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, vo
   pthread_mutex_lock(&pool->lock);
   enqueue_locked(pool, (uint32_t)slot);
   pool->submitted++;
-  pthread_cond_signal(&pool->cond);
   pthread_mutex_unlock(&pool->lock);
   return slot;
 }
@@ -367,8 +375,6 @@ int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n) {
   pthread_mutex_lock(&pool->lock);
   for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot);
   pool->submitted += (uint64_t)accepted;
-  if (accepted == 1) pthread_cond_signal(&pool->cond);
-  else pthread_cond_broadcast(&pool->cond);
   pthread_mutex_unlock(&pool->lock);
   return accepted;
 }

@@ -48,7 +48,7 @@ export const fields = {
   priorIoThreads: int(0, 0, 256, "of the ioThreads, how many ask for SCHED_RR priority (refused without privilege: logged once)"),
   cpuAffinity: bool(false, "pin C pool worker i to CPU i mod ncpu (refused pinning is logged once)"),
   waitingQueueLen: int(65_536, 1, 16_777_216, "operations the C pool holds (queued, running, or done and not yet drained); past it submitters wait in JS"),
-  ioSubmitMode: oneOf(["direct", "batch"] as const, "direct", "how operations reach the C pool: one FFI call each, or gathered per event-loop turn into one call"),
+  ioSubmitMode: oneOf(["batch", "direct"] as const, "batch", "how operations reach the C pool: gathered per event-loop turn into one FFI call (measured faster, BENCHMARKS.md), or one call each"),
   submitBatchMax: int(1024, 1, 65_536, "largest batch handed to the C pool in one call (batch mode); a full batch is flushed at once"),
   maxOpenFiles: int(20_000, 64, 1_048_576, "soft RLIMIT_NOFILE to ask for at start (capped by the hard limit; the effective value is logged)"),
   frameBytesMax: int(64 * KiB, 16, 16 * MiB, "largest control frame accepted; a larger announced length closes the connection before any allocation"),

@@ -44,7 +44,7 @@ export interface CPoolOptions {
 class PendingOp {
   result = 0;
   aux = 0;
-  resolve!: (value: number) => void;
+  resolve!: (value: unknown) => void;
   reject!: (error: Error) => void;
   constructor(
     readonly kind: number,
@@ -63,9 +63,21 @@ function cPath(path: string): Uint8Array {
   return encoder.encode(path + "\0");
 }
 
-function statOf(size: number, mode: number): FileStat {
-  const type = mode & S_IFMT;
-  return { size, isFile: type === S_IFREG, isDir: type === S_IFDIR };
+/** What an operation's promise resolves with: a count, a descriptor, a FileStat, or nothing. */
+function valueOf(op: PendingOp): unknown {
+  switch (op.kind) {
+    case PoolOp.OPEN:
+    case PoolOp.PREAD:
+    case PoolOp.NOP:
+      return op.result;
+    case PoolOp.FSTAT:
+    case PoolOp.STAT: {
+      const type = op.aux & S_IFMT;
+      return { size: op.result, isFile: type === S_IFREG, isDir: type === S_IFDIR } satisfies FileStat;
+    }
+    default:
+      return undefined;
+  }
 }
 
 export class CPoolEngine implements IoEngine {
@@ -128,45 +140,44 @@ export class CPoolEngine implements IoEngine {
   }
 
   // ---- IoEngine ----
+  // Each method returns the operation's own promise: one promise per operation, no async wrappers.
 
   open(path: string, mode: OpenMode): Promise<number> {
-    return this.run(PoolOp.OPEN, mode === "create" ? OPEN_CREATE : OPEN_READ, -1, null, 0, 0, cPath(path), null);
+    return this.submit(PoolOp.OPEN, mode === "create" ? OPEN_CREATE : OPEN_READ, -1, null, 0, 0, cPath(path), null);
   }
-  async write(fd: number, data: Uint8Array, position: number): Promise<void> {
-    await this.run(PoolOp.PWRITE, 0, fd, data, data.length, position, null, null);
+  write(fd: number, data: Uint8Array, position: number): Promise<void> {
+    return this.submit(PoolOp.PWRITE, 0, fd, data, data.length, position, null, null);
   }
   read(fd: number, into: Uint8Array, position: number): Promise<number> {
-    return this.run(PoolOp.PREAD, 0, fd, into, into.length, position, null, null);
+    return this.submit(PoolOp.PREAD, 0, fd, into, into.length, position, null, null);
   }
-  async fstat(fd: number): Promise<FileStat> {
-    const op = await this.runOp(PoolOp.FSTAT, 0, fd, null, 0, 0, null, null);
-    return statOf(op.result, op.aux);
+  fstat(fd: number): Promise<FileStat> {
+    return this.submit(PoolOp.FSTAT, 0, fd, null, 0, 0, null, null);
   }
-  async stat(path: string): Promise<FileStat> {
-    const op = await this.runOp(PoolOp.STAT, 0, -1, null, 0, 0, cPath(path), null);
-    return statOf(op.result, op.aux);
+  stat(path: string): Promise<FileStat> {
+    return this.submit(PoolOp.STAT, 0, -1, null, 0, 0, cPath(path), null);
   }
-  async close(fd: number): Promise<void> {
-    await this.run(PoolOp.CLOSE, 0, fd, null, 0, 0, null, null);
+  close(fd: number): Promise<void> {
+    return this.submit(PoolOp.CLOSE, 0, fd, null, 0, 0, null, null);
   }
-  async fsync(fd: number): Promise<void> {
-    await this.run(PoolOp.FSYNC, 0, fd, null, 0, 0, null, null);
+  fsync(fd: number): Promise<void> {
+    return this.submit(PoolOp.FSYNC, 0, fd, null, 0, 0, null, null);
   }
-  async rename(from: string, to: string): Promise<void> {
-    await this.run(PoolOp.RENAME, 0, -1, null, 0, 0, cPath(from), cPath(to));
+  rename(from: string, to: string): Promise<void> {
+    return this.submit(PoolOp.RENAME, 0, -1, null, 0, 0, cPath(from), cPath(to));
   }
-  async unlink(path: string): Promise<void> {
-    await this.run(PoolOp.UNLINK, 0, -1, null, 0, 0, cPath(path), null);
+  unlink(path: string): Promise<void> {
+    return this.submit(PoolOp.UNLINK, 0, -1, null, 0, 0, cPath(path), null);
   }
-  async mkdir(path: string): Promise<void> {
-    await this.run(PoolOp.MKDIR, 0, -1, null, 0, 0, cPath(path), null);
+  mkdir(path: string): Promise<void> {
+    return this.submit(PoolOp.MKDIR, 0, -1, null, 0, 0, cPath(path), null);
   }
-  async commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
-    await this.run(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath));
+  commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
+    return this.submit(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath));
   }
   /** No system call; resolves with `value`: what the pool itself costs per operation (tests, benchmarks). */
   nop(value: number): Promise<number> {
-    return this.run(PoolOp.NOP, 0, -1, null, value, 0, null, null);
+    return this.submit(PoolOp.NOP, 0, -1, null, value, 0, null, null);
   }
 
   async shutdown(): Promise<void> {
@@ -184,14 +195,14 @@ export class CPoolEngine implements IoEngine {
 
   // ---- submission ----
 
-  private async run(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): Promise<number> {
-    return (await this.runOp(kind, flags, fd, buf, len, offset, path, path2)).result;
-  }
-
-  private runOp(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): Promise<PendingOp> {
+  /**
+   * Starts one operation. The promise resolves with the operation's value (see `valueOf`); its
+   * type parameter is the caller's promise, which the op kind decides.
+   */
+  private submit<T>(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): Promise<T> {
     const op = new PendingOp(kind, flags, fd, buf, len, offset, path, path2);
-    const promise = new Promise<PendingOp>((resolve, reject) => {
-      op.resolve = () => resolve(op);
+    const promise = new Promise<T>((resolve, reject) => {
+      op.resolve = resolve as (value: unknown) => void;
       op.reject = reject;
     });
     if (this.stopped) {
@@ -322,7 +333,7 @@ export class CPoolEngine implements IoEngine {
 
   private settle(op: PendingOp, error: Error | null): void {
     if (--this.inFlight === 0) this.keepAlive.unref();
-    if (error === null) op.resolve(op.result);
+    if (error === null) op.resolve(valueOf(op));
     else op.reject(error);
   }
 }

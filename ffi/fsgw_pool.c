@@ -66,7 +66,9 @@ struct fsgw_pool {
   /* Counters: written under the lock that guards the event they count. */
   uint64_t submitted, refused, queued_high, drains, drained;
   atomic_uint_fast64_t completed, doorbells;
-  int prio_failed, affinity_failed;
+  int prio_failed, affinity_failed; /* written once, before workers run */
+  int worker_nice;
+  atomic_int nice_failed;
 };
 
 int32_t fsgw_abi_version(void) { return FSGW_ABI_VERSION; }
@@ -189,6 +191,11 @@ static void complete(fsgw_pool *pool, uint32_t slot) {
 
 static void *worker(void *arg) {
   fsgw_pool *pool = arg;
+  /* A positive nice value lets the JS thread, the one serial stage of the server, win the CPU
+   * over workers when cores are scarce. Lowering priority needs no privilege; failure is counted. */
+  if (pool->worker_nice != 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), pool->worker_nice) != 0) {
+    atomic_fetch_add(&pool->nice_failed, 1);
+  }
   for (;;) {
     pthread_mutex_lock(&pool->lock);
     while (pool->queue_len == 0 && !pool->stopping) {
@@ -219,8 +226,9 @@ static void *worker(void *arg) {
 /* ---- life cycle ---- */
 
 int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_threads, int32_t cpu_affinity,
-                         void (*doorbell)(void), uint64_t *out) {
-  if (threads < 1 || threads > THREADS_MAX || capacity < 1 || capacity > CAPACITY_MAX || doorbell == NULL || out == NULL) {
+                         int32_t worker_nice, void (*doorbell)(void), uint64_t *out) {
+  if (threads < 1 || threads > THREADS_MAX || capacity < 1 || capacity > CAPACITY_MAX || worker_nice < 0 ||
+      worker_nice > 19 || doorbell == NULL || out == NULL) {
     return -EINVAL;
   }
   fsgw_pool *pool = calloc(1, sizeof *pool);
@@ -241,6 +249,8 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
   pthread_cond_init(&pool->cond, NULL);
   pthread_mutex_init(&pool->done_lock, NULL);
   pool->doorbell = doorbell;
+  pool->worker_nice = worker_nice;
+  atomic_init(&pool->nice_failed, 0);
   atomic_init(&pool->bell_armed, 1);
   atomic_init(&pool->bells_outstanding, 0);
   atomic_init(&pool->op_delay_us, 0);
@@ -426,6 +436,7 @@ int32_t fsgw_pool_stats(fsgw_pool *pool, double *out, int32_t n) {
   v[FSGW_STAT_THREADS] = pool->stopped ? 0 : (double)pool->thread_count;
   v[FSGW_STAT_PRIO_FAILED] = (double)pool->prio_failed;
   v[FSGW_STAT_AFFINITY_FAILED] = (double)pool->affinity_failed;
+  v[FSGW_STAT_NICE_FAILED] = (double)atomic_load(&pool->nice_failed);
   int32_t count = n < FSGW_STAT_COUNT ? n : FSGW_STAT_COUNT;
   memcpy(out, v, (size_t)count * sizeof(double));
   return count;

@@ -86,6 +86,7 @@ enum {
   FSGW_STAT_THREADS,       /* workers running */
   FSGW_STAT_PRIO_FAILED,   /* workers whose SCHED_RR request was refused */
   FSGW_STAT_AFFINITY_FAILED, /* workers whose CPU pinning was refused */
+  FSGW_STAT_NICE_FAILED,   /* workers whose nice value was refused */
   FSGW_STAT_COUNT
 };
 
@@ -95,11 +96,11 @@ int32_t fsgw_sizeof_comp(void);
 
 /* Creates a pool and starts its workers; writes the pool's address to *out.
  * threads 1..256; capacity 1..1<<24 slots; the first prior_threads workers ask for SCHED_RR;
- * cpu_affinity != 0 pins worker i to CPU i mod ncpu. Refused priority or pinning is counted in the
- * stats (FSGW_STAT_PRIO_FAILED, FSGW_STAT_AFFINITY_FAILED), not an error. doorbell is called from
- * a worker thread, at most once until the next fsgw_drain. */
+ * cpu_affinity != 0 pins worker i to CPU i mod ncpu; worker_nice 0..19 lowers the other workers'
+ * priority. Refused priority, pinning or nice is counted in the stats (FSGW_STAT_*_FAILED), not an
+ * error. doorbell is called from a worker thread, at most once until fsgw_doorbell_answer. */
 int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_threads, int32_t cpu_affinity,
-                         void (*doorbell)(void), uint64_t *out);
+                         int32_t worker_nice, void (*doorbell)(void), uint64_t *out);
 
 /* Submits one operation. Returns the slot (>= 0), -EAGAIN when every slot is taken, -EINVAL for
  * a bad op, -ESHUTDOWN after fsgw_pool_stop. Call from one thread only (the JS thread). */

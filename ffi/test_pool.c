@@ -69,7 +69,7 @@ static int wait_and_drain(fsgw_pool *pool, fsgw_comp *out, int max) {
 
 static fsgw_pool *make_pool(int threads, int capacity) {
   uint64_t handle = 0;
-  int rc = fsgw_pool_create(threads, capacity, 0, 0, doorbell, &handle);
+  int rc = fsgw_pool_create(threads, capacity, 0, 0, 0, doorbell, &handle);
   if (rc != 0) {
     printf("not ok - create pool: %d\n", rc);
     exit(1);
@@ -104,9 +104,10 @@ static void test_abi(void) {
   CHECK(fsgw_abi_version() == FSGW_ABI_VERSION, "abi version", "%d", fsgw_abi_version());
   CHECK(fsgw_sizeof_sub() == 56 && fsgw_sizeof_comp() == 16, "struct sizes", "sub %d comp %d", fsgw_sizeof_sub(), fsgw_sizeof_comp());
   uint64_t h;
-  CHECK(fsgw_pool_create(0, 8, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 threads", "%s", "failed");
-  CHECK(fsgw_pool_create(1, 0, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 capacity", "%s", "failed");
-  CHECK(fsgw_pool_create(1, 8, 0, 0, NULL, &h) == -EINVAL, "create rejects a null doorbell", "%s", "failed");
+  CHECK(fsgw_pool_create(0, 8, 0, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 threads", "%s", "failed");
+  CHECK(fsgw_pool_create(1, 0, 0, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 capacity", "%s", "failed");
+  CHECK(fsgw_pool_create(1, 8, 0, 0, 0, NULL, &h) == -EINVAL, "create rejects a null doorbell", "%s", "failed");
+  CHECK(fsgw_pool_create(1, 8, 0, 0, 20, doorbell, &h) == -EINVAL, "create rejects nice 20", "%s", "failed");
 }
 
 static void test_every_op(void) {

@@ -4,12 +4,13 @@
 // kernel's own ceiling for the upload workloads (../shared/tools/fs-ceiling), measured in the same
 // rotation.
 //
-//   bun scripts/bench-engines.ts [--rounds 2] [--quick] [--only upload-5k,download-50k]
+//   bun scripts/bench-engines.ts [--rounds 3] [--quick] [--only upload-5k,download-50k]
 //
-// Every timed run writes into a fresh data directory under .bench/<run>/; nothing is deleted
-// between timed runs (on ext4 without a journal, mass deletion slows creates for minutes). The whole
-// .bench/<run>/ tree is removed after the last timed run, unless --keep.
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+// Every timed run writes into a fresh data directory under .bench/<run>/, after an untimed warm-up
+// on the same server (JIT). Nothing is ever deleted by this script: on ext4 without a journal, mass
+// deletion slows creates for minutes, which would distort this run or the next. Remove old runs by
+// hand (`rm -rf .bench`) and wait six minutes before benchmarking again.
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runLoad, type LoadResult } from "../src/client/load";
 import { startServer, type TestServer } from "./lib/server-process";
@@ -25,7 +26,7 @@ const option = (name: string, def: string) => {
 const KiB = 1024;
 const MiB = 1024 * KiB;
 const quick = flag("--quick");
-const rounds = Number(option("--rounds", quick ? "1" : "2"));
+const rounds = Number(option("--rounds", quick ? "1" : "3"));
 
 interface Workload {
   name: string;
@@ -38,7 +39,7 @@ const workloads: Workload[] = [
   { name: "upload-5k", op: "upload", size: 5 * KiB, connections: 500, count: quick ? 5000 : 20_000 },
   { name: "upload-50k", op: "upload", size: 50 * KiB, connections: 500, count: quick ? 3000 : 10_000 },
   { name: "upload-1m", op: "upload", size: MiB, connections: 50, count: quick ? 200 : 1000 },
-  { name: "upload-64m", op: "upload", size: 64 * MiB, connections: 8, count: quick ? 8 : 24 },
+  { name: "upload-64m", op: "upload", size: 64 * MiB, connections: 8, count: quick ? 8 : 16 },
   { name: "download-50k", op: "download", size: 50 * KiB, connections: 500, count: quick ? 5000 : 20_000 },
 ];
 const only = option("--only", "");
@@ -46,8 +47,9 @@ const selected = only ? workloads.filter((w) => only.split(",").includes(w.name)
 
 /** What is compared: the three engines, the C pool's second submission path, and the kernel. */
 const variants = [
-  { name: "cpool", fields: { ioEngine: "cpool", ioSubmitMode: "direct" } },
-  { name: "cpool-batch", fields: { ioEngine: "cpool", ioSubmitMode: "batch" } },
+  { name: "cpool", fields: { ioEngine: "cpool", ioSubmitMode: "batch", ioThreadNice: 0 } },
+  { name: "cpool-direct", fields: { ioEngine: "cpool", ioSubmitMode: "direct", ioThreadNice: 0 } },
+  { name: "cpool-nice5", fields: { ioEngine: "cpool", ioSubmitMode: "batch", ioThreadNice: 5 } },
   { name: "bun", fields: { ioEngine: "bun" } },
   { name: "sync", fields: { ioEngine: "sync" } },
 ] as const;
@@ -63,6 +65,12 @@ function procCpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }
 
+/** Run and runnable-but-waiting time (ns) of the server's main thread, from schedstat. */
+function mainThreadSched(pid: number): [number, number] {
+  const [run, wait] = readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").trim().split(" ").map(Number);
+  return [run!, wait!];
+}
+
 function sync(): void {
   Bun.spawnSync(["sync"]);
 }
@@ -73,6 +81,8 @@ interface Sample {
   result: LoadResult;
   serverCpuMs: number;
   threadsMax: number;
+  /** Share of the run the event-loop thread spent ready to run but waiting for a CPU. */
+  mainWaitShare: number;
 }
 
 async function timedRun(server: TestServer, w: Workload, keyPrefix: string): Promise<Omit<Sample, "variant" | "round">> {
@@ -83,12 +93,17 @@ async function timedRun(server: TestServer, w: Workload, keyPrefix: string): Pro
     } catch {}
   };
   const sampler = setInterval(sampleThreads, 25);
+  // Untimed warm-up on other keys, so the JIT has compiled the hot path before timing starts.
+  await runLoad({ host: "127.0.0.1", port: server.port, op: w.op, connections: w.connections, count: Math.max(w.connections, Math.floor(w.count / 10)), size: w.size, keyPrefix: w.op === "download" ? keyPrefix : "warmup_" });
   const cpuBefore = procCpuMs(server.pid);
+  const [, waitBefore] = mainThreadSched(server.pid);
   const result = await runLoad({ host: "127.0.0.1", port: server.port, op: w.op, connections: w.connections, count: w.count, size: w.size, keyPrefix });
   const serverCpuMs = procCpuMs(server.pid) - cpuBefore;
+  const [, waitAfter] = mainThreadSched(server.pid);
   clearInterval(sampler);
   sampleThreads();
-  return { result, serverCpuMs, threadsMax };
+  const mainWaitShare = (waitAfter - waitBefore) / 1e6 / result.ms;
+  return { result, serverCpuMs, threadsMax, mainWaitShare };
 }
 
 function ceilingRun(w: Workload): number {
@@ -125,7 +140,7 @@ for (const w of selected) {
       list.push({ variant: v.name, round, ...s });
       const r = s.result;
       const errs = Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : "";
-      console.log(`${w.name} round ${round} ${v.name.padEnd(11)} ${r.opsPerSec.toFixed(0).padStart(7)} ops/s ${r.mbPerSec.toFixed(1).padStart(7)} MB/s  p99 ${r.latencyMs.p99.toFixed(1)} ms  server CPU ${(s.serverCpuMs / r.ok * 1000).toFixed(0)} us/op  threads ${s.threadsMax}${errs}`);
+      console.log(`${w.name} round ${round} ${v.name.padEnd(12)} ${r.opsPerSec.toFixed(0).padStart(7)} ops/s ${r.mbPerSec.toFixed(1).padStart(7)} MB/s  p99 ${r.latencyMs.p99.toFixed(1)} ms  server CPU ${(s.serverCpuMs / r.ok * 1000).toFixed(0)} us/op  client CPU ${(r.clientCpuMs / r.ok * 1000).toFixed(0)} us/op  loop thread waiting for a CPU ${(100 * s.mainWaitShare).toFixed(0)}%  threads ${s.threadsMax}${errs}`);
     }
     if (w.op === "upload") {
       const c = ceilingRun(w);
@@ -140,8 +155,8 @@ for (const w of selected) {
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const lines: string[] = [];
 lines.push(`rounds: ${rounds}; ioThreads ${IO_THREADS}; machine: ${navigator.hardwareConcurrency} CPUs`);
-lines.push("| workload | engine | ops/s (mean) | per round | vs bun | server CPU µs/op | max threads | p99 ms |");
-lines.push("|---|---|---|---|---|---|---|---|");
+lines.push("| workload | engine | ops/s (mean) | per round | vs bun | server CPU µs/op | loop thread waiting for CPU | max threads | p99 ms |");
+lines.push("|---|---|---|---|---|---|---|---|---|");
 for (const w of selected) {
   const list = samples.get(w.name)!;
   const by = (v: string) => list.filter((s) => s.variant === v);
@@ -151,24 +166,16 @@ for (const w of selected) {
     const ops = mean(ss.map((s) => s.result.opsPerSec));
     const cpu = mean(ss.map((s) => (s.serverCpuMs / s.result.ok) * 1000));
     lines.push(
-      `| ${w.name} ×${w.connections} | ${v.name} | ${ops.toFixed(0)} | ${ss.map((s) => s.result.opsPerSec.toFixed(0)).join(", ")} | ${(ops / bunMean).toFixed(2)}x | ${cpu.toFixed(0)} | ${Math.max(...ss.map((s) => s.threadsMax))} | ${mean(ss.map((s) => s.result.latencyMs.p99)).toFixed(1)} |`,
+      `| ${w.name} ×${w.connections} | ${v.name} | ${ops.toFixed(0)} | ${ss.map((s) => s.result.opsPerSec.toFixed(0)).join(", ")} | ${(ops / bunMean).toFixed(2)}x | ${cpu.toFixed(0)} | ${(100 * mean(ss.map((s) => s.mainWaitShare))).toFixed(0)}% | ${Math.max(...ss.map((s) => s.threadsMax))} | ${mean(ss.map((s) => s.result.latencyMs.p99)).toFixed(1)} |`,
     );
   }
   const c = ceilings.get(w.name)!;
-  if (c.length > 0) lines.push(`| ${w.name} ×${w.connections} | fs-ceiling (kernel, ${IO_THREADS} threads) | ${mean(c).toFixed(0)} | ${c.map((x) => x.toFixed(0)).join(", ")} | ${(mean(c) / bunMean).toFixed(2)}x | | | |`);
+  if (c.length > 0) lines.push(`| ${w.name} ×${w.connections} | fs-ceiling (kernel, ${IO_THREADS} threads) | ${mean(c).toFixed(0)} | ${c.map((x) => x.toFixed(0)).join(", ")} | ${(mean(c) / bunMean).toFixed(2)}x | | | | |`);
 }
 console.log("\n" + lines.join("\n"));
 writeFileSync(join(runDir, "results.json"), JSON.stringify({ rounds, workloads: selected, samples: Object.fromEntries(samples), ceilings: Object.fromEntries(ceilings) }, null, 2));
 writeFileSync(join(runDir, "summary.md"), lines.join("\n") + "\n");
 
-if (!flag("--keep")) {
-  // All timed runs are over: deleting now cannot distort them (it may slow a benchmark started in
-  // the next few minutes; that one alternates its engines too).
-  const trash = join(root, ".bench", `trash-${Date.now()}`);
-  const kept = ["summary.md", "results.json"].map((name) => [name, readFileSync(join(runDir, name), "utf8")] as const);
-  renameSync(runDir, trash);
-  mkdirSync(runDir, { recursive: true });
-  for (const [name, text] of kept) writeFileSync(join(runDir, name), text);
-  rmSync(trash, { recursive: true, force: true });
-}
+const du = Bun.spawnSync(["du", "-sh", runDir], { stdout: "pipe" }).stdout.toString().trim();
+console.log(`\ndata left in place (${du}); remove it by hand when done, then let the disk settle for six minutes`);
 console.log(`\nsummary: ${join(runDir, "summary.md")}`);

@@ -47,6 +47,7 @@ export const fields = {
   ioThreads: int(8, 1, 256, "worker threads of the C pool (cpool)"),
   priorIoThreads: int(0, 0, 256, "of the ioThreads, how many ask for SCHED_RR priority (refused without privilege: logged once)"),
   cpuAffinity: bool(false, "pin C pool worker i to CPU i mod ncpu (refused pinning is logged once)"),
+  ioThreadNice: int(0, 0, 19, "nice value of C pool workers: above 0, the event-loop thread wins the CPU when cores are scarce (see BENCHMARKS.md)"),
   waitingQueueLen: int(65_536, 1, 16_777_216, "operations the C pool holds (queued, running, or done and not yet drained); past it submitters wait in JS"),
   ioSubmitMode: oneOf(["batch", "direct"] as const, "batch", "how operations reach the C pool: gathered per event-loop turn into one FFI call (measured faster, BENCHMARKS.md), or one call each"),
   submitBatchMax: int(1024, 1, 65_536, "largest batch handed to the C pool in one call (batch mode); a full batch is flushed at once"),

@@ -88,6 +88,9 @@ function reportPool(engine: CPoolEngine, config: Config, log: Logger): void {
   if (prioFailed > 0) {
     log.warn("io_priority_refused", { workers: prioFailed, of: config.priorIoThreads, effect: "those workers run at normal priority (SCHED_RR needs CAP_SYS_NICE)" });
   }
+  if (stats[PoolStat.NICE_FAILED]! > 0) {
+    log.warn("io_nice_refused", { workers: stats[PoolStat.NICE_FAILED]!, nice: config.ioThreadNice, effect: "those workers run at normal priority" });
+  }
   if (affinityFailed > 0) {
     log.warn("cpu_affinity_refused", { workers: affinityFailed, of: config.ioThreads, effect: "those workers run unpinned" });
   }

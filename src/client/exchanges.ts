@@ -36,7 +36,7 @@ export async function uploadExchange(conn: WireConn, key: string, size: number, 
   const end = await conn.readFrame();
   expectOp(end, Op.UPLOAD, "upload end");
   if (end.message !== Msg.END) throw new ServerError("upload", key, end.message);
-  await conn.sendFrame({ operation: Op.UPLOAD, key, message: Msg.ACK });
+  conn.deferFrame({ operation: Op.UPLOAD, key, message: Msg.ACK });
 }
 
 /** Downloads a file, handing its body to `sink` piece by piece; returns its size. */
@@ -49,7 +49,7 @@ export async function downloadExchange(conn: WireConn, key: string, sink: (part:
   const end = await conn.readFrame();
   expectOp(end, Op.DOWNLOAD, "download end");
   if (end.message !== Msg.END) throw new ServerError("download", key, end.message);
-  await conn.sendFrame({ operation: Op.DOWNLOAD, key, message: Msg.ACK });
+  conn.deferFrame({ operation: Op.DOWNLOAD, key, message: Msg.ACK });
   return start.size;
 }
 

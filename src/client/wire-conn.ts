@@ -27,6 +27,8 @@ export class WireConn {
   private closeError: Error | null = null;
   private wake: (() => void) | null = null;
   private pendingWrite: { bytes: Uint8Array; resolve: () => void; reject: (e: Error) => void } | null = null;
+  private corked: Uint8Array | null = null;
+  private flushScheduled = false;
   private readonly decoder: FrameDecoder;
   private resolveClosed!: () => void;
   /** Resolves when the socket has closed, for whatever reason. */
@@ -121,10 +123,35 @@ export class WireConn {
     }
   }
 
-  /** Writes all of `bytes`; resolves when the socket has taken them. One write at a time. */
+  /**
+   * Queues a frame to go out with the next write, or on the next event-loop turn at the latest.
+   * An exchange's closing ACK and the next request then share one packet and one server read,
+   * which the protocol allows (the server reads the ACK before the next request either way).
+   */
+  deferFrame(msg: MessageInit): void {
+    const frame = this.codec.encodeFrame(msg);
+    this.corked = this.corked === null ? frame : Buffer.concat([this.corked, frame]);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushCorked);
+    }
+  }
+
+  private readonly flushCorked = (): void => {
+    this.flushScheduled = false;
+    if (this.corked === null || this.pendingWrite !== null || this.closedFlag) return;
+    this.write(new Uint8Array(0)).catch(() => {}); // a failure surfaces on the next read
+  };
+
+  /** Writes all of `bytes` (after any deferred frames); resolves when the socket has taken them. */
   write(bytes: Uint8Array): Promise<void> {
     if (this.closedFlag || this.socket === null) return Promise.reject(new ConnectionClosedError("connection closed"));
     if (this.pendingWrite !== null) throw new Error("WireConn.write: a write is already pending");
+    if (this.corked !== null) {
+      bytes = bytes.length === 0 ? this.corked : Buffer.concat([this.corked, bytes]);
+      this.corked = null;
+    }
+    if (bytes.length === 0) return Promise.resolve();
     const n = this.socket.write(bytes);
     if (n < 0) return Promise.reject(new ConnectionClosedError("connection closed"));
     if (n === bytes.length) return Promise.resolve();
@@ -199,7 +226,10 @@ export class WireConn {
     return result;
   }
 
+  /** Closes after sending any deferred frames. */
   close(): void {
+    if (this.corked !== null && this.pendingWrite === null && !this.closedFlag) this.socket?.write(this.corked);
+    this.corked = null;
     this.socket?.end();
   }
 

@@ -36,6 +36,7 @@ export interface CPoolOptions {
   capacity: number;
   priorThreads: number;
   cpuAffinity: boolean;
+  workerNice: number;
   submitMode: SubmitMode;
   batchMax: number;
 }
@@ -108,6 +109,7 @@ export class CPoolEngine implements IoEngine {
       capacity: options.capacity,
       priorThreads: options.priorThreads,
       cpuAffinity: options.cpuAffinity,
+      workerNice: options.workerNice,
       batchMax: options.batchMax,
       onCompletion: (slot, result, aux) => this.onCompletion(slot, result, aux),
       onDrained: () => this.unblock(),

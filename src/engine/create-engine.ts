@@ -13,6 +13,7 @@ export function createEngine(config: Config): IoEngine {
         capacity: config.waitingQueueLen,
         priorThreads: config.priorIoThreads,
         cpuAffinity: config.cpuAffinity,
+        workerNice: config.ioThreadNice,
         submitMode: config.ioSubmitMode,
         batchMax: config.submitBatchMax,
       });

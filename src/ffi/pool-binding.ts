@@ -43,15 +43,16 @@ export const PoolStat = {
   THREADS: 9,
   PRIO_FAILED: 10,
   AFFINITY_FAILED: 11,
+  NICE_FAILED: 12,
 } as const;
-const STAT_COUNT = 12;
+const STAT_COUNT = 13;
 
 function load() {
   return dlopen(ensureLibrary(), {
     fsgw_abi_version: { args: [], returns: "i32" },
     fsgw_sizeof_sub: { args: [], returns: "i32" },
     fsgw_sizeof_comp: { args: [], returns: "i32" },
-    fsgw_pool_create: { args: ["i32", "i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
+    fsgw_pool_create: { args: ["i32", "i32", "i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
     fsgw_submit: { args: ["ptr", "u32", "u32", "i32", "ptr", "f64", "f64", "ptr", "ptr"], returns: "i32" },
     fsgw_submit_batch: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_doorbell_answer: { args: ["ptr"], returns: "void" },
@@ -94,6 +95,8 @@ export interface PoolOptions {
   capacity: number;
   priorThreads: number;
   cpuAffinity: boolean;
+  /** Nice value (0..19) of the workers that do not ask for SCHED_RR. */
+  workerNice: number;
   /** Largest batch handed over in one fsgw_submit_batch call. */
   batchMax: number;
   /** Called on the JS thread with every ready completion: slot, result (>= 0 or -errno), aux. */
@@ -132,7 +135,7 @@ export class NativePool {
     this.subF64 = new Float64Array(this.subs.buffer);
     this.doorbell = new JSCallback(() => this.onDoorbell(), { args: [], returns: "void", threadsafe: true });
     const out = new BigUint64Array(1);
-    const rc = this.sym.fsgw_pool_create(options.threads, options.capacity, options.priorThreads, options.cpuAffinity ? 1 : 0, this.doorbell.ptr, ptr(out));
+    const rc = this.sym.fsgw_pool_create(options.threads, options.capacity, options.priorThreads, options.cpuAffinity ? 1 : 0, options.workerNice, this.doorbell.ptr, ptr(out));
     if (rc < 0) {
       this.doorbell.close();
       this.doorbell = null;

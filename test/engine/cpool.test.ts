@@ -12,7 +12,7 @@ import { payload, sha256 } from "../helpers/data";
 import { startServer, tempDir } from "../helpers/server";
 
 function engine(submitMode: SubmitMode, capacity = 64, threads = 4): CPoolEngine {
-  return new CPoolEngine({ threads, capacity, priorThreads: 0, cpuAffinity: false, submitMode, batchMax: 16 });
+  return new CPoolEngine({ threads, capacity, priorThreads: 0, cpuAffinity: false, workerNice: 0, submitMode, batchMax: 16 });
 }
 
 describe.each([["direct"], ["batch"]] as const)("cpool, %s submission", (mode) => {
@@ -131,3 +131,16 @@ test("under load the server's OS threads stay within ioThreads + 12", async () =
   expect(maxThreads).toBeLessThanOrEqual(ioThreads + 12);
   await server.stop();
 }, 30_000);
+
+test("ioThreadNice lowers the workers' priority (nice), and only theirs", async () => {
+  const server = await startServer({ ioEngine: "cpool", ioThreads: 3, ioThreadNice: 7 });
+  const niceOf = (name: string) =>
+    readdirSync(`/proc/${server.pid}/task`)
+      .map((tid) => readFileSync(`/proc/${server.pid}/task/${tid}/stat`, "utf8"))
+      .filter((st) => st.includes(`(${name}`))
+      .map((st) => Number(st.split(") ")[1]!.split(" ")[16]));
+  const workers = niceOf("fsgw-io-");
+  expect(workers).toEqual([7, 7, 7]);
+  expect(niceOf("bun")).not.toContain(7);
+  await server.stop();
+});

@@ -1,28 +1,52 @@
 #!/usr/bin/env bun
-// The `fsgw` command: `fsgw serve` runs the gateway.
+// The `fsgw` command: `serve` runs the gateway; put, get, stat, rm and bench are its client.
+import { EXIT_USAGE, runClientCommand, type Io } from "./cli/client-commands";
 import { serve } from "./serve";
 
 const usage = `usage: fsgw <command> [options]
 
 commands:
   serve     run the file gateway (what \`npm start\` and \`bun start\` run)
+  put       upload a file:          fsgw put ./report.pdf [--key report.pdf]
+  get       download a file:        fsgw get report.pdf [-o ./copy.pdf]
+  stat      size and type of a key: fsgw stat report.pdf
+  rm        delete a key:           fsgw rm report.pdf
+  bench     load generator:         fsgw bench upload -c 500 -n 20000 -s 5k
 
-Run \`fsgw <command> --help\` for a command's options.`;
+Client commands take --host and --port (default 127.0.0.1:9999).
+Run \`fsgw <command> --help\` for a command's options and examples.`;
+
+function processIo(): Io {
+  return {
+    stdout: (text) => void process.stdout.write(text),
+    stderr: { isTTY: Boolean(process.stderr.isTTY), columns: process.stderr.columns, write: (text) => void process.stderr.write(text) },
+    stdoutBytes: (bytes) =>
+      process.stdout.write(bytes) ? undefined : new Promise<void>((resolve) => process.stdout.once("drain", () => resolve())),
+  };
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "serve":
       return serve(rest);
-    case undefined:
+    case "put":
+    case "get":
+    case "stat":
+    case "rm":
+    case "bench":
+      return runClientCommand(command, rest, processIo());
     case "--help":
     case "-h":
     case "help":
       console.log(usage);
-      return command === undefined ? 2 : 0;
+      return 0;
+    case undefined:
+      console.error(usage);
+      return EXIT_USAGE;
     default:
       console.error(`fsgw: unknown command ${JSON.stringify(command)}\n\n${usage}`);
-      return 2;
+      return EXIT_USAGE;
   }
 }
 

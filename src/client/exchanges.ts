@@ -40,11 +40,18 @@ export async function uploadExchange(conn: WireConn, key: string, size: number, 
 }
 
 /** Downloads a file, handing its body to `sink` piece by piece; returns its size. */
-export async function downloadExchange(conn: WireConn, key: string, sink: (part: Uint8Array) => void | Promise<void>): Promise<number> {
+export async function downloadExchange(
+  conn: WireConn,
+  key: string,
+  sink: (part: Uint8Array) => void | Promise<void>,
+  onSize?: (size: number) => void,
+): Promise<number> {
   await conn.sendFrame({ operation: Op.DOWNLOAD, key });
   const start = await conn.readFrame();
   expectOp(start, Op.DOWNLOAD_RSP, "download");
   if (start.message !== Msg.START) throw new ServerError("download", key, start.message);
+  if (!(start.size >= 0) || !Number.isSafeInteger(start.size)) throw new ProtocolError(`download: invalid size ${start.size}`);
+  onSize?.(start.size);
   await conn.readBody(start.size, sink);
   const end = await conn.readFrame();
   expectOp(end, Op.DOWNLOAD, "download end");

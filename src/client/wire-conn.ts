@@ -30,6 +30,8 @@ export class WireConn {
   private corked: Uint8Array | null = null;
   private flushScheduled = false;
   private readonly decoder: FrameDecoder;
+  /** Bytes received plus bytes the socket took: moves whenever the connection makes progress. */
+  bytesSeen = 0;
   private resolveClosed!: () => void;
   /** Resolves when the socket has closed, for whatever reason. */
   readonly closed = new Promise<void>((r) => (this.resolveClosed = r));
@@ -67,6 +69,7 @@ export class WireConn {
   }
 
   private onData(chunk: Uint8Array): void {
+    this.bytesSeen += chunk.length;
     this.chunks.push(chunk);
     this.bufferedBytes += chunk.length;
     if (this.bufferedBytes > this.bufferBytesMax && !this.paused) {
@@ -81,6 +84,7 @@ export class WireConn {
     if (w === null || this.socket === null) return;
     const n = this.socket.write(w.bytes);
     if (n < 0) return;
+    this.bytesSeen += n;
     if (n < w.bytes.length) {
       w.bytes = w.bytes.subarray(n);
       return;
@@ -154,6 +158,7 @@ export class WireConn {
     if (bytes.length === 0) return Promise.resolve();
     const n = this.socket.write(bytes);
     if (n < 0) return Promise.reject(new ConnectionClosedError("connection closed"));
+    this.bytesSeen += n;
     if (n === bytes.length) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       this.pendingWrite = { bytes: bytes.subarray(n), resolve, reject };

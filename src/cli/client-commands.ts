@@ -1,0 +1,255 @@
+// `fsgw put | get | stat | rm | bench`: the client side of the command line.
+// Exit codes: 0 ok, 1 the server said no, 2 usage, 3 connection failure (unreachable, dropped,
+// timed out, or the server broke the protocol).
+import { basename } from "node:path";
+import { stat } from "node:fs/promises";
+import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type FsgwClient } from "../client/client";
+import { loadOps, runLoad, type LoadOp, type LoadResult } from "../client/load";
+import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
+import { formatBytes, Progress, type ProgressOutput } from "./progress";
+
+export const EXIT_OK = 0;
+export const EXIT_REFUSED = 1;
+export const EXIT_USAGE = 2;
+export const EXIT_CONNECTION = 3;
+
+/** Where a command writes: real stdout/stderr in the CLI, buffers in tests. */
+export interface Io {
+  stdout: (text: string) => void;
+  stderr: ProgressOutput;
+  /** Raw bytes for `get -o -`. */
+  stdoutBytes: (bytes: Uint8Array) => void | Promise<void>;
+}
+
+const common: Record<string, FlagSpec> = {
+  "--host": { takesValue: true },
+  "--port": { takesValue: true },
+  "--timeout-ms": { takesValue: true },
+  "--json": { takesValue: false },
+  "--help": { alias: "-h", takesValue: false },
+};
+
+const commonHelp = `common options:
+  --host <host>        server address (default 127.0.0.1)
+  --port <port>        server port (default 9999)
+  --timeout-ms <ms>    fail a call that makes no progress this long (default 30000)
+  --json               print one JSON object instead of text
+  -h, --help           this help`;
+
+export const helpTexts: Record<string, string> = {
+  put: `usage: fsgw put <file> [--key <key>] [options]
+
+Uploads a file (streamed from disk; any size). The key defaults to the file's name.
+A transfer longer than a second shows a progress bar on a terminal.
+
+examples:
+  fsgw put ./report.pdf
+  fsgw put ./backup.tar --key backups/2026-11-26.tar --port 7000   # (a key may not contain '/')
+  fsgw put ./big.iso --key big.iso --host 10.0.0.5
+
+${commonHelp}`,
+  get: `usage: fsgw get <key> [-o <file>] [options]
+
+Downloads a file. It is written to <file> (default: ./<key>) through a temporary file that is
+renamed into place only when complete; -o - writes the bytes to stdout.
+
+examples:
+  fsgw get report.pdf
+  fsgw get report.pdf -o /tmp/copy.pdf
+  fsgw get notes.txt -o - | less
+
+${commonHelp}`,
+  stat: `usage: fsgw stat <key> [options]
+
+Prints a stored file's size and type.
+
+examples:
+  fsgw stat report.pdf
+  fsgw stat report.pdf --json
+
+${commonHelp}`,
+  rm: `usage: fsgw rm <key> [options]
+
+Deletes a stored file.
+
+examples:
+  fsgw rm report.pdf
+
+${commonHelp}`,
+  bench: `usage: fsgw bench <bench|upload|download|exist|delete|clean> -c <connections> -n <count> [-s <size>] [options]
+
+The load generator, compatible with the Go original's: <connections> connections run <count>
+exchanges on keys bench_mark_file_<i> (i = 0..count-1), uploading in-memory bodies of <size>
+bytes (so the client's own disk is not measured). Reports total time, ops/s, MB/s, latency
+percentiles, errors by text and the client's own CPU time. 'clean' deletes the bench files.
+
+  -c, --connections <n>   concurrent connections (default 100)
+  -n, --count <n>         exchanges in all (default 10000)
+  -s, --size <size>       upload body size: 5k, 50k, 1m, 64m, or bytes (default 5k)
+  --key-prefix <prefix>   key prefix (default bench_mark_file_)
+
+examples:
+  fsgw bench upload -c 500 -n 20000 -s 5k
+  fsgw bench download -c 500 -n 20000
+  fsgw bench bench -c 50 -n 200000 --json
+  fsgw bench clean -n 20000
+
+${commonHelp}`,
+};
+
+function clientFrom(parsed: Parsed): FsgwClient {
+  return connect({
+    host: parsed.flags.get("--host") ?? "127.0.0.1",
+    port: intFlag(parsed, "--port", 9999, 1, 65535),
+    timeoutMs: intFlag(parsed, "--timeout-ms", 30_000, 1, 86_400_000),
+    poolSize: 1,
+  });
+}
+
+function one(parsed: Parsed, what: string): string {
+  if (parsed.positionals.length !== 1) throw new UsageError(`expected exactly one ${what}`);
+  return parsed.positionals[0]!;
+}
+
+function rate(bytes: number, ms: number): string {
+  return `${formatBytes(bytes / Math.max(0.001, ms / 1000))}/s`;
+}
+
+/** Runs a client command; returns its exit code. Errors become messages and codes, never traces. */
+export async function runClientCommand(command: string, argv: string[], io: Io): Promise<number> {
+  let parsed: Parsed;
+  try {
+    const extra: Record<string, FlagSpec> =
+      command === "put"
+        ? { "--key": { takesValue: true } }
+        : command === "get"
+          ? { "--output": { alias: "-o", takesValue: true } }
+          : command === "bench"
+            ? {
+                "--connections": { alias: "-c", takesValue: true },
+                "--count": { alias: "-n", takesValue: true },
+                "--size": { alias: "-s", takesValue: true },
+                "--key-prefix": { takesValue: true },
+              }
+            : {};
+    parsed = parseArgs(argv, { ...common, ...extra });
+    if (parsed.flags.has("--help")) {
+      io.stdout(helpTexts[command]! + "\n");
+      return EXIT_OK;
+    }
+  } catch (e) {
+    if (e instanceof UsageError) return usage(command, e.message, io);
+    throw e;
+  }
+  const json = parsed.flags.has("--json");
+  const print = (text: string, value: unknown) => io.stdout((json ? JSON.stringify(value) : text) + "\n");
+  let client: FsgwClient | null = null;
+  try {
+    switch (command) {
+      case "put": {
+        const file = one(parsed, "file");
+        const key = parsed.flags.get("--key") ?? basename(file);
+        const size = (await stat(file).catch(() => {
+          throw new UsageError(`cannot read ${file}`);
+        })).size;
+        client = clientFrom(parsed);
+        const progress = new Progress(`put ${key}`, io.stderr);
+        const t0 = performance.now();
+        await client.upload(key, file, { onProgress: (d, t) => progress.update(d, t) });
+        progress.finish();
+        const ms = performance.now() - t0;
+        print(`put ${file} as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });
+        return EXIT_OK;
+      }
+      case "get": {
+        const key = one(parsed, "key");
+        const output = parsed.flags.get("--output") ?? `./${key}`;
+        client = clientFrom(parsed);
+        const t0 = performance.now();
+        if (output === "-") {
+          const size = await client.download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }));
+          if (json) io.stderr.write(JSON.stringify({ op: "get", key, size, ms: Math.round(performance.now() - t0) }) + "\n");
+          return EXIT_OK;
+        }
+        const progress = new Progress(`get ${key}`, io.stderr);
+        const size = await client.download(key, output, { onProgress: (d, t) => progress.update(d, t) });
+        progress.finish();
+        const ms = performance.now() - t0;
+        print(`got ${key} into ${output}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "get", key, output, size, ms: Math.round(ms) });
+        return EXIT_OK;
+      }
+      case "stat": {
+        const key = one(parsed, "key");
+        client = clientFrom(parsed);
+        const st = await client.exist(key);
+        print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})`, { op: "stat", key, ...st });
+        return EXIT_OK;
+      }
+      case "rm": {
+        const key = one(parsed, "key");
+        client = clientFrom(parsed);
+        await client.delete(key);
+        print(`removed ${key}`, { op: "rm", key });
+        return EXIT_OK;
+      }
+      case "bench":
+        return await bench(parsed, json, io);
+      default:
+        throw new Error(`not a client command: ${command}`);
+    }
+  } catch (e) {
+    if (e instanceof UsageError) return usage(command, e.message, io);
+    if (e instanceof ServerError) {
+      io.stderr.write(`fsgw ${command}: the server said: ${e.text}\n`);
+      return EXIT_REFUSED;
+    }
+    if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof ProtocolError) {
+      io.stderr.write(`fsgw ${command}: ${e.message}\n`);
+      return EXIT_CONNECTION;
+    }
+    io.stderr.write(`fsgw ${command}: ${(e as Error).message ?? String(e)}\n`);
+    return EXIT_REFUSED;
+  } finally {
+    client?.close();
+  }
+}
+
+function usage(command: string, message: string, io: Io): number {
+  io.stderr.write(`fsgw ${command}: ${message}\nRun 'fsgw ${command} --help' for usage.\n`);
+  return EXIT_USAGE;
+}
+
+async function bench(parsed: Parsed, json: boolean, io: Io): Promise<number> {
+  const opText = one(parsed, "operation (bench, upload, download, exist, delete or clean)");
+  if (opText !== "clean" && !(loadOps as readonly string[]).includes(opText)) {
+    throw new UsageError(`unknown bench operation ${JSON.stringify(opText)}: use bench, upload, download, exist, delete or clean`);
+  }
+  const op: LoadOp = opText === "clean" ? "delete" : (opText as LoadOp);
+  const result = await runLoad({
+    host: parsed.flags.get("--host") ?? "127.0.0.1",
+    port: intFlag(parsed, "--port", 9999, 1, 65535),
+    op,
+    connections: intFlag(parsed, "--connections", 100, 1, 100_000),
+    count: intFlag(parsed, "--count", 10_000, 1, 1_000_000_000),
+    size: parseSize(parsed.flags.get("--size") ?? "5k"),
+    keyPrefix: parsed.flags.get("--key-prefix") ?? "bench_mark_file_",
+  });
+  const report = { ...result, op: opText };
+  if (json) io.stdout(JSON.stringify(report) + "\n");
+  else io.stdout(formatLoad(report) + "\n");
+  // Nothing got through at all: most likely the server is not there.
+  if (result.ok === 0 && Object.keys(result.errors).some((e) => /connect|closed/i.test(e))) return EXIT_CONNECTION;
+  if (opText === "clean") return EXIT_OK; // "no such key" is what clean expects for files already gone
+  return Object.keys(result.errors).length > 0 ? EXIT_REFUSED : EXIT_OK;
+}
+
+export function formatLoad(r: LoadResult | (Omit<LoadResult, "op"> & { op: string })): string {
+  const errors = Object.entries(r.errors);
+  const cores = r.ms > 0 ? (100 * r.clientCpuMs) / r.ms : 0;
+  return [
+    `${r.op}: ${r.ok} of ${r.count} ok over ${r.connections} connections in ${r.ms.toFixed(1)} ms: ${r.opsPerSec.toFixed(0)} ops/s, ${r.mbPerSec.toFixed(2)} MB/s`,
+    `latency ms: p50 ${r.latencyMs.p50.toFixed(2)}  p90 ${r.latencyMs.p90.toFixed(2)}  p99 ${r.latencyMs.p99.toFixed(2)}  max ${r.latencyMs.max.toFixed(2)}`,
+    `errors: ${errors.length === 0 ? "none" : errors.map(([text, n]) => `${n} × ${text}`).join("; ")}`,
+    `client CPU: ${r.clientCpuMs.toFixed(0)} ms (${cores.toFixed(0)}% of one core)`,
+  ].join("\n");
+}

@@ -1,0 +1,338 @@
+// The fsgw client library.
+//
+//   const client = connect({ host: "127.0.0.1", port: 9999 });
+//   await client.upload("report.pdf", "/tmp/report.pdf");      // bytes, a file path, or a stream
+//   const bytes = await client.download("report.pdf");          // or a file path / writable sink
+//   await client.exist("report.pdf");                          // { size, type }
+//   await client.delete("report.pdf");
+//   client.close();
+//
+// A small pool of connections (`poolSize`) lets concurrent calls run side by side; each connection
+// carries one exchange at a time, exactly per ../shared/PROTOCOL.md, so this client works against
+// fsgw and against any server that speaks the spec. Files are streamed from and to disk: nothing
+// large is held in memory. A server's error text becomes a ServerError; a dropped connection, a
+// protocol violation or no progress for `timeoutMs` rejects the call (never a hang) and the
+// connection is discarded.
+import { createWriteStream, type WriteStream } from "node:fs";
+import { mkdtemp, open, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { basename, dirname, join } from "node:path";
+import type { Writable, Readable } from "node:stream";
+import type { WireName } from "../protocol/codec";
+import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange, type ExistResult } from "./exchanges";
+import { ConnectionClosedError, WireConn } from "./wire-conn";
+
+export { ServerError } from "./exchanges";
+export { ConnectionClosedError } from "./wire-conn";
+export { ProtocolError } from "../protocol/message";
+export type { ExistResult } from "./exchanges";
+
+/** No progress for the configured time: the call failed and its connection was discarded. */
+export class TimeoutError extends Error {}
+
+/** The server could not be reached, or the connection broke mid-call. */
+export class ConnectionError extends Error {}
+
+export interface ClientOptions {
+  host?: string;
+  port?: number;
+  /** Connections opened at most; calls beyond them wait their turn. */
+  poolSize?: number;
+  /** A call that makes no progress (no byte in or out) for this long fails. */
+  timeoutMs?: number;
+  wire?: WireName;
+}
+
+/** Progress of a transfer: bytes so far and in all. */
+export type ProgressFn = (done: number, total: number) => void;
+
+export type UploadSource = Uint8Array | string | ReadableStream<Uint8Array> | Readable | AsyncIterable<Uint8Array>;
+export type DownloadSink = string | WritableStream<Uint8Array> | Writable;
+
+export interface TransferOptions {
+  onProgress?: ProgressFn;
+  /** For stream sources: the body size, which the protocol needs before the body. Without it the
+   *  stream is first spooled to a temporary file to learn its size (memory stays bounded). */
+  size?: number;
+}
+
+const STREAM_CHUNK_BYTES = 256 * 1024;
+
+export function connect(options: ClientOptions = {}): FsgwClient {
+  return new FsgwClient(options);
+}
+
+export class FsgwClient {
+  readonly host: string;
+  readonly port: number;
+  private readonly poolSize: number;
+  private readonly timeoutMs: number;
+  private readonly wire: WireName;
+  private readonly idle: WireConn[] = [];
+  private open = 0;
+  private readonly waiters: ((conn: WireConn | null) => void)[] = [];
+  private closed = false;
+
+  constructor(options: ClientOptions) {
+    this.host = options.host ?? "127.0.0.1";
+    this.port = options.port ?? 9999;
+    this.poolSize = Math.max(1, options.poolSize ?? 4);
+    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.wire = options.wire ?? "protobuf";
+  }
+
+  /** Uploads bytes, a file (by path), or a stream under `key`. */
+  async upload(key: string, source: UploadSource, options: TransferOptions = {}): Promise<void> {
+    if (source instanceof Uint8Array) {
+      const body = source;
+      return this.run(key, async (conn) => {
+        await uploadExchange(conn, key, body.length, async (c) => {
+          await c.write(body);
+          options.onProgress?.(body.length, body.length);
+        });
+      });
+    }
+    if (typeof source === "string") return this.uploadFile(key, source, options);
+    if (options.size !== undefined) return this.uploadStream(key, toAsyncIterable(source), options.size, options);
+    // Unknown length: spool to a temporary file first, so memory stays bounded.
+    const dir = await mkdtemp(join(tmpdir(), "fsgw-spool-"));
+    const spool = join(dir, "body");
+    try {
+      const out = await open(spool, "w");
+      try {
+        for await (const chunk of toAsyncIterable(source)) await out.write(chunk);
+      } finally {
+        await out.close();
+      }
+      await this.uploadFile(key, spool, options);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  private async uploadFile(key: string, path: string, options: TransferOptions): Promise<void> {
+    const size = (await stat(path)).size;
+    const file = await open(path, "r");
+    try {
+      await this.uploadStream(key, readChunks(file, size), size, options);
+    } finally {
+      await file.close();
+    }
+  }
+
+  private uploadStream(key: string, chunks: AsyncIterable<Uint8Array>, size: number, options: TransferOptions): Promise<void> {
+    return this.run(key, async (conn) => {
+      await uploadExchange(conn, key, size, async (c) => {
+        let sent = 0;
+        for await (const chunk of chunks) {
+          if (sent + chunk.length > size) throw new Error(`upload source is longer than its size ${size}`);
+          await c.write(chunk);
+          sent += chunk.length;
+          options.onProgress?.(sent, size);
+        }
+        if (sent !== size) throw new Error(`upload source ended after ${sent} of ${size} bytes`);
+      });
+    });
+  }
+
+  /** Downloads `key`: into a file (by path; written atomically), a writable stream, or returned as bytes. */
+  download(key: string): Promise<Uint8Array>;
+  download(key: string, sink: DownloadSink, options?: TransferOptions): Promise<number>;
+  async download(key: string, sink?: DownloadSink, options: TransferOptions = {}): Promise<Uint8Array | number> {
+    if (sink === undefined) {
+      const parts: Uint8Array[] = [];
+      await this.downloadTo(key, (part) => void parts.push(part.slice()), options);
+      return Buffer.concat(parts);
+    }
+    if (typeof sink === "string") return this.downloadFile(key, sink, options);
+    if (isWebWritable(sink)) {
+      const writer = sink.getWriter();
+      try {
+        return await this.downloadTo(key, (part) => writer.write(part.slice()), options);
+      } finally {
+        writer.releaseLock();
+      }
+    }
+    return this.downloadTo(key, (part) => writeNode(sink, part.slice()), options);
+  }
+
+  /** Writes to a temporary file beside `path`, renamed into place only once the body is complete. */
+  private async downloadFile(key: string, path: string, options: TransferOptions): Promise<number> {
+    const tmp = join(dirname(path), `.${basename(path)}.fsgw-part-${process.pid}-${Date.now()}`);
+    const out: WriteStream = createWriteStream(tmp);
+    try {
+      const n = await this.downloadTo(key, (part) => writeNode(out, part.slice()), options);
+      await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      await rename(tmp, path);
+      return n;
+    } catch (e) {
+      out.destroy();
+      await unlink(tmp).catch(() => {});
+      throw e;
+    }
+  }
+
+  private downloadTo(key: string, sink: (part: Uint8Array) => void | Promise<void>, options: TransferOptions): Promise<number> {
+    return this.run(key, async (conn) => {
+      let got = 0;
+      let total = 0;
+      const onSize = (n: number) => {
+        total = n;
+        options.onProgress?.(0, n);
+      };
+      return downloadExchange(
+        conn,
+        key,
+        async (part) => {
+          got += part.length;
+          options.onProgress?.(got, total);
+          await sink(part);
+        },
+        onSize,
+      );
+    });
+  }
+
+  exist(key: string): Promise<ExistResult> {
+    return this.run(key, (conn) => existExchange(conn, key));
+  }
+
+  delete(key: string): Promise<void> {
+    return this.run(key, (conn) => deleteExchange(conn, key));
+  }
+
+  /** A protocol round trip with no I/O on the server. */
+  bench(key = "bench"): Promise<void> {
+    return this.run(key, (conn) => benchExchange(conn, key));
+  }
+
+  /** Closes idle connections now and the busy ones as their calls finish. */
+  close(): void {
+    this.closed = true;
+    for (const conn of this.idle.splice(0)) conn.close();
+    for (const w of this.waiters.splice(0)) w(null);
+  }
+
+  // ---- the pool ----
+
+  /**
+   * Runs one exchange on a pooled connection, failing it if no byte moves for timeoutMs. A
+   * connection comes back to the pool only after a clean exchange or a server error text; after
+   * anything else its state is unknown and it is discarded.
+   */
+  private async run<T>(key: string, exchange: (conn: WireConn) => Promise<T>): Promise<T> {
+    const conn = await this.acquire();
+    // Checked four times per timeoutMs: a call fails between 1 and 1.25 timeoutMs after its last byte.
+    let seen = conn.bytesSeen;
+    let lastProgressMs = Date.now();
+    let timedOut = false;
+    const timer = setInterval(
+      () => {
+        if (conn.bytesSeen !== seen) {
+          seen = conn.bytesSeen;
+          lastProgressMs = Date.now();
+        } else if (Date.now() - lastProgressMs >= this.timeoutMs) {
+          timedOut = true;
+          conn.destroy();
+        }
+      },
+      Math.max(10, this.timeoutMs / 4),
+    );
+    try {
+      const result = await exchange(conn);
+      this.release(conn);
+      return result;
+    } catch (e) {
+      if (e instanceof ServerError) this.release(conn);
+      else this.discard(conn);
+      if (timedOut) throw new TimeoutError(`no progress for ${this.timeoutMs} ms on ${JSON.stringify(key)} (${this.host}:${this.port})`);
+      if (e instanceof ConnectionClosedError) throw new ConnectionError(`${this.host}:${this.port}: ${e.message}`);
+      throw e;
+    } finally {
+      clearInterval(timer);
+    }
+  }
+
+  private async acquire(): Promise<WireConn> {
+    if (this.closed) throw new ConnectionError("client closed");
+    const idle = this.idle.pop();
+    if (idle !== undefined) return idle;
+    if (this.open < this.poolSize) {
+      this.open++;
+      try {
+        return await WireConn.connect({ host: this.host, port: this.port, wire: this.wire });
+      } catch (e) {
+        this.open--;
+        this.wakeNext();
+        throw new ConnectionError(`cannot connect to ${this.host}:${this.port}: ${(e as Error).message}`);
+      }
+    }
+    const conn = await new Promise<WireConn | null>((resolve) => this.waiters.push(resolve));
+    if (conn === null) return this.acquire(); // a slot was freed (or the client closed)
+    return conn;
+  }
+
+  private release(conn: WireConn): void {
+    if (this.closed || conn.isClosed) return this.discard(conn);
+    const waiter = this.waiters.shift();
+    if (waiter !== undefined) waiter(conn);
+    else this.idle.push(conn);
+  }
+
+  private discard(conn: WireConn): void {
+    conn.destroy();
+    this.open--;
+    this.wakeNext();
+  }
+
+  /** A connection slot opened up: let the next waiter open its own. */
+  private wakeNext(): void {
+    this.waiters.shift()?.(null);
+  }
+}
+
+async function* readChunks(file: FileHandle, size: number): AsyncIterable<Uint8Array> {
+  let position = 0;
+  while (position < size) {
+    const buffer = new Uint8Array(Math.min(STREAM_CHUNK_BYTES, size - position));
+    const { bytesRead } = await file.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) throw new Error(`file shrank while uploading: ${position} of ${size} bytes read`);
+    position += bytesRead;
+    yield bytesRead === buffer.length ? buffer : buffer.subarray(0, bytesRead);
+  }
+}
+
+function toAsyncIterable(source: Exclude<UploadSource, Uint8Array | string>): AsyncIterable<Uint8Array> {
+  if (Symbol.asyncIterator in source) return source as AsyncIterable<Uint8Array>;
+  const reader = (source as ReadableStream<Uint8Array>).getReader();
+  return {
+    async *[Symbol.asyncIterator]() {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) return;
+        yield value;
+      }
+    },
+  };
+}
+
+function isWebWritable(sink: DownloadSink): sink is WritableStream<Uint8Array> {
+  return typeof (sink as WritableStream).getWriter === "function";
+}
+
+/** Writes to a node Writable, waiting for 'drain' when it asks for backpressure. */
+function writeNode(sink: Writable, part: Uint8Array): void | Promise<void> {
+  if (sink.write(part)) return;
+  return new Promise<void>((resolve, reject) => {
+    const onDrain = () => {
+      sink.off("error", onError);
+      resolve();
+    };
+    const onError = (e: Error) => {
+      sink.off("drain", onDrain);
+      reject(e);
+    };
+    sink.once("drain", onDrain);
+    sink.once("error", onError);
+  });
+}

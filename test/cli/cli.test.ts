@@ -1,0 +1,136 @@
+// Proves every `fsgw` client subcommand end to end as a user runs it (a child process against a real
+// server): output, files, --json, and exit codes 0 ok / 1 server said no / 2 usage / 3 connection.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { payload, sha256 } from "../helpers/data";
+import { startServer, tempDir, type TestServer } from "../helpers/server";
+
+const root = resolve(import.meta.dir, "../..");
+let server: TestServer;
+const dir = tempDir("cli");
+
+function fsgw(args: string[], env: Record<string, string> = {}) {
+  const r = Bun.spawnSync([process.execPath, join(root, "src/main.ts"), ...args], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
+  return { code: r.exitCode, out: r.stdout.toString(), err: r.stderr.toString(), bytes: r.stdout };
+}
+const at = () => ["--port", String(server.port)];
+
+beforeAll(async () => {
+  server = await startServer({});
+});
+afterAll(async () => {
+  await server.stop();
+});
+
+describe("fsgw client commands", () => {
+  test("put, stat, get, rm: output, files and exit codes", () => {
+    const file = join(dir, "report.bin");
+    writeFileSync(file, payload(123_456, 1));
+    const put = fsgw(["put", file, ...at()]);
+    expect(put.code).toBe(0);
+    expect(put.out).toMatch(/^put .*report\.bin as report\.bin: 120\.6 KiB in \d+ ms \(.*\/s\)\n$/);
+
+    const stat = fsgw(["stat", "report.bin", ...at()]);
+    expect([stat.code, stat.out]).toEqual([0, "report.bin: file, 123456 bytes (120.6 KiB)\n"]);
+    expect(JSON.parse(fsgw(["stat", "report.bin", "--json", ...at()]).out)).toEqual({ op: "stat", key: "report.bin", size: 123456, type: "file" });
+
+    const get = fsgw(["get", "report.bin", "-o", join(dir, "copy.bin"), ...at()]);
+    expect(get.code).toBe(0);
+    expect(sha256(readFileSync(join(dir, "copy.bin")))).toBe(sha256(readFileSync(file)));
+    const toStdout = fsgw(["get", "report.bin", "-o", "-", ...at()]);
+    expect(sha256(toStdout.bytes)).toBe(sha256(readFileSync(file)));
+    const defaultName = fsgw(["get", "report.bin", ...at()]); // ./<key> in the working directory
+    expect(defaultName.code).toBe(0);
+    expect(sha256(readFileSync(join(dir, "report.bin")))).toBe(sha256(readFileSync(file)));
+
+    const named = fsgw(["put", file, "--key", "other name", ...at()]);
+    expect(named.out).toContain("as other name:");
+
+    expect(fsgw(["rm", "report.bin", ...at()])).toMatchObject({ code: 0, out: "removed report.bin\n" });
+  });
+
+  test("the server saying no exits 1 with its text", () => {
+    expect(fsgw(["stat", "missing", ...at()])).toMatchObject({ code: 1, err: "fsgw stat: the server said: no such key\n" });
+    expect(fsgw(["rm", "missing", ...at()]).code).toBe(1);
+    const get = fsgw(["get", "missing", "-o", join(dir, "never.bin"), ...at()]);
+    expect(get.code).toBe(1);
+    expect(fsgw(["put", join(dir, "report.bin"), "--key", "../escape", ...at()])).toMatchObject({ code: 1, err: "fsgw put: the server said: invalid key: contains '/'\n" });
+  });
+
+  test("usage errors exit 2 and say what is wrong", () => {
+    expect(fsgw(["stat"]).code).toBe(2);
+    expect(fsgw(["stat", "a", "b"]).err).toContain("expected exactly one key");
+    expect(fsgw(["get", "k", "--bogus"])).toMatchObject({ code: 2 });
+    expect(fsgw(["put", join(dir, "does-not-exist")]).err).toContain("cannot read");
+    expect(fsgw(["bench", "fly", ...at()]).err).toContain("unknown bench operation");
+    expect(fsgw(["bench", "upload", "-s", "5x", ...at()]).err).toContain("bad size");
+    expect(fsgw(["bench", "upload", "-c", "abc", ...at()]).code).toBe(2);
+    expect(fsgw(["frobnicate"]).code).toBe(2);
+    expect(fsgw([]).code).toBe(2);
+  });
+
+  test("no server there exits 3", () => {
+    const r = fsgw(["stat", "x", "--port", "1"]);
+    expect(r.code).toBe(3);
+    expect(r.err).toContain("cannot connect to 127.0.0.1:1");
+    expect(fsgw(["bench", "bench", "-n", "10", "--port", "1"]).code).toBe(3);
+  });
+
+  test("--help on every command, with examples", () => {
+    for (const cmd of ["put", "get", "stat", "rm", "bench", "serve"]) {
+      const r = fsgw([cmd, "--help"]);
+      expect([cmd, r.code]).toEqual([cmd, 0]);
+      expect(r.out).toContain("usage: fsgw " + cmd);
+      expect(r.out).toContain("example");
+    }
+    expect(fsgw(["--help"]).out).toContain("commands:");
+  });
+
+  test("bench: upload, download, exist, bench, clean; --json carries every field", () => {
+    const up = fsgw(["bench", "upload", "-c", "20", "-n", "200", "-s", "5k", "--json", ...at()]);
+    expect(up.code).toBe(0);
+    const r = JSON.parse(up.out);
+    expect(Object.keys(r).sort()).toEqual(["clientCpuMs", "connections", "count", "errors", "latencyMs", "mbPerSec", "ms", "ok", "op", "opsPerSec"].sort());
+    expect(r).toMatchObject({ op: "upload", connections: 20, count: 200, ok: 200, errors: {} });
+    expect(r.mbPerSec).toBeGreaterThan(0);
+    expect(Object.keys(r.latencyMs).sort()).toEqual(["max", "p50", "p90", "p99"]);
+    expect(r.latencyMs.p50).toBeLessThanOrEqual(r.latencyMs.p99);
+    expect(r.clientCpuMs).toBeGreaterThan(0);
+    expect(fsgw(["stat", "bench_mark_file_199", ...at()]).out).toContain("5120 bytes");
+
+    const down = JSON.parse(fsgw(["bench", "download", "-c", "10", "-n", "200", "--json", ...at()]).out);
+    expect(down).toMatchObject({ op: "download", ok: 200 });
+    expect(down.mbPerSec).toBeGreaterThan(0);
+    expect(JSON.parse(fsgw(["bench", "exist", "-c", "10", "-n", "200", "--json", ...at()]).out).ok).toBe(200);
+    expect(JSON.parse(fsgw(["bench", "bench", "-c", "10", "-n", "1000", "--json", ...at()]).out).ok).toBe(1000);
+
+    const text = fsgw(["bench", "download", "-c", "5", "-n", "250", ...at()]);
+    expect(text.code).toBe(1); // 50 of them do not exist
+    expect(text.out).toContain("download: 200 of 250 ok over 5 connections");
+    expect(text.out).toContain("errors: 50 × no such key");
+    expect(text.out).toMatch(/latency ms: p50 [\d.]+ {2}p90 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/);
+    expect(text.out).toMatch(/client CPU: \d+ ms/);
+
+    const clean = JSON.parse(fsgw(["bench", "clean", "-c", "10", "-n", "200", "--json", ...at()]).out);
+    expect(clean).toMatchObject({ op: "clean", ok: 200 });
+    expect(fsgw(["stat", "bench_mark_file_0", ...at()]).code).toBe(1);
+  }, 60_000);
+
+  test("put and get of a long transfer show progress: a bar on a terminal, lines otherwise", () => {
+    const file = join(dir, "big.bin");
+    writeFileSync(file, payload(64 * 1024 * 1024, 9));
+    const fast = { FSGW_PROGRESS_AFTER_MS: "0" }; // show from the start instead of after a second
+    const plain = fsgw(["put", file, ...at()], fast);
+    expect(plain.code).toBe(0);
+    expect(plain.err).toMatch(/^put big\.bin +\d+% [\d.]+ \w+\/64\.0 MiB [\d.]+ \w+\/s ETA \d+:\d\d\n/);
+    // In a pseudo-terminal (util-linux `script`), the bar redraws in place.
+    const cmd = [process.execPath, join(root, "src/main.ts"), "get", "big.bin", "-o", join(dir, "big-copy.bin"), ...at()].map((a) => `'${a}'`).join(" ");
+    const tty = Bun.spawnSync(["script", "-qefc", cmd, "/dev/null"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...fast } });
+    const screen = tty.stdout.toString();
+    expect(tty.exitCode).toBe(0);
+    expect(screen).toContain("\rget big.bin [");
+    expect(screen).toMatch(/\] 100% 64\.0 MiB\/64\.0 MiB/);
+    expect(sha256(readFileSync(join(dir, "big-copy.bin")))).toBe(sha256(readFileSync(file)));
+  }, 60_000);
+});

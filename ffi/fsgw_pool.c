@@ -148,6 +148,32 @@ static int64_t do_commit(const char *tmp, const char *final_path, const char *bu
   return (int64_t)len;
 }
 
+/* open + fstat + read it all + close: a whole small download in one trip to a worker. */
+static int64_t do_read_file(const char *path, char *buf, size_t cap, int32_t *aux) {
+  int64_t fd = do_open(path, FSGW_OPEN_READ);
+  if (fd < 0) return fd;
+  struct stat st;
+  int64_t rc = stat_result(fstat((int)fd, &st), &st, aux);
+  if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
+  if (rc >= 0 && (uint64_t)st.st_size <= cap) {
+    size_t size = (size_t)st.st_size, done = 0;
+    while (done < size) {
+      int64_t n = do_pread((int)fd, buf + done, size - done, (int64_t)done);
+      if (n < 0) {
+        rc = n;
+        break;
+      }
+      if (n == 0) {
+        rc = -EIO; /* the file shrank under us: its size no longer describes its bytes */
+        break;
+      }
+      done += (size_t)n;
+    }
+  }
+  do_close((int)fd);
+  return rc;
+}
+
 static void run_job(job *j) {
   struct stat st;
   j->aux = 0;
@@ -164,6 +190,7 @@ static void run_job(job *j) {
     case FSGW_OP_UNLINK: j->result = unlink(j->path) == 0 ? 0 : neg_errno(); break;
     case FSGW_OP_MKDIR: j->result = do_mkdir(j->path); break;
     case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags); break;
+    case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux); break;
     default: j->result = -EINVAL; break;
   }
 }

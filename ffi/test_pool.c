@@ -189,6 +189,17 @@ static void test_every_op(void) {
   c = run1(pool, FSGW_OP_COMMIT, 0, -1, data, 10, 0, missing, fin);
   CHECK(c.result == -ENOENT, "commit whose create fails: -ENOENT", "%g", c.result);
 
+  /* read_file: the whole small download */
+  static char whole[6000];
+  c = run1(pool, FSGW_OP_READ_FILE, 0, -1, whole, sizeof whole, 0, fin, NULL);
+  CHECK(c.result == 5000 && memcmp(whole, data, 5000) == 0 && S_ISREG((mode_t)c.aux), "read_file reads a file that fits", "%g", c.result);
+  c = run1(pool, FSGW_OP_READ_FILE, 0, -1, whole, 100, 0, fin, NULL);
+  CHECK(c.result == 5000, "read_file of a file too big for the buffer reports its size", "%g", c.result);
+  c = run1(pool, FSGW_OP_READ_FILE, 0, -1, whole, sizeof whole, 0, missing, NULL);
+  CHECK(c.result == -ENOENT, "read_file of a missing file: -ENOENT", "%g", c.result);
+  c = run1(pool, FSGW_OP_READ_FILE, 0, -1, whole, sizeof whole, 0, sub, NULL);
+  CHECK(c.result == -EISDIR, "read_file of a directory: -EISDIR", "%g", c.result);
+
   CHECK(fsgw_submit(pool, 99, 0, -1, NULL, 0, 0, NULL, NULL) == -EINVAL, "unknown op: -EINVAL", "%s", "failed");
   CHECK(fsgw_submit(pool, FSGW_OP_PREAD, 0, 0, back, -1, 0, NULL, NULL) == -EINVAL, "negative length: -EINVAL", "%s", "failed");
   fsgw_pool_free(pool);

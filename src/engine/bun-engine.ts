@@ -1,7 +1,7 @@
 // Engine "bun": Bun's own asynchronous node:fs, which runs each call on Bun's internal thread pool.
 // It is the baseline every claim about the C pool is measured against.
 import fs from "node:fs";
-import { commitFileFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { commitFileFromPrimitives, readWholeFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
@@ -82,6 +82,10 @@ export class BunEngine implements IoEngine {
       await this.unlink(tmpPath).catch(() => {});
       throw e;
     }
+  }
+
+  readWhole(path: string, into: Uint8Array): Promise<number> {
+    return readWholeFromPrimitives(this, path, into);
   }
 
   async shutdown(): Promise<void> {}

@@ -27,7 +27,7 @@ const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 const KEEPALIVE_PERIOD_MS = 1 << 30;
 
-const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "mkdir", "commit"];
+const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "mkdir", "commit", "read"];
 
 export type SubmitMode = "direct" | "batch";
 
@@ -69,6 +69,7 @@ function valueOf(op: PendingOp): unknown {
   switch (op.kind) {
     case PoolOp.OPEN:
     case PoolOp.PREAD:
+    case PoolOp.READ_FILE:
     case PoolOp.NOP:
       return op.result;
     case PoolOp.FSTAT:
@@ -176,6 +177,9 @@ export class CPoolEngine implements IoEngine {
   }
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
     return this.submit(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath));
+  }
+  readWhole(path: string, into: Uint8Array): Promise<number> {
+    return this.submit(PoolOp.READ_FILE, 0, -1, into, into.length, 0, cPath(path), null);
   }
   /** No system call; resolves with `value`: what the pool itself costs per operation (tests, benchmarks). */
   nop(value: number): Promise<number> {

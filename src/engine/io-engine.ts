@@ -1,3 +1,6 @@
+import { constants } from "node:os";
+import { ioErrorFromErrno } from "./io-error";
+
 // The seam between the protocol and the disk. Every file operation of the server goes through an
 // IoEngine, so the Bun-native engine, the C thread pool and the synchronous baseline are
 // interchangeable and measured against each other under the same workload.
@@ -37,6 +40,12 @@ export interface IoEngine {
    * `finalPath`: a whole small upload in one call. On failure the temporary file is removed.
    */
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void>;
+  /**
+   * Opens `path`, and if it is a regular file of at most `into.length` bytes reads it whole into
+   * `into`, and closes it: a whole small download in one call. Resolves with the file's size; the
+   * bytes are in `into` only when that size fits. A directory is EISDIR.
+   */
+  readWhole(path: string, into: Uint8Array): Promise<number>;
   /** Stops the engine; operations still queued fail with ECANCELED. Idempotent. */
   shutdown(): Promise<void>;
 }
@@ -64,5 +73,24 @@ export async function commitFileFromPrimitives(
   } catch (e) {
     await engine.unlink(tmpPath).catch(() => {});
     throw e;
+  }
+}
+
+/** readWhole from the primitives, for engines without a native compound operation. */
+export async function readWholeFromPrimitives(engine: IoEngine, path: string, into: Uint8Array): Promise<number> {
+  const fd = await engine.open(path, "read");
+  try {
+    const st = await engine.fstat(fd);
+    if (!st.isFile) throw ioErrorFromErrno(-constants.errno.EISDIR, "read");
+    if (st.size > into.length) return st.size;
+    let done = 0;
+    while (done < st.size) {
+      const n = await engine.read(fd, into.subarray(done, st.size), done);
+      if (n === 0) throw ioErrorFromErrno(-constants.errno.EIO, "read"); // shrank under us
+      done += n;
+    }
+    return st.size;
+  } finally {
+    await engine.close(fd).catch(() => {});
   }
 }

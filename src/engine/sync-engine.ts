@@ -2,7 +2,7 @@
 // the result handed back as a settled promise. No pool at all: the baseline that shows what the
 // pools buy (and what blocking the event loop costs under concurrency).
 import fs from "node:fs";
-import type { FileStat, IoEngine, OpenMode } from "./io-engine";
+import { readWholeFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
@@ -82,5 +82,9 @@ export class SyncEngine implements IoEngine {
       }
     });
   }
+  readWhole(path: string, into: Uint8Array): Promise<number> {
+    return readWholeFromPrimitives(this, path, into);
+  }
+
   async shutdown(): Promise<void> {}
 }

@@ -24,6 +24,7 @@ export const PoolOp = {
   UNLINK: 9,
   MKDIR: 10,
   COMMIT: 11,
+  READ_FILE: 12,
 } as const;
 export const OPEN_READ = 0;
 export const OPEN_CREATE = 1;

@@ -19,6 +19,7 @@ import { checkKey, type CheckedKey } from "../storage/keys";
 import type { ReadHandle, Store } from "../storage/store";
 import { UploadStream, type UploadOwner } from "../storage/upload-stream";
 import type { Logger } from "../log";
+import type { BufferPool } from "./buffer-pool";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
@@ -41,12 +42,18 @@ export interface ConnectionHost {
   readonly uploadBytesMax: number;
   readonly inlineBytesMax: number;
   readonly ioChunkBytes: number;
+  readonly uploadWritesInFlightMax: number;
+  /** Buffers of FRAME_ROOM + inlineBytesMax + FRAME_ROOM bytes for small downloads. */
+  readonly inlineBuffers: BufferPool;
   /** Keeps a cleanup (temporary file removal, fd close) visible to shutdown until it settles. */
   track(work: Promise<unknown>): void;
   /** True once the server is draining: a connection closes when its exchange is over. */
   readonly draining: boolean;
   onConnectionClosed(conn: Connection): void;
 }
+
+/** Room kept before and after an inline download's body for its START and END frames. */
+export const FRAME_ROOM = 1024;
 
 const PAUSE_STASH = 1; // input arrived while an engine call decides what comes next
 const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet on disk
@@ -73,6 +80,8 @@ export class Connection implements UploadOwner {
   private downloadBuffer: Uint8Array | null = null;
   private downloadPosition = 0;
   private downloadReadInFlight = false;
+  /** An inline-download buffer whose bytes still wait in outQueue. */
+  private heldBuffer: Uint8Array | null = null;
 
   constructor(
     private readonly socket: Socket<Connection>,
@@ -300,6 +309,7 @@ export class Connection implements UploadOwner {
       store.finalPath(this.key, this.keyHash),
       store.fsyncOnCommit,
       this.host.ioChunkBytes,
+      this.host.uploadWritesInFlightMax,
       this,
     );
     this.state = "waiting";
@@ -377,47 +387,62 @@ export class Connection implements UploadOwner {
   private async startDownload(msg: WireMessage): Promise<void> {
     if (this.acceptKey(msg, Op.DOWNLOAD_RSP) === null) return;
     this.state = "waiting";
+    const store = this.host.store;
+    const inlineMax = this.host.inlineBytesMax;
+    if (inlineMax > 0) {
+      // Small file: one engine call reads it whole, so an error can still be answered, and one
+      // socket write sends START, the body and END together.
+      const buffer = this.host.inlineBuffers.acquire();
+      let size: number;
+      try {
+        size = await store.engine.readWhole(store.finalPath(this.key, this.keyHash), buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax));
+      } catch (e) {
+        this.host.inlineBuffers.release(buffer);
+        return this.answerError(Op.DOWNLOAD_RSP, "download_read_failed", e);
+      }
+      this.lastActiveMs = Date.now();
+      if (size <= inlineMax) return this.sendWholeDownload(buffer, size);
+      this.host.inlineBuffers.release(buffer);
+      if (this.isClosed) return;
+    }
     let handle: ReadHandle;
     try {
-      handle = await this.host.store.openForRead(this.key, this.keyHash);
+      handle = await store.openForRead(this.key, this.keyHash);
     } catch (e) {
       return this.answerError(Op.DOWNLOAD_RSP, "download_open_failed", e);
     }
     this.lastActiveMs = Date.now();
     this.download = handle;
     if (this.isClosed) return this.closeDownloadFile();
-    if (handle.size <= this.host.inlineBytesMax) return this.sendWholeDownload(handle);
     this.send({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size: handle.size, type: FileType.FILE });
-    this.downloadBuffer = new Uint8Array(Math.min(this.host.ioChunkBytes, handle.size));
+    this.downloadBuffer = new Uint8Array(Math.max(1, Math.min(this.host.ioChunkBytes, handle.size)));
     this.downloadPosition = 0;
     this.state = "download_body";
     this.continueDownload();
   }
 
-  /** Small file: read it whole first, so an error can still be answered, then one socket write. */
-  private async sendWholeDownload(handle: ReadHandle): Promise<void> {
-    const body = new Uint8Array(handle.size);
-    let filled = 0;
-    this.downloadReadInFlight = true;
-    try {
-      while (filled < body.length) {
-        const n = await this.host.store.engine.read(handle.fd, body.subarray(filled), filled);
-        if (n === 0) throw new ProtocolError("file shrank while being read");
-        filled += n;
-      }
-    } catch (e) {
-      this.downloadReadInFlight = false;
-      this.closeDownloadFile();
-      if (e instanceof ProtocolError) return this.answerText(Op.DOWNLOAD_RSP, "I/O error");
-      return this.answerError(Op.DOWNLOAD_RSP, "download_read_failed", e);
-    }
-    this.downloadReadInFlight = false;
-    this.closeDownloadFile();
-    if (this.isClosed) return;
+  /**
+   * Sends START, the body (already at FRAME_ROOM in `buffer`) and END as one write: the frames are
+   * encoded into the room around the body, so nothing is copied (a frame too big for its room,
+   * which only a JSON frame with a heavily escaped key can be, falls back to one concatenation).
+   */
+  private sendWholeDownload(buffer: Uint8Array, size: number): void {
+    if (this.isClosed) return this.host.inlineBuffers.release(buffer);
     const codec = this.host.codec;
-    this.sendBytes(codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size: body.length, type: FileType.FILE }));
-    this.sendBytes(body);
-    this.sendBytes(codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END }));
+    const start = codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size, type: FileType.FILE });
+    const end = codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END });
+    const bodyEnd = FRAME_ROOM + size;
+    if (start.length <= FRAME_ROOM && bodyEnd + end.length <= buffer.length) {
+      buffer.set(start, FRAME_ROOM - start.length);
+      buffer.set(end, bodyEnd);
+      this.sendBytes(buffer.subarray(FRAME_ROOM - start.length, bodyEnd + end.length));
+    } else {
+      this.sendBytes(Buffer.concat([start, buffer.subarray(FRAME_ROOM, bodyEnd), end]));
+    }
+    // The socket copied what it took; if some bytes wait in outQueue, they are views of `buffer`,
+    // which goes back to the pool only once they are sent.
+    if (this.outQueue.length === 0) this.host.inlineBuffers.release(buffer);
+    else this.heldBuffer = buffer;
     this.state = "download_ack";
     this.resumeInput();
   }
@@ -550,6 +575,10 @@ export class Connection implements UploadOwner {
         return;
       }
       this.outQueue.shift();
+    }
+    if (this.heldBuffer !== null) {
+      this.host.inlineBuffers.release(this.heldBuffer);
+      this.heldBuffer = null;
     }
   }
 

@@ -5,7 +5,11 @@ import type { IoEngine } from "../engine/io-engine";
 import { codecFor, type WireCodec } from "../protocol/codec";
 import { Store } from "../storage/store";
 import type { Logger } from "../log";
-import { Connection, type ConnectionHost } from "./connection";
+import { BufferPool } from "./buffer-pool";
+import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
+
+/** Idle inline-download buffers kept for reuse (each inlineBytesMax + 2 KiB). */
+const INLINE_BUFFERS_KEPT = 64;
 
 export interface ServerOptions {
   config: Config;
@@ -37,6 +41,8 @@ export class Server implements ConnectionHost {
   readonly uploadBytesMax: number;
   readonly inlineBytesMax: number;
   readonly ioChunkBytes: number;
+  readonly uploadWritesInFlightMax: number;
+  readonly inlineBuffers: BufferPool;
   draining = false;
 
   private readonly config: Config;
@@ -59,6 +65,8 @@ export class Server implements ConnectionHost {
     this.uploadBytesMax = config.uploadBytesMax;
     this.inlineBytesMax = config.inlineBytesMax;
     this.ioChunkBytes = config.ioChunkBytes;
+    this.uploadWritesInFlightMax = config.uploadWritesInFlightMax;
+    this.inlineBuffers = new BufferPool(FRAME_ROOM + config.inlineBytesMax + FRAME_ROOM, INLINE_BUFFERS_KEPT);
     this.refusals = new RefusalLog(log);
   }
 

@@ -1,7 +1,8 @@
 // One streamed upload: body chunks go to a temporary file as they arrive, then the file is closed and
-// renamed onto its key. At most one engine operation is in flight per upload; chunks that arrive
-// meanwhile queue up and the next write takes all of them at once (up to `chunkBytesMax`), so a
-// trickle of small TCP reads becomes a few large writes. The owner sees the bytes held in memory
+// renamed onto its key. Chunks that arrive while writes are in flight queue up, and the next write
+// takes all of them at once (up to `chunkBytesMax`), so a trickle of small TCP reads becomes a few
+// large writes. Up to `writesInFlightMax` writes run at once, each at its own offset, so the disk
+// and the network overlap instead of taking turns. The owner sees the bytes held in memory
 // (`backlogBytes`) and pauses its socket past its bound.
 //
 // Every path ends in exactly one settle: committed, failed (after the temporary file is removed), or
@@ -17,13 +18,16 @@ export interface UploadOwner {
 
 export class UploadStream {
   private fd = -1;
+  /** open, commit or temporary-file removal in progress: they run alone. */
   private busy = false;
+  private writesInFlight = 0;
   private ended = false;
   private aborted = false;
   private ownerGone = false;
   private failure: unknown = null;
   private tempExists = false;
   private settled = false;
+  /** Offset of the next write: advanced when a write is submitted, not when it completes. */
   private position = 0;
   private readonly queue: Uint8Array[] = [];
   private queuedBytes = 0;
@@ -38,6 +42,7 @@ export class UploadStream {
     private readonly finalPath: string,
     private readonly fsync: boolean,
     private readonly chunkBytesMax: number,
+    private readonly writesInFlightMax: number,
     private readonly owner: UploadOwner,
   ) {}
 
@@ -57,7 +62,7 @@ export class UploadStream {
       this.resolveDone();
       return this.failure;
     }
-    if (this.aborted) this.kick();
+    this.kick();
     return null;
   }
 
@@ -70,13 +75,13 @@ export class UploadStream {
     if (this.failure !== null || this.aborted) return; // the body is drained and dropped
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
-    if (!this.busy) this.kick();
+    this.kick();
   }
 
   /** The whole body has been pushed. */
   end(): void {
     this.ended = true;
-    if (!this.busy) this.kick();
+    this.kick();
   }
 
   /**
@@ -90,22 +95,23 @@ export class UploadStream {
       this.aborted = true;
       this.queue.length = 0;
       this.queuedBytes = 0;
-      if (!this.busy) this.kick();
+      this.kick();
     }
     return this.done;
   }
 
-  /** Runs the next step; only called while no engine operation is in flight. */
+  /** Starts whatever can start now. */
   private kick(): void {
-    if (this.settled) return;
+    if (this.settled || this.busy) return;
     if (this.failure !== null || this.aborted) {
-      if (this.fd >= 0 || this.tempExists) this.removeTemp();
+      if (this.writesInFlight > 0) return; // the fd stays open until they are back
+      if (this.fd >= 0 || this.tempExists) void this.removeTemp();
       else if (this.aborted || this.ended) this.settle();
       return;
     }
     if (this.fd < 0) return; // still opening
-    if (this.queuedBytes > 0) this.writeNext();
-    else if (this.ended) this.commit();
+    while (this.queuedBytes > 0 && this.writesInFlight < this.writesInFlightMax) this.writeNext();
+    if (this.ended && this.queuedBytes === 0 && this.writesInFlight === 0) void this.commit();
   }
 
   private writeNext(): void {
@@ -126,31 +132,31 @@ export class UploadStream {
         else this.queue[0] = chunk.subarray(take);
       }
     }
-    this.queuedBytes -= data.length;
-    this.inFlightBytes = data.length;
-    this.busy = true;
-    this.engine.write(this.fd, data, this.position).then(this.onWritten, this.onFailed);
+    const length = data.length;
+    this.queuedBytes -= length;
+    this.inFlightBytes += length;
+    this.writesInFlight++;
+    const position = this.position;
+    this.position += length;
+    this.engine.write(this.fd, data, position).then(
+      () => this.onWriteDone(length, null),
+      (e) => this.onWriteDone(length, e),
+    );
   }
 
-  private readonly onWritten = (): void => {
-    this.position += this.inFlightBytes;
-    this.inFlightBytes = 0;
-    this.busy = false;
+  private onWriteDone(length: number, error: unknown): void {
+    this.writesInFlight--;
+    this.inFlightBytes -= length;
+    if (error !== null && this.failure === null) {
+      this.failure = error;
+      this.queue.length = 0;
+      this.queuedBytes = 0;
+    }
     this.kick();
+    // After a failure the rest of the body is read and dropped: a socket paused for backlog must
+    // resume, or the client could never finish sending and hear the error.
     if (!this.ownerGone) this.owner.onUploadProgress();
-  };
-
-  private readonly onFailed = (e: unknown): void => {
-    this.inFlightBytes = 0;
-    this.queue.length = 0;
-    this.queuedBytes = 0;
-    this.busy = false;
-    this.failure = e;
-    this.kick();
-    // The rest of the body is read and dropped: a socket paused for backlog must resume, or the
-    // client could never finish sending and hear the error.
-    if (!this.ownerGone) this.owner.onUploadProgress();
-  };
+  }
 
   private async commit(): Promise<void> {
     this.busy = true;

@@ -242,7 +242,8 @@ export class CPoolEngine implements IoEngine {
     if (this.staged.length >= this.pool.batchMax) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      setImmediate(this.flush);
+      if (process.env.FSGW_EXP_FLUSH === "microtask") queueMicrotask(this.flush);
+      else setImmediate(this.flush);
     }
   }
 

@@ -423,8 +423,8 @@ export class Connection implements UploadOwner {
 
   /**
    * Sends START, the body (already at FRAME_ROOM in `buffer`) and END as one write: the frames are
-   * encoded into the room around the body, so nothing is copied (a frame too big for its room,
-   * which only a JSON frame with a heavily escaped key can be, falls back to one concatenation).
+   * encoded into the room around the body, so the body is not copied. A frame always fits its room:
+   * a key is at most 255 bytes, so even a JSON frame of a key of 255 escaped quotes is ~700 bytes.
    */
   private sendWholeDownload(buffer: Uint8Array, size: number): void {
     if (this.isClosed) return this.host.inlineBuffers.release(buffer);
@@ -432,13 +432,10 @@ export class Connection implements UploadOwner {
     const start = codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size, type: FileType.FILE });
     const end = codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END });
     const bodyEnd = FRAME_ROOM + size;
-    if (start.length <= FRAME_ROOM && bodyEnd + end.length <= buffer.length) {
-      buffer.set(start, FRAME_ROOM - start.length);
-      buffer.set(end, bodyEnd);
-      this.sendBytes(buffer.subarray(FRAME_ROOM - start.length, bodyEnd + end.length));
-    } else {
-      this.sendBytes(Buffer.concat([start, buffer.subarray(FRAME_ROOM, bodyEnd), end]));
-    }
+    if (start.length > FRAME_ROOM || end.length > FRAME_ROOM) throw new Error(`reply frame of ${start.length} bytes exceeds FRAME_ROOM`);
+    buffer.set(start, FRAME_ROOM - start.length);
+    buffer.set(end, bodyEnd);
+    this.sendBytes(buffer.subarray(FRAME_ROOM - start.length, bodyEnd + end.length));
     // The socket copied what it took; if some bytes wait in outQueue, they are views of `buffer`,
     // which goes back to the pool only once they are sent.
     if (this.outQueue.length === 0) this.host.inlineBuffers.release(buffer);

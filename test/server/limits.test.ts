@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { benchExchange, existExchange, uploadExchange } from "../../src/client/exchanges";
+import { benchExchange, downloadExchange, existExchange, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
 import { payload } from "../helpers/data";
@@ -76,6 +76,15 @@ describe("limits", () => {
     const body = payload(70_000, 5);
     await uploadExchange(conn, "json-file", body.length, (c) => c.write(body));
     expect(await existExchange(conn, "json-file")).toEqual({ size: 70_000, type: "file" });
+    // The longest JSON frames: a 255-byte key of characters JSON escapes, small and large bodies.
+    const quoted = '"'.repeat(255);
+    for (const size of [1000, 200_000]) {
+      const b = payload(size, size);
+      await uploadExchange(conn, quoted, size, (c) => c.write(b));
+      const parts: Uint8Array[] = [];
+      await downloadExchange(conn, quoted, (p) => void parts.push(p.slice()));
+      expect(Buffer.concat(parts).equals(Buffer.from(b))).toBe(true);
+    }
     conn.close();
     // A protobuf client against a JSON server is a protocol violation: closed, nothing stored.
     const wrong = await WireConn.connect({ host: "127.0.0.1", port: server.port });

@@ -47,9 +47,8 @@ const selected = only ? workloads.filter((w) => only.split(",").includes(w.name)
 
 /** What is compared: the three engines, the C pool's second submission path, and the kernel. */
 const variants = [
-  { name: "cpool", fields: { ioEngine: "cpool", ioSubmitMode: "batch", ioThreadNice: 0 } },
-  { name: "cpool-direct", fields: { ioEngine: "cpool", ioSubmitMode: "direct", ioThreadNice: 0 } },
-  { name: "cpool-nice5", fields: { ioEngine: "cpool", ioSubmitMode: "batch", ioThreadNice: 5 } },
+  { name: "cpool", fields: { ioEngine: "cpool", ioSubmitMode: "batch" } },
+  { name: "cpool-direct", fields: { ioEngine: "cpool", ioSubmitMode: "direct" } },
   { name: "bun", fields: { ioEngine: "bun" } },
   { name: "sync", fields: { ioEngine: "sync" } },
 ] as const;
@@ -151,6 +150,33 @@ for (const w of selected) {
   }
 }
 
+// ---- the engines alone: no network, no protocol ----
+// What each engine costs for the work an upload of 5 KiB hands it (create, write, close, rename), at
+// 500 callers, beside the kernel's own ceiling for the same system calls.
+interface EngineSample {
+  variant: string;
+  filesPerSec: number;
+  perFileUs: Record<string, number>;
+}
+const engineSamples: EngineSample[] = [];
+const engineCount = quick ? 10_000 : 40_000;
+if (!only || only.split(",").includes("engine-commit-5k")) {
+  for (let round = 1; round <= rounds; round++) {
+    for (const v of ["cpool", "cpool-direct", "bun", "sync", "fs-ceiling"]) {
+      let sample: EngineSample;
+      if (v === "fs-ceiling") {
+        sample = { variant: v, filesPerSec: ceilingRun({ name: "engine", op: "upload", size: 5 * KiB, connections: 500, count: engineCount }), perFileUs: {} };
+      } else {
+        const r = Bun.spawnSync([process.execPath, join(root, "scripts/lib/engine-load.ts"), v, freshDir(`engine-${v}`), String(engineCount), String(5 * KiB), "500"], { stdout: "pipe", stderr: "pipe" });
+        sample = JSON.parse(r.stdout.toString().trim().split("\n").at(-1)!);
+      }
+      sync();
+      engineSamples.push(sample);
+      console.log(`engine-commit-5k round ${round} ${v.padEnd(12)} ${sample.filesPerSec.toFixed(0).padStart(7)} files/s  CPU per file (us): ${JSON.stringify(sample.perFileUs)}`);
+    }
+  }
+}
+
 // ---- summary ----
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 const lines: string[] = [];
@@ -171,6 +197,19 @@ for (const w of selected) {
   }
   const c = ceilings.get(w.name)!;
   if (c.length > 0) lines.push(`| ${w.name} ×${w.connections} | fs-ceiling (kernel, ${IO_THREADS} threads) | ${mean(c).toFixed(0)} | ${c.map((x) => x.toFixed(0)).join(", ")} | ${(mean(c) / bunMean).toFixed(2)}x | | | | |`);
+}
+if (engineSamples.length > 0) {
+  const bunEngine = mean(engineSamples.filter((s) => s.variant === "bun").map((s) => s.filesPerSec));
+  lines.push("", `engine alone: 5 KiB commits (create, write, close, rename), 500 callers, ${engineCount} files per run`, "");
+  lines.push("| engine | files/s (mean) | per round | vs bun | JS thread µs/file | worker threads µs/file |");
+  lines.push("|---|---|---|---|---|---|");
+  for (const v of ["cpool", "cpool-direct", "bun", "sync", "fs-ceiling"]) {
+    const ss = engineSamples.filter((s) => s.variant === v);
+    const m = mean(ss.map((s) => s.filesPerSec));
+    const js = mean(ss.map((s) => s.perFileUs["bun.exe"] ?? s.perFileUs.bun ?? 0));
+    const workers = mean(ss.map((s) => (s.perFileUs["fsgw-io"] ?? 0) + (s.perFileUs["Bun Pool"] ?? 0)));
+    lines.push(`| ${v} | ${m.toFixed(0)} | ${ss.map((s) => s.filesPerSec.toFixed(0)).join(", ")} | ${(m / bunEngine).toFixed(2)}x | ${v === "fs-ceiling" ? "" : js.toFixed(0)} | ${v === "fs-ceiling" ? "" : workers.toFixed(0)} |`);
+  }
 }
 console.log("\n" + lines.join("\n"));
 writeFileSync(join(runDir, "results.json"), JSON.stringify({ rounds, workloads: selected, samples: Object.fromEntries(samples), ceilings: Object.fromEntries(ceilings) }, null, 2));

@@ -242,8 +242,7 @@ export class CPoolEngine implements IoEngine {
     if (this.staged.length >= this.pool.batchMax) this.flush();
     else if (!this.flushScheduled) {
       this.flushScheduled = true;
-      if (process.env.FSGW_EXP_FLUSH === "microtask") queueMicrotask(this.flush);
-      else setImmediate(this.flush);
+      setImmediate(this.flush);
     }
   }
 

@@ -9,7 +9,7 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const TiB = 1024 * 1024 * MiB;
 
-type Kind = "int" | "string" | "bool" | "enum";
+type Kind = "int" | "string" | "text" | "bool" | "enum";
 
 interface FieldSpec<T> {
   kind: Kind;
@@ -23,8 +23,8 @@ interface FieldSpec<T> {
 function int(def: number, min: number, max: number, doc: string): FieldSpec<number> {
   return { kind: "int", default: def, min, max, doc };
 }
-function str(def: string, doc: string): FieldSpec<string> {
-  return { kind: "string", default: def, doc };
+function str(def: string, doc: string, emptyAllowed = false): FieldSpec<string> {
+  return { kind: emptyAllowed ? "text" : "string", default: def, doc };
 }
 function bool(def: boolean, doc: string): FieldSpec<boolean> {
   return { kind: "bool", default: def, doc };
@@ -62,7 +62,12 @@ export const fields = {
   uploadWritesInFlightMax: int(2, 1, 64, "writes one streamed upload may have in flight at once (each at its own offset), so disk and network overlap"),
   fsyncOnCommit: bool(false, "fsync each file before its rename: durable across power loss, at the cost of a disk flush per upload"),
   shutdownGraceMs: int(5_000, 0, 600_000, "on SIGINT/SIGTERM, time given to exchanges in flight before connections are cut"),
-  logLevel: oneOf(["debug", "info", "warn", "error"] as const, "info", "lowest level written to stdout"),
+  logLevel: oneOf(["debug", "info", "warn", "error"] as const, "info", "lowest level logged (debug adds one line per exchange)"),
+  logFile: str("", "also write logs to this file (empty: stdout only)", true),
+  logLinesPerFile: int(100_000, 1, 1_000_000_000, "lines per log file before it is rotated to <logFile>.1, .2, ..."),
+  logFilesKept: int(10, 1, 1000, "rotated log files kept; the oldest beyond this is deleted"),
+  adminHost: str("127.0.0.1", "interface of the admin HTTP endpoint (profiles, stats, metrics, health); loopback unless you mean it"),
+  adminPort: int(6060, 0, 65535, "port of the admin HTTP endpoint; 0 disables it"),
 } as const;
 
 type Fields = typeof fields;
@@ -79,6 +84,8 @@ function describeRange(spec: FieldSpec<unknown>): string {
       return `one of ${spec.values!.map((v) => JSON.stringify(v)).join(", ")}`;
     case "string":
       return "a non-empty string";
+    case "text":
+      return "a string";
   }
 }
 
@@ -92,6 +99,8 @@ function zodFor(spec: FieldSpec<unknown>): z.ZodType {
       return z.enum(spec.values as [string, ...string[]]);
     case "string":
       return z.string().min(1);
+    case "text":
+      return z.string();
   }
 }
 

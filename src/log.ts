@@ -1,5 +1,7 @@
-// Structured one-line logs on stdout: `time=… level=… event=… key=value …` (logfmt).
-// Callers on hot paths test `log.enabled(level)` first, so a disabled level costs one comparison.
+// Structured one-line logs on stdout: `time=… level=… event=… key=value …` (logfmt), and optionally
+// into a file rotated by line count. Callers on hot paths test `log.enabled(level)` first, so a
+// disabled level costs one comparison and no formatting.
+import { closeSync, existsSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from "node:fs";
 
 export type LogLevel = "debug" | "info" | "warn" | "error";
 const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -12,12 +14,23 @@ function quote(value: string): string {
 
 export class Logger {
   private minRank: number;
+  private file: RotatingFile | null = null;
 
   constructor(
     level: LogLevel,
     private readonly sink: (line: string) => void = (line) => process.stdout.write(line + "\n"),
   ) {
     this.minRank = rank[level];
+  }
+
+  /** Also writes every line to `path`, rotated after `linesPerFile` lines. */
+  toFile(path: string, linesPerFile: number, filesKept: number): void {
+    this.file = new RotatingFile(path, linesPerFile, filesKept);
+  }
+
+  close(): void {
+    this.file?.close();
+    this.file = null;
   }
 
   setLevel(level: LogLevel): void {
@@ -51,5 +64,81 @@ export class Logger {
       }
     }
     this.sink(line);
+    this.file?.write(line);
+  }
+}
+
+/**
+ * A log file rotated by line count, like the Go original's: after `linesPerFile` lines the file is
+ * renamed to <file>.1 (older ones shift to .2, .3, ...; beyond `filesKept` they are deleted) and
+ * a new file begins. Lines are buffered and written at most every 50 ms, or at 64 KiB, so logging
+ * never waits on the disk per line; `close()` writes what is left.
+ */
+export class RotatingFile {
+  private fd: number;
+  private linesInFile = 0;
+  private pending: string[] = [];
+  private pendingBytes = 0;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+
+  constructor(
+    private readonly path: string,
+    private readonly linesPerFile: number,
+    private readonly filesKept: number,
+  ) {
+    this.fd = openSync(path, "a", 0o644);
+    this.linesInFile = countLines(path);
+  }
+
+  write(line: string): void {
+    this.pending.push(line);
+    this.pendingBytes += line.length + 1;
+    this.linesInFile++;
+    if (this.linesInFile >= this.linesPerFile) {
+      this.flush();
+      this.rotate();
+    } else if (this.pendingBytes >= 64 * 1024) {
+      this.flush();
+    } else if (this.timer === null) {
+      this.timer = setTimeout(() => this.flush(), 50);
+      this.timer.unref();
+    }
+  }
+
+  flush(): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
+    if (this.pending.length === 0) return;
+    writeSync(this.fd, this.pending.join("\n") + "\n");
+    this.pending = [];
+    this.pendingBytes = 0;
+  }
+
+  private rotate(): void {
+    closeSync(this.fd);
+    for (let i = this.filesKept; i >= 1; i--) {
+      const from = i === 1 ? this.path : `${this.path}.${i - 1}`;
+      if (!existsSync(from)) continue;
+      if (i === this.filesKept && existsSync(`${this.path}.${i}`)) unlinkSync(`${this.path}.${i}`);
+      renameSync(from, `${this.path}.${i}`);
+    }
+    this.fd = openSync(this.path, "a", 0o644);
+    this.linesInFile = 0;
+  }
+
+  close(): void {
+    this.flush();
+    closeSync(this.fd);
+  }
+}
+
+function countLines(path: string): number {
+  try {
+    const text = readFileSync(path, "utf8");
+    let n = 0;
+    for (let i = 0; i < text.length; i++) if (text.charCodeAt(i) === 10) n++;
+    return n;
+  } catch {
+    return 0;
   }
 }

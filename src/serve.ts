@@ -4,6 +4,7 @@ import { CPoolEngine, PoolStat } from "./engine/cpool-engine";
 import { createEngine } from "./engine/create-engine";
 import { raiseOpenFileLimit } from "./ffi/pool-binding";
 import { Logger } from "./log";
+import { AdminServer } from "./observe/admin";
 import { Server } from "./server/server";
 import { StoreError } from "./storage/store";
 
@@ -34,21 +35,37 @@ export async function serve(argv: string[]): Promise<number> {
     return 2;
   }
   const log = new Logger(config.logLevel);
+  if (config.logFile !== "") {
+    try {
+      log.toFile(config.logFile, config.logLinesPerFile, config.logFilesKept);
+    } catch (e) {
+      console.error(`fsgw: cannot open logFile ${config.logFile}: ${(e as Error).message}`);
+      return 1;
+    }
+  }
   checkOpenFileLimit(config, log);
   const engine = createEngine(config);
   if (engine instanceof CPoolEngine) reportPool(engine, config, log);
   const server = new Server({ config, engine, log });
+  const admin = new AdminServer(server, log);
   try {
     server.start();
+    if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
   } catch (e) {
     const message = e instanceof StoreError ? e.message : String((e as Error)?.message ?? e);
     log.error("start_failed", { error: message });
-    await engine.shutdown();
+    await server.stop();
+    log.close();
     return 1;
   }
   const stop = (signal: string) => {
     log.info("shutdown", { signal, graceMs: config.shutdownGraceMs });
-    void server.stop().then(() => process.exit(0));
+    // /healthz answers 503 while connections drain; the admin endpoint goes last.
+    void server.stop().then(() => {
+      admin.stop();
+      log.close();
+      process.exit(0);
+    });
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));

@@ -1,7 +1,7 @@
 // Starts a real fsgw server as a child process (`bun src/main.ts serve`) on 127.0.0.1 with an
 // ephemeral port and a fresh data directory, exactly as a user would run it. Used by the tests and
 // by the benchmark scripts.
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -19,17 +19,33 @@ export interface TestServer {
   proc: Subprocess;
 }
 
+const tempDirs: string[] = [];
+let cleanupRegistered = false;
+
+/**
+ * A fresh directory under the system temp dir, removed when this process exits (tests upload
+ * hundreds of megabytes; left behind, repeated runs would fill the disk).
+ */
 export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `fsgw-${prefix}-`));
+  const dir = mkdtempSync(join(tmpdir(), `fsgw-${prefix}-`));
+  tempDirs.push(dir);
+  if (!cleanupRegistered) {
+    cleanupRegistered = true;
+    process.on("exit", () => {
+      for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
+    });
+  }
+  return dir;
 }
 
 /** Field flags are passed as `{ idleTimeoutMs: 500 }` -> `--idle-timeout-ms 500`. */
 export async function startServer(fields: Record<string, string | number | boolean> = {}, env: Record<string, string> = {}): Promise<TestServer> {
   const dataDir = (fields.dataDir as string | undefined) ?? join(tempDir("data"), "d");
   const host = (fields.host as string | undefined) ?? "127.0.0.1";
-  const args = ["serve", "--host", host, "--port", "0", "--data-dir", dataDir];
+  // The admin endpoint is off unless a test asks for it (its default port would collide).
+  const args = ["serve", "--host", host, "--port", "0", "--data-dir", dataDir, "--admin-port", String(fields.adminPort ?? 0)];
   for (const [k, v] of Object.entries(fields)) {
-    if (k === "dataDir" || k === "host") continue;
+    if (k === "dataDir" || k === "host" || k === "adminPort") continue;
     args.push("--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()), String(v));
   }
   const proc = Bun.spawn([process.execPath, join(root, "src/main.ts"), ...args], {
@@ -59,11 +75,16 @@ export async function startServer(fields: Record<string, string | number | boole
 
   const port = await new Promise<number>((resolvePort, reject) => {
     const timer = setTimeout(() => reject(new Error(`server did not start:\n${lines.join("\n")}`)), 15_000);
+    // With the admin endpoint on, the server is ready once that listens too.
+    let port = 0;
+    let adminReady = !fields.adminPort;
     const check = (line: string) => {
       const m = /event=listening .*port=(\d+)/.exec(line);
-      if (m) {
+      if (m) port = Number(m[1]);
+      if (line.includes("event=admin_listening")) adminReady = true;
+      if (port !== 0 && adminReady) {
         clearTimeout(timer);
-        resolvePort(Number(m[1]));
+        resolvePort(port);
       }
     };
     lines.forEach(check);
@@ -93,4 +114,12 @@ export async function eventually(predicate: () => boolean, ms = 5000, what = "co
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await Bun.sleep(10);
   }
+}
+
+/** A TCP port that was free a moment ago (for endpoints that take 0 to mean "off"). */
+export function freePort(): number {
+  const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = probe.port;
+  probe.stop(true);
+  return port;
 }

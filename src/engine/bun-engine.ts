@@ -3,6 +3,7 @@
 import fs from "node:fs";
 import { commitFileFromPrimitives, readWholeFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
+import type { EngineStats } from "../observe/stats";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
 const READ_FLAGS = fs.constants.O_RDONLY;
@@ -11,10 +12,17 @@ function statOf(s: fs.Stats): FileStat {
   return { size: s.size, isFile: s.isFile(), isDir: s.isDirectory() };
 }
 
+let inFlight = 0;
+
 /** Adapts a node-style callback to a promise that rejects with an IoError. */
 function call<T>(op: string, start: (cb: (err: NodeJS.ErrnoException | null, value: T) => void) => void): Promise<T> {
+  inFlight++;
   return new Promise<T>((resolve, reject) => {
-    start((err, value) => (err ? reject(ioErrorFromNode(err, op)) : resolve(value)));
+    start((err, value) => {
+      inFlight--;
+      if (err) reject(ioErrorFromNode(err, op));
+      else resolve(value);
+    });
   });
 }
 
@@ -86,6 +94,10 @@ export class BunEngine implements IoEngine {
 
   readWhole(path: string, into: Uint8Array): Promise<number> {
     return readWholeFromPrimitives(this, path, into);
+  }
+
+  stats(): EngineStats {
+    return { name: this.name, operationsInFlight: inFlight };
   }
 
   async shutdown(): Promise<void> {}

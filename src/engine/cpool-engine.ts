@@ -19,6 +19,7 @@ import { COMMIT_FSYNC, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } fr
 import { Channel, ChannelClosedError } from "../util/channel";
 import type { FileStat, IoEngine, OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
+import type { EngineStats } from "../observe/stats";
 
 const EAGAIN = constants.errno.EAGAIN;
 const ECANCELED = constants.errno.ECANCELED;
@@ -127,6 +128,30 @@ export class CPoolEngine implements IoEngine {
   /** The C pool's counters (see PoolStat), read now. */
   nativeStats(): Float64Array {
     return this.pool.stats();
+  }
+
+  stats(): EngineStats {
+    const n = this.pool.stats();
+    const drains = n[PoolStat.DRAINS]!;
+    return {
+      name: this.name,
+      threads: n[PoolStat.THREADS]!,
+      submitMode: this.options.submitMode,
+      operationsInFlight: this.inFlight,
+      queueDepth: n[PoolStat.QUEUED]!,
+      queueDepthHigh: n[PoolStat.QUEUED_HIGH]!,
+      submitted: n[PoolStat.SUBMITTED]!,
+      completed: n[PoolStat.COMPLETED]!,
+      refusedFull: n[PoolStat.REFUSED]!,
+      blockedInJs: this.blockedCount,
+      blockedInJsHigh: this.blockedHigh,
+      doorbells: n[PoolStat.DOORBELLS]!,
+      drains,
+      drainedRecords: n[PoolStat.DRAINED]!,
+      recordsPerDrain: drains > 0 ? n[PoolStat.DRAINED]! / drains : 0,
+      batches: this.batches,
+      operationsPerBatch: this.batches > 0 ? this.batchedOps / this.batches : 0,
+    };
   }
 
   get operationsInFlight(): number {

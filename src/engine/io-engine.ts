@@ -1,5 +1,6 @@
 import { constants } from "node:os";
 import { ioErrorFromErrno } from "./io-error";
+import type { EngineStats } from "../observe/stats";
 
 // The seam between the protocol and the disk. Every file operation of the server goes through an
 // IoEngine, so the Bun-native engine, the C thread pool and the synchronous baseline are
@@ -46,6 +47,8 @@ export interface IoEngine {
    * bytes are in `into` only when that size fits. A directory is EISDIR.
    */
   readWhole(path: string, into: Uint8Array): Promise<number>;
+  /** The engine's own numbers, for /debug/stats and /metrics. */
+  stats(): EngineStats;
   /** Stops the engine; operations still queued fail with ECANCELED. Idempotent. */
   shutdown(): Promise<void>;
 }

@@ -4,6 +4,7 @@
 import fs from "node:fs";
 import { readWholeFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
+import type { EngineStats } from "../observe/stats";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
 
@@ -84,6 +85,10 @@ export class SyncEngine implements IoEngine {
   }
   readWhole(path: string, into: Uint8Array): Promise<number> {
     return readWholeFromPrimitives(this, path, into);
+  }
+
+  stats(): EngineStats {
+    return { name: this.name, operationsInFlight: 0 }; // every operation completes before it returns
   }
 
   async shutdown(): Promise<void> {}

@@ -20,6 +20,7 @@ import type { ReadHandle, Store } from "../storage/store";
 import { UploadStream, type UploadOwner } from "../storage/upload-stream";
 import type { Logger } from "../log";
 import type { BufferPool } from "./buffer-pool";
+import type { ServerStats, StatOp } from "../observe/stats";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
@@ -37,6 +38,7 @@ export interface ConnectionHost {
   readonly store: Store;
   readonly codec: WireCodec;
   readonly log: Logger;
+  readonly stats: ServerStats;
   readonly frameBytesMax: number;
   readonly connectionBufferBytesMax: number;
   readonly uploadBytesMax: number;
@@ -80,6 +82,10 @@ export class Connection implements UploadOwner {
   private downloadBuffer: Uint8Array | null = null;
   private downloadPosition = 0;
   private downloadReadInFlight = false;
+  // The exchange's numbers, for stats.
+  private exchangeStart = 0;
+  private exchangeOp: StatOp = "bench";
+  private exchangeBytes = 0;
   /** An inline-download buffer whose bytes still wait in outQueue. */
   private heldBuffer: Uint8Array | null = null;
 
@@ -184,6 +190,7 @@ export class Connection implements UploadOwner {
       }
     } catch (e) {
       if (e instanceof ProtocolError) {
+        this.host.stats.protocolViolations++;
         this.host.log.warn("protocol_violation", { remote: this.remote, state: this.state, reason: e.message });
         this.close("protocol violation");
       } else {
@@ -196,6 +203,7 @@ export class Connection implements UploadOwner {
   private stashMore(chunk: Uint8Array): void {
     const old = this.stash!;
     if (old.length + chunk.length > this.host.connectionBufferBytesMax + this.host.frameBytesMax) {
+      this.host.stats.protocolViolations++;
       this.host.log.warn("protocol_violation", { remote: this.remote, state: this.state, reason: "sent too much without waiting for a reply" });
       this.close("protocol violation");
       return;
@@ -252,20 +260,38 @@ export class Connection implements UploadOwner {
   }
 
   private onRequest(msg: WireMessage): void {
+    this.exchangeStart = performance.now();
+    this.exchangeBytes = 0;
+    this.key = msg.key;
     switch (msg.operation) {
       case Op.BENCH_MARK:
+        this.exchangeOp = "bench";
         this.send({ operation: Op.BENCH_MARK_RSP, key: msg.key });
+        this.exchangeDone(true);
         return this.endExchange();
       case Op.UPLOAD:
+        this.exchangeOp = "upload";
         return this.startUpload(msg);
       case Op.DOWNLOAD:
+        this.exchangeOp = "download";
         return void this.startDownload(msg);
       case Op.EXIST:
+        this.exchangeOp = "exist";
         return void this.startExist(msg);
       case Op.DELETE:
+        this.exchangeOp = "delete";
         return void this.startDelete(msg);
       default:
         throw new ProtocolError(`unknown op ${msg.operation}`);
+    }
+  }
+
+  /** The exchange's last reply is out: count it, and log it at debug level only. */
+  private exchangeDone(ok: boolean): void {
+    this.host.stats.exchange(this.exchangeOp, this.exchangeStart, ok ? this.exchangeBytes : 0, ok);
+    const log = this.host.log;
+    if (log.enabled("debug")) {
+      log.debug("exchange", { remote: this.remote, op: this.exchangeOp, key: this.key, ok, bytes: this.exchangeBytes, ms: (performance.now() - this.exchangeStart).toFixed(3) });
     }
   }
 
@@ -273,7 +299,9 @@ export class Connection implements UploadOwner {
   private acceptKey(msg: WireMessage, replyOp: number): CheckedKey | null {
     const checked = checkKey(msg.key);
     if (typeof checked === "string") {
+      this.key = msg.key;
       this.send({ operation: replyOp, key: msg.key, message: checked });
+      this.exchangeDone(false);
       return null;
     }
     this.key = msg.key;
@@ -291,9 +319,11 @@ export class Connection implements UploadOwner {
     else if (size > this.host.uploadBytesMax) refusal = `file too large: ${size} bytes exceeds the server's uploadBytesMax ${this.host.uploadBytesMax}`;
     if (refusal !== null) {
       this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: refusal });
+      this.exchangeDone(false);
       return;
     }
     this.bodyRemaining = size;
+    this.exchangeBytes = size;
     if (size <= this.host.inlineBytesMax) {
       // Small body: gather it whole (bounded by inlineBytesMax) and commit it in one engine call.
       this.inlineBody = new Uint8Array(size);
@@ -323,6 +353,7 @@ export class Connection implements UploadOwner {
       this.upload = null;
       this.logIoError("upload_open_failed", error);
       this.send({ operation: Op.UPLOAD_RSP, key: this.key, message: clientText(error) });
+      this.exchangeDone(false);
       this.state = "frame";
     } else {
       this.send({ operation: Op.UPLOAD_RSP, key: this.key, message: Msg.START });
@@ -373,10 +404,12 @@ export class Connection implements UploadOwner {
     if (this.isClosed) return;
     if (error === null) {
       this.send({ operation: Op.UPLOAD, key: this.key, message: Msg.END });
+      this.exchangeDone(true);
       this.state = "upload_ack";
     } else {
       this.logIoError("upload_failed", error);
       this.send({ operation: Op.UPLOAD, key: this.key, message: clientText(error) });
+      this.exchangeDone(false);
       this.state = "upload_error";
     }
     this.resumeInput();
@@ -440,6 +473,8 @@ export class Connection implements UploadOwner {
     // which goes back to the pool only once they are sent.
     if (this.outQueue.length === 0) this.host.inlineBuffers.release(buffer);
     else this.heldBuffer = buffer;
+    this.exchangeBytes = size;
+    this.exchangeDone(true);
     this.state = "download_ack";
     this.resumeInput();
   }
@@ -450,6 +485,8 @@ export class Connection implements UploadOwner {
     if (this.downloadPosition >= handle.size) {
       this.closeDownloadFile();
       this.send({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END });
+      this.exchangeBytes = handle.size;
+      this.exchangeDone(true);
       this.state = "download_ack";
       this.resumeInput();
       return;
@@ -469,6 +506,7 @@ export class Connection implements UploadOwner {
     if (n === 0) {
       // The START frame promised more bytes than the file now has: the stream cannot recover.
       this.host.log.error("download_short", { remote: this.remote, key: this.key });
+      this.exchangeDone(false);
       return this.close("file shrank during download");
     }
     this.downloadPosition += n;
@@ -481,6 +519,7 @@ export class Connection implements UploadOwner {
   private readonly onDownloadReadFailed = (e: unknown): void => {
     this.downloadReadInFlight = false;
     this.logIoError("download_read_failed", e);
+    this.exchangeDone(false);
     this.closeDownloadFile();
     this.close("read failed mid-download");
   };
@@ -503,6 +542,7 @@ export class Connection implements UploadOwner {
       if (this.isClosed) return;
       const type = st.isFile ? FileType.FILE : st.isDir ? FileType.DIR : FileType.UNSET;
       this.send({ operation: Op.EXIST_RSP, key: this.key, size: st.size, type, message: Msg.SUCCESS });
+      this.exchangeDone(true);
     } catch (e) {
       return this.answerError(Op.EXIST_RSP, "exist_failed", e);
     }
@@ -517,6 +557,7 @@ export class Connection implements UploadOwner {
       await this.host.store.remove(this.key, this.keyHash);
       if (this.isClosed) return;
       this.send({ operation: Op.DELETE_RSP, key: this.key, message: Msg.SUCCESS });
+      this.exchangeDone(true);
     } catch (e) {
       return this.answerError(Op.DELETE_RSP, "delete_failed", e);
     }
@@ -534,6 +575,7 @@ export class Connection implements UploadOwner {
     this.lastActiveMs = Date.now();
     if (this.isClosed) return;
     this.send({ operation: op, key: this.key, message: text });
+    this.exchangeDone(false);
     this.state = "frame";
     this.resumeInput();
   }

@@ -4,6 +4,7 @@ import type { Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { codecFor, type WireCodec } from "../protocol/codec";
 import { Store } from "../storage/store";
+import { ServerStats } from "../observe/stats";
 import type { Logger } from "../log";
 import { BufferPool } from "./buffer-pool";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
@@ -33,9 +34,11 @@ class RefusalLog {
 }
 
 export class Server implements ConnectionHost {
+  readonly engine: IoEngine;
   readonly store: Store;
   readonly codec: WireCodec;
   readonly log: Logger;
+  readonly stats = new ServerStats();
   readonly frameBytesMax: number;
   readonly connectionBufferBytesMax: number;
   readonly uploadBytesMax: number;
@@ -57,6 +60,7 @@ export class Server implements ConnectionHost {
   constructor(private readonly options: ServerOptions) {
     const { config, engine, log } = options;
     this.config = config;
+    this.engine = engine;
     this.log = log;
     this.store = new Store(engine, config.dataDir, config.shards, config.fsyncOnCommit);
     this.codec = codecFor(config.wire);
@@ -107,6 +111,7 @@ export class Server implements ConnectionHost {
 
   private onOpen(socket: Socket<Connection>): void {
     if (this.draining || this.connections.size >= this.config.connectionsMax) {
+      this.stats.connectionsRefused++;
       if (!this.draining) this.refusals.note(`${socket.remoteAddress}:${socket.remotePort}`, this.connections.size, this.config.connectionsMax);
       socket.terminate();
       return;
@@ -115,11 +120,14 @@ export class Server implements ConnectionHost {
     socket.data = conn;
     socket.setNoDelay(true);
     this.connections.add(conn);
+    this.stats.connectionsAccepted++;
+    this.stats.connectionsOpen = this.connections.size;
     if (this.sweeper === null) this.startSweeper();
   }
 
   onConnectionClosed(conn: Connection): void {
     this.connections.delete(conn);
+    this.stats.connectionsOpen = this.connections.size;
     if (this.connections.size === 0) {
       this.stopSweeper();
       this.allClosed?.();
@@ -144,6 +152,7 @@ export class Server implements ConnectionHost {
       const now = Date.now();
       for (const conn of this.connections) {
         if (now - conn.lastActiveMs > timeoutMs && !conn.waitingOnServer) {
+          this.stats.idleTimeouts++;
           this.log.info("idle_timeout", { remote: conn.remote, state: conn.state, idleMs: now - conn.lastActiveMs });
           conn.close("idle timeout");
         }

@@ -1,0 +1,98 @@
+// The admin HTTP endpoint (Bun.serve), on adminHost:adminPort, loopback by default:
+//   GET /debug/profile?seconds=N[&format=top]   CPU profile (.cpuprofile JSON, or a pprof-like table)
+//   GET /debug/stats                            live numbers as JSON
+//   GET /metrics                                the same numbers for Prometheus
+//   GET /healthz                                200 while serving, 503 while shutting down
+// Anything else is 404. It never listens on a public interface unless configured to.
+import type { Server as HttpServer } from "bun";
+import type { IoEngine } from "../engine/io-engine";
+import type { Logger } from "../log";
+import { formatTop } from "./profile-top";
+import { ProfileBusyError, Profiler } from "./profiler";
+import { renderMetrics } from "./prometheus";
+import { processStats, statsSnapshot, type ServerStats } from "./stats";
+
+export interface AdminSource {
+  readonly stats: ServerStats;
+  readonly engine: IoEngine;
+  /** True once the server is shutting down. */
+  readonly draining: boolean;
+}
+
+const PROFILE_SECONDS_DEFAULT = 30;
+const PROFILE_SECONDS_MAX = 300;
+
+function text(body: string, status = 200): Response {
+  return new Response(body, { status, headers: { "content-type": "text/plain; charset=utf-8" } });
+}
+
+export class AdminServer {
+  private server: HttpServer<undefined> | null = null;
+  private readonly profiler = new Profiler();
+
+  constructor(
+    private readonly source: AdminSource,
+    private readonly log: Logger,
+  ) {}
+
+  get port(): number {
+    return this.server?.port ?? 0;
+  }
+
+  start(host: string, port: number): void {
+    this.server = Bun.serve({
+      hostname: host,
+      port,
+      // A profile request legitimately stays open for up to PROFILE_SECONDS_MAX.
+      idleTimeout: 0,
+      fetch: (req) => this.handle(req),
+    });
+    this.log.info("admin_listening", { host, port: this.server.port, endpoints: "/debug/profile /debug/stats /metrics /healthz" });
+  }
+
+  stop(): void {
+    this.server?.stop(true);
+    this.server = null;
+  }
+
+  private async handle(req: Request): Promise<Response> {
+    const url = new URL(req.url);
+    if (req.method !== "GET") return text("method not allowed\n", 405);
+    switch (url.pathname) {
+      case "/healthz":
+        return this.source.draining ? text("shutting down\n", 503) : text("ok\n");
+      case "/debug/stats":
+        return Response.json(statsSnapshot(this.source.stats, this.source.engine.stats()));
+      case "/metrics":
+        return new Response(renderMetrics(this.source.stats, this.source.engine.stats(), processStats()), {
+          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
+        });
+      case "/debug/profile":
+        return this.profile(url);
+      default:
+        return text("not found\n", 404);
+    }
+  }
+
+  private async profile(url: URL): Promise<Response> {
+    const raw = url.searchParams.get("seconds");
+    const seconds = raw === null ? PROFILE_SECONDS_DEFAULT : Number(raw);
+    if (!Number.isInteger(seconds) || seconds < 1 || seconds > PROFILE_SECONDS_MAX) {
+      return text(`seconds must be an integer in 1..${PROFILE_SECONDS_MAX}\n`, 400);
+    }
+    const format = url.searchParams.get("format") ?? "cpuprofile";
+    if (format !== "cpuprofile" && format !== "top") return text('format must be "cpuprofile" or "top"\n', 400);
+    this.log.info("profile_started", { seconds, format });
+    try {
+      const profile = await this.profiler.profile(seconds);
+      if (format === "top") return text(formatTop(profile, 40) + "\n");
+      return new Response(JSON.stringify(profile), {
+        headers: { "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-${Date.now()}.cpuprofile"` },
+      });
+    } catch (e) {
+      if (e instanceof ProfileBusyError) return text("a profile is already being taken; try again when it is done\n", 409);
+      this.log.error("profile_failed", { error: (e as Error).message });
+      return text("profiling failed\n", 500);
+    }
+  }
+}

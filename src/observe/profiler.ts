@@ -1,0 +1,37 @@
+// On-demand CPU profiles of the running server, through node:inspector's Profiler (the JSC sampling
+// profiler underneath): what `go tool pprof .../debug/pprof/profile?seconds=N` was for the Go
+// original. One profile at a time; a second request while one runs is refused, not queued.
+import inspector from "node:inspector";
+import type { CpuProfile } from "./profile-top";
+
+export class ProfileBusyError extends Error {}
+
+export class Profiler {
+  private busy = false;
+
+  get running(): boolean {
+    return this.busy;
+  }
+
+  /** Samples every JS stack for `seconds` and returns the profile (Chrome .cpuprofile format). */
+  async profile(seconds: number, sampleIntervalUs = 1000): Promise<CpuProfile> {
+    if (this.busy) throw new ProfileBusyError("a profile is already being taken");
+    this.busy = true;
+    const session = new inspector.Session();
+    try {
+      session.connect();
+      const post = <T>(method: string, params: object = {}) =>
+        new Promise<T>((resolve, reject) => session.post(method, params, (err: Error | null, result?: object) => (err ? reject(err) : resolve(result as T))));
+      await post("Profiler.enable");
+      await post("Profiler.setSamplingInterval", { interval: sampleIntervalUs });
+      await post("Profiler.start");
+      await Bun.sleep(seconds * 1000);
+      const { profile } = await post<{ profile: CpuProfile }>("Profiler.stop");
+      await post("Profiler.disable");
+      return profile;
+    } finally {
+      session.disconnect();
+      this.busy = false;
+    }
+  }
+}

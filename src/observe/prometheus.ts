@@ -1,0 +1,77 @@
+// GET /metrics: the numbers of /debug/stats in the Prometheus text exposition format (0.0.4):
+// `# HELP` and `# TYPE` for every family, names prefixed fsgw_, units (bytes, seconds) in names.
+import { statOps, type EngineStats, type ProcessStats, type ServerStats } from "./stats";
+
+/** Latency histogram bounds: powers of two from 16 µs (2^4) to ~67 s (2^26). */
+const OCTAVE_FROM = 4;
+const OCTAVE_TO = 26;
+
+class Writer {
+  private readonly lines: string[] = [];
+
+  family(name: string, type: "counter" | "gauge" | "histogram", help: string): void {
+    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+  }
+
+  sample(name: string, value: number, labels?: Record<string, string>): void {
+    const l = labels && Object.keys(labels).length > 0 ? `{${Object.entries(labels).map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, (c) => (c === "\n" ? "\\n" : `\\${c}`))}"`).join(",")}}` : "";
+    this.lines.push(`${name}${l} ${Number.isFinite(value) ? String(value) : value > 0 ? "+Inf" : "NaN"}`);
+  }
+
+  one(name: string, type: "counter" | "gauge", help: string, value: number | undefined): void {
+    if (value === undefined) return;
+    this.family(name, type, help);
+    this.sample(name, value);
+  }
+
+  text(): string {
+    return this.lines.join("\n") + "\n";
+  }
+}
+
+export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: ProcessStats): string {
+  const w = new Writer();
+  w.one("fsgw_uptime_seconds", "gauge", "Seconds since the server started.", (Date.now() - stats.startedMs) / 1000);
+  w.one("fsgw_connections_open", "gauge", "Client connections open now.", stats.connectionsOpen);
+  w.one("fsgw_connections_accepted_total", "counter", "Client connections accepted.", stats.connectionsAccepted);
+  w.one("fsgw_connections_refused_total", "counter", "Connections closed at once because connectionsMax was reached.", stats.connectionsRefused);
+  w.one("fsgw_protocol_violations_total", "counter", "Connections closed for breaking the protocol.", stats.protocolViolations);
+  w.one("fsgw_idle_timeouts_total", "counter", "Connections closed after idleTimeoutMs of silence.", stats.idleTimeouts);
+
+  w.family("fsgw_exchanges_total", "counter", "Exchanges completed, by op (errors included).");
+  for (const op of statOps) w.sample("fsgw_exchanges_total", stats.ops[op].count, { op });
+  w.family("fsgw_exchange_errors_total", "counter", "Exchanges answered with an error text, by op.");
+  for (const op of statOps) w.sample("fsgw_exchange_errors_total", stats.ops[op].errors, { op });
+  w.family("fsgw_exchange_body_bytes_total", "counter", "File body bytes moved by successful exchanges, by op.");
+  for (const op of statOps) w.sample("fsgw_exchange_body_bytes_total", stats.ops[op].bytes, { op });
+  w.family("fsgw_exchange_duration_seconds", "histogram", "Time from a request frame to the exchange's last reply, by op.");
+  for (const op of statOps) {
+    const h = stats.ops[op].latency;
+    for (const { leSeconds, count } of h.cumulativeAtOctaves(OCTAVE_FROM, OCTAVE_TO)) {
+      w.sample("fsgw_exchange_duration_seconds_bucket", count, { op, le: String(leSeconds) });
+    }
+    w.sample("fsgw_exchange_duration_seconds_bucket", h.count, { op, le: "+Inf" });
+    w.sample("fsgw_exchange_duration_seconds_sum", h.sumSeconds, { op });
+    w.sample("fsgw_exchange_duration_seconds_count", h.count, { op });
+  }
+
+  w.family("fsgw_io_engine_info", "gauge", "The I/O engine in use (value is always 1).");
+  w.sample("fsgw_io_engine_info", 1, { engine: engine.name, submit_mode: engine.submitMode ?? "" });
+  w.one("fsgw_io_threads", "gauge", "Worker threads of the C pool.", engine.threads);
+  w.one("fsgw_io_operations_in_flight", "gauge", "File operations submitted and not yet settled.", engine.operationsInFlight);
+  w.one("fsgw_io_queue_depth", "gauge", "Operations queued in the C pool, waiting for a worker.", engine.queueDepth);
+  w.one("fsgw_io_queue_depth_high", "gauge", "High-water mark of fsgw_io_queue_depth.", engine.queueDepthHigh);
+  w.one("fsgw_io_operations_submitted_total", "counter", "Operations handed to the C pool.", engine.submitted);
+  w.one("fsgw_io_operations_completed_total", "counter", "Operations the C pool completed.", engine.completed);
+  w.one("fsgw_io_submissions_refused_total", "counter", "Submissions the full C pool answered with EAGAIN.", engine.refusedFull);
+  w.one("fsgw_io_blocked_operations", "gauge", "Operations waiting in JS for a free C pool slot.", engine.blockedInJs);
+  w.one("fsgw_io_doorbells_total", "counter", "Doorbell rings from workers to the JS thread.", engine.doorbells);
+  w.one("fsgw_io_drains_total", "counter", "Completion-ring drains that found records.", engine.drains);
+  w.one("fsgw_io_drained_records_total", "counter", "Completion records drained (records per drain = this / fsgw_io_drains_total).", engine.drainedRecords);
+  w.one("fsgw_io_submit_batches_total", "counter", "Batches handed to the C pool in one call (batch submission).", engine.batches);
+
+  w.one("fsgw_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", proc.rssBytes);
+  w.one("fsgw_process_threads", "gauge", "OS threads of the server process.", proc.threads);
+  w.one("fsgw_process_open_fds", "gauge", "Open file descriptors of the server process.", proc.openFiles);
+  return w.text();
+}

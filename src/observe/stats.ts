@@ -1,0 +1,143 @@
+// Live counters of the server: connections, exchanges by op (count, errors, bytes, latency), and a
+// snapshot that adds the engine's and the process's own numbers. Recording an exchange is a few
+// increments and one histogram bucket: cheap enough for every exchange on the hot path.
+import { readdirSync } from "node:fs";
+
+export const statOps = ["bench", "upload", "download", "exist", "delete"] as const;
+export type StatOp = (typeof statOps)[number];
+
+/** Four buckets per power of two of microseconds, from 1 µs to 2^40 µs (~12 days): 160 buckets. */
+const BUCKETS_PER_OCTAVE = 4;
+const OCTAVES = 40;
+const BUCKET_COUNT = BUCKETS_PER_OCTAVE * OCTAVES;
+
+/** The upper bound (µs) of fine bucket i. */
+function bucketUpperUs(i: number): number {
+  return 2 ** ((i + 1) / BUCKETS_PER_OCTAVE);
+}
+
+export class LatencyHistogram {
+  readonly counts = new Float64Array(BUCKET_COUNT);
+  count = 0;
+  sumSeconds = 0;
+
+  record(us: number): void {
+    const i = us <= 1 ? 0 : Math.min(BUCKET_COUNT - 1, Math.floor(Math.log2(us) * BUCKETS_PER_OCTAVE));
+    this.counts[i]!++;
+    this.count++;
+    this.sumSeconds += us / 1e6;
+  }
+
+  /** The p-th percentile in ms: the upper bound of its bucket (at most 19% above the truth). */
+  percentileMs(p: number): number {
+    if (this.count === 0) return 0;
+    const rank = Math.ceil((p / 100) * this.count);
+    let seen = 0;
+    for (let i = 0; i < BUCKET_COUNT; i++) {
+      seen += this.counts[i]!;
+      if (seen >= rank) return bucketUpperUs(i) / 1000;
+    }
+    return bucketUpperUs(BUCKET_COUNT - 1) / 1000;
+  }
+
+  /** Cumulative counts at power-of-two bounds (in seconds), for a Prometheus histogram. */
+  cumulativeAtOctaves(fromOctave: number, toOctave: number): { leSeconds: number; count: number }[] {
+    const out: { leSeconds: number; count: number }[] = [];
+    let seen = 0;
+    let i = 0;
+    for (let octave = fromOctave; octave <= toOctave; octave++) {
+      const lastBucket = octave * BUCKETS_PER_OCTAVE - 1; // bucket whose upper bound is 2^octave µs
+      for (; i <= lastBucket && i < BUCKET_COUNT; i++) seen += this.counts[i]!;
+      out.push({ leSeconds: 2 ** octave / 1e6, count: seen });
+    }
+    return out;
+  }
+}
+
+export class OpStats {
+  count = 0;
+  errors = 0;
+  bytes = 0;
+  readonly latency = new LatencyHistogram();
+}
+
+/** What an engine reports about itself; fields an engine does not have are absent. */
+export interface EngineStats {
+  name: string;
+  threads?: number;
+  submitMode?: string;
+  operationsInFlight?: number;
+  queueDepth?: number;
+  queueDepthHigh?: number;
+  submitted?: number;
+  completed?: number;
+  refusedFull?: number;
+  blockedInJs?: number;
+  blockedInJsHigh?: number;
+  doorbells?: number;
+  drains?: number;
+  drainedRecords?: number;
+  recordsPerDrain?: number;
+  batches?: number;
+  operationsPerBatch?: number;
+}
+
+export class ServerStats {
+  readonly startedMs = Date.now();
+  connectionsOpen = 0;
+  connectionsAccepted = 0;
+  connectionsRefused = 0;
+  protocolViolations = 0;
+  idleTimeouts = 0;
+  readonly ops: Record<StatOp, OpStats> = {
+    bench: new OpStats(),
+    upload: new OpStats(),
+    download: new OpStats(),
+    exist: new OpStats(),
+    delete: new OpStats(),
+  };
+
+  /** One exchange is over: `startedAt` is its performance.now() when its request was read. */
+  exchange(op: StatOp, startedAt: number, bytes: number, ok: boolean): void {
+    const s = this.ops[op];
+    s.count++;
+    if (!ok) s.errors++;
+    s.bytes += bytes;
+    s.latency.record((performance.now() - startedAt) * 1000);
+  }
+}
+
+export interface ProcessStats {
+  rssBytes: number;
+  threads: number;
+  openFiles: number;
+}
+
+export function processStats(): ProcessStats {
+  const count = (dir: string) => {
+    try {
+      return readdirSync(dir).length;
+    } catch {
+      return -1;
+    }
+  };
+  return { rssBytes: process.memoryUsage().rss, threads: count("/proc/self/task"), openFiles: count("/proc/self/fd") };
+}
+
+/** The JSON of GET /debug/stats. */
+export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
+  const ops: Record<string, unknown> = {};
+  for (const op of statOps) {
+    const s = stats.ops[op];
+    ops[op] = { count: s.count, errors: s.errors, bytes: s.bytes, latencyMs: { p50: s.latency.percentileMs(50), p99: s.latency.percentileMs(99) } };
+  }
+  return {
+    uptimeSeconds: (Date.now() - stats.startedMs) / 1000,
+    connections: { open: stats.connectionsOpen, total: stats.connectionsAccepted, refused: stats.connectionsRefused },
+    protocolViolations: stats.protocolViolations,
+    idleTimeouts: stats.idleTimeouts,
+    exchanges: ops,
+    engine,
+    process: processStats(),
+  };
+}

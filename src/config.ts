@@ -231,3 +231,21 @@ export function configHelp(): string {
   });
   return ["  --config <file>                 FSGW_CONFIG                        a JSON object of the fields below", ...rows].join("\n");
 }
+
+function describeDefault(spec: FieldSpec<unknown>): string {
+  const v = spec.default;
+  if (typeof v === "number" && v >= 1024 && v % 1024 === 0) {
+    const units: [number, string][] = [[1024 ** 4, "TiB"], [1024 ** 3, "GiB"], [1024 ** 2, "MiB"], [1024, "KiB"]];
+    for (const [size, unit] of units) if (v % size === 0) return `${v / size} ${unit}`;
+  }
+  return typeof v === "string" && v === "" ? "(empty)" : String(v);
+}
+
+/** The configuration table of README.md, in Markdown. */
+export function configTable(): string {
+  const rows = Object.entries(fields).map(([name, spec]) => {
+    const range = describeRange(spec).replace(/^an integer in /, "").replace(/"/g, "`");
+    return `| \`${name}\` | \`${envName(name)}\` \`${flagName(name)}\` | ${describeDefault(spec)} | ${range} | ${spec.doc} |`;
+  });
+  return ["| field | environment / flag | default | allowed | meaning |", "|---|---|---|---|---|", ...rows].join("\n");
+}

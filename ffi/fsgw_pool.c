@@ -370,13 +370,24 @@ static int32_t take_slot(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t f
   return (int32_t)slot;
 }
 
-/* Queues a slot and wakes one sleeping worker if there is one (a worker between jobs takes the
- * next queued job without sleeping, so a busy pool is not signalled at all). */
-static void enqueue_locked(fsgw_pool *pool, uint32_t slot) {
+/* Queues a slot; returns 1 if a sleeping worker should be woken for it (a worker between jobs
+ * takes the next queued job without sleeping, so a busy pool is not signalled at all). */
+static int enqueue_locked(fsgw_pool *pool, uint32_t slot, uint32_t *wakes) {
   pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
   pool->queue_len++;
   if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
-  if (pool->idle > 0) pthread_cond_signal(&pool->cond);
+  if (*wakes < pool->idle) {
+    (*wakes)++;
+    return 1;
+  }
+  return 0;
+}
+
+/* Wakes workers after the lock is released, so a woken worker does not block at once on the lock
+ * the submitter still holds. No wake-up is lost: a worker checks the queue under the lock before
+ * it waits, and the queue was filled under the lock. */
+static void wake_workers(fsgw_pool *pool, uint32_t wakes) {
+  for (uint32_t i = 0; i < wakes; i++) pthread_cond_signal(&pool->cond);
 }
 
 int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
@@ -387,10 +398,12 @@ int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, vo
     if (slot == -EAGAIN) pool->refused++;
     return slot;
   }
+  uint32_t wakes = 0;
   pthread_mutex_lock(&pool->lock);
-  enqueue_locked(pool, (uint32_t)slot);
+  enqueue_locked(pool, (uint32_t)slot, &wakes);
   pool->submitted++;
   pthread_mutex_unlock(&pool->lock);
+  wake_workers(pool, wakes);
   return slot;
 }
 
@@ -409,10 +422,12 @@ int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n) {
     s->slot = slot;
   }
   if (accepted == 0) return first_error;
+  uint32_t wakes = 0;
   pthread_mutex_lock(&pool->lock);
-  for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot);
+  for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot, &wakes);
   pool->submitted += (uint64_t)accepted;
   pthread_mutex_unlock(&pool->lock);
+  wake_workers(pool, wakes);
   return accepted;
 }
 

@@ -87,12 +87,14 @@ function checkOpenFileLimit(config: Config, log: Logger): void {
   } else {
     log.info("open_file_limit", { effective });
   }
-  const needed = 2 * config.connectionsMax + 64;
-  if (effective < needed) {
+  // Each connection holds a socket, and mid-exchange a file too. Below connectionsMax sockets the
+  // bound cannot be reached at all; between that and twice as many, busy moments answer some
+  // exchanges "server busy: too many open files" instead of failing harder.
+  if (effective < config.connectionsMax + 64) {
     log.warn("open_file_limit_low", {
       effective,
       connectionsMax: config.connectionsMax,
-      advice: `a busy server may need ${needed}; past the limit new files fail with "server busy: too many open files"`,
+      advice: `lower connectionsMax below ${Math.max(1, effective - 64)} or raise the hard limit; past the limit connections and files fail`,
     });
   }
 }

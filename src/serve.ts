@@ -48,16 +48,8 @@ export async function serve(argv: string[]): Promise<number> {
   if (engine instanceof CPoolEngine) reportPool(engine, config, log);
   const server = new Server({ config, engine, log });
   const admin = new AdminServer(server, log);
-  try {
-    server.start();
-    if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
-  } catch (e) {
-    const message = e instanceof StoreError ? e.message : String((e as Error)?.message ?? e);
-    log.error("start_failed", { error: message });
-    await server.stop();
-    log.close();
-    return 1;
-  }
+  // Signal handlers go in before the port opens: a SIGTERM that arrives the moment the server is
+  // listening still shuts it down cleanly instead of killing it mid-start.
   const stop = (signal: string) => {
     log.info("shutdown", { signal, graceMs: config.shutdownGraceMs });
     // /healthz answers 503 while connections drain; the admin endpoint goes last.
@@ -69,6 +61,16 @@ export async function serve(argv: string[]): Promise<number> {
   };
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  try {
+    server.start();
+    if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
+  } catch (e) {
+    const message = e instanceof StoreError ? e.message : String((e as Error)?.message ?? e);
+    log.error("start_failed", { error: message });
+    await server.stop();
+    log.close();
+    return 1;
+  }
   return new Promise<number>(() => {}); // runs until a signal stops it
 }
 

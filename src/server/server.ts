@@ -50,7 +50,8 @@ export class Server implements ConnectionHost {
 
   private readonly config: Config;
   private readonly connections = new Set<Connection>();
-  private readonly inFlight = new Set<Promise<unknown>>();
+  private trackedWork = 0;
+  private trackedIdle: (() => void) | null = null;
   private readonly refusals: RefusalLog;
   private listener: TCPSocketListener<Connection> | null = null;
   private sweeper: ReturnType<typeof setInterval> | null = null;
@@ -134,10 +135,19 @@ export class Server implements ConnectionHost {
     }
   }
 
+  /** Counts work that shutdown must wait for; two shared callbacks, no allocation per call. */
   track(work: Promise<unknown>): void {
-    this.inFlight.add(work);
-    const forget = () => this.inFlight.delete(work);
-    work.then(forget, forget);
+    this.trackedWork++;
+    work.then(this.trackedDone, this.trackedDone);
+  }
+
+  private readonly trackedDone = (): void => {
+    if (--this.trackedWork === 0) this.trackedIdle?.();
+  };
+
+  private allTrackedDone(): Promise<void> {
+    if (this.trackedWork === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => (this.trackedIdle = resolve));
   }
 
   /**
@@ -185,7 +195,7 @@ export class Server implements ConnectionHost {
       }
       this.listener?.stop(true);
       this.stopSweeper();
-      await Promise.allSettled([...this.inFlight]);
+      await this.allTrackedDone();
       await this.options.engine.shutdown();
       this.log.info("stopped", {});
     })();

@@ -25,7 +25,9 @@ export interface ReadHandle {
 
 export class Store {
   readonly dataDir: string;
-  private readonly shardNameWidth: number;
+  /** Paths of the shard directories, built once: every request needs one. */
+  private readonly shardDirs: string[];
+  private readonly tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
   private tempSeq = 0;
 
   constructor(
@@ -35,7 +37,8 @@ export class Store {
     readonly fsyncOnCommit: boolean,
   ) {
     this.dataDir = resolve(dataDir);
-    this.shardNameWidth = Math.max(2, (shards - 1).toString(16).length);
+    const width = Math.max(2, (shards - 1).toString(16).length);
+    this.shardDirs = Array.from({ length: shards }, (_, i) => `${this.dataDir}/${i.toString(16).padStart(width, "0")}`);
   }
 
   /**
@@ -79,17 +82,17 @@ export class Store {
   }
 
   shardDir(shard: number): string {
-    return `${this.dataDir}/${shard.toString(16).padStart(this.shardNameWidth, "0")}`;
+    return this.shardDirs[shard]!;
   }
 
   /** The final path of a key already validated by checkKey (its hash comes from there). */
   finalPath(key: string, hash: number): string {
-    return `${this.shardDir(hash % this.shards)}/${key}`;
+    return `${this.shardDirs[hash % this.shards]}/${key}`;
   }
 
   /** A fresh temporary path in the key's shard directory. */
   tempPath(hash: number): string {
-    return `${this.shardDir(hash % this.shards)}/.fsgw-tmp${TEMP_MARK}${process.pid}.${++this.tempSeq}`;
+    return `${this.shardDirs[hash % this.shards]}/${this.tempPrefix}${++this.tempSeq}`;
   }
 
   stat(key: string, hash: number): Promise<FileStat> {

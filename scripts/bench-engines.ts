@@ -5,6 +5,7 @@
 // rotation.
 //
 //   bun scripts/bench-engines.ts [--rounds 3] [--quick] [--only upload-5k,download-50k]
+//                                [--ceiling ../shared/tools/fs-ceiling]
 //
 // Every timed run writes into a fresh data directory under .bench/<run>/, after an untimed warm-up
 // on the same server (JIT). Nothing is ever deleted by this script: on ext4 without a journal, mass
@@ -106,7 +107,7 @@ async function timedRun(server: TestServer, w: Workload, keyPrefix: string): Pro
 }
 
 function ceilingRun(w: Workload): number {
-  const tool = resolve(root, "../shared/tools/fs-ceiling");
+  const tool = option("--ceiling", resolve(root, "../shared/tools/fs-ceiling"));
   if (!existsSync(tool)) return NaN;
   const r = Bun.spawnSync([tool, freshDir("ceiling"), String(w.count), String(w.size), String(IO_THREADS), "256", String(256 * KiB)], { stdout: "pipe", stderr: "pipe" });
   const m = /([\d.]+) files\/s/.exec(r.stdout.toString());

@@ -38,13 +38,15 @@ struct fsgw_pool {
   uint32_t free_count;
   uint32_t capacity;
 
-  /* Submission queue: a ring of slot numbers, guarded by lock, workers wait on cond. */
+  /* Submission queue: a ring of slot numbers, guarded by lock. */
   pthread_mutex_t lock;
-  pthread_cond_t cond;
   uint32_t *queue;
   uint32_t queue_head;
   uint32_t queue_len;
-  uint32_t idle; /* workers waiting on cond */
+  /* Sleeping workers, most recently idle on top: a job wakes the worker that ran last, whose
+   * caches are warm and which is likely still on a CPU, instead of an arbitrary one. */
+  uint32_t idle_stack[THREADS_MAX];
+  uint32_t idle; /* entries in idle_stack */
   int stopping;
 
   /* Completion ring: slot numbers in completion order, guarded by done_lock. */
@@ -59,6 +61,10 @@ struct fsgw_pool {
   atomic_int bells_outstanding;
 
   pthread_t threads[THREADS_MAX];
+  /* Each worker sleeps on its own condition variable (with `lock`) until `woken` is set. */
+  pthread_cond_t worker_cond[THREADS_MAX];
+  int worker_woken[THREADS_MAX];
+  int cond_count;
   int thread_count;
   int stopped;
   atomic_int op_delay_us;
@@ -216,8 +222,15 @@ static void complete(fsgw_pool *pool, uint32_t slot) {
   atomic_fetch_add(&pool->completed, 1);
 }
 
+typedef struct worker_arg {
+  fsgw_pool *pool;
+  uint32_t index;
+} worker_arg;
+
 static void *worker(void *arg) {
-  fsgw_pool *pool = arg;
+  fsgw_pool *pool = ((worker_arg *)arg)->pool;
+  uint32_t self = ((worker_arg *)arg)->index;
+  free(arg);
   /* A positive nice value lets the JS thread, the one serial stage of the server, win the CPU
    * over workers when cores are scarce. Lowering priority needs no privilege; failure is counted. */
   if (pool->worker_nice != 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), pool->worker_nice) != 0) {
@@ -226,9 +239,10 @@ static void *worker(void *arg) {
   for (;;) {
     pthread_mutex_lock(&pool->lock);
     while (pool->queue_len == 0 && !pool->stopping) {
-      pool->idle++;
-      pthread_cond_wait(&pool->cond, &pool->lock);
-      pool->idle--;
+      /* Go to sleep on top of the idle stack; a submitter pops this worker and sets its flag. */
+      pool->worker_woken[self] = 0;
+      pool->idle_stack[pool->idle++] = self;
+      while (!pool->worker_woken[self] && !pool->stopping) pthread_cond_wait(&pool->worker_cond[self], &pool->lock);
     }
     if (pool->stopping) {
       pthread_mutex_unlock(&pool->lock);
@@ -273,7 +287,8 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
   for (uint32_t i = 0; i < (uint32_t)capacity; i++) pool->free_slots[i] = (uint32_t)capacity - 1 - i;
   pool->free_count = (uint32_t)capacity;
   pthread_mutex_init(&pool->lock, NULL);
-  pthread_cond_init(&pool->cond, NULL);
+  for (int i = 0; i < threads; i++) pthread_cond_init(&pool->worker_cond[i], NULL);
+  pool->cond_count = threads;
   pthread_mutex_init(&pool->done_lock, NULL);
   pool->doorbell = doorbell;
   pool->worker_nice = worker_nice;
@@ -289,7 +304,14 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
     pthread_attr_init(&attr);
     /* File operations need little stack; 256 KiB instead of the 8 MiB default keeps 256 workers cheap. */
     pthread_attr_setstacksize(&attr, 256 * 1024);
-    int rc = pthread_create(&pool->threads[i], &attr, worker, pool);
+    worker_arg *warg = malloc(sizeof *warg); /* freed by the worker: creation only, not per operation */
+    int rc = warg == NULL ? ENOMEM : 0;
+    if (rc == 0) {
+      warg->pool = pool;
+      warg->index = (uint32_t)i;
+      rc = pthread_create(&pool->threads[i], &attr, worker, warg);
+      if (rc != 0) free(warg);
+    }
     pthread_attr_destroy(&attr);
     if (rc != 0) {
       fsgw_pool_free(pool);
@@ -322,7 +344,7 @@ int32_t fsgw_pool_stop(fsgw_pool *pool) {
   /* Take the queued operations out: they will not run. */
   uint32_t head = pool->queue_head, len = pool->queue_len;
   pool->queue_len = 0;
-  pthread_cond_broadcast(&pool->cond);
+  for (int i = 0; i < pool->thread_count; i++) pthread_cond_signal(&pool->worker_cond[i]);
   pthread_mutex_unlock(&pool->lock);
   for (int i = 0; i < pool->thread_count; i++) pthread_join(pool->threads[i], NULL);
   pool->stopped = 1;
@@ -339,7 +361,7 @@ void fsgw_pool_free(fsgw_pool *pool) {
   if (pool == NULL) return;
   fsgw_pool_stop(pool);
   pthread_mutex_destroy(&pool->lock);
-  pthread_cond_destroy(&pool->cond);
+  for (int i = 0; i < pool->cond_count; i++) pthread_cond_destroy(&pool->worker_cond[i]);
   pthread_mutex_destroy(&pool->done_lock);
   free(pool->jobs);
   free(pool->free_slots);
@@ -370,24 +392,31 @@ static int32_t take_slot(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t f
   return (int32_t)slot;
 }
 
-/* Queues a slot; returns 1 if a sleeping worker should be woken for it (a worker between jobs
- * takes the next queued job without sleeping, so a busy pool is not signalled at all). */
-static int enqueue_locked(fsgw_pool *pool, uint32_t slot, uint32_t *wakes) {
+/* Workers chosen to wake by one submission, signalled after the lock is released. */
+typedef struct wake_list {
+  uint32_t count;
+  uint32_t workers[THREADS_MAX];
+} wake_list;
+
+/* Queues a slot, and takes the most recently idle worker off the idle stack for it if one sleeps
+ * (a worker between jobs takes the next queued job without sleeping, so a busy pool is not
+ * signalled at all). */
+static void enqueue_locked(fsgw_pool *pool, uint32_t slot, wake_list *wakes) {
   pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
   pool->queue_len++;
   if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
-  if (*wakes < pool->idle) {
-    (*wakes)++;
-    return 1;
+  if (pool->idle > 0) {
+    uint32_t w = pool->idle_stack[--pool->idle];
+    pool->worker_woken[w] = 1;
+    wakes->workers[wakes->count++] = w;
   }
-  return 0;
 }
 
-/* Wakes workers after the lock is released, so a woken worker does not block at once on the lock
- * the submitter still holds. No wake-up is lost: a worker checks the queue under the lock before
- * it waits, and the queue was filled under the lock. */
-static void wake_workers(fsgw_pool *pool, uint32_t wakes) {
-  for (uint32_t i = 0; i < wakes; i++) pthread_cond_signal(&pool->cond);
+/* Wakes the chosen workers after the lock is released, so a woken worker does not block at once on
+ * the lock the submitter still holds. No wake-up is lost: the flag was set under the lock, and a
+ * worker checks it under the lock before it waits. */
+static void wake_workers(fsgw_pool *pool, const wake_list *wakes) {
+  for (uint32_t i = 0; i < wakes->count; i++) pthread_cond_signal(&pool->worker_cond[wakes->workers[i]]);
 }
 
 int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
@@ -398,12 +427,13 @@ int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, vo
     if (slot == -EAGAIN) pool->refused++;
     return slot;
   }
-  uint32_t wakes = 0;
+  wake_list wakes;
+  wakes.count = 0;
   pthread_mutex_lock(&pool->lock);
   enqueue_locked(pool, (uint32_t)slot, &wakes);
   pool->submitted++;
   pthread_mutex_unlock(&pool->lock);
-  wake_workers(pool, wakes);
+  wake_workers(pool, &wakes);
   return slot;
 }
 
@@ -422,12 +452,13 @@ int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n) {
     s->slot = slot;
   }
   if (accepted == 0) return first_error;
-  uint32_t wakes = 0;
+  wake_list wakes;
+  wakes.count = 0;
   pthread_mutex_lock(&pool->lock);
   for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot, &wakes);
   pool->submitted += (uint64_t)accepted;
   pthread_mutex_unlock(&pool->lock);
-  wake_workers(pool, wakes);
+  wake_workers(pool, &wakes);
   return accepted;
 }
 

@@ -9,6 +9,9 @@
 // aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well).
 import type { IoEngine } from "../engine/io-engine";
 
+/** Chunks at least this large are written without being gathered (copied) into a bigger buffer. */
+const SMALL_CHUNK_BYTES = 64 * 1024;
+
 export interface UploadOwner {
   /** A write finished, so `backlogBytes` shrank: the owner may resume reading. */
   onUploadProgress(): void;
@@ -114,22 +117,35 @@ export class UploadStream {
     if (this.ended && this.queuedBytes === 0 && this.writesInFlight === 0) void this.commit();
   }
 
+  /**
+   * Starts one write. A chunk of SMALL_CHUNK_BYTES or more is written as it is (no copy); runs of
+   * smaller chunks are gathered into one buffer of up to chunkBytesMax, so a trickle of small TCP
+   * reads does not cost a system call each. Copying large chunks would cost more than it saves.
+   */
   private writeNext(): void {
     const first = this.queue[0]!;
     let data: Uint8Array;
-    if (first.length >= this.chunkBytesMax || this.queue.length === 1) {
-      data = this.queue.shift()!;
+    if (first.length >= SMALL_CHUNK_BYTES || first.length >= this.chunkBytesMax || this.queue.length === 1) {
+      if (first.length > this.chunkBytesMax) {
+        data = first.subarray(0, this.chunkBytesMax);
+        this.queue[0] = first.subarray(this.chunkBytesMax);
+      } else {
+        data = this.queue.shift()!;
+      }
     } else {
-      const total = Math.min(this.queuedBytes, this.chunkBytesMax);
+      let total = 0;
+      let count = 0;
+      for (const chunk of this.queue) {
+        if (chunk.length >= SMALL_CHUNK_BYTES || total + chunk.length > this.chunkBytesMax) break;
+        total += chunk.length;
+        count++;
+      }
       data = new Uint8Array(total);
       let filled = 0;
-      while (filled < total) {
-        const chunk = this.queue[0]!;
-        const take = Math.min(chunk.length, total - filled);
-        data.set(take === chunk.length ? chunk : chunk.subarray(0, take), filled);
-        filled += take;
-        if (take === chunk.length) this.queue.shift();
-        else this.queue[0] = chunk.subarray(take);
+      for (let i = 0; i < count; i++) {
+        const chunk = this.queue.shift()!;
+        data.set(chunk, filled);
+        filled += chunk.length;
       }
     }
     const length = data.length;

@@ -1,0 +1,172 @@
+// Proves the streamed upload's write plan and its endings, against a scripted fake engine: large
+// chunks are written as they are (no copy), small ones gathered; offsets are exact with several
+// writes in flight; a failure drops the rest and removes the temporary file; an abort cleans up.
+import { describe, expect, test } from "bun:test";
+import type { FileStat, IoEngine, OpenMode } from "../../src/engine/io-engine";
+import { ioErrorFromErrno } from "../../src/engine/io-error";
+import { UploadStream, type UploadOwner } from "../../src/storage/upload-stream";
+
+interface Call {
+  op: string;
+  data?: Uint8Array;
+  position?: number;
+  settle: (error?: Error) => void;
+}
+
+/** An engine whose operations complete only when the test says so. */
+class FakeEngine implements IoEngine {
+  readonly name = "fake";
+  readonly calls: Call[] = [];
+  private pending(op: string, extra: Partial<Call> = {}): Promise<any> {
+    return new Promise((resolve, reject) => {
+      this.calls.push({ op, ...extra, settle: (e?: Error) => (e ? reject(e) : resolve(op === "open" ? 7 : undefined)) });
+    });
+  }
+  open(_path: string, _mode: OpenMode): Promise<number> {
+    return this.pending("open");
+  }
+  write(_fd: number, data: Uint8Array, position: number): Promise<void> {
+    return this.pending("write", { data, position });
+  }
+  close(): Promise<void> {
+    return this.pending("close");
+  }
+  rename(): Promise<void> {
+    return this.pending("rename");
+  }
+  unlink(): Promise<void> {
+    return this.pending("unlink");
+  }
+  fsync(): Promise<void> {
+    return this.pending("fsync");
+  }
+  read(): Promise<number> {
+    throw new Error("not used");
+  }
+  fstat(): Promise<FileStat> {
+    throw new Error("not used");
+  }
+  stat(): Promise<FileStat> {
+    throw new Error("not used");
+  }
+  mkdir(): Promise<void> {
+    throw new Error("not used");
+  }
+  commitFile(): Promise<void> {
+    throw new Error("not used");
+  }
+  readWhole(): Promise<number> {
+    throw new Error("not used");
+  }
+  stats() {
+    return { name: this.name };
+  }
+  async shutdown(): Promise<void> {}
+  /** Completes the oldest pending call of `op`. */
+  async complete(op: string, error?: Error): Promise<Call> {
+    const i = this.calls.findIndex((c) => c.op === op);
+    if (i < 0) throw new Error(`no pending ${op}; pending: ${this.calls.map((c) => c.op).join(", ")}`);
+    const [call] = this.calls.splice(i, 1);
+    call!.settle(error);
+    await Bun.sleep(0);
+    return call!;
+  }
+}
+
+function owner() {
+  const events: string[] = [];
+  const o: UploadOwner = {
+    onUploadProgress: () => events.push("progress"),
+    onUploadSettled: (e) => events.push(e === null ? "committed" : `failed:${(e as Error).message}`),
+  };
+  return { o, events };
+}
+
+const KiB = 1024;
+
+describe("UploadStream", () => {
+  test("large chunks go out as they are, small ones are gathered; offsets exact with 2 writes in flight", async () => {
+    const engine = new FakeEngine();
+    const { o, events } = owner();
+    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
+    const opened = up.open();
+    await engine.complete("open");
+    expect(await opened).toBeNull();
+    const big1 = new Uint8Array(100 * KiB);
+    const big2 = new Uint8Array(300 * KiB); // over chunkBytesMax: split, still without a copy
+    up.push(big1);
+    up.push(big2);
+    const smalls = Array.from({ length: 10 }, () => new Uint8Array(4 * KiB));
+    for (const s of smalls) up.push(s);
+    expect(engine.calls.filter((c) => c.op === "write").length).toBe(2); // two in flight at most
+    expect(up.backlogBytes).toBe(400 * KiB + 40 * KiB);
+    let w = await engine.complete("write");
+    expect(w.data).toBe(big1); // the very buffer pushed: no copy
+    expect(w.position).toBe(0);
+    w = await engine.complete("write");
+    expect(w.data!.buffer).toBe(big2.buffer);
+    expect([w.position, w.data!.length]).toEqual([100 * KiB, 256 * KiB]);
+    w = await engine.complete("write");
+    // The 44 KiB left of big2 is a small chunk now: gathered with the ten small ones, one write.
+    expect([w.position, w.data!.length]).toEqual([356 * KiB, 84 * KiB]);
+    up.end();
+    await engine.complete("close");
+    await engine.complete("rename");
+    expect(events.at(-1)).toBe("committed");
+    expect(up.backlogBytes).toBe(0);
+  });
+
+  test("a failed write drops the rest of the body, removes the temporary file, and reports once the body is over", async () => {
+    const engine = new FakeEngine();
+    const { o, events } = owner();
+    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
+    const opened = up.open();
+    await engine.complete("open");
+    await opened;
+    up.push(new Uint8Array(100 * KiB));
+    await engine.complete("write", ioErrorFromErrno(-28, "write"));
+    expect(events).toContain("progress"); // a socket paused for backlog gets to resume
+    up.push(new Uint8Array(100 * KiB)); // dropped
+    expect(engine.calls.map((c) => c.op)).toEqual(["close"]);
+    await engine.complete("close");
+    await engine.complete("unlink");
+    expect(events.filter((e) => e.startsWith("failed"))).toEqual([]); // the body is not over yet
+    up.end();
+    await Bun.sleep(0);
+    expect(events.at(-1)).toBe("failed:write: ENOSPC");
+  });
+
+  test("abort mid-body waits for writes in flight, then closes and unlinks; the owner hears nothing", async () => {
+    const engine = new FakeEngine();
+    const { o, events } = owner();
+    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
+    const opened = up.open();
+    await engine.complete("open");
+    await opened;
+    up.push(new Uint8Array(100 * KiB));
+    const done = up.abort();
+    expect(engine.calls.map((c) => c.op)).toEqual(["write"]); // the fd stays open until it is back
+    await engine.complete("write");
+    await engine.complete("close");
+    await engine.complete("unlink");
+    await done;
+    expect(events.filter((e) => e !== "progress")).toEqual([]);
+  });
+
+  test("an abort after the whole body arrived still commits", async () => {
+    const engine = new FakeEngine();
+    const { o } = owner();
+    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
+    const opened = up.open();
+    await engine.complete("open");
+    await opened;
+    up.push(new Uint8Array(10));
+    up.end();
+    const done = up.abort();
+    await engine.complete("write");
+    await engine.complete("close");
+    await engine.complete("rename");
+    await done;
+    expect(engine.calls).toEqual([]);
+  });
+});

@@ -93,8 +93,10 @@ async function timedRun(server: TestServer, w: Workload, keyPrefix: string): Pro
     } catch {}
   };
   const sampler = setInterval(sampleThreads, 25);
-  // Untimed warm-up on other keys, so the JIT has compiled the hot path before timing starts.
-  await runLoad({ host: "127.0.0.1", port: server.port, op: w.op, connections: w.connections, count: Math.max(w.connections, Math.floor(w.count / 10)), size: w.size, keyPrefix: w.op === "download" ? keyPrefix : "warmup_" });
+  // Untimed warm-up on other keys, so the JIT has compiled the hot path before timing starts
+  // (at most 256 MiB of it: disk space is finite).
+  const warmupCount = Math.max(1, Math.min(Math.max(w.connections, Math.floor(w.count / 10)), Math.floor((256 * MiB) / w.size)));
+  await runLoad({ host: "127.0.0.1", port: server.port, op: w.op, connections: w.connections, count: warmupCount, size: w.size, keyPrefix: w.op === "download" ? keyPrefix : "warmup_" });
   const cpuBefore = procCpuMs(server.pid);
   const [, waitBefore] = mainThreadSched(server.pid);
   const result = await runLoad({ host: "127.0.0.1", port: server.port, op: w.op, connections: w.connections, count: w.count, size: w.size, keyPrefix });

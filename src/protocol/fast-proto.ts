@@ -1,8 +1,9 @@
 // A specialised encoder and decoder for the protocol's one message, for the hot path.
 //
-// Why: protobuf-es's generic, reflection-driven fromBinary/toBinary cost ~1.1 and ~0.7 µs per frame
-// here; an upload exchange moves five frames and the bench exchange two, on both the server and the
-// load generator. These functions do the same work in a fraction of that (scripts/bench-codec.ts).
+// Why: an upload exchange moves five frames and the bench exchange two, on both the server and the
+// load generator, and protobuf-es's generic, reflection-driven fromBinary/toBinary cost ~4x what
+// these functions do for this one message (scripts/bench-codec.ts: 0.86 -> 0.23 µs to decode,
+// 0.52 -> 0.14 µs to encode; see BENCHMARKS.md).
 //
 // The generated schema (src/gen/netfs_pb.ts) stays the contract: test/protocol/fast-proto.test.ts
 // checks byte-for-byte equality with protobuf-es's toBinary and field-for-field equality with its

@@ -90,7 +90,7 @@ export class AdminServer {
         headers: { "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-${Date.now()}.cpuprofile"` },
       });
     } catch (e) {
-      if (e instanceof ProfileBusyError) return text("a profile is already being taken; try again when it is done\n", 409);
+      if (e instanceof ProfileBusyError) return text(`${e.message}; try again when it is done\n`, 409);
       this.log.error("profile_failed", { error: (e as Error).message });
       return text("profiling failed\n", 500);
     }

@@ -16,6 +16,7 @@ export class Profiler {
   /** Samples every JS stack for `seconds` and returns the profile (Chrome .cpuprofile format). */
   async profile(seconds: number, sampleIntervalUs = 1000): Promise<CpuProfile> {
     if (this.busy) throw new ProfileBusyError("a profile is already being taken");
+    // (the message goes to the client as is)
     this.busy = true;
     const session = new inspector.Session();
     try {
@@ -23,7 +24,15 @@ export class Profiler {
       const post = <T>(method: string, params: object = {}) =>
         new Promise<T>((resolve, reject) => session.post(method, params, (err: Error | null, result?: object) => (err ? reject(err) : resolve(result as T))));
       await post("Profiler.enable");
-      await post("Profiler.setSamplingInterval", { interval: sampleIntervalUs });
+      try {
+        await post("Profiler.setSamplingInterval", { interval: sampleIntervalUs });
+      } catch (e) {
+        // JSC has one sampling profiler; `bun --cpu-prof` (or an attached debugger) may hold it.
+        if (String((e as Error).message).includes("running")) {
+          throw new ProfileBusyError("the CPU profiler is already running in this process (started with bun --cpu-prof, or by an attached debugger)");
+        }
+        throw e;
+      }
       await post("Profiler.start");
       await Bun.sleep(seconds * 1000);
       const { profile } = await post<{ profile: CpuProfile }>("Profiler.stop");

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -528,4 +529,20 @@ double fsgw_raise_nofile(double want) {
   }
   if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return (double)neg_errno();
   return (double)rl.rlim_cur;
+}
+
+int32_t fsgw_lock_file(const char *path) {
+  int fd;
+  do fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return (int32_t)neg_errno();
+  int rc;
+  do rc = flock(fd, LOCK_EX | LOCK_NB);
+  while (rc != 0 && errno == EINTR);
+  if (rc != 0) {
+    int32_t err = (int32_t)neg_errno();
+    close(fd);
+    return err;
+  }
+  return fd;
 }

@@ -141,6 +141,11 @@ void fsgw_pool_free(fsgw_pool *pool);
  * effect, or -errno. */
 double fsgw_raise_nofile(double want);
 
+/* Takes an exclusive advisory lock (flock) on path, creating the file if needed, and keeps the
+ * descriptor open for the life of the process. Returns the descriptor, -EWOULDBLOCK when another
+ * process holds the lock, or -errno. */
+int32_t fsgw_lock_file(const char *path);
+
 /* Test hook: makes every worker sleep this many microseconds before each operation (0: off),
  * so tests can hold operations in flight deterministically. */
 void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us);

@@ -287,6 +287,20 @@ static void test_many_through_small(void) {
   fsgw_pool_free(pool);
 }
 
+static void test_lock_file(void) {
+  char path[512];
+  path_in(path, sizeof path, "x.lock");
+  int fd = fsgw_lock_file(path);
+  CHECK(fd >= 0, "lock_file takes the lock", "%d", fd);
+  CHECK(fsgw_lock_file(path) == -EWOULDBLOCK, "a second lock_file on the same file: -EWOULDBLOCK", "%s", "failed");
+  close(fd);
+  fd = fsgw_lock_file(path);
+  CHECK(fd >= 0, "the lock is free once its holder closes", "%d", fd);
+  close(fd);
+  path_in(path, sizeof path, "no/such/dir/x.lock");
+  CHECK(fsgw_lock_file(path) == -ENOENT, "lock_file in a missing directory: -ENOENT", "%s", "failed");
+}
+
 static void test_rlimit(void) {
   double got = fsgw_raise_nofile(1e12);
   CHECK(got >= 64, "raise_nofile caps at the hard limit and reports it", "%g", got);
@@ -300,6 +314,7 @@ int main(void) {
   test_full_queue_and_cancel();
   test_many_through_small();
   test_rlimit();
+  test_lock_file();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);

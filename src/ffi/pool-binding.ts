@@ -63,6 +63,7 @@ function load() {
     fsgw_pool_stop: { args: ["ptr"], returns: "i32" },
     fsgw_pool_free: { args: ["ptr"], returns: "void" },
     fsgw_raise_nofile: { args: ["f64"], returns: "f64" },
+    fsgw_lock_file: { args: ["ptr"], returns: "i32" },
     fsgw_debug_set_op_delay_us: { args: ["ptr", "i32"], returns: "void" },
   });
 }
@@ -84,6 +85,15 @@ function lib(): Library["symbols"] {
     library = l;
   }
   return library.symbols;
+}
+
+/**
+ * Locks `path` (flock, exclusive, non-blocking) for the rest of the process's life. Returns 0, or
+ * -errno (-EWOULDBLOCK: another process holds it).
+ */
+export function lockFileForProcess(path: string): number {
+  const rc = lib().fsgw_lock_file(new TextEncoder().encode(path + "\0"));
+  return rc >= 0 ? 0 : rc;
 }
 
 /** Raises the soft RLIMIT_NOFILE toward `want` (capped by the hard limit); returns the limit now in effect. */

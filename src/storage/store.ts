@@ -11,9 +11,11 @@ import { constants } from "node:os";
 import { resolve } from "node:path";
 import type { FileStat, IoEngine } from "../engine/io-engine";
 import { ioErrorFromErrno } from "../engine/io-error";
+import { lockFileForProcess } from "../ffi/pool-binding";
 import type { Logger } from "../log";
 
 const LAYOUT_FILE = "fsgw-layout.json";
+const LOCK_FILE = "fsgw.lock";
 const TEMP_MARK = "\\";
 
 export class StoreError extends Error {}
@@ -48,6 +50,12 @@ export class Store {
    */
   init(log: Logger): void {
     mkdirSync(this.dataDir, { recursive: true, mode: 0o755 });
+    // One server per data directory: a second one would sweep the first one's temporary files.
+    const lock = lockFileForProcess(`${this.dataDir}/${LOCK_FILE}`);
+    if (lock === -constants.errno.EWOULDBLOCK) {
+      throw new StoreError(`${this.dataDir} is in use by another fsgw server (${LOCK_FILE} is locked); stop it or choose another dataDir`);
+    }
+    if (lock < 0) throw ioErrorFromErrno(lock, `lock ${this.dataDir}/${LOCK_FILE}`);
     const layoutPath = `${this.dataDir}/${LAYOUT_FILE}`;
     if (existsSync(layoutPath)) {
       let layout: { shards?: unknown; hash?: unknown };

@@ -36,6 +36,15 @@ describe("lifecycle", () => {
     expect(failed).toContain("laid out with shards=4");
   });
 
+  test("a second server on the same data directory is refused while the first runs", async () => {
+    const dataDir = join(tempDir("lock"), "d");
+    server = await startServer({ dataDir, shards: 4 });
+    const second = await startServer({ dataDir, shards: 4 }).catch((e: Error) => e.message);
+    expect(second).toContain("is in use by another fsgw server");
+    await server.stop();
+    server = await startServer({ dataDir, shards: 4 }); // the lock went with the first process
+  });
+
   test("a bad config value stops start-up naming the field", async () => {
     const failed = await startServer({ port: 70000 }).catch((e: Error) => e.message);
     expect(failed).toContain("invalid port = 70000 (from --port): expected an integer in 0..65535");

@@ -6,7 +6,7 @@
 // (`stash`) and reading pauses, so a pipelining client is served in order with bounded memory.
 //
 //   frame ──BENCH──────────────────────────────────────────────────────▶ frame
-//   frame ──UPLOAD──▶ [opening] ──START──▶ upload_body ──▶ committing ──END──▶ upload_ack ──ACK──▶ frame
+//   frame ──UPLOAD──▶ waiting ──START──▶ upload_body ──▶ committing ──END──▶ upload_ack ──ACK──▶ frame
 //                                                                  └─error──▶ upload_error (ACK optional)
 //   frame ──DOWNLOAD──▶ waiting ──START──▶ download_body ──END──▶ download_ack ──ACK──▶ frame
 //   frame ──EXIST / DELETE──▶ waiting ──reply──▶ frame

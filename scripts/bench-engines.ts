@@ -48,8 +48,8 @@ const selected = only ? workloads.filter((w) => only.split(",").includes(w.name)
 
 /** What is compared: the three engines, the C pool's second submission path, and the kernel. */
 const variants = [
-  { name: "cpool", fields: { ioEngine: "cpool", ioSubmitMode: "batch" } },
-  { name: "cpool-direct", fields: { ioEngine: "cpool", ioSubmitMode: "direct" } },
+  { name: "cpool", fields: { ioEngine: "cpool", ioSubmitMode: "direct" } },
+  { name: "cpool-batch", fields: { ioEngine: "cpool", ioSubmitMode: "batch" } },
   { name: "bun", fields: { ioEngine: "bun" } },
   { name: "sync", fields: { ioEngine: "sync" } },
 ] as const;
@@ -165,7 +165,7 @@ const engineSamples: EngineSample[] = [];
 const engineCount = quick ? 10_000 : 40_000;
 if (!only || only.split(",").includes("engine-commit-5k")) {
   for (let round = 1; round <= rounds; round++) {
-    for (const v of ["cpool", "cpool-direct", "bun", "sync", "fs-ceiling"]) {
+    for (const v of ["cpool", "cpool-batch", "bun", "sync", "fs-ceiling"]) {
       let sample: EngineSample;
       if (v === "fs-ceiling") {
         sample = { variant: v, filesPerSec: ceilingRun({ name: "engine", op: "upload", size: 5 * KiB, connections: 500, count: engineCount }), perFileUs: {} };
@@ -206,7 +206,7 @@ if (engineSamples.length > 0) {
   lines.push("", `engine alone: 5 KiB commits (create, write, close, rename), 500 callers, ${engineCount} files per run`, "");
   lines.push("| engine | files/s (mean) | per round | vs bun | JS thread µs/file | worker threads µs/file |");
   lines.push("|---|---|---|---|---|---|");
-  for (const v of ["cpool", "cpool-direct", "bun", "sync", "fs-ceiling"]) {
+  for (const v of ["cpool", "cpool-batch", "bun", "sync", "fs-ceiling"]) {
     const ss = engineSamples.filter((s) => s.variant === v);
     const m = mean(ss.map((s) => s.filesPerSec));
     const js = mean(ss.map((s) => s.perFileUs["bun.exe"] ?? s.perFileUs.bun ?? 0));

@@ -49,7 +49,7 @@ export const fields = {
   cpuAffinity: bool(false, "pin C pool worker i to CPU i mod ncpu (refused pinning is logged once)"),
   ioThreadNice: int(0, 0, 19, "nice value of C pool workers: above 0, the event-loop thread wins the CPU when cores are scarce (see BENCHMARKS.md)"),
   waitingQueueLen: int(65_536, 1, 16_777_216, "operations the C pool holds (queued, running, or done and not yet drained); past it submitters wait in JS"),
-  ioSubmitMode: oneOf(["batch", "direct"] as const, "batch", "how operations reach the C pool: gathered per event-loop turn into one FFI call (measured faster, BENCHMARKS.md), or one call each"),
+  ioSubmitMode: oneOf(["direct", "batch"] as const, "direct", "how operations reach the C pool: one FFI call each (measured faster through the gateway, BENCHMARKS.md), or gathered per event-loop turn into one call"),
   submitBatchMax: int(1024, 1, 65_536, "largest batch handed to the C pool in one call (batch mode); a full batch is flushed at once"),
   maxOpenFiles: int(20_000, 64, 1_048_576, "soft RLIMIT_NOFILE to ask for at start (capped by the hard limit; the effective value is logged)"),
   frameBytesMax: int(64 * KiB, 16, 16 * MiB, "largest control frame accepted; a larger announced length closes the connection before any allocation"),
@@ -232,9 +232,9 @@ export function configHelp(): string {
   return ["  --config <file>                 FSGW_CONFIG                        a JSON object of the fields below", ...rows].join("\n");
 }
 
-function describeDefault(spec: FieldSpec<unknown>): string {
+function describeDefault(name: string, spec: FieldSpec<unknown>): string {
   const v = spec.default;
-  if (typeof v === "number" && v >= 1024 && v % 1024 === 0) {
+  if (typeof v === "number" && name.includes("Bytes") && v >= 1024 && v % 1024 === 0) {
     const units: [number, string][] = [[1024 ** 4, "TiB"], [1024 ** 3, "GiB"], [1024 ** 2, "MiB"], [1024, "KiB"]];
     for (const [size, unit] of units) if (v % size === 0) return `${v / size} ${unit}`;
   }
@@ -245,7 +245,7 @@ function describeDefault(spec: FieldSpec<unknown>): string {
 export function configTable(): string {
   const rows = Object.entries(fields).map(([name, spec]) => {
     const range = describeRange(spec).replace(/^an integer in /, "").replace(/"/g, "`");
-    return `| \`${name}\` | \`${envName(name)}\` \`${flagName(name)}\` | ${describeDefault(spec)} | ${range} | ${spec.doc} |`;
+    return `| \`${name}\` | \`${envName(name)}\` \`${flagName(name)}\` | ${describeDefault(name, spec)} | ${range} | ${spec.doc} |`;
   });
   return ["| field | environment / flag | default | allowed | meaning |", "|---|---|---|---|---|", ...rows].join("\n");
 }

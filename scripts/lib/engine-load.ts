@@ -1,7 +1,7 @@
 // One engine, no network: `concurrency` callers commit `count` files of `size` bytes into `dir`
 // (256 shard directories, as the store lays them out) through IoEngine.commitFile. Prints one JSON
 // line: files/s, and CPU per file of the JS thread and of the engine's worker threads.
-//   bun scripts/lib/engine-load.ts <cpool|cpool-direct|bun|sync> <dir> <count> <size> <concurrency>
+//   bun scripts/lib/engine-load.ts <cpool|cpool-batch|bun|sync> <dir> <count> <size> <concurrency>
 import { mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { loadConfig } from "../../src/config";
 import { createEngine } from "../../src/engine/create-engine";
@@ -10,8 +10,8 @@ const [variant, dir, countText, sizeText, concurrencyText] = process.argv.slice(
 const count = Number(countText);
 const size = Number(sizeText);
 const concurrency = Number(concurrencyText);
-const engineName = variant === "cpool-direct" ? "cpool" : variant!;
-const engine = createEngine(loadConfig({ argv: ["--io-engine", engineName, "--io-submit-mode", variant === "cpool-direct" ? "direct" : "batch"], env: {} }));
+const engineName = variant === "cpool-batch" ? "cpool" : variant!;
+const engine = createEngine(loadConfig({ argv: ["--io-engine", engineName, "--io-submit-mode", variant === "cpool-batch" ? "batch" : "direct"], env: {} }));
 
 /** CPU ms per thread group of this process (threads named like "fsgw-io-3" group as "fsgw-io"). */
 function threadCpuMs(): Record<string, number> {

@@ -190,9 +190,7 @@ export class Connection implements UploadOwner {
       }
     } catch (e) {
       if (e instanceof ProtocolError) {
-        this.host.stats.protocolViolations++;
-        this.host.log.warn("protocol_violation", { remote: this.remote, state: this.state, reason: e.message });
-        this.close("protocol violation");
+        this.violation(e.message);
       } else {
         this.host.log.error("connection_bug", { remote: this.remote, state: this.state, error: String((e as Error)?.stack ?? e) });
         this.close("internal error");
@@ -200,12 +198,17 @@ export class Connection implements UploadOwner {
     }
   }
 
+  /** The peer broke the protocol: count it, say why, and close (as the Go original does). */
+  private violation(reason: string): void {
+    this.host.stats.protocolViolations++;
+    this.host.log.warn("protocol_violation", { remote: this.remote, state: this.state, reason });
+    this.close("protocol violation");
+  }
+
   private stashMore(chunk: Uint8Array): void {
     const old = this.stash!;
     if (old.length + chunk.length > this.host.connectionBufferBytesMax + this.host.frameBytesMax) {
-      this.host.stats.protocolViolations++;
-      this.host.log.warn("protocol_violation", { remote: this.remote, state: this.state, reason: "sent too much without waiting for a reply" });
-      this.close("protocol violation");
+      this.violation("sent too much without waiting for a reply");
       return;
     }
     const joined = new Uint8Array(old.length + chunk.length);

@@ -137,7 +137,26 @@ static int64_t do_mkdir(const char *path) {
   return neg_errno();
 }
 
-/* create + write + (fsync) + close + rename: a whole small upload in one trip to a worker. */
+/* fsyncs the directory that holds path, so that a rename into it survives a crash. */
+static int64_t fsync_parent_dir(const char *path) {
+  char dir[4096];
+  const char *slash = strrchr(path, '/');
+  size_t n = slash == NULL ? 1 : (slash == path ? 1 : (size_t)(slash - path));
+  if (n >= sizeof dir) return -ENAMETOOLONG;
+  if (slash == NULL) dir[0] = '.';
+  else memcpy(dir, path, n);
+  dir[n] = '\0';
+  int fd;
+  do fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  while (fd < 0 && errno == EINTR);
+  if (fd < 0) return neg_errno();
+  int64_t rc = do_fsync(fd);
+  close(fd);
+  return rc;
+}
+
+/* create + write + (fsync) + close + rename (+ fsync of the directory): a whole small upload in
+ * one trip to a worker. */
 static int64_t do_commit(const char *tmp, const char *final_path, const char *buf, size_t len, uint32_t flags) {
   int64_t fd = do_open(tmp, FSGW_OPEN_CREATE);
   if (fd < 0) return fd;
@@ -151,6 +170,11 @@ static int64_t do_commit(const char *tmp, const char *final_path, const char *bu
     unlink(tmp);
     errno = saved;
     return rc;
+  }
+  /* The file's bytes are on disk; the rename is only once its directory is too. */
+  if (flags & FSGW_COMMIT_FSYNC) {
+    rc = fsync_parent_dir(final_path);
+    if (rc < 0) return rc;
   }
   return (int64_t)len;
 }

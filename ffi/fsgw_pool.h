@@ -41,7 +41,9 @@ enum {
   FSGW_OP_UNLINK = 9, /* path -> 0 */
   FSGW_OP_MKDIR = 10, /* path -> 0 (mode 0755; an existing directory is not an error) */
   FSGW_OP_COMMIT = 11, /* create path (temporary), write buf/len, fsync if FSGW_COMMIT_FSYNC, close,
-                          rename onto path2 -> len; on failure the temporary file is removed */
+                          rename onto path2, and with FSGW_COMMIT_FSYNC fsync path2's directory
+                          (so the rename is durable too) -> len; on failure the temporary file is
+                          removed */
   FSGW_OP_READ_FILE = 12, /* open path, fstat, and if its size <= len read it whole into buf, close
                              -> the file's size (the bytes are in buf only when size <= len);
                              aux = st_mode; a non-regular file is -EISDIR */

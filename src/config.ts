@@ -60,7 +60,7 @@ export const fields = {
   inlineBytesMax: int(64 * KiB, 0, 16 * MiB, "uploads and downloads up to this size move in one piece (one engine call, one socket write) instead of streaming; must not exceed connectionBufferBytesMax"),
   ioChunkBytes: int(256 * KiB, 4 * KiB, 64 * MiB, "largest single write or read handed to the engine while streaming; must not exceed connectionBufferBytesMax"),
   uploadWritesInFlightMax: int(2, 1, 64, "writes one streamed upload may have in flight at once (each at its own offset), so disk and network overlap"),
-  fsyncOnCommit: bool(false, "fsync each file before its rename: durable across power loss, at the cost of a disk flush per upload"),
+  fsyncOnCommit: bool(false, "fsync each file before its rename and its directory after: the upload survives power loss once END is sent, at the cost of two disk flushes per upload"),
   shutdownGraceMs: int(5_000, 0, 600_000, "on SIGINT/SIGTERM, time given to exchanges in flight before connections are cut"),
   logLevel: oneOf(["debug", "info", "warn", "error"] as const, "info", "lowest level logged (debug adds one line per exchange)"),
   logFile: str("", "also write logs to this file (empty: stdout only)", true),

@@ -38,7 +38,8 @@ export interface IoEngine {
   mkdir(path: string): Promise<void>;
   /**
    * Creates `tmpPath`, writes all of `data`, fsyncs when asked, closes and renames it onto
-   * `finalPath`: a whole small upload in one call. On failure the temporary file is removed.
+   * `finalPath`, and when asked fsyncs its directory too (so the rename is durable): a whole small
+   * upload in one call. On failure the temporary file is removed.
    */
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void>;
   /**
@@ -76,6 +77,17 @@ export async function commitFileFromPrimitives(
   } catch (e) {
     await engine.unlink(tmpPath).catch(() => {});
     throw e;
+  }
+  if (fsync) await fsyncParentDir(engine, finalPath);
+}
+
+/** fsyncs the directory holding `path`, so that a rename into it survives a crash. */
+export async function fsyncParentDir(engine: IoEngine, path: string): Promise<void> {
+  const fd = await engine.open(path.slice(0, Math.max(1, path.lastIndexOf("/"))), "read");
+  try {
+    await engine.fsync(fd);
+  } finally {
+    await engine.close(fd).catch(() => {});
   }
 }
 

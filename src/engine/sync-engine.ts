@@ -67,19 +67,32 @@ export class SyncEngine implements IoEngine {
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
     return attempt("commit", () => {
       const fd = fs.openSync(tmpPath, CREATE_FLAGS, 0o644);
+      let fdOpen = true;
       try {
         writeAll(fd, data, 0);
         if (fsync) fs.fsyncSync(fd);
+        fdOpen = false;
         fs.closeSync(fd);
         fs.renameSync(tmpPath, finalPath);
       } catch (e) {
-        try {
-          fs.closeSync(fd);
-        } catch {}
+        if (fdOpen) {
+          try {
+            fs.closeSync(fd);
+          } catch {}
+        }
         try {
           fs.unlinkSync(tmpPath);
         } catch {}
         throw e;
+      }
+      // The rename is durable only once its directory is on disk too.
+      if (fsync) {
+        const dirFd = fs.openSync(finalPath.slice(0, Math.max(1, finalPath.lastIndexOf("/"))), "r");
+        try {
+          fs.fsyncSync(dirFd);
+        } finally {
+          fs.closeSync(dirFd);
+        }
       }
     });
   }

@@ -7,7 +7,7 @@
 //
 // Every path ends in exactly one settle: committed, failed (after the temporary file is removed), or
 // aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well).
-import type { IoEngine } from "../engine/io-engine";
+import { fsyncParentDir, type IoEngine } from "../engine/io-engine";
 
 /** Chunks at least this large are written without being gathered (copied) into a bigger buffer. */
 const SMALL_CHUNK_BYTES = 64 * 1024;
@@ -183,6 +183,7 @@ export class UploadStream {
       await this.engine.close(fd);
       await this.engine.rename(this.tmpPath, this.finalPath);
       this.tempExists = false;
+      if (this.fsync) await fsyncParentDir(this.engine, this.finalPath);
     } catch (e) {
       this.failure = e;
     }

@@ -69,6 +69,21 @@ describe("limits", () => {
     d!.close();
   });
 
+  test("fsyncOnCommit: small and streamed uploads are fsynced (file and directory) and stored", async () => {
+    for (const engine of ["cpool", "bun", "sync"]) {
+      server = await startServer({ ioEngine: engine, fsyncOnCommit: true, inlineBytesMax: 16384, ioChunkBytes: 16384 });
+      const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+      for (const size of [1000, 100_000]) {
+        const body = payload(size, size);
+        await uploadExchange(conn, `durable-${size}`, size, (c) => c.write(body));
+        expect(await existExchange(conn, `durable-${size}`)).toEqual({ size, type: "file" });
+      }
+      conn.close();
+      await server.stop();
+      server = null;
+    }
+  });
+
   test("wire json: every exchange in JSON frames", async () => {
     server = await startServer({ wire: "json" });
     const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port, wire: "json" });

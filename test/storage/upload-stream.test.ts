@@ -8,6 +8,7 @@ import { UploadStream, type UploadOwner } from "../../src/storage/upload-stream"
 
 interface Call {
   op: string;
+  path?: string;
   data?: Uint8Array;
   position?: number;
   settle: (error?: Error) => void;
@@ -26,8 +27,8 @@ class FakeEngine implements IoEngine {
       this.calls.push({ op, ...extra, settle: (e?: Error) => (e ? reject(e) : resolve(op === "open" ? 7 : undefined)) });
     });
   }
-  open(_path: string, _mode: OpenMode): Promise<number> {
-    return this.pending("open");
+  open(path: string, _mode: OpenMode): Promise<number> {
+    return this.pending("open", { path });
   }
   write(_fd: number, data: Uint8Array, position: number): Promise<void> {
     return this.pending("write", { data, position });
@@ -144,6 +145,24 @@ describe("UploadStream", () => {
     await engine.complete("unlink");
     await done;
     expect(events.filter((e) => e !== "progress")).toEqual([]);
+  });
+
+  test("with fsync: the file is fsynced before its rename and its directory after it", async () => {
+    const engine = new FakeEngine();
+    const { o, events } = owner();
+    const up = new UploadStream(engine, "/data/ab/.tmp", "/data/ab/key", true, 256 * KiB, 2, o);
+    const opened = up.open();
+    await engine.complete("open");
+    await opened;
+    up.push(new Uint8Array(10));
+    up.end();
+    const order: string[] = [];
+    for (const op of ["write", "fsync", "close", "rename", "open", "fsync", "close"]) {
+      const call = await engine.complete(op);
+      order.push(op + (call.path ? ` ${call.path}` : ""));
+    }
+    expect(order).toEqual(["write", "fsync", "close", "rename", "open /data/ab", "fsync", "close"]);
+    expect(events.at(-1)).toBe("committed");
   });
 
   test("an abort after the whole body arrived still commits", async () => {

@@ -4,7 +4,7 @@
 import { basename } from "node:path";
 import { stat } from "node:fs/promises";
 import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type FsgwClient } from "../client/client";
-import { loadOps, runLoad, type LoadOp, type LoadResult } from "../client/load";
+import { loadOps, runLoadThreaded, type LoadOp, type LoadResult } from "../client/load";
 import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
 import { formatBytes, Progress, type ProgressOutput } from "./progress";
 
@@ -87,6 +87,8 @@ percentiles, errors by text and the client's own CPU time. 'clean' deletes the b
   -n, --count <n>         exchanges in all (default 10000)
   -s, --size <size>       upload body size: 5k, 50k, 1m, 64m, or bytes (default 5k)
   --key-prefix <prefix>   key prefix (default bench_mark_file_)
+  -t, --threads <n>       generator threads, each with its share of the connections (default 1;
+                          more for a server on a machine with more cores than the generator's one)
 
 examples:
   fsgw bench upload -c 500 -n 20000 -s 5k
@@ -130,6 +132,7 @@ export async function runClientCommand(command: string, argv: string[], io: Io):
                 "--count": { alias: "-n", takesValue: true },
                 "--size": { alias: "-s", takesValue: true },
                 "--key-prefix": { takesValue: true },
+                "--threads": { alias: "-t", takesValue: true },
               }
             : {};
     parsed = parseArgs(argv, { ...common, ...extra });
@@ -225,15 +228,18 @@ async function bench(parsed: Parsed, json: boolean, io: Io): Promise<number> {
     throw new UsageError(`unknown bench operation ${JSON.stringify(opText)}: use bench, upload, download, exist, delete or clean`);
   }
   const op: LoadOp = opText === "clean" ? "delete" : (opText as LoadOp);
-  const result = await runLoad({
-    host: parsed.flags.get("--host") ?? "127.0.0.1",
-    port: intFlag(parsed, "--port", 9999, 1, 65535),
-    op,
-    connections: intFlag(parsed, "--connections", 100, 1, 100_000),
-    count: intFlag(parsed, "--count", 10_000, 1, 1_000_000_000),
-    size: parseSize(parsed.flags.get("--size") ?? "5k"),
-    keyPrefix: parsed.flags.get("--key-prefix") ?? "bench_mark_file_",
-  });
+  const result = await runLoadThreaded(
+    {
+      host: parsed.flags.get("--host") ?? "127.0.0.1",
+      port: intFlag(parsed, "--port", 9999, 1, 65535),
+      op,
+      connections: intFlag(parsed, "--connections", 100, 1, 100_000),
+      count: intFlag(parsed, "--count", 10_000, 1, 1_000_000_000),
+      size: parseSize(parsed.flags.get("--size") ?? "5k"),
+      keyPrefix: parsed.flags.get("--key-prefix") ?? "bench_mark_file_",
+    },
+    intFlag(parsed, "--threads", 1, 1, 64),
+  );
   const report = { ...result, op: opText };
   if (json) io.stdout(JSON.stringify(report) + "\n");
   else io.stdout(formatLoad(report) + "\n");

@@ -51,7 +51,91 @@ function bodyOf(size: number): Uint8Array {
   return body;
 }
 
+/** One thread's share of a load: its raw numbers, merged by `summarize`. */
+export interface LoadShard {
+  ok: number;
+  errors: Record<string, number>;
+  bytes: number;
+  /** Latency of every exchange, ms. */
+  latencies: Float64Array;
+}
+
+/** Runs the whole load on this thread. */
 export async function runLoad(options: LoadOptions): Promise<LoadResult> {
+  const cpuBefore = process.cpuUsage();
+  const t0 = performance.now();
+  const shard = await runShard(options, 0);
+  const ms = performance.now() - t0;
+  return summarize(options, [shard], ms, process.cpuUsage(cpuBefore));
+}
+
+/**
+ * Runs the load on `threads` worker threads (Bun Workers), each with its share of connections
+ * and exchanges on its own range of keys, for machines where one thread cannot saturate the server.
+ */
+export async function runLoadThreaded(options: LoadOptions, threads: number): Promise<LoadResult> {
+  if (threads <= 1) return runLoad(options);
+  const shares = Array.from({ length: threads }, (_, t) => ({
+    connections: Math.max(1, Math.floor(options.connections / threads) + (t < options.connections % threads ? 1 : 0)),
+    count: Math.floor(options.count / threads) + (t < options.count % threads ? 1 : 0),
+  }));
+  const workers = shares.map(() => new Worker(new URL("./load-worker.ts", import.meta.url).href));
+  const ready = workers.map((w) => new Promise<void>((resolve) => w.addEventListener("message", () => resolve(), { once: true })));
+  await Promise.all(ready); // each worker says hello once its modules are loaded
+  const cpuBefore = process.cpuUsage();
+  const t0 = performance.now();
+  let offset = 0;
+  const results = workers.map((w, t) => {
+    const share = shares[t]!;
+    const keyOffset = offset;
+    offset += share.count;
+    return new Promise<LoadShard>((resolve, reject) => {
+      w.addEventListener("message", (e: MessageEvent) => resolve(e.data as LoadShard), { once: true });
+      w.addEventListener("error", (e) => reject(new Error(String((e as ErrorEvent).message))), { once: true });
+      w.postMessage({ options: { ...options, ...share }, keyOffset });
+    });
+  });
+  const shards = await Promise.all(results);
+  const ms = performance.now() - t0;
+  const cpu = process.cpuUsage(cpuBefore);
+  for (const w of workers) w.terminate();
+  return summarize(options, shards, ms, cpu);
+}
+
+function summarize(options: LoadOptions, shards: LoadShard[], ms: number, cpu: NodeJS.CpuUsage): LoadResult {
+  const errors: Record<string, number> = {};
+  let ok = 0;
+  let bytes = 0;
+  let n = 0;
+  for (const s of shards) {
+    ok += s.ok;
+    bytes += s.bytes;
+    n += s.latencies.length;
+    for (const [text, count] of Object.entries(s.errors)) errors[text] = (errors[text] ?? 0) + count;
+  }
+  const sorted = new Float64Array(n);
+  let at = 0;
+  for (const s of shards) {
+    sorted.set(s.latencies, at);
+    at += s.latencies.length;
+  }
+  sorted.sort();
+  return {
+    op: options.op,
+    connections: options.connections,
+    count: options.count,
+    ok,
+    errors,
+    ms: round(ms, 1),
+    opsPerSec: round((ok * 1000) / ms, 1),
+    mbPerSec: round(bytes / 1e6 / (ms / 1000), 2),
+    latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(percentile(sorted, 100)) },
+    clientCpuMs: round((cpu.user + cpu.system) / 1000, 1),
+  };
+}
+
+/** Runs `options.count` exchanges on keys `<prefix><keyOffset + i>` on this thread. */
+export async function runShard(options: LoadOptions, keyOffset: number): Promise<LoadShard> {
   const prefix = options.keyPrefix ?? "bench_mark_file_";
   const body = options.op === "upload" ? bodyOf(options.size) : new Uint8Array(0);
   const latencies = new Float64Array(options.count);
@@ -68,8 +152,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
   async function worker(): Promise<void> {
     let conn: WireConn | null = null;
     while (next < options.count) {
-      const i = next++;
-      const key = prefix + i;
+      const key = prefix + (keyOffset + next++);
       const started = performance.now();
       try {
         conn ??= await WireConn.connect({ host: options.host, port: options.port, wire: options.wire });
@@ -125,10 +208,10 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
           socket.end();
           return;
         }
-        const i = next++;
+        const key = prefix + (keyOffset + next++);
         started = performance.now();
         inFlight = true;
-        socket.write(codec.encodeFrame({ operation: requestOp, key: prefix + i }));
+        socket.write(codec.encodeFrame({ operation: requestOp, key }));
       };
       const fail = (text: string) => {
         if (inFlight) {
@@ -185,23 +268,7 @@ export async function runLoad(options: LoadOptions): Promise<LoadResult> {
     });
   }
 
-  const cpuBefore = process.cpuUsage();
-  const t0 = performance.now();
   const lean = options.op === "bench" || options.op === "exist" || options.op === "delete";
   await Promise.all(Array.from({ length: Math.min(options.connections, options.count) }, lean ? roundTripWorker : worker));
-  const ms = performance.now() - t0;
-  const cpu = process.cpuUsage(cpuBefore);
-  const sorted = latencies.subarray(0, done).sort();
-  return {
-    op: options.op,
-    connections: options.connections,
-    count: options.count,
-    ok,
-    errors,
-    ms: round(ms, 1),
-    opsPerSec: round((ok * 1000) / ms, 1),
-    mbPerSec: round(bytes / 1e6 / (ms / 1000), 2),
-    latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(percentile(sorted, 100)) },
-    clientCpuMs: round((cpu.user + cpu.system) / 1000, 1),
-  };
+  return { ok, errors, bytes, latencies: latencies.slice(0, done) };
 }

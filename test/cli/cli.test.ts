@@ -112,6 +112,13 @@ describe("fsgw client commands", () => {
     expect(text.out).toMatch(/latency ms: p50 [\d.]+ {2}p90 [\d.]+ {2}p99 [\d.]+ {2}max [\d.]+/);
     expect(text.out).toMatch(/client CPU: \d+ ms/);
 
+    // Two generator threads share the connections and the keys: every key is written once.
+    const threaded = JSON.parse(fsgw(["bench", "upload", "-c", "10", "-n", "301", "-s", "1k", "--threads", "2", "--key-prefix", "t_", "--json", ...at()]).out);
+    expect(threaded).toMatchObject({ op: "upload", connections: 10, count: 301, ok: 301, errors: {} });
+    expect(JSON.parse(fsgw(["bench", "exist", "-c", "10", "-n", "301", "--key-prefix", "t_", "--json", ...at()]).out).ok).toBe(301);
+    expect(fsgw(["stat", "t_301", ...at()]).code).toBe(1);
+    expect(JSON.parse(fsgw(["bench", "bench", "-c", "8", "-n", "2000", "-t", "2", "--json", ...at()]).out).ok).toBe(2000);
+
     const clean = JSON.parse(fsgw(["bench", "clean", "-c", "10", "-n", "200", "--json", ...at()]).out);
     expect(clean).toMatchObject({ op: "clean", ok: 200 });
     expect(fsgw(["stat", "bench_mark_file_0", ...at()]).code).toBe(1);

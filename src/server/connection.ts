@@ -59,6 +59,7 @@ export const FRAME_ROOM = 1024;
 
 const PAUSE_STASH = 1; // input arrived while an engine call decides what comes next
 const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet on disk
+const PAUSE_OUTPUT = 4; // replies the client does not read hold more than connectionBufferBytesMax
 
 export class Connection implements UploadOwner {
   state: ConnectionState = "frame";
@@ -68,8 +69,9 @@ export class Connection implements UploadOwner {
   private readonly decoder: FrameDecoder;
   private stash: Uint8Array | null = null;
   private pausedBy = 0;
-  /** Reply bytes the socket did not take yet, oldest first. */
+  /** Reply bytes the socket did not take yet, oldest first, and how many. */
   private readonly outQueue: Uint8Array[] = [];
+  private outQueuedBytes = 0;
 
   // The exchange in progress.
   private key = "";
@@ -107,7 +109,7 @@ export class Connection implements UploadOwner {
 
   /** Waiting on the disk, not on the client: the idle timeout does not apply. */
   get waitingOnServer(): boolean {
-    return this.state === "waiting" || this.state === "committing" || this.pausedBy !== 0;
+    return this.state === "waiting" || this.state === "committing" || (this.pausedBy & PAUSE_BACKLOG) !== 0;
   }
 
   /** Between exchanges with no partial frame: closing now loses nothing. */
@@ -141,6 +143,7 @@ export class Connection implements UploadOwner {
     this.state = "closed";
     this.stash = null;
     this.outQueue.length = 0;
+    this.outQueuedBytes = 0;
     if (this.upload !== null) {
       this.host.track(this.upload.abort());
       this.upload = null;
@@ -596,15 +599,22 @@ export class Connection implements UploadOwner {
     this.sendBytes(this.host.codec.encodeFrame(msg));
   }
 
+  /**
+   * Writes a reply, queueing what the socket does not take. A client that sends requests without
+   * reading the replies would grow the queue without end: past connectionBufferBytesMax, reading
+   * pauses until the client has taken half of it.
+   */
   private sendBytes(bytes: Uint8Array): void {
     if (this.isClosed) return;
-    if (this.outQueue.length > 0) {
-      this.outQueue.push(bytes);
-      return;
+    if (this.outQueue.length === 0) {
+      const n = this.socket.write(bytes);
+      if (n < 0) return; // closed underneath us; onClose follows
+      if (n === bytes.length) return;
+      bytes = bytes.subarray(n);
     }
-    const n = this.socket.write(bytes);
-    if (n < 0) return; // closed underneath us; onClose follows
-    if (n < bytes.length) this.outQueue.push(bytes.subarray(n));
+    this.outQueue.push(bytes);
+    this.outQueuedBytes += bytes.length;
+    if (this.outQueuedBytes > this.host.connectionBufferBytesMax) this.pause(PAUSE_OUTPUT);
   }
 
   private flushOut(): void {
@@ -612,12 +622,15 @@ export class Connection implements UploadOwner {
       const bytes = this.outQueue[0]!;
       const n = this.socket.write(bytes);
       if (n < 0) return;
+      this.outQueuedBytes -= Math.max(0, n);
       if (n < bytes.length) {
         this.outQueue[0] = bytes.subarray(n);
+        if (this.outQueuedBytes <= this.host.connectionBufferBytesMax / 2) this.unpause(PAUSE_OUTPUT);
         return;
       }
       this.outQueue.shift();
     }
+    this.unpause(PAUSE_OUTPUT);
     if (this.heldBuffer !== null) {
       this.host.inlineBuffers.release(this.heldBuffer);
       this.heldBuffer = null;

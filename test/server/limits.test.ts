@@ -1,10 +1,12 @@
 // Proves the server's bounds: idle timeout, connectionsMax, the JSON wire, and a full disk.
 import { afterEach, describe, expect, test } from "bun:test";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { benchExchange, downloadExchange, existExchange, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
+import { protobufCodec } from "../../src/protocol/codec";
+import { FrameDecoder } from "../../src/protocol/frame-decoder";
 import { payload } from "../helpers/data";
 import { storedKeys, tempFiles } from "../helpers/fs";
 import { eventually, startServer, tempDir, type TestServer } from "../helpers/server";
@@ -83,6 +85,56 @@ describe("limits", () => {
       server = null;
     }
   });
+
+  test("a client that pipelines requests and never reads the replies is held to connectionBufferBytesMax", async () => {
+    server = await startServer({ connectionBufferBytesMax: 65536, inlineBytesMax: 4096, ioChunkBytes: 4096 });
+    const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server!.pid}/status`, "utf8"))![1]) * 1024;
+    const before = rss();
+    const frame = protobufCodec.encodeFrame({ operation: Op.BENCH_MARK, key: "p".repeat(200) });
+    const batch = Buffer.concat(Array.from({ length: 1000 }, () => frame));
+    let replies = 0;
+    const decoder = new FrameDecoder(65536);
+    let reading = false;
+    const socket = await Bun.connect({
+      hostname: "127.0.0.1",
+      port: server.port,
+      socket: {
+        data(s, chunk) {
+          if (!reading) return;
+          let offset = 0;
+          while (offset < chunk.length) {
+            offset += decoder.feed(chunk, offset);
+            if (decoder.takeFrame() !== null) replies++;
+          }
+        },
+      },
+    });
+    socket.pause(); // read nothing: replies pile up on the server, unless it stops reading requests
+    let sent = 0;
+    let stalledSince = 0;
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const n = socket.write(batch.subarray(sent % batch.length));
+      if (n > 0) {
+        sent += n;
+        stalledSince = 0;
+      } else {
+        stalledSince ||= Date.now();
+        if (Date.now() - stalledSince > 500) break; // the server has stopped taking requests
+        await Bun.sleep(10);
+      }
+    }
+    const requestsSent = Math.floor(sent / frame.length);
+    expect(Date.now()).toBeLessThan(deadline); // it did stop taking them
+    expect(sent).toBeLessThan(64 * 1024 * 1024);
+    expect(rss() - before).toBeLessThan(48 * 1024 * 1024);
+    // Reading resumes the flow: every request is answered, in order, once the client reads.
+    reading = true;
+    socket.resume();
+    const fullFrames = requestsSent;
+    await eventually(() => replies >= fullFrames, 20_000, `${fullFrames} replies (got ${replies})`);
+    socket.end();
+  }, 40_000);
 
   test("wire json: every exchange in JSON frames", async () => {
     server = await startServer({ wire: "json" });

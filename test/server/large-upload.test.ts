@@ -9,6 +9,7 @@ import { WireConn } from "../../src/client/wire-conn";
 import { payload, sha256File } from "../helpers/data";
 import { startServer, type TestServer } from "../helpers/server";
 import { checkKey } from "../../src/storage/keys";
+import { engineNames } from "../../src/config";
 
 const MiB = 1024 * 1024;
 let server: TestServer | null = null;
@@ -21,8 +22,8 @@ function rssBytes(pid: number): number {
   return Number(m![1]) * 1024;
 }
 
-test("a 256 MiB upload grows the server's RSS by well under the file size; SHA-256 equal both ways", async () => {
-  server = await startServer({});
+test.each(engineNames.map((e) => [e]))("engine %s: a 256 MiB upload grows the server's RSS by well under the file size; SHA-256 equal both ways", async (engine) => {
+  server = await startServer({ ioEngine: engine });
   const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
   const pieces = Array.from({ length: 8 }, (_, i) => payload(MiB, i)); // 8 distinct MiB, repeated
   const size = 256 * MiB;
@@ -59,4 +60,6 @@ test("a 256 MiB upload grows the server's RSS by well under the file size; SHA-2
   expect(n).toBe(size);
   expect(got.digest("hex")).toBe(sentHash);
   conn.close();
+  await server.stop();
+  server = null;
 }, 120_000);

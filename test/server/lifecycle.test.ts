@@ -4,6 +4,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
+import { engineNames } from "../../src/config";
 import { payload } from "../helpers/data";
 import { listFiles, tempFiles } from "../helpers/fs";
 import { startServer, tempDir, type TestServer } from "../helpers/server";
@@ -50,8 +51,8 @@ describe("lifecycle", () => {
     expect(failed).toContain("invalid port = 70000 (from --port): expected an integer in 0..65535");
   });
 
-  test("SIGTERM mid-upload: the partial upload's temporary file is removed and the exit is clean", async () => {
-    server = await startServer({ shutdownGraceMs: 200, inlineBytesMax: 1024, ioChunkBytes: 4096 });
+  test.each(engineNames.map((e) => [e]))("SIGTERM mid-upload (engine %s): the partial upload's temporary file is removed and the exit is clean", async (engine) => {
+    server = await startServer({ ioEngine: engine, shutdownGraceMs: 200, inlineBytesMax: 1024, ioChunkBytes: 4096 });
     const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
     await conn.sendFrame({ operation: Op.UPLOAD, key: "interrupted", size: 1_000_000 });
     expect((await conn.readFrame()).message).toBe("START");

@@ -7,6 +7,7 @@ import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
 import { protobufCodec } from "../../src/protocol/codec";
 import { FrameDecoder } from "../../src/protocol/frame-decoder";
+import { engineNames } from "../../src/config";
 import { payload } from "../helpers/data";
 import { storedKeys, tempFiles } from "../helpers/fs";
 import { eventually, startServer, tempDir, type TestServer } from "../helpers/server";
@@ -17,9 +18,9 @@ afterEach(async () => {
   server = null;
 });
 
-describe("limits", () => {
+describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
   test("idleTimeoutMs closes a silent connection, between exchanges and mid-upload (discarding the upload)", async () => {
-    server = await startServer({ idleTimeoutMs: 300, inlineBytesMax: 1024, ioChunkBytes: 4096 });
+    server = await startServer({ ioEngine: engine, idleTimeoutMs: 300, inlineBytesMax: 1024, ioChunkBytes: 4096 });
     const idle = await WireConn.connect({ host: "127.0.0.1", port: server.port });
     await benchExchange(idle, "x");
     const stalled = await WireConn.connect({ host: "127.0.0.1", port: server.port });
@@ -43,7 +44,7 @@ describe("limits", () => {
   });
 
   test("connectionsMax: one connection past it is closed at once and logged; the others keep working", async () => {
-    server = await startServer({ connectionsMax: 2 });
+    server = await startServer({ ioEngine: engine, connectionsMax: 2 });
     const a = await WireConn.connect({ host: "127.0.0.1", port: server.port });
     const b = await WireConn.connect({ host: "127.0.0.1", port: server.port });
     await benchExchange(a, "a");
@@ -72,22 +73,18 @@ describe("limits", () => {
   });
 
   test("fsyncOnCommit: small and streamed uploads are fsynced (file and directory) and stored", async () => {
-    for (const engine of ["cpool", "bun", "sync"]) {
-      server = await startServer({ ioEngine: engine, fsyncOnCommit: true, inlineBytesMax: 16384, ioChunkBytes: 16384 });
-      const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
-      for (const size of [1000, 100_000]) {
-        const body = payload(size, size);
-        await uploadExchange(conn, `durable-${size}`, size, (c) => c.write(body));
-        expect(await existExchange(conn, `durable-${size}`)).toEqual({ size, type: "file" });
-      }
-      conn.close();
-      await server.stop();
-      server = null;
+    server = await startServer({ ioEngine: engine, fsyncOnCommit: true, inlineBytesMax: 16384, ioChunkBytes: 16384 });
+    const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    for (const size of [1000, 100_000]) {
+      const body = payload(size, size);
+      await uploadExchange(conn, `durable-${size}`, size, (c) => c.write(body));
+      expect(await existExchange(conn, `durable-${size}`)).toEqual({ size, type: "file" });
     }
+    conn.close();
   });
 
   test("a client that pipelines requests and never reads the replies is held to connectionBufferBytesMax", async () => {
-    server = await startServer({ connectionBufferBytesMax: 65536, inlineBytesMax: 4096, ioChunkBytes: 4096 });
+    server = await startServer({ ioEngine: engine, connectionBufferBytesMax: 65536, inlineBytesMax: 4096, ioChunkBytes: 4096 });
     const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${server!.pid}/status`, "utf8"))![1]) * 1024;
     const before = rss();
     const frame = protobufCodec.encodeFrame({ operation: Op.BENCH_MARK, key: "p".repeat(200) });
@@ -137,7 +134,7 @@ describe("limits", () => {
   }, 40_000);
 
   test("wire json: every exchange in JSON frames", async () => {
-    server = await startServer({ wire: "json" });
+    server = await startServer({ ioEngine: engine, wire: "json" });
     const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port, wire: "json" });
     await benchExchange(conn, "j");
     const body = payload(70_000, 5);
@@ -168,7 +165,7 @@ describe("limits", () => {
       return;
     }
     try {
-      server = await startServer({ dataDir: join(mountPoint, "d"), shards: 4, inlineBytesMax: 16384, ioChunkBytes: 16384 });
+      server = await startServer({ ioEngine: engine, dataDir: join(mountPoint, "d"), shards: 4, inlineBytesMax: 16384, ioChunkBytes: 16384 });
       const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
       for (const [key, size] of [["too-big-streamed", 3 * 1024 * 1024], ["fits", 100_000]] as const) {
         const body = payload(size, 7);

@@ -209,17 +209,6 @@ export class WireConn {
     }
   }
 
-  /** Reads exactly `n` raw bytes into one buffer (for small bodies). */
-  async readExactly(n: number): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
-    let filled = 0;
-    await this.readBody(n, (part) => {
-      out.set(part, filled);
-      filled += part.length;
-    });
-    return out;
-  }
-
   /** Resolves true if the peer closes the connection within `ms`, without reading anything. */
   async closedWithin(ms: number): Promise<boolean> {
     let timer: ReturnType<typeof setTimeout> | undefined;

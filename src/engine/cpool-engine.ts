@@ -121,10 +121,6 @@ export class CPoolEngine implements IoEngine {
     void this.deliver();
   }
 
-  get submitMode(): SubmitMode {
-    return this.options.submitMode;
-  }
-
   /** The C pool's counters (see PoolStat), read now. */
   nativeStats(): Float64Array {
     return this.pool.stats();

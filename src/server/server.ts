@@ -79,10 +79,6 @@ export class Server implements ConnectionHost {
     return this.listener?.port ?? 0;
   }
 
-  get connectionCount(): number {
-    return this.connections.size;
-  }
-
   start(): void {
     this.store.init(this.log);
     // Bun calls these with the socket; the Connection in socket.data does the rest.

@@ -74,7 +74,7 @@ export class Store {
     }
     let swept = 0;
     for (let shard = 0; shard < this.shards; shard++) {
-      const dir = this.shardDir(shard);
+      const dir = this.shardDirs[shard]!;
       mkdirSync(dir, { recursive: true, mode: 0o755 });
       for (const name of readdirSync(dir)) {
         if (!name.includes(TEMP_MARK)) continue;
@@ -87,10 +87,6 @@ export class Store {
       }
     }
     log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, staleTempFilesRemoved: swept });
-  }
-
-  shardDir(shard: number): string {
-    return this.shardDirs[shard]!;
   }
 
   /** The final path of a key already validated by checkKey (its hash comes from there). */

@@ -76,16 +76,22 @@ function owner() {
   return { o, events };
 }
 
+/** An upload on a fresh fake engine, its temporary file already created. */
+async function openedUpload(fsync = false) {
+  const engine = new FakeEngine();
+  const { o, events } = owner();
+  const up = new UploadStream(engine, fsync ? "/data/ab/.tmp" : "/tmp/t", fsync ? "/data/ab/key" : "/tmp/f", fsync, 256 * KiB, 2, o);
+  const opened = up.open();
+  await engine.complete("open");
+  expect(await opened).toBeNull();
+  return { engine, events, up };
+}
+
 const KiB = 1024;
 
 describe("UploadStream", () => {
   test("large chunks go out as they are, small ones are gathered; offsets exact with 2 writes in flight", async () => {
-    const engine = new FakeEngine();
-    const { o, events } = owner();
-    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
-    const opened = up.open();
-    await engine.complete("open");
-    expect(await opened).toBeNull();
+    const { engine, events, up } = await openedUpload();
     const big1 = new Uint8Array(100 * KiB);
     const big2 = new Uint8Array(300 * KiB); // over chunkBytesMax: split, still without a copy
     up.push(big1);
@@ -111,12 +117,7 @@ describe("UploadStream", () => {
   });
 
   test("a failed write drops the rest of the body, removes the temporary file, and reports once the body is over", async () => {
-    const engine = new FakeEngine();
-    const { o, events } = owner();
-    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
-    const opened = up.open();
-    await engine.complete("open");
-    await opened;
+    const { engine, events, up } = await openedUpload();
     up.push(new Uint8Array(100 * KiB));
     await engine.complete("write", ioErrorFromErrno(-28, "write"));
     expect(events).toContain("progress"); // a socket paused for backlog gets to resume
@@ -131,12 +132,7 @@ describe("UploadStream", () => {
   });
 
   test("abort mid-body waits for writes in flight, then closes and unlinks; the owner hears nothing", async () => {
-    const engine = new FakeEngine();
-    const { o, events } = owner();
-    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
-    const opened = up.open();
-    await engine.complete("open");
-    await opened;
+    const { engine, events, up } = await openedUpload();
     up.push(new Uint8Array(100 * KiB));
     const done = up.abort();
     expect(engine.calls.map((c) => c.op)).toEqual(["write"]); // the fd stays open until it is back
@@ -148,12 +144,7 @@ describe("UploadStream", () => {
   });
 
   test("with fsync: the file is fsynced before its rename and its directory after it", async () => {
-    const engine = new FakeEngine();
-    const { o, events } = owner();
-    const up = new UploadStream(engine, "/data/ab/.tmp", "/data/ab/key", true, 256 * KiB, 2, o);
-    const opened = up.open();
-    await engine.complete("open");
-    await opened;
+    const { engine, events, up } = await openedUpload(true);
     up.push(new Uint8Array(10));
     up.end();
     const order: string[] = [];
@@ -166,12 +157,7 @@ describe("UploadStream", () => {
   });
 
   test("an abort after the whole body arrived still commits", async () => {
-    const engine = new FakeEngine();
-    const { o } = owner();
-    const up = new UploadStream(engine, "/tmp/t", "/tmp/f", false, 256 * KiB, 2, o);
-    const opened = up.open();
-    await engine.complete("open");
-    await opened;
+    const { engine, events, up } = await openedUpload();
     up.push(new Uint8Array(10));
     up.end();
     const done = up.abort();

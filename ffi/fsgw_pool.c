@@ -11,13 +11,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
 #define THREADS_MAX 256
 #define CAPACITY_MAX (1 << 24)
+/* A job that takes longer than this probably waited on a disk (page-cache work takes microseconds). */
+#define SLOW_JOB_NS 200000L
 
 typedef struct job {
   uint32_t op;
@@ -60,6 +67,12 @@ struct fsgw_pool {
   void (*doorbell)(void);
   atomic_int bell_armed;
   atomic_int bells_outstanding;
+  /* 1 while the loop has promised to poll the completion ring (fsgw_loop_busy .. fsgw_poll): a
+   * completion then needs no doorbell, because the loop is awake and will look. */
+  atomic_int loop_awake;
+  /* A submission wakes a sleeping worker only while more than this many jobs per awake worker are
+   * queued (1: a job per awake worker, as libuv). */
+  uint32_t jobs_per_wake;
 
   pthread_t threads[THREADS_MAX];
   /* Each worker sleeps on its own condition variable (with `lock`) until `woken` is set. */
@@ -247,6 +260,18 @@ static void complete(fsgw_pool *pool, uint32_t slot) {
   atomic_fetch_add(&pool->completed, 1);
 }
 
+/* Wakes a sleeping worker when jobs wait in the queue. */
+static void wake_one_if_queued(fsgw_pool *pool) {
+  int w = -1;
+  pthread_mutex_lock(&pool->lock);
+  if (pool->queue_len > 0 && pool->idle > 0 && !pool->stopping) {
+    w = (int)pool->idle_stack[--pool->idle];
+    pool->worker_woken[w] = 1;
+  }
+  pthread_mutex_unlock(&pool->lock);
+  if (w >= 0) pthread_cond_signal(&pool->worker_cond[w]);
+}
+
 typedef struct worker_arg {
   fsgw_pool *pool;
   uint32_t index;
@@ -283,9 +308,15 @@ static void *worker(void *arg) {
       struct timespec ts = {delay / 1000000, (long)(delay % 1000000) * 1000};
       nanosleep(&ts, NULL);
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     run_job(&pool->jobs[slot]);
     complete(pool, slot);
-    ring(pool);
+    if (!atomic_load(&pool->loop_awake)) ring(pool);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* A slow job may have blocked on the disk while jobs queued behind it: hand them to a sleeping
+     * worker rather than leave them to this one (submissions wake few workers, see jobs_per_wake). */
+    if ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) > SLOW_JOB_NS) wake_one_if_queued(pool);
   }
 }
 
@@ -320,6 +351,8 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
   atomic_init(&pool->nice_failed, 0);
   atomic_init(&pool->bell_armed, 1);
   atomic_init(&pool->bells_outstanding, 0);
+  atomic_init(&pool->loop_awake, 0);
+  pool->jobs_per_wake = 1;
   atomic_init(&pool->op_delay_us, 0);
 
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
@@ -423,14 +456,15 @@ typedef struct wake_list {
   uint32_t workers[THREADS_MAX];
 } wake_list;
 
-/* Queues a slot, and takes the most recently idle worker off the idle stack for it if one sleeps
- * (a worker between jobs takes the next queued job without sleeping, so a busy pool is not
- * signalled at all). */
+/* Queues a slot, and takes the most recently idle worker off the idle stack for it while the queue
+ * holds more than jobs_per_wake jobs per awake worker (a worker between jobs takes the next queued
+ * job without sleeping, so a busy pool is not signalled at all). */
 static void enqueue_locked(fsgw_pool *pool, uint32_t slot, wake_list *wakes) {
   pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
   pool->queue_len++;
   if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
-  if (pool->idle > 0) {
+  uint32_t awake = (uint32_t)pool->thread_count - pool->idle;
+  if (pool->idle > 0 && pool->queue_len > awake * pool->jobs_per_wake) {
     uint32_t w = pool->idle_stack[--pool->idle];
     pool->worker_woken[w] = 1;
     wakes->workers[wakes->count++] = w;
@@ -494,6 +528,17 @@ void fsgw_doorbell_answer(fsgw_pool *pool) {
   atomic_store(&pool->bell_armed, 1);
 }
 
+void fsgw_loop_busy(fsgw_pool *pool) { atomic_store_explicit(&pool->loop_awake, 1, memory_order_relaxed); }
+
+int32_t fsgw_poll(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
+  /* Cleared before the ring is read (both sequentially consistent): a worker that completes after
+   * this reads 0 and rings; one that read 1 appended its record before, and the drain finds it. */
+  atomic_store(&pool->loop_awake, 0);
+  return fsgw_drain(pool, out, max);
+}
+
+void fsgw_pool_set_jobs_per_wake(fsgw_pool *pool, int32_t n) { pool->jobs_per_wake = n < 1 ? 1 : (uint32_t)n; }
+
 int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
   int32_t n = 0;
   pthread_mutex_lock(&pool->done_lock);
@@ -541,6 +586,82 @@ int32_t fsgw_pool_stats(fsgw_pool *pool, double *out, int32_t n) {
 }
 
 void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us) { atomic_store(&pool->op_delay_us, us < 0 ? 0 : us); }
+
+/* ---- inline operations (caller's thread) ---- */
+
+static atomic_int inline_refused;
+
+void fsgw_debug_set_inline_refused(int32_t on) { atomic_store(&inline_refused, on != 0); }
+
+/* openat2 with RESOLVE_CACHED: a descriptor, or -EAGAIN when resolving path would need I/O. glibc
+ * has no wrapper, hence the raw system call. */
+static int open_cached(const char *path, int flags) {
+  if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = (uint64_t)(flags | O_CLOEXEC);
+  how.resolve = RESOLVE_CACHED;
+  long fd;
+  do fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+  while (fd < 0 && errno == EINTR);
+  return fd < 0 ? -errno : (int)fd;
+}
+
+double fsgw_stat_cached(const char *path, int32_t *mode_out) {
+  /* An O_PATH descriptor touches no file data, and fstat on it reads the in-memory inode. */
+  int fd = open_cached(path, O_PATH);
+  if (fd < 0) return (double)fd;
+  struct stat st;
+  int64_t rc = stat_result(fstat(fd, &st), &st, mode_out);
+  close(fd);
+  return (double)rc;
+}
+
+double fsgw_read_cached(const char *path, void *buf, double cap) {
+  /* O_NOATIME: reading must not dirty the inode (an atime update may wait on the file system);
+   * the kernel allows it only to the file's owner, so others fall back to the pool. */
+  int fd = open_cached(path, O_RDONLY | O_NOATIME);
+  if (fd == -EPERM) return -EAGAIN;
+  if (fd < 0) return (double)fd;
+  struct stat st;
+  int32_t mode = 0;
+  int64_t rc = stat_result(fstat(fd, &st), &st, &mode);
+  if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
+  if (rc >= 0 && (double)st.st_size <= cap) {
+    size_t size = (size_t)st.st_size, done = 0;
+    while (done < size) {
+      struct iovec iov = {(char *)buf + done, size - done};
+      ssize_t n = preadv2(fd, &iov, 1, (off_t)done, RWF_NOWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        rc = errno == EOPNOTSUPP ? -EAGAIN : -errno; /* a file system without RWF_NOWAIT: the pool reads it */
+        break;
+      }
+      if (n == 0) {
+        rc = -EAGAIN; /* shrank under us: let the pool's read decide what to answer */
+        break;
+      }
+      done += (size_t)n;
+    }
+  }
+  close(fd);
+  return (double)rc;
+}
+
+int32_t fsgw_fs_is_local(const char *path) {
+  struct statfs fs;
+  if (statfs(path, &fs) != 0) return (int32_t)neg_errno();
+  switch ((unsigned long)fs.f_type) {
+    case EXT4_SUPER_MAGIC: /* also ext2 and ext3 */
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case F2FS_SUPER_MAGIC:
+      return 1;
+    default:
+      return 0;
+  }
+}
 
 double fsgw_raise_nofile(double want) {
   struct rlimit rl;

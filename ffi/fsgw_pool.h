@@ -122,6 +122,19 @@ int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n);
  * and at most one ring is pending at a time. */
 void fsgw_doorbell_answer(fsgw_pool *pool);
 
+/* The loop promises to call fsgw_poll soon (before it next sleeps): until then, completions are
+ * appended without ringing the doorbell. */
+void fsgw_loop_busy(fsgw_pool *pool);
+
+/* Ends the promise of fsgw_loop_busy and drains, like fsgw_drain: a completion appended after the
+ * promise ended rings the doorbell again, so none is ever left unseen. */
+int32_t fsgw_poll(fsgw_pool *pool, fsgw_comp *out, int32_t max);
+
+/* A submission wakes a sleeping worker only while the queue holds more than n jobs per awake
+ * worker (default 1). Larger n: fewer wake-ups, longer queues. A worker whose job ran long (it
+ * probably waited on the disk) wakes another for what queued behind it. Call from the JS thread. */
+void fsgw_pool_set_jobs_per_wake(fsgw_pool *pool, int32_t n);
+
 /* Copies up to max ready completions into out and frees their slots; returns how many. */
 int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max);
 
@@ -147,6 +160,33 @@ double fsgw_raise_nofile(double want);
  * descriptor open for the life of the process. Returns the descriptor, -EWOULDBLOCK when another
  * process holds the lock, or -errno. */
 int32_t fsgw_lock_file(const char *path);
+
+/* ---- Inline operations: on the caller's (the event loop's) thread, never waiting on a disk ----
+ *
+ * Each answers from what the kernel already holds in memory, or refuses with -EAGAIN without
+ * having waited: the path is resolved with openat2(RESOLVE_CACHED) (a lookup that would read a
+ * directory block is refused), and file data is read with preadv2(RWF_NOWAIT) (a page that is not
+ * in the page cache is refused). The caller sends a refused operation to the pool. There is no
+ * inline create, write, rename or unlink: Linux has no non-blocking form of them (buffered
+ * pwritev2(RWF_NOWAIT) is EOPNOTSUPP on ext4), so those always go to the pool. */
+
+/* Stats path (following symlinks, like stat): returns its size, or -errno (-EAGAIN: not cached);
+ * *mode_out = st_mode. */
+double fsgw_stat_cached(const char *path, int32_t *mode_out);
+
+/* Opens path, and if it is a regular file of at most cap bytes reads it whole into buf, all from
+ * the caches; returns the file's size (its bytes are in buf only when size <= cap), -EISDIR for a
+ * non-regular file, or -errno (-EAGAIN: some of it is not cached). */
+double fsgw_read_cached(const char *path, void *buf, double cap);
+
+/* Returns 1 when path lies on a local file system whose cached lookups and attributes are
+ * authoritative (ext2/3/4, xfs, btrfs, tmpfs, f2fs), 0 otherwise (e.g. NFS: attributes must be
+ * revalidated over the network), -errno when path cannot be examined. */
+int32_t fsgw_fs_is_local(const char *path);
+
+/* Test hook: while on, every inline operation refuses with -EAGAIN, as if nothing were cached, so
+ * tests drive the fallback to the pool. Process-wide. */
+void fsgw_debug_set_inline_refused(int32_t on);
 
 /* Test hook: makes every worker sleep this many microseconds before each operation (0: off),
  * so tests can hold operations in flight deterministically. */

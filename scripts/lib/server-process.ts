@@ -42,7 +42,13 @@ export function tempDir(prefix: string): string {
  * Field flags are passed as `{ idleTimeoutMs: 500 }` -> `--idle-timeout-ms 500`. `wrapper` runs the
  * server through a command that execs it (e.g. `prlimit --nofile=256:20000 --`), so the pid stays.
  */
-export async function startServer(fields: Record<string, string | number | boolean> = {}, env: Record<string, string> = {}, wrapper: string[] = []): Promise<TestServer> {
+export async function startServer(
+  fields: Record<string, string | number | boolean> = {},
+  env: Record<string, string> = {},
+  wrapper: string[] = [],
+  /** Another checkout of fsgw to run instead of this one (benchmarks compare before and after). */
+  projectRoot = root,
+): Promise<TestServer> {
   const dataDir = (fields.dataDir as string | undefined) ?? join(tempDir("data"), "d");
   const host = (fields.host as string | undefined) ?? "127.0.0.1";
   // The admin endpoint is off unless a test asks for it (its default port would collide).
@@ -51,8 +57,8 @@ export async function startServer(fields: Record<string, string | number | boole
     if (k === "dataDir" || k === "host" || k === "adminPort") continue;
     args.push("--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()), String(v));
   }
-  const proc = Bun.spawn([...wrapper, process.execPath, join(root, "src/main.ts"), ...args], {
-    cwd: root,
+  const proc = Bun.spawn([...wrapper, process.execPath, join(projectRoot, "src/main.ts"), ...args], {
+    cwd: projectRoot,
     stdout: "pipe",
     stderr: "pipe",
     env: { ...process.env, ...env },

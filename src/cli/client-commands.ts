@@ -87,6 +87,8 @@ percentiles, errors by text and the client's own CPU time. 'clean' deletes the b
   -n, --count <n>         exchanges in all (default 10000)
   -s, --size <size>       upload body size: 5k, 50k, 1m, 64m, or bytes (default 5k)
   --key-prefix <prefix>   key prefix (default bench_mark_file_)
+  --write-chunk <size>    write upload bodies in pieces of this size, each awaited, as the Go
+                          original's client does with 4096 (default 0: the body in one write)
   -t, --threads <n>       generator threads, each with its share of the connections (default 1;
                           more for a server on a machine with more cores than the generator's one)
 
@@ -132,6 +134,7 @@ export async function runClientCommand(command: string, argv: string[], io: Io):
                 "--count": { alias: "-n", takesValue: true },
                 "--size": { alias: "-s", takesValue: true },
                 "--key-prefix": { takesValue: true },
+                "--write-chunk": { takesValue: true },
                 "--threads": { alias: "-t", takesValue: true },
               }
             : {};
@@ -237,6 +240,7 @@ async function bench(parsed: Parsed, json: boolean, io: Io): Promise<number> {
       count: intFlag(parsed, "--count", 10_000, 1, 1_000_000_000),
       size: parseSize(parsed.flags.get("--size") ?? "5k"),
       keyPrefix: parsed.flags.get("--key-prefix") ?? "bench_mark_file_",
+      writeChunk: parsed.flags.has("--write-chunk") ? parseSize(parsed.flags.get("--write-chunk")!) : 0,
     },
     intFlag(parsed, "--threads", 1, 1, 64),
   );

@@ -22,6 +22,11 @@ export interface LoadOptions {
   size: number;
   keyPrefix?: string;
   wire?: WireName;
+  /**
+   * Upload bodies are written in pieces of this many bytes, each write awaited before the next (the
+   * Go original's client writes 4096 at a time); 0 writes the body in one piece.
+   */
+  writeChunk?: number;
 }
 
 export interface LoadResult {
@@ -146,7 +151,13 @@ export async function runShard(options: LoadOptions, keyOffset: number): Promise
   let done = 0;
 
   const note = (text: string) => (errors[text] = (errors[text] ?? 0) + 1);
-  const writeBody = (c: WireConn) => c.write(body);
+  const chunk = options.writeChunk ?? 0;
+  const writeBody =
+    chunk > 0 && chunk < body.length
+      ? async (c: WireConn) => {
+          for (let at = 0; at < body.length; at += chunk) await c.write(body.subarray(at, Math.min(body.length, at + chunk)));
+        }
+      : (c: WireConn) => c.write(body);
   const countBytes = (part: Uint8Array) => void (bytes += part.length);
 
   async function worker(): Promise<void> {

@@ -28,6 +28,8 @@ function call<T>(op: string, start: (cb: (err: NodeJS.ErrnoException | null, val
 
 export class BunEngine implements IoEngine {
   readonly name = "bun";
+  /** No inline operations: only the C library has the non-blocking system calls they need. */
+  readonly inline = null;
 
   open(path: string, mode: OpenMode): Promise<number> {
     return call("open", (cb) => fs.open(path, mode === "create" ? CREATE_FLAGS : READ_FLAGS, 0o644, cb));

@@ -15,7 +15,7 @@
 //   batch:  operations gathered during one event-loop turn, handed over in one FFI call through
 //           the submission ring (flushed by setImmediate, or at once when submitBatchMax are staged).
 import { constants } from "node:os";
-import { COMMIT_FSYNC, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { COMMIT_FSYNC, InlineFs, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
 import type { FileStat, IoEngine, OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
@@ -40,7 +40,14 @@ export interface CPoolOptions {
   workerNice: number;
   submitMode: SubmitMode;
   batchMax: number;
+  /** cached: inline operations on; off: every operation goes to the pool; refused: inline
+   *  operations are tried and always refused (drives the fallback path, for tests). */
+  inline: InlineMode;
+  /** See fsgw_pool_set_jobs_per_wake. */
+  jobsPerWake: number;
 }
+
+export type InlineMode = "cached" | "off" | "refused";
 
 /** One operation from submission to settlement. It keeps its buffers alive while C holds pointers. */
 class PendingOp {
@@ -85,6 +92,7 @@ function valueOf(op: PendingOp): unknown {
 
 export class CPoolEngine implements IoEngine {
   readonly name = "cpool";
+  readonly inline: InlineFs | null;
   private readonly pool: NativePool;
   /** The operation in each C slot, from submission until its completion is drained. */
   private readonly bySlot: (PendingOp | undefined)[];
@@ -116,6 +124,9 @@ export class CPoolEngine implements IoEngine {
       onCompletion: (slot, result, aux) => this.onCompletion(slot, result, aux),
       onDrained: () => this.unblock(),
     });
+    this.pool.setJobsPerWake(options.jobsPerWake);
+    this.inline = options.inline === "off" ? null : new InlineFs();
+    if (options.inline === "refused") InlineFs.setRefusedForTests(true);
     this.keepAlive = setInterval(() => {}, KEEPALIVE_PERIOD_MS);
     this.keepAlive.unref();
     void this.deliver();
@@ -211,7 +222,8 @@ export class CPoolEngine implements IoEngine {
     if (this.stopped) return;
     this.stopped = true;
     const cancelled = ioErrorFromErrno(-ECANCELED, "shutdown");
-    for (const op of this.staged.splice(0)) this.settle(op, cancelled);
+    for (const op of this.staged) this.settle(op, cancelled);
+    this.staged.length = 0;
     for (let i = this.blockedHead; i < this.blocked.length; i++) this.settle(this.blocked[i]!, cancelled);
     this.blocked.length = 0;
     this.blockedHead = 0;
@@ -260,21 +272,31 @@ export class CPoolEngine implements IoEngine {
 
   private stage(op: PendingOp): void {
     this.staged.push(op);
-    if (this.staged.length >= this.pool.batchMax) this.flush();
-    else if (!this.flushScheduled) {
+    if (this.staged.length >= this.pool.batchMax) this.submitStaged();
+    if (!this.flushScheduled) {
+      // The end of this turn will flush and poll: until then completions need no doorbell.
       this.flushScheduled = true;
-      setImmediate(this.flush);
+      this.pool.markLoopBusy();
+      setImmediate(this.endOfTurn);
     }
   }
 
-  /** Hands every staged operation over in one FFI call; the ones refused wait in `blocked`. */
-  private readonly flush = (): void => {
+  /** Once per event-loop turn with staged work: hand it over in one call, and reap what is done. */
+  private readonly endOfTurn = (): void => {
     this.flushScheduled = false;
-    const ops = this.staged.splice(0);
-    if (ops.length === 0 || this.stopped) return;
-    const accepted = this.submitBatch(ops, 0, ops.length);
-    for (let i = accepted; i < ops.length; i++) this.block(ops[i]!);
+    if (this.stopped) return;
+    this.submitStaged();
+    this.pool.poll();
   };
+
+  /** Hands every staged operation over in one FFI call; the ones refused wait in `blocked`. */
+  private submitStaged(): void {
+    const ops = this.staged;
+    if (ops.length === 0) return;
+    const accepted = this.blockedCount > 0 ? 0 : this.submitBatch(ops, 0, ops.length);
+    for (let i = accepted; i < ops.length; i++) this.block(ops[i]!);
+    ops.length = 0;
+  }
 
   /** Submits ops[start, start+count) (count <= batchMax) in one call; returns how many went in. */
   private submitBatch(ops: PendingOp[], start: number, count: number): number {

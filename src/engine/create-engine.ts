@@ -16,6 +16,8 @@ export function createEngine(config: Config): IoEngine {
         workerNice: config.ioThreadNice,
         submitMode: config.ioSubmitMode,
         batchMax: config.submitBatchMax,
+        inline: config.ioInline,
+        jobsPerWake: config.ioJobsPerWake,
       });
     case "bun":
       return new BunEngine();

@@ -21,8 +21,26 @@ export interface FileStat {
   isDir: boolean;
 }
 
+/** What an inline operation returns when answering would wait on a disk: use the async method. */
+export const WOULD_BLOCK = -constants.errno.EAGAIN;
+
+/**
+ * Optional capability: operations answered on the calling (event-loop) thread from the kernel's
+ * caches, or refused with WOULD_BLOCK without having waited. Results are numbers (a size, or
+ * -errno), not exceptions or objects: a missing key is an everyday answer and allocates nothing.
+ */
+export interface InlineOps {
+  /** The size of `path`, or -errno; on success `lastMode` holds its st_mode. */
+  statCached(path: string): number;
+  readonly lastMode: number;
+  /** Reads `path` whole into `into` when it fits; returns its size, or -errno (-EISDIR: not a file). */
+  readCached(path: string, into: Uint8Array): number;
+}
+
 export interface IoEngine {
   readonly name: string;
+  /** Inline operations, when this engine has them and they are enabled (ioInline). */
+  readonly inline: InlineOps | null;
   open(path: string, mode: OpenMode): Promise<number>;
   /** Writes all of `data` at `position` (short writes are continued by the engine). */
   write(fd: number, data: Uint8Array, position: number): Promise<void>;

@@ -36,7 +36,17 @@ export function ioErrorFromNode(e: unknown, op: string): IoError {
 /** The text a client reads in a reply's Message: short, human, never a stack trace. */
 export function clientText(e: unknown): string {
   if (!(e instanceof IoError)) return "internal error";
-  switch (e.code) {
+  return textOfCode(e.code);
+}
+
+/** clientText for an inline operation's -errno result: no error object on the way. */
+export function clientTextOfErrno(negErrno: number): string {
+  const errno = Math.abs(negErrno);
+  return textOfCode(nameOfErrno.get(errno) ?? `ERRNO_${errno}`);
+}
+
+function textOfCode(code: string): string {
+  switch (code) {
     case "ENOENT":
       return "no such key";
     case "ENOSPC":
@@ -61,6 +71,6 @@ export function clientText(e: unknown): string {
     case "EFBIG":
       return "file too large";
     default:
-      return `I/O error (${e.code})`;
+      return `I/O error (${code})`;
   }
 }

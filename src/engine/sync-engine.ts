@@ -27,6 +27,8 @@ function writeAll(fd: number, data: Uint8Array, position: number): void {
 
 export class SyncEngine implements IoEngine {
   readonly name = "sync";
+  /** No inline operations: only the C library has the non-blocking system calls they need. */
+  readonly inline = null;
 
   open(path: string, mode: OpenMode): Promise<number> {
     return attempt("open", () => fs.openSync(path, mode === "create" ? CREATE_FLAGS : fs.constants.O_RDONLY, 0o644));

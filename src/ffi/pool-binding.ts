@@ -5,11 +5,15 @@
 // It carries no data (Bun documents threadsafe callbacks as experimental, so they stay a bell, not
 // a data path); the records come out through fsgw_drain into memory JS owns.
 import { dlopen, JSCallback, ptr, type Pointer } from "bun:ffi";
+import { constants } from "node:os";
 import { ensureLibrary } from "./build";
 
 const ABI_VERSION = 1;
 const SUB_BYTES = 56;
 const COMP_BYTES = 16;
+/** PATH_MAX less its NUL: the longest path the kernel resolves. */
+const PATH_BYTES_MAX = 4095;
+const ENAMETOOLONG = constants.errno.ENAMETOOLONG;
 
 export const PoolOp = {
   NOP: 0,
@@ -58,6 +62,9 @@ function load() {
     fsgw_submit_batch: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_doorbell_answer: { args: ["ptr"], returns: "void" },
     fsgw_drain: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_loop_busy: { args: ["ptr"], returns: "void" },
+    fsgw_poll: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_pool_set_jobs_per_wake: { args: ["ptr", "i32"], returns: "void" },
     fsgw_doorbells_outstanding: { args: ["ptr"], returns: "i32" },
     fsgw_pool_stats: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_pool_stop: { args: ["ptr"], returns: "i32" },
@@ -65,6 +72,10 @@ function load() {
     fsgw_raise_nofile: { args: ["f64"], returns: "f64" },
     fsgw_lock_file: { args: ["ptr"], returns: "i32" },
     fsgw_debug_set_op_delay_us: { args: ["ptr", "i32"], returns: "void" },
+    fsgw_stat_cached: { args: ["ptr", "ptr"], returns: "f64" },
+    fsgw_read_cached: { args: ["ptr", "ptr", "f64"], returns: "f64" },
+    fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
+    fsgw_debug_set_inline_refused: { args: ["i32"], returns: "void" },
   });
 }
 
@@ -99,6 +110,59 @@ export function lockFileForProcess(path: string): number {
 /** Raises the soft RLIMIT_NOFILE toward `want` (capped by the hard limit); returns the limit now in effect. */
 export function raiseOpenFileLimit(want: number): number {
   return lib().fsgw_raise_nofile(want);
+}
+
+/**
+ * 1 when `path` is on a local file system whose cached lookups and attributes can be trusted
+ * (ext4, xfs, btrfs, tmpfs, f2fs), 0 otherwise, -errno when it cannot be examined.
+ */
+export function fsIsLocal(path: string): number {
+  return lib().fsgw_fs_is_local(new TextEncoder().encode(path + "\0"));
+}
+
+/**
+ * The inline operations of ffi/fsgw_pool.h: called on the event loop's thread, they answer from
+ * the kernel's caches or refuse with -EAGAIN, never waiting on a disk. Paths are encoded into one
+ * reused buffer and results come back as numbers, so a call allocates nothing.
+ */
+export class InlineFs {
+  private readonly sym = lib();
+  private readonly path = new Uint8Array(PATH_BYTES_MAX + 1);
+  /** The path without the room for its NUL: what encodeInto may fill. */
+  private readonly pathRoom = this.path.subarray(0, PATH_BYTES_MAX);
+  private readonly pathPtr = ptr(this.path);
+  private readonly mode = new Int32Array(1);
+  private readonly modePtr = ptr(this.mode);
+  private readonly encoder = new TextEncoder();
+
+  /** st_mode of the last successful statCached. */
+  get lastMode(): number {
+    return this.mode[0]!;
+  }
+
+  /** The size of `path`, or -errno (-EAGAIN: not cached; ask the pool). */
+  statCached(path: string): number {
+    if (!this.encodePath(path)) return -ENAMETOOLONG;
+    return this.sym.fsgw_stat_cached(this.pathPtr, this.modePtr);
+  }
+
+  /** Reads `path` whole into `into` if it fits; returns its size, or -errno (-EAGAIN: not cached). */
+  readCached(path: string, into: Uint8Array): number {
+    if (!this.encodePath(path)) return -ENAMETOOLONG;
+    return this.sym.fsgw_read_cached(this.pathPtr, into, into.length);
+  }
+
+  /** Tests: every inline call refuses with -EAGAIN while on (process-wide). */
+  static setRefusedForTests(on: boolean): void {
+    lib().fsgw_debug_set_inline_refused(on ? 1 : 0);
+  }
+
+  private encodePath(path: string): boolean {
+    const { read, written } = this.encoder.encodeInto(path, this.pathRoom);
+    if (read !== path.length) return false;
+    this.path[written] = 0;
+    return true;
+  }
 }
 
 export interface PoolOptions {
@@ -200,16 +264,36 @@ export class NativePool {
 
   /** Delivers every ready completion. */
   drain(): void {
-    if (this.handle === null) return;
-    let n: number;
-    let any = false;
-    while ((n = this.sym.fsgw_drain(this.handle, this.comps, this.compCapacity)) > 0) {
-      any = true;
+    if (this.handle !== null) this.deliver(this.sym.fsgw_drain(this.handle, this.comps, this.compCapacity));
+  }
+
+  /**
+   * The loop promises to call poll() before it next sleeps; until then workers append completions
+   * without ringing the doorbell (the loop is awake and will look).
+   */
+  markLoopBusy(): void {
+    if (this.handle !== null) this.sym.fsgw_loop_busy(this.handle);
+  }
+
+  /** Keeps the promise of markLoopBusy: ends it and delivers every ready completion. */
+  poll(): void {
+    if (this.handle !== null) this.deliver(this.sym.fsgw_poll(this.handle, this.comps, this.compCapacity));
+  }
+
+  /** See fsgw_pool_set_jobs_per_wake. */
+  setJobsPerWake(n: number): void {
+    if (this.handle !== null) this.sym.fsgw_pool_set_jobs_per_wake(this.handle, n);
+  }
+
+  /** Hands the `n` records just copied out to onCompletion, then drains until the ring is empty. */
+  private deliver(n: number): void {
+    if (n <= 0) return;
+    do {
       for (let i = 0; i < n; i++) {
         this.options.onCompletion(this.compSlot[i * 4]!, this.compResult[i * 2 + 1]!, this.compSlot[i * 4 + 1]!);
       }
-    }
-    if (any) this.options.onDrained();
+    } while (this.handle !== null && (n = this.sym.fsgw_drain(this.handle, this.comps, this.compCapacity)) > 0);
+    this.options.onDrained();
   }
 
   stats(): Float64Array {

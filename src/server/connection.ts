@@ -11,7 +11,8 @@
 //   frame ──DOWNLOAD──▶ waiting ──START──▶ download_body ──END──▶ download_ack ──ACK──▶ frame
 //   frame ──EXIST / DELETE──▶ waiting ──reply──▶ frame
 import type { Socket } from "bun";
-import { clientText } from "../engine/io-error";
+import { WOULD_BLOCK, type FileStat } from "../engine/io-engine";
+import { clientText, clientTextOfErrno } from "../engine/io-error";
 import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
@@ -57,6 +58,10 @@ export interface ConnectionHost {
 /** Room kept before and after an inline download's body for its START and END frames. */
 export const FRAME_ROOM = 1024;
 
+const S_IFMT = 0o170000;
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+
 const PAUSE_STASH = 1; // input arrived while an engine call decides what comes next
 const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet on disk
 const PAUSE_OUTPUT = 4; // replies the client does not read hold more than connectionBufferBytesMax
@@ -77,7 +82,12 @@ export class Connection implements UploadOwner {
   private key = "";
   private keyHash = 0;
   private bodyRemaining = 0;
+  /** The upload's body is gathered whole in memory and committed in one engine call. */
+  private inlineUpload = false;
+  /** Its bytes: the one data chunk that held all of them (no copy), or a pooled buffer they were
+   *  gathered into; a pooled one goes back to the pool once the commit settles. */
   private inlineBody: Uint8Array | null = null;
+  private inlineBodyPooled = false;
   private inlineFilled = 0;
   private upload: UploadStream | null = null;
   private download: ReadHandle | null = null;
@@ -140,6 +150,7 @@ export class Connection implements UploadOwner {
   /** The socket is gone: release what the exchange holds. */
   onClose(): void {
     if (this.isClosed) return;
+    const committing = this.state === "committing";
     this.state = "closed";
     this.stash = null;
     this.outQueue.length = 0;
@@ -148,7 +159,9 @@ export class Connection implements UploadOwner {
       this.host.track(this.upload.abort());
       this.upload = null;
     }
-    this.inlineBody = null;
+    // Mid-body, the gathered bytes are dropped; while committing, the engine still reads them and
+    // the commit's settlement returns the buffer.
+    if (!committing) this.releaseInlineBody();
     if (this.download !== null && !this.downloadReadInFlight) this.closeDownloadFile();
     this.host.onConnectionClosed(this);
   }
@@ -280,10 +293,10 @@ export class Connection implements UploadOwner {
         return this.startUpload(msg);
       case Op.DOWNLOAD:
         this.exchangeOp = "download";
-        return void this.startDownload(msg);
+        return this.startDownload(msg);
       case Op.EXIST:
         this.exchangeOp = "exist";
-        return void this.startExist(msg);
+        return this.startExist(msg);
       case Op.DELETE:
         this.exchangeOp = "delete";
         return void this.startDelete(msg);
@@ -332,7 +345,7 @@ export class Connection implements UploadOwner {
     this.exchangeBytes = size;
     if (size <= this.host.inlineBytesMax) {
       // Small body: gather it whole (bounded by inlineBytesMax) and commit it in one engine call.
-      this.inlineBody = new Uint8Array(size);
+      this.inlineUpload = true;
       this.inlineFilled = 0;
       this.state = "upload_body";
       this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: Msg.START });
@@ -370,8 +383,16 @@ export class Connection implements UploadOwner {
 
   private onBody(part: Uint8Array): void {
     this.bodyRemaining -= part.length;
-    if (this.inlineBody !== null) {
-      this.inlineBody.set(part, this.inlineFilled);
+    if (this.inlineUpload) {
+      if (this.inlineFilled === 0 && this.bodyRemaining === 0) {
+        this.inlineBody = part; // the whole body in one chunk: no copy (Bun never reuses the chunk)
+      } else {
+        if (this.inlineBody === null) {
+          this.inlineBody = this.host.inlineBuffers.acquire();
+          this.inlineBodyPooled = true;
+        }
+        this.inlineBody.set(part, this.inlineFilled);
+      }
       this.inlineFilled += part.length;
     } else {
       const upload = this.upload!;
@@ -382,18 +403,31 @@ export class Connection implements UploadOwner {
     }
     if (this.bodyRemaining > 0) return;
     this.state = "committing";
-    if (this.inlineBody !== null) {
-      const body = this.inlineBody;
-      this.inlineBody = null;
-      const commit = this.host.store.commitWhole(this.key, this.keyHash, body);
+    if (this.inlineUpload) {
+      this.inlineUpload = false;
+      const commit = this.host.store.commitWhole(this.key, this.keyHash, this.inlineBody!.subarray(0, this.inlineFilled));
       this.host.track(commit);
-      commit.then(
-        () => this.onUploadSettled(null),
-        (e) => this.onUploadSettled(e),
-      );
+      commit.then(this.onInlineCommitted, this.onInlineCommitFailed);
     } else {
       this.upload!.end();
     }
+  }
+
+  // Bound once per connection: no closure per upload.
+  private readonly onInlineCommitted = (): void => {
+    this.releaseInlineBody();
+    this.onUploadSettled(null);
+  };
+  private readonly onInlineCommitFailed = (e: unknown): void => {
+    this.releaseInlineBody();
+    this.onUploadSettled(e);
+  };
+
+  private releaseInlineBody(): void {
+    if (this.inlineBodyPooled) this.host.inlineBuffers.release(this.inlineBody!);
+    this.inlineBody = null;
+    this.inlineBodyPooled = false;
+    this.inlineUpload = false;
   }
 
   onUploadProgress(): void {
@@ -423,27 +457,43 @@ export class Connection implements UploadOwner {
 
   // ---- download ----
 
-  private async startDownload(msg: WireMessage): Promise<void> {
+  private startDownload(msg: WireMessage): void {
     if (this.acceptKey(msg, Op.DOWNLOAD_RSP) === null) return;
+    const inlineMax = this.host.inlineBytesMax;
+    if (inlineMax === 0) return void this.downloadStreamed();
+    // Small file: read whole, so an error can still be answered, and one socket write sends START,
+    // the body and END together. First inline, from the page cache; else on the engine.
+    const buffer = this.host.inlineBuffers.acquire();
+    const size = this.host.store.readNow(this.key, this.keyHash, buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax));
+    if (size >= 0 && size <= inlineMax) return this.sendWholeDownload(buffer, size);
+    if (size === WOULD_BLOCK) return void this.downloadWholeOnEngine(buffer);
+    this.host.inlineBuffers.release(buffer);
+    if (size < 0) return this.answerErrno(Op.DOWNLOAD_RSP, "download_read_failed", size);
+    void this.downloadStreamed(); // larger than inlineBytesMax
+  }
+
+  /** The inline read was refused: the engine reads the file whole, or says it is too large. */
+  private async downloadWholeOnEngine(buffer: Uint8Array): Promise<void> {
     this.state = "waiting";
     const store = this.host.store;
     const inlineMax = this.host.inlineBytesMax;
-    if (inlineMax > 0) {
-      // Small file: one engine call reads it whole, so an error can still be answered, and one
-      // socket write sends START, the body and END together.
-      const buffer = this.host.inlineBuffers.acquire();
-      let size: number;
-      try {
-        size = await store.engine.readWhole(store.finalPath(this.key, this.keyHash), buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax));
-      } catch (e) {
-        this.host.inlineBuffers.release(buffer);
-        return this.answerError(Op.DOWNLOAD_RSP, "download_read_failed", e);
-      }
-      this.lastActiveMs = Date.now();
-      if (size <= inlineMax) return this.sendWholeDownload(buffer, size);
+    let size: number;
+    try {
+      size = await store.engine.readWhole(store.finalPath(this.key, this.keyHash), buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax));
+    } catch (e) {
       this.host.inlineBuffers.release(buffer);
-      if (this.isClosed) return;
+      return this.answerError(Op.DOWNLOAD_RSP, "download_read_failed", e);
     }
+    this.lastActiveMs = Date.now();
+    if (size <= inlineMax) return this.sendWholeDownload(buffer, size);
+    this.host.inlineBuffers.release(buffer);
+    if (this.isClosed) return;
+    return this.downloadStreamed();
+  }
+
+  private async downloadStreamed(): Promise<void> {
+    this.state = "waiting";
+    const store = this.host.store;
     let handle: ReadHandle;
     try {
       handle = await store.openForRead(this.key, this.keyHash);
@@ -540,18 +590,32 @@ export class Connection implements UploadOwner {
 
   // ---- exist, delete ----
 
-  private async startExist(msg: WireMessage): Promise<void> {
+  private startExist(msg: WireMessage): void {
     if (this.acceptKey(msg, Op.EXIST_RSP) === null) return;
+    const store = this.host.store;
+    const size = store.statNow(this.key, this.keyHash);
+    if (size === WOULD_BLOCK) return void this.existOnEngine();
+    if (size < 0) return this.answerErrno(Op.EXIST_RSP, "exist_failed", size);
+    const format = store.lastMode & S_IFMT;
+    this.answerExist(size, format === S_IFREG ? FileType.FILE : format === S_IFDIR ? FileType.DIR : FileType.UNSET);
+  }
+
+  /** The inline stat was refused (not cached): the engine looks. */
+  private async existOnEngine(): Promise<void> {
     this.state = "waiting";
+    let st: FileStat;
     try {
-      const st = await this.host.store.stat(this.key, this.keyHash);
-      if (this.isClosed) return;
-      const type = st.isFile ? FileType.FILE : st.isDir ? FileType.DIR : FileType.UNSET;
-      this.send({ operation: Op.EXIST_RSP, key: this.key, size: st.size, type, message: Msg.SUCCESS });
-      this.exchangeDone(true);
+      st = await this.host.store.stat(this.key, this.keyHash);
     } catch (e) {
       return this.answerError(Op.EXIST_RSP, "exist_failed", e);
     }
+    if (this.isClosed) return;
+    this.answerExist(st.size, st.isFile ? FileType.FILE : st.isDir ? FileType.DIR : FileType.UNSET);
+  }
+
+  private answerExist(size: number, type: number): void {
+    this.send({ operation: Op.EXIST_RSP, key: this.key, size, type, message: Msg.SUCCESS });
+    this.exchangeDone(true);
     this.state = "frame";
     this.resumeInput();
   }
@@ -577,6 +641,13 @@ export class Connection implements UploadOwner {
     this.answerText(op, clientText(e));
   }
 
+  /** Ends an exchange with the client-facing text of an inline operation's -errno. */
+  private answerErrno(op: number, event: string, negErrno: number): void {
+    const text = clientTextOfErrno(negErrno);
+    this.logFailure(event, text, text);
+    this.answerText(op, text);
+  }
+
   private answerText(op: number, text: string): void {
     this.lastActiveMs = Date.now();
     if (this.isClosed) return;
@@ -587,10 +658,14 @@ export class Connection implements UploadOwner {
   }
 
   private logIoError(event: string, e: unknown): void {
-    // "no such key" is an everyday answer, not a server problem.
-    const text = clientText(e);
-    if (text === "no such key") this.host.log.debug(event, { remote: this.remote, key: this.key, error: text });
-    else this.host.log.warn(event, { remote: this.remote, key: this.key, error: String((e as Error)?.message ?? e) });
+    this.logFailure(event, clientText(e), String((e as Error)?.message ?? e));
+  }
+
+  private logFailure(event: string, text: string, detail: string): void {
+    // "no such key" is an everyday answer, not a server problem: no line, and nothing built for one.
+    const log = this.host.log;
+    if (text !== "no such key") log.warn(event, { remote: this.remote, key: this.key, error: detail });
+    else if (log.enabled("debug")) log.debug(event, { remote: this.remote, key: this.key, error: text });
   }
 
   // ---- output ----

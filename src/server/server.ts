@@ -9,8 +9,6 @@ import type { Logger } from "../log";
 import { BufferPool } from "./buffer-pool";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
-/** Idle inline-download buffers kept for reuse (each inlineBytesMax + 2 KiB). */
-const INLINE_BUFFERS_KEPT = 64;
 
 export interface ServerOptions {
   config: Config;
@@ -71,7 +69,7 @@ export class Server implements ConnectionHost {
     this.inlineBytesMax = config.inlineBytesMax;
     this.ioChunkBytes = config.ioChunkBytes;
     this.uploadWritesInFlightMax = config.uploadWritesInFlightMax;
-    this.inlineBuffers = new BufferPool(FRAME_ROOM + config.inlineBytesMax + FRAME_ROOM, INLINE_BUFFERS_KEPT);
+    this.inlineBuffers = new BufferPool(FRAME_ROOM + config.inlineBytesMax + FRAME_ROOM, config.inlineBuffersKept);
     this.refusals = new RefusalLog(log);
   }
 

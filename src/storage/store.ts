@@ -9,9 +9,9 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { resolve } from "node:path";
-import type { FileStat, IoEngine } from "../engine/io-engine";
+import { WOULD_BLOCK, type FileStat, type InlineOps, type IoEngine } from "../engine/io-engine";
 import { ioErrorFromErrno } from "../engine/io-error";
-import { lockFileForProcess } from "../ffi/pool-binding";
+import { fsIsLocal, lockFileForProcess } from "../ffi/pool-binding";
 import type { Logger } from "../log";
 
 const LAYOUT_FILE = "fsgw-layout.json";
@@ -31,6 +31,12 @@ export class Store {
   private readonly shardDirs: string[];
   private readonly tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
   private tempSeq = 0;
+  /**
+   * The engine's inline operations, once init() has found the data directory on a local file
+   * system: on a network file system the kernel's cached attributes may be stale, so every
+   * operation goes through the engine there.
+   */
+  private inline: InlineOps | null = null;
 
   constructor(
     readonly engine: IoEngine,
@@ -86,7 +92,12 @@ export class Store {
         }
       }
     }
-    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, staleTempFilesRemoved: swept });
+    if (this.engine.inline !== null) {
+      const local = fsIsLocal(this.dataDir);
+      this.inline = local === 1 ? this.engine.inline : null;
+      if (local !== 1) log.info("inline_io_off", { dataDir: this.dataDir, reason: local === 0 ? "not a local file system: cached attributes may be stale" : `statfs failed: errno ${-local}` });
+    }
+    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, staleTempFilesRemoved: swept, inlineIo: this.inline !== null });
   }
 
   /** The final path of a key already validated by checkKey (its hash comes from there). */
@@ -97,6 +108,23 @@ export class Store {
   /** A fresh temporary path in the key's shard directory. */
   tempPath(hash: number): string {
     return `${this.shardDirs[hash % this.shards]}/${this.tempPrefix}${++this.tempSeq}`;
+  }
+
+  /**
+   * Inline: the key's size from the kernel's caches (st_mode in `lastMode`), -errno, or
+   * WOULD_BLOCK (also when inline operations are off): then ask stat().
+   */
+  statNow(key: string, hash: number): number {
+    return this.inline === null ? WOULD_BLOCK : this.inline.statCached(this.finalPath(key, hash));
+  }
+
+  get lastMode(): number {
+    return this.inline?.lastMode ?? 0;
+  }
+
+  /** Inline: reads the key whole into `into` when it fits and is cached; as readWhole, or WOULD_BLOCK. */
+  readNow(key: string, hash: number, into: Uint8Array): number {
+    return this.inline === null ? WOULD_BLOCK : this.inline.readCached(this.finalPath(key, hash), into);
   }
 
   stat(key: string, hash: number): Promise<FileStat> {

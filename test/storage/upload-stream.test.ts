@@ -21,6 +21,7 @@ function notUsed(): never {
 /** An engine whose operations complete only when the test says so. */
 class FakeEngine implements IoEngine {
   readonly name = "fake";
+  readonly inline = null;
   readonly calls: Call[] = [];
   private pending(op: string, extra: Partial<Call> = {}): Promise<any> {
     return new Promise((resolve, reject) => {

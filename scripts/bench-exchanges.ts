@@ -139,6 +139,19 @@ async function fill(server: TestServer, count: number, size: number, prefix: str
   await runLoad({ host: "127.0.0.1", port: server.port, op: "upload", connections: 100, count, size, keyPrefix: prefix });
 }
 
+/** The kernel's own CPU per operation for the same file work (scripts/kernel-floor.c). */
+function kernelFloor(label: string): string {
+  const bin = join(runDir, "kernel-floor");
+  if (!existsSync(bin)) {
+    const cc = Bun.spawnSync(["gcc", "-O2", "-o", bin, join(root, "scripts/kernel-floor.c")], { stderr: "pipe" });
+    if (cc.exitCode !== 0) return `kernel-floor not built: ${cc.stderr.toString().trim()}`;
+  }
+  const r = Bun.spawnSync([bin, freshDir(`floor-${label}`), "10000", String(5 * KiB)], { stdout: "pipe", stderr: "pipe" });
+  return (r.stdout.toString() + r.stderr.toString()).trim();
+}
+const floors: string[] = [`${"before rows".padEnd(12)} ${kernelFloor("first")}`];
+console.log(floors[0]);
+
 interface Result {
   row: string;
   variant: string;
@@ -169,7 +182,7 @@ for (const row of selected) {
     for (const v of variants) {
       const creates = row.op === "upload" || row.op === "delete";
       const dataDir = creates ? freshDir(`${row.name}-${v.name}`) : await readDir(v, row.size);
-      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000, logLevel: "warn" }, {}, [], v.projectRoot);
+      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000 }, {}, [], v.projectRoot);
       const connections = row.connections ?? CONNECTIONS;
       // Warm-up (JIT), untimed: bench exchanges, then the row's own exchange on other keys.
       await runLoad({ host: "127.0.0.1", port: server.port, op: "bench", connections: CONNECTIONS, count: 20_000, size: 0 });
@@ -217,6 +230,9 @@ for (const row of selected) {
     lines.push(`| ${row.name} | ${v.name} | ${f((r) => r.m.opsPerSec, 0)} | ${f((r) => r.m.cpuUs)} | ${f((r) => r.m.cpuUs - r.bench.cpuUs)} | ${f((r) => r.bench.cpuUs)} | ${f((r) => r.m.switches, 2)} | ${f((r) => r.m.syscalls)} |`);
   }
 }
-const table = lines.join("\n");
+// Last, because it unlinks files (creates right after deletions are slower for minutes).
+floors.push(`${"after rows".padEnd(12)} ${kernelFloor("last")}`);
+console.log(floors[1]);
+const table = lines.join("\n") + "\n\n" + floors.join("\n");
 console.log("\nmedians over " + rounds + " rounds:\n" + table);
 writeFileSync(join(runDir, "summary.md"), table + "\n");

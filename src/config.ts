@@ -49,7 +49,7 @@ export const fields = {
   cpuAffinity: bool(false, "pin C pool worker i to CPU i mod ncpu (refused pinning is logged once)"),
   ioThreadNice: int(0, 0, 19, "nice value of C pool workers: above 0, the event-loop thread wins the CPU when cores are scarce (see BENCHMARKS.md)"),
   waitingQueueLen: int(65_536, 1, 16_777_216, "operations the C pool holds (queued, running, or done and not yet drained); past it submitters wait in JS"),
-  ioSubmitMode: oneOf(["direct", "batch"] as const, "direct", "how operations reach the C pool: one FFI call each (measured faster through the gateway, BENCHMARKS.md), or gathered per event-loop turn into one call"),
+  ioSubmitMode: oneOf(["direct", "batch"] as const, "batch", "how operations reach the C pool: gathered per event-loop turn into one call, with the completion ring polled at the end of the turn (no doorbell while the loop is awake; fewest context switches, BENCHMARKS.md), or one FFI call each, completions by doorbell"),
   ioInline: oneOf(["cached", "off", "refused"] as const, "cached", "cpool: answer exist and small downloads on the event loop when the kernel has the file in memory (openat2 RESOLVE_CACHED, preadv2 RWF_NOWAIT), else on the pool; 'off': always the pool; 'refused': try and always fall back (tests the fallback). Only on local file systems"),
   ioJobsPerWake: int(1, 1, 1024, "cpool: a submission wakes a sleeping worker only while more than this many jobs per awake worker are queued; higher means fewer thread wake-ups and longer queues (a worker whose job ran over 0.2 ms wakes another)"),
   submitBatchMax: int(1024, 1, 65_536, "largest batch handed to the C pool in one call (batch mode); a full batch is flushed at once"),

@@ -657,6 +657,7 @@ int32_t fsgw_fs_is_local(const char *path) {
     case BTRFS_SUPER_MAGIC:
     case TMPFS_MAGIC:
     case F2FS_SUPER_MAGIC:
+    case OVERLAYFS_SUPER_MAGIC: /* containers: layers of local file systems */
       return 1;
     default:
       return 0;

@@ -180,7 +180,7 @@ double fsgw_stat_cached(const char *path, int32_t *mode_out);
 double fsgw_read_cached(const char *path, void *buf, double cap);
 
 /* Returns 1 when path lies on a local file system whose cached lookups and attributes are
- * authoritative (ext2/3/4, xfs, btrfs, tmpfs, f2fs), 0 otherwise (e.g. NFS: attributes must be
+ * authoritative (ext2/3/4, xfs, btrfs, tmpfs, f2fs, overlayfs), 0 otherwise (e.g. NFS: attributes must be
  * revalidated over the network), -errno when path cannot be examined. */
 int32_t fsgw_fs_is_local(const char *path);
 

@@ -158,6 +158,8 @@ export class CPoolEngine implements IoEngine {
       recordsPerDrain: drains > 0 ? n[PoolStat.DRAINED]! / drains : 0,
       batches: this.batches,
       operationsPerBatch: this.batches > 0 ? this.batchedOps / this.batches : 0,
+      inlineAnswered: this.inline?.answered ?? 0,
+      inlineRefused: this.inline?.refused ?? 0,
     };
   }
 

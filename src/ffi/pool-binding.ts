@@ -14,6 +14,7 @@ const COMP_BYTES = 16;
 /** PATH_MAX less its NUL: the longest path the kernel resolves. */
 const PATH_BYTES_MAX = 4095;
 const ENAMETOOLONG = constants.errno.ENAMETOOLONG;
+const EAGAIN = constants.errno.EAGAIN;
 
 export const PoolOp = {
   NOP: 0,
@@ -114,7 +115,7 @@ export function raiseOpenFileLimit(want: number): number {
 
 /**
  * 1 when `path` is on a local file system whose cached lookups and attributes can be trusted
- * (ext4, xfs, btrfs, tmpfs, f2fs), 0 otherwise, -errno when it cannot be examined.
+ * (ext4, xfs, btrfs, tmpfs, f2fs, overlayfs), 0 otherwise, -errno when it cannot be examined.
  */
 export function fsIsLocal(path: string): number {
   return lib().fsgw_fs_is_local(new TextEncoder().encode(path + "\0"));
@@ -134,6 +135,9 @@ export class InlineFs {
   private readonly mode = new Int32Array(1);
   private readonly modePtr = ptr(this.mode);
   private readonly encoder = new TextEncoder();
+  /** Inline calls answered (including with an error such as ENOENT), and refused (sent to the pool). */
+  answered = 0;
+  refused = 0;
 
   /** st_mode of the last successful statCached. */
   get lastMode(): number {
@@ -143,18 +147,24 @@ export class InlineFs {
   /** The size of `path`, or -errno (-EAGAIN: not cached; ask the pool). */
   statCached(path: string): number {
     if (!this.encodePath(path)) return -ENAMETOOLONG;
-    return this.sym.fsgw_stat_cached(this.pathPtr, this.modePtr);
+    return this.count(this.sym.fsgw_stat_cached(this.pathPtr, this.modePtr));
   }
 
   /** Reads `path` whole into `into` if it fits; returns its size, or -errno (-EAGAIN: not cached). */
   readCached(path: string, into: Uint8Array): number {
     if (!this.encodePath(path)) return -ENAMETOOLONG;
-    return this.sym.fsgw_read_cached(this.pathPtr, into, into.length);
+    return this.count(this.sym.fsgw_read_cached(this.pathPtr, into, into.length));
   }
 
   /** Tests: every inline call refuses with -EAGAIN while on (process-wide). */
   static setRefusedForTests(on: boolean): void {
     lib().fsgw_debug_set_inline_refused(on ? 1 : 0);
+  }
+
+  private count(result: number): number {
+    if (result === -EAGAIN) this.refused++;
+    else this.answered++;
+    return result;
   }
 
   private encodePath(path: string): boolean {

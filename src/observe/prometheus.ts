@@ -69,6 +69,8 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_io_drains_total", "counter", "Completion-ring drains that found records.", engine.drains);
   w.one("fsgw_io_drained_records_total", "counter", "Completion records drained (records per drain = this / fsgw_io_drains_total).", engine.drainedRecords);
   w.one("fsgw_io_submit_batches_total", "counter", "Batches handed to the C pool in one call (batch submission).", engine.batches);
+  w.one("fsgw_io_inline_answered_total", "counter", "Operations answered on the event loop from the kernel's caches (ioInline).", engine.inlineAnswered);
+  w.one("fsgw_io_inline_refused_total", "counter", "Inline attempts refused because the answer was not cached; the pool answered them.", engine.inlineRefused);
 
   w.one("fsgw_process_resident_memory_bytes", "gauge", "Resident set size of the server process.", proc.rssBytes);
   w.one("fsgw_process_threads", "gauge", "OS threads of the server process.", proc.threads);

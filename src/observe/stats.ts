@@ -80,6 +80,9 @@ export interface EngineStats {
   recordsPerDrain?: number;
   batches?: number;
   operationsPerBatch?: number;
+  /** Operations answered on the event loop from the kernel's caches (ioInline), and refused to the pool. */
+  inlineAnswered?: number;
+  inlineRefused?: number;
 }
 
 export class ServerStats {

@@ -1,5 +1,7 @@
-// Proves every exchange of the protocol end to end against a real server process, on every engine:
-// bytes in any split, 200 concurrent clients, bad keys, disconnects and protocol violations.
+// Proves every exchange of the protocol end to end against a real server process, on every engine
+// and on each of the C pool's paths (inline from the caches, the pool alone, inline always refused so
+// that every exchange falls back, direct submission): bytes in any split, 200 concurrent clients,
+// bad keys, disconnects and protocol violations.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, join } from "node:path";
@@ -37,10 +39,17 @@ async function serverText(p: Promise<unknown>): Promise<string> {
   throw new Error("expected the server to answer with an error text");
 }
 
-describe.each(engineNames.map((e) => [e]))("engine %s", (engine) => {
+const variants: [string, Record<string, string>][] = [
+  ...engineNames.map((e): [string, Record<string, string>] => [e, { ioEngine: e }]),
+  ["cpool, ioInline off", { ioEngine: "cpool", ioInline: "off" }],
+  ["cpool, ioInline refused (every inline attempt falls back)", { ioEngine: "cpool", ioInline: "refused" }],
+  ["cpool, direct submission", { ioEngine: "cpool", ioSubmitMode: "direct" }],
+];
+
+describe.each(variants)("engine %s", (_name, fields) => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startServer({ ioEngine: engine, inlineBytesMax: 65536, ioChunkBytes: 65536 });
+    server = await startServer({ ...fields, inlineBytesMax: 65536, ioChunkBytes: 65536 });
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);

@@ -1,0 +1,91 @@
+// Proves that exist and small downloads are answered on the event loop from the kernel's caches
+// (ioInline cached), that the pool answers them when the inline attempt is refused (ioInline refused)
+// or off, and that all three give the same replies, byte for byte.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
+import { WireConn } from "../../src/client/wire-conn";
+import { payload, sha256 } from "../helpers/data";
+import { freePort, startServer, type TestServer } from "../helpers/server";
+
+const modes = ["cached", "refused", "off"] as const;
+const servers = new Map<string, { server: TestServer; admin: string }>();
+
+beforeAll(async () => {
+  for (const mode of modes) {
+    const adminPort = freePort();
+    servers.set(mode, { server: await startServer({ ioInline: mode, adminPort }), admin: `http://127.0.0.1:${adminPort}` });
+  }
+});
+afterAll(async () => {
+  for (const { server } of servers.values()) expect(await server.stop()).toBe(0);
+});
+
+async function engineStats(mode: string): Promise<{ inlineAnswered: number; inlineRefused: number; submitted: number }> {
+  return ((await (await fetch(`${servers.get(mode)!.admin}/debug/stats`)).json()) as { engine: any }).engine;
+}
+
+/** Every answer the exchanges give, errors as their text, bodies as their hash. */
+async function script(conn: WireConn): Promise<string[]> {
+  const out: string[] = [];
+  const attempt = async (what: string, p: Promise<unknown>) => {
+    try {
+      out.push(`${what}: ${JSON.stringify(await p)}`);
+    } catch (e) {
+      if (!(e instanceof ServerError)) throw e;
+      out.push(`${what}: error ${e.text}`);
+    }
+  };
+  const download = async (key: string) => {
+    const parts: Uint8Array[] = [];
+    await downloadExchange(conn, key, (p) => void parts.push(p.slice()));
+    return sha256(Buffer.concat(parts));
+  };
+  for (const [key, size] of [["small", 5000], ["inline-max", 65536], ["streamed", 65537]] as const) {
+    const body = payload(size, size);
+    await uploadExchange(conn, key, size, (c) => c.write(body));
+    out.push(`stored ${key} ${sha256(body)}`);
+    for (let i = 0; i < 3; i++) {
+      await attempt(`exist ${key}`, existExchange(conn, key));
+      await attempt(`download ${key}`, download(key));
+    }
+  }
+  const missing = `missing-${Date.now()}`;
+  for (let i = 0; i < 2; i++) {
+    await attempt("exist missing", existExchange(conn, missing));
+    await attempt("download missing", download(missing));
+  }
+  return out;
+}
+
+describe("ioInline", () => {
+  const transcripts = new Map<string, string[]>();
+
+  test.each(modes.map((m) => [m]))("%s: every exchange answered", async (mode) => {
+    const before = await engineStats(mode);
+    const conn = await WireConn.connect({ host: "127.0.0.1", port: servers.get(mode)!.server.port });
+    transcripts.set(mode, await script(conn));
+    conn.close();
+    const after = await engineStats(mode);
+    const answered = after.inlineAnswered - before.inlineAnswered;
+    const refused = after.inlineRefused - before.inlineRefused;
+    if (mode === "cached") {
+      // 3 exists and 3 downloads of each stored key (the 65537-byte one is too large for a whole
+      // read: its answer is its size, and then it streams), and the second round of misses.
+      expect(answered).toBeGreaterThanOrEqual(18 + 2);
+      expect(refused).toBeLessThanOrEqual(2); // only a name never looked up before
+    } else if (mode === "refused") {
+      expect(answered).toBe(0);
+      expect(refused).toBeGreaterThanOrEqual(18 + 4);
+    } else {
+      expect(answered + refused).toBe(0);
+    }
+    // Refused or off, the pool did the work.
+    if (mode !== "cached") expect(after.submitted - before.submitted).toBeGreaterThanOrEqual(18 + 4);
+  });
+
+  test("the three modes give identical replies", () => {
+    expect(transcripts.get("refused")).toEqual(transcripts.get("cached")!);
+    expect(transcripts.get("off")).toEqual(transcripts.get("cached")!);
+    expect(transcripts.get("cached")!.filter((l) => l.includes("error no such key"))).toHaveLength(4);
+  });
+});

@@ -73,6 +73,11 @@ struct fsgw_pool {
   /* A submission wakes a sleeping worker only while more than this many jobs per awake worker are
    * queued (1: a job per awake worker, as libuv). */
   uint32_t jobs_per_wake;
+  /* Spinning: how long an idle worker waits awake for the next job before it sleeps (0: never);
+   * `spinning` (under lock) allows one spinner at a time; queued_hint mirrors queue_len for it. */
+  long spin_ns;
+  int spinning;
+  atomic_uint queued_hint;
 
   pthread_t threads[THREADS_MAX];
   /* Each worker sleeps on its own condition variable (with `lock`) until `woken` is set. */
@@ -272,6 +277,28 @@ static void wake_one_if_queued(fsgw_pool *pool) {
   if (w >= 0) pthread_cond_signal(&pool->worker_cond[w]);
 }
 
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__ volatile("pause");
+#elif defined(__aarch64__)
+  __asm__ volatile("yield");
+#endif
+}
+
+/* Waits awake, without the lock, until a job is queued or spin_ns have passed. */
+static void spin_for_work(fsgw_pool *pool) {
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (uint32_t i = 1;; i++) {
+    if (atomic_load_explicit(&pool->queued_hint, memory_order_relaxed) > 0) return;
+    cpu_relax();
+    if ((i & 63) == 0) {
+      clock_gettime(CLOCK_MONOTONIC, &t);
+      if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > pool->spin_ns) return;
+    }
+  }
+}
+
 typedef struct worker_arg {
   fsgw_pool *pool;
   uint32_t index;
@@ -288,7 +315,20 @@ static void *worker(void *arg) {
   }
   for (;;) {
     pthread_mutex_lock(&pool->lock);
+    int spun = 0;
     while (pool->queue_len == 0 && !pool->stopping) {
+      /* Work that streams in arrives within microseconds of the last job: one worker at a time
+       * waits for it awake, for at most spin_ns once per idle spell, so the submitter need not pay
+       * a futex wake and this worker a sleep and a wake-up. An idle pool never spins. */
+      if (pool->spin_ns > 0 && !pool->spinning && !spun) {
+        pool->spinning = 1;
+        spun = 1;
+        pthread_mutex_unlock(&pool->lock);
+        spin_for_work(pool);
+        pthread_mutex_lock(&pool->lock);
+        pool->spinning = 0;
+        continue;
+      }
       /* Go to sleep on top of the idle stack; a submitter pops this worker and sets its flag. */
       pool->worker_woken[self] = 0;
       pool->idle_stack[pool->idle++] = self;
@@ -301,6 +341,7 @@ static void *worker(void *arg) {
     uint32_t slot = pool->queue[pool->queue_head];
     pool->queue_head = (pool->queue_head + 1) % pool->capacity;
     pool->queue_len--;
+    atomic_store_explicit(&pool->queued_hint, pool->queue_len, memory_order_relaxed);
     pthread_mutex_unlock(&pool->lock);
 
     int delay = atomic_load_explicit(&pool->op_delay_us, memory_order_relaxed);
@@ -352,6 +393,7 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
   atomic_init(&pool->bell_armed, 1);
   atomic_init(&pool->bells_outstanding, 0);
   atomic_init(&pool->loop_awake, 0);
+  atomic_init(&pool->queued_hint, 0);
   pool->jobs_per_wake = 1;
   atomic_init(&pool->op_delay_us, 0);
 
@@ -462,6 +504,7 @@ typedef struct wake_list {
 static void enqueue_locked(fsgw_pool *pool, uint32_t slot, wake_list *wakes) {
   pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
   pool->queue_len++;
+  atomic_store_explicit(&pool->queued_hint, pool->queue_len, memory_order_relaxed);
   if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
   uint32_t awake = (uint32_t)pool->thread_count - pool->idle;
   if (pool->idle > 0 && pool->queue_len > awake * pool->jobs_per_wake) {
@@ -538,6 +581,12 @@ int32_t fsgw_poll(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
 }
 
 void fsgw_pool_set_jobs_per_wake(fsgw_pool *pool, int32_t n) { pool->jobs_per_wake = n < 1 ? 1 : (uint32_t)n; }
+
+void fsgw_pool_set_spin_us(fsgw_pool *pool, int32_t us) {
+  pthread_mutex_lock(&pool->lock);
+  pool->spin_ns = us < 0 ? 0 : (long)us * 1000L;
+  pthread_mutex_unlock(&pool->lock);
+}
 
 int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
   int32_t n = 0;

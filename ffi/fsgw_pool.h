@@ -135,6 +135,11 @@ int32_t fsgw_poll(fsgw_pool *pool, fsgw_comp *out, int32_t max);
  * probably waited on the disk) wakes another for what queued behind it. Call from the JS thread. */
 void fsgw_pool_set_jobs_per_wake(fsgw_pool *pool, int32_t n);
 
+/* An idle worker waits awake up to us microseconds for the next job before it sleeps, one worker
+ * at a time, once per idle spell (default 0: it sleeps at once). A spinning worker spares the
+ * submitter a futex wake and itself a sleep, at the price of the CPU it spins. */
+void fsgw_pool_set_spin_us(fsgw_pool *pool, int32_t us);
+
 /* Copies up to max ready completions into out and frees their slots; returns how many. */
 int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max);
 

@@ -45,6 +45,8 @@ export interface CPoolOptions {
   inline: InlineMode;
   /** See fsgw_pool_set_jobs_per_wake. */
   jobsPerWake: number;
+  /** See fsgw_pool_set_spin_us. */
+  spinUs: number;
 }
 
 export type InlineMode = "cached" | "off" | "refused";
@@ -125,6 +127,7 @@ export class CPoolEngine implements IoEngine {
       onDrained: () => this.unblock(),
     });
     this.pool.setJobsPerWake(options.jobsPerWake);
+    this.pool.setSpinUs(options.spinUs);
     this.inline = options.inline === "off" ? null : new InlineFs();
     if (options.inline === "refused") InlineFs.setRefusedForTests(true);
     this.keepAlive = setInterval(() => {}, KEEPALIVE_PERIOD_MS);

@@ -18,6 +18,7 @@ export function createEngine(config: Config): IoEngine {
         batchMax: config.submitBatchMax,
         inline: config.ioInline,
         jobsPerWake: config.ioJobsPerWake,
+        spinUs: config.ioSpinUs,
       });
     case "bun":
       return new BunEngine();

@@ -66,6 +66,7 @@ function load() {
     fsgw_loop_busy: { args: ["ptr"], returns: "void" },
     fsgw_poll: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_pool_set_jobs_per_wake: { args: ["ptr", "i32"], returns: "void" },
+    fsgw_pool_set_spin_us: { args: ["ptr", "i32"], returns: "void" },
     fsgw_doorbells_outstanding: { args: ["ptr"], returns: "i32" },
     fsgw_pool_stats: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_pool_stop: { args: ["ptr"], returns: "i32" },
@@ -293,6 +294,11 @@ export class NativePool {
   /** See fsgw_pool_set_jobs_per_wake. */
   setJobsPerWake(n: number): void {
     if (this.handle !== null) this.sym.fsgw_pool_set_jobs_per_wake(this.handle, n);
+  }
+
+  /** See fsgw_pool_set_spin_us. */
+  setSpinUs(us: number): void {
+    if (this.handle !== null) this.sym.fsgw_pool_set_spin_us(this.handle, us);
   }
 
   /** Hands the `n` records just copied out to onCompletion, then drains until the ring is empty. */

@@ -8,7 +8,7 @@
 //   client.close();
 //
 // A small pool of connections (`poolSize`) lets concurrent calls run side by side; each connection
-// carries one exchange at a time, exactly per ../shared/PROTOCOL.md, so this client works against
+// carries one exchange at a time, exactly per docs/PROTOCOL.md, so this client works against
 // fsgw and against any server that speaks the spec. Files are streamed from and to disk: nothing
 // large is held in memory. A server's error text becomes a ServerError; a dropped connection, a
 // protocol violation or no progress for `timeoutMs` rejects the call (never a hang) and the

@@ -21,7 +21,13 @@ export class IoError extends Error {
  */
 export function ioErrorFromErrno(negErrno: number, op: string): IoError {
   const errno = Math.abs(negErrno);
-  return new IoError(nameOfErrno.get(errno) ?? `ERRNO_${errno}`, errno, op);
+  // An operating error, not a bug: its op and code say all there is, so no stack is captured (a
+  // missing key is an everyday answer and should cost no more than one).
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  const error = new IoError(nameOfErrno.get(errno) ?? `ERRNO_${errno}`, errno, op);
+  Error.stackTraceLimit = limit;
+  return error;
 }
 
 export function ioErrorFromNode(e: unknown, op: string): IoError {

@@ -1,4 +1,4 @@
-// The protocol's one message, as the server and client see it once decoded (../shared/PROTOCOL.md).
+// The protocol's one message, as the server and client see it once decoded (docs/PROTOCOL.md).
 // Codecs (protobuf, json) convert between this shape and the wire; nothing else knows the encoding.
 
 export const PROTOCOL_VERSION = "0001";

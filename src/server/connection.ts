@@ -1,4 +1,4 @@
-// One client connection: one explicit state machine for the five exchanges of ../shared/PROTOCOL.md.
+// One client connection: one explicit state machine for the five exchanges of docs/PROTOCOL.md.
 //
 // Socket callbacks only feed bytes (`onData`) and drain events (`onDrain`) in; everything else is a
 // state transition here. Bytes may arrive in any split: a frame a byte at a time, or a frame, a body

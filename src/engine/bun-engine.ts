@@ -30,6 +30,8 @@ export class BunEngine implements IoEngine {
   readonly name = "bun";
   /** No inline operations: only the C library has the non-blocking system calls they need. */
   readonly inline = null;
+  /** Promises only: the store adapts them where a callback form is wanted. */
+  readonly callbacks = null;
 
   open(path: string, mode: OpenMode): Promise<number> {
     return call("open", (cb) => fs.open(path, mode === "create" ? CREATE_FLAGS : READ_FLAGS, 0o644, cb));

@@ -17,7 +17,7 @@
 import { constants } from "node:os";
 import { COMMIT_FSYNC, InlineFs, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
-import type { FileStat, IoEngine, OpenMode } from "./io-engine";
+import type { CallbackOps, FileStat, IoEngine, IoTarget, OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
 import type { EngineStats } from "../observe/stats";
 
@@ -55,6 +55,8 @@ export type InlineMode = "cached" | "off" | "refused";
 class PendingOp {
   result = 0;
   aux = 0;
+  /** Callback form: the receiver of the result. Promise form: resolve and reject. */
+  target: IoTarget | null = null;
   resolve!: (value: unknown) => void;
   reject!: (error: Error) => void;
   constructor(
@@ -92,9 +94,10 @@ function valueOf(op: PendingOp): unknown {
   }
 }
 
-export class CPoolEngine implements IoEngine {
+export class CPoolEngine implements IoEngine, CallbackOps {
   readonly name = "cpool";
   readonly inline: InlineFs | null;
+  readonly callbacks: CallbackOps = this;
   private readonly pool: NativePool;
   /** The operation in each C slot, from submission until its completion is drained. */
   private readonly bySlot: (PendingOp | undefined)[];
@@ -218,6 +221,17 @@ export class CPoolEngine implements IoEngine {
   readWhole(path: string, into: Uint8Array): Promise<number> {
     return this.submit(PoolOp.READ_FILE, 0, -1, into, into.length, 0, cPath(path), null);
   }
+  // Callback forms (CallbackOps): the result reaches the target as a number.
+  statTo(path: string, target: IoTarget): void {
+    this.start(this.pending(PoolOp.STAT, 0, -1, null, 0, 0, cPath(path), null, target));
+  }
+  unlinkTo(path: string, target: IoTarget): void {
+    this.start(this.pending(PoolOp.UNLINK, 0, -1, null, 0, 0, cPath(path), null, target));
+  }
+  commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void {
+    this.start(this.pending(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath), target));
+  }
+
   /** No system call; resolves with `value`: what the pool itself costs per operation (tests, benchmarks). */
   nop(value: number): Promise<number> {
     return this.submit(PoolOp.NOP, 0, -1, null, value, 0, null, null);
@@ -226,10 +240,9 @@ export class CPoolEngine implements IoEngine {
   async shutdown(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    const cancelled = ioErrorFromErrno(-ECANCELED, "shutdown");
-    for (const op of this.staged) this.settle(op, cancelled);
+    for (const op of this.staged) this.finish(op, -ECANCELED);
     this.staged.length = 0;
-    for (let i = this.blockedHead; i < this.blocked.length; i++) this.settle(this.blocked[i]!, cancelled);
+    for (let i = this.blockedHead; i < this.blocked.length; i++) this.finish(this.blocked[i]!, -ECANCELED);
     this.blocked.length = 0;
     this.blockedHead = 0;
     this.pool.stop(); // queued operations come back -ECANCELED through the channel
@@ -244,20 +257,32 @@ export class CPoolEngine implements IoEngine {
    * type parameter is the caller's promise, which the op kind decides.
    */
   private submit<T>(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): Promise<T> {
-    const op = new PendingOp(kind, flags, fd, buf, len, offset, path, path2);
+    const op = this.pending(kind, flags, fd, buf, len, offset, path, path2, null);
     const promise = new Promise<T>((resolve, reject) => {
       op.resolve = resolve as (value: unknown) => void;
       op.reject = reject;
     });
+    this.start(op);
+    return promise;
+  }
+
+  private pending(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null, target: IoTarget | null): PendingOp {
+    const op = new PendingOp(kind, flags, fd, buf, len, offset, path, path2);
+    op.target = target;
+    return op;
+  }
+
+  /** Hands an operation to the pool: at once, staged for the end of the turn, or blocked behind others. */
+  private start(op: PendingOp): void {
     if (this.stopped) {
-      op.reject(ioErrorFromErrno(-ECANCELED, opNames[kind]!));
-      return promise;
+      op.result = -ECANCELED;
+      this.report(op);
+      return;
     }
     if (this.inFlight++ === 0) this.keepAlive.ref();
     if (this.blockedCount > 0) this.block(op);
     else if (this.options.submitMode === "direct") this.submitDirect(op);
     else this.stage(op);
-    return promise;
   }
 
   /** One FFI call. Returns false when the pool is full (the operation is then blocked). */
@@ -271,7 +296,7 @@ export class CPoolEngine implements IoEngine {
       this.block(op);
       return false;
     }
-    this.settle(op, ioErrorFromErrno(slot, opNames[op.kind]!));
+    this.finish(op, slot);
     return true;
   }
 
@@ -311,8 +336,7 @@ export class CPoolEngine implements IoEngine {
     }
     const n = this.pool.submitStaged(count);
     if (n < 0 && n !== -EAGAIN) {
-      const error = ioErrorFromErrno(n, "submit");
-      for (let i = 0; i < count; i++) this.settle(ops[start + i]!, error);
+      for (let i = 0; i < count; i++) this.finish(ops[start + i]!, n);
       return count;
     }
     const accepted = Math.max(0, n);
@@ -339,7 +363,7 @@ export class CPoolEngine implements IoEngine {
         if (slot === -EAGAIN) break;
         this.blockedHead++;
         if (slot >= 0) this.bySlot[slot] = op;
-        else this.settle(op, ioErrorFromErrno(slot, opNames[op.kind]!));
+        else this.finish(op, slot);
       } else {
         const count = Math.min(this.blockedCount, this.pool.batchMax);
         const accepted = this.submitBatch(this.blocked, this.blockedHead, count);
@@ -381,15 +405,30 @@ export class CPoolEngine implements IoEngine {
           throw e;
         }
       }
-      this.settle(op, op.result < 0 ? ioErrorFromErrno(op.result, opNames[op.kind]!) : null);
+      this.finish(op, op.result);
     }
   }
 
-  private settle(op: PendingOp, error: Error | null): void {
+  /** The operation is over with `result` (>= 0, or -errno): it leaves the in-flight count. */
+  private finish(op: PendingOp, result: number): void {
     if (--this.inFlight === 0) this.keepAlive.unref();
-    if (error === null) op.resolve(valueOf(op));
-    else op.reject(error);
+    op.result = result;
+    this.report(op);
   }
+
+  /** Hands the result over: a number to the target, or a value or an IoError to the promise. */
+  private report(op: PendingOp): void {
+    if (op.target !== null) {
+      try {
+        op.target.onIoDone(op.result, op.aux);
+      } catch (e) {
+        // A target must not throw (the IoTarget contract); if one does, the other completions still go out.
+        console.error("fsgw: an I/O completion handler threw:", e);
+      }
+    } else if (op.result >= 0) op.resolve(valueOf(op));
+    else op.reject(ioErrorFromErrno(op.result, opNames[op.kind]!));
+  }
+
 }
 
 export { PoolStat };

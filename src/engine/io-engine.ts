@@ -37,8 +37,29 @@ export interface InlineOps {
   readCached(path: string, into: Uint8Array): number;
 }
 
+/**
+ * The receiver of a callback-form operation: called once, on the event-loop thread, with the result
+ * (>= 0: a size, a count or 0; < 0: -errno) and, for stat, the file's st_mode in `aux`. It must not
+ * throw: the engine delivers other completions in the same breath.
+ */
+export interface IoTarget {
+  onIoDone(result: number, aux: number): void;
+}
+
+/**
+ * Optional capability: the operations an exchange makes in one call, in callback form. No promise,
+ * no closure and no error object per operation: a missing key is the number -ENOENT.
+ */
+export interface CallbackOps {
+  statTo(path: string, target: IoTarget): void;
+  unlinkTo(path: string, target: IoTarget): void;
+  commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void;
+}
+
 export interface IoEngine {
   readonly name: string;
+  /** Callback forms of the one-call operations, when the engine has them natively. */
+  readonly callbacks: CallbackOps | null;
   /** Inline operations, when this engine has them and they are enabled (ioInline). */
   readonly inline: InlineOps | null;
   open(path: string, mode: OpenMode): Promise<number>;

@@ -45,10 +45,15 @@ export function clientText(e: unknown): string {
   return textOfCode(e.code);
 }
 
+/** The errno's name (`ENOENT`) for a -errno result, for logs. */
+export function errnoName(negErrno: number): string {
+  const errno = Math.abs(negErrno);
+  return nameOfErrno.get(errno) ?? `ERRNO_${errno}`;
+}
+
 /** clientText for an inline operation's -errno result: no error object on the way. */
 export function clientTextOfErrno(negErrno: number): string {
-  const errno = Math.abs(negErrno);
-  return textOfCode(nameOfErrno.get(errno) ?? `ERRNO_${errno}`);
+  return textOfCode(errnoName(negErrno));
 }
 
 function textOfCode(code: string): string {

@@ -29,6 +29,8 @@ export class SyncEngine implements IoEngine {
   readonly name = "sync";
   /** No inline operations: only the C library has the non-blocking system calls they need. */
   readonly inline = null;
+  /** Promises only: the store adapts them where a callback form is wanted. */
+  readonly callbacks = null;
 
   open(path: string, mode: OpenMode): Promise<number> {
     return attempt("open", () => fs.openSync(path, mode === "create" ? CREATE_FLAGS : fs.constants.O_RDONLY, 0o644));

@@ -11,8 +11,8 @@
 //   frame ──DOWNLOAD──▶ waiting ──START──▶ download_body ──END──▶ download_ack ──ACK──▶ frame
 //   frame ──EXIST / DELETE──▶ waiting ──reply──▶ frame
 import type { Socket } from "bun";
-import { WOULD_BLOCK, type FileStat } from "../engine/io-engine";
-import { clientText, clientTextOfErrno } from "../engine/io-error";
+import { WOULD_BLOCK, type IoTarget } from "../engine/io-engine";
+import { clientText, clientTextOfErrno, errnoName } from "../engine/io-error";
 import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
@@ -50,6 +50,9 @@ export interface ConnectionHost {
   readonly inlineBuffers: BufferPool;
   /** Keeps a cleanup (temporary file removal, fd close) visible to shutdown until it settles. */
   track(work: Promise<unknown>): void;
+  /** The same for work without a promise: one workDone() follows each workStarted(). */
+  workStarted(): void;
+  workDone(): void;
   /** True once the server is draining: a connection closes when its exchange is over. */
   readonly draining: boolean;
   onConnectionClosed(conn: Connection): void;
@@ -62,11 +65,22 @@ const S_IFMT = 0o170000;
 const S_IFREG = 0o100000;
 const S_IFDIR = 0o040000;
 
+function fileTypeOf(mode: number): number {
+  const format = mode & S_IFMT;
+  return format === S_IFREG ? FileType.FILE : format === S_IFDIR ? FileType.DIR : FileType.UNSET;
+}
+
+// What a callback-form engine call in flight will decide (ioWaiting).
+const IO_NONE = 0;
+const IO_EXIST = 1;
+const IO_DELETE = 2;
+const IO_COMMIT = 3;
+
 const PAUSE_STASH = 1; // input arrived while an engine call decides what comes next
 const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet on disk
 const PAUSE_OUTPUT = 4; // replies the client does not read hold more than connectionBufferBytesMax
 
-export class Connection implements UploadOwner {
+export class Connection implements UploadOwner, IoTarget {
   state: ConnectionState = "frame";
   /** Date.now() of the last sign of life: bytes in, a drain, an engine completion. */
   lastActiveMs = Date.now();
@@ -89,6 +103,8 @@ export class Connection implements UploadOwner {
   private inlineBody: Uint8Array | null = null;
   private inlineBodyPooled = false;
   private inlineFilled = 0;
+  /** The callback-form engine call in flight (IO_*), answered through onIoDone. */
+  private ioWaiting = IO_NONE;
   private upload: UploadStream | null = null;
   private download: ReadHandle | null = null;
   private downloadBuffer: Uint8Array | null = null;
@@ -208,10 +224,15 @@ export class Connection implements UploadOwner {
       if (e instanceof ProtocolError) {
         this.violation(e.message);
       } else {
-        this.host.log.error("connection_bug", { remote: this.remote, state: this.state, error: String((e as Error)?.stack ?? e) });
-        this.close("internal error");
+        this.bug(e);
       }
     }
+  }
+
+  /** A bug in this connection's code: say so with the stack, and close only this connection. */
+  private bug(e: unknown): void {
+    this.host.log.error("connection_bug", { remote: this.remote, state: this.state, error: String((e as Error)?.stack ?? e) });
+    this.close("internal error");
   }
 
   /** The peer broke the protocol: count it, say why, and close (as the Go original does). */
@@ -299,7 +320,7 @@ export class Connection implements UploadOwner {
         return this.startExist(msg);
       case Op.DELETE:
         this.exchangeOp = "delete";
-        return void this.startDelete(msg);
+        return this.startDelete(msg);
       default:
         throw new ProtocolError(`unknown op ${msg.operation}`);
     }
@@ -405,23 +426,14 @@ export class Connection implements UploadOwner {
     this.state = "committing";
     if (this.inlineUpload) {
       this.inlineUpload = false;
-      const commit = this.host.store.commitWhole(this.key, this.keyHash, this.inlineBody!.subarray(0, this.inlineFilled));
-      this.host.track(commit);
-      commit.then(this.onInlineCommitted, this.onInlineCommitFailed);
+      // Shutdown waits for the commit: the engine reads the body until it completes.
+      this.host.workStarted();
+      this.ioWaiting = IO_COMMIT;
+      this.host.store.commitWholeTo(this.key, this.keyHash, this.inlineBody!.subarray(0, this.inlineFilled), this);
     } else {
       this.upload!.end();
     }
   }
-
-  // Bound once per connection: no closure per upload.
-  private readonly onInlineCommitted = (): void => {
-    this.releaseInlineBody();
-    this.onUploadSettled(null);
-  };
-  private readonly onInlineCommitFailed = (e: unknown): void => {
-    this.releaseInlineBody();
-    this.onUploadSettled(e);
-  };
 
   private releaseInlineBody(): void {
     if (this.inlineBodyPooled) this.host.inlineBuffers.release(this.inlineBody!);
@@ -438,17 +450,23 @@ export class Connection implements UploadOwner {
   }
 
   onUploadSettled(error: unknown): void {
+    if (error !== null && !this.isClosed) this.logIoError("upload_failed", error);
+    this.uploadEnded(error === null ? null : clientText(error), "");
+  }
+
+  /** The body is committed (errorText null) or not; a failure's `logDetail` is logged unless empty. */
+  private uploadEnded(errorText: string | null, logDetail: string): void {
     this.lastActiveMs = Date.now();
     this.upload = null;
     this.unpause(PAUSE_BACKLOG);
     if (this.isClosed) return;
-    if (error === null) {
+    if (errorText === null) {
       this.send({ operation: Op.UPLOAD, key: this.key, message: Msg.END });
       this.exchangeDone(true);
       this.state = "upload_ack";
     } else {
-      this.logIoError("upload_failed", error);
-      this.send({ operation: Op.UPLOAD, key: this.key, message: clientText(error) });
+      if (logDetail !== "") this.logFailure("upload_failed", errorText, logDetail);
+      this.send({ operation: Op.UPLOAD, key: this.key, message: errorText });
       this.exchangeDone(false);
       this.state = "upload_error";
     }
@@ -594,23 +612,15 @@ export class Connection implements UploadOwner {
     if (this.acceptKey(msg, Op.EXIST_RSP) === null) return;
     const store = this.host.store;
     const size = store.statNow(this.key, this.keyHash);
-    if (size === WOULD_BLOCK) return void this.existOnEngine();
+    if (size === WOULD_BLOCK) return this.existOnEngine();
     if (size < 0) return this.answerErrno(Op.EXIST_RSP, "exist_failed", size);
-    const format = store.lastMode & S_IFMT;
-    this.answerExist(size, format === S_IFREG ? FileType.FILE : format === S_IFDIR ? FileType.DIR : FileType.UNSET);
+    this.answerExist(size, fileTypeOf(store.lastMode));
   }
 
   /** The inline stat was refused (not cached): the engine looks. */
-  private async existOnEngine(): Promise<void> {
-    this.state = "waiting";
-    let st: FileStat;
-    try {
-      st = await this.host.store.stat(this.key, this.keyHash);
-    } catch (e) {
-      return this.answerError(Op.EXIST_RSP, "exist_failed", e);
-    }
-    if (this.isClosed) return;
-    this.answerExist(st.size, st.isFile ? FileType.FILE : st.isDir ? FileType.DIR : FileType.UNSET);
+  private existOnEngine(): void {
+    this.wait(IO_EXIST);
+    this.host.store.statTo(this.key, this.keyHash, this);
   }
 
   private answerExist(size: number, type: number): void {
@@ -620,19 +630,47 @@ export class Connection implements UploadOwner {
     this.resumeInput();
   }
 
-  private async startDelete(msg: WireMessage): Promise<void> {
+  private startDelete(msg: WireMessage): void {
     if (this.acceptKey(msg, Op.DELETE_RSP) === null) return;
+    this.wait(IO_DELETE);
+    this.host.store.removeTo(this.key, this.keyHash, this);
+  }
+
+  // ---- completions of callback-form engine calls (IoTarget) ----
+
+  /** An engine call now decides what comes next; its result reaches onIoDone. */
+  private wait(io: number): void {
     this.state = "waiting";
+    this.ioWaiting = io;
+  }
+
+  onIoDone(result: number, aux: number): void {
+    const io = this.ioWaiting;
+    this.ioWaiting = IO_NONE;
+    this.lastActiveMs = Date.now();
     try {
-      await this.host.store.remove(this.key, this.keyHash);
-      if (this.isClosed) return;
-      this.send({ operation: Op.DELETE_RSP, key: this.key, message: Msg.SUCCESS });
-      this.exchangeDone(true);
+      switch (io) {
+        case IO_EXIST:
+          if (this.isClosed) return;
+          if (result < 0) return this.answerErrno(Op.EXIST_RSP, "exist_failed", result);
+          return this.answerExist(result, fileTypeOf(aux));
+        case IO_DELETE:
+          if (this.isClosed) return;
+          if (result < 0) return this.answerErrno(Op.DELETE_RSP, "delete_failed", result);
+          this.send({ operation: Op.DELETE_RSP, key: this.key, message: Msg.SUCCESS });
+          this.exchangeDone(true);
+          this.state = "frame";
+          return this.resumeInput();
+        case IO_COMMIT:
+          this.host.workDone();
+          this.releaseInlineBody();
+          return this.uploadEnded(result < 0 ? clientTextOfErrno(result) : null, result < 0 ? `commit: ${errnoName(result)}` : "");
+        default:
+          throw new Error(`an I/O completion (result ${result}) arrived with nothing waiting for it`);
+      }
     } catch (e) {
-      return this.answerError(Op.DELETE_RSP, "delete_failed", e);
+      this.bug(e);
     }
-    this.state = "frame";
-    this.resumeInput();
   }
 
   /** Ends a waiting exchange with the client-facing text of an engine error. */
@@ -644,7 +682,7 @@ export class Connection implements UploadOwner {
   /** Ends an exchange with the client-facing text of an inline operation's -errno. */
   private answerErrno(op: number, event: string, negErrno: number): void {
     const text = clientTextOfErrno(negErrno);
-    this.logFailure(event, text, text);
+    this.logFailure(event, text, errnoName(negErrno));
     this.answerText(op, text);
   }
 

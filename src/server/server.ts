@@ -135,6 +135,14 @@ export class Server implements ConnectionHost {
     work.then(this.trackedDone, this.trackedDone);
   }
 
+  workStarted(): void {
+    this.trackedWork++;
+  }
+
+  workDone(): void {
+    this.trackedDone();
+  }
+
   private readonly trackedDone = (): void => {
     if (--this.trackedWork === 0) this.trackedIdle?.();
   };

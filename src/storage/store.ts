@@ -9,14 +9,22 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { resolve } from "node:path";
-import { WOULD_BLOCK, type FileStat, type InlineOps, type IoEngine } from "../engine/io-engine";
-import { ioErrorFromErrno } from "../engine/io-error";
+import { WOULD_BLOCK, type FileStat, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
+import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { fsIsLocal, lockFileForProcess } from "../ffi/pool-binding";
 import type { Logger } from "../log";
 
 const LAYOUT_FILE = "fsgw-layout.json";
 const LOCK_FILE = "fsgw.lock";
 const TEMP_MARK = "\\";
+const S_IFREG = 0o100000;
+const S_IFDIR = 0o040000;
+const EIO = constants.errno.EIO;
+
+/** A promise engine's failure as the number a callback-form target takes. */
+function negErrnoOf(e: unknown): number {
+  return e instanceof IoError ? -e.errno : -EIO;
+}
 
 export class StoreError extends Error {}
 
@@ -133,6 +141,43 @@ export class Store {
 
   remove(key: string, hash: number): Promise<void> {
     return this.engine.unlink(this.finalPath(key, hash));
+  }
+
+  // Callback forms of stat, remove and commitWhole: the engine's own where it has them (no promise,
+  // failures as -errno), else its promises adapted.
+
+  /** The key's size, and its st_mode as `aux`, or -errno. */
+  statTo(key: string, hash: number, target: IoTarget): void {
+    const path = this.finalPath(key, hash);
+    const native = this.engine.callbacks;
+    if (native !== null) return native.statTo(path, target);
+    this.engine.stat(path).then(
+      (st) => target.onIoDone(st.size, st.isFile ? S_IFREG : st.isDir ? S_IFDIR : 0),
+      (e) => target.onIoDone(negErrnoOf(e), 0),
+    );
+  }
+
+  /** 0, or -errno. */
+  removeTo(key: string, hash: number, target: IoTarget): void {
+    const path = this.finalPath(key, hash);
+    const native = this.engine.callbacks;
+    if (native !== null) return native.unlinkTo(path, target);
+    this.engine.unlink(path).then(
+      () => target.onIoDone(0, 0),
+      (e) => target.onIoDone(negErrnoOf(e), 0),
+    );
+  }
+
+  /** Stores a body already whole in memory in one engine call; the body's length, or -errno. */
+  commitWholeTo(key: string, hash: number, data: Uint8Array, target: IoTarget): void {
+    const tmp = this.tempPath(hash);
+    const path = this.finalPath(key, hash);
+    const native = this.engine.callbacks;
+    if (native !== null) return native.commitFileTo(tmp, path, data, this.fsyncOnCommit, target);
+    this.engine.commitFile(tmp, path, data, this.fsyncOnCommit).then(
+      () => target.onIoDone(data.length, 0),
+      (e) => target.onIoDone(negErrnoOf(e), 0),
+    );
   }
 
   /** Stores a body that is already whole in memory: one engine call for the whole upload. */

@@ -22,6 +22,7 @@ function notUsed(): never {
 class FakeEngine implements IoEngine {
   readonly name = "fake";
   readonly inline = null;
+  readonly callbacks = null;
   readonly calls: Call[] = [];
   private pending(op: string, extra: Partial<Call> = {}): Promise<any> {
     return new Promise((resolve, reject) => {

@@ -30,7 +30,14 @@ const KEEPALIVE_PERIOD_MS = 1 << 30;
 
 const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "mkdir", "commit", "read"];
 
-export type SubmitMode = "direct" | "batch";
+/**
+ * direct: each operation handed over at once, completions by doorbell. batch: every operation
+ * staged until the end of the event-loop turn and handed over in one call, completions polled
+ * then. adaptive: an exchange's one-call operations (stat, unlink, commit of a small upload:
+ * many, independent) are batched; the reads and writes of a streamed body (a chain, each waiting on
+ * the last) go at once.
+ */
+export type SubmitMode = "direct" | "batch" | "adaptive";
 
 export interface CPoolOptions {
   threads: number;
@@ -281,8 +288,14 @@ export class CPoolEngine implements IoEngine, CallbackOps {
     }
     if (this.inFlight++ === 0) this.keepAlive.ref();
     if (this.blockedCount > 0) this.block(op);
-    else if (this.options.submitMode === "direct") this.submitDirect(op);
-    else this.stage(op);
+    else if (this.waitsForTurnEnd(op)) this.stage(op);
+    else this.submitDirect(op);
+  }
+
+  /** Whether `op` waits for the end of the turn (see SubmitMode). */
+  private waitsForTurnEnd(op: PendingOp): boolean {
+    const mode = this.options.submitMode;
+    return mode === "batch" || (mode === "adaptive" && op.target !== null);
   }
 
   /** One FFI call. Returns false when the pool is full (the operation is then blocked). */
@@ -357,7 +370,7 @@ export class CPoolEngine implements IoEngine, CallbackOps {
   /** Slots were freed: resubmit blocked operations, oldest first, until the pool is full again. */
   private unblock(): void {
     while (this.blockedCount > 0 && !this.stopped) {
-      if (this.options.submitMode === "direct") {
+      if (this.options.submitMode !== "batch") {
         const op = this.blocked[this.blockedHead]!;
         const slot = this.pool.submit(op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2);
         if (slot === -EAGAIN) break;

@@ -498,16 +498,17 @@ typedef struct wake_list {
   uint32_t workers[THREADS_MAX];
 } wake_list;
 
-/* Queues a slot, and takes the most recently idle worker off the idle stack for it while the queue
- * holds more than jobs_per_wake jobs per awake worker (a worker between jobs takes the next queued
- * job without sleeping, so a busy pool is not signalled at all). */
-static void enqueue_locked(fsgw_pool *pool, uint32_t slot, wake_list *wakes) {
+/* Queues a slot, and takes the most recently idle worker off the idle stack for it: at once when
+ * `eager` (a lone submission: a streamed body's next write waits for it), else only while the queue
+ * holds more than jobs_per_wake jobs per awake worker (a batch: a worker between jobs takes the next
+ * queued job without sleeping, so a busy pool is not signalled at all). */
+static void enqueue_locked(fsgw_pool *pool, uint32_t slot, wake_list *wakes, int eager) {
   pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
   pool->queue_len++;
   atomic_store_explicit(&pool->queued_hint, pool->queue_len, memory_order_relaxed);
   if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
   uint32_t awake = (uint32_t)pool->thread_count - pool->idle;
-  if (pool->idle > 0 && pool->queue_len > awake * pool->jobs_per_wake) {
+  if (pool->idle > 0 && (eager || pool->queue_len > awake * pool->jobs_per_wake)) {
     uint32_t w = pool->idle_stack[--pool->idle];
     pool->worker_woken[w] = 1;
     wakes->workers[wakes->count++] = w;
@@ -532,7 +533,7 @@ int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, vo
   wake_list wakes;
   wakes.count = 0;
   pthread_mutex_lock(&pool->lock);
-  enqueue_locked(pool, (uint32_t)slot, &wakes);
+  enqueue_locked(pool, (uint32_t)slot, &wakes, 1);
   pool->submitted++;
   pthread_mutex_unlock(&pool->lock);
   wake_workers(pool, &wakes);
@@ -557,7 +558,7 @@ int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n) {
   wake_list wakes;
   wakes.count = 0;
   pthread_mutex_lock(&pool->lock);
-  for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot, &wakes);
+  for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot, &wakes, 0);
   pool->submitted += (uint64_t)accepted;
   pthread_mutex_unlock(&pool->lock);
   wake_workers(pool, &wakes);

@@ -130,8 +130,8 @@ void fsgw_loop_busy(fsgw_pool *pool);
  * promise ended rings the doorbell again, so none is ever left unseen. */
 int32_t fsgw_poll(fsgw_pool *pool, fsgw_comp *out, int32_t max);
 
-/* A submission wakes a sleeping worker only while the queue holds more than n jobs per awake
- * worker (default 1). Larger n: fewer wake-ups, longer queues. A worker whose job ran long (it
+/* A batch submission wakes a sleeping worker only while the queue holds more than n jobs per awake
+ * worker (default 1); a single submission (fsgw_submit) wakes one whenever one sleeps. Larger n: fewer wake-ups, longer queues. A worker whose job ran long (it
  * probably waited on the disk) wakes another for what queued behind it. Call from the JS thread. */
 void fsgw_pool_set_jobs_per_wake(fsgw_pool *pool, int32_t n);
 

@@ -48,7 +48,7 @@ const rows: Row[] = [
   { name: "upload-50k", op: "upload", size: 50 * KiB, count: 10_000 },
   { name: "upload-50k/4096", op: "upload", size: 50 * KiB, count: 10_000, writeChunk: 4096 },
   { name: "upload-1m", op: "upload", size: MiB, count: 1000, connections: 50, big: true },
-  { name: "upload-64m", op: "upload", size: 64 * MiB, count: 16, connections: 8, big: true },
+  { name: "upload-64m", op: "upload", size: 64 * MiB, count: 24, connections: 8, big: true },
   { name: "download-50k", op: "download", size: 50 * KiB, count: READ_SET },
   { name: "exist", op: "exist", size: 5 * KiB, count: READ_SET },
   { name: "exist-miss", op: "exist", size: 5 * KiB, count: READ_SET, miss: true },

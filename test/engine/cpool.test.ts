@@ -87,8 +87,13 @@ function cpuMs(pid: number): number {
   return (ticks * 1000) / 100; // USER_HZ is 100 on Linux
 }
 
-test("an idle server uses no CPU: under 50 ms over two idle seconds, with and without an idle connection", async () => {
-  const server = await startServer({ ioEngine: "cpool" });
+test.each([
+  ["default settings", {}],
+  ["workers that spin 200 us before they sleep (ioSpinUs)", { ioSpinUs: 200 }],
+  ["direct submission", { ioSubmitMode: "direct" }],
+  ["adaptive submission", { ioSubmitMode: "adaptive" }],
+] as const)("an idle server uses no CPU: under 50 ms over two idle seconds, with and without an idle connection (%s)", async (_what, fields) => {
+  const server = await startServer({ ioEngine: "cpool", ...fields });
   const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
   const body = payload(300_000, 1);
   await uploadExchange(conn, "warm", body.length, (c) => c.write(body));

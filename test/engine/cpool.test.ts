@@ -91,7 +91,7 @@ test.each([
   ["default settings", {}],
   ["workers that spin 200 us before they sleep (ioSpinUs)", { ioSpinUs: 200 }],
   ["direct submission", { ioSubmitMode: "direct" }],
-  ["adaptive submission", { ioSubmitMode: "adaptive" }],
+  ["batch submission", { ioSubmitMode: "batch" }],
 ] as const)("an idle server uses no CPU: under 50 ms over two idle seconds, with and without an idle connection (%s)", async (_what, fields) => {
   const server = await startServer({ ioEngine: "cpool", ...fields });
   const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });

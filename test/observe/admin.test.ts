@@ -72,7 +72,7 @@ describe("admin endpoint", () => {
     expect(after.exchanges.upload.latencyMs.p99).toBeGreaterThanOrEqual(after.exchanges.upload.latencyMs.p50);
     expect(after.exchanges.upload.latencyMs.p50).toBeGreaterThan(0);
     // Engine, pool and process numbers are there and sane.
-    expect(after.engine).toMatchObject({ name: "cpool", threads: 8, submitMode: "batch" });
+    expect(after.engine).toMatchObject({ name: "cpool", threads: 8, submitMode: "adaptive" });
     expect(after.engine.completed).toBeGreaterThan(before.engine.completed);
     expect(after.engine.drains).toBeGreaterThan(0);
     expect(after.engine.recordsPerDrain).toBeGreaterThanOrEqual(1);

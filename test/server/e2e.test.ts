@@ -44,6 +44,7 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, ioInline off", { ioEngine: "cpool", ioInline: "off" }],
   ["cpool, ioInline refused (every inline attempt falls back)", { ioEngine: "cpool", ioInline: "refused" }],
   ["cpool, direct submission", { ioEngine: "cpool", ioSubmitMode: "direct" }],
+  ["cpool, batch submission", { ioEngine: "cpool", ioSubmitMode: "batch" }],
 ];
 
 describe.each(variants)("engine %s", (_name, fields) => {

@@ -6,8 +6,12 @@
  *   ---------                          --------------------
  *   fsgw_submit / fsgw_submit_batch -> bounded queue of slot numbers -> run the system calls
  *                                      completion ring <- (slot, result) under a lock
- *   doorbell() <--------------------- rung once while a drain is pending (coalesced)
- *   fsgw_drain: copies every ready completion out and frees the slots
+ *   doorbell() <--------------------- rung once while a drain is pending (coalesced), and not
+ *                                      at all while the loop promised to poll (fsgw_loop_busy)
+ *   fsgw_drain / fsgw_poll: copy every ready completion out and free the slots
+ *
+ *   fsgw_stat_cached / fsgw_read_cached: no pool at all; the caller's thread, from the kernel's
+ *   caches, or -EAGAIN without waiting (see "Inline operations" below)
  *
  * Every operation lives in one of `capacity` pre-allocated slots from submission until JS drains its
  * completion, so nothing is allocated per operation, and the completion ring (also `capacity` long)

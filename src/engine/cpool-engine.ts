@@ -1,19 +1,24 @@
-// Engine "cpool": every file operation runs on the C thread pool (ffi/), reached through the one
-// bun:ffi door (src/ffi/pool-binding.ts).
+// Engine "cpool": file operations run on the C thread pool (ffi/), reached through the one bun:ffi
+// door (src/ffi/pool-binding.ts); exist and small reads may first be answered inline (`inline`,
+// InlineFs) from the kernel's caches, and come here only when that is refused.
 //
 //   submit ──▶ C queue (waitingQueueLen slots) ──▶ workers ──▶ completion ring ──▶ doorbell
 //      │ full (-EAGAIN): the operation waits in `blocked`, in order, until a drain frees slots
-//   drain (on the doorbell) ──▶ `completions` channel ──▶ one consumer settles each operation
+//   drain (doorbell) or poll (end of turn) ──▶ `completions` channel ──▶ one consumer reports
+//   each operation: a number to its IoTarget (callback form), or its promise settled
 //
 // Waiting costs nothing: an idle engine has no timer firing, no thread spinning; workers sleep on a
 // condition variable and the JS thread hears only the doorbell. While operations are in flight a
 // ref'd keep-alive timer (period ~12 days, so it never actually fires) holds the event loop open,
 // because a pending threadsafe callback alone does not.
 //
-// Two submission paths, kept side by side and measured by scripts/bench-engines.ts:
-//   direct: one FFI call per operation;
-//   batch:  operations gathered during one event-loop turn, handed over in one FFI call through
-//           the submission ring (flushed by setImmediate, or at once when submitBatchMax are staged).
+// Submission (SubmitMode, measured by scripts/bench-exchanges.ts):
+//   direct:   one FFI call per operation, its completion by doorbell;
+//   batch:    operations gathered during one event-loop turn, handed over in one FFI call through
+//             the submission ring at the end of the turn (setImmediate, or at once when
+//             submitBatchMax are staged), where the completion ring is polled too: while that poll
+//             is promised, workers ring no doorbell;
+//   adaptive: batch for the callback-form operations, direct for the rest (streamed bodies).
 import { constants } from "node:os";
 import { COMMIT_FSYNC, InlineFs, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
@@ -62,8 +67,6 @@ export type InlineMode = "cached" | "off" | "refused";
 class PendingOp {
   result = 0;
   aux = 0;
-  /** Callback form: the receiver of the result. Promise form: resolve and reject. */
-  target: IoTarget | null = null;
   resolve!: (value: unknown) => void;
   reject!: (error: Error) => void;
   constructor(
@@ -75,6 +78,8 @@ class PendingOp {
     readonly offset: number,
     readonly path: Uint8Array | null,
     readonly path2: Uint8Array | null,
+    /** Callback form: the receiver of the result. Promise form (null): resolve and reject. */
+    readonly target: IoTarget | null,
   ) {}
 }
 
@@ -274,9 +279,7 @@ export class CPoolEngine implements IoEngine, CallbackOps {
   }
 
   private pending(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null, target: IoTarget | null): PendingOp {
-    const op = new PendingOp(kind, flags, fd, buf, len, offset, path, path2);
-    op.target = target;
-    return op;
+    return new PendingOp(kind, flags, fd, buf, len, offset, path, path2, target);
   }
 
   /** Hands an operation to the pool: at once, staged for the end of the turn, or blocked behind others. */

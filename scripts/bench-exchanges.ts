@@ -63,6 +63,7 @@ interface Variant {
 const allVariants: Variant[] = [
   { name: "inline-batch", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioJobsPerWake: 1 } },
   { name: "inline-adaptive", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "adaptive" } },
+  { name: "inline-adaptive-nice", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "adaptive", ioThreadNice: 10 } },
   { name: "inline-batch-spin20", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioSpinUs: 20 } },
   { name: "inline-batch-spin50", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioSpinUs: 50 } },
   { name: "inline-batch4", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioJobsPerWake: 4 } },

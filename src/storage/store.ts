@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { resolve } from "node:path";
-import { WOULD_BLOCK, type FileStat, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
+import { WOULD_BLOCK, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { fsIsLocal, lockFileForProcess } from "../ffi/pool-binding";
 import type { Logger } from "../log";
@@ -120,7 +120,7 @@ export class Store {
 
   /**
    * Inline: the key's size from the kernel's caches (st_mode in `lastMode`), -errno, or
-   * WOULD_BLOCK (also when inline operations are off): then ask stat().
+   * WOULD_BLOCK (also when inline operations are off): then ask statTo().
    */
   statNow(key: string, hash: number): number {
     return this.inline === null ? WOULD_BLOCK : this.inline.statCached(this.finalPath(key, hash));
@@ -135,15 +135,7 @@ export class Store {
     return this.inline === null ? WOULD_BLOCK : this.inline.readCached(this.finalPath(key, hash), into);
   }
 
-  stat(key: string, hash: number): Promise<FileStat> {
-    return this.engine.stat(this.finalPath(key, hash));
-  }
-
-  remove(key: string, hash: number): Promise<void> {
-    return this.engine.unlink(this.finalPath(key, hash));
-  }
-
-  // Callback forms of stat, remove and commitWhole: the engine's own where it has them (no promise,
+  // stat, remove and commit, in callback form: the engine's own where it has them (no promise,
   // failures as -errno), else its promises adapted.
 
   /** The key's size, and its st_mode as `aux`, or -errno. */
@@ -178,11 +170,6 @@ export class Store {
       () => target.onIoDone(data.length, 0),
       (e) => target.onIoDone(negErrnoOf(e), 0),
     );
-  }
-
-  /** Stores a body that is already whole in memory: one engine call for the whole upload. */
-  commitWhole(key: string, hash: number, data: Uint8Array): Promise<void> {
-    return this.engine.commitFile(this.tempPath(hash), this.finalPath(key, hash), data, this.fsyncOnCommit);
   }
 
   async openForRead(key: string, hash: number): Promise<ReadHandle> {

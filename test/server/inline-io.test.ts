@@ -4,6 +4,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
+import { Op } from "../../src/protocol/message";
 import { payload, sha256 } from "../helpers/data";
 import { freePort, startServer, type TestServer } from "../helpers/server";
 
@@ -88,4 +89,51 @@ describe("ioInline", () => {
     expect(transcripts.get("off")).toEqual(transcripts.get("cached")!);
     expect(transcripts.get("cached")!.filter((l) => l.includes("error no such key"))).toHaveLength(4);
   });
+});
+
+describe("pooled upload buffers", () => {
+  test("a client that hangs up right after its body still gets its file, byte for byte, while others reuse buffers", async () => {
+    // Bodies arrive in two pieces, so each is gathered into a pooled buffer; the client closes as
+    // soon as the last byte is out, while the engine still reads that buffer. The buffer must stay
+    // out of the pool until the commit completes, or the next upload overwrites it mid-write.
+    const server = await startServer({ inlineBuffersKept: 4 });
+    try {
+      const rounds = 30;
+      const clients = 40;
+      const size = 60_000;
+      for (let r = 0; r < rounds; r++) {
+        await Promise.all(
+          Array.from({ length: clients }, async (_, c) => {
+            const body = payload(size, r * clients + c + 1);
+            const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+            await conn.sendFrame({ operation: Op.UPLOAD, key: `hangup-${c}`, size });
+            expect((await conn.readFrame()).message).toBe("START");
+            await conn.write(body.subarray(0, size / 2));
+            await Bun.sleep(1);
+            await conn.write(body.subarray(size / 2));
+            conn.destroy();
+          }),
+        );
+        const check = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+        for (let c = 0; c < clients; c++) {
+          const want = sha256(payload(size, r * clients + c + 1));
+          let got = "";
+          for (let attempt = 0; attempt < 100 && got !== want; attempt++) {
+            const parts: Uint8Array[] = [];
+            try {
+              await downloadExchange(check, `hangup-${c}`, (p) => void parts.push(p.slice()));
+              got = sha256(Buffer.concat(parts));
+            } catch (e) {
+              if (!(e instanceof ServerError)) throw e;
+            }
+            if (got !== want) await Bun.sleep(5); // the commit may still be on its way
+          }
+          expect([r, c, got]).toEqual([r, c, want]);
+        }
+        check.close();
+      }
+    } finally {
+      await server.stop();
+    }
+  }, 60_000);
 });

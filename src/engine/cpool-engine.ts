@@ -22,15 +22,12 @@
 import { constants } from "node:os";
 import { COMMIT_FSYNC, InlineFs, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
-import type { CallbackOps, FileStat, IoEngine, IoTarget, OpenMode } from "./io-engine";
+import { fileStatOf, type CallbackOps, type FileStat, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
 import type { EngineStats } from "../observe/stats";
 
 const EAGAIN = constants.errno.EAGAIN;
 const ECANCELED = constants.errno.ECANCELED;
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
 const KEEPALIVE_PERIOD_MS = 1 << 30;
 
 const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "mkdir", "commit", "read"];
@@ -98,8 +95,7 @@ function valueOf(op: PendingOp): unknown {
       return op.result;
     case PoolOp.FSTAT:
     case PoolOp.STAT: {
-      const type = op.aux & S_IFMT;
-      return { size: op.result, isFile: type === S_IFREG, isDir: type === S_IFDIR } satisfies FileStat;
+      return fileStatOf(op.result, op.aux);
     }
     default:
       return undefined;

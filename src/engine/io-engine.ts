@@ -21,6 +21,20 @@ export interface FileStat {
   isDir: boolean;
 }
 
+/** st_mode's file-type bits: how the C pool and the callback forms report a file's type. */
+export const S_IFMT = 0o170000;
+export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
+
+/** A FileStat from a size and st_mode, and back (the type bits only). */
+export function fileStatOf(size: number, mode: number): FileStat {
+  const type = mode & S_IFMT;
+  return { size, isFile: type === S_IFREG, isDir: type === S_IFDIR };
+}
+export function modeOf(st: FileStat): number {
+  return st.isFile ? S_IFREG : st.isDir ? S_IFDIR : 0;
+}
+
 /** What an inline operation returns when answering would wait on a disk: use the async method. */
 export const WOULD_BLOCK = -constants.errno.EAGAIN;
 

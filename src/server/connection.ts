@@ -11,7 +11,7 @@
 //   frame ──DOWNLOAD──▶ waiting ──START──▶ download_body ──END──▶ download_ack ──ACK──▶ frame
 //   frame ──EXIST / DELETE──▶ waiting ──reply──▶ frame
 import type { Socket } from "bun";
-import { WOULD_BLOCK, type IoTarget } from "../engine/io-engine";
+import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, type IoTarget } from "../engine/io-engine";
 import { clientText, clientTextOfErrno, errnoName } from "../engine/io-error";
 import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
@@ -60,10 +60,6 @@ export interface ConnectionHost {
 
 /** Room kept before and after an inline download's body for its START and END frames. */
 export const FRAME_ROOM = 1024;
-
-const S_IFMT = 0o170000;
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
 
 function fileTypeOf(mode: number): number {
   const format = mode & S_IFMT;
@@ -482,22 +478,23 @@ export class Connection implements UploadOwner, IoTarget {
     // Small file: read whole, so an error can still be answered, and one socket write sends START,
     // the body and END together. First inline, from the page cache; else on the engine.
     const buffer = this.host.inlineBuffers.acquire();
-    const size = this.host.store.readNow(this.key, this.keyHash, buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax));
+    const body = buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax);
+    const size = this.host.store.readNow(this.key, this.keyHash, body);
     if (size >= 0 && size <= inlineMax) return this.sendWholeDownload(buffer, size);
-    if (size === WOULD_BLOCK) return void this.downloadWholeOnEngine(buffer);
+    if (size === WOULD_BLOCK) return void this.downloadWholeOnEngine(buffer, body);
     this.host.inlineBuffers.release(buffer);
     if (size < 0) return this.answerErrno(Op.DOWNLOAD_RSP, "download_read_failed", size);
     void this.downloadStreamed(); // larger than inlineBytesMax
   }
 
   /** The inline read was refused: the engine reads the file whole, or says it is too large. */
-  private async downloadWholeOnEngine(buffer: Uint8Array): Promise<void> {
+  private async downloadWholeOnEngine(buffer: Uint8Array, body: Uint8Array): Promise<void> {
     this.state = "waiting";
     const store = this.host.store;
     const inlineMax = this.host.inlineBytesMax;
     let size: number;
     try {
-      size = await store.engine.readWhole(store.finalPath(this.key, this.keyHash), buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax));
+      size = await store.engine.readWhole(store.finalPath(this.key, this.keyHash), body);
     } catch (e) {
       this.host.inlineBuffers.release(buffer);
       return this.answerError(Op.DOWNLOAD_RSP, "download_read_failed", e);

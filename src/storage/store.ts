@@ -9,7 +9,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { resolve } from "node:path";
-import { WOULD_BLOCK, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
+import { modeOf, WOULD_BLOCK, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { fsIsLocal, lockFileForProcess } from "../ffi/pool-binding";
 import type { Logger } from "../log";
@@ -17,8 +17,6 @@ import type { Logger } from "../log";
 const LAYOUT_FILE = "fsgw-layout.json";
 const LOCK_FILE = "fsgw.lock";
 const TEMP_MARK = "\\";
-const S_IFREG = 0o100000;
-const S_IFDIR = 0o040000;
 const EIO = constants.errno.EIO;
 
 /** A promise engine's failure as the number a callback-form target takes. */
@@ -144,7 +142,7 @@ export class Store {
     const native = this.engine.callbacks;
     if (native !== null) return native.statTo(path, target);
     this.engine.stat(path).then(
-      (st) => target.onIoDone(st.size, st.isFile ? S_IFREG : st.isDir ? S_IFDIR : 0),
+      (st) => target.onIoDone(st.size, modeOf(st)),
       (e) => target.onIoDone(negErrnoOf(e), 0),
     );
   }

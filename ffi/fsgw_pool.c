@@ -3,6 +3,7 @@
 #include "fsgw_pool.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
@@ -88,7 +89,10 @@ struct fsgw_pool {
   int stopped;
   atomic_int op_delay_us;
 
-  /* Counters: written under the lock that guards the event they count. */
+  /* Counters: `submitted` and `queued_high` are written under `lock`; `refused`, `drains` and
+   * `drained` only by the loop thread (the one submitter and drainer), so they need no lock; the
+   * workers' `completed` and `doorbells` are atomic. fsgw_pool_stats reads the loop thread's own
+   * without a lock, which is exact when called from that thread, as the binding does. */
   uint64_t submitted, refused, queued_high, drains, drained;
   atomic_uint_fast64_t completed, doorbells;
   int prio_failed, affinity_failed; /* written once, before workers run */
@@ -97,8 +101,36 @@ struct fsgw_pool {
 };
 
 int32_t fsgw_abi_version(void) { return FSGW_ABI_VERSION; }
-int32_t fsgw_sizeof_sub(void) { return (int32_t)sizeof(fsgw_sub); }
-int32_t fsgw_sizeof_comp(void) { return (int32_t)sizeof(fsgw_comp); }
+
+int32_t fsgw_struct_layout(int32_t *out, int32_t n) {
+  int32_t v[FSGW_LAYOUT_COUNT];
+  v[FSGW_LAYOUT_SUB_SIZE] = (int32_t)sizeof(fsgw_sub);
+  v[FSGW_LAYOUT_SUB_OP] = (int32_t)offsetof(fsgw_sub, op);
+  v[FSGW_LAYOUT_SUB_FLAGS] = (int32_t)offsetof(fsgw_sub, flags);
+  v[FSGW_LAYOUT_SUB_FD] = (int32_t)offsetof(fsgw_sub, fd);
+  v[FSGW_LAYOUT_SUB_SLOT] = (int32_t)offsetof(fsgw_sub, slot);
+  v[FSGW_LAYOUT_SUB_OFFSET] = (int32_t)offsetof(fsgw_sub, offset);
+  v[FSGW_LAYOUT_SUB_LEN] = (int32_t)offsetof(fsgw_sub, len);
+  v[FSGW_LAYOUT_SUB_BUF] = (int32_t)offsetof(fsgw_sub, buf);
+  v[FSGW_LAYOUT_SUB_PATH] = (int32_t)offsetof(fsgw_sub, path);
+  v[FSGW_LAYOUT_SUB_PATH2] = (int32_t)offsetof(fsgw_sub, path2);
+  v[FSGW_LAYOUT_COMP_SIZE] = (int32_t)sizeof(fsgw_comp);
+  v[FSGW_LAYOUT_COMP_SLOT] = (int32_t)offsetof(fsgw_comp, slot);
+  v[FSGW_LAYOUT_COMP_AUX] = (int32_t)offsetof(fsgw_comp, aux);
+  v[FSGW_LAYOUT_COMP_RESULT] = (int32_t)offsetof(fsgw_comp, result);
+  int32_t count = n < FSGW_LAYOUT_COUNT ? n : FSGW_LAYOUT_COUNT;
+  memcpy(out, v, (size_t)count * sizeof(int32_t));
+  return count;
+}
+
+/* Programmer errors that would corrupt data if execution went on: stop loudly instead. */
+#define FSGW_ASSERT(cond)                                                                 \
+  do {                                                                                    \
+    if (!(cond)) {                                                                        \
+      fprintf(stderr, "fsgw_pool: assertion failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
+      abort();                                                                            \
+    }                                                                                     \
+  } while (0)
 
 /* ---- the operations (run on workers) ---- */
 
@@ -143,17 +175,20 @@ static int64_t stat_result(int rc, const struct stat *st, int32_t *aux) {
 /* close() is not retried on EINTR: on Linux the descriptor is released either way. */
 static int64_t do_close(int fd) { return close(fd) == 0 ? 0 : neg_errno(); }
 
+static atomic_uint_fast64_t fsyncs_done;
+
+/* The library's only fsync: every durable step (FSGW_OP_FSYNC, the commit's file and directory)
+ * comes through here, and is counted (fsgw_fsync_count). */
 static int64_t do_fsync(int fd) {
   int rc;
   do rc = fsync(fd);
   while (rc != 0 && errno == EINTR);
-  return rc == 0 ? 0 : neg_errno();
+  if (rc != 0) return neg_errno();
+  atomic_fetch_add(&fsyncs_done, 1);
+  return 0;
 }
 
-static int64_t do_mkdir(const char *path) {
-  if (mkdir(path, 0755) == 0 || errno == EEXIST) return 0;
-  return neg_errno();
-}
+double fsgw_fsync_count(void) { return (double)atomic_load(&fsyncs_done); }
 
 /* fsyncs the directory that holds path, so that a rename into it survives a crash. */
 static int64_t fsync_parent_dir(const char *path) {
@@ -237,7 +272,6 @@ static void run_job(job *j) {
     case FSGW_OP_FSYNC: j->result = do_fsync(j->fd); break;
     case FSGW_OP_RENAME: j->result = rename(j->path, j->path2) == 0 ? 0 : neg_errno(); break;
     case FSGW_OP_UNLINK: j->result = unlink(j->path) == 0 ? 0 : neg_errno(); break;
-    case FSGW_OP_MKDIR: j->result = do_mkdir(j->path); break;
     case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags); break;
     case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux); break;
     default: j->result = -EINVAL; break;
@@ -594,6 +628,10 @@ int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
   pthread_mutex_lock(&pool->done_lock);
   while (n < max && pool->done_len > 0) {
     uint32_t slot = pool->done[pool->done_head];
+    /* A slot out of range, or a free list already full, means the ring or the free list is corrupt:
+     * handing such a slot back would let two operations share one job's buffers. */
+    FSGW_ASSERT(slot < pool->capacity);
+    FSGW_ASSERT(pool->free_count < pool->capacity);
     pool->done_head = (pool->done_head + 1) % pool->capacity;
     pool->done_len--;
     job *j = &pool->jobs[slot];

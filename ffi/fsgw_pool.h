@@ -27,7 +27,7 @@
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 1
+#define FSGW_ABI_VERSION 2
 
 typedef struct fsgw_pool fsgw_pool;
 
@@ -43,15 +43,14 @@ enum {
   FSGW_OP_FSYNC = 7,  /* fd -> 0 */
   FSGW_OP_RENAME = 8, /* path -> path2 -> 0 */
   FSGW_OP_UNLINK = 9, /* path -> 0 */
-  FSGW_OP_MKDIR = 10, /* path -> 0 (mode 0755; an existing directory is not an error) */
-  FSGW_OP_COMMIT = 11, /* create path (temporary), write buf/len, fsync if FSGW_COMMIT_FSYNC, close,
+  FSGW_OP_COMMIT = 10, /* create path (temporary), write buf/len, fsync if FSGW_COMMIT_FSYNC, close,
                           rename onto path2, and with FSGW_COMMIT_FSYNC fsync path2's directory
                           (so the rename is durable too) -> len; on failure the temporary file is
                           removed */
-  FSGW_OP_READ_FILE = 12, /* open path, fstat, and if its size <= len read it whole into buf, close
+  FSGW_OP_READ_FILE = 11, /* open path, fstat, and if its size <= len read it whole into buf, close
                              -> the file's size (the bytes are in buf only when size <= len);
                              aux = st_mode; a non-regular file is -EISDIR */
-  FSGW_OP_COUNT = 13
+  FSGW_OP_COUNT = 12
 };
 
 enum {
@@ -100,8 +99,31 @@ enum {
 };
 
 int32_t fsgw_abi_version(void);
-int32_t fsgw_sizeof_sub(void);
-int32_t fsgw_sizeof_comp(void);
+/* The layout of fsgw_sub and fsgw_comp as this library was compiled: fills out[0..n) with
+ * FSGW_LAYOUT_* entries (sizes and field offsets, in bytes) and returns how many were written. The
+ * binding compares every entry with its own table, so a reordered or resized field is caught at
+ * load, not as corrupted records. */
+enum {
+  FSGW_LAYOUT_SUB_SIZE = 0,
+  FSGW_LAYOUT_SUB_OP,
+  FSGW_LAYOUT_SUB_FLAGS,
+  FSGW_LAYOUT_SUB_FD,
+  FSGW_LAYOUT_SUB_SLOT,
+  FSGW_LAYOUT_SUB_OFFSET,
+  FSGW_LAYOUT_SUB_LEN,
+  FSGW_LAYOUT_SUB_BUF,
+  FSGW_LAYOUT_SUB_PATH,
+  FSGW_LAYOUT_SUB_PATH2,
+  FSGW_LAYOUT_COMP_SIZE,
+  FSGW_LAYOUT_COMP_SLOT,
+  FSGW_LAYOUT_COMP_AUX,
+  FSGW_LAYOUT_COMP_RESULT,
+  FSGW_LAYOUT_COUNT
+};
+int32_t fsgw_struct_layout(int32_t *out, int32_t n);
+/* fsync(2) calls that succeeded, process-wide (every fsync of the library goes through one
+ * function): lets tests prove that a durable commit really syncs the file and its directory. */
+double fsgw_fsync_count(void);
 
 /* Creates a pool and starts its workers; writes the pool's address to *out.
  * threads 1..256; capacity 1..1<<24 slots; the first prior_threads workers ask for SCHED_RR;

@@ -2,8 +2,8 @@
 import { ConfigError, configHelp, loadConfig, type Config } from "./config";
 import { CPoolEngine, PoolStat } from "./engine/cpool-engine";
 import { createEngine } from "./engine/create-engine";
-import { raiseOpenFileLimit } from "./ffi/pool-binding";
 import { Logger } from "./log";
+import { raiseOpenFiles } from "./platform";
 import { AdminServer } from "./observe/admin";
 import { Server } from "./server/server";
 import { StoreError } from "./storage/store";
@@ -79,12 +79,11 @@ export async function serve(argv: string[]): Promise<number> {
  * warning that says what it means: each connection holds a socket and, mid-exchange, a file.
  */
 function checkOpenFileLimit(config: Config, log: Logger): void {
-  const effective = raiseOpenFileLimit(config.maxOpenFiles);
-  if (effective < 0) {
-    log.warn("open_file_limit", { error: `getrlimit/setrlimit failed: errno ${-effective}` });
-    return;
-  }
-  if (effective < config.maxOpenFiles) {
+  const { effective, problem } = raiseOpenFiles(config.maxOpenFiles);
+  if (problem !== null) {
+    log.warn("open_file_limit", { wanted: config.maxOpenFiles, effective, error: problem });
+    if (effective < 0) return;
+  } else if (effective < config.maxOpenFiles) {
     log.warn("open_file_limit", { wanted: config.maxOpenFiles, effective, reason: "capped by the hard limit (ulimit -Hn)" });
   } else {
     log.info("open_file_limit", { effective });

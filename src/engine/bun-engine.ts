@@ -1,9 +1,8 @@
 // Engine "bun": Bun's own asynchronous node:fs, which runs each call on Bun's internal thread pool.
 // It is the baseline every claim about the C pool is measured against.
 import fs from "node:fs";
-import { commitFileFromPrimitives, readWholeFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { commitFileFromPrimitives, readWholeFromPrimitives, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
-import type { EngineStats } from "../observe/stats";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
 const READ_FLAGS = fs.constants.O_RDONLY;
@@ -32,6 +31,7 @@ export class BunEngine implements IoEngine {
   readonly inline = null;
   /** Promises only: the store adapts them where a callback form is wanted. */
   readonly callbacks = null;
+  private fsyncs = 0;
 
   open(path: string, mode: OpenMode): Promise<number> {
     return call("open", (cb) => fs.open(path, mode === "create" ? CREATE_FLAGS : READ_FLAGS, 0o644, cb));
@@ -61,8 +61,9 @@ export class BunEngine implements IoEngine {
     return call("close", (cb) => fs.close(fd, (err) => cb(err, undefined)));
   }
 
-  fsync(fd: number): Promise<void> {
-    return call("fsync", (cb) => fs.fsync(fd, (err) => cb(err, undefined)));
+  async fsync(fd: number): Promise<void> {
+    await call("fsync", (cb) => fs.fsync(fd, (err) => cb(err, undefined)));
+    this.fsyncs++;
   }
 
   rename(from: string, to: string): Promise<void> {
@@ -73,27 +74,8 @@ export class BunEngine implements IoEngine {
     return call("unlink", (cb) => fs.unlink(path, (err) => cb(err, undefined)));
   }
 
-  mkdir(path: string): Promise<void> {
-    return call("mkdir", (cb) =>
-      fs.mkdir(path, 0o755, (err) => cb(err !== null && err.code !== "EEXIST" ? err : null, undefined)),
-    );
-  }
-
-  async commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
-    if (fsync) return commitFileFromPrimitives(this, tmpPath, finalPath, data, fsync);
-    // Bun's writeFile does open + write + close as one task on its pool: the best Bun offers.
-    try {
-      await fs.promises.writeFile(tmpPath, data, { flag: "wx", mode: 0o644 });
-    } catch (e) {
-      await this.unlink(tmpPath).catch(() => {});
-      throw ioErrorFromNode(e, "commit");
-    }
-    try {
-      await this.rename(tmpPath, finalPath);
-    } catch (e) {
-      await this.unlink(tmpPath).catch(() => {});
-      throw e;
-    }
+  commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
+    return commitFileFromPrimitives(this, tmpPath, finalPath, data, fsync);
   }
 
   readWhole(path: string, into: Uint8Array): Promise<number> {
@@ -101,7 +83,7 @@ export class BunEngine implements IoEngine {
   }
 
   stats(): EngineStats {
-    return { name: this.name, operationsInFlight: inFlight };
+    return { name: this.name, operationsInFlight: inFlight, fsyncs: this.fsyncs };
   }
 
   async shutdown(): Promise<void> {}

@@ -20,17 +20,16 @@
 //             is promised, workers ring no doorbell;
 //   adaptive: batch for the callback-form operations, direct for the rest (streamed bodies).
 import { constants } from "node:os";
-import { COMMIT_FSYNC, InlineFs, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { COMMIT_FSYNC, InlineFs, nativeFsyncCount, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
-import { fileStatOf, type CallbackOps, type FileStat, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
+import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
-import type { EngineStats } from "../observe/stats";
 
 const EAGAIN = constants.errno.EAGAIN;
 const ECANCELED = constants.errno.ECANCELED;
 const KEEPALIVE_PERIOD_MS = 1 << 30;
 
-const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "mkdir", "commit", "read"];
+const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "commit", "read"];
 
 /**
  * direct: each operation handed over at once, completions by doorbell. batch: every operation
@@ -174,6 +173,7 @@ export class CPoolEngine implements IoEngine, CallbackOps {
       operationsPerBatch: this.batches > 0 ? this.batchedOps / this.batches : 0,
       inlineAnswered: this.inline?.answered ?? 0,
       inlineRefused: this.inline?.refused ?? 0,
+      fsyncs: nativeFsyncCount(),
     };
   }
 
@@ -219,9 +219,6 @@ export class CPoolEngine implements IoEngine, CallbackOps {
   }
   unlink(path: string): Promise<void> {
     return this.submit(PoolOp.UNLINK, 0, -1, null, 0, 0, cPath(path), null);
-  }
-  mkdir(path: string): Promise<void> {
-    return this.submit(PoolOp.MKDIR, 0, -1, null, 0, 0, cPath(path), null);
   }
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
     return this.submit(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath));

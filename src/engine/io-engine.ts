@@ -1,6 +1,5 @@
 import { constants } from "node:os";
 import { ioErrorFromErrno } from "./io-error";
-import type { EngineStats } from "../observe/stats";
 
 // The seam between the protocol and the disk. Every file operation of the server goes through an
 // IoEngine, so the Bun-native engine, the C thread pool and the synchronous baseline are
@@ -49,6 +48,11 @@ export interface InlineOps {
   readonly lastMode: number;
   /** Reads `path` whole into `into` when it fits; returns its size, or -errno (-EISDIR: not a file). */
   readCached(path: string, into: Uint8Array): number;
+  /**
+   * 1 when `dir` is on a local file system whose cached lookups and attributes can be trusted, 0
+   * when not (a network file system: its cached attributes may be stale), -errno when unknown.
+   */
+  trustedFor(dir: string): number;
 }
 
 /**
@@ -70,6 +74,32 @@ export interface CallbackOps {
   commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void;
 }
 
+/** What an engine reports about itself (/debug/stats, /metrics); fields an engine lacks are absent. */
+export interface EngineStats {
+  name: string;
+  threads?: number;
+  submitMode?: string;
+  operationsInFlight?: number;
+  queueDepth?: number;
+  queueDepthHigh?: number;
+  submitted?: number;
+  completed?: number;
+  refusedFull?: number;
+  blockedInJs?: number;
+  blockedInJsHigh?: number;
+  doorbells?: number;
+  drains?: number;
+  drainedRecords?: number;
+  recordsPerDrain?: number;
+  batches?: number;
+  operationsPerBatch?: number;
+  /** Operations answered on the event loop from the kernel's caches (ioInline), and refused to the pool. */
+  inlineAnswered?: number;
+  inlineRefused?: number;
+  /** fsync calls that succeeded (files and directories): durable commits make two each. */
+  fsyncs: number;
+}
+
 export interface IoEngine {
   readonly name: string;
   /** Callback forms of the one-call operations, when the engine has them natively. */
@@ -87,8 +117,6 @@ export interface IoEngine {
   fsync(fd: number): Promise<void>;
   rename(from: string, to: string): Promise<void>;
   unlink(path: string): Promise<void>;
-  /** Creates a directory (mode 0755); an existing one is not an error. */
-  mkdir(path: string): Promise<void>;
   /**
    * Creates `tmpPath`, writes all of `data`, fsyncs when asked, closes and renames it onto
    * `finalPath`, and when asked fsyncs its directory too (so the rename is durable): a whole small
@@ -107,7 +135,10 @@ export interface IoEngine {
   shutdown(): Promise<void>;
 }
 
-/** commitFile from the primitives, for engines without a native compound operation. */
+/**
+ * The commit sequence, the one TS copy of it (ffi/fsgw_pool.c's do_commit is the C one): create,
+ * write, then `finishCommit`. For engines without a native compound operation.
+ */
 export async function commitFileFromPrimitives(
   engine: IoEngine,
   tmpPath: string,
@@ -118,16 +149,29 @@ export async function commitFileFromPrimitives(
   const fd = await engine.open(tmpPath, "create");
   try {
     await engine.write(fd, data, 0);
-    if (fsync) await engine.fsync(fd);
   } catch (e) {
     await engine.close(fd).catch(() => {});
     await engine.unlink(tmpPath).catch(() => {});
     throw e;
   }
+  await finishCommit(engine, fd, tmpPath, finalPath, fsync);
+}
+
+/**
+ * The second half of a commit, for a temporary file whose bytes are all written: fsync it (when
+ * asked), close it, rename it onto `finalPath`, and fsync its directory (when asked) so the rename
+ * is durable too. On failure the descriptor is closed and the temporary file removed, then the
+ * error is thrown; either way `fd` is closed when this settles.
+ */
+export async function finishCommit(engine: IoEngine, fd: number, tmpPath: string, finalPath: string, fsync: boolean): Promise<void> {
+  let open = true;
   try {
+    if (fsync) await engine.fsync(fd);
+    open = false;
     await engine.close(fd);
     await engine.rename(tmpPath, finalPath);
   } catch (e) {
+    if (open) await engine.close(fd).catch(() => {});
     await engine.unlink(tmpPath).catch(() => {});
     throw e;
   }
@@ -135,7 +179,7 @@ export async function commitFileFromPrimitives(
 }
 
 /** fsyncs the directory holding `path`, so that a rename into it survives a crash. */
-export async function fsyncParentDir(engine: IoEngine, path: string): Promise<void> {
+async function fsyncParentDir(engine: IoEngine, path: string): Promise<void> {
   const fd = await engine.open(path.slice(0, Math.max(1, path.lastIndexOf("/"))), "read");
   try {
     await engine.fsync(fd);

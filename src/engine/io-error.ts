@@ -1,4 +1,5 @@
-// The one place an errno becomes a typed error, and a typed error becomes the text a client reads.
+// The one place an errno becomes a typed error (the file store turns those into store-neutral
+// failure kinds, in one switch of its own: src/storage/file-store.ts).
 import { constants } from "node:os";
 
 const nameOfErrno = new Map<number, string>();
@@ -39,49 +40,8 @@ export function ioErrorFromNode(e: unknown, op: string): IoError {
   throw e; // not an operating-system error: a bug, let it surface
 }
 
-/** The text a client reads in a reply's Message: short, human, never a stack trace. */
-export function clientText(e: unknown): string {
-  if (!(e instanceof IoError)) return "internal error";
-  return textOfCode(e.code);
-}
-
 /** The errno's name (`ENOENT`) for a -errno result, for logs. */
 export function errnoName(negErrno: number): string {
   const errno = Math.abs(negErrno);
   return nameOfErrno.get(errno) ?? `ERRNO_${errno}`;
-}
-
-/** clientText for an inline operation's -errno result: no error object on the way. */
-export function clientTextOfErrno(negErrno: number): string {
-  return textOfCode(errnoName(negErrno));
-}
-
-function textOfCode(code: string): string {
-  switch (code) {
-    case "ENOENT":
-      return "no such key";
-    case "ENOSPC":
-    case "EDQUOT":
-      return "disk full";
-    case "EACCES":
-    case "EPERM":
-    case "EROFS":
-      return "permission denied";
-    case "EISDIR":
-    case "ENOTDIR":
-      return "not a file";
-    case "EMFILE":
-    case "ENFILE":
-      return "server busy: too many open files";
-    case "EAGAIN":
-      return "server busy: I/O queue full";
-    case "ECANCELED":
-      return "server shutting down";
-    case "EIO":
-      return "I/O error";
-    case "EFBIG":
-      return "file too large";
-    default:
-      return `I/O error (${code})`;
-  }
 }

@@ -2,9 +2,8 @@
 // the result handed back as a settled promise. No pool at all: the baseline that shows what the
 // pools buy (and what blocking the event loop costs under concurrency).
 import fs from "node:fs";
-import { readWholeFromPrimitives, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { commitFileFromPrimitives, readWholeFromPrimitives, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
-import type { EngineStats } from "../observe/stats";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
 
@@ -31,6 +30,7 @@ export class SyncEngine implements IoEngine {
   readonly inline = null;
   /** Promises only: the store adapts them where a callback form is wanted. */
   readonly callbacks = null;
+  private fsyncs = 0;
 
   open(path: string, mode: OpenMode): Promise<number> {
     return attempt("open", () => fs.openSync(path, mode === "create" ? CREATE_FLAGS : fs.constants.O_RDONLY, 0o644));
@@ -51,7 +51,10 @@ export class SyncEngine implements IoEngine {
     return attempt("close", () => fs.closeSync(fd));
   }
   fsync(fd: number): Promise<void> {
-    return attempt("fsync", () => fs.fsyncSync(fd));
+    return attempt("fsync", () => {
+      fs.fsyncSync(fd);
+      this.fsyncs++;
+    });
   }
   rename(from: string, to: string): Promise<void> {
     return attempt("rename", () => fs.renameSync(from, to));
@@ -59,53 +62,15 @@ export class SyncEngine implements IoEngine {
   unlink(path: string): Promise<void> {
     return attempt("unlink", () => fs.unlinkSync(path));
   }
-  mkdir(path: string): Promise<void> {
-    return attempt("mkdir", () => {
-      try {
-        fs.mkdirSync(path, 0o755);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
-      }
-    });
-  }
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
-    return attempt("commit", () => {
-      const fd = fs.openSync(tmpPath, CREATE_FLAGS, 0o644);
-      let fdOpen = true;
-      try {
-        writeAll(fd, data, 0);
-        if (fsync) fs.fsyncSync(fd);
-        fdOpen = false;
-        fs.closeSync(fd);
-        fs.renameSync(tmpPath, finalPath);
-      } catch (e) {
-        if (fdOpen) {
-          try {
-            fs.closeSync(fd);
-          } catch {}
-        }
-        try {
-          fs.unlinkSync(tmpPath);
-        } catch {}
-        throw e;
-      }
-      // The rename is durable only once its directory is on disk too.
-      if (fsync) {
-        const dirFd = fs.openSync(finalPath.slice(0, Math.max(1, finalPath.lastIndexOf("/"))), "r");
-        try {
-          fs.fsyncSync(dirFd);
-        } finally {
-          fs.closeSync(dirFd);
-        }
-      }
-    });
+    return commitFileFromPrimitives(this, tmpPath, finalPath, data, fsync);
   }
   readWhole(path: string, into: Uint8Array): Promise<number> {
     return readWholeFromPrimitives(this, path, into);
   }
 
   stats(): EngineStats {
-    return { name: this.name, operationsInFlight: 0 }; // every operation completes before it returns
+    return { name: this.name, operationsInFlight: 0, fsyncs: this.fsyncs }; // every operation completes before it returns
   }
 
   async shutdown(): Promise<void> {}

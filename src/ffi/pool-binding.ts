@@ -8,9 +8,15 @@ import { dlopen, JSCallback, ptr, type Pointer } from "bun:ffi";
 import { constants } from "node:os";
 import { ensureLibrary } from "./build";
 
-const ABI_VERSION = 1;
+const ABI_VERSION = 2;
 const SUB_BYTES = 56;
 const COMP_BYTES = 16;
+/**
+ * The layout this binding writes and reads (fsgw_struct_layout's order): sizes and field offsets of
+ * fsgw_sub and fsgw_comp in bytes. `stage` and `deliver` index typed arrays by these offsets.
+ */
+const LAYOUT = [SUB_BYTES, 0, 4, 8, 12, 16, 24, 32, 40, 48, COMP_BYTES, 0, 4, 8];
+const LAYOUT_NAMES = ["sub size", "sub.op", "sub.flags", "sub.fd", "sub.slot", "sub.offset", "sub.len", "sub.buf", "sub.path", "sub.path2", "comp size", "comp.slot", "comp.aux", "comp.result"];
 /** PATH_MAX less its NUL: the longest path the kernel resolves. */
 const PATH_BYTES_MAX = 4095;
 const ENAMETOOLONG = constants.errno.ENAMETOOLONG;
@@ -27,9 +33,8 @@ export const PoolOp = {
   FSYNC: 7,
   RENAME: 8,
   UNLINK: 9,
-  MKDIR: 10,
-  COMMIT: 11,
-  READ_FILE: 12,
+  COMMIT: 10,
+  READ_FILE: 11,
 } as const;
 export const OPEN_READ = 0;
 export const OPEN_CREATE = 1;
@@ -56,8 +61,8 @@ const STAT_COUNT = 13;
 function load() {
   return dlopen(ensureLibrary(), {
     fsgw_abi_version: { args: [], returns: "i32" },
-    fsgw_sizeof_sub: { args: [], returns: "i32" },
-    fsgw_sizeof_comp: { args: [], returns: "i32" },
+    fsgw_struct_layout: { args: ["ptr", "i32"], returns: "i32" },
+    fsgw_fsync_count: { args: [], returns: "f64" },
     fsgw_pool_create: { args: ["i32", "i32", "i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
     fsgw_submit: { args: ["ptr", "u32", "u32", "i32", "ptr", "f64", "f64", "ptr", "ptr"], returns: "i32" },
     fsgw_submit_batch: { args: ["ptr", "ptr", "i32"], returns: "i32" },
@@ -89,15 +94,29 @@ function lib(): Library["symbols"] {
   if (library === null) {
     const l = load();
     const abi = l.symbols.fsgw_abi_version();
-    const sub = l.symbols.fsgw_sizeof_sub();
-    const comp = l.symbols.fsgw_sizeof_comp();
-    if (abi !== ABI_VERSION || sub !== SUB_BYTES || comp !== COMP_BYTES) {
+    const layout = new Int32Array(LAYOUT.length);
+    const n = l.symbols.fsgw_struct_layout(layout, layout.length);
+    const wrong = LAYOUT.flatMap((want, i) => (i >= n || layout[i] !== want ? [`${LAYOUT_NAMES[i]} ${i < n ? layout[i] : "missing"} (want ${want})`] : []));
+    if (abi !== ABI_VERSION || wrong.length > 0) {
       l.close();
-      throw new Error(`libfsgw_pool ABI mismatch: abi ${abi}/${ABI_VERSION}, fsgw_sub ${sub}/${SUB_BYTES} bytes, fsgw_comp ${comp}/${COMP_BYTES} bytes`);
+      throw new Error(`libfsgw_pool ABI mismatch: abi ${abi} (want ${ABI_VERSION})${wrong.length > 0 ? "; " + wrong.join(", ") : ""}`);
     }
     library = l;
   }
   return library.symbols;
+}
+
+/**
+ * Why the C library cannot be used here (gcc missing, a build error, an ABI mismatch), or null when
+ * it loads. Lets callers with a non-C way to do the same thing choose it.
+ */
+export function nativeLibraryProblem(): string | null {
+  try {
+    lib();
+    return null;
+  } catch (e) {
+    return String((e as Error)?.message ?? e).split("\n")[0]!;
+  }
 }
 
 /**
@@ -107,6 +126,11 @@ function lib(): Library["symbols"] {
 export function lockFileForProcess(path: string): number {
   const rc = lib().fsgw_lock_file(new TextEncoder().encode(path + "\0"));
   return rc >= 0 ? 0 : rc;
+}
+
+/** fsync calls the C library made, process-wide (fsgw_fsync_count). */
+export function nativeFsyncCount(): number {
+  return lib().fsgw_fsync_count();
 }
 
 /** Raises the soft RLIMIT_NOFILE toward `want` (capped by the hard limit); returns the limit now in effect. */
@@ -155,6 +179,10 @@ export class InlineFs {
   readCached(path: string, into: Uint8Array): number {
     if (!this.encodePath(path)) return -ENAMETOOLONG;
     return this.count(this.sym.fsgw_read_cached(this.pathPtr, into, into.length));
+  }
+
+  trustedFor(dir: string): number {
+    return fsIsLocal(dir);
   }
 
   /** Tests: every inline call refuses with -EAGAIN while on (process-wide). */

@@ -1,6 +1,7 @@
 // GET /metrics: the numbers of /debug/stats in the Prometheus text exposition format (0.0.4):
 // `# HELP` and `# TYPE` for every family, names prefixed fsgw_, units (bytes, seconds) in names.
-import { statOps, type EngineStats, type ProcessStats, type ServerStats } from "./stats";
+import type { EngineStats } from "../engine/io-engine";
+import { statOps, type ProcessStats, type ServerStats } from "./stats";
 
 /** Latency histogram bounds: powers of two from 16 µs (2^4) to ~67 s (2^26). */
 const OCTAVE_FROM = 4;
@@ -37,6 +38,8 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_connections_refused_total", "counter", "Connections closed at once because connectionsMax was reached.", stats.connectionsRefused);
   w.one("fsgw_protocol_violations_total", "counter", "Connections closed for breaking the protocol.", stats.protocolViolations);
   w.one("fsgw_idle_timeouts_total", "counter", "Connections closed after idleTimeoutMs of silence.", stats.idleTimeouts);
+  w.one("fsgw_connection_bugs_total", "counter", "Connections closed because fsgw's own code threw (a bug: see event=connection_bug).", stats.connectionBugs);
+  w.one("fsgw_uncaught_errors_total", "counter", "Exceptions no connection caught (a bug: see event=unhandled_rejection).", stats.uncaughtErrors);
 
   w.family("fsgw_exchanges_total", "counter", "Exchanges completed, by op (errors included).");
   for (const op of statOps) w.sample("fsgw_exchanges_total", stats.ops[op].count, { op });

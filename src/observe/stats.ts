@@ -2,6 +2,7 @@
 // snapshot that adds the engine's and the process's own numbers. Recording an exchange is a few
 // increments and one histogram bucket: cheap enough for every exchange on the hot path.
 import { readdirSync } from "node:fs";
+import type { EngineStats } from "../engine/io-engine";
 
 export const statOps = ["bench", "upload", "download", "exist", "delete"] as const;
 export type StatOp = (typeof statOps)[number];
@@ -61,30 +62,6 @@ export class OpStats {
   readonly latency = new LatencyHistogram();
 }
 
-/** What an engine reports about itself; fields an engine does not have are absent. */
-export interface EngineStats {
-  name: string;
-  threads?: number;
-  submitMode?: string;
-  operationsInFlight?: number;
-  queueDepth?: number;
-  queueDepthHigh?: number;
-  submitted?: number;
-  completed?: number;
-  refusedFull?: number;
-  blockedInJs?: number;
-  blockedInJsHigh?: number;
-  doorbells?: number;
-  drains?: number;
-  drainedRecords?: number;
-  recordsPerDrain?: number;
-  batches?: number;
-  operationsPerBatch?: number;
-  /** Operations answered on the event loop from the kernel's caches (ioInline), and refused to the pool. */
-  inlineAnswered?: number;
-  inlineRefused?: number;
-}
-
 export class ServerStats {
   readonly startedMs = Date.now();
   connectionsOpen = 0;
@@ -92,6 +69,10 @@ export class ServerStats {
   connectionsRefused = 0;
   protocolViolations = 0;
   idleTimeouts = 0;
+  /** Connections closed because fsgw's own code threw (event=connection_bug); 0 unless a bug. */
+  connectionBugs = 0;
+  /** Exceptions no connection caught (event=unhandled_rejection / uncaught_exception). */
+  uncaughtErrors = 0;
   readonly ops: Record<StatOp, OpStats> = {
     bench: new OpStats(),
     upload: new OpStats(),
@@ -139,6 +120,8 @@ export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
     connections: { open: stats.connectionsOpen, total: stats.connectionsAccepted, refused: stats.connectionsRefused },
     protocolViolations: stats.protocolViolations,
     idleTimeouts: stats.idleTimeouts,
+    connectionBugs: stats.connectionBugs,
+    uncaughtErrors: stats.uncaughtErrors,
     exchanges: ops,
     engine,
     process: processStats(),

@@ -10,15 +10,17 @@
 //                                                                  └─error──▶ upload_error (ACK optional)
 //   frame ──DOWNLOAD──▶ waiting ──START──▶ download_body ──END──▶ download_ack ──ACK──▶ frame
 //   frame ──EXIST / DELETE──▶ waiting ──reply──▶ frame
+//
+// Storage is reached only through the Store interface (src/storage/store.ts): this file knows no
+// path, descriptor or errno. Every entry from the store (onStoreDone, onStoreBug, onUploadProgress,
+// onUploadDone) and from the socket catches what it runs: a bug closes this connection with a
+// logged `connection_bug`, never the process.
 import type { Socket } from "bun";
-import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, type IoTarget } from "../engine/io-engine";
-import { clientText, clientTextOfErrno, errnoName } from "../engine/io-error";
 import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
-import { checkKey, type CheckedKey } from "../storage/keys";
-import type { ReadHandle, Store } from "../storage/store";
-import { UploadStream, type UploadOwner } from "../storage/upload-stream";
+import { checkKey, type StoreKey } from "../storage/keys";
+import { EntryType, Failure, type BodyReader, type Store, type UploadOwner, type UploadSink } from "../storage/store";
 import type { Logger } from "../log";
 import type { BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
@@ -61,57 +63,93 @@ export interface ConnectionHost {
 /** Room kept before and after an inline download's body for its START and END frames. */
 export const FRAME_ROOM = 1024;
 
-function fileTypeOf(mode: number): number {
-  const format = mode & S_IFMT;
-  return format === S_IFREG ? FileType.FILE : format === S_IFDIR ? FileType.DIR : FileType.UNSET;
+function fileTypeOf(entry: number): number {
+  return entry === EntryType.FILE ? FileType.FILE : entry === EntryType.DIR ? FileType.DIR : FileType.UNSET;
 }
 
-// What a callback-form engine call in flight will decide (ioWaiting).
+/** The reply text of a store failure: short, human, the same whatever the store. */
+export function replyText(kind: number): string {
+  switch (kind) {
+    case Failure.NOT_FOUND:
+      return "no such key";
+    case Failure.NOT_A_FILE:
+      return "not a file";
+    case Failure.NO_SPACE:
+      return "disk full";
+    case Failure.PERMISSION:
+      return "permission denied";
+    case Failure.BUSY:
+      return "server busy: try again";
+    case Failure.UNAVAILABLE:
+      return "storage unavailable";
+    case Failure.TIMEOUT:
+      return "storage timed out";
+    case Failure.TOO_LARGE:
+      return "file too large";
+    default:
+      return "I/O error";
+  }
+}
+
+// What the store operation in flight will decide (ioWaiting); its result reaches onStoreDone.
 const IO_NONE = 0;
 const IO_EXIST = 1;
 const IO_DELETE = 2;
-const IO_COMMIT = 3;
+const IO_PUT = 3; // a small upload's whole body
+const IO_READ_WHOLE = 4; // a small download, or the size that says it is not small
+const IO_UPLOAD_OPEN = 5; // a streamed upload may begin
+const IO_READER_OPEN = 6; // a streamed download's size
+const IO_READ = 7; // a streamed download's next bytes
 
-const PAUSE_STASH = 1; // input arrived while an engine call decides what comes next
-const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet on disk
+const PAUSE_STASH = 1; // input arrived while a store operation decides what comes next
+const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet stored
 const PAUSE_OUTPUT = 4; // replies the client does not read hold more than connectionBufferBytesMax
 
-export class Connection implements UploadOwner, IoTarget {
+/** Reading resumes once a paused-for buffer has drained to this fraction of its bound. */
+const RESUME_FRACTION = 0.5;
+
+export class Connection implements UploadOwner {
   state: ConnectionState = "frame";
-  /** Date.now() of the last sign of life: bytes in, a drain, an engine completion. */
+  /** Date.now() of the last sign of life: bytes in, a drain, a store result. */
   lastActiveMs = Date.now();
 
   private readonly decoder: FrameDecoder;
-  private stash: Uint8Array | null = null;
+  /** Input kept while a store operation decides what it means, oldest first, and its bytes. */
+  private readonly stash: Uint8Array[] = [];
+  private stashBytes = 0;
+  /** True while consume() runs: a result that arrives inside it must not consume the stash early. */
+  private consuming = false;
   private pausedBy = 0;
   /** Reply bytes the socket did not take yet, oldest first, and how many. */
   private readonly outQueue: Uint8Array[] = [];
   private outQueuedBytes = 0;
+  /** An inline-download buffer whose bytes still wait in outQueue. */
+  private heldBuffer: Uint8Array | null = null;
 
   // The exchange in progress.
-  private key = "";
-  private keyHash = 0;
-  private bodyRemaining = 0;
-  /** The upload's body is gathered whole in memory and committed in one engine call. */
-  private inlineUpload = false;
-  /** Its bytes: the one data chunk that held all of them (no copy), or a pooled buffer they were
-   *  gathered into; a pooled one goes back to the pool once the commit settles. */
-  private inlineBody: Uint8Array | null = null;
-  private inlineBodyPooled = false;
-  private inlineFilled = 0;
-  /** The callback-form engine call in flight (IO_*), answered through onIoDone. */
+  /** The request's key as the client sent it (replies echo it), and once checked, the store's. */
+  private keyText = "";
+  private key: StoreKey | null = null;
+  /** The store operation in flight (IO_*), answered through onStoreDone. */
   private ioWaiting = IO_NONE;
-  private upload: UploadStream | null = null;
-  private download: ReadHandle | null = null;
-  private downloadBuffer: Uint8Array | null = null;
-  private downloadPosition = 0;
-  private downloadReadInFlight = false;
+  private bodyRemaining = 0;
+  /** A small upload's body, gathered whole: the one data chunk that held all of it (no copy), or
+   *  a pooled buffer (`bodyPooled`) it was gathered into, which returns to the pool once stored. */
+  private body: Uint8Array | null = null;
+  private bodyPooled = false;
+  private bodyFilled = 0;
+  /** A streamed upload (null for a small one, gathered in `body`). */
+  private upload: UploadSink | null = null;
+  /** A small download's pooled buffer, from the read until its bytes leave. */
+  private wholeBuffer: Uint8Array | null = null;
+  /** A streamed download: the reader, its buffer, and the bytes sent so far. */
+  private reader: BodyReader | null = null;
+  private readBuffer: Uint8Array | null = null;
+  private bodySent = 0;
   // The exchange's numbers, for stats.
   private exchangeStart = 0;
   private exchangeOp: StatOp = "bench";
   private exchangeBytes = 0;
-  /** An inline-download buffer whose bytes still wait in outQueue. */
-  private heldBuffer: Uint8Array | null = null;
 
   constructor(
     private readonly socket: Socket<Connection>,
@@ -120,7 +158,7 @@ export class Connection implements UploadOwner, IoTarget {
     this.decoder = new FrameDecoder(host.frameBytesMax);
   }
 
-  /** A getter, so that checks after an await are not narrowed away by the compiler. */
+  /** A getter, so that checks after a callback are not narrowed away by the compiler. */
   get isClosed(): boolean {
     return this.state === "closed";
   }
@@ -129,14 +167,14 @@ export class Connection implements UploadOwner, IoTarget {
     return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
   }
 
-  /** Waiting on the disk, not on the client: the idle timeout does not apply. */
+  /** Waiting on the store, not on the client: the idle timeout does not apply. */
   get waitingOnServer(): boolean {
     return this.state === "waiting" || this.state === "committing" || (this.pausedBy & PAUSE_BACKLOG) !== 0;
   }
 
   /** Between exchanges with no partial frame: closing now loses nothing. */
   get betweenExchanges(): boolean {
-    return this.state === "frame" && !this.decoder.midFrame && this.stash === null;
+    return this.state === "frame" && !this.decoder.midFrame && this.stash.length === 0;
   }
 
   // ---- socket events ----
@@ -144,7 +182,7 @@ export class Connection implements UploadOwner, IoTarget {
   onData(chunk: Uint8Array): void {
     this.lastActiveMs = Date.now();
     if (this.isClosed) return;
-    if (this.stash !== null) {
+    if (this.stash.length > 0) {
       this.stashMore(chunk);
       return;
     }
@@ -153,32 +191,33 @@ export class Connection implements UploadOwner, IoTarget {
 
   onDrain(): void {
     this.lastActiveMs = Date.now();
-    this.flushOut();
-    if (this.outQueue.length === 0 && this.state === "download_body" && !this.downloadReadInFlight) {
-      this.continueDownload();
+    try {
+      this.flushOut();
+      if (this.outQueue.length === 0 && this.state === "download_body" && this.ioWaiting === IO_NONE) this.continueDownload();
+    } catch (e) {
+      this.bug(e);
     }
   }
 
   /** The socket is gone: release what the exchange holds. */
   onClose(): void {
     if (this.isClosed) return;
-    const committing = this.state === "committing";
     this.state = "closed";
-    this.stash = null;
+    this.stash.length = 0;
+    this.stashBytes = 0;
     this.outQueue.length = 0;
     this.outQueuedBytes = 0;
     if (this.upload !== null) {
       this.host.track(this.upload.abort());
       this.upload = null;
     }
-    // Mid-body, the gathered bytes are dropped; while committing, the engine still reads them and
-    // the commit's settlement returns the buffer.
-    if (!committing) this.releaseInlineBody();
-    if (this.download !== null && !this.downloadReadInFlight) this.closeDownloadFile();
+    // A body or buffer the store still reads or fills goes back when its result arrives.
+    if (this.ioWaiting !== IO_PUT) this.releaseBody();
+    this.closeReader();
     this.host.onConnectionClosed(this);
   }
 
-  /** Closes the connection from the server side (violation, idle, shutdown). */
+  /** Closes the connection from the server side (violation, idle, shutdown, bug). */
   close(reason: string): void {
     if (this.isClosed) return;
     this.host.log.debug("connection_closed", { remote: this.remote, reason });
@@ -189,6 +228,7 @@ export class Connection implements UploadOwner, IoTarget {
   // ---- input ----
 
   private consume(chunk: Uint8Array, offset: number): void {
+    this.consuming = true;
     try {
       while (offset < chunk.length) {
         switch (this.state) {
@@ -210,23 +250,28 @@ export class Connection implements UploadOwner, IoTarget {
           case "closed":
             return;
           default:
-            // An engine call decides what the rest means: keep it and stop reading until then.
-            this.stash = chunk.subarray(offset);
+            // A store operation decides what the rest means: keep it, in front of anything stashed
+            // later, and stop reading until then.
+            this.stash.unshift(chunk.subarray(offset));
+            this.stashBytes += chunk.length - offset;
             this.pause(PAUSE_STASH);
             return;
         }
       }
     } catch (e) {
-      if (e instanceof ProtocolError) {
-        this.violation(e.message);
-      } else {
-        this.bug(e);
-      }
+      if (e instanceof ProtocolError) this.violation(e.message);
+      else this.bug(e);
+    } finally {
+      this.consuming = false;
     }
   }
 
-  /** A bug in this connection's code: say so with the stack, and close only this connection. */
+  /**
+   * The one guard: a bug in this connection's code (or its store's) is logged with its stack and
+   * counted, and closes only this connection; the exchange's temporary file goes with it.
+   */
   private bug(e: unknown): void {
+    this.host.stats.connectionBugs++;
     this.host.log.error("connection_bug", { remote: this.remote, state: this.state, error: String((e as Error)?.stack ?? e) });
     this.close("internal error");
   }
@@ -238,29 +283,32 @@ export class Connection implements UploadOwner, IoTarget {
     this.close("protocol violation");
   }
 
+  /** Keeps a chunk that arrived while earlier input waits: a list, so nothing is copied. */
   private stashMore(chunk: Uint8Array): void {
-    const old = this.stash!;
-    if (old.length + chunk.length > this.host.connectionBufferBytesMax + this.host.frameBytesMax) {
+    if (this.stashBytes + chunk.length > this.host.connectionBufferBytesMax + this.host.frameBytesMax) {
       this.violation("sent too much without waiting for a reply");
       return;
     }
-    const joined = new Uint8Array(old.length + chunk.length);
-    joined.set(old);
-    joined.set(chunk, old.length);
-    this.stash = joined;
+    this.stash.push(chunk);
+    this.stashBytes += chunk.length;
   }
 
-  /** An engine call settled and the state reads input again: process what was stashed. */
+  /** A store operation settled and the state reads input again: process what was stashed. */
   private resumeInput(): void {
     if (this.isClosed) return;
     if (this.host.draining && this.betweenExchanges) {
       this.close("server shutting down");
       return;
     }
-    const stash = this.stash;
-    this.stash = null;
     this.unpause(PAUSE_STASH);
-    if (stash !== null) this.consume(stash, 0);
+    // Inside consume() (a result that came synchronously), the chunk being read comes first: the
+    // loop that called consume() goes on to the stash afterwards.
+    if (this.consuming) return;
+    while (this.stash.length > 0 && (this.pausedBy & PAUSE_STASH) === 0 && !this.isClosed) {
+      const chunk = this.stash.shift()!;
+      this.stashBytes -= chunk.length;
+      this.consume(chunk, 0);
+    }
   }
 
   private onFrame(bytes: Uint8Array): void {
@@ -298,7 +346,8 @@ export class Connection implements UploadOwner, IoTarget {
   private onRequest(msg: WireMessage): void {
     this.exchangeStart = performance.now();
     this.exchangeBytes = 0;
-    this.key = msg.key;
+    this.keyText = msg.key;
+    this.key = null;
     switch (msg.operation) {
       case Op.BENCH_MARK:
         this.exchangeOp = "bench";
@@ -327,28 +376,33 @@ export class Connection implements UploadOwner, IoTarget {
     this.host.stats.exchange(this.exchangeOp, this.exchangeStart, ok ? this.exchangeBytes : 0, ok);
     const log = this.host.log;
     if (log.enabled("debug")) {
-      log.debug("exchange", { remote: this.remote, op: this.exchangeOp, key: this.key, ok, bytes: this.exchangeBytes, ms: (performance.now() - this.exchangeStart).toFixed(3) });
+      log.debug("exchange", { remote: this.remote, op: this.exchangeOp, key: this.keyText, ok, bytes: this.exchangeBytes, ms: (performance.now() - this.exchangeStart).toFixed(3) });
     }
   }
 
-  /** Validates the key; on failure answers with `replyOp` and the reason, and returns null. */
-  private acceptKey(msg: WireMessage, replyOp: number): CheckedKey | null {
+  /** Checks the request's key; on failure answers with `replyOp` and the reason, and returns null. */
+  private acceptKey(msg: WireMessage, replyOp: number): StoreKey | null {
     const checked = checkKey(msg.key);
     if (typeof checked === "string") {
-      this.key = msg.key;
       this.send({ operation: replyOp, key: msg.key, message: checked });
       this.exchangeDone(false);
       return null;
     }
-    this.key = msg.key;
-    this.keyHash = checked.hash;
+    this.key = checked;
     return checked;
+  }
+
+  /** A store operation now decides what comes next; its result reaches onStoreDone. */
+  private wait(io: number): void {
+    this.state = "waiting";
+    this.ioWaiting = io;
   }
 
   // ---- upload ----
 
   private startUpload(msg: WireMessage): void {
-    if (this.acceptKey(msg, Op.UPLOAD_RSP) === null) return;
+    const key = this.acceptKey(msg, Op.UPLOAD_RSP);
+    if (key === null) return;
     const size = msg.size;
     let refusal: string | null = null;
     if (!(size > 0)) refusal = `invalid size ${size}: an upload carries at least 1 byte`;
@@ -361,108 +415,87 @@ export class Connection implements UploadOwner, IoTarget {
     this.bodyRemaining = size;
     this.exchangeBytes = size;
     if (size <= this.host.inlineBytesMax) {
-      // Small body: gather it whole (bounded by inlineBytesMax) and commit it in one engine call.
-      this.inlineUpload = true;
-      this.inlineFilled = 0;
+      // Small body: gather it whole (bounded by inlineBytesMax) and store it in one operation.
+      this.bodyFilled = 0;
       this.state = "upload_body";
       this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: Msg.START });
       return;
     }
-    const store = this.host.store;
-    this.upload = new UploadStream(
-      store.engine,
-      store.tempPath(this.keyHash),
-      store.finalPath(this.key, this.keyHash),
-      store.fsyncOnCommit,
-      this.host.ioChunkBytes,
-      this.host.uploadWritesInFlightMax,
-      this,
-    );
-    this.state = "waiting";
-    void this.upload.open().then((error) => this.onUploadOpened(error));
-  }
-
-  private onUploadOpened(error: unknown): void {
-    this.lastActiveMs = Date.now();
-    if (this.isClosed) return;
-    if (error !== null) {
-      this.upload = null;
-      this.logIoError("upload_open_failed", error);
-      this.send({ operation: Op.UPLOAD_RSP, key: this.key, message: clientText(error) });
-      this.exchangeDone(false);
-      this.state = "frame";
-    } else {
-      this.send({ operation: Op.UPLOAD_RSP, key: this.key, message: Msg.START });
-      this.state = "upload_body";
-    }
-    this.resumeInput();
+    this.wait(IO_UPLOAD_OPEN);
+    this.upload = this.host.store.beginUpload(key, size, this);
   }
 
   private onBody(part: Uint8Array): void {
     this.bodyRemaining -= part.length;
-    if (this.inlineUpload) {
-      if (this.inlineFilled === 0 && this.bodyRemaining === 0) {
-        this.inlineBody = part; // the whole body in one chunk: no copy (Bun never reuses the chunk)
+    const upload = this.upload;
+    if (upload === null) {
+      if (this.bodyFilled === 0 && this.bodyRemaining === 0) {
+        this.body = part; // the whole body in one chunk: no copy (Bun never reuses the chunk)
       } else {
-        if (this.inlineBody === null) {
-          this.inlineBody = this.host.inlineBuffers.acquire();
-          this.inlineBodyPooled = true;
+        if (this.body === null) {
+          this.body = this.host.inlineBuffers.acquire();
+          this.bodyPooled = true;
         }
-        this.inlineBody.set(part, this.inlineFilled);
+        this.body.set(part, this.bodyFilled);
       }
-      this.inlineFilled += part.length;
+      this.bodyFilled += part.length;
     } else {
-      const upload = this.upload!;
       // No copy: Bun hands each `data` callback a fresh buffer and never reuses it (proved by
-      // test/server/bun-socket-buffers.test.ts), so the view stays valid until the engine wrote it.
+      // test/server/bun-socket-buffers.test.ts), so the view stays valid until the store wrote it.
       upload.push(part);
       if (upload.backlogBytes > this.host.connectionBufferBytesMax) this.pause(PAUSE_BACKLOG);
     }
     if (this.bodyRemaining > 0) return;
     this.state = "committing";
-    if (this.inlineUpload) {
-      this.inlineUpload = false;
-      // Shutdown waits for the commit: the engine reads the body until it completes.
+    if (upload === null) {
+      // Shutdown waits for the store: it reads the body until its result.
       this.host.workStarted();
-      this.ioWaiting = IO_COMMIT;
-      this.host.store.commitWholeTo(this.key, this.keyHash, this.inlineBody!.subarray(0, this.inlineFilled), this);
+      this.ioWaiting = IO_PUT;
+      this.host.store.putWhole(this.key!, this.body!.subarray(0, this.bodyFilled), this);
     } else {
-      this.upload!.end();
+      upload.end();
     }
   }
 
-  private releaseInlineBody(): void {
-    if (this.inlineBodyPooled) this.host.inlineBuffers.release(this.inlineBody!);
-    this.inlineBody = null;
-    this.inlineBodyPooled = false;
-    this.inlineUpload = false;
+  private releaseBody(): void {
+    if (this.bodyPooled) this.host.inlineBuffers.release(this.body!);
+    this.body = null;
+    this.bodyPooled = false;
   }
 
   onUploadProgress(): void {
     this.lastActiveMs = Date.now();
-    if (this.upload !== null && this.upload.backlogBytes <= this.host.connectionBufferBytesMax / 2) {
-      this.unpause(PAUSE_BACKLOG);
+    try {
+      if (this.upload !== null && this.upload.backlogBytes <= this.host.connectionBufferBytesMax * RESUME_FRACTION) {
+        this.unpause(PAUSE_BACKLOG);
+      }
+    } catch (e) {
+      this.bug(e);
     }
   }
 
-  onUploadSettled(error: unknown): void {
-    if (error !== null && !this.isClosed) this.logIoError("upload_failed", error);
-    this.uploadEnded(error === null ? null : clientText(error), "");
+  onUploadDone(result: number, detail: number): void {
+    try {
+      this.upload = null;
+      this.uploadEnded(result, detail);
+    } catch (e) {
+      this.bug(e);
+    }
   }
 
-  /** The body is committed (errorText null) or not; a failure's `logDetail` is logged unless empty. */
-  private uploadEnded(errorText: string | null, logDetail: string): void {
+  /** The body is stored (result >= 0) or not (-FailureKind, with the store's detail). */
+  private uploadEnded(result: number, detail: number): void {
     this.lastActiveMs = Date.now();
-    this.upload = null;
     this.unpause(PAUSE_BACKLOG);
     if (this.isClosed) return;
-    if (errorText === null) {
-      this.send({ operation: Op.UPLOAD, key: this.key, message: Msg.END });
+    if (result >= 0) {
+      this.send({ operation: Op.UPLOAD, key: this.keyText, message: Msg.END });
       this.exchangeDone(true);
       this.state = "upload_ack";
     } else {
-      if (logDetail !== "") this.logFailure("upload_failed", errorText, logDetail);
-      this.send({ operation: Op.UPLOAD, key: this.key, message: errorText });
+      const text = replyText(-result);
+      this.logFailure("upload_failed", text, detail);
+      this.send({ operation: Op.UPLOAD, key: this.keyText, message: text });
       this.exchangeDone(false);
       this.state = "upload_error";
     }
@@ -472,55 +505,42 @@ export class Connection implements UploadOwner, IoTarget {
   // ---- download ----
 
   private startDownload(msg: WireMessage): void {
-    if (this.acceptKey(msg, Op.DOWNLOAD_RSP) === null) return;
+    const key = this.acceptKey(msg, Op.DOWNLOAD_RSP);
+    if (key === null) return;
     const inlineMax = this.host.inlineBytesMax;
-    if (inlineMax === 0) return void this.downloadStreamed();
+    if (inlineMax === 0) return this.openStreamed(key);
     // Small file: read whole, so an error can still be answered, and one socket write sends START,
-    // the body and END together. First inline, from the page cache; else on the engine.
+    // the body and END together. A larger file's size sends it to openStreamed().
     const buffer = this.host.inlineBuffers.acquire();
-    const body = buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax);
-    const size = this.host.store.readNow(this.key, this.keyHash, body);
-    if (size >= 0 && size <= inlineMax) return this.sendWholeDownload(buffer, size);
-    if (size === WOULD_BLOCK) return void this.downloadWholeOnEngine(buffer, body);
-    this.host.inlineBuffers.release(buffer);
-    if (size < 0) return this.answerErrno(Op.DOWNLOAD_RSP, "download_read_failed", size);
-    void this.downloadStreamed(); // larger than inlineBytesMax
+    this.wholeBuffer = buffer;
+    this.wait(IO_READ_WHOLE);
+    this.host.store.readWhole(key, buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax), this);
   }
 
-  /** The inline read was refused: the engine reads the file whole, or says it is too large. */
-  private async downloadWholeOnEngine(buffer: Uint8Array, body: Uint8Array): Promise<void> {
-    this.state = "waiting";
-    const store = this.host.store;
-    const inlineMax = this.host.inlineBytesMax;
-    let size: number;
-    try {
-      size = await store.engine.readWhole(store.finalPath(this.key, this.keyHash), body);
-    } catch (e) {
-      this.host.inlineBuffers.release(buffer);
-      return this.answerError(Op.DOWNLOAD_RSP, "download_read_failed", e);
-    }
-    this.lastActiveMs = Date.now();
-    if (size <= inlineMax) return this.sendWholeDownload(buffer, size);
+  private onWholeRead(size: number, detail: number): void {
+    const buffer = this.wholeBuffer!;
+    this.wholeBuffer = null;
+    if (size >= 0 && size <= this.host.inlineBytesMax && !this.isClosed) return this.sendWholeDownload(buffer, size);
     this.host.inlineBuffers.release(buffer);
     if (this.isClosed) return;
-    return this.downloadStreamed();
+    if (size < 0) return this.answerFailure(Op.DOWNLOAD_RSP, "download_read_failed", size, detail);
+    this.openStreamed(this.key!); // larger than inlineBytesMax
   }
 
-  private async downloadStreamed(): Promise<void> {
-    this.state = "waiting";
-    const store = this.host.store;
-    let handle: ReadHandle;
-    try {
-      handle = await store.openForRead(this.key, this.keyHash);
-    } catch (e) {
-      return this.answerError(Op.DOWNLOAD_RSP, "download_open_failed", e);
+  private openStreamed(key: StoreKey): void {
+    this.wait(IO_READER_OPEN);
+    this.reader = this.host.store.openReader(key, this);
+  }
+
+  private onReaderOpen(size: number, detail: number): void {
+    if (this.isClosed) return;
+    if (size < 0) {
+      this.closeReader();
+      return this.answerFailure(Op.DOWNLOAD_RSP, "download_open_failed", size, detail);
     }
-    this.lastActiveMs = Date.now();
-    this.download = handle;
-    if (this.isClosed) return this.closeDownloadFile();
-    this.send({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size: handle.size, type: FileType.FILE });
-    this.downloadBuffer = new Uint8Array(Math.max(1, Math.min(this.host.ioChunkBytes, handle.size)));
-    this.downloadPosition = 0;
+    this.send({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE });
+    this.readBuffer = new Uint8Array(Math.max(1, Math.min(this.host.ioChunkBytes, size)));
+    this.bodySent = 0;
     this.state = "download_body";
     this.continueDownload();
   }
@@ -531,10 +551,9 @@ export class Connection implements UploadOwner, IoTarget {
    * a key is at most 255 bytes, so even a JSON frame of a key of 255 escaped quotes is ~700 bytes.
    */
   private sendWholeDownload(buffer: Uint8Array, size: number): void {
-    if (this.isClosed) return this.host.inlineBuffers.release(buffer);
     const codec = this.host.codec;
-    const start = codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.key, message: Msg.START, size, type: FileType.FILE });
-    const end = codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END });
+    const start = codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE });
+    const end = codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.keyText, message: Msg.END });
     const bodyEnd = FRAME_ROOM + size;
     if (start.length > FRAME_ROOM || end.length > FRAME_ROOM) throw new Error(`reply frame of ${start.length} bytes exceeds FRAME_ROOM`);
     buffer.set(start, FRAME_ROOM - start.length);
@@ -552,96 +571,66 @@ export class Connection implements UploadOwner, IoTarget {
 
   /** Reads the next piece of a streamed download; called when the socket has taken the last one. */
   private continueDownload(): void {
-    const handle = this.download!;
-    if (this.downloadPosition >= handle.size) {
-      this.closeDownloadFile();
-      this.send({ operation: Op.DOWNLOAD, key: this.key, message: Msg.END });
-      this.exchangeBytes = handle.size;
+    const reader = this.reader!;
+    if (this.bodySent >= reader.size) {
+      this.closeReader();
+      this.send({ operation: Op.DOWNLOAD, key: this.keyText, message: Msg.END });
+      this.exchangeBytes = reader.size;
       this.exchangeDone(true);
       this.state = "download_ack";
       this.resumeInput();
       return;
     }
-    const buffer = this.downloadBuffer!;
-    const want = Math.min(buffer.length, handle.size - this.downloadPosition);
-    this.downloadReadInFlight = true;
-    this.host.store.engine
-      .read(handle.fd, want === buffer.length ? buffer : buffer.subarray(0, want), this.downloadPosition)
-      .then(this.onDownloadRead, this.onDownloadReadFailed);
+    const buffer = this.readBuffer!;
+    const want = Math.min(buffer.length, reader.size - this.bodySent);
+    this.ioWaiting = IO_READ;
+    reader.read(want === buffer.length ? buffer : buffer.subarray(0, want), this);
   }
 
-  private readonly onDownloadRead = (n: number): void => {
-    this.downloadReadInFlight = false;
-    this.lastActiveMs = Date.now();
-    if (this.isClosed) return this.closeDownloadFile();
-    if (n === 0) {
-      // The START frame promised more bytes than the file now has: the stream cannot recover.
-      this.host.log.error("download_short", { remote: this.remote, key: this.key });
+  private onRead(n: number, detail: number): void {
+    if (this.isClosed) return;
+    if (n <= 0) {
+      // The START frame promised the size: a stream cut short cannot be answered, only closed.
+      if (n < 0) this.logFailure("download_read_failed", replyText(-n), detail);
+      else this.host.log.error("download_short", { remote: this.remote, key: this.keyText });
       this.exchangeDone(false);
-      return this.close("file shrank during download");
+      this.closeReader();
+      return this.close(n < 0 ? "read failed mid-download" : "file shrank during download");
     }
-    this.downloadPosition += n;
-    this.sendBytes(this.downloadBuffer!.subarray(0, n));
+    this.bodySent += n;
+    this.sendBytes(this.readBuffer!.subarray(0, n));
     // The socket copies what it takes, and the rest waits in outQueue: the buffer is reused only
-    // once the queue is empty.
+    // once the queue is empty (onDrain continues then).
     if (this.outQueue.length === 0) this.continueDownload();
-  };
+  }
 
-  private readonly onDownloadReadFailed = (e: unknown): void => {
-    this.downloadReadInFlight = false;
-    this.logIoError("download_read_failed", e);
-    this.exchangeDone(false);
-    this.closeDownloadFile();
-    this.close("read failed mid-download");
-  };
-
-  private closeDownloadFile(): void {
-    const handle = this.download;
-    if (handle === null) return;
-    this.download = null;
-    this.downloadBuffer = null;
-    this.host.track(this.host.store.engine.close(handle.fd).catch(() => {}));
+  private closeReader(): void {
+    const reader = this.reader;
+    if (reader === null) return;
+    this.reader = null;
+    this.readBuffer = null;
+    this.host.track(reader.close());
   }
 
   // ---- exist, delete ----
 
   private startExist(msg: WireMessage): void {
-    if (this.acceptKey(msg, Op.EXIST_RSP) === null) return;
-    const store = this.host.store;
-    const size = store.statNow(this.key, this.keyHash);
-    if (size === WOULD_BLOCK) return this.existOnEngine();
-    if (size < 0) return this.answerErrno(Op.EXIST_RSP, "exist_failed", size);
-    this.answerExist(size, fileTypeOf(store.lastMode));
-  }
-
-  /** The inline stat was refused (not cached): the engine looks. */
-  private existOnEngine(): void {
+    const key = this.acceptKey(msg, Op.EXIST_RSP);
+    if (key === null) return;
     this.wait(IO_EXIST);
-    this.host.store.statTo(this.key, this.keyHash, this);
-  }
-
-  private answerExist(size: number, type: number): void {
-    this.send({ operation: Op.EXIST_RSP, key: this.key, size, type, message: Msg.SUCCESS });
-    this.exchangeDone(true);
-    this.state = "frame";
-    this.resumeInput();
+    this.host.store.stat(key, this);
   }
 
   private startDelete(msg: WireMessage): void {
-    if (this.acceptKey(msg, Op.DELETE_RSP) === null) return;
+    const key = this.acceptKey(msg, Op.DELETE_RSP);
+    if (key === null) return;
     this.wait(IO_DELETE);
-    this.host.store.removeTo(this.key, this.keyHash, this);
+    this.host.store.remove(key, this);
   }
 
-  // ---- completions of callback-form engine calls (IoTarget) ----
+  // ---- store results (StoreTarget) ----
 
-  /** An engine call now decides what comes next; its result reaches onIoDone. */
-  private wait(io: number): void {
-    this.state = "waiting";
-    this.ioWaiting = io;
-  }
-
-  onIoDone(result: number, aux: number): void {
+  onStoreDone(result: number, detail: number): void {
     const io = this.ioWaiting;
     this.ioWaiting = IO_NONE;
     this.lastActiveMs = Date.now();
@@ -649,58 +638,81 @@ export class Connection implements UploadOwner, IoTarget {
       switch (io) {
         case IO_EXIST:
           if (this.isClosed) return;
-          if (result < 0) return this.answerErrno(Op.EXIST_RSP, "exist_failed", result);
-          return this.answerExist(result, fileTypeOf(aux));
+          if (result < 0) return this.answerFailure(Op.EXIST_RSP, "exist_failed", result, detail);
+          this.send({ operation: Op.EXIST_RSP, key: this.keyText, size: result, type: fileTypeOf(detail), message: Msg.SUCCESS });
+          return this.answered();
         case IO_DELETE:
           if (this.isClosed) return;
-          if (result < 0) return this.answerErrno(Op.DELETE_RSP, "delete_failed", result);
-          this.send({ operation: Op.DELETE_RSP, key: this.key, message: Msg.SUCCESS });
-          this.exchangeDone(true);
-          this.state = "frame";
-          return this.resumeInput();
-        case IO_COMMIT:
+          if (result < 0) return this.answerFailure(Op.DELETE_RSP, "delete_failed", result, detail);
+          this.send({ operation: Op.DELETE_RSP, key: this.keyText, message: Msg.SUCCESS });
+          return this.answered();
+        case IO_PUT:
           this.host.workDone();
-          this.releaseInlineBody();
-          return this.uploadEnded(result < 0 ? clientTextOfErrno(result) : null, result < 0 ? `commit: ${errnoName(result)}` : "");
+          this.releaseBody();
+          return this.uploadEnded(result, detail);
+        case IO_READ_WHOLE:
+          return this.onWholeRead(result, detail);
+        case IO_UPLOAD_OPEN:
+          return this.onUploadOpen(result, detail);
+        case IO_READER_OPEN:
+          return this.onReaderOpen(result, detail);
+        case IO_READ:
+          return this.onRead(result, detail);
         default:
-          throw new Error(`an I/O completion (result ${result}) arrived with nothing waiting for it`);
+          throw new Error(`a store result (${result}) arrived with nothing waiting for it`);
       }
     } catch (e) {
       this.bug(e);
     }
   }
 
-  /** Ends a waiting exchange with the client-facing text of an engine error. */
-  private answerError(op: number, event: string, e: unknown): void {
-    this.logIoError(event, e);
-    this.answerText(op, clientText(e));
+  onStoreBug(error: unknown): void {
+    const io = this.ioWaiting;
+    this.ioWaiting = IO_NONE;
+    // The operation is over: what it held comes back before the connection goes.
+    if (io === IO_PUT) {
+      this.host.workDone();
+      this.releaseBody();
+    } else if (io === IO_READ_WHOLE && this.wholeBuffer !== null) {
+      this.host.inlineBuffers.release(this.wholeBuffer);
+      this.wholeBuffer = null;
+    }
+    this.bug(error);
   }
 
-  /** Ends an exchange with the client-facing text of an inline operation's -errno. */
-  private answerErrno(op: number, event: string, negErrno: number): void {
-    const text = clientTextOfErrno(negErrno);
-    this.logFailure(event, text, errnoName(negErrno));
-    this.answerText(op, text);
-  }
-
-  private answerText(op: number, text: string): void {
-    this.lastActiveMs = Date.now();
+  private onUploadOpen(result: number, detail: number): void {
     if (this.isClosed) return;
-    this.send({ operation: op, key: this.key, message: text });
+    if (result < 0) {
+      this.upload = null;
+      return this.answerFailure(Op.UPLOAD_RSP, "upload_open_failed", result, detail);
+    }
+    this.send({ operation: Op.UPLOAD_RSP, key: this.keyText, message: Msg.START });
+    this.state = "upload_body";
+    this.resumeInput();
+  }
+
+  /** A one-reply exchange got its answer: read the next request. */
+  private answered(): void {
+    this.exchangeDone(true);
+    this.state = "frame";
+    this.resumeInput();
+  }
+
+  /** Ends a waiting exchange with the reply text of a store failure (-FailureKind in `result`). */
+  private answerFailure(op: number, event: string, result: number, detail: number): void {
+    const text = replyText(-result);
+    this.logFailure(event, text, detail);
+    this.send({ operation: op, key: this.keyText, message: text });
     this.exchangeDone(false);
     this.state = "frame";
     this.resumeInput();
   }
 
-  private logIoError(event: string, e: unknown): void {
-    this.logFailure(event, clientText(e), String((e as Error)?.message ?? e));
-  }
-
-  private logFailure(event: string, text: string, detail: string): void {
+  private logFailure(event: string, text: string, detail: number): void {
     // "no such key" is an everyday answer, not a server problem: no line, and nothing built for one.
     const log = this.host.log;
-    if (text !== "no such key") log.warn(event, { remote: this.remote, key: this.key, error: detail });
-    else if (log.enabled("debug")) log.debug(event, { remote: this.remote, key: this.key, error: text });
+    if (text !== "no such key") log.warn(event, { remote: this.remote, key: this.keyText, error: this.host.store.describe(detail) });
+    else if (log.enabled("debug")) log.debug(event, { remote: this.remote, key: this.keyText, error: text });
   }
 
   // ---- output ----
@@ -712,7 +724,7 @@ export class Connection implements UploadOwner, IoTarget {
   /**
    * Writes a reply, queueing what the socket does not take. A client that sends requests without
    * reading the replies would grow the queue without end: past connectionBufferBytesMax, reading
-   * pauses until the client has taken half of it.
+   * pauses until the client has taken all but RESUME_FRACTION of it.
    */
   private sendBytes(bytes: Uint8Array): void {
     if (this.isClosed) return;
@@ -735,7 +747,7 @@ export class Connection implements UploadOwner, IoTarget {
       this.outQueuedBytes -= Math.max(0, n);
       if (n < bytes.length) {
         this.outQueue[0] = bytes.subarray(n);
-        if (this.outQueuedBytes <= this.host.connectionBufferBytesMax / 2) this.unpause(PAUSE_OUTPUT);
+        if (this.outQueuedBytes <= this.host.connectionBufferBytesMax * RESUME_FRACTION) this.unpause(PAUSE_OUTPUT);
         return;
       }
       this.outQueue.shift();

@@ -3,7 +3,8 @@ import type { Socket, TCPSocketListener } from "bun";
 import type { Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { codecFor, type WireCodec } from "../protocol/codec";
-import { Store } from "../storage/store";
+import { FileStore } from "../storage/file-store";
+import type { Store } from "../storage/store";
 import { ServerStats } from "../observe/stats";
 import type { Logger } from "../log";
 import { BufferPool } from "./buffer-pool";
@@ -61,7 +62,13 @@ export class Server implements ConnectionHost {
     this.config = config;
     this.engine = engine;
     this.log = log;
-    this.store = new Store(engine, config.dataDir, config.shards, config.fsyncOnCommit);
+    this.store = new FileStore(engine, {
+      dataDir: config.dataDir,
+      shards: config.shards,
+      fsyncOnCommit: config.fsyncOnCommit,
+      ioChunkBytes: config.ioChunkBytes,
+      uploadWritesInFlightMax: config.uploadWritesInFlightMax,
+    });
     this.codec = codecFor(config.wire);
     this.frameBytesMax = config.frameBytesMax;
     this.connectionBufferBytesMax = config.connectionBufferBytesMax;
@@ -99,7 +106,7 @@ export class Server implements ConnectionHost {
       port: this.listener.port,
       engine: this.options.engine.name,
       wire: this.codec.name,
-      dataDir: this.store.dataDir,
+      store: this.store.description,
       pid: process.pid,
     });
   }

@@ -7,16 +7,19 @@ const encoder = new TextEncoder();
 /** Scratch space for a key's UTF-8: 3 bytes per UTF-16 unit covers every string of <= 255 units. */
 const scratch = new Uint8Array(KEY_BYTES_MAX * 3);
 
-export interface CheckedKey {
-  /** FNV-1a 32 of the key's UTF-8 bytes: picks the shard. Stable forever: it decides file paths. */
-  hash: number;
+/** A key that passed checkKey: what a store is addressed with. */
+export interface StoreKey {
+  readonly name: string;
+  /** FNV-1a 32 of the key's UTF-8 bytes, for a store that spreads keys (the file store's shards:
+   *  stable forever there, since it decides file paths). */
+  readonly hash: number;
 }
 
 /**
- * Returns the key's hash when the key is valid, or the text that tells the client why not.
+ * Returns the checked key when it is valid, or the text that tells the client why not.
  * Rules: 1..255 bytes of UTF-8; no '/', '\', NUL or control characters; not "." or "..".
  */
-export function checkKey(key: string): CheckedKey | string {
+export function checkKey(key: string): StoreKey | string {
   if (key.length === 0) return "invalid key: empty";
   if (key.length > KEY_BYTES_MAX) return `invalid key: longer than ${KEY_BYTES_MAX} bytes`;
   if (key === "." || key === "..") return `invalid key: '${key}' is not a file name`;
@@ -40,5 +43,5 @@ export function checkKey(key: string): CheckedKey | string {
     hash ^= scratch[i]!;
     hash = Math.imul(hash, 0x01000193);
   }
-  return { hash: hash >>> 0 };
+  return { name: key, hash: hash >>> 0 };
 }

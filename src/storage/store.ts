@@ -1,184 +1,111 @@
-// Sharded, atomic storage on one data directory.
+// The storage interface: what a connection may ask of a store, shaped by the exchanges of
+// docs/PROTOCOL.md (stat, remove, a whole small body in or out, a streamed body in or out), not by
+// system calls. A store may be a directory on a local disk (file-store.ts: paths, temporary files
+// and renames, descriptors, errno all live behind it) or, later, an object store: nothing here
+// names a path, a descriptor or an errno.
 //
-// Layout: <dataDir>/<shard>/<key>, where <shard> is the key's FNV-1a hash modulo `shards`, in hex.
-// A temporary file lives in the same shard directory as its final name, so committing it is a
-// rename inside one directory: readers see the old file or the new one, never a partial one, and
-// concurrent commits spread over `shards` directory locks instead of contending on one.
-// Temporary names contain a backslash, which no key may contain, so the two can never collide and
-// the start-up sweep can tell stale temporaries from stored files by name alone.
-import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
-import { constants } from "node:os";
-import { resolve } from "node:path";
-import { modeOf, WOULD_BLOCK, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
-import { IoError, ioErrorFromErrno } from "../engine/io-error";
-import { fsIsLocal, lockFileForProcess } from "../ffi/pool-binding";
+// Results are numbers delivered to a target, as the I/O engines deliver theirs: >= 0 is the
+// operation's value, < 0 is a Failure kind, negated. No promise, closure or error object per
+// operation: a missing key is an everyday answer. A result may arrive synchronously, inside the
+// call (a store that answers from a cache), or later on the event-loop thread: a target handles
+// both. After a result, nothing more reaches the target for that operation.
+//
+// Optional capabilities (a future zero-copy send, digests, resumable uploads, ranges) join as
+// optional members of these interfaces, composed as tusd composes its datastore's, so that the
+// connection asks `store.x !== undefined` rather than reading flags.
 import type { Logger } from "../log";
+import type { StoreKey } from "./keys";
 
-const LAYOUT_FILE = "fsgw-layout.json";
-const LOCK_FILE = "fsgw.lock";
-const TEMP_MARK = "\\";
-const EIO = constants.errno.EIO;
+/** Why an operation failed, whatever the store; the connection turns each into a reply text. */
+export const Failure = {
+  NOT_FOUND: 1,
+  /** The key names something that is not a stored file (a directory). */
+  NOT_A_FILE: 2,
+  NO_SPACE: 3,
+  PERMISSION: 4,
+  /** Out of a resource for now (open files, queue slots): a retry may succeed. */
+  BUSY: 5,
+  /** The store cannot serve at all now (shutting down, unreachable). */
+  UNAVAILABLE: 6,
+  TIMEOUT: 7,
+  TOO_LARGE: 8,
+  /** Anything else the medium reported. */
+  IO: 9,
+} as const;
+export type FailureKind = (typeof Failure)[keyof typeof Failure];
 
-/** A promise engine's failure as the number a callback-form target takes. */
-function negErrnoOf(e: unknown): number {
-  return e instanceof IoError ? -e.errno : -EIO;
+/** What a key names, as stat reports it. */
+export const EntryType = { OTHER: 0, FILE: 1, DIR: 2 } as const;
+
+/**
+ * The receiver of one operation's result. `result` >= 0 is the value; < 0 is -FailureKind, and
+ * then `detail` is a store-specific code for logs (Store.describe). For stat, `detail` is the
+ * EntryType. Implementations catch their own exceptions: a store delivers other results in the
+ * same breath.
+ */
+export interface StoreTarget {
+  onStoreDone(result: number, detail: number): void;
+  /**
+   * The store's own code failed (a bug, not a medium error): the operation is over and its
+   * exchange cannot go on. `error` carries the stack.
+   */
+  onStoreBug(error: unknown): void;
+}
+
+/** The receiver of a streamed upload's events; its readiness comes through onStoreDone (0). */
+export interface UploadOwner extends StoreTarget {
+  /** Bytes were stored, so `backlogBytes` shrank: the owner may read more. */
+  onUploadProgress(): void;
+  /** The body is committed (result: its size) or not (-FailureKind, detail). Not after abort(). */
+  onUploadDone(result: number, detail: number): void;
+}
+
+/** A streamed upload in progress. */
+export interface UploadSink {
+  /** Bytes pushed and not yet stored: memory this upload holds for its owner. */
+  readonly backlogBytes: number;
+  /** The next bytes of the body; the sink keeps the view (no copy) until they are stored. */
+  push(chunk: Uint8Array): void;
+  /** Every byte has been pushed: commit. The sink checks the count against the announced size. */
+  end(): void;
+  /**
+   * The owner is gone and hears nothing more. A body cut short is discarded; a body already ended
+   * is still committed. Resolves once nothing of the upload is left in flight.
+   */
+  abort(): Promise<void>;
+}
+
+/** A streamed download: its size once open (onStoreDone(size)), then its bytes in order. */
+export interface BodyReader {
+  readonly size: number;
+  /** Reads the next bytes into `into`: onStoreDone(count), 0 if the body ended early. */
+  read(into: Uint8Array, target: StoreTarget): void;
+  /** Releases the reader, also mid-operation (no result follows); resolves when released. */
+  close(): Promise<void>;
+}
+
+export interface Store {
+  /** A name for logs: the kind of store and where. */
+  readonly description: string;
+  /** Prepares the store before the server accepts anything; throws StoreError when it cannot. */
+  init(log: Logger): void;
+  /** The key's size, with its EntryType as detail. */
+  stat(key: StoreKey, target: StoreTarget): void;
+  /** Removes the key: 0. */
+  remove(key: StoreKey, target: StoreTarget): void;
+  /** Stores a body already whole in memory: its length. The body stays untouched until then. */
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget): void;
+  /**
+   * Reads a stored file whole when it fits `into`: its size, with the bytes in `into` only when
+   * the size fits (a larger file is for openReader). `into` stays untouched until the result.
+   */
+  readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget): void;
+  /** Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push. */
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner): UploadSink;
+  /** Opens a stored file for a streamed download; the target hears onStoreDone(size). */
+  openReader(key: StoreKey, target: StoreTarget): BodyReader;
+  /** The log text of a failure's detail code. */
+  describe(detail: number): string;
 }
 
 export class StoreError extends Error {}
-
-export interface ReadHandle {
-  fd: number;
-  size: number;
-}
-
-export class Store {
-  readonly dataDir: string;
-  /** Paths of the shard directories, built once: every request needs one. */
-  private readonly shardDirs: string[];
-  private readonly tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
-  private tempSeq = 0;
-  /**
-   * The engine's inline operations, once init() has found the data directory on a local file
-   * system: on a network file system the kernel's cached attributes may be stale, so every
-   * operation goes through the engine there.
-   */
-  private inline: InlineOps | null = null;
-
-  constructor(
-    readonly engine: IoEngine,
-    dataDir: string,
-    readonly shards: number,
-    readonly fsyncOnCommit: boolean,
-  ) {
-    this.dataDir = resolve(dataDir);
-    const width = Math.max(2, (shards - 1).toString(16).length);
-    this.shardDirs = Array.from({ length: shards }, (_, i) => `${this.dataDir}/${i.toString(16).padStart(width, "0")}`);
-  }
-
-  /**
-   * Prepares the data directory before the server accepts anything: creates it and its shard
-   * directories, checks that it was laid out with the same shard count, and removes temporary
-   * files a crash left behind. Start-up only, so it uses synchronous fs directly.
-   */
-  init(log: Logger): void {
-    mkdirSync(this.dataDir, { recursive: true, mode: 0o755 });
-    // One server per data directory: a second one would sweep the first one's temporary files.
-    const lock = lockFileForProcess(`${this.dataDir}/${LOCK_FILE}`);
-    if (lock === -constants.errno.EWOULDBLOCK) {
-      throw new StoreError(`${this.dataDir} is in use by another fsgw server (${LOCK_FILE} is locked); stop it or choose another dataDir`);
-    }
-    if (lock < 0) throw ioErrorFromErrno(lock, `lock ${this.dataDir}/${LOCK_FILE}`);
-    const layoutPath = `${this.dataDir}/${LAYOUT_FILE}`;
-    if (existsSync(layoutPath)) {
-      let layout: { shards?: unknown; hash?: unknown };
-      try {
-        layout = JSON.parse(readFileSync(layoutPath, "utf8"));
-      } catch (e) {
-        throw new StoreError(`${layoutPath} is unreadable (${(e as Error).message}); fix or remove it`);
-      }
-      if (layout.shards !== this.shards || layout.hash !== "fnv1a32") {
-        throw new StoreError(
-          `${this.dataDir} was laid out with shards=${String(layout.shards)}; start with --shards ${String(layout.shards)} or use another dataDir (moving files between layouts is not supported)`,
-        );
-      }
-    } else {
-      writeFileSync(layoutPath, JSON.stringify({ shards: this.shards, hash: "fnv1a32" }) + "\n");
-    }
-    let swept = 0;
-    for (let shard = 0; shard < this.shards; shard++) {
-      const dir = this.shardDirs[shard]!;
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
-      for (const name of readdirSync(dir)) {
-        if (!name.includes(TEMP_MARK)) continue;
-        try {
-          unlinkSync(`${dir}/${name}`);
-          swept++;
-        } catch (e) {
-          log.warn("sweep_failed", { path: `${dir}/${name}`, error: (e as Error).message });
-        }
-      }
-    }
-    if (this.engine.inline !== null) {
-      const local = fsIsLocal(this.dataDir);
-      this.inline = local === 1 ? this.engine.inline : null;
-      if (local !== 1) log.info("inline_io_off", { dataDir: this.dataDir, reason: local === 0 ? "not a local file system: cached attributes may be stale" : `statfs failed: errno ${-local}` });
-    }
-    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, staleTempFilesRemoved: swept, inlineIo: this.inline !== null });
-  }
-
-  /** The final path of a key already validated by checkKey (its hash comes from there). */
-  finalPath(key: string, hash: number): string {
-    return `${this.shardDirs[hash % this.shards]}/${key}`;
-  }
-
-  /** A fresh temporary path in the key's shard directory. */
-  tempPath(hash: number): string {
-    return `${this.shardDirs[hash % this.shards]}/${this.tempPrefix}${++this.tempSeq}`;
-  }
-
-  /**
-   * Inline: the key's size from the kernel's caches (st_mode in `lastMode`), -errno, or
-   * WOULD_BLOCK (also when inline operations are off): then ask statTo().
-   */
-  statNow(key: string, hash: number): number {
-    return this.inline === null ? WOULD_BLOCK : this.inline.statCached(this.finalPath(key, hash));
-  }
-
-  get lastMode(): number {
-    return this.inline?.lastMode ?? 0;
-  }
-
-  /** Inline: reads the key whole into `into` when it fits and is cached; as readWhole, or WOULD_BLOCK. */
-  readNow(key: string, hash: number, into: Uint8Array): number {
-    return this.inline === null ? WOULD_BLOCK : this.inline.readCached(this.finalPath(key, hash), into);
-  }
-
-  // stat, remove and commit, in callback form: the engine's own where it has them (no promise,
-  // failures as -errno), else its promises adapted.
-
-  /** The key's size, and its st_mode as `aux`, or -errno. */
-  statTo(key: string, hash: number, target: IoTarget): void {
-    const path = this.finalPath(key, hash);
-    const native = this.engine.callbacks;
-    if (native !== null) return native.statTo(path, target);
-    this.engine.stat(path).then(
-      (st) => target.onIoDone(st.size, modeOf(st)),
-      (e) => target.onIoDone(negErrnoOf(e), 0),
-    );
-  }
-
-  /** 0, or -errno. */
-  removeTo(key: string, hash: number, target: IoTarget): void {
-    const path = this.finalPath(key, hash);
-    const native = this.engine.callbacks;
-    if (native !== null) return native.unlinkTo(path, target);
-    this.engine.unlink(path).then(
-      () => target.onIoDone(0, 0),
-      (e) => target.onIoDone(negErrnoOf(e), 0),
-    );
-  }
-
-  /** Stores a body already whole in memory in one engine call; the body's length, or -errno. */
-  commitWholeTo(key: string, hash: number, data: Uint8Array, target: IoTarget): void {
-    const tmp = this.tempPath(hash);
-    const path = this.finalPath(key, hash);
-    const native = this.engine.callbacks;
-    if (native !== null) return native.commitFileTo(tmp, path, data, this.fsyncOnCommit, target);
-    this.engine.commitFile(tmp, path, data, this.fsyncOnCommit).then(
-      () => target.onIoDone(data.length, 0),
-      (e) => target.onIoDone(negErrnoOf(e), 0),
-    );
-  }
-
-  async openForRead(key: string, hash: number): Promise<ReadHandle> {
-    const fd = await this.engine.open(this.finalPath(key, hash), "read");
-    try {
-      const st = await this.engine.fstat(fd);
-      if (!st.isFile) throw ioErrorFromErrno(constants.errno.EISDIR, "open");
-      return { fd, size: st.size };
-    } catch (e) {
-      await this.engine.close(fd).catch(() => {});
-      throw e;
-    }
-  }
-}

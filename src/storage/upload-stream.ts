@@ -6,20 +6,28 @@
 // (`backlogBytes`) and pauses its socket past its bound.
 //
 // Every path ends in exactly one settle: committed, failed (after the temporary file is removed), or
-// aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well).
-import { fsyncParentDir, type IoEngine } from "../engine/io-engine";
+// aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well). The owner
+// hears the open through onStoreDone, the end through onUploadDone, and a bug in this code or the
+// engine's (an exception that is not an IoError) through onStoreBug, after the same cleanup.
+import { finishCommit, type IoEngine } from "../engine/io-engine";
+import { IoError } from "../engine/io-error";
+import { failureOfErrno, reportError } from "./file-errors";
+import type { UploadOwner, UploadSink } from "./store";
 
 /** Chunks at least this large are written without being gathered (copied) into a bigger buffer. */
 const SMALL_CHUNK_BYTES = 64 * 1024;
 
-export interface UploadOwner {
-  /** A write finished, so `backlogBytes` shrank: the owner may resume reading. */
-  onUploadProgress(): void;
-  /** The body is committed (error null) or was not (error set). Not called after abort(). */
-  onUploadSettled(error: unknown): void;
+export interface UploadStreamOptions {
+  /** fsync the file and its directory before the rename counts as done. */
+  fsync: boolean;
+  /** The largest single write. */
+  chunkBytesMax: number;
+  /** Writes in flight at once, each at its own offset. */
+  writesInFlightMax: number;
+  owner: UploadOwner;
 }
 
-export class UploadStream {
+export class UploadStream implements UploadSink {
   private fd = -1;
   /** open, commit or temporary-file removal in progress: they run alone. */
   private busy = false;
@@ -38,35 +46,44 @@ export class UploadStream {
   private resolveDone!: () => void;
   /** Resolves once the upload is committed or its temporary file is gone. */
   readonly done = new Promise<void>((r) => (this.resolveDone = r));
+  private readonly fsync: boolean;
+  private readonly chunkBytesMax: number;
+  private readonly writesInFlightMax: number;
+  private readonly owner: UploadOwner;
 
   constructor(
     private readonly engine: IoEngine,
     private readonly tmpPath: string,
     private readonly finalPath: string,
-    private readonly fsync: boolean,
-    private readonly chunkBytesMax: number,
-    private readonly writesInFlightMax: number,
-    private readonly owner: UploadOwner,
-  ) {}
+    /** The size the client announced: exactly this many bytes are committed, or nothing. */
+    private readonly expectedBytes: number,
+    options: UploadStreamOptions,
+  ) {
+    this.fsync = options.fsync;
+    this.chunkBytesMax = options.chunkBytesMax;
+    this.writesInFlightMax = options.writesInFlightMax;
+    this.owner = options.owner;
+  }
 
-  /** Creates the temporary file. Resolves with null when ready for the body, or the error. */
-  async open(): Promise<unknown> {
+  /** Creates the temporary file; the owner hears onStoreDone(0) when the body may come, or why not. */
+  open(): void {
     this.busy = true;
-    try {
-      this.fd = await this.engine.open(this.tmpPath, "create");
-      this.tempExists = true;
-    } catch (e) {
-      this.failure = e;
-    }
-    this.busy = false;
-    if (this.failure !== null) {
-      // Nothing was created, so nothing to clean; the caller hears of it from this return value.
-      this.settled = true;
-      this.resolveDone();
-      return this.failure;
-    }
-    this.kick();
-    return null;
+    this.engine.open(this.tmpPath, "create").then(
+      (fd) => {
+        this.busy = false;
+        this.fd = fd;
+        this.tempExists = true;
+        if (!this.ownerGone) this.owner.onStoreDone(0, 0);
+        this.resume();
+      },
+      (e) => {
+        // Nothing was created, so nothing to clean: the owner hears why, and that is the end.
+        this.busy = false;
+        this.settled = true;
+        this.resolveDone();
+        if (!this.ownerGone) reportError(this.owner, e);
+      },
+    );
   }
 
   /** Bytes received and not yet written: memory this upload holds. */
@@ -103,12 +120,26 @@ export class UploadStream {
     return this.done;
   }
 
+  /** kick() from a continuation: an exception there is a bug of this class, reported, never lost. */
+  private resume(): void {
+    try {
+      this.kick();
+    } catch (e) {
+      if (this.failure === null) this.failure = e;
+      if (!this.settled) {
+        this.settled = true;
+        this.resolveDone();
+        if (!this.ownerGone) this.owner.onStoreBug(e);
+      }
+    }
+  }
+
   /** Starts whatever can start now. */
   private kick(): void {
     if (this.settled || this.busy) return;
     if (this.failure !== null || this.aborted) {
       if (this.writesInFlight > 0) return; // the fd stays open until they are back
-      if (this.fd >= 0 || this.tempExists) void this.removeTemp();
+      if (this.fd >= 0 || this.tempExists) void this.removeTemp(); // catches everything it awaits
       else if (this.aborted || this.ended) this.settle();
       return;
     }
@@ -168,7 +199,7 @@ export class UploadStream {
       this.queue.length = 0;
       this.queuedBytes = 0;
     }
-    this.kick();
+    this.resume();
     // After a failure the rest of the body is read and dropped: a socket paused for backlog must
     // resume, or the client could never finish sending and hear the error.
     if (!this.ownerGone) this.owner.onUploadProgress();
@@ -176,20 +207,24 @@ export class UploadStream {
 
   private async commit(): Promise<void> {
     this.busy = true;
+    const fd = this.fd;
+    this.fd = -1;
     try {
-      if (this.fsync) await this.engine.fsync(this.fd);
-      const fd = this.fd;
-      this.fd = -1;
-      await this.engine.close(fd);
-      await this.engine.rename(this.tmpPath, this.finalPath);
+      // Committing a body of another size than the client announced would store a wrong file.
+      if (this.position !== this.expectedBytes) {
+        throw new Error(`upload commit with ${this.position} bytes written of ${this.expectedBytes} announced`);
+      }
+      await finishCommit(this.engine, fd, this.tmpPath, this.finalPath, this.fsync);
       this.tempExists = false;
-      if (this.fsync) await fsyncParentDir(this.engine, this.finalPath);
     } catch (e) {
       this.failure = e;
+      // finishCommit closed the descriptor and removed the temporary file; the check above did not.
+      if (this.position === this.expectedBytes) this.tempExists = false;
+      else this.fd = fd;
     }
     this.busy = false;
     if (this.failure === null) this.settle();
-    else this.kick();
+    else this.resume();
   }
 
   /** Closes and unlinks the temporary file after a failure or an abort. */
@@ -203,13 +238,17 @@ export class UploadStream {
     await this.engine.unlink(this.tmpPath).catch(() => {});
     this.tempExists = false;
     this.busy = false;
-    this.kick();
+    this.resume();
   }
 
   private settle(): void {
     if (this.settled) return;
     this.settled = true;
     this.resolveDone();
-    if (!this.ownerGone) this.owner.onUploadSettled(this.failure);
+    if (this.ownerGone) return;
+    const failure = this.failure;
+    if (failure === null) this.owner.onUploadDone(this.expectedBytes, 0);
+    else if (failure instanceof IoError) this.owner.onUploadDone(-failureOfErrno(failure.errno), failure.errno);
+    else this.owner.onStoreBug(failure);
   }
 }

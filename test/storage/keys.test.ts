@@ -35,9 +35,9 @@ describe("checkKey", () => {
   });
 
   test("the shard hash is FNV-1a 32 of the UTF-8 bytes (the layout on disk depends on it)", () => {
-    expect(checkKey("a")).toEqual({ hash: 0xe40c292c });
-    expect(checkKey("foobar")).toEqual({ hash: 0xbf9cf968 });
-    expect(checkKey("é")).toEqual({ hash: fnv([0xc3, 0xa9]) });
+    expect(checkKey("a")).toEqual({ name: "a", hash: 0xe40c292c });
+    expect(checkKey("foobar")).toEqual({ name: "foobar", hash: 0xbf9cf968 });
+    expect(checkKey("é")).toEqual({ name: "é", hash: fnv([0xc3, 0xa9]) });
   });
 });
 

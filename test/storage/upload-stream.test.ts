@@ -1,10 +1,12 @@
 // Proves the streamed upload's write plan and its endings, against a scripted fake engine: large
 // chunks are written as they are (no copy), small ones gathered; offsets are exact with several
-// writes in flight; a failure drops the rest and removes the temporary file; an abort cleans up.
+// writes in flight; a failure drops the rest and removes the temporary file; an abort cleans up; a
+// body of another size than announced is never renamed into place.
 import { describe, expect, test } from "bun:test";
 import type { IoEngine, OpenMode } from "../../src/engine/io-engine";
-import { ioErrorFromErrno } from "../../src/engine/io-error";
-import { UploadStream, type UploadOwner } from "../../src/storage/upload-stream";
+import { errnoName, ioErrorFromErrno } from "../../src/engine/io-error";
+import type { UploadOwner } from "../../src/storage/store";
+import { UploadStream } from "../../src/storage/upload-stream";
 
 interface Call {
   op: string;
@@ -51,11 +53,10 @@ class FakeEngine implements IoEngine {
   read = notUsed as IoEngine["read"];
   fstat = notUsed as IoEngine["fstat"];
   stat = notUsed as IoEngine["stat"];
-  mkdir = notUsed as IoEngine["mkdir"];
   commitFile = notUsed as IoEngine["commitFile"];
   readWhole = notUsed as IoEngine["readWhole"];
   stats() {
-    return { name: this.name };
+    return { name: this.name, fsyncs: 0 };
   }
   async shutdown(): Promise<void> {}
   /** Completes the oldest pending call of `op`. */
@@ -72,20 +73,22 @@ class FakeEngine implements IoEngine {
 function owner() {
   const events: string[] = [];
   const o: UploadOwner = {
+    onStoreDone: (result) => events.push(`open:${result}`),
+    onStoreBug: (e) => events.push(`bug:${(e as Error).message}`),
     onUploadProgress: () => events.push("progress"),
-    onUploadSettled: (e) => events.push(e === null ? "committed" : `failed:${(e as Error).message}`),
+    onUploadDone: (result, detail) => events.push(result >= 0 ? `committed:${result}` : `failed:${errnoName(detail)}`),
   };
   return { o, events };
 }
 
 /** An upload on a fresh fake engine, its temporary file already created. */
-async function openedUpload(fsync = false) {
+async function openedUpload(size: number, fsync = false) {
   const engine = new FakeEngine();
   const { o, events } = owner();
-  const up = new UploadStream(engine, fsync ? "/data/ab/.tmp" : "/tmp/t", fsync ? "/data/ab/key" : "/tmp/f", fsync, 256 * KiB, 2, o);
-  const opened = up.open();
+  const up = new UploadStream(engine, fsync ? "/data/ab/.tmp" : "/tmp/t", fsync ? "/data/ab/key" : "/tmp/f", size, { fsync, chunkBytesMax: 256 * KiB, writesInFlightMax: 2, owner: o });
+  up.open();
   await engine.complete("open");
-  expect(await opened).toBeNull();
+  expect(events).toEqual(["open:0"]);
   return { engine, events, up };
 }
 
@@ -93,7 +96,7 @@ const KiB = 1024;
 
 describe("UploadStream", () => {
   test("large chunks go out as they are, small ones are gathered; offsets exact with 2 writes in flight", async () => {
-    const { engine, events, up } = await openedUpload();
+    const { engine, events, up } = await openedUpload(440 * KiB);
     const big1 = new Uint8Array(100 * KiB);
     const big2 = new Uint8Array(300 * KiB); // over chunkBytesMax: split, still without a copy
     up.push(big1);
@@ -114,12 +117,12 @@ describe("UploadStream", () => {
     up.end();
     await engine.complete("close");
     await engine.complete("rename");
-    expect(events.at(-1)).toBe("committed");
+    expect(events.at(-1)).toBe(`committed:${440 * KiB}`);
     expect(up.backlogBytes).toBe(0);
   });
 
   test("a failed write drops the rest of the body, removes the temporary file, and reports once the body is over", async () => {
-    const { engine, events, up } = await openedUpload();
+    const { engine, events, up } = await openedUpload(200 * KiB);
     up.push(new Uint8Array(100 * KiB));
     await engine.complete("write", ioErrorFromErrno(-28, "write"));
     expect(events).toContain("progress"); // a socket paused for backlog gets to resume
@@ -130,11 +133,11 @@ describe("UploadStream", () => {
     expect(events.filter((e) => e.startsWith("failed"))).toEqual([]); // the body is not over yet
     up.end();
     await Bun.sleep(0);
-    expect(events.at(-1)).toBe("failed:write: ENOSPC");
+    expect(events.at(-1)).toBe("failed:ENOSPC");
   });
 
   test("abort mid-body waits for writes in flight, then closes and unlinks; the owner hears nothing", async () => {
-    const { engine, events, up } = await openedUpload();
+    const { engine, events, up } = await openedUpload(200 * KiB);
     up.push(new Uint8Array(100 * KiB));
     const done = up.abort();
     expect(engine.calls.map((c) => c.op)).toEqual(["write"]); // the fd stays open until it is back
@@ -142,11 +145,11 @@ describe("UploadStream", () => {
     await engine.complete("close");
     await engine.complete("unlink");
     await done;
-    expect(events.filter((e) => e !== "progress")).toEqual([]);
+    expect(events.filter((e) => e !== "progress")).toEqual(["open:0"]);
   });
 
   test("with fsync: the file is fsynced before its rename and its directory after it", async () => {
-    const { engine, events, up } = await openedUpload(true);
+    const { engine, events, up } = await openedUpload(10, true);
     up.push(new Uint8Array(10));
     up.end();
     const order: string[] = [];
@@ -155,11 +158,11 @@ describe("UploadStream", () => {
       order.push(op + (call.path ? ` ${call.path}` : ""));
     }
     expect(order).toEqual(["write", "fsync", "close", "rename", "open /data/ab", "fsync", "close"]);
-    expect(events.at(-1)).toBe("committed");
+    expect(events.at(-1)).toBe("committed:10");
   });
 
   test("an abort after the whole body arrived still commits", async () => {
-    const { engine, events, up } = await openedUpload();
+    const { engine, up } = await openedUpload(10);
     up.push(new Uint8Array(10));
     up.end();
     const done = up.abort();
@@ -168,5 +171,17 @@ describe("UploadStream", () => {
     await engine.complete("rename");
     await done;
     expect(engine.calls).toEqual([]);
+  });
+
+  test("a body of another size than announced is a bug: never renamed into place, its temporary file removed", async () => {
+    const { engine, events, up } = await openedUpload(20);
+    up.push(new Uint8Array(10));
+    up.end(); // 10 bytes written of 20 announced: the caller's bookkeeping is wrong
+    await engine.complete("write");
+    expect(engine.calls.map((c) => c.op)).toEqual(["close"]);
+    await engine.complete("close");
+    await engine.complete("unlink");
+    expect(engine.calls).toEqual([]);
+    expect(events.at(-1)).toBe("bug:upload commit with 10 bytes written of 20 announced");
   });
 });

@@ -1,0 +1,313 @@
+// The file store: sharded, atomic storage in one data directory on a local disk, through an I/O
+// engine. Everything file-shaped lives here and below: paths, temporary files and renames,
+// descriptors, errno and what each one means to a client (failureOfErrno).
+//
+// Layout: <dataDir>/<shard>/<key>, where <shard> is the key's FNV-1a hash modulo `shards`, in hex.
+// A temporary file lives in the same shard directory as its final name, so committing it is a
+// rename inside one directory: readers see the old file or the new one, never a partial one, and
+// concurrent commits spread over `shards` directory locks instead of contending on one.
+// Temporary names contain a backslash, which no key may contain, so the two can never collide and
+// the start-up sweep can tell stale temporaries from stored files by name alone.
+//
+// Small exists and downloads are first tried inline (the engine's InlineOps: the kernel's caches,
+// on the event-loop thread, refused without waiting when not cached); their results then reach
+// the target synchronously.
+import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { constants } from "node:os";
+import { resolve } from "node:path";
+import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
+import { errnoName } from "../engine/io-error";
+import { failureOfErrno, reportError } from "./file-errors";
+import type { Logger } from "../log";
+import { lockForProcess } from "../platform";
+import type { StoreKey } from "./keys";
+import { EntryType, Failure, StoreError, type BodyReader, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { UploadStream } from "./upload-stream";
+
+const LAYOUT_FILE = "fsgw-layout.json";
+const LOCK_FILE = "fsgw.lock";
+const TEMP_MARK = "\\";
+const EISDIR = constants.errno.EISDIR;
+
+function entryTypeOf(mode: number): number {
+  const format = mode & S_IFMT;
+  return format === S_IFREG ? EntryType.FILE : format === S_IFDIR ? EntryType.DIR : EntryType.OTHER;
+}
+
+// Adapters from an engine's callback form (result or -errno, st_mode) to a store target's. One
+// small object per operation, where the engine already made one (its pending operation).
+
+class StatDone implements IoTarget {
+  constructor(private readonly target: StoreTarget) {}
+  onIoDone(result: number, mode: number): void {
+    if (result >= 0) this.target.onStoreDone(result, entryTypeOf(mode));
+    else this.target.onStoreDone(-failureOfErrno(-result), -result);
+  }
+}
+
+class ValueDone implements IoTarget {
+  constructor(private readonly target: StoreTarget) {}
+  onIoDone(result: number): void {
+    if (result >= 0) this.target.onStoreDone(result, 0);
+    else this.target.onStoreDone(-failureOfErrno(-result), -result);
+  }
+}
+
+export interface FileStoreOptions {
+  dataDir: string;
+  shards: number;
+  /** fsync each committed file and its directory before the upload is acknowledged. */
+  fsyncOnCommit: boolean;
+  /** The largest single write of a streamed upload, and the read size of a streamed download. */
+  ioChunkBytes: number;
+  /** Writes of one streamed upload in flight at once. */
+  uploadWritesInFlightMax: number;
+}
+
+export class FileStore implements Store {
+  readonly dataDir: string;
+  readonly shards: number;
+  private readonly fsyncOnCommit: boolean;
+  private readonly chunkBytes: number;
+  private readonly writesInFlightMax: number;
+  /** Paths of the shard directories, built once: every request needs one. */
+  private readonly shardDirs: string[];
+  private readonly tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
+  private tempSeq = 0;
+  /**
+   * The engine's inline operations, once init() has found the data directory on a file system
+   * whose caches can be trusted; null otherwise: then every operation goes through the engine.
+   */
+  private inline: InlineOps | null = null;
+
+  constructor(
+    private readonly engine: IoEngine,
+    options: FileStoreOptions,
+  ) {
+    this.dataDir = resolve(options.dataDir);
+    this.shards = options.shards;
+    this.fsyncOnCommit = options.fsyncOnCommit;
+    this.chunkBytes = options.ioChunkBytes;
+    this.writesInFlightMax = options.uploadWritesInFlightMax;
+    const width = Math.max(2, (this.shards - 1).toString(16).length);
+    this.shardDirs = Array.from({ length: this.shards }, (_, i) => `${this.dataDir}/${i.toString(16).padStart(width, "0")}`);
+  }
+
+  get description(): string {
+    return `files in ${this.dataDir}`;
+  }
+
+  /**
+   * Creates the data directory and its shard directories, checks that it was laid out with the
+   * same shard count, and removes temporary files a crash left behind. Start-up only, so it uses
+   * synchronous fs directly.
+   */
+  init(log: Logger): void {
+    mkdirSync(this.dataDir, { recursive: true, mode: 0o755 });
+    // One server per data directory: a second one would sweep the first one's temporary files.
+    const lock = lockForProcess(`${this.dataDir}/${LOCK_FILE}`);
+    if (!lock.ok) {
+      if (lock.inUse) throw new StoreError(`${this.dataDir} is in use by another fsgw server (${LOCK_FILE}: ${lock.error}); stop it or choose another dataDir`);
+      throw new StoreError(`cannot lock ${this.dataDir}/${LOCK_FILE}: ${lock.error}`);
+    }
+    this.checkLayout();
+    const swept = this.sweepTemporaries(log);
+    const inline = this.engine.inline;
+    if (inline !== null) {
+      const trusted = inline.trustedFor(this.dataDir);
+      this.inline = trusted === 1 ? inline : null;
+      if (trusted !== 1) log.info("inline_io_off", { dataDir: this.dataDir, reason: trusted === 0 ? "not a local file system: cached attributes may be stale" : `statfs failed: errno ${-trusted}` });
+    }
+    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, inlineIo: this.inline !== null });
+  }
+
+  private checkLayout(): void {
+    const layoutPath = `${this.dataDir}/${LAYOUT_FILE}`;
+    if (!existsSync(layoutPath)) {
+      writeFileSync(layoutPath, JSON.stringify({ shards: this.shards, hash: "fnv1a32" }) + "\n");
+      return;
+    }
+    let layout: { shards?: unknown; hash?: unknown };
+    try {
+      layout = JSON.parse(readFileSync(layoutPath, "utf8"));
+    } catch (e) {
+      throw new StoreError(`${layoutPath} is unreadable (${(e as Error).message}); fix or remove it`);
+    }
+    if (layout.shards !== this.shards || layout.hash !== "fnv1a32") {
+      throw new StoreError(
+        `${this.dataDir} was laid out with shards=${String(layout.shards)}; start with --shards ${String(layout.shards)} or use another dataDir (moving files between layouts is not supported)`,
+      );
+    }
+  }
+
+  private sweepTemporaries(log: Logger): number {
+    let swept = 0;
+    for (const dir of this.shardDirs) {
+      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      for (const name of readdirSync(dir)) {
+        if (!name.includes(TEMP_MARK)) continue;
+        try {
+          unlinkSync(`${dir}/${name}`);
+          swept++;
+        } catch (e) {
+          log.warn("sweep_failed", { path: `${dir}/${name}`, error: (e as Error).message });
+        }
+      }
+    }
+    return swept;
+  }
+
+  /** The final path of a key. */
+  pathOf(key: StoreKey): string {
+    return `${this.shardDirs[key.hash % this.shards]}/${key.name}`;
+  }
+
+  /** A fresh temporary path in the key's shard directory. */
+  private tempPathOf(key: StoreKey): string {
+    return `${this.shardDirs[key.hash % this.shards]}/${this.tempPrefix}${++this.tempSeq}`;
+  }
+
+  describe(detail: number): string {
+    return errnoName(detail);
+  }
+
+  stat(key: StoreKey, target: StoreTarget): void {
+    const path = this.pathOf(key);
+    if (this.inline !== null) {
+      const size = this.inline.statCached(path);
+      if (size !== WOULD_BLOCK) return new StatDone(target).onIoDone(size, this.inline.lastMode);
+    }
+    const native = this.engine.callbacks;
+    if (native !== null) return native.statTo(path, new StatDone(target));
+    this.engine.stat(path).then(
+      (st) => target.onStoreDone(st.size, entryTypeOf(modeOf(st))),
+      (e) => reportError(target, e),
+    );
+  }
+
+  remove(key: StoreKey, target: StoreTarget): void {
+    const path = this.pathOf(key);
+    const native = this.engine.callbacks;
+    if (native !== null) return native.unlinkTo(path, new ValueDone(target));
+    this.engine.unlink(path).then(
+      () => target.onStoreDone(0, 0),
+      (e) => reportError(target, e),
+    );
+  }
+
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget): void {
+    const tmp = this.tempPathOf(key);
+    const path = this.pathOf(key);
+    const native = this.engine.callbacks;
+    if (native !== null) return native.commitFileTo(tmp, path, body, this.fsyncOnCommit, new ValueDone(target));
+    this.engine.commitFile(tmp, path, body, this.fsyncOnCommit).then(
+      () => target.onStoreDone(body.length, 0),
+      (e) => reportError(target, e),
+    );
+  }
+
+  readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget): void {
+    const path = this.pathOf(key);
+    if (this.inline !== null) {
+      const size = this.inline.readCached(path, into);
+      if (size !== WOULD_BLOCK) return new ValueDone(target).onIoDone(size);
+    }
+    this.engine.readWhole(path, into).then(
+      (size) => target.onStoreDone(size, 0),
+      (e) => reportError(target, e),
+    );
+  }
+
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner): UploadSink {
+    const upload = new UploadStream(this.engine, this.tempPathOf(key), this.pathOf(key), size, {
+      fsync: this.fsyncOnCommit,
+      chunkBytesMax: this.chunkBytes,
+      writesInFlightMax: this.writesInFlightMax,
+      owner,
+    });
+    upload.open();
+    return upload;
+  }
+
+  openReader(key: StoreKey, target: StoreTarget): BodyReader {
+    const reader = new FileReader(this.engine, this.pathOf(key));
+    reader.open(target);
+    return reader;
+  }
+}
+
+/**
+ * A streamed download of one file: open, fstat, then reads at an advancing position. One
+ * operation at a time; close() mid-operation waits for it and then closes the descriptor.
+ */
+class FileReader implements BodyReader {
+  size = 0;
+  private fd = -1;
+  private position = 0;
+  private inFlight = false;
+  private closing: Promise<void> | null = null;
+  private closed!: () => void;
+
+  constructor(
+    private readonly engine: IoEngine,
+    private readonly path: string,
+  ) {}
+
+  open(target: StoreTarget): void {
+    this.inFlight = true;
+    this.engine.open(this.path, "read").then(
+      (fd) => {
+        this.fd = fd;
+        if (this.closing !== null) return this.settleClose();
+        this.engine.fstat(fd).then(
+          (st) => {
+            this.inFlight = false;
+            if (this.closing !== null) return this.settleClose();
+            if (!st.isFile) return target.onStoreDone(-Failure.NOT_A_FILE, EISDIR);
+            this.size = st.size;
+            target.onStoreDone(st.size, EntryType.FILE);
+          },
+          (e) => this.failed(target, e),
+        );
+      },
+      (e) => this.failed(target, e),
+    );
+  }
+
+  read(into: Uint8Array, target: StoreTarget): void {
+    if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`FileReader.read while ${this.inFlight ? "busy" : "closed"}`);
+    this.inFlight = true;
+    this.engine.read(this.fd, into, this.position).then(
+      (n) => {
+        this.inFlight = false;
+        if (this.closing !== null) return this.settleClose();
+        this.position += n;
+        target.onStoreDone(n, 0);
+      },
+      (e) => this.failed(target, e),
+    );
+  }
+
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closing = new Promise<void>((resolve) => (this.closed = resolve));
+      if (!this.inFlight) this.settleClose();
+    }
+    return this.closing;
+  }
+
+  private failed(target: StoreTarget, e: unknown): void {
+    this.inFlight = false;
+    if (this.closing !== null) return this.settleClose();
+    reportError(target, e);
+  }
+
+  /** Closes the descriptor, if one was opened; resolves close()'s promise either way. */
+  private settleClose(): void {
+    this.inFlight = false;
+    const fd = this.fd;
+    this.fd = -1;
+    if (fd < 0) return this.closed();
+    this.engine.close(fd).then(this.closed, this.closed);
+  }
+}

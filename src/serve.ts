@@ -59,6 +59,16 @@ export async function serve(argv: string[]): Promise<number> {
       process.exit(0);
     });
   };
+  // The last net: every continuation of an exchange is guarded by its connection, so these fire
+  // only for a bug outside any connection. Say so loudly and keep serving the other clients.
+  process.on("unhandledRejection", (reason) => {
+    server.stats.uncaughtErrors++;
+    log.error("unhandled_rejection", { error: String((reason as Error)?.stack ?? reason) });
+  });
+  process.on("uncaughtException", (error) => {
+    server.stats.uncaughtErrors++;
+    log.error("uncaught_exception", { error: String(error?.stack ?? error) });
+  });
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
   try {

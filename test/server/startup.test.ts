@@ -23,11 +23,10 @@ test("priorIoThreads: SCHED_RR for that many workers when the system allows it",
   expect(await server.stop()).toBe(0);
 });
 
-test("without the privilege, SCHED_RR is refused with one clear warning and the server carries on", async () => {
-  if (process.getuid?.() !== 0) {
-    console.warn("skipping: dropping privileges needs root");
-    return;
-  }
+const notRoot = process.getuid?.() !== 0;
+if (notRoot) console.warn("startup.test.ts: the unprivileged SCHED_RR test is skipped: dropping privileges needs root");
+
+test.skipIf(notRoot)(`without the privilege, SCHED_RR is refused with one clear warning and the server carries on${notRoot ? " (skipped: dropping privileges needs root)" : ""}`, async () => {
   const dir = tempDir("unpriv");
   chmodSync(dir, 0o777);
   // As nobody, with no capabilities: the kernel refuses SCHED_RR (an RLIMIT_RTPRIO of 0 too).

@@ -13,7 +13,7 @@ function quote(value: string): string {
 }
 
 export class Logger {
-  private minRank: number;
+  private readonly minRank: number;
   private file: RotatingFile | null = null;
 
   constructor(
@@ -31,10 +31,6 @@ export class Logger {
   close(): void {
     this.file?.close();
     this.file = null;
-  }
-
-  setLevel(level: LogLevel): void {
-    this.minRank = rank[level];
   }
 
   enabled(level: LogLevel): boolean {

@@ -8,7 +8,7 @@ import { tempDir } from "./helpers/server";
 describe("config", () => {
   test("defaults", () => {
     const c = loadConfig({ argv: [], env: {} });
-    expect(c).toMatchObject({ host: "0.0.0.0", port: 9999, dataDir: "./data", shards: 256, frameBytesMax: 65536, connectionsMax: 10000, idleTimeoutMs: 60000, ioEngine: "cpool", ioThreads: 8, waitingQueueLen: 65536, ioSubmitMode: "adaptive", ioInline: "cached", ioJobsPerWake: 1, inlineBuffersKept: 512, wire: "protobuf" });
+    expect(c).toMatchObject({ host: "0.0.0.0", port: 9999, dataDir: "./data", shards: 256, frameBytesMax: 65536, connectionsMax: 10000, idleTimeoutMs: 60000, ioEngine: "cpool", ioThreads: 8, waitingQueueLen: 65536, ioSubmitMode: "adaptive", ioInline: "cached", ioJobsPerWake: 1, inlineBuffersBytesMax: 32 * 1024 * 1024, wire: "protobuf" });
   });
 
   test("names follow the field: dataDir -> FSGW_DATA_DIR, --data-dir", () => {

@@ -7,7 +7,7 @@ import type { Socket } from "bun";
 import { WireConn } from "./wire-conn";
 import { codecFor, type WireName } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
-import { Msg, Op, ProtocolError } from "../protocol/message";
+import { Msg, Op, ProtocolError, REPLY_FRAME_BYTES_MAX } from "../protocol/message";
 
 export const loadOps = ["bench", "upload", "download", "exist", "delete"] as const;
 export type LoadOp = (typeof loadOps)[number];
@@ -210,7 +210,7 @@ export async function runShard(options: LoadOptions, keyOffset: number): Promise
     const requestOp = options.op === "bench" ? Op.BENCH_MARK : options.op === "exist" ? Op.EXIST : Op.DELETE;
     const replyOp = requestOp + 1;
     const okText = options.op === "bench" ? "" : Msg.SUCCESS;
-    const decoder = new FrameDecoder(64 * 1024);
+    const decoder = new FrameDecoder(REPLY_FRAME_BYTES_MAX);
     let started = 0;
     let inFlight = false;
     return new Promise<void>((resolve) => {

@@ -1,13 +1,13 @@
 // A client-side connection that speaks frames and raw bodies: the base of the client library, and
 // what the tests use to play both well-behaved and misbehaving clients.
 //
-// Reads are pulled (`readFrame`, `readExactly`); incoming bytes wait in a queue bounded by
+// Reads are pulled (`readFrame`, `readBody`); incoming bytes wait in a queue bounded by
 // `bufferBytesMax`, past which the socket is paused until the caller reads. Writes resolve once
 // the socket has taken every byte (Bun's socket.write may take only part; the rest goes on drain).
 import type { Socket } from "bun";
 import { codecFor, type WireCodec, type WireName } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
-import { ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
+import { ProtocolError, REPLY_FRAME_BYTES_MAX, type MessageInit, type WireMessage } from "../protocol/message";
 
 export class ConnectionClosedError extends Error {}
 
@@ -15,6 +15,7 @@ export interface WireConnOptions {
   host: string;
   port: number;
   wire?: WireName;
+  /** Largest frame accepted from the server (default REPLY_FRAME_BYTES_MAX). */
   frameBytesMax?: number;
   bufferBytesMax?: number;
 }
@@ -46,7 +47,7 @@ export class WireConn {
   }
 
   static async connect(options: WireConnOptions): Promise<WireConn> {
-    const conn = new WireConn(null, codecFor(options.wire ?? "protobuf"), options.frameBytesMax ?? 64 * 1024, options.bufferBytesMax ?? 4 * 1024 * 1024);
+    const conn = new WireConn(null, codecFor(options.wire ?? "protobuf"), options.frameBytesMax ?? REPLY_FRAME_BYTES_MAX, options.bufferBytesMax ?? 4 * 1024 * 1024);
     conn.socket = await Bun.connect<WireConn>({
       hostname: options.host,
       port: options.port,

@@ -48,6 +48,8 @@ export interface CPoolOptions {
   workerNice: number;
   submitMode: SubmitMode;
   batchMax: number;
+  /** Completion records copied out per FFI call. */
+  drainBatchMax: number;
   /** cached: inline operations on; off: every operation goes to the pool; refused: inline
    *  operations are tried and always refused (drives the fallback path, for tests). */
   inline: InlineMode;
@@ -133,6 +135,7 @@ export class CPoolEngine implements IoEngine, CallbackOps {
       cpuAffinity: options.cpuAffinity,
       workerNice: options.workerNice,
       batchMax: options.batchMax,
+      drainBatchMax: options.drainBatchMax,
       onCompletion: (slot, result, aux) => this.onCompletion(slot, result, aux),
       onDrained: () => this.unblock(),
     });

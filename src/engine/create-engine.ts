@@ -16,6 +16,7 @@ export function createEngine(config: Config): IoEngine {
         workerNice: config.ioThreadNice,
         submitMode: config.ioSubmitMode,
         batchMax: config.submitBatchMax,
+        drainBatchMax: config.drainBatchMax,
         inline: config.ioInline,
         jobsPerWake: config.ioJobsPerWake,
         spinUs: config.ioSpinUs,

@@ -213,6 +213,9 @@ export interface PoolOptions {
   workerNice: number;
   /** Largest batch handed over in one fsgw_submit_batch call. */
   batchMax: number;
+  /** Completion records one fsgw_drain / fsgw_poll call copies out (the size of the JS-owned
+   *  record buffer); a drain calls again until the ring is empty. */
+  drainBatchMax: number;
   /** Called on the JS thread with every ready completion: slot, result (>= 0 or -errno), aux. */
   onCompletion: (slot: number, result: number, aux: number) => void;
   /** Called once all completions of a doorbell were delivered (slots are free again). */
@@ -229,7 +232,7 @@ export class NativePool {
   private readonly comps: Uint8Array;
   private readonly compSlot: Int32Array;
   private readonly compResult: Float64Array;
-  private readonly compCapacity = 1024;
+  private readonly compCapacity: number;
   // The submission ring for batches: records JS fills and fsgw_submit_batch reads in one call.
   private readonly subs: Uint8Array;
   private readonly subU32: Uint32Array;
@@ -240,6 +243,7 @@ export class NativePool {
 
   constructor(private readonly options: PoolOptions) {
     this.batchMax = options.batchMax;
+    this.compCapacity = options.drainBatchMax;
     this.comps = new Uint8Array(this.compCapacity * COMP_BYTES);
     this.compSlot = new Int32Array(this.comps.buffer);
     this.compResult = new Float64Array(this.comps.buffer);

@@ -9,10 +9,6 @@ export class ProfileBusyError extends Error {}
 export class Profiler {
   private busy = false;
 
-  get running(): boolean {
-    return this.busy;
-  }
-
   /** Samples every JS stack for `seconds` and returns the profile (Chrome .cpuprofile format). */
   async profile(seconds: number, sampleIntervalUs = 1000): Promise<CpuProfile> {
     if (this.busy) throw new ProfileBusyError("a profile is already being taken");

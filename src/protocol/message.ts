@@ -18,6 +18,14 @@ export const Op = {
   DELETE_RSP: 10,
 } as const;
 
+/**
+ * The largest frame a client accepts from a server. A reply carries the request's key (at most 255
+ * bytes, ~510 as escaped JSON), a size and a short text, so real replies stay under 1 KiB; this
+ * leaves room for a server with longer texts. It is the client's own bound, not the server's
+ * frameBytesMax (which bounds requests): a larger reply is a protocol violation, closed.
+ */
+export const REPLY_FRAME_BYTES_MAX = 16 * 1024;
+
 export const FileType = { UNSET: 0, FILE: 1, LINK: 2, DIR: 3 } as const;
 
 export const Msg = {
@@ -25,7 +33,6 @@ export const Msg = {
   END: "END",
   ACK: "ACK",
   SUCCESS: "success",
-  FAILED: "failed",
 } as const;
 
 export interface WireMessage {

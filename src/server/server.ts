@@ -76,7 +76,8 @@ export class Server implements ConnectionHost {
     this.inlineBytesMax = config.inlineBytesMax;
     this.ioChunkBytes = config.ioChunkBytes;
     this.uploadWritesInFlightMax = config.uploadWritesInFlightMax;
-    this.inlineBuffers = new BufferPool(FRAME_ROOM + config.inlineBytesMax + FRAME_ROOM, config.inlineBuffersKept);
+    const inlineBufferBytes = FRAME_ROOM + config.inlineBytesMax + FRAME_ROOM;
+    this.inlineBuffers = new BufferPool(inlineBufferBytes, Math.floor(config.inlineBuffersBytesMax / inlineBufferBytes));
     this.refusals = new RefusalLog(log);
   }
 

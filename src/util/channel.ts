@@ -1,9 +1,7 @@
-// A bounded async queue with Go channel semantics: `send` waits while the buffer is full, `receive`
-// waits while it is empty, `close` wakes every waiter. No polling: a waiter is a parked promise
-// resolved by the operation that unblocks it.
-//
-// The buffer holds at most `capacity` values; parked senders are not buffered values, they are the
-// callers' own backpressure (as in Go, each blocked sender holds its one value).
+// A bounded async queue with Go channel semantics for one consumer: `trySend` answers false when the
+// buffer is full (the producer decides what that means: for the C pool's completions, a bug, since
+// there are never more completions than slots), `receive` waits while it is empty, `close` wakes
+// the waiter. No polling: a waiter is a parked promise resolved by the send that unblocks it.
 
 export class ChannelClosedError extends Error {
   constructor() {
@@ -11,11 +9,6 @@ export class ChannelClosedError extends Error {
   }
 }
 
-interface ParkedSender<T> {
-  value: T;
-  resolve: () => void;
-  reject: (e: Error) => void;
-}
 interface ParkedReceiver<T> {
   resolve: (v: T) => void;
   reject: (e: Error) => void;
@@ -26,21 +19,11 @@ export class Channel<T> {
   private head = 0;
   private count = 0;
   private closed = false;
-  private readonly senders: ParkedSender<T>[] = [];
   private readonly receivers: ParkedReceiver<T>[] = [];
 
   constructor(readonly capacity: number) {
     if (!(capacity >= 1)) throw new RangeError("Channel capacity must be at least 1");
     this.ring = new Array(capacity);
-  }
-
-  /** Values buffered now (not counting parked senders). */
-  get length(): number {
-    return this.count;
-  }
-
-  get isClosed(): boolean {
-    return this.closed;
   }
 
   /** Sends without waiting: false when the buffer is full. Throws once closed. */
@@ -57,25 +40,13 @@ export class Channel<T> {
     return true;
   }
 
-  /** Sends, waiting while the buffer is full. Rejects with ChannelClosedError once closed. */
-  send(value: T): Promise<void> {
-    if (this.trySend(value)) return Promise.resolve();
-    return new Promise<void>((resolve, reject) => this.senders.push({ value, resolve, reject }));
-  }
-
   /** Receives without waiting: undefined when empty. */
   tryReceive(): T | undefined {
-    if (this.count === 0) return undefined; // senders park only on a full buffer, so none is parked
+    if (this.count === 0) return undefined;
     const value = this.ring[this.head] as T;
     this.ring[this.head] = undefined;
     this.head = (this.head + 1) % this.capacity;
     this.count--;
-    const sender = this.senders.shift();
-    if (sender !== undefined) {
-      this.ring[(this.head + this.count) % this.capacity] = sender.value;
-      this.count++;
-      sender.resolve();
-    }
     return value;
   }
 
@@ -87,12 +58,11 @@ export class Channel<T> {
     return new Promise<T>((resolve, reject) => this.receivers.push({ resolve, reject }));
   }
 
-  /** Closes the channel: parked senders and receivers are rejected; buffered values stay receivable. */
+  /** Closes the channel: parked receivers are rejected; buffered values stay receivable. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
     const error = new ChannelClosedError();
-    for (const s of this.senders.splice(0)) s.reject(error);
     for (const r of this.receivers.splice(0)) r.reject(error);
   }
 }

@@ -12,7 +12,7 @@ import { payload, sha256 } from "../helpers/data";
 import { startServer, tempDir } from "../helpers/server";
 
 function engine(submitMode: SubmitMode, capacity = 64, threads = 4): CPoolEngine {
-  return new CPoolEngine({ threads, capacity, priorThreads: 0, cpuAffinity: false, workerNice: 0, submitMode, batchMax: 16, inline: "cached", jobsPerWake: 1, spinUs: 0 });
+  return new CPoolEngine({ threads, capacity, priorThreads: 0, cpuAffinity: false, workerNice: 0, submitMode, batchMax: 16, drainBatchMax: 8, inline: "cached", jobsPerWake: 1, spinUs: 0 });
 }
 
 describe.each([["direct"], ["batch"]] as const)("cpool, %s submission", (mode) => {

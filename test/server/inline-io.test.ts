@@ -96,7 +96,7 @@ describe("pooled upload buffers", () => {
     // Bodies arrive in two pieces, so each is gathered into a pooled buffer; the client closes as
     // soon as the last byte is out, while the engine still reads that buffer. The buffer must stay
     // out of the pool until the commit completes, or the next upload overwrites it mid-write.
-    const server = await startServer({ inlineBuffersKept: 4 });
+    const server = await startServer({ inlineBuffersBytesMax: 4 * (64 * 1024 + 2048) });
     try {
       const rounds = 30;
       const clients = 40;

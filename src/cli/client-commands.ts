@@ -120,104 +120,110 @@ function rate(bytes: number, ms: number): string {
 }
 
 /** Runs a client command; returns its exit code. Errors become messages and codes, never traces. */
+/** Flags each command takes besides the common ones. */
+const commandFlags: Record<string, Record<string, FlagSpec>> = {
+  put: { "--key": { takesValue: true } },
+  get: { "--output": { alias: "-o", takesValue: true } },
+  stat: {},
+  rm: {},
+  bench: {
+    "--connections": { alias: "-c", takesValue: true },
+    "--count": { alias: "-n", takesValue: true },
+    "--size": { alias: "-s", takesValue: true },
+    "--key-prefix": { takesValue: true },
+    "--write-chunk": { takesValue: true },
+    "--threads": { alias: "-t", takesValue: true },
+  },
+};
+
+/** What a command prints on success: `text`, or with --json the `value` as one JSON line. */
+type Print = (text: string, value: unknown) => void;
+
+/** The commands that hold one client connection; it is closed whatever happens. */
+const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, print: Print, io: Io, json: boolean) => Promise<void>> = {
+  async put(parsed, client, print, io) {
+    const file = one(parsed, "file");
+    const key = parsed.flags.get("--key") ?? basename(file);
+    const size = (await stat(file).catch(() => {
+      throw new UsageError(`cannot read ${file}`);
+    })).size;
+    const progress = new Progress(`put ${key}`, io.stderr);
+    const t0 = performance.now();
+    await client().upload(key, file, { onProgress: (d, t) => progress.update(d, t) });
+    progress.finish();
+    const ms = performance.now() - t0;
+    print(`put ${file} as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });
+  },
+  async get(parsed, client, print, io, json) {
+    const key = one(parsed, "key");
+    const output = parsed.flags.get("--output") ?? `./${key}`;
+    const t0 = performance.now();
+    if (output === "-") {
+      // The body goes to stdout, so the summary (with --json) goes to stderr.
+      const size = await client().download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }));
+      if (json) io.stderr.write(JSON.stringify({ op: "get", key, size, ms: Math.round(performance.now() - t0) }) + "\n");
+      return;
+    }
+    const progress = new Progress(`get ${key}`, io.stderr);
+    const size = await client().download(key, output, { onProgress: (d, t) => progress.update(d, t) });
+    progress.finish();
+    const ms = performance.now() - t0;
+    print(`got ${key} into ${output}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "get", key, output, size, ms: Math.round(ms) });
+  },
+  async stat(parsed, client, print) {
+    const key = one(parsed, "key");
+    const st = await client().exist(key);
+    print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})`, { op: "stat", key, ...st });
+  },
+  async rm(parsed, client, print) {
+    const key = one(parsed, "key");
+    await client().delete(key);
+    print(`removed ${key}`, { op: "rm", key });
+  },
+};
+
 export async function runClientCommand(command: string, argv: string[], io: Io): Promise<number> {
+  const flags = commandFlags[command];
+  if (flags === undefined) throw new Error(`not a client command: ${command}`);
   let parsed: Parsed;
   try {
-    const extra: Record<string, FlagSpec> =
-      command === "put"
-        ? { "--key": { takesValue: true } }
-        : command === "get"
-          ? { "--output": { alias: "-o", takesValue: true } }
-          : command === "bench"
-            ? {
-                "--connections": { alias: "-c", takesValue: true },
-                "--count": { alias: "-n", takesValue: true },
-                "--size": { alias: "-s", takesValue: true },
-                "--key-prefix": { takesValue: true },
-                "--write-chunk": { takesValue: true },
-                "--threads": { alias: "-t", takesValue: true },
-              }
-            : {};
-    parsed = parseArgs(argv, { ...common, ...extra });
-    if (parsed.flags.has("--help")) {
-      io.stdout(helpTexts[command]! + "\n");
-      return EXIT_OK;
-    }
+    parsed = parseArgs(argv, { ...common, ...flags });
   } catch (e) {
     if (e instanceof UsageError) return usage(command, e.message, io);
     throw e;
   }
-  const json = parsed.flags.has("--json");
-  const print = (text: string, value: unknown) => io.stdout((json ? JSON.stringify(value) : text) + "\n");
-  let client: FsgwClient | null = null;
-  try {
-    switch (command) {
-      case "put": {
-        const file = one(parsed, "file");
-        const key = parsed.flags.get("--key") ?? basename(file);
-        const size = (await stat(file).catch(() => {
-          throw new UsageError(`cannot read ${file}`);
-        })).size;
-        client = clientFrom(parsed);
-        const progress = new Progress(`put ${key}`, io.stderr);
-        const t0 = performance.now();
-        await client.upload(key, file, { onProgress: (d, t) => progress.update(d, t) });
-        progress.finish();
-        const ms = performance.now() - t0;
-        print(`put ${file} as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });
-        return EXIT_OK;
-      }
-      case "get": {
-        const key = one(parsed, "key");
-        const output = parsed.flags.get("--output") ?? `./${key}`;
-        client = clientFrom(parsed);
-        const t0 = performance.now();
-        if (output === "-") {
-          const size = await client.download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }));
-          if (json) io.stderr.write(JSON.stringify({ op: "get", key, size, ms: Math.round(performance.now() - t0) }) + "\n");
-          return EXIT_OK;
-        }
-        const progress = new Progress(`get ${key}`, io.stderr);
-        const size = await client.download(key, output, { onProgress: (d, t) => progress.update(d, t) });
-        progress.finish();
-        const ms = performance.now() - t0;
-        print(`got ${key} into ${output}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "get", key, output, size, ms: Math.round(ms) });
-        return EXIT_OK;
-      }
-      case "stat": {
-        const key = one(parsed, "key");
-        client = clientFrom(parsed);
-        const st = await client.exist(key);
-        print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})`, { op: "stat", key, ...st });
-        return EXIT_OK;
-      }
-      case "rm": {
-        const key = one(parsed, "key");
-        client = clientFrom(parsed);
-        await client.delete(key);
-        print(`removed ${key}`, { op: "rm", key });
-        return EXIT_OK;
-      }
-      case "bench":
-        return await bench(parsed, json, io);
-      default:
-        throw new Error(`not a client command: ${command}`);
-    }
-  } catch (e) {
-    if (e instanceof UsageError) return usage(command, e.message, io);
-    if (e instanceof ServerError) {
-      io.stderr.write(`fsgw ${command}: the server said: ${e.text}\n`);
-      return EXIT_REFUSED;
-    }
-    if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof ProtocolError) {
-      io.stderr.write(`fsgw ${command}: ${e.message}\n`);
-      return EXIT_CONNECTION;
-    }
-    io.stderr.write(`fsgw ${command}: ${(e as Error).message ?? String(e)}\n`);
-    return EXIT_REFUSED;
-  } finally {
-    client?.close();
+  if (parsed.flags.has("--help")) {
+    io.stdout(helpTexts[command]! + "\n");
+    return EXIT_OK;
   }
+  const json = parsed.flags.has("--json");
+  const print: Print = (text, value) => io.stdout((json ? JSON.stringify(value) : text) + "\n");
+  let client: FsgwClient | null = null;
+  const connect = () => (client ??= clientFrom(parsed));
+  try {
+    if (command === "bench") return await bench(parsed, json, io);
+    await clientCommands[command]!(parsed, connect, print, io, json);
+    return EXIT_OK;
+  } catch (e) {
+    return failed(command, e, io);
+  } finally {
+    (client as FsgwClient | null)?.close();
+  }
+}
+
+/** A command's failure: one line on stderr, and the exit code that says what kind. */
+function failed(command: string, e: unknown, io: Io): number {
+  if (e instanceof UsageError) return usage(command, e.message, io);
+  if (e instanceof ServerError) {
+    io.stderr.write(`fsgw ${command}: the server said: ${e.text}\n`);
+    return EXIT_REFUSED;
+  }
+  if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof ProtocolError) {
+    io.stderr.write(`fsgw ${command}: ${e.message}\n`);
+    return EXIT_CONNECTION;
+  }
+  io.stderr.write(`fsgw ${command}: ${(e as Error).message ?? String(e)}\n`);
+  return EXIT_REFUSED;
 }
 
 function usage(command: string, message: string, io: Io): number {

@@ -141,62 +141,97 @@ function summarize(options: LoadOptions, shards: LoadShard[], ms: number, cpu: N
 
 /** Runs `options.count` exchanges on keys `<prefix><keyOffset + i>` on this thread. */
 export async function runShard(options: LoadOptions, keyOffset: number): Promise<LoadShard> {
-  const prefix = options.keyPrefix ?? "bench_mark_file_";
-  const body = options.op === "upload" ? bodyOf(options.size) : new Uint8Array(0);
-  const latencies = new Float64Array(options.count);
-  const errors: Record<string, number> = {};
-  let next = 0;
-  let ok = 0;
-  let bytes = 0;
-  let done = 0;
+  const shard = new ShardRun(options, keyOffset);
+  const lean = options.op === "bench" || options.op === "exist" || options.op === "delete";
+  const worker = lean ? () => shard.roundTripWorker() : () => shard.exchangeWorker();
+  await Promise.all(Array.from({ length: Math.min(options.connections, options.count) }, worker));
+  return shard.result();
+}
 
-  const note = (text: string) => (errors[text] = (errors[text] ?? 0) + 1);
-  const chunk = options.writeChunk ?? 0;
-  const writeBody =
-    chunk > 0 && chunk < body.length
-      ? async (c: WireConn) => {
-          for (let at = 0; at < body.length; at += chunk) await c.write(body.subarray(at, Math.min(body.length, at + chunk)));
-        }
-      : (c: WireConn) => c.write(body);
-  const countBytes = (part: Uint8Array) => void (bytes += part.length);
+/** One thread's share of a run: its counters, and the connections (workers) that share them. */
+class ShardRun {
+  private readonly prefix: string;
+  private readonly body: Uint8Array;
+  private readonly latencies: Float64Array;
+  private readonly errors: Record<string, number> = {};
+  /** The next file number to take; exchanges finished; those that succeeded; body bytes moved. */
+  private next = 0;
+  private done = 0;
+  private ok = 0;
+  private bytes = 0;
 
-  async function worker(): Promise<void> {
+  constructor(
+    private readonly options: LoadOptions,
+    private readonly keyOffset: number,
+  ) {
+    this.prefix = options.keyPrefix ?? "bench_mark_file_";
+    this.body = options.op === "upload" ? bodyOf(options.size) : new Uint8Array(0);
+    this.latencies = new Float64Array(options.count);
+  }
+
+  result(): LoadShard {
+    return { ok: this.ok, errors: this.errors, bytes: this.bytes, latencies: this.latencies.slice(0, this.done) };
+  }
+
+  private note(text: string): void {
+    this.errors[text] = (this.errors[text] ?? 0) + 1;
+  }
+
+  private nextKey(): string {
+    return this.prefix + (this.keyOffset + this.next++);
+  }
+
+  /** Writes the upload body, in writeChunk pieces when asked (a slow or fragmenting client). */
+  private readonly writeBody = async (c: WireConn): Promise<void> => {
+    const body = this.body;
+    const chunk = this.options.writeChunk ?? 0;
+    if (!(chunk > 0 && chunk < body.length)) return c.write(body);
+    for (let at = 0; at < body.length; at += chunk) await c.write(body.subarray(at, Math.min(body.length, at + chunk)));
+  };
+
+  private readonly countBytes = (part: Uint8Array): void => void (this.bytes += part.length);
+
+  /** Any exchange, on a WireConn: one promise chain per exchange. */
+  async exchangeWorker(): Promise<void> {
+    const options = this.options;
     let conn: WireConn | null = null;
-    while (next < options.count) {
-      const key = prefix + (keyOffset + next++);
+    while (this.next < options.count) {
+      const key = this.nextKey();
       const started = performance.now();
       try {
         conn ??= await WireConn.connect({ host: options.host, port: options.port, wire: options.wire });
-        switch (options.op) {
-          case "bench":
-            await benchExchange(conn, key);
-            break;
-          case "upload":
-            await uploadExchange(conn, key, body.length, writeBody);
-            bytes += body.length;
-            break;
-          case "download":
-            await downloadExchange(conn, key, countBytes);
-            break;
-          case "exist":
-            await existExchange(conn, key);
-            break;
-          case "delete":
-            await deleteExchange(conn, key);
-            break;
-        }
-        ok++;
+        await this.exchange(conn, key);
+        this.ok++;
       } catch (e) {
-        if (e instanceof ServerError) note(e.text);
+        if (e instanceof ServerError) this.note(e.text);
         else {
-          note((e as Error).message ?? String(e));
+          this.note((e as Error).message ?? String(e));
           conn?.destroy();
           conn = null; // the connection is unusable after anything but an error text
         }
       }
-      latencies[done++] = performance.now() - started;
+      this.latencies[this.done++] = performance.now() - started;
     }
     conn?.close();
+  }
+
+  private async exchange(conn: WireConn, key: string): Promise<void> {
+    switch (this.options.op) {
+      case "bench":
+        return benchExchange(conn, key);
+      case "upload":
+        await uploadExchange(conn, key, this.body.length, this.writeBody);
+        this.bytes += this.body.length;
+        return;
+      case "download":
+        await downloadExchange(conn, key, this.countBytes);
+        return;
+      case "exist":
+        await existExchange(conn, key);
+        return;
+      case "delete":
+        return deleteExchange(conn, key);
+    }
   }
 
   /**
@@ -205,7 +240,8 @@ export async function runShard(options: LoadOptions, keyOffset: number): Promise
    * write), with no promise per exchange. This keeps the generator cheaper per exchange than the
    * server it drives, so the server, not the client, is what saturates.
    */
-  function roundTripWorker(): Promise<void> {
+  roundTripWorker(): Promise<void> {
+    const options = this.options;
     const codec = codecFor(options.wire ?? "protobuf");
     const requestOp = options.op === "bench" ? Op.BENCH_MARK : options.op === "exist" ? Op.EXIST : Op.DELETE;
     const replyOp = requestOp + 1;
@@ -215,21 +251,26 @@ export async function runShard(options: LoadOptions, keyOffset: number): Promise
     let inFlight = false;
     return new Promise<void>((resolve) => {
       const sendNext = (socket: Socket<undefined>) => {
-        if (next >= options.count) {
+        if (this.next >= options.count) {
           socket.end();
           return;
         }
-        const key = prefix + (keyOffset + next++);
+        const key = this.nextKey();
         started = performance.now();
         inFlight = true;
         socket.write(codec.encodeFrame({ operation: requestOp, key }));
       };
-      const fail = (text: string) => {
-        if (inFlight) {
-          note(text);
-          latencies[done++] = performance.now() - started;
-          inFlight = false;
-        }
+      const finished = (errorText: string | null) => {
+        if (errorText === null) this.ok++;
+        else this.note(errorText);
+        this.latencies[this.done++] = performance.now() - started;
+        inFlight = false;
+      };
+      const cannotConnect = (e: Error) => {
+        // Every remaining exchange of this connection fails the way the first did.
+        this.note(`cannot connect: ${e.message}`);
+        if (this.next < options.count) this.next++;
+        resolve();
       };
       Bun.connect({
         hostname: options.host,
@@ -248,38 +289,24 @@ export async function runShard(options: LoadOptions, keyOffset: number): Promise
                 if (frame === null) continue;
                 const reply = codec.decode(frame);
                 if (reply.operation !== replyOp) throw new ProtocolError(`expected op ${replyOp}, got ${reply.operation}`);
-                if (reply.message === okText) ok++;
-                else note(reply.message);
-                latencies[done++] = performance.now() - started;
-                inFlight = false;
+                finished(reply.message === okText ? null : reply.message);
                 sendNext(socket);
               }
             } catch (e) {
-              fail((e as Error).message);
+              if (inFlight) finished((e as Error).message);
               socket.end();
             }
           },
           close: () => {
-            fail("connection closed by peer");
+            if (inFlight) finished("connection closed by peer");
             resolve();
           },
-          error: (_socket, e) => fail(e.message),
-          connectError: (_socket, e) => {
-            // Every remaining exchange of this connection fails the way the first did.
-            note(`cannot connect: ${e.message}`);
-            if (next < options.count) next++;
-            resolve();
+          error: (_socket, e) => {
+            if (inFlight) finished(e.message);
           },
+          connectError: (_socket, e) => cannotConnect(e),
         },
-      }).catch((e: Error) => {
-        note(`cannot connect: ${e.message}`);
-        if (next < options.count) next++;
-        resolve();
-      });
+      }).catch(cannotConnect);
     });
   }
-
-  const lean = options.op === "bench" || options.op === "exist" || options.op === "delete";
-  await Promise.all(Array.from({ length: Math.min(options.connections, options.count) }, lean ? roundTripWorker : worker));
-  return { ok, errors, bytes, latencies: latencies.slice(0, done) };
 }

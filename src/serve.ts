@@ -44,7 +44,16 @@ export async function serve(argv: string[]): Promise<number> {
     }
   }
   checkOpenFileLimit(config, log);
-  const engine = createEngine(config);
+  let engine;
+  try {
+    engine = createEngine(config);
+  } catch (e) {
+    // The C pool's library did not build or load (no gcc, a compiler error, an ABI mismatch).
+    const error = String((e as Error)?.message ?? e).split("\n")[0]!;
+    log.error("start_failed", { error, advice: `the ${config.ioEngine} engine needs the C library, built with gcc on first start: install gcc, or start with --io-engine bun` });
+    log.close();
+    return 1;
+  }
   if (engine instanceof CPoolEngine) reportPool(engine, config, log);
   const server = new Server({ config, engine, log });
   const admin = new AdminServer(server, log);

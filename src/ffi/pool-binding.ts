@@ -15,7 +15,19 @@ const COMP_BYTES = 16;
  * The layout this binding writes and reads (fsgw_struct_layout's order): sizes and field offsets of
  * fsgw_sub and fsgw_comp in bytes. `stage` and `deliver` index typed arrays by these offsets.
  */
-const LAYOUT = [SUB_BYTES, 0, 4, 8, 12, 16, 24, 32, 40, 48, COMP_BYTES, 0, 4, 8];
+const SUB_OP = 0;
+const SUB_FLAGS = 4;
+const SUB_FD = 8;
+const SUB_SLOT = 12;
+const SUB_OFFSET = 16;
+const SUB_LEN = 24;
+const SUB_BUF = 32;
+const SUB_PATH = 40;
+const SUB_PATH2 = 48;
+const COMP_SLOT = 0;
+const COMP_AUX = 4;
+const COMP_RESULT = 8;
+const LAYOUT = [SUB_BYTES, SUB_OP, SUB_FLAGS, SUB_FD, SUB_SLOT, SUB_OFFSET, SUB_LEN, SUB_BUF, SUB_PATH, SUB_PATH2, COMP_BYTES, COMP_SLOT, COMP_AUX, COMP_RESULT];
 const LAYOUT_NAMES = ["sub size", "sub.op", "sub.flags", "sub.fd", "sub.slot", "sub.offset", "sub.len", "sub.buf", "sub.path", "sub.path2", "comp size", "comp.slot", "comp.aux", "comp.result"];
 /** PATH_MAX less its NUL: the longest path the kernel resolves. */
 const PATH_BYTES_MAX = 4095;
@@ -90,16 +102,27 @@ type Library = ReturnType<typeof load>;
 let library: Library | null = null;
 
 /** Loads (building if needed) the library once and checks that its structs match this binding. */
+/** Why loading failed, once it has: not retried (each attempt would run gcc again). */
+let loadFailure: Error | null = null;
+
 function lib(): Library["symbols"] {
+  if (loadFailure !== null) throw loadFailure;
   if (library === null) {
-    const l = load();
+    let l: Library;
+    try {
+      l = load();
+    } catch (e) {
+      loadFailure = e as Error;
+      throw e;
+    }
     const abi = l.symbols.fsgw_abi_version();
     const layout = new Int32Array(LAYOUT.length);
     const n = l.symbols.fsgw_struct_layout(layout, layout.length);
     const wrong = LAYOUT.flatMap((want, i) => (i >= n || layout[i] !== want ? [`${LAYOUT_NAMES[i]} ${i < n ? layout[i] : "missing"} (want ${want})`] : []));
     if (abi !== ABI_VERSION || wrong.length > 0) {
       l.close();
-      throw new Error(`libfsgw_pool ABI mismatch: abi ${abi} (want ${ABI_VERSION})${wrong.length > 0 ? "; " + wrong.join(", ") : ""}`);
+      loadFailure = new Error(`libfsgw_pool ABI mismatch: abi ${abi} (want ${ABI_VERSION})${wrong.length > 0 ? "; " + wrong.join(", ") : ""}`);
+      throw loadFailure;
     }
     library = l;
   }
@@ -269,17 +292,17 @@ export class NativePool {
 
   /** Fills record `i` of the submission ring (pointers are written as two 32-bit halves). */
   stage(i: number, op: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): void {
-    const w = i * (SUB_BYTES / 4);
-    const d = i * (SUB_BYTES / 8);
-    this.subU32[w] = op;
-    this.subU32[w + 1] = flags;
-    this.subI32[w + 2] = fd;
-    this.subI32[w + 3] = -1;
-    this.subF64[d + 2] = offset;
-    this.subF64[d + 3] = len;
-    setPointer(this.subU32, w + 8, buf);
-    setPointer(this.subU32, w + 10, path);
-    setPointer(this.subU32, w + 12, path2);
+    const w = (i * SUB_BYTES) / 4;
+    const d = (i * SUB_BYTES) / 8;
+    this.subU32[w + SUB_OP / 4] = op;
+    this.subU32[w + SUB_FLAGS / 4] = flags;
+    this.subI32[w + SUB_FD / 4] = fd;
+    this.subI32[w + SUB_SLOT / 4] = -1;
+    this.subF64[d + SUB_OFFSET / 8] = offset;
+    this.subF64[d + SUB_LEN / 8] = len;
+    setPointer(this.subU32, w + SUB_BUF / 4, buf);
+    setPointer(this.subU32, w + SUB_PATH / 4, path);
+    setPointer(this.subU32, w + SUB_PATH2 / 4, path2);
   }
 
   /** Hands records [0, n) of the ring over in one FFI call; returns how many were accepted. */
@@ -289,7 +312,7 @@ export class NativePool {
 
   /** The slot record `i` took, after submitStaged accepted it. */
   stagedSlot(i: number): number {
-    return this.subI32[i * (SUB_BYTES / 4) + 3]!;
+    return this.subI32[(i * SUB_BYTES + SUB_SLOT) / 4]!;
   }
 
   private onDoorbell(): void {
@@ -338,7 +361,8 @@ export class NativePool {
     if (n <= 0) return;
     do {
       for (let i = 0; i < n; i++) {
-        this.options.onCompletion(this.compSlot[i * 4]!, this.compResult[i * 2 + 1]!, this.compSlot[i * 4 + 1]!);
+        const at = i * COMP_BYTES;
+        this.options.onCompletion(this.compSlot[(at + COMP_SLOT) / 4]!, this.compResult[(at + COMP_RESULT) / 8]!, this.compSlot[(at + COMP_AUX) / 4]!);
       }
     } while (this.handle !== null && (n = this.sym.fsgw_drain(this.handle, this.comps, this.compCapacity)) > 0);
     this.options.onDrained();

@@ -6,7 +6,7 @@
 // machine conditions.
 //
 //   bun scripts/bench-exchanges.ts [--rounds 2] [--only exist,delete] [--big]
-//                                  [--before ../fsgw-v1] [--variants inline-adaptive,before]
+//                                  [--before ../fsgw-v1] [--variants inline-adaptive,before,bun,before-bun]
 //
 // Rows that create files run first and rows that delete files last: on ext4 without a journal,
 // creating files right after a mass deletion is 3-4x slower for minutes. Nothing is deleted between
@@ -73,7 +73,10 @@ const allVariants: Variant[] = [
   { name: "bun", fields: { ioEngine: "bun" } },
 ];
 const before = option("--before", "");
-if (before !== "") allVariants.push({ name: "before", fields: { ioEngine: "cpool" }, projectRoot: resolve(before) });
+if (before !== "") {
+  allVariants.push({ name: "before", fields: { ioEngine: "cpool" }, projectRoot: resolve(before) });
+  allVariants.push({ name: "before-bun", fields: { ioEngine: "bun" }, projectRoot: resolve(before) });
+}
 const variantNames = option("--variants", "inline-adaptive,inline-batch,inline-direct,pool-direct" + (before ? ",before" : "")).split(",");
 const variants = variantNames.map((n) => allVariants.find((v) => v.name === n) ?? fail(`unknown variant ${n}`));
 const only = option("--only", "");

@@ -9,6 +9,9 @@ import { codecFor, type WireCodec, type WireName } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { ProtocolError, REPLY_FRAME_BYTES_MAX, type MessageInit, type WireMessage } from "../protocol/message";
 
+/** Reading resumes once the caller has taken all but this fraction of bufferBytesMax. */
+const RESUME_FRACTION = 0.5;
+
 export class ConnectionClosedError extends Error {}
 
 export interface WireConnOptions {
@@ -122,7 +125,7 @@ export class WireConn {
 
   private consumed(n: number): void {
     this.bufferedBytes -= n;
-    if (this.paused && this.bufferedBytes <= this.bufferBytesMax / 2) {
+    if (this.paused && this.bufferedBytes <= this.bufferBytesMax * RESUME_FRACTION) {
       this.paused = false;
       this.socket?.resume();
     }

@@ -21,3 +21,42 @@ export class BufferPool {
     if (this.free.length < this.keptMax && buffer.length === this.bufferBytes) this.free.push(buffer);
   }
 }
+
+/**
+ * A small upload's body, gathered whole for one store call: the one data chunk that held all of it
+ * (kept as is, no copy: Bun never reuses a chunk), or a pooled buffer its pieces are copied into,
+ * which goes back to the pool on release(). One per connection, reused exchange after exchange.
+ */
+export class GatheredBody {
+  private buffer: Uint8Array | null = null;
+  private pooled = false;
+  private filled = 0;
+
+  constructor(private readonly pool: BufferPool) {}
+
+  /** The next piece; `whole` says it is the entire body (the first piece and the last). */
+  add(part: Uint8Array, whole: boolean): void {
+    if (whole) {
+      this.buffer = part;
+    } else {
+      if (this.buffer === null) {
+        this.buffer = this.pool.acquire();
+        this.pooled = true;
+      }
+      this.buffer.set(part, this.filled);
+    }
+    this.filled += part.length;
+  }
+
+  /** The bytes gathered so far: valid until release(). */
+  get bytes(): Uint8Array {
+    return this.buffer === null ? new Uint8Array(0) : this.buffer.subarray(0, this.filled);
+  }
+
+  release(): void {
+    if (this.pooled) this.pool.release(this.buffer!);
+    this.buffer = null;
+    this.pooled = false;
+    this.filled = 0;
+  }
+}

@@ -22,7 +22,7 @@ import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type
 import { checkKey, type StoreKey } from "../storage/keys";
 import { EntryType, Failure, type BodyReader, type Store, type UploadOwner, type UploadSink } from "../storage/store";
 import type { Logger } from "../log";
-import type { BufferPool } from "./buffer-pool";
+import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
 
 export type ConnectionState =
@@ -133,11 +133,8 @@ export class Connection implements UploadOwner {
   /** The store operation in flight (IO_*), answered through onStoreDone. */
   private ioWaiting = IO_NONE;
   private bodyRemaining = 0;
-  /** A small upload's body, gathered whole: the one data chunk that held all of it (no copy), or
-   *  a pooled buffer (`bodyPooled`) it was gathered into, which returns to the pool once stored. */
-  private body: Uint8Array | null = null;
-  private bodyPooled = false;
-  private bodyFilled = 0;
+  /** A small upload's body, gathered whole; released once stored (or dropped). */
+  private readonly body: GatheredBody;
   /** A streamed upload (null for a small one, gathered in `body`). */
   private upload: UploadSink | null = null;
   /** A small download's pooled buffer, from the read until its bytes leave. */
@@ -156,6 +153,7 @@ export class Connection implements UploadOwner {
     private readonly host: ConnectionHost,
   ) {
     this.decoder = new FrameDecoder(host.frameBytesMax);
+    this.body = new GatheredBody(host.inlineBuffers);
   }
 
   /** A getter, so that checks after a callback are not narrowed away by the compiler. */
@@ -212,7 +210,7 @@ export class Connection implements UploadOwner {
       this.upload = null;
     }
     // A body or buffer the store still reads or fills goes back when its result arrives.
-    if (this.ioWaiting !== IO_PUT) this.releaseBody();
+    if (this.ioWaiting !== IO_PUT) this.body.release();
     this.closeReader();
     this.host.onConnectionClosed(this);
   }
@@ -416,7 +414,6 @@ export class Connection implements UploadOwner {
     this.exchangeBytes = size;
     if (size <= this.host.inlineBytesMax) {
       // Small body: gather it whole (bounded by inlineBytesMax) and store it in one operation.
-      this.bodyFilled = 0;
       this.state = "upload_body";
       this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: Msg.START });
       return;
@@ -429,16 +426,7 @@ export class Connection implements UploadOwner {
     this.bodyRemaining -= part.length;
     const upload = this.upload;
     if (upload === null) {
-      if (this.bodyFilled === 0 && this.bodyRemaining === 0) {
-        this.body = part; // the whole body in one chunk: no copy (Bun never reuses the chunk)
-      } else {
-        if (this.body === null) {
-          this.body = this.host.inlineBuffers.acquire();
-          this.bodyPooled = true;
-        }
-        this.body.set(part, this.bodyFilled);
-      }
-      this.bodyFilled += part.length;
+      this.body.add(part, this.bodyRemaining === 0 && part.length === this.exchangeBytes);
     } else {
       // No copy: Bun hands each `data` callback a fresh buffer and never reuses it (proved by
       // test/server/bun-socket-buffers.test.ts), so the view stays valid until the store wrote it.
@@ -451,16 +439,10 @@ export class Connection implements UploadOwner {
       // Shutdown waits for the store: it reads the body until its result.
       this.host.workStarted();
       this.ioWaiting = IO_PUT;
-      this.host.store.putWhole(this.key!, this.body!.subarray(0, this.bodyFilled), this);
+      this.host.store.putWhole(this.key!, this.body.bytes, this);
     } else {
       upload.end();
     }
-  }
-
-  private releaseBody(): void {
-    if (this.bodyPooled) this.host.inlineBuffers.release(this.body!);
-    this.body = null;
-    this.bodyPooled = false;
   }
 
   onUploadProgress(): void {
@@ -648,7 +630,7 @@ export class Connection implements UploadOwner {
           return this.answered();
         case IO_PUT:
           this.host.workDone();
-          this.releaseBody();
+          this.body.release();
           return this.uploadEnded(result, detail);
         case IO_READ_WHOLE:
           return this.onWholeRead(result, detail);
@@ -672,7 +654,7 @@ export class Connection implements UploadOwner {
     // The operation is over: what it held comes back before the connection goes.
     if (io === IO_PUT) {
       this.host.workDone();
-      this.releaseBody();
+      this.body.release();
     } else if (io === IO_READ_WHOLE && this.wholeBuffer !== null) {
       this.host.inlineBuffers.release(this.wholeBuffer);
       this.wholeBuffer = null;

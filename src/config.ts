@@ -4,6 +4,7 @@
 // the field, where the value came from, and the allowed range.
 import { z } from "zod";
 import { readFileSync } from "node:fs";
+import { jsonErrorOffset, lineAndColumn } from "./util/json-position";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -67,6 +68,7 @@ export const fields = {
   uploadWritesInFlightMax: int(2, 1, 64, "writes one streamed upload may have in flight at once (each at its own offset), so disk and network overlap"),
   fsyncOnCommit: bool(false, "fsync each file before its rename and its directory after: the upload survives power loss once END is sent, at the cost of two disk flushes per upload"),
   shutdownGraceMs: int(5_000, 0, 600_000, "on SIGINT/SIGTERM, time given to exchanges in flight before connections are cut"),
+  pidFile: str("", "write the server's process id to this file once it listens, and remove it at a clean stop (empty: none)", true),
   logLevel: oneOf(["debug", "info", "warn", "error"] as const, "info", "lowest level logged (debug adds one line per exchange)"),
   logFile: str("", "also write logs to this file (empty: stdout only)", true),
   logLinesPerFile: int(100_000, 1, 1_000_000_000, "lines per log file before it is rotated to <logFile>.1, .2, ..."),
@@ -139,10 +141,12 @@ function fromText(spec: FieldSpec<unknown>, text: string): unknown {
 export interface LoadOptions {
   argv: string[];
   env: Record<string, string | undefined>;
+  /** Receives what is suspicious but not wrong (an FSGW_* variable no field reads); the server logs it. */
+  warnings?: string[];
 }
 
 /** Builds the validated config from defaults, the --config file, FSGW_* variables and flags. */
-export function loadConfig({ argv, env }: LoadOptions): Config {
+export function loadConfig({ argv, env, warnings }: LoadOptions): Config {
   const values: Record<string, unknown> = {};
   const origin: Record<string, string> = {};
   for (const [name, spec] of Object.entries(fields)) {
@@ -151,13 +155,23 @@ export function loadConfig({ argv, env }: LoadOptions): Config {
   }
 
   const flags = parseFlags(argv);
-  const configPath = flags.get("--config") ?? env.FSGW_CONFIG;
+  const configFlag = flags.get("--config");
+  if (configFlag === null) throw new ConfigError("--config needs a value (a JSON file)");
+  const configPath = configFlag ?? env.FSGW_CONFIG;
   if (configPath !== undefined) {
+    let text: string;
+    try {
+      text = readFileSync(configPath, "utf8");
+    } catch (e) {
+      throw new ConfigError(`cannot read config file ${configPath}: ${(e as Error).message}`);
+    }
     let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(configPath, "utf8"));
+      parsed = JSON.parse(text);
     } catch (e) {
-      throw new ConfigError(`config file ${configPath}: ${(e as Error).message}`);
+      const at = jsonErrorOffset(text);
+      const where = at >= 0 ? `${lineAndColumn(text, at)}: ` : "";
+      throw new ConfigError(`config file ${configPath}: ${where}${(e as Error).message.replace(/^JSON Parse error: /, "")}`);
     }
     if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
       throw new ConfigError(`config file ${configPath}: must hold one JSON object`);
@@ -165,6 +179,12 @@ export function loadConfig({ argv, env }: LoadOptions): Config {
     for (const [name, value] of Object.entries(parsed)) {
       values[name] = value;
       origin[name] = configPath;
+    }
+  }
+  const known = new Set(["FSGW_CONFIG", ...Object.keys(fields).map(envName)]);
+  for (const variable of Object.keys(env)) {
+    if (variable.startsWith("FSGW_") && !known.has(variable)) {
+      warnings?.push(`unknown environment variable ${variable} is ignored (no config field reads it; see fsgw serve --help)`);
     }
   }
   for (const [name, spec] of Object.entries(fields)) {
@@ -178,7 +198,14 @@ export function loadConfig({ argv, env }: LoadOptions): Config {
     if (flag === "--config") continue;
     const name = Object.keys(fields).find((f) => flagName(f) === flag);
     if (name === undefined) throw new ConfigError(`unknown option ${flag} (try --help)`);
-    values[name] = fromText(fields[name as FieldName], text);
+    const spec = fields[name as FieldName] as FieldSpec<unknown>;
+    if (text === null) {
+      if (typeof spec.default !== "boolean") throw new ConfigError(`${flag} needs a value (${describeRange(spec)})`);
+      values[name] = true;
+      origin[name] = flag;
+      continue;
+    }
+    values[name] = fromText(spec, text);
     origin[name] = flag;
   }
 
@@ -210,9 +237,9 @@ function crossCheck(config: Config, origin: Record<string, string>): void {
   }
 }
 
-/** `--name value` and `--name=value` pairs; a bare flag is `true`. */
-function parseFlags(argv: string[]): Map<string, string> {
-  const out = new Map<string, string>();
+/** `--name value` and `--name=value` pairs; a bare flag (null) is `true` for a boolean field. */
+function parseFlags(argv: string[]): Map<string, string | null> {
+  const out = new Map<string, string | null>();
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (!arg.startsWith("--")) throw new ConfigError(`unexpected argument ${JSON.stringify(arg)} (try --help)`);
@@ -222,7 +249,7 @@ function parseFlags(argv: string[]): Map<string, string> {
     } else if (i + 1 < argv.length && !argv[i + 1]!.startsWith("--")) {
       out.set(arg, argv[++i]!);
     } else {
-      out.set(arg, "true");
+      out.set(arg, null);
     }
   }
   return out;

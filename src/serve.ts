@@ -5,7 +5,9 @@ import { createEngine } from "./engine/create-engine";
 import { Logger } from "./log";
 import { raiseOpenFiles } from "./platform";
 import { AdminServer } from "./observe/admin";
+import { ListenError } from "./server/listen";
 import { Server } from "./server/server";
+import { unlinkSync, writeFileSync } from "node:fs";
 import { StoreError } from "./storage/store";
 
 export const serveUsage = `usage: fsgw serve [--config file.json] [--<field> value ...]
@@ -27,8 +29,9 @@ export async function serve(argv: string[]): Promise<number> {
     return 0;
   }
   let config;
+  const warnings: string[] = [];
   try {
-    config = loadConfig({ argv, env: process.env });
+    config = loadConfig({ argv, env: process.env, warnings });
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     console.error(`fsgw: ${e.message}`);
@@ -43,6 +46,7 @@ export async function serve(argv: string[]): Promise<number> {
       return 1;
     }
   }
+  for (const warning of warnings) log.warn("config_warning", { warning });
   checkOpenFileLimit(config, log);
   let engine;
   try {
@@ -64,6 +68,7 @@ export async function serve(argv: string[]): Promise<number> {
     // /healthz answers 503 while connections drain; the admin endpoint goes last.
     void server.stop().then(() => {
       admin.stop();
+      removePidFile(config.pidFile);
       log.close();
       process.exit(0);
     });
@@ -83,13 +88,17 @@ export async function serve(argv: string[]): Promise<number> {
   try {
     server.start();
     if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
+    if (config.pidFile !== "") writeFileSync(config.pidFile, `${process.pid}\n`);
   } catch (e) {
-    const message = e instanceof StoreError ? e.message : String((e as Error)?.message ?? e);
+    const message = e instanceof StoreError || e instanceof ListenError ? e.message : String((e as Error)?.message ?? e);
     log.error("start_failed", { error: message });
     await server.stop();
+    admin.stop();
     log.close();
     return 1;
   }
+  // Ready only once every listener is up (and the pid file written): scripts wait for this line.
+  server.logListening(admin.port);
   return new Promise<number>(() => {}); // runs until a signal stops it
 }
 
@@ -134,4 +143,12 @@ function reportPool(engine: CPoolEngine, config: Config, log: Logger): void {
     log.warn("cpu_affinity_refused", { workers: affinityFailed, of: config.ioThreads, effect: "those workers run unpinned" });
   }
   log.info("io_pool", { threads: stats[PoolStat.THREADS]!, waitingQueueLen: config.waitingQueueLen, submitMode: config.ioSubmitMode });
+}
+
+/** Removes the pid file written at start (a clean stop); one that is already gone is fine. */
+function removePidFile(path: string): void {
+  if (path === "") return;
+  try {
+    unlinkSync(path);
+  } catch {}
 }

@@ -1,7 +1,7 @@
 // Starts a real fsgw server as a child process (`bun src/main.ts serve`) on 127.0.0.1 with an
 // ephemeral port and a fresh data directory, exactly as a user would run it. Used by the tests and
 // by the benchmark scripts.
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -57,7 +57,11 @@ export async function startServer(
     if (k === "dataDir" || k === "host" || k === "adminPort") continue;
     args.push("--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()), String(v));
   }
-  const proc = Bun.spawn([...wrapper, process.execPath, join(projectRoot, "src/main.ts"), ...args], {
+  // The checkout's own pinned Bun when it has one (a copy made for another user must not point back
+  // into a directory that user cannot enter); else the Bun running this.
+  const ownBun = join(projectRoot, "node_modules/bun/bin/bun.exe");
+  const bun = projectRoot !== root && existsSync(ownBun) ? ownBun : process.execPath;
+  const proc = Bun.spawn([...wrapper, bun, join(projectRoot, "src/main.ts"), ...args], {
     cwd: projectRoot,
     stdout: "pipe",
     stderr: "pipe",

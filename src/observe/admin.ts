@@ -11,6 +11,7 @@ import { formatTop } from "./profile-top";
 import { ProfileBusyError, Profiler } from "./profiler";
 import { renderMetrics } from "./prometheus";
 import { processStats, statsSnapshot, type ServerStats } from "./stats";
+import { listenOrExplain } from "../server/listen";
 
 export interface AdminSource {
   readonly stats: ServerStats;
@@ -40,13 +41,15 @@ export class AdminServer {
   }
 
   start(host: string, port: number): void {
-    this.server = Bun.serve({
-      hostname: host,
-      port,
-      // A profile request legitimately stays open for up to PROFILE_SECONDS_MAX.
-      idleTimeout: 0,
-      fetch: (req) => this.handle(req),
-    });
+    this.server = listenOrExplain("the admin endpoint (adminHost, adminPort)", host, port, () =>
+      Bun.serve({
+        hostname: host,
+        port,
+        // A profile request legitimately stays open for up to PROFILE_SECONDS_MAX.
+        idleTimeout: 0,
+        fetch: (req) => this.handle(req),
+      }),
+    );
     this.log.info("admin_listening", { host, port: this.server.port, endpoints: "/debug/profile /debug/stats /metrics /healthz" });
   }
 

@@ -8,6 +8,7 @@ import type { Store } from "../storage/store";
 import { ServerStats } from "../observe/stats";
 import type { Logger } from "../log";
 import { BufferPool } from "./buffer-pool";
+import { listenOrExplain } from "./listen";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
 
@@ -88,7 +89,7 @@ export class Server implements ConnectionHost {
   start(): void {
     this.store.init(this.log);
     // Bun calls these with the socket; the Connection in socket.data does the rest.
-    this.listener = Bun.listen<Connection>({
+    this.listener = listenOrExplain("the file protocol (host, port)", this.config.host, this.config.port, () => Bun.listen<Connection>({
       hostname: this.config.host,
       port: this.config.port,
       socket: {
@@ -101,10 +102,15 @@ export class Server implements ConnectionHost {
           socket.data?.onClose();
         },
       },
-    });
+    }));
+  }
+
+  /** Says the server is ready: logged once every listener is up. */
+  logListening(adminPort: number): void {
     this.log.info("listening", {
       host: this.config.host,
-      port: this.listener.port,
+      port: this.port,
+      adminPort,
       engine: this.options.engine.name,
       wire: this.codec.name,
       store: this.store.description,

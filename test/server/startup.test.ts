@@ -1,8 +1,10 @@
 // Proves start-up's dealings with the system: SCHED_RR for priorIoThreads where allowed and one clear
 // warning where refused, CPU pinning, and the open-file limit raised (or capped, with a message).
 import { expect, test } from "bun:test";
-import { chmodSync, readdirSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { chmodSync, copyFileSync, cpSync, linkSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { root } from "../../src/ffi/build";
 import { startServer, tempDir } from "../helpers/server";
 
 /** Scheduling policy (field 41 of /proc/<pid>/task/<tid>/stat: 0 normal, 2 round-robin) per worker. */
@@ -26,6 +28,28 @@ test("priorIoThreads: SCHED_RR for that many workers when the system allows it",
 const notRoot = process.getuid?.() !== 0;
 if (notRoot) console.warn("startup.test.ts: the unprivileged SCHED_RR test is skipped: dropping privileges needs root");
 
+/**
+ * A copy of what the server needs at run time, in a directory every user can enter: the checkout
+ * itself may sit where only root can (a clone under /root, mode 700), and `nobody` must still be
+ * able to execute Bun and read the sources.
+ */
+function reachableCopy(): string {
+  const copy = join(tempDir("reachable"), "fsgw");
+  for (const part of ["src", "ffi", "build", "package.json", "tsconfig.json", "bunfig.toml", "node_modules/@bufbuild/protobuf", "node_modules/zod"]) {
+    cpSync(join(root, part), join(copy, part), { recursive: true });
+  }
+  const bunDir = join(copy, "node_modules/bun/bin");
+  mkdirSync(bunDir, { recursive: true });
+  try {
+    linkSync(process.execPath, join(bunDir, "bun.exe")); // 100 MB: a hard link when the file system allows
+  } catch {
+    copyFileSync(process.execPath, join(bunDir, "bun.exe"));
+    chmodSync(join(bunDir, "bun.exe"), 0o755);
+  }
+  for (let dir = copy; dir !== "/" && dir !== tmpdir(); dir = dirname(dir)) chmodSync(dir, 0o755);
+  return copy;
+}
+
 test.skipIf(notRoot)(`without the privilege, SCHED_RR is refused with one clear warning and the server carries on${notRoot ? " (skipped: dropping privileges needs root)" : ""}`, async () => {
   const dir = tempDir("unpriv");
   chmodSync(dir, 0o777);
@@ -34,6 +58,7 @@ test.skipIf(notRoot)(`without the privilege, SCHED_RR is refused with one clear 
     { dataDir: join(dir, "d"), ioThreads: 3, priorIoThreads: 2 },
     {},
     ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all", "prlimit", "--rtprio=0", "--"],
+    reachableCopy(),
   );
   const warnings = server.lines.filter((l) => l.includes("event=io_priority_refused"));
   expect(warnings.length).toBe(1);

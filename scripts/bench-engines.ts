@@ -142,7 +142,7 @@ for (const w of selected) {
       list.push({ variant: v.name, round, ...s });
       const r = s.result;
       const errs = Object.keys(r.errors).length ? ` errors ${JSON.stringify(r.errors)}` : "";
-      console.log(`${w.name} round ${round} ${v.name.padEnd(12)} ${r.opsPerSec.toFixed(0).padStart(7)} ops/s ${r.mbPerSec.toFixed(1).padStart(7)} MB/s  p99 ${r.latencyMs.p99.toFixed(1)} ms  server CPU ${(s.serverCpuMs / r.ok * 1000).toFixed(0)} us/op  client CPU ${(r.clientCpuMs / r.ok * 1000).toFixed(0)} us/op  loop thread waiting for a CPU ${(100 * s.mainWaitShare).toFixed(0)}%  threads ${s.threadsMax}${errs}`);
+      console.log(`${w.name} round ${round} ${v.name.padEnd(12)} ${r.opsPerSec.toFixed(0).padStart(7)} ops/s ${(r.mibPerSec ?? 0).toFixed(1).padStart(7)} MiB/s  p99 ${(r.latencyMs?.p99 ?? NaN).toFixed(1)} ms  server CPU ${(s.serverCpuMs / r.ok * 1000).toFixed(0)} us/op  client CPU ${(r.clientCpuMs / r.ok * 1000).toFixed(0)} us/op  loop thread waiting for a CPU ${(100 * s.mainWaitShare).toFixed(0)}%  threads ${s.threadsMax}${errs}`);
     }
     if (w.op === "upload") {
       const c = ceilingRun(w);
@@ -195,7 +195,7 @@ for (const w of selected) {
     const ops = mean(ss.map((s) => s.result.opsPerSec));
     const cpu = mean(ss.map((s) => (s.serverCpuMs / s.result.ok) * 1000));
     lines.push(
-      `| ${w.name} ×${w.connections} | ${v.name} | ${ops.toFixed(0)} | ${ss.map((s) => s.result.opsPerSec.toFixed(0)).join(", ")} | ${(ops / bunMean).toFixed(2)}x | ${cpu.toFixed(0)} | ${(100 * mean(ss.map((s) => s.mainWaitShare))).toFixed(0)}% | ${Math.max(...ss.map((s) => s.threadsMax))} | ${mean(ss.map((s) => s.result.latencyMs.p99)).toFixed(1)} |`,
+      `| ${w.name} ×${w.connections} | ${v.name} | ${ops.toFixed(0)} | ${ss.map((s) => s.result.opsPerSec.toFixed(0)).join(", ")} | ${(ops / bunMean).toFixed(2)}x | ${cpu.toFixed(0)} | ${(100 * mean(ss.map((s) => s.mainWaitShare))).toFixed(0)}% | ${Math.max(...ss.map((s) => s.threadsMax))} | ${mean(ss.map((s) => s.result.latencyMs?.p99 ?? NaN)).toFixed(1)} |`,
     );
   }
   const c = ceilings.get(w.name)!;

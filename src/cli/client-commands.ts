@@ -1,8 +1,11 @@
 // `fsgw put | get | stat | rm | bench`: the client side of the command line.
 // Exit codes: 0 ok, 1 the server said no, 2 usage, 3 connection failure (unreachable, dropped,
-// timed out, or the server broke the protocol).
+// timed out, or the server broke the protocol), 4 a local file problem (missing, a directory, not
+// readable or writable, would be overwritten). With --json a failure is one JSON object on stdout:
+// {"op", "key", "error", "exitCode"}; the same text goes to stderr either way.
 import { basename } from "node:path";
 import { stat } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type FsgwClient } from "../client/client";
 import { loadOps, runLoadThreaded, type LoadOp, type LoadResult } from "../client/load";
 import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
@@ -12,6 +15,26 @@ export const EXIT_OK = 0;
 export const EXIT_REFUSED = 1;
 export const EXIT_USAGE = 2;
 export const EXIT_CONNECTION = 3;
+export const EXIT_LOCAL = 4;
+
+/** A problem with a file on this machine (not the server's). */
+class LocalFileError extends Error {}
+
+/** Node's fs errors carry an errno code and the syscall: a local file problem, said plainly. */
+function localFileError(e: unknown, path: string): LocalFileError | null {
+  const err = e as { code?: unknown; syscall?: unknown };
+  if (typeof err.code !== "string" || typeof err.syscall !== "string") return null;
+  const why: Record<string, string> = {
+    ENOENT: "no such file or directory",
+    EISDIR: "is a directory",
+    ENOTDIR: "a part of the path is not a directory",
+    EACCES: "permission denied",
+    EPERM: "permission denied",
+    ENOSPC: "no space left on this machine's disk",
+    EROFS: "read-only file system",
+  };
+  return new LocalFileError(`${path}: ${why[err.code] ?? err.code}`);
+}
 
 /** Where a command writes: real stdout/stderr in the CLI, buffers in tests. */
 export interface Io {
@@ -51,7 +74,8 @@ ${commonHelp}`,
   get: `usage: fsgw get <key> [-o <file>] [options]
 
 Downloads a file. It is written to <file> (default: ./<key>) through a temporary file that is
-renamed into place only when complete; -o - writes the bytes to stdout.
+renamed into place only when complete; -o - writes the bytes to stdout. An existing <file> is
+not replaced unless --force (-f) is given.
 
 examples:
   fsgw get report.pdf
@@ -80,7 +104,7 @@ ${commonHelp}`,
 
 The load generator, compatible with the Go original's: <connections> connections run <count>
 exchanges on keys bench_mark_file_<i> (i = 0..count-1), uploading in-memory bodies of <size>
-bytes (so the client's own disk is not measured). Reports total time, ops/s, MB/s, latency
+bytes (so the client's own disk is not measured). Reports total time, ops/s, MiB/s, latency
 percentiles, errors by text and the client's own CPU time. 'clean' deletes the bench files.
 
   -c, --connections <n>   concurrent connections (default 100)
@@ -123,7 +147,7 @@ function rate(bytes: number, ms: number): string {
 /** Flags each command takes besides the common ones. */
 const commandFlags: Record<string, Record<string, FlagSpec>> = {
   put: { "--key": { takesValue: true } },
-  get: { "--output": { alias: "-o", takesValue: true } },
+  get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false } },
   stat: {},
   rm: {},
   bench: {
@@ -139,14 +163,25 @@ const commandFlags: Record<string, Record<string, FlagSpec>> = {
 /** What a command prints on success: `text`, or with --json the `value` as one JSON line. */
 type Print = (text: string, value: unknown) => void;
 
+/** What a failing command was working on, for its JSON error object. */
+interface Context {
+  key: string | null;
+  /** The local file the command reads or writes: its fs errors are local problems. */
+  localPath: string | null;
+}
+
 /** The commands that hold one client connection; it is closed whatever happens. */
-const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, print: Print, io: Io, json: boolean) => Promise<void>> = {
-  async put(parsed, client, print, io) {
+const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, print: Print, io: Io, json: boolean, context: Context) => Promise<void>> = {
+  async put(parsed, client, print, io, _json, context) {
     const file = one(parsed, "file");
     const key = parsed.flags.get("--key") ?? basename(file);
-    const size = (await stat(file).catch(() => {
-      throw new UsageError(`cannot read ${file}`);
-    })).size;
+    context.key = key;
+    context.localPath = file;
+    const info = await stat(file).catch((e) => {
+      throw localFileError(e, file) ?? e;
+    });
+    if (!info.isFile()) throw new LocalFileError(`${file}: is ${info.isDirectory() ? "a directory" : "not a regular file"} (put uploads one file)`);
+    const size = info.size;
     const progress = new Progress(`put ${key}`, io.stderr);
     const t0 = performance.now();
     await client().upload(key, file, { onProgress: (d, t) => progress.update(d, t) });
@@ -154,10 +189,15 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     const ms = performance.now() - t0;
     print(`put ${file} as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });
   },
-  async get(parsed, client, print, io, json) {
+  async get(parsed, client, print, io, json, context) {
     const key = one(parsed, "key");
+    context.key = key;
     const output = parsed.flags.get("--output") ?? `./${key}`;
     const t0 = performance.now();
+    if (output !== "-") {
+      context.localPath = output;
+      if (existsSync(output) && !parsed.flags.has("--force")) throw new LocalFileError(`${output}: exists; add --force to replace it (or -o another path)`);
+    }
     if (output === "-") {
       // The body goes to stdout, so the summary (with --json) goes to stderr.
       const size = await client().download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }));
@@ -170,13 +210,15 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     const ms = performance.now() - t0;
     print(`got ${key} into ${output}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "get", key, output, size, ms: Math.round(ms) });
   },
-  async stat(parsed, client, print) {
+  async stat(parsed, client, print, _io, _json, context) {
     const key = one(parsed, "key");
+    context.key = key;
     const st = await client().exist(key);
     print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})`, { op: "stat", key, ...st });
   },
-  async rm(parsed, client, print) {
+  async rm(parsed, client, print, _io, _json, context) {
     const key = one(parsed, "key");
+    context.key = key;
     await client().delete(key);
     print(`removed ${key}`, { op: "rm", key });
   },
@@ -189,7 +231,7 @@ export async function runClientCommand(command: string, argv: string[], io: Io):
   try {
     parsed = parseArgs(argv, { ...common, ...flags });
   } catch (e) {
-    if (e instanceof UsageError) return usage(command, e.message, io);
+    if (e instanceof UsageError) return usage(command, e.message, io, argv.includes("--json"));
     throw e;
   }
   if (parsed.flags.has("--help")) {
@@ -200,33 +242,35 @@ export async function runClientCommand(command: string, argv: string[], io: Io):
   const print: Print = (text, value) => io.stdout((json ? JSON.stringify(value) : text) + "\n");
   let client: FsgwClient | null = null;
   const connect = () => (client ??= clientFrom(parsed));
+  const context: Context = { key: null, localPath: null };
   try {
     if (command === "bench") return await bench(parsed, json, io);
-    await clientCommands[command]!(parsed, connect, print, io, json);
+    await clientCommands[command]!(parsed, connect, print, io, json, context);
     return EXIT_OK;
   } catch (e) {
-    return failed(command, e, io);
+    const [exitCode, message] = classify(e, context);
+    if (exitCode === EXIT_USAGE) return usage(command, message, io, json);
+    io.stderr.write(`fsgw ${command}: ${message}\n`);
+    if (json) io.stdout(JSON.stringify({ op: command, key: context.key, error: message, exitCode }) + "\n");
+    return exitCode;
   } finally {
     (client as FsgwClient | null)?.close();
   }
 }
 
-/** A command's failure: one line on stderr, and the exit code that says what kind. */
-function failed(command: string, e: unknown, io: Io): number {
-  if (e instanceof UsageError) return usage(command, e.message, io);
-  if (e instanceof ServerError) {
-    io.stderr.write(`fsgw ${command}: the server said: ${e.text}\n`);
-    return EXIT_REFUSED;
-  }
-  if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof ProtocolError) {
-    io.stderr.write(`fsgw ${command}: ${e.message}\n`);
-    return EXIT_CONNECTION;
-  }
-  io.stderr.write(`fsgw ${command}: ${(e as Error).message ?? String(e)}\n`);
-  return EXIT_REFUSED;
+/** A command's failure: the exit code that says what kind, and one line a person can act on. */
+function classify(e: unknown, context: Context): [number, string] {
+  if (e instanceof UsageError) return [EXIT_USAGE, e.message];
+  if (e instanceof LocalFileError) return [EXIT_LOCAL, e.message];
+  if (e instanceof ServerError) return [EXIT_REFUSED, `the server said: ${e.text}`];
+  if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof ProtocolError) return [EXIT_CONNECTION, e.message];
+  const local = context.localPath === null ? null : localFileError(e, context.localPath);
+  if (local !== null) return [EXIT_LOCAL, local.message];
+  return [EXIT_REFUSED, String((e as Error)?.message ?? e)];
 }
 
-function usage(command: string, message: string, io: Io): number {
+function usage(command: string, message: string, io: Io, json = false): number {
+  if (json) io.stdout(JSON.stringify({ op: command, key: null, error: message, exitCode: EXIT_USAGE }) + "\n");
   io.stderr.write(`fsgw ${command}: ${message}\nRun 'fsgw ${command} --help' for usage.\n`);
   return EXIT_USAGE;
 }
@@ -262,9 +306,11 @@ async function bench(parsed: Parsed, json: boolean, io: Io): Promise<number> {
 export function formatLoad(r: LoadResult | (Omit<LoadResult, "op"> & { op: string })): string {
   const errors = Object.entries(r.errors);
   const cores = r.ms > 0 ? (100 * r.clientCpuMs) / r.ms : 0;
+  const lat = r.latencyMs;
   return [
-    `${r.op}: ${r.ok} of ${r.count} ok over ${r.connections} connections in ${r.ms.toFixed(1)} ms: ${r.opsPerSec.toFixed(0)} ops/s, ${r.mbPerSec.toFixed(2)} MB/s`,
-    `latency ms: p50 ${r.latencyMs.p50.toFixed(2)}  p90 ${r.latencyMs.p90.toFixed(2)}  p99 ${r.latencyMs.p99.toFixed(2)}  max ${r.latencyMs.max.toFixed(2)}`,
+    `${r.op}: ${r.ok} of ${r.count} ok over ${r.connections} connection${r.connections === 1 ? "" : "s"} in ${r.ms.toFixed(1)} ms: ${r.opsPerSec.toFixed(0)} ops/s` +
+      (r.mibPerSec === undefined ? "" : `, ${r.mibPerSec.toFixed(2)} MiB/s`),
+    lat === undefined ? "latency: none measured (no exchange succeeded)" : `latency ms: p50 ${lat.p50.toFixed(2)}  p90 ${lat.p90.toFixed(2)}  p99 ${lat.p99.toFixed(2)}  max ${lat.max.toFixed(2)}`,
     `errors: ${errors.length === 0 ? "none" : errors.map(([text, n]) => `${n} × ${text}`).join("; ")}`,
     `client CPU: ${r.clientCpuMs.toFixed(0)} ms (${cores.toFixed(0)}% of one core)`,
   ].join("\n");

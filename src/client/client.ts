@@ -13,7 +13,6 @@
 // large is held in memory. A server's error text becomes a ServerError; a dropped connection, a
 // protocol violation or no progress for `timeoutMs` rejects the call (never a hang) and the
 // connection is discarded.
-import { createWriteStream, type WriteStream } from "node:fs";
 import { mkdtemp, open, rename, rm, stat, unlink, type FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
@@ -156,17 +155,32 @@ export class FsgwClient {
     return this.downloadTo(key, (part) => writeNode(sink, part.slice()), options);
   }
 
-  /** Writes to a temporary file beside `path`, renamed into place only once the body is complete. */
+  /**
+   * Writes to a temporary file beside `path`, renamed into place only once the body is complete.
+   * The temporary file is created before anything is asked of the server, so a path that cannot be
+   * written fails at once (with the fs error's code), not mid-transfer.
+   */
   private async downloadFile(key: string, path: string, options: TransferOptions): Promise<number> {
     const tmp = join(dirname(path), `.${basename(path)}.fsgw-part-${process.pid}-${Date.now()}`);
-    const out: WriteStream = createWriteStream(tmp);
+    const out: FileHandle = await open(tmp, "wx");
+    let closed = false;
     try {
-      const n = await this.downloadTo(key, (part) => writeNode(out, part.slice()), options);
-      await new Promise<void>((resolve, reject) => out.end((e?: Error | null) => (e ? reject(e) : resolve())));
+      let position = 0;
+      const n = await this.downloadTo(
+        key,
+        async (part) => {
+          let done = 0;
+          while (done < part.length) done += (await out.write(part, done, part.length - done, position + done)).bytesWritten;
+          position += part.length;
+        },
+        options,
+      );
+      closed = true;
+      await out.close();
       await rename(tmp, path);
       return n;
     } catch (e) {
-      out.destroy();
+      if (!closed) await out.close().catch(() => {});
       await unlink(tmp).catch(() => {});
       throw e;
     }

@@ -37,8 +37,10 @@ export interface LoadResult {
   errors: Record<string, number>;
   ms: number;
   opsPerSec: number;
-  mbPerSec: number;
-  latencyMs: { p50: number; p90: number; p99: number; max: number };
+  /** Body bytes per second in MiB (binary, as every fsgw figure); absent for ops without a body. */
+  mibPerSec?: number;
+  /** Percentiles of the exchanges that finished; absent when none succeeded. */
+  latencyMs?: { p50: number; p90: number; p99: number; max: number };
   clientCpuMs: number;
 }
 
@@ -127,14 +129,14 @@ function summarize(options: LoadOptions, shards: LoadShard[], ms: number, cpu: N
   sorted.sort();
   return {
     op: options.op,
-    connections: options.connections,
+    connections: Math.min(options.connections, options.count),
     count: options.count,
     ok,
     errors,
     ms: round(ms, 1),
     opsPerSec: round((ok * 1000) / ms, 1),
-    mbPerSec: round(bytes / 1e6 / (ms / 1000), 2),
-    latencyMs: { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(percentile(sorted, 100)) },
+    mibPerSec: options.op === "upload" || options.op === "download" ? round(bytes / 1024 ** 2 / (ms / 1000), 2) : undefined,
+    latencyMs: ok === 0 ? undefined : { p50: round(percentile(sorted, 50)), p90: round(percentile(sorted, 90)), p99: round(percentile(sorted, 99)), max: round(percentile(sorted, 100)) },
     clientCpuMs: round((cpu.user + cpu.system) / 1000, 1),
   };
 }
@@ -199,7 +201,9 @@ class ShardRun {
       const key = this.nextKey();
       const started = performance.now();
       try {
-        conn ??= await WireConn.connect({ host: options.host, port: options.port, wire: options.wire });
+        conn ??= await WireConn.connect({ host: options.host, port: options.port, wire: options.wire }).catch((e: Error) => {
+          throw new Error(`cannot connect to ${options.host}:${options.port}: ${e.message}`);
+        });
         await this.exchange(conn, key);
         this.ok++;
       } catch (e) {
@@ -266,9 +270,13 @@ class ShardRun {
         this.latencies[this.done++] = performance.now() - started;
         inFlight = false;
       };
+      let connectFailed = false;
       const cannotConnect = (e: Error) => {
-        // Every remaining exchange of this connection fails the way the first did.
-        this.note(`cannot connect: ${e.message}`);
+        // Bun reports a failed connect both to connectError and to the returned promise: once.
+        if (connectFailed) return;
+        connectFailed = true;
+        // The exchange this connection would have made fails the way the connect did.
+        this.note(`cannot connect to ${options.host}:${options.port}: ${e.message}`);
         if (this.next < options.count) this.next++;
         resolve();
       };

@@ -1,5 +1,6 @@
 // Proves every `fsgw` client subcommand end to end as a user runs it (a child process against a real
-// server): output, files, --json, and exit codes 0 ok / 1 server said no / 2 usage / 3 connection.
+// server): output, files, --json (also for failures), and exit codes 0 ok / 1 server said no /
+// 2 usage / 3 connection / 4 local file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
@@ -40,7 +41,10 @@ describe("fsgw client commands", () => {
     expect(sha256(readFileSync(join(dir, "copy.bin")))).toBe(sha256(readFileSync(file)));
     const toStdout = fsgw(["get", "report.bin", "-o", "-", ...at()]);
     expect(sha256(toStdout.bytes)).toBe(sha256(readFileSync(file)));
-    const defaultName = fsgw(["get", "report.bin", ...at()]); // ./<key> in the working directory
+    // ./<key> in the working directory: that is report.bin itself, so it is refused without --force.
+    const refused = fsgw(["get", "report.bin", ...at()]);
+    expect(refused).toMatchObject({ code: 4, err: "fsgw get: ./report.bin: exists; add --force to replace it (or -o another path)\n" });
+    const defaultName = fsgw(["get", "report.bin", "--force", ...at()]);
     expect(defaultName.code).toBe(0);
     expect(sha256(readFileSync(join(dir, "report.bin")))).toBe(sha256(readFileSync(file)));
 
@@ -62,7 +66,6 @@ describe("fsgw client commands", () => {
     expect(fsgw(["stat"]).code).toBe(2);
     expect(fsgw(["stat", "a", "b"]).err).toContain("expected exactly one key");
     expect(fsgw(["get", "k", "--bogus"])).toMatchObject({ code: 2 });
-    expect(fsgw(["put", join(dir, "does-not-exist")]).err).toContain("cannot read");
     expect(fsgw(["bench", "fly", ...at()]).err).toContain("unknown bench operation");
     expect(fsgw(["bench", "upload", "-s", "5x", ...at()]).err).toContain("bad size");
     expect(fsgw(["bench", "upload", "-c", "abc", ...at()]).code).toBe(2);
@@ -70,11 +73,41 @@ describe("fsgw client commands", () => {
     expect(fsgw([]).code).toBe(2);
   });
 
+  test("local file problems exit 4 with the path and the reason", () => {
+    expect(fsgw(["put", join(dir, "does-not-exist"), ...at()])).toMatchObject({ code: 4, err: `fsgw put: ${join(dir, "does-not-exist")}: no such file or directory\n` });
+    expect(fsgw(["put", dir, ...at()])).toMatchObject({ code: 4, err: `fsgw put: ${dir}: is a directory (put uploads one file)\n` });
+    writeFileSync(join(dir, "small.txt"), "hello");
+    expect(fsgw(["put", join(dir, "small.txt"), ...at()]).code).toBe(0);
+    const noDir = fsgw(["get", "small.txt", "-o", join(dir, "no", "such", "dir", "x"), ...at()]);
+    expect(noDir.code).toBe(4);
+    expect(noDir.err).toContain(join(dir, "no", "such", "dir", "x"));
+  });
+
+  test("--json: a failure is one JSON object on stdout with op, key, error and exitCode", () => {
+    const missing = fsgw(["stat", "missing", "--json", ...at()]);
+    expect(missing.code).toBe(1);
+    expect(JSON.parse(missing.out)).toEqual({ op: "stat", key: "missing", error: "the server said: no such key", exitCode: 1 });
+    expect(missing.err).toBe("fsgw stat: the server said: no such key\n");
+    expect(JSON.parse(fsgw(["put", dir, "--key", "d", "--json", ...at()]).out)).toEqual({ op: "put", key: "d", error: `${dir}: is a directory (put uploads one file)`, exitCode: 4 });
+    expect(JSON.parse(fsgw(["rm", "x", "--json", "--port", "1"]).out)).toMatchObject({ op: "rm", key: "x", exitCode: 3 });
+    expect(JSON.parse(fsgw(["stat", "--json"]).out)).toMatchObject({ op: "stat", key: null, exitCode: 2 });
+  });
+
+  test("rates are rounded and in binary units", () => {
+    writeFileSync(join(dir, "tiny.txt"), "x".repeat(37));
+    const put = fsgw(["put", join(dir, "tiny.txt"), ...at()]);
+    expect(put.out).toMatch(/^put .*tiny\.txt as tiny\.txt: 37 B in \d+ ms \((\d+ B|[\d]+\.\d (KiB|MiB|GiB))\/s\)\n$/);
+  });
+
   test("no server there exits 3", () => {
     const r = fsgw(["stat", "x", "--port", "1"]);
     expect(r.code).toBe(3);
     expect(r.err).toContain("cannot connect to 127.0.0.1:1");
-    expect(fsgw(["bench", "bench", "-n", "10", "--port", "1"]).code).toBe(3);
+    const bench = fsgw(["bench", "bench", "-n", "10", "--port", "1"]);
+    expect(bench.code).toBe(3);
+    expect(bench.out).toContain("10 × cannot connect to 127.0.0.1:1");
+    expect(bench.out).toContain("latency: none measured");
+    expect(bench.out).toContain("over 10 connections");
   });
 
   test("--help on every command, with examples", () => {
@@ -91,9 +124,9 @@ describe("fsgw client commands", () => {
     const up = fsgw(["bench", "upload", "-c", "20", "-n", "200", "-s", "5k", "--json", ...at()]);
     expect(up.code).toBe(0);
     const r = JSON.parse(up.out);
-    expect(Object.keys(r).sort()).toEqual(["clientCpuMs", "connections", "count", "errors", "latencyMs", "mbPerSec", "ms", "ok", "op", "opsPerSec"].sort());
+    expect(Object.keys(r).sort()).toEqual(["clientCpuMs", "connections", "count", "errors", "latencyMs", "mibPerSec", "ms", "ok", "op", "opsPerSec"].sort());
     expect(r).toMatchObject({ op: "upload", connections: 20, count: 200, ok: 200, errors: {} });
-    expect(r.mbPerSec).toBeGreaterThan(0);
+    expect(r.mibPerSec).toBeGreaterThan(0);
     expect(Object.keys(r.latencyMs).sort()).toEqual(["max", "p50", "p90", "p99"]);
     expect(r.latencyMs.p50).toBeLessThanOrEqual(r.latencyMs.p99);
     expect(r.clientCpuMs).toBeGreaterThan(0);
@@ -101,8 +134,11 @@ describe("fsgw client commands", () => {
 
     const down = JSON.parse(fsgw(["bench", "download", "-c", "10", "-n", "200", "--json", ...at()]).out);
     expect(down).toMatchObject({ op: "download", ok: 200 });
-    expect(down.mbPerSec).toBeGreaterThan(0);
-    expect(JSON.parse(fsgw(["bench", "exist", "-c", "10", "-n", "200", "--json", ...at()]).out).ok).toBe(200);
+    expect(down.mibPerSec).toBeGreaterThan(0);
+    const exist = JSON.parse(fsgw(["bench", "exist", "-c", "10", "-n", "200", "--json", ...at()]).out);
+    expect(exist.ok).toBe(200);
+    expect(exist.mibPerSec).toBeUndefined(); // no body: no rate
+    expect(fsgw(["bench", "exist", "-c", "10", "-n", "5", ...at()]).out).toMatch(/^exist: 5 of 5 ok over 5 connections in [\d.]+ ms: \d+ ops\/s\n/);
     expect(JSON.parse(fsgw(["bench", "bench", "-c", "10", "-n", "1000", "--json", ...at()]).out).ok).toBe(1000);
 
     const text = fsgw(["bench", "download", "-c", "5", "-n", "250", ...at()]);

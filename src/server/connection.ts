@@ -175,6 +175,19 @@ export class Connection implements UploadOwner {
     return this.state === "frame" && !this.decoder.midFrame && this.stash.length === 0;
   }
 
+  /**
+   * What this connection is in the middle of, for the log when shutdown cuts it: null between
+   * exchanges; else the exchange, its key, and the body bytes received (upload) or sent (download).
+   */
+  exchangeInFlight(): Record<string, string | number> | null {
+    if (this.betweenExchanges || this.isClosed) return null;
+    const fields: Record<string, string | number> = { remote: this.remote, state: this.state, op: this.exchangeOp, key: this.keyText };
+    if (this.exchangeOp === "upload") fields.bytesReceived = this.exchangeBytes - this.bodyRemaining;
+    if (this.exchangeOp === "upload") fields.bytesAnnounced = this.exchangeBytes;
+    if (this.exchangeOp === "download" && this.reader !== null) fields.bytesSent = this.bodySent;
+    return fields;
+  }
+
   // ---- socket events ----
 
   onData(chunk: Uint8Array): void {

@@ -207,7 +207,18 @@ export class Server implements ConnectionHost {
         const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.shutdownGraceMs)));
         await Promise.race([allClosed, grace]);
         clearTimeout(timer);
-        for (const conn of [...this.connections]) conn.close("server shutting down");
+        // The grace period is over: say what is cut, one line each and a count, then cut it.
+        const left = [...this.connections];
+        let cut = 0;
+        for (const conn of left) {
+          const exchange = conn.exchangeInFlight();
+          if (exchange !== null) {
+            cut++;
+            this.log.warn("exchange_cut", exchange);
+          }
+          conn.close("server shutting down");
+        }
+        if (left.length > 0) this.log.warn("shutdown_cut", { connections: left.length, exchangesCut: cut, graceMs: this.config.shutdownGraceMs });
       }
       this.listener?.stop(true);
       this.stopSweeper();

@@ -2,6 +2,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { benchExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
 import { engineNames } from "../../src/config";
@@ -59,10 +60,17 @@ describe("lifecycle", () => {
     await conn.write(payload(100_000, 1));
     await Bun.sleep(50);
     expect(tempFiles(server.dataDir).length).toBe(1);
+    const idle = await WireConn.connect({ host: "127.0.0.1", port: server.port }); // between exchanges: closed at once, not cut
+    await benchExchange(idle, "idle");
     const code = await server.stop();
     expect(code).toBe(0);
     expect(tempFiles(server.dataDir)).toEqual([]);
     expect(await conn.closedWithin(1000)).toBe(true);
+    // The log says what was cut: the one upload, its key and the bytes that had arrived.
+    const cut = server.lines.filter((l) => l.includes("event=exchange_cut"));
+    expect(cut.length).toBe(1);
+    expect(cut[0]).toContain("op=upload key=interrupted bytesReceived=100000 bytesAnnounced=1000000");
+    expect(server.lines.find((l) => l.includes("event=shutdown_cut"))).toContain("connections=1 exchangesCut=1");
     server = null;
   });
 });

@@ -88,7 +88,7 @@ export class AdminServer {
     this.log.info("profile_started", { seconds, format });
     try {
       const profile = await this.profiler.profile(seconds);
-      if (format === "top") return text(formatTop(profile, 40) + "\n");
+      if (format === "top") return text(formatTop(profile, 40, seconds * 1000) + "\n");
       return new Response(JSON.stringify(profile), {
         headers: { "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-${Date.now()}.cpuprofile"` },
       });

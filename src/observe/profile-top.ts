@@ -76,13 +76,25 @@ export function topOf(profile: CpuProfile): { totalMs: number; rows: TopRow[] } 
   return { totalMs, rows };
 }
 
-/** The table as text, `pprof -top` style. */
-export function formatTop(profile: CpuProfile, limit = 30): string {
+/**
+ * The table as text, `pprof -top` style. The first line says what the total is: the time the
+ * JavaScript thread was sampled busy (running JavaScript, or a native call made from it) within
+ * the profile's window. The profiler takes no samples while the thread sleeps in the event loop,
+ * so under partial load the total is less than the window, and an idle window has no samples.
+ */
+export function formatTop(profile: CpuProfile, limit = 30, windowMsAsked?: number): string {
   const { totalMs, rows } = topOf(profile);
+  // The window asked for when known: an idle profile's own start and end can be moments apart.
+  const windowMs = windowMsAsked ?? Math.max(0, (profile.endTime - profile.startTime) / 1000);
+  const window = `${(windowMs / 1000).toFixed(1)} s window`;
   const shown = rows.filter((r) => r.name !== "(root)").slice(0, limit);
+  if (shown.length === 0 || totalMs === 0) {
+    return `No samples in the ${window}: the JavaScript thread was idle throughout (the profiler samples only while it runs).`;
+  }
   const selfShown = shown.reduce((n, r) => n + r.selfMs, 0);
   const out = [
-    `Showing top ${shown.length} functions, ${selfShown.toFixed(1)}ms of ${totalMs.toFixed(1)}ms total sampled time (${totalMs ? ((100 * selfShown) / totalMs).toFixed(2) : "0"}%)`,
+    `Showing top ${shown.length} functions, ${selfShown.toFixed(1)}ms of ${totalMs.toFixed(1)}ms sampled (${((100 * selfShown) / totalMs).toFixed(2)}%); ` +
+      `the JavaScript thread was busy ${totalMs.toFixed(1)}ms of the ${window} (${windowMs > 0 ? ((100 * totalMs) / windowMs).toFixed(0) : "0"}%), idle in the event loop the rest`,
     "      flat  flat%        cum   cum%  function",
   ];
   for (const r of shown) {

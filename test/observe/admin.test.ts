@@ -140,9 +140,13 @@ describe("admin endpoint", () => {
     expect(names).toContain("onData");
     const top = await (await fetch(`${admin}/debug/profile?seconds=1&format=top`)).text();
     await load.stop();
-    expect(top).toMatch(/^Showing top \d+ functions, [\d.]+ms of [\d.]+ms total sampled time/);
+    expect(top).toMatch(/^Showing top \d+ functions, [\d.]+ms of [\d.]+ms sampled \([\d.]+%\); the JavaScript thread was busy [\d.]+ms of the [\d.]+ s window/);
     expect(top).toContain("      flat  flat%        cum   cum%  function");
     expect(top).toMatch(/\n +[\d.]+ms +[\d.]+% +[\d.]+ms +[\d.]+% {2}\S/);
+    // Idle, a profile has nothing to show, and says so instead of printing an empty table.
+    await Bun.sleep(200);
+    const idle = await (await fetch(`${admin}/debug/profile?seconds=1&format=top`)).text();
+    expect(idle).toStartWith("No samples in the 1.0 s window: the JavaScript thread was idle throughout");
   }, 30_000);
 });
 

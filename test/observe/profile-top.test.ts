@@ -34,8 +34,13 @@ test("self and total per function, idle gaps capped at twice the usual interval"
 test("formatted like pprof -top", () => {
   const text = formatTop(profile, 10);
   const lines = text.split("\n");
-  expect(lines[0]).toBe("Showing top 3 functions, 7.0ms of 7.0ms total sampled time (100.00%)");
+  expect(lines[0]).toBe("Showing top 3 functions, 7.0ms of 7.0ms sampled (100.00%); the JavaScript thread was busy 7.0ms of the 0.0 s window (70%), idle in the event loop the rest");
   expect(lines[1]).toBe("      flat  flat%        cum   cum%  function");
   expect(lines[2]).toBe("     5.0ms 71.43%      5.0ms 71.43%  decode src/protocol/fast-proto.ts:74");
   expect(text).toContain("     1.0ms 14.29%      7.0ms 100.00%  onData src/server/connection.ts:10");
+});
+
+test("an idle window says it has no samples instead of printing an empty table", () => {
+  const idle: CpuProfile = { startTime: 0, endTime: 1_000_000, nodes: [{ id: 1, callFrame: frame("(root)", "") }], samples: [], timeDeltas: [] };
+  expect(formatTop(idle)).toBe("No samples in the 1.0 s window: the JavaScript thread was idle throughout (the profiler samples only while it runs).");
 });

@@ -38,13 +38,15 @@ interface Row {
   count: number;
   /** Files prepared for serve rows. */
   files: number;
+  /** nginx's timed run, as a multiple of --seconds (large bodies need longer for enough exchanges). */
+  secondsFactor?: number;
 }
 const rows: Row[] = [
   { name: "store-5k", kind: "store", size: 5 * KiB, connections: 500, count: 40_000, files: 0 },
   { name: "store-1m", kind: "store", size: MiB, connections: 50, count: 1500, files: 0 },
-  { name: "store-64m", kind: "store", size: 64 * MiB, connections: 8, count: 24, files: 0 },
+  { name: "store-64m", kind: "store", size: 64 * MiB, connections: 8, count: 24, files: 0, secondsFactor: 3 },
   { name: "serve-50k", kind: "serve", size: 50 * KiB, connections: 500, count: 60_000, files: 20_000 },
-  { name: "serve-64m", kind: "serve", size: 64 * MiB, connections: 8, count: 48, files: 8 },
+  { name: "serve-64m", kind: "serve", size: 64 * MiB, connections: 8, count: 48, files: 8, secondsFactor: 2 },
 ];
 const only = option("--only", "");
 const selected = rows.filter((r) => only === "" || only.split(",").includes(r.name));
@@ -175,7 +177,9 @@ end
 function done(summary, latency, requests) io.write(string.format("non2xx %d\\n", summary.errors.status)) end
 `;
   writeFileSync(script, lua);
-  const r = Bun.spawnSync(["wrk", "-t", "1", "-c", String(row.connections), "-d", `${seconds}s`, "-s", script, `http://127.0.0.1:${n.port}`], { stdout: "pipe", stderr: "pipe" });
+  // A 64 MiB PUT can take longer than wrk's default 2 s timeout with 8 in flight: allow a minute.
+  const runSeconds = Math.round(seconds * (row.secondsFactor ?? 1));
+  const r = Bun.spawnSync(["wrk", "-t", "1", "-c", String(row.connections), "-d", `${runSeconds}s`, "--timeout", "60s", "-s", script, `http://127.0.0.1:${n.port}`], { stdout: "pipe", stderr: "pipe" });
   const out = r.stdout.toString();
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? NaN);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);

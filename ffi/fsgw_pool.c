@@ -14,7 +14,12 @@
 #include <sys/file.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/resource.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
@@ -258,6 +263,29 @@ static int64_t do_read_file(const char *path, char *buf, size_t cap, int32_t *au
   return rc;
 }
 
+/* Sends file[offset, offset + len) to sock, waiting (poll) while the socket is full, for at most
+ * FSGW_SENDFILE_WAIT_MS at a time: a stalled client gets its worker back to the queue. */
+static int64_t do_sendfile(int sock, int file, int64_t offset, size_t len) {
+  size_t done = 0;
+  while (done < len) {
+    off_t at = (off_t)(offset + (int64_t)done);
+    ssize_t n = sendfile(sock, file, &at, len - done);
+    if (n > 0) {
+      done += (size_t)n;
+      continue;
+    }
+    if (n == 0) break; /* the file ended early: the caller decides (its START promised more) */
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN) return done > 0 ? (int64_t)done : neg_errno();
+    struct pollfd p = {.fd = sock, .events = POLLOUT};
+    int ready;
+    do ready = poll(&p, 1, FSGW_SENDFILE_WAIT_MS);
+    while (ready < 0 && errno == EINTR);
+    if (ready <= 0) break; /* still full: complete with what went, the caller submits the rest */
+  }
+  return (int64_t)done;
+}
+
 static void run_job(job *j) {
   struct stat st;
   j->aux = 0;
@@ -274,6 +302,7 @@ static void run_job(job *j) {
     case FSGW_OP_UNLINK: j->result = unlink(j->path) == 0 ? 0 : neg_errno(); break;
     case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags); break;
     case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux); break;
+    case FSGW_OP_SENDFILE: j->result = do_sendfile(j->fd, (int)j->flags, j->offset, j->len); break;
     default: j->result = -EINVAL; break;
   }
 }
@@ -342,6 +371,12 @@ static void *worker(void *arg) {
   fsgw_pool *pool = ((worker_arg *)arg)->pool;
   uint32_t self = ((worker_arg *)arg)->index;
   free(arg);
+  /* A peer that hangs up mid-sendfile must be an -EPIPE, not a signal that kills the process (Bun
+   * ignores SIGPIPE process-wide today; this holds for the workers whatever a runtime does). */
+  sigset_t pipe_set;
+  sigemptyset(&pipe_set);
+  sigaddset(&pipe_set, SIGPIPE);
+  pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
   /* A positive nice value lets the JS thread, the one serial stage of the server, win the CPU
    * over workers when cores are scarce. Lowering priority needs no privilege; failure is counted. */
   if (pool->worker_nice != 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), pool->worker_nice) != 0) {
@@ -780,3 +815,100 @@ int32_t fsgw_lock_file(const char *path) {
   }
   return fd;
 }
+
+/* ---- zero-copy sends ---- */
+
+int32_t fsgw_open_cached(const char *path, double *size_out) {
+  int fd = open_cached(path, O_RDONLY | O_NOATIME);
+  if (fd == -EPERM) return -EAGAIN; /* O_NOATIME refused (not the owner): the pool opens it */
+  if (fd < 0) return fd;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int32_t err = (int32_t)neg_errno();
+    close(fd);
+    return err;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    close(fd);
+    return -EISDIR;
+  }
+  *size_out = (double)st.st_size;
+  return fd;
+}
+
+/* cachestat(2) (Linux 6.5): not in every libc's headers yet. Its number is the same on every
+ * architecture (the unified syscall table). */
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+struct fsgw_cachestat_range {
+  uint64_t off;
+  uint64_t len;
+};
+struct fsgw_cachestat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+static atomic_int cachestat_missing;
+
+/* 1 when every page of file[offset, offset + len) is in the page cache, 0 when not or unknown. */
+static int range_cached(int file, uint64_t offset, uint64_t len) {
+  if (len == 0) return 1;
+  if (atomic_load_explicit(&cachestat_missing, memory_order_relaxed)) return 0;
+  struct fsgw_cachestat_range range = {offset, len};
+  struct fsgw_cachestat cs;
+  if (syscall(__NR_cachestat, file, &range, &cs, 0) != 0) {
+    if (errno == ENOSYS) atomic_store(&cachestat_missing, 1);
+    return 0;
+  }
+  uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+  uint64_t pages = (offset + len + page - 1) / page - offset / page;
+  return cs.nr_cache >= pages;
+}
+
+double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len) {
+  if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
+  if (!range_cached(file, (uint64_t)offset, (uint64_t)len)) return -EAGAIN;
+  size_t done = 0, want = (size_t)len;
+  while (done < want) {
+    off_t at = (off_t)(offset + (double)done);
+    ssize_t n = sendfile(sock, file, &at, want - done);
+    if (n > 0) {
+      done += (size_t)n;
+      continue;
+    }
+    if (n == 0) break;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) break; /* the socket is full: the caller waits for it (the pool does) */
+    return done > 0 ? (double)done : (double)neg_errno();
+  }
+  return (double)done;
+}
+
+int32_t fsgw_socket_check(int32_t fd, int32_t local_port, int32_t peer_port) {
+  struct sockaddr_storage local, peer;
+  socklen_t local_len = sizeof local, peer_len = sizeof peer;
+  if (getsockname(fd, (struct sockaddr *)&local, &local_len) != 0) return (int32_t)neg_errno();
+  if (getpeername(fd, (struct sockaddr *)&peer, &peer_len) != 0) return (int32_t)neg_errno();
+  int type = 0;
+  socklen_t type_len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_len) != 0) return (int32_t)neg_errno();
+  if (type != SOCK_STREAM) return -ESTALE;
+  int lp, pp;
+  if (local.ss_family == AF_INET) {
+    lp = ntohs(((struct sockaddr_in *)&local)->sin_port);
+    pp = ntohs(((struct sockaddr_in *)&peer)->sin_port);
+  } else if (local.ss_family == AF_INET6) {
+    lp = ntohs(((struct sockaddr_in6 *)&local)->sin6_port);
+    pp = ntohs(((struct sockaddr_in6 *)&peer)->sin6_port);
+  } else {
+    return -ESTALE;
+  }
+  return lp == local_port && pp == peer_port ? 0 : -ESTALE;
+}
+
+int32_t fsgw_dup(int32_t fd) {
+  int d = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  return d < 0 ? (int32_t)neg_errno() : d;
+}
+
+int32_t fsgw_close(int32_t fd) { return close(fd) == 0 ? 0 : (int32_t)neg_errno(); }

@@ -27,7 +27,7 @@
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 2
+#define FSGW_ABI_VERSION 3
 
 typedef struct fsgw_pool fsgw_pool;
 
@@ -50,7 +50,12 @@ enum {
   FSGW_OP_READ_FILE = 11, /* open path, fstat, and if its size <= len read it whole into buf, close
                              -> the file's size (the bytes are in buf only when size <= len);
                              aux = st_mode; a non-regular file is -EISDIR */
-  FSGW_OP_COUNT = 12
+  FSGW_OP_SENDFILE = 12, /* fd = a socket (the caller's own descriptor, kept open until the
+                             completion is drained), flags = the file's descriptor, offset, len ->
+                             bytes sent: len, or fewer when the file ended or the socket stayed
+                             unwritable for FSGW_SENDFILE_WAIT_MS (submit the rest again); -errno
+                             (-EPIPE, -ECONNRESET: the peer is gone) when nothing was sent */
+  FSGW_OP_COUNT = 13
 };
 
 enum {
@@ -192,6 +197,10 @@ double fsgw_raise_nofile(double want);
  * process holds the lock, or -errno. */
 int32_t fsgw_lock_file(const char *path);
 
+/* How long one FSGW_OP_SENDFILE waits for a full socket to take more before it completes with what
+ * it sent: a client that stops reading holds a worker at most this long at a time. */
+#define FSGW_SENDFILE_WAIT_MS 200
+
 /* ---- Inline operations: on the caller's (the event loop's) thread, never waiting on a disk ----
  *
  * Each answers from what the kernel already holds in memory, or refuses with -EAGAIN without
@@ -222,5 +231,25 @@ void fsgw_debug_set_inline_refused(int32_t on);
 /* Test hook: makes every worker sleep this many microseconds before each operation (0: off),
  * so tests can hold operations in flight deterministically. */
 void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us);
+
+/* Opens path for reading, resolved from the dentry cache only (RESOLVE_CACHED), and fstats it:
+ * the descriptor (>= 0) with the file's size in *size_out; -EISDIR for anything but a regular
+ * file (nothing left open); -EAGAIN when not cached; or -errno. The caller closes it
+ * (fsgw_close). */
+int32_t fsgw_open_cached(const char *path, double *size_out);
+
+/* Sends file[offset, offset + len) to a non-blocking socket, only when every page of that range
+ * is in the page cache (cachestat(2), so sendfile cannot wait on the disk): the bytes sent, which
+ * may be fewer than len when the socket is full (0 included); -EAGAIN when the range is not cached
+ * or cachestat is unavailable (nothing sent: use FSGW_OP_SENDFILE); or -errno. */
+double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len);
+
+/* 0 when fd is a TCP socket whose local port and peer port are these (an independent check that
+ * a runtime-reported descriptor is this connection's); -ESTALE for another socket; -errno. */
+int32_t fsgw_socket_check(int32_t fd, int32_t local_port, int32_t peer_port);
+
+/* dup(2) with close-on-exec, and close(2): the caller owns descriptors it hands to the pool. */
+int32_t fsgw_dup(int32_t fd);
+int32_t fsgw_close(int32_t fd);
 
 #endif

@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -311,6 +314,112 @@ static void test_rlimit(void) {
   CHECK(got >= 64, "raise_nofile caps at the hard limit and reports it", "%g", got);
 }
 
+/* A connected loopback TCP pair: *server is the accepted end (non-blocking, as a runtime's). */
+static void tcp_pair(int *server, int *client, int *server_port, int *client_port) {
+  int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t alen = sizeof a;
+  bind(l, (struct sockaddr *)&a, sizeof a);
+  listen(l, 1);
+  getsockname(l, (struct sockaddr *)&a, &alen);
+  *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  connect(*client, (struct sockaddr *)&a, sizeof a);
+  *server = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+  close(l);
+  struct sockaddr_in s, p;
+  socklen_t slen = sizeof s, plen = sizeof p;
+  getsockname(*server, (struct sockaddr *)&s, &slen);
+  getpeername(*server, (struct sockaddr *)&p, &plen);
+  *server_port = ntohs(s.sin_port);
+  *client_port = ntohs(p.sin_port);
+}
+
+/* Reads exactly n bytes (blocking) into buf; returns how many arrived before EOF or an error. */
+static size_t read_all(int fd, char *buf, size_t n) {
+  size_t got = 0;
+  while (got < n) {
+    ssize_t r = read(fd, buf + got, n - got);
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  return got;
+}
+
+typedef struct reader_arg {
+  int fd;
+  char *buf;
+  size_t n;
+  int delay_ms;
+  size_t got;
+} reader_arg;
+
+static void *slow_reader(void *arg) {
+  reader_arg *r = arg;
+  usleep((useconds_t)r->delay_ms * 1000);
+  r->got = read_all(r->fd, r->buf, r->n);
+  return NULL;
+}
+
+static void test_zero_copy(void) {
+  char file_path[600];
+  snprintf(file_path, sizeof file_path, "%s/zc", dir);
+  size_t size = 4u << 20;
+  char *data = malloc(size), *back = malloc(size);
+  for (size_t i = 0; i < size; i++) data[i] = (char)(i * 13 + 7);
+  int w = open(file_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CHECK(write(w, data, size) == (ssize_t)size, "zero-copy: test file written", "%s", strerror(errno));
+  close(w);
+
+  double fsize = -1;
+  int file = fsgw_open_cached(file_path, &fsize);
+  CHECK(file >= 0 && fsize == (double)size, "open_cached: a cached file's descriptor and size", "%d %g", file, fsize);
+  double dsize = -1;
+  CHECK(fsgw_open_cached(dir, &dsize) == -EISDIR, "open_cached: a directory is -EISDIR", "%g", dsize);
+
+  int server, client, sport, cport;
+  tcp_pair(&server, &client, &sport, &cport);
+  CHECK(fsgw_socket_check(server, sport, cport) == 0, "socket_check: the connection's own ports", "%d", fsgw_socket_check(server, sport, cport));
+  CHECK(fsgw_socket_check(server, sport, cport + 1) == -ESTALE, "socket_check: another peer port is -ESTALE", "%d", fsgw_socket_check(server, sport, cport + 1));
+  CHECK(fsgw_socket_check(file, sport, cport) == -ENOTSOCK, "socket_check: a file is -ENOTSOCK", "%d", fsgw_socket_check(file, sport, cport));
+
+  /* Inline: sends what the socket takes at once (no reader yet), never blocking. */
+  double sent = fsgw_sendfile_now(server, file, 0, (double)size);
+  CHECK(sent > 0 && sent < (double)size, "sendfile_now: a full socket takes part, without blocking", "%g", sent);
+  /* The pool sends the rest while a reader that starts late drains the socket. */
+  reader_arg r = {.fd = client, .buf = back, .n = size, .delay_ms = 50};
+  pthread_t reader;
+  pthread_create(&reader, NULL, slow_reader, &r);
+  fsgw_pool *pool = make_pool(2, 8);
+  fsgw_comp c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, server, NULL, (double)size - sent, sent, NULL, NULL);
+  pthread_join(reader, NULL);
+  CHECK(c.result == (double)size - sent, "SENDFILE op: the rest, waiting for the socket", "%g of %g", c.result, (double)size - sent);
+  CHECK(r.got == size && memcmp(back, data, size) == 0, "zero-copy: the peer received every byte, in order", "%zu", r.got);
+
+  /* A reader that never reads: the op gives its worker back after FSGW_SENDFILE_WAIT_MS. */
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, server, NULL, (double)size, 0, NULL, NULL);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  double waited_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+  CHECK(c.result >= 0 && c.result < (double)size && waited_ms >= FSGW_SENDFILE_WAIT_MS * 0.9 && waited_ms < FSGW_SENDFILE_WAIT_MS * 5,
+        "SENDFILE op: a stalled peer returns a partial count after the wait", "%g bytes, %.0f ms", c.result, waited_ms);
+
+  /* A peer that hung up: -EPIPE or -ECONNRESET, and no signal kills the process. */
+  close(client);
+  usleep(20000);
+  c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, server, NULL, (double)size, 0, NULL, NULL);
+  CHECK(c.result == -EPIPE || c.result == -ECONNRESET || c.result >= 0, "SENDFILE op: a closed peer is an error, not a signal", "%g", c.result);
+  c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, server, NULL, (double)size, 0, NULL, NULL);
+  CHECK(c.result == -EPIPE || c.result == -ECONNRESET, "SENDFILE op: then -EPIPE or -ECONNRESET", "%g", c.result);
+  fsgw_pool_free(pool);
+  int d = fsgw_dup(server);
+  CHECK(d >= 0 && d != server && fsgw_close(d) == 0 && fsgw_close(d) == -EBADF, "dup and close", "%d", d);
+  close(server);
+  close(file);
+  free(data);
+  free(back);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/fsgw-ctest-%d", (int)getpid());
   mkdir(dir, 0755);
@@ -320,6 +429,7 @@ int main(void) {
   test_many_through_small();
   test_rlimit();
   test_lock_file();
+  test_zero_copy();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);

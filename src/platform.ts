@@ -4,7 +4,7 @@
 // what it loses said in the log.
 import { readFileSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
-import { lockFileForProcess, nativeLibraryProblem, raiseOpenFileLimit } from "./ffi/pool-binding";
+import { lockFileForProcess, nativeLibraryProblem, raiseOpenFileLimit, socketCheck } from "./ffi/pool-binding";
 
 export type LockResult = { ok: true; how: string } | { ok: false; error: string; inUse: boolean };
 
@@ -73,4 +73,14 @@ function softOpenFileLimit(): number {
   } catch {
     return -1;
   }
+}
+
+/**
+ * 0 when `fd` is a TCP socket with these local and peer ports: an independent check that a
+ * descriptor the runtime reports (Bun's `socket.fd`) is this connection's, before bytes are sent
+ * to it behind the runtime's back. -errno otherwise (-ENOSYS: no C library to check with).
+ */
+export function checkSocket(fd: number, localPort: number, peerPort: number): number {
+  if (nativeLibraryProblem() !== null) return -constants.errno.ENOSYS;
+  return socketCheck(fd, localPort, peerPort);
 }

@@ -20,16 +20,16 @@
 //             is promised, workers ring no doorbell;
 //   adaptive: batch for the callback-form operations, direct for the rest (streamed bodies).
 import { constants } from "node:os";
-import { COMMIT_FSYNC, InlineFs, nativeFsyncCount, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { closeFd, COMMIT_FSYNC, dupFd, InlineFs, nativeFsyncCount, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
-import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
+import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type ZeroCopyOps, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
 
 const EAGAIN = constants.errno.EAGAIN;
 const ECANCELED = constants.errno.ECANCELED;
 const KEEPALIVE_PERIOD_MS = 1 << 30;
 
-const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "commit", "read"];
+const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "commit", "read", "sendfile"];
 
 /**
  * direct: each operation handed over at once, completions by doorbell. batch: every operation
@@ -103,10 +103,13 @@ function valueOf(op: PendingOp): unknown {
   }
 }
 
-export class CPoolEngine implements IoEngine, CallbackOps {
+export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   readonly name = "cpool";
   readonly inline: InlineFs | null;
   readonly callbacks: CallbackOps = this;
+  readonly zeroCopy: ZeroCopyOps = this;
+  /** The inline calls, also when ioInline is off (zero-copy needs them; the C hook still refuses). */
+  private readonly fs = new InlineFs();
   private readonly pool: NativePool;
   /** The operation in each C slot, from submission until its completion is drained. */
   private readonly bySlot: (PendingOp | undefined)[];
@@ -238,6 +241,27 @@ export class CPoolEngine implements IoEngine, CallbackOps {
   }
   commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void {
     this.start(this.pending(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath), target));
+  }
+
+  // Zero-copy (ZeroCopyOps).
+  openCached(path: string): number {
+    return this.fs.openCached(path);
+  }
+  get lastSize(): number {
+    return this.fs.lastSize;
+  }
+  sendfileNow(socket: number, file: number, offset: number, len: number): number {
+    return this.fs.sendfileNow(socket, file, offset, len);
+  }
+  sendfileTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void {
+    // The file's descriptor rides in `flags` (fsgw_pool.h, FSGW_OP_SENDFILE).
+    this.start(this.pending(PoolOp.SENDFILE, file, socket, null, len, offset, null, null, target));
+  }
+  dupNow(fd: number): number {
+    return dupFd(fd);
+  }
+  closeNow(fd: number): number {
+    return closeFd(fd);
   }
 
   /** No system call; resolves with `value`: what the pool itself costs per operation (tests, benchmarks). */

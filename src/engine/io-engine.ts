@@ -100,8 +100,28 @@ export interface EngineStats {
   fsyncs: number;
 }
 
+/**
+ * Optional capability: a file's bytes sent straight to a socket (sendfile), never through
+ * JavaScript. Descriptors in, numbers out; the caller owns every descriptor.
+ */
+export interface ZeroCopyOps {
+  /** Inline: opens `path` for reading from the dentry cache: a descriptor (size in lastSize), or -errno (WOULD_BLOCK: ask the pool). */
+  openCached(path: string): number;
+  readonly lastSize: number;
+  /** Inline: sends what the socket takes now if the range is in the page cache: bytes sent, or -errno (WOULD_BLOCK: not cached). */
+  sendfileNow(socket: number, file: number, offset: number, len: number): number;
+  /** On the pool: sends, waiting for the socket up to a bound at a time; the target gets the bytes sent (maybe fewer than len) or -errno. */
+  sendfileTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void;
+  /** dup(2): a number that stays this socket's while the pool uses it, whatever the runtime closes. */
+  dupNow(fd: number): number;
+  /** close(2), at once: 0 or -errno. */
+  closeNow(fd: number): number;
+}
+
 export interface IoEngine {
   readonly name: string;
+  /** sendfile and friends, when the engine has them. */
+  readonly zeroCopy: ZeroCopyOps | null;
   /** Callback forms of the one-call operations, when the engine has them natively. */
   readonly callbacks: CallbackOps | null;
   /** Inline operations, when this engine has them and they are enabled (ioInline). */

@@ -30,6 +30,8 @@ export class SyncEngine implements IoEngine {
   readonly inline = null;
   /** Promises only: the store adapts them where a callback form is wanted. */
   readonly callbacks = null;
+  /** No sendfile without the C library. */
+  readonly zeroCopy = null;
   private fsyncs = 0;
 
   open(path: string, mode: OpenMode): Promise<number> {

@@ -8,7 +8,7 @@ import { dlopen, JSCallback, ptr, type Pointer } from "bun:ffi";
 import { constants } from "node:os";
 import { ensureLibrary } from "./build";
 
-const ABI_VERSION = 2;
+const ABI_VERSION = 3;
 const SUB_BYTES = 56;
 const COMP_BYTES = 16;
 /**
@@ -47,6 +47,7 @@ export const PoolOp = {
   UNLINK: 9,
   COMMIT: 10,
   READ_FILE: 11,
+  SENDFILE: 12,
 } as const;
 export const OPEN_READ = 0;
 export const OPEN_CREATE = 1;
@@ -94,6 +95,11 @@ function load() {
     fsgw_stat_cached: { args: ["ptr", "ptr"], returns: "f64" },
     fsgw_read_cached: { args: ["ptr", "ptr", "f64"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
+    fsgw_open_cached: { args: ["ptr", "ptr"], returns: "i32" },
+    fsgw_sendfile_now: { args: ["i32", "i32", "f64", "f64"], returns: "f64" },
+    fsgw_socket_check: { args: ["i32", "i32", "i32"], returns: "i32" },
+    fsgw_dup: { args: ["i32"], returns: "i32" },
+    fsgw_close: { args: ["i32"], returns: "i32" },
     fsgw_debug_set_inline_refused: { args: ["i32"], returns: "void" },
   });
 }
@@ -151,6 +157,23 @@ export function lockFileForProcess(path: string): number {
   return rc >= 0 ? 0 : rc;
 }
 
+/**
+ * 0 when `fd` is a TCP socket with these local and peer ports (an independent check of a
+ * descriptor a runtime reports), -ESTALE for another socket, -errno.
+ */
+export function socketCheck(fd: number, localPort: number, peerPort: number): number {
+  return lib().fsgw_socket_check(fd, localPort, peerPort);
+}
+
+/** dup(2), close-on-exec: a descriptor number that stays this socket's while the pool uses it. */
+export function dupFd(fd: number): number {
+  return lib().fsgw_dup(fd);
+}
+
+export function closeFd(fd: number): number {
+  return lib().fsgw_close(fd);
+}
+
 /** fsync calls the C library made, process-wide (fsgw_fsync_count). */
 export function nativeFsyncCount(): number {
   return lib().fsgw_fsync_count();
@@ -182,6 +205,8 @@ export class InlineFs {
   private readonly pathPtr = ptr(this.path);
   private readonly mode = new Int32Array(1);
   private readonly modePtr = ptr(this.mode);
+  private readonly sizeOut = new Float64Array(1);
+  private readonly sizeOutPtr = ptr(this.sizeOut);
   private readonly encoder = new TextEncoder();
   /** Inline calls answered (including with an error such as ENOENT), and refused (sent to the pool). */
   answered = 0;
@@ -206,6 +231,26 @@ export class InlineFs {
 
   trustedFor(dir: string): number {
     return fsIsLocal(dir);
+  }
+
+  /** Opens `path` for reading from the dentry cache only: a descriptor (size in `lastSize`), or -errno. */
+  openCached(path: string): number {
+    if (!this.encodePath(path)) return -ENAMETOOLONG;
+    return this.count(this.sym.fsgw_open_cached(this.pathPtr, this.sizeOutPtr));
+  }
+
+  /** The size fstat reported to the last successful openCached. */
+  get lastSize(): number {
+    return this.sizeOut[0]!;
+  }
+
+  /** Sends file[offset, offset + len) to a non-blocking socket when the range is cached: bytes sent, or -errno (-EAGAIN: not cached). */
+  sendfileNow(socket: number, file: number, offset: number, len: number): number {
+    return this.count(this.sym.fsgw_sendfile_now(socket, file, offset, len));
+  }
+
+  closeFd(fd: number): number {
+    return this.sym.fsgw_close(fd);
   }
 
   /** Tests: every inline call refuses with -EAGAIN while on (process-wide). */

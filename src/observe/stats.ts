@@ -71,6 +71,9 @@ export class ServerStats {
   idleTimeouts = 0;
   /** Connections closed because fsgw's own code threw (event=connection_bug); 0 unless a bug. */
   connectionBugs = 0;
+  /** Downloads whose body went by sendfile, and those that fell back to copying (zeroCopy on). */
+  zeroCopyDownloads = 0;
+  zeroCopyFallbacks = 0;
   /** Exceptions no connection caught (event=unhandled_rejection / uncaught_exception). */
   uncaughtErrors = 0;
   readonly ops: Record<StatOp, OpStats> = {
@@ -122,6 +125,7 @@ export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
     idleTimeouts: stats.idleTimeouts,
     connectionBugs: stats.connectionBugs,
     uncaughtErrors: stats.uncaughtErrors,
+    zeroCopy: { downloads: stats.zeroCopyDownloads, fallbacks: stats.zeroCopyFallbacks },
     exchanges: ops,
     engine,
     process: processStats(),

@@ -50,6 +50,10 @@ export interface ConnectionHost {
   readonly uploadWritesInFlightMax: number;
   /** Buffers of FRAME_ROOM + inlineBytesMax + FRAME_ROOM bytes for small downloads. */
   readonly inlineBuffers: BufferPool;
+  /** Downloads by sendfile when the store offers it and the socket's descriptor is known. */
+  readonly zeroCopy: boolean;
+  /** This socket's kernel descriptor, checked, or -1 (said once per process why not). */
+  socketDescriptor(socket: Socket<Connection>): number;
   /** Keeps a cleanup (temporary file removal, fd close) visible to shutdown until it settles. */
   track(work: Promise<unknown>): void;
   /** The same for work without a promise: one workDone() follows each workStarted(). */
@@ -100,6 +104,7 @@ const IO_READ_WHOLE = 4; // a small download, or the size that says it is not sm
 const IO_UPLOAD_OPEN = 5; // a streamed upload may begin
 const IO_READER_OPEN = 6; // a streamed download's size
 const IO_READ = 7; // a streamed download's next bytes
+const IO_SEND = 8; // a streamed download's next bytes, sent by the store straight to the socket
 
 const PAUSE_STASH = 1; // input arrived while a store operation decides what comes next
 const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet stored
@@ -139,10 +144,12 @@ export class Connection implements UploadOwner {
   private upload: UploadSink | null = null;
   /** A small download's pooled buffer, from the read until its bytes leave. */
   private wholeBuffer: Uint8Array | null = null;
-  /** A streamed download: the reader, its buffer, and the bytes sent so far. */
+  /** A streamed download: the reader, its buffer (null when the store sends), and the bytes sent so far. */
   private reader: BodyReader | null = null;
   private readBuffer: Uint8Array | null = null;
   private bodySent = 0;
+  /** The socket's descriptor for zero-copy sends: -2 not looked up yet, -1 none. */
+  private socketFd = -2;
   // The exchange's numbers, for stats.
   private exchangeStart = 0;
   private exchangeOp: StatOp = "bench";
@@ -503,7 +510,8 @@ export class Connection implements UploadOwner {
     const key = this.acceptKey(msg, Op.DOWNLOAD_RSP);
     if (key === null) return;
     const inlineMax = this.host.inlineBytesMax;
-    if (inlineMax === 0) return this.openStreamed(key);
+    // Zero-copy: every download is a reader whose body the store sends to the socket itself.
+    if (inlineMax === 0 || this.zeroCopySocket() >= 0) return this.openStreamed(key);
     // Small file: read whole, so an error can still be answered, and one socket write sends START,
     // the body and END together. A larger file's size sends it to openStreamed().
     const buffer = this.host.inlineBuffers.acquire();
@@ -524,7 +532,9 @@ export class Connection implements UploadOwner {
 
   private openStreamed(key: StoreKey): void {
     this.wait(IO_READER_OPEN);
-    this.reader = this.host.store.openReader(key, this);
+    const reader = this.host.store.openReader(key);
+    this.reader = reader;
+    reader.open(this); // the size may come back before open() returns
   }
 
   private onReaderOpen(size: number, detail: number): void {
@@ -534,10 +544,26 @@ export class Connection implements UploadOwner {
       return this.answerFailure(Op.DOWNLOAD_RSP, "download_open_failed", size, detail);
     }
     this.send({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE });
-    this.readBuffer = new Uint8Array(Math.max(1, Math.min(this.host.ioChunkBytes, size)));
     this.bodySent = 0;
     this.state = "download_body";
+    const reader = this.reader!;
+    if (reader.sendTo !== undefined && this.zeroCopySocket() >= 0) {
+      this.host.stats.zeroCopyDownloads++;
+      // The store writes to the socket behind Bun's back: START must be in the kernel first.
+      this.socket.flush();
+      if (this.outQueue.length === 0) this.continueDownload(); // else onDrain continues
+      return;
+    }
+    if (this.host.zeroCopy) this.host.stats.zeroCopyFallbacks++;
+    this.readBuffer = new Uint8Array(Math.max(1, Math.min(this.host.ioChunkBytes, size)));
     this.continueDownload();
+  }
+
+  /** The socket's descriptor when this connection may send zero-copy, else -1 (looked up once). */
+  private zeroCopySocket(): number {
+    if (!this.host.zeroCopy) return -1;
+    if (this.socketFd === -2) this.socketFd = this.host.socketDescriptor(this.socket);
+    return this.socketFd;
   }
 
   /**
@@ -576,10 +602,28 @@ export class Connection implements UploadOwner {
       this.resumeInput();
       return;
     }
-    const buffer = this.readBuffer!;
+    const buffer = this.readBuffer;
+    if (buffer === null) {
+      this.ioWaiting = IO_SEND;
+      return reader.sendTo!(this.socketFd, this);
+    }
     const want = Math.min(buffer.length, reader.size - this.bodySent);
     this.ioWaiting = IO_READ;
     reader.read(want === buffer.length ? buffer : buffer.subarray(0, want), this);
+  }
+
+  /** The store sent `n` more body bytes to the socket itself (0: the client took nothing for a while). */
+  private onSent(n: number, detail: number): void {
+    if (this.isClosed) return;
+    if (n < 0) {
+      // START promised the size: a stream cut short cannot be answered, only closed.
+      this.logFailure("download_send_failed", replyText(-n), detail);
+      this.exchangeDone(false);
+      this.closeReader();
+      return this.close("send failed mid-download");
+    }
+    this.bodySent += n;
+    this.continueDownload();
   }
 
   private onRead(n: number, detail: number): void {
@@ -628,7 +672,9 @@ export class Connection implements UploadOwner {
   onStoreDone(result: number, detail: number): void {
     const io = this.ioWaiting;
     this.ioWaiting = IO_NONE;
-    this.lastActiveMs = Date.now();
+    // A zero-copy send that moved nothing (a client that stopped reading) is no sign of life: the
+    // idle timeout must still come for it.
+    if (io !== IO_SEND || result !== 0) this.lastActiveMs = Date.now();
     try {
       switch (io) {
         case IO_EXIST:
@@ -653,6 +699,8 @@ export class Connection implements UploadOwner {
           return this.onReaderOpen(result, detail);
         case IO_READ:
           return this.onRead(result, detail);
+        case IO_SEND:
+          return this.onSent(result, detail);
         default:
           throw new Error(`a store result (${result}) arrived with nothing waiting for it`);
       }

@@ -9,6 +9,10 @@ import { ServerStats } from "../observe/stats";
 import type { Logger } from "../log";
 import { BufferPool } from "./buffer-pool";
 import { listenOrExplain } from "./listen";
+import { checkSocket } from "../platform";
+import { constants } from "node:os";
+
+const ENOTCONN = constants.errno.ENOTCONN;
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
 
@@ -46,7 +50,10 @@ export class Server implements ConnectionHost {
   readonly ioChunkBytes: number;
   readonly uploadWritesInFlightMax: number;
   readonly inlineBuffers: BufferPool;
+  readonly zeroCopy: boolean;
   draining = false;
+  /** Why zero-copy sends are off for this process, once found (logged once). */
+  private zeroCopyProblem: string | null = null;
 
   private readonly config: Config;
   private readonly connections = new Set<Connection>();
@@ -80,6 +87,8 @@ export class Server implements ConnectionHost {
     const inlineBufferBytes = FRAME_ROOM + config.inlineBytesMax + FRAME_ROOM;
     this.inlineBuffers = new BufferPool(inlineBufferBytes, Math.floor(config.inlineBuffersBytesMax / inlineBufferBytes));
     this.refusals = new RefusalLog(log);
+    this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null;
+    if (config.zeroCopy && engine.zeroCopy === null) log.warn("zero_copy_off", { reason: `the ${engine.name} engine has no sendfile (cpool has)` });
   }
 
   get port(): number {
@@ -132,6 +141,28 @@ export class Server implements ConnectionHost {
     this.stats.connectionsAccepted++;
     this.stats.connectionsOpen = this.connections.size;
     if (this.sweeper === null) this.startSweeper();
+  }
+
+  /**
+   * The kernel descriptor of a connection's socket, or -1. Bun reports it as `socket.fd` (not in its
+   * typings); it is checked against the connection's ports with getsockname/getpeername before any
+   * byte goes to it behind Bun's back, so a Bun whose `fd` means something else costs a warning and
+   * the copying path, never a stream sent to the wrong place (test/server/zero-copy.test.ts).
+   */
+  socketDescriptor(socket: Socket<Connection>): number {
+    if (this.zeroCopyProblem !== null) return -1;
+    const fd = (socket as unknown as { fd?: unknown }).fd;
+    let problem: string | null = null;
+    if (typeof fd !== "number" || !Number.isInteger(fd) || fd < 0) problem = `Bun's socket has no usable fd (${String(fd)})`;
+    else {
+      const rc = checkSocket(fd, socket.localPort, socket.remotePort);
+      if (rc === 0) return fd;
+      if (rc === -ENOTCONN) return -1; // this peer is already gone: nothing to learn about Bun
+      problem = `socket.fd ${fd} is not this connection's socket (check: errno ${-rc})`;
+    }
+    this.zeroCopyProblem = problem;
+    this.log.warn("zero_copy_off", { reason: problem, effect: "downloads are read into memory and written (the copying path)" });
+    return -1;
   }
 
   onConnectionClosed(conn: Connection): void {

@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { resolve } from "node:path";
-import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget } from "../engine/io-engine";
+import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { errnoName } from "../engine/io-error";
 import { failureOfErrno, reportError } from "./file-errors";
 import type { Logger } from "../log";
@@ -229,10 +229,9 @@ export class FileStore implements Store {
     return upload;
   }
 
-  openReader(key: StoreKey, target: StoreTarget): BodyReader {
-    const reader = new FileReader(this.engine, this.pathOf(key));
-    reader.open(target);
-    return reader;
+  openReader(key: StoreKey): BodyReader {
+    const zeroCopy = this.engine.zeroCopy;
+    return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key)) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null);
   }
 }
 
@@ -242,15 +241,15 @@ export class FileStore implements Store {
  */
 class FileReader implements BodyReader {
   size = 0;
-  private fd = -1;
-  private position = 0;
-  private inFlight = false;
-  private closing: Promise<void> | null = null;
+  protected fd = -1;
+  protected position = 0;
+  protected inFlight = false;
+  protected closing: Promise<void> | null = null;
   private closed!: () => void;
 
   constructor(
-    private readonly engine: IoEngine,
-    private readonly path: string,
+    protected readonly engine: IoEngine,
+    protected readonly path: string,
   ) {}
 
   open(target: StoreTarget): void {
@@ -296,18 +295,92 @@ class FileReader implements BodyReader {
     return this.closing;
   }
 
-  private failed(target: StoreTarget, e: unknown): void {
+  protected failed(target: StoreTarget, e: unknown): void {
     this.inFlight = false;
     if (this.closing !== null) return this.settleClose();
     reportError(target, e);
   }
 
   /** Closes the descriptor, if one was opened; resolves close()'s promise either way. */
-  private settleClose(): void {
+  protected settleClose(): void {
     this.inFlight = false;
     const fd = this.fd;
     this.fd = -1;
     if (fd < 0) return this.closed();
     this.engine.close(fd).then(this.closed, this.closed);
+  }
+}
+
+/**
+ * A FileReader that can also send its body straight to a socket (sendfile). It opens inline when
+ * the path is in the dentry cache (a small download then costs no pool trip at all), sends inline
+ * what the socket takes while the pages are cached, and hands the rest to a pool worker through a
+ * dup of the socket's descriptor: the runtime may close its own descriptor at any moment (a peer
+ * reset), and a worker must never write into a number the kernel has given to another connection.
+ */
+class SendfileReader extends FileReader {
+  private dupSocket = -1;
+
+  constructor(
+    engine: IoEngine,
+    private readonly zc: ZeroCopyOps,
+    path: string,
+    /** Inline calls allowed (a local file system, ioInline on): else every step is the pool's. */
+    private readonly inlineAllowed: boolean,
+  ) {
+    super(engine, path);
+  }
+
+  override open(target: StoreTarget): void {
+    if (!this.inlineAllowed) return super.open(target);
+    const fd = this.zc.openCached(this.path);
+    if (fd === WOULD_BLOCK) return super.open(target);
+    if (fd < 0) return target.onStoreDone(-failureOfErrno(-fd), -fd);
+    this.fd = fd;
+    this.size = this.zc.lastSize;
+    target.onStoreDone(this.size, EntryType.FILE);
+  }
+
+  sendTo(socket: number, target: StoreTarget): void {
+    if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`SendfileReader.sendTo while ${this.inFlight ? "busy" : "closed"}`);
+    const left = this.size - this.position;
+    const now = this.inlineAllowed ? this.zc.sendfileNow(socket, this.fd, this.position, left) : WOULD_BLOCK;
+    if (now > 0) {
+      this.position += now;
+      return target.onStoreDone(now, 0);
+    }
+    if (now < 0 && now !== WOULD_BLOCK) return target.onStoreDone(-failureOfErrno(-now), -now);
+    if (this.dupSocket < 0) {
+      const dup = this.zc.dupNow(socket);
+      if (dup < 0) return target.onStoreDone(-failureOfErrno(-dup), -dup);
+      this.dupSocket = dup;
+    }
+    this.inFlight = true;
+    this.zc.sendfileTo(this.dupSocket, this.fd, this.position, left, new SendDone(this, target));
+  }
+
+  /** A pool send completed: count it and pass it on, unless the reader was closed meanwhile. */
+  sent(result: number, target: StoreTarget): void {
+    this.inFlight = false;
+    if (this.closing !== null) return this.settleClose();
+    if (result > 0) this.position += result;
+    if (result >= 0) target.onStoreDone(result, 0);
+    else target.onStoreDone(-failureOfErrno(-result), -result);
+  }
+
+  protected override settleClose(): void {
+    if (this.dupSocket >= 0) this.zc.closeNow(this.dupSocket);
+    this.dupSocket = -1;
+    super.settleClose();
+  }
+}
+
+class SendDone implements IoTarget {
+  constructor(
+    private readonly reader: SendfileReader,
+    private readonly target: StoreTarget,
+  ) {}
+  onIoDone(result: number): void {
+    this.reader.sent(result, this.target);
   }
 }

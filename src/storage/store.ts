@@ -75,11 +75,21 @@ export interface UploadSink {
   abort(): Promise<void>;
 }
 
-/** A streamed download: its size once open (onStoreDone(size)), then its bytes in order. */
+/** A streamed download: open it (onStoreDone(size)), then its bytes in order. */
 export interface BodyReader {
+  /** Opens the stored file: onStoreDone(size), maybe before this returns (from a cache). */
+  open(target: StoreTarget): void;
   readonly size: number;
   /** Reads the next bytes into `into`: onStoreDone(count), 0 if the body ended early. */
   read(into: Uint8Array, target: StoreTarget): void;
+  /**
+   * Optional (zero-copy): sends the next bytes of the body from storage straight to a socket, given
+   * by its descriptor, with no byte through JavaScript: what the socket takes at once, else on a
+   * worker that waits for it (boundedly). onStoreDone(bytes sent; 0 when the socket took nothing
+   * for a while), or -kind. Call it only when every earlier byte of the connection is in the
+   * kernel (nothing queued in user space), and make no other write to the socket until the result.
+   */
+  sendTo?(socket: number, target: StoreTarget): void;
   /** Releases the reader, also mid-operation (no result follows); resolves when released. */
   close(): Promise<void>;
 }
@@ -102,8 +112,8 @@ export interface Store {
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget): void;
   /** Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push. */
   beginUpload(key: StoreKey, size: number, owner: UploadOwner): UploadSink;
-  /** Opens a stored file for a streamed download; the target hears onStoreDone(size). */
-  openReader(key: StoreKey, target: StoreTarget): BodyReader;
+  /** A reader for a streamed download of the key; nothing happens until its open(). */
+  openReader(key: StoreKey): BodyReader;
   /** The log text of a failure's detail code. */
   describe(detail: number): string;
 }

@@ -25,6 +25,7 @@ class FakeEngine implements IoEngine {
   readonly name = "fake";
   readonly inline = null;
   readonly callbacks = null;
+  readonly zeroCopy = null;
   readonly calls: Call[] = [];
   private pending(op: string, extra: Partial<Call> = {}): Promise<any> {
     return new Promise((resolve, reject) => {

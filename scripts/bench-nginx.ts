@@ -6,7 +6,9 @@
 // and server CPU per exchange (all threads/processes of the server: /proc/<pid>/stat), and the
 // ratio fsgw / nginx.
 //
-//   bun scripts/bench-nginx.ts [--rounds 2] [--only store-5k,serve-50k] [--seconds 5]
+//   bun scripts/bench-nginx.ts [--rounds 2] [--only store-5k,serve-50k] [--seconds 5] [--zero-copy]
+//
+// --zero-copy adds a third contestant on the serve rows: fsgw with zeroCopy (sendfile) on.
 //
 // nginx and wrk come from Debian (`apt-get install nginx-light wrk`, done here when missing and
 // running as root). nginx runs from a temporary config: 2 workers (one per core, as its
@@ -222,8 +224,8 @@ async function nginxRun(row: Row, round: number): Promise<Measured> {
   }
 }
 
-async function fsgwRun(row: Row, round: number): Promise<Measured> {
-  const server: TestServer = await startServer({ dataDir: join(runDir, `fsgw-${row.name}-r${round}`, "d"), logLevel: "info" });
+async function fsgwRun(row: Row, round: number, fields: Record<string, string | number | boolean> = {}): Promise<Measured> {
+  const server: TestServer = await startServer({ dataDir: join(runDir, `fsgw-${row.name}-r${round}-${Object.keys(fields).join("")}`, "d"), logLevel: "info", ...fields });
   try {
     const load = { host: "127.0.0.1", port: server.port, connections: row.connections, size: row.size };
     let op: LoadOp = "upload";
@@ -254,14 +256,17 @@ async function fsgwRun(row: Row, round: number): Promise<Measured> {
 }
 
 ensureTools();
-const results = new Map<string, { nginx: Measured[]; fsgw: Measured[] }>();
-for (const row of selected) results.set(row.name, { nginx: [], fsgw: [] });
+const zeroCopy = args.includes("--zero-copy");
+type Who = "nginx" | "fsgw" | "fsgw-zc";
+const results = new Map<string, Record<Who, Measured[]>>();
+for (const row of selected) results.set(row.name, { nginx: [], fsgw: [], "fsgw-zc": [] });
 for (let round = 1; round <= rounds; round++) {
   for (const row of selected) {
-    for (const who of ["nginx", "fsgw"] as const) {
-      const m = who === "nginx" ? await nginxRun(row, round) : await fsgwRun(row, round);
+    const contestants: Who[] = zeroCopy && row.kind === "serve" ? ["nginx", "fsgw", "fsgw-zc"] : ["nginx", "fsgw"];
+    for (const who of contestants) {
+      const m = who === "nginx" ? await nginxRun(row, round) : await fsgwRun(row, round, who === "fsgw-zc" ? { zeroCopy: true } : {});
       results.get(row.name)![who].push(m);
-      console.log(`${row.name.padEnd(10)} r${round} ${who.padEnd(5)} ${m.opsPerSec.toFixed(0).padStart(7)} ops/s  server CPU ${m.cpuUs.toFixed(1).padStart(8)} us/exchange${m.errors ? `  errors ${m.errors}` : ""}`);
+      console.log(`${row.name.padEnd(10)} r${round} ${who.padEnd(7)} ${m.opsPerSec.toFixed(0).padStart(7)} ops/s  server CPU ${m.cpuUs.toFixed(1).padStart(8)} us/exchange${m.errors ? `  errors ${m.errors}` : ""}`);
     }
   }
 }
@@ -270,11 +275,14 @@ const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
-console.log(`\n| exchange | connections | nginx ops/s | fsgw ops/s | nginx CPU µs/exchange | fsgw CPU µs/exchange | fsgw ÷ nginx (CPU) |`);
-console.log(`|---|---|---|---|---|---|---|`);
+console.log(`\n| exchange | server | connections | ops/s | server CPU µs/exchange | ÷ nginx (CPU) |`);
+console.log(`|---|---|---|---|---|---|`);
 for (const row of selected) {
   const r = results.get(row.name)!;
   const n = median(r.nginx.map((m) => m.cpuUs));
-  const f = median(r.fsgw.map((m) => m.cpuUs));
-  console.log(`| ${row.name} | ${row.connections} | ${median(r.nginx.map((m) => m.opsPerSec)).toFixed(0)} | ${median(r.fsgw.map((m) => m.opsPerSec)).toFixed(0)} | ${n.toFixed(1)} | ${f.toFixed(1)} | ${(f / n).toFixed(2)} |`);
+  for (const who of ["nginx", "fsgw", "fsgw-zc"] as const) {
+    if (r[who].length === 0) continue;
+    const cpu = median(r[who].map((m) => m.cpuUs));
+    console.log(`| ${row.name} | ${who} | ${row.connections} | ${median(r[who].map((m) => m.opsPerSec)).toFixed(0)} | ${cpu.toFixed(1)} | ${(cpu / n).toFixed(2)} |`);
+  }
 }

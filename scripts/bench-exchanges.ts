@@ -67,6 +67,7 @@ const allVariants: Variant[] = [
   { name: "inline-batch-spin20", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioSpinUs: 20 } },
   { name: "inline-batch-spin50", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioSpinUs: 50 } },
   { name: "inline-batch4", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioJobsPerWake: 4 } },
+  { name: "zero-copy", fields: { ioEngine: "cpool", zeroCopy: true } },
   { name: "inline-direct", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "direct" } },
   { name: "pool-direct", fields: { ioEngine: "cpool", ioInline: "off", ioSubmitMode: "direct" } },
   { name: "sync", fields: { ioEngine: "sync" } },

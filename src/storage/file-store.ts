@@ -371,6 +371,11 @@ class SendfileReader extends FileReader {
   protected override settleClose(): void {
     if (this.dupSocket >= 0) this.zc.closeNow(this.dupSocket);
     this.dupSocket = -1;
+    if (!this.inlineAllowed || this.fd < 0) return super.settleClose();
+    // Closing a file opened only for reading on a local file system does not wait on the disk:
+    // no trip to the pool for it.
+    this.zc.closeNow(this.fd);
+    this.fd = -1;
     super.settleClose();
   }
 }

@@ -510,8 +510,10 @@ export class Connection implements UploadOwner {
     const key = this.acceptKey(msg, Op.DOWNLOAD_RSP);
     if (key === null) return;
     const inlineMax = this.host.inlineBytesMax;
-    // Zero-copy: every download is a reader whose body the store sends to the socket itself.
-    if (inlineMax === 0 || this.zeroCopySocket() >= 0) return this.openStreamed(key);
+    // (Zero-copy applies to streamed downloads only: for a body this small one socket write of
+    // START, body and END costs fewer system calls than START, sendfile and END; measured in
+    // BENCHMARKS.md.)
+    if (inlineMax === 0) return this.openStreamed(key);
     // Small file: read whole, so an error can still be answered, and one socket write sends START,
     // the body and END together. A larger file's size sends it to openStreamed().
     const buffer = this.host.inlineBuffers.acquire();

@@ -88,7 +88,7 @@ export class Server implements ConnectionHost {
     this.inlineBuffers = new BufferPool(inlineBufferBytes, Math.floor(config.inlineBuffersBytesMax / inlineBufferBytes));
     this.refusals = new RefusalLog(log);
     this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null;
-    if (config.zeroCopy && engine.zeroCopy === null) log.warn("zero_copy_off", { reason: `the ${engine.name} engine has no sendfile (cpool has)` });
+    if (config.zeroCopy && engine.zeroCopy === null) log.info("zero_copy_off", { reason: `the ${engine.name} engine has no sendfile (cpool has)`, effect: "downloads are read into memory and written" });
   }
 
   get port(): number {

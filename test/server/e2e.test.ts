@@ -45,9 +45,8 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, ioInline refused (every inline attempt falls back)", { ioEngine: "cpool", ioInline: "refused" }],
   ["cpool, direct submission", { ioEngine: "cpool", ioSubmitMode: "direct" }],
   ["cpool, batch submission", { ioEngine: "cpool", ioSubmitMode: "batch" }],
-  ["cpool, zero-copy downloads (sendfile)", { ioEngine: "cpool", zeroCopy: "true" }],
-  ["cpool, zero-copy downloads, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", ioInline: "refused" }],
-  ["bun, zero-copy asked for (the copying path, with a warning)", { ioEngine: "bun", zeroCopy: "true" }],
+  ["cpool, zero-copy off (downloads copied through memory)", { ioEngine: "cpool", zeroCopy: "false" }],
+  ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", ioInline: "refused" }],
 ];
 
 describe.each(variants)("engine %s", (_name, fields) => {

@@ -6,9 +6,10 @@
 // and server CPU per exchange (all threads/processes of the server: /proc/<pid>/stat), and the
 // ratio fsgw / nginx.
 //
-//   bun scripts/bench-nginx.ts [--rounds 2] [--only store-5k,serve-50k] [--seconds 5] [--zero-copy]
+//   bun scripts/bench-nginx.ts [--rounds 2] [--only store-5k,serve-50k] [--seconds 5] [--copy]
 //
-// --zero-copy adds a third contestant on the serve rows: fsgw with zeroCopy (sendfile) on.
+// --copy adds a third contestant on the serve rows: fsgw with zeroCopy off (bodies read into
+// memory and written), to show what sendfile buys.
 //
 // nginx and wrk come from Debian (`apt-get install nginx-light wrk`, done here when missing and
 // running as root). nginx runs from a temporary config: 2 workers (one per core, as its
@@ -256,15 +257,15 @@ async function fsgwRun(row: Row, round: number, fields: Record<string, string | 
 }
 
 ensureTools();
-const zeroCopy = args.includes("--zero-copy");
-type Who = "nginx" | "fsgw" | "fsgw-zc";
+const withCopy = args.includes("--copy");
+type Who = "nginx" | "fsgw" | "fsgw-copy";
 const results = new Map<string, Record<Who, Measured[]>>();
-for (const row of selected) results.set(row.name, { nginx: [], fsgw: [], "fsgw-zc": [] });
+for (const row of selected) results.set(row.name, { nginx: [], fsgw: [], "fsgw-copy": [] });
 for (let round = 1; round <= rounds; round++) {
   for (const row of selected) {
-    const contestants: Who[] = zeroCopy && row.kind === "serve" ? ["nginx", "fsgw", "fsgw-zc"] : ["nginx", "fsgw"];
+    const contestants: Who[] = withCopy && row.kind === "serve" ? ["nginx", "fsgw", "fsgw-copy"] : ["nginx", "fsgw"];
     for (const who of contestants) {
-      const m = who === "nginx" ? await nginxRun(row, round) : await fsgwRun(row, round, who === "fsgw-zc" ? { zeroCopy: true } : {});
+      const m = who === "nginx" ? await nginxRun(row, round) : await fsgwRun(row, round, who === "fsgw-copy" ? { zeroCopy: false } : {});
       results.get(row.name)![who].push(m);
       console.log(`${row.name.padEnd(10)} r${round} ${who.padEnd(7)} ${m.opsPerSec.toFixed(0).padStart(7)} ops/s  server CPU ${m.cpuUs.toFixed(1).padStart(8)} us/exchange${m.errors ? `  errors ${m.errors}` : ""}`);
     }
@@ -280,7 +281,7 @@ console.log(`|---|---|---|---|---|---|`);
 for (const row of selected) {
   const r = results.get(row.name)!;
   const n = median(r.nginx.map((m) => m.cpuUs));
-  for (const who of ["nginx", "fsgw", "fsgw-zc"] as const) {
+  for (const who of ["nginx", "fsgw", "fsgw-copy"] as const) {
     if (r[who].length === 0) continue;
     const cpu = median(r[who].map((m) => m.cpuUs));
     console.log(`| ${row.name} | ${who} | ${row.connections} | ${median(r[who].map((m) => m.opsPerSec)).toFixed(0)} | ${cpu.toFixed(1)} | ${(cpu / n).toFixed(2)} |`);

@@ -23,19 +23,25 @@ const tempDirs: string[] = [];
 let cleanupRegistered = false;
 
 /**
- * A fresh directory under the system temp dir, removed when this process exits (tests upload
- * hundreds of megabytes; left behind, repeated runs would fill the disk).
+ * A fresh directory under the system temp dir, removed when this process exits, or by
+ * removeTempDirs() (tests upload gigabytes; left behind, repeated runs fill the disk).
  */
 export function tempDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `fsgw-${prefix}-`));
   tempDirs.push(dir);
   if (!cleanupRegistered) {
     cleanupRegistered = true;
-    process.on("exit", () => {
-      for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
-    });
+    process.on("exit", removeTempDirs);
   }
   return dir;
+}
+
+/**
+ * Removes every directory tempDir() made. `bun test` does not run process exit handlers, so the
+ * suite calls this after each file (test/helpers/cleanup.ts, preloaded by bunfig.toml).
+ */
+export function removeTempDirs(): void {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
 }
 
 /**

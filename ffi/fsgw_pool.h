@@ -55,7 +55,15 @@ enum {
                              bytes sent: len, or fewer when the file ended or the socket stayed
                              unwritable for FSGW_SENDFILE_WAIT_MS (submit the rest again); -errno
                              (-EPIPE, -ECONNRESET: the peer is gone) when nothing was sent */
-  FSGW_OP_COUNT = 13
+  FSGW_OP_SPLICE_IN = 13, /* fd = a socket (the caller's own descriptor, kept open until the
+                              completion is drained), flags = a file's descriptor, offset, len ->
+                              bytes moved from the socket into the file at offset (through a pipe,
+                              never into user space): len, or fewer when the socket had nothing for
+                              FSGW_SENDFILE_WAIT_MS (submit the rest again); -ECONNRESET when the
+                              peer closed before any byte came; -errno. When the file refused bytes
+                              (a full disk), aux = its errno and result = the bytes taken from the
+                              socket all the same (so the caller knows where the body stands) */
+  FSGW_OP_COUNT = 14
 };
 
 enum {

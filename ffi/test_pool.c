@@ -360,6 +360,70 @@ static void *slow_reader(void *arg) {
   return NULL;
 }
 
+typedef struct writer_arg {
+  int fd;
+  const char *buf;
+  size_t n;
+  int delay_ms;
+} writer_arg;
+
+static void *slow_writer(void *arg) {
+  writer_arg *w = arg;
+  usleep((useconds_t)w->delay_ms * 1000);
+  size_t put = 0;
+  while (put < w->n) {
+    ssize_t r = write(w->fd, w->buf + put, w->n - put < 65536 ? w->n - put : 65536);
+    if (r <= 0) break;
+    put += (size_t)r;
+  }
+  return NULL;
+}
+
+static void test_splice_in(void) {
+  char file_path[600];
+  snprintf(file_path, sizeof file_path, "%s/spliced", dir);
+  size_t size = 3u << 20;
+  char *data = malloc(size), *back = malloc(size + 10);
+  for (size_t i = 0; i < size; i++) data[i] = (char)(i * 31 + 3);
+  int file = open(file_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  int server, client, sport, cport;
+  tcp_pair(&server, &client, &sport, &cport);
+  fsgw_pool *pool = make_pool(2, 8);
+  /* 100 bytes already "read" by the runtime: the splice fills the file from offset 100. */
+  memcpy(back, data, 100);
+  CHECK(pwrite(file, data, 100, 0) == 100, "splice: head written", "%s", strerror(errno));
+  writer_arg w = {.fd = client, .buf = data + 100, .n = size - 100, .delay_ms = 30};
+  pthread_t writer;
+  pthread_create(&writer, NULL, slow_writer, &w);
+  size_t moved = 0;
+  fsgw_comp c = {.result = 0};
+  for (int round = 0; round < 50 && moved < size - 100; round++) {
+    c = run1(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, (double)(size - 100 - moved), (double)(100 + moved), NULL, NULL);
+    if (c.result < 0) break;
+    moved += (size_t)c.result;
+  }
+  pthread_join(writer, NULL);
+  CHECK(moved == size - 100, "SPLICE_IN op: the body moved socket -> file, across partial rounds", "%zu of %zu (last %g)", moved, size - 100, c.result);
+  CHECK(pread(file, back, size + 10, 0) == (ssize_t)size && memcmp(back, data, size) == 0, "SPLICE_IN op: the file holds every byte at its offset", "%s", "differs");
+  /* Bytes past the body stay in the socket for whoever reads next. */
+  CHECK(write(client, "NEXT", 4) == 4, "splice: next request sent", "%s", strerror(errno));
+  c = run1(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, 2, (double)size, NULL, NULL);
+  char rest[8] = {0};
+  usleep(10000);
+  CHECK(c.result == 2 && read(server, rest, sizeof rest) == 2 && memcmp(rest, "XT", 2) == 0, "SPLICE_IN op: takes exactly len bytes, the rest stays in the socket", "%g %s", c.result, rest);
+  /* Nothing arrives: a partial (0) result after the wait; then the peer closes: -ECONNRESET. */
+  c = run1(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, 10, 0, NULL, NULL);
+  CHECK(c.result == 0, "SPLICE_IN op: a silent peer gives the worker back with 0 after the wait", "%g", c.result);
+  close(client);
+  c = run1(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, 10, 0, NULL, NULL);
+  CHECK(c.result == -ECONNRESET, "SPLICE_IN op: a closed peer is -ECONNRESET", "%g", c.result);
+  fsgw_pool_free(pool);
+  close(server);
+  close(file);
+  free(data);
+  free(back);
+}
+
 static void test_zero_copy(void) {
   char file_path[600];
   snprintf(file_path, sizeof file_path, "%s/zc", dir);
@@ -430,6 +494,7 @@ int main(void) {
   test_rlimit();
   test_lock_file();
   test_zero_copy();
+  test_splice_in();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);

@@ -29,7 +29,7 @@ const EAGAIN = constants.errno.EAGAIN;
 const ECANCELED = constants.errno.ECANCELED;
 const KEEPALIVE_PERIOD_MS = 1 << 30;
 
-const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "commit", "read", "sendfile"];
+const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "commit", "read", "sendfile", "splice"];
 
 /**
  * direct: each operation handed over at once, completions by doorbell. batch: every operation
@@ -256,6 +256,9 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   sendfileTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void {
     // The file's descriptor rides in `flags` (fsgw_pool.h, FSGW_OP_SENDFILE).
     this.start(this.pending(PoolOp.SENDFILE, file, socket, null, len, offset, null, null, target));
+  }
+  spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void {
+    this.start(this.pending(PoolOp.SPLICE_IN, file, socket, null, len, offset, null, null, target));
   }
   dupNow(fd: number): number {
     return dupFd(fd);

@@ -112,6 +112,12 @@ export interface ZeroCopyOps {
   sendfileNow(socket: number, file: number, offset: number, len: number): number;
   /** On the pool: sends, waiting for the socket up to a bound at a time; the target gets the bytes sent (maybe fewer than len) or -errno. */
   sendfileTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void;
+  /**
+   * On the pool: moves up to len bytes from the socket into the file at offset (splice, through a
+   * pipe); the target gets the bytes taken from the socket (maybe fewer, 0 after a bounded wait) or
+   * -errno, and as aux the errno of a file that refused them (they were taken, not stored).
+   */
+  spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void;
   /** dup(2): a number that stays this socket's while the pool uses it, whatever the runtime closes. */
   dupNow(fd: number): number;
   /** close(2), at once: 0 or -errno. */

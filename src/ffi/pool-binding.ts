@@ -48,6 +48,7 @@ export const PoolOp = {
   COMMIT: 10,
   READ_FILE: 11,
   SENDFILE: 12,
+  SPLICE_IN: 13,
 } as const;
 export const OPEN_READ = 0;
 export const OPEN_CREATE = 1;

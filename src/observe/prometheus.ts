@@ -40,6 +40,7 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_idle_timeouts_total", "counter", "Connections closed after idleTimeoutMs of silence.", stats.idleTimeouts);
   w.one("fsgw_connection_bugs_total", "counter", "Connections closed because fsgw's own code threw (a bug: see event=connection_bug).", stats.connectionBugs);
   w.one("fsgw_zero_copy_downloads_total", "counter", "Downloads whose body went from the file to the socket by sendfile.", stats.zeroCopyDownloads);
+  w.one("fsgw_zero_copy_uploads_total", "counter", "Uploads whose body went from the socket to the file by splice.", stats.zeroCopyUploads);
   w.one("fsgw_zero_copy_fallbacks_total", "counter", "Downloads copied through memory although zeroCopy is on (no usable socket descriptor).", stats.zeroCopyFallbacks);
   w.one("fsgw_uncaught_errors_total", "counter", "Exceptions no connection caught (a bug: see event=unhandled_rejection).", stats.uncaughtErrors);
 

@@ -74,6 +74,8 @@ export class ServerStats {
   /** Downloads whose body went by sendfile, and those that fell back to copying (zeroCopy on). */
   zeroCopyDownloads = 0;
   zeroCopyFallbacks = 0;
+  /** Uploads whose body went from the socket to the file by splice. */
+  zeroCopyUploads = 0;
   /** Exceptions no connection caught (event=unhandled_rejection / uncaught_exception). */
   uncaughtErrors = 0;
   readonly ops: Record<StatOp, OpStats> = {
@@ -125,7 +127,7 @@ export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
     idleTimeouts: stats.idleTimeouts,
     connectionBugs: stats.connectionBugs,
     uncaughtErrors: stats.uncaughtErrors,
-    zeroCopy: { downloads: stats.zeroCopyDownloads, fallbacks: stats.zeroCopyFallbacks },
+    zeroCopy: { downloads: stats.zeroCopyDownloads, uploads: stats.zeroCopyUploads, fallbacks: stats.zeroCopyFallbacks },
     exchanges: ops,
     engine,
     process: processStats(),

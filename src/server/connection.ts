@@ -105,10 +105,12 @@ const IO_UPLOAD_OPEN = 5; // a streamed upload may begin
 const IO_READER_OPEN = 6; // a streamed download's size
 const IO_READ = 7; // a streamed download's next bytes
 const IO_SEND = 8; // a streamed download's next bytes, sent by the store straight to the socket
+const IO_RECEIVE = 9; // a streamed upload's next bytes, moved by the store straight from the socket
 
 const PAUSE_STASH = 1; // input arrived while a store operation decides what comes next
 const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet stored
 const PAUSE_OUTPUT = 4; // replies the client does not read hold more than connectionBufferBytesMax
+const PAUSE_SPLICE = 8; // the store moves the upload's body from the socket itself: Bun must not read
 
 /** Reading resumes once a paused-for buffer has drained to this fraction of its bound. */
 const RESUME_FRACTION = 0.5;
@@ -150,6 +152,8 @@ export class Connection implements UploadOwner {
   private bodySent = 0;
   /** The socket's descriptor for zero-copy sends: -2 not looked up yet, -1 none. */
   private socketFd = -2;
+  /** The upload's body is being moved by the store from the socket (splice); Bun reads nothing. */
+  private splicing = false;
   // The exchange's numbers, for stats.
   private exchangeStart = 0;
   private exchangeOp: StatOp = "bench";
@@ -200,6 +204,13 @@ export class Connection implements UploadOwner {
   onData(chunk: Uint8Array): void {
     this.lastActiveMs = Date.now();
     if (this.isClosed) return;
+    if (this.splicing) {
+      // Bun read from a socket it was told not to read while the store splices from it. It does so
+      // when the peer hangs up mid-body (it reads to the end on close); either way the body's order
+      // is lost, so nothing is stored: close, and the upload's temporary file goes with it.
+      this.host.log.info("splice_interrupted", { remote: this.remote, key: this.keyText, bytes: chunk.length });
+      return this.close("data arrived during a spliced upload");
+    }
     if (this.stash.length > 0) {
       this.stashMore(chunk);
       return;
@@ -221,6 +232,7 @@ export class Connection implements UploadOwner {
   onClose(): void {
     if (this.isClosed) return;
     this.state = "closed";
+    this.splicing = false;
     this.stash.length = 0;
     this.stashBytes = 0;
     this.outQueue.length = 0;
@@ -676,7 +688,7 @@ export class Connection implements UploadOwner {
     this.ioWaiting = IO_NONE;
     // A zero-copy send that moved nothing (a client that stopped reading) is no sign of life: the
     // idle timeout must still come for it.
-    if (io !== IO_SEND || result !== 0) this.lastActiveMs = Date.now();
+    if ((io !== IO_SEND && io !== IO_RECEIVE) || result !== 0) this.lastActiveMs = Date.now();
     try {
       switch (io) {
         case IO_EXIST:
@@ -703,6 +715,8 @@ export class Connection implements UploadOwner {
           return this.onRead(result, detail);
         case IO_SEND:
           return this.onSent(result, detail);
+        case IO_RECEIVE:
+          return this.onReceived(result);
         default:
           throw new Error(`a store result (${result}) arrived with nothing waiting for it`);
       }
@@ -731,9 +745,38 @@ export class Connection implements UploadOwner {
       this.upload = null;
       return this.answerFailure(Op.UPLOAD_RSP, "upload_open_failed", result, detail);
     }
+    // Zero-copy: Bun stops reading before START goes out (the client sends the body only after
+    // START), so every body byte stays in the kernel for the store to splice.
+    const receive = this.upload!.receiveFrom !== undefined && this.zeroCopySocket() >= 0;
+    if (receive) this.pause(PAUSE_SPLICE);
     this.send({ operation: Op.UPLOAD_RSP, key: this.keyText, message: Msg.START });
     this.state = "upload_body";
-    this.resumeInput();
+    this.resumeInput(); // body bytes that came early (a client that did not wait) are pushed first
+    if (!receive) return;
+    if (this.isClosed || this.state !== "upload_body" || this.bodyRemaining === 0) return this.unpause(PAUSE_SPLICE);
+    this.host.stats.zeroCopyUploads++;
+    this.splicing = true;
+    this.receiveNext();
+  }
+
+  private receiveNext(): void {
+    this.ioWaiting = IO_RECEIVE;
+    this.upload!.receiveFrom!(this.socketFd, this);
+  }
+
+  /** The store moved `n` more body bytes from the socket (0: the client sent nothing for a while). */
+  private onReceived(n: number): void {
+    if (this.isClosed) return;
+    if (n > 0) this.bodyRemaining -= n;
+    if (n >= 0 && this.bodyRemaining > 0) return this.receiveNext();
+    // Done, or the store could not go on (its error comes with the upload's end): Bun reads the
+    // rest of the body, if any, as usual, and the upload drops it.
+    this.splicing = false;
+    this.unpause(PAUSE_SPLICE);
+    if (this.bodyRemaining === 0) {
+      this.state = "committing";
+      this.upload?.end();
+    }
   }
 
   /** A one-reply exchange got its answer: read the next request. */

@@ -224,6 +224,7 @@ export class FileStore implements Store {
       chunkBytesMax: this.chunkBytes,
       writesInFlightMax: this.writesInFlightMax,
       owner,
+      zeroCopy: this.engine.zeroCopy,
     });
     upload.open();
     return upload;

@@ -69,6 +69,14 @@ export interface UploadSink {
   /** Every byte has been pushed: commit. The sink checks the count against the announced size. */
   end(): void;
   /**
+   * Optional (zero-copy): moves the next body bytes from the socket (its descriptor) straight into
+   * storage, never into JavaScript, after every byte pushed so far: onStoreDone(bytes moved; 0 when
+   * the client sent nothing for a while), or -kind when it cannot (the sink then counts as failed
+   * and drops the rest of the body, which the caller reads as usual). The caller keeps the socket
+   * from being read meanwhile, and asks no more than the body's remaining bytes.
+   */
+  receiveFrom?(socket: number, target: StoreTarget): void;
+  /**
    * The owner is gone and hears nothing more. A body cut short is discarded; a body already ended
    * is still committed. Resolves once nothing of the upload is left in flight.
    */

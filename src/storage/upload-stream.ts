@@ -9,10 +9,10 @@
 // aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well). The owner
 // hears the open through onStoreDone, the end through onUploadDone, and a bug in this code or the
 // engine's (an exception that is not an IoError) through onStoreBug, after the same cleanup.
-import { finishCommit, type IoEngine } from "../engine/io-engine";
-import { IoError } from "../engine/io-error";
+import { finishCommit, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
+import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { failureOfErrno, reportError } from "./file-errors";
-import type { UploadOwner, UploadSink } from "./store";
+import { Failure, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 
 /** Chunks at least this large are written without being gathered (copied) into a bigger buffer. */
 const SMALL_CHUNK_BYTES = 64 * 1024;
@@ -25,6 +25,8 @@ export interface UploadStreamOptions {
   /** Writes in flight at once, each at its own offset. */
   writesInFlightMax: number;
   owner: UploadOwner;
+  /** sendfile/splice, when the engine has them: then receiveFrom() moves body bytes by splice. */
+  zeroCopy: ZeroCopyOps | null;
 }
 
 export class UploadStream implements UploadSink {
@@ -50,6 +52,12 @@ export class UploadStream implements UploadSink {
   private readonly chunkBytesMax: number;
   private readonly writesInFlightMax: number;
   private readonly owner: UploadOwner;
+  private readonly zc: ZeroCopyOps | null;
+  /** A receiveFrom() waiting for the queue to empty or in flight, its socket, and our dup of it. */
+  private receiver: StoreTarget | null = null;
+  private receiveSocket = -1;
+  private receiveInFlight = false;
+  private dupSocket = -1;
 
   constructor(
     private readonly engine: IoEngine,
@@ -63,6 +71,56 @@ export class UploadStream implements UploadSink {
     this.chunkBytesMax = options.chunkBytesMax;
     this.writesInFlightMax = options.writesInFlightMax;
     this.owner = options.owner;
+    this.zc = options.zeroCopy;
+    if (this.zc === null) this.receiveFrom = undefined;
+  }
+
+  /** Moves the next body bytes from the socket into the file by splice (see UploadSink). */
+  receiveFrom?(socket: number, target: StoreTarget): void {
+    if (this.failure !== null || this.aborted || this.settled || this.receiver !== null) return target.onStoreDone(-Failure.IO, 0);
+    this.receiver = target;
+    this.receiveSocket = socket;
+    this.kick();
+  }
+
+  /** Starts the splice once every pushed byte has its offset (the queue is empty). */
+  private startReceive(): void {
+    const zc = this.zc!;
+    if (this.dupSocket < 0) {
+      // Our own descriptor for the worker: Bun may close its number, and the kernel reuse it.
+      const dup = zc.dupNow(this.receiveSocket);
+      if (dup < 0) return this.received(dup, 0);
+      this.dupSocket = dup;
+    }
+    this.receiveInFlight = true;
+    zc.spliceTo(this.dupSocket, this.fd, this.position, this.expectedBytes - this.position, new Received(this));
+  }
+
+  /**
+   * A splice completed: bytes taken from the socket, or -errno; `fileErrno` when the file refused
+   * them. Either failure fails the upload, as a failed write does; the owner still hears how many
+   * bytes left the socket, and its next receiveFrom() is refused, so it reads the rest as usual.
+   */
+  received(result: number, fileErrno: number): void {
+    this.receiveInFlight = false;
+    const target = this.receiver!;
+    this.receiver = null;
+    if (result > 0) this.position += result;
+    const errno = fileErrno !== 0 ? -fileErrno : result < 0 ? result : 0;
+    if (errno !== 0 && this.failure === null) {
+      this.failure = ioErrorFromErrno(errno, "splice");
+      this.queue.length = 0;
+      this.queuedBytes = 0;
+    }
+    this.resume();
+    if (this.ownerGone) return;
+    if (result >= 0) target.onStoreDone(result, 0);
+    else target.onStoreDone(-failureOfErrno(-result), -result);
+  }
+
+  private closeDupSocket(): void {
+    if (this.dupSocket >= 0) this.zc!.closeNow(this.dupSocket);
+    this.dupSocket = -1;
   }
 
   /** Creates the temporary file; the owner hears onStoreDone(0) when the body may come, or why not. */
@@ -137,6 +195,7 @@ export class UploadStream implements UploadSink {
   /** Starts whatever can start now. */
   private kick(): void {
     if (this.settled || this.busy) return;
+    if (this.receiveInFlight) return; // a splice holds the fd and the offsets: wait for it
     if (this.failure !== null || this.aborted) {
       if (this.writesInFlight > 0) return; // the fd stays open until they are back
       if (this.fd >= 0 || this.tempExists) void this.removeTemp(); // catches everything it awaits
@@ -145,6 +204,7 @@ export class UploadStream implements UploadSink {
     }
     if (this.fd < 0) return; // still opening
     while (this.queuedBytes > 0 && this.writesInFlight < this.writesInFlightMax) this.writeNext();
+    if (this.receiver !== null && this.queuedBytes === 0) return this.startReceive();
     if (this.ended && this.queuedBytes === 0 && this.writesInFlight === 0) void this.commit();
   }
 
@@ -244,11 +304,19 @@ export class UploadStream implements UploadSink {
   private settle(): void {
     if (this.settled) return;
     this.settled = true;
+    if (this.dupSocket >= 0) this.closeDupSocket();
     this.resolveDone();
     if (this.ownerGone) return;
     const failure = this.failure;
     if (failure === null) this.owner.onUploadDone(this.expectedBytes, 0);
     else if (failure instanceof IoError) this.owner.onUploadDone(-failureOfErrno(failure.errno), failure.errno);
     else this.owner.onStoreBug(failure);
+  }
+}
+
+class Received implements IoTarget {
+  constructor(private readonly upload: UploadStream) {}
+  onIoDone(result: number, aux: number): void {
+    this.upload.received(result, aux);
   }
 }

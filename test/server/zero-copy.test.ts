@@ -1,6 +1,7 @@
-// Proves zero-copy downloads (zeroCopy: sendfile from the file to the socket) lose, duplicate and
-// reorder no byte: pipelined requests around sendfile downloads, a client that hangs up mid-body,
-// one that stops reading (the idle timeout still comes), a 1 GiB file compared by SHA-256; and
+// Proves zero-copy bodies (zeroCopy: sendfile from the file to the socket for downloads, splice from
+// the socket to the file for uploads) lose, duplicate and reorder no byte: pipelined requests
+// around them, clients that hang up mid-body, one that stops reading (the idle timeout still
+// comes), a 1 GiB file both ways compared by SHA-256; and
 // the Bun behaviours the path relies on: `socket.fd` is the connection's own descriptor (checked
 // with getsockname/getpeername; the stats show sendfile was used), a write Bun reports whole is in
 // the kernel before the store writes behind it (replies in order), SIGPIPE is ignored.
@@ -20,7 +21,7 @@ afterEach(async () => {
   server = null;
 });
 
-async function stats(adminPort: number): Promise<{ zeroCopy: { downloads: number; fallbacks: number }; connectionBugs: number }> {
+async function stats(adminPort: number): Promise<{ zeroCopy: { downloads: number; uploads: number; fallbacks: number }; connectionBugs: number }> {
   return (await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as never;
 }
 const openFds = (pid: number) => readdirSync(`/proc/${pid}/fd`).length;
@@ -135,3 +136,55 @@ test("an engine without sendfile serves zeroCopy downloads by copying, and says 
   expect(server.lines.filter((l) => l.includes("event=zero_copy_off")).length).toBe(1);
 });
 
+test("a spliced upload followed in the same write by its ACK and more requests: exact file, replies in order, nothing read by Bun meanwhile", async () => {
+  const adminPort = freePort();
+  server = await startServer({ zeroCopy: true, adminPort });
+  const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+  const body = payload(3_000_000, 77);
+  await conn.sendFrame({ operation: Op.UPLOAD, key: "spliced", size: body.length });
+  expect((await conn.readFrame()).message).toBe(Msg.START);
+  // The body, then (before END) the ACK the protocol expects after END, and two more requests.
+  await conn.write(
+    Buffer.concat([
+      body,
+      protobufCodec.encodeFrame({ operation: Op.UPLOAD, key: "spliced", message: Msg.ACK }),
+      protobufCodec.encodeFrame({ operation: Op.EXIST, key: "spliced" }),
+      protobufCodec.encodeFrame({ operation: Op.BENCH_MARK, key: "after" }),
+    ]),
+  );
+  expect((await conn.readFrame()).message).toBe(Msg.END);
+  const exist = await conn.readFrame();
+  expect([exist.operation, exist.size]).toEqual([Op.EXIST_RSP, body.length]);
+  expect((await conn.readFrame()).operation).toBe(Op.BENCH_MARK_RSP);
+  const parts: Uint8Array[] = [];
+  await downloadExchange(conn, "spliced", (p) => void parts.push(p.slice()));
+  expect(sha256(Buffer.concat(parts))).toBe(sha256(body));
+  conn.close();
+  const s = await stats(adminPort);
+  expect(s.zeroCopy.uploads).toBe(1);
+  expect(s.connectionBugs).toBe(0);
+});
+
+test("clients that hang up mid-upload on the splice path leave no temporary file and no descriptor", async () => {
+  // One worker, so its splice pipe (kept for the worker's life) exists before the baseline.
+  server = await startServer({ zeroCopy: true, ioThreads: 1 });
+  const warm = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+  await uploadExchange(warm, "warm", 100_000, (c) => c.write(payload(100_000, 1)));
+  warm.close();
+  await Bun.sleep(100);
+  const baseline = openFds(server.pid);
+  for (let i = 0; i < 10; i++) {
+    const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await conn.sendFrame({ operation: Op.UPLOAD, key: `cut-${i}`, size: 10_000_000 });
+    expect((await conn.readFrame()).message).toBe(Msg.START);
+    await conn.write(payload(1_000_000, i));
+    conn.destroy();
+  }
+  const tempFiles = () => readdirSync(server!.dataDir, { recursive: true }).filter((p) => String(p).includes("\\"));
+  await eventually(() => tempFiles().length === 0 && openFds(server!.pid) <= baseline, 5000, "temporary files and descriptors gone").catch((e) => { throw new Error(`${e.message}: temp ${tempFiles().length}, fds ${openFds(server!.pid)} of ${baseline}, log: ${server!.lines.slice(-6).join(" | ")}`); });
+  const check = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+  for (let i = 0; i < 10; i++) {
+    await expect(existExchange(check, `cut-${i}`)).rejects.toThrow("no such key");
+  }
+  check.close();
+}, 30_000);

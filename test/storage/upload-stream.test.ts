@@ -86,7 +86,7 @@ function owner() {
 async function openedUpload(size: number, fsync = false) {
   const engine = new FakeEngine();
   const { o, events } = owner();
-  const up = new UploadStream(engine, fsync ? "/data/ab/.tmp" : "/tmp/t", fsync ? "/data/ab/key" : "/tmp/f", size, { fsync, chunkBytesMax: 256 * KiB, writesInFlightMax: 2, owner: o });
+  const up = new UploadStream(engine, fsync ? "/data/ab/.tmp" : "/tmp/t", fsync ? "/data/ab/key" : "/tmp/f", size, { fsync, chunkBytesMax: 256 * KiB, writesInFlightMax: 2, owner: o, zeroCopy: null });
   up.open();
   await engine.complete("open");
   expect(events).toEqual(["open:0"]);

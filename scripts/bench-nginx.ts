@@ -8,8 +8,8 @@
 //
 //   bun scripts/bench-nginx.ts [--rounds 2] [--only store-5k,serve-50k] [--seconds 5] [--copy]
 //
-// --copy adds a third contestant on the serve rows: fsgw with zeroCopy off (bodies read into
-// memory and written), to show what sendfile buys.
+// --copy adds a third contestant: fsgw with zeroCopy off (bodies through memory: read and written
+// for downloads, received and written for uploads), to show what sendfile and splice buy.
 //
 // nginx and wrk come from Debian (`apt-get install nginx-light wrk`, done here when missing and
 // running as root). nginx runs from a temporary config: 2 workers (one per core, as its
@@ -263,7 +263,7 @@ const results = new Map<string, Record<Who, Measured[]>>();
 for (const row of selected) results.set(row.name, { nginx: [], fsgw: [], "fsgw-copy": [] });
 for (let round = 1; round <= rounds; round++) {
   for (const row of selected) {
-    const contestants: Who[] = withCopy && row.kind === "serve" ? ["nginx", "fsgw", "fsgw-copy"] : ["nginx", "fsgw"];
+    const contestants: Who[] = withCopy ? ["nginx", "fsgw", "fsgw-copy"] : ["nginx", "fsgw"];
     for (const who of contestants) {
       const m = who === "nginx" ? await nginxRun(row, round) : await fsgwRun(row, round, who === "fsgw-copy" ? { zeroCopy: false } : {});
       results.get(row.name)![who].push(m);

@@ -66,7 +66,7 @@ export const fields = {
   inlineBuffersBytesMax: int(32 * MiB, 0, 1024 * MiB, "idle memory kept in buffers of inlineBytesMax + 2 KiB for reuse by small uploads and downloads; past it released buffers go to the garbage collector"),
   ioChunkBytes: int(256 * KiB, 4 * KiB, 64 * MiB, "largest single write or read handed to the engine while streaming; must not exceed connectionBufferBytesMax"),
   uploadWritesInFlightMax: int(2, 1, 64, "writes one streamed upload may have in flight at once (each at its own offset), so disk and network overlap"),
-  zeroCopy: bool(true, "cpool: downloads larger than inlineBytesMax go from the file to the socket with sendfile(2), no byte through JavaScript (cached pages inline, the rest on a pool worker); off: read into memory and written"),
+  zeroCopy: bool(true, "cpool: bodies larger than inlineBytesMax never pass through JavaScript: downloads go file -> socket with sendfile(2), uploads socket -> file with splice(2), on pool workers (cached pages inline); off: through memory"),
   fsyncOnCommit: bool(false, "fsync each file before its rename and its directory after: the upload survives power loss once END is sent, at the cost of two disk flushes per upload"),
   shutdownGraceMs: int(5_000, 0, 600_000, "on SIGINT/SIGTERM, time given to exchanges in flight before connections are cut"),
   pidFile: str("", "write the server's process id to this file once it listens, and remove it at a clean stop (empty: none)", true),

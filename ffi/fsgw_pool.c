@@ -965,3 +965,22 @@ int32_t fsgw_dup(int32_t fd) {
 }
 
 int32_t fsgw_close(int32_t fd) { return close(fd) == 0 ? 0 : (int32_t)neg_errno(); }
+
+int32_t fsgw_splice_probe(const char *dir) {
+  int file = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+  if (file < 0) return (int32_t)neg_errno();
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    int32_t err = (int32_t)neg_errno();
+    close(file);
+    return err;
+  }
+  int32_t rc = 0;
+  if (write(p[1], "x", 1) != 1) rc = (int32_t)neg_errno();
+  loff_t at = 0;
+  if (rc == 0 && splice(p[0], NULL, file, &at, 1, 0) != 1) rc = errno != 0 ? (int32_t)neg_errno() : -EIO;
+  close(p[0]);
+  close(p[1]);
+  close(file);
+  return rc;
+}

@@ -256,6 +256,10 @@ double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len);
  * a runtime-reported descriptor is this connection's); -ESTALE for another socket; -errno. */
 int32_t fsgw_socket_check(int32_t fd, int32_t local_port, int32_t peer_port);
 
+/* 0 when splice(2) can write into a regular file created in dir (an unnamed O_TMPFILE, gone when
+ * closed), -errno otherwise (-EINVAL: the file system has no splice write). Start-up only. */
+int32_t fsgw_splice_probe(const char *dir);
+
 /* dup(2) with close-on-exec, and close(2): the caller owns descriptors it hands to the pool. */
 int32_t fsgw_dup(int32_t fd);
 int32_t fsgw_close(int32_t fd);

@@ -422,6 +422,8 @@ static void test_splice_in(void) {
   close(file);
   free(data);
   free(back);
+  CHECK(fsgw_splice_probe(dir) == 0, "splice_probe: this file system takes splice writes", "%d", fsgw_splice_probe(dir));
+  CHECK(fsgw_splice_probe("/proc") < 0, "splice_probe: procfs does not", "%d", fsgw_splice_probe("/proc"));
 }
 
 static void test_zero_copy(void) {

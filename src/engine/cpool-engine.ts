@@ -20,7 +20,7 @@
 //             is promised, workers ring no doorbell;
 //   adaptive: batch for the callback-form operations, direct for the rest (streamed bodies).
 import { constants } from "node:os";
-import { closeFd, COMMIT_FSYNC, dupFd, InlineFs, nativeFsyncCount, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { closeFd, COMMIT_FSYNC, dupFd, spliceProbe, InlineFs, nativeFsyncCount, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
 import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type ZeroCopyOps, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
@@ -259,6 +259,9 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   }
   spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void {
     this.start(this.pending(PoolOp.SPLICE_IN, file, socket, null, len, offset, null, null, target));
+  }
+  spliceWorksIn(dir: string): number {
+    return spliceProbe(dir);
   }
   dupNow(fd: number): number {
     return dupFd(fd);

@@ -118,6 +118,8 @@ export interface ZeroCopyOps {
    * -errno, and as aux the errno of a file that refused them (they were taken, not stored).
    */
   spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void;
+  /** 0 when spliceTo can write files in `dir` (start-up probe), else -errno. */
+  spliceWorksIn(dir: string): number;
   /** dup(2): a number that stays this socket's while the pool uses it, whatever the runtime closes. */
   dupNow(fd: number): number;
   /** close(2), at once: 0 or -errno. */

@@ -100,6 +100,7 @@ function load() {
     fsgw_sendfile_now: { args: ["i32", "i32", "f64", "f64"], returns: "f64" },
     fsgw_socket_check: { args: ["i32", "i32", "i32"], returns: "i32" },
     fsgw_dup: { args: ["i32"], returns: "i32" },
+    fsgw_splice_probe: { args: ["ptr"], returns: "i32" },
     fsgw_close: { args: ["i32"], returns: "i32" },
     fsgw_debug_set_inline_refused: { args: ["i32"], returns: "void" },
   });
@@ -169,6 +170,11 @@ export function socketCheck(fd: number, localPort: number, peerPort: number): nu
 /** dup(2), close-on-exec: a descriptor number that stays this socket's while the pool uses it. */
 export function dupFd(fd: number): number {
   return lib().fsgw_dup(fd);
+}
+
+/** 0 when splice can write files in `dir`, else -errno (fsgw_splice_probe). */
+export function spliceProbe(dir: string): number {
+  return lib().fsgw_splice_probe(new TextEncoder().encode(dir + "\0"));
 }
 
 export function closeFd(fd: number): number {

@@ -79,6 +79,8 @@ export class FileStore implements Store {
    * whose caches can be trusted; null otherwise: then every operation goes through the engine.
    */
   private inline: InlineOps | null = null;
+  /** Splice for uploads, once init() has found that this file system takes splice writes. */
+  private spliceUploads = false;
 
   constructor(
     private readonly engine: IoEngine,
@@ -117,6 +119,12 @@ export class FileStore implements Store {
       const trusted = inline.trustedFor(this.dataDir);
       this.inline = trusted === 1 ? inline : null;
       if (trusted !== 1) log.info("inline_io_off", { dataDir: this.dataDir, reason: trusted === 0 ? "not a local file system: cached attributes may be stale" : `statfs failed: errno ${-trusted}` });
+    }
+    const zc = this.engine.zeroCopy;
+    if (zc !== null) {
+      const probe = zc.spliceWorksIn(this.shardDirs[0]!);
+      this.spliceUploads = probe === 0;
+      if (probe !== 0) log.info("splice_uploads_off", { dataDir: this.dataDir, reason: `splice into a file here fails (errno ${-probe})`, effect: "uploads are received into memory and written" });
     }
     log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, inlineIo: this.inline !== null });
   }
@@ -224,7 +232,7 @@ export class FileStore implements Store {
       chunkBytesMax: this.chunkBytes,
       writesInFlightMax: this.writesInFlightMax,
       owner,
-      zeroCopy: this.engine.zeroCopy,
+      zeroCopy: this.spliceUploads ? this.engine.zeroCopy : null,
     });
     upload.open();
     return upload;

@@ -263,9 +263,10 @@ static int64_t do_read_file(const char *path, char *buf, size_t cap, int32_t *au
   return rc;
 }
 
-/* Sends file[offset, offset + len) to sock, waiting (poll) while the socket is full, for at most
- * FSGW_SENDFILE_WAIT_MS at a time: a stalled client gets its worker back to the queue. */
-static int64_t do_sendfile(int sock, int file, int64_t offset, size_t len) {
+/* Sends file[offset, offset + len) to sock. While the socket is full it waits (poll) up to wait_ms
+ * at a time, and returns what went when the wait passes with no room (wait_ms 0: at once, never
+ * waiting). A stalled client so gets its worker back to the queue. */
+static int64_t send_file_range(int sock, int file, int64_t offset, size_t len, int wait_ms) {
   size_t done = 0;
   while (done < len) {
     off_t at = (off_t)(offset + (int64_t)done);
@@ -277,9 +278,10 @@ static int64_t do_sendfile(int sock, int file, int64_t offset, size_t len) {
     if (n == 0) break; /* the file ended early: the caller decides (its START promised more) */
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return done > 0 ? (int64_t)done : neg_errno();
+    if (wait_ms == 0) break;
     struct pollfd p = {.fd = sock, .events = POLLOUT};
     int ready;
-    do ready = poll(&p, 1, FSGW_SENDFILE_WAIT_MS);
+    do ready = poll(&p, 1, wait_ms);
     while (ready < 0 && errno == EINTR);
     if (ready <= 0) break; /* still full: complete with what went, the caller submits the rest */
   }
@@ -353,7 +355,7 @@ static void run_job(job *j) {
     case FSGW_OP_UNLINK: j->result = unlink(j->path) == 0 ? 0 : neg_errno(); break;
     case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags); break;
     case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux); break;
-    case FSGW_OP_SENDFILE: j->result = do_sendfile(j->fd, (int)j->flags, j->offset, j->len); break;
+    case FSGW_OP_SENDFILE: j->result = send_file_range(j->fd, (int)j->flags, j->offset, j->len, FSGW_SENDFILE_WAIT_MS); break;
     case FSGW_OP_SPLICE_IN: j->result = do_splice_in(j->fd, (int)j->flags, j->offset, j->len, &j->aux); break;
     default: j->result = -EINVAL; break;
   }
@@ -921,20 +923,7 @@ static int range_cached(int file, uint64_t offset, uint64_t len) {
 double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len) {
   if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
   if (!range_cached(file, (uint64_t)offset, (uint64_t)len)) return -EAGAIN;
-  size_t done = 0, want = (size_t)len;
-  while (done < want) {
-    off_t at = (off_t)(offset + (double)done);
-    ssize_t n = sendfile(sock, file, &at, want - done);
-    if (n > 0) {
-      done += (size_t)n;
-      continue;
-    }
-    if (n == 0) break;
-    if (errno == EINTR) continue;
-    if (errno == EAGAIN) break; /* the socket is full: the caller waits for it (the pool does) */
-    return done > 0 ? (double)done : (double)neg_errno();
-  }
-  return (double)done;
+  return (double)send_file_range(sock, file, (int64_t)offset, (size_t)len, 0);
 }
 
 int32_t fsgw_socket_check(int32_t fd, int32_t local_port, int32_t peer_port) {

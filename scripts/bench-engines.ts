@@ -15,17 +15,11 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join, resolve } from "node:path";
 import { runLoad, type LoadResult } from "../src/client/load";
 import { startServer, type TestServer } from "./lib/server-process";
+import { args, option, KiB, MiB } from "./lib/options";
 
 const root = resolve(import.meta.dir, "..");
-const args = process.argv.slice(2);
 const flag = (name: string) => args.includes(name);
-const option = (name: string, def: string) => {
-  const i = args.indexOf(name);
-  return i >= 0 && i + 1 < args.length ? args[i + 1]! : def;
-};
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 const quick = flag("--quick");
 const rounds = Number(option("--rounds", quick ? "1" : "3"));
 

@@ -126,7 +126,7 @@ export class FileStore implements Store {
       this.spliceUploads = probe === 0;
       if (probe !== 0) log.info("splice_uploads_off", { dataDir: this.dataDir, reason: `splice into a file here fails (errno ${-probe})`, effect: "uploads are received into memory and written" });
     }
-    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, inlineIo: this.inline !== null });
+    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, inlineIo: this.inline !== null, spliceUploads: this.spliceUploads });
   }
 
   private checkLayout(): void {

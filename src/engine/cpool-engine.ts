@@ -239,6 +239,9 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   unlinkTo(path: string, target: IoTarget): void {
     this.start(this.pending(PoolOp.UNLINK, 0, -1, null, 0, 0, cPath(path), null, target));
   }
+  readWholeTo(path: string, into: Uint8Array, target: IoTarget): void {
+    this.start(this.pending(PoolOp.READ_FILE, 0, -1, into, into.length, 0, cPath(path), null, target));
+  }
   commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void {
     this.start(this.pending(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath), target));
   }

@@ -72,6 +72,8 @@ export interface CallbackOps {
   statTo(path: string, target: IoTarget): void;
   unlinkTo(path: string, target: IoTarget): void;
   commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void;
+  /** readWhole's callback form: the file's size (bytes in `into` when it fits), or -errno. */
+  readWholeTo(path: string, into: Uint8Array, target: IoTarget): void;
 }
 
 /** What an engine reports about itself (/debug/stats, /metrics); fields an engine lacks are absent. */

@@ -220,6 +220,8 @@ export class FileStore implements Store {
       const size = this.inline.readCached(path, into);
       if (size !== WOULD_BLOCK) return new ValueDone(target).onIoDone(size);
     }
+    const native = this.engine.callbacks;
+    if (native !== null) return native.readWholeTo(path, into, new ValueDone(target));
     this.engine.readWhole(path, into).then(
       (size) => target.onStoreDone(size, 0),
       (e) => reportError(target, e),

@@ -275,7 +275,7 @@ static int64_t send_file_range(int sock, int file, int64_t offset, size_t len, i
       done += (size_t)n;
       continue;
     }
-    if (n == 0) break; /* the file ended early: the caller decides (its START promised more) */
+    if (n == 0) return done > 0 ? (int64_t)done : -ENODATA; /* the file ended early (it shrank) */
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return done > 0 ? (int64_t)done : neg_errno();
     if (wait_ms == 0) break;

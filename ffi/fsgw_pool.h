@@ -52,9 +52,10 @@ enum {
                              aux = st_mode; a non-regular file is -EISDIR */
   FSGW_OP_SENDFILE = 12, /* fd = a socket (the caller's own descriptor, kept open until the
                              completion is drained), flags = the file's descriptor, offset, len ->
-                             bytes sent: len, or fewer when the file ended or the socket stayed
-                             unwritable for FSGW_SENDFILE_WAIT_MS (submit the rest again); -errno
-                             (-EPIPE, -ECONNRESET: the peer is gone) when nothing was sent */
+                             bytes sent: len, or fewer when the socket stayed unwritable for
+                             FSGW_SENDFILE_WAIT_MS (submit the rest again); -errno when nothing was
+                             sent (-EPIPE, -ECONNRESET: the peer is gone; -ENODATA: the file ended
+                             before offset + len, it shrank) */
   FSGW_OP_SPLICE_IN = 13, /* fd = a socket (the caller's own descriptor, kept open until the
                               completion is drained), flags = a file's descriptor, offset, len ->
                               bytes moved from the socket into the file at offset (through a pipe,

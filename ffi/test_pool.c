@@ -461,6 +461,10 @@ static void test_zero_copy(void) {
   CHECK(c.result == (double)size - sent, "SENDFILE op: the rest, waiting for the socket", "%g of %g", c.result, (double)size - sent);
   CHECK(r.got == size && memcmp(back, data, size) == 0, "zero-copy: the peer received every byte, in order", "%zu", r.got);
 
+  /* Past the end of the file: -ENODATA, not 0 forever (a file that shrank must end the stream). */
+  c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, server, NULL, 10, (double)size, NULL, NULL);
+  CHECK(c.result == -ENODATA, "SENDFILE op: past the end of the file is -ENODATA", "%g", c.result);
+  CHECK(fsgw_sendfile_now(server, file, (double)size, 0) == 0, "sendfile_now: an empty range sends nothing", "%g", fsgw_sendfile_now(server, file, (double)size, 0));
   /* A reader that never reads: the op gives its worker back after FSGW_SENDFILE_WAIT_MS. */
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -52,8 +52,6 @@ const rows: Row[] = [
 interface Variant {
   name: string;
   fields: Record<string, string | number | boolean>;
-  /** Environment for the server (experiments behind a variable). */
-  env?: Record<string, string>;
   projectRoot?: string;
 }
 const allVariants: Variant[] = [
@@ -187,7 +185,7 @@ for (const row of selected) {
     for (const v of variants) {
       const creates = row.op === "upload" || row.op === "delete";
       const dataDir = creates ? freshDir(`${row.name}-${v.name}`) : await readDir(v, row.size);
-      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000 }, v.env ?? {}, [], v.projectRoot);
+      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000 }, {}, [], v.projectRoot);
       const connections = row.connections ?? CONNECTIONS;
       // Warm-up (JIT), untimed: bench exchanges, then the row's own exchange on other keys.
       await runLoad({ host: "127.0.0.1", port: server.port, op: "bench", connections: CONNECTIONS, count: 20_000, size: 0 });

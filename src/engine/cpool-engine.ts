@@ -108,7 +108,8 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   readonly inline: InlineFs | null;
   readonly callbacks: CallbackOps = this;
   readonly zeroCopy: ZeroCopyOps = this;
-  /** The inline calls, also when ioInline is off (zero-copy needs them; the C hook still refuses). */
+  /** The inline calls, also when ioInline is off (zero-copy needs them; the C hook still refuses);
+   *  one instance, so /debug/stats counts every inline call. */
   private readonly fs = new InlineFs();
   private readonly pool: NativePool;
   /** The operation in each C slot, from submission until its completion is drained. */
@@ -144,7 +145,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     });
     this.pool.setJobsPerWake(options.jobsPerWake);
     this.pool.setSpinUs(options.spinUs);
-    this.inline = options.inline === "off" ? null : new InlineFs();
+    this.inline = options.inline === "off" ? null : this.fs;
     if (options.inline === "refused") InlineFs.setRefusedForTests(true);
     this.keepAlive = setInterval(() => {}, KEEPALIVE_PERIOD_MS);
     this.keepAlive.unref();

@@ -920,10 +920,49 @@ static int range_cached(int file, uint64_t offset, uint64_t len) {
   return cs.nr_cache >= pages;
 }
 
-double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len) {
+/* Sends buf[0, len) to a non-blocking socket, never waiting: the bytes sent (fewer when the socket
+ * is full), or -errno when none went. MSG_MORE when more follows, so the kernel packs the frame
+ * with what comes next instead of sending it in a packet of its own. */
+static int64_t send_bytes_now(int sock, const uint8_t *buf, size_t len, int more) {
+  size_t done = 0;
+  int flags = MSG_DONTWAIT | MSG_NOSIGNAL | (more ? MSG_MORE : 0);
+  while (done < len) {
+    ssize_t n = send(sock, buf + done, len - done, flags);
+    if (n > 0) {
+      done += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    return done > 0 ? (int64_t)done : neg_errno();
+  }
+  return (int64_t)done;
+}
+
+double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len, const void *head, int32_t head_len, const void *tail, int32_t tail_len) {
   if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
   if (!range_cached(file, (uint64_t)offset, (uint64_t)len)) return -EAGAIN;
-  return (double)send_file_range(sock, file, (int64_t)offset, (size_t)len, 0);
+  /* head, body, tail in order; each stops the rest when the socket takes less than all of it. An
+   * error after some bytes went reports the bytes: the next call meets the error again. */
+  int64_t sent = 0, n;
+  if (head_len > 0) {
+    n = send_bytes_now(sock, head, (size_t)head_len, len > 0 || tail_len > 0);
+    if (n < 0) return (double)n;
+    sent = n;
+    if (n < head_len) return (double)sent;
+  }
+  if (len > 0) {
+    n = send_file_range(sock, file, (int64_t)offset, (size_t)len, 0);
+    if (n < 0) return (double)(sent > 0 ? sent : n);
+    sent += n;
+    if ((double)n < len) return (double)sent;
+  }
+  if (tail_len > 0) {
+    n = send_bytes_now(sock, tail, (size_t)tail_len, 0);
+    if (n < 0) return (double)(sent > 0 ? sent : n);
+    sent += n;
+  }
+  return (double)sent;
 }
 
 int32_t fsgw_socket_check(int32_t fd, int32_t local_port, int32_t peer_port) {

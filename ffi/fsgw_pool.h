@@ -27,7 +27,7 @@
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 3
+#define FSGW_ABI_VERSION 4
 
 typedef struct fsgw_pool fsgw_pool;
 
@@ -247,11 +247,14 @@ void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us);
  * (fsgw_close). */
 int32_t fsgw_open_cached(const char *path, double *size_out);
 
-/* Sends file[offset, offset + len) to a non-blocking socket, only when every page of that range
- * is in the page cache (cachestat(2), so sendfile cannot wait on the disk): the bytes sent, which
- * may be fewer than len when the socket is full (0 included); -EAGAIN when the range is not cached
- * or cachestat is unavailable (nothing sent: use FSGW_OP_SENDFILE); or -errno. */
-double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len);
+/* Sends head[0, head_len), then file[offset, offset + len), then tail[0, tail_len) to a
+ * non-blocking socket (a download's frames around its body: one call, no byte through the caller),
+ * only when every page of the file's range is in the page cache (cachestat(2), so sendfile cannot
+ * wait on the disk). Returns the bytes sent of the three together, which may be fewer than all when
+ * the socket is full (0 included: the caller sends the rest another way); -EAGAIN when the range
+ * is not cached or cachestat is unavailable (nothing sent: use FSGW_OP_SENDFILE); or -errno when
+ * nothing could be sent. head and tail may be NULL with length 0. */
+double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len, const void *head, int32_t head_len, const void *tail, int32_t tail_len);
 
 /* 0 when fd is a TCP socket whose local port and peer port are these (an independent check that
  * a runtime-reported descriptor is this connection's); -ESTALE for another socket; -errno. */

@@ -449,7 +449,7 @@ static void test_zero_copy(void) {
   CHECK(fsgw_socket_check(file, sport, cport) == -ENOTSOCK, "socket_check: a file is -ENOTSOCK", "%d", fsgw_socket_check(file, sport, cport));
 
   /* Inline: sends what the socket takes at once (no reader yet), never blocking. */
-  double sent = fsgw_sendfile_now(server, file, 0, (double)size);
+  double sent = fsgw_sendfile_now(server, file, 0, (double)size, NULL, 0, NULL, 0);
   CHECK(sent > 0 && sent < (double)size, "sendfile_now: a full socket takes part, without blocking", "%g", sent);
   /* The pool sends the rest while a reader that starts late drains the socket. */
   reader_arg r = {.fd = client, .buf = back, .n = size, .delay_ms = 50};
@@ -464,7 +464,8 @@ static void test_zero_copy(void) {
   /* Past the end of the file: -ENODATA, not 0 forever (a file that shrank must end the stream). */
   c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, server, NULL, 10, (double)size, NULL, NULL);
   CHECK(c.result == -ENODATA, "SENDFILE op: past the end of the file is -ENODATA", "%g", c.result);
-  CHECK(fsgw_sendfile_now(server, file, (double)size, 0) == 0, "sendfile_now: an empty range sends nothing", "%g", fsgw_sendfile_now(server, file, (double)size, 0));
+  double empty = fsgw_sendfile_now(server, file, (double)size, 0, NULL, 0, NULL, 0);
+  CHECK(empty == 0, "sendfile_now: an empty range sends nothing", "%g", empty);
   /* A reader that never reads: the op gives its worker back after FSGW_SENDFILE_WAIT_MS. */
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -484,6 +485,26 @@ static void test_zero_copy(void) {
   fsgw_pool_free(pool);
   int d = fsgw_dup(server);
   CHECK(d >= 0 && d != server && fsgw_close(d) == 0 && fsgw_close(d) == -EBADF, "dup and close", "%d", d);
+  close(server);
+
+  /* Framed: head, a small body and tail in one call, received in that order and nothing else. */
+  tcp_pair(&server, &client, &sport, &cport);
+  const char head[] = "HEAD-FRAME", tail[] = "TAIL";
+  size_t small = 50 * 1024, total = (sizeof head - 1) + small + (sizeof tail - 1);
+  sent = fsgw_sendfile_now(server, file, 1000, (double)small, head, (int32_t)(sizeof head - 1), tail, (int32_t)(sizeof tail - 1));
+  CHECK(sent == (double)total, "sendfile_now framed: head, body and tail all sent", "%g of %zu", sent, total);
+  size_t got = read_all(client, back, total);
+  CHECK(got == total && memcmp(back, head, sizeof head - 1) == 0 && memcmp(back + sizeof head - 1, data + 1000, small) == 0 &&
+            memcmp(back + sizeof head - 1 + small, tail, sizeof tail - 1) == 0,
+        "sendfile_now framed: the peer gets head, the file's range, tail, in order", "%zu bytes", got);
+  /* A body larger than the socket takes: the count stops inside the body and the tail is not sent. */
+  sent = fsgw_sendfile_now(server, file, 0, (double)size, head, (int32_t)(sizeof head - 1), tail, (int32_t)(sizeof tail - 1));
+  CHECK(sent > (double)(sizeof head - 1) && sent < (double)(sizeof head - 1 + size), "sendfile_now framed: a full socket stops inside the body", "%g", sent);
+  close(client);
+  usleep(20000);
+  double gone = fsgw_sendfile_now(server, file, 0, 10, head, (int32_t)(sizeof head - 1), NULL, 0);
+  gone = gone >= 0 ? fsgw_sendfile_now(server, file, 0, 10, head, (int32_t)(sizeof head - 1), NULL, 0) : gone;
+  CHECK(gone == -EPIPE || gone == -ECONNRESET, "sendfile_now framed: a closed peer is -EPIPE or -ECONNRESET", "%g", gone);
   close(server);
   close(file);
   free(data);

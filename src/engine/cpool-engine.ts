@@ -254,8 +254,8 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   get lastSize(): number {
     return this.fs.lastSize;
   }
-  sendfileNow(socket: number, file: number, offset: number, len: number): number {
-    return this.fs.sendfileNow(socket, file, offset, len);
+  sendfileNow(socket: number, file: number, offset: number, len: number, head: Uint8Array | null, tail: Uint8Array | null): number {
+    return this.fs.sendfileNow(socket, file, offset, len, head, tail);
   }
   sendfileTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void {
     // The file's descriptor rides in `flags` (fsgw_pool.h, FSGW_OP_SENDFILE).

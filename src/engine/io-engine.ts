@@ -110,8 +110,12 @@ export interface ZeroCopyOps {
   /** Inline: opens `path` for reading from the dentry cache: a descriptor (size in lastSize), or -errno (WOULD_BLOCK: ask the pool). */
   openCached(path: string): number;
   readonly lastSize: number;
-  /** Inline: sends what the socket takes now if the range is in the page cache: bytes sent, or -errno (WOULD_BLOCK: not cached). */
-  sendfileNow(socket: number, file: number, offset: number, len: number): number;
+  /**
+   * Inline: sends head, then the file's range, then tail (frames around a body; null for none), as
+   * far as the socket takes them now, if the range is in the page cache: the bytes of the three
+   * sent, or -errno when none went (WOULD_BLOCK: not cached).
+   */
+  sendfileNow(socket: number, file: number, offset: number, len: number, head: Uint8Array | null, tail: Uint8Array | null): number;
   /** On the pool: sends, waiting for the socket up to a bound at a time; the target gets the bytes sent (maybe fewer than len) or -errno. */
   sendfileTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void;
   /**

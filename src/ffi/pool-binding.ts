@@ -8,7 +8,7 @@ import { dlopen, JSCallback, ptr, type Pointer } from "bun:ffi";
 import { constants } from "node:os";
 import { ensureLibrary } from "./build";
 
-const ABI_VERSION = 3;
+const ABI_VERSION = 4;
 const SUB_BYTES = 56;
 const COMP_BYTES = 16;
 /**
@@ -97,7 +97,7 @@ function load() {
     fsgw_read_cached: { args: ["ptr", "ptr", "f64"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
     fsgw_open_cached: { args: ["ptr", "ptr"], returns: "i32" },
-    fsgw_sendfile_now: { args: ["i32", "i32", "f64", "f64"], returns: "f64" },
+    fsgw_sendfile_now: { args: ["i32", "i32", "f64", "f64", "ptr", "i32", "ptr", "i32"], returns: "f64" },
     fsgw_socket_check: { args: ["i32", "i32", "i32"], returns: "i32" },
     fsgw_dup: { args: ["i32"], returns: "i32" },
     fsgw_splice_probe: { args: ["ptr"], returns: "i32" },
@@ -251,9 +251,14 @@ export class InlineFs {
     return this.sizeOut[0]!;
   }
 
-  /** Sends file[offset, offset + len) to a non-blocking socket when the range is cached: bytes sent, or -errno (-EAGAIN: not cached). */
-  sendfileNow(socket: number, file: number, offset: number, len: number): number {
-    return this.count(this.sym.fsgw_sendfile_now(socket, file, offset, len));
+  /**
+   * Sends head, file[offset, offset + len) and tail to a non-blocking socket when the range is
+   * cached: the bytes of the three sent, or -errno (-EAGAIN: not cached, nothing sent).
+   */
+  sendfileNow(socket: number, file: number, offset: number, len: number, head: Uint8Array | null, tail: Uint8Array | null): number {
+    const h = head !== null && head.length > 0 ? head : null;
+    const t = tail !== null && tail.length > 0 ? tail : null;
+    return this.count(this.sym.fsgw_sendfile_now(socket, file, offset, len, h, h?.length ?? 0, t, t?.length ?? 0));
   }
 
   closeFd(fd: number): number {

@@ -240,6 +240,11 @@ export class FileStore implements Store {
     return upload;
   }
 
+  /** Framed sends are answered inline from the kernel's caches: only with sendfile and inline calls. */
+  get sendsFramed(): boolean {
+    return this.engine.zeroCopy !== null && this.inline !== null;
+  }
+
   openReader(key: StoreKey): BodyReader {
     const zeroCopy = this.engine.zeroCopy;
     return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key)) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null);
@@ -355,7 +360,7 @@ class SendfileReader extends FileReader {
   sendTo(socket: number, target: StoreTarget): void {
     if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`SendfileReader.sendTo while ${this.inFlight ? "busy" : "closed"}`);
     const left = this.size - this.position;
-    const now = this.inlineAllowed ? this.zc.sendfileNow(socket, this.fd, this.position, left) : WOULD_BLOCK;
+    const now = this.inlineAllowed ? this.zc.sendfileNow(socket, this.fd, this.position, left, null, null) : WOULD_BLOCK;
     if (now > 0) {
       this.position += now;
       return target.onStoreDone(now, 0);
@@ -368,6 +373,16 @@ class SendfileReader extends FileReader {
     }
     this.inFlight = true;
     this.zc.sendfileTo(this.dupSocket, this.fd, this.position, left, new SendDone(this, target));
+  }
+
+  sendFramedNow(socket: number, head: Uint8Array, tail: Uint8Array): number {
+    if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`SendfileReader.sendFramedNow while ${this.inFlight ? "busy" : "closed"}`);
+    if (!this.inlineAllowed) return -1;
+    const left = this.size - this.position;
+    const sent = this.zc.sendfileNow(socket, this.fd, this.position, left, head, tail);
+    if (sent < 0) return -1; // not cached, or the socket failed: sendTo meets the failure and reports it
+    this.position += Math.min(Math.max(sent - head.length, 0), left);
+    return sent;
   }
 
   /** A pool send completed: count it and pass it on, unless the reader was closed meanwhile. */

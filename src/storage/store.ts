@@ -98,6 +98,14 @@ export interface BodyReader {
    * kernel (nothing queued in user space), and make no other write to the socket until the result.
    */
   sendTo?(socket: number, target: StoreTarget): void;
+  /**
+   * Optional (zero-copy, with sendTo): one attempt, never waiting, to send `head`, the rest of the
+   * body and `tail` (the connection's frames around the body) straight to the socket: the bytes of
+   * the three that went, fewer than all when the socket took less (the caller then sends the rest
+   * of `head` itself, the body by sendTo, the rest of `tail` itself); or -1 when it could not try
+   * now (nothing sent; sendTo waits for what it needs). Same conditions as sendTo.
+   */
+  sendFramedNow?(socket: number, head: Uint8Array, tail: Uint8Array): number;
   /** Releases the reader, also mid-operation (no result follows); resolves when released. */
   close(): Promise<void>;
 }
@@ -122,6 +130,12 @@ export interface Store {
   beginUpload(key: StoreKey, size: number, owner: UploadOwner): UploadSink;
   /** A reader for a streamed download of the key; nothing happens until its open(). */
   openReader(key: StoreKey): BodyReader;
+  /**
+   * Optional: true when this store's readers send bodies of any size to sockets (sendFramedNow)
+   * more cheaply than readWhole reads small ones into memory; a connection that can hand over its
+   * socket then downloads every file through openReader.
+   */
+  readonly sendsFramed?: boolean;
   /** The log text of a failure's detail code. */
   describe(detail: number): string;
 }

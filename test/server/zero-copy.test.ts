@@ -65,7 +65,7 @@ test("pipelined requests around sendfile downloads are answered in order, bodies
   conn.close();
 
   const s = await stats(adminPort);
-  expect(s.zeroCopy.downloads).toBe(2); // "small" fits inlineBytesMax: one write of START, body, END
+  expect(s.zeroCopy.downloads).toBe(3); // "small" too: START, body and END in one sendfile call
   expect(s.zeroCopy.fallbacks).toBe(0);
   expect(server.lines.some((l) => l.includes("event=zero_copy_off"))).toBe(false);
   // SIGPIPE (signal 13, bit 12 of SigIgn) ignored: a peer gone mid-sendfile is an error, not death.

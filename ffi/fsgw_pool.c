@@ -939,6 +939,39 @@ static int64_t send_bytes_now(int sock, const uint8_t *buf, size_t len, int more
   return (int64_t)done;
 }
 
+/* A body this small goes file -> pipe -> socket with SPLICE_F_MORE instead of by sendfile, so the
+ * END frame after it leaves in the same packet (sendfile pushes its last bytes out alone). The
+ * default pipe holds 16 pages: a body of at most 60 KiB fits whatever its first page's offset. */
+#define FRAMED_SPLICE_MAX (60u << 10)
+
+/* Sends file[offset, offset + len), len <= FRAMED_SPLICE_MAX, to a non-blocking socket through
+ * this thread's pipe, never waiting, with MSG_MORE (what follows joins it): the bytes the socket
+ * took, or -errno when none went. Bytes left in the pipe (a full socket) are dropped with it. */
+static int64_t splice_file_now(int sock, int file, int64_t offset, size_t len) {
+  if (splice_pipe[0] < 0 && pipe2(splice_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return neg_errno();
+  loff_t at = offset;
+  ssize_t in;
+  do in = splice(file, &at, splice_pipe[1], NULL, len, SPLICE_F_NONBLOCK);
+  while (in < 0 && errno == EINTR);
+  if (in == 0) return -ENODATA; /* the file ended early (it shrank) */
+  if (in < 0) return neg_errno();
+  size_t out = 0;
+  int err = 0;
+  while (out < (size_t)in) {
+    ssize_t n = splice(splice_pipe[0], NULL, sock, NULL, (size_t)in - out, SPLICE_F_NONBLOCK | SPLICE_F_MORE);
+    if (n > 0) {
+      out += (size_t)n;
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno != EAGAIN) err = errno;
+    break;
+  }
+  if (out < (size_t)in) drop_splice_pipe(); /* it holds bytes the socket did not take */
+  if (out == 0 && err != 0) return -err;
+  return (int64_t)out;
+}
+
 double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len, const void *head, int32_t head_len, const void *tail, int32_t tail_len) {
   if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
   if (!range_cached(file, (uint64_t)offset, (uint64_t)len)) return -EAGAIN;
@@ -952,7 +985,8 @@ double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len, 
     if (n < head_len) return (double)sent;
   }
   if (len > 0) {
-    n = send_file_range(sock, file, (int64_t)offset, (size_t)len, 0);
+    n = tail_len > 0 && len <= FRAMED_SPLICE_MAX ? splice_file_now(sock, file, (int64_t)offset, (size_t)len)
+                                                 : send_file_range(sock, file, (int64_t)offset, (size_t)len, 0);
     if (n < 0) return (double)(sent > 0 ? sent : n);
     sent += n;
     if ((double)n < len) return (double)sent;

@@ -771,17 +771,57 @@ static atomic_int inline_refused;
 
 void fsgw_debug_set_inline_refused(int32_t on) { atomic_store(&inline_refused, on != 0); }
 
+/* The base directory of inline lookups (fsgw_inline_base): a path under it is resolved from its
+ * descriptor, so the kernel walks only the components below it. Set once; read without a lock. */
+static pthread_mutex_t inline_base_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_int inline_base_set;
+static int inline_base_fd = -1;
+static char inline_base[4096];
+static size_t inline_base_len;
+
+int32_t fsgw_inline_base(const char *dir) {
+  size_t n = strlen(dir);
+  if (n == 0 || n + 2 > sizeof inline_base) return -ENAMETOOLONG;
+  pthread_mutex_lock(&inline_base_lock);
+  int32_t rc = 0;
+  if (!atomic_load_explicit(&inline_base_set, memory_order_relaxed)) {
+    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      rc = (int32_t)neg_errno();
+    } else {
+      memcpy(inline_base, dir, n);
+      if (inline_base[n - 1] != '/') inline_base[n++] = '/';
+      inline_base[n] = '\0';
+      inline_base_len = n;
+      inline_base_fd = fd;
+      atomic_store_explicit(&inline_base_set, 1, memory_order_release);
+      rc = 1;
+    }
+  }
+  pthread_mutex_unlock(&inline_base_lock);
+  return rc;
+}
+
 /* openat2 with RESOLVE_CACHED: a descriptor, or -EAGAIN when resolving path would need I/O. glibc
- * has no wrapper, hence the raw system call. */
+ * has no wrapper, hence the raw system call. Under the inline base, relative to its descriptor and
+ * never beyond it (RESOLVE_BENEATH). */
 static int open_cached(const char *path, int flags) {
   if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
   struct open_how how;
   memset(&how, 0, sizeof how);
   how.flags = (uint64_t)(flags | O_CLOEXEC);
   how.resolve = RESOLVE_CACHED;
+  int dir = AT_FDCWD;
+  if (atomic_load_explicit(&inline_base_set, memory_order_acquire) && strncmp(path, inline_base, inline_base_len) == 0 &&
+      path[inline_base_len] != '\0') {
+    dir = inline_base_fd;
+    path += inline_base_len;
+    how.resolve |= RESOLVE_BENEATH;
+  }
   long fd;
-  do fd = syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+  do fd = syscall(SYS_openat2, dir, path, &how, sizeof how);
   while (fd < 0 && errno == EINTR);
+  if (fd < 0 && errno == EXDEV) return -EAGAIN; /* a symlink out of the base: the pool resolves it as before */
   return fd < 0 ? -errno : (int)fd;
 }
 

@@ -219,6 +219,12 @@ int32_t fsgw_lock_file(const char *path);
  * inline create, write, rename or unlink: Linux has no non-blocking form of them (buffered
  * pwritev2(RWF_NOWAIT) is EOPNOTSUPP on ext4), so those always go to the pool. */
 
+/* Makes dir the base of the inline operations: a path that starts with dir is then resolved from
+ * a descriptor of dir (the kernel walks only what follows it) and never beyond it. The first call
+ * in the process sets it (1); later calls change nothing (0); -errno when dir cannot be opened.
+ * Other paths work as before. */
+int32_t fsgw_inline_base(const char *dir);
+
 /* Stats path (following symlinks, like stat): returns its size, or -errno (-EAGAIN: not cached);
  * *mode_out = st_mode. */
 double fsgw_stat_cached(const char *path, int32_t *mode_out);

@@ -511,6 +511,38 @@ static void test_zero_copy(void) {
   free(back);
 }
 
+/* The inline base: lookups under it start from its descriptor and never leave it; paths elsewhere,
+ * and symlinks out of it, still resolve as before (through the pool when inline refuses). */
+static void test_inline_base(void) {
+  char base[600], file_path[700], out_path[700], link_path[700], dotdot[800];
+  snprintf(base, sizeof base, "%s/base", dir);
+  mkdir(base, 0755);
+  snprintf(file_path, sizeof file_path, "%s/f", base);
+  snprintf(out_path, sizeof out_path, "%s/outside", dir);
+  snprintf(link_path, sizeof link_path, "%s/link-out", base);
+  snprintf(dotdot, sizeof dotdot, "%s/../outside", base);
+  int w = open(file_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CHECK(write(w, "12345", 5) == 5, "inline base: file written", "%s", strerror(errno));
+  close(w);
+  w = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CHECK(write(w, "123", 3) == 3, "inline base: outside file written", "%s", strerror(errno));
+  close(w);
+  CHECK(symlink(out_path, link_path) == 0, "inline base: symlink made", "%s", strerror(errno));
+  int32_t mode = 0;
+  fsgw_stat_cached(file_path, &mode); /* warm the caches */
+  fsgw_stat_cached(out_path, &mode);
+  CHECK(fsgw_inline_base(base) == 1, "inline base: the first call sets it", "%s", base);
+  CHECK(fsgw_inline_base(dir) == 0, "inline base: a second call changes nothing", "%s", dir);
+  CHECK(fsgw_stat_cached(file_path, &mode) == 5, "inline base: a file under it", "%g", fsgw_stat_cached(file_path, &mode));
+  CHECK(fsgw_stat_cached(out_path, &mode) == 3, "inline base: a path elsewhere as before", "%g", fsgw_stat_cached(out_path, &mode));
+  CHECK(fsgw_stat_cached(link_path, &mode) == -EAGAIN, "inline base: a symlink out of it is left to the pool", "%g", fsgw_stat_cached(link_path, &mode));
+  CHECK(fsgw_stat_cached(dotdot, &mode) == -EAGAIN, "inline base: .. out of it is left to the pool", "%g", fsgw_stat_cached(dotdot, &mode));
+  double size = -1;
+  int fd = fsgw_open_cached(file_path, &size);
+  CHECK(fd >= 0 && size == 5, "inline base: open_cached under it", "%d %g", fd, size);
+  if (fd >= 0) close(fd);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/fsgw-ctest-%d", (int)getpid());
   mkdir(dir, 0755);
@@ -522,6 +554,7 @@ int main(void) {
   test_lock_file();
   test_zero_copy();
   test_splice_in();
+  test_inline_base();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);

@@ -53,6 +53,11 @@ export interface InlineOps {
    * when not (a network file system: its cached attributes may be stale), -errno when unknown.
    */
   trustedFor(dir: string): number;
+  /**
+   * Paths under `dir` are then looked up from a descriptor of it (fewer components for the kernel
+   * to walk, and never beyond it); one base per process, the first call wins: 1, 0, or -errno.
+   */
+  baseAt(dir: string): number;
 }
 
 /**

@@ -96,6 +96,7 @@ function load() {
     fsgw_stat_cached: { args: ["ptr", "ptr"], returns: "f64" },
     fsgw_read_cached: { args: ["ptr", "ptr", "f64"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
+    fsgw_inline_base: { args: ["ptr"], returns: "i32" },
     fsgw_open_cached: { args: ["ptr", "ptr"], returns: "i32" },
     fsgw_sendfile_now: { args: ["i32", "i32", "f64", "f64", "ptr", "i32", "ptr", "i32"], returns: "f64" },
     fsgw_socket_check: { args: ["i32", "i32", "i32"], returns: "i32" },
@@ -238,6 +239,11 @@ export class InlineFs {
 
   trustedFor(dir: string): number {
     return fsIsLocal(dir);
+  }
+
+  /** Makes `dir` the base of inline lookups (the first call in the process wins): 1, 0, or -errno. */
+  baseAt(dir: string): number {
+    return this.sym.fsgw_inline_base(this.encoder.encode(dir + "\0"));
   }
 
   /** Opens `path` for reading from the dentry cache only: a descriptor (size in `lastSize`), or -errno. */

@@ -118,6 +118,7 @@ export class FileStore implements Store {
     if (inline !== null) {
       const trusted = inline.trustedFor(this.dataDir);
       this.inline = trusted === 1 ? inline : null;
+      if (trusted === 1) inline.baseAt(this.dataDir); // a speed-up only: any result leaves lookups correct
       if (trusted !== 1) log.info("inline_io_off", { dataDir: this.dataDir, reason: trusted === 0 ? "not a local file system: cached attributes may be stale" : `statfs failed: errno ${-trusted}` });
     }
     const zc = this.engine.zeroCopy;

@@ -76,6 +76,18 @@ export const fields = {
   logFilesKept: int(10, 1, 1000, "rotated log files kept; the oldest beyond this is deleted"),
   adminHost: str("127.0.0.1", "interface of the admin HTTP endpoint (profiles, stats, metrics, health); loopback unless you mean it"),
   adminPort: int(6060, 0, 65535, "port of the admin HTTP endpoint; 0 disables it"),
+  adminToken: str("", "bearer token the admin endpoint requires (Authorization: Bearer <token>); required when adminHost is not loopback, at least 16 characters (empty: none, loopback only)", true),
+  tlsCertFile: str("", "PEM certificate (chain) of the protocol port: with tlsKeyFile, the port speaks TLS only; reloaded on SIGHUP (empty: plain TCP)", true),
+  tlsKeyFile: str("", "PEM private key of tlsCertFile; reloaded on SIGHUP", true),
+  tlsClientCaFile: str("", "PEM CA certificate(s): only clients presenting a certificate signed by them get in (mutual TLS); reloaded on SIGHUP (empty: any client)", true),
+  auth: oneOf(["none", "token"] as const, "none", "'token': a connection must present a signed access token (the AUTH exchange) before any other; v1 exchanges without one are answered 'unauthorized'. 'none': anyone who reaches the port may do anything (the Go original)"),
+  authSecretFile: str("", "file holding the secret that signs access tokens (at least 32 bytes; 'fsgw token secret' makes one); re-read on SIGHUP", true),
+  authPreviousSecretFile: str("", "file holding the previous secret, still accepted while tokens signed with it are in use (secret rotation); re-read on SIGHUP (empty: none)", true),
+  connectionsPerIpMax: int(4096, 1, 1_000_000, "open connections from one client address; one past it is closed at once"),
+  authFailuresMax: int(10, 1, 1_000_000, "failed AUTH exchanges from one address within authFailureWindowMs before its new connections are closed at once for authBlockMs"),
+  authFailureWindowMs: int(60_000, 100, 86_400_000, "window in which authFailuresMax failures block an address"),
+  authBlockMs: int(60_000, 100, 86_400_000, "how long a blocked address's new connections are closed at once"),
+  clientAddressesMax: int(65_536, 16, 16_777_216, "client addresses remembered for the per-address limits (open connections, failed AUTH exchanges); past it the longest-quiet address without open connections is forgotten"),
 } as const;
 
 type Fields = typeof fields;
@@ -227,8 +239,30 @@ export function loadConfig({ argv, env, warnings }: LoadOptions): Config {
   return config;
 }
 
+/** 127.0.0.0/8, ::1 and localhost: the admin endpoint may go without a token only there. */
+export function isLoopbackHost(host: string): boolean {
+  return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 /** Bounds that depend on each other. */
 function crossCheck(config: Config, origin: Record<string, string>): void {
+  if ((config.tlsCertFile === "") !== (config.tlsKeyFile === "")) {
+    throw new ConfigError(`tlsCertFile and tlsKeyFile go together (tlsCertFile from ${origin.tlsCertFile}, tlsKeyFile from ${origin.tlsKeyFile})`);
+  }
+  if (config.tlsClientCaFile !== "" && config.tlsCertFile === "") {
+    throw new ConfigError(`tlsClientCaFile (from ${origin.tlsClientCaFile}) needs tlsCertFile and tlsKeyFile: mutual TLS is TLS`);
+  }
+  if (config.auth === "token" && config.authSecretFile === "") {
+    throw new ConfigError(`auth = "token" (from ${origin.auth}) needs authSecretFile: the secret that signs the tokens`);
+  }
+  if (config.adminPort !== 0 && !isLoopbackHost(config.adminHost) && config.adminToken === "") {
+    throw new ConfigError(
+      `adminHost = ${JSON.stringify(config.adminHost)} (from ${origin.adminHost}) is not loopback: set adminToken, or the profiles, stats and metrics are open to anyone who reaches it`,
+    );
+  }
+  if (config.adminToken !== "" && config.adminToken.length < 16) {
+    throw new ConfigError(`invalid adminToken (from ${origin.adminToken}): at least 16 characters`);
+  }
   for (const name of ["inlineBytesMax", "ioChunkBytes"] as const) {
     if (config[name] > config.connectionBufferBytesMax) {
       throw new ConfigError(

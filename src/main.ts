@@ -1,6 +1,7 @@
 #!/usr/bin/env bun
 // The `fsgw` command: `serve` runs the gateway; put, get, stat, rm and bench are its client.
 import { EXIT_USAGE, runClientCommand, type Io } from "./cli/client-commands";
+import { runTokenCommand } from "./cli/token-command";
 import { serve } from "./serve";
 
 const usage = `usage: fsgw <command> [options]
@@ -12,8 +13,10 @@ commands:
   stat      size and type of a key: fsgw stat report.pdf
   rm        delete a key:           fsgw rm report.pdf
   bench     load generator:         fsgw bench upload -c 500 -n 20000 -s 5k
+  token     access tokens:          fsgw token create --ops read --prefix photos- --ttl 1h
 
-Client commands take --host and --port (default 127.0.0.1:9999).
+Client commands take --host and --port (default 127.0.0.1:9999), and --tls, --ca, --token
+for a server with TLS and tokens.
 Run \`fsgw <command> --help\` for a command's options and examples.`;
 
 function processIo(): Io {
@@ -36,6 +39,8 @@ async function main(argv: string[]): Promise<number> {
     case "rm":
     case "bench":
       return runClientCommand(command, rest, processIo());
+    case "token":
+      return runTokenCommand(rest, processIo());
     case "--help":
     case "-h":
     case "help":

@@ -6,6 +6,7 @@ import { Logger } from "./log";
 import { raiseOpenFiles } from "./platform";
 import { AdminServer } from "./observe/admin";
 import { ListenError } from "./server/listen";
+import { SecurityError } from "./server/security";
 import { Server } from "./server/server";
 import { unlinkSync, writeFileSync } from "node:fs";
 import { StoreError } from "./storage/store";
@@ -60,7 +61,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   if (engine instanceof CPoolEngine) reportPool(engine, config, log);
   const server = new Server({ config, engine, log });
-  const admin = new AdminServer(server, log);
+  const admin = new AdminServer(server, log, config.adminToken);
   // Signal handlers go in before the port opens: a SIGTERM that arrives the moment the server is
   // listening still shuts it down cleanly instead of killing it mid-start.
   const stop = (signal: string) => {
@@ -85,12 +86,18 @@ export async function serve(argv: string[]): Promise<number> {
   });
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
+  // SIGHUP: read the TLS certificate, key and client CA and the token secrets again (rotation
+  // without a restart); open connections are untouched.
+  process.on("SIGHUP", () => {
+    log.info("reload", { signal: "SIGHUP" });
+    server.reload();
+  });
   try {
     server.start();
     if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
     if (config.pidFile !== "") writeFileSync(config.pidFile, `${process.pid}\n`);
   } catch (e) {
-    const message = e instanceof StoreError || e instanceof ListenError ? e.message : String((e as Error)?.message ?? e);
+    const message = e instanceof StoreError || e instanceof ListenError || e instanceof SecurityError ? e.message : String((e as Error)?.message ?? e);
     log.error("start_failed", { error: message });
     await server.stop();
     admin.stop();

@@ -5,8 +5,8 @@
 // {"op", "key", "error", "exitCode"}; the same text goes to stderr either way.
 import { basename } from "node:path";
 import { stat } from "node:fs/promises";
-import { existsSync } from "node:fs";
-import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type FsgwClient } from "../client/client";
+import { existsSync, readFileSync } from "node:fs";
+import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type ClientTls, type FsgwClient } from "../client/client";
 import { loadOps, runLoadThreaded, type LoadOp, type LoadResult } from "../client/load";
 import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
 import { formatBytes, Progress, type ProgressOutput } from "./progress";
@@ -50,6 +50,11 @@ const common: Record<string, FlagSpec> = {
   "--timeout-ms": { takesValue: true },
   "--json": { takesValue: false },
   "--help": { alias: "-h", takesValue: false },
+  "--tls": { takesValue: false },
+  "--ca": { takesValue: true },
+  "--cert": { takesValue: true },
+  "--cert-key": { takesValue: true },
+  "--token": { takesValue: true },
 };
 
 const commonHelp = `common options:
@@ -57,7 +62,36 @@ const commonHelp = `common options:
   --port <port>        server port (default 9999)
   --timeout-ms <ms>    fail a call that makes no progress this long (default 30000)
   --json               print one JSON object instead of text
+  --tls                speak TLS (the server's certificate must be signed by a CA this machine
+                       trusts, or by --ca)
+  --ca <file>          PEM CA certificate that signs the server's certificate (implies --tls)
+  --cert <file>        PEM client certificate, for a server that requires one (mutual TLS)
+  --cert-key <file>    the private key of --cert
+  --token <token>      access token for a server with auth "token" (default: $FSGW_TOKEN)
   -h, --help           this help`;
+
+/** --tls, --ca, --cert, --cert-key: the TLS the client speaks, or undefined for plain TCP. */
+function tlsFrom(parsed: Parsed): ClientTls | undefined {
+  const ca = parsed.flags.get("--ca");
+  const cert = parsed.flags.get("--cert");
+  const key = parsed.flags.get("--cert-key");
+  if ((cert === undefined) !== (key === undefined)) throw new UsageError("--cert and --cert-key go together");
+  if (!parsed.flags.has("--tls") && ca === undefined && cert === undefined) return undefined;
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8");
+    } catch (e) {
+      throw localFileError(e, path) ?? e;
+    }
+  };
+  return { ca: ca === undefined ? undefined : read(ca), cert: cert === undefined ? undefined : read(cert), key: key === undefined ? undefined : read(key) };
+}
+
+/** --token, else $FSGW_TOKEN, else none. */
+function tokenFrom(parsed: Parsed): string | undefined {
+  const token = parsed.flags.get("--token") ?? process.env.FSGW_TOKEN;
+  return token === undefined || token === "" ? undefined : token;
+}
 
 export const helpTexts: Record<string, string> = {
   put: `usage: fsgw put <file> [--key <key>] [options]
@@ -67,7 +101,8 @@ A transfer longer than a second shows a progress bar on a terminal.
 
 examples:
   fsgw put ./report.pdf
-  fsgw put ./backup.tar --key backups/2026-11-26.tar --port 7000   # (a key may not contain '/')
+  fsgw put ./backup.tar --key backups-2026-11-26.tar --port 7000   # (a key may not contain '/')
+  fsgw put ./photo.jpg --key photos-1.jpg --tls --ca ca.pem --token "$(cat photos.token)"
   fsgw put ./big.iso --key big.iso --host 10.0.0.5
 
 ${commonHelp}`,
@@ -131,6 +166,8 @@ function clientFrom(parsed: Parsed): FsgwClient {
     port: intFlag(parsed, "--port", 9999, 1, 65535),
     timeoutMs: intFlag(parsed, "--timeout-ms", 30_000, 1, 86_400_000),
     poolSize: 1,
+    tls: tlsFrom(parsed),
+    token: tokenFrom(parsed),
   });
 }
 
@@ -291,6 +328,8 @@ async function bench(parsed: Parsed, json: boolean, io: Io): Promise<number> {
       size: parseSize(parsed.flags.get("--size") ?? "5k"),
       keyPrefix: parsed.flags.get("--key-prefix") ?? "bench_mark_file_",
       writeChunk: parsed.flags.has("--write-chunk") ? parseSize(parsed.flags.get("--write-chunk")!) : 0,
+      tls: tlsFrom(parsed),
+      token: tokenFrom(parsed),
     },
     intFlag(parsed, "--threads", 1, 1, 64),
   );

@@ -19,10 +19,10 @@ import { basename, dirname, join } from "node:path";
 import type { Writable, Readable } from "node:stream";
 import type { WireName } from "../protocol/codec";
 import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange, type ExistResult } from "./exchanges";
-import { ConnectionClosedError, WireConn } from "./wire-conn";
+import { ConnectionClosedError, WireConn, type ClientTls } from "./wire-conn";
 
 export { ServerError } from "./exchanges";
-export { ConnectionClosedError } from "./wire-conn";
+export { ConnectionClosedError, TlsError, type ClientTls } from "./wire-conn";
 export { ProtocolError } from "../protocol/message";
 export type { ExistResult } from "./exchanges";
 
@@ -40,6 +40,10 @@ export interface ClientOptions {
   /** A call that makes no progress (no byte in or out) for this long fails. */
   timeoutMs?: number;
   wire?: WireName;
+  /** Speak TLS to the server (PEM texts: the CA that signs its certificate; a client certificate). */
+  tls?: ClientTls;
+  /** An access token, presented on every connection before its first call (servers with auth "token"). */
+  token?: string;
 }
 
 /** Progress of a transfer: bytes so far and in all. */
@@ -67,6 +71,8 @@ export class FsgwClient {
   private readonly poolSize: number;
   private readonly timeoutMs: number;
   private readonly wire: WireName;
+  private readonly tls: ClientTls | undefined;
+  private readonly token: string | undefined;
   private readonly idle: WireConn[] = [];
   private open = 0;
   private readonly waiters: ((conn: WireConn | null) => void)[] = [];
@@ -78,6 +84,8 @@ export class FsgwClient {
     this.poolSize = Math.max(1, options.poolSize ?? 4);
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.wire = options.wire ?? "protobuf";
+    this.tls = options.tls;
+    this.token = options.token;
   }
 
   /** Uploads bytes, a file (by path), or a stream under `key`. */
@@ -274,10 +282,11 @@ export class FsgwClient {
     if (this.open < this.poolSize) {
       this.open++;
       try {
-        return await WireConn.connect({ host: this.host, port: this.port, wire: this.wire });
+        return await WireConn.connect({ host: this.host, port: this.port, wire: this.wire, tls: this.tls, token: this.token });
       } catch (e) {
         this.open--;
         this.wakeNext();
+        if (e instanceof ServerError) throw e; // the token was refused: the server's word, not a connection problem
         throw new ConnectionError(`cannot connect to ${this.host}:${this.port}: ${(e as Error).message}`);
       }
     }

@@ -20,7 +20,18 @@ function expectOp(msg: WireMessage, op: number, what: string): void {
 
 export async function benchExchange(conn: WireConn, key: string): Promise<void> {
   await conn.sendFrame({ operation: Op.BENCH_MARK, key });
-  expectOp(await conn.readFrame(), Op.BENCH_MARK_RSP, "bench");
+  const reply = await conn.readFrame();
+  expectOp(reply, Op.BENCH_MARK_RSP, "bench");
+  // A v1 bench reply carries no Message; a server with auth "token" refuses with one.
+  if (reply.message !== "") throw new ServerError("bench", key, reply.message);
+}
+
+/** Presents an access token (the AUTH extension, op 11): "success", or a ServerError with the reason. */
+export async function authExchange(conn: WireConn, token: string): Promise<void> {
+  await conn.sendFrame({ operation: Op.AUTH, key: "", token });
+  const reply = await conn.readFrame();
+  expectOp(reply, Op.AUTH_RSP, "auth");
+  if (reply.message !== Msg.SUCCESS) throw new ServerError("auth", "", reply.message);
 }
 
 /**

@@ -4,7 +4,7 @@
 // more: MB/s, latency percentiles, errors by text, and the client's own CPU time.
 import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "./exchanges";
 import type { Socket } from "bun";
-import { WireConn } from "./wire-conn";
+import { WireConn, type ClientTls } from "./wire-conn";
 import { codecFor, type WireName } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { Msg, Op, ProtocolError, REPLY_FRAME_BYTES_MAX } from "../protocol/message";
@@ -27,6 +27,9 @@ export interface LoadOptions {
    * Go original's client writes 4096 at a time); 0 writes the body in one piece.
    */
   writeChunk?: number;
+  /** TLS and an access token for each connection (then every op runs on WireConn). */
+  tls?: ClientTls;
+  token?: string;
 }
 
 export interface LoadResult {
@@ -144,7 +147,8 @@ function summarize(options: LoadOptions, shards: LoadShard[], ms: number, cpu: N
 /** Runs `options.count` exchanges on keys `<prefix><keyOffset + i>` on this thread. */
 export async function runShard(options: LoadOptions, keyOffset: number): Promise<LoadShard> {
   const shard = new ShardRun(options, keyOffset);
-  const lean = options.op === "bench" || options.op === "exist" || options.op === "delete";
+  // The lean raw-socket loop speaks neither TLS nor AUTH: with them every op runs on WireConn.
+  const lean = options.tls === undefined && options.token === undefined && (options.op === "bench" || options.op === "exist" || options.op === "delete");
   const worker = lean ? () => shard.roundTripWorker() : () => shard.exchangeWorker();
   await Promise.all(Array.from({ length: Math.min(options.connections, options.count) }, worker));
   return shard.result();
@@ -201,7 +205,7 @@ class ShardRun {
       const key = this.nextKey();
       const started = performance.now();
       try {
-        conn ??= await WireConn.connect({ host: options.host, port: options.port, wire: options.wire }).catch((e: Error) => {
+        conn ??= await WireConn.connect({ host: options.host, port: options.port, wire: options.wire, tls: options.tls, token: options.token }).catch((e: Error) => {
           throw new Error(`cannot connect to ${options.host}:${options.port}: ${e.message}`);
         });
         await this.exchange(conn, key);

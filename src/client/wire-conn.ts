@@ -8,11 +8,23 @@ import type { Socket } from "bun";
 import { codecFor, type WireCodec, type WireName } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { ProtocolError, REPLY_FRAME_BYTES_MAX, type MessageInit, type WireMessage } from "../protocol/message";
+import { authExchange } from "./exchanges";
 
 /** Reading resumes once the caller has taken all but this fraction of bufferBytesMax. */
 const RESUME_FRACTION = 0.5;
 
 export class ConnectionClosedError extends Error {}
+
+/** TLS as the client speaks it: PEM texts (not file names). */
+export interface ClientTls {
+  /** CA certificate(s) that sign the server's certificate; default: the system's roots. */
+  ca?: string;
+  /** The client's own certificate and key, for a server that requires them (mutual TLS). */
+  cert?: string;
+  key?: string;
+  /** The name the server's certificate must carry; default: the host connected to. */
+  serverName?: string;
+}
 
 export interface WireConnOptions {
   host: string;
@@ -21,7 +33,14 @@ export interface WireConnOptions {
   /** Largest frame accepted from the server (default REPLY_FRAME_BYTES_MAX). */
   frameBytesMax?: number;
   bufferBytesMax?: number;
+  /** Speak TLS; connect() resolves once the handshake succeeded (and rejects when it failed). */
+  tls?: ClientTls;
+  /** An access token, presented in an AUTH exchange before connect() resolves. */
+  token?: string;
 }
+
+/** The TLS handshake failed: the server's certificate was not trusted, or it refused ours. */
+export class TlsError extends Error {}
 
 export class WireConn {
   private readonly chunks: Uint8Array[] = [];
@@ -51,20 +70,53 @@ export class WireConn {
 
   static async connect(options: WireConnOptions): Promise<WireConn> {
     const conn = new WireConn(null, codecFor(options.wire ?? "protobuf"), options.frameBytesMax ?? REPLY_FRAME_BYTES_MAX, options.bufferBytesMax ?? 4 * 1024 * 1024);
+    const tls = options.tls;
+    // With TLS, nothing may be written before the handshake is done (Bun drops such bytes), so
+    // connect() waits for it, and turns a failed one into a TlsError that says why.
+    let handshakeDone!: (error: Error | null) => void;
+    const handshake = new Promise<Error | null>((resolve) => (handshakeDone = resolve));
     conn.socket = await Bun.connect<WireConn>({
       hostname: options.host,
       port: options.port,
       data: conn,
+      ...(tls !== undefined
+        ? { tls: { ca: tls.ca, cert: tls.cert, key: tls.key, serverName: tls.serverName ?? options.host, rejectUnauthorized: true } }
+        : {}),
       socket: {
         data: (s, chunk) => s.data.onData(chunk),
         drain: (s) => s.data.onDrain(),
-        close: (s) => s.data.onClosed(null),
-        error: (s, e) => s.data.onClosed(e),
+        close: (s) => {
+          s.data.onClosed(null);
+          handshakeDone(new TlsError("TLS handshake failed: the server closed the connection (a client certificate it requires?)"));
+        },
+        error: (s, e) => {
+          s.data.onClosed(e);
+          handshakeDone(new TlsError(`TLS handshake failed: ${e.message}`));
+        },
         end: (s) => s.data.onClosed(null),
         connectError: (s, e) => s.data.onClosed(e),
+        handshake: (s, success, authorizationError) => handshakeDone(success ? null : new TlsError(`TLS handshake failed: ${authorizationError?.message ?? "refused"}`)),
       },
     });
     conn.socket.setNoDelay(true);
+    if (tls !== undefined) {
+      const failed = await handshake;
+      if (failed !== null) {
+        conn.destroy();
+        throw failed;
+      }
+      // (TLS 1.3 lets a server refuse a missing client certificate after the client's side of
+      // the handshake is done: the client then learns it from the close that follows, on its
+      // first exchange, as "connection closed by peer: ... CERTIFICATE_REQUIRED".)
+    }
+    if (options.token !== undefined) {
+      try {
+        await authExchange(conn, options.token);
+      } catch (e) {
+        conn.close();
+        throw e;
+      }
+    }
     return conn;
   }
 

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfs.proto.
  */
 export const file_netfs: GenFile = /*@__PURE__*/
-  fileDesc("CgtuZXRmcy5wcm90byKVAQoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJYgZwcm90bzM");
+  fileDesc("CgtuZXRmcy5wcm90byKkAQoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJEg0KBVRva2VuGAkgASgJYgZwcm90bzM");
 
 /**
  * @generated from message NetFsProtocolProto
@@ -75,6 +75,15 @@ export type NetFsProtocolProto = Message<"NetFsProtocolProto"> & {
    * @generated from field: string Message = 8;
    */
   Message: string;
+
+  /**
+   * Extensions (fsgw only; docs/PROTOCOL.md): a v1 peer ignores them.
+   *
+   * AUTH (op 11): a signed access token
+   *
+   * @generated from field: string Token = 9;
+   */
+  Token: string;
 };
 
 /**

@@ -3,8 +3,11 @@
 //   GET /debug/stats                            live numbers as JSON
 //   GET /metrics                                the same numbers for Prometheus
 //   GET /healthz                                200 while serving, 503 while shutting down
-// Anything else is 404. It never listens on a public interface unless configured to.
+// Anything else is 404. It never listens on a public interface unless configured to, and then only
+// with adminToken: every request but /healthz must carry "Authorization: Bearer <adminToken>" (401
+// otherwise).
 import type { Server as HttpServer } from "bun";
+import { timingSafeEqual } from "node:crypto";
 import type { IoEngine } from "../engine/io-engine";
 import type { Logger } from "../log";
 import { formatTop } from "./profile-top";
@@ -31,10 +34,16 @@ export class AdminServer {
   private server: HttpServer<undefined> | null = null;
   private readonly profiler = new Profiler();
 
+  /** "Bearer <adminToken>" as bytes, or null when no token is required. */
+  private readonly expectedAuth: Buffer | null;
+
   constructor(
     private readonly source: AdminSource,
     private readonly log: Logger,
-  ) {}
+    adminToken = "",
+  ) {
+    this.expectedAuth = adminToken === "" ? null : Buffer.from(`Bearer ${adminToken}`);
+  }
 
   get port(): number {
     return this.server?.port ?? 0;
@@ -58,8 +67,19 @@ export class AdminServer {
     this.server = null;
   }
 
+  private authorized(req: Request): boolean {
+    const expected = this.expectedAuth;
+    if (expected === null) return true;
+    const given = Buffer.from(req.headers.get("authorization") ?? "");
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  }
+
   private async handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
+    // /healthz says only "ok" or "shutting down": load balancers may probe it without the token.
+    if (url.pathname !== "/healthz" && !this.authorized(req)) {
+      return new Response("unauthorized: send Authorization: Bearer <adminToken>\n", { status: 401, headers: { "www-authenticate": "Bearer", "content-type": "text/plain; charset=utf-8" } });
+    }
     if (req.method !== "GET") return text("method not allowed\n", 405);
     switch (url.pathname) {
       case "/healthz":

@@ -38,6 +38,11 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_connections_refused_total", "counter", "Connections closed at once because connectionsMax was reached.", stats.connectionsRefused);
   w.one("fsgw_protocol_violations_total", "counter", "Connections closed for breaking the protocol.", stats.protocolViolations);
   w.one("fsgw_idle_timeouts_total", "counter", "Connections closed after idleTimeoutMs of silence.", stats.idleTimeouts);
+  w.one("fsgw_connections_refused_per_ip_total", "counter", "Connections closed at once because their address had connectionsPerIpMax open.", stats.connectionsRefusedPerIp);
+  w.one("fsgw_connections_refused_blocked_total", "counter", "Connections closed at once because their address was blocked after failed AUTH exchanges.", stats.connectionsRefusedBlocked);
+  w.one("fsgw_auth_failures_total", "counter", "AUTH exchanges refused (bad, forged or malformed tokens).", stats.authFailures);
+  w.one("fsgw_auth_blocks_total", "counter", "Times an address was blocked after authFailuresMax failed AUTH exchanges.", stats.authBlocks);
+  w.one("fsgw_tls_handshake_failures_total", "counter", "TLS handshakes that failed (plaintext clients, unknown CAs, missing client certificates).", stats.tlsHandshakeFailures);
   w.one("fsgw_connection_bugs_total", "counter", "Connections closed because fsgw's own code threw (a bug: see event=connection_bug).", stats.connectionBugs);
   w.one("fsgw_zero_copy_downloads_total", "counter", "Downloads whose body went from the file to the socket by sendfile.", stats.zeroCopyDownloads);
   w.one("fsgw_zero_copy_uploads_total", "counter", "Uploads whose body went from the socket to the file by splice.", stats.zeroCopyUploads);

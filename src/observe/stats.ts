@@ -4,7 +4,7 @@
 import { readdirSync } from "node:fs";
 import type { EngineStats } from "../engine/io-engine";
 
-export const statOps = ["bench", "upload", "download", "exist", "delete"] as const;
+export const statOps = ["bench", "upload", "download", "exist", "delete", "auth"] as const;
 export type StatOp = (typeof statOps)[number];
 
 /** Four buckets per power of two of microseconds, from 1 µs to 2^40 µs (~12 days): 160 buckets. */
@@ -78,12 +78,20 @@ export class ServerStats {
   zeroCopyUploads = 0;
   /** Exceptions no connection caught (event=unhandled_rejection / uncaught_exception). */
   uncaughtErrors = 0;
+  /** Security (issue 12): connections closed at once for their address (connectionsPerIpMax, a
+   *  blocked address), AUTH exchanges refused, addresses blocked, TLS handshakes that failed. */
+  connectionsRefusedPerIp = 0;
+  connectionsRefusedBlocked = 0;
+  authFailures = 0;
+  authBlocks = 0;
+  tlsHandshakeFailures = 0;
   readonly ops: Record<StatOp, OpStats> = {
     bench: new OpStats(),
     upload: new OpStats(),
     download: new OpStats(),
     exist: new OpStats(),
     delete: new OpStats(),
+    auth: new OpStats(),
   };
 
   /** One exchange is over: `startedAt` is its performance.now() when its request was read. */
@@ -128,6 +136,13 @@ export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
     connectionBugs: stats.connectionBugs,
     uncaughtErrors: stats.uncaughtErrors,
     zeroCopy: { downloads: stats.zeroCopyDownloads, uploads: stats.zeroCopyUploads, fallbacks: stats.zeroCopyFallbacks },
+    security: {
+      refusedPerIp: stats.connectionsRefusedPerIp,
+      refusedBlocked: stats.connectionsRefusedBlocked,
+      authFailures: stats.authFailures,
+      addressesBlocked: stats.authBlocks,
+      tlsHandshakeFailures: stats.tlsHandshakeFailures,
+    },
     exchanges: ops,
     engine,
     process: processStats(),

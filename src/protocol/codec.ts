@@ -68,6 +68,7 @@ export const jsonCodec: WireCodec = {
       type: jsonInt(o, "type", 32),
       size: jsonInt(o, "size", 64),
       message: jsonString(o, "message"),
+      token: jsonString(o, "token"),
     };
   },
   encodeFrame(msg) {
@@ -80,6 +81,8 @@ export const jsonCodec: WireCodec = {
       type: msg.type ?? 0,
       size: msg.size ?? 0,
       message: msg.message ?? "",
+      // An extension field appears only when set, so v1 frames stay byte for byte the original's.
+      ...(msg.token ? { token: msg.token } : {}),
     });
     return frameOf(textEncoder.encode(text));
   },

@@ -7,7 +7,7 @@
 //
 // The generated schema (src/gen/netfs_pb.ts) stays the contract: test/protocol/fast-proto.test.ts
 // checks byte-for-byte equality with protobuf-es's toBinary and field-for-field equality with its
-// fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..8, each
+// fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..9, each
 // with its declared wire type, in any order, repeated fields: last one wins) and hands anything
 // else, such as unknown fields of a future extension or a wrong wire type, to protobuf-es itself.
 import { fromBinary } from "@bufbuild/protobuf";
@@ -73,7 +73,7 @@ class Reader {
 
 /** Decodes one message body (without the length prefix). Throws ProtocolError on a non-message. */
 export function decodeProto(body: Uint8Array): WireMessage {
-  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "" };
+  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "", token: "" };
   const r = new Reader(body);
   try {
     while (r.pos < body.length) {
@@ -95,6 +95,10 @@ export function decodeProto(body: Uint8Array): WireMessage {
         case 8:
           if (!isLen) throw NOT_CANONICAL;
           msg.message = r.string();
+          break;
+        case 9:
+          if (!isLen) throw NOT_CANONICAL;
+          msg.token = r.string();
           break;
         case 2:
         case 3:
@@ -146,6 +150,7 @@ function decodeWithProtobufEs(body: Uint8Array): WireMessage {
     type: m.Type,
     size: Number(m.Size),
     message: m.Message,
+    token: m.Token,
   };
 }
 
@@ -202,6 +207,7 @@ function writeUtf8(out: Uint8Array, pos: number, text: Utf8): number {
 export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   const key = msg.key.length > 0 ? utf8Of(msg.key) : null;
   const message = msg.message ? utf8Of(msg.message) : null;
+  const token = msg.token ? utf8Of(msg.token) : null;
   const type = msg.type ?? 0;
   const size = msg.size ?? 0;
   if (!Number.isSafeInteger(size)) throw new RangeError(`size ${size} is not a safe integer`);
@@ -211,6 +217,7 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   if (type !== 0) n += 1 + varintBytes(type);
   if (size !== 0) n += 1 + varintBytes(size);
   if (message !== null) n += 1 + varintBytes(message.length) + message.length;
+  if (token !== null) n += 1 + varintBytes(token.length) + token.length;
   const out = new Uint8Array(4 + n);
   out[0] = n & 0xff;
   out[1] = (n >>> 8) & 0xff;
@@ -245,7 +252,12 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   if (message !== null) {
     out[p++] = 0x42; // field 8, LEN
     p = writeVarint(out, p, message.length);
-    writeUtf8(out, p, message);
+    p = writeUtf8(out, p, message);
+  }
+  if (token !== null) {
+    out[p++] = 0x4a; // field 9, LEN
+    p = writeVarint(out, p, token.length);
+    writeUtf8(out, p, token);
   }
   return out;
 }

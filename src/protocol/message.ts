@@ -16,6 +16,9 @@ export const Op = {
   EXIST_RSP: 8,
   DELETE: 9,
   DELETE_RSP: 10,
+  // Extensions (docs/PROTOCOL.md): op codes 11 and up.
+  AUTH: 11,
+  AUTH_RSP: 12,
 } as const;
 
 /**
@@ -46,6 +49,8 @@ export interface WireMessage {
   /** int64 on the wire; values past 2^53 lose precision, which every bound check still rejects. */
   size: number;
   message: string;
+  /** Extension field 9: an access token (AUTH). */
+  token: string;
 }
 
 /** What a sender fills in; the version, magic and appid are always the protocol's own. */
@@ -55,6 +60,7 @@ export interface MessageInit {
   type?: number;
   size?: number;
   message?: string;
+  token?: string;
 }
 
 /** A peer broke the protocol: the connection is closed (the Go original does the same). */

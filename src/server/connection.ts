@@ -24,6 +24,7 @@ import { EntryType, Failure, type BodyReader, type Store, type UploadOwner, type
 import type { Logger } from "../log";
 import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
+import { Access, type TokenScope, type Verified } from "../auth/token";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
@@ -62,6 +63,12 @@ export interface ConnectionHost {
   /** True once the server is draining: a connection closes when its exchange is over. */
   readonly draining: boolean;
   onConnectionClosed(conn: Connection): void;
+  /** auth "token": every exchange but AUTH needs a token's scope first. */
+  readonly tokensRequired: boolean;
+  /** Checks a token's signature (the scope's expiry is the connection's to judge). */
+  verifyToken(token: string): Verified;
+  /** Counts a failed AUTH from this connection's address: true when the address is now blocked. */
+  authFailed(conn: Connection): boolean;
 }
 
 /** Room kept before and after an inline download's body for its START and END frames. */
@@ -160,6 +167,10 @@ export class Connection implements UploadOwner {
   private exchangeStart = 0;
   private exchangeOp: StatOp = "bench";
   private exchangeBytes = 0;
+  /** What the token presented on this connection allows (auth "token"), or null before AUTH. */
+  private scope: TokenScope | null = null;
+  /** The client's address, for the per-address limits (kept: Bun's may be gone once closed). */
+  readonly address: string;
 
   constructor(
     private readonly socket: Socket<Connection>,
@@ -167,6 +178,7 @@ export class Connection implements UploadOwner {
   ) {
     this.decoder = new FrameDecoder(host.frameBytesMax);
     this.body = new GatheredBody(host.inlineBuffers);
+    this.address = socket.remoteAddress;
   }
 
   /** A getter, so that checks after a callback are not narrowed away by the compiler. */
@@ -383,24 +395,83 @@ export class Connection implements UploadOwner {
     switch (msg.operation) {
       case Op.BENCH_MARK:
         this.exchangeOp = "bench";
+        if (this.refusedByScope(Op.BENCH_MARK_RSP, 0)) return;
         this.send({ operation: Op.BENCH_MARK_RSP, key: msg.key });
         this.exchangeDone(true);
         return this.endExchange();
       case Op.UPLOAD:
         this.exchangeOp = "upload";
+        if (this.refusedByScope(Op.UPLOAD_RSP, Access.WRITE)) return;
         return this.startUpload(msg);
       case Op.DOWNLOAD:
         this.exchangeOp = "download";
+        if (this.refusedByScope(Op.DOWNLOAD_RSP, Access.READ)) return;
         return this.startDownload(msg);
       case Op.EXIST:
         this.exchangeOp = "exist";
+        if (this.refusedByScope(Op.EXIST_RSP, Access.READ)) return;
         return this.startExist(msg);
       case Op.DELETE:
         this.exchangeOp = "delete";
+        if (this.refusedByScope(Op.DELETE_RSP, Access.DELETE)) return;
         return this.startDelete(msg);
+      case Op.AUTH:
+        this.exchangeOp = "auth";
+        return this.authenticate(msg);
       default:
         throw new ProtocolError(`unknown op ${msg.operation}`);
     }
+  }
+
+  // ---- access (auth "token") ----
+
+  /**
+   * With auth "token", answers an exchange its connection may not make (no token yet, an expired
+   * one, an operation or a key outside its scope) with the reason, touching nothing, and returns
+   * true. `access` is the operation's class (0: bench, which any valid token may run).
+   */
+  private refusedByScope(replyOp: number, access: number): boolean {
+    if (!this.host.tokensRequired) return false;
+    const scope = this.scope;
+    let refusal: string | null = null;
+    if (scope === null) refusal = "unauthorized";
+    else if (Date.now() >= scope.expiresAtMs) refusal = "token expired";
+    else if ((scope.access & access) !== access) refusal = "forbidden: operation not allowed";
+    else if (access !== 0 && !this.keyText.startsWith(scope.prefix)) refusal = "forbidden: key outside token scope";
+    if (refusal === null) return false;
+    this.send({ operation: replyOp, key: this.keyText, message: refusal });
+    this.exchangeDone(false);
+    this.host.log.debug("exchange_refused", { remote: this.remote, op: this.exchangeOp, key: this.keyText, reason: refusal, tokenId: scope?.id ?? "" });
+    return true;
+  }
+
+  /**
+   * AUTH: checks the token's signature once for the connection and keeps its scope. A bad token is
+   * answered "unauthorized" (the log says why) and counted against the client's address; once the
+   * address is blocked, the connection is closed after the answer. Without auth "token" the
+   * answer is "success": the token is not needed, and a client that always sends one still works.
+   */
+  private authenticate(msg: WireMessage): void {
+    if (!this.host.tokensRequired) {
+      this.send({ operation: Op.AUTH_RSP, key: msg.key, message: Msg.SUCCESS });
+      this.exchangeDone(true);
+      return;
+    }
+    const verified = this.host.verifyToken(msg.token);
+    if (verified.ok && Date.now() < verified.scope.expiresAtMs) {
+      this.scope = verified.scope;
+      this.host.log.info("auth", { remote: this.remote, tokenId: verified.scope.id });
+      this.send({ operation: Op.AUTH_RSP, key: msg.key, message: Msg.SUCCESS });
+      this.exchangeDone(true);
+      return;
+    }
+    this.scope = null;
+    const expired = verified.ok;
+    this.host.log.info("auth_failed", { remote: this.remote, reason: expired ? "token expired" : verified.reason, tokenId: verified.ok ? verified.scope.id : "" });
+    this.send({ operation: Op.AUTH_RSP, key: msg.key, message: expired ? "token expired" : "unauthorized" });
+    this.exchangeDone(false);
+    // An expired token was signed by us: a client that forgot to renew it, not a guesser.
+    if (!expired && this.host.authFailed(this)) this.close("address blocked after failed AUTH exchanges");
   }
 
   /** The exchange's last reply is out: count it, and log it at debug level only. */

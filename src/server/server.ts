@@ -1,5 +1,5 @@
 // The TCP server: Bun.listen, the connection table and its bound, the idle sweeper, and shutdown.
-import type { Socket, TCPSocketListener } from "bun";
+import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { codecFor, type WireCodec } from "../protocol/codec";
@@ -11,9 +11,12 @@ import { BufferPool } from "./buffer-pool";
 import { listenOrExplain } from "./listen";
 import { checkSocket } from "../platform";
 import { constants } from "node:os";
+import type { Verified } from "../auth/token";
+import { IpGuard } from "./ip-guard";
+import { Security } from "./security";
+import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
 const ENOTCONN = constants.errno.ENOTCONN;
-import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
 
 export interface ServerOptions {
@@ -22,17 +25,23 @@ export interface ServerOptions {
   log: Logger;
 }
 
-/** Logs refused connections at most once a second, with how many were refused since. */
-class RefusalLog {
-  private refusedSince = 0;
+/**
+ * Logs one kind of event at most once a second, with how many happened since: a flood of refused
+ * connections or failed handshakes costs a line a second, not a line each.
+ */
+class RateLimitedLog {
+  private since = 0;
   private lastLogMs = 0;
-  constructor(private readonly log: Logger) {}
-  note(remote: string, open: number, max: number): void {
-    this.refusedSince++;
+  constructor(
+    private readonly log: Logger,
+    private readonly event: string,
+  ) {}
+  note(fields: Record<string, unknown>): void {
+    this.since++;
     const now = Date.now();
     if (now - this.lastLogMs < 1000) return;
-    this.log.warn("connection_refused", { remote, reason: "connectionsMax reached", open, connectionsMax: max, refused: this.refusedSince });
-    this.refusedSince = 0;
+    this.log.warn(this.event, { ...fields, count: this.since });
+    this.since = 0;
     this.lastLogMs = now;
   }
 }
@@ -51,6 +60,7 @@ export class Server implements ConnectionHost {
   readonly uploadWritesInFlightMax: number;
   readonly inlineBuffers: BufferPool;
   readonly zeroCopy: boolean;
+  readonly tokensRequired: boolean;
   draining = false;
   /** Why zero-copy sends are off for this process, once found (logged once). */
   private zeroCopyProblem: string | null = null;
@@ -59,7 +69,12 @@ export class Server implements ConnectionHost {
   private readonly connections = new Set<Connection>();
   private trackedWork = 0;
   private trackedIdle: (() => void) | null = null;
-  private readonly refusals: RefusalLog;
+  private readonly refusals: RateLimitedLog;
+  private readonly ipRefusals: RateLimitedLog;
+  private readonly handshakeFailures: RateLimitedLog;
+  private readonly ipGuard: IpGuard;
+  /** TLS material and token secrets, read at start() and again by reload(). */
+  private security: Security | null = null;
   private listener: TCPSocketListener<Connection> | null = null;
   private sweeper: ReturnType<typeof setInterval> | null = null;
   private stopping: Promise<void> | null = null;
@@ -86,9 +101,15 @@ export class Server implements ConnectionHost {
     this.uploadWritesInFlightMax = config.uploadWritesInFlightMax;
     const inlineBufferBytes = FRAME_ROOM + config.inlineBytesMax + FRAME_ROOM;
     this.inlineBuffers = new BufferPool(inlineBufferBytes, Math.floor(config.inlineBuffersBytesMax / inlineBufferBytes));
-    this.refusals = new RefusalLog(log);
-    this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null;
+    this.refusals = new RateLimitedLog(log, "connection_refused");
+    this.ipRefusals = new RateLimitedLog(log, "connection_refused_address");
+    this.handshakeFailures = new RateLimitedLog(log, "tls_handshake_failed");
+    this.ipGuard = new IpGuard(config);
+    this.tokensRequired = config.auth === "token";
+    const tls = config.tlsCertFile !== "";
+    this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null && !tls;
     if (config.zeroCopy && engine.zeroCopy === null) log.info("zero_copy_off", { reason: `the ${engine.name} engine has no sendfile (cpool has)`, effect: "downloads are read into memory and written" });
+    else if (config.zeroCopy && tls) log.info("zero_copy_off", { reason: "TLS: bodies are encrypted in user space", effect: "bodies are read into memory, encrypted and written" });
   }
 
   get port(): number {
@@ -96,22 +117,98 @@ export class Server implements ConnectionHost {
   }
 
   start(): void {
+    this.security = Security.load(this.config);
     this.store.init(this.log);
-    // Bun calls these with the socket; the Connection in socket.data does the rest.
-    this.listener = listenOrExplain("the file protocol (host, port)", this.config.host, this.config.port, () => Bun.listen<Connection>({
-      hostname: this.config.host,
-      port: this.config.port,
-      socket: {
-        open: (socket) => this.onOpen(socket),
-        data: (socket, chunk) => socket.data?.onData(chunk),
-        drain: (socket) => socket.data?.onDrain(),
-        close: (socket) => socket.data?.onClose(),
-        error: (socket, error) => {
-          this.log.debug("socket_error", { error: error.message });
-          socket.data?.onClose();
-        },
+    this.listener = this.listen(this.config.port);
+    if (this.security.tls !== null) this.log.info("tls", { clientCertificates: this.security.tls.ca !== null ? "required" : "not asked" });
+    if (this.tokensRequired) this.log.info("auth_tokens", { secrets: this.security.secretCount });
+  }
+
+  /**
+   * Opens the protocol port. With TLS it is opened with SO_REUSEPORT, so that reload() can open
+   * the port again with new certificates before closing the old listener (no moment without one);
+   * a plain bind first proves no other process holds the port (with SO_REUSEPORT on both, two
+   * servers would silently share it).
+   */
+  private listen(port: number): TCPSocketListener<Connection> {
+    const tls = this.security!.tls;
+    const handlers = {
+      open: (socket: Socket<Connection>) => this.onOpen(socket),
+      data: (socket: Socket<Connection>, chunk: Buffer) => socket.data?.onData(chunk),
+      drain: (socket: Socket<Connection>) => socket.data?.onDrain(),
+      close: (socket: Socket<Connection>) => socket.data?.onClose(),
+      error: (socket: Socket<Connection>, error: Error) => {
+        this.log.debug("socket_error", { error: error.message });
+        socket.data?.onClose();
       },
-    }));
+      handshake: (socket: Socket<Connection>, success: boolean, authorizationError: Error | null) => this.onHandshake(socket, success, authorizationError),
+    };
+    const host = this.config.host;
+    return listenOrExplain("the file protocol (host, port)", host, port, () => {
+      if (tls === null) return Bun.listen<Connection>({ hostname: host, port, socket: handlers });
+      if (port !== 0 && this.listener === null) Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
+      // reusePort works for Bun.listen though its typings list it only for connect (the
+      // certificate-reload test fails if a Bun upgrade drops it).
+      const options: TCPSocketListenOptions<Connection> & { reusePort: boolean } = {
+        hostname: host,
+        port,
+        reusePort: true,
+        tls: { cert: tls.cert, key: tls.key, ...(tls.ca !== null ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) },
+        socket: handlers,
+      };
+      return Bun.listen<Connection>(options);
+    });
+  }
+
+  /** TLS only: a failed handshake (a plaintext client, an unknown CA, no client certificate) closes the connection. */
+  private onHandshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null): void {
+    if (success) return;
+    this.stats.tlsHandshakeFailures++;
+    this.handshakeFailures.note({ remote: `${socket.remoteAddress}:${socket.remotePort}`, error: authorizationError?.message ?? "handshake failed" });
+    socket.data?.close("TLS handshake failed");
+    socket.end();
+  }
+
+  /**
+   * SIGHUP: reads the TLS files and token secrets again. New connections get the new certificate;
+   * open ones keep theirs. A file that cannot be read changes nothing and is logged.
+   */
+  reload(): boolean {
+    const security = this.security;
+    if (security === null || this.draining) return false;
+    const problem = security.reload();
+    if (problem !== null) {
+      this.log.error("reload_failed", { error: problem, effect: "the certificates and secrets in use are kept" });
+      return false;
+    }
+    if (security.tls !== null && this.listener !== null) {
+      const old = this.listener;
+      try {
+        this.listener = this.listen(old.port);
+      } catch (e) {
+        this.log.error("reload_failed", { error: (e as Error).message, effect: "the old listener and certificate stay in use" });
+        return false;
+      }
+      old.stop(false); // stops accepting; its open connections go on
+    }
+    this.log.info("reloaded", { tls: security.tls !== null, tokenSecrets: security.secretCount });
+    return true;
+  }
+
+  verifyToken(token: string): Verified {
+    return this.security!.verify(token);
+  }
+
+  /** Counts a failed AUTH from this connection's address; true when the address is now blocked. */
+  authFailed(conn: Connection): boolean {
+    this.stats.authFailures++;
+    const before = this.ipGuard.blocks;
+    const blocked = this.ipGuard.authFailed(conn.address, Date.now());
+    if (this.ipGuard.blocks !== before) {
+      this.stats.authBlocks++;
+      this.log.warn("address_blocked", { address: conn.address, forMs: this.config.authBlockMs, reason: `${this.config.authFailuresMax} failed AUTH exchanges within ${this.config.authFailureWindowMs} ms` });
+    }
+    return blocked;
   }
 
   /** Says the server is ready: logged once every listener is up. */
@@ -130,7 +227,15 @@ export class Server implements ConnectionHost {
   private onOpen(socket: Socket<Connection>): void {
     if (this.draining || this.connections.size >= this.config.connectionsMax) {
       this.stats.connectionsRefused++;
-      if (!this.draining) this.refusals.note(`${socket.remoteAddress}:${socket.remotePort}`, this.connections.size, this.config.connectionsMax);
+      if (!this.draining) this.refusals.note({ remote: `${socket.remoteAddress}:${socket.remotePort}`, reason: "connectionsMax reached", open: this.connections.size, connectionsMax: this.config.connectionsMax });
+      socket.terminate();
+      return;
+    }
+    const admission = this.ipGuard.admit(socket.remoteAddress, Date.now());
+    if (admission !== "ok") {
+      if (admission === "blocked") this.stats.connectionsRefusedBlocked++;
+      else this.stats.connectionsRefusedPerIp++;
+      this.ipRefusals.note({ address: socket.remoteAddress, reason: admission === "blocked" ? "address blocked after failed AUTH exchanges" : `connectionsPerIpMax (${this.config.connectionsPerIpMax}) reached` });
       socket.terminate();
       return;
     }
@@ -166,6 +271,8 @@ export class Server implements ConnectionHost {
   }
 
   onConnectionClosed(conn: Connection): void {
+    if (!this.connections.has(conn)) return;
+    this.ipGuard.closed(conn.address, Date.now());
     this.connections.delete(conn);
     this.stats.connectionsOpen = this.connections.size;
     if (this.connections.size === 0) {

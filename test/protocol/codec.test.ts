@@ -14,13 +14,13 @@ describe("protobuf codec", () => {
   test("round trip", () => {
     const frame = protobufCodec.encodeFrame({ operation: 8, key: "ключ", size: 2 ** 40, type: 1, message: "success" });
     const msg = protobufCodec.decode(frame.subarray(4));
-    expect(msg).toEqual({ version: "0001", magic: 0x12345, appid: 0x12345, operation: 8, key: "ключ", type: 1, size: 2 ** 40, message: "success" });
+    expect(msg).toEqual({ version: "0001", magic: 0x12345, appid: 0x12345, operation: 8, key: "ключ", type: 1, size: 2 ** 40, message: "success", token: "" });
     expect(headerProblem(msg)).toBeNull();
   });
 
-  test("unknown fields are ignored (extensions use field numbers 9 and up)", () => {
+  test("unknown fields are ignored (extensions use field numbers 9 and up; 9 is the token)", () => {
     const frame = protobufCodec.encodeFrame({ operation: 1, key: "k" });
-    const withExtra = new Uint8Array([...frame.subarray(4), 0x48, 0x07]); // field 9 varint 7
+    const withExtra = new Uint8Array([...frame.subarray(4), 0xa0, 0x01, 0x07]); // field 20 varint 7
     expect(protobufCodec.decode(withExtra).key).toBe("k");
   });
 

@@ -19,17 +19,17 @@ const pick = <T>(xs: T[]) => xs[rand(xs.length)]!;
 
 function reference(body: Uint8Array) {
   const m = fromBinary(NetFsProtocolProtoSchema, body);
-  return { version: m.Version, magic: m.Magic, appid: m.Appid, operation: m.Operation, key: m.Checksum, type: m.Type, size: Number(m.Size), message: m.Message };
+  return { version: m.Version, magic: m.Magic, appid: m.Appid, operation: m.Operation, key: m.Checksum, type: m.Type, size: Number(m.Size), message: m.Message, token: m.Token };
 }
 
 describe("fast protobuf codec", () => {
   test("encodes exactly what protobuf-es encodes", () => {
     for (let i = 0; i < 3000; i++) {
-      const init = { operation: pick(ints), key: pick(samples), type: pick(ints), size: pick(sizes), message: pick(samples) };
+      const init = { operation: pick(ints), key: pick(samples), type: pick(ints), size: pick(sizes), message: pick(samples), token: pick(samples) };
       const frame = encodeProtoFrame(init);
       const expected = toBinary(
         NetFsProtocolProtoSchema,
-        create(NetFsProtocolProtoSchema, { Version: "0001", Magic: 74565, Appid: 74565, Operation: init.operation, Checksum: init.key, Type: init.type, Size: BigInt(init.size), Message: init.message }),
+        create(NetFsProtocolProtoSchema, { Version: "0001", Magic: 74565, Appid: 74565, Operation: init.operation, Checksum: init.key, Type: init.type, Size: BigInt(init.size), Message: init.message, Token: init.token }),
       );
       expect(new DataView(frame.buffer).getInt32(0, true)).toBe(expected.length);
       expect(Buffer.from(frame.subarray(4)).equals(Buffer.from(expected))).toBe(true);
@@ -47,10 +47,11 @@ describe("fast protobuf codec", () => {
         Type: pick(ints),
         Size: BigInt(pick(sizes)),
         Message: pick(samples),
+        Token: pick(samples),
       });
       let body = toBinary(NetFsProtocolProtoSchema, m);
       if (i % 3 === 1) body = new Uint8Array([...body, ...toBinary(NetFsProtocolProtoSchema, create(NetFsProtocolProtoSchema, { Checksum: "later", Size: 7n }))]); // repeats: last wins
-      if (i % 3 === 2) body = new Uint8Array([0x48, 0x05, 0x52, 0x02, 0x68, 0x69, ...body]); // unknown fields 9 and 10 first
+      if (i % 3 === 2) body = new Uint8Array([0xa0, 0x01, 0x05, 0xaa, 0x01, 0x02, 0x68, 0x69, ...body]); // unknown fields 20 and 21 first
       expect(decodeProto(body)).toEqual(reference(body));
     }
   });

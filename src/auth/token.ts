@@ -1,0 +1,129 @@
+// Scoped access tokens: what a client presents (the AUTH exchange) to be let in when the server
+// runs with `auth: "token"`.
+//
+//   fsgw1.<payload>.<signature>
+//
+// payload: base64url of a JSON object {"id", "ops", "prefix", "exp"}: an id for the logs, the
+// operations allowed ("read" = download and exist, "write" = upload, "delete"), the key prefix
+// every key must start with (byte for byte; "" = any key) and the expiry in Unix seconds.
+// signature: base64url of HMAC-SHA-256 over "fsgw1." + payload, keyed by the server's secret.
+//
+// Anyone holding the secret can mint tokens; anyone holding a token can do what its scope allows
+// until it expires (there is no revocation list: rotate the secret to revoke every token at once).
+// The signature is checked once per connection; the scope and the expiry at every exchange.
+import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { z } from "zod";
+
+export const TOKEN_PREFIX = "fsgw1.";
+/** Longest token accepted: a prefix of a 255-byte key, an id and the signature fit many times over. */
+export const TOKEN_BYTES_MAX = 4096;
+/** A secret shorter than this is refused: HMAC-SHA-256 wants at least its output's 32 bytes. */
+export const SECRET_BYTES_MIN = 32;
+
+/** Operation classes a token may allow, as bits. */
+export const Access = { READ: 1, WRITE: 2, DELETE: 4 } as const;
+const ACCESS_NAMES: Record<string, number> = { read: Access.READ, write: Access.WRITE, delete: Access.DELETE };
+
+export interface TokenScope {
+  id: string;
+  /** Bits of Access. */
+  access: number;
+  prefix: string;
+  /** Expiry, milliseconds since the epoch. */
+  expiresAtMs: number;
+}
+
+const payloadSchema = z.strictObject({
+  id: z.string().max(128),
+  ops: z.array(z.enum(["read", "write", "delete"])).min(1).max(3),
+  prefix: z.string().max(255),
+  exp: z.number().int().positive(),
+});
+
+/** "read,write" -> bits; throws with a clear message on an unknown name. */
+export function accessOf(names: string[]): number {
+  let bits = 0;
+  for (const name of names) {
+    const bit = ACCESS_NAMES[name];
+    if (bit === undefined) throw new Error(`unknown operation ${JSON.stringify(name)}: use read, write, delete`);
+    bits |= bit;
+  }
+  return bits;
+}
+
+function accessNames(bits: number): ("read" | "write" | "delete")[] {
+  const out: ("read" | "write" | "delete")[] = [];
+  if (bits & Access.READ) out.push("read");
+  if (bits & Access.WRITE) out.push("write");
+  if (bits & Access.DELETE) out.push("delete");
+  return out;
+}
+
+function sign(secret: Uint8Array, signed: string): Buffer {
+  return createHmac("sha256", secret).update(signed).digest();
+}
+
+/** A token for `scope`, signed with `secret`. */
+export function createToken(secret: Uint8Array, scope: TokenScope): string {
+  const payload = Buffer.from(
+    JSON.stringify({ id: scope.id, ops: accessNames(scope.access), prefix: scope.prefix, exp: Math.floor(scope.expiresAtMs / 1000) }),
+  ).toString("base64url");
+  const signed = TOKEN_PREFIX + payload;
+  return `${signed}.${sign(secret, signed).toString("base64url")}`;
+}
+
+/** A new random secret, as the text an authSecretFile holds. */
+export function newSecret(): string {
+  return randomBytes(32).toString("base64url");
+}
+
+/**
+ * The secret in a file's text: the whole text with surrounding whitespace trimmed, used as bytes.
+ * Throws when it is too short to be a secret.
+ */
+export function secretOf(text: string, where: string): Uint8Array {
+  const bytes = Buffer.from(text.trim(), "utf8");
+  if (bytes.length < SECRET_BYTES_MIN) throw new Error(`${where}: a secret needs at least ${SECRET_BYTES_MIN} bytes (has ${bytes.length}); make one with 'fsgw token secret'`);
+  return bytes;
+}
+
+export type Verified = { ok: true; scope: TokenScope } | { ok: false; reason: string; id: string };
+
+/**
+ * Checks a token's form and signature against each secret (the current one, then a previous one
+ * during a rotation) and reads its scope. Expiry is not judged here: the caller checks it at every
+ * exchange. `reason` is for logs; the client is told only "unauthorized".
+ */
+export function verifyToken(token: string, secrets: readonly Uint8Array[]): Verified {
+  if (token.length === 0) return { ok: false, reason: "empty token", id: "" };
+  if (token.length > TOKEN_BYTES_MAX) return { ok: false, reason: "token too long", id: "" };
+  if (!token.startsWith(TOKEN_PREFIX)) return { ok: false, reason: "not an fsgw1 token", id: "" };
+  const dot = token.lastIndexOf(".");
+  if (dot <= TOKEN_PREFIX.length) return { ok: false, reason: "malformed token", id: "" };
+  const signed = token.slice(0, dot);
+  const given = Buffer.from(token.slice(dot + 1), "base64url");
+  let good = false;
+  for (const secret of secrets) {
+    const expected = sign(secret, signed);
+    // timingSafeEqual needs equal lengths; a wrong length is no secret (it is in the token).
+    if (given.length === expected.length && timingSafeEqual(given, expected)) good = true;
+  }
+  if (!good) return { ok: false, reason: "bad signature", id: "" };
+  let payload: z.infer<typeof payloadSchema>;
+  try {
+    payload = payloadSchema.parse(JSON.parse(Buffer.from(signed.slice(TOKEN_PREFIX.length), "base64url").toString("utf8")));
+  } catch {
+    return { ok: false, reason: "signed but unreadable payload", id: "" };
+  }
+  return { ok: true, scope: { id: payload.id, access: accessOf(payload.ops), prefix: payload.prefix, expiresAtMs: payload.exp * 1000 } };
+}
+
+/** "1h", "30m", "45s", "2d" or plain seconds -> milliseconds; throws on anything else. */
+export function parseTtl(text: string): number {
+  const m = /^(\d+)([smhd]?)$/.exec(text.trim());
+  if (m === null) throw new Error(`bad --ttl ${JSON.stringify(text)}: use e.g. 90s, 30m, 1h, 7d`);
+  const unit = { "": 1, s: 1, m: 60, h: 3600, d: 86400 }[m[2] as "" | "s" | "m" | "h" | "d"];
+  const ms = Number(m[1]) * unit * 1000;
+  if (!(ms > 0)) throw new Error(`bad --ttl ${JSON.stringify(text)}: must be positive`);
+  return ms;
+}

@@ -1,0 +1,108 @@
+// `fsgw token create | secret`: mints scoped access tokens with the server's secret, and makes
+// new secrets. Runs on a machine that holds the secret file (the server's, or an issuer's).
+import { readFileSync } from "node:fs";
+import { ConfigError, loadConfig } from "../config";
+import { accessOf, createToken, newSecret, parseTtl, secretOf } from "../auth/token";
+import { parseArgs, UsageError, type Parsed } from "./args";
+import { EXIT_LOCAL, EXIT_OK, EXIT_USAGE, type Io } from "./client-commands";
+
+export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--ttl <ttl>] [--id <id>] [--secret-file <file> | --config <file>]
+       fsgw token secret
+
+create   prints an access token for a server with auth "token": it allows the operations <ops>
+         (a comma list of read = download and exist, write = upload, delete) on keys that start
+         with <prefix> (byte for byte; default: every key), until <ttl> from now (90s, 30m, 1h,
+         7d; default 1h). <id> names the token in the server's logs (default: a random one).
+         It is signed with the secret in --secret-file, else the authSecretFile of --config, else
+         of $FSGW_AUTH_SECRET_FILE.
+secret   prints a new random secret, for an authSecretFile.
+
+Anyone holding a token can do what it allows until it expires; there is no revocation list.
+To revoke every token at once, change the secret (the previous one can stay accepted for a
+while: authPreviousSecretFile; send the server SIGHUP after changing the files).
+
+examples:
+  fsgw token secret > /etc/fsgw/secret && chmod 600 /etc/fsgw/secret
+  fsgw token create --ops read,write --prefix photos- --ttl 1h --secret-file /etc/fsgw/secret
+  FSGW_TOKEN=$(fsgw token create --ops read --ttl 7d --config /etc/fsgw.json) fsgw get photos-1.jpg`;
+
+const flags = {
+  "--ops": { takesValue: true },
+  "--prefix": { takesValue: true },
+  "--ttl": { takesValue: true },
+  "--id": { takesValue: true },
+  "--secret-file": { takesValue: true },
+  "--config": { takesValue: true },
+  "--help": { alias: "-h", takesValue: false },
+} as const;
+
+function secretFile(parsed: Parsed): string {
+  const direct = parsed.flags.get("--secret-file");
+  if (direct !== undefined) return direct;
+  const config = parsed.flags.get("--config");
+  const loaded = loadConfig({ argv: config === undefined ? [] : ["--config", config], env: process.env });
+  if (loaded.authSecretFile === "") throw new UsageError("no secret: give --secret-file, or a --config (or $FSGW_AUTH_SECRET_FILE) with authSecretFile");
+  return loaded.authSecretFile;
+}
+
+export function runTokenCommand(argv: string[], io: Io): number {
+  const [sub, ...rest] = argv;
+  try {
+    if (sub === undefined) {
+      io.stderr.write(tokenHelp + "\n");
+      return EXIT_USAGE;
+    }
+    if (sub === "--help" || sub === "-h") {
+      io.stdout(tokenHelp + "\n");
+      return EXIT_OK;
+    }
+    const parsed = parseArgs(rest, flags);
+    if (parsed.flags.has("--help")) {
+      io.stdout(tokenHelp + "\n");
+      return EXIT_OK;
+    }
+    if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
+    if (sub === "secret") {
+      io.stdout(newSecret() + "\n");
+      return EXIT_OK;
+    }
+    if (sub !== "create") throw new UsageError(`unknown token command ${JSON.stringify(sub)}: use create or secret`);
+    const ops = parsed.flags.get("--ops");
+    if (ops === undefined) throw new UsageError("--ops is required (e.g. --ops read,write)");
+    let access: number;
+    let ttlMs: number;
+    try {
+      access = accessOf(ops.split(",").map((o) => o.trim()).filter((o) => o !== ""));
+      ttlMs = parseTtl(parsed.flags.get("--ttl") ?? "1h");
+    } catch (e) {
+      throw new UsageError((e as Error).message);
+    }
+    if (access === 0) throw new UsageError("--ops names no operation");
+    const prefix = parsed.flags.get("--prefix") ?? "";
+    if (Buffer.byteLength(prefix) > 255) throw new UsageError("--prefix is longer than a key may be (255 bytes)");
+    const id = parsed.flags.get("--id") ?? `t-${crypto.randomUUID().slice(0, 8)}`;
+    const path = secretFile(parsed);
+    let text: string;
+    try {
+      text = readFileSync(path, "utf8");
+    } catch (e) {
+      io.stderr.write(`fsgw token: cannot read the secret file ${path}: ${(e as Error).message}\n`);
+      return EXIT_LOCAL;
+    }
+    let secret: Uint8Array;
+    try {
+      secret = secretOf(text, path);
+    } catch (e) {
+      io.stderr.write(`fsgw token: ${(e as Error).message}\n`);
+      return EXIT_LOCAL;
+    }
+    io.stdout(createToken(secret, { id, access, prefix, expiresAtMs: Date.now() + ttlMs }) + "\n");
+    return EXIT_OK;
+  } catch (e) {
+    if (e instanceof UsageError || e instanceof ConfigError) {
+      io.stderr.write(`fsgw token: ${e.message}\nRun 'fsgw token --help' for usage.\n`);
+      return EXIT_USAGE;
+    }
+    throw e;
+  }
+}

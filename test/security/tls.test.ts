@@ -1,0 +1,170 @@
+// TLS on the protocol port against a real server process: exchanges byte for byte over TLS (small
+// and streamed bodies, both through memory: no sendfile or splice into an encrypted stream), mutual
+// TLS, what happens to plaintext clients and clients that do not trust the server, and
+// certificates reloaded on SIGHUP while clients keep exchanging. Certificates come from openssl.
+import { afterEach, describe, expect, test } from "bun:test";
+import { copyFileSync, readFileSync } from "node:fs";
+import { Access, createToken, newSecret } from "../../src/auth/token";
+import { connect, ServerError, type ClientTls } from "../../src/client/client";
+import { benchExchange } from "../../src/client/exchanges";
+import { TlsError, WireConn } from "../../src/client/wire-conn";
+import { runClientCommand, type Io } from "../../src/cli/client-commands";
+import { hasOpenssl, makeCerts, type Certs } from "../helpers/certs";
+import { payload, sha256 } from "../helpers/data";
+import { eventually, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  await server?.stop();
+  server = null;
+});
+
+const read = (p: string) => readFileSync(p, "utf8");
+const trust = (c: Certs, ca = c.caCrt): ClientTls => ({ ca: read(ca) });
+
+/** A copy of the server certificate and key that the test may swap for others (reload). */
+function liveFiles(c: Certs): { crt: string; key: string } {
+  const dir = tempDir("live-cert");
+  const crt = join(dir, "server.crt");
+  const key = join(dir, "server.key");
+  copyFileSync(c.serverCrt, crt);
+  copyFileSync(c.serverKey, key);
+  return { crt, key };
+}
+
+if (!hasOpenssl) test.skip("TLS tests skipped: openssl, which makes their certificates, is not installed", () => {});
+
+describe.skipIf(!hasOpenssl)("TLS", () => {
+  const certs = hasOpenssl ? makeCerts() : (null as never);
+
+  test("exchanges over TLS are byte for byte, bodies go through memory (no sendfile into TLS), and it is said once", async () => {
+    const adminPort = freePort();
+    server = await startServer({ tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey, adminPort });
+    const client = connect({ port: server.port, tls: trust(certs), poolSize: 2 });
+    for (const size of [1, 5000, 70_000, 3_000_000]) {
+      const body = payload(size, size);
+      await client.upload(`k${size}`, body);
+      expect(sha256(await client.download(`k${size}`))).toBe(sha256(body));
+      expect((await client.exist(`k${size}`)).size).toBe(size);
+    }
+    await client.delete("k1");
+    client.close();
+    const stats = (await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as { zeroCopy: Record<string, number> };
+    expect(stats.zeroCopy).toEqual({ downloads: 0, uploads: 0, fallbacks: 0 });
+    expect(server.lines.filter((l) => l.includes("event=zero_copy_off") && l.includes("TLS")).length).toBe(1);
+  });
+
+  test("a plaintext client, and one that does not trust the certificate, are closed with one log line each; the server carries on", async () => {
+    server = await startServer({ tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey });
+    const plain = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    const err = await benchExchange(plain, "x").catch((e) => e);
+    expect(err).toBeInstanceOf(Error);
+    expect(await plain.closedWithin(2000)).toBe(true);
+    await eventually(() => server!.lines.some((l) => l.includes("event=tls_handshake_failed")), 5000, "handshake failure logged");
+    const wrongCa = await WireConn.connect({ host: "127.0.0.1", port: server.port, tls: trust(certs, certs.ca2Crt) }).catch((e) => e);
+    expect(wrongCa).toBeInstanceOf(TlsError);
+    const wrongName = await WireConn.connect({ host: "127.0.0.1", port: server.port, tls: { ...trust(certs), serverName: "example.com" } }).catch((e) => e);
+    expect(wrongName).toBeInstanceOf(TlsError);
+    const good = await WireConn.connect({ host: "127.0.0.1", port: server.port, tls: trust(certs) });
+    await benchExchange(good, "still serving");
+    good.close();
+    expect(server.proc.exitCode).toBeNull();
+  });
+
+  test("mutual TLS: a client certificate from the client CA gets in; none, or one from another CA, does not", async () => {
+    server = await startServer({ tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey, tlsClientCaFile: certs.clientCaCrt });
+    const withCert: ClientTls = { ...trust(certs), cert: read(certs.clientCrt), key: read(certs.clientKey) };
+    const client = connect({ port: server.port, tls: withCert });
+    const body = payload(100_000, 3);
+    await client.upload("m", body);
+    expect(sha256(await client.download("m"))).toBe(sha256(body));
+    client.close();
+    for (const [what, tls] of [
+      ["no client certificate", trust(certs)],
+      ["a stranger's certificate", { ...trust(certs), cert: read(certs.strangerCrt), key: read(certs.strangerKey) }],
+    ] as const) {
+      // TLS 1.3: the refusal may come during the handshake or right after it, on the first read.
+      const outcome = await (async () => {
+        const conn = await WireConn.connect({ host: "127.0.0.1", port: server!.port, tls });
+        await benchExchange(conn, "x");
+        return "served";
+      })().catch((e) => e);
+      expect(outcome, what).toBeInstanceOf(Error);
+    }
+    await eventually(() => server!.lines.filter((l) => l.includes("event=tls_handshake_failed")).length >= 1, 5000, "refusals logged");
+  });
+
+  test("SIGHUP reloads the certificate under load: open connections go on, new ones get the new certificate", async () => {
+    const live = liveFiles(certs);
+    server = await startServer({ tlsCertFile: live.crt, tlsKeyFile: live.key });
+    const port = server.port;
+    let running = true;
+    let exchanges = 0;
+    const errors: string[] = [];
+    const body = payload(20_000, 9);
+    const workers = Array.from({ length: 4 }, async (_, i) => {
+      const c = connect({ port, tls: trust(certs), poolSize: 1 });
+      try {
+        while (running) {
+          await c.upload(`w${i}`, body);
+          if (sha256(await c.download(`w${i}`)) !== sha256(body)) errors.push("bytes differ");
+          exchanges += 2;
+        }
+      } catch (e) {
+        errors.push(String(e));
+      } finally {
+        c.close();
+      }
+    });
+    await eventually(() => exchanges > 20, 10_000, "load running");
+    copyFileSync(certs.server2Crt, live.crt);
+    copyFileSync(certs.server2Key, live.key);
+    server.proc.kill("SIGHUP");
+    await eventually(() => server!.lines.some((l) => l.includes("event=reloaded")), 5000, "reload");
+    const before = exchanges;
+    await eventually(() => exchanges > before + 20, 10_000, "load after the reload");
+    running = false;
+    await Promise.all(workers);
+    expect(errors).toEqual([]);
+    const fresh = await WireConn.connect({ host: "127.0.0.1", port, tls: trust(certs, certs.ca2Crt) });
+    await benchExchange(fresh, "new certificate");
+    fresh.close();
+    expect(await WireConn.connect({ host: "127.0.0.1", port, tls: trust(certs) }).catch((e) => e)).toBeInstanceOf(TlsError);
+    // A broken certificate file changes nothing.
+    writeFileSync(live.crt, "not a certificate");
+    server.proc.kill("SIGHUP");
+    await eventually(() => server!.lines.some((l) => l.includes("event=reload_failed")), 5000, "failed reload");
+    const still = await WireConn.connect({ host: "127.0.0.1", port, tls: trust(certs, certs.ca2Crt) });
+    await benchExchange(still, "old certificate kept");
+    still.close();
+  });
+
+  test("the fsgw command with --tls --ca --token against TLS and tokens: put, get, stat, rm", async () => {
+    const dir = tempDir("cli-tls");
+    const secretFile = join(dir, "secret");
+    const secret = newSecret();
+    writeFileSync(secretFile, secret);
+    server = await startServer({ tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey, auth: "token", authSecretFile: secretFile });
+    const token = createToken(new TextEncoder().encode(secret), { id: "cli", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "cli-", expiresAtMs: Date.now() + 60_000 });
+    const out: string[] = [];
+    const io: Io = { stdout: (t) => void out.push(t), stderr: { isTTY: false, columns: 80, write: (t) => void out.push(t) }, stdoutBytes: () => {} };
+    const file = join(dir, "f.bin");
+    const body = payload(200_000, 5);
+    writeFileSync(file, body);
+    const common = ["--port", String(server.port), "--ca", certs.caCrt, "--token", token];
+    expect(await runClientCommand("put", [file, "--key", "cli-f", ...common], io)).toBe(0);
+    expect(await runClientCommand("get", ["cli-f", "-o", join(dir, "back"), ...common], io)).toBe(0);
+    expect(sha256(readFileSync(join(dir, "back")))).toBe(sha256(body));
+    expect(await runClientCommand("stat", ["cli-f", ...common], io)).toBe(0);
+    expect(await runClientCommand("put", [file, "--key", "other", ...common], io)).toBe(1); // outside the prefix
+    expect(out.join("")).toContain("forbidden: key outside token scope");
+    expect(await runClientCommand("rm", ["cli-f", ...common], io)).toBe(0);
+    expect(await runClientCommand("stat", ["cli-f", "--port", String(server.port), "--ca", certs.caCrt], io)).toBe(1); // no token
+    expect(out.join("")).toContain("unauthorized");
+    expect(await runClientCommand("stat", ["cli-f", "--port", String(server.port), "--token", token], io)).toBe(3); // plaintext to TLS
+    const err = await connect({ port: server.port, tls: trust(certs), token: "fsgw1.x.y" }).exist("k").catch((e) => e);
+    expect(err).toBeInstanceOf(ServerError);
+  });
+});

@@ -3,13 +3,15 @@
 // that every exchange falls back, direct submission): bytes in any split, 200 concurrent clients,
 // bad keys, disconnects and protocol violations.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { engineNames } from "../../src/config";
 import { NetFsProtocolProtoSchema } from "../../src/gen/netfs_pb";
 import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
-import { WireConn } from "../../src/client/wire-conn";
+import { WireConn, type ClientTls } from "../../src/client/wire-conn";
+import { Access, createToken, newSecret } from "../../src/auth/token";
+import { hasOpenssl, makeCerts } from "../helpers/certs";
 import { protobufCodec } from "../../src/protocol/codec";
 import { frameOf } from "../../src/protocol/frame-decoder";
 import { Op } from "../../src/protocol/message";
@@ -17,7 +19,22 @@ import { payload, sha256, sha256File } from "../helpers/data";
 import { listFiles, storedKeys, tempFiles } from "../helpers/fs";
 import { eventually, startServer, type TestServer } from "../helpers/server";
 
-const connect = (server: TestServer) => WireConn.connect({ host: "127.0.0.1", port: server.port });
+/** What a variant's clients need besides the port (TLS, a token), by server. */
+const clientSecurity = new WeakMap<TestServer, { tls?: ClientTls; token?: string }>();
+const connect = (server: TestServer) => WireConn.connect({ host: "127.0.0.1", port: server.port, ...clientSecurity.get(server) });
+
+/** TLS and tokens: certificates from openssl, a secret, and a token that may do anything. */
+function secured(): { fields: Record<string, string>; client: { tls: ClientTls; token: string } } {
+  const certs = makeCerts();
+  const secret = newSecret();
+  const secretFile = join(certs.dir, "secret");
+  writeFileSync(secretFile, secret);
+  const token = createToken(new TextEncoder().encode(secret), { id: "e2e", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "", expiresAtMs: Date.now() + 3600_000 });
+  return {
+    fields: { tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey, auth: "token", authSecretFile: secretFile },
+    client: { tls: { ca: readFileSync(certs.caCrt, "utf8") }, token },
+  };
+}
 
 async function upload(conn: WireConn, key: string, body: Uint8Array): Promise<void> {
   await uploadExchange(conn, key, body.length, (c) => c.write(body));
@@ -47,12 +64,18 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, batch submission", { ioEngine: "cpool", ioSubmitMode: "batch" }],
   ["cpool, zero-copy off (downloads copied through memory)", { ioEngine: "cpool", zeroCopy: "false" }],
   ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", ioInline: "refused" }],
+  // TLS and tokens on: every exchange and violation below, through TLS, after an AUTH.
+  ...(hasOpenssl ? [["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }] as [string, Record<string, string>]] : []),
 ];
+if (!hasOpenssl) test.skip("e2e over TLS and tokens skipped: openssl, which makes the certificates, is not installed", () => {});
 
-describe.each(variants)("engine %s", (_name, fields) => {
+describe.each(variants)("engine %s", (_name, variantFields) => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startServer({ ...fields, inlineBytesMax: 65536, ioChunkBytes: 65536 });
+    const { secured: isSecured, ...fields } = variantFields;
+    const security = isSecured === "yes" ? secured() : null;
+    server = await startServer({ ...fields, ...security?.fields, inlineBytesMax: 65536, ioChunkBytes: 65536 });
+    if (security !== null) clientSecurity.set(server, security.client);
   });
   afterAll(async () => {
     expect(await server.stop()).toBe(0);

@@ -30,6 +30,11 @@ export interface LoadOptions {
   /** TLS and an access token for each connection (then every op runs on WireConn). */
   tls?: ClientTls;
   token?: string;
+  /**
+   * Run bench, exist and delete on WireConn too, not on the lean raw-socket loop: benchmarks that
+   * compare plain with TLS or tokens use it, so that every variant is driven by the same client.
+   */
+  wireConnOnly?: boolean;
 }
 
 export interface LoadResult {
@@ -148,7 +153,7 @@ function summarize(options: LoadOptions, shards: LoadShard[], ms: number, cpu: N
 export async function runShard(options: LoadOptions, keyOffset: number): Promise<LoadShard> {
   const shard = new ShardRun(options, keyOffset);
   // The lean raw-socket loop speaks neither TLS nor AUTH: with them every op runs on WireConn.
-  const lean = options.tls === undefined && options.token === undefined && (options.op === "bench" || options.op === "exist" || options.op === "delete");
+  const lean = !options.wireConnOnly && options.tls === undefined && options.token === undefined && (options.op === "bench" || options.op === "exist" || options.op === "delete");
   const worker = lean ? () => shard.roundTripWorker() : () => shard.exchangeWorker();
   await Promise.all(Array.from({ length: Math.min(options.connections, options.count) }, worker));
   return shard.result();

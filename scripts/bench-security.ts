@@ -1,0 +1,164 @@
+// What security costs per exchange: fsgw with security off, with access tokens, with TLS, and with
+// both, side by side in one run, alternated in every round; and beside them a bare Bun.listen
+// server (scripts/lib/bare-server.ts: the same exchanges answered from memory, no storage) plain
+// and with TLS, so that fsgw's cost of TLS can be compared with what Bun's TLS costs by itself.
+//
+//   bun scripts/bench-security.ts [--rounds 2] [--only bench,upload-5k,download-50k,upload-64m]
+//
+// Server CPU per exchange counts every thread of the server process (/proc/<pid>/stat), including
+// each connection's TLS handshake and AUTH exchange: connections are long-lived (hundreds of
+// exchanges each), as they are for clients that keep their connections. Data stays under .bench/.
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { Access, createToken, newSecret } from "../src/auth/token";
+import { runLoad, type LoadOp, type LoadOptions } from "../src/client/load";
+import type { ClientTls } from "../src/client/wire-conn";
+import { hasOpenssl, makeCerts } from "./lib/certs";
+import { option, KiB, MiB } from "./lib/options";
+import { startServer } from "./lib/server-process";
+
+const root = resolve(import.meta.dir, "..");
+const rounds = Number(option("--rounds", "2"));
+
+interface Row {
+  name: string;
+  op: LoadOp;
+  size: number;
+  connections: number;
+  count: number;
+}
+const rows: Row[] = [
+  { name: "bench", op: "bench", size: 0, connections: 100, count: 60_000 },
+  { name: "upload-5k", op: "upload", size: 5 * KiB, connections: 100, count: 20_000 },
+  { name: "download-50k", op: "download", size: 50 * KiB, connections: 100, count: 20_000 },
+  { name: "upload-64m", op: "upload", size: 64 * MiB, connections: 4, count: 12 },
+];
+const only = option("--only", "");
+const selected = rows.filter((r) => only === "" || only.split(",").includes(r.name));
+
+const variants = ["off", "token", "tls", "tls+token", "bare", "bare-tls"] as const;
+type Variant = (typeof variants)[number];
+
+if (!hasOpenssl) {
+  console.error("bench-security: openssl is needed to make the certificates (apt-get install openssl)");
+  process.exit(2);
+}
+const runDir = join(root, ".bench", "security-" + new Date().toISOString().replace(/[:.]/g, "-"));
+mkdirSync(runDir, { recursive: true });
+const certs = makeCerts();
+const secret = newSecret();
+const secretFile = join(runDir, "secret");
+writeFileSync(secretFile, secret);
+const token = createToken(new TextEncoder().encode(secret), { id: "bench", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "", expiresAtMs: Date.now() + 24 * 3600_000 });
+const clientTls: ClientTls = { ca: readFileSync(certs.caCrt, "utf8") };
+
+function cpuMsOf(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+
+interface Target {
+  pid: number;
+  port: number;
+  stop(): Promise<unknown>;
+}
+
+async function startBare(tls: boolean): Promise<Target> {
+  const args = [process.execPath, join(root, "scripts/lib/bare-server.ts"), "0", ...(tls ? [certs.serverCrt, certs.serverKey] : [])];
+  const proc = Bun.spawn(args, { stdout: "pipe", stderr: "inherit" });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  while (!/listening (\d+)/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`bare server did not start: ${text}`);
+    text += new TextDecoder().decode(value);
+  }
+  return { pid: proc.pid, port: Number(/listening (\d+)/.exec(text)![1]), stop: () => (proc.kill(), proc.exited) };
+}
+
+async function startFsgw(variant: Variant, dataDir: string): Promise<Target> {
+  const fields: Record<string, string | number | boolean> = { dataDir, logLevel: "info" };
+  if (variant === "token" || variant === "tls+token") Object.assign(fields, { auth: "token", authSecretFile: secretFile });
+  if (variant === "tls" || variant === "tls+token") Object.assign(fields, { tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey });
+  const s = await startServer(fields);
+  return { pid: s.pid, port: s.port, stop: () => s.stop() };
+}
+
+function clientOptions(variant: Variant): Pick<LoadOptions, "tls" | "token"> {
+  return {
+    ...(variant === "tls" || variant === "tls+token" || variant === "bare-tls" ? { tls: clientTls } : {}),
+    ...(variant === "token" || variant === "tls+token" ? { token } : {}),
+  };
+}
+
+interface Measured {
+  cpuUs: number;
+  opsPerSec: number;
+  errors: number;
+}
+
+async function measure(row: Row, variant: Variant, round: number): Promise<Measured> {
+  const dataDir = join(runDir, row.op === "download" ? "download-data" : `data-${row.name}`, "d");
+  const target = variant === "bare" || variant === "bare-tls" ? await startBare(variant === "bare-tls") : await startFsgw(variant, dataDir);
+  try {
+    // Every variant is driven by the same client code (WireConn), TLS and tokens or not.
+    const load: LoadOptions = { host: "127.0.0.1", port: target.port, op: row.op, connections: row.connections, count: row.count, size: row.size, wireConnOnly: true, ...clientOptions(variant) };
+    const keyPrefix = row.op === "download" ? "f_" : `${variant}-r${round}-`;
+    if (row.op === "download") await runLoad({ ...load, keyPrefix, count: Math.min(row.count, 2000) }); // warm, untimed
+    const c0 = cpuMsOf(target.pid);
+    const t0 = performance.now();
+    const r = await runLoad({ ...load, keyPrefix });
+    const ms = performance.now() - t0;
+    const cpu = cpuMsOf(target.pid) - c0;
+    return { cpuUs: (cpu * 1000) / Math.max(1, r.ok), opsPerSec: (r.ok * 1000) / ms, errors: r.count - r.ok };
+  } finally {
+    await target.stop();
+  }
+}
+
+/** The files downloads read, uploaded once (security off) before any timed run. */
+async function prepareDownloads(row: Row): Promise<void> {
+  const s = await startFsgw("off", join(runDir, "download-data", "d"));
+  try {
+    const r = await runLoad({ host: "127.0.0.1", port: s.port, op: "upload", connections: 100, count: row.count, size: row.size, keyPrefix: "f_" });
+    if (r.ok !== row.count) throw new Error(`preparing downloads: ${JSON.stringify(r.errors)}`);
+  } finally {
+    await s.stop();
+  }
+  Bun.spawnSync(["sync"]);
+}
+
+const results = new Map<string, Map<Variant, Measured[]>>();
+for (const row of selected) {
+  results.set(row.name, new Map(variants.map((v) => [v, []])));
+  if (row.op === "download") await prepareDownloads(row);
+}
+for (let round = 1; round <= rounds; round++) {
+  for (const row of selected) {
+    // Alternate the order between rounds, so that no variant always runs first or last.
+    const order = round % 2 === 1 ? variants : [...variants].reverse();
+    for (const variant of order) {
+      const m = await measure(row, variant, round);
+      results.get(row.name)!.get(variant)!.push(m);
+      console.log(`${row.name.padEnd(13)} r${round} ${variant.padEnd(10)} ${m.opsPerSec.toFixed(0).padStart(7)} ops/s  server CPU ${m.cpuUs.toFixed(1).padStart(8)} us/exchange${m.errors ? `  errors ${m.errors}` : ""}`);
+    }
+  }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+console.log(`\nserver CPU µs per exchange, medians of ${rounds} rounds (ratio to the same server with security off)\n`);
+console.log(`| exchange | fsgw off | token | TLS | TLS + token | fsgw's TLS extra | bare Bun | bare Bun TLS | Bun's TLS extra |`);
+console.log(`|---|---|---|---|---|---|---|---|---|`);
+for (const row of selected) {
+  const r = results.get(row.name)!;
+  const m = (v: Variant) => median(r.get(v)!.map((x) => x.cpuUs));
+  const off = m("off");
+  const bare = m("bare");
+  const cell = (v: Variant, base: number) => `${m(v).toFixed(1)} (${(m(v) / base).toFixed(2)}×)`;
+  console.log(
+    `| ${row.name} | ${off.toFixed(1)} | ${cell("token", off)} | ${cell("tls", off)} | ${cell("tls+token", off)} | +${(m("tls") - off).toFixed(1)} | ${bare.toFixed(1)} | ${cell("bare-tls", bare)} | +${(m("bare-tls") - bare).toFixed(1)} |`,
+  );
+}

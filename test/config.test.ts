@@ -56,3 +56,27 @@ describe("config", () => {
     expect(fail(["--config", join(dir, "bad.json")])).toContain("bad.json");
   });
 });
+
+describe("security settings that depend on each other", () => {
+  const refused = (argv: string[]) => {
+    try {
+      loadConfig({ argv, env: {} });
+    } catch (e) {
+      if (e instanceof ConfigError) return e.message;
+      throw e;
+    }
+    return "accepted";
+  };
+  test("a certificate without its key, a client CA without TLS, tokens without a secret, a public admin without a token", () => {
+    expect(refused(["--tls-cert-file", "c.pem"])).toContain("tlsCertFile and tlsKeyFile go together");
+    expect(refused(["--tls-client-ca-file", "ca.pem"])).toContain("mutual TLS is TLS");
+    expect(refused(["--auth", "token"])).toContain("needs authSecretFile");
+    expect(refused(["--admin-host", "0.0.0.0"])).toContain("is not loopback: set adminToken");
+    expect(refused(["--admin-host", "0.0.0.0", "--admin-token", "short"])).toContain("at least 16 characters");
+    expect(refused(["--admin-host", "0.0.0.0", "--admin-port", "0"])).toBe("accepted"); // no admin endpoint at all
+    expect(refused(["--admin-host", "127.0.0.2"])).toBe("accepted");
+    expect(refused(["--admin-host", "::1"])).toBe("accepted");
+    expect(refused(["--tls-cert-file", "c.pem", "--tls-key-file", "k.pem", "--auth", "token", "--auth-secret-file", "s"])).toBe("accepted");
+  });
+});
+

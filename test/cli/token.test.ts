@@ -1,0 +1,54 @@
+// `fsgw token create | secret`: a token made by the command is one the server accepts, with the
+// scope asked for; mistakes are usage errors that say what is wrong.
+import { expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Access, SECRET_BYTES_MIN, verifyToken } from "../../src/auth/token";
+import { runTokenCommand } from "../../src/cli/token-command";
+import type { Io } from "../../src/cli/client-commands";
+import { tempDir } from "../helpers/server";
+
+function run(argv: string[]): { code: number; out: string; err: string } {
+  let out = "";
+  let err = "";
+  const io: Io = { stdout: (t) => void (out += t), stderr: { isTTY: false, columns: 80, write: (t) => void (err += t) }, stdoutBytes: () => {} };
+  const code = runTokenCommand(argv, io);
+  return { code, out, err };
+}
+
+test("token secret makes a fresh secret long enough; token create signs the scope asked for with it", () => {
+  const a = run(["secret"]);
+  const b = run(["secret"]);
+  expect(a.code).toBe(0);
+  expect(a.out.trim().length).toBeGreaterThanOrEqual(SECRET_BYTES_MIN);
+  expect(a.out).not.toBe(b.out);
+  const file = join(tempDir("token-cli"), "secret");
+  writeFileSync(file, a.out);
+  const before = Date.now();
+  const made = run(["create", "--ops", "read,delete", "--prefix", "photos-", "--ttl", "2h", "--id", "alice", "--secret-file", file]);
+  expect(made.code).toBe(0);
+  const v = verifyToken(made.out.trim(), [new TextEncoder().encode(a.out.trim())]);
+  if (!v.ok) throw new Error(v.reason);
+  expect(v.scope).toMatchObject({ id: "alice", access: Access.READ | Access.DELETE, prefix: "photos-" });
+  expect(v.scope.expiresAtMs).toBeGreaterThan(before + 2 * 3600_000 - 2000);
+  expect(v.scope.expiresAtMs).toBeLessThan(before + 2 * 3600_000 + 2000);
+  // The secret can come from a server config file too.
+  const config = join(tempDir("token-cli"), "fsgw.json");
+  writeFileSync(config, JSON.stringify({ auth: "token", authSecretFile: file }));
+  expect(run(["create", "--ops", "write", "--config", config]).code).toBe(0);
+});
+
+test("mistakes are usage errors (2) or local file problems (4), with the reason", () => {
+  const file = join(tempDir("token-cli"), "secret");
+  writeFileSync(file, "x".repeat(40));
+  expect(run(["create", "--secret-file", file])).toMatchObject({ code: 2, err: expect.stringContaining("--ops is required") });
+  expect(run(["create", "--ops", "read,fly", "--secret-file", file])).toMatchObject({ code: 2, err: expect.stringContaining('unknown operation "fly"') });
+  expect(run(["create", "--ops", "read", "--ttl", "soon", "--secret-file", file])).toMatchObject({ code: 2, err: expect.stringContaining("bad --ttl") });
+  expect(run(["create", "--ops", "read", "--secret-file", "/nonexistent/secret"])).toMatchObject({ code: 4, err: expect.stringContaining("cannot read the secret file") });
+  const short = join(tempDir("token-cli"), "short");
+  writeFileSync(short, "tooshort");
+  expect(run(["create", "--ops", "read", "--secret-file", short])).toMatchObject({ code: 4, err: expect.stringContaining("at least 32 bytes") });
+  expect(run(["revoke"])).toMatchObject({ code: 2, err: expect.stringContaining("unknown token command") });
+  expect(run([]).code).toBe(2);
+  expect(run(["--help"]).out).toContain("fsgw token create --ops");
+});

@@ -93,7 +93,11 @@ export async function startServer(
   void pump(proc.stderr as ReadableStream<Uint8Array>);
 
   const port = await new Promise<number>((resolvePort, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${lines.join("\n")}`)), 15_000);
+    // A server that never says it listens is killed, not left running behind the failure.
+    const timer = setTimeout(() => {
+      proc.kill("SIGKILL");
+      reject(new Error(`server did not start:\n${lines.join("\n")}`));
+    }, 15_000);
     // With the admin endpoint on, the server is ready once that listens too.
     let port = 0;
     let adminReady = !fields.adminPort;

@@ -9,7 +9,7 @@ import { IoError } from "../../src/engine/io-error";
 import { uploadExchange, downloadExchange, benchExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { payload, sha256 } from "../helpers/data";
-import { startServer, tempDir } from "../helpers/server";
+import { startServer, tempDir, type TestServer } from "../helpers/server";
 
 function engine(submitMode: SubmitMode, capacity = 64, threads = 4): CPoolEngine {
   return new CPoolEngine({ threads, capacity, priorThreads: 0, cpuAffinity: false, workerNice: 0, submitMode, batchMax: 16, drainBatchMax: 8, inline: "cached", jobsPerWake: 1, spinUs: 0 });
@@ -104,6 +104,14 @@ const idleVariants = [
 test(`an idle server uses no CPU: under ${IDLE_CPU_MS_MAX} ms over ${IDLE_WINDOW_MS / 1000} idle seconds, with and without an idle connection (${idleVariants.map((v) => v[0]).join("; ")})`, async () => {
   // All variants idle side by side, so the long windows are paid once.
   const servers = await Promise.all(idleVariants.map(([, fields]) => startServer({ ioEngine: "cpool", ...fields })));
+  try {
+    await measureIdle(servers);
+  } finally {
+    await Promise.all(servers.map((s) => s.stop()));
+  }
+}, 40_000);
+
+async function measureIdle(servers: TestServer[]): Promise<void> {
   const conns = await Promise.all(
     servers.map(async (server) => {
       const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
@@ -127,8 +135,7 @@ test(`an idle server uses no CPU: under ${IDLE_CPU_MS_MAX} ms over ${IDLE_WINDOW
   }
   expect(Math.max(...withConnection)).toBeLessThan(IDLE_CPU_MS_MAX);
   expect(Math.max(...withoutConnection)).toBeLessThan(IDLE_CPU_MS_MAX);
-  await Promise.all(servers.map((s) => s.stop()));
-}, 40_000);
+}
 
 test("under load the server's OS threads stay within ioThreads + 12", async () => {
   const ioThreads = 8;

@@ -10,7 +10,9 @@ export const buildDir = join(root, "build");
 export const libraryPath = join(buildDir, "libfsgw_pool.so");
 const stampPath = libraryPath + ".stamp";
 
-const SOURCES = ["fsgw_pool.c", "fsgw_pool.h"];
+/** The library's C files, compiled together; headers count for staleness. */
+export const C_FILES = ["fsgw_pool.c", "fsgw_sha256.c"];
+const SOURCES = [...C_FILES, "fsgw_pool.h", "fsgw_sha256.h"];
 export const CFLAGS = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-pthread"];
 
 function stampOf(): string {
@@ -26,7 +28,7 @@ export function ensureLibrary(): string {
   if (existsSync(libraryPath) && existsSync(stampPath) && readFileSync(stampPath, "utf8") === stamp) return libraryPath;
   mkdirSync(buildDir, { recursive: true });
   const tmp = `${libraryPath}.${process.pid}.tmp`;
-  const r = Bun.spawnSync(["gcc", ...CFLAGS, "-shared", "-o", tmp, join(ffiDir, "fsgw_pool.c")], { stderr: "pipe", stdout: "pipe" });
+  const r = Bun.spawnSync(["gcc", ...CFLAGS, "-shared", "-o", tmp, ...C_FILES.map((f) => join(ffiDir, f))], { stderr: "pipe", stdout: "pipe" });
   if (r.exitCode !== 0) {
     throw new Error(`building ${libraryPath} failed (gcc exit ${r.exitCode}):\n${r.stderr.toString()}`);
   }

@@ -3,7 +3,7 @@
 // ThreadSanitizer. Each C check becomes one test here.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
-import { CFLAGS, ffiDir } from "../../src/ffi/build";
+import { C_FILES, CFLAGS, ffiDir } from "../../src/ffi/build";
 import { tempDir } from "../helpers/server";
 
 const variants: [string, string[]][] = [
@@ -14,7 +14,7 @@ const variants: [string, string[]][] = [
 for (const [name, flags] of variants) {
   const bin = join(tempDir("ctest"), `test_pool_${name}`);
   const cflags = CFLAGS.filter((f) => f !== "-fPIC" && f !== "-O2");
-  const build = Bun.spawnSync(["gcc", ...cflags, "-O1", ...flags, "-o", bin, join(ffiDir, "test_pool.c"), join(ffiDir, "fsgw_pool.c")], { stderr: "pipe" });
+  const build = Bun.spawnSync(["gcc", ...cflags, "-O1", ...flags, "-o", bin, join(ffiDir, "test_pool.c"), ...C_FILES.map((f) => join(ffiDir, f))], { stderr: "pipe" });
   describe(`C pool tests (${name})`, () => {
     test("builds with -Wall -Wextra -Werror", () => {
       expect(build.stderr.toString()).toBe("");

@@ -101,8 +101,8 @@ A transfer longer than a second shows a progress bar on a terminal.
 
 examples:
   fsgw put ./report.pdf
-  fsgw put ./backup.tar --key backups-2026-11-26.tar --port 7000   # (a key may not contain '/')
-  fsgw put ./photo.jpg --key photos-1.jpg --tls --ca ca.pem --token "$(cat photos.token)"
+  fsgw put ./backup.tar --key backups/2026-11-26.tar --port 7000   # '/' organises keys by prefix
+  fsgw put ./photo.jpg --key photos/1.jpg --tls --ca ca.pem --token "$(cat photos.token)"
   fsgw put ./big.iso --key big.iso --host 10.0.0.5
 
 ${commonHelp}`,

@@ -27,6 +27,15 @@ import { UploadStream } from "./upload-stream";
 const LAYOUT_FILE = "fsgw-layout.json";
 const LOCK_FILE = "fsgw.lock";
 const TEMP_MARK = "\\";
+/**
+ * A '/' of a key is stored as U+001F (the unit separator) in its file name: keys may not contain
+ * control characters, so the mapping is one to one, and no key names a path, only a file of its
+ * shard directory. (`ls` shows it as '?'; `getfattr`/`find -name` see the byte.)
+ */
+const SLASH_IN_FILE_NAME = "\x1f";
+export function fileNameOf(key: string): string {
+  return key.includes("/") ? key.replaceAll("/", SLASH_IN_FILE_NAME) : key;
+}
 const EISDIR = constants.errno.EISDIR;
 
 function entryTypeOf(mode: number): number {
@@ -168,7 +177,7 @@ export class FileStore implements Store {
 
   /** The final path of a key. */
   pathOf(key: StoreKey): string {
-    return `${this.shardDirs[key.hash % this.shards]}/${key.name}`;
+    return `${this.shardDirs[key.hash % this.shards]}/${fileNameOf(key.name)}`;
   }
 
   /** A fresh temporary path in the key's shard directory. */

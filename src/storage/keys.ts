@@ -1,5 +1,8 @@
-// File keys: what a client may name a file. A valid key is one path component that cannot escape
-// its shard directory and cannot collide with a temporary file (those contain a backslash).
+// File keys: what a client may name a file. Keys may contain '/' to organise files by prefix, as in
+// S3 ("photos/2026/cat.jpg"), but a key never becomes a path: the file store names the file with each
+// '/' replaced by a character no key may contain (see file-store.ts), so every key is one file in
+// its shard directory, cannot escape it, and cannot collide with a temporary file (those contain a
+// backslash, which keys may not).
 
 export const KEY_BYTES_MAX = 255; // NAME_MAX on ext4, xfs, btrfs: a key is stored as one file name
 
@@ -17,15 +20,24 @@ export interface StoreKey {
 
 /**
  * Returns the checked key when it is valid, or the text that tells the client why not.
- * Rules: 1..255 bytes of UTF-8; no '/', '\', NUL or control characters; not "." or "..".
+ * Rules: 1..255 bytes of UTF-8; no '\', NUL or control characters; '/' only between segments: not
+ * first, not last, never two in a row, and no segment "." or "..".
  */
 export function checkKey(key: string): StoreKey | string {
   if (key.length === 0) return "invalid key: empty";
   if (key.length > KEY_BYTES_MAX) return `invalid key: longer than ${KEY_BYTES_MAX} bytes`;
   if (key === "." || key === "..") return `invalid key: '${key}' is not a file name`;
-  for (let i = 0; i < key.length; i++) {
-    const c = key.charCodeAt(i);
-    if (c === 0x2f) return "invalid key: contains '/'";
+  let segmentStart = 0;
+  for (let i = 0; i <= key.length; i++) {
+    const c = i === key.length ? 0x2f : key.charCodeAt(i);
+    if (c === 0x2f) {
+      // A segment ends here: it may not be empty, ".", or "..".
+      const length = i - segmentStart;
+      if (length === 0) return i === 0 ? "invalid key: starts with '/'" : i === key.length ? "invalid key: ends with '/'" : "invalid key: contains '//'";
+      if ((length === 1 || length === 2) && key.slice(segmentStart, i).replaceAll(".", "") === "") return `invalid key: contains the segment '${key.slice(segmentStart, i)}'`;
+      segmentStart = i + 1;
+      continue;
+    }
     if (c === 0x5c) return "invalid key: contains '\\'";
     if (c === 0) return "invalid key: contains NUL";
     if (c < 0x20 || (c >= 0x7f && c <= 0x9f)) return "invalid key: contains a control character";

@@ -59,7 +59,7 @@ describe("fsgw client commands", () => {
     expect(fsgw(["rm", "missing", ...at()]).code).toBe(1);
     const get = fsgw(["get", "missing", "-o", join(dir, "never.bin"), ...at()]);
     expect(get.code).toBe(1);
-    expect(fsgw(["put", join(dir, "report.bin"), "--key", "../escape", ...at()])).toMatchObject({ code: 1, err: "fsgw put: the server said: invalid key: contains '/'\n" });
+    expect(fsgw(["put", join(dir, "report.bin"), "--key", "../escape", ...at()])).toMatchObject({ code: 1, err: "fsgw put: the server said: invalid key: contains the segment '..'\n" });
   });
 
   test("usage errors exit 2 and say what is wrong", () => {

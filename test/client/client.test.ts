@@ -73,7 +73,7 @@ describe("client", () => {
     const e = await client.download("no-such-file").catch((x) => x);
     expect(e).toBeInstanceOf(ServerError);
     expect(e).toMatchObject({ op: "download", key: "no-such-file", text: "no such key" });
-    expect(await client.exist("../etc/passwd").catch((x: ServerError) => x.text)).toBe("invalid key: contains '/'");
+    expect(await client.exist("../etc/passwd").catch((x: ServerError) => x.text)).toBe("invalid key: contains the segment '..'");
     expect(await client.delete("nope").catch((x: ServerError) => x.text)).toBe("no such key");
     // A failed download into a file leaves no file and no partial file behind.
     await client.download("no-such-file", join(dir, "never.bin")).catch(() => {});

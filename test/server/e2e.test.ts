@@ -210,13 +210,35 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
     }
   });
 
+  test("keys with '/' (as in S3) work in every exchange, each one file in its shard, beside a key that is its prefix", async () => {
+    const conn = await connect(server);
+    const keys = ["dir", "dir/a", "dir/a/b.txt", "photos/2026/11/cat.jpg"];
+    const bodies = new Map(keys.map((k, i) => [k, payload(1000 + 100_000 * i, i + 40)]));
+    for (const key of keys) await upload(conn, key, bodies.get(key)!);
+    for (const key of keys) {
+      expect(sha256(await download(conn, key))).toBe(sha256(bodies.get(key)!));
+      expect((await existExchange(conn, key)).size).toBe(bodies.get(key)!.length);
+    }
+    // No directory was made for a key: every key is a file directly in a shard directory.
+    const mine = storedKeys(server.dataDir).filter((p) => keys.some((k) => p.endsWith(k.replaceAll("/", "\x1f"))));
+    expect(mine.length).toBe(keys.length);
+    for (const p of mine) expect(p.split("/").length).toBe(1);
+    await deleteExchange(conn, "dir/a");
+    expect(await serverText(existExchange(conn, "dir/a"))).toBe("no such key");
+    expect((await existExchange(conn, "dir")).size).toBe(bodies.get("dir")!.length);
+    for (const key of ["dir", "dir/a/b.txt", "photos/2026/11/cat.jpg"]) await deleteExchange(conn, key);
+    conn.close();
+  });
+
   test("bad keys are answered with an error text on every op and create nothing, anywhere", async () => {
     const parent = dirname(server.dataDir);
     const before = listFiles(parent);
     const conn = await connect(server);
     const bad: [string, string][] = [
-      ["../x", "invalid key: contains '/'"],
-      ["../../etc/x", "invalid key: contains '/'"],
+      ["../x", "invalid key: contains the segment '..'"],
+      ["../../etc/x", "invalid key: contains the segment '..'"],
+      ["/etc/x", "invalid key: starts with '/'"],
+      ["a//b", "invalid key: contains '//'"],
       ["..", "invalid key: '..' is not a file name"],
       [".", "invalid key: '.' is not a file name"],
       ["", "invalid key: empty"],

@@ -4,7 +4,7 @@ import { checkKey } from "../../src/storage/keys";
 
 describe("checkKey", () => {
   test("accepts ordinary, dotted, spaced and non-ASCII keys up to 255 bytes", () => {
-    for (const key of ["a", "bench_mark_file_1", "..x", ".hidden", "a b", "ключ", "🔑", "x".repeat(255), "é".repeat(127)]) {
+    for (const key of ["a", "bench_mark_file_1", "..x", ".hidden", "a b", "ключ", "🔑", "x".repeat(255), "é".repeat(127), "a/b", "photos/2026/cat.jpg", "a/..x/.b", "x/".repeat(127) + "x"]) {
       expect(typeof checkKey(key)).toBe("object");
     }
   });
@@ -14,9 +14,15 @@ describe("checkKey", () => {
       ["", "empty"],
       [".", "not a file name"],
       ["..", "not a file name"],
-      ["../x", "contains '/'"],
-      ["a/b", "contains '/'"],
-      ["/etc/passwd", "contains '/'"],
+      ["../x", "contains the segment '..'"],
+      ["../../etc/x", "contains the segment '..'"],
+      ["a/../b", "contains the segment '..'"],
+      ["a/./b", "contains the segment '.'"],
+      ["a/..", "contains the segment '..'"],
+      ["/etc/passwd", "starts with '/'"],
+      ["/", "starts with '/'"],
+      ["a/", "ends with '/'"],
+      ["a//b", "contains '//'"],
       ["a\\b", "contains '\\'"],
       ["a\0b", "NUL"],
       ["a\nb", "control character"],

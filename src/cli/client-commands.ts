@@ -6,7 +6,7 @@
 import { basename } from "node:path";
 import { stat } from "node:fs/promises";
 import { existsSync, readFileSync } from "node:fs";
-import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type ClientTls, type FsgwClient } from "../client/client";
+import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type ByteRange, type ClientTls, type FsgwClient } from "../client/client";
 import { loadOps, runLoadThreaded, type LoadOp, type LoadResult } from "../client/load";
 import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
 import { formatBytes, Progress, type ProgressOutput } from "./progress";
@@ -106,15 +106,19 @@ examples:
   fsgw put ./big.iso --key big.iso --host 10.0.0.5
 
 ${commonHelp}`,
-  get: `usage: fsgw get <key> [-o <file>] [options]
+  get: `usage: fsgw get <key> [-o <file>] [--range FIRST-LAST] [options]
 
-Downloads a file. It is written to <file> (default: ./<key>) through a temporary file that is
-renamed into place only when complete; -o - writes the bytes to stdout. An existing <file> is
-not replaced unless --force (-f) is given.
+Downloads a file. It is written to <file> (default: the key's last segment, in this directory)
+through a temporary file that is renamed into place only when complete; -o - writes the bytes to
+stdout. An existing <file> is not replaced unless --force (-f) is given. --range downloads only
+bytes FIRST to LAST (both included, as in HTTP; FIRST- for the rest of the file), clamped at the
+end of the file; a FIRST past the end is an error.
 
 examples:
   fsgw get report.pdf
   fsgw get report.pdf -o /tmp/copy.pdf
+  fsgw get backups/2026-11-26.tar                # into ./2026-11-26.tar
+  fsgw get big.iso --range 1000-1999 -o part.bin # 1000 bytes
   fsgw get notes.txt -o - | less
 
 ${commonHelp}`,
@@ -171,6 +175,17 @@ function clientFrom(parsed: Parsed): FsgwClient {
   });
 }
 
+/** `--range A-B` (bytes A to B, both included, as in HTTP) or `A-` (from A to the end). */
+function rangeFrom(text: string | undefined): ByteRange | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(\d+)-(\d*)$/.exec(text.trim());
+  if (m === null) throw new UsageError(`bad --range ${JSON.stringify(text)}: use FIRST-LAST (bytes, both included) or FIRST- (to the end), e.g. 1000-1999`);
+  const first = Number(m[1]);
+  const last = m[2] === "" ? -1 : Number(m[2]);
+  if (!Number.isSafeInteger(first) || (last !== -1 && (!Number.isSafeInteger(last) || last < first))) throw new UsageError(`bad --range ${JSON.stringify(text)}: LAST must not be below FIRST`);
+  return { offset: first, length: last === -1 ? 0 : last - first + 1 };
+}
+
 function one(parsed: Parsed, what: string): string {
   if (parsed.positionals.length !== 1) throw new UsageError(`expected exactly one ${what}`);
   return parsed.positionals[0]!;
@@ -184,7 +199,7 @@ function rate(bytes: number, ms: number): string {
 /** Flags each command takes besides the common ones. */
 const commandFlags: Record<string, Record<string, FlagSpec>> = {
   put: { "--key": { takesValue: true } },
-  get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false } },
+  get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false }, "--range": { takesValue: true } },
   stat: {},
   rm: {},
   bench: {
@@ -229,7 +244,9 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
   async get(parsed, client, print, io, json, context) {
     const key = one(parsed, "key");
     context.key = key;
-    const output = parsed.flags.get("--output") ?? `./${key}`;
+    // Default: the key's last segment in this directory (a key "photos/2026/cat.jpg" -> ./cat.jpg).
+    const output = parsed.flags.get("--output") ?? `./${key.slice(key.lastIndexOf("/") + 1)}`;
+    const range = rangeFrom(parsed.flags.get("--range"));
     const t0 = performance.now();
     if (output !== "-") {
       context.localPath = output;
@@ -237,12 +254,12 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     }
     if (output === "-") {
       // The body goes to stdout, so the summary (with --json) goes to stderr.
-      const size = await client().download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }));
+      const size = await client().download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }), { range });
       if (json) io.stderr.write(JSON.stringify({ op: "get", key, size, ms: Math.round(performance.now() - t0) }) + "\n");
       return;
     }
     const progress = new Progress(`get ${key}`, io.stderr);
-    const size = await client().download(key, output, { onProgress: (d, t) => progress.update(d, t) });
+    const size = await client().download(key, output, { onProgress: (d, t) => progress.update(d, t), range });
     progress.finish();
     const ms = performance.now() - t0;
     print(`got ${key} into ${output}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "get", key, output, size, ms: Math.round(ms) });

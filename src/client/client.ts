@@ -18,13 +18,13 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import type { Writable, Readable } from "node:stream";
 import type { WireName } from "../protocol/codec";
-import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange, type ExistResult } from "./exchanges";
+import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange, type ByteRange, type ExistResult } from "./exchanges";
 import { ConnectionClosedError, WireConn, type ClientTls } from "./wire-conn";
 
 export { ServerError } from "./exchanges";
 export { ConnectionClosedError, TlsError, type ClientTls } from "./wire-conn";
 export { ProtocolError } from "../protocol/message";
-export type { ExistResult } from "./exchanges";
+export type { ByteRange, ExistResult } from "./exchanges";
 
 /** No progress for the configured time: the call failed and its connection was discarded. */
 export class TimeoutError extends Error {}
@@ -54,6 +54,8 @@ export type DownloadSink = string | WritableStream<Uint8Array> | Writable;
 
 export interface TransferOptions {
   onProgress?: ProgressFn;
+  /** Downloads only: `length` bytes from `offset` (length 0: to the end), clamped at the end of the file. */
+  range?: ByteRange;
   /** For stream sources: the body size, which the protocol needs before the body. Without it the
    *  stream is first spooled to a temporary file to learn its size (memory stays bounded). */
   size?: number;
@@ -211,6 +213,7 @@ export class FsgwClient {
           await sink(part);
         },
         onSize,
+        options.range,
       );
     });
   }

@@ -50,18 +50,34 @@ export async function uploadExchange(conn: WireConn, key: string, size: number, 
   conn.deferFrame({ operation: Op.UPLOAD, key, message: Msg.ACK });
 }
 
-/** Downloads a file, handing its body to `sink` piece by piece; returns its size. */
+/** Part of a file: `length` bytes from `offset` (length 0: to the end). */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+/**
+ * Downloads a file, or a range of it (the extension fields Offset and Length), handing its body to
+ * `sink` piece by piece; returns the body's size (the range's, clamped at the end of the file).
+ */
 export async function downloadExchange(
   conn: WireConn,
   key: string,
   sink: (part: Uint8Array) => void | Promise<void>,
   onSize?: (size: number) => void,
+  range?: ByteRange,
 ): Promise<number> {
-  await conn.sendFrame({ operation: Op.DOWNLOAD, key });
+  await conn.sendFrame({ operation: Op.DOWNLOAD, key, offset: range?.offset, length: range?.length });
   const start = await conn.readFrame();
   expectOp(start, Op.DOWNLOAD_RSP, "download");
   if (start.message !== Msg.START) throw new ServerError("download", key, start.message);
   if (!(start.size >= 0) || !Number.isSafeInteger(start.size)) throw new ProtocolError(`download: invalid size ${start.size}`);
+  if (range !== undefined && (range.offset !== 0 || range.length !== 0)) {
+    // A v1 server ignores the range and sends the whole file: that is not what was asked for.
+    if (start.offset !== range.offset || (range.length !== 0 && start.size > range.length)) {
+      throw new ProtocolError(`download: asked for ${range.length || "the rest"} bytes from ${range.offset}, the server sent ${start.size} from ${start.offset} (a server without ranges?)`);
+    }
+  }
   onSize?.(start.size);
   await conn.readBody(start.size, sink);
   const end = await conn.readFrame();

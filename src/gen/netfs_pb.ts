@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfs.proto.
  */
 export const file_netfs: GenFile = /*@__PURE__*/
-  fileDesc("CgtuZXRmcy5wcm90byKkAQoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJEg0KBVRva2VuGAkgASgJYgZwcm90bzM");
+  fileDesc("CgtuZXRmcy5wcm90byLmAQoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJEg0KBVRva2VuGAkgASgJEg4KBkRpZ2VzdBgKIAEoCRIOCgZPZmZzZXQYCyABKAMSDgoGTGVuZ3RoGAwgASgDEhAKCEZpbGVTaXplGA0gASgDYgZwcm90bzM");
 
 /**
  * @generated from message NetFsProtocolProto
@@ -84,6 +84,34 @@ export type NetFsProtocolProto = Message<"NetFsProtocolProto"> & {
    * @generated from field: string Token = 9;
    */
   Token: string;
+
+  /**
+   * lowercase hex SHA-256 of a whole file (upload: expected; replies: stored)
+   *
+   * @generated from field: string Digest = 10;
+   */
+  Digest: string;
+
+  /**
+   * DOWNLOAD: first byte of a range; ranged START: the same
+   *
+   * @generated from field: int64 Offset = 11;
+   */
+  Offset: bigint;
+
+  /**
+   * DOWNLOAD: bytes of the range (0: to the end)
+   *
+   * @generated from field: int64 Length = 12;
+   */
+  Length: bigint;
+
+  /**
+   * ranged START: the whole file's size
+   *
+   * @generated from field: int64 FileSize = 13;
+   */
+  FileSize: bigint;
 };
 
 /**

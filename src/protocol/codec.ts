@@ -69,6 +69,10 @@ export const jsonCodec: WireCodec = {
       size: jsonInt(o, "size", 64),
       message: jsonString(o, "message"),
       token: jsonString(o, "token"),
+      digest: jsonString(o, "digest"),
+      offset: jsonInt(o, "offset", 64),
+      length: jsonInt(o, "length", 64),
+      fileSize: jsonInt(o, "filesize", 64),
     };
   },
   encodeFrame(msg) {
@@ -83,6 +87,10 @@ export const jsonCodec: WireCodec = {
       message: msg.message ?? "",
       // An extension field appears only when set, so v1 frames stay byte for byte the original's.
       ...(msg.token ? { token: msg.token } : {}),
+      ...(msg.digest ? { digest: msg.digest } : {}),
+      ...(msg.offset ? { offset: msg.offset } : {}),
+      ...(msg.length ? { length: msg.length } : {}),
+      ...(msg.fileSize ? { filesize: msg.fileSize } : {}),
     });
     return frameOf(textEncoder.encode(text));
   },

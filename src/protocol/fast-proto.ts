@@ -7,7 +7,7 @@
 //
 // The generated schema (src/gen/netfs_pb.ts) stays the contract: test/protocol/fast-proto.test.ts
 // checks byte-for-byte equality with protobuf-es's toBinary and field-for-field equality with its
-// fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..9, each
+// fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..13, each
 // with its declared wire type, in any order, repeated fields: last one wins) and hands anything
 // else, such as unknown fields of a future extension or a wrong wire type, to protobuf-es itself.
 import { fromBinary } from "@bufbuild/protobuf";
@@ -73,7 +73,7 @@ class Reader {
 
 /** Decodes one message body (without the length prefix). Throws ProtocolError on a non-message. */
 export function decodeProto(body: Uint8Array): WireMessage {
-  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "", token: "" };
+  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "", token: "", digest: "", offset: 0, length: 0, fileSize: 0 };
   const r = new Reader(body);
   try {
     while (r.pos < body.length) {
@@ -112,11 +112,22 @@ export function decodeProto(body: Uint8Array): WireMessage {
           else msg.type = v;
           break;
         }
-        case 7: {
+        case 10:
+          if (!isLen) throw NOT_CANONICAL;
+          msg.digest = r.string();
+          break;
+        case 7:
+        case 11:
+        case 12:
+        case 13: {
           if (!isVarint) throw NOT_CANONICAL;
           const lo = r.varint();
           const hi = r.hi;
-          msg.size = hi >= 0x80000000 ? -((~hi >>> 0) * TWO_32 + ((~lo >>> 0) + 1)) : hi * TWO_32 + lo;
+          const v = hi >= 0x80000000 ? -((~hi >>> 0) * TWO_32 + ((~lo >>> 0) + 1)) : hi * TWO_32 + lo;
+          if (field === 7) msg.size = v;
+          else if (field === 11) msg.offset = v;
+          else if (field === 12) msg.length = v;
+          else msg.fileSize = v;
           break;
         }
         default:
@@ -151,6 +162,10 @@ function decodeWithProtobufEs(body: Uint8Array): WireMessage {
     size: Number(m.Size),
     message: m.Message,
     token: m.Token,
+    digest: m.Digest,
+    offset: Number(m.Offset),
+    length: Number(m.Length),
+    fileSize: Number(m.FileSize),
   };
 }
 
@@ -208,6 +223,11 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   const key = msg.key.length > 0 ? utf8Of(msg.key) : null;
   const message = msg.message ? utf8Of(msg.message) : null;
   const token = msg.token ? utf8Of(msg.token) : null;
+  const digest = msg.digest ? utf8Of(msg.digest) : null;
+  const offset = msg.offset ?? 0;
+  const length = msg.length ?? 0;
+  const fileSize = msg.fileSize ?? 0;
+  for (const v of [offset, length, fileSize]) if (!Number.isSafeInteger(v)) throw new RangeError(`${v} is not a safe integer`);
   const type = msg.type ?? 0;
   const size = msg.size ?? 0;
   if (!Number.isSafeInteger(size)) throw new RangeError(`size ${size} is not a safe integer`);
@@ -218,6 +238,10 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   if (size !== 0) n += 1 + varintBytes(size);
   if (message !== null) n += 1 + varintBytes(message.length) + message.length;
   if (token !== null) n += 1 + varintBytes(token.length) + token.length;
+  if (digest !== null) n += 1 + varintBytes(digest.length) + digest.length;
+  if (offset !== 0) n += 1 + varintBytes(offset);
+  if (length !== 0) n += 1 + varintBytes(length);
+  if (fileSize !== 0) n += 1 + varintBytes(fileSize);
   const out = new Uint8Array(4 + n);
   out[0] = n & 0xff;
   out[1] = (n >>> 8) & 0xff;
@@ -257,7 +281,24 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   if (token !== null) {
     out[p++] = 0x4a; // field 9, LEN
     p = writeVarint(out, p, token.length);
-    writeUtf8(out, p, token);
+    p = writeUtf8(out, p, token);
+  }
+  if (digest !== null) {
+    out[p++] = 0x52; // field 10, LEN
+    p = writeVarint(out, p, digest.length);
+    p = writeUtf8(out, p, digest);
+  }
+  if (offset !== 0) {
+    out[p++] = 0x58; // field 11
+    p = writeVarint(out, p, offset);
+  }
+  if (length !== 0) {
+    out[p++] = 0x60; // field 12
+    p = writeVarint(out, p, length);
+  }
+  if (fileSize !== 0) {
+    out[p++] = 0x68; // field 13
+    writeVarint(out, p, fileSize);
   }
   return out;
 }

@@ -51,6 +51,12 @@ export interface WireMessage {
   message: string;
   /** Extension field 9: an access token (AUTH). */
   token: string;
+  /** Extension field 10: lowercase hex SHA-256 of a whole file. */
+  digest: string;
+  /** Extension fields 11-13: a download's range (offset, length; 0 = to the end) and the whole file's size. */
+  offset: number;
+  length: number;
+  fileSize: number;
 }
 
 /** What a sender fills in; the version, magic and appid are always the protocol's own. */
@@ -61,6 +67,10 @@ export interface MessageInit {
   size?: number;
   message?: string;
   token?: string;
+  digest?: string;
+  offset?: number;
+  length?: number;
+  fileSize?: number;
 }
 
 /** A peer broke the protocol: the connection is closed (the Go original does the same). */

@@ -157,6 +157,11 @@ export class Connection implements UploadOwner {
   private reader: BodyReader | null = null;
   private readBuffer: Uint8Array | null = null;
   private bodySent = 0;
+  /** The download's body: the whole file, or the range asked for (DOWNLOAD with Offset/Length). */
+  private bodyLength = 0;
+  private rangeOffset = 0;
+  /** 0: the whole file; > 0: the range's length asked for; -1: from rangeOffset to the end. */
+  private rangeLength = 0;
   /** A zero-copy download's END frame, or what of it is still to send; null: encode END as usual. */
   private endFrame: Uint8Array | null = null;
   /** The socket's descriptor for zero-copy sends: -2 not looked up yet, -1 none. */
@@ -594,6 +599,15 @@ export class Connection implements UploadOwner {
   private startDownload(msg: WireMessage): void {
     const key = this.acceptKey(msg, Op.DOWNLOAD_RSP);
     if (key === null) return;
+    // A range (extension fields Offset and Length; docs/PROTOCOL.md): checked once the size is known.
+    if (msg.offset < 0 || msg.length < 0) {
+      this.send({ operation: Op.DOWNLOAD_RSP, key: msg.key, message: `invalid range: offset ${msg.offset}, length ${msg.length}` });
+      this.exchangeDone(false);
+      return;
+    }
+    this.rangeOffset = msg.offset;
+    this.rangeLength = msg.offset === 0 && msg.length === 0 ? 0 : msg.length === 0 ? -1 : msg.length;
+    if (this.rangeLength !== 0) return this.openStreamed(key);
     const inlineMax = this.host.inlineBytesMax;
     // A store that sends bodies straight to the socket sends small ones too: START, the body and
     // END leave in one call, with no body byte copied through memory (measured in BENCHMARKS.md).
@@ -629,14 +643,30 @@ export class Connection implements UploadOwner {
       this.closeReader();
       return this.answerFailure(Op.DOWNLOAD_RSP, "download_open_failed", size, detail);
     }
+    const reader = this.reader!;
+    let start: MessageInit = { operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE };
+    this.bodyLength = size;
+    if (this.rangeLength !== 0) {
+      const offset = this.rangeOffset;
+      if (offset >= size) {
+        this.closeReader();
+        this.send({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: `range not satisfiable: offset ${offset} is past the end of the file (${size} bytes)` });
+        this.exchangeDone(false);
+        this.state = "frame";
+        return this.resumeInput();
+      }
+      // Clamped at the end of the file, as HTTP ranges are.
+      this.bodyLength = this.rangeLength < 0 ? size - offset : Math.min(this.rangeLength, size - offset);
+      reader.range(offset, this.bodyLength);
+      start = { ...start, size: this.bodyLength, offset, fileSize: size };
+    }
     this.bodySent = 0;
     this.state = "download_body";
-    const reader = this.reader!;
-    if (reader.sendTo !== undefined && this.zeroCopySocket() >= 0) return this.startZeroCopyDownload(reader, size);
-    this.send({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE });
+    if (reader.sendTo !== undefined && this.zeroCopySocket() >= 0) return this.startZeroCopyDownload(reader, start);
+    this.send(start);
     if (this.host.zeroCopy) this.host.stats.zeroCopyFallbacks++;
     this.endFrame = null;
-    this.readBuffer = new Uint8Array(Math.max(1, Math.min(this.host.ioChunkBytes, size)));
+    this.readBuffer = new Uint8Array(Math.max(1, Math.min(this.host.ioChunkBytes, this.bodyLength)));
     this.continueDownload();
   }
 
@@ -647,10 +677,11 @@ export class Connection implements UploadOwner {
    * in one store call. What that call cannot send (a full socket, pages not in memory) goes on
    * in order: the rest of START by write(), the body by sendTo, the rest of END by write().
    */
-  private startZeroCopyDownload(reader: BodyReader, size: number): void {
+  private startZeroCopyDownload(reader: BodyReader, start: MessageInit): void {
     this.host.stats.zeroCopyDownloads++;
     const codec = this.host.codec;
-    const head = codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE });
+    const size = this.bodyLength;
+    const head = codec.encodeFrame(start);
     const tail = codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.keyText, message: Msg.END });
     let sent = this.outQueue.length === 0 && reader.sendFramedNow !== undefined ? reader.sendFramedNow(this.socketFd, head, tail) : -1;
     if (sent === head.length + size + tail.length) {
@@ -699,19 +730,19 @@ export class Connection implements UploadOwner {
   /** Reads the next piece of a streamed download; called when the socket has taken the last one. */
   private continueDownload(): void {
     const reader = this.reader!;
-    if (this.bodySent >= reader.size) {
+    if (this.bodySent >= this.bodyLength) {
       const end = this.endFrame;
       this.endFrame = null;
       if (end === null) this.send({ operation: Op.DOWNLOAD, key: this.keyText, message: Msg.END });
       else if (end.length > 0) this.sendBytes(end);
-      return this.downloadSent(reader.size);
+      return this.downloadSent(this.bodyLength);
     }
     const buffer = this.readBuffer;
     if (buffer === null) {
       this.ioWaiting = IO_SEND;
       return reader.sendTo!(this.socketFd, this);
     }
-    const want = Math.min(buffer.length, reader.size - this.bodySent);
+    const want = Math.min(buffer.length, this.bodyLength - this.bodySent);
     this.ioWaiting = IO_READ;
     reader.read(want === buffer.length ? buffer : buffer.subarray(0, want), this);
   }

@@ -269,6 +269,8 @@ class FileReader implements BodyReader {
   size = 0;
   protected fd = -1;
   protected position = 0;
+  /** Where the body ends: the file's size, or the end of the range asked for. */
+  protected end = -1;
   protected inFlight = false;
   protected closing: Promise<void> | null = null;
   private closed!: () => void;
@@ -297,6 +299,17 @@ class FileReader implements BodyReader {
       },
       (e) => this.failed(target, e),
     );
+  }
+
+  range(offset: number, length: number): void {
+    if (this.inFlight || this.fd < 0 || this.position !== 0) throw new Error("FileReader.range after reading started, or before open");
+    this.position = offset;
+    this.end = offset + length;
+  }
+
+  /** Bytes of the body (or its range) not yet read or sent. */
+  protected get left(): number {
+    return (this.end >= 0 ? this.end : this.size) - this.position;
   }
 
   read(into: Uint8Array, target: StoreTarget): void {
@@ -369,7 +382,7 @@ class SendfileReader extends FileReader {
 
   sendTo(socket: number, target: StoreTarget): void {
     if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`SendfileReader.sendTo while ${this.inFlight ? "busy" : "closed"}`);
-    const left = this.size - this.position;
+    const left = this.left;
     const now = this.inlineAllowed ? this.zc.sendfileNow(socket, this.fd, this.position, left, null, null) : WOULD_BLOCK;
     if (now > 0) {
       this.position += now;
@@ -388,7 +401,7 @@ class SendfileReader extends FileReader {
   sendFramedNow(socket: number, head: Uint8Array, tail: Uint8Array): number {
     if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`SendfileReader.sendFramedNow while ${this.inFlight ? "busy" : "closed"}`);
     if (!this.inlineAllowed) return -1;
-    const left = this.size - this.position;
+    const left = this.left;
     const sent = this.zc.sendfileNow(socket, this.fd, this.position, left, head, tail);
     if (sent < 0) return -1; // not cached, or the socket failed: sendTo meets the failure and reports it
     this.position += Math.min(Math.max(sent - head.length, 0), left);

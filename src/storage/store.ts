@@ -88,10 +88,15 @@ export interface BodyReader {
   /** Opens the stored file: onStoreDone(size), maybe before this returns (from a cache). */
   open(target: StoreTarget): void;
   readonly size: number;
+  /**
+   * After open, before any read or send: serve only file[offset, offset + length) (a ranged
+   * download). The caller has checked the range against `size`.
+   */
+  range(offset: number, length: number): void;
   /** Reads the next bytes into `into`: onStoreDone(count), 0 if the body ended early. */
   read(into: Uint8Array, target: StoreTarget): void;
   /**
-   * Optional (zero-copy): sends the next bytes of the body from storage straight to a socket, given
+   * Optional (zero-copy): sends the next bytes of the body (of its range) from storage straight to a socket, given
    * by its descriptor, with no byte through JavaScript: what the socket takes at once, else on a
    * worker that waits for it (boundedly). onStoreDone(bytes sent; 0 when the socket took nothing
    * for a while), or -kind. Call it only when every earlier byte of the connection is in the

@@ -54,6 +54,23 @@ describe("fsgw client commands", () => {
     expect(fsgw(["rm", "report.bin", ...at()])).toMatchObject({ code: 0, out: "removed report.bin\n" });
   });
 
+  test("keys with '/', get into the key's last segment, and --range", () => {
+    const file = join(dir, "range-src.bin");
+    const body = payload(10_000, 5);
+    writeFileSync(file, body);
+    expect(fsgw(["put", file, "--key", "backups/2026/range.bin", ...at()]).code).toBe(0);
+    expect(fsgw(["get", "backups/2026/range.bin", ...at()]).code).toBe(0); // into ./range.bin
+    expect(sha256(readFileSync(join(dir, "range.bin")))).toBe(sha256(body));
+    expect(fsgw(["get", "backups/2026/range.bin", "--range", "1000-1999", "-o", join(dir, "part.bin"), ...at()]).code).toBe(0);
+    expect(sha256(readFileSync(join(dir, "part.bin")))).toBe(sha256(body.subarray(1000, 2000)));
+    const tail = fsgw(["get", "backups/2026/range.bin", "--range", "9990-", "-o", "-", ...at()]);
+    expect(sha256(tail.bytes)).toBe(sha256(body.subarray(9990)));
+    expect(fsgw(["get", "backups/2026/range.bin", "--range", "20000-", "-o", "-", ...at()])).toMatchObject({ code: 1, err: expect.stringContaining("range not satisfiable") });
+    expect(fsgw(["get", "backups/2026/range.bin", "--range", "5-2", "-o", "-", ...at()]).code).toBe(2);
+    expect(fsgw(["get", "backups/2026/range.bin", "--range", "x", "-o", "-", ...at()]).code).toBe(2);
+    expect(fsgw(["rm", "backups/2026/range.bin", ...at()]).code).toBe(0);
+  });
+
   test("the server saying no exits 1 with its text", () => {
     expect(fsgw(["stat", "missing", ...at()])).toMatchObject({ code: 1, err: "fsgw stat: the server said: no such key\n" });
     expect(fsgw(["rm", "missing", ...at()]).code).toBe(1);

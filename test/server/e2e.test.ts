@@ -210,6 +210,44 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
     }
   });
 
+  test("ranged downloads: first byte, last byte, middle, to the end, whole, clamped, past the end", async () => {
+    const conn = await connect(server);
+    for (const size of [5000, 300_000]) {
+      const key = `ranged-${size}`;
+      const body = payload(size, size + 3);
+      await upload(conn, key, body);
+      const cases: [number, number, number, number][] = [
+        // offset, length asked; offset, length expected
+        [0, 1, 0, 1],
+        [size - 1, 1, size - 1, 1],
+        [1000, 1000, 1000, 1000],
+        [1000, 0, 1000, size - 1000],
+        [0, size, 0, size],
+        [size - 10, 100, size - 10, 10],
+      ];
+      for (const [offset, length, wantOffset, wantLength] of cases) {
+        const parts: Uint8Array[] = [];
+        const got = await downloadExchange(conn, key, (p) => void parts.push(p.slice()), undefined, { offset, length });
+        expect([offset, length, got]).toEqual([offset, length, wantLength]);
+        expect(sha256(Buffer.concat(parts))).toBe(sha256(body.subarray(wantOffset, wantOffset + wantLength)));
+      }
+      // The START of a range says where it starts and how large the whole file is.
+      await conn.sendFrame({ operation: Op.DOWNLOAD, key, offset: 7, length: 3 });
+      expect(await conn.readFrame()).toMatchObject({ operation: Op.DOWNLOAD_RSP, message: "START", size: 3, offset: 7, fileSize: size });
+      await conn.readBody(3, () => {});
+      expect((await conn.readFrame()).message).toBe("END");
+      await conn.sendFrame({ operation: Op.DOWNLOAD, key, message: "ACK" });
+      for (const [offset, length] of [[size, 1], [size, 0], [size + 1000, 5]] as [number, number][]) {
+        expect(await serverText(downloadExchange(conn, key, () => {}, undefined, { offset, length }))).toBe(`range not satisfiable: offset ${offset} is past the end of the file (${size} bytes)`);
+      }
+      expect(await serverText(downloadExchange(conn, key, () => {}, undefined, { offset: -1, length: 5 }))).toBe("invalid range: offset -1, length 5");
+      expect(await serverText(downloadExchange(conn, "no-such-ranged-key", () => {}, undefined, { offset: 1, length: 5 }))).toBe("no such key");
+      // The connection is still in step: a whole download after the refusals.
+      expect(sha256(await download(conn, key))).toBe(sha256(body));
+    }
+    conn.close();
+  });
+
   test("keys with '/' (as in S3) work in every exchange, each one file in its shard, beside a key that is its prefix", async () => {
     const conn = await connect(server);
     const keys = ["dir", "dir/a", "dir/a/b.txt", "photos/2026/11/cat.jpg"];

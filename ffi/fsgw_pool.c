@@ -1,6 +1,7 @@
 /* fsgw_pool: see fsgw_pool.h for the contract. */
 #define _GNU_SOURCE
 #include "fsgw_pool.h"
+#include "fsgw_sha256.h"
 
 #include <errno.h>
 #include <stddef.h>
@@ -24,6 +25,7 @@
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <sys/vfs.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,6 +44,7 @@ typedef struct job {
   void *buf;
   const char *path;
   const char *path2;
+  void *ext;
   int64_t result;
 } job;
 
@@ -123,6 +126,7 @@ int32_t fsgw_struct_layout(int32_t *out, int32_t n) {
   v[FSGW_LAYOUT_COMP_SLOT] = (int32_t)offsetof(fsgw_comp, slot);
   v[FSGW_LAYOUT_COMP_AUX] = (int32_t)offsetof(fsgw_comp, aux);
   v[FSGW_LAYOUT_COMP_RESULT] = (int32_t)offsetof(fsgw_comp, result);
+  v[FSGW_LAYOUT_SUB_EXT] = (int32_t)offsetof(fsgw_sub, ext);
   int32_t count = n < FSGW_LAYOUT_COUNT ? n : FSGW_LAYOUT_COUNT;
   memcpy(out, v, (size_t)count * sizeof(int32_t));
   return count;
@@ -142,7 +146,7 @@ int32_t fsgw_struct_layout(int32_t *out, int32_t n) {
 static int64_t neg_errno(void) { return -(int64_t)errno; }
 
 static int64_t do_open(const char *path, uint32_t flags) {
-  int oflags = flags == FSGW_OPEN_CREATE ? (O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC);
+  int oflags = flags == FSGW_OPEN_CREATE ? (O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC);
   int fd;
   do fd = open(path, oflags, 0644);
   while (fd < 0 && errno == EINTR);
@@ -215,10 +219,19 @@ static int64_t fsync_parent_dir(const char *path) {
 
 /* create + write + (fsync) + close + rename (+ fsync of the directory): a whole small upload in
  * one trip to a worker. */
-static int64_t do_commit(const char *tmp, const char *final_path, const char *buf, size_t len, uint32_t flags) {
+static int64_t set_digest(int fd, const uint8_t *digest);
+
+static int64_t do_commit(const char *tmp, const char *final_path, const char *buf, size_t len, uint32_t flags, const uint8_t *digest,
+                         int32_t *aux) {
   int64_t fd = do_open(tmp, FSGW_OPEN_CREATE);
   if (fd < 0) return fd;
   int64_t rc = do_pwrite_all((int)fd, buf, len, 0);
+  if (rc >= 0 && digest != NULL) {
+    /* Recorded before the rename: the file and its digest appear under the key together. */
+    int64_t d = set_digest((int)fd, digest);
+    if (d == -ENOTSUP) *aux = ENOTSUP; /* a file system without user attributes: committed without it */
+    else if (d < 0) rc = d;
+  }
   if (rc >= 0 && (flags & FSGW_COMMIT_FSYNC)) rc = do_fsync((int)fd);
   int64_t closed = do_close((int)fd);
   if (rc >= 0) rc = closed;
@@ -238,11 +251,14 @@ static int64_t do_commit(const char *tmp, const char *final_path, const char *bu
 }
 
 /* open + fstat + read it all + close: a whole small download in one trip to a worker. */
-static int64_t do_read_file(const char *path, char *buf, size_t cap, int32_t *aux) {
+static void digest_of_fd(int fd, uint8_t *out);
+
+static int64_t do_read_file(const char *path, char *buf, size_t cap, int32_t *aux, uint8_t *digest_out) {
   int64_t fd = do_open(path, FSGW_OPEN_READ);
   if (fd < 0) return fd;
   struct stat st;
   int64_t rc = stat_result(fstat((int)fd, &st), &st, aux);
+  if (rc >= 0) digest_of_fd((int)fd, digest_out);
   if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
   if (rc >= 0 && (uint64_t)st.st_size <= cap) {
     size_t size = (size_t)st.st_size, done = 0;
@@ -300,7 +316,7 @@ static void drop_splice_pipe(void) {
 
 /* Moves up to len bytes from sock into file at offset: socket -> pipe -> file, no copy to user
  * space. Waits for the socket (poll) at most FSGW_SENDFILE_WAIT_MS at a time. */
-static int64_t do_splice_in(int sock, int file, int64_t offset, size_t len, int32_t *aux) {
+static int64_t splice_in_raw(int sock, int file, int64_t offset, size_t len, int32_t *aux) {
   if (splice_pipe[0] < 0) {
     if (pipe2(splice_pipe, O_CLOEXEC) != 0) return neg_errno();
     fcntl(splice_pipe[1], F_SETPIPE_SZ, 1 << 20); /* fewer round trips; the default 64 KiB also works */
@@ -339,6 +355,48 @@ static int64_t do_splice_in(int sock, int file, int64_t offset, size_t len, int3
   return (int64_t)done;
 }
 
+/* Adds file[offset, offset + len) to a digest, reading it back (from the page cache: it was just
+ * written). 0, or -errno. */
+static int64_t hash_file_range(fsgw_sha256 *ctx, int file, int64_t offset, size_t len) {
+  uint8_t buf[64 * 1024];
+  size_t done = 0;
+  while (done < len) {
+    size_t want = len - done < sizeof buf ? len - done : sizeof buf;
+    int64_t n = do_pread(file, buf, want, offset + (int64_t)done);
+    if (n < 0) return n;
+    if (n == 0) return -EIO; /* the file is shorter than what was just written into it */
+    fsgw_sha256_update(ctx, buf, (size_t)n);
+    done += (size_t)n;
+  }
+  return 0;
+}
+
+/* SPLICE_IN, and with a digest context the bytes that reached the file added to it: the context
+ * then always describes exactly the bytes on disk, a broken connection included. */
+static int64_t do_splice_in(int sock, int file, int64_t offset, size_t len, int32_t *aux, fsgw_sha256 *ctx) {
+  int64_t moved = splice_in_raw(sock, file, offset, len, aux);
+  if (ctx == NULL || moved <= 0 || *aux != 0) return moved;
+  int64_t rc = hash_file_range(ctx, file, offset, (size_t)moved);
+  if (rc < 0) *aux = (int32_t)-rc; /* counted as taken, not stored: the upload fails */
+  return moved;
+}
+
+/* The file's recorded digest into out (FSGW_DIGEST_OUT_BYTES): out[0] = 1 and the 32 bytes, or
+ * out[0] = 0 when it has none (or its file system keeps no user attributes). */
+static void digest_of_fd(int fd, uint8_t *out) {
+  if (out == NULL) return;
+  out[0] = fgetxattr(fd, FSGW_DIGEST_XATTR, out + 1, 32) == 32;
+}
+
+static void digest_of_path(const char *path, uint8_t *out) {
+  if (out == NULL) return;
+  out[0] = getxattr(path, FSGW_DIGEST_XATTR, out + 1, 32) == 32;
+}
+
+static int64_t set_digest(int fd, const uint8_t *digest) {
+  return fsetxattr(fd, FSGW_DIGEST_XATTR, digest, 32, 0) == 0 ? 0 : neg_errno();
+}
+
 static void run_job(job *j) {
   struct stat st;
   j->aux = 0;
@@ -347,16 +405,23 @@ static void run_job(job *j) {
     case FSGW_OP_OPEN: j->result = do_open(j->path, j->flags); break;
     case FSGW_OP_PWRITE: j->result = do_pwrite_all(j->fd, j->buf, j->len, j->offset); break;
     case FSGW_OP_PREAD: j->result = do_pread(j->fd, j->buf, j->len, j->offset); break;
-    case FSGW_OP_FSTAT: j->result = stat_result(fstat(j->fd, &st), &st, &j->aux); break;
-    case FSGW_OP_STAT: j->result = stat_result(stat(j->path, &st), &st, &j->aux); break;
+    case FSGW_OP_FSTAT:
+      j->result = stat_result(fstat(j->fd, &st), &st, &j->aux);
+      if (j->result >= 0) digest_of_fd(j->fd, j->ext);
+      break;
+    case FSGW_OP_STAT:
+      j->result = stat_result(stat(j->path, &st), &st, &j->aux);
+      if (j->result >= 0) digest_of_path(j->path, j->ext);
+      break;
     case FSGW_OP_CLOSE: j->result = do_close(j->fd); break;
     case FSGW_OP_FSYNC: j->result = do_fsync(j->fd); break;
     case FSGW_OP_RENAME: j->result = rename(j->path, j->path2) == 0 ? 0 : neg_errno(); break;
     case FSGW_OP_UNLINK: j->result = unlink(j->path) == 0 ? 0 : neg_errno(); break;
-    case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags); break;
-    case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux); break;
+    case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags, j->ext, &j->aux); break;
+    case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux, j->ext); break;
+    case FSGW_OP_FSETDIGEST: j->result = set_digest(j->fd, j->ext); break;
     case FSGW_OP_SENDFILE: j->result = send_file_range(j->fd, (int)j->flags, j->offset, j->len, FSGW_SENDFILE_WAIT_MS); break;
-    case FSGW_OP_SPLICE_IN: j->result = do_splice_in(j->fd, (int)j->flags, j->offset, j->len, &j->aux); break;
+    case FSGW_OP_SPLICE_IN: j->result = do_splice_in(j->fd, (int)j->flags, j->offset, j->len, &j->aux, j->ext); break;
     default: j->result = -EINVAL; break;
   }
 }
@@ -598,7 +663,7 @@ void fsgw_pool_free(fsgw_pool *pool) {
 
 /* Takes a slot and fills it; the caller queues it. Returns the slot or -errno. */
 static int32_t take_slot(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
-                         const char *path, const char *path2) {
+                         const char *path, const char *path2, void *ext) {
   if (op >= FSGW_OP_COUNT || len < 0 || offset < 0) return -EINVAL;
   if (pool->free_count == 0) return -EAGAIN;
   uint32_t slot = pool->free_slots[--pool->free_count];
@@ -611,6 +676,7 @@ static int32_t take_slot(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t f
   j->offset = (int64_t)offset;
   j->path = path;
   j->path2 = path2;
+  j->ext = ext;
   j->result = 0;
   j->aux = 0;
   return (int32_t)slot;
@@ -647,9 +713,9 @@ static void wake_workers(fsgw_pool *pool, const wake_list *wakes) {
 }
 
 int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
-                    const char *path, const char *path2) {
+                    const char *path, const char *path2, void *ext) {
   if (pool->stopped || pool->stopping) return -ESHUTDOWN;
-  int32_t slot = take_slot(pool, op, flags, fd, buf, len, offset, path, path2);
+  int32_t slot = take_slot(pool, op, flags, fd, buf, len, offset, path, path2, ext);
   if (slot < 0) {
     if (slot == -EAGAIN) pool->refused++;
     return slot;
@@ -670,7 +736,7 @@ int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n) {
   for (; accepted < n; accepted++) {
     fsgw_sub *s = &subs[accepted];
     int32_t slot = take_slot(pool, s->op, s->flags, s->fd, (void *)(uintptr_t)s->buf, s->len, s->offset,
-                             (const char *)(uintptr_t)s->path, (const char *)(uintptr_t)s->path2);
+                             (const char *)(uintptr_t)s->path, (const char *)(uintptr_t)s->path2, (void *)(uintptr_t)s->ext);
     if (slot < 0) {
       first_error = slot;
       if (slot == -EAGAIN) pool->refused++;
@@ -825,17 +891,21 @@ static int open_cached(const char *path, int flags) {
   return fd < 0 ? -errno : (int)fd;
 }
 
-double fsgw_stat_cached(const char *path, int32_t *mode_out) {
-  /* An O_PATH descriptor touches no file data, and fstat on it reads the in-memory inode. */
-  int fd = open_cached(path, O_PATH);
+double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out) {
+  /* An O_PATH descriptor touches no file data, and fstat on it reads the in-memory inode; but its
+   * attributes cannot be read through it, so with a digest wanted the file is opened for reading
+   * (O_NOATIME: reading nothing, changing nothing; refused to others than the owner: the pool). */
+  int fd = open_cached(path, digest_out == NULL ? O_PATH : O_RDONLY | O_NOATIME);
+  if (fd == -EPERM) return -EAGAIN;
   if (fd < 0) return (double)fd;
   struct stat st;
   int64_t rc = stat_result(fstat(fd, &st), &st, mode_out);
+  if (rc >= 0) digest_of_fd(fd, digest_out);
   close(fd);
   return (double)rc;
 }
 
-double fsgw_read_cached(const char *path, void *buf, double cap) {
+double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest_out) {
   /* O_NOATIME: reading must not dirty the inode (an atime update may wait on the file system);
    * the kernel allows it only to the file's owner, so others fall back to the pool. */
   int fd = open_cached(path, O_RDONLY | O_NOATIME);
@@ -845,6 +915,7 @@ double fsgw_read_cached(const char *path, void *buf, double cap) {
   int32_t mode = 0;
   int64_t rc = stat_result(fstat(fd, &st), &st, &mode);
   if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
+  if (rc >= 0) digest_of_fd(fd, digest_out);
   if (rc >= 0 && (double)st.st_size <= cap) {
     size_t size = (size_t)st.st_size, done = 0;
     while (done < size) {
@@ -913,7 +984,7 @@ int32_t fsgw_lock_file(const char *path) {
 
 /* ---- zero-copy sends ---- */
 
-int32_t fsgw_open_cached(const char *path, double *size_out) {
+int32_t fsgw_open_cached(const char *path, double *size_out, uint8_t *digest_out) {
   int fd = open_cached(path, O_RDONLY | O_NOATIME);
   if (fd == -EPERM) return -EAGAIN; /* O_NOATIME refused (not the owner): the pool opens it */
   if (fd < 0) return fd;
@@ -928,6 +999,7 @@ int32_t fsgw_open_cached(const char *path, double *size_out) {
     return -EISDIR;
   }
   *size_out = (double)st.st_size;
+  digest_of_fd(fd, digest_out);
   return fd;
 }
 

@@ -27,7 +27,7 @@
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 4
+#define FSGW_ABI_VERSION 5
 
 typedef struct fsgw_pool fsgw_pool;
 
@@ -64,12 +64,28 @@ enum {
                               peer closed before any byte came; -errno. When the file refused bytes
                               (a full disk), aux = its errno and result = the bytes taken from the
                               socket all the same (so the caller knows where the body stands) */
-  FSGW_OP_COUNT = 14
+  FSGW_OP_FSETDIGEST = 14, /* fd, ext = the 32-byte SHA-256 to record as the file's
+                              user.fsgw.sha256 attribute -> 0; -ENOTSUP when the file system
+                              keeps no user attributes */
+  FSGW_OP_COUNT = 15
 };
+
+/* Digests. Every stored file's SHA-256 is its extended attribute FSGW_DIGEST_XATTR, 32 raw bytes
+ * (small enough to live inside an ext4 inode, so reading it never costs a disk block of its own;
+ * `getfattr -e hex -n user.fsgw.sha256 FILE` shows it). Operations take their digest memory in
+ * `ext`:
+ *   FSGW_OP_STAT, FSGW_OP_FSTAT, FSGW_OP_READ_FILE: ext = FSGW_DIGEST_OUT_BYTES: byte 0 is set to 1
+ *     and bytes 1..32 to the file's digest when it has one, byte 0 to 0 when not;
+ *   FSGW_OP_COMMIT: ext = the 32-byte digest, recorded on the temporary file before the rename (a
+ *     file system without user attributes: the file is committed without it, aux = ENOTSUP);
+ *   FSGW_OP_SPLICE_IN: ext = an fsgw_sha256 context, updated with the bytes moved (read back from
+ *     the page cache), so a spliced body is hashed without passing through the caller. */
+#define FSGW_DIGEST_XATTR "user.fsgw.sha256"
+#define FSGW_DIGEST_OUT_BYTES 33
 
 enum {
   FSGW_OPEN_READ = 0,   /* O_RDONLY */
-  FSGW_OPEN_CREATE = 1, /* O_WRONLY | O_CREAT | O_EXCL, 0644 */
+  FSGW_OPEN_CREATE = 1, /* O_RDWR | O_CREAT | O_EXCL, 0644 (read too: a spliced body is hashed by reading it back) */
 };
 
 enum { FSGW_COMMIT_FSYNC = 1 };
@@ -85,6 +101,7 @@ typedef struct fsgw_sub {
   uint64_t buf;   /* data pointer */
   uint64_t path;  /* NUL-terminated path */
   uint64_t path2; /* NUL-terminated second path (rename, commit) */
+  uint64_t ext;   /* the operation's extra memory, or 0 (see "Digests" below) */
 } fsgw_sub;
 
 /* One completion record, as fsgw_drain writes them to the caller's memory. */
@@ -132,6 +149,7 @@ enum {
   FSGW_LAYOUT_COMP_SLOT,
   FSGW_LAYOUT_COMP_AUX,
   FSGW_LAYOUT_COMP_RESULT,
+  FSGW_LAYOUT_SUB_EXT,
   FSGW_LAYOUT_COUNT
 };
 int32_t fsgw_struct_layout(int32_t *out, int32_t n);
@@ -150,7 +168,7 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
 /* Submits one operation. Returns the slot (>= 0), -EAGAIN when every slot is taken, -EINVAL for
  * a bad op, -ESHUTDOWN after fsgw_pool_stop. Call from one thread only (the JS thread). */
 int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
-                    const char *path, const char *path2);
+                    const char *path, const char *path2, void *ext);
 
 /* Submits subs[0..n) in order under one lock; stops at the first refused record. Returns how many
  * were accepted (their `slot` fields are set), or -errno if none was (-EAGAIN when full). */
@@ -226,13 +244,14 @@ int32_t fsgw_lock_file(const char *path);
 int32_t fsgw_inline_base(const char *dir);
 
 /* Stats path (following symlinks, like stat): returns its size, or -errno (-EAGAIN: not cached);
- * *mode_out = st_mode. */
-double fsgw_stat_cached(const char *path, int32_t *mode_out);
+ * *mode_out = st_mode. With digest_out (FSGW_DIGEST_OUT_BYTES, or NULL), the cached, fsgw_open_cached
+ * and fsgw_read_cached calls also read the file's recorded digest, as the operations above do. */
+double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out);
 
 /* Opens path, and if it is a regular file of at most cap bytes reads it whole into buf, all from
  * the caches; returns the file's size (its bytes are in buf only when size <= cap), -EISDIR for a
  * non-regular file, or -errno (-EAGAIN: some of it is not cached). */
-double fsgw_read_cached(const char *path, void *buf, double cap);
+double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest_out);
 
 /* Returns 1 when path lies on a local file system whose cached lookups and attributes are
  * authoritative (ext2/3/4, xfs, btrfs, tmpfs, f2fs, overlayfs), 0 otherwise (e.g. NFS: attributes must be
@@ -251,7 +270,7 @@ void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us);
  * the descriptor (>= 0) with the file's size in *size_out; -EISDIR for anything but a regular
  * file (nothing left open); -EAGAIN when not cached; or -errno. The caller closes it
  * (fsgw_close). */
-int32_t fsgw_open_cached(const char *path, double *size_out);
+int32_t fsgw_open_cached(const char *path, double *size_out, uint8_t *digest_out);
 
 /* Sends head[0, head_len), then file[offset, offset + len), then tail[0, tail_len) to a
  * non-blocking socket (a download's frames around its body: one call, no byte through the caller),

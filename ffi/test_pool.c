@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "fsgw_pool.h"
 #include "fsgw_sha256.h"
+#include <sys/xattr.h>
 
 #include <errno.h>
 #include <stddef.h>
@@ -83,10 +84,11 @@ static fsgw_pool *make_pool(int threads, int capacity) {
 }
 
 /* Runs one operation to completion and returns its record. */
-static fsgw_comp run1(fsgw_pool *pool, uint32_t op, uint32_t flags, int fd, void *buf, double len, double off,
-                      const char *path, const char *path2) {
+/* Submits one operation with its extra memory (fsgw_sub.ext) and waits for its completion. */
+static fsgw_comp run1x(fsgw_pool *pool, uint32_t op, uint32_t flags, int fd, void *buf, double len, double off,
+                       const char *path, const char *path2, void *ext) {
   fsgw_comp c = {.slot = -1, .aux = 0, .result = -99999};
-  int slot = fsgw_submit(pool, op, flags, fd, buf, len, off, path, path2);
+  int slot = fsgw_submit(pool, op, flags, fd, buf, len, off, path, path2, ext);
   if (slot < 0) {
     c.result = slot;
     return c;
@@ -101,6 +103,11 @@ static fsgw_comp run1(fsgw_pool *pool, uint32_t op, uint32_t flags, int fd, void
   return out[0];
 }
 
+static fsgw_comp run1(fsgw_pool *pool, uint32_t op, uint32_t flags, int fd, void *buf, double len, double off,
+                      const char *path, const char *path2) {
+  return run1x(pool, op, flags, fd, buf, len, off, path, path2, NULL);
+}
+
 static char dir[256];
 
 static void path_in(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", dir, name); }
@@ -111,7 +118,7 @@ static void test_abi(void) {
   CHECK(fsgw_struct_layout(layout, FSGW_LAYOUT_COUNT) == FSGW_LAYOUT_COUNT && layout[FSGW_LAYOUT_SUB_SIZE] == (int32_t)sizeof(fsgw_sub) &&
             layout[FSGW_LAYOUT_SUB_PATH2] == (int32_t)offsetof(fsgw_sub, path2) && layout[FSGW_LAYOUT_COMP_RESULT] == (int32_t)offsetof(fsgw_comp, result),
         "struct layout reports sizes and offsets", "%d", layout[FSGW_LAYOUT_SUB_SIZE]);
-  CHECK(sizeof(fsgw_sub) == 56 && sizeof(fsgw_comp) == 16, "struct sizes", "sub %zu comp %zu", sizeof(fsgw_sub), sizeof(fsgw_comp));
+  CHECK(sizeof(fsgw_sub) == 64 && sizeof(fsgw_comp) == 16, "struct sizes", "sub %zu comp %zu", sizeof(fsgw_sub), sizeof(fsgw_comp));
   uint64_t h;
   CHECK(fsgw_pool_create(0, 8, 0, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 threads", "%s", "failed");
   CHECK(fsgw_pool_create(1, 0, 0, 0, 0, doorbell, &h) == -EINVAL, "create rejects 0 capacity", "%s", "failed");
@@ -209,8 +216,8 @@ static void test_every_op(void) {
   c = run1(pool, FSGW_OP_READ_FILE, 0, -1, whole, sizeof whole, 0, sub, NULL);
   CHECK(c.result == -EISDIR, "read_file of a directory: -EISDIR", "%g", c.result);
 
-  CHECK(fsgw_submit(pool, 99, 0, -1, NULL, 0, 0, NULL, NULL) == -EINVAL, "unknown op: -EINVAL", "%s", "failed");
-  CHECK(fsgw_submit(pool, FSGW_OP_PREAD, 0, 0, back, -1, 0, NULL, NULL) == -EINVAL, "negative length: -EINVAL", "%s", "failed");
+  CHECK(fsgw_submit(pool, 99, 0, -1, NULL, 0, 0, NULL, NULL, NULL) == -EINVAL, "unknown op: -EINVAL", "%s", "failed");
+  CHECK(fsgw_submit(pool, FSGW_OP_PREAD, 0, 0, back, -1, 0, NULL, NULL, NULL) == -EINVAL, "negative length: -EINVAL", "%s", "failed");
   fsgw_pool_free(pool);
 }
 
@@ -218,9 +225,9 @@ static void test_full_queue_and_cancel(void) {
   fsgw_pool *pool = make_pool(1, 4);
   fsgw_debug_set_op_delay_us(pool, 200000); /* the one worker holds each op 200 ms */
   int slots[4];
-  for (int i = 0; i < 4; i++) slots[i] = fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, i + 1, 0, NULL, NULL);
+  for (int i = 0; i < 4; i++) slots[i] = fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, i + 1, 0, NULL, NULL, NULL);
   CHECK(slots[0] >= 0 && slots[1] >= 0 && slots[2] >= 0 && slots[3] >= 0, "capacity slots accepted", "%s", "failed");
-  CHECK(fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, 1, 0, NULL, NULL) == -EAGAIN, "a full pool answers -EAGAIN", "%s", "failed");
+  CHECK(fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, 1, 0, NULL, NULL, NULL) == -EAGAIN, "a full pool answers -EAGAIN", "%s", "failed");
   fsgw_sub batch[2];
   memset(batch, 0, sizeof batch);
   CHECK(fsgw_submit_batch(pool, batch, 2) == -EAGAIN, "a full pool refuses a batch with -EAGAIN", "%s", "failed");
@@ -239,7 +246,7 @@ static void test_full_queue_and_cancel(void) {
     else if (out[i].result > 0) done++;
   }
   CHECK(n == 4 && cancelled == 3 && done == 1, "stop completes the running op and cancels the queued ones", "n %d cancelled %d done %d", n, cancelled, done);
-  CHECK(fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, 1, 0, NULL, NULL) == -ESHUTDOWN, "submit after stop: -ESHUTDOWN", "%s", "failed");
+  CHECK(fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, 1, 0, NULL, NULL, NULL) == -ESHUTDOWN, "submit after stop: -ESHUTDOWN", "%s", "failed");
   fsgw_pool_stats(pool, stats, FSGW_STAT_COUNT);
   CHECK(stats[FSGW_STAT_THREADS] == 0 && stats[FSGW_STAT_IN_FLIGHT] == 0, "no threads and no slots held after stop", "%s", "failed");
   fsgw_pool_free(pool);
@@ -260,7 +267,7 @@ static void test_many_through_small(void) {
     /* alternate the two submission paths */
     while (next < N) {
       if (next % 2 == 0) {
-        int slot = fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, next, 0, NULL, NULL);
+        int slot = fsgw_submit(pool, FSGW_OP_NOP, 0, -1, NULL, next, 0, NULL, NULL, NULL);
         if (slot < 0) break;
         slot_owner[slot] = next++;
       } else {
@@ -398,13 +405,23 @@ static void test_splice_in(void) {
   pthread_create(&writer, NULL, slow_writer, &w);
   size_t moved = 0;
   fsgw_comp c = {.result = 0};
+  /* A digest context rides along: it must end up as the digest of the whole file (head included). */
+  fsgw_sha256 ctx, ref;
+  fsgw_sha256_init(&ctx);
+  fsgw_sha256_update(&ctx, data, 100);
   for (int round = 0; round < 50 && moved < size - 100; round++) {
-    c = run1(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, (double)(size - 100 - moved), (double)(100 + moved), NULL, NULL);
+    c = run1x(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, (double)(size - 100 - moved), (double)(100 + moved), NULL, NULL, &ctx);
     if (c.result < 0) break;
     moved += (size_t)c.result;
   }
   pthread_join(writer, NULL);
   CHECK(moved == size - 100, "SPLICE_IN op: the body moved socket -> file, across partial rounds", "%zu of %zu (last %g)", moved, size - 100, c.result);
+  uint8_t got[32], want[32];
+  fsgw_sha256_init(&ref);
+  fsgw_sha256_update(&ref, data, size);
+  fsgw_sha256_digest(&ref, want);
+  fsgw_sha256_digest(&ctx, got);
+  CHECK(memcmp(got, want, 32) == 0, "SPLICE_IN op with a digest context: it hashed exactly the bytes spliced, in order", "%02x", got[0]);
   CHECK(pread(file, back, size + 10, 0) == (ssize_t)size && memcmp(back, data, size) == 0, "SPLICE_IN op: the file holds every byte at its offset", "%s", "differs");
   /* Bytes past the body stay in the socket for whoever reads next. */
   CHECK(write(client, "NEXT", 4) == 4, "splice: next request sent", "%s", strerror(errno));
@@ -438,10 +455,10 @@ static void test_zero_copy(void) {
   close(w);
 
   double fsize = -1;
-  int file = fsgw_open_cached(file_path, &fsize);
+  int file = fsgw_open_cached(file_path, &fsize, NULL);
   CHECK(file >= 0 && fsize == (double)size, "open_cached: a cached file's descriptor and size", "%d %g", file, fsize);
   double dsize = -1;
-  CHECK(fsgw_open_cached(dir, &dsize) == -EISDIR, "open_cached: a directory is -EISDIR", "%g", dsize);
+  CHECK(fsgw_open_cached(dir, &dsize, NULL) == -EISDIR, "open_cached: a directory is -EISDIR", "%g", dsize);
 
   int server, client, sport, cport;
   tcp_pair(&server, &client, &sport, &cport);
@@ -512,6 +529,58 @@ static void test_zero_copy(void) {
   free(back);
 }
 
+/* Digests recorded as the user.fsgw.sha256 attribute: by COMMIT before its rename and by
+ * FSETDIGEST; read back by STAT, FSTAT, READ_FILE and the inline calls; absent is a 0 flag. */
+static void test_digests(void) {
+  char tmp[600], final_path[600], plain[600];
+  path_in(tmp, sizeof tmp, "digest.tmp");
+  path_in(final_path, sizeof final_path, "digested");
+  path_in(plain, sizeof plain, "undigested");
+  const char body[] = "a body with a digest";
+  uint8_t digest[32];
+  for (int i = 0; i < 32; i++) digest[i] = (uint8_t)(i * 7 + 1);
+  fsgw_pool *pool = make_pool(2, 8);
+  fsgw_comp c = run1x(pool, FSGW_OP_COMMIT, 0, -1, (void *)body, sizeof body - 1, 0, tmp, final_path, digest);
+  if (c.aux == ENOTSUP) {
+    printf("# digests: this file system keeps no user attributes; the checks below are skipped\n");
+    fsgw_pool_free(pool);
+    return;
+  }
+  CHECK(c.result == (double)(sizeof body - 1), "COMMIT with a digest: committed", "%g", c.result);
+  uint8_t raw[64];
+  CHECK(getxattr(final_path, "user.fsgw.sha256", raw, sizeof raw) == 32 && memcmp(raw, digest, 32) == 0, "COMMIT with a digest: the file carries it as user.fsgw.sha256", "%s", strerror(errno));
+  uint8_t out[33];
+  memset(out, 0xee, sizeof out);
+  c = run1x(pool, FSGW_OP_STAT, 0, -1, NULL, 0, 0, final_path, NULL, out);
+  CHECK(c.result == (double)(sizeof body - 1) && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "STAT reads the digest", "%g %d", c.result, out[0]);
+  char buf[64];
+  memset(out, 0xee, sizeof out);
+  c = run1x(pool, FSGW_OP_READ_FILE, 0, -1, buf, sizeof buf, 0, final_path, NULL, out);
+  CHECK(c.result == (double)(sizeof body - 1) && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "READ_FILE reads the digest", "%g %d", c.result, out[0]);
+  int32_t mode = 0;
+  memset(out, 0xee, sizeof out);
+  CHECK(fsgw_stat_cached(final_path, &mode, out) == (double)(sizeof body - 1) && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "stat_cached reads the digest", "%d", out[0]);
+  memset(out, 0xee, sizeof out);
+  CHECK(fsgw_read_cached(final_path, buf, sizeof buf, out) == (double)(sizeof body - 1) && out[0] == 1, "read_cached reads the digest", "%d", out[0]);
+  double size = 0;
+  memset(out, 0xee, sizeof out);
+  int fd = fsgw_open_cached(final_path, &size, out);
+  CHECK(fd >= 0 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "open_cached reads the digest", "%d %d", fd, out[0]);
+  if (fd >= 0) close(fd);
+  /* A file without one: flag 0, no error; FSETDIGEST gives it one. */
+  int w = open(plain, O_RDWR | O_CREAT | O_TRUNC, 0644);
+  CHECK(write(w, "x", 1) == 1, "digests: plain file written", "%s", strerror(errno));
+  memset(out, 0xee, sizeof out);
+  c = run1x(pool, FSGW_OP_FSTAT, 0, w, NULL, 0, 0, NULL, NULL, out);
+  CHECK(c.result == 1 && out[0] == 0, "FSTAT of a file without a digest: flag 0", "%g %d", c.result, out[0]);
+  c = run1x(pool, FSGW_OP_FSETDIGEST, 0, w, NULL, 0, 0, NULL, NULL, digest);
+  memset(out, 0xee, sizeof out);
+  fsgw_comp c2 = run1x(pool, FSGW_OP_FSTAT, 0, w, NULL, 0, 0, NULL, NULL, out);
+  CHECK(c.result == 0 && c2.result == 1 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "FSETDIGEST records it; FSTAT reads it", "%g %d", c.result, out[0]);
+  close(w);
+  fsgw_pool_free(pool);
+}
+
 /* The inline base: lookups under it start from its descriptor and never leave it; paths elsewhere,
  * and symlinks out of it, still resolve as before (through the pool when inline refuses). */
 static void test_inline_base(void) {
@@ -530,16 +599,16 @@ static void test_inline_base(void) {
   close(w);
   CHECK(symlink(out_path, link_path) == 0, "inline base: symlink made", "%s", strerror(errno));
   int32_t mode = 0;
-  fsgw_stat_cached(file_path, &mode); /* warm the caches */
-  fsgw_stat_cached(out_path, &mode);
+  fsgw_stat_cached(file_path, &mode, NULL); /* warm the caches */
+  fsgw_stat_cached(out_path, &mode, NULL);
   CHECK(fsgw_inline_base(base) == 1, "inline base: the first call sets it", "%s", base);
   CHECK(fsgw_inline_base(dir) == 0, "inline base: a second call changes nothing", "%s", dir);
-  CHECK(fsgw_stat_cached(file_path, &mode) == 5, "inline base: a file under it", "%g", fsgw_stat_cached(file_path, &mode));
-  CHECK(fsgw_stat_cached(out_path, &mode) == 3, "inline base: a path elsewhere as before", "%g", fsgw_stat_cached(out_path, &mode));
-  CHECK(fsgw_stat_cached(link_path, &mode) == -EAGAIN, "inline base: a symlink out of it is left to the pool", "%g", fsgw_stat_cached(link_path, &mode));
-  CHECK(fsgw_stat_cached(dotdot, &mode) == -EAGAIN, "inline base: .. out of it is left to the pool", "%g", fsgw_stat_cached(dotdot, &mode));
+  CHECK(fsgw_stat_cached(file_path, &mode, NULL) == 5, "inline base: a file under it", "%g", fsgw_stat_cached(file_path, &mode, NULL));
+  CHECK(fsgw_stat_cached(out_path, &mode, NULL) == 3, "inline base: a path elsewhere as before", "%g", fsgw_stat_cached(out_path, &mode, NULL));
+  CHECK(fsgw_stat_cached(link_path, &mode, NULL) == -EAGAIN, "inline base: a symlink out of it is left to the pool", "%g", fsgw_stat_cached(link_path, &mode, NULL));
+  CHECK(fsgw_stat_cached(dotdot, &mode, NULL) == -EAGAIN, "inline base: .. out of it is left to the pool", "%g", fsgw_stat_cached(dotdot, &mode, NULL));
   double size = -1;
-  int fd = fsgw_open_cached(file_path, &size);
+  int fd = fsgw_open_cached(file_path, &size, NULL);
   CHECK(fd >= 0 && size == 5, "inline base: open_cached under it", "%d %g", fd, size);
   if (fd >= 0) close(fd);
 }
@@ -608,6 +677,7 @@ int main(void) {
   test_lock_file();
   test_zero_copy();
   test_splice_in();
+  test_digests();
   test_inline_base();
   test_sha256();
   char cmd[512];

@@ -1,7 +1,7 @@
 // Engine "bun": Bun's own asynchronous node:fs, which runs each call on Bun's internal thread pool.
 // It is the baseline every claim about the C pool is measured against.
 import fs from "node:fs";
-import { commitFileFromPrimitives, readWholeFromPrimitives, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { BunHasher, commitFileFromPrimitives, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
@@ -82,6 +82,11 @@ export class BunEngine implements IoEngine {
 
   readWhole(path: string, into: Uint8Array): Promise<number> {
     return readWholeFromPrimitives(this, path, into);
+  }
+
+  /** Digests are computed (Bun's SHA-256) and checked, but not recorded: node:fs has no xattrs. */
+  newHasher(): Hasher {
+    return new BunHasher();
   }
 
   stats(): EngineStats {

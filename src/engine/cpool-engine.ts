@@ -20,16 +20,16 @@
 //             is promised, workers ring no doorbell;
 //   adaptive: batch for the callback-form operations, direct for the rest (streamed bodies).
 import { constants } from "node:os";
-import { closeFd, COMMIT_FSYNC, dupFd, spliceProbe, InlineFs, nativeFsyncCount, NativePool, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { closeFd, COMMIT_FSYNC, dupFd, spliceProbe, InlineFs, nativeFsyncCount, NativePool, NativeSha256, OPEN_CREATE, OPEN_READ, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
-import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type ZeroCopyOps, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
+import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type Hasher, type ZeroCopyOps, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
 
 const EAGAIN = constants.errno.EAGAIN;
 const ECANCELED = constants.errno.ECANCELED;
 const KEEPALIVE_PERIOD_MS = 1 << 30;
 
-const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "commit", "read", "sendfile", "splice"];
+const opNames = ["nop", "open", "write", "read", "fstat", "stat", "close", "fsync", "rename", "unlink", "commit", "read", "sendfile", "splice", "fsetdigest"];
 
 /**
  * direct: each operation handed over at once, completions by doorbell. batch: every operation
@@ -78,6 +78,8 @@ class PendingOp {
     readonly path2: Uint8Array | null,
     /** Callback form: the receiver of the result. Promise form (null): resolve and reject. */
     readonly target: IoTarget | null,
+    /** The operation's extra memory (fsgw_sub.ext): digest in or out, a hash state; kept alive here. */
+    readonly ext: Uint8Array | null = null,
   ) {}
 }
 
@@ -209,8 +211,8 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   read(fd: number, into: Uint8Array, position: number): Promise<number> {
     return this.submit(PoolOp.PREAD, 0, fd, into, into.length, position, null, null);
   }
-  fstat(fd: number): Promise<FileStat> {
-    return this.submit(PoolOp.FSTAT, 0, fd, null, 0, 0, null, null);
+  fstat(fd: number, digestOut?: Uint8Array): Promise<FileStat> {
+    return this.submit(PoolOp.FSTAT, 0, fd, null, 0, 0, null, null, digestOut ?? null);
   }
   stat(path: string): Promise<FileStat> {
     return this.submit(PoolOp.STAT, 0, -1, null, 0, 0, cPath(path), null);
@@ -234,17 +236,25 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     return this.submit(PoolOp.READ_FILE, 0, -1, into, into.length, 0, cPath(path), null);
   }
   // Callback forms (CallbackOps): the result reaches the target as a number.
-  statTo(path: string, target: IoTarget): void {
-    this.start(this.pending(PoolOp.STAT, 0, -1, null, 0, 0, cPath(path), null, target));
+  statTo(path: string, target: IoTarget, digestOut?: Uint8Array): void {
+    this.start(this.pending(PoolOp.STAT, 0, -1, null, 0, 0, cPath(path), null, target, digestOut ?? null));
   }
   unlinkTo(path: string, target: IoTarget): void {
     this.start(this.pending(PoolOp.UNLINK, 0, -1, null, 0, 0, cPath(path), null, target));
   }
-  readWholeTo(path: string, into: Uint8Array, target: IoTarget): void {
-    this.start(this.pending(PoolOp.READ_FILE, 0, -1, into, into.length, 0, cPath(path), null, target));
+  readWholeTo(path: string, into: Uint8Array, target: IoTarget, digestOut?: Uint8Array): void {
+    this.start(this.pending(PoolOp.READ_FILE, 0, -1, into, into.length, 0, cPath(path), null, target, digestOut ?? null));
   }
-  commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void {
-    this.start(this.pending(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath), target));
+  commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget, digest?: Uint8Array): void {
+    this.start(this.pending(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath), target, digest ?? null));
+  }
+
+  // Digests.
+  newHasher(): Hasher {
+    return new NativeSha256();
+  }
+  setDigest(fd: number, digest: Uint8Array): Promise<void> {
+    return this.submit(PoolOp.FSETDIGEST, 0, fd, null, 0, 0, null, null, digest);
   }
 
   // Zero-copy (ZeroCopyOps).
@@ -254,6 +264,9 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   get lastSize(): number {
     return this.fs.lastSize;
   }
+  get lastDigest(): Uint8Array | null {
+    return this.fs.lastDigest;
+  }
   sendfileNow(socket: number, file: number, offset: number, len: number, head: Uint8Array | null, tail: Uint8Array | null): number {
     return this.fs.sendfileNow(socket, file, offset, len, head, tail);
   }
@@ -261,8 +274,10 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     // The file's descriptor rides in `flags` (fsgw_pool.h, FSGW_OP_SENDFILE).
     this.start(this.pending(PoolOp.SENDFILE, file, socket, null, len, offset, null, null, target));
   }
-  spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void {
-    this.start(this.pending(PoolOp.SPLICE_IN, file, socket, null, len, offset, null, null, target));
+  spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget, hash?: Hasher): void {
+    // A C hash state rides along: the worker adds the bytes it moved (read back from the page cache).
+    if (hash !== undefined && hash.state === undefined) throw new Error("spliceTo: the hasher must be the C library's (newHasher)");
+    this.start(this.pending(PoolOp.SPLICE_IN, file, socket, null, len, offset, null, null, target, hash?.state ?? null));
   }
   spliceWorksIn(dir: string): number {
     return spliceProbe(dir);
@@ -298,8 +313,8 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
    * Starts one operation. The promise resolves with the operation's value (see `valueOf`); its
    * type parameter is the caller's promise, which the op kind decides.
    */
-  private submit<T>(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): Promise<T> {
-    const op = this.pending(kind, flags, fd, buf, len, offset, path, path2, null);
+  private submit<T>(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null, ext: Uint8Array | null = null): Promise<T> {
+    const op = this.pending(kind, flags, fd, buf, len, offset, path, path2, null, ext);
     const promise = new Promise<T>((resolve, reject) => {
       op.resolve = resolve as (value: unknown) => void;
       op.reject = reject;
@@ -308,8 +323,8 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     return promise;
   }
 
-  private pending(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null, target: IoTarget | null): PendingOp {
-    return new PendingOp(kind, flags, fd, buf, len, offset, path, path2, target);
+  private pending(kind: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null, target: IoTarget | null, ext: Uint8Array | null = null): PendingOp {
+    return new PendingOp(kind, flags, fd, buf, len, offset, path, path2, target, ext);
   }
 
   /** Hands an operation to the pool: at once, staged for the end of the turn, or blocked behind others. */
@@ -333,7 +348,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
 
   /** One FFI call. Returns false when the pool is full (the operation is then blocked). */
   private submitDirect(op: PendingOp): boolean {
-    const slot = this.pool.submit(op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2);
+    const slot = this.pool.submit(op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2, op.ext);
     if (slot >= 0) {
       this.bySlot[slot] = op;
       return true;
@@ -378,7 +393,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   private submitBatch(ops: PendingOp[], start: number, count: number): number {
     for (let i = 0; i < count; i++) {
       const op = ops[start + i]!;
-      this.pool.stage(i, op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2);
+      this.pool.stage(i, op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2, op.ext);
     }
     const n = this.pool.submitStaged(count);
     if (n < 0 && n !== -EAGAIN) {
@@ -405,7 +420,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     while (this.blockedCount > 0 && !this.stopped) {
       if (this.options.submitMode !== "batch") {
         const op = this.blocked[this.blockedHead]!;
-        const slot = this.pool.submit(op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2);
+        const slot = this.pool.submit(op.kind, op.flags, op.fd, op.buf, op.len, op.offset, op.path, op.path2, op.ext);
         if (slot === -EAGAIN) break;
         this.blockedHead++;
         if (slot >= 0) this.bySlot[slot] = op;

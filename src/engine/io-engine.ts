@@ -1,5 +1,6 @@
 import { constants } from "node:os";
 import { ioErrorFromErrno } from "./io-error";
+import { stableBytes } from "../util/stable-bytes";
 
 // The seam between the protocol and the disk. Every file operation of the server goes through an
 // IoEngine, so the Bun-native engine, the C thread pool and the synchronous baseline are
@@ -11,7 +12,7 @@ import { ioErrorFromErrno } from "./io-error";
 export type OpenMode =
   /** O_RDONLY */
   | "read"
-  /** O_WRONLY | O_CREAT | O_EXCL, mode 0644: a temporary file nobody else may share */
+  /** O_CREAT | O_EXCL, mode 0644, written (and read back, by the C pool: a spliced body is hashed so): a temporary file nobody else may share */
   | "create";
 
 export interface FileStat {
@@ -48,6 +49,8 @@ export interface InlineOps {
   readonly lastMode: number;
   /** Reads `path` whole into `into` when it fits; returns its size, or -errno (-EISDIR: not a file). */
   readCached(path: string, into: Uint8Array): number;
+  /** The recorded digest of the last successful call's file, or null: a view, valid until the next call. */
+  readonly lastDigest: Uint8Array | null;
   /**
    * 1 when `dir` is on a local file system whose cached lookups and attributes can be trusted, 0
    * when not (a network file system: its cached attributes may be stale), -errno when unknown.
@@ -74,11 +77,42 @@ export interface IoTarget {
  * no closure and no error object per operation: a missing key is the number -ENOENT.
  */
 export interface CallbackOps {
-  statTo(path: string, target: IoTarget): void;
+  /** `digestOut` (DIGEST_OUT_BYTES, or absent): receives the file's recorded digest (see Hasher). */
+  statTo(path: string, target: IoTarget, digestOut?: Uint8Array): void;
   unlinkTo(path: string, target: IoTarget): void;
-  commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget): void;
+  /** `digest` (32 bytes, or absent): recorded with the file before the rename (aux ENOTSUP: the file system cannot). */
+  commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget, digest?: Uint8Array): void;
   /** readWhole's callback form: the file's size (bytes in `into` when it fits), or -errno. */
-  readWholeTo(path: string, into: Uint8Array, target: IoTarget): void;
+  readWholeTo(path: string, into: Uint8Array, target: IoTarget, digestOut?: Uint8Array): void;
+}
+
+/**
+ * Digests. A stored file's SHA-256 travels with it (the C library records it as an extended
+ * attribute: ffi/fsgw_pool.h, "Digests"). Where an operation takes `digestOut`, it is
+ * DIGEST_OUT_BYTES long: byte 0 becomes 1 and bytes 1..32 the digest when the file has one; the
+ * caller sets byte 0 to 0 first, so an engine that records no digests leaves "none".
+ */
+export const DIGEST_OUT_BYTES = 33;
+
+/** SHA-256 of a body as it streams. A `state` is the C library's: pool operations can update it. */
+export interface Hasher {
+  update(bytes: Uint8Array): void;
+  /** The digest of everything so far (more may be added afterwards). */
+  digest(): Uint8Array;
+  readonly state?: Uint8Array;
+}
+
+/** Bun's own SHA-256 (BoringSSL), for engines without the C library. */
+export class BunHasher implements Hasher {
+  private readonly h = new Bun.CryptoHasher("sha256");
+  update(bytes: Uint8Array): void {
+    this.h.update(bytes);
+  }
+  digest(): Uint8Array {
+    const out = stableBytes(32);
+    out.set(this.h.copy().digest());
+    return out;
+  }
 }
 
 /** What an engine reports about itself (/debug/stats, /metrics); fields an engine lacks are absent. */
@@ -112,9 +146,10 @@ export interface EngineStats {
  * JavaScript. Descriptors in, numbers out; the caller owns every descriptor.
  */
 export interface ZeroCopyOps {
-  /** Inline: opens `path` for reading from the dentry cache: a descriptor (size in lastSize), or -errno (WOULD_BLOCK: ask the pool). */
+  /** Inline: opens `path` for reading from the dentry cache: a descriptor (size in lastSize, digest in lastDigest), or -errno (WOULD_BLOCK: ask the pool). */
   openCached(path: string): number;
   readonly lastSize: number;
+  readonly lastDigest: Uint8Array | null;
   /**
    * Inline: sends head, then the file's range, then tail (frames around a body; null for none), as
    * far as the socket takes them now, if the range is in the page cache: the bytes of the three
@@ -128,7 +163,7 @@ export interface ZeroCopyOps {
    * pipe); the target gets the bytes taken from the socket (maybe fewer, 0 after a bounded wait) or
    * -errno, and as aux the errno of a file that refused them (they were taken, not stored).
    */
-  spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget): void;
+  spliceTo(socket: number, file: number, offset: number, len: number, target: IoTarget, hash?: Hasher): void;
   /** 0 when spliceTo can write files in `dir` (start-up probe), else -errno. */
   spliceWorksIn(dir: string): number;
   /** dup(2): a number that stays this socket's while the pool uses it, whatever the runtime closes. */
@@ -150,7 +185,8 @@ export interface IoEngine {
   write(fd: number, data: Uint8Array, position: number): Promise<void>;
   /** Reads up to `into.length` bytes at `position`; resolves with the count, 0 at end of file. */
   read(fd: number, into: Uint8Array, position: number): Promise<number>;
-  fstat(fd: number): Promise<FileStat>;
+  /** `digestOut`: the file's recorded digest, when the engine records digests (see DIGEST_OUT_BYTES). */
+  fstat(fd: number, digestOut?: Uint8Array): Promise<FileStat>;
   stat(path: string): Promise<FileStat>;
   close(fd: number): Promise<void>;
   fsync(fd: number): Promise<void>;
@@ -168,6 +204,14 @@ export interface IoEngine {
    * bytes are in `into` only when that size fits. A directory is EISDIR.
    */
   readWhole(path: string, into: Uint8Array): Promise<number>;
+  /** A hasher for a body; the C pool's can be updated by its operations (a spliced upload). */
+  newHasher(): Hasher;
+  /**
+   * Records a file's digest with it (before its rename), when the engine can: absent when it
+   * cannot (then stored files have none, and answers carry none). Rejects with ENOTSUP when the
+   * file system keeps no user attributes.
+   */
+  setDigest?(fd: number, digest: Uint8Array): Promise<void>;
   /** The engine's own numbers, for /debug/stats and /metrics. */
   stats(): EngineStats;
   /** Stops the engine; operations still queued fail with ECANCELED. Idempotent. */

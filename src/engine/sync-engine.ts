@@ -2,7 +2,7 @@
 // the result handed back as a settled promise. No pool at all: the baseline that shows what the
 // pools buy (and what blocking the event loop costs under concurrency).
 import fs from "node:fs";
-import { commitFileFromPrimitives, readWholeFromPrimitives, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { BunHasher, commitFileFromPrimitives, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { ioErrorFromNode } from "./io-error";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
@@ -69,6 +69,11 @@ export class SyncEngine implements IoEngine {
   }
   readWhole(path: string, into: Uint8Array): Promise<number> {
     return readWholeFromPrimitives(this, path, into);
+  }
+
+  /** Digests are computed (Bun's SHA-256) and checked, but not recorded: node:fs has no xattrs. */
+  newHasher(): Hasher {
+    return new BunHasher();
   }
 
   stats(): EngineStats {

@@ -7,9 +7,10 @@
 import { dlopen, JSCallback, ptr, type Pointer } from "bun:ffi";
 import { constants } from "node:os";
 import { ensureLibrary } from "./build";
+import { stableBytes } from "../util/stable-bytes";
 
-const ABI_VERSION = 4;
-const SUB_BYTES = 56;
+const ABI_VERSION = 5;
+const SUB_BYTES = 64;
 const COMP_BYTES = 16;
 /**
  * The layout this binding writes and reads (fsgw_struct_layout's order): sizes and field offsets of
@@ -24,11 +25,12 @@ const SUB_LEN = 24;
 const SUB_BUF = 32;
 const SUB_PATH = 40;
 const SUB_PATH2 = 48;
+const SUB_EXT = 56;
 const COMP_SLOT = 0;
 const COMP_AUX = 4;
 const COMP_RESULT = 8;
-const LAYOUT = [SUB_BYTES, SUB_OP, SUB_FLAGS, SUB_FD, SUB_SLOT, SUB_OFFSET, SUB_LEN, SUB_BUF, SUB_PATH, SUB_PATH2, COMP_BYTES, COMP_SLOT, COMP_AUX, COMP_RESULT];
-const LAYOUT_NAMES = ["sub size", "sub.op", "sub.flags", "sub.fd", "sub.slot", "sub.offset", "sub.len", "sub.buf", "sub.path", "sub.path2", "comp size", "comp.slot", "comp.aux", "comp.result"];
+const LAYOUT = [SUB_BYTES, SUB_OP, SUB_FLAGS, SUB_FD, SUB_SLOT, SUB_OFFSET, SUB_LEN, SUB_BUF, SUB_PATH, SUB_PATH2, COMP_BYTES, COMP_SLOT, COMP_AUX, COMP_RESULT, SUB_EXT];
+const LAYOUT_NAMES = ["sub size", "sub.op", "sub.flags", "sub.fd", "sub.slot", "sub.offset", "sub.len", "sub.buf", "sub.path", "sub.path2", "comp size", "comp.slot", "comp.aux", "comp.result", "sub.ext"];
 /** PATH_MAX less its NUL: the longest path the kernel resolves. */
 const PATH_BYTES_MAX = 4095;
 const ENAMETOOLONG = constants.errno.ENAMETOOLONG;
@@ -49,6 +51,7 @@ export const PoolOp = {
   READ_FILE: 11,
   SENDFILE: 12,
   SPLICE_IN: 13,
+  FSETDIGEST: 14,
 } as const;
 export const OPEN_READ = 0;
 export const OPEN_CREATE = 1;
@@ -78,7 +81,7 @@ function load() {
     fsgw_struct_layout: { args: ["ptr", "i32"], returns: "i32" },
     fsgw_fsync_count: { args: [], returns: "f64" },
     fsgw_pool_create: { args: ["i32", "i32", "i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
-    fsgw_submit: { args: ["ptr", "u32", "u32", "i32", "ptr", "f64", "f64", "ptr", "ptr"], returns: "i32" },
+    fsgw_submit: { args: ["ptr", "u32", "u32", "i32", "ptr", "f64", "f64", "ptr", "ptr", "ptr"], returns: "i32" },
     fsgw_submit_batch: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_doorbell_answer: { args: ["ptr"], returns: "void" },
     fsgw_drain: { args: ["ptr", "ptr", "i32"], returns: "i32" },
@@ -93,11 +96,15 @@ function load() {
     fsgw_raise_nofile: { args: ["f64"], returns: "f64" },
     fsgw_lock_file: { args: ["ptr"], returns: "i32" },
     fsgw_debug_set_op_delay_us: { args: ["ptr", "i32"], returns: "void" },
-    fsgw_stat_cached: { args: ["ptr", "ptr"], returns: "f64" },
-    fsgw_read_cached: { args: ["ptr", "ptr", "f64"], returns: "f64" },
+    fsgw_stat_cached: { args: ["ptr", "ptr", "ptr"], returns: "f64" },
+    fsgw_read_cached: { args: ["ptr", "ptr", "f64", "ptr"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
     fsgw_inline_base: { args: ["ptr"], returns: "i32" },
-    fsgw_open_cached: { args: ["ptr", "ptr"], returns: "i32" },
+    fsgw_open_cached: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
+    fsgw_sha256_init: { args: ["ptr"], returns: "void" },
+    fsgw_sha256_update: { args: ["ptr", "ptr", "u64"], returns: "void" },
+    fsgw_sha256_digest: { args: ["ptr", "ptr"], returns: "void" },
+    fsgw_sha256_accelerated: { args: [], returns: "i32" },
     fsgw_sendfile_now: { args: ["i32", "i32", "f64", "f64", "ptr", "i32", "ptr", "i32"], returns: "f64" },
     fsgw_socket_check: { args: ["i32", "i32", "i32"], returns: "i32" },
     fsgw_dup: { args: ["i32"], returns: "i32" },
@@ -211,10 +218,14 @@ export class InlineFs {
   /** The path without the room for its NUL: what encodeInto may fill. */
   private readonly pathRoom = this.path.subarray(0, PATH_BYTES_MAX);
   private readonly pathPtr = ptr(this.path);
-  private readonly mode = new Int32Array(1);
+  // Over their own ArrayBuffers: C is handed their addresses once (src/util/stable-bytes.ts).
+  private readonly mode = new Int32Array(new ArrayBuffer(4));
   private readonly modePtr = ptr(this.mode);
-  private readonly sizeOut = new Float64Array(1);
+  private readonly sizeOut = new Float64Array(new ArrayBuffer(8));
   private readonly sizeOutPtr = ptr(this.sizeOut);
+  /** FSGW_DIGEST_OUT_BYTES: a flag, then the 32-byte digest of the last successful call's file. */
+  private readonly digestOut = stableBytes(DIGEST_OUT_BYTES);
+  private readonly digestOutPtr = ptr(this.digestOut);
   private readonly encoder = new TextEncoder();
   /** Inline calls answered (including with an error such as ENOENT), and refused (sent to the pool). */
   answered = 0;
@@ -225,16 +236,24 @@ export class InlineFs {
     return this.mode[0]!;
   }
 
+  /**
+   * The recorded digest of the file of the last successful statCached, readCached or openCached,
+   * or null when it has none: a view, valid until the next call.
+   */
+  get lastDigest(): Uint8Array | null {
+    return this.digestOut[0] === 1 ? this.digestOut.subarray(1) : null;
+  }
+
   /** The size of `path`, or -errno (-EAGAIN: not cached; ask the pool). */
   statCached(path: string): number {
     if (!this.encodePath(path)) return -ENAMETOOLONG;
-    return this.count(this.sym.fsgw_stat_cached(this.pathPtr, this.modePtr));
+    return this.count(this.sym.fsgw_stat_cached(this.pathPtr, this.modePtr, this.digestOutPtr));
   }
 
   /** Reads `path` whole into `into` if it fits; returns its size, or -errno (-EAGAIN: not cached). */
   readCached(path: string, into: Uint8Array): number {
     if (!this.encodePath(path)) return -ENAMETOOLONG;
-    return this.count(this.sym.fsgw_read_cached(this.pathPtr, into, into.length));
+    return this.count(this.sym.fsgw_read_cached(this.pathPtr, into, into.length, this.digestOutPtr));
   }
 
   trustedFor(dir: string): number {
@@ -249,7 +268,7 @@ export class InlineFs {
   /** Opens `path` for reading from the dentry cache only: a descriptor (size in `lastSize`), or -errno. */
   openCached(path: string): number {
     if (!this.encodePath(path)) return -ENAMETOOLONG;
-    return this.count(this.sym.fsgw_open_cached(this.pathPtr, this.sizeOutPtr));
+    return this.count(this.sym.fsgw_open_cached(this.pathPtr, this.sizeOutPtr, this.digestOutPtr));
   }
 
   /** The size fstat reported to the last successful openCached. */
@@ -287,6 +306,36 @@ export class InlineFs {
     if (read !== path.length) return false;
     this.path[written] = 0;
     return true;
+  }
+}
+
+/** FSGW_DIGEST_OUT_BYTES: where an operation reads a file's recorded digest into. */
+export const DIGEST_OUT_BYTES = 33;
+/** sizeof(fsgw_sha256). */
+const SHA256_STATE_BYTES = 112;
+
+/**
+ * SHA-256 in the C library (SHA-NI when the CPU has it): its state is plain memory owned here, which
+ * pool operations (a spliced upload) update too, and which can be copied or kept.
+ */
+export class NativeSha256 {
+  /** Stable: a pool operation (a spliced upload) writes it while JavaScript holds it. */
+  readonly state = stableBytes(SHA256_STATE_BYTES);
+  private readonly sym = lib();
+  constructor() {
+    this.sym.fsgw_sha256_init(this.state);
+  }
+  update(bytes: Uint8Array): void {
+    if (bytes.length > 0) this.sym.fsgw_sha256_update(this.state, bytes, bytes.length);
+  }
+  /** The digest of everything so far (more may be added afterwards). */
+  digest(): Uint8Array {
+    const out = stableBytes(32); // it may be handed to a pool operation (a commit records it)
+    this.sym.fsgw_sha256_digest(this.state, out);
+    return out;
+  }
+  static accelerated(): boolean {
+    return lib().fsgw_sha256_accelerated() === 1;
   }
 }
 
@@ -349,12 +398,12 @@ export class NativePool {
   }
 
   /** One FFI call per operation. */
-  submit(op: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): number {
-    return this.sym.fsgw_submit(this.handle, op, flags, fd, buf, len, offset, path, path2);
+  submit(op: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null, ext: Uint8Array | null): number {
+    return this.sym.fsgw_submit(this.handle, op, flags, fd, buf, len, offset, path, path2, ext);
   }
 
   /** Fills record `i` of the submission ring (pointers are written as two 32-bit halves). */
-  stage(i: number, op: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null): void {
+  stage(i: number, op: number, flags: number, fd: number, buf: Uint8Array | null, len: number, offset: number, path: Uint8Array | null, path2: Uint8Array | null, ext: Uint8Array | null): void {
     const w = (i * SUB_BYTES) / 4;
     const d = (i * SUB_BYTES) / 8;
     this.subU32[w + SUB_OP / 4] = op;
@@ -366,6 +415,7 @@ export class NativePool {
     setPointer(this.subU32, w + SUB_BUF / 4, buf);
     setPointer(this.subU32, w + SUB_PATH / 4, path);
     setPointer(this.subU32, w + SUB_PATH2 / 4, path2);
+    setPointer(this.subU32, w + SUB_EXT / 4, ext);
   }
 
   /** Hands records [0, n) of the ring over in one FFI call; returns how many were accepted. */

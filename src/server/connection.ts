@@ -20,11 +20,12 @@ import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
 import { checkKey, type StoreKey } from "../storage/keys";
-import { EntryType, Failure, type BodyReader, type Store, type UploadOwner, type UploadSink } from "../storage/store";
+import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type Store, type UploadOwner, type UploadSink } from "../storage/store";
 import type { Logger } from "../log";
 import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
 import { Access, type TokenScope, type Verified } from "../auth/token";
+import { stableBytes } from "../util/stable-bytes";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
@@ -78,6 +79,12 @@ function fileTypeOf(entry: number): number {
   return entry === EntryType.FILE ? FileType.FILE : entry === EntryType.DIR ? FileType.DIR : FileType.UNSET;
 }
 
+/** 64 hex digits (either case) -> the 32-byte SHA-256, or null when the text is not that. */
+export function digestFromHex(text: string): Uint8Array | null {
+  if (text.length !== 64 || !/^[0-9a-fA-F]{64}$/.test(text)) return null;
+  return new Uint8Array(Buffer.from(text, "hex"));
+}
+
 /** The reply text of a store failure: short, human, the same whatever the store. */
 export function replyText(kind: number): string {
   switch (kind) {
@@ -97,6 +104,8 @@ export function replyText(kind: number): string {
       return "storage timed out";
     case Failure.TOO_LARGE:
       return "file too large";
+    case Failure.DIGEST_MISMATCH:
+      return "digest mismatch";
     default:
       return "I/O error";
   }
@@ -172,8 +181,12 @@ export class Connection implements UploadOwner {
   private exchangeStart = 0;
   private exchangeOp: StatOp = "bench";
   private exchangeBytes = 0;
+  /** The file's SHA-256 (DIGEST_BYTES: a flag, then 32 bytes) as the store reports it, reused by each exchange. */
+  private readonly digest = stableBytes(DIGEST_BYTES); // stores write it from pool workers
   /** What the token presented on this connection allows (auth "token"), or null before AUTH. */
   private scope: TokenScope | null = null;
+  /** The SHA-256 the upload in progress must have (from its request), or null. */
+  private expectedDigest: Uint8Array | null = null;
   /** The client's address, for the per-address limits (kept: Bun's may be gone once closed). */
   readonly address: string;
 
@@ -513,8 +526,11 @@ export class Connection implements UploadOwner {
     if (key === null) return;
     const size = msg.size;
     let refusal: string | null = null;
+    // The SHA-256 the body must have (extension field Digest), or none.
+    this.expectedDigest = msg.digest === "" ? null : digestFromHex(msg.digest);
     if (!(size > 0)) refusal = `invalid size ${size}: an upload carries at least 1 byte`;
     else if (size > this.host.uploadBytesMax) refusal = `file too large: ${size} bytes exceeds the server's uploadBytesMax ${this.host.uploadBytesMax}`;
+    else if (msg.digest !== "" && this.expectedDigest === null) refusal = "invalid digest: expected the SHA-256 as 64 hex digits";
     if (refusal !== null) {
       this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: refusal });
       this.exchangeDone(false);
@@ -529,7 +545,7 @@ export class Connection implements UploadOwner {
       return;
     }
     this.wait(IO_UPLOAD_OPEN);
-    this.upload = this.host.store.beginUpload(key, size, this);
+    this.upload = this.host.store.beginUpload(key, size, this, this.expectedDigest, this.digest);
   }
 
   private onBody(part: Uint8Array): void {
@@ -549,7 +565,7 @@ export class Connection implements UploadOwner {
       // Shutdown waits for the store: it reads the body until its result.
       this.host.workStarted();
       this.ioWaiting = IO_PUT;
-      this.host.store.putWhole(this.key!, this.body.bytes, this);
+      this.host.store.putWhole(this.key!, this.body.bytes, this, this.expectedDigest, this.digest);
     } else {
       upload.end();
     }
@@ -581,7 +597,7 @@ export class Connection implements UploadOwner {
     this.unpause(PAUSE_BACKLOG);
     if (this.isClosed) return;
     if (result >= 0) {
-      this.send({ operation: Op.UPLOAD, key: this.keyText, message: Msg.END });
+      this.send({ operation: Op.UPLOAD, key: this.keyText, message: Msg.END, digest: this.digestHex() });
       this.exchangeDone(true);
       this.state = "upload_ack";
     } else {
@@ -617,7 +633,7 @@ export class Connection implements UploadOwner {
     const buffer = this.host.inlineBuffers.acquire();
     this.wholeBuffer = buffer;
     this.wait(IO_READ_WHOLE);
-    this.host.store.readWhole(key, buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax), this);
+    this.host.store.readWhole(key, buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax), this, this.digest);
   }
 
   private onWholeRead(size: number, detail: number): void {
@@ -632,7 +648,7 @@ export class Connection implements UploadOwner {
 
   private openStreamed(key: StoreKey): void {
     this.wait(IO_READER_OPEN);
-    const reader = this.host.store.openReader(key);
+    const reader = this.host.store.openReader(key, this.digest);
     this.reader = reader;
     reader.open(this); // the size may come back before open() returns
   }
@@ -644,7 +660,7 @@ export class Connection implements UploadOwner {
       return this.answerFailure(Op.DOWNLOAD_RSP, "download_open_failed", size, detail);
     }
     const reader = this.reader!;
-    let start: MessageInit = { operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE };
+    let start: MessageInit = { operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE, digest: this.digestHex() };
     this.bodyLength = size;
     if (this.rangeLength !== 0) {
       const offset = this.rangeOffset;
@@ -696,6 +712,11 @@ export class Connection implements UploadOwner {
     if (this.outQueue.length === 0) this.continueDownload(); // else onDrain continues
   }
 
+  /** The digest the store reported for this exchange's file, as the wire carries it, or none. */
+  private digestHex(): string | undefined {
+    return this.digest[0] === 1 ? Buffer.from(this.digest.buffer, this.digest.byteOffset + 1, 32).toString("hex") : undefined;
+  }
+
   /** The socket's descriptor when this connection may send zero-copy, else -1 (looked up once). */
   private zeroCopySocket(): number {
     if (!this.host.zeroCopy) return -1;
@@ -710,7 +731,7 @@ export class Connection implements UploadOwner {
    */
   private sendWholeDownload(buffer: Uint8Array, size: number): void {
     const codec = this.host.codec;
-    const start = codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE });
+    const start = codec.encodeFrame({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE, digest: this.digestHex() });
     const end = codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.keyText, message: Msg.END });
     const bodyEnd = FRAME_ROOM + size;
     if (start.length > FRAME_ROOM || end.length > FRAME_ROOM) throw new Error(`reply frame of ${start.length} bytes exceeds FRAME_ROOM`);
@@ -801,7 +822,7 @@ export class Connection implements UploadOwner {
     const key = this.acceptKey(msg, Op.EXIST_RSP);
     if (key === null) return;
     this.wait(IO_EXIST);
-    this.host.store.stat(key, this);
+    this.host.store.stat(key, this, this.digest);
   }
 
   private startDelete(msg: WireMessage): void {
@@ -824,7 +845,7 @@ export class Connection implements UploadOwner {
         case IO_EXIST:
           if (this.isClosed) return;
           if (result < 0) return this.answerFailure(Op.EXIST_RSP, "exist_failed", result, detail);
-          this.send({ operation: Op.EXIST_RSP, key: this.keyText, size: result, type: fileTypeOf(detail), message: Msg.SUCCESS });
+          this.send({ operation: Op.EXIST_RSP, key: this.keyText, size: result, type: fileTypeOf(detail), message: Msg.SUCCESS, digest: this.digestHex() });
           return this.answered();
         case IO_DELETE:
           if (this.isClosed) return;

@@ -7,6 +7,11 @@ import { Failure, type FailureKind, type StoreTarget } from "./store";
 const E = constants.errno;
 /** Linux errno 108, which node does not list: the C pool answers it to a submission after stop. */
 const ESHUTDOWN = 108;
+/**
+ * A body whose SHA-256 is not the one the client announced: no system call fails this way, so the
+ * file store carries it through its errno-shaped paths as EBADMSG, and nothing else maps to it.
+ */
+export const EDIGEST = E.EBADMSG;
 
 /** The one errno switch of the file store: what a failed system call means to a client. */
 export function failureOfErrno(errno: number): FailureKind {
@@ -35,6 +40,8 @@ export function failureOfErrno(errno: number): FailureKind {
       return Failure.TIMEOUT;
     case E.EFBIG:
       return Failure.TOO_LARGE;
+    case EDIGEST:
+      return Failure.DIGEST_MISMATCH;
     default:
       return Failure.IO;
   }

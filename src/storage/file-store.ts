@@ -17,7 +17,7 @@ import { constants } from "node:os";
 import { resolve } from "node:path";
 import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { errnoName } from "../engine/io-error";
-import { failureOfErrno, reportError } from "./file-errors";
+import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
@@ -45,6 +45,19 @@ function entryTypeOf(mode: number): number {
 
 // Adapters from an engine's callback form (result or -errno, st_mode) to a store target's. One
 // small object per operation, where the engine already made one (its pending operation).
+
+/** Copies an inline call's digest (or its absence) into a caller's DIGEST_BYTES buffer. */
+function copyDigest(from: Uint8Array | null, out: Uint8Array | undefined): void {
+  if (out === undefined) return;
+  out[0] = from === null ? 0 : 1;
+  if (from !== null) out.set(from, 1);
+}
+
+function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 class StatDone implements IoTarget {
   constructor(private readonly target: StoreTarget) {}
@@ -189,14 +202,16 @@ export class FileStore implements Store {
     return errnoName(detail);
   }
 
-  stat(key: StoreKey, target: StoreTarget): void {
+  stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void {
     const path = this.pathOf(key);
+    if (digest !== undefined) digest[0] = 0;
     if (this.inline !== null) {
       const size = this.inline.statCached(path);
+      if (size >= 0) copyDigest(this.inline.lastDigest, digest);
       if (size !== WOULD_BLOCK) return new StatDone(target).onIoDone(size, this.inline.lastMode);
     }
     const native = this.engine.callbacks;
-    if (native !== null) return native.statTo(path, new StatDone(target));
+    if (native !== null) return native.statTo(path, new StatDone(target), digest);
     this.engine.stat(path).then(
       (st) => target.onStoreDone(st.size, entryTypeOf(modeOf(st))),
       (e) => reportError(target, e),
@@ -213,38 +228,48 @@ export class FileStore implements Store {
     );
   }
 
-  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget): void {
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array): void {
+    // A body this small is hashed here, before anything is written: a mismatch touches nothing.
+    const hasher = this.engine.newHasher();
+    hasher.update(body);
+    const sum = hasher.digest();
+    if (expected !== null && !sameDigest(sum, expected)) return target.onStoreDone(-Failure.DIGEST_MISMATCH, EDIGEST);
+    copyDigest(sum, digest);
     const tmp = this.tempPathOf(key);
     const path = this.pathOf(key);
     const native = this.engine.callbacks;
-    if (native !== null) return native.commitFileTo(tmp, path, body, this.fsyncOnCommit, new ValueDone(target));
+    if (native !== null) return native.commitFileTo(tmp, path, body, this.fsyncOnCommit, new ValueDone(target), this.engine.setDigest !== undefined ? sum : undefined);
     this.engine.commitFile(tmp, path, body, this.fsyncOnCommit).then(
       () => target.onStoreDone(body.length, 0),
       (e) => reportError(target, e),
     );
   }
 
-  readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget): void {
+  readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void {
     const path = this.pathOf(key);
+    if (digest !== undefined) digest[0] = 0;
     if (this.inline !== null) {
       const size = this.inline.readCached(path, into);
+      if (size >= 0) copyDigest(this.inline.lastDigest, digest);
       if (size !== WOULD_BLOCK) return new ValueDone(target).onIoDone(size);
     }
     const native = this.engine.callbacks;
-    if (native !== null) return native.readWholeTo(path, into, new ValueDone(target));
+    if (native !== null) return native.readWholeTo(path, into, new ValueDone(target), digest);
     this.engine.readWhole(path, into).then(
       (size) => target.onStoreDone(size, 0),
       (e) => reportError(target, e),
     );
   }
 
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner): UploadSink {
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array): UploadSink {
     const upload = new UploadStream(this.engine, this.tempPathOf(key), this.pathOf(key), size, {
       fsync: this.fsyncOnCommit,
       chunkBytesMax: this.chunkBytes,
       writesInFlightMax: this.writesInFlightMax,
       owner,
       zeroCopy: this.spliceUploads ? this.engine.zeroCopy : null,
+      expected,
+      digest,
     });
     upload.open();
     return upload;
@@ -255,9 +280,10 @@ export class FileStore implements Store {
     return this.engine.zeroCopy !== null && this.inline !== null;
   }
 
-  openReader(key: StoreKey): BodyReader {
+  openReader(key: StoreKey, digest?: Uint8Array): BodyReader {
+    if (digest !== undefined) digest[0] = 0;
     const zeroCopy = this.engine.zeroCopy;
-    return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key)) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null);
+    return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key), digest) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null, digest);
   }
 }
 
@@ -278,6 +304,8 @@ class FileReader implements BodyReader {
   constructor(
     protected readonly engine: IoEngine,
     protected readonly path: string,
+    /** Receives the file's recorded digest on open (DIGEST_BYTES), when given. */
+    protected readonly digest: Uint8Array | undefined,
   ) {}
 
   open(target: StoreTarget): void {
@@ -286,7 +314,7 @@ class FileReader implements BodyReader {
       (fd) => {
         this.fd = fd;
         if (this.closing !== null) return this.settleClose();
-        this.engine.fstat(fd).then(
+        this.engine.fstat(fd, this.digest).then(
           (st) => {
             this.inFlight = false;
             if (this.closing !== null) return this.settleClose();
@@ -366,8 +394,9 @@ class SendfileReader extends FileReader {
     path: string,
     /** Inline calls allowed (a local file system, ioInline on): else every step is the pool's. */
     private readonly inlineAllowed: boolean,
+    digest: Uint8Array | undefined,
   ) {
-    super(engine, path);
+    super(engine, path, digest);
   }
 
   override open(target: StoreTarget): void {
@@ -377,6 +406,7 @@ class SendfileReader extends FileReader {
     if (fd < 0) return target.onStoreDone(-failureOfErrno(-fd), -fd);
     this.fd = fd;
     this.size = this.zc.lastSize;
+    copyDigest(this.zc.lastDigest, this.digest);
     target.onStoreDone(this.size, EntryType.FILE);
   }
 

@@ -31,6 +31,8 @@ export const Failure = {
   TOO_LARGE: 8,
   /** Anything else the medium reported. */
   IO: 9,
+  /** The body's SHA-256 is not the one the client announced: nothing was stored. */
+  DIGEST_MISMATCH: 10,
 } as const;
 export type FailureKind = (typeof Failure)[keyof typeof Failure];
 
@@ -115,26 +117,35 @@ export interface BodyReader {
   close(): Promise<void>;
 }
 
+/**
+ * Digests (SHA-256 of a whole stored file). Where a call takes `digest`, it is DIGEST_BYTES long:
+ * the store sets byte 0 to 1 and bytes 1..32 to the file's digest when it knows it (recorded with
+ * the file, or computed as an upload streamed), and byte 0 to 0 when not; the value is there when
+ * the result arrives. `expected` (32 bytes): the digest an upload's body must have; a body that
+ * has another fails with DIGEST_MISMATCH and nothing is stored (a previous file stays).
+ */
+export const DIGEST_BYTES = 33;
+
 export interface Store {
   /** A name for logs: the kind of store and where. */
   readonly description: string;
   /** Prepares the store before the server accepts anything; throws StoreError when it cannot. */
   init(log: Logger): void;
   /** The key's size, with its EntryType as detail. */
-  stat(key: StoreKey, target: StoreTarget): void;
+  stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void;
   /** Removes the key: 0. */
   remove(key: StoreKey, target: StoreTarget): void;
   /** Stores a body already whole in memory: its length. The body stays untouched until then. */
-  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget): void;
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected?: Uint8Array | null, digest?: Uint8Array): void;
   /**
    * Reads a stored file whole when it fits `into`: its size, with the bytes in `into` only when
    * the size fits (a larger file is for openReader). `into` stays untouched until the result.
    */
-  readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget): void;
+  readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void;
   /** Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push. */
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner): UploadSink;
-  /** A reader for a streamed download of the key; nothing happens until its open(). */
-  openReader(key: StoreKey): BodyReader;
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array): UploadSink;
+  /** A reader for a streamed download of the key; nothing happens until its open(), which fills `digest`. */
+  openReader(key: StoreKey, digest?: Uint8Array): BodyReader;
   /**
    * Optional: true when this store's readers send bodies of any size to sockets (sendFramedNow)
    * more cheaply than readWhole reads small ones into memory; a connection that can hand over its

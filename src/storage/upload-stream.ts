@@ -9,9 +9,18 @@
 // aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well). The owner
 // hears the open through onStoreDone, the end through onUploadDone, and a bug in this code or the
 // engine's (an exception that is not an IoError) through onStoreBug, after the same cleanup.
-import { finishCommit, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
+import { constants } from "node:os";
+import { finishCommit, type Hasher, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
-import { failureOfErrno, reportError } from "./file-errors";
+import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
+
+const ENOTSUP = constants.errno.ENOTSUP;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 import { Failure, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 
 /** Chunks at least this large are written without being gathered (copied) into a bigger buffer. */
@@ -27,6 +36,10 @@ export interface UploadStreamOptions {
   owner: UploadOwner;
   /** sendfile/splice, when the engine has them: then receiveFrom() moves body bytes by splice. */
   zeroCopy: ZeroCopyOps | null;
+  /** The SHA-256 the body must have (32 bytes), or null: a body with another is not committed. */
+  expected?: Uint8Array | null;
+  /** Receives the body's digest once committed (DIGEST_BYTES: a flag, then 32 bytes). */
+  digest?: Uint8Array;
 }
 
 export class UploadStream implements UploadSink {
@@ -58,6 +71,14 @@ export class UploadStream implements UploadSink {
   private receiveSocket = -1;
   private receiveInFlight = false;
   private dupSocket = -1;
+  /**
+   * The body's SHA-256 as it arrives: bytes through memory are added as they are pushed (in order),
+   * spliced bytes by the pool worker that moved them (the engine's C hasher). The body is committed
+   * only when it matches `expected`; its digest is recorded with the file before the rename.
+   */
+  private readonly hasher: Hasher;
+  private readonly expected: Uint8Array | null;
+  private readonly digestOut: Uint8Array | undefined;
 
   constructor(
     private readonly engine: IoEngine,
@@ -72,7 +93,12 @@ export class UploadStream implements UploadSink {
     this.writesInFlightMax = options.writesInFlightMax;
     this.owner = options.owner;
     this.zc = options.zeroCopy;
-    if (this.zc === null) this.receiveFrom = undefined;
+    this.hasher = engine.newHasher();
+    this.expected = options.expected ?? null;
+    this.digestOut = options.digest;
+    if (this.digestOut !== undefined) this.digestOut[0] = 0;
+    // Splice needs a hasher the pool can update; an engine whose hasher is not the C library's copies.
+    if (this.zc === null || this.hasher.state === undefined) this.receiveFrom = undefined;
   }
 
   /** Moves the next body bytes from the socket into the file by splice (see UploadSink). */
@@ -93,7 +119,7 @@ export class UploadStream implements UploadSink {
       this.dupSocket = dup;
     }
     this.receiveInFlight = true;
-    zc.spliceTo(this.dupSocket, this.fd, this.position, this.expectedBytes - this.position, new Received(this));
+    zc.spliceTo(this.dupSocket, this.fd, this.position, this.expectedBytes - this.position, new Received(this), this.hasher);
   }
 
   /**
@@ -151,6 +177,7 @@ export class UploadStream implements UploadSink {
 
   push(chunk: Uint8Array): void {
     if (this.failure !== null || this.aborted) return; // the body is drained and dropped
+    this.hasher.update(chunk);
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
     this.kick();
@@ -269,18 +296,33 @@ export class UploadStream implements UploadSink {
     this.busy = true;
     const fd = this.fd;
     this.fd = -1;
+    /** Once finishCommit runs, it owns the descriptor and the temporary file, failure included. */
+    let committing = false;
     try {
       // Committing a body of another size than the client announced would store a wrong file.
       if (this.position !== this.expectedBytes) {
         throw new Error(`upload commit with ${this.position} bytes written of ${this.expectedBytes} announced`);
       }
+      const sum = this.hasher.digest();
+      if (this.expected !== null && !equalBytes(sum, this.expected)) throw ioErrorFromErrno(-EDIGEST, "digest");
+      // Recorded before the rename, so the file and its digest appear under the key together. A
+      // file system without user attributes stores the file without it.
+      if (this.engine.setDigest !== undefined) {
+        await this.engine.setDigest(fd, sum).catch((e) => {
+          if (!(e instanceof IoError && e.errno === ENOTSUP)) throw e;
+        });
+      }
+      committing = true;
       await finishCommit(this.engine, fd, this.tmpPath, this.finalPath, this.fsync);
       this.tempExists = false;
+      if (this.digestOut !== undefined) {
+        this.digestOut[0] = 1;
+        this.digestOut.set(sum, 1);
+      }
     } catch (e) {
       this.failure = e;
-      // finishCommit closed the descriptor and removed the temporary file; the check above did not.
-      if (this.position === this.expectedBytes) this.tempExists = false;
-      else this.fd = fd;
+      if (committing) this.tempExists = false; // finishCommit closed the descriptor and removed the file
+      else this.fd = fd; // removeTemp closes and removes them
     }
     this.busy = false;
     if (this.failure === null) this.settle();

@@ -22,6 +22,28 @@ describe("InlineFs", () => {
   const inline = new InlineFs();
   afterEach(() => InlineFs.setRefusedForTests(false));
 
+  test("digests read inline land where JavaScript reads them, call after call (memory C writes never moves)", () => {
+    // Two files with different recorded digests, each set with python's os.setxattr (node has none).
+    const digests = ["11".repeat(32), "22".repeat(32)];
+    const files = digests.map((hex, i) => {
+      const path = join(dir, `digested-${i}`);
+      writeFileSync(path, "x".repeat(i + 1));
+      run(["python3", "-c", `import os; os.setxattr(${JSON.stringify(path)}, "user.fsgw.sha256", bytes.fromhex("${hex}"))`]);
+      return path;
+    });
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 2; i++) {
+        expect(inline.statCached(files[i]!)).toBe(i + 1);
+        // lastDigest is a view: making it must not move the memory C writes the next digest into.
+        expect(Buffer.from(inline.lastDigest!).toString("hex")).toBe(digests[i]!);
+        Bun.gc(true);
+      }
+    }
+    writeFileSync(join(dir, "undigested"), "y");
+    expect(inline.statCached(join(dir, "undigested"))).toBe(1);
+    expect(inline.lastDigest).toBeNull();
+  });
+
   test("statCached answers a cached file's size and mode, like stat", () => {
     const path = join(dir, "five-k");
     writeFileSync(path, payload(5120, 1)); // just written: its dentry and inode are in memory

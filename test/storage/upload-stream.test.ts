@@ -3,7 +3,7 @@
 // writes in flight; a failure drops the rest and removes the temporary file; an abort cleans up; a
 // body of another size than announced is never renamed into place.
 import { describe, expect, test } from "bun:test";
-import type { IoEngine, OpenMode } from "../../src/engine/io-engine";
+import { BunHasher, type IoEngine, type OpenMode } from "../../src/engine/io-engine";
 import { errnoName, ioErrorFromErrno } from "../../src/engine/io-error";
 import type { UploadOwner } from "../../src/storage/store";
 import { UploadStream } from "../../src/storage/upload-stream";
@@ -27,6 +27,9 @@ class FakeEngine implements IoEngine {
   readonly callbacks = null;
   readonly zeroCopy = null;
   readonly calls: Call[] = [];
+  newHasher() {
+    return new BunHasher();
+  }
   private pending(op: string, extra: Partial<Call> = {}): Promise<any> {
     return new Promise((resolve, reject) => {
       this.calls.push({ op, ...extra, settle: (e?: Error) => (e ? reject(e) : resolve(op === "open" ? 7 : undefined)) });

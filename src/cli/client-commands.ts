@@ -6,7 +6,7 @@
 import { basename } from "node:path";
 import { stat } from "node:fs/promises";
 import { existsSync, readFileSync } from "node:fs";
-import { connect, ConnectionError, ProtocolError, ServerError, TimeoutError, type ByteRange, type ClientTls, type FsgwClient } from "../client/client";
+import { connect, ConnectionError, DigestMismatchError, ProtocolError, ServerError, TimeoutError, type ByteRange, type ClientTls, type FsgwClient } from "../client/client";
 import { loadOps, runLoadThreaded, type LoadOp, type LoadResult } from "../client/load";
 import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
 import { formatBytes, Progress, type ProgressOutput } from "./progress";
@@ -94,9 +94,11 @@ function tokenFrom(parsed: Parsed): string | undefined {
 }
 
 export const helpTexts: Record<string, string> = {
-  put: `usage: fsgw put <file> [--key <key>] [options]
+  put: `usage: fsgw put <file> [--key <key>] [--no-digest] [options]
 
-Uploads a file (streamed from disk; any size). The key defaults to the file's name.
+Uploads a file (streamed from disk; any size). The key defaults to the file's name. The file's
+SHA-256 goes with it (the file is read once to hash it), and the server stores the file only if
+the bytes it received hash to the same; --no-digest sends none (the server still records one).
 A transfer longer than a second shows a progress bar on a terminal.
 
 examples:
@@ -106,13 +108,15 @@ examples:
   fsgw put ./big.iso --key big.iso --host 10.0.0.5
 
 ${commonHelp}`,
-  get: `usage: fsgw get <key> [-o <file>] [--range FIRST-LAST] [options]
+  get: `usage: fsgw get <key> [-o <file>] [--range FIRST-LAST] [--no-verify] [options]
 
 Downloads a file. It is written to <file> (default: the key's last segment, in this directory)
 through a temporary file that is renamed into place only when complete; -o - writes the bytes to
 stdout. An existing <file> is not replaced unless --force (-f) is given. --range downloads only
 bytes FIRST to LAST (both included, as in HTTP; FIRST- for the rest of the file), clamped at the
-end of the file; a FIRST past the end is an error.
+end of the file; a FIRST past the end is an error. A whole file is checked against the SHA-256
+the server recorded for it: a mismatch fails (exit 1) and leaves <file> untouched (--no-verify
+skips the check).
 
 examples:
   fsgw get report.pdf
@@ -124,7 +128,7 @@ examples:
 ${commonHelp}`,
   stat: `usage: fsgw stat <key> [options]
 
-Prints a stored file's size and type.
+Prints a stored file's size, type and SHA-256 (when the server recorded one).
 
 examples:
   fsgw stat report.pdf
@@ -198,8 +202,8 @@ function rate(bytes: number, ms: number): string {
 /** Runs a client command; returns its exit code. Errors become messages and codes, never traces. */
 /** Flags each command takes besides the common ones. */
 const commandFlags: Record<string, Record<string, FlagSpec>> = {
-  put: { "--key": { takesValue: true } },
-  get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false }, "--range": { takesValue: true } },
+  put: { "--key": { takesValue: true }, "--no-digest": { takesValue: false } },
+  get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false }, "--range": { takesValue: true }, "--no-verify": { takesValue: false } },
   stat: {},
   rm: {},
   bench: {
@@ -236,7 +240,7 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     const size = info.size;
     const progress = new Progress(`put ${key}`, io.stderr);
     const t0 = performance.now();
-    await client().upload(key, file, { onProgress: (d, t) => progress.update(d, t) });
+    await client().upload(key, file, { onProgress: (d, t) => progress.update(d, t), digest: parsed.flags.has("--no-digest") ? false : undefined });
     progress.finish();
     const ms = performance.now() - t0;
     print(`put ${file} as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });
@@ -247,6 +251,7 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     // Default: the key's last segment in this directory (a key "photos/2026/cat.jpg" -> ./cat.jpg).
     const output = parsed.flags.get("--output") ?? `./${key.slice(key.lastIndexOf("/") + 1)}`;
     const range = rangeFrom(parsed.flags.get("--range"));
+    const verify = !parsed.flags.has("--no-verify");
     const t0 = performance.now();
     if (output !== "-") {
       context.localPath = output;
@@ -254,12 +259,12 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     }
     if (output === "-") {
       // The body goes to stdout, so the summary (with --json) goes to stderr.
-      const size = await client().download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }), { range });
+      const size = await client().download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }), { range, verify });
       if (json) io.stderr.write(JSON.stringify({ op: "get", key, size, ms: Math.round(performance.now() - t0) }) + "\n");
       return;
     }
     const progress = new Progress(`get ${key}`, io.stderr);
-    const size = await client().download(key, output, { onProgress: (d, t) => progress.update(d, t), range });
+    const size = await client().download(key, output, { onProgress: (d, t) => progress.update(d, t), range, verify });
     progress.finish();
     const ms = performance.now() - t0;
     print(`got ${key} into ${output}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "get", key, output, size, ms: Math.round(ms) });
@@ -268,7 +273,7 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     const key = one(parsed, "key");
     context.key = key;
     const st = await client().exist(key);
-    print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})`, { op: "stat", key, ...st });
+    print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})${st.digest === undefined ? "" : `, sha256 ${st.digest}`}`, { op: "stat", key, ...st });
   },
   async rm(parsed, client, print, _io, _json, context) {
     const key = one(parsed, "key");
@@ -317,6 +322,9 @@ function classify(e: unknown, context: Context): [number, string] {
   if (e instanceof UsageError) return [EXIT_USAGE, e.message];
   if (e instanceof LocalFileError) return [EXIT_LOCAL, e.message];
   if (e instanceof ServerError) return [EXIT_REFUSED, `the server said: ${e.text}`];
+  if (e instanceof DigestMismatchError) {
+    return [EXIT_REFUSED, `${e.message}; ${context.localPath === null ? "the bytes already written to stdout are not the file" : `${context.localPath} was not written`}`];
+  }
   if (e instanceof ConnectionError || e instanceof TimeoutError || e instanceof ProtocolError) return [EXIT_CONNECTION, e.message];
   const local = context.localPath === null ? null : localFileError(e, context.localPath);
   if (local !== null) return [EXIT_LOCAL, local.message];

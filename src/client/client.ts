@@ -21,7 +21,7 @@ import type { WireName } from "../protocol/codec";
 import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange, type ByteRange, type ExistResult } from "./exchanges";
 import { ConnectionClosedError, WireConn, type ClientTls } from "./wire-conn";
 
-export { ServerError } from "./exchanges";
+export { DigestMismatchError, ServerError } from "./exchanges";
 export { ConnectionClosedError, TlsError, type ClientTls } from "./wire-conn";
 export { ProtocolError } from "../protocol/message";
 export type { ByteRange, ExistResult } from "./exchanges";
@@ -59,6 +59,15 @@ export interface TransferOptions {
   /** For stream sources: the body size, which the protocol needs before the body. Without it the
    *  stream is first spooled to a temporary file to learn its size (memory stays bounded). */
   size?: number;
+  /**
+   * Uploads: the body's SHA-256, which the server checks before it stores anything (mismatch: a
+   * ServerError "digest mismatch"). Default: computed for bytes and files (a file is read once to
+   * hash it, then again to send it) and for spooled streams; a stream with a `size` is sent without
+   * one unless given here (64 hex digits). false: send none.
+   */
+  digest?: string | false;
+  /** Downloads: check the body against the digest the server recorded (default true; not for ranges). */
+  verify?: boolean;
 }
 
 const STREAM_CHUNK_BYTES = 256 * 1024;
@@ -94,11 +103,18 @@ export class FsgwClient {
   async upload(key: string, source: UploadSource, options: TransferOptions = {}): Promise<void> {
     if (source instanceof Uint8Array) {
       const body = source;
+      const digest = options.digest === false ? undefined : (options.digest ?? new Bun.CryptoHasher("sha256").update(body).digest("hex"));
       return this.run(key, async (conn) => {
-        await uploadExchange(conn, key, body.length, async (c) => {
-          await c.write(body);
-          options.onProgress?.(body.length, body.length);
-        });
+        await uploadExchange(
+          conn,
+          key,
+          body.length,
+          async (c) => {
+            await c.write(body);
+            options.onProgress?.(body.length, body.length);
+          },
+          digest,
+        );
       });
     }
     if (typeof source === "string") return this.uploadFile(key, source, options);
@@ -123,13 +139,21 @@ export class FsgwClient {
     const size = (await stat(path)).size;
     const file = await open(path, "r");
     try {
-      await this.uploadStream(key, readChunks(file, size), size, options);
+      let digest = options.digest;
+      if (digest === undefined) {
+        // The digest goes in the request, before the body: one pass over the file to hash it.
+        const hasher = new Bun.CryptoHasher("sha256");
+        for await (const chunk of readChunks(file, size)) hasher.update(chunk);
+        digest = hasher.digest("hex");
+      }
+      await this.uploadStream(key, readChunks(file, size), size, { ...options, digest });
     } finally {
       await file.close();
     }
   }
 
   private uploadStream(key: string, chunks: AsyncIterable<Uint8Array>, size: number, options: TransferOptions): Promise<void> {
+    const digest = typeof options.digest === "string" ? options.digest : undefined;
     return this.run(key, async (conn) => {
       await uploadExchange(conn, key, size, async (c) => {
         let sent = 0;
@@ -140,7 +164,7 @@ export class FsgwClient {
           options.onProgress?.(sent, size);
         }
         if (sent !== size) throw new Error(`upload source ended after ${sent} of ${size} bytes`);
-      });
+      }, digest);
     });
   }
 
@@ -214,6 +238,7 @@ export class FsgwClient {
         },
         onSize,
         options.range,
+        options.verify !== false,
       );
     });
   }

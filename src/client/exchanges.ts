@@ -34,12 +34,25 @@ export async function authExchange(conn: WireConn, token: string): Promise<void>
   if (reply.message !== Msg.SUCCESS) throw new ServerError("auth", "", reply.message);
 }
 
+/** A downloaded body's SHA-256 is not the one the server recorded: the bytes were damaged. */
+export class DigestMismatchError extends Error {
+  constructor(
+    readonly key: string,
+    readonly expected: string,
+    readonly got: string,
+  ) {
+    super(`download ${JSON.stringify(key)}: digest mismatch: the bytes received hash to ${got}, the server recorded ${expected} (damaged on the way or on the server's disk)`);
+  }
+}
+
 /**
  * Uploads `size` bytes that `writeBody` writes to the connection (after the server's START).
- * The server commits the file before it answers END; the client then sends its ACK.
+ * The server commits the file before it answers END; the client then sends its ACK. With `digest`
+ * (the body's SHA-256, 64 hex digits; extension field Digest) the server stores the body only if
+ * it hashes to it. Resolves with the digest the server recorded ("" from a server without digests).
  */
-export async function uploadExchange(conn: WireConn, key: string, size: number, writeBody: (conn: WireConn) => Promise<void>): Promise<void> {
-  await conn.sendFrame({ operation: Op.UPLOAD, key, size });
+export async function uploadExchange(conn: WireConn, key: string, size: number, writeBody: (conn: WireConn) => Promise<void>, digest?: string): Promise<string> {
+  await conn.sendFrame({ operation: Op.UPLOAD, key, size, digest });
   const start = await conn.readFrame();
   expectOp(start, Op.UPLOAD_RSP, "upload");
   if (start.message !== Msg.START) throw new ServerError("upload", key, start.message);
@@ -48,6 +61,7 @@ export async function uploadExchange(conn: WireConn, key: string, size: number, 
   expectOp(end, Op.UPLOAD, "upload end");
   if (end.message !== Msg.END) throw new ServerError("upload", key, end.message);
   conn.deferFrame({ operation: Op.UPLOAD, key, message: Msg.ACK });
+  return end.digest;
 }
 
 /** Part of a file: `length` bytes from `offset` (length 0: to the end). */
@@ -66,6 +80,8 @@ export async function downloadExchange(
   sink: (part: Uint8Array) => void | Promise<void>,
   onSize?: (size: number) => void,
   range?: ByteRange,
+  /** Hash a whole-file body and compare it with the digest the server recorded (when it has one): DigestMismatchError. */
+  verify = false,
 ): Promise<number> {
   await conn.sendFrame({ operation: Op.DOWNLOAD, key, offset: range?.offset, length: range?.length });
   const start = await conn.readFrame();
@@ -79,17 +95,25 @@ export async function downloadExchange(
     }
   }
   onSize?.(start.size);
-  await conn.readBody(start.size, sink);
+  const ranged = range !== undefined && (range.offset !== 0 || range.length !== 0);
+  const hasher = verify && !ranged && start.digest !== "" ? new Bun.CryptoHasher("sha256") : null;
+  await conn.readBody(start.size, hasher === null ? sink : (part) => (hasher.update(part), sink(part)));
   const end = await conn.readFrame();
   expectOp(end, Op.DOWNLOAD, "download end");
   if (end.message !== Msg.END) throw new ServerError("download", key, end.message);
   conn.deferFrame({ operation: Op.DOWNLOAD, key, message: Msg.ACK });
+  if (hasher !== null) {
+    const got = hasher.digest("hex");
+    if (got !== start.digest.toLowerCase()) throw new DigestMismatchError(key, start.digest.toLowerCase(), got);
+  }
   return start.size;
 }
 
 export interface ExistResult {
   size: number;
   type: "file" | "link" | "dir" | "unset";
+  /** The SHA-256 the server recorded for the file (64 hex digits), when it has one. */
+  digest?: string;
 }
 
 export async function existExchange(conn: WireConn, key: string): Promise<ExistResult> {
@@ -98,7 +122,7 @@ export async function existExchange(conn: WireConn, key: string): Promise<ExistR
   expectOp(reply, Op.EXIST_RSP, "exist");
   if (reply.message !== Msg.SUCCESS) throw new ServerError("exist", key, reply.message);
   const type = reply.type === FileType.FILE ? "file" : reply.type === FileType.DIR ? "dir" : reply.type === FileType.LINK ? "link" : "unset";
-  return { size: reply.size, type };
+  return reply.digest === "" ? { size: reply.size, type } : { size: reply.size, type, digest: reply.digest };
 }
 
 export async function deleteExchange(conn: WireConn, key: string): Promise<void> {

@@ -33,8 +33,9 @@ describe("fsgw client commands", () => {
     expect(put.out).toMatch(/^put .*report\.bin as report\.bin: 120\.6 KiB in \d+ ms \(.*\/s\)\n$/);
 
     const stat = fsgw(["stat", "report.bin", ...at()]);
-    expect([stat.code, stat.out]).toEqual([0, "report.bin: file, 123456 bytes (120.6 KiB)\n"]);
-    expect(JSON.parse(fsgw(["stat", "report.bin", "--json", ...at()]).out)).toEqual({ op: "stat", key: "report.bin", size: 123456, type: "file" });
+    const digest = sha256(readFileSync(file));
+    expect([stat.code, stat.out]).toEqual([0, `report.bin: file, 123456 bytes (120.6 KiB), sha256 ${digest}\n`]);
+    expect(JSON.parse(fsgw(["stat", "report.bin", "--json", ...at()]).out)).toEqual({ op: "stat", key: "report.bin", size: 123456, type: "file", digest });
 
     const get = fsgw(["get", "report.bin", "-o", join(dir, "copy.bin"), ...at()]);
     expect(get.code).toBe(0);

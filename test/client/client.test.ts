@@ -24,7 +24,7 @@ describe("client", () => {
   test("upload bytes, then exist, download (bytes), delete", async () => {
     const body = payload(70_000, 1);
     await client.upload("bytes", body);
-    expect(await client.exist("bytes")).toEqual({ size: 70_000, type: "file" });
+    expect(await client.exist("bytes")).toEqual({ size: 70_000, type: "file", digest: sha256(body) });
     expect(sha256(await client.download("bytes"))).toBe(sha256(body));
     await client.delete("bytes");
     await client.bench("still-here");

@@ -316,7 +316,12 @@ static void drop_splice_pipe(void) {
 
 /* Moves up to len bytes from sock into file at offset: socket -> pipe -> file, no copy to user
  * space. Waits for the socket (poll) at most FSGW_SENDFILE_WAIT_MS at a time. */
-static int64_t splice_in_raw(int sock, int file, int64_t offset, size_t len, int32_t *aux) {
+static int64_t hash_file_range(fsgw_sha256 *ctx, int file, int64_t offset, size_t len);
+
+/* With ctx, each pipe-full is hashed as soon as it is in the file (read back from the page cache,
+ * still warm), while the socket goes on filling: hashing overlaps the transfer instead of
+ * following it. */
+static int64_t splice_in_raw(int sock, int file, int64_t offset, size_t len, int32_t *aux, fsgw_sha256 *ctx) {
   if (splice_pipe[0] < 0) {
     if (pipe2(splice_pipe, O_CLOEXEC) != 0) return neg_errno();
     fcntl(splice_pipe[1], F_SETPIPE_SZ, 1 << 20); /* fewer round trips; the default 64 KiB also works */
@@ -350,6 +355,13 @@ static int64_t splice_in_raw(int sock, int file, int64_t offset, size_t len, int
       }
       left -= (size_t)out;
     }
+    if (ctx != NULL) {
+      int64_t rc = hash_file_range(ctx, file, offset + (int64_t)done, (size_t)in);
+      if (rc < 0) {
+        *aux = (int32_t)-rc; /* taken from the socket, not hashed: the upload fails */
+        return (int64_t)(done + (size_t)in);
+      }
+    }
     done += (size_t)in;
   }
   return (int64_t)done;
@@ -374,11 +386,7 @@ static int64_t hash_file_range(fsgw_sha256 *ctx, int file, int64_t offset, size_
 /* SPLICE_IN, and with a digest context the bytes that reached the file added to it: the context
  * then always describes exactly the bytes on disk, a broken connection included. */
 static int64_t do_splice_in(int sock, int file, int64_t offset, size_t len, int32_t *aux, fsgw_sha256 *ctx) {
-  int64_t moved = splice_in_raw(sock, file, offset, len, aux);
-  if (ctx == NULL || moved <= 0 || *aux != 0) return moved;
-  int64_t rc = hash_file_range(ctx, file, offset, (size_t)moved);
-  if (rc < 0) *aux = (int32_t)-rc; /* counted as taken, not stored: the upload fails */
-  return moved;
+  return splice_in_raw(sock, file, offset, len, aux, ctx);
 }
 
 /* The file's recorded digest into out (FSGW_DIGEST_OUT_BYTES): out[0] = 1 and the 32 bytes, or

@@ -8,7 +8,7 @@ import { Op } from "../../src/protocol/message";
 import { protobufCodec } from "../../src/protocol/codec";
 import { FrameDecoder } from "../../src/protocol/frame-decoder";
 import { engineNames } from "../../src/config";
-import { payload } from "../helpers/data";
+import { payload, sha256 } from "../helpers/data";
 import { storedKeys, tempFiles } from "../helpers/fs";
 import { eventually, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
@@ -96,7 +96,7 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
         await uploadExchange(conn, `durable-${size}`, size, (c) => c.write(body));
         // Acknowledged means synced: the file's bytes, then the directory that holds its new name.
         expect(await fsyncs()).toBe(before + (durable ? 2 : 0));
-        expect(await existExchange(conn, `durable-${size}`)).toEqual({ size, type: "file" });
+        expect(await existExchange(conn, `durable-${size}`)).toEqual({ size, type: "file", ...(engine === "cpool" ? { digest: sha256(body) } : {}) });
       }
       conn.close();
       await server.stop();
@@ -160,7 +160,8 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
     await benchExchange(conn, "j");
     const body = payload(70_000, 5);
     await uploadExchange(conn, "json-file", body.length, (c) => c.write(body));
-    expect(await existExchange(conn, "json-file")).toEqual({ size: 70_000, type: "file" });
+    // The digest travels in JSON frames too (a lower-case "digest" key); only the C pool records one.
+    expect(await existExchange(conn, "json-file")).toEqual({ size: 70_000, type: "file", ...(engine === "cpool" ? { digest: sha256(body) } : {}) });
     // The longest JSON frames: a 255-byte key of characters JSON escapes, small and large bodies.
     const quoted = '"'.repeat(255);
     for (const size of [1000, 200_000]) {

@@ -146,7 +146,9 @@ int32_t fsgw_struct_layout(int32_t *out, int32_t n) {
 static int64_t neg_errno(void) { return -(int64_t)errno; }
 
 static int64_t do_open(const char *path, uint32_t flags) {
-  int oflags = flags == FSGW_OPEN_CREATE ? (O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC) : (O_RDONLY | O_CLOEXEC);
+  int oflags = flags == FSGW_OPEN_CREATE ? (O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)
+               : flags == FSGW_OPEN_WRITE ? (O_RDWR | O_CLOEXEC)
+                                          : (O_RDONLY | O_CLOEXEC);
   int fd;
   do fd = open(path, oflags, 0644);
   while (fd < 0 && errno == EINTR);

@@ -86,6 +86,7 @@ enum {
 enum {
   FSGW_OPEN_READ = 0,   /* O_RDONLY */
   FSGW_OPEN_CREATE = 1, /* O_RDWR | O_CREAT | O_EXCL, 0644 (read too: a spliced body is hashed by reading it back) */
+  FSGW_OPEN_WRITE = 2,  /* O_RDWR of an existing file (a resumed upload's temporary file) */
 };
 
 enum { FSGW_COMMIT_FSYNC = 1 };

@@ -36,7 +36,7 @@ export class BunEngine implements IoEngine {
   private fsyncs = 0;
 
   open(path: string, mode: OpenMode): Promise<number> {
-    return call("open", (cb) => fs.open(path, mode === "create" ? CREATE_FLAGS : READ_FLAGS, 0o644, cb));
+    return call("open", (cb) => fs.open(path, mode === "create" ? CREATE_FLAGS : mode === "write" ? fs.constants.O_RDWR : READ_FLAGS, 0o644, cb));
   }
 
   async write(fd: number, data: Uint8Array, position: number): Promise<void> {

@@ -13,7 +13,9 @@ export type OpenMode =
   /** O_RDONLY */
   | "read"
   /** O_CREAT | O_EXCL, mode 0644, written (and read back, by the C pool: a spliced body is hashed so): a temporary file nobody else may share */
-  | "create";
+  | "create"
+  /** O_RDWR of an existing file: a resumed upload's temporary file */
+  | "write";
 
 export interface FileStat {
   size: number;
@@ -99,12 +101,17 @@ export interface Hasher {
   update(bytes: Uint8Array): void;
   /** The digest of everything so far (more may be added afterwards). */
   digest(): Uint8Array;
+  /** An independent hasher in the same state (a resumable upload keeps one while it is parked). */
+  copy(): Hasher;
   readonly state?: Uint8Array;
 }
 
 /** Bun's own SHA-256 (BoringSSL), for engines without the C library. */
 export class BunHasher implements Hasher {
-  private readonly h = new Bun.CryptoHasher("sha256");
+  constructor(private readonly h = new Bun.CryptoHasher("sha256")) {}
+  copy(): Hasher {
+    return new BunHasher(this.h.copy());
+  }
   update(bytes: Uint8Array): void {
     this.h.update(bytes);
   }

@@ -35,7 +35,7 @@ export class SyncEngine implements IoEngine {
   private fsyncs = 0;
 
   open(path: string, mode: OpenMode): Promise<number> {
-    return attempt("open", () => fs.openSync(path, mode === "create" ? CREATE_FLAGS : fs.constants.O_RDONLY, 0o644));
+    return attempt("open", () => fs.openSync(path, mode === "create" ? CREATE_FLAGS : mode === "write" ? fs.constants.O_RDWR : fs.constants.O_RDONLY, 0o644));
   }
   write(fd: number, data: Uint8Array, position: number): Promise<void> {
     return attempt("write", () => writeAll(fd, data, position));

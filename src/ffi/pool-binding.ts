@@ -55,6 +55,7 @@ export const PoolOp = {
 } as const;
 export const OPEN_READ = 0;
 export const OPEN_CREATE = 1;
+export const OPEN_WRITE = 2;
 export const COMMIT_FSYNC = 1;
 
 /** Indices of fsgw_pool_stats, in the header's order. */
@@ -327,6 +328,11 @@ export class NativeSha256 {
   }
   update(bytes: Uint8Array): void {
     if (bytes.length > 0) this.sym.fsgw_sha256_update(this.state, bytes, bytes.length);
+  }
+  copy(): NativeSha256 {
+    const c = new NativeSha256();
+    c.state.set(this.state);
+    return c;
   }
   /** The digest of everything so far (more may be added afterwards). */
   digest(): Uint8Array {

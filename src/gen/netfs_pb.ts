@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfs.proto.
  */
 export const file_netfs: GenFile = /*@__PURE__*/
-  fileDesc("CgtuZXRmcy5wcm90byLmAQoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJEg0KBVRva2VuGAkgASgJEg4KBkRpZ2VzdBgKIAEoCRIOCgZPZmZzZXQYCyABKAMSDgoGTGVuZ3RoGAwgASgDEhAKCEZpbGVTaXplGA0gASgDYgZwcm90bzM");
+  fileDesc("CgtuZXRmcy5wcm90byKLAgoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJEg0KBVRva2VuGAkgASgJEg4KBkRpZ2VzdBgKIAEoCRIOCgZPZmZzZXQYCyABKAMSDgoGTGVuZ3RoGAwgASgDEhAKCEZpbGVTaXplGA0gASgDEhAKCFVwbG9hZElkGA4gASgJEhEKCVJlc3VtYWJsZRgPIAEoCGIGcHJvdG8z");
 
 /**
  * @generated from message NetFsProtocolProto
@@ -112,6 +112,20 @@ export type NetFsProtocolProto = Message<"NetFsProtocolProto"> & {
    * @generated from field: int64 FileSize = 13;
    */
   FileSize: bigint;
+
+  /**
+   * a resumable upload's id (its START; RESUME)
+   *
+   * @generated from field: string UploadId = 14;
+   */
+  UploadId: string;
+
+  /**
+   * UPLOAD: keep what arrived if the connection breaks, for RESUME
+   *
+   * @generated from field: bool Resumable = 15;
+   */
+  Resumable: boolean;
 };
 
 /**

@@ -73,6 +73,8 @@ export const jsonCodec: WireCodec = {
       offset: jsonInt(o, "offset", 64),
       length: jsonInt(o, "length", 64),
       fileSize: jsonInt(o, "filesize", 64),
+      uploadId: jsonString(o, "uploadid"),
+      resumable: jsonField(o, "resumable") === true,
     };
   },
   encodeFrame(msg) {
@@ -91,6 +93,8 @@ export const jsonCodec: WireCodec = {
       ...(msg.offset ? { offset: msg.offset } : {}),
       ...(msg.length ? { length: msg.length } : {}),
       ...(msg.fileSize ? { filesize: msg.fileSize } : {}),
+      ...(msg.uploadId ? { uploadid: msg.uploadId } : {}),
+      ...(msg.resumable ? { resumable: true } : {}),
     });
     return frameOf(textEncoder.encode(text));
   },

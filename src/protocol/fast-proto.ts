@@ -7,7 +7,7 @@
 //
 // The generated schema (src/gen/netfs_pb.ts) stays the contract: test/protocol/fast-proto.test.ts
 // checks byte-for-byte equality with protobuf-es's toBinary and field-for-field equality with its
-// fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..13, each
+// fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..15, each
 // with its declared wire type, in any order, repeated fields: last one wins) and hands anything
 // else, such as unknown fields of a future extension or a wrong wire type, to protobuf-es itself.
 import { fromBinary } from "@bufbuild/protobuf";
@@ -73,7 +73,7 @@ class Reader {
 
 /** Decodes one message body (without the length prefix). Throws ProtocolError on a non-message. */
 export function decodeProto(body: Uint8Array): WireMessage {
-  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "", token: "", digest: "", offset: 0, length: 0, fileSize: 0 };
+  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "", token: "", digest: "", offset: 0, length: 0, fileSize: 0, uploadId: "", resumable: false };
   const r = new Reader(body);
   try {
     while (r.pos < body.length) {
@@ -116,6 +116,16 @@ export function decodeProto(body: Uint8Array): WireMessage {
           if (!isLen) throw NOT_CANONICAL;
           msg.digest = r.string();
           break;
+        case 14:
+          if (!isLen) throw NOT_CANONICAL;
+          msg.uploadId = r.string();
+          break;
+        case 15: {
+          if (!isVarint) throw NOT_CANONICAL;
+          const lo = r.varint();
+          msg.resumable = lo !== 0 || r.hi !== 0;
+          break;
+        }
         case 7:
         case 11:
         case 12:
@@ -166,6 +176,8 @@ function decodeWithProtobufEs(body: Uint8Array): WireMessage {
     offset: Number(m.Offset),
     length: Number(m.Length),
     fileSize: Number(m.FileSize),
+    uploadId: m.UploadId,
+    resumable: m.Resumable,
   };
 }
 
@@ -227,6 +239,8 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   const offset = msg.offset ?? 0;
   const length = msg.length ?? 0;
   const fileSize = msg.fileSize ?? 0;
+  const uploadId = msg.uploadId ? utf8Of(msg.uploadId) : null;
+  const resumable = msg.resumable === true;
   for (const v of [offset, length, fileSize]) if (!Number.isSafeInteger(v)) throw new RangeError(`${v} is not a safe integer`);
   const type = msg.type ?? 0;
   const size = msg.size ?? 0;
@@ -242,6 +256,8 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   if (offset !== 0) n += 1 + varintBytes(offset);
   if (length !== 0) n += 1 + varintBytes(length);
   if (fileSize !== 0) n += 1 + varintBytes(fileSize);
+  if (uploadId !== null) n += 1 + varintBytes(uploadId.length) + uploadId.length;
+  if (resumable) n += 2;
   const out = new Uint8Array(4 + n);
   out[0] = n & 0xff;
   out[1] = (n >>> 8) & 0xff;
@@ -298,7 +314,16 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   }
   if (fileSize !== 0) {
     out[p++] = 0x68; // field 13
-    writeVarint(out, p, fileSize);
+    p = writeVarint(out, p, fileSize);
+  }
+  if (uploadId !== null) {
+    out[p++] = 0x72; // field 14, LEN
+    p = writeVarint(out, p, uploadId.length);
+    p = writeUtf8(out, p, uploadId);
+  }
+  if (resumable) {
+    out[p++] = 0x78; // field 15, VARINT
+    out[p++] = 1;
   }
   return out;
 }

@@ -19,6 +19,8 @@ export const Op = {
   // Extensions (docs/PROTOCOL.md): op codes 11 and up.
   AUTH: 11,
   AUTH_RSP: 12,
+  RESUME: 13,
+  RESUME_RSP: 14,
 } as const;
 
 /**
@@ -57,6 +59,9 @@ export interface WireMessage {
   offset: number;
   length: number;
   fileSize: number;
+  /** Extension fields 14-15: a resumable upload's id, and an UPLOAD's request to be resumable. */
+  uploadId: string;
+  resumable: boolean;
 }
 
 /** What a sender fills in; the version, magic and appid are always the protocol's own. */
@@ -71,6 +76,8 @@ export interface MessageInit {
   offset?: number;
   length?: number;
   fileSize?: number;
+  uploadId?: string;
+  resumable?: boolean;
 }
 
 /** A peer broke the protocol: the connection is closed (the Go original does the same). */

@@ -14,7 +14,7 @@ describe("protobuf codec", () => {
   test("round trip", () => {
     const frame = protobufCodec.encodeFrame({ operation: 8, key: "ключ", size: 2 ** 40, type: 1, message: "success" });
     const msg = protobufCodec.decode(frame.subarray(4));
-    expect(msg).toEqual({ version: "0001", magic: 0x12345, appid: 0x12345, operation: 8, key: "ключ", type: 1, size: 2 ** 40, message: "success", token: "", digest: "", offset: 0, length: 0, fileSize: 0 });
+    expect(msg).toEqual({ version: "0001", magic: 0x12345, appid: 0x12345, operation: 8, key: "ключ", type: 1, size: 2 ** 40, message: "success", token: "", digest: "", offset: 0, length: 0, fileSize: 0, uploadId: "", resumable: false });
     expect(headerProblem(msg)).toBeNull();
   });
 
@@ -58,11 +58,11 @@ describe("json codec", () => {
 });
 
 test("extension fields survive both codecs, and a v1 frame carries none of them", () => {
-  const ext = { operation: 6, key: "k", message: "START", size: 10, offset: 2 ** 40, length: 7, fileSize: 2 ** 41, digest: "ab".repeat(32), token: "t" };
+  const ext = { operation: 6, key: "k", message: "START", size: 10, offset: 2 ** 40, length: 7, fileSize: 2 ** 41, digest: "ab".repeat(32), token: "t", uploadId: "u1", resumable: true };
   for (const codec of [protobufCodec, jsonCodec]) {
     const back = codec.decode(codec.encodeFrame(ext).subarray(4));
     expect(back).toMatchObject(ext);
   }
-  expect(new TextDecoder().decode(jsonCodec.encodeFrame({ operation: 5, key: "k" }).subarray(4))).not.toMatch(/token|digest|offset|length|filesize/);
+  expect(new TextDecoder().decode(jsonCodec.encodeFrame({ operation: 5, key: "k" }).subarray(4))).not.toMatch(/token|digest|offset|length|filesize|uploadid|resumable/);
 });
 

@@ -106,6 +106,12 @@ export function replyText(kind: number): string {
       return "file too large";
     case Failure.DIGEST_MISMATCH:
       return "digest mismatch";
+    case Failure.RESUMABLE_FULL:
+      return "resumable upload limit reached: try later";
+    case Failure.NO_UPLOAD:
+      return "no such upload";
+    case Failure.UPLOAD_BUSY:
+      return "upload in progress on another connection";
     default:
       return "I/O error";
   }
@@ -187,6 +193,10 @@ export class Connection implements UploadOwner {
   private scope: TokenScope | null = null;
   /** The SHA-256 the upload in progress must have (from its request), or null. */
   private expectedDigest: Uint8Array | null = null;
+  /** The upload in progress is a RESUME (its replies use RESUME_RSP until END). */
+  private resuming = false;
+  /** Bun read body bytes while a splice ran: the bytes that splice moved are out of order. */
+  private spliceInterrupted = false;
   /** The client's address, for the per-address limits (kept: Bun's may be gone once closed). */
   readonly address: string;
 
@@ -238,9 +248,11 @@ export class Connection implements UploadOwner {
     if (this.isClosed) return;
     if (this.splicing) {
       // Bun read from a socket it was told not to read while the store splices from it. It does so
-      // when the peer hangs up mid-body (it reads to the end on close); either way the body's order
-      // is lost, so nothing is stored: close, and the upload's temporary file goes with it.
+      // when the peer goes away mid-body; either way the body's order is lost from this splice on:
+      // close. The upload drops what the interrupted splice moved (a resumable one keeps what was
+      // on disk before it; any other is discarded with its temporary file).
       this.host.log.info("splice_interrupted", { remote: this.remote, key: this.keyText, bytes: chunk.length });
+      this.spliceInterrupted = true;
       return this.close("data arrived during a spliced upload");
     }
     if (this.stash.length > 0) {
@@ -270,7 +282,7 @@ export class Connection implements UploadOwner {
     this.outQueue.length = 0;
     this.outQueuedBytes = 0;
     if (this.upload !== null) {
-      this.host.track(this.upload.abort());
+      this.host.track(this.upload.abort(this.spliceInterrupted));
       this.upload = null;
     }
     // A body or buffer the store still reads or fills goes back when its result arrives.
@@ -436,6 +448,10 @@ export class Connection implements UploadOwner {
       case Op.AUTH:
         this.exchangeOp = "auth";
         return this.authenticate(msg);
+      case Op.RESUME:
+        this.exchangeOp = "upload";
+        if (this.refusedByScope(Op.RESUME_RSP, Access.WRITE)) return;
+        return this.startResume(msg);
       default:
         throw new ProtocolError(`unknown op ${msg.operation}`);
     }
@@ -538,14 +554,35 @@ export class Connection implements UploadOwner {
     }
     this.bodyRemaining = size;
     this.exchangeBytes = size;
-    if (size <= this.host.inlineBytesMax) {
+    this.resuming = false;
+    // A resumable upload always streams: only a streamed upload can be parked when its connection breaks.
+    if (size <= this.host.inlineBytesMax && !msg.resumable) {
       // Small body: gather it whole (bounded by inlineBytesMax) and store it in one operation.
       this.state = "upload_body";
       this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: Msg.START });
       return;
     }
     this.wait(IO_UPLOAD_OPEN);
-    this.upload = this.host.store.beginUpload(key, size, this, this.expectedDigest, this.digest);
+    this.upload = this.host.store.beginUpload(key, size, this, this.expectedDigest, this.digest, msg.resumable);
+  }
+
+  /** RESUME (extension): the rest of a parked resumable upload's body, then END and ACK as for an upload. */
+  private startResume(msg: WireMessage): void {
+    const key = this.acceptKey(msg, Op.RESUME_RSP);
+    if (key === null) return;
+    this.expectedDigest = msg.digest === "" ? null : digestFromHex(msg.digest);
+    let refusal: string | null = null;
+    if (this.host.store.resumeUpload === undefined) refusal = "resumable uploads are not supported by this store";
+    else if (msg.uploadId === "") refusal = "no such upload";
+    else if (msg.digest !== "" && this.expectedDigest === null) refusal = "invalid digest: expected the SHA-256 as 64 hex digits";
+    if (refusal !== null) {
+      this.send({ operation: Op.RESUME_RSP, key: msg.key, message: refusal });
+      this.exchangeDone(false);
+      return;
+    }
+    this.resuming = true;
+    this.wait(IO_UPLOAD_OPEN);
+    this.upload = this.host.store.resumeUpload!(msg.uploadId, key, this, this.expectedDigest, this.digest);
   }
 
   private onBody(part: Uint8Array): void {
@@ -892,15 +929,32 @@ export class Connection implements UploadOwner {
 
   private onUploadOpen(result: number, detail: number): void {
     if (this.isClosed) return;
+    const replyOp = this.resuming ? Op.RESUME_RSP : Op.UPLOAD_RSP;
     if (result < 0) {
       this.upload = null;
-      return this.answerFailure(Op.UPLOAD_RSP, "upload_open_failed", result, detail);
+      return this.answerFailure(replyOp, "upload_open_failed", result, detail);
+    }
+    const upload = this.upload!;
+    let start: MessageInit = { operation: replyOp, key: this.keyText, message: Msg.START, uploadId: upload.uploadId };
+    if (this.resuming) {
+      // What is on disk already is not sent again: the client sends the rest, from `offset`.
+      const offset = upload.offset ?? 0;
+      const size = upload.totalBytes ?? 0;
+      this.bodyRemaining = size - offset;
+      this.exchangeBytes = size - offset;
+      start = { ...start, offset, size };
+      if (this.bodyRemaining === 0) {
+        this.send(start);
+        this.state = "committing";
+        upload.end();
+        return;
+      }
     }
     // Zero-copy: Bun stops reading before START goes out (the client sends the body only after
     // START), so every body byte stays in the kernel for the store to splice.
-    const receive = this.upload!.receiveFrom !== undefined && this.zeroCopySocket() >= 0;
+    const receive = upload.receiveFrom !== undefined && this.zeroCopySocket() >= 0;
     if (receive) this.pause(PAUSE_SPLICE);
-    this.send({ operation: Op.UPLOAD_RSP, key: this.keyText, message: Msg.START });
+    this.send(start);
     this.state = "upload_body";
     this.resumeInput(); // body bytes that came early (a client that did not wait) are pushed first
     if (!receive) return;

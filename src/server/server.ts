@@ -91,6 +91,7 @@ export class Server implements ConnectionHost {
       fsyncOnCommit: config.fsyncOnCommit,
       ioChunkBytes: config.ioChunkBytes,
       uploadWritesInFlightMax: config.uploadWritesInFlightMax,
+      resumable: { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs },
     });
     this.codec = codecFor(config.wire);
     this.frameBytesMax = config.frameBytesMax;

@@ -18,6 +18,7 @@ import { resolve } from "node:path";
 import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { errnoName } from "../engine/io-error";
 import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
+import { Partials, type PartialLimits, type PartialUpload } from "./partials";
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
@@ -45,6 +46,15 @@ function entryTypeOf(mode: number): number {
 
 // Adapters from an engine's callback form (result or -errno, st_mode) to a store target's. One
 // small object per operation, where the engine already made one (its pending operation).
+
+/**
+ * An upload refused before it started (a bound on resumable uploads, an unknown upload id): a sink
+ * with nothing in it, whose owner hears the failure on the next turn (as from an open).
+ */
+function refusedUpload(owner: UploadOwner, kind: number): UploadSink {
+  queueMicrotask(() => owner.onStoreDone(-kind, 0));
+  return { backlogBytes: 0, push() {}, end() {}, abort: () => Promise.resolve() };
+}
 
 /** Copies an inline call's digest (or its absence) into a caller's DIGEST_BYTES buffer. */
 function copyDigest(from: Uint8Array | null, out: Uint8Array | undefined): void {
@@ -78,6 +88,8 @@ class ValueDone implements IoTarget {
 export interface FileStoreOptions {
   dataDir: string;
   shards: number;
+  /** Bounds of resumable uploads (Partials); absent: none are accepted. */
+  resumable?: PartialLimits;
   /** fsync each committed file and its directory before the upload is acknowledged. */
   fsyncOnCommit: boolean;
   /** The largest single write of a streamed upload, and the read size of a streamed download. */
@@ -103,6 +115,10 @@ export class FileStore implements Store {
   private inline: InlineOps | null = null;
   /** Splice for uploads, once init() has found that this file system takes splice writes. */
   private spliceUploads = false;
+  /** Resumable uploads in progress or parked, and the timer that expires parked ones. */
+  readonly partials: Partials;
+  private partialSweeper: ReturnType<typeof setInterval> | null = null;
+  private readonly partialTtlMs: number;
 
   constructor(
     private readonly engine: IoEngine,
@@ -110,6 +126,9 @@ export class FileStore implements Store {
   ) {
     this.dataDir = resolve(options.dataDir);
     this.shards = options.shards;
+    const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000 };
+    this.partials = new Partials(limits);
+    this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
     this.chunkBytes = options.ioChunkBytes;
     this.writesInFlightMax = options.uploadWritesInFlightMax;
@@ -261,8 +280,29 @@ export class FileStore implements Store {
     );
   }
 
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array): UploadSink {
-    const upload = new UploadStream(this.engine, this.tempPathOf(key), this.pathOf(key), size, {
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable = false): UploadSink {
+    const tmpPath = this.tempPathOf(key);
+    let partial: PartialUpload | undefined;
+    if (resumable) {
+      const entry = this.partials.register(key.name, tmpPath, size, expected);
+      if (typeof entry === "string") return refusedUpload(owner, Failure.RESUMABLE_FULL);
+      partial = entry;
+      this.sweepPartialsSoon();
+    }
+    return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false);
+  }
+
+  resumeUpload(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink {
+    const entry = this.partials.take(id, key.name, Date.now());
+    if (entry === null) return refusedUpload(owner, Failure.NO_UPLOAD);
+    if (entry === "busy") return refusedUpload(owner, Failure.UPLOAD_BUSY);
+    // A digest given with RESUME replaces the one of the first request, if any.
+    if (expected !== null) entry.expected = expected;
+    return this.startStream(key, entry.tmpPath, entry.size, owner, entry.expected, digest, entry, true);
+  }
+
+  private startStream(key: StoreKey, tmpPath: string, size: number, owner: UploadOwner, expected: Uint8Array | null, digest: Uint8Array | undefined, partial: PartialUpload | undefined, resume: boolean): UploadStream {
+    const upload = new UploadStream(this.engine, tmpPath, this.pathOf(key), size, {
       fsync: this.fsyncOnCommit,
       chunkBytesMax: this.chunkBytes,
       writesInFlightMax: this.writesInFlightMax,
@@ -270,9 +310,31 @@ export class FileStore implements Store {
       zeroCopy: this.spliceUploads ? this.engine.zeroCopy : null,
       expected,
       digest,
+      partial: partial === undefined ? undefined : { entry: partial, table: this.partials, resume },
     });
     upload.open();
     return upload;
+  }
+
+  /**
+   * Removes parked resumable uploads past resumableTtlMs, with their partial files. Runs on a timer
+   * while any resumable upload exists (unref'd: it never keeps the process alive).
+   */
+  sweepPartials(nowMs = Date.now()): number {
+    const expired = this.partials.takeExpired(nowMs);
+    for (const p of expired) void this.engine.unlink(p.tmpPath).catch(() => {});
+    if (this.partials.size === 0 && this.partialSweeper !== null) {
+      clearInterval(this.partialSweeper);
+      this.partialSweeper = null;
+    }
+    return expired.length;
+  }
+
+  private sweepPartialsSoon(): void {
+    if (this.partialSweeper !== null) return;
+    const period = Math.max(100, Math.min(60_000, Math.floor(this.partialTtlMs / 4)));
+    this.partialSweeper = setInterval(() => this.sweepPartials(), period);
+    this.partialSweeper.unref?.();
   }
 
   /** Framed sends are answered inline from the kernel's caches: only with sendfile and inline calls. */

@@ -33,6 +33,12 @@ export const Failure = {
   IO: 9,
   /** The body's SHA-256 is not the one the client announced: nothing was stored. */
   DIGEST_MISMATCH: 10,
+  /** A bound on resumable uploads is reached (their count or their bytes): try later. */
+  RESUMABLE_FULL: 11,
+  /** RESUME of an upload that is not parked here: unknown, expired, finished, or another key's. */
+  NO_UPLOAD: 12,
+  /** RESUME of an upload another connection is sending right now. */
+  UPLOAD_BUSY: 13,
 } as const;
 export type FailureKind = (typeof Failure)[keyof typeof Failure];
 
@@ -64,6 +70,12 @@ export interface UploadOwner extends StoreTarget {
 
 /** A streamed upload in progress. */
 export interface UploadSink {
+  /** A resumable upload's id (what RESUME names), else undefined. */
+  readonly uploadId?: string;
+  /** Where this sink's body starts: 0, or how much of a resumed upload's body is already stored. */
+  readonly offset?: number;
+  /** The whole body's size (a resumed upload's, as its first request announced it). */
+  readonly totalBytes?: number;
   /** Bytes pushed and not yet stored: memory this upload holds for its owner. */
   readonly backlogBytes: number;
   /** The next bytes of the body; the sink keeps the view (no copy) until they are stored. */
@@ -79,10 +91,12 @@ export interface UploadSink {
    */
   receiveFrom?(socket: number, target: StoreTarget): void;
   /**
-   * The owner is gone and hears nothing more. A body cut short is discarded; a body already ended
-   * is still committed. Resolves once nothing of the upload is left in flight.
+   * The owner is gone and hears nothing more. A body cut short is discarded (a resumable one is
+   * kept for RESUME); a body already ended is still committed. `spliceInterrupted`: the socket
+   * was read by someone else while receiveFrom ran, so what that receive moved is not trusted.
+   * Resolves once nothing of the upload is left in flight.
    */
-  abort(): Promise<void>;
+  abort(spliceInterrupted?: boolean): Promise<void>;
 }
 
 /** A streamed download: open it (onStoreDone(size)), then its bytes in order. */
@@ -143,7 +157,13 @@ export interface Store {
    */
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void;
   /** Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push. */
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array): UploadSink;
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: boolean): UploadSink;
+  /**
+   * Optional (resumable uploads): continues the parked upload `id` of `key`. The owner hears
+   * onStoreDone(0) when the rest of the body may come (the sink's `offset` says from where), or
+   * -NO_UPLOAD / -UPLOAD_BUSY.
+   */
+  resumeUpload?(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink;
   /** A reader for a streamed download of the key; nothing happens until its open(), which fills `digest`. */
   openReader(key: StoreKey, digest?: Uint8Array): BodyReader;
   /**

@@ -13,6 +13,7 @@ import { constants } from "node:os";
 import { finishCommit, type Hasher, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
+import type { PartialUpload, Partials } from "./partials";
 
 const ENOTSUP = constants.errno.ENOTSUP;
 
@@ -22,6 +23,9 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   return true;
 }
 import { Failure, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+
+/** The most one splice of a resumable upload moves: what an interrupted splice costs in re-sent bytes. */
+const RESUMABLE_SPLICE_BYTES = 8 * 1024 * 1024;
 
 /** Chunks at least this large are written without being gathered (copied) into a bigger buffer. */
 const SMALL_CHUNK_BYTES = 64 * 1024;
@@ -40,6 +44,12 @@ export interface UploadStreamOptions {
   expected?: Uint8Array | null;
   /** Receives the body's digest once committed (DIGEST_BYTES: a flag, then 32 bytes). */
   digest?: Uint8Array;
+  /**
+   * A resumable upload: its entry in `partials`. A broken connection parks it (the bytes that
+   * arrived written out, the temporary file kept) instead of discarding it. With `resume`, this
+   * stream continues a parked one: its file reopened, at its offset, with its hash state.
+   */
+  partial?: { entry: PartialUpload; table: Partials; resume: boolean };
 }
 
 export class UploadStream implements UploadSink {
@@ -76,9 +86,17 @@ export class UploadStream implements UploadSink {
    * spliced bytes by the pool worker that moved them (the engine's C hasher). The body is committed
    * only when it matches `expected`; its digest is recorded with the file before the rename.
    */
-  private readonly hasher: Hasher;
+  private hasher: Hasher;
+  /** The hash before the splice in flight: restored if that splice is interrupted (abort(true)). */
+  private hashBeforeSplice: Hasher | null = null;
+  private spliceTainted = false;
   private readonly expected: Uint8Array | null;
   private readonly digestOut: Uint8Array | undefined;
+  private readonly partial: { entry: PartialUpload; table: Partials; resume: boolean } | null;
+  /** A resumable upload whose owner is gone: what arrived is written out, then it is parked. */
+  private parking = false;
+  /** Where the body starts in the file: 0, or a resumed upload's offset. */
+  readonly offset: number;
 
   constructor(
     private readonly engine: IoEngine,
@@ -93,8 +111,13 @@ export class UploadStream implements UploadSink {
     this.writesInFlightMax = options.writesInFlightMax;
     this.owner = options.owner;
     this.zc = options.zeroCopy;
-    this.hasher = engine.newHasher();
-    this.expected = options.expected ?? null;
+    this.partial = options.partial ?? null;
+    const resumed = this.partial !== null && this.partial.resume ? this.partial.entry : null;
+    this.hasher = resumed?.hasher ?? engine.newHasher();
+    if (resumed !== null) resumed.hasher = null;
+    this.offset = resumed?.onDisk ?? 0;
+    this.position = this.offset;
+    this.expected = options.expected ?? this.partial?.entry.expected ?? null;
     this.digestOut = options.digest;
     if (this.digestOut !== undefined) this.digestOut[0] = 0;
     // Splice needs a hasher the pool can update; an engine whose hasher is not the C library's copies.
@@ -119,7 +142,14 @@ export class UploadStream implements UploadSink {
       this.dupSocket = dup;
     }
     this.receiveInFlight = true;
-    zc.spliceTo(this.dupSocket, this.fd, this.position, this.expectedBytes - this.position, new Received(this), this.hasher);
+    // A resumable upload keeps a copy of the hash from before each splice, and splices at most
+    // RESUMABLE_SPLICE_BYTES at a time: if the splice is interrupted, only that much is given up.
+    let len = this.expectedBytes - this.position;
+    if (this.partial !== null) {
+      this.hashBeforeSplice = this.hasher.copy();
+      len = Math.min(len, RESUMABLE_SPLICE_BYTES);
+    }
+    zc.spliceTo(this.dupSocket, this.fd, this.position, len, new Received(this), this.hasher);
   }
 
   /**
@@ -131,10 +161,20 @@ export class UploadStream implements UploadSink {
     this.receiveInFlight = false;
     const target = this.receiver!;
     this.receiver = null;
+    if (this.spliceTainted) {
+      // Someone else read the socket meanwhile: these bytes are not the body's next ones in order.
+      // The file keeps them past `position`, to be overwritten; the hash goes back to before them.
+      this.spliceTainted = false;
+      if (this.hashBeforeSplice !== null) this.hasher = this.hashBeforeSplice;
+      result = 0;
+    }
+    this.hashBeforeSplice = null;
     if (result > 0) this.position += result;
-    const errno = fileErrno !== 0 ? -fileErrno : result < 0 ? result : 0;
-    if (errno !== 0 && this.failure === null) {
-      this.failure = ioErrorFromErrno(errno, "splice");
+    // Only the file refusing bytes fails the upload. A socket error breaks the connection, not the
+    // body: what reached the file stays good (a resumable upload is parked with it), and the
+    // owner, which hears the error, goes on by reading or closes.
+    if (fileErrno !== 0 && this.failure === null) {
+      this.failure = ioErrorFromErrno(-fileErrno, "splice");
       this.queue.length = 0;
       this.queuedBytes = 0;
     }
@@ -149,10 +189,20 @@ export class UploadStream implements UploadSink {
     this.dupSocket = -1;
   }
 
-  /** Creates the temporary file; the owner hears onStoreDone(0) when the body may come, or why not. */
+  /** A resumable upload's id. */
+  get uploadId(): string | undefined {
+    return this.partial?.entry.id;
+  }
+
+  /** The whole body's size, as announced by the request that started the upload. */
+  get totalBytes(): number {
+    return this.expectedBytes;
+  }
+
+  /** Creates the temporary file (a resumed upload reopens its own); the owner hears onStoreDone(0) when the body may come, or why not. */
   open(): void {
     this.busy = true;
-    this.engine.open(this.tmpPath, "create").then(
+    this.engine.open(this.tmpPath, this.partial?.resume ? "write" : "create").then(
       (fd) => {
         this.busy = false;
         this.fd = fd;
@@ -161,9 +211,14 @@ export class UploadStream implements UploadSink {
         this.resume();
       },
       (e) => {
-        // Nothing was created, so nothing to clean: the owner hears why, and that is the end.
+        // Nothing was created, so nothing to clean: the owner hears why, and that is the end. (A
+        // resumed upload whose file cannot be opened is over too: forgotten, its file removed.)
         this.busy = false;
         this.settled = true;
+        if (this.partial !== null) {
+          this.partial.table.drop(this.partial.entry);
+          if (this.partial.resume) void this.engine.unlink(this.tmpPath).catch(() => {});
+        }
         this.resolveDone();
         if (!this.ownerGone) reportError(this.owner, e);
       },
@@ -194,12 +249,19 @@ export class UploadStream implements UploadSink {
    * is discarded with its temporary file; a body already whole is still committed, as it would
    * have been had the owner stayed one moment longer.
    */
-  abort(): Promise<void> {
+  abort(spliceInterrupted = false): Promise<void> {
     this.ownerGone = true;
+    if (spliceInterrupted && this.receiveInFlight) this.spliceTainted = true;
     if (!this.ended) {
-      this.aborted = true;
-      this.queue.length = 0;
-      this.queuedBytes = 0;
+      if (this.partial !== null && this.failure === null) {
+        // Resumable: every byte that arrived is written out, then the upload waits for RESUME.
+        this.parking = true;
+        this.receiver = null;
+      } else {
+        this.aborted = true;
+        this.queue.length = 0;
+        this.queuedBytes = 0;
+      }
       this.kick();
     }
     return this.done;
@@ -229,10 +291,34 @@ export class UploadStream implements UploadSink {
       else if (this.aborted || this.ended) this.settle();
       return;
     }
-    if (this.fd < 0) return; // still opening
+    if (this.fd < 0) {
+      if (this.parking && this.tempExists) void this.park(); // the owner left before the open came back
+      return; // still opening
+    }
     while (this.queuedBytes > 0 && this.writesInFlight < this.writesInFlightMax) this.writeNext();
+    if (this.parking) {
+      if (this.queuedBytes === 0 && this.writesInFlight === 0) void this.park();
+      return;
+    }
     if (this.receiver !== null && this.queuedBytes === 0) return this.startReceive();
     if (this.ended && this.queuedBytes === 0 && this.writesInFlight === 0) void this.commit();
+  }
+
+  /** A resumable upload whose connection broke, every arrived byte written: kept for RESUME. */
+  private async park(): Promise<void> {
+    this.busy = true;
+    if (this.fd >= 0) {
+      const fd = this.fd;
+      this.fd = -1;
+      await this.engine.close(fd).catch(() => {});
+    }
+    this.busy = false;
+    const p = this.partial!;
+    p.table.park(p.entry, this.position, this.hasher, Date.now());
+    this.tempExists = false; // the table holds the file now
+    this.settled = true;
+    if (this.dupSocket >= 0) this.closeDupSocket();
+    this.resolveDone();
   }
 
   /**
@@ -346,6 +432,8 @@ export class UploadStream implements UploadSink {
   private settle(): void {
     if (this.settled) return;
     this.settled = true;
+    // Committed, failed or abandoned: a resumable upload is over (its file is gone by now).
+    if (this.partial !== null) this.partial.table.drop(this.partial.entry);
     if (this.dupSocket >= 0) this.closeDupSocket();
     this.resolveDone();
     if (this.ownerGone) return;

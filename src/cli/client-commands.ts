@@ -96,7 +96,8 @@ function tokenFrom(parsed: Parsed): string | undefined {
 export const helpTexts: Record<string, string> = {
   put: `usage: fsgw put <file> [--key <key>] [--no-digest] [options]
 
-Uploads a file (streamed from disk; any size). The key defaults to the file's name. The file's
+Uploads a file (streamed from disk; any size). The key defaults to the file's name. If the
+connection drops, the upload resumes where the server's copy ends (up to 5 times). The file's
 SHA-256 goes with it (the file is read once to hash it), and the server stores the file only if
 the bytes it received hash to the same; --no-digest sends none (the server still records one).
 A transfer longer than a second shows a progress bar on a terminal.
@@ -240,7 +241,12 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     const size = info.size;
     const progress = new Progress(`put ${key}`, io.stderr);
     const t0 = performance.now();
-    await client().upload(key, file, { onProgress: (d, t) => progress.update(d, t), digest: parsed.flags.has("--no-digest") ? false : undefined });
+    await client().upload(key, file, {
+      onProgress: (d, t) => progress.update(d, t),
+      digest: parsed.flags.has("--no-digest") ? false : undefined,
+      // A dropped connection is resumed where the server's copy ends, and said so.
+      onResume: (offset, attempt) => io.stderr.write(`${io.stderr.isTTY ? "\n" : ""}put ${key}: connection lost; resumed at ${formatBytes(offset)} of ${formatBytes(size)} (attempt ${attempt + 1})\n`),
+    });
     progress.finish();
     const ms = performance.now() - t0;
     print(`put ${file} as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });

@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import type { Writable, Readable } from "node:stream";
 import type { WireName } from "../protocol/codec";
-import { benchExchange, deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange, type ByteRange, type ExistResult } from "./exchanges";
+import { benchExchange, deleteExchange, downloadExchange, existExchange, resumableUploadExchange, ServerError, uploadExchange, type ByteRange, type ExistResult, type ResumableState } from "./exchanges";
 import { ConnectionClosedError, WireConn, type ClientTls } from "./wire-conn";
 
 export { DigestMismatchError, ServerError } from "./exchanges";
@@ -68,6 +68,15 @@ export interface TransferOptions {
   digest?: string | false;
   /** Downloads: check the body against the digest the server recorded (default true; not for ranges). */
   verify?: boolean;
+  /**
+   * Uploads of bytes and files: resumable (default true). When the connection breaks mid-upload,
+   * the client reconnects and sends only what the server does not have yet, up to `retries` times
+   * (default 5) with a growing pause (0.1 s, 0.2 s, ... at most 2 s). A stream is sent once.
+   */
+  resumable?: boolean;
+  retries?: number;
+  /** Called when an upload resumes: how many bytes the server already had. */
+  onResume?: (offset: number, attempt: number) => void;
 }
 
 const STREAM_CHUNK_BYTES = 256 * 1024;
@@ -104,6 +113,11 @@ export class FsgwClient {
     if (source instanceof Uint8Array) {
       const body = source;
       const digest = options.digest === false ? undefined : (options.digest ?? new Bun.CryptoHasher("sha256").update(body).digest("hex"));
+      if (options.resumable !== false) {
+        return this.uploadResumable(key, body.length, async function* (offset) {
+          if (offset < body.length) yield body.subarray(offset);
+        }, digest, options);
+      }
       return this.run(key, async (conn) => {
         await uploadExchange(
           conn,
@@ -146,9 +160,59 @@ export class FsgwClient {
         for await (const chunk of readChunks(file, size)) hasher.update(chunk);
         digest = hasher.digest("hex");
       }
-      await this.uploadStream(key, readChunks(file, size), size, { ...options, digest });
+      if (options.resumable !== false) {
+        await this.uploadResumable(key, size, (offset) => readChunks(file, size, offset), digest === false ? undefined : digest, options);
+      } else {
+        await this.uploadStream(key, readChunks(file, size), size, { ...options, digest });
+      }
     } finally {
       await file.close();
+    }
+  }
+
+  /**
+   * A resumable upload: attempts until the server has the whole body, each on a connection of its
+   * own; a broken connection (or no progress for timeoutMs) is followed by RESUME after a pause,
+   * up to `retries` times. A refusal by the server (a ServerError) ends it at once.
+   */
+  private async uploadResumable(key: string, size: number, bodyFrom: (offset: number) => AsyncIterable<Uint8Array>, digest: string | undefined, options: TransferOptions): Promise<void> {
+    const state: ResumableState = { uploadId: null };
+    const retries = options.retries ?? 5;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.run(key, (conn) =>
+          resumableUploadExchange(
+            conn,
+            key,
+            size,
+            state,
+            async (c, offset) => {
+              if (attempt > 0) options.onResume?.(offset, attempt);
+              let sent = offset;
+              for await (const chunk of bodyFrom(offset)) {
+                if (sent + chunk.length > size) throw new Error(`upload source is longer than its size ${size}`);
+                await c.write(chunk);
+                sent += chunk.length;
+                options.onProgress?.(sent, size);
+              }
+              if (sent !== size) throw new Error(`upload source ended after ${sent} of ${size} bytes`);
+            },
+            digest,
+          ),
+        );
+        return;
+      } catch (e) {
+        // The connection may have broken after the server committed the body but before its END
+        // arrived: then the upload is gone from the server's table, and the key holds the body.
+        if (e instanceof ServerError && e.op === "resume" && e.text === "no such upload" && digest !== undefined) {
+          const now = await this.exist(key).catch(() => null);
+          if (now?.digest === digest && now.size === size) return;
+        }
+        const broken = e instanceof ConnectionError || e instanceof TimeoutError;
+        // No id: the server keeps nothing (one without resumable uploads), so there is nothing to resume.
+        if (!broken || !state.uploadId || attempt >= retries) throw e;
+        await Bun.sleep(Math.min(2000, 100 * 2 ** attempt));
+      }
     }
   }
 
@@ -342,8 +406,8 @@ export class FsgwClient {
   }
 }
 
-async function* readChunks(file: FileHandle, size: number): AsyncIterable<Uint8Array> {
-  let position = 0;
+async function* readChunks(file: FileHandle, size: number, from = 0): AsyncIterable<Uint8Array> {
+  let position = from;
   while (position < size) {
     const buffer = new Uint8Array(Math.min(STREAM_CHUNK_BYTES, size - position));
     const { bytesRead } = await file.read(buffer, 0, buffer.length, position);

@@ -64,6 +64,48 @@ export async function uploadExchange(conn: WireConn, key: string, size: number, 
   return end.digest;
 }
 
+/** A resumable upload across connections: its id once the server gave one ("" from a server without resumable uploads). */
+export interface ResumableState {
+  uploadId: string | null;
+}
+
+/**
+ * One attempt at a resumable upload (extension fields Resumable and UploadId, the RESUME exchange):
+ * the first sends UPLOAD with Resumable and learns the upload's id from START; later ones send
+ * RESUME with that id and learn from its START how much of the body the server already has.
+ * `writeBody(conn, offset)` writes the body from `offset`. Resolves with the recorded digest.
+ */
+export async function resumableUploadExchange(
+  conn: WireConn,
+  key: string,
+  size: number,
+  state: ResumableState,
+  writeBody: (conn: WireConn, offset: number) => Promise<void>,
+  digest?: string,
+): Promise<string> {
+  let offset = 0;
+  if (state.uploadId === null) {
+    await conn.sendFrame({ operation: Op.UPLOAD, key, size, digest, resumable: true });
+    const start = await conn.readFrame();
+    expectOp(start, Op.UPLOAD_RSP, "upload");
+    if (start.message !== Msg.START) throw new ServerError("upload", key, start.message);
+    state.uploadId = start.uploadId;
+  } else {
+    await conn.sendFrame({ operation: Op.RESUME, key, uploadId: state.uploadId, digest });
+    const start = await conn.readFrame();
+    expectOp(start, Op.RESUME_RSP, "resume");
+    if (start.message !== Msg.START) throw new ServerError("resume", key, start.message);
+    if (!(start.offset >= 0 && start.offset <= size) || start.size !== size) throw new ProtocolError(`resume: offset ${start.offset} of ${start.size}, for an upload of ${size}`);
+    offset = start.offset;
+  }
+  await writeBody(conn, offset);
+  const end = await conn.readFrame();
+  expectOp(end, Op.UPLOAD, "upload end");
+  if (end.message !== Msg.END) throw new ServerError("upload", key, end.message);
+  conn.deferFrame({ operation: Op.UPLOAD, key, message: Msg.ACK });
+  return end.digest;
+}
+
 /** Part of a file: `length` bytes from `offset` (length 0: to the end). */
 export interface ByteRange {
   offset: number;

@@ -42,6 +42,10 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_connections_refused_blocked_total", "counter", "Connections closed at once because their address was blocked after failed AUTH exchanges.", stats.connectionsRefusedBlocked);
   w.one("fsgw_auth_failures_total", "counter", "AUTH exchanges refused (bad, forged or malformed tokens).", stats.authFailures);
   w.one("fsgw_auth_blocks_total", "counter", "Times an address was blocked after authFailuresMax failed AUTH exchanges.", stats.authBlocks);
+  const resumable = stats.resumable();
+  w.one("fsgw_resumable_uploads_held", "gauge", "Resumable uploads the store holds now (in progress or parked).", resumable.held);
+  w.one("fsgw_resumable_uploads_parked_total", "counter", "Resumable uploads parked after a broken connection.", resumable.parked);
+  w.one("fsgw_resumable_uploads_resumed_total", "counter", "RESUME exchanges that took a parked upload back.", resumable.resumed);
   w.one("fsgw_tls_handshake_failures_total", "counter", "TLS handshakes that failed (plaintext clients, unknown CAs, missing client certificates).", stats.tlsHandshakeFailures);
   w.one("fsgw_connection_bugs_total", "counter", "Connections closed because fsgw's own code threw (a bug: see event=connection_bug).", stats.connectionBugs);
   w.one("fsgw_zero_copy_downloads_total", "counter", "Downloads whose body went from the file to the socket by sendfile.", stats.zeroCopyDownloads);

@@ -85,6 +85,8 @@ export class ServerStats {
   authFailures = 0;
   authBlocks = 0;
   tlsHandshakeFailures = 0;
+  /** Resumable uploads (issue 13): how many the store holds now, and parked/resumed so far. */
+  resumable: () => { held: number; parked: number; resumed: number } = () => ({ held: 0, parked: 0, resumed: 0 });
   readonly ops: Record<StatOp, OpStats> = {
     bench: new OpStats(),
     upload: new OpStats(),
@@ -143,6 +145,7 @@ export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
       addressesBlocked: stats.authBlocks,
       tlsHandshakeFailures: stats.tlsHandshakeFailures,
     },
+    resumableUploads: stats.resumable(),
     exchanges: ops,
     engine,
     process: processStats(),

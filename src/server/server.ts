@@ -85,7 +85,7 @@ export class Server implements ConnectionHost {
     this.config = config;
     this.engine = engine;
     this.log = log;
-    this.store = new FileStore(engine, {
+    const fileStore = new FileStore(engine, {
       dataDir: config.dataDir,
       shards: config.shards,
       fsyncOnCommit: config.fsyncOnCommit,
@@ -93,6 +93,9 @@ export class Server implements ConnectionHost {
       uploadWritesInFlightMax: config.uploadWritesInFlightMax,
       resumable: { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs },
     });
+    this.store = fileStore;
+    const partials = fileStore.partials;
+    this.stats.resumable = () => ({ held: partials.size, parked: partials.parked, resumed: partials.resumed });
     this.codec = codecFor(config.wire);
     this.frameBytesMax = config.frameBytesMax;
     this.connectionBufferBytesMax = config.connectionBufferBytesMax;

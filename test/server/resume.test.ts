@@ -11,7 +11,7 @@ import { WireConn } from "../../src/client/wire-conn";
 import { Msg, Op, type WireMessage } from "../../src/protocol/message";
 import { payload, sha256 } from "../helpers/data";
 import { tempFiles } from "../helpers/fs";
-import { eventually, startServer, type TestServer } from "../helpers/server";
+import { eventually, freePort, startServer, type TestServer } from "../helpers/server";
 
 let server: TestServer | null = null;
 afterEach(async () => {
@@ -90,7 +90,9 @@ test("a resumable 256 MiB upload broken 20 times at random points is finished, e
 }, 120_000);
 
 test("a parked upload expires with its partial file; RESUME then says 'no such upload'", async () => {
-  server = await startServer({ resumableTtlMs: 1000 });
+  const adminPort = freePort();
+  server = await startServer({ resumableTtlMs: 1000, adminPort });
+  const stats = async () => ((await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as { resumableUploads: Record<string, number> }).resumableUploads;
   const conn = await connect();
   const body = payload(3 * MiB, 5);
   await conn.sendFrame({ operation: Op.UPLOAD, key: "expiring", size: body.length, resumable: true });
@@ -98,10 +100,12 @@ test("a parked upload expires with its partial file; RESUME then says 'no such u
   await conn.write(body.subarray(0, MiB));
   conn.close();
   await eventually(() => tempFiles(server!.dataDir).length === 1, 5000, "the partial file parked");
+  expect(await stats()).toMatchObject({ held: 1 });
   await eventually(() => tempFiles(server!.dataDir).length === 0, 5000, "the partial file removed after resumableTtlMs");
   const { conn: again, reply } = await resume("expiring", start.uploadId);
   expect([reply.operation, reply.message]).toEqual([Op.RESUME_RSP, "no such upload"]);
   again.close();
+  expect(await stats()).toEqual({ held: 0, parked: 1, resumed: 0 });
 });
 
 test("bounds on resumable uploads refuse politely; RESUME of another key, of one in progress, or with a wrong digest is refused", async () => {

@@ -8,10 +8,11 @@
 //   bun scripts/bench-digests.ts --before ee9a57c [--rounds 4] [--zero-copy false]
 //
 // Data stays under .bench/ (nothing is deleted between runs: see BENCHMARKS.md on this disk).
-import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync } from "node:fs";
+import { existsSync, mkdirSync, symlinkSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runLoad } from "../src/client/load";
 import { option, MiB } from "./lib/options";
+import { cpuMsOf } from "./lib/cpu";
 import { startServer } from "./lib/server-process";
 
 const root = resolve(import.meta.dir, "..");
@@ -36,15 +37,6 @@ function checkout(ref: string): string {
 }
 const beforeRoot = checkout(before);
 
-function cpuMsOf(pid: number): number {
-  let ns = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {}
-  }
-  return ns / 1e6;
-}
 
 const rows = [
   { name: "upload-64m", size: 64 * MiB, count: 8, connections: 4 },

@@ -5,11 +5,11 @@
 // bytes sent in all, time and server CPU.
 //
 //   bun scripts/bench-resume.ts [--breaks 20] [--rounds 3]
-import { readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { WireConn } from "../src/client/wire-conn";
 import { Msg, Op } from "../src/protocol/message";
 import { option } from "./lib/options";
+import { cpuMsOf } from "./lib/cpu";
 import { startServer } from "./lib/server-process";
 
 const root = resolve(import.meta.dir, "..");
@@ -20,15 +20,6 @@ const body = new Uint8Array(size).map((_, i) => (i * 2654435761) >>> 24);
 const digest = new Bun.CryptoHasher("sha256").update(body).digest("hex");
 const runDir = join(root, ".bench", "resume-" + new Date().toISOString().replace(/[:.]/g, "-"));
 
-function cpuMsOf(pid: number): number {
-  let ns = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {}
-  }
-  return ns / 1e6;
-}
 
 async function upload(port: number, key: string, breakCount: number, seed: number): Promise<{ sent: number; resent: number }> {
   let s = seed;

@@ -8,13 +8,14 @@
 // Server CPU per exchange counts every thread of the server process (/proc/<pid>/stat), including
 // each connection's TLS handshake and AUTH exchange: connections are long-lived (hundreds of
 // exchanges each), as they are for clients that keep their connections. Data stays under .bench/.
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Access, createToken, newSecret } from "../src/auth/token";
 import { runLoad, type LoadOp, type LoadOptions } from "../src/client/load";
 import type { ClientTls } from "../src/client/wire-conn";
 import { hasOpenssl, makeCerts } from "./lib/certs";
 import { option, KiB, MiB } from "./lib/options";
+import { cpuMsOf } from "./lib/cpu";
 import { startServer } from "./lib/server-process";
 
 const root = resolve(import.meta.dir, "..");
@@ -54,20 +55,6 @@ writeFileSync(secretFile, secret);
 const token = createToken(new TextEncoder().encode(secret), { id: "bench", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "", expiresAtMs: Date.now() + 24 * 3600_000 });
 const clientTls: ClientTls = { ca: readFileSync(certs.caCrt, "utf8") };
 
-/**
- * CPU time of every thread of a process, in ms, to the nanosecond: the sum of each thread's
- * /proc/<pid>/task/<tid>/schedstat run time (/proc/<pid>/stat counts 10 ms ticks, too coarse for
- * differences of a few percent). Threads of the server live as long as it does.
- */
-function cpuMsOf(pid: number): number {
-  let ns = 0;
-  for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-    } catch {} // a thread that just exited
-  }
-  return ns / 1e6;
-}
 
 interface Target {
   pid: number;

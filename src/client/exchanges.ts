@@ -57,6 +57,11 @@ export async function uploadExchange(conn: WireConn, key: string, size: number, 
   expectOp(start, Op.UPLOAD_RSP, "upload");
   if (start.message !== Msg.START) throw new ServerError("upload", key, start.message);
   await writeBody(conn);
+  return uploadEnd(conn, key);
+}
+
+/** An upload's last step: the server's END (or its error text), then the ACK; the recorded digest. */
+async function uploadEnd(conn: WireConn, key: string): Promise<string> {
   const end = await conn.readFrame();
   expectOp(end, Op.UPLOAD, "upload end");
   if (end.message !== Msg.END) throw new ServerError("upload", key, end.message);
@@ -99,11 +104,7 @@ export async function resumableUploadExchange(
     offset = start.offset;
   }
   await writeBody(conn, offset);
-  const end = await conn.readFrame();
-  expectOp(end, Op.UPLOAD, "upload end");
-  if (end.message !== Msg.END) throw new ServerError("upload", key, end.message);
-  conn.deferFrame({ operation: Op.UPLOAD, key, message: Msg.ACK });
-  return end.digest;
+  return uploadEnd(conn, key);
 }
 
 /** Part of a file: `length` bytes from `offset` (length 0: to the end). */

@@ -901,17 +901,52 @@ static int open_cached(const char *path, int flags) {
   return fd < 0 ? -errno : (int)fd;
 }
 
+/* getxattrat(2) (Linux 6.13): an attribute by a path relative to a directory descriptor, so the
+ * digest of a file under the inline base costs a two-component lookup, not an open. Not in every
+ * libc's headers yet; its number is the same on every architecture. */
+#ifndef __NR_getxattrat
+#define __NR_getxattrat 464
+#endif
+struct fsgw_xattr_args {
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+static atomic_int getxattrat_missing;
+
+/* The digest of a file under the inline base, by its path: 0, or -1 when that cannot be done
+ * here (not under the base, no getxattrat): the caller opens the file instead. */
+static int digest_under_base(const char *path, uint8_t *out) {
+  if (atomic_load_explicit(&getxattrat_missing, memory_order_relaxed) || !atomic_load_explicit(&inline_base_set, memory_order_acquire) ||
+      strncmp(path, inline_base, inline_base_len) != 0)
+    return -1;
+  struct fsgw_xattr_args args = {(uint64_t)(uintptr_t)(out + 1), 32, 0};
+  long n = syscall(__NR_getxattrat, inline_base_fd, path + inline_base_len, 0, FSGW_DIGEST_XATTR, &args, sizeof args);
+  if (n < 0 && errno == ENOSYS) {
+    atomic_store(&getxattrat_missing, 1);
+    return -1;
+  }
+  out[0] = n == 32;
+  return 0;
+}
+
 double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out) {
-  /* An O_PATH descriptor touches no file data, and fstat on it reads the in-memory inode; but its
-   * attributes cannot be read through it, so with a digest wanted the file is opened for reading
-   * (O_NOATIME: reading nothing, changing nothing; refused to others than the owner: the pool). */
-  int fd = open_cached(path, digest_out == NULL ? O_PATH : O_RDONLY | O_NOATIME);
+  /* An O_PATH descriptor touches no file data, and fstat on it reads the in-memory inode; its
+   * attributes cannot be read through it, so the digest comes by path from the inline base
+   * (getxattrat), or else the file is opened for reading (O_NOATIME: reading nothing, changing
+   * nothing; refused to others than the owner: the pool), which costs a full open. */
+  int by_path = digest_out == NULL || (!atomic_load_explicit(&getxattrat_missing, memory_order_relaxed) &&
+                                       atomic_load_explicit(&inline_base_set, memory_order_acquire) && strncmp(path, inline_base, inline_base_len) == 0);
+  int fd = open_cached(path, by_path ? O_PATH : O_RDONLY | O_NOATIME);
   if (fd == -EPERM) return -EAGAIN;
   if (fd < 0) return (double)fd;
   struct stat st;
   int64_t rc = stat_result(fstat(fd, &st), &st, mode_out);
-  if (rc >= 0) digest_of_fd(fd, digest_out);
+  if (rc >= 0 && digest_out != NULL && !by_path) digest_of_fd(fd, digest_out);
   close(fd);
+  if (rc >= 0 && digest_out != NULL && by_path && digest_under_base(path, digest_out) != 0) {
+    return fsgw_stat_cached(path, mode_out, digest_out); /* the kernel has no getxattrat: again, opening the file */
+  }
   return (double)rc;
 }
 

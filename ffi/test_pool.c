@@ -611,6 +611,15 @@ static void test_inline_base(void) {
   int fd = fsgw_open_cached(file_path, &size, NULL);
   CHECK(fd >= 0 && size == 5, "inline base: open_cached under it", "%d %g", fd, size);
   if (fd >= 0) close(fd);
+  /* Under the base, stat_cached reads the digest by path from the base (getxattrat, no open). */
+  uint8_t digest[32], out[33];
+  for (int i = 0; i < 32; i++) digest[i] = (uint8_t)(200 - i);
+  if (setxattr(file_path, "user.fsgw.sha256", digest, 32, 0) == 0) {
+    memset(out, 0xee, sizeof out);
+    CHECK(fsgw_stat_cached(file_path, &mode, out) == 5 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "inline base: stat_cached reads a digest under it", "%d", out[0]);
+    memset(out, 0xee, sizeof out);
+    CHECK(fsgw_stat_cached(out_path, &mode, out) == 3 && out[0] == 0, "inline base: a file elsewhere without a digest: flag 0", "%d", out[0]);
+  }
 }
 
 static void hex32(const uint8_t *d, char *out) {

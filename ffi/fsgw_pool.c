@@ -901,6 +901,46 @@ static int open_cached(const char *path, int flags) {
   return fd < 0 ? -errno : (int)fd;
 }
 
+/* Recorded digests the inline calls have read, per thread (the event loop's), by inode: a file's
+ * digest is read from its attribute once, not on every exist and download. An entry holds only
+ * while the inode's ctime and size are unchanged: recording a digest, writing or truncating the
+ * file all change its ctime, and an upload replaces the key's inode. Direct-mapped, fixed size. */
+#define DIGEST_CACHE_ENTRIES 16384
+typedef struct digest_entry {
+  uint64_t dev, ino;
+  int64_t ctime_sec, ctime_nsec, size;
+  uint8_t out[FSGW_DIGEST_OUT_BYTES]; /* as an operation reports it: flag, then the digest */
+} digest_entry;
+static __thread digest_entry *digest_cache;
+
+static digest_entry *digest_slot(const struct stat *st) {
+  if (digest_cache == NULL) digest_cache = calloc(DIGEST_CACHE_ENTRIES, sizeof(digest_entry));
+  if (digest_cache == NULL) return NULL;
+  uint64_t h = ((uint64_t)st->st_ino * 0x9E3779B97F4A7C15ull) ^ (uint64_t)st->st_dev;
+  return &digest_cache[(h >> 32) % DIGEST_CACHE_ENTRIES];
+}
+
+/* 1 and the digest in out when the cache knows this inode as it is now; else 0. */
+static int digest_from_cache(const struct stat *st, uint8_t *out) {
+  digest_entry *e = digest_slot(st);
+  if (e == NULL || e->ino != (uint64_t)st->st_ino || e->dev != (uint64_t)st->st_dev || e->ctime_sec != st->st_ctim.tv_sec ||
+      e->ctime_nsec != st->st_ctim.tv_nsec || e->size != st->st_size || e->ino == 0)
+    return 0;
+  memcpy(out, e->out, FSGW_DIGEST_OUT_BYTES);
+  return 1;
+}
+
+static void digest_to_cache(const struct stat *st, const uint8_t *out) {
+  digest_entry *e = digest_slot(st);
+  if (e == NULL) return;
+  e->dev = (uint64_t)st->st_dev;
+  e->ino = (uint64_t)st->st_ino;
+  e->ctime_sec = st->st_ctim.tv_sec;
+  e->ctime_nsec = st->st_ctim.tv_nsec;
+  e->size = st->st_size;
+  memcpy(e->out, out, FSGW_DIGEST_OUT_BYTES);
+}
+
 /* getxattrat(2) (Linux 6.13): an attribute by a path relative to a directory descriptor, so the
  * digest of a file under the inline base costs a two-component lookup, not an open. Not in every
  * libc's headers yet; its number is the same on every architecture. */
@@ -942,11 +982,13 @@ double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out
   if (fd < 0) return (double)fd;
   struct stat st;
   int64_t rc = stat_result(fstat(fd, &st), &st, mode_out);
-  if (rc >= 0 && digest_out != NULL && !by_path) digest_of_fd(fd, digest_out);
+  int known = rc >= 0 && digest_out != NULL && S_ISREG(st.st_mode) && digest_from_cache(&st, digest_out);
+  if (rc >= 0 && digest_out != NULL && !known && !by_path) digest_of_fd(fd, digest_out);
   close(fd);
-  if (rc >= 0 && digest_out != NULL && by_path && digest_under_base(path, digest_out) != 0) {
+  if (rc >= 0 && digest_out != NULL && !known && by_path && digest_under_base(path, digest_out) != 0) {
     return fsgw_stat_cached(path, mode_out, digest_out); /* the kernel has no getxattrat: again, opening the file */
   }
+  if (rc >= 0 && digest_out != NULL && !known && S_ISREG(st.st_mode)) digest_to_cache(&st, digest_out);
   return (double)rc;
 }
 
@@ -960,7 +1002,10 @@ double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest
   int32_t mode = 0;
   int64_t rc = stat_result(fstat(fd, &st), &st, &mode);
   if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
-  if (rc >= 0) digest_of_fd(fd, digest_out);
+  if (rc >= 0 && digest_out != NULL && !digest_from_cache(&st, digest_out)) {
+    digest_of_fd(fd, digest_out);
+    digest_to_cache(&st, digest_out);
+  }
   if (rc >= 0 && (double)st.st_size <= cap) {
     size_t size = (size_t)st.st_size, done = 0;
     while (done < size) {
@@ -1044,7 +1089,10 @@ int32_t fsgw_open_cached(const char *path, double *size_out, uint8_t *digest_out
     return -EISDIR;
   }
   *size_out = (double)st.st_size;
-  digest_of_fd(fd, digest_out);
+  if (digest_out != NULL && !digest_from_cache(&st, digest_out)) {
+    digest_of_fd(fd, digest_out);
+    digest_to_cache(&st, digest_out);
+  }
   return fd;
 }
 

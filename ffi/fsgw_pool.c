@@ -904,20 +904,29 @@ static int open_cached(const char *path, int flags) {
 /* Recorded digests the inline calls have read, per thread (the event loop's), by inode: a file's
  * digest is read from its attribute once, not on every exist and download. An entry holds only
  * while the inode's ctime and size are unchanged: recording a digest, writing or truncating the
- * file all change its ctime, and an upload replaces the key's inode. Direct-mapped, fixed size. */
-#define DIGEST_CACHE_ENTRIES 16384
+ * file all change its ctime, and an upload replaces the key's inode. Direct-mapped, of
+ * fsgw_digest_cache_entries entries (72 bytes each), allocated on a thread's first use. */
+static atomic_int digest_cache_entries = 65536;
 typedef struct digest_entry {
   uint64_t dev, ino;
   int64_t ctime_sec, ctime_nsec, size;
   uint8_t out[FSGW_DIGEST_OUT_BYTES]; /* as an operation reports it: flag, then the digest */
 } digest_entry;
 static __thread digest_entry *digest_cache;
+static __thread uint32_t digest_cache_size;
+
+void fsgw_digest_cache_entries(int32_t n) { atomic_store(&digest_cache_entries, n < 0 ? 0 : n); }
 
 static digest_entry *digest_slot(const struct stat *st) {
-  if (digest_cache == NULL) digest_cache = calloc(DIGEST_CACHE_ENTRIES, sizeof(digest_entry));
-  if (digest_cache == NULL) return NULL;
+  if (digest_cache == NULL) {
+    uint32_t n = (uint32_t)atomic_load(&digest_cache_entries);
+    if (n == 0) return NULL;
+    digest_cache = calloc(n, sizeof(digest_entry));
+    if (digest_cache == NULL) return NULL;
+    digest_cache_size = n;
+  }
   uint64_t h = ((uint64_t)st->st_ino * 0x9E3779B97F4A7C15ull) ^ (uint64_t)st->st_dev;
-  return &digest_cache[(h >> 32) % DIGEST_CACHE_ENTRIES];
+  return &digest_cache[(h >> 32) % digest_cache_size];
 }
 
 /* 1 and the digest in out when the cache knows this inode as it is now; else 0. */

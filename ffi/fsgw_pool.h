@@ -238,6 +238,11 @@ int32_t fsgw_lock_file(const char *path);
  * inline create, write, rename or unlink: Linux has no non-blocking form of them (buffered
  * pwritev2(RWF_NOWAIT) is EOPNOTSUPP on ext4), so those always go to the pool. */
 
+/* How many recorded digests each thread's inline calls remember by inode (72 bytes each; 0: none,
+ * every call reads the attribute). Takes effect for threads that have not used the inline calls
+ * yet: call it before the first. */
+void fsgw_digest_cache_entries(int32_t n);
+
 /* Makes dir the base of the inline operations: a path that starts with dir is then resolved from
  * a descriptor of dir (the kernel walks only what follows it) and never beyond it. The first call
  * in the process sets it (1); later calls change nothing (0); -errno when dir cannot be opened.

@@ -57,6 +57,8 @@ export interface CPoolOptions {
   jobsPerWake: number;
   /** See fsgw_pool_set_spin_us. */
   spinUs: number;
+  /** Recorded digests the inline calls remember by inode (digestCacheEntries; default 65536). */
+  digestCacheEntries?: number;
 }
 
 export type InlineMode = "cached" | "off" | "refused";
@@ -132,6 +134,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   batchedOps = 0;
 
   constructor(private readonly options: CPoolOptions) {
+    if (options.digestCacheEntries !== undefined) InlineFs.setDigestCacheEntries(options.digestCacheEntries);
     this.bySlot = new Array(options.capacity);
     this.completions = new Channel<PendingOp>(options.capacity);
     this.pool = new NativePool({

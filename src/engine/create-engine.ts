@@ -20,6 +20,7 @@ export function createEngine(config: Config): IoEngine {
         inline: config.ioInline,
         jobsPerWake: config.ioJobsPerWake,
         spinUs: config.ioSpinUs,
+        digestCacheEntries: config.digestCacheEntries,
       });
     case "bun":
       return new BunEngine();

@@ -101,6 +101,7 @@ function load() {
     fsgw_read_cached: { args: ["ptr", "ptr", "f64", "ptr"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
     fsgw_inline_base: { args: ["ptr"], returns: "i32" },
+    fsgw_digest_cache_entries: { args: ["i32"], returns: "void" },
     fsgw_open_cached: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
     fsgw_sha256_init: { args: ["ptr"], returns: "void" },
     fsgw_sha256_update: { args: ["ptr", "ptr", "u64"], returns: "void" },
@@ -227,6 +228,8 @@ export class InlineFs {
   /** FSGW_DIGEST_OUT_BYTES: a flag, then the 32-byte digest of the last successful call's file. */
   private readonly digestOut = stableBytes(DIGEST_OUT_BYTES);
   private readonly digestOutPtr = ptr(this.digestOut);
+  /** The digest part of digestOut, made once (a view per call showed in the profile). */
+  private readonly digestView = this.digestOut.subarray(1);
   private readonly encoder = new TextEncoder();
   /** Inline calls answered (including with an error such as ENOENT), and refused (sent to the pool). */
   answered = 0;
@@ -242,7 +245,7 @@ export class InlineFs {
    * or null when it has none: a view, valid until the next call.
    */
   get lastDigest(): Uint8Array | null {
-    return this.digestOut[0] === 1 ? this.digestOut.subarray(1) : null;
+    return this.digestOut[0] === 1 ? this.digestView : null;
   }
 
   /** The size of `path`, or -errno (-EAGAIN: not cached; ask the pool). */
@@ -289,6 +292,11 @@ export class InlineFs {
 
   closeFd(fd: number): number {
     return this.sym.fsgw_close(fd);
+  }
+
+  /** Recorded digests the inline calls remember by inode (fsgw_digest_cache_entries): before the first call. */
+  static setDigestCacheEntries(n: number): void {
+    lib().fsgw_digest_cache_entries(n);
   }
 
   /** Tests: every inline call refuses with -EAGAIN while on (process-wide). */

@@ -189,6 +189,8 @@ export class Connection implements UploadOwner {
   private exchangeBytes = 0;
   /** The file's SHA-256 (DIGEST_BYTES: a flag, then 32 bytes) as the store reports it, reused by each exchange. */
   private readonly digest = stableBytes(DIGEST_BYTES); // stores write it from pool workers
+  /** Its 32 digest bytes as a Buffer, made once: every answer that carries a digest hexes them. */
+  private readonly digestBytes = Buffer.from(this.digest.buffer, 1, 32);
   /** What the token presented on this connection allows (auth "token"), or null before AUTH. */
   private scope: TokenScope | null = null;
   /** The SHA-256 the upload in progress must have (from its request), or null. */
@@ -751,7 +753,7 @@ export class Connection implements UploadOwner {
 
   /** The digest the store reported for this exchange's file, as the wire carries it, or none. */
   private digestHex(): string | undefined {
-    return this.digest[0] === 1 ? Buffer.from(this.digest.buffer, this.digest.byteOffset + 1, 32).toString("hex") : undefined;
+    return this.digest[0] === 1 ? this.digestBytes.toString("hex") : undefined;
   }
 
   /** The socket's descriptor when this connection may send zero-copy, else -1 (looked up once). */

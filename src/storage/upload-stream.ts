@@ -291,10 +291,7 @@ export class UploadStream implements UploadSink {
       else if (this.aborted || this.ended) this.settle();
       return;
     }
-    if (this.fd < 0) {
-      if (this.parking && this.tempExists) void this.park(); // the owner left before the open came back
-      return; // still opening
-    }
+    if (this.fd < 0) return; // still opening (a resumable upload parks once the open is back)
     while (this.queuedBytes > 0 && this.writesInFlight < this.writesInFlightMax) this.writeNext();
     if (this.parking) {
       if (this.queuedBytes === 0 && this.writesInFlight === 0) void this.park();

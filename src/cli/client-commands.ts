@@ -97,7 +97,8 @@ export const helpTexts: Record<string, string> = {
   put: `usage: fsgw put <file> [--key <key>] [--no-digest] [options]
 
 Uploads a file (streamed from disk; any size). The key defaults to the file's name. If the
-connection drops, the upload resumes where the server's copy ends (up to 5 times). The file's
+connection drops, an upload of over 1 MiB resumes where the server's copy ends (up to 5 times).
+The file's
 SHA-256 goes with it (the file is read once to hash it), and the server stores the file only if
 the bytes it received hash to the same; --no-digest sends none (the server still records one).
 A transfer longer than a second shows a progress bar on a terminal.

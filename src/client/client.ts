@@ -69,9 +69,11 @@ export interface TransferOptions {
   /** Downloads: check the body against the digest the server recorded (default true; not for ranges). */
   verify?: boolean;
   /**
-   * Uploads of bytes and files: resumable (default true). When the connection breaks mid-upload,
-   * the client reconnects and sends only what the server does not have yet, up to `retries` times
-   * (default 5) with a growing pause (0.1 s, 0.2 s, ... at most 2 s). A stream is sent once.
+   * Uploads of bytes and files: resumable (default: when larger than 1 MiB; a smaller body costs
+   * little to send again, and the server stores it in one operation). When the connection breaks
+   * mid-upload, the client reconnects and sends only what the server does not have yet, up to
+   * `retries` times (default 5) with a growing pause (0.1 s, 0.2 s, ... at most 2 s). A stream is
+   * sent once.
    */
   resumable?: boolean;
   retries?: number;
@@ -80,6 +82,8 @@ export interface TransferOptions {
 }
 
 const STREAM_CHUNK_BYTES = 256 * 1024;
+/** Bodies larger than this are uploaded resumably by default. */
+const RESUMABLE_MIN_BYTES = 1024 * 1024;
 
 export function connect(options: ClientOptions = {}): FsgwClient {
   return new FsgwClient(options);
@@ -113,7 +117,7 @@ export class FsgwClient {
     if (source instanceof Uint8Array) {
       const body = source;
       const digest = options.digest === false ? undefined : (options.digest ?? new Bun.CryptoHasher("sha256").update(body).digest("hex"));
-      if (options.resumable !== false) {
+      if (options.resumable ?? body.length > RESUMABLE_MIN_BYTES) {
         return this.uploadResumable(key, body.length, async function* (offset) {
           if (offset < body.length) yield body.subarray(offset);
         }, digest, options);
@@ -160,7 +164,7 @@ export class FsgwClient {
         for await (const chunk of readChunks(file, size)) hasher.update(chunk);
         digest = hasher.digest("hex");
       }
-      if (options.resumable !== false) {
+      if (options.resumable ?? size > RESUMABLE_MIN_BYTES) {
         await this.uploadResumable(key, size, (offset) => readChunks(file, size, offset), digest === false ? undefined : digest, options);
       } else {
         await this.uploadStream(key, readChunks(file, size), size, { ...options, digest });

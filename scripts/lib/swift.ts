@@ -59,16 +59,21 @@ for name, port in (("object", int(sys.argv[2])), ("container", int(sys.argv[3]))
     b.get_ring().save("%s/%s.ring.gz" % (swift_dir, name))
 `;
 
-function serverConf(dir: string, port: number, kind: string, discard: number): string {
+/** Every server's [DEFAULT]: loopback, one process, rings in `dir`, logs to a discarding UDP port (no /dev/log here). */
+function defaults(dir: string, port: number, discard: number): string {
   return `[DEFAULT]
-devices = ${dir}/node
-mount_check = false
 bind_ip = 127.0.0.1
 bind_port = ${port}
 workers = 0
 swift_dir = ${dir}
 log_udp_host = 127.0.0.1
 log_udp_port = ${discard}
+`;
+}
+
+function serverConf(dir: string, port: number, kind: string, discard: number): string {
+  return `${defaults(dir, port, discard)}devices = ${dir}/node
+mount_check = false
 
 [pipeline:main]
 pipeline = healthcheck ${kind}-server
@@ -82,14 +87,7 @@ use = egg:swift#${kind}
 }
 
 function proxyConf(dir: string, port: number, memcached: number, discard: number): string {
-  return `[DEFAULT]
-bind_ip = 127.0.0.1
-bind_port = ${port}
-workers = 0
-swift_dir = ${dir}
-log_udp_host = 127.0.0.1
-log_udp_port = ${discard}
-
+  return `${defaults(dir, port, discard)}
 [pipeline:main]
 # slo after s3api, or s3api silently turns multipart off
 pipeline = catch_errors gatekeeper healthcheck proxy-logging cache listing_formats s3api tempauth copy slo dlo versioned_writes proxy-logging proxy-server
@@ -110,26 +108,21 @@ user_test_tester = testing .admin
 use = egg:swift#memcache
 memcache_servers = 127.0.0.1:${memcached}
 
-[filter:catch_errors]
-use = egg:swift#catch_errors
-[filter:gatekeeper]
-use = egg:swift#gatekeeper
-[filter:healthcheck]
-use = egg:swift#healthcheck
-[filter:proxy-logging]
-use = egg:swift#proxy_logging
-[filter:listing_formats]
-use = egg:swift#listing_formats
-[filter:copy]
-use = egg:swift#copy
-[filter:slo]
-use = egg:swift#slo
-[filter:dlo]
-use = egg:swift#dlo
-[filter:versioned_writes]
-use = egg:swift#versioned_writes
-`;
+${PLAIN_FILTERS.map(([name, egg]) => `[filter:${name}]\nuse = egg:swift#${egg}\n`).join("")}`;
 }
+
+/** Proxy filters used with their defaults: [section name, egg entry point]. */
+const PLAIN_FILTERS: [string, string][] = [
+  ["catch_errors", "catch_errors"],
+  ["gatekeeper", "gatekeeper"],
+  ["healthcheck", "healthcheck"],
+  ["proxy-logging", "proxy_logging"],
+  ["listing_formats", "listing_formats"],
+  ["copy", "copy"],
+  ["slo", "slo"],
+  ["dlo", "dlo"],
+  ["versioned_writes", "versioned_writes"],
+];
 
 async function healthy(port: number, ms: number): Promise<void> {
   const deadline = Date.now() + ms;

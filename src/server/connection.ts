@@ -475,8 +475,7 @@ export class Connection implements UploadOwner {
     else if ((scope.access & access) !== access) refusal = "forbidden: operation not allowed";
     else if (access !== 0 && !this.keyText.startsWith(scope.prefix)) refusal = "forbidden: key outside token scope";
     if (refusal === null) return false;
-    this.send({ operation: replyOp, key: this.keyText, message: refusal });
-    this.exchangeDone(false);
+    this.refuse(replyOp, refusal);
     this.host.log.debug("exchange_refused", { remote: this.remote, op: this.exchangeOp, key: this.keyText, reason: refusal, tokenId: scope?.id ?? "" });
     return true;
   }
@@ -504,10 +503,21 @@ export class Connection implements UploadOwner {
     this.scope = null;
     const expired = verified.ok;
     this.host.log.info("auth_failed", { remote: this.remote, reason: expired ? "token expired" : verified.reason, tokenId: verified.ok ? verified.scope.id : "" });
-    this.send({ operation: Op.AUTH_RSP, key: msg.key, message: expired ? "token expired" : "unauthorized" });
-    this.exchangeDone(false);
+    this.refuse(Op.AUTH_RSP, expired ? "token expired" : "unauthorized");
     // An expired token was signed by us: a client that forgot to renew it, not a guesser.
     if (!expired && this.host.authFailed(this)) this.close("address blocked after failed AUTH exchanges");
+  }
+
+  /** Answers the request with a text instead of going on: the exchange is over, nothing touched. */
+  private refuse(replyOp: number, text: string): void {
+    this.send({ operation: replyOp, key: this.keyText, message: text });
+    this.exchangeDone(false);
+  }
+
+  /** Takes the request's Digest (extension field 10) as the body's expected SHA-256: null, or why it cannot be. */
+  private takeExpectedDigest(msg: WireMessage): string | null {
+    this.expectedDigest = msg.digest === "" ? null : digestFromHex(msg.digest);
+    return msg.digest !== "" && this.expectedDigest === null ? "invalid digest: expected the SHA-256 as 64 hex digits" : null;
   }
 
   /** The exchange's last reply is out: count it, and log it at debug level only. */
@@ -523,8 +533,7 @@ export class Connection implements UploadOwner {
   private acceptKey(msg: WireMessage, replyOp: number): StoreKey | null {
     const checked = checkKey(msg.key);
     if (typeof checked === "string") {
-      this.send({ operation: replyOp, key: msg.key, message: checked });
-      this.exchangeDone(false);
+      this.refuse(replyOp, checked);
       return null;
     }
     this.key = checked;
@@ -543,17 +552,10 @@ export class Connection implements UploadOwner {
     const key = this.acceptKey(msg, Op.UPLOAD_RSP);
     if (key === null) return;
     const size = msg.size;
-    let refusal: string | null = null;
-    // The SHA-256 the body must have (extension field Digest), or none.
-    this.expectedDigest = msg.digest === "" ? null : digestFromHex(msg.digest);
+    let refusal = this.takeExpectedDigest(msg);
     if (!(size > 0)) refusal = `invalid size ${size}: an upload carries at least 1 byte`;
     else if (size > this.host.uploadBytesMax) refusal = `file too large: ${size} bytes exceeds the server's uploadBytesMax ${this.host.uploadBytesMax}`;
-    else if (msg.digest !== "" && this.expectedDigest === null) refusal = "invalid digest: expected the SHA-256 as 64 hex digits";
-    if (refusal !== null) {
-      this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: refusal });
-      this.exchangeDone(false);
-      return;
-    }
+    if (refusal !== null) return this.refuse(Op.UPLOAD_RSP, refusal);
     this.bodyRemaining = size;
     this.exchangeBytes = size;
     this.resuming = false;
@@ -572,16 +574,10 @@ export class Connection implements UploadOwner {
   private startResume(msg: WireMessage): void {
     const key = this.acceptKey(msg, Op.RESUME_RSP);
     if (key === null) return;
-    this.expectedDigest = msg.digest === "" ? null : digestFromHex(msg.digest);
-    let refusal: string | null = null;
+    let refusal = this.takeExpectedDigest(msg);
     if (this.host.store.resumeUpload === undefined) refusal = "resumable uploads are not supported by this store";
     else if (msg.uploadId === "") refusal = "no such upload";
-    else if (msg.digest !== "" && this.expectedDigest === null) refusal = "invalid digest: expected the SHA-256 as 64 hex digits";
-    if (refusal !== null) {
-      this.send({ operation: Op.RESUME_RSP, key: msg.key, message: refusal });
-      this.exchangeDone(false);
-      return;
-    }
+    if (refusal !== null) return this.refuse(Op.RESUME_RSP, refusal);
     this.resuming = true;
     this.wait(IO_UPLOAD_OPEN);
     this.upload = this.host.store.resumeUpload!(msg.uploadId, key, this, this.expectedDigest, this.digest);
@@ -655,11 +651,7 @@ export class Connection implements UploadOwner {
     const key = this.acceptKey(msg, Op.DOWNLOAD_RSP);
     if (key === null) return;
     // A range (extension fields Offset and Length; docs/PROTOCOL.md): checked once the size is known.
-    if (msg.offset < 0 || msg.length < 0) {
-      this.send({ operation: Op.DOWNLOAD_RSP, key: msg.key, message: `invalid range: offset ${msg.offset}, length ${msg.length}` });
-      this.exchangeDone(false);
-      return;
-    }
+    if (msg.offset < 0 || msg.length < 0) return this.refuse(Op.DOWNLOAD_RSP, `invalid range: offset ${msg.offset}, length ${msg.length}`);
     this.rangeOffset = msg.offset;
     this.rangeLength = msg.offset === 0 && msg.length === 0 ? 0 : msg.length === 0 ? -1 : msg.length;
     if (this.rangeLength !== 0) return this.openStreamed(key);
@@ -705,8 +697,7 @@ export class Connection implements UploadOwner {
       const offset = this.rangeOffset;
       if (offset >= size) {
         this.closeReader();
-        this.send({ operation: Op.DOWNLOAD_RSP, key: this.keyText, message: `range not satisfiable: offset ${offset} is past the end of the file (${size} bytes)` });
-        this.exchangeDone(false);
+        this.refuse(Op.DOWNLOAD_RSP, `range not satisfiable: offset ${offset} is past the end of the file (${size} bytes)`);
         this.state = "frame";
         return this.resumeInput();
       }

@@ -304,11 +304,7 @@ export class UploadStream implements UploadSink {
   /** A resumable upload whose connection broke, every arrived byte written: kept for RESUME. */
   private async park(): Promise<void> {
     this.busy = true;
-    if (this.fd >= 0) {
-      const fd = this.fd;
-      this.fd = -1;
-      await this.engine.close(fd).catch(() => {});
-    }
+    await this.closeFile();
     this.busy = false;
     const p = this.partial!;
     p.table.park(p.entry, this.position, this.hasher, Date.now());
@@ -412,14 +408,18 @@ export class UploadStream implements UploadSink {
     else this.resume();
   }
 
+  /** Closes the temporary file's descriptor, if open (a close error changes nothing here). */
+  private async closeFile(): Promise<void> {
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    this.fd = -1;
+    await this.engine.close(fd).catch(() => {});
+  }
+
   /** Closes and unlinks the temporary file after a failure or an abort. */
   private async removeTemp(): Promise<void> {
     this.busy = true;
-    if (this.fd >= 0) {
-      const fd = this.fd;
-      this.fd = -1;
-      await this.engine.close(fd).catch(() => {});
-    }
+    await this.closeFile();
     await this.engine.unlink(this.tmpPath).catch(() => {});
     this.tempExists = false;
     this.busy = false;

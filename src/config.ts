@@ -4,6 +4,7 @@
 // the field, where the value came from, and the allowed range.
 import { z } from "zod";
 import { readFileSync } from "node:fs";
+import { resolve as resolvePath } from "node:path";
 import { jsonErrorOffset, lineAndColumn } from "./util/json-position";
 
 const KiB = 1024;
@@ -41,6 +42,7 @@ export type EngineName = (typeof engineNames)[number];
 export const fields = {
   host: str("0.0.0.0", "interface the protocol listens on"),
   port: int(9999, 0, 65535, "TCP port of the protocol; 0 picks a free port (logged at start)"),
+  store: oneOf(["file", "s3"] as const, "file", "where files are stored: 'file', the local disk under dataDir; 's3', objects of an S3 bucket (any store that speaks the S3 API), shared by any number of gateways"),
   dataDir: str("./data", "directory that holds every stored file; nothing outside it is touched"),
   shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
   wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
@@ -72,6 +74,21 @@ export const fields = {
   uploadWritesInFlightMax: int(2, 1, 64, "writes one streamed upload may have in flight at once (each at its own offset), so disk and network overlap"),
   zeroCopy: bool(true, "cpool: bodies never pass through JavaScript: every download goes file -> socket (START, body and END in one call from cached pages, sendfile(2) on pool workers otherwise), uploads larger than inlineBytesMax socket -> file with splice(2); off: through memory"),
   fsyncOnCommit: bool(false, "fsync each file before its rename and its directory after: the upload survives power loss once END is sent, at the cost of two disk flushes per upload"),
+  s3Endpoint: str("", "s3 store: base URL of the S3 API, path-style (http://127.0.0.1:8080, https://minio.example:9000); empty: AWS, https://s3.<s3Region>.amazonaws.com. Also read from S3_ENDPOINT or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL", true),
+  s3Bucket: str("", "s3 store: the bucket (it must exist). Also read from S3_BUCKET or AWS_BUCKET", true),
+  s3Region: str("us-east-1", "s3 store: region the requests are signed for. Also read from S3_REGION, AWS_REGION or AWS_DEFAULT_REGION"),
+  s3AccessKeyId: str("", "s3 store: access key id. Also read from S3_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID", true),
+  s3SecretAccessKey: str("", "s3 store: secret access key (never logged). Also read from S3_SECRET_ACCESS_KEY or AWS_SECRET_ACCESS_KEY", true),
+  s3SessionToken: str("", "s3 store: session token of temporary credentials (empty: none). Also read from S3_SESSION_TOKEN or AWS_SESSION_TOKEN", true),
+  s3Prefix: str("", "s3 store: prepended to every key's object name, so that several namespaces share a bucket; the sweep of stale multipart uploads looks only under it", true),
+  s3PartBytes: int(8 * MiB, 5 * MiB, 512 * MiB, "s3 store: an upload up to this size is one PUT; a larger one is a multipart upload of parts this large (larger when the body would need more than 10,000). Each streamed upload holds up to (uploadWritesInFlightMax + 2) parts in memory"),
+  s3ConcurrentRequestsMax: int(128, 1, 65_536, "s3 store: requests to the store in flight at once, over all connections (a streamed download holds one until its body is read); more wait their turn in order"),
+  s3TimeoutMs: int(30_000, 100, 3_600_000, "s3 store: a request without progress (its answer, or the next bytes of a body) for this long is aborted and answered 'store timeout'"),
+  s3StaleUploadMs: int(86_400_000, 60_000, 30 * 86_400_000, "s3 store: multipart uploads under s3Prefix started longer ago than this are aborted by the sweep (at start, then hourly): left by a crashed gateway or an abort the store did not hear"),
+  cacheDir: str("", "s3 store: directory of a local read cache (empty: none): downloads are served from copies here, by the same machinery as the file store, while their ETag holds; emptied at start", true),
+  cacheBytesMax: int(1024 * MiB, 0, Number.MAX_SAFE_INTEGER, "s3 store: bytes of copies the read cache keeps; past it the least recently used go"),
+  cacheEntriesMax: int(1_000_000, 0, 100_000_000, "s3 store: copies the read cache keeps (~300 bytes of memory each); past it the least recently used go"),
+  cacheFreshMs: int(1000, 0, 86_400_000, "s3 store: a copy whose ETag the store confirmed within this long is served without asking it; past it a HEAD confirms it first. An overwrite or delete through another gateway is seen after at most this long (through this one, at once); 0: a HEAD before every cached download"),
   shutdownGraceMs: int(5_000, 0, 600_000, "on SIGINT/SIGTERM, time given to exchanges in flight before connections are cut"),
   pidFile: str("", "write the server's process id to this file once it listens, and remove it at a clean stop (empty: none)", true),
   logLevel: oneOf(["debug", "info", "warn", "error"] as const, "info", "lowest level logged (debug adds one line per exchange)"),
@@ -134,6 +151,16 @@ const schema = z
 
 export class ConfigError extends Error {}
 
+/** Standard environment variables of S3 tools that fill the s3* fields, first found wins. */
+const S3_ENVIRONMENT: Record<string, string[]> = {
+  s3Endpoint: ["S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"],
+  s3Bucket: ["S3_BUCKET", "AWS_BUCKET"],
+  s3Region: ["S3_REGION", "AWS_REGION", "AWS_DEFAULT_REGION"],
+  s3AccessKeyId: ["S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"],
+  s3SecretAccessKey: ["S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"],
+  s3SessionToken: ["S3_SESSION_TOKEN", "AWS_SESSION_TOKEN"],
+};
+
 /** `dataDir` -> `FSGW_DATA_DIR`. */
 export function envName(field: string): string {
   return "FSGW_" + field.replace(/[A-Z]/g, (c) => "_" + c).toUpperCase();
@@ -169,6 +196,15 @@ export function loadConfig({ argv, env, warnings }: LoadOptions): Config {
   for (const [name, spec] of Object.entries(fields)) {
     values[name] = spec.default;
     origin[name] = "default";
+  }
+
+  // The S3 tools' own variables, as Bun's S3 client and the AWS SDKs read them: below everything
+  // fsgw-specific (the config file, FSGW_*, flags).
+  for (const [name, variables] of Object.entries(S3_ENVIRONMENT)) {
+    const variable = variables.find((v) => (env[v] ?? "") !== "");
+    if (variable === undefined) continue;
+    values[name] = env[variable];
+    origin[name] = variable;
   }
 
   const flags = parseFlags(argv);
@@ -266,6 +302,19 @@ function crossCheck(config: Config, origin: Record<string, string>): void {
   }
   if (config.adminToken !== "" && config.adminToken.length < 16) {
     throw new ConfigError(`invalid adminToken (from ${origin.adminToken}): at least 16 characters`);
+  }
+  if (config.store === "s3") {
+    for (const name of ["s3Bucket", "s3AccessKeyId", "s3SecretAccessKey"] as const) {
+      if (config[name] === "") throw new ConfigError(`store = "s3" (from ${origin.store}) needs ${name} (or its environment variable: see fsgw serve --help)`);
+    }
+    if (config.s3Endpoint !== "" && !/^https?:\/\/[^/?#]+\/?[^?#]*$/.test(config.s3Endpoint)) {
+      throw new ConfigError(`invalid s3Endpoint = ${JSON.stringify(config.s3Endpoint)} (from ${origin.s3Endpoint}): expected http://host[:port] or https://host[:port]`);
+    }
+  } else if (config.cacheDir !== "") {
+    throw new ConfigError(`cacheDir (from ${origin.cacheDir}) is the s3 store's read cache: it needs store = "s3"`);
+  }
+  if (config.cacheDir !== "" && resolvePath(config.cacheDir) === resolvePath(config.dataDir)) {
+    throw new ConfigError(`cacheDir (from ${origin.cacheDir}) must not be dataDir`);
   }
   for (const name of ["inlineBytesMax", "ioChunkBytes"] as const) {
     if (config[name] > config.connectionBufferBytesMax) {

@@ -93,7 +93,7 @@ export async function serve(argv: string[]): Promise<number> {
     server.reload();
   });
   try {
-    server.start();
+    await server.start();
     if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
     if (config.pidFile !== "") writeFileSync(config.pidFile, `${process.pid}\n`);
   } catch (e) {

@@ -30,6 +30,9 @@ class Writer {
   }
 }
 
+/** Store stats that go up and down; the others only count up. */
+const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "cacheEntries", "cacheBytes"]);
+
 export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: ProcessStats): string {
   const w = new Writer();
   w.one("fsgw_uptime_seconds", "gauge", "Seconds since the server started.", (Date.now() - stats.startedMs) / 1000);
@@ -46,6 +49,11 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_resumable_uploads_held", "gauge", "Resumable uploads the store holds now (in progress or parked).", resumable.held);
   w.one("fsgw_resumable_uploads_parked_total", "counter", "Resumable uploads parked after a broken connection.", resumable.parked);
   w.one("fsgw_resumable_uploads_resumed_total", "counter", "RESUME exchanges that took a parked upload back.", resumable.resumed);
+  // The store's own counters: s3RequestsInFlight -> fsgw_store_s3_requests_in_flight.
+  for (const [name, value] of Object.entries(stats.store())) {
+    const metric = "fsgw_store_" + name.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
+    w.one(metric, STORE_GAUGES.has(name) ? "gauge" : "counter", `The store's ${name} (see /debug/stats).`, value);
+  }
   w.one("fsgw_tls_handshake_failures_total", "counter", "TLS handshakes that failed (plaintext clients, unknown CAs, missing client certificates).", stats.tlsHandshakeFailures);
   w.one("fsgw_connection_bugs_total", "counter", "Connections closed because fsgw's own code threw (a bug: see event=connection_bug).", stats.connectionBugs);
   w.one("fsgw_zero_copy_downloads_total", "counter", "Downloads whose body went from the file to the socket by sendfile.", stats.zeroCopyDownloads);

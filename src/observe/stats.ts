@@ -87,6 +87,8 @@ export class ServerStats {
   tlsHandshakeFailures = 0;
   /** Resumable uploads (issue 13): how many the store holds now, and parked/resumed so far. */
   resumable: () => { held: number; parked: number; resumed: number } = () => ({ held: 0, parked: 0, resumed: 0 });
+  /** The store's own counters (the S3 store's requests, uploads and read cache), by camelCase name. */
+  store: () => Record<string, number> = () => ({});
   readonly ops: Record<StatOp, OpStats> = {
     bench: new OpStats(),
     upload: new OpStats(),
@@ -146,6 +148,7 @@ export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
       tlsHandshakeFailures: stats.tlsHandshakeFailures,
     },
     resumableUploads: stats.resumable(),
+    store: stats.store(),
     exchanges: ops,
     engine,
     process: processStats(),

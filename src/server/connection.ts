@@ -99,9 +99,9 @@ export function replyText(kind: number): string {
     case Failure.BUSY:
       return "server busy: try again";
     case Failure.UNAVAILABLE:
-      return "storage unavailable";
+      return "store unavailable";
     case Failure.TIMEOUT:
-      return "storage timed out";
+      return "store timeout";
     case Failure.TOO_LARGE:
       return "file too large";
     case Failure.DIGEST_MISMATCH:

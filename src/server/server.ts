@@ -4,6 +4,7 @@ import type { Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { codecFor, type WireCodec } from "../protocol/codec";
 import { FileStore } from "../storage/file-store";
+import { createStore } from "../storage/create-store";
 import type { Store } from "../storage/store";
 import { ServerStats } from "../observe/stats";
 import type { Logger } from "../log";
@@ -85,17 +86,13 @@ export class Server implements ConnectionHost {
     this.config = config;
     this.engine = engine;
     this.log = log;
-    const fileStore = new FileStore(engine, {
-      dataDir: config.dataDir,
-      shards: config.shards,
-      fsyncOnCommit: config.fsyncOnCommit,
-      ioChunkBytes: config.ioChunkBytes,
-      uploadWritesInFlightMax: config.uploadWritesInFlightMax,
-      resumable: { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs },
-    });
-    this.store = fileStore;
-    const partials = fileStore.partials;
-    this.stats.resumable = () => ({ held: partials.size, parked: partials.parked, resumed: partials.resumed });
+    this.store = createStore(config, engine);
+    if (this.store instanceof FileStore) {
+      const partials = this.store.partials;
+      this.stats.resumable = () => ({ held: partials.size, parked: partials.parked, resumed: partials.resumed });
+    }
+    const store: Store = this.store;
+    if (store.stats !== undefined) this.stats.store = () => store.stats!();
     this.codec = codecFor(config.wire);
     this.frameBytesMax = config.frameBytesMax;
     this.connectionBufferBytesMax = config.connectionBufferBytesMax;
@@ -120,9 +117,10 @@ export class Server implements ConnectionHost {
     return this.listener?.port ?? 0;
   }
 
-  start(): void {
+  async start(): Promise<void> {
     this.security = Security.load(this.config);
     this.store.init(this.log);
+    await this.store.open?.();
     this.listener = this.listen(this.config.port);
     if (this.security.tls !== null) this.log.info("tls", { clientCertificates: this.security.tls.ca !== null ? "required" : "not asked" });
     if (this.tokensRequired) this.log.info("auth_tokens", { secrets: this.security.secretCount });
@@ -365,6 +363,7 @@ export class Server implements ConnectionHost {
       this.listener?.stop(true);
       this.stopSweeper();
       await this.allTrackedDone();
+      this.store.close?.();
       await this.options.engine.shutdown();
       this.log.info("stopped", {});
     })();

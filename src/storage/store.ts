@@ -145,6 +145,15 @@ export interface Store {
   readonly description: string;
   /** Prepares the store before the server accepts anything; throws StoreError when it cannot. */
   init(log: Logger): void;
+  /**
+   * Optional, after init(): reaches a remote store before the server listens (rejects with
+   * StoreError when it is misconfigured) and starts its timers.
+   */
+  open?(): Promise<void>;
+  /** Optional: stops the store's timers at shutdown. */
+  close?(): void;
+  /** Optional: counters and gauges for /debug/stats and /metrics (camelCase names). */
+  stats?(): Record<string, number>;
   /** The key's size, with its EntryType as detail. */
   stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void;
   /** Removes the key: 0. */

@@ -71,12 +71,12 @@ afterEach(async () => {
   running = null;
 });
 
-function start(engine: IoEngine, fields: string[] = []): Running {
+async function start(engine: IoEngine, fields: string[] = []): Promise<Running> {
   const dataDir = join(tempDir("guard"), "d");
   const config = loadConfig({ argv: ["--host", "127.0.0.1", "--port", "0", "--data-dir", dataDir, "--shards", "4", "--inline-bytes-max", "16384", "--io-chunk-bytes", "16384", ...fields], env: {} });
   const lines: string[] = [];
   const server = new Server({ config, engine, log: new Logger(process.env.GUARD_LOG ? "debug" : "info", (line) => (lines.push(line), process.env.GUARD_LOG && console.log(line))) });
-  server.start();
+  await server.start();
   running = { server, lines, dataDir };
   return running;
 }
@@ -119,7 +119,7 @@ async function expectClosedByBug(port: number, attempt: (conn: WireConn) => Prom
 
 describe("a bug after an await closes only its connection", () => {
   test("engine bugs (stat, a streamed write) and a connection bug, under load from other clients (bun engine)", async () => {
-    const { server, lines, dataDir } = start(new FaultyEngine());
+    const { server, lines, dataDir } = await start(new FaultyEngine());
     const port = server.port;
     const stop = { now: false };
     const load = bystanders(port, 4, stop);
@@ -156,7 +156,7 @@ describe("a bug after an await closes only its connection", () => {
 
   test("a connection bug when a pooled completion arrives (cpool engine)", async () => {
     const config = loadConfig({ argv: ["--io-threads", "2"], env: {} });
-    const { server, lines } = start(createEngine(config));
+    const { server, lines } = await start(createEngine(config));
     const port = server.port;
     const stop = { now: false };
     const load = bystanders(port, 3, stop);

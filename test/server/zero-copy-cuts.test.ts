@@ -47,7 +47,7 @@ test("a framed zero-copy send cut anywhere (START, body, END, not cached) goes o
     return realSend(socket, file, offset, b, head.subarray(0, h), b === len ? tail!.subarray(0, t) : null);
   };
   server = new Server({ config, engine, log: new Logger("warn", () => {}) });
-  server.start();
+  await server.start();
   const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
 
   for (const size of [50 * 1024, 300_000, 1]) {

@@ -1,0 +1,705 @@
+// The S3 store: every key an object of one bucket (under an optional prefix) of any store that
+// speaks the S3 API (Ceph RGW, OpenStack Swift, MinIO, Garage, AWS S3, R2). Gateways keep no state
+// of their own, so any number of them, on any number of machines, serve one namespace.
+//
+// exist = HEAD; delete = HEAD then DELETE (S3 answers a DELETE of a missing key with success, and
+// the protocol answers `no such key`); a small download = one GET of the first inlineBytesMax
+// bytes (its Content-Range says the size); a streamed download = one GET whose body is read only
+// as fast as the client takes it. An upload up to s3PartBytes is one PUT; a larger one is a
+// multipart upload whose parts are sent while the body streams in (at most
+// uploadWritesInFlightMax at once, the connection paused while a full part waits), committed by
+// CompleteMultipartUpload: the object appears whole or not at all, like the file store's rename.
+// Anything that ends an upload early aborts it, so no part is left behind; an abort the store did
+// not hear (it was down) is found by the sweep of stale multipart uploads (at start, then hourly).
+//
+// SHA-256 digests travel as object metadata (x-amz-meta-fsgw-sha256): a small upload and an upload
+// whose client announced its digest record it; a streamed upload without one cannot (S3 metadata
+// is fixed when the upload starts, before the body is seen), so exist and download then report
+// none, and its END still carries the digest computed while it streamed.
+import type { Hasher } from "../engine/io-engine";
+import type { Logger } from "../log";
+import type { StoreKey } from "./keys";
+import { S3Client, S3Failure, STATUS_TIMEOUT, STATUS_UNREACHABLE, escapeXml, xmlText, type S3BodyReader, type S3Settings } from "./s3-client";
+import { EntryType, Failure, StoreError, type BodyReader, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import type { ReadCache } from "./read-cache";
+
+const DIGEST_HEADER = "x-amz-meta-fsgw-sha256";
+/** S3 allows at most this many parts in one multipart upload. */
+const PARTS_MAX = 10_000;
+const MiB = 1024 * 1024;
+
+/** S3 error codes a failure's detail can name (its index), for logs. */
+const CODES = ["", "NoSuchKey", "NoSuchBucket", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "EntityTooLarge", "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "AuthorizationHeaderMalformed", "QuotaExceeded", "InvalidRange", "PreconditionFailed", "ExpiredToken"];
+
+/** A failure's detail: its HTTP status (or STATUS_*) and S3 code, in one number (describe() reads it). */
+function detailOf(f: S3Failure): number {
+  const code = CODES.indexOf(f.code);
+  return f.status * 64 + (code > 0 ? code : 0);
+}
+
+/** What a failed request means to a client. */
+export function failureOf(e: unknown): [kind: number, detail: number] {
+  if (!(e instanceof S3Failure)) throw e; // a bug, not the store: the caller reports it as one
+  const s = e.status;
+  let kind: number = Failure.IO;
+  if (s === STATUS_UNREACHABLE) kind = Failure.UNAVAILABLE;
+  else if (s === STATUS_TIMEOUT || s === 408 || e.code === "RequestTimeout") kind = Failure.TIMEOUT;
+  else if (s === 404) kind = e.code === "NoSuchBucket" || e.code === "NoSuchUpload" ? Failure.UNAVAILABLE : Failure.NOT_FOUND;
+  else if (s === 401 || s === 403) kind = Failure.PERMISSION;
+  else if (s === 413 || e.code === "EntityTooLarge") kind = Failure.TOO_LARGE;
+  else if (e.code === "QuotaExceeded" || s === 507) kind = Failure.NO_SPACE;
+  else if (s === 429 || s >= 500) kind = Failure.UNAVAILABLE;
+  return [kind, detailOf(e)];
+}
+
+/** Delivers a failed request to a target; a bug (not an S3Failure) goes to onStoreBug. */
+function report(target: StoreTarget, e: unknown): void {
+  let kind: number, detail: number;
+  try {
+    [kind, detail] = failureOf(e);
+  } catch (bug) {
+    return target.onStoreBug(bug);
+  }
+  target.onStoreDone(-kind, detail);
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
+}
+
+/** Fills a DIGEST_BYTES buffer from an object's metadata (or says there is none). */
+function digestFromHeaders(headers: Headers, out: Uint8Array | undefined): void {
+  if (out === undefined) return;
+  const text = headers.get(DIGEST_HEADER);
+  if (text === null || !/^[0-9a-f]{64}$/.test(text)) {
+    out[0] = 0;
+    return;
+  }
+  out[0] = 1;
+  out.set(Buffer.from(text, "hex"), 1);
+}
+
+function setDigest(out: Uint8Array | undefined, sum: Uint8Array): void {
+  if (out === undefined) return;
+  out[0] = 1;
+  out.set(sum, 1);
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0;
+}
+
+/** The object's size from a GET: Content-Range's total for a ranged answer, else Content-Length. */
+function objectSize(status: number, headers: Headers): number {
+  if (status === 206) {
+    const total = /\/(\d+)$/.exec(headers.get("content-range") ?? "");
+    if (total !== null) return Number(total[1]);
+  }
+  return Number(headers.get("content-length") ?? "0");
+}
+
+export interface S3StoreOptions {
+  s3: S3Settings;
+  /** Prepended to every key: gateways of one namespace share it; the sweep looks only under it. */
+  prefix: string;
+  /** Part size of multipart uploads; a body up to this size is one PUT. */
+  partBytes: number;
+  /** Parts of one upload in flight at once. */
+  partsInFlightMax: number;
+  /** Multipart uploads under the prefix older than this are aborted by the sweep. */
+  staleUploadMs: number;
+  /** SHA-256 of bodies (the engine's: the C library's where it is loaded). */
+  newHasher: () => Hasher;
+  /** The local read cache, or null. */
+  cache: ReadCache | null;
+}
+
+export class S3Store implements Store {
+  readonly client: S3Client;
+  private readonly prefix: string;
+  readonly partBytes: number;
+  readonly partsInFlightMax: number;
+  private readonly staleUploadMs: number;
+  readonly newHasher: () => Hasher;
+  readonly cache: ReadCache | null;
+  private log: Logger | null = null;
+  private sweeper: ReturnType<typeof setInterval> | null = null;
+  /** Uploads in progress (for stats and the sweep: never abort one of our own). */
+  readonly uploads = new Set<S3Upload>();
+  /** Multipart uploads this gateway aborted after a failure, and those whose abort failed. */
+  abortedUploads = 0;
+  abortFailures = 0;
+
+  constructor(options: S3StoreOptions) {
+    this.client = new S3Client(options.s3);
+    this.prefix = options.prefix;
+    this.partBytes = options.partBytes;
+    this.partsInFlightMax = options.partsInFlightMax;
+    this.staleUploadMs = options.staleUploadMs;
+    this.newHasher = options.newHasher;
+    this.cache = options.cache;
+    this.cache?.attach(this);
+  }
+
+  get description(): string {
+    const s = this.client.settings;
+    return `s3 bucket ${s.bucket} at ${s.endpoint}${this.prefix === "" ? "" : ` under ${this.prefix}`}`;
+  }
+
+  /** The object name of a key. */
+  objectOf(key: StoreKey): string {
+    return this.prefix + key.name;
+  }
+
+  init(log: Logger): void {
+    this.log = log;
+    this.cache?.init(log);
+  }
+
+  /**
+   * Reaches the bucket before the server listens. A store that answers "no such bucket" or refuses
+   * the credentials stops the start (a configuration error); a store that does not answer is
+   * logged, and the gateway starts anyway, answering `store unavailable` until it returns.
+   */
+  async open(): Promise<void> {
+    const log = this.log!;
+    try {
+      await this.client.request("GET", "", { query: { "list-type": "2", "max-keys": "1", prefix: this.prefix } });
+    } catch (e) {
+      if (!(e instanceof S3Failure)) throw e;
+      if (e.status === STATUS_UNREACHABLE || e.status === STATUS_TIMEOUT || e.status >= 500) {
+        log.warn("store_unreachable", { store: this.description, error: e.message, effect: "exchanges answer 'store unavailable' until it answers" });
+      } else {
+        throw new StoreError(`${this.description}: ${e.message}`);
+      }
+    }
+    const swept = await this.sweepStaleUploads();
+    log.info("store_ready", { store: this.description, partBytes: this.partBytes, staleUploadsAborted: swept, cache: this.cache?.description ?? "none" });
+    this.sweeper = setInterval(() => void this.sweepStaleUploads(), Math.min(3_600_000, Math.max(60_000, Math.floor(this.staleUploadMs / 4))));
+    this.sweeper.unref?.();
+  }
+
+  close(): void {
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
+  }
+
+  /**
+   * Aborts multipart uploads under the prefix initiated more than staleUploadMs ago (a gateway that
+   * crashed mid-upload, or an abort the store did not hear), one listing page of up to 1000 at a
+   * time, at most 100 pages per sweep. Uploads of other gateways still running are younger.
+   */
+  async sweepStaleUploads(nowMs = Date.now()): Promise<number> {
+    let aborted = 0;
+    let keyMarker = "";
+    let idMarker = "";
+    try {
+      for (let page = 0; page < 100; page++) {
+        const query: Record<string, string> = { uploads: "", prefix: this.prefix };
+        if (keyMarker !== "") query["key-marker"] = keyMarker;
+        if (idMarker !== "") query["upload-id-marker"] = idMarker;
+        const { text } = await this.client.request("GET", "", { query });
+        for (let at = text.indexOf("<Upload>"); at >= 0; at = text.indexOf("<Upload>", at + 1)) {
+          const key = xmlText(text, "Key", at);
+          const id = xmlText(text, "UploadId", at);
+          const initiated = Date.parse(xmlText(text, "Initiated", at) ?? "");
+          if (key === null || id === null || !(nowMs - initiated > this.staleUploadMs)) continue;
+          await this.client.request("DELETE", key, { query: { uploadId: id } }).catch(() => {});
+          aborted++;
+        }
+        if (xmlText(text, "IsTruncated") !== "true") break;
+        keyMarker = xmlText(text, "NextKeyMarker") ?? "";
+        idMarker = xmlText(text, "NextUploadIdMarker") ?? "";
+        if (keyMarker === "" && idMarker === "") break;
+      }
+    } catch (e) {
+      this.log?.warn("stale_upload_sweep_failed", { error: (e as Error).message });
+    }
+    if (aborted > 0) this.log?.info("stale_uploads_aborted", { count: aborted });
+    return aborted;
+  }
+
+  describe(detail: number): string {
+    const status = Math.floor(detail / 64);
+    const code = CODES[detail % 64] ?? "";
+    if (status === STATUS_UNREACHABLE) return "no answer from the S3 store";
+    if (status === STATUS_TIMEOUT) return "S3 request timed out";
+    return `S3 HTTP ${status}${code === "" ? "" : " " + code}`;
+  }
+
+  stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void {
+    this.client.request("HEAD", this.objectOf(key)).then(
+      (a) => {
+        digestFromHeaders(a.headers, digest);
+        target.onStoreDone(Number(a.headers.get("content-length") ?? "0"), EntryType.FILE);
+      },
+      (e) => report(target, e),
+    );
+  }
+
+  remove(key: StoreKey, target: StoreTarget): void {
+    const name = this.objectOf(key);
+    this.cache?.forget(key.name);
+    this.client
+      .request("HEAD", name)
+      .then(() => this.client.request("DELETE", name))
+      .then(
+        () => {
+          this.cache?.forget(key.name); // a download may have filled it meanwhile
+          target.onStoreDone(0, 0);
+        },
+        (e) => report(target, e),
+      );
+  }
+
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array): void {
+    const hasher = this.newHasher();
+    hasher.update(body);
+    const sum = hasher.digest();
+    if (expected !== null && !sameBytes(sum, expected)) return target.onStoreDone(-Failure.DIGEST_MISMATCH, 0);
+    setDigest(digest, sum);
+    this.cache?.forget(key.name);
+    this.client.request("PUT", this.objectOf(key), { body, headers: { [DIGEST_HEADER]: hex(sum) } }).then(
+      (a) => {
+        this.cache?.fillWhole(key, a.headers.get("etag"), body, sum);
+        target.onStoreDone(body.length, 0);
+      },
+      (e) => report(target, e),
+    );
+  }
+
+  readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void {
+    if (this.cache !== null && this.cache.readWhole(key, into, target, digest)) return;
+    this.getFirst(key, into, target, digest);
+  }
+
+  /**
+   * A small download from the store: one GET of the first into.length bytes. The object's size is
+   * the result; its bytes are in `into` only when it fits (a larger one is for openReader).
+   */
+  getFirst(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array, fill = true): void {
+    const name = this.objectOf(key);
+    const headers: Record<string, string> = into.length > 0 ? { range: `bytes=0-${into.length - 1}` } : {};
+    this.client.request("GET", name, { headers, stream: true }).then(
+      async (a) => {
+        const size = objectSize(a.status, a.headers);
+        digestFromHeaders(a.headers, digest);
+        const reader = a.reader!;
+        if (size > into.length) {
+          reader.cancel();
+          return target.onStoreDone(size, 0);
+        }
+        let at = 0;
+        for (let chunk = await reader.read(); chunk !== null; chunk = await reader.read()) {
+          if (at + chunk.length > into.length) {
+            reader.cancel();
+            throw new S3Failure(502, "", `GET ${name}: more bytes than its length`);
+          }
+          into.set(chunk, at);
+          at += chunk.length;
+        }
+        if (at !== size) throw new S3Failure(502, "", `GET ${name}: ${at} bytes of ${size}`);
+        if (fill && this.cache !== null) this.cache.fillWhole(key, a.headers.get("etag"), into.subarray(0, size), digest?.[0] === 1 ? digest.subarray(1) : null);
+        target.onStoreDone(size, 0);
+      },
+      (e) => {
+        // An empty object has no byte 0 to range over.
+        if (e instanceof S3Failure && e.status === 416) return target.onStoreDone(0, 0);
+        report(target, e);
+      },
+    ).catch((e) => report(target, e));
+  }
+
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array): UploadSink {
+    // Resumable uploads are the file store's (a parked partial file); here an upload is not parked.
+    this.cache?.forget(key.name);
+    const upload = new S3Upload(this, key, size, owner, expected, digest);
+    upload.start();
+    return upload;
+  }
+
+  openReader(key: StoreKey, digest?: Uint8Array): BodyReader {
+    if (this.cache !== null) return this.cache.openReader(key, digest);
+    return new S3Reader(this, key, digest, null);
+  }
+
+  get sendsFramed(): boolean {
+    return this.cache?.sendsFramed ?? false;
+  }
+
+  /** Stats for /debug/stats. */
+  stats(): Record<string, number> {
+    const load = this.client.load;
+    return { s3RequestsInFlight: load.inFlight, s3RequestsWaiting: load.waiting, s3Uploads: this.uploads.size, s3UploadsAborted: this.abortedUploads, s3AbortFailures: this.abortFailures, ...this.cache?.stats() };
+  }
+}
+
+/**
+ * A streamed upload. Up to partBytes: gathered and sent in one PUT at end(). Larger: a multipart
+ * upload (created before the client may send), the body copied into part buffers, each full part
+ * sent at once while fewer than partsInFlightMax are in flight, else held (and the connection
+ * paused, backlogBytes > 0) until one returns. Memory: (partsInFlightMax + 2) × part size at most.
+ */
+export class S3Upload implements UploadSink {
+  private readonly name: string;
+  private readonly hasher: Hasher;
+  private readonly partSize: number;
+  private readonly multipart: boolean;
+  /** The multipart upload's id at the store ("" before it is created and once completed or aborted). */
+  private multipartId = "";
+  /** The part being filled, and how much of it is. */
+  private part: Uint8Array | null = null;
+  private filled = 0;
+  /** Full parts waiting for a slot. */
+  private readonly full: Uint8Array[] = [];
+  private fullBytes = 0;
+  private inFlight = 0;
+  private readonly etags: string[] = [];
+  private nextPart = 1;
+  private readonly spare: Uint8Array[] = [];
+  private pushed = 0;
+  private ended = false;
+  private failed = false;
+  private aborted = false;
+  private settled!: () => void;
+  private readonly idle = new Promise<void>((resolve) => (this.settled = resolve));
+  private sum: Uint8Array | null = null;
+
+  constructor(
+    private readonly store: S3Store,
+    private readonly key: StoreKey,
+    private readonly size: number,
+    private readonly owner: UploadOwner,
+    private readonly expected: Uint8Array | null,
+    private readonly digest: Uint8Array | undefined,
+  ) {
+    this.name = store.objectOf(key);
+    this.hasher = store.newHasher();
+    // S3 allows 10,000 parts: a body too large for that many parts of partBytes gets larger parts.
+    this.partSize = Math.max(store.partBytes, Math.ceil(size / PARTS_MAX / MiB) * MiB);
+    this.multipart = size > this.partSize;
+  }
+
+  get backlogBytes(): number {
+    return this.fullBytes;
+  }
+
+  start(): void {
+    this.store.uploads.add(this);
+    if (!this.multipart) {
+      this.part = new Uint8Array(this.size);
+      queueMicrotask(() => this.owner.onStoreDone(0, 0));
+      return;
+    }
+    // The digest announced by the client is recorded when the upload starts; a body that does not
+    // match it is aborted at end().
+    const headers: Record<string, string> = this.expected !== null ? { [DIGEST_HEADER]: hex(this.expected) } : {};
+    this.store.client.request("POST", this.name, { query: { uploads: "" }, headers }).then(
+      (a) => {
+        const id = xmlText(a.text, "UploadId");
+        if (id === null) throw new S3Failure(502, "", `POST ${this.name}?uploads: no UploadId in the answer`);
+        this.multipartId = id;
+        if (this.aborted) return this.finishAbort();
+        this.owner.onStoreDone(0, 0);
+      },
+    ).catch((e) => {
+      this.failed = true;
+      this.store.uploads.delete(this);
+      this.settled();
+      if (!this.aborted) report(this.owner, e);
+    });
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.failed || this.aborted) return;
+    this.pushed += chunk.length;
+    this.hasher.update(chunk);
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.part === null) this.part = this.spare.pop() ?? new Uint8Array(this.partSize);
+      const n = Math.min(chunk.length - at, this.part.length - this.filled);
+      this.part.set(chunk.subarray(at, at + n), this.filled);
+      this.filled += n;
+      at += n;
+      if (this.multipart && this.filled === this.part.length) this.partFull();
+    }
+  }
+
+  private partFull(): void {
+    this.full.push(this.part!.subarray(0, this.filled));
+    this.fullBytes += this.filled;
+    this.part = null;
+    this.filled = 0;
+    this.sendParts();
+  }
+
+  /** Sends full parts while slots are free; completes the upload when everything is sent. */
+  private sendParts(): void {
+    while (this.full.length > 0 && this.inFlight < this.store.partsInFlightMax && !this.failed) {
+      const body = this.full.shift()!;
+      this.fullBytes -= body.length;
+      const number = this.nextPart++;
+      this.inFlight++;
+      this.store.client.request("PUT", this.name, { query: { partNumber: String(number), uploadId: this.multipartId }, body }).then(
+        (a) => {
+          this.inFlight--;
+          this.etags[number - 1] = a.headers.get("etag") ?? "";
+          if (body.byteLength === this.partSize) this.spare.push(new Uint8Array(body.buffer, body.byteOffset, this.partSize));
+          if (this.aborted || this.failed) return this.afterFailure();
+          this.sendParts();
+          if (!this.ended) this.owner.onUploadProgress();
+          else if (this.inFlight === 0 && this.full.length === 0) this.complete();
+        },
+        (e) => {
+          this.inFlight--;
+          this.fail(e);
+        },
+      );
+    }
+  }
+
+  end(): void {
+    if (this.failed || this.aborted) return;
+    this.ended = true;
+    const sum = this.hasher.digest();
+    this.sum = sum;
+    if (this.pushed !== this.size) return this.fail(new S3Failure(400, "", `upload of ${this.name}: ${this.pushed} bytes of ${this.size}`));
+    if (this.expected !== null && !sameBytes(sum, this.expected)) {
+      this.failed = true;
+      this.deliverFailure(-Failure.DIGEST_MISMATCH, 0);
+      return this.afterFailure();
+    }
+    if (!this.multipart) return this.putSingle(sum);
+    if (this.filled > 0) this.partFull(); // the last part may be short
+    if (this.inFlight === 0 && this.full.length === 0) this.complete();
+  }
+
+  private putSingle(sum: Uint8Array): void {
+    const body = this.part!.subarray(0, this.filled);
+    this.part = null;
+    this.store.client.request("PUT", this.name, { body, headers: { [DIGEST_HEADER]: hex(sum) } }).then(
+      (a) => this.committed(a.headers.get("etag"), body),
+      (e) => this.fail(e),
+    );
+  }
+
+  private complete(): void {
+    const parts = this.etags.map((etag, i) => `<Part><PartNumber>${i + 1}</PartNumber><ETag>${escapeXml(etag)}</ETag></Part>`).join("");
+    this.store.client.request("POST", this.name, { query: { uploadId: this.multipartId }, body: `<CompleteMultipartUpload>${parts}</CompleteMultipartUpload>` }).then(
+      (a) => {
+        // S3 may answer 200 and put the failure in the body (the request took long).
+        if (a.text.includes("<Error>")) throw new S3Failure(500, xmlText(a.text, "Code") ?? "", `complete ${this.name}: ${xmlText(a.text, "Message") ?? "failed"}`);
+        this.multipartId = ""; // nothing left to abort
+        this.committed(xmlText(a.text, "ETag"), null);
+      },
+    ).catch((e) => this.fail(e));
+  }
+
+  private committed(etag: string | null, body: Uint8Array | null): void {
+    this.store.uploads.delete(this);
+    this.settled();
+    setDigest(this.digest, this.sum!);
+    if (body !== null) this.store.cache?.fillWhole(this.key, etag, body, this.expected ?? this.sum);
+    if (!this.aborted) this.owner.onUploadDone(this.size, 0);
+  }
+
+  private fail(e: unknown): void {
+    if (this.failed) return;
+    this.failed = true;
+    let kind: number, detail: number;
+    try {
+      [kind, detail] = failureOf(e);
+    } catch (bug) {
+      this.afterFailure();
+      if (!this.aborted) this.owner.onStoreBug(bug);
+      return;
+    }
+    this.deliverFailure(-kind, detail);
+    this.afterFailure();
+  }
+
+  private deliverFailure(result: number, detail: number): void {
+    if (this.aborted) return;
+    // Before the body ended, the connection waits for the store only when it paused; the failure
+    // ends the upload either way (the rest of the body is read and dropped).
+    this.owner.onUploadDone(result, detail);
+  }
+
+  /** After a failure or an abort: once no part is in flight, abort the multipart upload. */
+  private afterFailure(): void {
+    if (this.inFlight > 0) return;
+    this.full.length = 0;
+    this.fullBytes = 0;
+    this.part = null;
+    this.spare.length = 0;
+    this.finishAbort();
+  }
+
+  private finishAbort(): void {
+    const id = this.multipartId;
+    this.multipartId = "";
+    if (id === "") {
+      this.store.uploads.delete(this);
+      return this.settled();
+    }
+    this.store.abortedUploads++;
+    this.store.client
+      .request("DELETE", this.name, { query: { uploadId: id } })
+      .catch(() => {
+        // The sweep of stale uploads will find it.
+        this.store.abortFailures++;
+      })
+      .finally(() => {
+        this.store.uploads.delete(this);
+        this.settled();
+      });
+  }
+
+  abort(): Promise<void> {
+    if (this.aborted) return this.idle;
+    this.aborted = true;
+    if (this.ended && !this.failed) return this.idle; // a body already ended is still committed
+    if (!this.failed) {
+      this.failed = true;
+      if (this.multipartId !== "" || !this.multipart) this.afterFailure();
+      // else the create is in flight: its answer aborts
+    }
+    return this.idle;
+  }
+}
+
+/** Receives a download's body as it streams from the store (the read cache's fill). */
+export interface BodyTee {
+  /** The object opened: its size and ETag. */
+  begin(size: number, etag: string | null): void;
+  /** The next bytes, in order; the tee may keep the view (it is never reused). */
+  bytes(chunk: Uint8Array): void;
+  /** No more bytes: `complete` when the whole object went through. */
+  ended(complete: boolean): void;
+  /** Null, or a promise to wait on before reading more: the tee is too far behind. */
+  room(): Promise<void> | null;
+}
+
+/**
+ * A streamed download straight from the store: one GET, its body read only as the client takes it.
+ * A range asked after open() drops that GET and makes a ranged one, with If-Match on the ETag so
+ * that the range comes from the same object the size came from.
+ */
+export class S3Reader implements BodyReader {
+  size = 0;
+  etag: string | null = null;
+  private body: S3BodyReader | null = null;
+  private leftover: Uint8Array | null = null;
+  private rangeAsked: [number, number] | null = null;
+  /** Bytes of the current GET's body read so far, and how many it has. */
+  private got = 0;
+  private expected = 0;
+  private closed = false;
+  private busy = false;
+
+  constructor(
+    private readonly store: S3Store,
+    private readonly key: StoreKey,
+    private readonly digest: Uint8Array | undefined,
+    private readonly tee: BodyTee | null,
+  ) {}
+
+  open(target: StoreTarget): void {
+    this.busy = true;
+    this.store.client.request("GET", this.store.objectOf(this.key), { stream: true }).then(
+      (a) => {
+        this.busy = false;
+        this.body = a.reader;
+        if (this.closed) return this.drop();
+        this.size = objectSize(a.status, a.headers);
+        this.expected = this.size;
+        this.etag = a.headers.get("etag");
+        digestFromHeaders(a.headers, this.digest);
+        this.tee?.begin(this.size, this.etag);
+        target.onStoreDone(this.size, EntryType.FILE);
+      },
+      (e) => {
+        this.busy = false;
+        if (!this.closed) report(target, e);
+      },
+    );
+  }
+
+  range(offset: number, length: number): void {
+    if (offset === 0 && length === this.size) return;
+    this.rangeAsked = [offset, length];
+    this.drop();
+    this.tee?.ended(false);
+  }
+
+  read(into: Uint8Array, target: StoreTarget): void {
+    if (this.busy || this.closed) throw new Error(`S3Reader.read while ${this.busy ? "busy" : "closed"}`);
+    if (this.leftover !== null) return this.give(this.leftover, into, target);
+    this.busy = true;
+    this.next().then(
+      (chunk) => {
+        this.busy = false;
+        if (this.closed) return this.drop();
+        if (chunk === null) return target.onStoreDone(0, 0);
+        this.give(chunk, into, target);
+      },
+      (e) => {
+        this.busy = false;
+        this.tee?.ended(false);
+        if (this.closed) return this.drop();
+        report(target, e);
+      },
+    );
+  }
+
+  private async next(): Promise<Uint8Array | null> {
+    if (this.body === null) {
+      const [offset, length] = this.rangeAsked!;
+      const headers: Record<string, string> = { range: `bytes=${offset}-${offset + length - 1}` };
+      if (this.etag !== null) headers["if-match"] = this.etag;
+      const a = await this.store.client.request("GET", this.store.objectOf(this.key), { headers, stream: true });
+      this.body = a.reader;
+      this.got = 0;
+      this.expected = length;
+      if (this.closed) return null;
+    }
+    const body = this.body!;
+    const room = this.tee?.room() ?? null;
+    if (room !== null) await room;
+    const chunk = await body.read();
+    if (chunk === null) {
+      this.tee?.ended(false); // shorter than its length
+      return null;
+    }
+    this.got += chunk.length;
+    this.tee?.bytes(chunk);
+    if (this.got >= this.expected) {
+      // The last bytes: read the end too, so that the connection goes back to the pool for reuse.
+      if ((await body.read()) !== null) throw new S3Failure(502, "", `GET ${this.key.name}: more bytes than its length`);
+      this.tee?.ended(this.got === this.expected);
+    }
+    return chunk;
+  }
+
+  private give(chunk: Uint8Array, into: Uint8Array, target: StoreTarget): void {
+    const n = Math.min(chunk.length, into.length);
+    into.set(n === chunk.length ? chunk : chunk.subarray(0, n));
+    this.leftover = n < chunk.length ? chunk.subarray(n) : null;
+    target.onStoreDone(n, 0);
+  }
+
+  private drop(): void {
+    this.body?.cancel();
+    this.body = null;
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.leftover = null;
+      this.tee?.ended(false);
+      if (!this.busy) this.drop(); // else the read in flight drops it when it returns
+    }
+    return Promise.resolve();
+  }
+}

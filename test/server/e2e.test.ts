@@ -17,7 +17,8 @@ import { frameOf } from "../../src/protocol/frame-decoder";
 import { Op } from "../../src/protocol/message";
 import { payload, sha256, sha256File } from "../helpers/data";
 import { listFiles, storedKeys, tempFiles } from "../helpers/fs";
-import { eventually, startServer, type TestServer } from "../helpers/server";
+import { startServer, tempDir, type TestServer } from "../helpers/server";
+import { BucketView, gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
 
 /** What a variant's clients need besides the port (TLS, a token), by server. */
 const clientSecurity = new WeakMap<TestServer, { tls?: ClientTls; token?: string }>();
@@ -56,6 +57,67 @@ async function serverText(p: Promise<unknown>): Promise<string> {
   throw new Error("expected the server to answer with an error text");
 }
 
+/** What the store holds, seen from outside the gateway: a data directory, or a bucket. */
+interface StoredView {
+  /** Keys stored. */
+  keys(): Promise<string[]>;
+  /** A stored key's bytes, or null. */
+  bytes(key: string): Promise<Uint8Array | null>;
+  /** What an upload in progress leaves and a finished or cut one must not: temporary files, multipart uploads. */
+  leftovers(): Promise<string[]>;
+  /** The file store's layout (shard directories) can be checked. */
+  files: boolean;
+}
+
+function fileView(dataDir: string): StoredView {
+  return {
+    keys: async () => storedKeys(dataDir).map((k) => k.replaceAll("\x1f", "/")),
+    async bytes(key) {
+      const name = key.replaceAll("/", "\x1f");
+      const [shard] = readdirSync(dataDir).filter((d) => existsSync(join(dataDir, d, name)));
+      return shard === undefined ? null : new Uint8Array(readFileSync(join(dataDir, shard, name)));
+    },
+    leftovers: async () => tempFiles(dataDir),
+    files: true,
+  };
+}
+
+function bucketView(view: BucketView): StoredView {
+  return { keys: () => view.keys(), bytes: (key) => view.bytes(key), leftovers: () => view.multipartUploads(), files: false };
+}
+
+async function eventuallyAsync(predicate: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
+/**
+ * The S3 store: two gateways on one bucket and prefix, the second with a read cache, both up
+ * while the suite runs through each (started with the first S3 variant, stopped at the end).
+ */
+const [swiftTarget] = s3Targets();
+if (swiftTarget!.skip !== null) test.skip(`e2e on the S3 store skipped: ${swiftTarget!.skip}`, () => {});
+let s3World: Promise<{ s3: S3Endpoint; gateways: TestServer[]; view: BucketView }> | null = null;
+function startS3World(): Promise<{ s3: S3Endpoint; gateways: TestServer[]; view: BucketView }> {
+  s3World ??= (async () => {
+    const s3 = await swiftTarget!.start();
+    const prefix = newPrefix("e2e");
+    const fields = { ...gatewayFields(s3, prefix), inlineBytesMax: 65536, ioChunkBytes: 65536 };
+    const gateways = [await startServer(fields), await startServer({ ...fields, cacheDir: join(tempDir("cache"), "c") })];
+    return { s3, gateways, view: new BucketView(s3, prefix) };
+  })();
+  return s3World;
+}
+afterAll(async () => {
+  if (s3World === null) return;
+  const world = await s3World;
+  for (const g of world.gateways) expect(await g.stop()).toBe(0);
+  await world.s3.stop();
+});
+
 const variants: [string, Record<string, string>][] = [
   ...engineNames.map((e): [string, Record<string, string>] => [e, { ioEngine: e }]),
   ["cpool, ioInline off", { ioEngine: "cpool", ioInline: "off" }],
@@ -66,19 +128,35 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", ioInline: "refused" }],
   // TLS and tokens on: every exchange and violation below, through TLS, after an AUTH.
   ...(hasOpenssl ? [["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }] as [string, Record<string, string>]] : []),
+  // The S3 store (a real Swift), through each of two gateways on one namespace.
+  ...(swiftTarget!.skip === null
+    ? ([
+        ["s3 store (Swift), gateway 1 of 2", { s3Gateway: "0" }],
+        ["s3 store (Swift), gateway 2 of 2, with a read cache", { s3Gateway: "1" }],
+      ] as [string, Record<string, string>][])
+    : []),
 ];
 if (!hasOpenssl) test.skip("e2e over TLS and tokens skipped: openssl, which makes the certificates, is not installed", () => {});
 
 describe.each(variants)("engine %s", (_name, variantFields) => {
   let server: TestServer;
+  let view: StoredView;
+  const onS3 = variantFields.s3Gateway !== undefined;
   beforeAll(async () => {
+    if (onS3) {
+      const world = await startS3World();
+      server = world.gateways[Number(variantFields.s3Gateway)]!;
+      view = bucketView(world.view);
+      return;
+    }
     const { secured: isSecured, ...fields } = variantFields;
     const security = isSecured === "yes" ? secured() : null;
     server = await startServer({ ...fields, ...security?.fields, inlineBytesMax: 65536, ioChunkBytes: 65536 });
+    view = fileView(server.dataDir);
     if (security !== null) clientSecurity.set(server, security.client);
-  });
+  }, 180_000);
   afterAll(async () => {
-    expect(await server.stop()).toBe(0);
+    if (!onS3) expect(await server.stop()).toBe(0);
   });
 
   test("every exchange, small (inline) and large (streamed) bodies, on one connection", async () => {
@@ -88,19 +166,20 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
       const body = payload(size, size);
       await upload(conn, key, body);
       // The C pool records each file's SHA-256 with it; the bun and sync engines cannot (no xattrs).
-      const recorded = (variantFields.ioEngine ?? "cpool") === "cpool" ? { digest: sha256(body) } : {};
+      // The S3 store records it as object metadata (a body up to s3PartBytes: all of these).
+      const recorded = onS3 || (variantFields.ioEngine ?? "cpool") === "cpool" ? { digest: sha256(body) } : {};
       expect(await existExchange(conn, key)).toEqual({ size, type: "file", ...recorded });
       expect(sha256(await download(conn, key))).toBe(sha256(body));
-      const [shard] = readdirSync(server.dataDir).filter((d) => existsSync(join(server.dataDir, d, key)));
-      expect(await sha256File(join(server.dataDir, shard!, key))).toBe(sha256(body));
+      expect(sha256((await view.bytes(key)) ?? new Uint8Array())).toBe(sha256(body));
       await deleteExchange(conn, key);
       expect(await serverText(existExchange(conn, key))).toBe("no such key");
+      expect(await view.bytes(key)).toBeNull();
     }
     expect(await serverText(downloadExchange(conn, "missing", () => {}))).toBe("no such key");
     expect(await serverText(deleteExchange(conn, "missing"))).toBe("no such key");
     await benchExchange(conn, "still-alive");
     conn.close();
-    expect(tempFiles(server.dataDir)).toEqual([]);
+    expect(await view.leftovers()).toEqual([]);
   });
 
   test("an upload replaces the file under its key atomically", async () => {
@@ -123,7 +202,7 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
     expect((await conn.readFrame()).message).toContain("file too large");
     await benchExchange(conn, "ok");
     conn.close();
-    expect(storedKeys(server.dataDir)).not.toContain("zero");
+    expect(await view.keys()).not.toContain("zero");
   });
 
   test("bytes in any split: a whole exchange one byte at a time", async () => {
@@ -193,19 +272,22 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
       }),
     );
     expect(got).toEqual(hashes);
-    expect(tempFiles(server.dataDir)).toEqual([]);
+    expect(await view.leftovers()).toEqual([]);
   }, 60_000);
 
-  test("a disconnect mid-body leaves neither the file nor a temporary file", async () => {
-    for (const [key, size, sent] of [["cut-small", 50_000, 20_000], ["cut-large", 4 * 1024 * 1024, 1024 * 1024]] as const) {
+  test("a disconnect mid-body leaves neither the file nor a temporary file (nor a multipart upload)", async () => {
+    const cases: [string, number, number][] = [["cut-small", 50_000, 20_000], ["cut-large", 4 * 1024 * 1024, 1024 * 1024]];
+    // On S3, a body past s3PartBytes is a multipart upload: cut after two parts went to the store.
+    if (onS3) cases.push(["cut-multipart", 40 * 1024 * 1024, 20 * 1024 * 1024]);
+    for (const [key, size, sent] of cases) {
       const conn = await connect(server);
       await conn.sendFrame({ operation: Op.UPLOAD, key, size });
       expect((await conn.readFrame()).message).toBe("START");
       await conn.write(payload(sent, 9));
       await Bun.sleep(50);
       conn.destroy();
-      await eventually(() => tempFiles(server.dataDir).length === 0, 5000, "temporary files removed");
-      expect(storedKeys(server.dataDir)).not.toContain(key);
+      await eventuallyAsync(async () => (await view.leftovers()).length === 0, 10_000, "temporary files (multipart uploads) removed");
+      expect(await view.keys()).not.toContain(key);
       const check = await connect(server);
       expect(await serverText(existExchange(check, key))).toBe("no such key");
       check.close();
@@ -259,10 +341,14 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
       expect(sha256(await download(conn, key))).toBe(sha256(bodies.get(key)!));
       expect((await existExchange(conn, key)).size).toBe(bodies.get(key)!.length);
     }
-    // No directory was made for a key: every key is a file directly in a shard directory.
-    const mine = storedKeys(server.dataDir).filter((p) => keys.some((k) => p.endsWith(k.replaceAll("/", "\x1f"))));
-    expect(mine.length).toBe(keys.length);
-    for (const p of mine) expect(p.split("/").length).toBe(1);
+    // Each key is stored under its own name, whole; in the file store, as a file directly in a
+    // shard directory (no directory made for a key).
+    for (const key of keys) expect(sha256((await view.bytes(key)) ?? new Uint8Array())).toBe(sha256(bodies.get(key)!));
+    if (view.files) {
+      const mine = storedKeys(server.dataDir).filter((p) => keys.some((k) => p.endsWith(k.replaceAll("/", "\x1f"))));
+      expect(mine.length).toBe(keys.length);
+      for (const p of mine) expect(p.split("/").length).toBe(1);
+    }
     await deleteExchange(conn, "dir/a");
     expect(await serverText(existExchange(conn, "dir/a"))).toBe("no such key");
     expect((await existExchange(conn, "dir")).size).toBe(bodies.get("dir")!.length);
@@ -273,6 +359,7 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
   test("bad keys are answered with an error text on every op and create nothing, anywhere", async () => {
     const parent = dirname(server.dataDir);
     const before = listFiles(parent);
+    const keysBefore = await view.keys();
     const conn = await connect(server);
     const bad: [string, string][] = [
       ["../x", "invalid key: contains the segment '..'"],
@@ -297,6 +384,7 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
     await benchExchange(conn, "still-alive");
     conn.close();
     expect(listFiles(parent)).toEqual(before);
+    expect(await view.keys()).toEqual(keysBefore);
   });
 
   test("protocol violations close only the offending connection", async () => {

@@ -31,7 +31,7 @@ class Writer {
 }
 
 /** Store stats that go up and down; the others only count up. */
-const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "cacheEntries", "cacheBytes"]);
+const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "s3AbortsPending", "cacheEntries", "cacheBytes"]);
 
 export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: ProcessStats): string {
   const w = new Writer();

@@ -48,6 +48,7 @@ function s3Store(config: Config, engine: IoEngine): S3Store {
     partBytes: config.s3PartBytes,
     partsInFlightMax: config.uploadWritesInFlightMax,
     staleUploadMs: config.s3StaleUploadMs,
+    pendingAbortsMax: config.s3PendingAbortsMax,
     newHasher: () => engine.newHasher(),
     cache,
   });

@@ -27,6 +27,8 @@ const DIGEST_HEADER = "x-amz-meta-fsgw-sha256";
 /** S3 allows at most this many parts in one multipart upload. */
 const PARTS_MAX = 10_000;
 const MiB = 1024 * 1024;
+/** How often aborts the store did not hear are sent again. */
+const ABORT_RETRY_MS = 5000;
 
 /** S3 error codes a failure's detail can name (its index), for logs. */
 const CODES = ["", "NoSuchKey", "NoSuchBucket", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "EntityTooLarge", "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "AuthorizationHeaderMalformed", "QuotaExceeded", "InvalidRange", "PreconditionFailed", "ExpiredToken"];
@@ -108,6 +110,8 @@ export interface S3StoreOptions {
   partsInFlightMax: number;
   /** Multipart uploads under the prefix older than this are aborted by the sweep. */
   staleUploadMs: number;
+  /** Failed aborts kept for retrying. */
+  pendingAbortsMax: number;
   /** SHA-256 of bodies (the engine's: the C library's where it is loaded). */
   newHasher: () => Hasher;
   /** The local read cache, or null. */
@@ -120,6 +124,10 @@ export class S3Store implements Store {
   readonly partBytes: number;
   readonly partsInFlightMax: number;
   private readonly staleUploadMs: number;
+  private readonly pendingAbortsMax: number;
+  /** Multipart uploads (object, upload id) whose abort failed: retried every ABORT_RETRY_MS. */
+  private readonly pendingAborts: [string, string][] = [];
+  private abortRetry: ReturnType<typeof setInterval> | null = null;
   readonly newHasher: () => Hasher;
   readonly cache: ReadCache | null;
   private log: Logger | null = null;
@@ -136,6 +144,7 @@ export class S3Store implements Store {
     this.partBytes = options.partBytes;
     this.partsInFlightMax = options.partsInFlightMax;
     this.staleUploadMs = options.staleUploadMs;
+    this.pendingAbortsMax = options.pendingAbortsMax;
     this.newHasher = options.newHasher;
     this.cache = options.cache;
     this.cache?.attach(this);
@@ -182,6 +191,39 @@ export class S3Store implements Store {
   close(): void {
     if (this.sweeper !== null) clearInterval(this.sweeper);
     this.sweeper = null;
+    if (this.abortRetry !== null) clearInterval(this.abortRetry);
+    this.abortRetry = null;
+  }
+
+  /** Aborts a multipart upload; one the store does not hear is retried until it does (bounded). */
+  abortMultipart(name: string, id: string): Promise<void> {
+    this.abortedUploads++;
+    return this.client.request("DELETE", name, { query: { uploadId: id } }).then(
+      () => {},
+      (e) => {
+        if (e instanceof S3Failure && e.status === 404) return; // already gone
+        this.abortFailures++;
+        if (this.pendingAborts.length >= this.pendingAbortsMax) return; // the sweep will find it
+        this.pendingAborts.push([name, id]);
+        if (this.abortRetry !== null) return;
+        this.abortRetry = setInterval(() => this.retryAborts(), ABORT_RETRY_MS);
+        this.abortRetry.unref?.();
+      },
+    );
+  }
+
+  private retryAborts(): void {
+    const due = this.pendingAborts.splice(0);
+    if (due.length === 0 && this.abortRetry !== null) {
+      clearInterval(this.abortRetry);
+      this.abortRetry = null;
+      return;
+    }
+    for (const [name, id] of due) {
+      void this.client.request("DELETE", name, { query: { uploadId: id } }).catch((e) => {
+        if (!(e instanceof S3Failure && e.status === 404)) this.pendingAborts.push([name, id]);
+      });
+    }
   }
 
   /**
@@ -330,7 +372,7 @@ export class S3Store implements Store {
   /** Stats for /debug/stats. */
   stats(): Record<string, number> {
     const load = this.client.load;
-    return { s3RequestsInFlight: load.inFlight, s3RequestsWaiting: load.waiting, s3Uploads: this.uploads.size, s3UploadsAborted: this.abortedUploads, s3AbortFailures: this.abortFailures, ...this.cache?.stats() };
+    return { s3RequestsInFlight: load.inFlight, s3RequestsWaiting: load.waiting, s3Uploads: this.uploads.size, s3UploadsAborted: this.abortedUploads, s3AbortFailures: this.abortFailures, s3AbortsPending: this.pendingAborts.length, ...this.cache?.stats() };
   }
 }
 
@@ -360,6 +402,9 @@ export class S3Upload implements UploadSink {
   private pushed = 0;
   private ended = false;
   private failed = false;
+  /** The failure the owner hears at end(): -FailureKind and detail. */
+  private failure: [number, number] | null = null;
+  private delivered = false;
   private aborted = false;
   private settled!: () => void;
   private readonly idle = new Promise<void>((resolve) => (this.settled = resolve));
@@ -380,8 +425,9 @@ export class S3Upload implements UploadSink {
     this.multipart = size > this.partSize;
   }
 
+  /** Full parts waiting for a slot; 0 once failed (the rest of the body is dropped as it comes). */
   get backlogBytes(): number {
-    return this.fullBytes;
+    return this.failed ? 0 : this.fullBytes;
   }
 
   start(): void {
@@ -452,6 +498,7 @@ export class S3Upload implements UploadSink {
         },
         (e) => {
           this.inFlight--;
+          if (this.failed || this.aborted) return this.afterFailure();
           this.fail(e);
         },
       );
@@ -459,14 +506,16 @@ export class S3Upload implements UploadSink {
   }
 
   end(): void {
-    if (this.failed || this.aborted) return;
+    if (this.aborted) return;
     this.ended = true;
+    if (this.failed) return this.deliverFailure();
     const sum = this.hasher.digest();
     this.sum = sum;
     if (this.pushed !== this.size) return this.fail(new S3Failure(400, "", `upload of ${this.name}: ${this.pushed} bytes of ${this.size}`));
     if (this.expected !== null && !sameBytes(sum, this.expected)) {
       this.failed = true;
-      this.deliverFailure(-Failure.DIGEST_MISMATCH, 0);
+      this.failure = [-Failure.DIGEST_MISMATCH, 0];
+      this.deliverFailure();
       return this.afterFailure();
     }
     if (!this.multipart) return this.putSingle(sum);
@@ -503,25 +552,31 @@ export class S3Upload implements UploadSink {
     if (!this.aborted) this.owner.onUploadDone(this.size, 0);
   }
 
+  /**
+   * A request failed: the upload is over. Its multipart upload is aborted; the owner hears the
+   * failure at end(), as from the file store: until then the rest of the body is read and dropped
+   * (and a paused connection is let go on).
+   */
   private fail(e: unknown): void {
     if (this.failed) return;
     this.failed = true;
-    let kind: number, detail: number;
     try {
-      [kind, detail] = failureOf(e);
+      const [kind, detail] = failureOf(e);
+      this.failure = [-kind, detail];
     } catch (bug) {
       this.afterFailure();
       if (!this.aborted) this.owner.onStoreBug(bug);
       return;
     }
-    this.deliverFailure(-kind, detail);
     this.afterFailure();
+    if (this.ended) this.deliverFailure();
+    else if (!this.aborted) this.owner.onUploadProgress();
   }
 
-  private deliverFailure(result: number, detail: number): void {
-    if (this.aborted) return;
-    // Before the body ended, the connection waits for the store only when it paused; the failure
-    // ends the upload either way (the rest of the body is read and dropped).
+  private deliverFailure(): void {
+    if (this.aborted || this.delivered) return;
+    this.delivered = true;
+    const [result, detail] = this.failure!;
     this.owner.onUploadDone(result, detail);
   }
 
@@ -542,17 +597,10 @@ export class S3Upload implements UploadSink {
       this.store.uploads.delete(this);
       return this.settled();
     }
-    this.store.abortedUploads++;
-    this.store.client
-      .request("DELETE", this.name, { query: { uploadId: id } })
-      .catch(() => {
-        // The sweep of stale uploads will find it.
-        this.store.abortFailures++;
-      })
-      .finally(() => {
-        this.store.uploads.delete(this);
-        this.settled();
-      });
+    void this.store.abortMultipart(this.name, id).finally(() => {
+      this.store.uploads.delete(this);
+      this.settled();
+    });
   }
 
   abort(): Promise<void> {

@@ -124,6 +124,10 @@ export class BucketView {
     return id;
   }
 
+  async abortMultipartUpload(key: string, id: string): Promise<void> {
+    await this.signed.request("DELETE", this.prefix + key, { query: { uploadId: id } });
+  }
+
   async put(key: string, body: Uint8Array): Promise<void> {
     await this.bun.write(this.prefix + key, body);
   }

@@ -1,0 +1,353 @@
+// The S3 store against a real object store (a one-node Swift; and any FSGW_TEST_S3_* endpoint):
+// gateways sharing one namespace, the read cache (hits, misses, staleness after an overwrite
+// through another gateway, eviction at its byte bound), the sweep of stale multipart uploads,
+// bounded memory for a 256 MiB upload, the store going away mid-upload and coming back, and every
+// error text (a store that does not answer, one that refuses, a misconfigured bucket or secret).
+// The whole protocol suite also runs through two S3 gateways: test/server/e2e.test.ts.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { createHash } from "node:crypto";
+import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
+import { WireConn } from "../../src/client/wire-conn";
+import { payload, sha256 } from "../helpers/data";
+import { BucketView, gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
+import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+
+const MiB = 1024 * 1024;
+
+const connect = (server: TestServer) => WireConn.connect({ host: "127.0.0.1", port: server.port });
+
+async function upload(server: TestServer, key: string, body: Uint8Array, digest?: string): Promise<void> {
+  const conn = await connect(server);
+  try {
+    await uploadExchange(conn, key, body.length, (c) => c.write(body), digest);
+  } finally {
+    conn.close();
+  }
+}
+
+async function download(server: TestServer, key: string): Promise<Uint8Array> {
+  const conn = await connect(server);
+  try {
+    const parts: Uint8Array[] = [];
+    await downloadExchange(conn, key, (p) => void parts.push(p.slice()));
+    return Buffer.concat(parts);
+  } finally {
+    conn.close();
+  }
+}
+
+/** The error text a server answered, or "ok". */
+async function textOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+    return "ok";
+  } catch (e) {
+    if (e instanceof ServerError) return e.text;
+    throw e;
+  }
+}
+
+async function exist(server: TestServer, key: string) {
+  const conn = await connect(server);
+  try {
+    return await existExchange(conn, key);
+  } finally {
+    conn.close();
+  }
+}
+
+async function remove(server: TestServer, key: string): Promise<void> {
+  const conn = await connect(server);
+  try {
+    await deleteExchange(conn, key);
+  } finally {
+    conn.close();
+  }
+}
+
+async function storeStats(adminPort: number): Promise<Record<string, number>> {
+  const r = await fetch(`http://127.0.0.1:${adminPort}/debug/stats`);
+  return ((await r.json()) as { store: Record<string, number> }).store;
+}
+
+/** Files in a cache directory's shard directories (the copies). */
+function cacheFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const d of readdirSync(dir)) {
+    if (!statSync(join(dir, d)).isDirectory()) continue;
+    for (const f of readdirSync(join(dir, d))) out.push(join(d, f));
+  }
+  return out;
+}
+
+function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return Number(m![1]) * 1024;
+}
+
+async function eventuallyAsync(predicate: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(50);
+  }
+}
+
+const servers: TestServer[] = [];
+async function gateway(s3: S3Endpoint, prefix: string, fields: Record<string, string | number> = {}): Promise<TestServer> {
+  const server = await startServer({ ...gatewayFields(s3, prefix), inlineBytesMax: 65536, s3PartBytes: 5 * MiB, ...fields });
+  servers.push(server);
+  return server;
+}
+afterAll(async () => {
+  for (const s of servers.splice(0)) await s.stop();
+});
+
+for (const target of s3Targets()) {
+  if (target.skip !== null) {
+    test.skip(`S3 store tests on ${target.name} skipped: ${target.skip}`, () => {});
+    continue;
+  }
+  describe(`S3 store on ${target.name}`, () => {
+    let s3: S3Endpoint;
+    beforeAll(async () => {
+      s3 = await target.start();
+    }, 180_000);
+    afterAll(async () => {
+      for (const s of servers.splice(0)) await s.stop();
+      await s3?.stop();
+    });
+
+    test("two gateways, one namespace: upload through one; stat, download and delete through the other", async () => {
+      const prefix = newPrefix("two");
+      const a = await gateway(s3, prefix);
+      const b = await gateway(s3, prefix);
+      const bodies: [string, Uint8Array, boolean][] = [
+        ["small", payload(5000, 1), false],
+        ["streamed", payload(1 * MiB + 3, 2), false], // one PUT
+        ["multipart", payload(12 * MiB + 5, 3), false], // 3 parts of 5 MiB
+        ["multipart-with-digest", payload(11 * MiB, 4), true],
+      ];
+      for (const [key, body, announce] of bodies) await upload(a, key, body, announce ? sha256(body) : undefined);
+      for (const [key, body] of bodies) {
+        const stat = await exist(b, key);
+        expect(stat.size).toBe(body.length);
+        // A multipart upload records its digest only when the client announced it (metadata is
+        // fixed when the upload starts); a single PUT always does.
+        expect(stat.digest).toBe(key === "multipart" ? undefined : sha256(body));
+        expect(sha256(await download(b, key))).toBe(sha256(body));
+      }
+      // A part cut from a multipart object through the other gateway, across a part boundary.
+      const conn = await connect(b);
+      const parts: Uint8Array[] = [];
+      await downloadExchange(conn, "multipart", (p) => void parts.push(p.slice()), undefined, { offset: 5 * MiB - 10, length: 20 });
+      conn.close();
+      expect(sha256(Buffer.concat(parts))).toBe(sha256(bodies[2]![1].subarray(5 * MiB - 10, 5 * MiB + 10)));
+      for (const [key] of bodies) await remove(b, key);
+      for (const [key] of bodies) {
+        expect(await textOf(exist(a, key))).toBe("no such key");
+        expect(await textOf(download(a, key))).toBe("no such key");
+        expect(await textOf(remove(a, key))).toBe("no such key");
+      }
+      const view = new BucketView(s3, prefix);
+      expect(await view.keys()).toEqual([]);
+      expect(await view.multipartUploads()).toEqual([]);
+    }, 120_000);
+
+    test("a body whose digest is not the announced one stores nothing, in one PUT or in parts", async () => {
+      const prefix = newPrefix("digest");
+      const a = await gateway(s3, prefix);
+      const view = new BucketView(s3, prefix);
+      for (const [key, size] of [["small", 5000], ["streamed", 300_000], ["multipart", 11 * MiB]] as const) {
+        const body = payload(size, 7);
+        expect(await textOf(upload(a, key, body, sha256(payload(size, 8))))).toBe("digest mismatch");
+      }
+      expect(await view.keys()).toEqual([]);
+      await eventuallyAsync(async () => (await view.multipartUploads()).length === 0, 10_000, "the multipart upload aborted");
+    }, 60_000);
+
+    test("read cache: hits and misses, staleness after an overwrite through another gateway, at once with cacheFreshMs 0", async () => {
+      const prefix = newPrefix("cache");
+      const writer = await gateway(s3, prefix);
+      const freshAdmin = freePort();
+      const fresh = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: 0, adminPort: freshAdmin });
+      const windowMs = 1500;
+      const lagging = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: windowMs });
+      const v1 = payload(200_000, 11);
+      const v2 = payload(150_000, 12);
+      await upload(writer, "k", v1);
+      expect(sha256(await download(fresh, "k"))).toBe(sha256(v1)); // miss: filled
+      expect(sha256(await download(fresh, "k"))).toBe(sha256(v1)); // hit, after a HEAD
+      expect(sha256(await download(lagging, "k"))).toBe(sha256(v1));
+      const before = await storeStats(freshAdmin);
+      expect([before.cacheMisses, before.cacheHits, before.cacheEntries]).toEqual([1, 1, 1]);
+
+      await upload(writer, "k", v2); // overwritten through another gateway
+      const overwrittenAt = Date.now();
+      expect(sha256(await download(fresh, "k"))).toBe(sha256(v2)); // the HEAD saw a new ETag
+      const lagged = await download(lagging, "k");
+      // Within cacheFreshMs the lagging gateway may serve its copy: documented, and bounded.
+      if (Date.now() - overwrittenAt < windowMs) expect(sha256(lagged)).toBe(sha256(v1));
+      await Bun.sleep(windowMs + 100);
+      expect(sha256(await download(lagging, "k"))).toBe(sha256(v2));
+
+      // Deleted through another gateway: gone for the cached ones too (at once, and after the window).
+      await remove(writer, "k");
+      expect(await textOf(download(fresh, "k"))).toBe("no such key");
+      await Bun.sleep(windowMs + 100);
+      expect(await textOf(download(lagging, "k"))).toBe("no such key");
+      const after = await storeStats(freshAdmin);
+      expect(after.cacheEntries).toBe(0);
+    }, 60_000);
+
+    test("read cache: eviction at cacheBytesMax, least recently used first; a copy removed by hand falls back to the store", async () => {
+      const prefix = newPrefix("evict");
+      const writer = await gateway(s3, prefix);
+      const admin = freePort();
+      const cacheDir = join(tempDir("cache"), "c");
+      const cached = await gateway(s3, prefix, { cacheDir, cacheBytesMax: 250_000, cacheFreshMs: 60_000, adminPort: admin });
+      const bodies = [1, 2, 3].map((i) => payload(100_000, 20 + i));
+      for (let i = 0; i < 3; i++) await upload(writer, `k${i}`, bodies[i]!);
+      const get = async (i: number) => expect(sha256(await download(cached, `k${i}`))).toBe(sha256(bodies[i]!));
+      await get(0); // miss
+      await get(1); // miss
+      await get(0); // hit: k0 is now the most recently used
+      await get(2); // miss: 300,000 bytes > 250,000, so k1 (least recently used) goes
+      let stats = await storeStats(admin);
+      expect([stats.cacheMisses, stats.cacheHits, stats.cacheEvictions, stats.cacheEntries, stats.cacheBytes]).toEqual([3, 1, 1, 2, 200_000]);
+      await get(0); // still a hit
+      await get(1); // a miss again
+      stats = await storeStats(admin);
+      expect([stats.cacheMisses, stats.cacheHits, stats.cacheEntries]).toEqual([4, 2, 2]);
+      await eventuallyAsync(async () => cacheFiles(cacheDir).length === 2, 5000, "evicted copies removed from disk");
+      // Copies removed behind the gateway's back: served from the store, never "no such key".
+      for (const f of cacheFiles(cacheDir)) rmSync(join(cacheDir, f));
+      await get(0);
+      await get(1);
+    }, 60_000);
+
+    test("the start-up sweep aborts stale multipart uploads under the prefix and keeps young ones", async () => {
+      const prefix = newPrefix("sweep");
+      const view = new BucketView(s3, prefix);
+      await view.leaveMultipartUpload("crashed-1");
+      await view.leaveMultipartUpload("crashed-2");
+      // Stores round Initiated to the second (Swift rounds it up): ages here are whole seconds apart.
+      await Bun.sleep(4000);
+      const young = await view.leaveMultipartUpload("in-progress-elsewhere");
+      const g = await gateway(s3, prefix, { s3StaleUploadMs: 2500 });
+      expect(g.lines.find((l) => l.includes("event=store_ready"))).toContain("staleUploadsAborted=2");
+      expect(await view.multipartUploads()).toEqual([`${prefix}in-progress-elsewhere ${young}`]);
+      await view.abortMultipartUpload("in-progress-elsewhere", young);
+    }, 60_000);
+
+    test("a 256 MiB upload streams in parts with bounded server memory; SHA-256 equal both ways", async () => {
+      const prefix = newPrefix("big");
+      const g = await gateway(s3, prefix, { s3PartBytes: 8 * MiB });
+      const conn = await connect(g);
+      const pieces = Array.from({ length: 8 }, (_, i) => payload(MiB, i));
+      // Warm up: a multipart upload allocates the server's steady-state buffers.
+      await uploadExchange(conn, "warmup", 32 * MiB, async (c) => {
+        for (let i = 0; i < 32; i++) await c.write(pieces[i % 8]!);
+      });
+      Bun.gc(true);
+      await Bun.sleep(200);
+      const baseline = rssBytes(g.pid);
+      let peak = baseline;
+      const sampler = setInterval(() => (peak = Math.max(peak, rssBytes(g.pid))), 20);
+      const sent = createHash("sha256");
+      await uploadExchange(conn, "big", 256 * MiB, async (c) => {
+        for (let i = 0; i < 256; i++) {
+          sent.update(pieces[i % 8]!);
+          await c.write(pieces[i % 8]!);
+        }
+      });
+      clearInterval(sampler);
+      const growth = peak - baseline;
+      console.log(`S3 store: server RSS baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, growth ${(growth / MiB).toFixed(1)} MiB for a 256 MiB upload`);
+      expect(growth).toBeLessThan(64 * MiB); // the file store's bound (test/server/large-upload.test.ts)
+      const got = createHash("sha256");
+      expect(await downloadExchange(conn, "big", (p) => void got.update(p))).toBe(256 * MiB);
+      expect(got.digest("hex")).toBe(sent.digest("hex"));
+      await deleteExchange(conn, "big");
+      await deleteExchange(conn, "warmup");
+      conn.close();
+    }, 180_000);
+
+    const outage = target.name === "Swift" ? test : test.skip;
+    outage("the store going away: 'store unavailable' for every exchange, mid-upload too; no multipart upload left; recovery when it returns", async () => {
+      const swift = s3.swift!;
+      const prefix = newPrefix("outage");
+      const view = new BucketView(s3, prefix);
+      const g = await gateway(s3, prefix, { s3TimeoutMs: 5000 });
+      await upload(g, "there", payload(1000, 1));
+      // Mid-upload: two parts stored, then the proxy stops; the rest of the body is sent.
+      const body = payload(30 * MiB, 2);
+      const conn = await connect(g);
+      const cut = uploadExchange(conn, "cut", body.length, async (c) => {
+        await c.write(body.subarray(0, 12 * MiB));
+        await eventuallyAsync(async () => (await view.multipartUploads()).length === 1, 10_000, "the multipart upload started");
+        await Bun.sleep(300);
+        await swift.stopProxy();
+        await c.write(body.subarray(12 * MiB));
+      });
+      expect(await textOf(cut)).toBe("store unavailable");
+      conn.close();
+      expect(await textOf(exist(g, "there"))).toBe("store unavailable");
+      expect(await textOf(download(g, "there"))).toBe("store unavailable");
+      expect(await textOf(upload(g, "new", payload(100, 3)))).toBe("store unavailable");
+      expect(await textOf(remove(g, "there"))).toBe("store unavailable");
+      await swift.startProxy();
+      expect((await exist(g, "there")).size).toBe(1000);
+      await upload(g, "new", payload(100, 3));
+      expect(await view.keys()).toEqual(["new", "there"]);
+      // The abort the store did not hear is sent again (every 5 s) once it answers.
+      await eventuallyAsync(async () => (await view.multipartUploads()).length === 0, 20_000, "the cut upload aborted after the store came back");
+    }, 120_000);
+
+    test("a wrong secret or a missing bucket stops the start with a clear message", async () => {
+      const wrongSecret = startServer({ ...gatewayFields(s3, newPrefix("x")), s3SecretAccessKey: "not-the-secret" });
+      expect(await wrongSecret.then(() => "started", (e: Error) => e.message)).toMatch(/event=start_failed .*HTTP 403/);
+      const noBucket = startServer({ ...gatewayFields(s3, newPrefix("x")), s3Bucket: "no-such-bucket-fsgw" });
+      expect(await noBucket.then(() => "started", (e: Error) => e.message)).toMatch(/event=start_failed .*NoSuchBucket/);
+    }, 60_000);
+  });
+}
+
+describe("S3 store error texts from stores that misbehave (local HTTP servers)", () => {
+  test("a store that never answers: 'store timeout'; one that refuses: 'permission denied'; one that fails: 'store unavailable'", async () => {
+    // Accepts connections, never answers.
+    const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+    // Lists the bucket, refuses every object.
+    const refusing = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch: (req) => (new URL(req.url).pathname === "/b" ? new Response("<ListBucketResult></ListBucketResult>") : new Response("<Error><Code>AccessDenied</Code><Message>no</Message></Error>", { status: 403 })),
+    });
+    const failing = Bun.serve({ hostname: "127.0.0.1", port: 0, fetch: () => new Response("<Error><Code>InternalError</Code></Error>", { status: 500 }) });
+    try {
+      const base = { store: "s3", s3Bucket: "b", s3AccessKeyId: "k", s3SecretAccessKey: "s", s3TimeoutMs: 300 };
+      const cases: [string, string][] = [
+        [`http://127.0.0.1:${silent.port}`, "store timeout"],
+        [`http://127.0.0.1:${refusing.port}`, "permission denied"],
+        [`http://127.0.0.1:${failing.port}`, "store unavailable"],
+      ];
+      for (const [endpoint, text] of cases) {
+        const g = await startServer({ ...base, s3Endpoint: endpoint });
+        servers.push(g);
+        expect([endpoint, await textOf(exist(g, "k"))]).toEqual([endpoint, text]);
+        expect([endpoint, await textOf(download(g, "k"))]).toEqual([endpoint, text]);
+        expect([endpoint, await textOf(upload(g, "k", payload(10, 1)))]).toEqual([endpoint, text]);
+        expect([endpoint, await textOf(upload(g, "k", payload(300_000, 1)))]).toEqual([endpoint, text]);
+        expect([endpoint, await textOf(remove(g, "k"))]).toEqual([endpoint, text]);
+        // Still serving: the connection and the process are fine.
+        expect(g.proc.exitCode).toBeNull();
+      }
+    } finally {
+      silent.stop(true);
+      refusing.stop(true);
+      failing.stop(true);
+    }
+  }, 60_000);
+});

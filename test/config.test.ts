@@ -80,3 +80,33 @@ describe("security settings that depend on each other", () => {
   });
 });
 
+
+describe("the s3 store's settings", () => {
+  const load = (argv: string[], env: Record<string, string> = {}) => {
+    try {
+      return loadConfig({ argv, env });
+    } catch (e) {
+      if (e instanceof ConfigError) return e.message;
+      throw e;
+    }
+  };
+  const s3 = ["--store", "s3", "--s3-bucket", "b", "--s3-access-key-id", "k", "--s3-secret-access-key", "s"];
+  test("store = s3 needs a bucket and credentials; a cache needs store = s3 and its own directory", () => {
+    expect(load(["--store", "s3"])).toContain('store = "s3" (from --store) needs s3Bucket');
+    expect(load(["--store", "s3", "--s3-bucket", "b"])).toContain("needs s3AccessKeyId");
+    expect(load([...s3, "--s3-endpoint", "ftp://x"])).toContain("invalid s3Endpoint");
+    expect(load(["--cache-dir", "/tmp/c"])).toContain('needs store = "s3"');
+    expect(load([...s3, "--cache-dir", "./data"])).toContain("must not be dataDir");
+    expect(load([...s3, "--s3-part-bytes", String(1024 * 1024)])).toContain("invalid s3PartBytes");
+    expect(typeof load(s3)).toBe("object");
+  });
+  test("the S3 tools' own variables fill the fields, below FSGW_* and flags", () => {
+    const env = { AWS_ACCESS_KEY_ID: "aws-key", S3_SECRET_ACCESS_KEY: "s3-secret", AWS_SECRET_ACCESS_KEY: "aws-secret", S3_BUCKET: "bkt", AWS_REGION: "eu-west-1", AWS_ENDPOINT_URL: "http://127.0.0.1:9000" };
+    const c = load(["--store", "s3"], env);
+    if (typeof c === "string") throw new Error(c);
+    expect([c.s3AccessKeyId, c.s3SecretAccessKey, c.s3Bucket, c.s3Region, c.s3Endpoint]).toEqual(["aws-key", "s3-secret", "bkt", "eu-west-1", "http://127.0.0.1:9000"]);
+    const over = load(["--store", "s3", "--s3-bucket", "flag-bucket"], { ...env, FSGW_S3_REGION: "us-west-2" });
+    if (typeof over === "string") throw new Error(over);
+    expect([over.s3Bucket, over.s3Region]).toEqual(["flag-bucket", "us-west-2"]);
+  });
+});

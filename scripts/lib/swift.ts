@@ -20,6 +20,8 @@ export interface SwiftCluster {
   bucket: string;
   /** The proxy's process id (its CPU is the store's side of a benchmark). */
   proxyPid: number;
+  /** Every process of the cluster (proxy, object, container and account servers, memcached). */
+  pids: number[];
   /** Stops the proxy only (the store going away); startProxy() brings it back on the same port. */
   stopProxy(): Promise<void>;
   startProxy(): Promise<void>;
@@ -197,6 +199,9 @@ export async function startSwift(bucket = "fsgw"): Promise<SwiftCluster> {
     bucket,
     get proxyPid() {
       return proxy.pid;
+    },
+    get pids() {
+      return procs.filter((p) => p.exitCode === null && p.signalCode === null).map((p) => p.pid);
     },
     async stopProxy() {
       proxy.kill("SIGTERM");

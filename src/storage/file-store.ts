@@ -254,6 +254,11 @@ export class FileStore implements Store {
     const sum = hasher.digest();
     if (expected !== null && !sameDigest(sum, expected)) return target.onStoreDone(-Failure.DIGEST_MISMATCH, EDIGEST);
     copyDigest(sum, digest);
+    this.putHashed(key, body, sum, target);
+  }
+
+  /** putWhole of a body whose SHA-256 the caller computed already (a read cache's copy). */
+  putHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
     const tmp = this.tempPathOf(key);
     const path = this.pathOf(key);
     const native = this.engine.callbacks;

@@ -122,19 +122,24 @@ export class ReadCache {
     }
   }
 
-  /** Writes a whole body (copied now: the caller may reuse it) as the key's copy. */
-  fillWhole(key: StoreKey, etag: string | null, body: Uint8Array, _digest: Uint8Array | null): void {
+  /**
+   * Writes a whole body as the key's copy: copied now (the caller may reuse it) unless `owned`.
+   * Its SHA-256, when the caller knows it, is recorded without hashing the body again.
+   */
+  fillWhole(key: StoreKey, etag: string | null, body: Uint8Array, digest: Uint8Array | null, owned = false): void {
     if (etag === null || !this.fits(body.length)) return;
     const file = this.newFileKey();
     const forgets = this.forgets;
-    const copy = body.slice();
-    this.files.putWhole(file, copy, {
+    const copy = owned ? body : body.slice();
+    const done: StoreTarget = {
       onStoreDone: (result) => {
         if (result >= 0) this.insert(key.name, file, etag, copy.length, forgets === this.forgets);
         else this.fillsAbandoned++;
       },
       onStoreBug: () => this.fillsAbandoned++,
-    });
+    };
+    if (digest !== null) this.files.putHashed(file, copy, digest, done);
+    else this.files.putWhole(file, copy, done);
   }
 
   /**

@@ -342,7 +342,7 @@ export class S3Store implements Store {
           at += chunk.length;
         }
         if (at !== size) throw new S3Failure(502, "", `GET ${name}: ${at} bytes of ${size}`);
-        if (fill && this.cache !== null) this.cache.fillWhole(key, a.headers.get("etag"), into.subarray(0, size), digest?.[0] === 1 ? digest.subarray(1) : null);
+        if (fill && this.cache !== null) this.cache.fillWhole(key, a.headers.get("etag"), into.subarray(0, size), digest?.[0] === 1 ? digest.slice(1) : null);
         target.onStoreDone(size, 0);
       },
       (e) => {
@@ -571,7 +571,7 @@ export class S3Upload implements UploadSink {
     this.store.uploads.delete(this);
     this.settled();
     setDigest(this.digest, this.sum!);
-    if (body !== null) this.store.cache?.fillWhole(this.key, etag, body, this.expected ?? this.sum);
+    if (body !== null) this.store.cache?.fillWhole(this.key, etag, body, this.sum, true);
     if (!this.aborted) this.owner.onUploadDone(this.size, 0);
   }
 

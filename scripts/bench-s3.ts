@@ -96,7 +96,7 @@ try {
     // One gateway each per round: the file store on a fresh directory, the two S3 ones on the
     // same prefix (so that the cached one finds the plain one's uploads cold).
     for (const c of contestants) {
-      const cache = c === "s3+cache" ? { cacheDir: join(runDir, `cache-r${round}`), cacheFreshMs: 600_000 } : c === "s3+cache/0" ? { cacheDir: join(runDir, `cache0-r${round}`), cacheFreshMs: 0 } : {};
+      const cache: Record<string, string | number> = c === "s3+cache" ? { cacheDir: join(runDir, `cache-r${round}`), cacheFreshMs: 600_000 } : c === "s3+cache/0" ? { cacheDir: join(runDir, `cache0-r${round}`), cacheFreshMs: 0 } : {};
       const fields: Record<string, string | number | boolean> = c.startsWith("file")
         ? { dataDir: join(runDir, `${c}-r${round}`, "d"), zeroCopy: c === "file" }
         : { ...s3Fields, s3Prefix: prefix, ...cache, dataDir: join(runDir, "unused") };

@@ -174,13 +174,17 @@ for (const target of s3Targets()) {
       const freshAdmin = freePort();
       const fresh = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: 0, adminPort: freshAdmin });
       const windowMs = 1500;
-      const lagging = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: windowMs });
+      const laggingAdmin = freePort();
+      const lagging = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: windowMs, adminPort: laggingAdmin });
       const v1 = payload(200_000, 11);
       const v2 = payload(150_000, 12);
       await upload(writer, "k", v1);
       expect(sha256(await download(fresh, "k"))).toBe(sha256(v1)); // miss: filled
+      // The copy enters the table once written (just after the body reached the client).
+      await eventuallyAsync(async () => (await storeStats(freshAdmin)).cacheEntries === 1, 5000, "the copy filled");
       expect(sha256(await download(fresh, "k"))).toBe(sha256(v1)); // hit, after a HEAD
       expect(sha256(await download(lagging, "k"))).toBe(sha256(v1));
+      await eventuallyAsync(async () => (await storeStats(laggingAdmin)).cacheEntries === 1, 5000, "the lagging copy filled");
       const before = await storeStats(freshAdmin);
       expect([before.cacheMisses, before.cacheHits, before.cacheEntries]).toEqual([1, 1, 1]);
 
@@ -211,14 +215,20 @@ for (const target of s3Targets()) {
       const bodies = [1, 2, 3].map((i) => payload(100_000, 20 + i));
       for (let i = 0; i < 3; i++) await upload(writer, `k${i}`, bodies[i]!);
       const get = async (i: number) => expect(sha256(await download(cached, `k${i}`))).toBe(sha256(bodies[i]!));
+      // A miss's copy enters the table once written, just after the body reached the client.
+      const settled = (what: string, check: (s: Record<string, number>) => boolean) => eventuallyAsync(async () => check(await storeStats(admin)), 5000, what);
       await get(0); // miss
+      await settled("k0 copied", (s) => s.cacheEntries === 1);
       await get(1); // miss
+      await settled("k1 copied", (s) => s.cacheEntries === 2);
       await get(0); // hit: k0 is now the most recently used
       await get(2); // miss: 300,000 bytes > 250,000, so k1 (least recently used) goes
+      await settled("k2 copied", (s) => s.cacheEvictions === 1);
       let stats = await storeStats(admin);
       expect([stats.cacheMisses, stats.cacheHits, stats.cacheEvictions, stats.cacheEntries, stats.cacheBytes]).toEqual([3, 1, 1, 2, 200_000]);
       await get(0); // still a hit
       await get(1); // a miss again
+      await settled("k1 copied again", (s) => s.cacheEvictions === 2);
       stats = await storeStats(admin);
       expect([stats.cacheMisses, stats.cacheHits, stats.cacheEntries]).toEqual([4, 2, 2]);
       await eventuallyAsync(async () => cacheFiles(cacheDir).length === 2, 5000, "evicted copies removed from disk");

@@ -98,24 +98,30 @@ async function eventuallyAsync(predicate: () => Promise<boolean>, ms: number, wh
  * The S3 store: two gateways on one bucket and prefix, the second with a read cache, both up
  * while the suite runs through each (started with the first S3 variant, stopped at the end).
  */
-const [swiftTarget] = s3Targets();
-if (swiftTarget!.skip !== null) test.skip(`e2e on the S3 store skipped: ${swiftTarget!.skip}`, () => {});
-let s3World: Promise<{ s3: S3Endpoint; gateways: TestServer[]; view: BucketView }> | null = null;
-function startS3World(): Promise<{ s3: S3Endpoint; gateways: TestServer[]; view: BucketView }> {
-  s3World ??= (async () => {
-    const s3 = await swiftTarget!.start();
-    const prefix = newPrefix("e2e");
-    const fields = { ...gatewayFields(s3, prefix), inlineBytesMax: 65536, ioChunkBytes: 65536 };
-    const gateways = [await startServer(fields), await startServer({ ...fields, cacheDir: join(tempDir("cache"), "c") })];
-    return { s3, gateways, view: new BucketView(s3, prefix) };
-  })();
-  return s3World;
+const s3Available = s3Targets();
+for (const t of s3Available) if (t.skip !== null) test.skip(`e2e on the S3 store (${t.name}) skipped: ${t.skip}`, () => {});
+type S3World = { s3: S3Endpoint; gateways: TestServer[]; view: BucketView };
+const s3Worlds = new Map<number, Promise<S3World>>();
+function startS3World(target: number): Promise<S3World> {
+  let world = s3Worlds.get(target);
+  if (world === undefined) {
+    world = (async () => {
+      const s3 = await s3Available[target]!.start();
+      const prefix = newPrefix("e2e");
+      const fields = { ...gatewayFields(s3, prefix), inlineBytesMax: 65536, ioChunkBytes: 65536 };
+      const gateways = [await startServer(fields), await startServer({ ...fields, cacheDir: join(tempDir("cache"), "c") })];
+      return { s3, gateways, view: new BucketView(s3, prefix) };
+    })();
+    s3Worlds.set(target, world);
+  }
+  return world;
 }
 afterAll(async () => {
-  if (s3World === null) return;
-  const world = await s3World;
-  for (const g of world.gateways) expect(await g.stop()).toBe(0);
-  await world.s3.stop();
+  for (const w of s3Worlds.values()) {
+    const world = await w;
+    for (const g of world.gateways) expect(await g.stop()).toBe(0);
+    await world.s3.stop();
+  }
 });
 
 const variants: [string, Record<string, string>][] = [
@@ -128,13 +134,15 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", ioInline: "refused" }],
   // TLS and tokens on: every exchange and violation below, through TLS, after an AUTH.
   ...(hasOpenssl ? [["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }] as [string, Record<string, string>]] : []),
-  // The S3 store (a real Swift), through each of two gateways on one namespace.
-  ...(swiftTarget!.skip === null
-    ? ([
-        ["s3 store (Swift), gateway 1 of 2", { s3Gateway: "0" }],
-        ["s3 store (Swift), gateway 2 of 2, with a read cache", { s3Gateway: "1" }],
-      ] as [string, Record<string, string>][])
-    : []),
+  // The S3 store (a real Swift, and any FSGW_TEST_S3_* endpoint), through each of two gateways on one namespace.
+  ...s3Available.flatMap((t, i): [string, Record<string, string>][] =>
+    t.skip !== null
+      ? []
+      : [
+          [`s3 store (${t.name}), gateway 1 of 2`, { s3Target: String(i), s3Gateway: "0" }],
+          [`s3 store (${t.name}), gateway 2 of 2, with a read cache`, { s3Target: String(i), s3Gateway: "1" }],
+        ],
+  ),
 ];
 if (!hasOpenssl) test.skip("e2e over TLS and tokens skipped: openssl, which makes the certificates, is not installed", () => {});
 
@@ -144,7 +152,7 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
   const onS3 = variantFields.s3Gateway !== undefined;
   beforeAll(async () => {
     if (onS3) {
-      const world = await startS3World();
+      const world = await startS3World(Number(variantFields.s3Target));
       server = world.gateways[Number(variantFields.s3Gateway)]!;
       view = bucketView(world.view);
       return;

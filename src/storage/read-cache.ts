@@ -15,7 +15,7 @@ import { join } from "node:path";
 import type { Logger } from "../log";
 import { FileStore } from "./file-store";
 import { checkKey, type StoreKey } from "./keys";
-import { S3Reader, failureOf, type BodyTee, type S3Store } from "./s3-store";
+import { S3Reader, report, type BodyTee, type S3Store } from "./s3-store";
 import { Failure, type BodyReader, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 
 export interface ReadCacheOptions {
@@ -233,16 +233,6 @@ export class ReadCache {
 }
 
 const IGNORE: StoreTarget = { onStoreDone() {}, onStoreBug() {} };
-
-function report(target: StoreTarget, e: unknown): void {
-  let kind: number, detail: number;
-  try {
-    [kind, detail] = failureOf(e);
-  } catch (bug) {
-    return target.onStoreBug(bug);
-  }
-  target.onStoreDone(-kind, detail);
-}
 
 /**
  * A target that turns a cache file gone missing (evicted between the lookup and the open, or

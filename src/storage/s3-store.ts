@@ -55,7 +55,7 @@ export function failureOf(e: unknown): [kind: number, detail: number] {
 }
 
 /** Delivers a failed request to a target; a bug (not an S3Failure) goes to onStoreBug. */
-function report(target: StoreTarget, e: unknown): void {
+export function report(target: StoreTarget, e: unknown): void {
   let kind: number, detail: number;
   try {
     [kind, detail] = failureOf(e);

@@ -1,8 +1,9 @@
 // The storage interface: what a connection may ask of a store, shaped by the exchanges of
 // docs/PROTOCOL.md (stat, remove, a whole small body in or out, a streamed body in or out), not by
 // system calls. A store may be a directory on a local disk (file-store.ts: paths, temporary files
-// and renames, descriptors, errno all live behind it) or, later, an object store: nothing here
-// names a path, a descriptor or an errno.
+// and renames, descriptors, errno all live behind it) or a bucket of an object store (s3-store.ts:
+// requests, multipart uploads, HTTP statuses): nothing here names a path, a descriptor, an errno or
+// a request.
 //
 // Results are numbers delivered to a target, as the I/O engines deliver theirs: >= 0 is the
 // operation's value, < 0 is a Failure kind, negated. No promise, closure or error object per

@@ -453,7 +453,7 @@ export class S3Upload implements UploadSink {
     this.store.uploads.add(this);
     if (!this.multipart) {
       this.part = new Uint8Array(this.size);
-      queueMicrotask(() => this.owner.onStoreDone(0, 0));
+      queueMicrotask(() => this.aborted || this.owner.onStoreDone(0, 0));
       return;
     }
     // The digest announced by the client is recorded when the upload starts; a body that does not

@@ -5,6 +5,7 @@
 import { z } from "zod";
 import { readFileSync } from "node:fs";
 import { resolve as resolvePath } from "node:path";
+import { availableParallelism } from "node:os";
 import { jsonErrorOffset, lineAndColumn } from "./util/json-position";
 
 const KiB = 1024;
@@ -36,6 +37,14 @@ function oneOf<const V extends readonly string[]>(values: V, def: V[number], doc
 }
 
 export const engineNames = ["cpool", "bun", "sync"] as const;
+/** The most event loops one server runs (`loops`). */
+export const LOOPS_MAX = 64;
+
+/** How many event loops `config.loops` means here (0: one per CPU this process may run on). */
+export function loopCount(config: { loops: number }): number {
+  if (config.loops > 0) return config.loops;
+  return Math.max(1, Math.min(LOOPS_MAX, availableParallelism()));
+}
 export type EngineName = (typeof engineNames)[number];
 
 /** Every bound of the server. Names put units and qualifiers last. */
@@ -46,6 +55,7 @@ export const fields = {
   dataDir: str("./data", "directory that holds every stored file; nothing outside it is touched"),
   shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
   wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
+  loops: int(1, 0, LOOPS_MAX, `event-loop threads serving the protocol, each with its own listener on the port (SO_REUSEPORT: the kernel spreads connections), its own connections and its own share of ioThreads; 0: one per CPU this process may run on (at most ${LOOPS_MAX}). With more than one, resumable uploads are off (a RESUME may reach another loop) and an upload that asks for one is an ordinary upload`),
   ioEngine: oneOf(engineNames, "cpool", "who performs file I/O: the C thread pool, Bun's own async fs, or blocking calls on the JS thread"),
   ioThreads: int(8, 1, 256, "worker threads of the C pool (cpool)"),
   priorIoThreads: int(0, 0, 256, "of the ioThreads, how many ask for SCHED_RR priority (refused without privilege: logged once)"),
@@ -235,7 +245,8 @@ export function loadConfig({ argv, env, warnings }: LoadOptions): Config {
       origin[name] = configPath;
     }
   }
-  const known = new Set(["FSGW_CONFIG", ...Object.keys(fields).map(envName)]);
+  // FSGW_TEST_*: hooks the test suite uses (src/server/loop-worker.ts), not configuration.
+  const known = new Set(["FSGW_CONFIG", "FSGW_TEST_CRASH_LOOP", "FSGW_TEST_CRASH_AFTER_MS", ...Object.keys(fields).map(envName)]);
   for (const variable of Object.keys(env)) {
     if (variable.startsWith("FSGW_") && !known.has(variable)) {
       warnings?.push(`unknown environment variable ${variable} is ignored (no config field reads it; see fsgw serve --help)`);

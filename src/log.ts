@@ -50,6 +50,12 @@ export class Logger {
     if (rank.error >= this.minRank) this.write("error", event, fields);
   }
 
+  /** A line already formatted by another logger (an event loop's thread), written as is. */
+  line(line: string): void {
+    this.sink(line);
+    this.file?.write(line);
+  }
+
   private write(level: LogLevel, event: string, fields?: LogFields): void {
     let line = `time=${new Date().toISOString()} level=${level} event=${event}`;
     if (fields !== undefined) {

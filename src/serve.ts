@@ -1,5 +1,6 @@
 // `fsgw serve`: load the config, open the engine and the store, listen, and stop cleanly on signals.
-import { ConfigError, configHelp, loadConfig, type Config } from "./config";
+import { ConfigError, configHelp, loadConfig, loopCount, type Config } from "./config";
+import { LoopGroup } from "./server/loop-group";
 import { CPoolEngine, PoolStat } from "./engine/cpool-engine";
 import { createEngine } from "./engine/create-engine";
 import { Logger } from "./log";
@@ -49,6 +50,8 @@ export async function serve(argv: string[]): Promise<number> {
   }
   for (const warning of warnings) log.warn("config_warning", { warning });
   checkOpenFileLimit(config, log);
+  const loops = loopCount(config);
+  if (loops > 1) return serveLoops(config, log, loops);
   let engine;
   try {
     engine = createEngine(config);
@@ -107,6 +110,51 @@ export async function serve(argv: string[]): Promise<number> {
   // Ready only once every listener is up (and the pid file written): scripts wait for this line.
   server.logListening(admin.port);
   return new Promise<number>(() => {}); // runs until a signal stops it
+}
+
+/**
+ * `loops` > 1: the same life as serve()'s (signals, the admin endpoint, the pid file, the
+ * "listening" line scripts wait for), over a group of event-loop threads.
+ */
+async function serveLoops(config: Config, log: Logger, loops: number): Promise<number> {
+  const group = new LoopGroup(config, log, loops);
+  const admin = new AdminServer(group, log, config.adminToken);
+  const finish = (code: number) =>
+    void group.stop().then(() => {
+      admin.stop();
+      removePidFile(config.pidFile);
+      log.close();
+      process.exit(code);
+    });
+  process.on("unhandledRejection", (reason) => log.error("unhandled_rejection", { error: String((reason as Error)?.stack ?? reason) }));
+  process.on("uncaughtException", (error) => log.error("uncaught_exception", { error: String(error?.stack ?? error) }));
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.on(signal, () => {
+      log.info("shutdown", { signal, graceMs: config.shutdownGraceMs, loops });
+      finish(0);
+    });
+  }
+  process.on("SIGHUP", () => {
+    log.info("reload", { signal: "SIGHUP", loops });
+    group.reload();
+  });
+  try {
+    await group.start((reason) => {
+      log.error("server_failed", { error: reason });
+      finish(1);
+    });
+    if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
+    if (config.pidFile !== "") writeFileSync(config.pidFile, `${process.pid}\n`);
+  } catch (e) {
+    const message = e instanceof StoreError || e instanceof ListenError ? e.message : String((e as Error)?.message ?? e);
+    log.error("start_failed", { error: message });
+    await group.stop();
+    admin.stop();
+    log.close();
+    return 1;
+  }
+  log.info("listening", { host: config.host, port: group.port, adminPort: admin.port, loops, engine: config.ioEngine, wire: config.wire, store: config.store, pid: process.pid });
+  return new Promise<number>(() => {});
 }
 
 /**

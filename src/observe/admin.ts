@@ -1,5 +1,6 @@
 // The admin HTTP endpoint (Bun.serve), on adminHost:adminPort, loopback by default:
-//   GET /debug/profile?seconds=N[&format=top]   CPU profile (.cpuprofile JSON, or a pprof-like table)
+//   GET /debug/profile?seconds=N[&format=top][&loop=i]   CPU profile (.cpuprofile JSON, or a pprof-like
+//                                                table); with several event loops, of loop i (default 0)
 //   GET /debug/stats                            live numbers as JSON
 //   GET /metrics                                the same numbers for Prometheus
 //   GET /healthz                                200 while serving, 503 while shutting down
@@ -16,11 +17,21 @@ import { renderMetrics } from "./prometheus";
 import { processStats, statsSnapshot, type ServerStats } from "./stats";
 import { listenOrExplain } from "../server/listen";
 
+/** One server: its stats, engine and profiler are this thread's. */
 export interface AdminSource {
   readonly stats: ServerStats;
   readonly engine: IoEngine;
   /** True once the server is shutting down. */
   readonly draining: boolean;
+}
+
+/** Several event loops (src/server/loop-group.ts): their figures and profiles come by message. */
+export interface LoopsSource {
+  readonly loops: number;
+  readonly draining: boolean;
+  statsJson(): Promise<unknown>;
+  metricsText(): Promise<string>;
+  profile(loop: number, seconds: number, format: "top" | "cpuprofile"): Promise<{ value: unknown; error?: string }>;
 }
 
 const PROFILE_SECONDS_DEFAULT = 30;
@@ -38,7 +49,7 @@ export class AdminServer {
   private readonly expectedAuth: Buffer | null;
 
   constructor(
-    private readonly source: AdminSource,
+    private readonly source: AdminSource | LoopsSource,
     private readonly log: Logger,
     adminToken = "",
   ) {
@@ -84,12 +95,16 @@ export class AdminServer {
     switch (url.pathname) {
       case "/healthz":
         return this.source.draining ? text("shutting down\n", 503) : text("ok\n");
-      case "/debug/stats":
-        return Response.json(statsSnapshot(this.source.stats, this.source.engine.stats()));
-      case "/metrics":
-        return new Response(renderMetrics(this.source.stats, this.source.engine.stats(), processStats()), {
+      case "/debug/stats": {
+        const source = this.source;
+        return Response.json("loops" in source ? await source.statsJson() : statsSnapshot(source.stats, source.engine.stats()));
+      }
+      case "/metrics": {
+        const source = this.source;
+        return new Response("loops" in source ? await source.metricsText() : renderMetrics(source.stats, source.engine.stats(), processStats()), {
           headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
         });
+      }
       case "/debug/profile":
         return this.profile(url);
       default:
@@ -105,6 +120,19 @@ export class AdminServer {
     }
     const format = url.searchParams.get("format") ?? "cpuprofile";
     if (format !== "cpuprofile" && format !== "top") return text('format must be "cpuprofile" or "top"\n', 400);
+    const source = this.source;
+    if ("loops" in source) {
+      // Each loop is a thread of its own: profile one (?loop=i, default 0).
+      const loop = Number(url.searchParams.get("loop") ?? "0");
+      if (!Number.isInteger(loop) || loop < 0 || loop >= source.loops) return text(`loop must be an integer in 0..${source.loops - 1}\n`, 400);
+      this.log.info("profile_started", { seconds, format, loop });
+      const { value, error } = await source.profile(loop, seconds, format);
+      if (error !== undefined) return text(`${error}\n`, error.includes("already") ? 409 : 500);
+      if (format === "top") return text(String(value) + "\n");
+      return new Response(JSON.stringify(value), {
+        headers: { "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-loop${loop}-${Date.now()}.cpuprofile"` },
+      });
+    }
     this.log.info("profile_started", { seconds, format });
     try {
       const profile = await this.profiler.profile(seconds);

@@ -24,6 +24,14 @@ export interface ServerOptions {
   config: Config;
   engine: IoEngine;
   log: Logger;
+  /**
+   * One loop of several (src/server/loop-group.ts): the store was prepared by the group (lock,
+   * sweep, the bucket reached), the port is shared with the other loops (SO_REUSEPORT), and
+   * `connectionsMax` counts the connections of every loop, in element 0 of this shared array.
+   */
+  loop?: { index: number; openConnections: Int32Array };
+  /** The store to serve (a loop's own instance); absent: the one the config names. */
+  store?: Store;
 }
 
 /**
@@ -86,7 +94,7 @@ export class Server implements ConnectionHost {
     this.config = config;
     this.engine = engine;
     this.log = log;
-    this.store = createStore(config, engine);
+    this.store = options.store ?? createStore(config, engine);
     if (this.store instanceof FileStore) {
       const partials = this.store.partials;
       this.stats.resumable = () => ({ held: partials.size, parked: partials.parked, resumed: partials.resumed });
@@ -119,8 +127,12 @@ export class Server implements ConnectionHost {
 
   async start(): Promise<void> {
     this.security = Security.load(this.config);
-    this.store.init(this.log);
-    await this.store.open?.();
+    if (this.options.loop !== undefined) {
+      this.store.attach?.(this.log, this.options.loop.index);
+    } else {
+      this.store.init(this.log);
+      await this.store.open?.();
+    }
     this.listener = this.listen(this.config.port);
     if (this.security.tls !== null) this.log.info("tls", { clientCertificates: this.security.tls.ca !== null ? "required" : "not asked" });
     if (this.tokensRequired) this.log.info("auth_tokens", { secrets: this.security.secretCount });
@@ -146,9 +158,13 @@ export class Server implements ConnectionHost {
       handshake: (socket: Socket<Connection>, success: boolean, authorizationError: Error | null) => this.onHandshake(socket, success, authorizationError),
     };
     const host = this.config.host;
+    const loop = this.options.loop;
     return listenOrExplain("the file protocol (host, port)", host, port, () => {
+      // One loop of several: every loop listens on the port with SO_REUSEPORT and the kernel spreads
+      // connections over them (the group proved the port free before the first one bound it).
+      if (tls === null && loop !== undefined) return Bun.listen<Connection>({ hostname: host, port, reusePort: true, socket: handlers } as TCPSocketListenOptions<Connection>);
       if (tls === null) return Bun.listen<Connection>({ hostname: host, port, socket: handlers });
-      if (port !== 0 && this.listener === null) Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
+      if (port !== 0 && this.listener === null && loop === undefined) Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
       // reusePort works for Bun.listen though its typings list it only for connect (the
       // certificate-reload test fails if a Bun upgrade drops it).
       const options: TCPSocketListenOptions<Connection> & { reusePort: boolean } = {
@@ -226,8 +242,17 @@ export class Server implements ConnectionHost {
     });
   }
 
+  /** Counts a new connection against connectionsMax (over every loop): false when it is reached. */
+  private admit(): boolean {
+    const shared = this.options.loop?.openConnections;
+    if (shared === undefined) return this.connections.size < this.config.connectionsMax;
+    if (Atomics.add(shared, 0, 1) < this.config.connectionsMax) return true;
+    Atomics.sub(shared, 0, 1);
+    return false;
+  }
+
   private onOpen(socket: Socket<Connection>): void {
-    if (this.draining || this.connections.size >= this.config.connectionsMax) {
+    if (this.draining || !this.admit()) {
       this.stats.connectionsRefused++;
       if (!this.draining) this.refusals.note({ remote: `${socket.remoteAddress}:${socket.remotePort}`, reason: "connectionsMax reached", open: this.connections.size, connectionsMax: this.config.connectionsMax });
       socket.terminate();
@@ -238,6 +263,8 @@ export class Server implements ConnectionHost {
       if (admission === "blocked") this.stats.connectionsRefusedBlocked++;
       else this.stats.connectionsRefusedPerIp++;
       this.ipRefusals.note({ address: socket.remoteAddress, reason: admission === "blocked" ? "address blocked after failed AUTH exchanges" : `connectionsPerIpMax (${this.config.connectionsPerIpMax}) reached` });
+      const shared = this.options.loop?.openConnections;
+      if (shared !== undefined) Atomics.sub(shared, 0, 1); // admitted by count, refused by address
       socket.terminate();
       return;
     }
@@ -274,6 +301,8 @@ export class Server implements ConnectionHost {
 
   onConnectionClosed(conn: Connection): void {
     if (!this.connections.has(conn)) return;
+    const shared = this.options.loop?.openConnections;
+    if (shared !== undefined) Atomics.sub(shared, 0, 1);
     this.ipGuard.closed(conn.address, Date.now());
     this.connections.delete(conn);
     this.stats.connectionsOpen = this.connections.size;

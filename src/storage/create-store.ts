@@ -7,29 +7,34 @@ import { ReadCache } from "./read-cache";
 import { S3Store } from "./s3-store";
 import type { Store } from "./store";
 
-export function createStore(config: Config, engine: IoEngine): Store {
-  if (config.store === "s3") return s3Store(config, engine);
-  return fileStore(config, engine, config.dataDir, true);
+/**
+ * `loop`: this store serves one event loop of `loops` (> 1): no resumable uploads (their table is
+ * per loop), and the read cache split into one directory and one share of the bounds per loop.
+ */
+export function createStore(config: Config, engine: IoEngine, loop?: { index: number; of: number }): Store {
+  if (config.store === "s3") return s3Store(config, engine, loop);
+  return fileStore(config, engine, config.dataDir, loop === undefined ? "resumable" : "plain");
 }
 
-function fileStore(config: Config, engine: IoEngine, dataDir: string, resumable: boolean): FileStore {
+function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache"): FileStore {
   return new FileStore(engine, {
     dataDir,
     shards: config.shards,
-    fsyncOnCommit: resumable && config.fsyncOnCommit, // a cache copy needs no flush: the store has the object
+    fsyncOnCommit: kind !== "cache" && config.fsyncOnCommit, // a cache copy needs no flush: the store has the object
     ioChunkBytes: config.ioChunkBytes,
     uploadWritesInFlightMax: config.uploadWritesInFlightMax,
-    resumable: resumable ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs } : undefined,
+    resumable: kind === "resumable" ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs } : null,
   });
 }
 
-function s3Store(config: Config, engine: IoEngine): S3Store {
+function s3Store(config: Config, engine: IoEngine, loop: { index: number; of: number } | undefined): S3Store {
+  const share = loop?.of ?? 1;
   const cache =
     config.cacheDir === ""
       ? null
-      : new ReadCache(fileStore(config, engine, config.cacheDir, false), {
-          bytesMax: config.cacheBytesMax,
-          entriesMax: config.cacheEntriesMax,
+      : new ReadCache(fileStore(config, engine, loop === undefined ? config.cacheDir : `${config.cacheDir}/loop-${loop.index}`, "cache"), {
+          bytesMax: Math.floor(config.cacheBytesMax / share),
+          entriesMax: Math.floor(config.cacheEntriesMax / share),
           freshMs: config.cacheFreshMs,
           fillBacklogBytesMax: config.connectionBufferBytesMax,
         });

@@ -88,8 +88,12 @@ class ValueDone implements IoTarget {
 export interface FileStoreOptions {
   dataDir: string;
   shards: number;
-  /** Bounds of resumable uploads (Partials); absent: none are accepted. */
-  resumable?: PartialLimits;
+  /**
+   * Bounds of resumable uploads (Partials). Null: this store takes none (one loop of several: a
+   * RESUME may reach another loop, which cannot see this one's table); an upload that asks for one
+   * is an ordinary upload, and RESUME is answered as by a store without them.
+   */
+  resumable: PartialLimits | null;
   /** fsync each committed file and its directory before the upload is acknowledged. */
   fsyncOnCommit: boolean;
   /** The largest single write of a streamed upload, and the read size of a streamed download. */
@@ -106,7 +110,9 @@ export class FileStore implements Store {
   private readonly writesInFlightMax: number;
   /** Paths of the shard directories, built once: every request needs one. */
   private readonly shardDirs: string[];
-  private readonly tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
+  /** `.fsgw-tmp\<pid>.` (one loop: `.fsgw-tmp\<pid>-<loop>.`, so that loops never pick one name). */
+  private tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
+  private readonly takesResumable: boolean;
   private tempSeq = 0;
   /**
    * The engine's inline operations, once init() has found the data directory on a file system
@@ -127,6 +133,8 @@ export class FileStore implements Store {
     this.dataDir = resolve(options.dataDir);
     this.shards = options.shards;
     const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000 };
+    this.takesResumable = options.resumable !== null;
+    if (!this.takesResumable) this.resumeUpload = undefined;
     this.partials = new Partials(limits);
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
@@ -145,7 +153,7 @@ export class FileStore implements Store {
    * same shard count, and removes temporary files a crash left behind. Start-up only, so it uses
    * synchronous fs directly.
    */
-  init(log: Logger): void {
+  init(log: Logger, forLoops = false): void {
     mkdirSync(this.dataDir, { recursive: true, mode: 0o755 });
     // One server per data directory: a second one would sweep the first one's temporary files.
     const lock = lockForProcess(`${this.dataDir}/${LOCK_FILE}`);
@@ -155,6 +163,19 @@ export class FileStore implements Store {
     }
     this.checkLayout();
     const swept = this.sweepTemporaries(log);
+    // For a group of loops, each loop finds what its engine may do here (attach).
+    const engine = forLoops ? {} : this.attachEngine(log);
+    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, ...engine });
+  }
+
+  /** One loop of several: the group's own instance did init() (lock, layout, sweep). */
+  attach(log: Logger, loop: number): void {
+    this.tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}-${loop}.`;
+    log.debug("store_attached", { dataDir: this.dataDir, ...this.attachEngine(log) });
+  }
+
+  /** Finds what this engine may do in the data directory: inline calls, splice. */
+  private attachEngine(log: Logger): { inlineIo: boolean; spliceUploads: boolean } {
     const inline = this.engine.inline;
     if (inline !== null) {
       const trusted = inline.trustedFor(this.dataDir);
@@ -168,7 +189,7 @@ export class FileStore implements Store {
       this.spliceUploads = probe === 0;
       if (probe !== 0) log.info("splice_uploads_off", { dataDir: this.dataDir, reason: `splice into a file here fails (errno ${-probe})`, effect: "uploads are received into memory and written" });
     }
-    log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, inlineIo: this.inline !== null, spliceUploads: this.spliceUploads });
+    return { inlineIo: this.inline !== null, spliceUploads: this.spliceUploads };
   }
 
   private checkLayout(): void {
@@ -288,7 +309,7 @@ export class FileStore implements Store {
   beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable = false): UploadSink {
     const tmpPath = this.tempPathOf(key);
     let partial: PartialUpload | undefined;
-    if (resumable) {
+    if (resumable && this.takesResumable) {
       const entry = this.partials.register(key.name, tmpPath, size, expected);
       if (typeof entry === "string") return refusedUpload(owner, Failure.RESUMABLE_FULL);
       partial = entry;
@@ -297,7 +318,7 @@ export class FileStore implements Store {
     return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false);
   }
 
-  resumeUpload(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink {
+  resumeUpload?(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink {
     const entry = this.partials.take(id, key.name, Date.now());
     if (entry === null) return refusedUpload(owner, Failure.NO_UPLOAD);
     if (entry === "busy") return refusedUpload(owner, Failure.UPLOAD_BUSY);

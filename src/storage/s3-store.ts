@@ -166,6 +166,11 @@ export class S3Store implements Store {
     this.cache?.init(log);
   }
 
+  /** One loop of several: the group's own instance reached the bucket and sweeps stale uploads. */
+  attach(log: Logger): void {
+    this.init(log);
+  }
+
   /**
    * Reaches the bucket before the server listens. A store that answers "no such bucket" or refuses
    * the credentials stops the start (a configuration error); a store that does not answer is

@@ -144,13 +144,22 @@ export const DIGEST_BYTES = 33;
 export interface Store {
   /** A name for logs: the kind of store and where. */
   readonly description: string;
-  /** Prepares the store before the server accepts anything; throws StoreError when it cannot. */
-  init(log: Logger): void;
+  /**
+   * Prepares the store before the server accepts anything; throws StoreError when it cannot.
+   * `forLoops`: for a group of event loops, each of which then attach()es an instance of its own.
+   */
+  init(log: Logger, forLoops?: boolean): void;
   /**
    * Optional, after init(): reaches a remote store before the server listens (rejects with
    * StoreError when it is misconfigured) and starts its timers.
    */
   open?(): Promise<void>;
+  /**
+   * Optional: prepares this instance to serve as one event loop of several (`loops` > 1), after
+   * another instance of the same store did init() and open() for the whole server (the lock, the
+   * sweeps, the bucket check): only what each loop needs of its own.
+   */
+  attach?(log: Logger, loop: number): void;
   /** Optional: stops the store's timers at shutdown. */
   close?(): void;
   /** Optional: counters and gauges for /debug/stats and /metrics (camelCase names). */

@@ -132,6 +132,9 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, batch submission", { ioEngine: "cpool", ioSubmitMode: "batch" }],
   ["cpool, zero-copy off (downloads copied through memory)", { ioEngine: "cpool", zeroCopy: "false" }],
   ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", ioInline: "refused" }],
+  // Several event loops on one port (each its own thread, listener, connections and pool).
+  ["cpool, 2 event loops", { ioEngine: "cpool", loops: "2" }],
+  ["cpool, 4 event loops", { ioEngine: "cpool", loops: "4" }],
   // TLS and tokens on: every exchange and violation below, through TLS, after an AUTH.
   ...(hasOpenssl ? [["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }] as [string, Record<string, string>]] : []),
   // The S3 store (a real Swift, and any FSGW_TEST_S3_* endpoint), through each of two gateways on one namespace.

@@ -1,0 +1,218 @@
+// Several event loops on one port (`loops` > 1): one thread each (loop-worker.ts), each with its
+// own listener (SO_REUSEPORT: the kernel spreads connections), connections, engine and store
+// instance; nothing shared on the hot path but one counter (connectionsMax is a whole-server bound).
+// To its operators it is one server: this thread holds the data directory's lock and runs the
+// start-up sweep (or reaches the bucket) once, writes the one log stream, answers the admin endpoint
+// with the loops' figures summed (and per loop), and stops every loop gracefully on a signal. A
+// loop that fails takes the whole server down with a message, never leaving a port half served.
+import type { Config } from "../config";
+import { SyncEngine } from "../engine/sync-engine";
+import type { Logger } from "../log";
+import { createStore } from "../storage/create-store";
+import type { Store } from "../storage/store";
+import { listenOrExplain } from "./listen";
+import type { FromLoop, LoopInit, ToLoop } from "./loop-worker";
+
+/** Keys of stats whose values are percentiles or maxima: over loops, the largest is kept, not the sum. */
+const NOT_SUMMED = new Set(["p50", "p90", "p99", "max", "uptimeSeconds", "startedMs"]);
+
+/** Sums the numbers of several stats snapshots of the same shape (percentiles: their maximum). */
+export function sumSnapshots(snapshots: unknown[]): unknown {
+  const first = snapshots[0];
+  if (typeof first === "number") return snapshots.reduce((a: number, b) => a + (typeof b === "number" ? b : 0), 0);
+  if (typeof first !== "object" || first === null || Array.isArray(first)) return first;
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(first)) {
+    const values = snapshots.map((s) => (s as Record<string, unknown>)[key]);
+    out[key] = NOT_SUMMED.has(key) && typeof values[0] === "number" ? Math.max(...(values as number[])) : sumSnapshots(values);
+  }
+  return out;
+}
+
+/**
+ * One Prometheus text of several loops' texts: each sample labelled with its loop, each family's
+ * HELP and TYPE once, its samples together (the format wants a family contiguous).
+ */
+export function mergeMetrics(texts: string[]): string {
+  const families = new Map<string, { head: string[]; samples: string[] }>();
+  texts.forEach((text, loop) => {
+    for (const line of text.split("\n")) {
+      if (line === "") continue;
+      const meta = /^# (HELP|TYPE) (\S+)/.exec(line);
+      const name = meta !== null ? meta[2]! : /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)![0];
+      let family = families.get(name);
+      if (family === undefined) families.set(name, (family = { head: [], samples: [] }));
+      if (meta !== null) {
+        if (loop === 0) family.head.push(line);
+        continue;
+      }
+      const labelled = line.includes("{") ? line.replace("{", `{loop="${loop}",`) : line.replace(" ", `{loop="${loop}"} `);
+      family.samples.push(labelled);
+    }
+  });
+  return [...families.values()].flatMap((f) => [...f.head, ...f.samples]).join("\n") + "\n";
+}
+
+export class LoopGroup {
+  private readonly workers: Worker[] = [];
+  private readonly waiting = new Map<number, (m: FromLoop & { t: "answer" }) => void>();
+  private nextId = 1;
+  private store: Store | null = null;
+  private stopping: Promise<void> | null = null;
+  private failed: ((reason: string) => void) | null = null;
+  draining = false;
+  port = 0;
+
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+    readonly loops: number,
+  ) {}
+
+  /**
+   * Prepares the store for the whole server, then starts the loops one by one (the first binds the
+   * port, maybe a free one, the others join it). Rejects when one cannot start.
+   * `onFailure` hears a loop that fails later (the group is then stopped).
+   */
+  async start(onFailure: (reason: string) => void): Promise<void> {
+    this.failed = onFailure;
+    const { config } = this;
+    // The lock, the layout, the sweep of temporary files, the bucket: once, here, on the blocking
+    // engine (this thread runs no pool). The loops' read caches are their own.
+    this.store = createStore({ ...config, cacheDir: "" }, new SyncEngine());
+    this.store.init(this.log, true);
+    await this.store.open?.();
+    // With SO_REUSEPORT on both, two servers would share a port silently: a plain bind first
+    // proves no other process holds it.
+    if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
+    const openConnections = new SharedArrayBuffer(4);
+    let port = config.port;
+    for (let index = 0; index < this.loops; index++) {
+      port = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections });
+    }
+    this.port = port;
+    this.log.info("loops", { loops: this.loops, ioThreadsPerLoop: Math.max(1, Math.ceil(config.ioThreads / this.loops)), port });
+  }
+
+  private startLoop(init: LoopInit): Promise<number> {
+    const worker = new Worker(new URL("./loop-worker.ts", import.meta.url).href, { workerData: init } as WorkerOptions);
+    this.workers.push(worker);
+    return new Promise<number>((resolve, reject) => {
+      let listening = false;
+      worker.addEventListener("message", (event: MessageEvent<FromLoop>) => {
+        const m = event.data;
+        switch (m.t) {
+          case "log":
+            return this.log.line(m.line);
+          case "listening":
+            listening = true;
+            return resolve(m.port);
+          case "failed":
+            return listening ? this.loopFailed(init.index, m.error) : reject(new Error(`loop ${init.index}: ${m.error}`));
+          case "answer":
+            this.waiting.get(m.id)?.(m);
+            return;
+          case "stopped":
+            return;
+        }
+      });
+      worker.addEventListener("error", (event: ErrorEvent) => {
+        const error = String(event.message ?? event.error ?? "error");
+        if (listening) this.loopFailed(init.index, error);
+        else reject(new Error(`loop ${init.index}: ${error}`));
+      });
+      worker.addEventListener("close", () => {
+        if (this.stopping === null && listening) this.loopFailed(init.index, "its thread ended");
+      });
+    });
+  }
+
+  private loopFailed(index: number, error: string): void {
+    if (this.stopping !== null) return;
+    this.log.error("loop_failed", { loop: index, error, effect: "the server stops: no port is left half served" });
+    this.failed?.(`loop ${index} failed: ${error}`);
+  }
+
+  /** Asks every loop one question; resolves with their answers in loop order. */
+  private ask(question: (id: number) => ToLoop, timeoutMs = 10_000): Promise<(FromLoop & { t: "answer" })[]> {
+    return Promise.all(
+      this.workers.map(
+        (worker) =>
+          new Promise<FromLoop & { t: "answer" }>((resolve) => {
+            const id = this.nextId++;
+            const timer = setTimeout(() => {
+              this.waiting.delete(id);
+              resolve({ t: "answer", id, value: null, error: "the loop did not answer" });
+            }, timeoutMs);
+            this.waiting.set(id, (m) => {
+              clearTimeout(timer);
+              this.waiting.delete(id);
+              resolve(m);
+            });
+            worker.postMessage(question(id));
+          }),
+      ),
+    );
+  }
+
+  /** /debug/stats: every loop's figures summed (percentiles: the largest), and each loop's. */
+  async statsJson(): Promise<unknown> {
+    const answers = await this.ask((id) => ({ t: "stats", id }));
+    const perLoop = answers.map((a) => a.value);
+    return { loops: this.loops, ...(sumSnapshots(perLoop) as object), perLoop };
+  }
+
+  /** /metrics: every loop's samples, labelled loop="i". */
+  async metricsText(): Promise<string> {
+    const answers = await this.ask((id) => ({ t: "metrics", id }));
+    return mergeMetrics(answers.map((a) => String(a.value ?? "")));
+  }
+
+  /** /debug/profile?loop=i: a profile of that loop's thread. */
+  async profile(loop: number, seconds: number, format: "top" | "cpuprofile"): Promise<{ value: unknown; error?: string }> {
+    const worker = this.workers[loop]!;
+    const id = this.nextId++;
+    return new Promise((resolve) => {
+      this.waiting.set(id, (m) => {
+        this.waiting.delete(id);
+        resolve(m);
+      });
+      worker.postMessage({ t: "profile", id, seconds, format } satisfies ToLoop);
+    });
+  }
+
+  reload(): void {
+    for (const w of this.workers) w.postMessage({ t: "reload" } satisfies ToLoop);
+  }
+
+  /** Stops every loop gracefully (each drains its connections within shutdownGraceMs), then the threads. */
+  stop(): Promise<void> {
+    if (this.stopping !== null) return this.stopping;
+    this.draining = true;
+    this.stopping = (async () => {
+      const deadline = this.config.shutdownGraceMs + 10_000;
+      await Promise.all(
+        this.workers.map(
+          (worker) =>
+            new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, deadline);
+              worker.addEventListener("message", (event: MessageEvent<FromLoop>) => {
+                if (event.data.t !== "stopped") return;
+                clearTimeout(timer);
+                resolve();
+              });
+              worker.addEventListener("close", () => {
+                clearTimeout(timer);
+                resolve();
+              });
+              worker.postMessage({ t: "stop" } satisfies ToLoop);
+            }),
+        ),
+      );
+      for (const w of this.workers) w.terminate();
+      this.store?.close?.();
+      this.log.info("stopped", { loops: this.loops });
+    })();
+    return this.stopping;
+  }
+}

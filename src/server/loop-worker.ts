@@ -1,0 +1,90 @@
+// One event loop of several (`loops` > 1): a thread with its own engine (its share of ioThreads),
+// its own store instance, its own listener on the shared port and its own connections. The group
+// (loop-group.ts) prepared the store for the whole server before starting it; this thread only
+// serves. It speaks to the group by messages: its log lines, "listening", answers to stats,
+// metrics and profile requests, and "stopped" after a graceful stop.
+import { parentPort, workerData } from "node:worker_threads";
+import type { Config } from "../config";
+import { createEngine } from "../engine/create-engine";
+import { Logger } from "../log";
+import { formatTop } from "../observe/profile-top";
+import { Profiler } from "../observe/profiler";
+import { renderMetrics } from "../observe/prometheus";
+import { processStats, statsSnapshot } from "../observe/stats";
+import { createStore } from "../storage/create-store";
+import { Server } from "./server";
+
+export interface LoopInit {
+  config: Config;
+  index: number;
+  loops: number;
+  /** Element 0: open connections of every loop (connectionsMax is a whole-server bound). */
+  openConnections: SharedArrayBuffer;
+}
+
+/** From the group to a loop. */
+export type ToLoop =
+  | { t: "stats"; id: number }
+  | { t: "metrics"; id: number }
+  | { t: "profile"; id: number; seconds: number; format: "top" | "cpuprofile" }
+  | { t: "reload" }
+  | { t: "stop" };
+
+/** From a loop to the group. */
+export type FromLoop =
+  | { t: "log"; line: string }
+  | { t: "listening"; port: number }
+  | { t: "failed"; error: string }
+  | { t: "answer"; id: number; value: unknown; error?: string }
+  | { t: "stopped" };
+
+const port = parentPort!;
+const post = (m: FromLoop) => port.postMessage(m);
+const init = workerData as LoopInit;
+const { config, index } = init;
+// Every line goes to the group's logger (one stream, one log file), tagged with its loop.
+const log = new Logger(config.logLevel, (line) => post({ t: "log", line: `${line} loop=${index}` }));
+
+let server: Server;
+try {
+  const ioThreads = Math.max(1, Math.ceil(config.ioThreads / init.loops));
+  const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) });
+  const store = createStore(config, engine, { index, of: init.loops });
+  server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections) } });
+  await server.start();
+  post({ t: "listening", port: server.port });
+} catch (e) {
+  post({ t: "failed", error: String((e as Error)?.message ?? e) });
+  process.exit(1);
+}
+
+// Tests prove that a loop dying takes the server down cleanly: this makes loop N throw on its thread.
+if (process.env.FSGW_TEST_CRASH_LOOP === String(index)) {
+  setTimeout(() => {
+    throw new Error("deliberate crash (FSGW_TEST_CRASH_LOOP)");
+  }, Number(process.env.FSGW_TEST_CRASH_AFTER_MS ?? "300"));
+}
+
+const profiler = new Profiler();
+port.on("message", async (m: ToLoop) => {
+  switch (m.t) {
+    case "stats":
+      return post({ t: "answer", id: m.id, value: statsSnapshot(server.stats, server.engine.stats()) });
+    case "metrics":
+      return post({ t: "answer", id: m.id, value: renderMetrics(server.stats, server.engine.stats(), processStats()) });
+    case "profile":
+      try {
+        const profile = await profiler.profile(m.seconds);
+        return post({ t: "answer", id: m.id, value: m.format === "top" ? formatTop(profile, 40, m.seconds * 1000) : profile });
+      } catch (e) {
+        return post({ t: "answer", id: m.id, value: null, error: (e as Error).message });
+      }
+    case "reload":
+      server.reload();
+      return;
+    case "stop":
+      await server.stop();
+      post({ t: "stopped" });
+      return;
+  }
+});

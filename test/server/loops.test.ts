@@ -1,0 +1,141 @@
+// Several event loops on one port (`loops` > 1): connections spread over every loop (seen in their
+// stats), a whole-server connectionsMax, overwrites and downloads of one key racing across loops,
+// a graceful stop with uploads in flight on every loop, and a loop that dies taking the whole
+// server down with a message instead of leaving the port half served. The whole protocol suite
+// also runs on 2 and 4 loops: test/server/e2e.test.ts.
+import { afterAll, expect, test } from "bun:test";
+import { benchExchange, downloadExchange, uploadExchange } from "../../src/client/exchanges";
+import { WireConn } from "../../src/client/wire-conn";
+import { payload, sha256 } from "../helpers/data";
+import { tempFiles } from "../helpers/fs";
+import { eventually, freePort, startServer, type TestServer } from "../helpers/server";
+
+const servers: TestServer[] = [];
+afterAll(async () => {
+  for (const s of servers) await s.stop();
+});
+
+async function start(fields: Record<string, string | number>, env: Record<string, string> = {}): Promise<TestServer> {
+  const s = await startServer(fields, env);
+  servers.push(s);
+  return s;
+}
+
+type PerLoop = { connections: { total: number; refused: number }; exchanges: { upload: { count: number } } };
+async function stats(adminPort: number): Promise<{ loops: number; connections: { total: number }; perLoop: PerLoop[] }> {
+  return (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json() as never;
+}
+
+test("connections spread over every loop; /debug/stats sums them and shows each loop; /metrics labels each", async () => {
+  const admin = freePort();
+  const server = await start({ loops: 4, adminPort: admin });
+  const conns = await Promise.all(Array.from({ length: 64 }, () => WireConn.connect({ host: "127.0.0.1", port: server.port })));
+  for (const [i, c] of conns.entries()) await benchExchange(c, `b${i}`);
+  const s = await stats(admin);
+  expect(s.loops).toBe(4);
+  expect(s.connections.total).toBe(64);
+  expect(s.perLoop.map((l) => l.connections.total).reduce((a, b) => a + b, 0)).toBe(64);
+  for (const l of s.perLoop) expect(l.connections.total).toBeGreaterThan(0); // 64 over 4: each gets some
+  const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+  for (const loop of [0, 1, 2, 3]) expect(metrics).toContain(`fsgw_connections_accepted_total{loop="${loop}"}`);
+  expect(metrics.match(/^# TYPE fsgw_connections_accepted_total /gm)).toHaveLength(1);
+  const profile = await (await fetch(`http://127.0.0.1:${admin}/debug/profile?seconds=1&format=top&loop=3`)).text();
+  expect(profile).toMatch(/JavaScript thread|No samples/);
+  expect((await fetch(`http://127.0.0.1:${admin}/debug/profile?seconds=1&loop=4`)).status).toBe(400);
+  for (const c of conns) c.close();
+});
+
+test("connectionsMax is one bound over every loop", async () => {
+  const server = await start({ loops: 2, connectionsMax: 5 });
+  const open = await Promise.all(Array.from({ length: 5 }, () => WireConn.connect({ host: "127.0.0.1", port: server.port })));
+  for (const c of open) await benchExchange(c, "in");
+  // Past the bound, whichever loop a connection reaches closes it at once (it may close before
+  // the client even sees it open).
+  const extra = await Promise.all(
+    Array.from({ length: 4 }, () =>
+      WireConn.connect({ host: "127.0.0.1", port: server.port }).then(
+        (c) => c.closedWithin(3000),
+        () => true,
+      ),
+    ),
+  );
+  expect(extra).toEqual([true, true, true, true]);
+  open[0]!.close();
+  await eventually(() => server.lines.some((l) => l.includes("event=connection_refused")), 3000, "the refusal logged");
+  await Bun.sleep(200);
+  const again = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+  await benchExchange(again, "room again"); // a slot freed on whichever loop frees it for all
+  again.close();
+  for (const c of open.slice(1)) c.close();
+});
+
+test("one key overwritten and downloaded from every loop at once: every download is one whole version", async () => {
+  const server = await start({ loops: 4 });
+  const versions = Array.from({ length: 4 }, (_, i) => payload(300_000 + i * 1000, 70 + i));
+  const hashes = new Set(versions.map(sha256));
+  const first = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+  await uploadExchange(first, "raced", versions[0]!.length, (c) => c.write(versions[0]!));
+  first.close();
+  const got: string[] = [];
+  await Promise.all(
+    Array.from({ length: 24 }, async (_, i) => {
+      const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+      for (let round = 0; round < 4; round++) {
+        if (i % 3 === 0) {
+          const v = versions[(i + round) % 4]!;
+          await uploadExchange(conn, "raced", v.length, (c) => c.write(v));
+        } else {
+          const parts: Uint8Array[] = [];
+          await downloadExchange(conn, "raced", (p) => void parts.push(p.slice()));
+          got.push(sha256(Buffer.concat(parts)));
+        }
+      }
+      conn.close();
+    }),
+  );
+  expect(got.length).toBe(64);
+  for (const h of got) expect(hashes.has(h)).toBe(true);
+  expect(tempFiles(server.dataDir)).toEqual([]);
+}, 60_000);
+
+test("a graceful stop with uploads in flight on every loop lets each finish, then exits 0", async () => {
+  const server = await start({ loops: 2, shutdownGraceMs: 10_000 });
+  const size = 2 * 1024 * 1024;
+  const conns = await Promise.all(Array.from({ length: 8 }, () => WireConn.connect({ host: "127.0.0.1", port: server.port })));
+  let halfway = 0;
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  const uploads = conns.map((conn, i) =>
+    uploadExchange(conn, `inflight-${i}`, size, async (c) => {
+      const body = payload(size, 90 + i);
+      await c.write(body.subarray(0, size / 2));
+      halfway++;
+      await released;
+      await c.write(body.subarray(size / 2));
+    }),
+  );
+  await eventually(() => halfway === 8, 10_000, "every upload halfway");
+  server.proc.kill("SIGTERM");
+  await eventually(() => server.lines.some((l) => l.includes("event=shutdown")), 5000, "the shutdown begun");
+  release();
+  await Promise.all(uploads); // every upload ends with END: none was cut
+  for (const c of conns) c.close();
+  expect(await server.proc.exited).toBe(0);
+  const stoppedLoops = server.lines.filter((l) => /event=stopped .*loop=\d/.test(l)).length;
+  expect(stoppedLoops).toBe(2);
+  expect(tempFiles(server.dataDir)).toEqual([]);
+}, 60_000);
+
+test("a loop that dies takes the whole server down with a message; the port is not left half served", async () => {
+  const server = await start({ loops: 2 }, { FSGW_TEST_CRASH_LOOP: "1", FSGW_TEST_CRASH_AFTER_MS: "500" });
+  const code = await server.proc.exited;
+  expect(code).toBe(1);
+  const failure = server.lines.find((l) => l.includes("event=loop_failed"));
+  expect(failure).toContain("loop=1");
+  expect(failure).toContain("deliberate crash");
+  const refused = await WireConn.connect({ host: "127.0.0.1", port: server.port }).then(
+    (c) => (c.close(), "connected"),
+    () => "refused",
+  );
+  expect(refused).toBe("refused");
+});

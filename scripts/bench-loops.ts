@@ -1,7 +1,7 @@
 // One event loop against several (`loops`), alternated round by round on one machine, and a model
 // of what more cores would give. Per workload and loop count: ops/s, and the server's CPU per
-// exchange split by thread: the event loops (the main thread "bun" with one loop, the "Worker"
-// threads with several), the C pools' workers ("fsgw-io-*"), and the rest (JIT, GC, Bun's pool).
+// exchange split by thread: the event loops (the main thread with one loop, the "Worker" threads
+// with several), the C pools' workers ("fsgw-io-*"), and the rest (JIT, GC, Bun's pool).
 //
 //   bun scripts/bench-loops.ts [--rounds 3] [--loops 1,2] [--cores 4,16,64] [--connections 500]
 //
@@ -40,7 +40,9 @@ function cpuByKind(pid: number, loops: number): Split {
     try {
       const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, "utf8").trim();
       const ns = Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, "utf8").split(" ")[0]);
-      const kind = comm.startsWith("fsgw-io") ? "pool" : (loops === 1 ? comm === "bun" : comm === "Worker") ? "loop" : "rest";
+      // One loop: the process's main thread; several: the "Worker" threads (the main thread then
+      // only coordinates, and counts as rest).
+      const kind = comm.startsWith("fsgw-io") ? "pool" : (loops === 1 ? Number(tid) === pid : comm === "Worker") ? "loop" : "rest";
       out[kind] += ns / 1e6;
     } catch {} // a thread that just exited
   }

@@ -109,7 +109,8 @@ function startS3World(target: number): Promise<S3World> {
       const s3 = await s3Available[target]!.start();
       const prefix = newPrefix("e2e");
       const fields = { ...gatewayFields(s3, prefix), inlineBytesMax: 65536, ioChunkBytes: 65536 };
-      const gateways = [await startServer(fields), await startServer({ ...fields, cacheDir: join(tempDir("cache"), "c") })];
+      // The second also runs two event loops (each with its own share of the cache).
+      const gateways = [await startServer(fields), await startServer({ ...fields, cacheDir: join(tempDir("cache"), "c"), loops: 2 })];
       return { s3, gateways, view: new BucketView(s3, prefix) };
     })();
     s3Worlds.set(target, world);
@@ -143,7 +144,7 @@ const variants: [string, Record<string, string>][] = [
       ? []
       : [
           [`s3 store (${t.name}), gateway 1 of 2`, { s3Target: String(i), s3Gateway: "0" }],
-          [`s3 store (${t.name}), gateway 2 of 2, with a read cache`, { s3Target: String(i), s3Gateway: "1" }],
+          [`s3 store (${t.name}), gateway 2 of 2, with a read cache and 2 event loops`, { s3Target: String(i), s3Gateway: "1" }],
         ],
   ),
 ];

@@ -34,6 +34,8 @@
 /* A job that takes longer than this probably waited on a disk (page-cache work takes microseconds). */
 #define SLOW_JOB_NS 200000L
 
+typedef struct fsgw_crew fsgw_crew;
+
 typedef struct job {
   uint32_t op;
   uint32_t flags;
@@ -46,39 +48,30 @@ typedef struct job {
   const char *path2;
   void *ext;
   int64_t result;
+  /* Whose job this is: the pool (front) that took the slot, and the slot's number there. */
+  fsgw_pool *front;
+  uint32_t slot;
 } job;
 
-struct fsgw_pool {
-  /* Slots. The free stack is touched only by the submitting thread (submit takes, drain frees). */
-  job *jobs;
-  uint32_t *free_slots;
-  uint32_t free_count;
-  uint32_t capacity;
-
-  /* Submission queue: a ring of slot numbers, guarded by lock. */
+/* The workers and their queue: one crew may serve several pools (fronts), one per event loop
+ * (fsgw_pool_join), so that N loops share ioThreads workers instead of each running its own. */
+struct fsgw_crew {
+  /* Submission queue: a ring of jobs, guarded by lock; it holds every front's slots at once. */
   pthread_mutex_t lock;
-  uint32_t *queue;
+  job **queue;
   uint32_t queue_head;
   uint32_t queue_len;
+  uint32_t queue_cap;
   /* Sleeping workers, most recently idle on top: a job wakes the worker that ran last, whose
    * caches are warm and which is likely still on a CPU, instead of an arbitrary one. */
   uint32_t idle_stack[THREADS_MAX];
   uint32_t idle; /* entries in idle_stack */
   int stopping;
+  /* Fronts created (freed when it drops to 0) and not yet stopped (threads end when it drops to 0);
+   * both under lock. */
+  int fronts;
+  int fronts_active;
 
-  /* Completion ring: slot numbers in completion order, guarded by done_lock. */
-  pthread_mutex_t done_lock;
-  uint32_t *done;
-  uint32_t done_head;
-  uint32_t done_len;
-
-  /* Doorbell: rung when bell_armed goes 1 -> 0; fsgw_doorbell_answer re-arms it. */
-  void (*doorbell)(void);
-  atomic_int bell_armed;
-  atomic_int bells_outstanding;
-  /* 1 while the loop has promised to poll the completion ring (fsgw_loop_busy .. fsgw_poll): a
-   * completion then needs no doorbell, because the loop is awake and will look. */
-  atomic_int loop_awake;
   /* A submission wakes a sleeping worker only while more than this many jobs per awake worker are
    * queued (1: a job per awake worker, as libuv). */
   uint32_t jobs_per_wake;
@@ -97,15 +90,45 @@ struct fsgw_pool {
   int stopped;
   atomic_int op_delay_us;
 
-  /* Counters: `submitted` and `queued_high` are written under `lock`; `refused`, `drains` and
-   * `drained` only by the loop thread (the one submitter and drainer), so they need no lock; the
-   * workers' `completed` and `doorbells` are atomic. fsgw_pool_stats reads the loop thread's own
-   * without a lock, which is exact when called from that thread, as the binding does. */
-  uint64_t submitted, refused, queued_high, drains, drained;
-  atomic_uint_fast64_t completed, doorbells;
+  uint64_t queued_high; /* under lock */
   int prio_failed, affinity_failed; /* written once, before workers run */
   int worker_nice;
   atomic_int nice_failed;
+};
+
+/* A pool as one event loop sees it: its own slots, completion ring and doorbell, over a crew of
+ * workers it may share with other loops' pools. */
+struct fsgw_pool {
+  fsgw_crew *crew;
+  /* Slots. The free stack is touched only by the submitting thread (submit takes, drain frees). */
+  job *jobs;
+  uint32_t *free_slots;
+  uint32_t free_count;
+  uint32_t capacity;
+
+  /* Completion ring: slot numbers in completion order, guarded by done_lock. */
+  pthread_mutex_t done_lock;
+  uint32_t *done;
+  uint32_t done_head;
+  uint32_t done_len;
+
+  /* Doorbell: rung when bell_armed goes 1 -> 0; fsgw_doorbell_answer re-arms it. */
+  void (*doorbell)(void);
+  atomic_int bell_armed;
+  atomic_int bells_outstanding;
+  /* 1 while the loop has promised to poll the completion ring (fsgw_loop_busy .. fsgw_poll): a
+   * completion then needs no doorbell, because the loop is awake and will look. */
+  atomic_int loop_awake;
+  /* This front's jobs a worker is running now (stop waits for them when other fronts go on). */
+  atomic_int running;
+  int stopping; /* set by the loop thread: submissions are refused */
+  int stopped;
+
+  /* Counters: `submitted` under the crew's lock; `refused`, `drains` and `drained` only by the loop
+   * thread (the one submitter and drainer of this front), so they need no lock; the workers'
+   * `completed` and `doorbells` are atomic. */
+  uint64_t submitted, refused, drains, drained;
+  atomic_uint_fast64_t completed, doorbells;
 };
 
 int32_t fsgw_abi_version(void) { return FSGW_ABI_VERSION; }
@@ -447,8 +470,8 @@ static void ring(fsgw_pool *pool) {
   }
 }
 
-/* Appends a finished slot to the completion ring. The ring holds `capacity` entries and a slot
- * appears in it at most once until drained, so it cannot overflow. */
+/* Appends a finished slot to its pool's completion ring. The ring holds `capacity` entries and a
+ * slot appears in it at most once until drained, so it cannot overflow. */
 static void complete(fsgw_pool *pool, uint32_t slot) {
   pthread_mutex_lock(&pool->done_lock);
   pool->done[(pool->done_head + pool->done_len) % pool->capacity] = slot;
@@ -458,15 +481,15 @@ static void complete(fsgw_pool *pool, uint32_t slot) {
 }
 
 /* Wakes a sleeping worker when jobs wait in the queue. */
-static void wake_one_if_queued(fsgw_pool *pool) {
+static void wake_one_if_queued(fsgw_crew *crew) {
   int w = -1;
-  pthread_mutex_lock(&pool->lock);
-  if (pool->queue_len > 0 && pool->idle > 0 && !pool->stopping) {
-    w = (int)pool->idle_stack[--pool->idle];
-    pool->worker_woken[w] = 1;
+  pthread_mutex_lock(&crew->lock);
+  if (crew->queue_len > 0 && crew->idle > 0 && !crew->stopping) {
+    w = (int)crew->idle_stack[--crew->idle];
+    crew->worker_woken[w] = 1;
   }
-  pthread_mutex_unlock(&pool->lock);
-  if (w >= 0) pthread_cond_signal(&pool->worker_cond[w]);
+  pthread_mutex_unlock(&crew->lock);
+  if (w >= 0) pthread_cond_signal(&crew->worker_cond[w]);
 }
 
 static inline void cpu_relax(void) {
@@ -478,26 +501,26 @@ static inline void cpu_relax(void) {
 }
 
 /* Waits awake, without the lock, until a job is queued or spin_ns have passed. */
-static void spin_for_work(fsgw_pool *pool) {
+static void spin_for_work(fsgw_crew *crew) {
   struct timespec t0, t;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   for (uint32_t i = 1;; i++) {
-    if (atomic_load_explicit(&pool->queued_hint, memory_order_relaxed) > 0) return;
+    if (atomic_load_explicit(&crew->queued_hint, memory_order_relaxed) > 0) return;
     cpu_relax();
     if ((i & 63) == 0) {
       clock_gettime(CLOCK_MONOTONIC, &t);
-      if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > pool->spin_ns) return;
+      if ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) > crew->spin_ns) return;
     }
   }
 }
 
 typedef struct worker_arg {
-  fsgw_pool *pool;
+  fsgw_crew *crew;
   uint32_t index;
 } worker_arg;
 
 static void *worker(void *arg) {
-  fsgw_pool *pool = ((worker_arg *)arg)->pool;
+  fsgw_crew *crew = ((worker_arg *)arg)->crew;
   uint32_t self = ((worker_arg *)arg)->index;
   free(arg);
   /* A peer that hangs up mid-sendfile must be an -EPIPE, not a signal that kills the process (Bun
@@ -508,59 +531,112 @@ static void *worker(void *arg) {
   pthread_sigmask(SIG_BLOCK, &pipe_set, NULL);
   /* A positive nice value lets the JS thread, the one serial stage of the server, win the CPU
    * over workers when cores are scarce. Lowering priority needs no privilege; failure is counted. */
-  if (pool->worker_nice != 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), pool->worker_nice) != 0) {
-    atomic_fetch_add(&pool->nice_failed, 1);
+  if (crew->worker_nice != 0 && setpriority(PRIO_PROCESS, (id_t)gettid(), crew->worker_nice) != 0) {
+    atomic_fetch_add(&crew->nice_failed, 1);
   }
   for (;;) {
-    pthread_mutex_lock(&pool->lock);
+    pthread_mutex_lock(&crew->lock);
     int spun = 0;
-    while (pool->queue_len == 0 && !pool->stopping) {
+    while (crew->queue_len == 0 && !crew->stopping) {
       /* Work that streams in arrives within microseconds of the last job: one worker at a time
        * waits for it awake, for at most spin_ns once per idle spell, so the submitter need not pay
        * a futex wake and this worker a sleep and a wake-up. An idle pool never spins. */
-      if (pool->spin_ns > 0 && !pool->spinning && !spun) {
-        pool->spinning = 1;
+      if (crew->spin_ns > 0 && !crew->spinning && !spun) {
+        crew->spinning = 1;
         spun = 1;
-        pthread_mutex_unlock(&pool->lock);
-        spin_for_work(pool);
-        pthread_mutex_lock(&pool->lock);
-        pool->spinning = 0;
+        pthread_mutex_unlock(&crew->lock);
+        spin_for_work(crew);
+        pthread_mutex_lock(&crew->lock);
+        crew->spinning = 0;
         continue;
       }
       /* Go to sleep on top of the idle stack; a submitter pops this worker and sets its flag. */
-      pool->worker_woken[self] = 0;
-      pool->idle_stack[pool->idle++] = self;
-      while (!pool->worker_woken[self] && !pool->stopping) pthread_cond_wait(&pool->worker_cond[self], &pool->lock);
+      crew->worker_woken[self] = 0;
+      crew->idle_stack[crew->idle++] = self;
+      while (!crew->worker_woken[self] && !crew->stopping) pthread_cond_wait(&crew->worker_cond[self], &crew->lock);
     }
-    if (pool->stopping) {
-      pthread_mutex_unlock(&pool->lock);
+    if (crew->stopping) {
+      pthread_mutex_unlock(&crew->lock);
       drop_splice_pipe();
       return NULL;
     }
-    uint32_t slot = pool->queue[pool->queue_head];
-    pool->queue_head = (pool->queue_head + 1) % pool->capacity;
-    pool->queue_len--;
-    atomic_store_explicit(&pool->queued_hint, pool->queue_len, memory_order_relaxed);
-    pthread_mutex_unlock(&pool->lock);
+    job *j = crew->queue[crew->queue_head];
+    crew->queue_head = (crew->queue_head + 1) % crew->queue_cap;
+    crew->queue_len--;
+    atomic_store_explicit(&crew->queued_hint, crew->queue_len, memory_order_relaxed);
+    fsgw_pool *front = j->front;
+    atomic_fetch_add(&front->running, 1); /* under the lock: a stopping front sees it */
+    pthread_mutex_unlock(&crew->lock);
 
-    int delay = atomic_load_explicit(&pool->op_delay_us, memory_order_relaxed);
+    int delay = atomic_load_explicit(&crew->op_delay_us, memory_order_relaxed);
     if (delay > 0) {
       struct timespec ts = {delay / 1000000, (long)(delay % 1000000) * 1000};
       nanosleep(&ts, NULL);
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    run_job(&pool->jobs[slot]);
-    complete(pool, slot);
-    if (!atomic_load(&pool->loop_awake)) ring(pool);
+    run_job(j);
+    complete(front, j->slot);
+    if (!atomic_load(&front->loop_awake)) ring(front);
+    atomic_fetch_sub(&front->running, 1); /* the last touch of the front */
     clock_gettime(CLOCK_MONOTONIC, &t1);
     /* A slow job may have blocked on the disk while jobs queued behind it: hand them to a sleeping
      * worker rather than leave them to this one (submissions wake few workers, see jobs_per_wake). */
-    if ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) > SLOW_JOB_NS) wake_one_if_queued(pool);
+    if ((t1.tv_sec - t0.tv_sec) * 1000000000L + (t1.tv_nsec - t0.tv_nsec) > SLOW_JOB_NS) wake_one_if_queued(crew);
   }
 }
 
 /* ---- life cycle ---- */
+
+/* A front over `crew` with `capacity` slots, or NULL (out of memory). */
+static fsgw_pool *front_new(fsgw_crew *crew, uint32_t capacity, void (*doorbell)(void)) {
+  fsgw_pool *pool = calloc(1, sizeof *pool);
+  if (pool == NULL) return NULL;
+  pool->crew = crew;
+  pool->capacity = capacity;
+  pool->jobs = calloc((size_t)capacity, sizeof(job));
+  pool->free_slots = calloc((size_t)capacity, sizeof(uint32_t));
+  pool->done = calloc((size_t)capacity, sizeof(uint32_t));
+  if (!pool->jobs || !pool->free_slots || !pool->done) {
+    free(pool->jobs); free(pool->free_slots); free(pool->done); free(pool);
+    return NULL;
+  }
+  /* Lowest slot numbers are handed out first (the stack is popped from the end). */
+  for (uint32_t i = 0; i < capacity; i++) {
+    pool->free_slots[i] = capacity - 1 - i;
+    pool->jobs[i].front = pool;
+    pool->jobs[i].slot = i;
+  }
+  pool->free_count = capacity;
+  pthread_mutex_init(&pool->done_lock, NULL);
+  pool->doorbell = doorbell;
+  atomic_init(&pool->bell_armed, 1);
+  atomic_init(&pool->bells_outstanding, 0);
+  atomic_init(&pool->loop_awake, 0);
+  atomic_init(&pool->running, 0);
+  return pool;
+}
+
+/* Makes room in the crew's queue for `more` slots (under lock, before any of them is queued). */
+static int crew_grow_locked(fsgw_crew *crew, uint32_t more) {
+  uint64_t cap = (uint64_t)crew->queue_cap + more;
+  if (cap > (uint64_t)CAPACITY_MAX * THREADS_MAX) return -EINVAL;
+  job **q = malloc((size_t)cap * sizeof(job *));
+  if (q == NULL) return -ENOMEM;
+  for (uint32_t k = 0; k < crew->queue_len; k++) q[k] = crew->queue[(crew->queue_head + k) % crew->queue_cap];
+  free(crew->queue);
+  crew->queue = q;
+  crew->queue_head = 0;
+  crew->queue_cap = (uint32_t)cap;
+  return 0;
+}
+
+static void crew_free(fsgw_crew *crew) {
+  pthread_mutex_destroy(&crew->lock);
+  for (int i = 0; i < crew->cond_count; i++) pthread_cond_destroy(&crew->worker_cond[i]);
+  free(crew->queue);
+  free(crew);
+}
 
 int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_threads, int32_t cpu_affinity,
                          int32_t worker_nice, void (*doorbell)(void), uint64_t *out) {
@@ -568,33 +644,27 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
       worker_nice > 19 || doorbell == NULL || out == NULL) {
     return -EINVAL;
   }
-  fsgw_pool *pool = calloc(1, sizeof *pool);
-  if (pool == NULL) return -ENOMEM;
-  pool->capacity = (uint32_t)capacity;
-  pool->jobs = calloc((size_t)capacity, sizeof(job));
-  pool->free_slots = calloc((size_t)capacity, sizeof(uint32_t));
-  pool->queue = calloc((size_t)capacity, sizeof(uint32_t));
-  pool->done = calloc((size_t)capacity, sizeof(uint32_t));
-  if (!pool->jobs || !pool->free_slots || !pool->queue || !pool->done) {
-    free(pool->jobs); free(pool->free_slots); free(pool->queue); free(pool->done); free(pool);
+  fsgw_crew *crew = calloc(1, sizeof *crew);
+  if (crew == NULL) return -ENOMEM;
+  pthread_mutex_init(&crew->lock, NULL);
+  for (int i = 0; i < threads; i++) pthread_cond_init(&crew->worker_cond[i], NULL);
+  crew->cond_count = threads;
+  if (crew_grow_locked(crew, (uint32_t)capacity) != 0) {
+    crew_free(crew);
     return -ENOMEM;
   }
-  /* Lowest slot numbers are handed out first (the stack is popped from the end). */
-  for (uint32_t i = 0; i < (uint32_t)capacity; i++) pool->free_slots[i] = (uint32_t)capacity - 1 - i;
-  pool->free_count = (uint32_t)capacity;
-  pthread_mutex_init(&pool->lock, NULL);
-  for (int i = 0; i < threads; i++) pthread_cond_init(&pool->worker_cond[i], NULL);
-  pool->cond_count = threads;
-  pthread_mutex_init(&pool->done_lock, NULL);
-  pool->doorbell = doorbell;
-  pool->worker_nice = worker_nice;
-  atomic_init(&pool->nice_failed, 0);
-  atomic_init(&pool->bell_armed, 1);
-  atomic_init(&pool->bells_outstanding, 0);
-  atomic_init(&pool->loop_awake, 0);
-  atomic_init(&pool->queued_hint, 0);
-  pool->jobs_per_wake = 1;
-  atomic_init(&pool->op_delay_us, 0);
+  fsgw_pool *pool = front_new(crew, (uint32_t)capacity, doorbell);
+  if (pool == NULL) {
+    crew_free(crew);
+    return -ENOMEM;
+  }
+  crew->fronts = 1;
+  crew->fronts_active = 1;
+  crew->worker_nice = worker_nice;
+  atomic_init(&crew->nice_failed, 0);
+  atomic_init(&crew->queued_hint, 0);
+  crew->jobs_per_wake = 1;
+  atomic_init(&crew->op_delay_us, 0);
 
   long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
   if (ncpu < 1) ncpu = 1;
@@ -606,9 +676,9 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
     worker_arg *warg = malloc(sizeof *warg); /* freed by the worker: creation only, not per operation */
     int rc = warg == NULL ? ENOMEM : 0;
     if (rc == 0) {
-      warg->pool = pool;
+      warg->crew = crew;
       warg->index = (uint32_t)i;
-      rc = pthread_create(&pool->threads[i], &attr, worker, warg);
+      rc = pthread_create(&crew->threads[i], &attr, worker, warg);
       if (rc != 0) free(warg);
     }
     pthread_attr_destroy(&attr);
@@ -616,21 +686,42 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
       fsgw_pool_free(pool);
       return -rc;
     }
-    pool->thread_count++;
+    crew->thread_count++;
     char name[24];
     snprintf(name, sizeof name, "fsgw-io-%d", i);
     name[15] = '\0'; /* thread names are 15 bytes at most */
-    pthread_setname_np(pool->threads[i], name); /* shows in top -H, ps -L, /proc/<pid>/task */
+    pthread_setname_np(crew->threads[i], name); /* shows in top -H, ps -L, /proc/<pid>/task */
     if (i < prior_threads) {
       struct sched_param sp = {.sched_priority = sched_get_priority_min(SCHED_RR)};
-      if (pthread_setschedparam(pool->threads[i], SCHED_RR, &sp) != 0) pool->prio_failed++;
+      if (pthread_setschedparam(crew->threads[i], SCHED_RR, &sp) != 0) crew->prio_failed++;
     }
     if (cpu_affinity) {
       cpu_set_t set;
       CPU_ZERO(&set);
       CPU_SET((int)(i % ncpu), &set);
-      if (pthread_setaffinity_np(pool->threads[i], sizeof set, &set) != 0) pool->affinity_failed++;
+      if (pthread_setaffinity_np(crew->threads[i], sizeof set, &set) != 0) crew->affinity_failed++;
     }
+  }
+  *out = (uint64_t)(uintptr_t)pool;
+  return 0;
+}
+
+int32_t fsgw_pool_join(fsgw_pool *other, int32_t capacity, void (*doorbell)(void), uint64_t *out) {
+  if (other == NULL || capacity < 1 || capacity > CAPACITY_MAX || doorbell == NULL || out == NULL) return -EINVAL;
+  fsgw_crew *crew = other->crew;
+  fsgw_pool *pool = front_new(crew, (uint32_t)capacity, doorbell);
+  if (pool == NULL) return -ENOMEM;
+  pthread_mutex_lock(&crew->lock);
+  int rc = crew->stopping ? -ESHUTDOWN : crew_grow_locked(crew, (uint32_t)capacity);
+  if (rc == 0) {
+    crew->fronts++;
+    crew->fronts_active++;
+  }
+  pthread_mutex_unlock(&crew->lock);
+  if (rc != 0) {
+    pthread_mutex_destroy(&pool->done_lock);
+    free(pool->jobs); free(pool->free_slots); free(pool->done); free(pool);
+    return rc;
   }
   *out = (uint64_t)(uintptr_t)pool;
   return 0;
@@ -638,38 +729,59 @@ int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_thread
 
 int32_t fsgw_pool_stop(fsgw_pool *pool) {
   if (pool->stopped) return 0;
-  pthread_mutex_lock(&pool->lock);
+  fsgw_crew *crew = pool->crew;
   pool->stopping = 1;
-  /* Take the queued operations out: they will not run. */
-  uint32_t head = pool->queue_head, len = pool->queue_len;
-  pool->queue_len = 0;
-  for (int i = 0; i < pool->thread_count; i++) pthread_cond_signal(&pool->worker_cond[i]);
-  pthread_mutex_unlock(&pool->lock);
-  for (int i = 0; i < pool->thread_count; i++) pthread_join(pool->threads[i], NULL);
-  pool->stopped = 1;
-  for (uint32_t k = 0; k < len; k++) {
-    uint32_t slot = pool->queue[(head + k) % pool->capacity];
-    pool->jobs[slot].result = -ECANCELED;
-    pool->jobs[slot].aux = 0;
-    complete(pool, slot);
+  /* Take this front's queued operations out: they will not run (answered -ECANCELED; done_lock is
+   * only ever taken inside the crew's lock, never the other way round). */
+  pthread_mutex_lock(&crew->lock);
+  uint32_t kept = 0;
+  for (uint32_t k = 0; k < crew->queue_len; k++) {
+    job *j = crew->queue[(crew->queue_head + k) % crew->queue_cap];
+    if (j->front == pool) {
+      j->result = -ECANCELED;
+      j->aux = 0;
+      complete(pool, j->slot);
+    } else {
+      crew->queue[(crew->queue_head + kept++) % crew->queue_cap] = j;
+    }
   }
+  crew->queue_len = kept;
+  atomic_store_explicit(&crew->queued_hint, kept, memory_order_relaxed);
+  int last = --crew->fronts_active == 0;
+  if (last) {
+    crew->stopping = 1;
+    for (int i = 0; i < crew->thread_count; i++) pthread_cond_signal(&crew->worker_cond[i]);
+  }
+  pthread_mutex_unlock(&crew->lock);
+  if (last && !crew->stopped) {
+    for (int i = 0; i < crew->thread_count; i++) pthread_join(crew->threads[i], NULL);
+    crew->stopped = 1;
+  }
+  /* Other fronts go on: wait for this front's jobs that workers are running (shutdown only). */
+  while (atomic_load(&pool->running) > 0) {
+    struct timespec ts = {0, 100000};
+    nanosleep(&ts, NULL);
+  }
+  pool->stopped = 1;
   return 0;
 }
 
 void fsgw_pool_free(fsgw_pool *pool) {
   if (pool == NULL) return;
   fsgw_pool_stop(pool);
-  pthread_mutex_destroy(&pool->lock);
-  for (int i = 0; i < pool->cond_count; i++) pthread_cond_destroy(&pool->worker_cond[i]);
+  fsgw_crew *crew = pool->crew;
   pthread_mutex_destroy(&pool->done_lock);
   free(pool->jobs);
   free(pool->free_slots);
-  free(pool->queue);
   free(pool->done);
   free(pool);
+  pthread_mutex_lock(&crew->lock);
+  int none = --crew->fronts == 0;
+  pthread_mutex_unlock(&crew->lock);
+  if (none) crew_free(crew);
 }
 
-/* ---- submission (JS thread) ---- */
+/* ---- submission (the loop's thread) ---- */
 
 /* Takes a slot and fills it; the caller queues it. Returns the slot or -errno. */
 static int32_t take_slot(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
@@ -698,19 +810,19 @@ typedef struct wake_list {
   uint32_t workers[THREADS_MAX];
 } wake_list;
 
-/* Queues a slot, and takes the most recently idle worker off the idle stack for it: at once when
+/* Queues a job, and takes the most recently idle worker off the idle stack for it: at once when
  * `eager` (a lone submission: a streamed body's next write waits for it), else only while the queue
  * holds more than jobs_per_wake jobs per awake worker (a batch: a worker between jobs takes the next
  * queued job without sleeping, so a busy pool is not signalled at all). */
-static void enqueue_locked(fsgw_pool *pool, uint32_t slot, wake_list *wakes, int eager) {
-  pool->queue[(pool->queue_head + pool->queue_len) % pool->capacity] = slot;
-  pool->queue_len++;
-  atomic_store_explicit(&pool->queued_hint, pool->queue_len, memory_order_relaxed);
-  if (pool->queue_len > pool->queued_high) pool->queued_high = pool->queue_len;
-  uint32_t awake = (uint32_t)pool->thread_count - pool->idle;
-  if (pool->idle > 0 && (eager || pool->queue_len > awake * pool->jobs_per_wake)) {
-    uint32_t w = pool->idle_stack[--pool->idle];
-    pool->worker_woken[w] = 1;
+static void enqueue_locked(fsgw_crew *crew, job *j, wake_list *wakes, int eager) {
+  crew->queue[(crew->queue_head + crew->queue_len) % crew->queue_cap] = j;
+  crew->queue_len++;
+  atomic_store_explicit(&crew->queued_hint, crew->queue_len, memory_order_relaxed);
+  if (crew->queue_len > crew->queued_high) crew->queued_high = crew->queue_len;
+  uint32_t awake = (uint32_t)crew->thread_count - crew->idle;
+  if (crew->idle > 0 && (eager || crew->queue_len > awake * crew->jobs_per_wake)) {
+    uint32_t w = crew->idle_stack[--crew->idle];
+    crew->worker_woken[w] = 1;
     wakes->workers[wakes->count++] = w;
   }
 }
@@ -718,8 +830,8 @@ static void enqueue_locked(fsgw_pool *pool, uint32_t slot, wake_list *wakes, int
 /* Wakes the chosen workers after the lock is released, so a woken worker does not block at once on
  * the lock the submitter still holds. No wake-up is lost: the flag was set under the lock, and a
  * worker checks it under the lock before it waits. */
-static void wake_workers(fsgw_pool *pool, const wake_list *wakes) {
-  for (uint32_t i = 0; i < wakes->count; i++) pthread_cond_signal(&pool->worker_cond[wakes->workers[i]]);
+static void wake_workers(fsgw_crew *crew, const wake_list *wakes) {
+  for (uint32_t i = 0; i < wakes->count; i++) pthread_cond_signal(&crew->worker_cond[wakes->workers[i]]);
 }
 
 int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
@@ -730,13 +842,14 @@ int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, vo
     if (slot == -EAGAIN) pool->refused++;
     return slot;
   }
+  fsgw_crew *crew = pool->crew;
   wake_list wakes;
   wakes.count = 0;
-  pthread_mutex_lock(&pool->lock);
-  enqueue_locked(pool, (uint32_t)slot, &wakes, 1);
+  pthread_mutex_lock(&crew->lock);
+  enqueue_locked(crew, &pool->jobs[slot], &wakes, 1);
   pool->submitted++;
-  pthread_mutex_unlock(&pool->lock);
-  wake_workers(pool, &wakes);
+  pthread_mutex_unlock(&crew->lock);
+  wake_workers(crew, &wakes);
   return slot;
 }
 
@@ -755,17 +868,18 @@ int32_t fsgw_submit_batch(fsgw_pool *pool, fsgw_sub *subs, int32_t n) {
     s->slot = slot;
   }
   if (accepted == 0) return first_error;
+  fsgw_crew *crew = pool->crew;
   wake_list wakes;
   wakes.count = 0;
-  pthread_mutex_lock(&pool->lock);
-  for (int32_t i = 0; i < accepted; i++) enqueue_locked(pool, (uint32_t)subs[i].slot, &wakes, 0);
+  pthread_mutex_lock(&crew->lock);
+  for (int32_t i = 0; i < accepted; i++) enqueue_locked(crew, &pool->jobs[subs[i].slot], &wakes, 0);
   pool->submitted += (uint64_t)accepted;
-  pthread_mutex_unlock(&pool->lock);
-  wake_workers(pool, &wakes);
+  pthread_mutex_unlock(&crew->lock);
+  wake_workers(crew, &wakes);
   return accepted;
 }
 
-/* ---- draining (JS thread) ---- */
+/* ---- draining (the loop's thread) ---- */
 
 void fsgw_doorbell_answer(fsgw_pool *pool) {
   atomic_fetch_sub(&pool->bells_outstanding, 1);
@@ -781,12 +895,13 @@ int32_t fsgw_poll(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
   return fsgw_drain(pool, out, max);
 }
 
-void fsgw_pool_set_jobs_per_wake(fsgw_pool *pool, int32_t n) { pool->jobs_per_wake = n < 1 ? 1 : (uint32_t)n; }
+void fsgw_pool_set_jobs_per_wake(fsgw_pool *pool, int32_t n) { pool->crew->jobs_per_wake = n < 1 ? 1 : (uint32_t)n; }
 
 void fsgw_pool_set_spin_us(fsgw_pool *pool, int32_t us) {
-  pthread_mutex_lock(&pool->lock);
-  pool->spin_ns = us < 0 ? 0 : (long)us * 1000L;
-  pthread_mutex_unlock(&pool->lock);
+  fsgw_crew *crew = pool->crew;
+  pthread_mutex_lock(&crew->lock);
+  crew->spin_ns = us < 0 ? 0 : (long)us * 1000L;
+  pthread_mutex_unlock(&crew->lock);
 }
 
 int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
@@ -818,28 +933,29 @@ int32_t fsgw_drain(fsgw_pool *pool, fsgw_comp *out, int32_t max) {
 int32_t fsgw_doorbells_outstanding(fsgw_pool *pool) { return atomic_load(&pool->bells_outstanding); }
 
 int32_t fsgw_pool_stats(fsgw_pool *pool, double *out, int32_t n) {
+  fsgw_crew *crew = pool->crew;
   double v[FSGW_STAT_COUNT];
-  pthread_mutex_lock(&pool->lock);
+  pthread_mutex_lock(&crew->lock);
   v[FSGW_STAT_SUBMITTED] = (double)pool->submitted;
-  v[FSGW_STAT_QUEUED] = (double)pool->queue_len;
-  v[FSGW_STAT_QUEUED_HIGH] = (double)pool->queued_high;
-  pthread_mutex_unlock(&pool->lock);
+  v[FSGW_STAT_QUEUED] = (double)crew->queue_len;
+  v[FSGW_STAT_QUEUED_HIGH] = (double)crew->queued_high;
+  v[FSGW_STAT_THREADS] = crew->stopped ? 0 : (double)crew->thread_count;
+  pthread_mutex_unlock(&crew->lock);
   v[FSGW_STAT_COMPLETED] = (double)atomic_load(&pool->completed);
   v[FSGW_STAT_REFUSED] = (double)pool->refused;
   v[FSGW_STAT_IN_FLIGHT] = (double)(pool->capacity - pool->free_count);
   v[FSGW_STAT_DOORBELLS] = (double)atomic_load(&pool->doorbells);
   v[FSGW_STAT_DRAINS] = (double)pool->drains;
   v[FSGW_STAT_DRAINED] = (double)pool->drained;
-  v[FSGW_STAT_THREADS] = pool->stopped ? 0 : (double)pool->thread_count;
-  v[FSGW_STAT_PRIO_FAILED] = (double)pool->prio_failed;
-  v[FSGW_STAT_AFFINITY_FAILED] = (double)pool->affinity_failed;
-  v[FSGW_STAT_NICE_FAILED] = (double)atomic_load(&pool->nice_failed);
+  v[FSGW_STAT_PRIO_FAILED] = (double)crew->prio_failed;
+  v[FSGW_STAT_AFFINITY_FAILED] = (double)crew->affinity_failed;
+  v[FSGW_STAT_NICE_FAILED] = (double)atomic_load(&crew->nice_failed);
   int32_t count = n < FSGW_STAT_COUNT ? n : FSGW_STAT_COUNT;
   memcpy(out, v, (size_t)count * sizeof(double));
   return count;
 }
 
-void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us) { atomic_store(&pool->op_delay_us, us < 0 ? 0 : us); }
+void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us) { atomic_store(&pool->crew->op_delay_us, us < 0 ? 0 : us); }
 
 /* ---- inline operations (caller's thread) ---- */
 

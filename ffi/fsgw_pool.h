@@ -27,7 +27,7 @@
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 5
+#define FSGW_ABI_VERSION 6
 
 typedef struct fsgw_pool fsgw_pool;
 
@@ -166,6 +166,12 @@ double fsgw_fsync_count(void);
 int32_t fsgw_pool_create(int32_t threads, int32_t capacity, int32_t prior_threads, int32_t cpu_affinity,
                          int32_t worker_nice, void (*doorbell)(void), uint64_t *out);
 
+/* Another pool over the same workers (for another event loop): its own `capacity` slots,
+ * completion ring and doorbell, so that a completion wakes only the loop that submitted it; the
+ * workers (and their settings: jobs per wake, spinning) are shared. The workers end when every
+ * pool over them is stopped; each pool is freed on its own. -ESHUTDOWN once they are stopping. */
+int32_t fsgw_pool_join(fsgw_pool *pool, int32_t capacity, void (*doorbell)(void), uint64_t *out);
+
 /* Submits one operation. Returns the slot (>= 0), -EAGAIN when every slot is taken, -EINVAL for
  * a bad op, -ESHUTDOWN after fsgw_pool_stop. Call from one thread only (the JS thread). */
 int32_t fsgw_submit(fsgw_pool *pool, uint32_t op, uint32_t flags, int32_t fd, void *buf, double len, double offset,
@@ -209,8 +215,9 @@ int32_t fsgw_doorbells_outstanding(fsgw_pool *pool);
 /* Fills out[0..n) with the FSGW_STAT_* counters; returns how many were written. */
 int32_t fsgw_pool_stats(fsgw_pool *pool, double *out, int32_t n);
 
-/* Stops the workers (each finishes its current operation) and completes every queued operation
- * with -ECANCELED; later submissions get -ESHUTDOWN. Idempotent. Blocks until workers exit. */
+/* Completes this pool's queued operations with -ECANCELED and waits for those a worker is running;
+ * later submissions get -ESHUTDOWN. The last pool over its workers to stop also stops them (each
+ * finishes its current operation). Idempotent. Blocks until then. */
 int32_t fsgw_pool_stop(fsgw_pool *pool);
 
 /* Frees the pool (stopping it first if needed). The pointer is invalid afterwards. */

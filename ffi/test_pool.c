@@ -687,6 +687,82 @@ static void test_sha256(void) {
   free(data);
 }
 
+/* ---- a second pool over the same workers (fsgw_pool_join): another loop's doorbell ---- */
+static atomic_int bell2_calls = 0;
+static void doorbell2(void) { atomic_fetch_add(&bell2_calls, 1); }
+
+/* Drains `pool` until `want` records came (or 5 s passed); returns the count, results in out. */
+static int drain_until(fsgw_pool *pool, fsgw_comp *out, int want) {
+  int got = 0;
+  for (int spins = 0; got < want && spins < 5000; spins++) {
+    int n = fsgw_drain(pool, out + got, want - got);
+    if (n > 0) got += n;
+    else usleep(1000);
+  }
+  return got;
+}
+
+static void test_join(void) {
+  enum { N = 500 };
+  fsgw_pool *a = make_pool(2, 64);
+  uint64_t h = 0;
+  CHECK(fsgw_pool_join(a, 0, doorbell2, &h) == -EINVAL, "join rejects 0 capacity", "%s", "failed");
+  CHECK(fsgw_pool_join(a, 8, NULL, &h) == -EINVAL, "join rejects a null doorbell", "%s", "failed");
+  CHECK(fsgw_pool_join(a, 32, doorbell2, &h) == 0, "join", "%s", "failed");
+  fsgw_pool *b = (fsgw_pool *)(uintptr_t)h;
+  double stats[FSGW_STAT_COUNT];
+  fsgw_pool_stats(b, stats, FSGW_STAT_COUNT);
+  CHECK(stats[FSGW_STAT_THREADS] == 2, "the joined pool reports the shared workers", "%g", stats[FSGW_STAT_THREADS]);
+  /* Each pool's operations complete into its own ring, and ring its own doorbell. */
+  int before_a = atomic_load(&bell_calls);
+  static fsgw_comp out[N];
+  int done_a = 0, done_b = 0, sub_a = 0, sub_b = 0, wrong = 0;
+  while (done_a < N || done_b < N) {
+    while (sub_a < N && fsgw_submit(a, FSGW_OP_NOP, 0, -1, NULL, 1000 + sub_a, 0, NULL, NULL, NULL) >= 0) sub_a++;
+    while (sub_b < N && fsgw_submit(b, FSGW_OP_NOP, 0, -1, NULL, 5000 + sub_b, 0, NULL, NULL, NULL) >= 0) sub_b++;
+    int n = fsgw_drain(a, out, N);
+    for (int i = 0; i < n; i++) wrong += out[i].result < 1000 || out[i].result >= 1000 + N;
+    done_a += n;
+    fsgw_doorbell_answer(a);
+    n = fsgw_drain(b, out, N);
+    for (int i = 0; i < n; i++) wrong += out[i].result < 5000 || out[i].result >= 5000 + N;
+    done_b += n;
+    fsgw_doorbell_answer(b);
+    if (n == 0) usleep(200);
+  }
+  CHECK(done_a == N && done_b == N && wrong == 0, "each pool drains exactly its own operations", "a %d b %d wrong %d", done_a, done_b, wrong);
+  CHECK(atomic_load(&bell_calls) > before_a && atomic_load(&bell2_calls) > 0, "each pool's doorbell rings for its own completions", "a %d b %d",
+        atomic_load(&bell_calls) - before_a, atomic_load(&bell2_calls));
+  /* Stopping one pool cancels its queued operations only; the other goes on with the workers. */
+  fsgw_debug_set_op_delay_us(a, 100000);
+  int sa = 0, sb = 0;
+  for (int i = 0; i < 4; i++) sa += fsgw_submit(a, FSGW_OP_NOP, 0, -1, NULL, 7, 0, NULL, NULL, NULL) >= 0;
+  for (int i = 0; i < 4; i++) sb += fsgw_submit(b, FSGW_OP_NOP, 0, -1, NULL, 9, 0, NULL, NULL, NULL) >= 0;
+  usleep(20000);
+  fsgw_pool_stop(a);
+  int n = drain_until(a, out, 4);
+  int cancelled = 0;
+  for (int i = 0; i < n; i++) cancelled += out[i].result == -ECANCELED;
+  CHECK(sa == 4 && n == 4 && cancelled >= 2, "stopping one pool cancels its queued operations", "n %d cancelled %d", n, cancelled);
+  CHECK(fsgw_submit(a, FSGW_OP_NOP, 0, -1, NULL, 1, 0, NULL, NULL, NULL) == -ESHUTDOWN, "the stopped pool refuses", "%s", "failed");
+  fsgw_debug_set_op_delay_us(b, 0);
+  n = drain_until(b, out, 4);
+  int ok = 0;
+  for (int i = 0; i < n; i++) ok += out[i].result == 9;
+  CHECK(sb == 4 && ok == 4, "the other pool's operations all complete", "n %d ok %d", n, ok);
+  CHECK(fsgw_submit(b, FSGW_OP_NOP, 0, -1, NULL, 11, 0, NULL, NULL, NULL) >= 0 && drain_until(b, out, 1) == 1 && out[0].result == 11,
+        "the other pool still runs new operations", "%s", "failed");
+  fsgw_pool_free(a); /* freed while b goes on: the workers stay */
+  CHECK(fsgw_submit(b, FSGW_OP_NOP, 0, -1, NULL, 12, 0, NULL, NULL, NULL) >= 0 && drain_until(b, out, 1) == 1 && out[0].result == 12,
+        "the workers outlive a freed pool", "%s", "failed");
+  fsgw_pool_stop(b);
+  fsgw_pool_stats(b, stats, FSGW_STAT_COUNT);
+  CHECK(stats[FSGW_STAT_THREADS] == 0, "the last pool to stop stops the workers", "%g", stats[FSGW_STAT_THREADS]);
+  uint64_t h2 = 0;
+  CHECK(fsgw_pool_join(b, 8, doorbell2, &h2) == -ESHUTDOWN, "no join once the workers are stopping", "%s", "failed");
+  fsgw_pool_free(b);
+}
+
 int main(void) {
   snprintf(dir, sizeof dir, "/tmp/fsgw-ctest-%d", (int)getpid());
   mkdir(dir, 0755);
@@ -694,6 +770,7 @@ int main(void) {
   test_every_op();
   test_full_queue_and_cancel();
   test_many_through_small();
+  test_join();
   test_rlimit();
   test_lock_file();
   test_zero_copy();

@@ -3,7 +3,8 @@
 // exchange split by thread: the event loops (the main thread with one loop, the "Worker" threads
 // with several), the C pools' workers ("fsgw-io-*"), and the rest (JIT, GC, Bun's pool).
 //
-//   bun scripts/bench-loops.ts [--rounds 3] [--loops 1,2] [--cores 4,16,64] [--connections 500]
+//   bun scripts/bench-loops.ts [--rounds 3] [--loops 1,2,2p] [--cores 4,16,64] [--connections 500]
+//   (--loops: loop counts to compare; "2p": two loops with a pool each instead of one shared pool)
 //
 // The model (printed last): with one loop per core and the load generator elsewhere, each exchange
 // costs the machine L + P + R µs of CPU (loop, pool, rest: measured here with one loop), so C cores
@@ -20,7 +21,9 @@ import { startServer } from "./lib/server-process";
 
 const root = resolve(import.meta.dir, "..");
 const rounds = Number(option("--rounds", "3"));
-const loopCounts = option("--loops", "1,2").split(",").map(Number);
+/** Variants: a loop count, "p" after it for a pool per loop (loopPools per-loop; else shared). */
+const variants = option("--loops", "1,2,2p").split(",");
+const loopsOf = (v: string) => Number(v.replace("p", ""));
 const cores = option("--cores", "4,16,64").split(",").map(Number);
 const connections = Number(option("--connections", "500"));
 const runDir = join(root, ".bench", "loops-" + new Date().toISOString().replace(/[:.]/g, "-"));
@@ -51,9 +54,10 @@ function cpuByKind(pid: number, loops: number): Split {
 
 const results = new Map<string, { ops: number; loop: number; pool: number; rest: number }[]>();
 for (let round = 1; round <= rounds; round++) {
-  const order = round % 2 === 1 ? loopCounts : [...loopCounts].reverse();
-  for (const loops of order) {
-    const server = await startServer({ loops, dataDir: join(runDir, `l${loops}-r${round}`, "d") });
+  const order = round % 2 === 1 ? variants : [...variants].reverse();
+  for (const variant of order) {
+    const loops = loopsOf(variant);
+    const server = await startServer({ loops, loopPools: variant.endsWith("p") ? "per-loop" : "shared", dataDir: join(runDir, `l${variant}-r${round}`, "d") });
     try {
       // Files for exist and download, and a warm-up (JIT) on the same server.
       await runLoad({ host: "127.0.0.1", port: server.port, op: "upload", connections, count: 20_000, size: 50 * KiB, keyPrefix: "f" });
@@ -64,10 +68,10 @@ for (let round = 1; round <= rounds; round++) {
         const after = cpuByKind(server.pid, loops);
         const per = (k: keyof Split) => ((after[k] - before[k]) * 1000) / Math.max(1, r.ok);
         const m = { ops: r.opsPerSec, loop: per("loop"), pool: per("pool"), rest: per("rest") };
-        const key = `${w.name} ${loops}`;
+        const key = `${w.name} ${variant}`;
         results.set(key, [...(results.get(key) ?? []), m]);
         const errors = r.ok < w.count ? `  errors ${JSON.stringify(r.errors)}` : "";
-        console.log(`${w.name.padEnd(13)} loops ${loops}  r${round}  ${m.ops.toFixed(0).padStart(6)} ops/s  loop ${m.loop.toFixed(1).padStart(5)}  pool ${m.pool.toFixed(1).padStart(5)}  rest ${m.rest.toFixed(1).padStart(5)} µs/op${errors}`);
+        console.log(`${w.name.padEnd(13)} loops ${variant.padEnd(3)} r${round}  ${m.ops.toFixed(0).padStart(6)} ops/s  loop ${m.loop.toFixed(1).padStart(5)}  pool ${m.pool.toFixed(1).padStart(5)}  rest ${m.rest.toFixed(1).padStart(5)} µs/op${errors}`);
       }
     } finally {
       await server.stop();
@@ -87,17 +91,18 @@ console.log(`\nmedians of ${rounds} rounds, ${connections} connections, ${naviga
 console.log("| workload | loops | ops/s | ÷ 1 loop | loop µs/op | pool µs/op | rest µs/op | server CPU µs/op |");
 console.log("|---|---|---|---|---|---|---|---|");
 for (const w of workloads) {
-  const one = med(`${w.name} ${loopCounts[0]}`);
-  for (const loops of loopCounts) {
-    const m = med(`${w.name} ${loops}`);
-    console.log(`| ${w.name} | ${loops} | ${m.ops.toFixed(0)} | ${(m.ops / one.ops).toFixed(2)} | ${m.loop.toFixed(1)} | ${m.pool.toFixed(1)} | ${m.rest.toFixed(1)} | ${(m.loop + m.pool + m.rest).toFixed(1)} |`);
+  const one = med(`${w.name} ${variants[0]}`);
+  for (const variant of variants) {
+    const m = med(`${w.name} ${variant}`);
+    const label = variant.endsWith("p") ? `${loopsOf(variant)}, a pool each` : `${variant}${loopsOf(variant) > 1 ? ", one pool" : ""}`;
+    console.log(`| ${w.name} | ${label} | ${m.ops.toFixed(0)} | ${(m.ops / one.ops).toFixed(2)} | ${m.loop.toFixed(1)} | ${m.pool.toFixed(1)} | ${m.rest.toFixed(1)} | ${(m.loop + m.pool + m.rest).toFixed(1)} |`);
   }
 }
-console.log(`\nmodel from the ${loopCounts[0]}-loop figures: ops/s = cores × 1e6 / (loop + pool + rest µs), one loop per core, the load generator elsewhere\n`);
+console.log(`\nmodel from the ${variants[0]}-loop figures: ops/s = cores × 1e6 / (loop + pool + rest µs), one loop per core, the load generator elsewhere\n`);
 console.log(`| workload | µs/op | ${cores.map((c) => `${c} cores`).join(" | ")} |`);
 console.log(`|---|---|${cores.map(() => "---").join("|")}|`);
 for (const w of workloads) {
-  const m = med(`${w.name} ${loopCounts[0]}`);
+  const m = med(`${w.name} ${variants[0]}`);
   const total = m.loop + m.pool + m.rest;
   console.log(`| ${w.name} | ${total.toFixed(1)} | ${cores.map((c) => ((c * 1e6) / total).toFixed(0)).join(" | ")} |`);
 }

@@ -56,6 +56,7 @@ export const fields = {
   shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
   wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
   loops: int(1, 0, LOOPS_MAX, `event-loop threads serving the protocol, each with its own listener on the port (SO_REUSEPORT: the kernel spreads connections), its own connections and its own share of ioThreads; 0: one per CPU this process may run on (at most ${LOOPS_MAX}). With more than one, resumable uploads are off (a RESUME may reach another loop) and an upload that asks for one is an ordinary upload`),
+  loopPools: oneOf(["shared", "per-loop"] as const, "shared", "cpool with loops > 1: 'shared', one set of ioThreads workers for every loop, each loop with its own completion ring and doorbell (a completion wakes only the loop that submitted it); 'per-loop', each loop its own pool of ceil(ioThreads / loops) workers (BENCHMARKS.md compares them)"),
   ioEngine: oneOf(engineNames, "cpool", "who performs file I/O: the C thread pool, Bun's own async fs, or blocking calls on the JS thread"),
   ioThreads: int(8, 1, 256, "worker threads of the C pool (cpool)"),
   priorIoThreads: int(0, 0, 256, "of the ioThreads, how many ask for SCHED_RR priority (refused without privilege: logged once)"),

@@ -59,6 +59,8 @@ export interface CPoolOptions {
   spinUs: number;
   /** Recorded digests the inline calls remember by inode (digestCacheEntries; default 65536). */
   digestCacheEntries?: number;
+  /** Share the workers of another engine's pool in this process (its `poolAddress`): one loop of several. */
+  joinPool?: number;
 }
 
 export type InlineMode = "cached" | "off" | "refused";
@@ -147,6 +149,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
       drainBatchMax: options.drainBatchMax,
       onCompletion: (slot, result, aux) => this.onCompletion(slot, result, aux),
       onDrained: () => this.unblock(),
+      join: options.joinPool,
     });
     this.pool.setJobsPerWake(options.jobsPerWake);
     this.pool.setSpinUs(options.spinUs);
@@ -155,6 +158,11 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     this.keepAlive = setInterval(() => {}, KEEPALIVE_PERIOD_MS);
     this.keepAlive.unref();
     void this.deliver();
+  }
+
+  /** The address of this engine's C pool, for another loop's engine to share its workers (joinPool). */
+  get poolAddress(): number {
+    return this.pool.address;
   }
 
   /** The C pool's counters (see PoolStat), read now. */

@@ -5,7 +5,8 @@ import { CPoolEngine } from "./cpool-engine";
 import type { IoEngine } from "./io-engine";
 import { SyncEngine } from "./sync-engine";
 
-export function createEngine(config: Config): IoEngine {
+/** `joinPool`: share the C pool workers of another loop's engine (its CPoolEngine.poolAddress). */
+export function createEngine(config: Config, joinPool?: number): IoEngine {
   switch (config.ioEngine) {
     case "cpool":
       return new CPoolEngine({
@@ -21,6 +22,7 @@ export function createEngine(config: Config): IoEngine {
         jobsPerWake: config.ioJobsPerWake,
         spinUs: config.ioSpinUs,
         digestCacheEntries: config.digestCacheEntries,
+        joinPool,
       });
     case "bun":
       return new BunEngine();

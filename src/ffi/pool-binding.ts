@@ -9,7 +9,7 @@ import { constants } from "node:os";
 import { ensureLibrary } from "./build";
 import { stableBytes } from "../util/stable-bytes";
 
-const ABI_VERSION = 5;
+const ABI_VERSION = 6;
 const SUB_BYTES = 64;
 const COMP_BYTES = 16;
 /**
@@ -82,6 +82,7 @@ function load() {
     fsgw_struct_layout: { args: ["ptr", "i32"], returns: "i32" },
     fsgw_fsync_count: { args: [], returns: "f64" },
     fsgw_pool_create: { args: ["i32", "i32", "i32", "i32", "i32", "ptr", "ptr"], returns: "i32" },
+    fsgw_pool_join: { args: ["ptr", "i32", "ptr", "ptr"], returns: "i32" },
     fsgw_submit: { args: ["ptr", "u32", "u32", "i32", "ptr", "f64", "f64", "ptr", "ptr", "ptr"], returns: "i32" },
     fsgw_submit_batch: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_doorbell_answer: { args: ["ptr"], returns: "void" },
@@ -369,6 +370,12 @@ export interface PoolOptions {
   onCompletion: (slot: number, result: number, aux: number) => void;
   /** Called once all completions of a doorbell were delivered (slots are free again). */
   onDrained: () => void;
+  /**
+   * The address of another pool of this process (NativePool.address) whose workers this one
+   * shares: another event loop's (fsgw_pool_join). Its own slots, ring and doorbell; `threads`,
+   * `priorThreads`, `cpuAffinity` and `workerNice` are then the other pool's.
+   */
+  join?: number;
 }
 
 /** A running fsgw_pool. Submission methods return the slot (>= 0) or -errno. */
@@ -402,13 +409,21 @@ export class NativePool {
     this.subF64 = new Float64Array(this.subs.buffer);
     this.doorbell = new JSCallback(() => this.onDoorbell(), { args: [], returns: "void", threadsafe: true });
     const out = new BigUint64Array(1);
-    const rc = this.sym.fsgw_pool_create(options.threads, options.capacity, options.priorThreads, options.cpuAffinity ? 1 : 0, options.workerNice, this.doorbell.ptr, ptr(out));
+    const rc =
+      options.join === undefined
+        ? this.sym.fsgw_pool_create(options.threads, options.capacity, options.priorThreads, options.cpuAffinity ? 1 : 0, options.workerNice, this.doorbell.ptr, ptr(out))
+        : this.sym.fsgw_pool_join(options.join as Pointer, options.capacity, this.doorbell.ptr, ptr(out));
     if (rc < 0) {
       this.doorbell.close();
       this.doorbell = null;
-      throw new Error(`fsgw_pool_create failed: errno ${-rc}`);
+      throw new Error(`${options.join === undefined ? "fsgw_pool_create" : "fsgw_pool_join"} failed: errno ${-rc}`);
     }
     this.handle = Number(out[0]) as Pointer;
+  }
+
+  /** This pool's address, for another event loop's pool to join (PoolOptions.join). */
+  get address(): number {
+    return Number(this.handle);
   }
 
   /** One FFI call per operation. */

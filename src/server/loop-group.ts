@@ -1,6 +1,8 @@
 // Several event loops on one port (`loops` > 1): one thread each (loop-worker.ts), each with its
 // own listener (SO_REUSEPORT: the kernel spreads connections), connections, engine and store
-// instance; nothing shared on the hot path but one counter (connectionsMax is a whole-server bound).
+// instance, over one set of C pool workers (each loop its own completion ring and doorbell; or a
+// pool per loop: loopPools); nothing else shared on the hot path but one counter (connectionsMax
+// is a whole-server bound).
 // To its operators it is one server: this thread holds the data directory's lock and runs the
 // start-up sweep (or reaches the bucket) once, writes the one log stream, answers the admin endpoint
 // with the loops' figures summed (and per loop), and stops every loop gracefully on a signal. A
@@ -87,17 +89,21 @@ export class LoopGroup {
     if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
     const openConnections = new SharedArrayBuffer(4);
     let port = config.port;
+    let joinPool: number | undefined;
     for (let index = 0; index < this.loops; index++) {
-      port = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections });
+      const started = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections, joinPool });
+      port = started.port;
+      if (index === 0 && config.loopPools === "shared") joinPool = started.pool;
     }
     this.port = port;
-    this.log.info("loops", { loops: this.loops, ioThreadsPerLoop: Math.max(1, Math.ceil(config.ioThreads / this.loops)), port });
+    const pools = config.ioEngine !== "cpool" ? "none" : config.loopPools === "shared" ? `one, ${config.ioThreads} workers` : `one per loop, ${Math.max(1, Math.ceil(config.ioThreads / this.loops))} workers each`;
+    this.log.info("loops", { loops: this.loops, pools, port });
   }
 
-  private startLoop(init: LoopInit): Promise<number> {
+  private startLoop(init: LoopInit): Promise<{ port: number; pool?: number }> {
     const worker = new Worker(new URL("./loop-worker.ts", import.meta.url).href, { workerData: init } as WorkerOptions);
     this.workers.push(worker);
-    return new Promise<number>((resolve, reject) => {
+    return new Promise<{ port: number; pool?: number }>((resolve, reject) => {
       let listening = false;
       worker.addEventListener("message", (event: MessageEvent<FromLoop>) => {
         const m = event.data;
@@ -106,7 +112,7 @@ export class LoopGroup {
             return this.log.line(m.line);
           case "listening":
             listening = true;
-            return resolve(m.port);
+            return resolve({ port: m.port, pool: m.pool });
           case "failed":
             return listening ? this.loopFailed(init.index, m.error) : reject(new Error(`loop ${init.index}: ${m.error}`));
           case "answer":

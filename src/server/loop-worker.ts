@@ -1,11 +1,12 @@
-// One event loop of several (`loops` > 1): a thread with its own engine (its share of ioThreads),
-// its own store instance, its own listener on the shared port and its own connections. The group
+// One event loop of several (`loops` > 1): a thread with its own engine (over the first loop's
+// C pool workers, or a pool of its own: loopPools), its own store instance, its own listener on the shared port and its own connections. The group
 // (loop-group.ts) prepared the store for the whole server before starting it; this thread only
 // serves. It speaks to the group by messages: its log lines, "listening", answers to stats,
 // metrics and profile requests, and "stopped" after a graceful stop.
 import { parentPort, workerData } from "node:worker_threads";
 import type { Config } from "../config";
 import { createEngine } from "../engine/create-engine";
+import { CPoolEngine } from "../engine/cpool-engine";
 import { Logger } from "../log";
 import { formatTop } from "../observe/profile-top";
 import { Profiler } from "../observe/profiler";
@@ -20,6 +21,8 @@ export interface LoopInit {
   loops: number;
   /** Element 0: open connections of every loop (connectionsMax is a whole-server bound). */
   openConnections: SharedArrayBuffer;
+  /** loopPools "shared", loops after the first: the first loop's C pool, whose workers this one shares. */
+  joinPool?: number;
 }
 
 /** From the group to a loop. */
@@ -33,7 +36,7 @@ export type ToLoop =
 /** From a loop to the group. */
 export type FromLoop =
   | { t: "log"; line: string }
-  | { t: "listening"; port: number }
+  | { t: "listening"; port: number; pool?: number }
   | { t: "failed"; error: string }
   | { t: "answer"; id: number; value: unknown; error?: string }
   | { t: "stopped" };
@@ -47,12 +50,13 @@ const log = new Logger(config.logLevel, (line) => post({ t: "log", line: `${line
 
 let server: Server;
 try {
-  const ioThreads = Math.max(1, Math.ceil(config.ioThreads / init.loops));
-  const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) });
+  // Shared: the first loop's pool has every worker, the others join it; per loop: a share each.
+  const ioThreads = config.loopPools === "shared" ? config.ioThreads : Math.max(1, Math.ceil(config.ioThreads / init.loops));
+  const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, init.joinPool);
   const store = createStore(config, engine, { index, of: init.loops });
   server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections) } });
   await server.start();
-  post({ t: "listening", port: server.port });
+  post({ t: "listening", port: server.port, pool: engine instanceof CPoolEngine ? engine.poolAddress : undefined });
 } catch (e) {
   post({ t: "failed", error: String((e as Error)?.message ?? e) });
   process.exit(1);

@@ -136,6 +136,7 @@ const variants: [string, Record<string, string>][] = [
   // Several event loops on one port (each its own thread, listener, connections and pool).
   ["cpool, 2 event loops", { ioEngine: "cpool", loops: "2" }],
   ["cpool, 4 event loops", { ioEngine: "cpool", loops: "4" }],
+  ["cpool, 2 event loops, a pool per loop", { ioEngine: "cpool", loops: "2", loopPools: "per-loop" }],
   // TLS and tokens on: every exchange and violation below, through TLS, after an AUTH.
   ...(hasOpenssl ? [["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }] as [string, Record<string, string>]] : []),
   // The S3 store (a real Swift, and any FSGW_TEST_S3_* endpoint), through each of two gateways on one namespace.

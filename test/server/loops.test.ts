@@ -4,6 +4,7 @@
 // server down with a message instead of leaving the port half served. The whole protocol suite
 // also runs on 2 and 4 loops: test/server/e2e.test.ts.
 import { afterAll, expect, test } from "bun:test";
+import { readdirSync, readFileSync } from "node:fs";
 import { benchExchange, downloadExchange, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { payload, sha256 } from "../helpers/data";
@@ -139,3 +140,30 @@ test("a loop that dies takes the whole server down with a message; the port is n
   );
   expect(refused).toBe("refused");
 });
+
+/** The server's C pool worker threads (named fsgw-io-<i>). */
+function poolThreads(pid: number): number {
+  return readdirSync(`/proc/${pid}/task`).filter((t) => readFileSync(`/proc/${pid}/task/${t}/comm`, "utf8").startsWith("fsgw-io")).length;
+}
+
+test("loops share one set of ioThreads workers (or, with loopPools per-loop, each has its share); uploads on every loop complete", async () => {
+  for (const [loopPools, threads] of [["shared", 6], ["per-loop", 8]] as const) {
+    const admin = freePort();
+    const server = await start({ loops: 4, ioThreads: 6, loopPools, adminPort: admin });
+    expect([loopPools, poolThreads(server.pid)]).toEqual([loopPools, threads]);
+    await Promise.all(
+      Array.from({ length: 64 }, async (_, i) => {
+        const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+        const body = payload(100_000 + i, i);
+        await uploadExchange(conn, `pooled-${i}`, body.length, (c) => c.write(body));
+        const parts: Uint8Array[] = [];
+        await downloadExchange(conn, `pooled-${i}`, (p) => void parts.push(p.slice()));
+        expect(sha256(Buffer.concat(parts))).toBe(sha256(body));
+        conn.close();
+      }),
+    );
+    const s = await stats(admin);
+    expect(s.perLoop.filter((l) => l.exchanges.upload.count > 0).length).toBe(4); // every loop's pool did work
+    expect(await server.stop()).toBe(0);
+  }
+}, 60_000);

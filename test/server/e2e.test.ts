@@ -138,7 +138,12 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, 4 event loops", { ioEngine: "cpool", loops: "4" }],
   ["cpool, 2 event loops, a pool per loop", { ioEngine: "cpool", loops: "2", loopPools: "per-loop" }],
   // TLS and tokens on: every exchange and violation below, through TLS, after an AUTH.
-  ...(hasOpenssl ? [["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }] as [string, Record<string, string>]] : []),
+  ...(hasOpenssl
+    ? ([
+        ["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }],
+        ["cpool, TLS and auth tokens, 2 event loops", { ioEngine: "cpool", secured: "yes", loops: "2" }],
+      ] as [string, Record<string, string>][])
+    : []),
   // The S3 store (a real Swift, and any FSGW_TEST_S3_* endpoint), through each of two gateways on one namespace.
   ...s3Available.flatMap((t, i): [string, Record<string, string>][] =>
     t.skip !== null

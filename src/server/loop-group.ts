@@ -14,6 +14,7 @@ import { createStore } from "../storage/create-store";
 import type { Store } from "../storage/store";
 import { listenOrExplain } from "./listen";
 import type { FromLoop, LoopInit, ToLoop } from "./loop-worker";
+import type { HandedOver } from "../storage/partials";
 
 /** Keys of stats whose values are percentiles or maxima: over loops, the largest is kept, not the sum. */
 const NOT_SUMMED = new Set(["p50", "p90", "p99", "max", "uptimeSeconds", "startedMs"]);
@@ -59,6 +60,8 @@ export class LoopGroup {
   private readonly workers: Worker[] = [];
   private readonly waiting = new Map<number, (m: FromLoop & { t: "answer" }) => void>();
   private nextId = 1;
+  /** Parked uploads handed from loop to loop: where each is now (its id names where it began). */
+  private readonly where = new Map<string, number>();
   private store: Store | null = null;
   private stopping: Promise<void> | null = null;
   private failed: ((reason: string) => void) | null = null;
@@ -120,6 +123,8 @@ export class LoopGroup {
             return;
           case "stopped":
             return;
+          case "take":
+            return void this.relayTake(init.index, m.id, m.upload, m.keyName);
         }
       });
       worker.addEventListener("error", (event: ErrorEvent) => {
@@ -184,6 +189,49 @@ export class LoopGroup {
         resolve(m);
       });
       worker.postMessage({ t: "profile", id, seconds, format } satisfies ToLoop);
+    });
+  }
+
+  /**
+   * A RESUME reached loop `from` for an upload it does not hold: asks the loop that holds it (the
+   * last one it was handed to, else the one its id names) to hand it over, and answers `from`.
+   */
+  private async relayTake(from: number, request: number, upload: string, keyName: string): Promise<void> {
+    const named = Number(upload.slice(0, upload.indexOf(".")));
+    const holder = this.where.get(upload) ?? named;
+    let value: HandedOver | null | "busy" = null;
+    if (Number.isInteger(holder) && holder >= 0 && holder < this.workers.length && holder !== from) {
+      const answer = await this.askOne(holder, (id) => ({ t: "handover", id, upload, keyName }));
+      value = (answer.value as HandedOver | null | "busy") ?? null;
+    }
+    if (value !== null && value !== "busy") {
+      this.log.info("upload_moved", { upload, fromLoop: holder, toLoop: from, onDisk: value.onDisk });
+      this.where.delete(upload);
+      this.where.set(upload, from);
+      // Bounded like the uploads it tracks; the oldest moves are forgotten first (their ids then
+      // name a loop that no longer holds them, and a RESUME answers "no such upload").
+      for (const oldest of this.where.keys()) {
+        if (this.where.size <= this.config.resumableUploadsMax) break;
+        this.where.delete(oldest);
+      }
+    }
+    this.workers[from]?.postMessage({ t: "taken", id: request, value } satisfies ToLoop);
+  }
+
+  /** Asks one loop one question. */
+  private askOne(loop: number, question: (id: number) => ToLoop, timeoutMs = 10_000): Promise<FromLoop & { t: "answer" }> {
+    return new Promise((resolve) => {
+      const id = this.nextId++;
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        resolve({ t: "answer", id, value: null, error: "the loop did not answer" });
+      }, timeoutMs);
+      this.waiting.set(id, (m) => {
+        clearTimeout(timer);
+        this.waiting.delete(id);
+        resolve(m);
+      });
+      this.workers[loop]!.postMessage(question(id));
     });
   }
 

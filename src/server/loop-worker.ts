@@ -13,6 +13,8 @@ import { Profiler } from "../observe/profiler";
 import { renderMetrics } from "../observe/prometheus";
 import { processStats, statsSnapshot } from "../observe/stats";
 import { createStore } from "../storage/create-store";
+import { FileStore } from "../storage/file-store";
+import type { HandedOver } from "../storage/partials";
 import { Server } from "./server";
 
 export interface LoopInit {
@@ -31,7 +33,11 @@ export type ToLoop =
   | { t: "metrics"; id: number }
   | { t: "profile"; id: number; seconds: number; format: "top" | "cpuprofile" }
   | { t: "reload" }
-  | { t: "stop" };
+  | { t: "stop" }
+  /** Another loop's RESUME: hand this parked upload over (answer: HandedOver, null or "busy"). */
+  | { t: "handover"; id: number; upload: string; keyName: string }
+  /** The answer to this loop's "take". */
+  | { t: "taken"; id: number; value: HandedOver | null | "busy" };
 
 /** From a loop to the group. */
 export type FromLoop =
@@ -39,7 +45,9 @@ export type FromLoop =
   | { t: "listening"; port: number; pool?: number }
   | { t: "failed"; error: string }
   | { t: "answer"; id: number; value: unknown; error?: string }
-  | { t: "stopped" };
+  | { t: "stopped" }
+  /** A RESUME reached this loop for an upload it does not hold: the group asks the one that does. */
+  | { t: "take"; id: number; upload: string; keyName: string };
 
 const port = parentPort!;
 const post = (m: FromLoop) => port.postMessage(m);
@@ -48,12 +56,23 @@ const { config, index } = init;
 // Every line goes to the group's logger (one stream, one log file), tagged with its loop.
 const log = new Logger(config.logLevel, (line) => post({ t: "log", line: `${line} loop=${index}` }));
 
+/** Takes that wait for the group's answer, by request id. */
+const takes = new Map<number, (value: HandedOver | null | "busy") => void>();
+let nextTake = 1;
+function takeFromLoop(upload: string, keyName: string): Promise<HandedOver | null | "busy"> {
+  const id = nextTake++;
+  return new Promise((resolve) => {
+    takes.set(id, resolve);
+    post({ t: "take", id, upload, keyName });
+  });
+}
+
 let server: Server;
 try {
   // Shared: the first loop's pool has every worker, the others join it; per loop: a share each.
   const ioThreads = config.loopPools === "shared" ? config.ioThreads : Math.max(1, Math.ceil(config.ioThreads / init.loops));
   const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, init.joinPool);
-  const store = createStore(config, engine, { index, of: init.loops });
+  const store = createStore(config, engine, { index, of: init.loops, takeFromLoop });
   server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections) } });
   await server.start();
   post({ t: "listening", port: server.port, pool: engine instanceof CPoolEngine ? engine.poolAddress : undefined });
@@ -86,6 +105,16 @@ port.on("message", async (m: ToLoop) => {
     case "reload":
       server.reload();
       return;
+    case "handover": {
+      const store = server.store;
+      return post({ t: "answer", id: m.id, value: store instanceof FileStore ? store.handOverPartial(m.upload, m.keyName) : null });
+    }
+    case "taken": {
+      const resolve = takes.get(m.id);
+      takes.delete(m.id);
+      resolve?.(m.value);
+      return;
+    }
     case "stop":
       await server.stop();
       post({ t: "stopped" });

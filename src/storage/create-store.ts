@@ -6,28 +6,45 @@ import { FileStore } from "./file-store";
 import { ReadCache } from "./read-cache";
 import { S3Store } from "./s3-store";
 import type { Store } from "./store";
+import type { HandedOver } from "./partials";
 
-/**
- * `loop`: this store serves one event loop of `loops` (> 1): no resumable uploads (their table is
- * per loop), and the read cache split into one directory and one share of the bounds per loop.
- */
-export function createStore(config: Config, engine: IoEngine, loop?: { index: number; of: number }): Store {
-  if (config.store === "s3") return s3Store(config, engine, loop);
-  return fileStore(config, engine, config.dataDir, loop === undefined ? "resumable" : "plain");
+/** One event loop of several, as its store sees it. */
+export interface StoreLoop {
+  index: number;
+  of: number;
+  /** Takes over an upload another loop parked (through the loop group), for a RESUME. */
+  takeFromLoop: (id: string, keyName: string) => Promise<HandedOver | null | "busy">;
 }
 
-function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache"): FileStore {
+/**
+ * `loop`: this store serves one event loop of `loops` (> 1): a share of the resumable-upload
+ * bounds (a parked upload moves to the loop its RESUME reaches: the C library's hash state moves
+ * with it, so only on the cpool engine; elsewhere resumable uploads are off with several loops),
+ * and the read cache split into one directory and one share of the bounds per loop.
+ */
+export function createStore(config: Config, engine: IoEngine, loop?: StoreLoop): Store {
+  if (config.store === "s3") return s3Store(config, engine, loop);
+  if (loop === undefined) return fileStore(config, engine, config.dataDir, "resumable");
+  return fileStore(config, engine, config.dataDir, config.ioEngine === "cpool" ? "resumable" : "plain", loop);
+}
+
+function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache", loop?: StoreLoop): FileStore {
+  const share = loop?.of ?? 1;
   return new FileStore(engine, {
     dataDir,
     shards: config.shards,
     fsyncOnCommit: kind !== "cache" && config.fsyncOnCommit, // a cache copy needs no flush: the store has the object
     ioChunkBytes: config.ioChunkBytes,
     uploadWritesInFlightMax: config.uploadWritesInFlightMax,
-    resumable: kind === "resumable" ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs } : null,
+    resumable:
+      kind === "resumable"
+        ? { uploadsMax: Math.ceil(config.resumableUploadsMax / share), bytesMax: Math.ceil(config.resumableBytesMax / share), ttlMs: config.resumableTtlMs }
+        : null,
+    loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop } : undefined,
   });
 }
 
-function s3Store(config: Config, engine: IoEngine, loop: { index: number; of: number } | undefined): S3Store {
+function s3Store(config: Config, engine: IoEngine, loop: StoreLoop | undefined): S3Store {
   const share = loop?.of ?? 1;
   const cache =
     config.cacheDir === ""

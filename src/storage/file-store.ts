@@ -18,7 +18,7 @@ import { resolve } from "node:path";
 import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { errnoName } from "../engine/io-error";
 import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
-import { Partials, type PartialLimits, type PartialUpload } from "./partials";
+import { Partials, type HandedOver, type PartialLimits, type PartialUpload } from "./partials";
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
@@ -94,6 +94,11 @@ export interface FileStoreOptions {
    * is an ordinary upload, and RESUME is answered as by a store without them.
    */
   resumable: PartialLimits | null;
+  /**
+   * One event loop of several: its index (upload ids start "<index>.") and how to take over an
+   * upload another loop parked, for a RESUME that reached this loop (through the loop group).
+   */
+  loop?: { index: number; takeFromLoop(id: string, keyName: string): Promise<HandedOver | null | "busy"> };
   /** fsync each committed file and its directory before the upload is acknowledged. */
   fsyncOnCommit: boolean;
   /** The largest single write of a streamed upload, and the read size of a streamed download. */
@@ -113,6 +118,7 @@ export class FileStore implements Store {
   /** `.fsgw-tmp\<pid>.` (one loop: `.fsgw-tmp\<pid>-<loop>.`, so that loops never pick one name). */
   private tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
   private readonly takesResumable: boolean;
+  private readonly loop: NonNullable<FileStoreOptions["loop"]> | null;
   private tempSeq = 0;
   /**
    * The engine's inline operations, once init() has found the data directory on a file system
@@ -135,7 +141,8 @@ export class FileStore implements Store {
     const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000 };
     this.takesResumable = options.resumable !== null;
     if (!this.takesResumable) this.resumeUpload = undefined;
-    this.partials = new Partials(limits);
+    this.loop = options.loop ?? null;
+    this.partials = new Partials(limits, this.loop === null ? "" : `${this.loop.index}.`);
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
     this.chunkBytes = options.ioChunkBytes;
@@ -320,11 +327,55 @@ export class FileStore implements Store {
 
   resumeUpload?(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink {
     const entry = this.partials.take(id, key.name, Date.now());
+    // Not here: with several loops, the one holding it (the group knows) may hand it over.
+    if (entry === null && this.loop !== null) return this.resumeFromLoop(id, key, owner, expected, digest);
     if (entry === null) return refusedUpload(owner, Failure.NO_UPLOAD);
     if (entry === "busy") return refusedUpload(owner, Failure.UPLOAD_BUSY);
     // A digest given with RESUME replaces the one of the first request, if any.
     if (expected !== null) entry.expected = expected;
     return this.startStream(key, entry.tmpPath, entry.size, owner, entry.expected, digest, entry, true);
+  }
+
+  /**
+   * RESUME of an upload another loop parked (its id names the loop): the group asks that loop to
+   * hand it over (file, offset, hash state), and it continues here. A connection gone meanwhile
+   * leaves it parked here for the next RESUME.
+   */
+  private resumeFromLoop(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink {
+    const sink = new HandedOverSink(id);
+    this.loop!.takeFromLoop(id, key.name).then(
+      (h) => {
+        if (h === null || h === "busy") {
+          sink.settle();
+          if (!sink.aborted) owner.onStoreDone(-(h === null ? Failure.NO_UPLOAD : Failure.UPLOAD_BUSY), 0);
+          return;
+        }
+        const hasher = this.engine.newHasher();
+        if (hasher.state === undefined) {
+          sink.settle();
+          return sink.aborted || owner.onStoreDone(-Failure.NO_UPLOAD, 0);
+        }
+        hasher.state.set(h.hashState);
+        const entry = this.partials.adopt(h, hasher);
+        this.sweepPartialsSoon();
+        if (sink.aborted) {
+          this.partials.park(entry, h.onDisk, hasher, h.parkedMs);
+          return sink.settle();
+        }
+        if (expected !== null) entry.expected = expected;
+        sink.attach(this.startStream(key, entry.tmpPath, entry.size, owner, entry.expected, digest, entry, true));
+      },
+      (e) => {
+        sink.settle();
+        if (!sink.aborted) owner.onStoreBug(e);
+      },
+    );
+    return sink;
+  }
+
+  /** Another loop's RESUME takes this parked upload (see resumeFromLoop). */
+  handOverPartial(id: string, keyName: string): HandedOver | null | "busy" {
+    return this.partials.handOver(id, keyName, Date.now());
   }
 
   private startStream(key: StoreKey, tmpPath: string, size: number, owner: UploadOwner, expected: Uint8Array | null, digest: Uint8Array | undefined, partial: PartialUpload | undefined, resume: boolean): UploadStream {
@@ -554,5 +605,49 @@ class SendDone implements IoTarget {
   ) {}
   onIoDone(result: number): void {
     this.reader.sent(result, this.target);
+  }
+}
+
+/**
+ * The sink of a RESUME whose upload another loop is handing over: nothing to push until the owner
+ * hears onStoreDone(0) from the real stream, which then does everything.
+ */
+class HandedOverSink implements UploadSink {
+  private inner: UploadSink | null = null;
+  aborted = false;
+  private settled!: () => void;
+  private readonly done = new Promise<void>((resolve) => (this.settled = resolve));
+  receiveFrom?: (socket: number, target: StoreTarget) => void;
+
+  constructor(readonly uploadId: string) {}
+
+  attach(inner: UploadSink): void {
+    this.inner = inner;
+    this.receiveFrom = inner.receiveFrom?.bind(inner);
+    this.settled();
+  }
+  /** The hand-over ended without a stream (refused, or left parked here after an abort). */
+  settle(): void {
+    this.settled();
+  }
+  get offset(): number | undefined {
+    return this.inner?.offset;
+  }
+  get totalBytes(): number | undefined {
+    return this.inner?.totalBytes;
+  }
+  get backlogBytes(): number {
+    return this.inner?.backlogBytes ?? 0;
+  }
+  push(chunk: Uint8Array): void {
+    this.inner!.push(chunk);
+  }
+  end(): void {
+    this.inner!.end();
+  }
+  async abort(spliceInterrupted?: boolean): Promise<void> {
+    this.aborted = true;
+    await this.done;
+    await this.inner?.abort(spliceInterrupted);
   }
 }

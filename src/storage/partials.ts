@@ -34,6 +34,22 @@ export interface PartialLimits {
   ttlMs: number;
 }
 
+/**
+ * A parked upload as it moves from one event loop to another (structured-clone safe): a RESUME may
+ * reach any loop, and the loop that parked it hands it over (HandedOver), hash state included.
+ */
+export interface HandedOver {
+  id: string;
+  keyName: string;
+  tmpPath: string;
+  size: number;
+  onDisk: number;
+  /** The C library's SHA-256 state of the bytes on disk (NativeSha256.state). */
+  hashState: Uint8Array;
+  expected: Uint8Array | null;
+  parkedMs: number;
+}
+
 export class Partials {
   private readonly byId = new Map<string, PartialUpload>();
   private bytes = 0;
@@ -41,7 +57,14 @@ export class Partials {
   resumed = 0;
   parked = 0;
 
-  constructor(private readonly limits: PartialLimits) {}
+  /**
+   * `idPrefix`: "" with one event loop; with several, "<loop>." so that any loop can tell which one
+   * holds an upload (and ask it to hand the upload over).
+   */
+  constructor(
+    private readonly limits: PartialLimits,
+    private readonly idPrefix = "",
+  ) {}
 
   get size(): number {
     return this.byId.size;
@@ -51,7 +74,7 @@ export class Partials {
   register(keyName: string, tmpPath: string, size: number, expected: Uint8Array | null): PartialUpload | string {
     if (this.byId.size >= this.limits.uploadsMax) return `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
     if (this.bytes + size > this.limits.bytesMax) return `resumableBytesMax (${this.limits.bytesMax}) would be exceeded`;
-    const p: PartialUpload = { id: randomBytes(16).toString("hex"), keyName, tmpPath, size, onDisk: 0, hasher: null, expected, parkedMs: 0, active: true };
+    const p: PartialUpload = { id: this.idPrefix + randomBytes(16).toString("hex"), keyName, tmpPath, size, onDisk: 0, hasher: null, expected, parkedMs: 0, active: true };
     this.byId.set(p.id, p);
     this.bytes += size;
     return p;
@@ -64,6 +87,29 @@ export class Partials {
     if (p.active) return "busy";
     if (nowMs - p.parkedMs > this.limits.ttlMs) return null; // the sweeper removes it
     p.active = true;
+    this.resumed++;
+    return p;
+  }
+
+  /**
+   * Another loop's RESUME: the parked upload leaves this table for that loop's (its file with it),
+   * or null (unknown, expired, another key, or a hash state that cannot move), or "busy".
+   */
+  handOver(id: string, keyName: string, nowMs: number): HandedOver | null | "busy" {
+    const p = this.byId.get(id);
+    if (p === undefined || p.keyName !== keyName) return null;
+    if (p.active) return "busy";
+    const state = p.hasher?.state;
+    if (nowMs - p.parkedMs > this.limits.ttlMs || state === undefined) return null;
+    this.drop(p);
+    return { id: p.id, keyName: p.keyName, tmpPath: p.tmpPath, size: p.size, onDisk: p.onDisk, hashState: state.slice(), expected: p.expected, parkedMs: p.parkedMs };
+  }
+
+  /** A parked upload handed over by another loop, active here now (its bounds went with it). */
+  adopt(h: HandedOver, hasher: Hasher): PartialUpload {
+    const p: PartialUpload = { id: h.id, keyName: h.keyName, tmpPath: h.tmpPath, size: h.size, onDisk: h.onDisk, hasher, expected: h.expected, parkedMs: h.parkedMs, active: true };
+    this.byId.set(p.id, p);
+    this.bytes += p.size;
     this.resumed++;
     return p;
   }

@@ -146,24 +146,7 @@ export class LoopGroup {
 
   /** Asks every loop one question; resolves with their answers in loop order. */
   private ask(question: (id: number) => ToLoop, timeoutMs = 10_000): Promise<(FromLoop & { t: "answer" })[]> {
-    return Promise.all(
-      this.workers.map(
-        (worker) =>
-          new Promise<FromLoop & { t: "answer" }>((resolve) => {
-            const id = this.nextId++;
-            const timer = setTimeout(() => {
-              this.waiting.delete(id);
-              resolve({ t: "answer", id, value: null, error: "the loop did not answer" });
-            }, timeoutMs);
-            this.waiting.set(id, (m) => {
-              clearTimeout(timer);
-              this.waiting.delete(id);
-              resolve(m);
-            });
-            worker.postMessage(question(id));
-          }),
-      ),
-    );
+    return Promise.all(this.workers.map((_, loop) => this.askOne(loop, question, timeoutMs)));
   }
 
   /** /debug/stats: every loop's figures summed (percentiles: the largest), and each loop's. */
@@ -180,16 +163,8 @@ export class LoopGroup {
   }
 
   /** /debug/profile?loop=i: a profile of that loop's thread. */
-  async profile(loop: number, seconds: number, format: "top" | "cpuprofile"): Promise<{ value: unknown; error?: string }> {
-    const worker = this.workers[loop]!;
-    const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.waiting.set(id, (m) => {
-        this.waiting.delete(id);
-        resolve(m);
-      });
-      worker.postMessage({ t: "profile", id, seconds, format } satisfies ToLoop);
-    });
+  profile(loop: number, seconds: number, format: "top" | "cpuprofile"): Promise<{ value: unknown; error?: string }> {
+    return this.askOne(loop, (id) => ({ t: "profile", id, seconds, format }), seconds * 1000 + 10_000);
   }
 
   /**

@@ -13,6 +13,7 @@ import type { Logger } from "../log";
 import { createStore } from "../storage/create-store";
 import type { Store } from "../storage/store";
 import { listenOrExplain } from "./listen";
+import { sharedAddressTable } from "./shared-ip-guard";
 import type { FromLoop, LoopInit, ToLoop } from "./loop-worker";
 import type { HandedOver } from "../storage/partials";
 
@@ -91,10 +92,11 @@ export class LoopGroup {
     // proves no other process holds it.
     if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
     const openConnections = new SharedArrayBuffer(4);
+    const addresses = sharedAddressTable(config.clientAddressesMax);
     let port = config.port;
     let joinPool: number | undefined;
     for (let index = 0; index < this.loops; index++) {
-      const started = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections, joinPool });
+      const started = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections, addresses, joinPool });
       port = started.port;
       if (index === 0 && config.loopPools === "shared") joinPool = started.pool;
     }

@@ -23,6 +23,8 @@ export interface LoopInit {
   loops: number;
   /** Element 0: open connections of every loop (connectionsMax is a whole-server bound). */
   openConnections: SharedArrayBuffer;
+  /** The per-address limits' table, shared by every loop (shared-ip-guard.ts). */
+  addresses: SharedArrayBuffer;
   /** loopPools "shared", loops after the first: the first loop's C pool, whose workers this one shares. */
   joinPool?: number;
 }
@@ -73,7 +75,7 @@ try {
   const ioThreads = config.loopPools === "shared" ? config.ioThreads : Math.max(1, Math.ceil(config.ioThreads / init.loops));
   const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, init.joinPool);
   const store = createStore(config, engine, { index, of: init.loops, takeFromLoop });
-  server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections) } });
+  server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections), addresses: init.addresses } });
   await server.start();
   post({ t: "listening", port: server.port, pool: engine instanceof CPoolEngine ? engine.poolAddress : undefined });
 } catch (e) {

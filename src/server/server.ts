@@ -14,6 +14,7 @@ import { checkSocket } from "../platform";
 import { constants } from "node:os";
 import type { Verified } from "../auth/token";
 import { IpGuard } from "./ip-guard";
+import { SharedIpGuard } from "./shared-ip-guard";
 import { Security } from "./security";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
@@ -29,7 +30,7 @@ export interface ServerOptions {
    * sweep, the bucket reached), the port is shared with the other loops (SO_REUSEPORT), and
    * `connectionsMax` counts the connections of every loop, in element 0 of this shared array.
    */
-  loop?: { index: number; openConnections: Int32Array };
+  loop?: { index: number; openConnections: Int32Array; addresses: SharedArrayBuffer };
   /** The store to serve (a loop's own instance); absent: the one the config names. */
   store?: Store;
 }
@@ -81,7 +82,7 @@ export class Server implements ConnectionHost {
   private readonly refusals: RateLimitedLog;
   private readonly ipRefusals: RateLimitedLog;
   private readonly handshakeFailures: RateLimitedLog;
-  private readonly ipGuard: IpGuard;
+  private readonly ipGuard: IpGuard | SharedIpGuard;
   /** TLS material and token secrets, read at start() and again by reload(). */
   private security: Security | null = null;
   private listener: TCPSocketListener<Connection> | null = null;
@@ -113,7 +114,8 @@ export class Server implements ConnectionHost {
     this.refusals = new RateLimitedLog(log, "connection_refused");
     this.ipRefusals = new RateLimitedLog(log, "connection_refused_address");
     this.handshakeFailures = new RateLimitedLog(log, "tls_handshake_failed");
-    this.ipGuard = new IpGuard(config);
+    // Several loops keep the per-address limits in one shared table (whichever loop a connection reaches).
+    this.ipGuard = options.loop !== undefined ? new SharedIpGuard(config, options.loop.addresses) : new IpGuard(config);
     this.tokensRequired = config.auth === "token";
     const tls = config.tlsCertFile !== "";
     this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null && !tls;

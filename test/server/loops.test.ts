@@ -167,3 +167,22 @@ test("loops share one set of ioThreads workers (or, with loopPools per-loop, eac
     expect(await server.stop()).toBe(0);
   }
 }, 60_000);
+
+test("connectionsPerIpMax is one bound over every loop (one shared table of addresses)", async () => {
+  const server = await start({ loops: 4, connectionsPerIpMax: 3 });
+  const open = await Promise.all(Array.from({ length: 3 }, () => WireConn.connect({ host: "127.0.0.1", port: server.port })));
+  for (const c of open) await benchExchange(c, "in");
+  for (let i = 0; i < 6; i++) {
+    const refused = await WireConn.connect({ host: "127.0.0.1", port: server.port }).then(
+      (c) => c.closedWithin(3000),
+      () => true,
+    );
+    expect(refused).toBe(true);
+  }
+  open[0]!.close();
+  await Bun.sleep(200);
+  const again = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+  await benchExchange(again, "room again");
+  again.close();
+  for (const c of open.slice(1)) c.close();
+});

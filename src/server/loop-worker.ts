@@ -90,6 +90,13 @@ if (process.env.FSGW_TEST_CRASH_LOOP === String(index)) {
   }, Number(process.env.FSGW_TEST_CRASH_AFTER_MS ?? "300"));
 }
 
+// As in a single loop: a bug outside any connection is logged and counted, and the loop serves on
+// (every continuation of an exchange is guarded by its connection; these fire only for the rest).
+process.on("unhandledRejection", (reason) => {
+  server.stats.uncaughtErrors++;
+  log.error("unhandled_rejection", { error: String((reason as Error)?.stack ?? reason) });
+});
+
 const profiler = new Profiler();
 port.on("message", async (m: ToLoop) => {
   switch (m.t) {

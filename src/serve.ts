@@ -184,7 +184,7 @@ function checkOpenFileLimit(config: Config, log: Logger): void {
 }
 
 /** One clear line each when the system refused worker priority or CPU pinning. */
-function reportPool(engine: CPoolEngine, config: Config, log: Logger): void {
+export function reportPool(engine: CPoolEngine, config: Config, log: Logger): void {
   const stats = engine.nativeStats();
   const prioFailed = stats[PoolStat.PRIO_FAILED]!;
   const affinityFailed = stats[PoolStat.AFFINITY_FAILED]!;

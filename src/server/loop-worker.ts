@@ -16,6 +16,7 @@ import { createStore } from "../storage/create-store";
 import { FileStore } from "../storage/file-store";
 import type { HandedOver } from "../storage/partials";
 import { Server } from "./server";
+import { reportPool } from "../serve";
 
 export interface LoopInit {
   config: Config;
@@ -75,6 +76,8 @@ try {
   const ioThreads = config.loopPools === "shared" ? config.ioThreads : Math.max(1, Math.ceil(config.ioThreads / init.loops));
   const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, init.joinPool);
   const store = createStore(config, engine, { index, of: init.loops, takeFromLoop });
+  // The pool's own report (threads, refused priority or pinning), once per pool.
+  if (engine instanceof CPoolEngine && (index === 0 || config.loopPools === "per-loop")) reportPool(engine, { ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, log);
   server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections), addresses: init.addresses } });
   await server.start();
   post({ t: "listening", port: server.port, pool: engine instanceof CPoolEngine ? engine.poolAddress : undefined });

@@ -151,6 +151,8 @@ test("loops share one set of ioThreads workers (or, with loopPools per-loop, eac
     const admin = freePort();
     const server = await start({ loops: 4, ioThreads: 6, loopPools, adminPort: admin });
     expect([loopPools, poolThreads(server.pid)]).toEqual([loopPools, threads]);
+    // Each pool reports itself once (threads; any refused priority or pinning).
+    expect(server.lines.filter((l) => l.includes("event=io_pool")).length).toBe(loopPools === "shared" ? 1 : 4);
     await Promise.all(
       Array.from({ length: 64 }, async (_, i) => {
         const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });

@@ -2,6 +2,7 @@
 import { ConfigError, configHelp, loadConfig, loopCount, type Config } from "./config";
 import { LoopGroup } from "./server/loop-group";
 import { CPoolEngine, PoolStat } from "./engine/cpool-engine";
+import { nativeLibraryProblem } from "./ffi/pool-binding";
 import { createEngine } from "./engine/create-engine";
 import { Logger } from "./log";
 import { raiseOpenFiles } from "./platform";
@@ -51,16 +52,22 @@ export async function serve(argv: string[]): Promise<number> {
   for (const warning of warnings) log.warn("config_warning", { warning });
   checkOpenFileLimit(config, log);
   const loops = loopCount(config);
+  const noLibrary = () => {
+    log.error("start_failed", { error: libraryProblem, advice: `the ${config.ioEngine} engine needs the C library, built with gcc on first start: install gcc, or start with --io-engine bun` });
+    log.close();
+    return 1;
+  };
+  // The C pool's library did not build or load (no gcc, a compiler error, an ABI mismatch): said
+  // once, here, before any loop starts.
+  let libraryProblem = config.ioEngine === "cpool" ? nativeLibraryProblem() : null;
+  if (libraryProblem !== null) return noLibrary();
   if (loops > 1) return serveLoops(config, log, loops);
   let engine;
   try {
     engine = createEngine(config);
   } catch (e) {
-    // The C pool's library did not build or load (no gcc, a compiler error, an ABI mismatch).
-    const error = String((e as Error)?.message ?? e).split("\n")[0]!;
-    log.error("start_failed", { error, advice: `the ${config.ioEngine} engine needs the C library, built with gcc on first start: install gcc, or start with --io-engine bun` });
-    log.close();
-    return 1;
+    libraryProblem = String((e as Error)?.message ?? e).split("\n")[0]!;
+    return noLibrary();
   }
   if (engine instanceof CPoolEngine) reportPool(engine, config, log);
   const server = new Server({ config, engine, log });

@@ -11,7 +11,7 @@ import type { Server as HttpServer } from "bun";
 import { timingSafeEqual } from "node:crypto";
 import type { IoEngine } from "../engine/io-engine";
 import type { Logger } from "../log";
-import { formatTop } from "./profile-top";
+import { formatTop, type CpuProfile } from "./profile-top";
 import { ProfileBusyError, Profiler } from "./profiler";
 import { renderMetrics } from "./prometheus";
 import { processStats, statsSnapshot, type ServerStats } from "./stats";
@@ -31,7 +31,8 @@ export interface LoopsSource {
   readonly draining: boolean;
   statsJson(): Promise<unknown>;
   metricsText(): Promise<string>;
-  profile(loop: number, seconds: number, format: "top" | "cpuprofile"): Promise<{ value: unknown; error?: string }>;
+  /** A CPU profile (.cpuprofile) of loop `loop`, or of the busiest loop (null), and which loop it is. */
+  profile(loop: number | null, seconds: number): Promise<{ value: unknown; error?: string; loop: number }>;
 }
 
 const PROFILE_SECONDS_DEFAULT = 30;
@@ -122,15 +123,20 @@ export class AdminServer {
     if (format !== "cpuprofile" && format !== "top") return text('format must be "cpuprofile" or "top"\n', 400);
     const source = this.source;
     if ("loops" in source) {
-      // Each loop is a thread of its own: profile one (?loop=i, default 0).
-      const loop = Number(url.searchParams.get("loop") ?? "0");
-      if (!Number.isInteger(loop) || loop < 0 || loop >= source.loops) return text(`loop must be an integer in 0..${source.loops - 1}\n`, 400);
-      this.log.info("profile_started", { seconds, format, loop });
-      const { value, error } = await source.profile(loop, seconds, format);
-      if (error !== undefined) return text(`${error}\n`, error.includes("already") ? 409 : 500);
-      if (format === "top") return text(String(value) + "\n");
-      return new Response(JSON.stringify(value), {
-        headers: { "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-loop${loop}-${Date.now()}.cpuprofile"` },
+      // Each loop is a thread of its own: profile one (?loop=i), or every one and answer the busiest.
+      const asked = url.searchParams.get("loop");
+      const loop = asked === null ? null : Number(asked);
+      if (loop !== null && (!Number.isInteger(loop) || loop < 0 || loop >= source.loops)) return text(`loop must be an integer in 0..${source.loops - 1}\n`, 400);
+      this.log.info("profile_started", { seconds, format, loop: loop ?? "busiest" });
+      const answer = await source.profile(loop, seconds);
+      if (answer.error !== undefined) return text(`${answer.error}\n`, answer.error.includes("already") ? 409 : 500);
+      const headers = { "x-fsgw-loop": String(answer.loop) };
+      if (format === "top") {
+        const which = `(event loop ${answer.loop} of ${source.loops}${loop === null ? ", the busiest; ?loop=i for another" : ""})`;
+        return new Response(`${formatTop(answer.value as CpuProfile, 40, seconds * 1000)}\n${which}\n`, { headers: { ...headers, "content-type": "text/plain; charset=utf-8" } });
+      }
+      return new Response(JSON.stringify(answer.value), {
+        headers: { ...headers, "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-loop${answer.loop}-${Date.now()}.cpuprofile"` },
       });
     }
     this.log.info("profile_started", { seconds, format });

@@ -18,43 +18,67 @@ import type { FromLoop, LoopInit, ToLoop } from "./loop-worker";
 import type { HandedOver } from "../storage/partials";
 
 /** Keys of stats whose values are percentiles or maxima: over loops, the largest is kept, not the sum. */
-const NOT_SUMMED = new Set(["p50", "p90", "p99", "max", "uptimeSeconds", "startedMs"]);
+const LARGEST = new Set(["p50", "p90", "p99", "max"]);
 
-/** Sums the numbers of several stats snapshots of the same shape (percentiles: their maximum). */
-export function sumSnapshots(snapshots: unknown[]): unknown {
+/**
+ * Sums the numbers of several stats snapshots of the same shape. Percentiles: their largest.
+ * `once`: keys whose value is the same for every loop (the process's, or the shared pool's
+ * workers and queue): the first loop's.
+ */
+export function sumSnapshots(snapshots: unknown[], once: ReadonlySet<string>): unknown {
   const first = snapshots[0];
   if (typeof first === "number") return snapshots.reduce((a: number, b) => a + (typeof b === "number" ? b : 0), 0);
   if (typeof first !== "object" || first === null || Array.isArray(first)) return first;
   const out: Record<string, unknown> = {};
   for (const key of Object.keys(first)) {
     const values = snapshots.map((s) => (s as Record<string, unknown>)[key]);
-    out[key] = NOT_SUMMED.has(key) && typeof values[0] === "number" ? Math.max(...(values as number[])) : sumSnapshots(values);
+    if (once.has(key)) out[key] = values[0];
+    else if (LARGEST.has(key) && typeof values[0] === "number") out[key] = Math.max(...(values as number[]));
+    else out[key] = sumSnapshots(values, once);
+  }
+  return out;
+}
+
+/** The sample lines of a Prometheus text by their name and labels (the line up to its value). */
+function samplesOf(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const at = line.lastIndexOf(" ");
+    out.set(line.slice(0, at), Number(line.slice(at + 1)));
   }
   return out;
 }
 
 /**
- * One Prometheus text of several loops' texts: each sample labelled with its loop, each family's
- * HELP and TYPE once, its samples together (the format wants a family contiguous).
+ * One Prometheus text of several loops' texts, in the single loop's shape: each sample the sum over
+ * loops (a family in `once`, the same for every loop, the first loop's value), so dashboards read
+ * the same with one loop or many; then per-loop families for what differs between loops.
  */
-export function mergeMetrics(texts: string[]): string {
-  const families = new Map<string, { head: string[]; samples: string[] }>();
-  texts.forEach((text, loop) => {
-    for (const line of text.split("\n")) {
-      if (line === "") continue;
-      const meta = /^# (HELP|TYPE) (\S+)/.exec(line);
-      const name = meta !== null ? meta[2]! : /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(line)![0];
-      let family = families.get(name);
-      if (family === undefined) families.set(name, (family = { head: [], samples: [] }));
-      if (meta !== null) {
-        if (loop === 0) family.head.push(line);
-        continue;
-      }
-      const labelled = line.includes("{") ? line.replace("{", `{loop="${loop}",`) : line.replace(" ", `{loop="${loop}"} `);
-      family.samples.push(labelled);
+export function mergeMetrics(texts: string[], once: ReadonlySet<string>): string {
+  const perLoop = texts.map(samplesOf);
+  const lines: string[] = [];
+  for (const line of texts[0]!.split("\n")) {
+    if (line === "") continue;
+    if (line.startsWith("#")) {
+      lines.push(line);
+      continue;
     }
+    const at = line.lastIndexOf(" ");
+    const key = line.slice(0, at);
+    const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(key)![0];
+    const value = once.has(name) || [...once].some((p) => p.endsWith("*") && name.startsWith(p.slice(0, -1))) ? perLoop[0]!.get(key)! : perLoop.reduce((sum, m) => sum + (m.get(key) ?? 0), 0);
+    lines.push(`${key} ${value}`);
+  }
+  lines.push("# HELP fsgw_loop_connections_open Client connections open now, by event loop.", "# TYPE fsgw_loop_connections_open gauge");
+  perLoop.forEach((m, loop) => lines.push(`fsgw_loop_connections_open{loop="${loop}"} ${m.get("fsgw_connections_open") ?? 0}`));
+  lines.push("# HELP fsgw_loop_exchanges_total Exchanges completed, by event loop (all ops).", "# TYPE fsgw_loop_exchanges_total counter");
+  perLoop.forEach((m, loop) => {
+    let total = 0;
+    for (const [k, v] of m) if (k.startsWith("fsgw_exchanges_total{")) total += v;
+    lines.push(`fsgw_loop_exchanges_total{loop="${loop}"} ${total}`);
   });
-  return [...families.values()].flatMap((f) => [...f.head, ...f.samples]).join("\n") + "\n";
+  return lines.join("\n") + "\n";
 }
 
 export class LoopGroup {
@@ -93,10 +117,11 @@ export class LoopGroup {
     if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
     const openConnections = new SharedArrayBuffer(4);
     const addresses = sharedAddressTable(config.clientAddressesMax);
+    const resumable = new SharedArrayBuffer(16);
     let port = config.port;
     let joinPool: number | undefined;
     for (let index = 0; index < this.loops; index++) {
-      const started = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections, addresses, joinPool });
+      const started = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections, addresses, resumable, joinPool });
       port = started.port;
       if (index === 0 && config.loopPools === "shared") joinPool = started.pool;
     }
@@ -151,22 +176,41 @@ export class LoopGroup {
     return Promise.all(this.workers.map((_, loop) => this.askOne(loop, question, timeoutMs)));
   }
 
+  /** Stats keys that are the same for every loop: the process's, and a shared pool's workers and queue. */
+  private get onceKeys(): ReadonlySet<string> {
+    // The C library counts fsyncs for the whole process; the other engines, each its own.
+    const keys = ["uptimeSeconds", "startedMs", "process", ...(this.config.ioEngine === "cpool" ? ["fsyncs"] : [])];
+    if (this.config.loopPools === "shared") keys.push("threads", "queueDepth", "queueDepthHigh");
+    return new Set(keys);
+  }
+
   /** /debug/stats: every loop's figures summed (percentiles: the largest), and each loop's. */
   async statsJson(): Promise<unknown> {
     const answers = await this.ask((id) => ({ t: "stats", id }));
     const perLoop = answers.map((a) => a.value);
-    return { loops: this.loops, ...(sumSnapshots(perLoop) as object), perLoop };
+    return { loops: this.loops, ...(sumSnapshots(perLoop, this.onceKeys) as object), perLoop };
   }
 
-  /** /metrics: every loop's samples, labelled loop="i". */
+  /** /metrics: the single loop's families, summed over loops, and per-loop connections and exchanges. */
   async metricsText(): Promise<string> {
     const answers = await this.ask((id) => ({ t: "metrics", id }));
-    return mergeMetrics(answers.map((a) => String(a.value ?? "")));
+    const once = ["fsgw_uptime_seconds", "fsgw_process_*", "fsgw_io_engine_info"];
+    if (this.config.loopPools === "shared") once.push("fsgw_io_threads", "fsgw_io_queue_depth", "fsgw_io_queue_depth_high");
+    return mergeMetrics(answers.map((a) => String(a.value ?? "")), new Set(once));
   }
 
-  /** /debug/profile?loop=i: a profile of that loop's thread. */
-  profile(loop: number, seconds: number, format: "top" | "cpuprofile"): Promise<{ value: unknown; error?: string }> {
-    return this.askOne(loop, (id) => ({ t: "profile", id, seconds, format }), seconds * 1000 + 10_000);
+  /**
+   * /debug/profile: a profile of loop `loop`'s thread; without one, of every loop at once, and the
+   * busiest one's (most samples) is answered.
+   */
+  async profile(loop: number | null, seconds: number): Promise<{ value: unknown; error?: string; loop: number }> {
+    const ask = (i: number) => this.askOne(i, (id) => ({ t: "profile", id, seconds, format: "cpuprofile" }), seconds * 1000 + 10_000);
+    if (loop !== null) return { ...(await ask(loop)), loop };
+    const answers = await Promise.all(this.workers.map((_, i) => ask(i)));
+    const samples = (a: { value: unknown }) => ((a.value as { samples?: unknown[] } | null)?.samples?.length ?? -1);
+    let best = 0;
+    answers.forEach((a, i) => (samples(a) > samples(answers[best]!) ? (best = i) : 0));
+    return { ...answers[best]!, loop: best };
   }
 
   /**

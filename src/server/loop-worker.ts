@@ -26,6 +26,8 @@ export interface LoopInit {
   openConnections: SharedArrayBuffer;
   /** The per-address limits' table, shared by every loop (shared-ip-guard.ts). */
   addresses: SharedArrayBuffer;
+  /** Every loop's resumable uploads (Int32 at 0) and their announced bytes (BigInt64 at 8). */
+  resumable: SharedArrayBuffer;
   /** loopPools "shared", loops after the first: the first loop's C pool, whose workers this one shares. */
   joinPool?: number;
 }
@@ -75,7 +77,8 @@ try {
   // Shared: the first loop's pool has every worker, the others join it; per loop: a share each.
   const ioThreads = config.loopPools === "shared" ? config.ioThreads : Math.max(1, Math.ceil(config.ioThreads / init.loops));
   const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, init.joinPool);
-  const store = createStore(config, engine, { index, of: init.loops, takeFromLoop });
+  const resumableCounts = { uploads: new Int32Array(init.resumable, 0, 1), bytes: new BigInt64Array(init.resumable, 8, 1) };
+  const store = createStore(config, engine, { index, of: init.loops, takeFromLoop, resumableCounts });
   // The pool's own report (threads, refused priority or pinning), once per pool.
   if (engine instanceof CPoolEngine && (index === 0 || config.loopPools === "per-loop")) reportPool(engine, { ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, log);
   server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections), addresses: init.addresses } });

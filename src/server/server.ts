@@ -119,6 +119,9 @@ export class Server implements ConnectionHost {
     this.tokensRequired = config.auth === "token";
     const tls = config.tlsCertFile !== "";
     this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null && !tls;
+    // Start-up notices are the server's: with several loops, loop 0 says them (the others would repeat them).
+    const notices = (options.loop?.index ?? 0) === 0;
+    if (!notices) return;
     if (config.zeroCopy && engine.zeroCopy === null) log.info("zero_copy_off", { reason: `the ${engine.name} engine has no sendfile (cpool has)`, effect: "downloads are read into memory and written" });
     else if (config.zeroCopy && tls) log.info("zero_copy_off", { reason: "TLS: bodies are encrypted in user space", effect: "bodies are read into memory, encrypted and written" });
   }

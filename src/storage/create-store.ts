@@ -14,11 +14,13 @@ export interface StoreLoop {
   of: number;
   /** Takes over an upload another loop parked (through the loop group), for a RESUME. */
   takeFromLoop: (id: string, keyName: string) => Promise<HandedOver | null | "busy">;
+  /** Every loop's resumable uploads and their bytes, counted together (element 0 each). */
+  resumableCounts: { uploads: Int32Array; bytes: BigInt64Array };
 }
 
 /**
- * `loop`: this store serves one event loop of `loops` (> 1): a share of the resumable-upload
- * bounds (a parked upload moves to the loop its RESUME reaches: the C library's hash state moves
+ * `loop`: this store serves one event loop of `loops` (> 1): the resumable-upload bounds counted
+ * with every loop's (a parked upload moves to the loop its RESUME reaches: the C library's hash state moves
  * with it, so only on the cpool engine; elsewhere resumable uploads are off with several loops),
  * and the read cache split into one directory and one share of the bounds per loop.
  */
@@ -29,18 +31,14 @@ export function createStore(config: Config, engine: IoEngine, loop?: StoreLoop):
 }
 
 function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache", loop?: StoreLoop): FileStore {
-  const share = loop?.of ?? 1;
   return new FileStore(engine, {
     dataDir,
     shards: config.shards,
     fsyncOnCommit: kind !== "cache" && config.fsyncOnCommit, // a cache copy needs no flush: the store has the object
     ioChunkBytes: config.ioChunkBytes,
     uploadWritesInFlightMax: config.uploadWritesInFlightMax,
-    resumable:
-      kind === "resumable"
-        ? { uploadsMax: Math.ceil(config.resumableUploadsMax / share), bytesMax: Math.ceil(config.resumableBytesMax / share), ttlMs: config.resumableTtlMs }
-        : null,
-    loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop } : undefined,
+    resumable: kind === "resumable" ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs } : null,
+    loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop, resumableCounts: loop.resumableCounts } : undefined,
   });
 }
 

@@ -98,7 +98,12 @@ export interface FileStoreOptions {
    * One event loop of several: its index (upload ids start "<index>.") and how to take over an
    * upload another loop parked, for a RESUME that reached this loop (through the loop group).
    */
-  loop?: { index: number; takeFromLoop(id: string, keyName: string): Promise<HandedOver | null | "busy"> };
+  loop?: {
+    index: number;
+    takeFromLoop(id: string, keyName: string): Promise<HandedOver | null | "busy">;
+    /** Every loop's resumable uploads and their bytes (the bounds are the server's). */
+    resumableCounts: { uploads: Int32Array; bytes: BigInt64Array };
+  };
   /** fsync each committed file and its directory before the upload is acknowledged. */
   fsyncOnCommit: boolean;
   /** The largest single write of a streamed upload, and the read size of a streamed download. */
@@ -142,7 +147,7 @@ export class FileStore implements Store {
     this.takesResumable = options.resumable !== null;
     if (!this.takesResumable) this.resumeUpload = undefined;
     this.loop = options.loop ?? null;
-    this.partials = new Partials(limits, this.loop === null ? "" : `${this.loop.index}.`);
+    this.partials = new Partials(limits, this.loop === null ? "" : `${this.loop.index}.`, this.loop?.resumableCounts ?? null);
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
     this.chunkBytes = options.ioChunkBytes;

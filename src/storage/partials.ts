@@ -64,7 +64,38 @@ export class Partials {
   constructor(
     private readonly limits: PartialLimits,
     private readonly idPrefix = "",
+    /**
+     * With several event loops: the uploads and announced bytes of every loop's table (element 0
+     * each), so that the bounds are the server's; absent, this table's own are.
+     */
+    private readonly shared: { uploads: Int32Array; bytes: BigInt64Array } | null = null,
   ) {}
+
+  /** Counts an upload of `size` bytes against the bounds: false (nothing counted) when over one. */
+  private count(size: number): string | null {
+    const shared = this.shared;
+    if (shared === null) {
+      if (this.byId.size >= this.limits.uploadsMax) return `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
+      if (this.bytes + size > this.limits.bytesMax) return `resumableBytesMax (${this.limits.bytesMax}) would be exceeded`;
+      return null;
+    }
+    if (Atomics.add(shared.uploads, 0, 1) >= this.limits.uploadsMax) {
+      Atomics.sub(shared.uploads, 0, 1);
+      return `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
+    }
+    if (Number(Atomics.add(shared.bytes, 0, BigInt(size))) + size > this.limits.bytesMax) {
+      Atomics.sub(shared.bytes, 0, BigInt(size));
+      Atomics.sub(shared.uploads, 0, 1);
+      return `resumableBytesMax (${this.limits.bytesMax}) would be exceeded`;
+    }
+    return null;
+  }
+
+  private uncount(size: number): void {
+    if (this.shared === null) return;
+    Atomics.sub(this.shared.uploads, 0, 1);
+    Atomics.sub(this.shared.bytes, 0, BigInt(size));
+  }
 
   get size(): number {
     return this.byId.size;
@@ -72,8 +103,8 @@ export class Partials {
 
   /** Registers a new resumable upload, active; or says why not (a bound is reached). */
   register(keyName: string, tmpPath: string, size: number, expected: Uint8Array | null): PartialUpload | string {
-    if (this.byId.size >= this.limits.uploadsMax) return `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
-    if (this.bytes + size > this.limits.bytesMax) return `resumableBytesMax (${this.limits.bytesMax}) would be exceeded`;
+    const over = this.count(size);
+    if (over !== null) return over;
     const p: PartialUpload = { id: this.idPrefix + randomBytes(16).toString("hex"), keyName, tmpPath, size, onDisk: 0, hasher: null, expected, parkedMs: 0, active: true };
     this.byId.set(p.id, p);
     this.bytes += size;
@@ -110,6 +141,11 @@ export class Partials {
     const p: PartialUpload = { id: h.id, keyName: h.keyName, tmpPath: h.tmpPath, size: h.size, onDisk: h.onDisk, hasher, expected: h.expected, parkedMs: h.parkedMs, active: true };
     this.byId.set(p.id, p);
     this.bytes += p.size;
+    // Counted again here as the loop that handed it over uncounted it (the server's totals hold).
+    if (this.shared !== null) {
+      Atomics.add(this.shared.uploads, 0, 1);
+      Atomics.add(this.shared.bytes, 0, BigInt(p.size));
+    }
     this.resumed++;
     return p;
   }
@@ -128,6 +164,7 @@ export class Partials {
     if (this.byId.get(p.id) !== p) return;
     this.byId.delete(p.id);
     this.bytes -= p.size;
+    this.uncount(p.size);
   }
 
   /** Parked uploads past their time, removed from the table: their files are the caller's to remove. */

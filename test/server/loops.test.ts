@@ -38,7 +38,9 @@ test("connections spread over every loop; /debug/stats sums them and shows each 
   expect(s.perLoop.map((l) => l.connections.total).reduce((a, b) => a + b, 0)).toBe(64);
   for (const l of s.perLoop) expect(l.connections.total).toBeGreaterThan(0); // 64 over 4: each gets some
   const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
-  for (const loop of [0, 1, 2, 3]) expect(metrics).toContain(`fsgw_connections_accepted_total{loop="${loop}"}`);
+  // The single loop's families, summed; then per-loop ones.
+  expect(metrics).toContain("fsgw_connections_accepted_total 64\n");
+  for (const loop of [0, 1, 2, 3]) expect(metrics).toMatch(new RegExp(`fsgw_loop_exchanges_total\\{loop="${loop}"\\} [1-9]`));
   expect(metrics.match(/^# TYPE fsgw_connections_accepted_total /gm)).toHaveLength(1);
   const profile = await (await fetch(`http://127.0.0.1:${admin}/debug/profile?seconds=1&format=top&loop=3`)).text();
   expect(profile).toMatch(/JavaScript thread|No samples/);

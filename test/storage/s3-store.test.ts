@@ -172,10 +172,11 @@ for (const target of s3Targets()) {
       const prefix = newPrefix("cache");
       const writer = await gateway(s3, prefix);
       const freshAdmin = freePort();
-      const fresh = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: 0, adminPort: freshAdmin });
+      // One event loop each: a read cache is per loop (its hits and misses are counted here).
+      const fresh = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: 0, adminPort: freshAdmin, loops: 1 });
       const windowMs = 1500;
       const laggingAdmin = freePort();
-      const lagging = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: windowMs, adminPort: laggingAdmin });
+      const lagging = await gateway(s3, prefix, { cacheDir: join(tempDir("cache"), "c"), cacheFreshMs: windowMs, adminPort: laggingAdmin, loops: 1 });
       const v1 = payload(200_000, 11);
       const v2 = payload(150_000, 12);
       await upload(writer, "k", v1);
@@ -211,7 +212,8 @@ for (const target of s3Targets()) {
       const writer = await gateway(s3, prefix);
       const admin = freePort();
       const cacheDir = join(tempDir("cache"), "c");
-      const cached = await gateway(s3, prefix, { cacheDir, cacheBytesMax: 250_000, cacheFreshMs: 60_000, adminPort: admin });
+      // One event loop: the cache's bounds are shared out between loops, and this counts one cache.
+      const cached = await gateway(s3, prefix, { cacheDir, cacheBytesMax: 250_000, cacheFreshMs: 60_000, adminPort: admin, loops: 1 });
       const bodies = [1, 2, 3].map((i) => payload(100_000, 20 + i));
       for (let i = 0; i < 3; i++) await upload(writer, `k${i}`, bodies[i]!);
       const get = async (i: number) => expect(sha256(await download(cached, `k${i}`))).toBe(sha256(bodies[i]!));

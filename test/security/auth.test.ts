@@ -241,16 +241,20 @@ describe("tokens", () => {
     // Served first, so that all three are counted before the fourth arrives (with several event
     // loops, connections made at once are accepted in no particular order).
     for (const c of conns) await benchExchange(c, "in");
-    const extra = await WireConn.connect({ host: "127.0.0.1", port: server.port });
-    expect(await extra.closedWithin(2000)).toBe(true);
+    // Closed at once: it may even be reset before the client sees it open.
+    const extra = await WireConn.connect({ host: "127.0.0.1", port: server.port }).then(
+      (c) => c.closedWithin(2000),
+      () => true,
+    );
+    expect(extra).toBe(true);
     for (const c of conns) await benchExchange(c, "x");
     conns[0]!.close();
     await conns[0]!.closed;
     // A place came free (once the server has seen the close): a new connection is served.
     let again: WireConn | null = null;
     for (let i = 0; i < 50 && again === null; i++) {
-      const c = await WireConn.connect({ host: "127.0.0.1", port: server.port });
-      if (!(await c.closedWithin(100))) again = c;
+      const c = await WireConn.connect({ host: "127.0.0.1", port: server.port }).catch(() => null);
+      if (c !== null && !(await c.closedWithin(100))) again = c;
     }
     expect(again).not.toBeNull();
     await benchExchange(again!, "y");

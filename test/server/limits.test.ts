@@ -71,8 +71,9 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
     // Once the server has seen that close, its slot is free for a new connection.
     let d: WireConn | null = null;
     for (let attempt = 0; d === null && attempt < 100; attempt++) {
-      const candidate = await WireConn.connect({ host: "127.0.0.1", port: server.port });
       try {
+        // Until then a new connection is refused, maybe reset before the client sees it open.
+        const candidate = await WireConn.connect({ host: "127.0.0.1", port: server.port });
         await benchExchange(candidate, "d");
         d = candidate;
       } catch {

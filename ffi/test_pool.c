@@ -323,14 +323,20 @@ static void test_rlimit(void) {
 }
 
 /* A connected loopback TCP pair: *server is the accepted end (non-blocking, as a runtime's). */
-static void tcp_pair(int *server, int *client, int *server_port, int *client_port) {
+/* A connected loopback pair; `buf` > 0 fixes both ends' socket buffers (no autotuning), so that a
+ * peer that does not read stalls a sender after about that many bytes. */
+static void tcp_pair_buf(int *server, int *client, int *server_port, int *client_port, int buf);
+static void tcp_pair(int *server, int *client, int *server_port, int *client_port) { tcp_pair_buf(server, client, server_port, client_port, 0); }
+static void tcp_pair_buf(int *server, int *client, int *server_port, int *client_port, int buf) {
   int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (buf > 0) setsockopt(l, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t alen = sizeof a;
   bind(l, (struct sockaddr *)&a, sizeof a);
   listen(l, 1);
   getsockname(l, (struct sockaddr *)&a, &alen);
   *client = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (buf > 0) setsockopt(*client, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
   connect(*client, (struct sockaddr *)&a, sizeof a);
   *server = accept4(l, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
   close(l);
@@ -484,14 +490,20 @@ static void test_zero_copy(void) {
   CHECK(c.result == -ENODATA, "SENDFILE op: past the end of the file is -ENODATA", "%g", c.result);
   double empty = fsgw_sendfile_now(server, file, (double)size, 0, NULL, 0, NULL, 0);
   CHECK(empty == 0, "sendfile_now: an empty range sends nothing", "%g", empty);
-  /* A reader that never reads: the op gives its worker back after FSGW_SENDFILE_WAIT_MS. */
+  /* A reader that never reads: the op gives its worker back after FSGW_SENDFILE_WAIT_MS. A pair
+   * of its own with small fixed buffers: the first one's grew while it carried 4 MiB, and may now
+   * take the whole file without a reader. */
+  int stall_server, stall_client, stall_sport, stall_cport;
+  tcp_pair_buf(&stall_server, &stall_client, &stall_sport, &stall_cport, 64 * 1024);
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, server, NULL, (double)size, 0, NULL, NULL);
+  c = run1(pool, FSGW_OP_SENDFILE, (uint32_t)file, stall_server, NULL, (double)size, 0, NULL, NULL);
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double waited_ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
   CHECK(c.result >= 0 && c.result < (double)size && waited_ms >= FSGW_SENDFILE_WAIT_MS * 0.9 && waited_ms < FSGW_SENDFILE_WAIT_MS * 5,
         "SENDFILE op: a stalled peer returns a partial count after the wait", "%g bytes, %.0f ms", c.result, waited_ms);
+  close(stall_client);
+  close(stall_server);
 
   /* A peer that hung up: -EPIPE or -ECONNRESET, and no signal kills the process. */
   close(client);

@@ -204,7 +204,7 @@ export class LoopGroup {
    * busiest one's (most samples) is answered.
    */
   async profile(loop: number | null, seconds: number): Promise<{ value: unknown; error?: string; loop: number }> {
-    const ask = (i: number) => this.askOne(i, (id) => ({ t: "profile", id, seconds, format: "cpuprofile" }), seconds * 1000 + 10_000);
+    const ask = (i: number) => this.askOne(i, (id) => ({ t: "profile", id, seconds }), seconds * 1000 + 10_000);
     if (loop !== null) return { ...(await ask(loop)), loop };
     const answers = await Promise.all(this.workers.map((_, i) => ask(i)));
     const samples = (a: { value: unknown }) => ((a.value as { samples?: unknown[] } | null)?.samples?.length ?? -1);

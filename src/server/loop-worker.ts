@@ -8,7 +8,6 @@ import type { Config } from "../config";
 import { createEngine } from "../engine/create-engine";
 import { CPoolEngine } from "../engine/cpool-engine";
 import { Logger } from "../log";
-import { formatTop } from "../observe/profile-top";
 import { Profiler } from "../observe/profiler";
 import { renderMetrics } from "../observe/prometheus";
 import { processStats, statsSnapshot } from "../observe/stats";
@@ -36,7 +35,8 @@ export interface LoopInit {
 export type ToLoop =
   | { t: "stats"; id: number }
   | { t: "metrics"; id: number }
-  | { t: "profile"; id: number; seconds: number; format: "top" | "cpuprofile" }
+  /** A .cpuprofile of this loop's thread (the admin endpoint formats it). */
+  | { t: "profile"; id: number; seconds: number }
   | { t: "reload" }
   | { t: "stop" }
   /** Another loop's RESUME: hand this parked upload over (answer: HandedOver, null or "busy"). */
@@ -113,7 +113,7 @@ port.on("message", async (m: ToLoop) => {
     case "profile":
       try {
         const profile = await profiler.profile(m.seconds);
-        return post({ t: "answer", id: m.id, value: m.format === "top" ? formatTop(profile, 40, m.seconds * 1000) : profile });
+        return post({ t: "answer", id: m.id, value: profile });
       } catch (e) {
         return post({ t: "answer", id: m.id, value: null, error: (e as Error).message });
       }

@@ -184,8 +184,14 @@ export async function startSwift(bucket = "fsgw"): Promise<SwiftCluster> {
     const url = auth.headers.get("x-storage-url");
     const token = auth.headers.get("x-auth-token");
     if (!auth.ok || url === null || token === null) throw new Error(`Swift tempauth refused: ${auth.status}`);
-    const made = await fetch(`${url}/${bucket}`, { method: "PUT", headers: { "x-auth-token": token } });
-    if (!made.ok) throw new Error(`creating bucket ${bucket}: ${made.status}`);
+    // Right after start the servers may answer before the rings and the account are usable (seen
+    // once: a 400 to the first PUT, then 201 on a second try): retry for a while, then give up.
+    let made = await fetch(`${url}/${bucket}`, { method: "PUT", headers: { "x-auth-token": token } });
+    for (let attempt = 1; !made.ok && attempt < 20; attempt++) {
+      await Bun.sleep(250);
+      made = await fetch(`${url}/${bucket}`, { method: "PUT", headers: { "x-auth-token": token } });
+    }
+    if (!made.ok) throw new Error(`creating bucket ${bucket}: ${made.status} ${await made.text()}`);
   } catch (e) {
     await stopAll();
     const said = Bun.spawnSync(["sh", "-c", `tail -n 5 ${logs}/*.log`], { stdout: "pipe" }).stdout.toString();

@@ -6,7 +6,8 @@
 // payload: base64url of a JSON object {"id", "ops", "prefix", "exp"}: an id for the logs, the
 // operations allowed ("read" = download and exist, "write" = upload, "delete"), the key prefix
 // every key must start with (byte for byte; "" = any key) and the expiry in Unix seconds.
-// signature: base64url of HMAC-SHA-256 over "fsgw1." + payload, keyed by the server's secret.
+// signature: base64url (43 characters, no padding; only the canonical spelling is accepted) of
+// HMAC-SHA-256 over "fsgw1." + payload, keyed by the server's secret.
 //
 // Anyone holding the secret can mint tokens; anyone holding a token can do what its scope allows
 // until it expires (there is no revocation list: rotate the secret to revoke every token at once).
@@ -17,6 +18,8 @@ import { z } from "zod";
 export const TOKEN_PREFIX = "fsgw1.";
 /** Longest token accepted: a prefix of a 255-byte key, an id and the signature fit many times over. */
 export const TOKEN_BYTES_MAX = 4096;
+/** A signature is HMAC-SHA-256's 32 bytes in base64url without padding: exactly this many characters. */
+const SIGNATURE_CHARS = 43;
 /** A secret shorter than this is refused: HMAC-SHA-256 wants at least its output's 32 bytes. */
 export const SECRET_BYTES_MIN = 32;
 
@@ -101,12 +104,15 @@ export function verifyToken(token: string, secrets: readonly Uint8Array[]): Veri
   const dot = token.lastIndexOf(".");
   if (dot <= TOKEN_PREFIX.length) return { ok: false, reason: "malformed token", id: "" };
   const signed = token.slice(0, dot);
-  const given = Buffer.from(token.slice(dot + 1), "base64url");
+  // The signature as text, compared with the canonical text of the expected one: Node's base64url
+  // decoder skips padding, stray characters and the unused low bits of the last character, so
+  // comparing decoded bytes would accept many spellings of one signature ("<sig>=", "<sig>x").
+  const given = Buffer.from(token.slice(dot + 1), "utf8");
+  if (given.length !== SIGNATURE_CHARS) return { ok: false, reason: "malformed signature", id: "" };
   let good = false;
   for (const secret of secrets) {
-    const expected = sign(secret, signed);
-    // timingSafeEqual needs equal lengths; a wrong length is no secret (it is in the token).
-    if (given.length === expected.length && timingSafeEqual(given, expected)) good = true;
+    const expected = Buffer.from(sign(secret, signed).toString("base64url"), "utf8");
+    if (timingSafeEqual(given, expected)) good = true;
   }
   if (!good) return { ok: false, reason: "bad signature", id: "" };
   let payload: z.infer<typeof payloadSchema>;

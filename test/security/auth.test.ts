@@ -20,6 +20,11 @@ afterEach(async () => {
 });
 
 const enc = (s: string) => new TextEncoder().encode(s);
+/** The base64url character after `c`: the 43rd character of a signature carries 2 unused low bits. */
+const nextInAlphabet = (c: string) => {
+  const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  return alphabet[(alphabet.indexOf(c) + 1) % 64]!;
+};
 const HOUR = 3600_000;
 function scope(over: Partial<TokenScope> = {}): TokenScope {
   return { id: "test", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "", expiresAtMs: Date.now() + HOUR, ...over };
@@ -70,6 +75,14 @@ describe("tokens", () => {
       ["empty", ""],
       ["garbage", "not-a-token"],
       ["too long", "fsgw1." + "a".repeat(5000) + ".b"],
+      // Other spellings of the right signature: Node's base64url decoder would read each of these
+      // as the same 32 bytes; a token must be the one canonical text.
+      ["the signature with '=' padding", `${token}=`],
+      ["the signature with a byte appended", `${token}A`],
+      ["the signature with a stray character inside", `${head}.${body}.${sig.slice(0, 20)}*${sig.slice(20)}`],
+      ["the signature with a non-ASCII character", `${token}\u0141`],
+      ["the signature in standard base64", `${head}.${body}.${Buffer.from(sig, "base64url").toString("base64")}`],
+      ["the last character's unused bits set", `${head}.${body}.${sig.slice(0, 42)}${nextInAlphabet(sig[42]!)}`],
     ];
     for (const [what, t] of cases) expect(verifyToken(t, [secret]).ok, what).toBe(false);
     // The previous secret (a rotation) is accepted beside the current one.

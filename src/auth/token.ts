@@ -11,7 +11,8 @@
 //
 // Anyone holding the secret can mint tokens; anyone holding a token can do what its scope allows
 // until it expires (there is no revocation list: rotate the secret to revoke every token at once).
-// The signature is checked once per connection; the scope and the expiry at every exchange.
+// The signature is checked at AUTH and again, on every open connection, when the secrets are
+// reloaded (SIGHUP); the scope and the expiry at every exchange.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
 import { z } from "zod";
 

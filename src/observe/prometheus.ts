@@ -45,6 +45,11 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_connections_refused_blocked_total", "counter", "Connections closed at once because their address was blocked after failed AUTH exchanges.", stats.connectionsRefusedBlocked);
   w.one("fsgw_auth_failures_total", "counter", "AUTH exchanges refused (bad, forged or malformed tokens).", stats.authFailures);
   w.one("fsgw_auth_blocks_total", "counter", "Times an address was blocked after authFailuresMax failed AUTH exchanges.", stats.authBlocks);
+  w.one("fsgw_tokens_revoked_total", "counter", "Open connections whose token a reload of the secrets (SIGHUP) revoked.", stats.tokensRevoked);
+  w.one("fsgw_auth_timeouts_total", "counter", "Connections closed for not completing AUTH within authTimeoutMs.", stats.authTimeouts);
+  w.one("fsgw_frame_timeouts_total", "counter", "Connections closed because a started frame was not complete within frameTimeoutMs.", stats.frameTimeouts);
+  w.one("fsgw_unauthenticated_evicted_total", "counter", "Connections not yet authenticated closed to make room under unauthenticatedConnectionsMax.", stats.unauthenticatedEvicted);
+  w.one("fsgw_symlinks_refused_total", "counter", "Operations refused because a symbolic link stood in the data directory.", stats.symlinksRefused);
   const resumable = stats.resumable();
   w.one("fsgw_resumable_uploads_held", "gauge", "Resumable uploads the store holds now (in progress or parked).", resumable.held);
   w.one("fsgw_resumable_uploads_parked_total", "counter", "Resumable uploads parked after a broken connection.", resumable.parked);

@@ -85,6 +85,14 @@ export class ServerStats {
   authFailures = 0;
   authBlocks = 0;
   tlsHandshakeFailures = 0;
+  /** Issue 21: open connections whose token a reload of the secrets revoked; connections closed
+   *  for not completing AUTH within authTimeoutMs, for a frame not complete within frameTimeoutMs,
+   *  and to make room under unauthenticatedConnectionsMax; symlinks refused in the data directory. */
+  tokensRevoked = 0;
+  authTimeouts = 0;
+  frameTimeouts = 0;
+  unauthenticatedEvicted = 0;
+  symlinksRefused = 0;
   /** Resumable uploads (issue 13): how many the store holds now, and parked/resumed so far. */
   resumable: () => { held: number; parked: number; resumed: number } = () => ({ held: 0, parked: 0, resumed: 0 });
   /** The store's own counters (the S3 store's requests, uploads and read cache), by camelCase name. */
@@ -146,6 +154,11 @@ export function statsSnapshot(stats: ServerStats, engine: EngineStats) {
       authFailures: stats.authFailures,
       addressesBlocked: stats.authBlocks,
       tlsHandshakeFailures: stats.tlsHandshakeFailures,
+      tokensRevoked: stats.tokensRevoked,
+      authTimeouts: stats.authTimeouts,
+      frameTimeouts: stats.frameTimeouts,
+      unauthenticatedEvicted: stats.unauthenticatedEvicted,
+      symlinksRefused: stats.symlinksRefused,
     },
     resumableUploads: stats.resumable(),
     store: stats.store(),

@@ -193,6 +193,8 @@ export class Connection implements UploadOwner {
   private readonly digestBytes = Buffer.from(this.digest.buffer, 1, 32);
   /** What the token presented on this connection allows (auth "token"), or null before AUTH. */
   private scope: TokenScope | null = null;
+  /** The token that gave `scope`, kept so that a reload of the secrets can check it again. */
+  private token = "";
   /** The SHA-256 the upload in progress must have (from its request), or null. */
   private expectedDigest: Uint8Array | null = null;
   /** The upload in progress is a RESUME (its replies use RESUME_RSP until END). */
@@ -495,17 +497,34 @@ export class Connection implements UploadOwner {
     const verified = this.host.verifyToken(msg.token);
     if (verified.ok && Date.now() < verified.scope.expiresAtMs) {
       this.scope = verified.scope;
+      this.token = msg.token;
       this.host.log.info("auth", { remote: this.remote, tokenId: verified.scope.id });
       this.send({ operation: Op.AUTH_RSP, key: msg.key, message: Msg.SUCCESS });
       this.exchangeDone(true);
       return;
     }
     this.scope = null;
+    this.token = "";
     const expired = verified.ok;
     this.host.log.info("auth_failed", { remote: this.remote, reason: expired ? "token expired" : verified.reason, tokenId: verified.ok ? verified.scope.id : "" });
     this.refuse(Op.AUTH_RSP, expired ? "token expired" : "unauthorized");
     // An expired token was signed by us: a client that forgot to renew it, not a guesser.
     if (!expired && this.host.authFailed(this)) this.close("address blocked after failed AUTH exchanges");
+  }
+
+  /**
+   * The server's secrets changed (SIGHUP): the token this connection authenticated with is checked
+   * against the new ones. One they no longer sign loses its scope, so the next exchange is answered
+   * "unauthorized" (an exchange in flight finishes: its scope was checked when it began). Returns
+   * true when this connection's token was revoked.
+   */
+  recheckToken(verify: (token: string) => Verified): boolean {
+    if (this.scope === null) return false;
+    if (verify(this.token).ok) return false;
+    this.host.log.info("token_revoked", { remote: this.remote, tokenId: this.scope.id, reason: "no longer signed by a configured secret" });
+    this.scope = null;
+    this.token = "";
+    return true;
   }
 
   /** Answers the request with a text instead of going on: the exchange is over, nothing touched. */

@@ -214,7 +214,15 @@ export class Server implements ConnectionHost {
       }
       old.stop(false); // stops accepting; its open connections go on
     }
-    this.log.info("reloaded", { tls: security.tls !== null, tokenSecrets: security.secretCount });
+    // Changing the secret revokes the tokens it signed: on open connections too, not only at the
+    // next AUTH (a connection keeps its token, checked again here against the new secrets).
+    let revoked = 0;
+    if (this.tokensRequired) {
+      const verify = (token: string) => security.verify(token);
+      for (const conn of this.connections) if (conn.recheckToken(verify)) revoked++;
+    }
+    this.stats.tokensRevoked += revoked;
+    this.log.info("reloaded", { tls: security.tls !== null, tokenSecrets: security.secretCount, ...(this.tokensRequired ? { connectionsRevoked: revoked } : {}) });
     return true;
   }
 

@@ -197,6 +197,56 @@ describe("tokens", () => {
     (await WireConn.connect({ host: "127.0.0.1", port: server.port, token: both[1] })).close();
   });
 
+  for (const loops of [1, 2]) {
+    test(`a new secret revokes the old tokens on open connections too, at their next exchange (${loops} loop${loops > 1 ? "s" : ""})`, async () => {
+      const sec = secrets();
+      server = await tokenServer(sec, { loops });
+      const oldToken = createToken(enc(sec.current), scope({ id: "old" }));
+      // Several connections, so that with two loops each loop holds some.
+      const conns = await Promise.all(Array.from({ length: 6 }, () => WireConn.connect({ host: "127.0.0.1", port: server!.port, token: oldToken })));
+      for (const [i, conn] of conns.entries()) await uploadExchange(conn, `before-${i}`, 10, (c) => c.write(payload(10, i)));
+      // An upload in flight when the secret changes may finish: its scope was checked when it began.
+      const inFlight = conns[0]!;
+      await inFlight.sendFrame({ operation: Op.UPLOAD, key: "in-flight", size: 1000 });
+      expect((await inFlight.readFrame()).message).toBe(Msg.START);
+      const fresh = newSecret();
+      writeFileSync(sec.currentFile, fresh);
+      server.proc.kill("SIGHUP");
+      await eventually(() => server!.lines.some((l) => l.includes("event=reloaded")), 5000, "reload");
+      await inFlight.write(payload(1000, 9));
+      expect((await inFlight.readFrame()).message).toBe(Msg.END);
+      await inFlight.sendFrame({ operation: Op.UPLOAD, key: "in-flight", message: Msg.ACK });
+      // Every connection of the old token is refused now, and touches nothing.
+      for (const conn of conns) {
+        expect(await replyOf(conn, Op.UPLOAD, "after", 10)).toBe("unauthorized");
+        expect(await replyOf(conn, Op.DELETE, "before-1")).toBe("unauthorized");
+        expect(await replyOf(conn, Op.EXIST, "before-1")).toBe("unauthorized");
+      }
+      expect(storedKeys(server.dataDir).sort()).toEqual(["before-0", "before-1", "before-2", "before-3", "before-4", "before-5", "in-flight"]);
+      const reloaded = server.lines.filter((l) => l.includes("event=reloaded"));
+      const revoked = reloaded.reduce((n, l) => n + Number(/connectionsRevoked=(\d+)/.exec(l)?.[1] ?? 0), 0);
+      expect(revoked).toBe(conns.length);
+      // A token of the new secret, presented on the same connection, gets it back in.
+      const freshToken = createToken(enc(fresh), scope({ id: "fresh" }));
+      await authExchange(conns[1]!, freshToken);
+      await uploadExchange(conns[1]!, "after", 10, (c) => c.write(payload(10, 1)));
+      for (const conn of conns) conn.close();
+    });
+  }
+
+  test("a rotation that keeps the old secret as the previous one revokes nothing", async () => {
+    const sec = secrets();
+    server = await tokenServer(sec);
+    const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port, token: createToken(enc(sec.current), scope()) });
+    writeFileSync(sec.previousFile, sec.current);
+    writeFileSync(sec.currentFile, newSecret());
+    server.proc.kill("SIGHUP");
+    await eventually(() => server!.lines.some((l) => l.includes("event=reloaded") && l.includes("tokenSecrets=2")), 5000, "reload");
+    expect(server.lines.find((l) => l.includes("event=reloaded"))).toContain("connectionsRevoked=0");
+    await uploadExchange(conn, "still", 10, (c) => c.write(payload(10, 2)));
+    conn.close();
+  });
+
   test("1,000 bad tokens from one address get it blocked, while a client already in is served throughout", async () => {
     const sec = secrets();
     const adminPort = freePort();

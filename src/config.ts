@@ -116,6 +116,9 @@ export const fields = {
   auth: oneOf(["none", "token"] as const, "none", "'token': a connection must present a signed access token (the AUTH exchange) before any other; v1 exchanges without one are answered 'unauthorized'. 'none': anyone who reaches the port may do anything (the Go original)"),
   authSecretFile: str("", "file holding the secret that signs access tokens (at least 32 bytes; 'fsgw token secret' makes one); re-read on SIGHUP", true),
   authPreviousSecretFile: str("", "file holding the previous secret, still accepted while tokens signed with it are in use (secret rotation); re-read on SIGHUP (empty: none)", true),
+  authTimeoutMs: int(5_000, 100, 600_000, "auth 'token': a connection must complete AUTH within this long of opening (or of its token's revocation), or it is closed and counted as a failed AUTH of its address; sending bytes does not extend it"),
+  unauthenticatedConnectionsMax: int(1024, 1, 1_000_000, "auth 'token': connections that have not completed AUTH, server-wide (with several loops each loop holds its share); one more closes the one open the longest, counted as a failed AUTH of its address. Must be below connectionsMax, so that they can never take every slot"),
+  frameTimeoutMs: int(10_000, 50, 3_600_000, "a request frame must arrive whole within this long of its first byte, or the connection is closed (a client that trickles a frame a byte at a time resets idleTimeoutMs, not this)"),
   connectionsPerIpMax: int(4096, 1, 1_000_000, "open connections from one client address; one past it is closed at once"),
   authFailuresMax: int(10, 1, 1_000_000, "failed AUTH exchanges from one address within authFailureWindowMs before its new connections are closed at once for authBlockMs"),
   authFailureWindowMs: int(60_000, 100, 86_400_000, "window in which authFailuresMax failures block an address"),
@@ -307,6 +310,11 @@ function crossCheck(config: Config, origin: Record<string, string>): void {
   }
   if (config.auth === "token" && config.authSecretFile === "") {
     throw new ConfigError(`auth = "token" (from ${origin.auth}) needs authSecretFile: the secret that signs the tokens`);
+  }
+  if (config.auth === "token" && config.unauthenticatedConnectionsMax >= config.connectionsMax) {
+    throw new ConfigError(
+      `invalid unauthenticatedConnectionsMax = ${config.unauthenticatedConnectionsMax} (from ${origin.unauthenticatedConnectionsMax}): with auth "token" it must be below connectionsMax (${config.connectionsMax}, from ${origin.connectionsMax}), or connections that never authenticate could take every slot`,
+    );
   }
   if (config.adminPort !== 0 && !isLoopbackHost(config.adminHost) && config.adminToken === "") {
     throw new ConfigError(

@@ -70,6 +70,11 @@ export interface ConnectionHost {
   verifyToken(token: string): Verified;
   /** Counts a failed AUTH from this connection's address: true when the address is now blocked. */
   authFailed(conn: Connection): boolean;
+  /**
+   * auth "token": this connection's AUTH succeeded (true), or its token was revoked (false): it
+   * leaves, or joins again, the unauthenticated connections, which have a deadline and a budget.
+   */
+  authenticatedChanged(conn: Connection, authenticated: boolean): void;
 }
 
 /** Room kept before and after an inline download's body for its START and END frames. */
@@ -141,6 +146,13 @@ export class Connection implements UploadOwner {
   state: ConnectionState = "frame";
   /** Date.now() of the last sign of life: bytes in, a drain, a store result. */
   lastActiveMs = Date.now();
+  /**
+   * Date.now() when this connection last had no token (opened, or its token revoked): with auth
+   * "token" it must complete AUTH within authTimeoutMs of it (the server's sweeper checks).
+   */
+  unauthenticatedSinceMs = this.lastActiveMs;
+  /** Date.now() when the request frame now being read began (its first byte): frameTimeoutMs runs from it. */
+  private frameStartedMs = 0;
 
   private readonly decoder: FrameDecoder;
   /** Input kept while a store operation decides what it means, oldest first, and its bytes. */
@@ -225,6 +237,19 @@ export class Connection implements UploadOwner {
   /** Waiting on the store, not on the client: the idle timeout does not apply. */
   get waitingOnServer(): boolean {
     return this.state === "waiting" || this.state === "committing" || (this.pausedBy & PAUSE_BACKLOG) !== 0;
+  }
+
+  /**
+   * A request frame began more than `timeoutMs` before `nowMs` and is still not complete: a client
+   * trickling a frame a byte at a time (each byte resets the idle timeout, not this deadline).
+   */
+  frameOverdue(nowMs: number, timeoutMs: number): boolean {
+    return this.decoder.midFrame && nowMs - this.frameStartedMs > timeoutMs;
+  }
+
+  /** auth "token": whether an AUTH exchange succeeded and its token still holds. */
+  get authenticated(): boolean {
+    return this.scope !== null;
   }
 
   /** Between exchanges with no partial frame: closing now loses nothing. */
@@ -314,6 +339,8 @@ export class Connection implements UploadOwner {
           case "upload_ack":
           case "upload_error":
           case "download_ack": {
+            // The frame deadline runs from a frame's first byte (kept only when one begins here).
+            if (!this.decoder.midFrame) this.frameStartedMs = this.lastActiveMs;
             offset += this.decoder.feed(chunk, offset);
             const frame = this.decoder.takeFrame();
             if (frame !== null) this.onFrame(frame);
@@ -496,12 +523,19 @@ export class Connection implements UploadOwner {
     }
     const verified = this.host.verifyToken(msg.token);
     if (verified.ok && Date.now() < verified.scope.expiresAtMs) {
+      const was = this.scope !== null;
       this.scope = verified.scope;
       this.token = msg.token;
+      if (!was) this.host.authenticatedChanged(this, true);
       this.host.log.info("auth", { remote: this.remote, tokenId: verified.scope.id });
       this.send({ operation: Op.AUTH_RSP, key: msg.key, message: Msg.SUCCESS });
       this.exchangeDone(true);
       return;
+    }
+    // A failed AUTH takes away what an earlier one gave: the connection is unauthenticated again.
+    if (this.scope !== null) {
+      this.unauthenticatedSinceMs = Date.now();
+      this.host.authenticatedChanged(this, false);
     }
     this.scope = null;
     this.token = "";
@@ -524,6 +558,9 @@ export class Connection implements UploadOwner {
     this.host.log.info("token_revoked", { remote: this.remote, tokenId: this.scope.id, reason: "no longer signed by a configured secret" });
     this.scope = null;
     this.token = "";
+    // It may authenticate again with a token of the new secret, within authTimeoutMs as a new one.
+    this.unauthenticatedSinceMs = Date.now();
+    this.host.authenticatedChanged(this, false);
     return true;
   }
 

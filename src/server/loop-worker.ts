@@ -81,7 +81,7 @@ try {
   const store = createStore(config, engine, { index, of: init.loops, takeFromLoop, resumableCounts });
   // The pool's own report (threads, refused priority or pinning), once per pool.
   if (engine instanceof CPoolEngine && (index === 0 || config.loopPools === "per-loop")) reportPool(engine, { ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, log);
-  server = new Server({ config, engine, log, store, loop: { index, openConnections: new Int32Array(init.openConnections), addresses: init.addresses } });
+  server = new Server({ config, engine, log, store, loop: { index, of: init.loops, openConnections: new Int32Array(init.openConnections), addresses: init.addresses } });
   await server.start();
   post({ t: "listening", port: server.port, pool: engine instanceof CPoolEngine ? engine.poolAddress : undefined });
 } catch (e) {

@@ -30,7 +30,7 @@ export interface ServerOptions {
    * sweep, the bucket reached), the port is shared with the other loops (SO_REUSEPORT), and
    * `connectionsMax` counts the connections of every loop, in element 0 of this shared array.
    */
-  loop?: { index: number; openConnections: Int32Array; addresses: SharedArrayBuffer };
+  loop?: { index: number; of: number; openConnections: Int32Array; addresses: SharedArrayBuffer };
   /** The store to serve (a loop's own instance); absent: the one the config names. */
   store?: Store;
 }
@@ -77,6 +77,17 @@ export class Server implements ConnectionHost {
 
   private readonly config: Config;
   private readonly connections = new Set<Connection>();
+  /**
+   * auth "token": connections without a valid token, oldest first (by unauthenticatedSinceMs), at
+   * most unauthenticatedMax: they must complete AUTH within authTimeoutMs, and one more evicts the
+   * oldest, so that connections that never authenticate cannot hold the server's slots.
+   */
+  private readonly unauthenticated = new Set<Connection>();
+  /** This loop's share of unauthenticatedConnectionsMax. */
+  private readonly unauthenticatedMax: number;
+  private readonly evictions: RateLimitedLog;
+  private readonly authTimeoutsLog: RateLimitedLog;
+  private readonly frameTimeoutsLog: RateLimitedLog;
   private trackedWork = 0;
   private trackedIdle: (() => void) | null = null;
   private readonly refusals: RateLimitedLog;
@@ -114,6 +125,10 @@ export class Server implements ConnectionHost {
     this.refusals = new RateLimitedLog(log, "connection_refused");
     this.ipRefusals = new RateLimitedLog(log, "connection_refused_address");
     this.handshakeFailures = new RateLimitedLog(log, "tls_handshake_failed");
+    this.evictions = new RateLimitedLog(log, "unauthenticated_evicted");
+    this.authTimeoutsLog = new RateLimitedLog(log, "auth_timeout");
+    this.frameTimeoutsLog = new RateLimitedLog(log, "frame_timeout");
+    this.unauthenticatedMax = Math.max(1, Math.ceil(config.unauthenticatedConnectionsMax / (options.loop?.of ?? 1)));
     // Several loops keep the per-address limits in one shared table (whichever loop a connection reaches).
     this.ipGuard = options.loop !== undefined ? new SharedIpGuard(config, options.loop.addresses) : new IpGuard(config);
     this.tokensRequired = config.auth === "token";
@@ -287,7 +302,32 @@ export class Server implements ConnectionHost {
     this.connections.add(conn);
     this.stats.connectionsAccepted++;
     this.stats.connectionsOpen = this.connections.size;
+    if (this.tokensRequired) this.addUnauthenticated(conn);
     if (this.sweeper === null) this.startSweeper();
+  }
+
+  authenticatedChanged(conn: Connection, authenticated: boolean): void {
+    if (authenticated) this.unauthenticated.delete(conn);
+    else if (this.connections.has(conn)) this.addUnauthenticated(conn);
+  }
+
+  /**
+   * A connection without a token joins the newest end of the unauthenticated ones; past this loop's
+   * share of unauthenticatedConnectionsMax the oldest is closed to make room (an attacker holding
+   * connections open without authenticating loses its oldest ones first, a real client that
+   * authenticates within a round trip keeps its place), and counted as a failed AUTH of its address.
+   */
+  private addUnauthenticated(conn: Connection): void {
+    this.unauthenticated.delete(conn);
+    if (this.unauthenticated.size >= this.unauthenticatedMax) {
+      const oldest: Connection = this.unauthenticated.values().next().value!;
+      this.unauthenticated.delete(oldest);
+      this.stats.unauthenticatedEvicted++;
+      this.evictions.note({ remote: oldest.remote, reason: `unauthenticatedConnectionsMax (${this.config.unauthenticatedConnectionsMax}) reached: the oldest connection without a token makes room` });
+      this.authFailed(oldest);
+      oldest.close("evicted: unauthenticated connections at their bound");
+    }
+    this.unauthenticated.add(conn);
   }
 
   /**
@@ -318,6 +358,7 @@ export class Server implements ConnectionHost {
     if (shared !== undefined) Atomics.sub(shared, 0, 1);
     this.ipGuard.closed(conn.address, Date.now());
     this.connections.delete(conn);
+    this.unauthenticated.delete(conn);
     this.stats.connectionsOpen = this.connections.size;
     if (this.connections.size === 0) {
       this.stopSweeper();
@@ -349,20 +390,35 @@ export class Server implements ConnectionHost {
   }
 
   /**
-   * Closes connections silent for idleTimeoutMs. It runs only while connections exist, so an idle
-   * server has no timer at all; its period (a quarter of the timeout, at most 1 s) bounds how late
-   * a timeout fires.
+   * Closes connections silent for idleTimeoutMs, those with a request frame begun more than
+   * frameTimeoutMs ago, and (auth "token") those that have not authenticated within authTimeoutMs.
+   * It runs only while connections exist, so an idle server has no timer at all; its period (a
+   * quarter of the shortest timeout, at most 1 s) bounds how late a timeout fires.
    */
   private startSweeper(): void {
-    const timeoutMs = this.config.idleTimeoutMs;
-    const periodMs = Math.max(10, Math.min(1000, Math.floor(timeoutMs / 4)));
+    const { idleTimeoutMs, frameTimeoutMs, authTimeoutMs } = this.config;
+    const shortestMs = Math.min(idleTimeoutMs, frameTimeoutMs, this.tokensRequired ? authTimeoutMs : idleTimeoutMs);
+    const periodMs = Math.max(10, Math.min(1000, Math.floor(shortestMs / 4)));
     this.sweeper = setInterval(() => {
       const now = Date.now();
+      // Oldest first: the first one still within its time ends the scan.
+      for (const conn of this.unauthenticated) {
+        if (now - conn.unauthenticatedSinceMs <= authTimeoutMs) break;
+        this.unauthenticated.delete(conn);
+        this.stats.authTimeouts++;
+        this.authTimeoutsLog.note({ remote: conn.remote, reason: `no AUTH within authTimeoutMs (${authTimeoutMs})` });
+        this.authFailed(conn);
+        conn.close("no AUTH within authTimeoutMs");
+      }
       for (const conn of this.connections) {
-        if (now - conn.lastActiveMs > timeoutMs && !conn.waitingOnServer) {
+        if (now - conn.lastActiveMs > idleTimeoutMs && !conn.waitingOnServer) {
           this.stats.idleTimeouts++;
           this.log.info("idle_timeout", { remote: conn.remote, state: conn.state, idleMs: now - conn.lastActiveMs });
           conn.close("idle timeout");
+        } else if (conn.frameOverdue(now, frameTimeoutMs)) {
+          this.stats.frameTimeouts++;
+          this.frameTimeoutsLog.note({ remote: conn.remote, state: conn.state, reason: `a request frame not complete within frameTimeoutMs (${frameTimeoutMs})` });
+          conn.close("frame not complete within frameTimeoutMs");
         }
       }
     }, periodMs);

@@ -109,6 +109,8 @@ export const fields = {
   logFilesKept: int(10, 1, 1000, "rotated log files kept; the oldest beyond this is deleted"),
   adminHost: str("127.0.0.1", "interface of the admin HTTP endpoint (profiles, stats, metrics, health); loopback unless you mean it"),
   adminPort: int(6060, 0, 65535, "port of the admin HTTP endpoint; 0 disables it"),
+  adminConnectionsMax: int(64, 1, 4096, "connections the admin endpoint holds at once; one more is closed at once (every answer closes its connection, so this bounds requests in progress)"),
+  adminTimeoutMs: int(10_000, 100, 600_000, "an admin connection must send its whole request within this long of opening, or it is closed; a profile's connection has its seconds added"),
   adminToken: str("", "bearer token the admin endpoint requires (Authorization: Bearer <token>); required when adminHost is not loopback, at least 16 characters (empty: none, loopback only)", true),
   tlsCertFile: str("", "PEM certificate (chain) of the protocol port: with tlsKeyFile, the port speaks TLS only; reloaded on SIGHUP (empty: plain TCP)", true),
   tlsKeyFile: str("", "PEM private key of tlsCertFile; reloaded on SIGHUP", true),

@@ -71,7 +71,7 @@ export async function serve(argv: string[]): Promise<number> {
   }
   if (engine instanceof CPoolEngine) reportPool(engine, config, log);
   const server = new Server({ config, engine, log });
-  const admin = new AdminServer(server, log, config.adminToken);
+  const admin = new AdminServer(server, log, config.adminToken, { connectionsMax: config.adminConnectionsMax, requestTimeoutMs: config.adminTimeoutMs });
   // Signal handlers go in before the port opens: a SIGTERM that arrives the moment the server is
   // listening still shuts it down cleanly instead of killing it mid-start.
   const stop = (signal: string) => {
@@ -125,7 +125,7 @@ export async function serve(argv: string[]): Promise<number> {
  */
 async function serveLoops(config: Config, log: Logger, loops: number): Promise<number> {
   const group = new LoopGroup(config, log, loops);
-  const admin = new AdminServer(group, log, config.adminToken);
+  const admin = new AdminServer(group, log, config.adminToken, { connectionsMax: config.adminConnectionsMax, requestTimeoutMs: config.adminTimeoutMs });
   const finish = (code: number) =>
     void group.stop().then(() => {
       admin.stop();

@@ -6,16 +6,16 @@
 //   GET /healthz                                200 while serving, 503 while shutting down
 // Anything else is 404. It never listens on a public interface unless configured to, and then only
 // with adminToken: every request but /healthz must carry "Authorization: Bearer <adminToken>" (401
-// otherwise).
-import type { Server as HttpServer } from "bun";
+// otherwise). Its transport (admin-http.ts) bounds the connections (adminConnectionsMax), gives
+// each adminTimeoutMs to send its request, and closes every connection once it is answered.
 import { timingSafeEqual } from "node:crypto";
 import type { IoEngine } from "../engine/io-engine";
 import type { Logger } from "../log";
 import { formatTop, type CpuProfile } from "./profile-top";
-import { ProfileBusyError, Profiler } from "./profiler";
+import { ProfileBusyError, ProfileCancelledError, Profiler } from "./profiler";
+import { AdminHttp, type AdminHttpLimits } from "./admin-http";
 import { renderMetrics } from "./prometheus";
 import { processStats, statsSnapshot, type ServerStats } from "./stats";
-import { listenOrExplain } from "../server/listen";
 
 /** One server: its stats, engine and profiler are this thread's. */
 export interface AdminSource {
@@ -31,8 +31,11 @@ export interface LoopsSource {
   readonly draining: boolean;
   statsJson(): Promise<unknown>;
   metricsText(): Promise<string>;
-  /** A CPU profile (.cpuprofile) of loop `loop`, or of the busiest loop (null), and which loop it is. */
-  profile(loop: number | null, seconds: number): Promise<{ value: unknown; error?: string; loop: number }>;
+  /**
+   * A CPU profile (.cpuprofile) of loop `loop`, or of the busiest loop (null), and which loop it is.
+   * When `signal` aborts (the requester went away), the loops stop profiling at once.
+   */
+  profile(loop: number | null, seconds: number, signal: AbortSignal): Promise<{ value: unknown; error?: string; loop: number }>;
 }
 
 const PROFILE_SECONDS_DEFAULT = 30;
@@ -43,7 +46,7 @@ function text(body: string, status = 200): Response {
 }
 
 export class AdminServer {
-  private server: HttpServer<undefined> | null = null;
+  private http: AdminHttp | null = null;
   private readonly profiler = new Profiler();
 
   /** "Bearer <adminToken>" as bytes, or null when no token is required. */
@@ -52,31 +55,26 @@ export class AdminServer {
   constructor(
     private readonly source: AdminSource | LoopsSource,
     private readonly log: Logger,
-    adminToken = "",
+    adminToken: string,
+    private readonly limits: AdminHttpLimits,
   ) {
     this.expectedAuth = adminToken === "" ? null : Buffer.from(`Bearer ${adminToken}`);
   }
 
   get port(): number {
-    return this.server?.port ?? 0;
+    return this.http?.port ?? 0;
   }
 
   start(host: string, port: number): void {
-    this.server = listenOrExplain("the admin endpoint (adminHost, adminPort)", host, port, () =>
-      Bun.serve({
-        hostname: host,
-        port,
-        // A profile request legitimately stays open for up to PROFILE_SECONDS_MAX.
-        idleTimeout: 0,
-        fetch: (req) => this.handle(req),
-      }),
-    );
-    this.log.info("admin_listening", { host, port: this.server.port, endpoints: "/debug/profile /debug/stats /metrics /healthz" });
+    const http = new AdminHttp(this.limits, (req, extendMs) => this.handle(req, extendMs), this.log);
+    http.listen(host, port);
+    this.http = http;
+    this.log.info("admin_listening", { host, port: http.port, endpoints: "/debug/profile /debug/stats /metrics /healthz", connectionsMax: this.limits.connectionsMax });
   }
 
   stop(): void {
-    this.server?.stop(true);
-    this.server = null;
+    this.http?.stop();
+    this.http = null;
   }
 
   private authorized(req: Request): boolean {
@@ -86,7 +84,7 @@ export class AdminServer {
     return given.length === expected.length && timingSafeEqual(given, expected);
   }
 
-  private async handle(req: Request): Promise<Response> {
+  private async handle(req: Request, extendMs: (ms: number) => void): Promise<Response> {
     const url = new URL(req.url);
     // /healthz says only "ok" or "shutting down": load balancers may probe it without the token.
     if (url.pathname !== "/healthz" && !this.authorized(req)) {
@@ -107,18 +105,20 @@ export class AdminServer {
         });
       }
       case "/debug/profile":
-        return this.profile(url);
+        return this.profile(url, req.signal, extendMs);
       default:
         return text("not found\n", 404);
     }
   }
 
-  private async profile(url: URL): Promise<Response> {
+  private async profile(url: URL, signal: AbortSignal, extendMs: (ms: number) => void): Promise<Response> {
     const raw = url.searchParams.get("seconds");
     const seconds = raw === null ? PROFILE_SECONDS_DEFAULT : Number(raw);
     if (!Number.isInteger(seconds) || seconds < 1 || seconds > PROFILE_SECONDS_MAX) {
       return text(`seconds must be an integer in 1..${PROFILE_SECONDS_MAX}\n`, 400);
     }
+    // This connection, and only it, may stay open while the profile runs.
+    extendMs(seconds * 1000);
     const format = url.searchParams.get("format") ?? "cpuprofile";
     if (format !== "cpuprofile" && format !== "top") return text('format must be "cpuprofile" or "top"\n', 400);
     const source = this.source;
@@ -128,7 +128,11 @@ export class AdminServer {
       const loop = asked === null ? null : Number(asked);
       if (loop !== null && (!Number.isInteger(loop) || loop < 0 || loop >= source.loops)) return text(`loop must be an integer in 0..${source.loops - 1}\n`, 400);
       this.log.info("profile_started", { seconds, format, loop: loop ?? "busiest" });
-      const answer = await source.profile(loop, seconds);
+      const answer = await source.profile(loop, seconds, signal);
+      if (signal.aborted) {
+        this.log.info("profile_cancelled", { reason: "the client went away", loop: loop ?? "busiest" });
+        return text("cancelled\n", 499);
+      }
       if (answer.error !== undefined) return text(`${answer.error}\n`, answer.error.includes("already") ? 409 : 500);
       const headers = { "x-fsgw-loop": String(answer.loop) };
       if (format === "top") {
@@ -141,13 +145,17 @@ export class AdminServer {
     }
     this.log.info("profile_started", { seconds, format });
     try {
-      const profile = await this.profiler.profile(seconds);
+      const profile = await this.profiler.profile(seconds, signal);
       if (format === "top") return text(formatTop(profile, 40, seconds * 1000) + "\n");
       return new Response(JSON.stringify(profile), {
         headers: { "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-${Date.now()}.cpuprofile"` },
       });
     } catch (e) {
       if (e instanceof ProfileBusyError) return text(`${e.message}; try again when it is done\n`, 409);
+      if (e instanceof ProfileCancelledError) {
+        this.log.info("profile_cancelled", { reason: "the client went away" });
+        return text("cancelled\n", 499);
+      }
       this.log.error("profile_failed", { error: (e as Error).message });
       return text("profiling failed\n", 500);
     }

@@ -5,12 +5,35 @@ import inspector from "node:inspector";
 import type { CpuProfile } from "./profile-top";
 
 export class ProfileBusyError extends Error {}
+/** The profile's requester went away before it was done: the profiler was stopped early. */
+export class ProfileCancelledError extends Error {}
+
+/** Resolves after `ms`, or at once when `signal` aborts (true: it aborted). */
+function sleepOrAbort(ms: number, signal: AbortSignal | undefined): Promise<boolean> {
+  if (signal === undefined) return Bun.sleep(ms).then(() => false);
+  if (signal.aborted) return Promise.resolve(true);
+  return new Promise<boolean>((resolve) => {
+    const onAbort = () => {
+      clearTimeout(timer);
+      resolve(true);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve(false);
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
 
 export class Profiler {
   private busy = false;
 
-  /** Samples every JS stack for `seconds` and returns the profile (Chrome .cpuprofile format). */
-  async profile(seconds: number, sampleIntervalUs = 1000): Promise<CpuProfile> {
+  /**
+   * Samples every JS stack for `seconds` and returns the profile (Chrome .cpuprofile format). When
+   * `signal` aborts first (its requester disconnected), the profiler stops at once and this rejects
+   * with ProfileCancelledError: an abandoned ?seconds=300 does not sample on for minutes.
+   */
+  async profile(seconds: number, signal?: AbortSignal, sampleIntervalUs = 1000): Promise<CpuProfile> {
     if (this.busy) throw new ProfileBusyError("a profile is already being taken");
     // (the message goes to the client as is)
     this.busy = true;
@@ -30,9 +53,10 @@ export class Profiler {
         throw e;
       }
       await post("Profiler.start");
-      await Bun.sleep(seconds * 1000);
+      const cancelled = await sleepOrAbort(seconds * 1000, signal);
       const { profile } = await post<{ profile: CpuProfile }>("Profiler.stop");
       await post("Profiler.disable");
+      if (cancelled) throw new ProfileCancelledError("the profile's requester went away");
       return profile;
     } finally {
       session.disconnect();

@@ -203,10 +203,24 @@ export class LoopGroup {
    * /debug/profile: a profile of loop `loop`'s thread; without one, of every loop at once, and the
    * busiest one's (most samples) is answered.
    */
-  async profile(loop: number | null, seconds: number): Promise<{ value: unknown; error?: string; loop: number }> {
+  async profile(loop: number | null, seconds: number, signal: AbortSignal): Promise<{ value: unknown; error?: string; loop: number }> {
+    const asked = loop === null ? this.workers.map((_, i) => i) : [loop];
+    // The requester went away: the loops stop sampling now, not when the seconds are up.
+    const cancel = () => {
+      for (const i of asked) this.workers[i]?.postMessage({ t: "profile-cancel" } satisfies ToLoop);
+    };
+    signal.addEventListener("abort", cancel, { once: true });
     const ask = (i: number) => this.askOne(i, (id) => ({ t: "profile", id, seconds }), seconds * 1000 + 10_000);
-    if (loop !== null) return { ...(await ask(loop)), loop };
-    const answers = await Promise.all(this.workers.map((_, i) => ask(i)));
+    try {
+      if (loop !== null) return { ...(await ask(loop)), loop };
+      return this.busiest(await Promise.all(asked.map((i) => ask(i))));
+    } finally {
+      signal.removeEventListener("abort", cancel);
+    }
+  }
+
+  /** The answer with the most samples, and its loop. */
+  private busiest(answers: (FromLoop & { t: "answer" })[]): { value: unknown; error?: string; loop: number } {
     const samples = (a: { value: unknown }) => ((a.value as { samples?: unknown[] } | null)?.samples?.length ?? -1);
     let best = 0;
     answers.forEach((a, i) => (samples(a) > samples(answers[best]!) ? (best = i) : 0));

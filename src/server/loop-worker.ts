@@ -37,6 +37,8 @@ export type ToLoop =
   | { t: "metrics"; id: number }
   /** A .cpuprofile of this loop's thread (the admin endpoint formats it). */
   | { t: "profile"; id: number; seconds: number }
+  /** The profile's requester went away: stop sampling now (its answer is an error). */
+  | { t: "profile-cancel" }
   | { t: "reload" }
   | { t: "stop" }
   /** Another loop's RESUME: hand this parked upload over (answer: HandedOver, null or "busy"). */
@@ -104,18 +106,27 @@ process.on("unhandledRejection", (reason) => {
 });
 
 const profiler = new Profiler();
+/** The profile being taken, to stop early if its requester goes away. */
+let profiling: AbortController | null = null;
 port.on("message", async (m: ToLoop) => {
   switch (m.t) {
+    case "profile-cancel":
+      profiling?.abort();
+      return;
     case "stats":
       return post({ t: "answer", id: m.id, value: statsSnapshot(server.stats, server.engine.stats()) });
     case "metrics":
       return post({ t: "answer", id: m.id, value: renderMetrics(server.stats, server.engine.stats(), processStats()) });
     case "profile":
       try {
-        const profile = await profiler.profile(m.seconds);
+        const controller = new AbortController();
+        profiling = controller;
+        const profile = await profiler.profile(m.seconds, controller.signal);
         return post({ t: "answer", id: m.id, value: profile });
       } catch (e) {
         return post({ t: "answer", id: m.id, value: null, error: (e as Error).message });
+      } finally {
+        profiling = null;
       }
     case "reload":
       server.reload();

@@ -246,7 +246,10 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
       onProgress: (d, t) => progress.update(d, t),
       digest: parsed.flags.has("--no-digest") ? false : undefined,
       // A dropped connection is resumed where the server's copy ends, and said so.
-      onResume: (offset, attempt) => io.stderr.write(`${io.stderr.isTTY ? "\n" : ""}put ${key}: connection lost; resumed at ${formatBytes(offset)} of ${formatBytes(size)} (attempt ${attempt + 1})\n`),
+      onResume: (offset, attempt) =>
+        io.stderr.write(
+          `${io.stderr.isTTY ? "\n" : ""}put ${key}: connection lost; ${offset === 0 ? "the server kept nothing, sending again from the start" : `resumed at ${formatBytes(offset)} of ${formatBytes(size)}`} (attempt ${attempt + 1})\n`,
+        ),
     });
     progress.finish();
     const ms = performance.now() - t0;

@@ -177,7 +177,11 @@ export class FsgwClient {
   /**
    * A resumable upload: attempts until the server has the whole body, each on a connection of its
    * own; a broken connection (or no progress for timeoutMs) is followed by RESUME after a pause,
-   * up to `retries` times. A refusal by the server (a ServerError) ends it at once.
+   * up to `retries` times. A server that will not keep the upload resumable is no failure: one
+   * that answers START without an id (a bound reached, or a server without resumable uploads)
+   * gets an ordinary upload, and so does one that refuses with "resumable upload limit reached"
+   * (earlier fsgw servers); a RESUME answered "no such upload" (the server did not keep what it had)
+   * starts the upload again from its first byte. Any other refusal (a ServerError) ends it at once.
    */
   private async uploadResumable(key: string, size: number, bodyFrom: (offset: number) => AsyncIterable<Uint8Array>, digest: string | undefined, options: TransferOptions): Promise<void> {
     const state: ResumableState = { uploadId: null };
@@ -206,11 +210,20 @@ export class FsgwClient {
         );
         return;
       } catch (e) {
-        // The connection may have broken after the server committed the body but before its END
-        // arrived: then the upload is gone from the server's table, and the key holds the body.
-        if (e instanceof ServerError && e.op === "resume" && e.text === "no such upload" && digest !== undefined) {
-          const now = await this.exist(key).catch(() => null);
-          if (now?.digest === digest && now.size === size) return;
+        if (e instanceof ServerError && e.op === "upload" && e.text.startsWith("resumable upload limit reached")) {
+          return this.uploadStream(key, bodyFrom(0), size, { ...options, digest });
+        }
+        if (e instanceof ServerError && e.op === "resume" && e.text === "no such upload") {
+          // The connection may have broken after the server committed the body but before its END
+          // arrived: then the upload is gone from the server's table, and the key holds the body.
+          if (digest !== undefined) {
+            const now = await this.exist(key).catch(() => null);
+            if (now?.digest === digest && now.size === size) return;
+          }
+          // Else the server did not keep it (expired, or over a bound on kept bytes): start again.
+          if (attempt >= retries) throw e;
+          state.uploadId = null;
+          continue;
         }
         const broken = e instanceof ConnectionError || e instanceof TimeoutError;
         // No id: the server keeps nothing (one without resumable uploads), so there is nothing to resume.

@@ -54,6 +54,9 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_resumable_uploads_held", "gauge", "Resumable uploads the store holds now (in progress or parked).", resumable.held);
   w.one("fsgw_resumable_uploads_parked_total", "counter", "Resumable uploads parked after a broken connection.", resumable.parked);
   w.one("fsgw_resumable_uploads_resumed_total", "counter", "RESUME exchanges that took a parked upload back.", resumable.resumed);
+  w.one("fsgw_resumable_uploads_refused_total", "counter", "Uploads that asked to be resumable and were taken as ordinary ones (resumableUploadsMax or resumableUploadsPerClientMax reached).", resumable.refused);
+  w.one("fsgw_resumable_uploads_not_kept_total", "counter", "Broken resumable uploads discarded instead of parked (resumableBytesMax or resumableBytesPerClientMax).", resumable.notKept);
+  w.one("fsgw_resumable_kept_bytes", "gauge", "Bytes the parked resumable uploads keep on disk (server-wide).", resumable.keptBytes);
   // The store's own counters: s3RequestsInFlight -> fsgw_store_s3_requests_in_flight.
   for (const [name, value] of Object.entries(stats.store())) {
     const metric = "fsgw_store_" + name.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());

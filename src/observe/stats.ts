@@ -93,8 +93,9 @@ export class ServerStats {
   frameTimeouts = 0;
   unauthenticatedEvicted = 0;
   symlinksRefused = 0;
-  /** Resumable uploads (issue 13): how many the store holds now, and parked/resumed so far. */
-  resumable: () => { held: number; parked: number; resumed: number } = () => ({ held: 0, parked: 0, resumed: 0 });
+  /** Resumable uploads (issue 13): how many the store holds now, parked/resumed so far, taken as
+   *  ordinary ones (a bound), broken and not kept (a bound on kept bytes), and the bytes kept now. */
+  resumable: () => { held: number; parked: number; resumed: number; refused: number; notKept: number; keptBytes: number } = () => ({ held: 0, parked: 0, resumed: 0, refused: 0, notKept: 0, keptBytes: 0 });
   /** The store's own counters (the S3 store's requests, uploads and read cache), by camelCase name. */
   store: () => Record<string, number> = () => ({});
   readonly ops: Record<StatOp, OpStats> = {

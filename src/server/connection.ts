@@ -564,6 +564,11 @@ export class Connection implements UploadOwner {
     return true;
   }
 
+  /** Who a resumable upload of this connection is charged to: its address, and its token's id. */
+  private clients(): string[] {
+    return this.scope === null ? [this.address] : [this.address, `token:${this.scope.id}`];
+  }
+
   /** Answers the request with a text instead of going on: the exchange is over, nothing touched. */
   private refuse(replyOp: number, text: string): void {
     this.send({ operation: replyOp, key: this.keyText, message: text });
@@ -623,7 +628,7 @@ export class Connection implements UploadOwner {
       return;
     }
     this.wait(IO_UPLOAD_OPEN);
-    this.upload = this.host.store.beginUpload(key, size, this, this.expectedDigest, this.digest, msg.resumable);
+    this.upload = this.host.store.beginUpload(key, size, this, this.expectedDigest, this.digest, msg.resumable ? { clients: this.clients() } : undefined);
   }
 
   /** RESUME (extension): the rest of a parked resumable upload's body, then END and ACK as for an upload. */

@@ -1,12 +1,16 @@
-// Per-address limits: open connections from one client address (connectionsPerIpMax), and failed
-// AUTH exchanges, after authFailuresMax of which within authFailureWindowMs the address's new
-// connections are closed at once for authBlockMs.
+// Per-client limits. Per address: open connections (connectionsPerIpMax), and failed AUTH
+// exchanges, after authFailuresMax of which within authFailureWindowMs the address's new
+// connections are closed at once for authBlockMs. Per client, an address or a token id (the key
+// "token:<id>", which no address text can be): resumable uploads held (resumableUploadsPerClientMax)
+// and the bytes their parked partial files keep (resumableBytesPerClientMax), so that one tenant
+// cannot take the resumable bounds of every tenant (see ClientBudget in src/storage/partials.ts).
 //
-// Memory is bounded by clientAddressesMax entries. An address with open connections is always
-// remembered (there are at most connectionsMax of those); past the bound, the address quiet for the
-// longest among those without open connections is forgotten first. (An attacker with more
-// addresses than the bound can so shorten a block; each of its addresses still gets at most
-// authFailuresMax tries per window before that.)
+// Memory is bounded by clientAddressesMax entries. A client with open connections or resumable
+// uploads is always remembered (there are at most connectionsMax + 2 × resumableUploadsMax of
+// those); past the bound, the one quiet for the longest among the others is forgotten first. (An
+// attacker with more addresses than the bound can so shorten a block; each of its addresses still
+// gets at most authFailuresMax tries per window before that.)
+import type { ClientBudget } from "../storage/partials";
 
 export interface IpGuardLimits {
   connectionsPerIpMax: number;
@@ -14,6 +18,11 @@ export interface IpGuardLimits {
   authFailureWindowMs: number;
   authBlockMs: number;
   clientAddressesMax: number;
+  /** Only size the shared table (shared-ip-guard.ts): the entries it must keep. */
+  connectionsMax: number;
+  resumableUploadsMax: number;
+  resumableUploadsPerClientMax: number;
+  resumableBytesPerClientMax: number;
 }
 
 class Entry {
@@ -21,11 +30,14 @@ class Entry {
   failures = 0;
   windowStartMs = 0;
   blockedUntilMs = 0;
+  /** Resumable uploads charged to this client (in progress or parked), and their kept bytes. */
+  resumable = 0;
+  keptBytes = 0;
 }
 
 export type Admission = "ok" | "blocked" | "too many connections";
 
-export class IpGuard {
+export class IpGuard implements ClientBudget {
   /** Insertion order is last-activity order: an entry is re-inserted whenever it is touched. */
   private readonly entries = new Map<string, Entry>();
   /** Addresses blocked so far (for stats). */
@@ -50,9 +62,55 @@ export class IpGuard {
     const entry = this.entries.get(ip);
     if (entry === undefined) return;
     entry.open = Math.max(0, entry.open - 1);
-    if (entry.open === 0 && entry.blockedUntilMs <= nowMs && (entry.failures === 0 || nowMs - entry.windowStartMs > this.limits.authFailureWindowMs)) {
+    this.forgetIfIdle(ip, entry, nowMs);
+  }
+
+  /** Forgets a client nothing is counted against any more. */
+  private forgetIfIdle(ip: string, entry: Entry, nowMs: number): void {
+    if (entry.open === 0 && entry.resumable === 0 && entry.blockedUntilMs <= nowMs && (entry.failures === 0 || nowMs - entry.windowStartMs > this.limits.authFailureWindowMs)) {
       this.entries.delete(ip);
     }
+  }
+
+  takeUpload(clients: readonly string[], _nowMs: number): string | null {
+    for (const c of clients) {
+      if ((this.entries.get(c)?.resumable ?? 0) >= this.limits.resumableUploadsPerClientMax) return `resumableUploadsPerClientMax (${this.limits.resumableUploadsPerClientMax}) reached for ${c}`;
+    }
+    for (const c of clients) this.touch(c).resumable++;
+    return null;
+  }
+
+  releaseUpload(clients: readonly string[], nowMs: number): void {
+    for (const c of clients) {
+      const entry = this.entries.get(c);
+      if (entry === undefined) continue;
+      entry.resumable = Math.max(0, entry.resumable - 1);
+      this.forgetIfIdle(c, entry, nowMs);
+    }
+  }
+
+  takeBytes(clients: readonly string[], bytes: number): string | null {
+    for (const c of clients) {
+      if ((this.entries.get(c)?.keptBytes ?? 0) + bytes > this.limits.resumableBytesPerClientMax) return `resumableBytesPerClientMax (${this.limits.resumableBytesPerClientMax}) would be passed for ${c}`;
+    }
+    for (const c of clients) {
+      const entry = this.entries.get(c);
+      if (entry !== undefined) entry.keptBytes += bytes; // takeUpload made it, and keeps it
+    }
+    return null;
+  }
+
+  releaseBytes(clients: readonly string[], bytes: number): void {
+    for (const c of clients) {
+      const entry = this.entries.get(c);
+      if (entry !== undefined) entry.keptBytes = Math.max(0, entry.keptBytes - bytes);
+    }
+  }
+
+  /** What is charged to `client` now (tests and stats). */
+  charged(client: string): { uploads: number; keptBytes: number } {
+    const entry = this.entries.get(client);
+    return { uploads: entry?.resumable ?? 0, keptBytes: entry?.keptBytes ?? 0 };
   }
 
   /** Counts a failed AUTH from `ip`; true when that blocks the address (now or already). */
@@ -86,10 +144,10 @@ export class IpGuard {
     return entry;
   }
 
-  /** Forgets the least recently active address without open connections, if there is one. */
+  /** Forgets the least recently active client without open connections or uploads, if there is one. */
   private evictOne(): void {
     for (const [ip, entry] of this.entries) {
-      if (entry.open === 0) {
+      if (entry.open === 0 && entry.resumable === 0) {
         this.entries.delete(ip);
         return;
       }

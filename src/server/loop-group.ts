@@ -14,6 +14,7 @@ import { createStore } from "../storage/create-store";
 import type { Store } from "../storage/store";
 import { listenOrExplain } from "./listen";
 import { sharedAddressTable } from "./shared-ip-guard";
+import { IpGuard } from "./ip-guard";
 import type { FromLoop, LoopInit, ToLoop } from "./loop-worker";
 import type { HandedOver } from "../storage/partials";
 
@@ -109,14 +110,14 @@ export class LoopGroup {
     const { config } = this;
     // The lock, the layout, the sweep of temporary files, the bucket: once, here, on the blocking
     // engine (this thread runs no pool). The loops' read caches are their own.
-    this.store = createStore({ ...config, cacheDir: "" }, new SyncEngine());
+    this.store = createStore({ ...config, cacheDir: "" }, new SyncEngine(), new IpGuard(config));
     this.store.init(this.log, true);
     await this.store.open?.();
     // With SO_REUSEPORT on both, two servers would share a port silently: a plain bind first
     // proves no other process holds it.
     if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
     const openConnections = new SharedArrayBuffer(4);
-    const addresses = sharedAddressTable(config.clientAddressesMax);
+    const addresses = sharedAddressTable(config);
     const resumable = new SharedArrayBuffer(16);
     let port = config.port;
     let joinPool: number | undefined;
@@ -179,7 +180,8 @@ export class LoopGroup {
   /** Stats keys that are the same for every loop: the process's, and a shared pool's workers and queue. */
   private get onceKeys(): ReadonlySet<string> {
     // The C library counts fsyncs for the whole process; the other engines, each its own.
-    const keys = ["uptimeSeconds", "startedMs", "process", ...(this.config.ioEngine === "cpool" ? ["fsyncs"] : [])];
+    // keptBytes: every loop reports the server-wide figure (shared counters).
+    const keys = ["uptimeSeconds", "startedMs", "process", "keptBytes", ...(this.config.ioEngine === "cpool" ? ["fsyncs"] : [])];
     if (this.config.loopPools === "shared") keys.push("threads", "queueDepth", "queueDepthHigh");
     return new Set(keys);
   }
@@ -194,7 +196,7 @@ export class LoopGroup {
   /** /metrics: the single loop's families, summed over loops, and per-loop connections and exchanges. */
   async metricsText(): Promise<string> {
     const answers = await this.ask((id) => ({ t: "metrics", id }));
-    const once = ["fsgw_uptime_seconds", "fsgw_process_*", "fsgw_io_engine_info"];
+    const once = ["fsgw_uptime_seconds", "fsgw_process_*", "fsgw_io_engine_info", "fsgw_resumable_kept_bytes"];
     if (this.config.loopPools === "shared") once.push("fsgw_io_threads", "fsgw_io_queue_depth", "fsgw_io_queue_depth_high");
     return mergeMetrics(answers.map((a) => String(a.value ?? "")), new Set(once));
   }

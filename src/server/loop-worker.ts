@@ -15,6 +15,7 @@ import { createStore } from "../storage/create-store";
 import { FileStore } from "../storage/file-store";
 import type { HandedOver } from "../storage/partials";
 import { Server } from "./server";
+import { SharedIpGuard } from "./shared-ip-guard";
 import { reportPool } from "../serve";
 
 export interface LoopInit {
@@ -25,7 +26,7 @@ export interface LoopInit {
   openConnections: SharedArrayBuffer;
   /** The per-address limits' table, shared by every loop (shared-ip-guard.ts). */
   addresses: SharedArrayBuffer;
-  /** Every loop's resumable uploads (Int32 at 0) and their announced bytes (BigInt64 at 8). */
+  /** Every loop's resumable uploads (Int32 at 0) and the bytes their parked files keep (BigInt64 at 8). */
   resumable: SharedArrayBuffer;
   /** loopPools "shared", loops after the first: the first loop's C pool, whose workers this one shares. */
   joinPool?: number;
@@ -80,10 +81,11 @@ try {
   const ioThreads = config.loopPools === "shared" ? config.ioThreads : Math.max(1, Math.ceil(config.ioThreads / init.loops));
   const engine = createEngine({ ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, init.joinPool);
   const resumableCounts = { uploads: new Int32Array(init.resumable, 0, 1), bytes: new BigInt64Array(init.resumable, 8, 1) };
-  const store = createStore(config, engine, { index, of: init.loops, takeFromLoop, resumableCounts });
+  const clients = new SharedIpGuard(config, init.addresses);
+  const store = createStore(config, engine, clients, { index, of: init.loops, takeFromLoop, resumableCounts });
   // The pool's own report (threads, refused priority or pinning), once per pool.
   if (engine instanceof CPoolEngine && (index === 0 || config.loopPools === "per-loop")) reportPool(engine, { ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) }, log);
-  server = new Server({ config, engine, log, store, loop: { index, of: init.loops, openConnections: new Int32Array(init.openConnections), addresses: init.addresses } });
+  server = new Server({ config, engine, log, store, clients, loop: { index, of: init.loops, openConnections: new Int32Array(init.openConnections), addresses: init.addresses } });
   await server.start();
   post({ t: "listening", port: server.port, pool: engine instanceof CPoolEngine ? engine.poolAddress : undefined });
 } catch (e) {

@@ -33,6 +33,8 @@ export interface ServerOptions {
   loop?: { index: number; of: number; openConnections: Int32Array; addresses: SharedArrayBuffer };
   /** The store to serve (a loop's own instance); absent: the one the config names. */
   store?: Store;
+  /** The per-address (and per-token) table, when the store was made with it (a loop's). */
+  clients?: IpGuard | SharedIpGuard;
 }
 
 /**
@@ -106,10 +108,12 @@ export class Server implements ConnectionHost {
     this.config = config;
     this.engine = engine;
     this.log = log;
-    this.store = options.store ?? createStore(config, engine);
+    // Several loops keep the per-client limits in one shared table (whichever loop a connection reaches).
+    this.ipGuard = options.clients ?? (options.loop !== undefined ? new SharedIpGuard(config, options.loop.addresses) : new IpGuard(config));
+    this.store = options.store ?? createStore(config, engine, this.ipGuard);
     if (this.store instanceof FileStore) {
       const partials = this.store.partials;
-      this.stats.resumable = () => ({ held: partials.size, parked: partials.parked, resumed: partials.resumed });
+      this.stats.resumable = () => ({ held: partials.size, parked: partials.parked, resumed: partials.resumed, refused: partials.refused, notKept: partials.notKept, keptBytes: partials.keptBytes });
     }
     const store: Store = this.store;
     if (store.stats !== undefined) this.stats.store = () => store.stats!();
@@ -129,8 +133,6 @@ export class Server implements ConnectionHost {
     this.authTimeoutsLog = new RateLimitedLog(log, "auth_timeout");
     this.frameTimeoutsLog = new RateLimitedLog(log, "frame_timeout");
     this.unauthenticatedMax = Math.max(1, Math.ceil(config.unauthenticatedConnectionsMax / (options.loop?.of ?? 1)));
-    // Several loops keep the per-address limits in one shared table (whichever loop a connection reaches).
-    this.ipGuard = options.loop !== undefined ? new SharedIpGuard(config, options.loop.addresses) : new IpGuard(config);
     this.tokensRequired = config.auth === "token";
     const tls = config.tlsCertFile !== "";
     this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null && !tls;

@@ -2,21 +2,34 @@
 // memory that every loop's thread reads and writes under one lock, so that connectionsPerIpMax and
 // the blocks after failed AUTH exchanges are the server's, whichever loop a connection reaches.
 //
-// An open-addressing table (linear probing, deletion by backward shift) of 2 × clientAddressesMax
-// slots, keyed by a 64-bit hash of the address text (two 32-bit FNV-1a of different seeds: two
+// An open-addressing table (linear probing, deletion by backward shift) of twice the entries it can
+// hold (tableSlots), keyed by a 64-bit hash of the address text (two 32-bit FNV-1a of different seeds: two
 // addresses share an entry with odds of 2^-64). Entries follow IpGuard's rules: an address with open
 // connections is always kept; past clientAddressesMax the one quiet the longest among those without
 // open connections is forgotten (a scan of the table, only when it is full). The lock is held for a
 // probe of a few slots, on connection opens and closes and failed AUTH exchanges: never per byte.
 import type { Admission, IpGuardLimits } from "./ip-guard";
+import type { ClientBudget } from "../storage/partials";
 
 const HEADER_INTS = 4; // lock, entries, blocks, (unused)
-const INTS_PER_SLOT = 4; // key hi, key lo, open, failures
-const DOUBLES_PER_SLOT = 3; // window start, blocked until, last active (ms)
+const INTS_PER_SLOT = 5; // key hi, key lo, open, failures, resumable uploads
+const DOUBLES_PER_SLOT = 4; // window start, blocked until, last active (ms), kept bytes
 
-/** The shared memory for `addressesMax` addresses (made by the loop group, given to every loop). */
-export function sharedAddressTable(addressesMax: number): SharedArrayBuffer {
-  const slots = 2 * addressesMax;
+/** What sizes the table. */
+export type TableLimits = Pick<IpGuardLimits, "clientAddressesMax" | "connectionsMax" | "resumableUploadsMax">;
+
+/**
+ * Slots of the table: twice the most entries it can hold, which is clientAddressesMax forgettable
+ * ones plus those it must keep: an address per open connection, and an address and a token per
+ * resumable upload. Half empty at worst, so a probe always ends.
+ */
+function tableSlots(limits: TableLimits): number {
+  return 2 * (limits.clientAddressesMax + limits.connectionsMax + 2 * limits.resumableUploadsMax);
+}
+
+/** The shared memory of the table (made by the loop group, given to every loop). */
+export function sharedAddressTable(limits: TableLimits): SharedArrayBuffer {
+  const slots = tableSlots(limits);
   return new SharedArrayBuffer(8 * slots * DOUBLES_PER_SLOT + 4 * (HEADER_INTS + slots * INTS_PER_SLOT));
 }
 
@@ -29,7 +42,7 @@ function hash(text: string, seed: number): number {
   return h | 0;
 }
 
-export class SharedIpGuard {
+export class SharedIpGuard implements ClientBudget {
   private readonly slots: number;
   private readonly times: Float64Array;
   private readonly ints: Int32Array;
@@ -38,7 +51,7 @@ export class SharedIpGuard {
     private readonly limits: IpGuardLimits,
     memory: SharedArrayBuffer,
   ) {
-    this.slots = 2 * limits.clientAddressesMax;
+    this.slots = tableSlots(limits);
     const timeBytes = 8 * this.slots * DOUBLES_PER_SLOT;
     this.times = new Float64Array(memory, 0, this.slots * DOUBLES_PER_SLOT);
     this.ints = new Int32Array(memory, timeBytes, HEADER_INTS + this.slots * INTS_PER_SLOT);
@@ -71,9 +84,69 @@ export class SharedIpGuard {
       const base = HEADER_INTS + s * INTS_PER_SLOT;
       const open = Math.max(0, this.ints[base + 2]! - 1);
       this.ints[base + 2] = open;
-      const t = s * DOUBLES_PER_SLOT;
-      const quiet = this.ints[base + 3] === 0 || nowMs - this.times[t]! > this.limits.authFailureWindowMs;
-      if (open === 0 && this.times[t + 1]! <= nowMs && quiet) this.remove(s);
+      this.forgetIfIdle(s, nowMs);
+    });
+  }
+
+  /** Forgets the client in slot `s` when nothing is counted against it any more (lock held). */
+  private forgetIfIdle(s: number, nowMs: number): void {
+    const base = HEADER_INTS + s * INTS_PER_SLOT;
+    const t = s * DOUBLES_PER_SLOT;
+    const quiet = this.ints[base + 3] === 0 || nowMs - this.times[t]! > this.limits.authFailureWindowMs;
+    if (this.ints[base + 2] === 0 && this.ints[base + 4] === 0 && this.times[t + 1]! <= nowMs && quiet) this.remove(s);
+  }
+
+  takeUpload(clients: readonly string[], nowMs: number): string | null {
+    return this.locked(() => {
+      for (const c of clients) {
+        const s = this.find(c);
+        if (s >= 0 && this.ints[HEADER_INTS + s * INTS_PER_SLOT + 4]! >= this.limits.resumableUploadsPerClientMax) return `resumableUploadsPerClientMax (${this.limits.resumableUploadsPerClientMax}) reached for ${c}`;
+      }
+      for (const c of clients) this.ints[HEADER_INTS + this.touch(c, nowMs) * INTS_PER_SLOT + 4]!++;
+      return null;
+    });
+  }
+
+  releaseUpload(clients: readonly string[], nowMs: number): void {
+    this.locked(() => {
+      for (const c of clients) {
+        const s = this.find(c);
+        if (s < 0) continue;
+        const at = HEADER_INTS + s * INTS_PER_SLOT + 4;
+        this.ints[at] = Math.max(0, this.ints[at]! - 1);
+        this.forgetIfIdle(s, nowMs);
+      }
+    });
+  }
+
+  takeBytes(clients: readonly string[], bytes: number): string | null {
+    return this.locked(() => {
+      for (const c of clients) {
+        const s = this.find(c);
+        if ((s >= 0 ? this.times[s * DOUBLES_PER_SLOT + 3]! : 0) + bytes > this.limits.resumableBytesPerClientMax) return `resumableBytesPerClientMax (${this.limits.resumableBytesPerClientMax}) would be passed for ${c}`;
+      }
+      for (const c of clients) {
+        const s = this.find(c);
+        if (s >= 0) this.times[s * DOUBLES_PER_SLOT + 3]! += bytes; // takeUpload made it, and keeps it
+      }
+      return null;
+    });
+  }
+
+  releaseBytes(clients: readonly string[], bytes: number): void {
+    this.locked(() => {
+      for (const c of clients) {
+        const s = this.find(c);
+        if (s >= 0) this.times[s * DOUBLES_PER_SLOT + 3] = Math.max(0, this.times[s * DOUBLES_PER_SLOT + 3]! - bytes);
+      }
+    });
+  }
+
+  /** What is charged to `client` now (tests and stats). */
+  charged(client: string): { uploads: number; keptBytes: number } {
+    return this.locked(() => {
+      const s = this.find(client);
+      return s < 0 ? { uploads: 0, keptBytes: 0 } : { uploads: this.ints[HEADER_INTS + s * INTS_PER_SLOT + 4]!, keptBytes: this.times[s * DOUBLES_PER_SLOT + 3]! };
     });
   }
 
@@ -147,20 +220,20 @@ export class SharedIpGuard {
       s = this.home(hi);
       while (!this.empty(s)) s = (s + 1) % this.slots;
       const base = HEADER_INTS + s * INTS_PER_SLOT;
-      this.ints.set([hi, lo, 0, 0], base);
-      this.times.set([0, 0, nowMs], s * DOUBLES_PER_SLOT);
+      this.ints.set([hi, lo, 0, 0, 0], base);
+      this.times.set([0, 0, nowMs, 0], s * DOUBLES_PER_SLOT);
       this.ints[1]!++;
     }
     this.times[s * DOUBLES_PER_SLOT + 2] = nowMs;
     return s;
   }
 
-  /** Forgets the address quiet the longest among those without open connections, if any. */
+  /** Forgets the client quiet the longest among those without open connections or uploads, if any. */
   private evictOne(): void {
     let victim = -1;
     let oldest = Infinity;
     for (let s = 0; s < this.slots; s++) {
-      if (this.empty(s) || this.ints[HEADER_INTS + s * INTS_PER_SLOT + 2] !== 0) continue;
+      if (this.empty(s) || this.ints[HEADER_INTS + s * INTS_PER_SLOT + 2] !== 0 || this.ints[HEADER_INTS + s * INTS_PER_SLOT + 4] !== 0) continue;
       const last = this.times[s * DOUBLES_PER_SLOT + 2]!;
       if (last < oldest) {
         oldest = last;

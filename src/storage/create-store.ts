@@ -6,7 +6,7 @@ import { FileStore } from "./file-store";
 import { ReadCache } from "./read-cache";
 import { S3Store } from "./s3-store";
 import type { Store } from "./store";
-import type { HandedOver } from "./partials";
+import type { ClientBudget, HandedOver } from "./partials";
 
 /** One event loop of several, as its store sees it. */
 export interface StoreLoop {
@@ -19,25 +19,26 @@ export interface StoreLoop {
 }
 
 /**
+ * `budget`: the server's per-client bounds on resumable uploads (its address table).
  * `loop`: this store serves one event loop of `loops` (> 1): the resumable-upload bounds counted
  * with every loop's (a parked upload moves to the loop its RESUME reaches: the C library's hash state moves
  * with it, so only on the cpool engine; elsewhere resumable uploads are off with several loops),
  * and the read cache split into one directory and one share of the bounds per loop.
  */
-export function createStore(config: Config, engine: IoEngine, loop?: StoreLoop): Store {
+export function createStore(config: Config, engine: IoEngine, budget: ClientBudget, loop?: StoreLoop): Store {
   if (config.store === "s3") return s3Store(config, engine, loop);
-  if (loop === undefined) return fileStore(config, engine, config.dataDir, "resumable");
-  return fileStore(config, engine, config.dataDir, config.ioEngine === "cpool" ? "resumable" : "plain", loop);
+  if (loop === undefined) return fileStore(config, engine, config.dataDir, "resumable", budget);
+  return fileStore(config, engine, config.dataDir, config.ioEngine === "cpool" ? "resumable" : "plain", budget, loop);
 }
 
-function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache", loop?: StoreLoop): FileStore {
+function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache", budget: ClientBudget | null, loop?: StoreLoop): FileStore {
   return new FileStore(engine, {
     dataDir,
     shards: config.shards,
     fsyncOnCommit: kind !== "cache" && config.fsyncOnCommit, // a cache copy needs no flush: the store has the object
     ioChunkBytes: config.ioChunkBytes,
     uploadWritesInFlightMax: config.uploadWritesInFlightMax,
-    resumable: kind === "resumable" ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs } : null,
+    resumable: kind === "resumable" && budget !== null ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs, budget } : null,
     loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop, resumableCounts: loop.resumableCounts } : undefined,
   });
 }
@@ -47,7 +48,7 @@ function s3Store(config: Config, engine: IoEngine, loop: StoreLoop | undefined):
   const cache =
     config.cacheDir === ""
       ? null
-      : new ReadCache(fileStore(config, engine, loop === undefined ? config.cacheDir : `${config.cacheDir}/loop-${loop.index}`, "cache"), {
+      : new ReadCache(fileStore(config, engine, loop === undefined ? config.cacheDir : `${config.cacheDir}/loop-${loop.index}`, "cache", null), {
           bytesMax: Math.floor(config.cacheBytesMax / share),
           entriesMax: Math.floor(config.cacheEntriesMax / share),
           freshMs: config.cacheFreshMs,

@@ -18,11 +18,11 @@ import { resolve } from "node:path";
 import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { errnoName } from "../engine/io-error";
 import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
-import { Partials, type HandedOver, type PartialLimits, type PartialUpload } from "./partials";
+import { Partials, type ClientBudget, type HandedOver, type PartialLimits, type PartialUpload } from "./partials";
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
-import { EntryType, Failure, StoreError, type BodyReader, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { EntryType, Failure, StoreError, type BodyReader, type ResumableRequest, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 import { UploadStream } from "./upload-stream";
 
 const LAYOUT_FILE = "fsgw-layout.json";
@@ -55,6 +55,14 @@ function refusedUpload(owner: UploadOwner, kind: number): UploadSink {
   queueMicrotask(() => owner.onStoreDone(-kind, 0));
   return { backlogBytes: 0, push() {}, end() {}, abort: () => Promise.resolve() };
 }
+
+/** The budget of a store that takes no resumable uploads: nothing is ever charged to it. */
+const NO_BUDGET: ClientBudget = {
+  takeUpload: () => "no resumable uploads",
+  releaseUpload() {},
+  takeBytes: () => "no resumable uploads",
+  releaseBytes() {},
+};
 
 /** Copies an inline call's digest (or its absence) into a caller's DIGEST_BYTES buffer. */
 function copyDigest(from: Uint8Array | null, out: Uint8Array | undefined): void {
@@ -93,7 +101,7 @@ export interface FileStoreOptions {
    * RESUME may reach another loop, which cannot see this one's table); an upload that asks for one
    * is an ordinary upload, and RESUME is answered as by a store without them.
    */
-  resumable: PartialLimits | null;
+  resumable: (PartialLimits & { budget: ClientBudget }) | null;
   /**
    * One event loop of several: its index (upload ids start "<index>.") and how to take over an
    * upload another loop parked, for a RESUME that reached this loop (through the loop group).
@@ -143,11 +151,11 @@ export class FileStore implements Store {
   ) {
     this.dataDir = resolve(options.dataDir);
     this.shards = options.shards;
-    const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000 };
+    const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000, budget: NO_BUDGET };
     this.takesResumable = options.resumable !== null;
     if (!this.takesResumable) this.resumeUpload = undefined;
     this.loop = options.loop ?? null;
-    this.partials = new Partials(limits, this.loop === null ? "" : `${this.loop.index}.`, this.loop?.resumableCounts ?? null);
+    this.partials = new Partials(limits, limits.budget, this.loop === null ? "" : `${this.loop.index}.`, this.loop?.resumableCounts ?? null);
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
     this.chunkBytes = options.ioChunkBytes;
@@ -174,6 +182,7 @@ export class FileStore implements Store {
       throw new StoreError(`cannot lock ${this.dataDir}/${LOCK_FILE}: ${lock.error}`);
     }
     this.checkLayout();
+    this.partials.log = log;
     const swept = this.sweepTemporaries(log);
     // For a group of loops, each loop finds what its engine may do here (attach).
     const engine = forLoops ? {} : this.attachEngine(log);
@@ -183,6 +192,7 @@ export class FileStore implements Store {
   /** One loop of several: the group's own instance did init() (lock, layout, sweep). */
   attach(log: Logger, loop: number): void {
     this.tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}-${loop}.`;
+    this.partials.log = log;
     log.debug("store_attached", { dataDir: this.dataDir, ...this.attachEngine(log) });
   }
 
@@ -318,14 +328,18 @@ export class FileStore implements Store {
     );
   }
 
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable = false): UploadSink {
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest): UploadSink {
     const tmpPath = this.tempPathOf(key);
     let partial: PartialUpload | undefined;
-    if (resumable && this.takesResumable) {
-      const entry = this.partials.register(key.name, tmpPath, size, expected);
-      if (typeof entry === "string") return refusedUpload(owner, Failure.RESUMABLE_FULL);
-      partial = entry;
-      this.sweepPartialsSoon();
+    if (resumable !== undefined && this.takesResumable) {
+      const entry = this.partials.register(key.name, tmpPath, size, expected, resumable.clients, Date.now());
+      // Past a bound (Partials logs which) the upload is still taken, as an ordinary one: its START
+      // has no id, and the client knows there is nothing to resume (refusing it would fail uploads
+      // that can succeed).
+      if (typeof entry !== "string") {
+        partial = entry;
+        this.sweepPartialsSoon();
+      }
     }
     return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false);
   }

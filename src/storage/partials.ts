@@ -4,11 +4,31 @@
 // exactly those bytes); RESUME takes it back and the client sends the rest. Committed, failed and
 // expired uploads leave the table, and their partial files go with them.
 //
-// Bounded: at most `uploadsMax` entries, and `bytesMax` announced bytes over all of them (in
-// progress and parked). Parked entries expire after `ttlMs`. Partials live in memory only: a
-// restart sweeps their files with the other temporary files.
+// Bounded by what is actually held, not by what clients announce (an announced size costs an
+// attacker nothing: 64 GiB announced, one byte sent, used to block every resumable upload for a
+// day). Server-wide: at most `uploadsMax` entries (in progress and parked), and `bytesMax` bytes
+// kept in parked partial files. Per client (its address, and its token id: the ClientBudget, kept
+// by the server for every loop): resumableUploadsPerClientMax entries and resumableBytesPerClientMax
+// kept bytes. An upload past an entry bound is not resumable (an ordinary upload: its START carries
+// no id); a broken upload past a byte bound is discarded instead of parked. Parked entries expire
+// after `ttlMs`. Partials live in memory only: a restart sweeps their files with the other
+// temporary files.
 import { randomBytes } from "node:crypto";
 import type { Hasher } from "../engine/io-engine";
+import type { Logger } from "../log";
+
+/**
+ * The server's per-client bounds on resumable uploads (src/server/ip-guard.ts, one table for every
+ * loop). A client is an address, or "token:<id>"; an upload is charged to each of its clients.
+ */
+export interface ClientBudget {
+  /** Counts one more upload for every client: null, or the bound that refused it (nothing counted). */
+  takeUpload(clients: readonly string[], nowMs: number): string | null;
+  releaseUpload(clients: readonly string[], nowMs: number): void;
+  /** Charges kept bytes to every client (after takeUpload): null, or the bound that refused them (nothing charged). */
+  takeBytes(clients: readonly string[], bytes: number): string | null;
+  releaseBytes(clients: readonly string[], bytes: number): void;
+}
 
 export interface PartialUpload {
   readonly id: string;
@@ -16,6 +36,10 @@ export interface PartialUpload {
   readonly keyName: string;
   readonly tmpPath: string;
   readonly size: number;
+  /** Who it is charged to (ClientBudget): the uploader's address, and its token id. */
+  readonly clients: readonly string[];
+  /** Bytes charged as kept (the onDisk of its last parking; 0 before it was ever parked). */
+  keptBytes: number;
   /** Bytes of the body in the temporary file, [0, onDisk), while parked. */
   onDisk: number;
   /** The hash of exactly those bytes, while parked (null while a connection sends the body). */
@@ -43,6 +67,8 @@ export interface HandedOver {
   keyName: string;
   tmpPath: string;
   size: number;
+  clients: readonly string[];
+  keptBytes: number;
   onDisk: number;
   /** The C library's SHA-256 state of the bytes on disk (NativeSha256.state). */
   hashState: Uint8Array;
@@ -50,65 +76,117 @@ export interface HandedOver {
   parkedMs: number;
 }
 
+/**
+ * The server-wide totals: this table's own (one loop), or every loop's in shared memory (element 0
+ * of each array).
+ */
+class Totals {
+  private uploads = 0;
+  private bytes = 0;
+  constructor(
+    private readonly limits: PartialLimits,
+    private readonly shared: { uploads: Int32Array; bytes: BigInt64Array } | null,
+  ) {}
+
+  /** One more upload: null, or the bound that refuses it (nothing counted). */
+  takeUpload(): string | null {
+    const shared = this.shared;
+    const over = `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
+    if (shared === null) {
+      if (this.uploads >= this.limits.uploadsMax) return over;
+      this.uploads++;
+      return null;
+    }
+    if (Atomics.add(shared.uploads, 0, 1) < this.limits.uploadsMax) return null;
+    Atomics.sub(shared.uploads, 0, 1);
+    return over;
+  }
+
+  releaseUpload(): void {
+    if (this.shared === null) this.uploads--;
+    else Atomics.sub(this.shared.uploads, 0, 1);
+  }
+
+  /** `bytes` more kept: null, or the bound that refuses them (nothing counted). */
+  takeBytes(bytes: number): string | null {
+    const shared = this.shared;
+    const over = `resumableBytesMax (${this.limits.bytesMax}) would be passed`;
+    if (shared === null) {
+      if (this.bytes + bytes > this.limits.bytesMax) return over;
+      this.bytes += bytes;
+      return null;
+    }
+    if (Number(Atomics.add(shared.bytes, 0, BigInt(bytes))) + bytes <= this.limits.bytesMax) return null;
+    Atomics.sub(shared.bytes, 0, BigInt(bytes));
+    return over;
+  }
+
+  releaseBytes(bytes: number): void {
+    if (this.shared === null) this.bytes -= bytes;
+    else Atomics.sub(this.shared.bytes, 0, BigInt(bytes));
+  }
+
+  get keptBytes(): number {
+    return this.shared === null ? this.bytes : Number(Atomics.load(this.shared.bytes, 0));
+  }
+}
+
 export class Partials {
   private readonly byId = new Map<string, PartialUpload>();
-  private bytes = 0;
-  /** Uploads resumed, and parked, so far (for stats). */
+  private readonly totals: Totals;
+  /** Uploads resumed and parked so far; asked to be resumable and taken as ordinary ones; broken and not kept (for stats). */
   resumed = 0;
   parked = 0;
+  refused = 0;
+  notKept = 0;
+  /** Where refusals and discards are said (the store's logger, once it has one). */
+  log: Logger | null = null;
 
   /**
    * `idPrefix`: "" with one event loop; with several, "<loop>." so that any loop can tell which one
-   * holds an upload (and ask it to hand the upload over).
+   * holds an upload (and ask it to hand the upload over). `shared`: with several event loops, the
+   * uploads and kept bytes of every loop's table (element 0 each), so that the bounds are the
+   * server's; absent, this table's own are.
    */
   constructor(
     private readonly limits: PartialLimits,
+    private readonly budget: ClientBudget,
     private readonly idPrefix = "",
-    /**
-     * With several event loops: the uploads and announced bytes of every loop's table (element 0
-     * each), so that the bounds are the server's; absent, this table's own are.
-     */
-    private readonly shared: { uploads: Int32Array; bytes: BigInt64Array } | null = null,
-  ) {}
-
-  /** Counts an upload of `size` bytes against the bounds: false (nothing counted) when over one. */
-  private count(size: number): string | null {
-    const shared = this.shared;
-    if (shared === null) {
-      if (this.byId.size >= this.limits.uploadsMax) return `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
-      if (this.bytes + size > this.limits.bytesMax) return `resumableBytesMax (${this.limits.bytesMax}) would be exceeded`;
-      return null;
-    }
-    if (Atomics.add(shared.uploads, 0, 1) >= this.limits.uploadsMax) {
-      Atomics.sub(shared.uploads, 0, 1);
-      return `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
-    }
-    if (Number(Atomics.add(shared.bytes, 0, BigInt(size))) + size > this.limits.bytesMax) {
-      Atomics.sub(shared.bytes, 0, BigInt(size));
-      Atomics.sub(shared.uploads, 0, 1);
-      return `resumableBytesMax (${this.limits.bytesMax}) would be exceeded`;
-    }
-    return null;
-  }
-
-  private uncount(size: number): void {
-    if (this.shared === null) return;
-    Atomics.sub(this.shared.uploads, 0, 1);
-    Atomics.sub(this.shared.bytes, 0, BigInt(size));
+    shared: { uploads: Int32Array; bytes: BigInt64Array } | null = null,
+  ) {
+    this.totals = new Totals(limits, shared);
   }
 
   get size(): number {
     return this.byId.size;
   }
 
-  /** Registers a new resumable upload, active; or says why not (a bound is reached). */
-  register(keyName: string, tmpPath: string, size: number, expected: Uint8Array | null): PartialUpload | string {
-    const over = this.count(size);
-    if (over !== null) return over;
-    const p: PartialUpload = { id: this.idPrefix + randomBytes(16).toString("hex"), keyName, tmpPath, size, onDisk: 0, hasher: null, expected, parkedMs: 0, active: true };
+  /** Bytes kept by parked uploads, server-wide. */
+  get keptBytes(): number {
+    return this.totals.keptBytes;
+  }
+
+  /**
+   * Registers a new resumable upload, active, charged to `clients`; or says which bound refuses it
+   * (then it is an ordinary upload).
+   */
+  register(keyName: string, tmpPath: string, size: number, expected: Uint8Array | null, clients: readonly string[], nowMs: number): PartialUpload | string {
+    const over = this.totals.takeUpload();
+    if (over !== null) return this.refuse(keyName, clients, over);
+    const overClient = this.budget.takeUpload(clients, nowMs);
+    if (overClient !== null) {
+      this.totals.releaseUpload();
+      return this.refuse(keyName, clients, overClient);
+    }
+    const p: PartialUpload = { id: this.idPrefix + randomBytes(16).toString("hex"), keyName, tmpPath, size, clients, keptBytes: 0, onDisk: 0, hasher: null, expected, parkedMs: 0, active: true };
     this.byId.set(p.id, p);
-    this.bytes += size;
     return p;
+  }
+
+  private refuse(keyName: string, clients: readonly string[], reason: string): string {
+    this.refused++;
+    this.log?.info("resumable_refused", { key: keyName, clients: clients.join(","), reason, effect: "an ordinary upload: not resumable" });
+    return reason;
   }
 
   /** RESUME: the parked upload `id` for `keyName`, now active again; or null (unknown, expired, another key), or "busy" (active). */
@@ -123,8 +201,9 @@ export class Partials {
   }
 
   /**
-   * Another loop's RESUME: the parked upload leaves this table for that loop's (its file with it),
-   * or null (unknown, expired, another key, or a hash state that cannot move), or "busy".
+   * Another loop's RESUME: the parked upload leaves this table for that loop's (its file, and its
+   * charges, with it), or null (unknown, expired, another key, or a hash state that cannot move),
+   * or "busy".
    */
   handOver(id: string, keyName: string, nowMs: number): HandedOver | null | "busy" {
     const p = this.byId.get(id);
@@ -132,39 +211,61 @@ export class Partials {
     if (p.active) return "busy";
     const state = p.hasher?.state;
     if (nowMs - p.parkedMs > this.limits.ttlMs || state === undefined) return null;
-    this.drop(p);
-    return { id: p.id, keyName: p.keyName, tmpPath: p.tmpPath, size: p.size, onDisk: p.onDisk, hashState: state.slice(), expected: p.expected, parkedMs: p.parkedMs };
+    // Server-wide totals and client charges are the same whichever loop holds it: only this
+    // table forgets it.
+    this.byId.delete(p.id);
+    return { id: p.id, keyName: p.keyName, tmpPath: p.tmpPath, size: p.size, clients: p.clients, keptBytes: p.keptBytes, onDisk: p.onDisk, hashState: state.slice(), expected: p.expected, parkedMs: p.parkedMs };
   }
 
-  /** A parked upload handed over by another loop, active here now (its bounds went with it). */
+  /** A parked upload handed over by another loop, active here now (its charges came with it). */
   adopt(h: HandedOver, hasher: Hasher): PartialUpload {
-    const p: PartialUpload = { id: h.id, keyName: h.keyName, tmpPath: h.tmpPath, size: h.size, onDisk: h.onDisk, hasher, expected: h.expected, parkedMs: h.parkedMs, active: true };
+    const p: PartialUpload = { id: h.id, keyName: h.keyName, tmpPath: h.tmpPath, size: h.size, clients: h.clients, keptBytes: h.keptBytes, onDisk: h.onDisk, hasher, expected: h.expected, parkedMs: h.parkedMs, active: true };
     this.byId.set(p.id, p);
-    this.bytes += p.size;
-    // Counted again here as the loop that handed it over uncounted it (the server's totals hold).
-    if (this.shared !== null) {
-      Atomics.add(this.shared.uploads, 0, 1);
-      Atomics.add(this.shared.bytes, 0, BigInt(p.size));
-    }
     this.resumed++;
     return p;
   }
 
-  /** Its connection broke: `onDisk` bytes are in the file, hashed by `hasher`. */
-  park(p: PartialUpload, onDisk: number, hasher: Hasher, nowMs: number): void {
+  /**
+   * Its connection broke: `onDisk` bytes are in the file, hashed by `hasher`. Kept when the bytes
+   * fit the server's and its clients' bounds (null); else the bound that refuses them, and the
+   * caller discards the upload (drop, and its file).
+   */
+  park(p: PartialUpload, onDisk: number, hasher: Hasher, nowMs: number): string | null {
+    const more = onDisk - p.keptBytes;
+    if (more > 0) {
+      const over = this.totals.takeBytes(more);
+      if (over !== null) return this.notKeep(p, onDisk, over);
+      const overClient = this.budget.takeBytes(p.clients, more);
+      if (overClient !== null) {
+        this.totals.releaseBytes(more);
+        return this.notKeep(p, onDisk, overClient);
+      }
+      p.keptBytes = onDisk;
+    }
     p.onDisk = onDisk;
     p.hasher = hasher;
     p.parkedMs = nowMs;
     p.active = false;
     this.parked++;
+    return null;
   }
 
-  /** Committed, failed or expired: forgotten (its file is the caller's to remove). */
-  drop(p: PartialUpload): void {
+  private notKeep(p: PartialUpload, onDisk: number, reason: string): string {
+    this.notKept++;
+    this.log?.warn("resumable_not_kept", { key: p.keyName, upload: p.id, clients: p.clients.join(","), bytes: onDisk, reason, effect: "discarded: a RESUME is answered 'no such upload'" });
+    return reason;
+  }
+
+  /** Committed, failed, expired or not kept: forgotten, its charges released (its file is the caller's to remove). */
+  drop(p: PartialUpload, nowMs = Date.now()): void {
     if (this.byId.get(p.id) !== p) return;
     this.byId.delete(p.id);
-    this.bytes -= p.size;
-    this.uncount(p.size);
+    this.totals.releaseUpload();
+    this.budget.releaseUpload(p.clients, nowMs);
+    if (p.keptBytes > 0) {
+      this.totals.releaseBytes(p.keptBytes);
+      this.budget.releaseBytes(p.clients, p.keptBytes);
+    }
   }
 
   /** Parked uploads past their time, removed from the table: their files are the caller's to remove. */
@@ -173,7 +274,7 @@ export class Partials {
     for (const p of this.byId.values()) {
       if (!p.active && nowMs - p.parkedMs > this.limits.ttlMs) out.push(p);
     }
-    for (const p of out) this.drop(p);
+    for (const p of out) this.drop(p, nowMs);
     return out;
   }
 }

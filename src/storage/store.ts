@@ -34,7 +34,7 @@ export const Failure = {
   IO: 9,
   /** The body's SHA-256 is not the one the client announced: nothing was stored. */
   DIGEST_MISMATCH: 10,
-  /** A bound on resumable uploads is reached (their count or their bytes): try later. */
+  /** A bound on resumable uploads is reached (a store that refuses rather than taking an ordinary upload): try later. */
   RESUMABLE_FULL: 11,
   /** RESUME of an upload that is not parked here: unknown, expired, finished, or another key's. */
   NO_UPLOAD: 12,
@@ -67,6 +67,12 @@ export interface UploadOwner extends StoreTarget {
   onUploadProgress(): void;
   /** The body is committed (result: its size) or not (-FailureKind, detail). Not after abort(). */
   onUploadDone(result: number, detail: number): void;
+}
+
+/** An upload asked to be resumable, and who asks: its kept bytes are charged to these clients. */
+export interface ResumableRequest {
+  /** The uploader's address, and with access tokens "token:<id>" (see ClientBudget). */
+  readonly clients: readonly string[];
 }
 
 /** A streamed upload in progress. */
@@ -175,8 +181,12 @@ export interface Store {
    * the size fits (a larger file is for openReader). `into` stays untouched until the result.
    */
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void;
-  /** Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push. */
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: boolean): UploadSink;
+  /**
+   * Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push.
+   * `resumable`: the client asks to be able to RESUME it; a store that cannot, or will not (a
+   * bound), takes it as an ordinary upload (the sink has no uploadId).
+   */
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: ResumableRequest): UploadSink;
   /**
    * Optional (resumable uploads): continues the parked upload `id` of `key`. The owner hears
    * onStoreDone(0) when the rest of the body may come (the sink's `offset` says from where), or

@@ -307,8 +307,12 @@ export class UploadStream implements UploadSink {
     await this.closeFile();
     this.busy = false;
     const p = this.partial!;
-    p.table.park(p.entry, this.position, this.hasher, Date.now());
-    this.tempExists = false; // the table holds the file now
+    if (p.table.park(p.entry, this.position, this.hasher, Date.now()) !== null) {
+      // Over a bound on kept bytes (the table said which): discarded, as an ordinary upload is.
+      await this.engine.unlink(this.tmpPath).catch(() => {});
+      p.table.drop(p.entry);
+    }
+    this.tempExists = false; // the table holds the file now, or it is gone
     this.settled = true;
     if (this.dupSocket >= 0) this.closeDupSocket();
     this.resolveDone();

@@ -111,10 +111,10 @@ test("a parked upload expires with its partial file; RESUME then says 'no such u
   const { conn: again, reply } = await resume("expiring", start.uploadId);
   expect([reply.operation, reply.message]).toEqual([Op.RESUME_RSP, "no such upload"]);
   again.close();
-  expect(await stats()).toEqual({ held: 0, parked: 1, resumed: 0 });
+  expect(await stats()).toEqual({ held: 0, parked: 1, resumed: 0, refused: 0, notKept: 0, keptBytes: 0 });
 });
 
-test("bounds on resumable uploads refuse politely; RESUME of another key, of one in progress, or with a wrong digest is refused", async () => {
+test("past the bounds on resumable uploads an upload is an ordinary one; RESUME of another key, of one in progress, or with a wrong digest is refused", async () => {
   server = await startServer({ resumableUploadsMax: 1 });
   const first = await connect();
   const body = payload(2 * MiB, 6);
@@ -127,7 +127,11 @@ test("bounds on resumable uploads refuse politely; RESUME of another key, of one
   await other.sendFrame({ operation: Op.RESUME, key: "one", uploadId: start.uploadId });
   expect((await other.readFrame()).message).toBe("upload in progress on another connection");
   await other.sendFrame({ operation: Op.UPLOAD, key: "two", size: 10, resumable: true });
-  expect((await other.readFrame())).toMatchObject({ operation: Op.UPLOAD_RSP, message: "resumable upload limit reached: try later" });
+  // Past the bound it is an ordinary upload: START without an id, and it completes.
+  const ordinary = await other.readFrame();
+  expect(ordinary).toMatchObject({ operation: Op.UPLOAD_RSP, message: "START", uploadId: "" });
+  await other.write(payload(10, 3));
+  expect((await finish(other, "two")).message).toBe("END");
   // A plain upload is not bound by it.
   await uploadExchange(other, "plain", 10, (c) => c.write(payload(10, 1)));
   await other.sendFrame({ operation: Op.RESUME, key: "not-one", uploadId: start.uploadId });

@@ -164,18 +164,198 @@ int32_t fsgw_struct_layout(int32_t *out, int32_t n) {
     }                                                                                     \
   } while (0)
 
-/* ---- the operations (run on workers) ---- */
-
 static int64_t neg_errno(void) { return -(int64_t)errno; }
 
-static int64_t do_open(const char *path, uint32_t flags) {
-  int oflags = flags == FSGW_OPEN_CREATE ? (O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC)
-               : flags == FSGW_OPEN_WRITE ? (O_RDWR | O_CLOEXEC)
-                                          : (O_RDONLY | O_CLOEXEC);
-  int fd;
-  do fd = open(path, oflags, 0644);
+/* ---- confinement (fsgw_confine): paths under a confined directory resolve beneath it, no links ---- */
+
+/* How a path below a confined directory is walked: never above it, never through a link. */
+#define CONFINED_RESOLVE (RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)
+/* Mode of files created outside every confined directory (test paths, tools). */
+#define UNCONFINED_FILE_MODE 0644
+
+typedef struct confined_dir {
+  int fd;             /* O_PATH descriptor of the directory, open for the life of the process */
+  mode_t file_mode;   /* of files created beneath it */
+  size_t prefix_len;  /* of prefix: the directory's path and '/' */
+  char *prefix;
+} confined_dir;
+
+/* Entries are written once, under the lock, before confined_count publishes them (release); readers
+ * load the count (acquire) and read the entries without a lock. */
+static pthread_mutex_t confined_lock = PTHREAD_MUTEX_INITIALIZER;
+static confined_dir confined[FSGW_CONFINED_MAX];
+static atomic_int confined_count;
+/* The entry this thread matched last: each event loop (and each worker, mostly) uses one. */
+static __thread int confined_last = -1;
+
+static long openat2_raw(int dir, const char *path, uint64_t flags, uint64_t mode, uint64_t resolve) {
+  struct open_how how;
+  memset(&how, 0, sizeof how);
+  how.flags = flags;
+  how.mode = mode;
+  how.resolve = resolve;
+  long fd;
+  do fd = syscall(SYS_openat2, dir, path, &how, sizeof how);
   while (fd < 0 && errno == EINTR);
-  return fd < 0 ? neg_errno() : fd;
+  return fd;
+}
+
+int32_t fsgw_confine(const char *dir, int32_t file_mode) {
+  size_t n = strlen(dir);
+  if (n == 0 || dir[0] != '/' || (n > 1 && dir[n - 1] == '/') || n + 2 > 4096) return -EINVAL;
+  if (file_mode < 0 || file_mode > 0777) return -EINVAL;
+  pthread_mutex_lock(&confined_lock);
+  int32_t rc = -ENOSPC;
+  int count = atomic_load_explicit(&confined_count, memory_order_relaxed);
+  for (int i = 0; i < count; i++) {
+    if (confined[i].prefix_len == n + 1 && memcmp(confined[i].prefix, dir, n) == 0) {
+      rc = i;
+      goto done;
+    }
+  }
+  if (count < FSGW_CONFINED_MAX) {
+    int fd;
+    do fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+      rc = (int32_t)neg_errno();
+      goto done;
+    }
+    /* The kernel must walk paths with openat2's rules, or nothing here can be promised. */
+    long probe = openat2_raw(fd, ".", O_PATH | O_DIRECTORY | O_CLOEXEC, 0, CONFINED_RESOLVE);
+    if (probe < 0) {
+      rc = (int32_t)neg_errno();
+      close(fd);
+      goto done;
+    }
+    close((int)probe);
+    char *prefix = malloc(n + 2);
+    if (prefix == NULL) {
+      close(fd);
+      rc = -ENOMEM;
+      goto done;
+    }
+    memcpy(prefix, dir, n);
+    prefix[n] = '/';
+    prefix[n + 1] = '\0';
+    confined[count] = (confined_dir){fd, (mode_t)file_mode, n + 1, prefix};
+    atomic_store_explicit(&confined_count, count + 1, memory_order_release);
+    rc = count;
+  }
+done:
+  pthread_mutex_unlock(&confined_lock);
+  return rc;
+}
+
+/* The confined directory `path` lies beneath (the longest, should they nest), with *rel the part of
+ * the path below it; or NULL, and *rel = path. */
+static const confined_dir *confined_of(const char *path, const char **rel) {
+  *rel = path;
+  int count = atomic_load_explicit(&confined_count, memory_order_acquire);
+  int last = confined_last;
+  if (last >= 0 && last < count && strncmp(path, confined[last].prefix, confined[last].prefix_len) == 0 && path[confined[last].prefix_len] != '\0') {
+    *rel = path + confined[last].prefix_len;
+    return &confined[last];
+  }
+  int best = -1;
+  for (int i = 0; i < count; i++) {
+    if (strncmp(path, confined[i].prefix, confined[i].prefix_len) == 0 && path[confined[i].prefix_len] != '\0' &&
+        (best < 0 || confined[i].prefix_len > confined[best].prefix_len))
+      best = i;
+  }
+  if (best < 0) return NULL;
+  confined_last = best;
+  *rel = path + confined[best].prefix_len;
+  return &confined[best];
+}
+
+/* open(2) of path: beneath its confined directory without links (EXDEV, an escape, is ELOOP to
+ * callers: both are "a link or a trick in the way"), else as a plain path. `extra` adds resolve
+ * flags (RESOLVE_CACHED for the inline calls). A descriptor, or -errno. */
+static int open_path(const char *path, int oflags, uint64_t extra) {
+  const char *rel;
+  const confined_dir *c = confined_of(path, &rel);
+  long fd;
+  if (c != NULL) {
+    fd = openat2_raw(c->fd, rel, (uint64_t)(oflags | O_CLOEXEC), (oflags & O_CREAT) ? c->file_mode : 0, CONFINED_RESOLVE | extra);
+    if (fd < 0 && errno == EXDEV) errno = ELOOP;
+  } else if (extra != 0) {
+    fd = openat2_raw(AT_FDCWD, path, (uint64_t)(oflags | O_CLOEXEC), (oflags & O_CREAT) ? UNCONFINED_FILE_MODE : 0, extra);
+  } else {
+    do fd = open(path, oflags | O_CLOEXEC, UNCONFINED_FILE_MODE);
+    while (fd < 0 && errno == EINTR);
+  }
+  return fd < 0 ? (int)neg_errno() : (int)fd;
+}
+
+/* The directory that holds path, opened with oflags (O_PATH for renames and unlinks, O_RDONLY to
+ * fsync it), beneath its confined directory without links; *leaf = the last component, *c = the
+ * confined directory (NULL: a plain path). A descriptor, or -errno. */
+static int open_parent(const char *path, int oflags, const char **leaf, const confined_dir **c) {
+  const char *rel;
+  *c = confined_of(path, &rel);
+  const char *slash = strrchr(rel, '/');
+  *leaf = slash == NULL ? rel : slash + 1;
+  char dir[4096];
+  size_t n = slash == NULL ? 0 : (size_t)(slash - rel);
+  if (n >= sizeof dir) return -ENAMETOOLONG;
+  if (slash == NULL) {
+    /* The confined directory itself, or a plain path's working directory. */
+    dir[0] = '.';
+    n = 1;
+  } else if (n == 0) {
+    dir[0] = '/'; /* a plain path in / */
+    n = 1;
+  } else {
+    memcpy(dir, rel, n);
+  }
+  dir[n] = '\0';
+  long fd;
+  if (*c != NULL) {
+    fd = openat2_raw((*c)->fd, dir, (uint64_t)(oflags | O_DIRECTORY | O_CLOEXEC), 0, CONFINED_RESOLVE);
+    if (fd < 0 && errno == EXDEV) errno = ELOOP;
+  } else {
+    do fd = open(dir, oflags | O_DIRECTORY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+  }
+  return fd < 0 ? (int)neg_errno() : (int)fd;
+}
+
+/* ---- the operations (run on workers) ---- */
+
+static int64_t do_open(const char *path, uint32_t flags) {
+  int oflags = flags == FSGW_OPEN_CREATE ? (O_RDWR | O_CREAT | O_EXCL) : flags == FSGW_OPEN_WRITE ? O_RDWR : O_RDONLY;
+  return open_path(path, oflags, 0);
+}
+
+/* rename(2) within one directory's tree: both names resolved beneath their confined directory
+ * without links, the move made relative to descriptors of their directories. */
+static int64_t do_rename(const char *from, const char *to) {
+  const char *from_leaf, *to_leaf;
+  const confined_dir *cf, *ct;
+  int from_dir = open_parent(from, O_PATH, &from_leaf, &cf);
+  if (from_dir < 0) return from_dir;
+  int to_dir = open_parent(to, O_PATH, &to_leaf, &ct);
+  if (to_dir < 0) {
+    close(from_dir);
+    return to_dir;
+  }
+  int64_t rc = cf != ct ? -EXDEV : renameat(from_dir, from_leaf, to_dir, to_leaf) == 0 ? 0 : neg_errno();
+  close(from_dir);
+  close(to_dir);
+  return rc;
+}
+
+/* unlink(2), relative to a descriptor of the file's directory: a link named path is removed
+ * itself, never what it points to. */
+static int64_t do_unlink(const char *path) {
+  const char *leaf;
+  const confined_dir *c;
+  int dir = open_parent(path, O_PATH, &leaf, &c);
+  if (dir < 0) return dir;
+  int64_t rc = unlinkat(dir, leaf, 0) == 0 ? 0 : neg_errno();
+  close(dir);
+  return rc;
 }
 
 /* Writes all of buf: short writes are continued, EINTR and EAGAIN retried. */
@@ -224,55 +404,62 @@ static int64_t do_fsync(int fd) {
 
 double fsgw_fsync_count(void) { return (double)atomic_load(&fsyncs_done); }
 
-/* fsyncs the directory that holds path, so that a rename into it survives a crash. */
-static int64_t fsync_parent_dir(const char *path) {
-  char dir[4096];
-  const char *slash = strrchr(path, '/');
-  size_t n = slash == NULL ? 1 : (slash == path ? 1 : (size_t)(slash - path));
-  if (n >= sizeof dir) return -ENAMETOOLONG;
-  if (slash == NULL) dir[0] = '.';
-  else memcpy(dir, path, n);
-  dir[n] = '\0';
-  int fd;
-  do fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0) return neg_errno();
-  int64_t rc = do_fsync(fd);
-  close(fd);
-  return rc;
-}
-
 /* create + write + (fsync) + close + rename (+ fsync of the directory): a whole small upload in
- * one trip to a worker. */
+ * one trip to a worker. The directories of the two paths are opened beneath their confined
+ * directory without links (once, when the paths name the same one, as the store's always do): the
+ * temporary file is created in its directory by its last component (O_EXCL | O_NOFOLLOW: no link
+ * followed), renamed relative to the two descriptors and, when durable, the final name's directory
+ * fsynced through its descriptor. */
 static int64_t set_digest(int fd, const uint8_t *digest);
 
 static int64_t do_commit(const char *tmp, const char *final_path, const char *buf, size_t len, uint32_t flags, const uint8_t *digest,
                          int32_t *aux) {
-  int64_t fd = do_open(tmp, FSGW_OPEN_CREATE);
-  if (fd < 0) return fd;
-  int64_t rc = do_pwrite_all((int)fd, buf, len, 0);
-  if (rc >= 0 && digest != NULL) {
-    /* Recorded before the rename: the file and its digest appear under the key together. */
-    int64_t d = set_digest((int)fd, digest);
-    if (d == -ENOTSUP) *aux = ENOTSUP; /* a file system without user attributes: committed without it */
-    else if (d < 0) rc = d;
+  const char *tmp_leaf, *final_leaf;
+  const confined_dir *c, *c2;
+  int durable = (flags & FSGW_COMMIT_FSYNC) != 0;
+  const char *tmp_slash = strrchr(tmp, '/'), *final_slash = strrchr(final_path, '/');
+  size_t tmp_dir_len = tmp_slash == NULL ? 0 : (size_t)(tmp_slash - tmp);
+  int same_dir = (final_slash == NULL ? 0 : (size_t)(final_slash - final_path)) == tmp_dir_len && strncmp(tmp, final_path, tmp_dir_len) == 0;
+  int dir = open_parent(tmp, same_dir && durable ? O_RDONLY : O_PATH, &tmp_leaf, &c);
+  if (dir < 0) return dir;
+  int final_dir = dir;
+  if (!same_dir) {
+    final_dir = open_parent(final_path, durable ? O_RDONLY : O_PATH, &final_leaf, &c2);
+    if (final_dir < 0) {
+      close(dir);
+      return final_dir;
+    }
+  } else {
+    final_leaf = final_slash == NULL ? final_path : final_slash + 1;
+    c2 = c;
   }
-  if (rc >= 0 && (flags & FSGW_COMMIT_FSYNC)) rc = do_fsync((int)fd);
-  int64_t closed = do_close((int)fd);
-  if (rc >= 0) rc = closed;
-  if (rc >= 0 && rename(tmp, final_path) != 0) rc = neg_errno();
-  if (rc < 0) {
-    int saved = errno;
-    unlink(tmp);
-    errno = saved;
-    return rc;
+  int64_t rc = 0;
+  int64_t fd = -1;
+  if (c != c2) rc = -EXDEV; /* a rename never leaves its confined directory */
+  if (rc >= 0) {
+    do fd = openat(dir, tmp_leaf, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, c != NULL ? c->file_mode : UNCONFINED_FILE_MODE);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) rc = neg_errno();
+  }
+  if (rc >= 0) {
+    rc = do_pwrite_all((int)fd, buf, len, 0);
+    if (rc >= 0 && digest != NULL) {
+      /* Recorded before the rename: the file and its digest appear under the key together. */
+      int64_t d = set_digest((int)fd, digest);
+      if (d == -ENOTSUP) *aux = ENOTSUP; /* a file system without user attributes: committed without it */
+      else if (d < 0) rc = d;
+    }
+    if (rc >= 0 && durable) rc = do_fsync((int)fd);
+    int64_t closed = do_close((int)fd);
+    if (rc >= 0) rc = closed;
+    if (rc >= 0 && renameat(dir, tmp_leaf, final_dir, final_leaf) != 0) rc = neg_errno();
+    if (rc < 0) unlinkat(dir, tmp_leaf, 0);
   }
   /* The file's bytes are on disk; the rename is only once its directory is too. */
-  if (flags & FSGW_COMMIT_FSYNC) {
-    rc = fsync_parent_dir(final_path);
-    if (rc < 0) return rc;
-  }
-  return (int64_t)len;
+  if (rc >= 0 && durable) rc = do_fsync(final_dir);
+  if (final_dir != dir) close(final_dir);
+  close(dir);
+  return rc < 0 ? rc : (int64_t)len;
 }
 
 /* open + fstat + read it all + close: a whole small download in one trip to a worker. */
@@ -421,9 +608,21 @@ static void digest_of_fd(int fd, uint8_t *out) {
   out[0] = fgetxattr(fd, FSGW_DIGEST_XATTR, out + 1, 32) == 32;
 }
 
-static void digest_of_path(const char *path, uint8_t *out) {
-  if (out == NULL) return;
-  out[0] = getxattr(path, FSGW_DIGEST_XATTR, out + 1, 32) == 32;
+static int digest_by_path(const char *path, int opath_fd, uint8_t *out);
+
+/* STAT: the entry under path, never through a link beneath a confined directory (an O_PATH open
+ * touches no file data, and fstat on it reads the inode). */
+static int64_t do_stat(const char *path, int32_t *aux, uint8_t *digest_out) {
+  int fd = open_path(path, O_PATH, 0);
+  if (fd < 0) return fd;
+  struct stat st;
+  int64_t rc = stat_result(fstat(fd, &st), &st, aux);
+  if (rc >= 0 && digest_out != NULL) {
+    if (S_ISREG(st.st_mode)) digest_by_path(path, fd, digest_out);
+    else digest_out[0] = 0;
+  }
+  close(fd);
+  return rc;
 }
 
 static int64_t set_digest(int fd, const uint8_t *digest) {
@@ -442,14 +641,11 @@ static void run_job(job *j) {
       j->result = stat_result(fstat(j->fd, &st), &st, &j->aux);
       if (j->result >= 0) digest_of_fd(j->fd, j->ext);
       break;
-    case FSGW_OP_STAT:
-      j->result = stat_result(stat(j->path, &st), &st, &j->aux);
-      if (j->result >= 0) digest_of_path(j->path, j->ext);
-      break;
+    case FSGW_OP_STAT: j->result = do_stat(j->path, &j->aux, j->ext); break;
     case FSGW_OP_CLOSE: j->result = do_close(j->fd); break;
     case FSGW_OP_FSYNC: j->result = do_fsync(j->fd); break;
-    case FSGW_OP_RENAME: j->result = rename(j->path, j->path2) == 0 ? 0 : neg_errno(); break;
-    case FSGW_OP_UNLINK: j->result = unlink(j->path) == 0 ? 0 : neg_errno(); break;
+    case FSGW_OP_RENAME: j->result = do_rename(j->path, j->path2); break;
+    case FSGW_OP_UNLINK: j->result = do_unlink(j->path); break;
     case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags, j->ext, &j->aux); break;
     case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux, j->ext); break;
     case FSGW_OP_FSETDIGEST: j->result = set_digest(j->fd, j->ext); break;
@@ -963,58 +1159,12 @@ static atomic_int inline_refused;
 
 void fsgw_debug_set_inline_refused(int32_t on) { atomic_store(&inline_refused, on != 0); }
 
-/* The base directory of inline lookups (fsgw_inline_base): a path under it is resolved from its
- * descriptor, so the kernel walks only the components below it. Set once; read without a lock. */
-static pthread_mutex_t inline_base_lock = PTHREAD_MUTEX_INITIALIZER;
-static atomic_int inline_base_set;
-static int inline_base_fd = -1;
-static char inline_base[4096];
-static size_t inline_base_len;
-
-int32_t fsgw_inline_base(const char *dir) {
-  size_t n = strlen(dir);
-  if (n == 0 || n + 2 > sizeof inline_base) return -ENAMETOOLONG;
-  pthread_mutex_lock(&inline_base_lock);
-  int32_t rc = 0;
-  if (!atomic_load_explicit(&inline_base_set, memory_order_relaxed)) {
-    int fd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0) {
-      rc = (int32_t)neg_errno();
-    } else {
-      memcpy(inline_base, dir, n);
-      if (inline_base[n - 1] != '/') inline_base[n++] = '/';
-      inline_base[n] = '\0';
-      inline_base_len = n;
-      inline_base_fd = fd;
-      atomic_store_explicit(&inline_base_set, 1, memory_order_release);
-      rc = 1;
-    }
-  }
-  pthread_mutex_unlock(&inline_base_lock);
-  return rc;
-}
-
 /* openat2 with RESOLVE_CACHED: a descriptor, or -EAGAIN when resolving path would need I/O. glibc
- * has no wrapper, hence the raw system call. Under the inline base, relative to its descriptor and
- * never beyond it (RESOLVE_BENEATH). */
+ * has no wrapper, hence the raw system call. Beneath a confined directory, without links (-ELOOP:
+ * an answer, not a reason to ask the pool, which refuses the same). */
 static int open_cached(const char *path, int flags) {
   if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
-  struct open_how how;
-  memset(&how, 0, sizeof how);
-  how.flags = (uint64_t)(flags | O_CLOEXEC);
-  how.resolve = RESOLVE_CACHED;
-  int dir = AT_FDCWD;
-  if (atomic_load_explicit(&inline_base_set, memory_order_acquire) && strncmp(path, inline_base, inline_base_len) == 0 &&
-      path[inline_base_len] != '\0') {
-    dir = inline_base_fd;
-    path += inline_base_len;
-    how.resolve |= RESOLVE_BENEATH;
-  }
-  long fd;
-  do fd = syscall(SYS_openat2, dir, path, &how, sizeof how);
-  while (fd < 0 && errno == EINTR);
-  if (fd < 0 && errno == EXDEV) return -EAGAIN; /* a symlink out of the base: the pool resolves it as before */
-  return fd < 0 ? -errno : (int)fd;
+  return open_path(path, flags, RESOLVE_CACHED);
 }
 
 /* Recorded digests the inline calls have read, per thread (the event loop's), by inode: a file's
@@ -1079,41 +1229,47 @@ struct fsgw_xattr_args {
 };
 static atomic_int getxattrat_missing;
 
-/* The digest of a file under the inline base, by its path: 0, or -1 when that cannot be done
- * here (not under the base, no getxattrat): the caller opens the file instead. */
-static int digest_under_base(const char *path, uint8_t *out) {
-  if (atomic_load_explicit(&getxattrat_missing, memory_order_relaxed) || !atomic_load_explicit(&inline_base_set, memory_order_acquire) ||
-      strncmp(path, inline_base, inline_base_len) != 0)
-    return -1;
-  struct fsgw_xattr_args args = {(uint64_t)(uintptr_t)(out + 1), 32, 0};
-  long n = syscall(__NR_getxattrat, inline_base_fd, path + inline_base_len, 0, FSGW_DIGEST_XATTR, &args, sizeof args);
-  if (n < 0 && errno == ENOSYS) {
+/* The recorded digest of the regular file open at opath_fd (an O_PATH descriptor, through which
+ * attributes cannot be read), found at path a moment ago: 0 with out filled, or -errno. Beneath a
+ * confined directory by getxattrat from that directory's descriptor with AT_SYMLINK_NOFOLLOW (one
+ * system call, no open); elsewhere, or on a kernel without getxattrat (before 6.13), through the
+ * descriptor's /proc/self/fd link, which names exactly that file. (The by-path read walks the
+ * shard directory again: a link swapped into its place between the two calls could make it read
+ * another file's 32-byte attribute. Nothing else of any file is read by path.) */
+static int digest_by_path(const char *path, int opath_fd, uint8_t *out) {
+  const char *rel;
+  const confined_dir *c = confined_of(path, &rel);
+  if (c != NULL && !atomic_load_explicit(&getxattrat_missing, memory_order_relaxed)) {
+    struct fsgw_xattr_args args = {(uint64_t)(uintptr_t)(out + 1), 32, 0};
+    long n = syscall(__NR_getxattrat, c->fd, rel, AT_SYMLINK_NOFOLLOW, FSGW_DIGEST_XATTR, &args, sizeof args);
+    if (n >= 0 || errno != ENOSYS) {
+      out[0] = n == 32;
+      return 0;
+    }
     atomic_store(&getxattrat_missing, 1);
-    return -1;
   }
+  char link[32];
+  snprintf(link, sizeof link, "/proc/self/fd/%d", opath_fd);
+  ssize_t n = getxattr(link, FSGW_DIGEST_XATTR, out + 1, 32);
   out[0] = n == 32;
-  return 0;
+  return n >= 0 || errno == ENODATA || errno == ENOTSUP ? 0 : (int)neg_errno();
 }
 
 double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out) {
-  /* An O_PATH descriptor touches no file data, and fstat on it reads the in-memory inode; its
-   * attributes cannot be read through it, so the digest comes by path from the inline base
-   * (getxattrat), or else the file is opened for reading (O_NOATIME: reading nothing, changing
-   * nothing; refused to others than the owner: the pool), which costs a full open. */
-  int by_path = digest_out == NULL || (!atomic_load_explicit(&getxattrat_missing, memory_order_relaxed) &&
-                                       atomic_load_explicit(&inline_base_set, memory_order_acquire) && strncmp(path, inline_base, inline_base_len) == 0);
-  int fd = open_cached(path, by_path ? O_PATH : O_RDONLY | O_NOATIME);
-  if (fd == -EPERM) return -EAGAIN;
+  /* An O_PATH descriptor touches no file data, and fstat on it reads the in-memory inode. A digest
+   * the cache does not know is read by digest_by_path. */
+  int fd = open_cached(path, O_PATH);
   if (fd < 0) return (double)fd;
   struct stat st;
   int64_t rc = stat_result(fstat(fd, &st), &st, mode_out);
-  int known = rc >= 0 && digest_out != NULL && S_ISREG(st.st_mode) && digest_from_cache(&st, digest_out);
-  if (rc >= 0 && digest_out != NULL && !known && !by_path) digest_of_fd(fd, digest_out);
-  close(fd);
-  if (rc >= 0 && digest_out != NULL && !known && by_path && digest_under_base(path, digest_out) != 0) {
-    return fsgw_stat_cached(path, mode_out, digest_out); /* the kernel has no getxattrat: again, opening the file */
+  if (rc >= 0 && digest_out != NULL) {
+    if (!S_ISREG(st.st_mode)) digest_out[0] = 0;
+    else if (!digest_from_cache(&st, digest_out)) {
+      if (digest_by_path(path, fd, digest_out) == 0) digest_to_cache(&st, digest_out);
+      else rc = -EAGAIN; /* unreadable here: the pool asks again */
+    }
   }
-  if (rc >= 0 && digest_out != NULL && !known && S_ISREG(st.st_mode)) digest_to_cache(&st, digest_out);
+  close(fd);
   return (double)rc;
 }
 
@@ -1183,7 +1339,7 @@ double fsgw_raise_nofile(double want) {
 
 int32_t fsgw_lock_file(const char *path) {
   int fd;
-  do fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  do fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   while (fd < 0 && errno == EINTR);
   if (fd < 0) return (int32_t)neg_errno();
   int rc;

@@ -21,13 +21,21 @@
  * Conventions: every function returns >= 0 on success or -errno. EINTR is retried here, short
  * writes are continued here. Buffers and paths handed in belong to the pool until their completion
  * is drained: the caller keeps them alive and untouched until then.
+ *
+ * Confinement (fsgw_confine): a path under a confined directory is never resolved from the root.
+ * Every operation, pooled or inline, walks it from a descriptor of that directory with openat2
+ * RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, and renames and unlinks happen relative to a descriptor of
+ * the file's own directory opened the same way: a symbolic link anywhere below the confined
+ * directory (a planted file, or a shard directory replaced by a link) is refused with -ELOOP, and
+ * nothing outside it is ever read, written, renamed or deleted. Files created there get the
+ * directory's file mode (less the process umask).
  */
 #ifndef FSGW_POOL_H
 #define FSGW_POOL_H
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 6
+#define FSGW_ABI_VERSION 7
 
 typedef struct fsgw_pool fsgw_pool;
 
@@ -85,7 +93,7 @@ enum {
 
 enum {
   FSGW_OPEN_READ = 0,   /* O_RDONLY */
-  FSGW_OPEN_CREATE = 1, /* O_RDWR | O_CREAT | O_EXCL, 0644 (read too: a spliced body is hashed by reading it back) */
+  FSGW_OPEN_CREATE = 1, /* O_RDWR | O_CREAT | O_EXCL, the confined directory's file mode (else 0644) (read too: a spliced body is hashed by reading it back) */
   FSGW_OPEN_WRITE = 2,  /* O_RDWR of an existing file (a resumed upload's temporary file) */
 };
 
@@ -227,9 +235,10 @@ void fsgw_pool_free(fsgw_pool *pool);
  * effect, or -errno. */
 double fsgw_raise_nofile(double want);
 
-/* Takes an exclusive advisory lock (flock) on path, creating the file if needed, and keeps the
- * descriptor open for the life of the process. Returns the descriptor, -EWOULDBLOCK when another
- * process holds the lock, or -errno. */
+/* Takes an exclusive advisory lock (flock) on path, creating the file (0600) if needed, and keeps
+ * the descriptor open for the life of the process. A symbolic link at path is refused (-ELOOP):
+ * the lock file is written (the caller writes its pid through the descriptor). Returns the
+ * descriptor, -EWOULDBLOCK when another process holds the lock, or -errno. */
 int32_t fsgw_lock_file(const char *path);
 
 /* How long one FSGW_OP_SENDFILE waits for a full socket to take more before it completes with what
@@ -250,13 +259,20 @@ int32_t fsgw_lock_file(const char *path);
  * yet: call it before the first. */
 void fsgw_digest_cache_entries(int32_t n);
 
-/* Makes dir the base of the inline operations: a path that starts with dir is then resolved from
- * a descriptor of dir (the kernel walks only what follows it) and never beyond it. The first call
- * in the process sets it (1); later calls change nothing (0); -errno when dir cannot be opened.
- * Other paths work as before. */
-int32_t fsgw_inline_base(const char *dir);
+/* The most directories one process confines (a data directory, and a read cache's per loop). */
+#define FSGW_CONFINED_MAX 80
 
-/* Stats path (following symlinks, like stat): returns its size, or -errno (-EAGAIN: not cached);
+/* Confines dir (an absolute path without a trailing '/'): from now on every path that starts with
+ * dir + '/', in every operation, pooled or inline, resolves beneath a descriptor of dir and never
+ * through a symbolic link (see "Confinement" above); files created there get file_mode (0..0777,
+ * less the umask). Process-wide and permanent. Returns the directory's index (the same index for
+ * the same dir again, its first file mode kept), -ENOSYS when the kernel has no openat2 (Linux
+ * 5.6+), -ENOSPC past FSGW_CONFINED_MAX, or -errno when dir cannot be opened. Paths elsewhere
+ * resolve as plain paths. */
+int32_t fsgw_confine(const char *dir, int32_t file_mode);
+
+/* Stats path (under a confined directory: -ELOOP for a link; elsewhere following links, like
+ * stat): returns its size, or -errno (-EAGAIN: not cached);
  * *mode_out = st_mode. With digest_out (FSGW_DIGEST_OUT_BYTES, or NULL), the cached, fsgw_open_cached
  * and fsgw_read_cached calls also read the file's recorded digest, as the operations above do. */
 double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out);

@@ -605,45 +605,105 @@ static void test_digests(void) {
   fsgw_pool_free(pool);
 }
 
-/* The inline base: lookups under it start from its descriptor and never leave it; paths elsewhere,
- * and symlinks out of it, still resolve as before (through the pool when inline refuses). */
-static void test_inline_base(void) {
-  char base[600], file_path[700], out_path[700], link_path[700], dotdot[800];
-  snprintf(base, sizeof base, "%s/base", dir);
+/* Confinement: beneath a confined directory every operation, pooled and inline, refuses a link
+ * anywhere on the way (-ELOOP) and touches nothing outside; files created there get its mode;
+ * paths elsewhere work as before. */
+static void test_confine(void) {
+  char base[600], shard[700], file_path[700], outside[600], out_file[700], link_file[700], swapped[700], via_swapped[800], tmp[700];
+  snprintf(base, sizeof base, "%s/confined", dir);
+  snprintf(shard, sizeof shard, "%s/ab", base);
+  snprintf(file_path, sizeof file_path, "%s/ab/f", base);
+  snprintf(outside, sizeof outside, "%s/outside", dir);
+  snprintf(out_file, sizeof out_file, "%s/outside/victim", dir);
+  snprintf(link_file, sizeof link_file, "%s/ab/planted", base);
+  snprintf(swapped, sizeof swapped, "%s/cd", base);
+  snprintf(via_swapped, sizeof via_swapped, "%s/cd/victim", base);
   mkdir(base, 0755);
-  snprintf(file_path, sizeof file_path, "%s/f", base);
-  snprintf(out_path, sizeof out_path, "%s/outside", dir);
-  snprintf(link_path, sizeof link_path, "%s/link-out", base);
-  snprintf(dotdot, sizeof dotdot, "%s/../outside", base);
+  mkdir(shard, 0755);
+  mkdir(outside, 0755);
   int w = open(file_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  CHECK(write(w, "12345", 5) == 5, "inline base: file written", "%s", strerror(errno));
+  CHECK(write(w, "12345", 5) == 5, "confine: file written", "%s", strerror(errno));
   close(w);
-  w = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  CHECK(write(w, "123", 3) == 3, "inline base: outside file written", "%s", strerror(errno));
+  w = open(out_file, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  CHECK(write(w, "secret", 6) == 6, "confine: outside file written", "%s", strerror(errno));
   close(w);
-  CHECK(symlink(out_path, link_path) == 0, "inline base: symlink made", "%s", strerror(errno));
+  /* A link planted as a file, and a shard directory replaced by a link to another directory. */
+  CHECK(symlink(out_file, link_file) == 0 && symlink(outside, swapped) == 0, "confine: links planted", "%s", strerror(errno));
+
+  CHECK(fsgw_confine("relative/dir", 0600) == -EINVAL, "confine: a relative directory is refused", "%s", "failed");
+  int index = fsgw_confine(base, 0600);
+  CHECK(index >= 0, "confine: a directory", "%d", index);
+  CHECK(fsgw_confine(base, 0644) == index, "confine: the same directory again: the same index", "%s", "failed");
+
+  fsgw_pool *pool = make_pool(2, 16);
   int32_t mode = 0;
-  fsgw_stat_cached(file_path, &mode, NULL); /* warm the caches */
-  fsgw_stat_cached(out_path, &mode, NULL);
-  CHECK(fsgw_inline_base(base) == 1, "inline base: the first call sets it", "%s", base);
-  CHECK(fsgw_inline_base(dir) == 0, "inline base: a second call changes nothing", "%s", dir);
-  CHECK(fsgw_stat_cached(file_path, &mode, NULL) == 5, "inline base: a file under it", "%g", fsgw_stat_cached(file_path, &mode, NULL));
-  CHECK(fsgw_stat_cached(out_path, &mode, NULL) == 3, "inline base: a path elsewhere as before", "%g", fsgw_stat_cached(out_path, &mode, NULL));
-  CHECK(fsgw_stat_cached(link_path, &mode, NULL) == -EAGAIN, "inline base: a symlink out of it is left to the pool", "%g", fsgw_stat_cached(link_path, &mode, NULL));
-  CHECK(fsgw_stat_cached(dotdot, &mode, NULL) == -EAGAIN, "inline base: .. out of it is left to the pool", "%g", fsgw_stat_cached(dotdot, &mode, NULL));
+  uint8_t out[33];
+  /* Inline calls. */
+  CHECK(fsgw_stat_cached(file_path, &mode, NULL) == 5, "confine: inline stat of a file beneath it", "%g", fsgw_stat_cached(file_path, &mode, NULL));
+  CHECK(fsgw_stat_cached(link_file, &mode, out) == -ELOOP, "confine: inline stat of a planted link: -ELOOP", "%g", fsgw_stat_cached(link_file, &mode, out));
+  CHECK(fsgw_stat_cached(via_swapped, &mode, out) == -ELOOP, "confine: inline stat through a linked directory: -ELOOP", "%g", fsgw_stat_cached(via_swapped, &mode, out));
+  char buf[64];
+  CHECK(fsgw_read_cached(link_file, buf, sizeof buf, NULL) == -ELOOP, "confine: inline read of a planted link: -ELOOP", "%s", "failed");
   double size = -1;
-  int fd = fsgw_open_cached(file_path, &size, NULL);
-  CHECK(fd >= 0 && size == 5, "inline base: open_cached under it", "%d %g", fd, size);
-  if (fd >= 0) close(fd);
-  /* Under the base, stat_cached reads the digest by path from the base (getxattrat, no open). */
-  uint8_t digest[32], out[33];
+  CHECK(fsgw_open_cached(via_swapped, &size, NULL) == -ELOOP, "confine: inline open through a linked directory: -ELOOP", "%s", "failed");
+  /* Pooled operations. */
+  fsgw_comp c = run1(pool, FSGW_OP_OPEN, FSGW_OPEN_READ, 0, NULL, 0, 0, link_file, NULL);
+  CHECK(c.result == -ELOOP, "confine: OPEN of a planted link: -ELOOP", "%g", c.result);
+  c = run1x(pool, FSGW_OP_STAT, 0, 0, NULL, 0, 0, via_swapped, NULL, out);
+  CHECK(c.result == -ELOOP, "confine: STAT through a linked directory: -ELOOP", "%g", c.result);
+  c = run1(pool, FSGW_OP_READ_FILE, 0, 0, buf, sizeof buf, 0, via_swapped, NULL);
+  CHECK(c.result == -ELOOP, "confine: READ_FILE through a linked directory: -ELOOP", "%g", c.result);
+  c = run1(pool, FSGW_OP_UNLINK, 0, 0, NULL, 0, 0, via_swapped, NULL);
+  struct stat st;
+  CHECK(c.result == -ELOOP && stat(out_file, &st) == 0, "confine: UNLINK through a linked directory: -ELOOP, the outside file stays", "%g", c.result);
+  snprintf(tmp, sizeof tmp, "%s/cd/new-tmp", base);
+  c = run1(pool, FSGW_OP_OPEN, FSGW_OPEN_CREATE, 0, NULL, 0, 0, tmp, NULL);
+  char made[800];
+  snprintf(made, sizeof made, "%s/new-tmp", outside);
+  CHECK(c.result == -ELOOP && stat(made, &st) != 0, "confine: OPEN_CREATE through a linked directory: -ELOOP, nothing made outside", "%g", c.result);
+  c = run1(pool, FSGW_OP_COMMIT, 0, 0, "abc", 3, 0, tmp, via_swapped);
+  CHECK(c.result == -ELOOP && stat(made, &st) != 0, "confine: COMMIT into a linked directory: -ELOOP, nothing made outside", "%g", c.result);
+  c = run1(pool, FSGW_OP_RENAME, 0, 0, NULL, 0, 0, file_path, via_swapped);
+  CHECK(c.result == -ELOOP && stat(file_path, &st) == 0, "confine: RENAME into a linked directory: -ELOOP, the file stays", "%g", c.result);
+  /* The outside file is untouched throughout. */
+  int r = open(out_file, O_RDONLY);
+  char text[16] = {0};
+  CHECK(r >= 0 && read(r, text, sizeof text) == 6 && memcmp(text, "secret", 6) == 0, "confine: the outside file is untouched", "%s", text);
+  if (r >= 0) close(r);
+  /* What works beneath it works as before, and what is created gets the directory's mode. */
+  char tmp2[700], final2[700];
+  snprintf(tmp2, sizeof tmp2, "%s/ab/t\\1", base);
+  snprintf(final2, sizeof final2, "%s/ab/k", base);
+  c = run1(pool, FSGW_OP_COMMIT, FSGW_COMMIT_FSYNC, 0, "hello", 5, 0, tmp2, final2);
+  mode_t mask = umask(0);
+  umask(mask);
+  CHECK(c.result == 5 && stat(final2, &st) == 0 && (st.st_mode & 0777) == (0600 & ~mask), "confine: COMMIT (durable) beneath it, the file 0600", "%g %o", c.result, st.st_mode & 0777);
+  c = run1(pool, FSGW_OP_STAT, 0, 0, NULL, 0, 0, final2, NULL);
+  CHECK(c.result == 5 && S_ISREG((mode_t)c.aux), "confine: STAT beneath it", "%g", c.result);
+  c = run1(pool, FSGW_OP_RENAME, 0, 0, NULL, 0, 0, final2, file_path);
+  CHECK(c.result == 0, "confine: RENAME beneath it", "%g", c.result);
+  c = run1(pool, FSGW_OP_UNLINK, 0, 0, NULL, 0, 0, link_file, NULL);
+  CHECK(c.result == 0 && lstat(link_file, &st) != 0 && stat(out_file, &st) == 0, "confine: UNLINK of a planted link removes the link, not its target", "%g", c.result);
+  c = run1(pool, FSGW_OP_OPEN, FSGW_OPEN_READ, 0, NULL, 0, 0, out_file, NULL);
+  CHECK(c.result >= 0, "confine: a path elsewhere opens as before", "%g", c.result);
+  if (c.result >= 0) close((int)c.result);
+  /* A digest read beneath it (getxattrat from the confined directory, or /proc/self/fd). */
+  uint8_t digest[32];
   for (int i = 0; i < 32; i++) digest[i] = (uint8_t)(200 - i);
   if (setxattr(file_path, "user.fsgw.sha256", digest, 32, 0) == 0) {
     memset(out, 0xee, sizeof out);
-    CHECK(fsgw_stat_cached(file_path, &mode, out) == 5 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "inline base: stat_cached reads a digest under it", "%d", out[0]);
+    CHECK(fsgw_stat_cached(file_path, &mode, out) == 5 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "confine: inline stat reads a digest beneath it", "%d", out[0]);
     memset(out, 0xee, sizeof out);
-    CHECK(fsgw_stat_cached(out_path, &mode, out) == 3 && out[0] == 0, "inline base: a file elsewhere without a digest: flag 0", "%d", out[0]);
+    c = run1x(pool, FSGW_OP_STAT, 0, 0, NULL, 0, 0, file_path, NULL, out);
+    CHECK(c.result == 5 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "confine: STAT reads a digest beneath it", "%d", out[0]);
+    memset(out, 0xee, sizeof out);
+    CHECK(fsgw_stat_cached(out_file, &mode, out) == 6 && out[0] == 0, "confine: a file elsewhere without a digest: flag 0", "%d", out[0]);
   }
+  /* The lock file is never taken through a link. */
+  char lock_link[700];
+  snprintf(lock_link, sizeof lock_link, "%s/fsgw.lock", base);
+  CHECK(symlink(out_file, lock_link) == 0 && fsgw_lock_file(lock_link) == -ELOOP, "confine: lock_file refuses a link", "%s", "failed");
+  fsgw_pool_free(pool);
 }
 
 static void hex32(const uint8_t *d, char *out) {
@@ -788,7 +848,7 @@ int main(void) {
   test_zero_copy();
   test_splice_in();
   test_digests();
-  test_inline_base();
+  test_confine();
   test_sha256();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);

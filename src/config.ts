@@ -53,6 +53,8 @@ export const fields = {
   port: int(9999, 0, 65535, "TCP port of the protocol; 0 picks a free port (logged at start)"),
   store: oneOf(["file", "s3"] as const, "file", "where files are stored: 'file', the local disk under dataDir; 's3', objects of an S3 bucket (any store that speaks the S3 API), shared by any number of gateways"),
   dataDir: str("./data", "directory that holds every stored file; nothing outside it is touched"),
+  fileMode: str("0600", "permissions (octal, less the process umask) of the files fsgw creates in dataDir and cacheDir: by default only fsgw's own account reads them, since access tokens mean nothing to a local user who can read the files"),
+  dirMode: str("0700", "permissions (octal, less the umask) of the directories fsgw creates in dataDir and cacheDir, dataDir itself included; an existing dataDir more open than this is reported at start"),
   shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
   wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
   loops: int(0, 0, LOOPS_MAX, `event-loop threads serving the protocol, each with its own listener on the port (SO_REUSEPORT: the kernel spreads connections), its own connections, over one shared set of ioThreads C pool workers (loopPools); 0: one per CPU this process may run on (at most ${LOOPS_MAX}). With more than one, a RESUME that reaches another loop takes the parked upload over from the loop that holds it (cpool; on the bun and sync engines resumable uploads are off with several loops)`),
@@ -127,7 +129,7 @@ export const fields = {
   authFailuresMax: int(10, 1, 1_000_000, "failed AUTH exchanges from one address within authFailureWindowMs before its new connections are closed at once for authBlockMs"),
   authFailureWindowMs: int(60_000, 100, 86_400_000, "window in which authFailuresMax failures block an address"),
   authBlockMs: int(60_000, 100, 86_400_000, "how long a blocked address's new connections are closed at once"),
-  clientAddressesMax: int(65_536, 16, 16_777_216, "client addresses remembered for the per-address limits (open connections, failed AUTH exchanges); past it the longest-quiet address without open connections is forgotten"),
+  clientAddressesMax: int(65_536, 16, 16_777_216, "clients (addresses, and token ids) remembered for the per-client limits (open connections, failed AUTH exchanges, resumable uploads); past it the longest-quiet one without open connections or resumable uploads is forgotten"),
 } as const;
 
 type Fields = typeof fields;
@@ -304,8 +306,16 @@ export function isLoopbackHost(host: string): boolean {
   return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/** "0600" or "600" -> 0o600: permission bits written in octal. */
+export function octalMode(text: string): number {
+  return Number.parseInt(text, 8);
+}
+
 /** Bounds that depend on each other. */
 function crossCheck(config: Config, origin: Record<string, string>): void {
+  for (const name of ["fileMode", "dirMode"] as const) {
+    if (!/^0?[0-7]{3}$/.test(config[name])) throw new ConfigError(`invalid ${name} = ${JSON.stringify(config[name])} (from ${origin[name]}): expected permissions in octal, such as "0600"`);
+  }
   if ((config.tlsCertFile === "") !== (config.tlsKeyFile === "")) {
     throw new ConfigError(`tlsCertFile and tlsKeyFile go together (tlsCertFile from ${origin.tlsCertFile}, tlsKeyFile from ${origin.tlsKeyFile})`);
   }

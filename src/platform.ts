@@ -2,7 +2,7 @@
 // the open-file limit. Through the C library (src/ffi/pool-binding.ts) when it loads; otherwise
 // through plain node:fs, so that `--io-engine bun` or `sync` runs on a machine without gcc, with
 // what it loses said in the log.
-import { readFileSync, writeFileSync } from "node:fs";
+import { closeSync, constants as fsConstants, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 import { constants } from "node:os";
 import { lockFileForProcess, nativeLibraryProblem, raiseOpenFileLimit, socketCheck } from "./ffi/pool-binding";
 
@@ -14,27 +14,48 @@ export type LockResult = { ok: true; how: string } | { ok: false; error: string;
  * Without: the pid already in the file is checked for a living process; a stale one is taken
  * over. That fallback cannot close the race of two servers starting in the same instant.
  */
-export function lockForProcess(path: string): LockResult {
+export function lockForProcess(path: string, fileMode: number): LockResult {
   const problem = nativeLibraryProblem();
   if (problem === null) {
-    const rc = lockFileForProcess(path);
-    if (rc === -constants.errno.EWOULDBLOCK) return { ok: false, inUse: true, error: `locked by pid ${readPid(path) ?? "unknown"}` };
-    if (rc < 0) return { ok: false, inUse: false, error: `errno ${-rc}` };
-    writeFileSync(path, `${process.pid}\n`);
+    const fd = lockFileForProcess(path);
+    if (fd === -constants.errno.EWOULDBLOCK) return { ok: false, inUse: true, error: `locked by pid ${readPid(path) ?? "unknown"}` };
+    if (fd === -constants.errno.ELOOP) return { ok: false, inUse: false, error: "it is a symbolic link (fsgw never follows links in its data directory): remove it" };
+    if (fd < 0) return { ok: false, inUse: false, error: `errno ${-fd}` };
+    // Through the locked descriptor: the name might be a link planted since it was opened.
+    writePid(fd);
     return { ok: true, how: "flock" };
   }
   const holder = readPid(path);
   if (holder !== null && holder !== process.pid && processAlive(holder)) {
     return { ok: false, inUse: true, error: `pid ${holder} holds it` };
   }
-  writeFileSync(path, `${process.pid}\n`);
+  let fd: number;
+  try {
+    fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, fileMode);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { ok: false, inUse: false, error: code === "ELOOP" ? "it is a symbolic link (fsgw never follows links in its data directory): remove it" : String((e as Error).message) };
+  }
+  writePid(fd);
+  closeSync(fd);
   return { ok: true, how: `pid file (no flock: ${problem})` };
 }
 
+function writePid(fd: number): void {
+  ftruncateSync(fd, 0);
+  writeSync(fd, `${process.pid}\n`, 0);
+}
+
+/** The pid in a lock file, read without following a link. */
 function readPid(path: string): number | null {
   try {
-    const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
-    return Number.isInteger(pid) && pid > 0 ? pid : null;
+    const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+    try {
+      const pid = Number.parseInt(readFileSync(fd, "utf8"), 10);
+      return Number.isInteger(pid) && pid > 0 ? pid : null;
+    } finally {
+      closeSync(fd);
+    }
   } catch {
     return null;
   }

@@ -2,10 +2,17 @@
 // It is the baseline every claim about the C pool is measured against.
 import fs from "node:fs";
 import { BunHasher, commitFileFromPrimitives, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
-import { ioErrorFromNode } from "./io-error";
+import { constants } from "node:os";
+import { ConfinedPaths } from "./confined-paths";
+import { ioErrorFromErrno, ioErrorFromNode } from "./io-error";
 
-const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
-const READ_FLAGS = fs.constants.O_RDONLY;
+const FLAGS: Record<OpenMode, number> = {
+  create: fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL,
+  write: fs.constants.O_RDWR,
+  read: fs.constants.O_RDONLY,
+  directory: fs.constants.O_RDONLY | fs.constants.O_DIRECTORY,
+};
+const ELOOP = constants.errno.ELOOP;
 
 function statOf(s: fs.Stats): FileStat {
   return { size: s.size, isFile: s.isFile(), isDir: s.isDirectory() };
@@ -34,9 +41,26 @@ export class BunEngine implements IoEngine {
   /** No sendfile without the C library. */
   readonly zeroCopy = null;
   private fsyncs = 0;
+  private readonly confined = new ConfinedPaths();
+
+  confine(dir: string, fileMode: number): number {
+    return this.confined.confine(dir, fileMode);
+  }
+
+  /** A confined path's node:fs form (see ConfinedPaths), or the rejection that says why there is none. */
+  private mapped(path: string, op: string): string | Promise<never> {
+    try {
+      return this.confined.map(path);
+    } catch (e) {
+      return Promise.reject(ioErrorFromNode(e, op));
+    }
+  }
 
   open(path: string, mode: OpenMode): Promise<number> {
-    return call("open", (cb) => fs.open(path, mode === "create" ? CREATE_FLAGS : mode === "write" ? fs.constants.O_RDWR : READ_FLAGS, 0o644, cb));
+    const at = this.mapped(path, "open");
+    if (typeof at !== "string") return at;
+    const nofollow = this.confined.isConfined(path) ? fs.constants.O_NOFOLLOW : 0;
+    return call("open", (cb) => fs.open(at, FLAGS[mode] | nofollow, this.confined.fileModeOf(path), cb));
   }
 
   async write(fd: number, data: Uint8Array, position: number): Promise<void> {
@@ -56,7 +80,11 @@ export class BunEngine implements IoEngine {
   }
 
   async stat(path: string): Promise<FileStat> {
-    return statOf(await call<fs.Stats>("stat", (cb) => fs.stat(path, cb)));
+    if (!this.confined.isConfined(path)) return statOf(await call<fs.Stats>("stat", (cb) => fs.stat(path, cb)));
+    const at = await this.mapped(path, "stat");
+    const st = await call<fs.Stats>("stat", (cb) => fs.lstat(at, cb));
+    if (st.isSymbolicLink()) throw ioErrorFromErrno(-ELOOP, "stat");
+    return statOf(st);
   }
 
   close(fd: number): Promise<void> {
@@ -69,11 +97,17 @@ export class BunEngine implements IoEngine {
   }
 
   rename(from: string, to: string): Promise<void> {
-    return call("rename", (cb) => fs.rename(from, to, (err) => cb(err, undefined)));
+    const a = this.mapped(from, "rename");
+    const b = this.mapped(to, "rename");
+    if (typeof a !== "string") return a;
+    if (typeof b !== "string") return b;
+    return call("rename", (cb) => fs.rename(a, b, (err) => cb(err, undefined)));
   }
 
   unlink(path: string): Promise<void> {
-    return call("unlink", (cb) => fs.unlink(path, (err) => cb(err, undefined)));
+    const at = this.mapped(path, "unlink");
+    if (typeof at !== "string") return at;
+    return call("unlink", (cb) => fs.unlink(at, (err) => cb(err, undefined)));
   }
 
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {

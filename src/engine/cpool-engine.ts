@@ -20,7 +20,7 @@
 //             is promised, workers ring no doorbell;
 //   adaptive: batch for the callback-form operations, direct for the rest (streamed bodies).
 import { constants } from "node:os";
-import { closeFd, COMMIT_FSYNC, dupFd, spliceProbe, InlineFs, nativeFsyncCount, NativePool, NativeSha256, OPEN_CREATE, OPEN_READ, OPEN_WRITE, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { closeFd, COMMIT_FSYNC, confineDir, dupFd, spliceProbe, InlineFs, nativeFsyncCount, NativePool, NativeSha256, OPEN_CREATE, OPEN_READ, OPEN_WRITE, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
 import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type Hasher, type ZeroCopyOps, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
@@ -212,6 +212,11 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
 
   // ---- IoEngine ----
   // Each method returns the operation's own promise: one promise per operation, no async wrappers.
+
+  confine(dir: string, fileMode: number): number {
+    const rc = confineDir(dir, fileMode);
+    return rc >= 0 ? 0 : rc;
+  }
 
   open(path: string, mode: OpenMode): Promise<number> {
     return this.submit(PoolOp.OPEN, mode === "create" ? OPEN_CREATE : mode === "write" ? OPEN_WRITE : OPEN_READ, -1, null, 0, 0, cPath(path), null);

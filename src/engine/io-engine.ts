@@ -15,7 +15,9 @@ export type OpenMode =
   /** O_CREAT | O_EXCL, mode 0644, written (and read back, by the C pool: a spliced body is hashed so): a temporary file nobody else may share */
   | "create"
   /** O_RDWR of an existing file: a resumed upload's temporary file */
-  | "write";
+  | "write"
+  /** O_RDONLY | O_DIRECTORY: a directory, to fsync it */
+  | "directory";
 
 export interface FileStat {
   size: number;
@@ -58,11 +60,6 @@ export interface InlineOps {
    * when not (a network file system: its cached attributes may be stale), -errno when unknown.
    */
   trustedFor(dir: string): number;
-  /**
-   * Paths under `dir` are then looked up from a descriptor of it (fewer components for the kernel
-   * to walk, and never beyond it); one base per process, the first call wins: 1, 0, or -errno.
-   */
-  baseAt(dir: string): number;
 }
 
 /**
@@ -181,6 +178,13 @@ export interface ZeroCopyOps {
 
 export interface IoEngine {
   readonly name: string;
+  /**
+   * Confines `dir` (absolute): every later operation on a path beneath it resolves beneath it and
+   * never through a symbolic link: a link anywhere below `dir` (a planted file, a directory replaced
+   * by a link) fails with ELOOP, and nothing outside `dir` is touched. Files created beneath it get
+   * `fileMode` (less the umask). Returns 0, or -errno when the engine cannot promise that here.
+   */
+  confine(dir: string, fileMode: number): number;
   /** sendfile and friends, when the engine has them. */
   readonly zeroCopy: ZeroCopyOps | null;
   /** Callback forms of the one-call operations, when the engine has them natively. */
@@ -270,7 +274,7 @@ export async function finishCommit(engine: IoEngine, fd: number, tmpPath: string
 
 /** fsyncs the directory holding `path`, so that a rename into it survives a crash. */
 async function fsyncParentDir(engine: IoEngine, path: string): Promise<void> {
-  const fd = await engine.open(path.slice(0, Math.max(1, path.lastIndexOf("/"))), "read");
+  const fd = await engine.open(path.slice(0, Math.max(1, path.lastIndexOf("/"))), "directory");
   try {
     await engine.fsync(fd);
   } finally {

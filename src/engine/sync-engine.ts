@@ -3,9 +3,18 @@
 // pools buy (and what blocking the event loop costs under concurrency).
 import fs from "node:fs";
 import { BunHasher, commitFileFromPrimitives, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
-import { ioErrorFromNode } from "./io-error";
+import { constants } from "node:os";
+import { ConfinedPaths } from "./confined-paths";
+import { ioErrorFromErrno, ioErrorFromNode } from "./io-error";
 
 const CREATE_FLAGS = fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL;
+const FLAGS: Record<OpenMode, number> = {
+  create: CREATE_FLAGS,
+  write: fs.constants.O_RDWR,
+  read: fs.constants.O_RDONLY,
+  directory: fs.constants.O_RDONLY | fs.constants.O_DIRECTORY,
+};
+const ELOOP = constants.errno.ELOOP;
 
 function attempt<T>(op: string, fn: () => T): Promise<T> {
   try {
@@ -33,9 +42,17 @@ export class SyncEngine implements IoEngine {
   /** No sendfile without the C library. */
   readonly zeroCopy = null;
   private fsyncs = 0;
+  private readonly confined = new ConfinedPaths();
+
+  confine(dir: string, fileMode: number): number {
+    return this.confined.confine(dir, fileMode);
+  }
 
   open(path: string, mode: OpenMode): Promise<number> {
-    return attempt("open", () => fs.openSync(path, mode === "create" ? CREATE_FLAGS : mode === "write" ? fs.constants.O_RDWR : fs.constants.O_RDONLY, 0o644));
+    return attempt("open", () => {
+      const nofollow = this.confined.isConfined(path) ? fs.constants.O_NOFOLLOW : 0;
+      return fs.openSync(this.confined.map(path), FLAGS[mode] | nofollow, this.confined.fileModeOf(path));
+    });
   }
   write(fd: number, data: Uint8Array, position: number): Promise<void> {
     return attempt("write", () => writeAll(fd, data, position));
@@ -47,7 +64,12 @@ export class SyncEngine implements IoEngine {
     return attempt("fstat", () => statOf(fs.fstatSync(fd)));
   }
   stat(path: string): Promise<FileStat> {
-    return attempt("stat", () => statOf(fs.statSync(path)));
+    return attempt("stat", () => {
+      if (!this.confined.isConfined(path)) return statOf(fs.statSync(path));
+      const st = fs.lstatSync(this.confined.map(path));
+      if (st.isSymbolicLink()) throw ioErrorFromErrno(-ELOOP, "stat");
+      return statOf(st);
+    });
   }
   close(fd: number): Promise<void> {
     return attempt("close", () => fs.closeSync(fd));
@@ -59,10 +81,10 @@ export class SyncEngine implements IoEngine {
     });
   }
   rename(from: string, to: string): Promise<void> {
-    return attempt("rename", () => fs.renameSync(from, to));
+    return attempt("rename", () => fs.renameSync(this.confined.map(from), this.confined.map(to)));
   }
   unlink(path: string): Promise<void> {
-    return attempt("unlink", () => fs.unlinkSync(path));
+    return attempt("unlink", () => fs.unlinkSync(this.confined.map(path)));
   }
   commitFile(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean): Promise<void> {
     return commitFileFromPrimitives(this, tmpPath, finalPath, data, fsync);

@@ -9,7 +9,7 @@ import { constants } from "node:os";
 import { ensureLibrary } from "./build";
 import { stableBytes } from "../util/stable-bytes";
 
-const ABI_VERSION = 6;
+const ABI_VERSION = 7;
 const SUB_BYTES = 64;
 const COMP_BYTES = 16;
 /**
@@ -101,7 +101,7 @@ function load() {
     fsgw_stat_cached: { args: ["ptr", "ptr", "ptr"], returns: "f64" },
     fsgw_read_cached: { args: ["ptr", "ptr", "f64", "ptr"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
-    fsgw_inline_base: { args: ["ptr"], returns: "i32" },
+    fsgw_confine: { args: ["ptr", "i32"], returns: "i32" },
     fsgw_digest_cache_entries: { args: ["i32"], returns: "void" },
     fsgw_open_cached: { args: ["ptr", "ptr", "ptr"], returns: "i32" },
     fsgw_sha256_init: { args: ["ptr"], returns: "void" },
@@ -162,12 +162,12 @@ export function nativeLibraryProblem(): string | null {
 }
 
 /**
- * Locks `path` (flock, exclusive, non-blocking) for the rest of the process's life. Returns 0, or
- * -errno (-EWOULDBLOCK: another process holds it).
+ * Locks `path` (flock, exclusive, non-blocking; never through a link) for the rest of the process's
+ * life. Returns its descriptor (kept open: the lock lives with it), or -errno (-EWOULDBLOCK:
+ * another process holds it; -ELOOP: a link).
  */
 export function lockFileForProcess(path: string): number {
-  const rc = lib().fsgw_lock_file(new TextEncoder().encode(path + "\0"));
-  return rc >= 0 ? 0 : rc;
+  return lib().fsgw_lock_file(new TextEncoder().encode(path + "\0"));
 }
 
 /**
@@ -200,6 +200,16 @@ export function nativeFsyncCount(): number {
 /** Raises the soft RLIMIT_NOFILE toward `want` (capped by the hard limit); returns the limit now in effect. */
 export function raiseOpenFileLimit(want: number): number {
   return lib().fsgw_raise_nofile(want);
+}
+
+/**
+ * Confines `dir` (absolute, no trailing '/'), process-wide: every later operation of the library,
+ * pooled or inline, on a path beneath it resolves beneath it and never through a symbolic link
+ * (-ELOOP); files created there get `fileMode`. The directory's index (>= 0), or -errno (-ENOSYS:
+ * the kernel has no openat2).
+ */
+export function confineDir(dir: string, fileMode: number): number {
+  return lib().fsgw_confine(new TextEncoder().encode(dir + "\0"), fileMode);
 }
 
 /**
@@ -263,11 +273,6 @@ export class InlineFs {
 
   trustedFor(dir: string): number {
     return fsIsLocal(dir);
-  }
-
-  /** Makes `dir` the base of inline lookups (the first call in the process wins): 1, 0, or -errno. */
-  baseAt(dir: string): number {
-    return this.sym.fsgw_inline_base(this.encoder.encode(dir + "\0"));
   }
 
   /** Opens `path` for reading from the dentry cache only: a descriptor (size in `lastSize`), or -errno. */

@@ -117,6 +117,8 @@ export function replyText(kind: number): string {
       return "no such upload";
     case Failure.UPLOAD_BUSY:
       return "upload in progress on another connection";
+    case Failure.LINK_REFUSED:
+      return "refused: a symbolic link stands in the data directory";
     default:
       return "I/O error";
   }
@@ -698,7 +700,7 @@ export class Connection implements UploadOwner {
       this.state = "upload_ack";
     } else {
       const text = replyText(-result);
-      this.logFailure("upload_failed", text, detail);
+      this.logFailure("upload_failed", -result, detail);
       this.send({ operation: Op.UPLOAD, key: this.keyText, message: text });
       this.exchangeDone(false);
       this.state = "upload_error";
@@ -873,7 +875,7 @@ export class Connection implements UploadOwner {
     if (this.isClosed) return;
     if (n < 0) {
       // START promised the size: a stream cut short cannot be answered, only closed.
-      this.logFailure("download_send_failed", replyText(-n), detail);
+      this.logFailure("download_send_failed", -n, detail);
       this.exchangeDone(false);
       this.closeReader();
       return this.close("send failed mid-download");
@@ -886,7 +888,7 @@ export class Connection implements UploadOwner {
     if (this.isClosed) return;
     if (n <= 0) {
       // The START frame promised the size: a stream cut short cannot be answered, only closed.
-      if (n < 0) this.logFailure("download_read_failed", replyText(-n), detail);
+      if (n < 0) this.logFailure("download_read_failed", -n, detail);
       else this.host.log.error("download_short", { remote: this.remote, key: this.keyText });
       this.exchangeDone(false);
       this.closeReader();
@@ -1048,19 +1050,29 @@ export class Connection implements UploadOwner {
   /** Ends a waiting exchange with the reply text of a store failure (-FailureKind in `result`). */
   private answerFailure(op: number, event: string, result: number, detail: number): void {
     const text = replyText(-result);
-    this.logFailure(event, text, detail);
+    this.logFailure(event, -result, detail);
     this.send({ operation: op, key: this.keyText, message: text });
     this.exchangeDone(false);
     this.state = "frame";
     this.resumeInput();
   }
 
-  private logFailure(event: string, text: string, detail: number): void {
-    // "no such key" is an everyday answer, not a server problem: no line, and nothing built for one.
+  private logFailure(event: string, kind: number, detail: number): void {
     const log = this.host.log;
-    if (text !== "no such key") log.warn(event, { remote: this.remote, key: this.keyText, error: this.host.store.describe(detail) });
-    else if (log.enabled("debug")) log.debug(event, { remote: this.remote, key: this.keyText, error: text });
+    // "no such key" is an everyday answer, not a server problem: no line, and nothing built for one.
+    if (kind === Failure.NOT_FOUND) {
+      if (log.enabled("debug")) log.debug(event, { remote: this.remote, key: this.keyText, error: replyText(kind) });
+      return;
+    }
+    if (kind === Failure.LINK_REFUSED) {
+      // Someone planted a link in the data directory: the operator must hear of it.
+      this.host.stats.symlinksRefused++;
+      log.warn("symlink_refused", { remote: this.remote, op: this.exchangeOp, key: this.keyText, effect: "refused: nothing was read or written through the link" });
+      return;
+    }
+    log.warn(event, { remote: this.remote, key: this.keyText, error: this.host.store.describe(detail) });
   }
+
 
   // ---- output ----
 

@@ -42,6 +42,8 @@ export function failureOfErrno(errno: number): FailureKind {
       return Failure.TOO_LARGE;
     case EDIGEST:
       return Failure.DIGEST_MISMATCH;
+    case E.ELOOP:
+      return Failure.LINK_REFUSED;
     default:
       return Failure.IO;
   }

@@ -12,7 +12,7 @@
 // Small exists and downloads are first tried inline (the engine's InlineOps: the kernel's caches,
 // on the event-loop thread, refused without waiting when not cached); their results then reach
 // the target synchronously.
-import { existsSync, mkdirSync, readFileSync, readdirSync, unlinkSync, writeFileSync } from "node:fs";
+import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { constants } from "node:os";
 import { resolve } from "node:path";
 import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
@@ -26,6 +26,26 @@ import { EntryType, Failure, StoreError, type BodyReader, type ResumableRequest,
 import { UploadStream } from "./upload-stream";
 
 const LAYOUT_FILE = "fsgw-layout.json";
+
+/** A file's text, read without following a link at its last component (ELOOP, ENOENT thrown). */
+function readNoFollow(path: string): string {
+  const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    return readFileSync(fd, "utf8");
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Creates a file that must not exist yet (never through a link) with `text`. */
+function writeNew(path: string, text: string, mode: number): void {
+  const fd = openSync(path, fsConstants.O_WRONLY | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, mode);
+  try {
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+}
 const LOCK_FILE = "fsgw.lock";
 const TEMP_MARK = "\\";
 /**
@@ -114,6 +134,9 @@ export interface FileStoreOptions {
   };
   /** fsync each committed file and its directory before the upload is acknowledged. */
   fsyncOnCommit: boolean;
+  /** Modes of the files and directories the store creates (less the umask). */
+  fileMode: number;
+  dirMode: number;
   /** The largest single write of a streamed upload, and the read size of a streamed download. */
   ioChunkBytes: number;
   /** Writes of one streamed upload in flight at once. */
@@ -124,6 +147,8 @@ export class FileStore implements Store {
   readonly dataDir: string;
   readonly shards: number;
   private readonly fsyncOnCommit: boolean;
+  private readonly fileMode: number;
+  private readonly dirMode: number;
   private readonly chunkBytes: number;
   private readonly writesInFlightMax: number;
   /** Paths of the shard directories, built once: every request needs one. */
@@ -158,6 +183,8 @@ export class FileStore implements Store {
     this.partials = new Partials(limits, limits.budget, this.loop === null ? "" : `${this.loop.index}.`, this.loop?.resumableCounts ?? null);
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
+    this.fileMode = options.fileMode;
+    this.dirMode = options.dirMode;
     this.chunkBytes = options.ioChunkBytes;
     this.writesInFlightMax = options.uploadWritesInFlightMax;
     const width = Math.max(2, (this.shards - 1).toString(16).length);
@@ -174,9 +201,10 @@ export class FileStore implements Store {
    * synchronous fs directly.
    */
   init(log: Logger, forLoops = false): void {
-    mkdirSync(this.dataDir, { recursive: true, mode: 0o755 });
+    mkdirSync(this.dataDir, { recursive: true, mode: this.dirMode });
+    this.checkDataDirMode(log);
     // One server per data directory: a second one would sweep the first one's temporary files.
-    const lock = lockForProcess(`${this.dataDir}/${LOCK_FILE}`);
+    const lock = lockForProcess(`${this.dataDir}/${LOCK_FILE}`, this.fileMode);
     if (!lock.ok) {
       if (lock.inUse) throw new StoreError(`${this.dataDir} is in use by another fsgw server (${LOCK_FILE}: ${lock.error}); stop it or choose another dataDir`);
       throw new StoreError(`cannot lock ${this.dataDir}/${LOCK_FILE}: ${lock.error}`);
@@ -184,6 +212,7 @@ export class FileStore implements Store {
     this.checkLayout();
     this.partials.log = log;
     const swept = this.sweepTemporaries(log);
+    this.confine();
     // For a group of loops, each loop finds what its engine may do here (attach).
     const engine = forLoops ? {} : this.attachEngine(log);
     log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, ...engine });
@@ -193,7 +222,39 @@ export class FileStore implements Store {
   attach(log: Logger, loop: number): void {
     this.tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}-${loop}.`;
     this.partials.log = log;
+    this.confine();
     log.debug("store_attached", { dataDir: this.dataDir, ...this.attachEngine(log) });
+  }
+
+  /**
+   * From here on every operation of the engine beneath the data directory resolves beneath it and
+   * never through a symbolic link (a planted link, or a shard directory replaced by one, is refused:
+   * ELOOP, "refused: a symbolic link stands in the data directory"). An engine that cannot promise
+   * that stops the start.
+   */
+  private confine(): void {
+    const rc = this.engine.confine(this.dataDir, this.fileMode);
+    if (rc < 0) {
+      const why = rc === -constants.errno.ENOSYS ? "this kernel has no openat2 (Linux 5.6 or later is needed)" : rc === -constants.errno.ENOENT && this.engine.name !== "cpool" ? "/proc is not mounted" : errnoName(rc);
+      throw new StoreError(`cannot confine the ${this.engine.name} engine to ${this.dataDir} (${why}): fsgw would not be able to refuse symbolic links in it`);
+    }
+  }
+
+  /**
+   * Files of the data directory are readable by whoever can enter it: tokens mean nothing to a local
+   * user who can read the files. A directory more open than dirMode is said once, with the fix.
+   */
+  private checkDataDirMode(log: Logger): void {
+    const mode = statSync(this.dataDir).mode & 0o777;
+    if ((mode & ~this.dirMode & 0o077) !== 0) {
+      log.warn("data_dir_mode", {
+        dataDir: this.dataDir,
+        mode: "0" + mode.toString(8),
+        dirMode: "0" + this.dirMode.toString(8),
+        effect: "other local users can reach the stored files, whatever the access tokens say",
+        advice: `chmod ${this.dirMode.toString(8)} ${this.dataDir}`,
+      });
+    }
   }
 
   /** Finds what this engine may do in the data directory: inline calls, splice. */
@@ -202,7 +263,6 @@ export class FileStore implements Store {
     if (inline !== null) {
       const trusted = inline.trustedFor(this.dataDir);
       this.inline = trusted === 1 ? inline : null;
-      if (trusted === 1) inline.baseAt(this.dataDir); // a speed-up only: any result leaves lookups correct
       if (trusted !== 1) log.info("inline_io_off", { dataDir: this.dataDir, reason: trusted === 0 ? "not a local file system: cached attributes may be stale" : `statfs failed: errno ${-trusted}` });
     }
     const zc = this.engine.zeroCopy;
@@ -214,15 +274,22 @@ export class FileStore implements Store {
     return { inlineIo: this.inline !== null, spliceUploads: this.spliceUploads };
   }
 
+  /** The layout file, read or written without following a link (O_NOFOLLOW): nothing outside is read or written. */
   private checkLayout(): void {
     const layoutPath = `${this.dataDir}/${LAYOUT_FILE}`;
-    if (!existsSync(layoutPath)) {
-      writeFileSync(layoutPath, JSON.stringify({ shards: this.shards, hash: "fnv1a32" }) + "\n");
+    let text: string;
+    try {
+      text = readNoFollow(layoutPath);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "ELOOP") throw new StoreError(`${layoutPath} is a symbolic link: fsgw never follows links in its data directory; remove it`);
+      if (code !== "ENOENT") throw new StoreError(`${layoutPath} is unreadable (${(e as Error).message}); fix or remove it`);
+      writeNew(layoutPath, JSON.stringify({ shards: this.shards, hash: "fnv1a32" }) + "\n", this.fileMode);
       return;
     }
     let layout: { shards?: unknown; hash?: unknown };
     try {
-      layout = JSON.parse(readFileSync(layoutPath, "utf8"));
+      layout = JSON.parse(text);
     } catch (e) {
       throw new StoreError(`${layoutPath} is unreadable (${(e as Error).message}); fix or remove it`);
     }
@@ -236,7 +303,15 @@ export class FileStore implements Store {
   private sweepTemporaries(log: Logger): number {
     let swept = 0;
     for (const dir of this.shardDirs) {
-      mkdirSync(dir, { recursive: true, mode: 0o755 });
+      try {
+        mkdirSync(dir, { mode: this.dirMode });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+      }
+      // A link (or a file) where a shard directory belongs is not followed, swept or used.
+      if (!lstatSync(dir).isDirectory()) {
+        throw new StoreError(`${dir} is not a directory (a symbolic link?): fsgw never follows links in its data directory; remove it, and fsgw makes the directory`);
+      }
       for (const name of readdirSync(dir)) {
         if (!name.includes(TEMP_MARK)) continue;
         try {

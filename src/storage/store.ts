@@ -40,6 +40,8 @@ export const Failure = {
   NO_UPLOAD: 12,
   /** RESUME of an upload another connection is sending right now. */
   UPLOAD_BUSY: 13,
+  /** A symbolic link stands where the store's file or directory should be: refused, never followed. */
+  LINK_REFUSED: 14,
 } as const;
 export type FailureKind = (typeof Failure)[keyof typeof Failure];
 

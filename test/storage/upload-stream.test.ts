@@ -27,6 +27,9 @@ class FakeEngine implements IoEngine {
   readonly callbacks = null;
   readonly zeroCopy = null;
   readonly calls: Call[] = [];
+  confine() {
+    return 0;
+  }
   newHasher() {
     return new BunHasher();
   }

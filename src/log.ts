@@ -8,8 +8,15 @@ const rank: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 4
 
 export type LogFields = Record<string, string | number | boolean | bigint | undefined | null>;
 
+/**
+ * A value as logfmt shows it: bare when it is plain, else as a JSON string, with the characters
+ * JSON leaves raw that a reader would take for a line break or that hide text (U+0085, U+2028,
+ * U+2029, and every other control or format character such as U+200B or bidi overrides) escaped as
+ * \uXXXX: a key can neither split a log line nor disguise what it holds.
+ */
 function quote(value: string): string {
-  return /^[\w.:/@+-]+$/.test(value) ? value : JSON.stringify(value);
+  if (/^[\w.:/@+-]+$/.test(value)) return value;
+  return JSON.stringify(value).replace(/[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
 export class Logger {

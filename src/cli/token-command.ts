@@ -96,6 +96,11 @@ export function runTokenCommand(argv: string[], io: Io): number {
       io.stderr.write(`fsgw token: ${(e as Error).message}\n`);
       return EXIT_LOCAL;
     }
+    // A prefix is compared byte for byte: "--prefix a" also grants "ab" and "a-b". Said, not refused:
+    // a prefix such as "user42." may be meant.
+    if (prefix !== "" && !prefix.endsWith("/") && !prefix.endsWith("-")) {
+      io.stderr.write(`fsgw token: warning: --prefix ${JSON.stringify(prefix)} also grants every key that merely starts with it (${JSON.stringify(prefix + "x")}, ${JSON.stringify(prefix + "2")}); end it with '/' or '-' to mean a folder or a family\n`);
+    }
     io.stdout(createToken(secret, { id, access, prefix, expiresAtMs: Date.now() + ttlMs }) + "\n");
     return EXIT_OK;
   } catch (e) {

@@ -1,6 +1,7 @@
 // What the server's security reads from files: the TLS certificate, key and client CA, and the
 // secrets that sign access tokens. Read at start (a bad file stops the start with a message that
 // names it) and again on SIGHUP (a bad file then keeps the material in use, and says why).
+import { X509Certificate } from "node:crypto";
 import { readFileSync } from "node:fs";
 import type { Config } from "../config";
 import { secretOf, verifyToken, type Verified } from "../auth/token";
@@ -56,6 +57,25 @@ function secretFrom(path: string, field: string): Uint8Array {
     if (e instanceof SecurityError) throw e;
     throw new SecurityError((e as Error).message);
   }
+}
+
+/**
+ * Why the certificate (the first of a chain) is not valid now, or null: expired, or not yet valid.
+ * Such a certificate is still taken (an operator may be about to replace it, or the clock be
+ * wrong), but clients will refuse it, so the server says so at start and at every reload.
+ */
+export function certificateProblem(pemText: string, nowMs = Date.now()): string | null {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(pemText);
+  } catch (e) {
+    return `cannot be parsed (${(e as Error).message})`;
+  }
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  if (nowMs < from) return `not valid before ${new Date(from).toISOString()}`;
+  if (nowMs > to) return `expired at ${new Date(to).toISOString()}`;
+  return null;
 }
 
 export class Security {

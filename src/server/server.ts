@@ -12,13 +12,30 @@ import { BufferPool } from "./buffer-pool";
 import { listenOrExplain } from "./listen";
 import { checkSocket } from "../platform";
 import { constants } from "node:os";
+import { constants as cryptoConstants } from "node:crypto";
 import type { Verified } from "../auth/token";
 import { IpGuard } from "./ip-guard";
 import { SharedIpGuard } from "./shared-ip-guard";
-import { Security } from "./security";
+import { certificateProblem, Security } from "./security";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
 const ENOTCONN = constants.errno.ENOTCONN;
+
+/**
+ * The TLS 1.2 suites offered: ECDHE key exchange only, so a recorded session cannot be decrypted
+ * later with the server's key (forward secrecy; static-RSA suites such as AES256-GCM-SHA384 were
+ * accepted before), and AEAD ciphers only. TLS 1.3's suites are always offered and all qualify.
+ */
+export const TLS12_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256",
+  "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384",
+  "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305",
+  "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+/** TLS 1.2 at least (Bun's default too; said here so that a Bun upgrade cannot lower it). */
+const NO_TLS_BELOW_12 = cryptoConstants.SSL_OP_NO_SSLv3 | cryptoConstants.SSL_OP_NO_TLSv1 | cryptoConstants.SSL_OP_NO_TLSv1_1;
 
 
 export interface ServerOptions {
@@ -156,7 +173,10 @@ export class Server implements ConnectionHost {
       await this.store.open?.();
     }
     this.listener = this.listen(this.config.port);
-    if (this.security.tls !== null) this.log.info("tls", { clientCertificates: this.security.tls.ca !== null ? "required" : "not asked" });
+    if (this.security.tls !== null) {
+      this.log.info("tls", { clientCertificates: this.security.tls.ca !== null ? "required" : "not asked" });
+      this.checkCertificate("start");
+    }
     if (this.tokensRequired) this.log.info("auth_tokens", { secrets: this.security.secretCount });
   }
 
@@ -193,7 +213,13 @@ export class Server implements ConnectionHost {
         hostname: host,
         port,
         reusePort: true,
-        tls: { cert: tls.cert, key: tls.key, ...(tls.ca !== null ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}) },
+        tls: {
+          cert: tls.cert,
+          key: tls.key,
+          ciphers: TLS12_CIPHERS,
+          secureOptions: NO_TLS_BELOW_12,
+          ...(tls.ca !== null ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+        },
         socket: handlers,
       };
       return Bun.listen<Connection>(options);
@@ -240,7 +266,17 @@ export class Server implements ConnectionHost {
     }
     this.stats.tokensRevoked += revoked;
     this.log.info("reloaded", { tls: security.tls !== null, tokenSecrets: security.secretCount, ...(this.tokensRequired ? { connectionsRevoked: revoked } : {}) });
+    if (security.tls !== null) this.checkCertificate("reload");
     return true;
+  }
+
+  /** A server certificate that is expired or not yet valid is served (clients refuse it): said loudly. */
+  private checkCertificate(when: "start" | "reload"): void {
+    const problem = certificateProblem(this.security!.tls!.cert);
+    if (problem === null) return;
+    // Once per server: with several loops, loop 0 says it.
+    if ((this.options.loop?.index ?? 0) !== 0) return;
+    this.log.warn("tls_certificate_not_valid", { file: this.config.tlsCertFile, when, problem, effect: "clients that check certificates refuse this server until it is replaced (then kill -HUP)" });
   }
 
   verifyToken(token: string): Verified {

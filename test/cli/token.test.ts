@@ -52,3 +52,16 @@ test("mistakes are usage errors (2) or local file problems (4), with the reason"
   expect(run([]).code).toBe(2);
   expect(run(["--help"]).out).toContain("fsgw token create --ops");
 });
+
+test("a prefix that does not end in '/' or '-' is made, with a warning that it also grants longer names", () => {
+  const file = join(tempDir("token-cli"), "secret");
+  writeFileSync(file, "x".repeat(40));
+  const loose = run(["create", "--ops", "read", "--prefix", "a", "--secret-file", file]);
+  expect(loose.code).toBe(0);
+  expect(loose.out.trim()).toStartWith("fsgw1.");
+  expect(loose.err).toContain('warning: --prefix "a" also grants every key that merely starts with it');
+  for (const prefix of ["photos/", "team-", ""]) {
+    const clean = run(["create", "--ops", "read", ...(prefix === "" ? [] : ["--prefix", prefix]), "--secret-file", file]);
+    expect([prefix, clean.code, clean.err]).toEqual([prefix, 0, ""]);
+  }
+});

@@ -73,6 +73,54 @@ describe.skipIf(!hasOpenssl)("TLS", () => {
     expect(server.proc.exitCode).toBeNull();
   });
 
+  test("TLS 1.2 offers forward-secret (ECDHE) suites only, and nothing older than TLS 1.2 is spoken", async () => {
+    // An RSA certificate: with one, a static-RSA suite (no forward secrecy) could be negotiated.
+    const dir = tempDir("rsa-cert");
+    const made = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem", "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"], { cwd: dir, stderr: "pipe" });
+    expect(made.exitCode).toBe(0);
+    server = await startServer({ tlsCertFile: join(dir, "cert.pem"), tlsKeyFile: join(dir, "key.pem") });
+    const handshake = (args: string[]) => {
+      const r = Bun.spawnSync(["openssl", "s_client", "-connect", `127.0.0.1:${server!.port}`, ...args], { stdin: new Uint8Array(0), stdout: "pipe", stderr: "pipe", timeout: 10_000 });
+      return /Cipher is (\S+)/.exec(r.stdout.toString())?.[1] ?? "none";
+    };
+    // Before the fix: AES256-GCM-SHA384 (static RSA) was accepted.
+    expect(handshake(["-tls1_2", "-cipher", "AES256-GCM-SHA384"])).toBe("(NONE)");
+    expect(handshake(["-tls1_2", "-cipher", "AES128-SHA"])).toBe("(NONE)");
+    expect(handshake(["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA"])).toBe("(NONE)"); // CBC: not AEAD
+    expect(handshake(["-tls1_1"])).toBe("(NONE)");
+    expect(handshake(["-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256"])).toBe("ECDHE-RSA-AES128-GCM-SHA256");
+    expect(handshake(["-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305"])).toBe("ECDHE-RSA-CHACHA20-POLY1305");
+    expect(handshake(["-tls1_3"])).toStartWith("TLS_");
+  });
+
+  test("a certificate that is expired or not yet valid is said at start and at reload (and the server still starts)", async () => {
+    const dir = tempDir("dated-cert");
+    const openssl = (args: string[]) => {
+      const r = Bun.spawnSync(["openssl", ...args], { cwd: dir, stdout: "pipe", stderr: "pipe" });
+      expect(r.exitCode === 0 ? "" : r.stdout.toString() + r.stderr.toString()).toBe("");
+    };
+    // Self-signed certificates with chosen dates (openssl 3.0's req has no -not_before: its ca does).
+    writeFileSync(join(dir, "ca.cnf"), "[ ca ]\ndefault_ca = dated\n[ dated ]\ndatabase = index.txt\nnew_certs_dir = .\nserial = serial\nunique_subject = no\ndefault_md = sha256\npolicy = any\n[ any ]\ncommonName = supplied\n");
+    writeFileSync(join(dir, "index.txt"), "");
+    writeFileSync(join(dir, "serial"), "01\n");
+    const dated = (name: string, from: string, to: string) => {
+      openssl(["req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", "/CN=localhost"]);
+      openssl(["ca", "-batch", "-config", "ca.cnf", "-selfsign", "-keyfile", `${name}.key`, "-in", `${name}.csr`, "-out", `${name}.crt`, "-startdate", from, "-enddate", to]);
+    };
+    dated("future", "20990101000000Z", "21000101000000Z"); // not yet valid
+    dated("past", "20190101000000Z", "20200101000000Z"); // expired
+    const live = liveFiles(certs);
+    server = await startServer({ tlsCertFile: live.crt, tlsKeyFile: live.key });
+    expect(server.lines.some((l) => l.includes("event=tls_certificate_not_valid"))).toBe(false);
+    copyFileSync(join(dir, "past.crt"), live.crt);
+    copyFileSync(join(dir, "past.key"), live.key);
+    server.proc.kill("SIGHUP");
+    await eventually(() => server!.lines.some((l) => l.includes("event=tls_certificate_not_valid") && l.includes("when=reload") && l.includes("expired at 2020-01-01")), 5000, "the expired certificate said");
+    await server.stop();
+    server = await startServer({ tlsCertFile: join(dir, "future.crt"), tlsKeyFile: join(dir, "future.key") });
+    expect(server.lines.find((l) => l.includes("event=tls_certificate_not_valid"))).toContain("not valid before 2099-01-01");
+  });
+
   test("mutual TLS: a client certificate from the client CA gets in; none, or one from another CA, does not", async () => {
     server = await startServer({ tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey, tlsClientCaFile: certs.clientCaCrt });
     const withCert: ClientTls = { ...trust(certs), cert: read(certs.clientCrt), key: read(certs.clientKey) };

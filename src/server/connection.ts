@@ -111,8 +111,6 @@ export function replyText(kind: number): string {
       return "file too large";
     case Failure.DIGEST_MISMATCH:
       return "digest mismatch";
-    case Failure.RESUMABLE_FULL:
-      return "resumable upload limit reached: try later";
     case Failure.NO_UPLOAD:
       return "no such upload";
     case Failure.UPLOAD_BUSY:

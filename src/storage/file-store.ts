@@ -68,7 +68,7 @@ function entryTypeOf(mode: number): number {
 // small object per operation, where the engine already made one (its pending operation).
 
 /**
- * An upload refused before it started (a bound on resumable uploads, an unknown upload id): a sink
+ * An upload refused before it started (an unknown or busy upload id): a sink
  * with nothing in it, whose owner hears the failure on the next turn (as from an open).
  */
 function refusedUpload(owner: UploadOwner, kind: number): UploadSink {

@@ -34,8 +34,6 @@ export const Failure = {
   IO: 9,
   /** The body's SHA-256 is not the one the client announced: nothing was stored. */
   DIGEST_MISMATCH: 10,
-  /** A bound on resumable uploads is reached (a store that refuses rather than taking an ordinary upload): try later. */
-  RESUMABLE_FULL: 11,
   /** RESUME of an upload that is not parked here: unknown, expired, finished, or another key's. */
   NO_UPLOAD: 12,
   /** RESUME of an upload another connection is sending right now. */

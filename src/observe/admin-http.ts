@@ -103,13 +103,15 @@ class AdminConnection {
     this.head = Buffer.alloc(0);
     if (typeof request === "string") return this.answerError(400, request);
     this.move("handling");
-    this.http.handler(request, this.extendMs).then(
-      (response) => this.answer(response),
-      (e) => {
+    // One owner catches whatever the handler or the answer throws: a bug answers 500, if it still can.
+    this.http
+      .handler(request, this.extendMs)
+      .then((response) => this.answer(response))
+      .catch((e) => {
         this.http.log.error("admin_bug", { error: String((e as Error)?.stack ?? e) });
         if (this.state === "handling") this.answerError(500, "internal error");
-      },
-    );
+        else this.close();
+      });
   }
 
   /** A Request of the head's request line and headers, or why it cannot be one. */

@@ -3,46 +3,21 @@
 // by adminConnectionsMax, a profile extends only its own deadline and stops when its client goes,
 // and the protocol port serves while the admin port is flooded.
 import { afterEach, expect, test } from "bun:test";
-import net from "node:net";
 import { WireConn } from "../../src/client/wire-conn";
 import { downloadExchange, uploadExchange } from "../../src/client/exchanges";
 import { payload, sha256 } from "../helpers/data";
+import { closedWithin, destroyRawSockets, rawConnect, type RawSocket } from "../helpers/raw-socket";
 import { eventually, freePort, startServer, type TestServer } from "../helpers/server";
 
 let server: TestServer | null = null;
-const sockets: net.Socket[] = [];
 afterEach(async () => {
-  for (const s of sockets.splice(0)) s.destroy();
+  destroyRawSockets();
   await server?.stop();
   server = null;
 });
 
-interface Raw {
-  socket: net.Socket;
-  received: () => string;
-  closed: Promise<void>;
-}
-
-/** A raw TCP connection to the admin port; null when the server cut it before it was open. */
-function raw(port: number): Promise<Raw | null> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port });
-    sockets.push(socket);
-    let text = "";
-    socket.on("data", (d) => (text += d.toString("latin1")));
-    socket.on("error", () => {});
-    const closed = new Promise<void>((r) => socket.on("close", () => r()));
-    socket.on("connect", () => resolve({ socket, received: () => text, closed }));
-    socket.on("close", () => resolve(null));
-  });
-}
-
-async function closedWithin(closed: Promise<void>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([closed.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms)))]);
-  clearTimeout(timer);
-  return r;
-}
+type Raw = RawSocket;
+const raw = (port: number) => rawConnect(port);
 
 async function adminServer(fields: Record<string, number | string | boolean> = {}): Promise<{ server: TestServer; adminPort: number }> {
   const adminPort = freePort();

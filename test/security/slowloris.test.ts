@@ -2,21 +2,21 @@
 // the server's slots: authTimeoutMs, unauthenticatedConnectionsMax and frameTimeoutMs, against a
 // real server, with attackers on their own loopback addresses (127.0.0.2, 127.0.0.3).
 import { afterEach, describe, expect, test } from "bun:test";
-import net from "node:net";
+import type net from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Access, createToken, newSecret } from "../../src/auth/token";
 import { downloadExchange, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { payload, sha256 } from "../helpers/data";
+import { closedWithin, destroyRawSockets, rawConnect, type RawSocket } from "../helpers/raw-socket";
 import { eventually, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
 let server: TestServer | null = null;
-const sockets: net.Socket[] = [];
 const timers: ReturnType<typeof setInterval>[] = [];
 afterEach(async () => {
   for (const t of timers.splice(0)) clearInterval(t);
-  for (const s of sockets.splice(0)) s.destroy();
+  destroyRawSockets();
   await server?.stop();
   server = null;
 });
@@ -32,31 +32,12 @@ function tokenOf(secret: string): string {
   return createToken(new TextEncoder().encode(secret), { id: "real", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "", expiresAtMs: Date.now() + 3600_000 });
 }
 
-/** A raw connection from `localAddress`; resolves once connected (or null if the server cut it first). */
-function rawConnect(port: number, localAddress: string): Promise<{ socket: net.Socket; closed: Promise<void> } | null> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: "127.0.0.1", port, localAddress });
-    sockets.push(socket);
-    const closed = new Promise<void>((r) => socket.on("close", () => r()));
-    socket.on("error", () => {});
-    socket.on("connect", () => resolve({ socket, closed }));
-    socket.on("close", () => resolve(null));
-  });
-}
-
 /** Sends a frame's 4-byte length, then one byte of it every `everyMs`: never a whole frame. */
 function trickle(socket: net.Socket, everyMs: number): void {
   const length = Buffer.alloc(4);
   length.writeInt32LE(1000); // the protocol's frame length: int32, little-endian
   socket.write(length);
   timers.push(setInterval(() => socket.writable && socket.write(Buffer.from([0x0a])), everyMs));
-}
-
-async function closedWithin(closed: Promise<void>, ms: number): Promise<boolean> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const r = await Promise.race([closed.then(() => true), new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms)))]);
-  clearTimeout(timer);
-  return r;
 }
 
 /** One upload and download by the real client: served, byte for byte. */
@@ -87,7 +68,7 @@ describe("slowloris before authentication", () => {
         idleTimeoutMs: 60_000,
         frameTimeoutMs: 600_000,
       });
-      const attackers: { socket: net.Socket; closed: Promise<void> }[] = [];
+      const attackers: RawSocket[] = [];
       for (const address of ["127.0.0.2", "127.0.0.3"]) {
         for (let i = 0; i < 20; i++) {
           const a = await rawConnect(server.port, address);
@@ -120,7 +101,7 @@ describe("slowloris before authentication", () => {
     server = await startServer({ auth: "token", authSecretFile: file, loops: 1, adminPort, connectionsMax: 100, unauthenticatedConnectionsMax: 5, authTimeoutMs: 60_000, authFailuresMax: 100_000 });
     // An authenticated client first: the budget is not its.
     const inside = await WireConn.connect({ host: "127.0.0.1", port: server.port, token: tokenOf(secret) });
-    const idle: { socket: net.Socket; closed: Promise<void> }[] = [];
+    const idle: RawSocket[] = [];
     for (let i = 0; i < 5; i++) idle.push((await rawConnect(server.port, "127.0.0.2"))!);
     // The server must have accepted all five before the newcomer arrives: wait until it counts them.
     const open = async () => ((await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as { connections: { open: number } }).connections.open;

@@ -3,6 +3,7 @@ import { ConfigError, configHelp, loadConfig, loopCount, type Config } from "./c
 import { LoopGroup } from "./server/loop-group";
 import { CPoolEngine, PoolStat } from "./engine/cpool-engine";
 import { nativeLibraryProblem } from "./ffi/pool-binding";
+import { BUILD_COMMAND } from "./ffi/build";
 import { createEngine } from "./engine/create-engine";
 import { Logger } from "./log";
 import { raiseOpenFiles } from "./platform";
@@ -53,7 +54,7 @@ export async function serve(argv: string[]): Promise<number> {
   checkOpenFileLimit(config, log);
   const loops = loopCount(config);
   const noLibrary = () => {
-    log.error("start_failed", { error: libraryProblem, advice: `the ${config.ioEngine} engine needs the C library, built with gcc on first start: install gcc, or start with --io-engine bun` });
+    log.error("start_failed", { error: libraryProblem, advice: `the ${config.ioEngine} engine needs the C library, which npm install builds with gcc: install gcc and run \`${BUILD_COMMAND}\`, or start with --io-engine bun` });
     log.close();
     return 1;
   };

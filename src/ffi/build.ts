@@ -1,6 +1,8 @@
-// Builds ffi/ into build/libfsgw_pool.so with the system gcc when it is missing or stale.
-// Stale means: the sources or the flags changed (a stamp holds their hash; mtimes lie after git
-// checkouts). Builds write to a temporary name and rename, so concurrent starts never see a torn file.
+// The C thread pool's library, build/libfsgw_pool.so: built from ffi/ by `npm install` (the
+// postinstall step runs scripts/build-ffi.ts), by `npm run build:ffi`, and before the tests; never
+// by a server start (a running server does not run a compiler). Stale means: the sources or the
+// flags changed since it was built (a stamp holds their hash; mtimes lie after git checkouts).
+// Builds write to a temporary name and rename, so a concurrent load never sees a torn file.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 
@@ -22,17 +24,32 @@ function stampOf(): string {
   return h.digest("hex");
 }
 
-/** Returns the library's path, building it first if needed. Throws with gcc's output on failure. */
-export function ensureLibrary(): string {
+/** The command that builds the library, as the messages that need it say. */
+export const BUILD_COMMAND = "npm run build:ffi";
+
+export type LibraryState = "built" | "missing" | "stale";
+
+/** Whether the library is there, and built from the sources ffi/ holds now. */
+export function libraryState(): LibraryState {
+  if (!existsSync(libraryPath)) return "missing";
+  return existsSync(stampPath) && readFileSync(stampPath, "utf8") === stampOf() ? "built" : "stale";
+}
+
+/**
+ * Builds the library when it is missing or stale; returns its path and whether it was built now.
+ * Throws with gcc's output on failure (and when gcc is not there: code ENOENT).
+ */
+export function buildLibrary(): { path: string; built: boolean } {
+  if (libraryState() === "built") return { path: libraryPath, built: false };
   const stamp = stampOf();
-  if (existsSync(libraryPath) && existsSync(stampPath) && readFileSync(stampPath, "utf8") === stamp) return libraryPath;
   mkdirSync(buildDir, { recursive: true });
   const tmp = `${libraryPath}.${process.pid}.tmp`;
+  if (Bun.which("gcc") === null) throw Object.assign(new Error("gcc is not on PATH"), { code: "ENOENT" });
   const r = Bun.spawnSync(["gcc", ...CFLAGS, "-shared", "-o", tmp, ...C_FILES.map((f) => join(ffiDir, f))], { stderr: "pipe", stdout: "pipe" });
   if (r.exitCode !== 0) {
     throw new Error(`building ${libraryPath} failed (gcc exit ${r.exitCode}):\n${r.stderr.toString()}`);
   }
   renameSync(tmp, libraryPath);
   writeFileSync(stampPath, stamp);
-  return libraryPath;
+  return { path: libraryPath, built: true };
 }

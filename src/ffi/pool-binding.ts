@@ -6,7 +6,7 @@
 // a data path); the records come out through fsgw_drain into memory JS owns.
 import { dlopen, JSCallback, ptr, type Pointer } from "bun:ffi";
 import { constants } from "node:os";
-import { ensureLibrary } from "./build";
+import { BUILD_COMMAND, libraryPath, libraryState } from "./build";
 import { stableBytes } from "../util/stable-bytes";
 
 const ABI_VERSION = 7;
@@ -76,8 +76,18 @@ export const PoolStat = {
 } as const;
 const STAT_COUNT = 13;
 
+/** Why the library cannot be loaded as it stands, or null: it is never built here (see build.ts). */
+function libraryProblem(): string | null {
+  const state = libraryState();
+  if (state === "missing") return `the C library is not built (${libraryPath}): run \`${BUILD_COMMAND}\` (needs gcc), or start with --io-engine bun`;
+  if (state === "stale") return `the C library ${libraryPath} was built from other sources than ffi/ holds now: run \`${BUILD_COMMAND}\``;
+  return null;
+}
+
 function load() {
-  return dlopen(ensureLibrary(), {
+  const problem = libraryProblem();
+  if (problem !== null) throw new Error(problem);
+  return dlopen(libraryPath, {
     fsgw_abi_version: { args: [], returns: "i32" },
     fsgw_struct_layout: { args: ["ptr", "i32"], returns: "i32" },
     fsgw_fsync_count: { args: [], returns: "f64" },

@@ -58,6 +58,8 @@ export const fields = {
   shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
   wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
   loops: int(0, 0, LOOPS_MAX, `event-loop threads serving the protocol, each with its own listener on the port (SO_REUSEPORT: the kernel spreads connections), its own connections, over one shared set of ioThreads C pool workers (loopPools); 0: one per CPU this process may run on (at most ${LOOPS_MAX}). With more than one, a RESUME that reaches another loop takes the parked upload over from the loop that holds it (cpool; on the bun and sync engines resumable uploads are off with several loops)`),
+  loopRestartsMax: int(5, 0, 1000, "event loops that fail (a bug outside any connection) are replaced by fresh ones on the same port; more than this many failures within loopRestartWindowMs stop the server with a message instead"),
+  loopRestartWindowMs: int(60_000, 1000, 86_400_000, "the window of loopRestartsMax"),
   loopPools: oneOf(["shared", "per-loop"] as const, "shared", "cpool with loops > 1: 'shared', one set of ioThreads workers for every loop, each loop with its own completion ring and doorbell (a completion wakes only the loop that submitted it); 'per-loop', each loop its own pool of ceil(ioThreads / loops) workers (BENCHMARKS.md compares them)"),
   ioEngine: oneOf(engineNames, "cpool", "who performs file I/O: the C thread pool, Bun's own async fs, or blocking calls on the JS thread"),
   ioThreads: int(8, 1, 256, "worker threads of the C pool (cpool)"),
@@ -255,8 +257,7 @@ export function loadConfig({ argv, env, warnings }: LoadOptions): Config {
       origin[name] = configPath;
     }
   }
-  // FSGW_TEST_*: hooks the test suite uses (src/server/loop-worker.ts), not configuration.
-  const known = new Set(["FSGW_CONFIG", "FSGW_TEST_CRASH_LOOP", "FSGW_TEST_CRASH_AFTER_MS", ...Object.keys(fields).map(envName)]);
+  const known = new Set(["FSGW_CONFIG", ...Object.keys(fields).map(envName)]);
   for (const variable of Object.keys(env)) {
     if (variable.startsWith("FSGW_") && !known.has(variable)) {
       warnings?.push(`unknown environment variable ${variable} is ignored (no config field reads it; see fsgw serve --help)`);

@@ -6,7 +6,7 @@ import { closeSync, constants as fsConstants, ftruncateSync, openSync, readFileS
 import { constants } from "node:os";
 import { lockFileForProcess, nativeLibraryProblem, raiseOpenFileLimit, socketCheck } from "./ffi/pool-binding";
 
-export type LockResult = { ok: true; how: string } | { ok: false; error: string; inUse: boolean };
+export type LockResult = { ok: true; how: string; release(): void } | { ok: false; error: string; inUse: boolean };
 
 /**
  * Takes `path` as this process's lock for the rest of its life, and writes our pid into it.
@@ -23,7 +23,7 @@ export function lockForProcess(path: string, fileMode: number): LockResult {
     if (fd < 0) return { ok: false, inUse: false, error: `errno ${-fd}` };
     // Through the locked descriptor: the name might be a link planted since it was opened.
     writePid(fd);
-    return { ok: true, how: "flock" };
+    return { ok: true, how: "flock", release: () => closeSync(fd) };
   }
   const holder = readPid(path);
   if (holder !== null && holder !== process.pid && processAlive(holder)) {
@@ -38,7 +38,7 @@ export function lockForProcess(path: string, fileMode: number): LockResult {
   }
   writePid(fd);
   closeSync(fd);
-  return { ok: true, how: `pid file (no flock: ${problem})` };
+  return { ok: true, how: `pid file (no flock: ${problem})`, release: () => {} };
 }
 
 function writePid(fd: number): void {

@@ -1,16 +1,14 @@
-// `fsgw serve`: load the config, open the engine and the store, listen, and stop cleanly on signals.
+// `fsgw serve`: load the config, start the event loops under their supervisor, listen, and stop
+// cleanly on signals.
 import { ConfigError, configHelp, loadConfig, loopCount, type Config } from "./config";
 import { LoopGroup } from "./server/loop-group";
-import { CPoolEngine, PoolStat } from "./engine/cpool-engine";
 import { nativeLibraryProblem } from "./ffi/pool-binding";
 import { BUILD_COMMAND } from "./ffi/build";
-import { createEngine } from "./engine/create-engine";
 import { Logger } from "./log";
 import { raiseOpenFiles } from "./platform";
 import { AdminServer } from "./observe/admin";
 import { ListenError } from "./server/listen";
 import { SecurityError } from "./server/security";
-import { Server } from "./server/server";
 import { unlinkSync, writeFileSync } from "node:fs";
 import { StoreError } from "./storage/store";
 
@@ -27,7 +25,33 @@ examples:
 fields:
 ${configHelp()}`;
 
-export async function serve(argv: string[]): Promise<number> {
+/** How long past shutdownGraceMs (and the loops' own margin) a stop may take before the process exits anyway. */
+const EXIT_MARGIN_MS = 10_000;
+
+/**
+ * Why this process must run its event loop on the main thread, or null: a debugger or profiler
+ * attached to Bun (bun --inspect, --inspect-brk, --inspect-wait, --cpu-prof, or BUN_INSPECT from an
+ * editor) sees only the main thread, so the exchanges run there, where its breakpoints and
+ * samples reach them.
+ */
+export function inspectedBy(execArgv: readonly string[], env: Record<string, string | undefined>): string | null {
+  const flag = execArgv.find((a) => /^--(inspect|inspect-brk|inspect-wait|cpu-prof)(=|$)/.test(a));
+  if (flag !== undefined) return flag.split("=")[0]!;
+  return (env.BUN_INSPECT ?? "") !== "" ? "BUN_INSPECT" : null;
+}
+
+export interface ServeHooks {
+  /** The script each event loop's thread runs (a test entry wraps loop-worker.ts with its faults). */
+  loopWorker?: URL;
+}
+
+/**
+ * `fsgw serve`: every configuration takes this one path: config, log, the loops under their
+ * supervisor, the admin endpoint, signals, the pid file. Returns only when the start fails; once
+ * serving, the process exits on a signal (or when loops keep failing), always within
+ * shutdownGraceMs and a margin.
+ */
+export async function serve(argv: string[], hooks: ServeHooks = {}): Promise<number> {
   if (argv.includes("--help") || argv.includes("-h")) {
     console.log(serveUsage);
     return 0;
@@ -52,96 +76,50 @@ export async function serve(argv: string[]): Promise<number> {
   }
   for (const warning of warnings) log.warn("config_warning", { warning });
   checkOpenFileLimit(config, log);
-  const loops = loopCount(config);
-  const noLibrary = () => {
+  // The C pool's library is not there or not loadable (not built, an ABI mismatch): said once, here.
+  const libraryProblem = config.ioEngine === "cpool" ? nativeLibraryProblem() : null;
+  if (libraryProblem !== null) {
     log.error("start_failed", { error: libraryProblem, advice: `the ${config.ioEngine} engine needs the C library, which npm install builds with gcc: install gcc and run \`${BUILD_COMMAND}\`, or start with --io-engine bun` });
     log.close();
     return 1;
-  };
-  // The C pool's library did not build or load (no gcc, a compiler error, an ABI mismatch): said
-  // once, here, before any loop starts.
-  let libraryProblem = config.ioEngine === "cpool" ? nativeLibraryProblem() : null;
-  if (libraryProblem !== null) return noLibrary();
-  if (loops > 1) return serveLoops(config, log, loops);
-  let engine;
-  try {
-    engine = createEngine(config);
-  } catch (e) {
-    libraryProblem = String((e as Error)?.message ?? e).split("\n")[0]!;
-    return noLibrary();
   }
-  if (engine instanceof CPoolEngine) reportPool(engine, config, log);
-  const server = new Server({ config, engine, log });
-  const admin = new AdminServer(server, log, config.adminToken, { connectionsMax: config.adminConnectionsMax, requestTimeoutMs: config.adminTimeoutMs });
+  const inspector = inspectedBy(process.execArgv, process.env);
+  const loops = inspector !== null ? 1 : loopCount(config);
+  if (inspector !== null) {
+    log.info("inspector", { attached: inspector, loops: 1, configuredLoops: loopCount(config), effect: "one event loop, on the main thread, where breakpoints and profiles see the exchanges" });
+  }
+  const group = new LoopGroup(config, log, loops, { inline: inspector !== null, workerUrl: hooks.loopWorker });
+  const profilerHeld = process.execArgv.some((a) => a.startsWith("--cpu-prof")) ? "bun --cpu-prof holds the profiler for the whole run (its profile is written when the server stops): /debug/profile is off meanwhile" : null;
+  const admin = new AdminServer(group, log, config.adminToken, { connectionsMax: config.adminConnectionsMax, requestTimeoutMs: config.adminTimeoutMs }, profilerHeld);
+  let exiting = false;
+  const finish = (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    // Whatever the stop meets, the process ends: a stop that hangs or throws is cut at the margin.
+    setTimeout(() => process.exit(code), config.shutdownGraceMs + EXIT_MARGIN_MS).unref();
+    group
+      .stop()
+      .catch((e) => log.error("stop_failed", { error: String((e as Error)?.stack ?? e) }))
+      .finally(() => {
+        admin.stop();
+        removePidFile(config.pidFile);
+        log.close();
+        process.exit(code);
+      });
+  };
+  // A bug outside any exchange: the loop's (on this thread) or the supervisor's (see LoopGroup).
+  process.on("uncaughtException", (error) => group.processError("uncaught_exception", error));
+  process.on("unhandledRejection", (reason) => group.processError("unhandled_rejection", reason));
   // Signal handlers go in before the port opens: a SIGTERM that arrives the moment the server is
   // listening still shuts it down cleanly instead of killing it mid-start.
-  const stop = (signal: string) => {
-    log.info("shutdown", { signal, graceMs: config.shutdownGraceMs });
-    // /healthz answers 503 while connections drain; the admin endpoint goes last.
-    void server.stop().then(() => {
-      admin.stop();
-      removePidFile(config.pidFile);
-      log.close();
-      process.exit(0);
-    });
-  };
-  // The last net: every continuation of an exchange is guarded by its connection, so these fire
-  // only for a bug outside any connection. Say so loudly and keep serving the other clients.
-  process.on("unhandledRejection", (reason) => {
-    server.stats.uncaughtErrors++;
-    log.error("unhandled_rejection", { error: String((reason as Error)?.stack ?? reason) });
-  });
-  process.on("uncaughtException", (error) => {
-    server.stats.uncaughtErrors++;
-    log.error("uncaught_exception", { error: String(error?.stack ?? error) });
-  });
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  // SIGHUP: read the TLS certificate, key and client CA and the token secrets again (rotation
-  // without a restart); open connections are untouched.
-  process.on("SIGHUP", () => {
-    log.info("reload", { signal: "SIGHUP" });
-    server.reload();
-  });
-  try {
-    await server.start();
-    if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
-    if (config.pidFile !== "") writeFileSync(config.pidFile, `${process.pid}\n`);
-  } catch (e) {
-    const message = e instanceof StoreError || e instanceof ListenError || e instanceof SecurityError ? e.message : String((e as Error)?.message ?? e);
-    log.error("start_failed", { error: message });
-    await server.stop();
-    admin.stop();
-    log.close();
-    return 1;
-  }
-  // Ready only once every listener is up (and the pid file written): scripts wait for this line.
-  server.logListening(admin.port);
-  return new Promise<number>(() => {}); // runs until a signal stops it
-}
-
-/**
- * `loops` > 1: the same life as serve()'s (signals, the admin endpoint, the pid file, the
- * "listening" line scripts wait for), over a group of event-loop threads.
- */
-async function serveLoops(config: Config, log: Logger, loops: number): Promise<number> {
-  const group = new LoopGroup(config, log, loops);
-  const admin = new AdminServer(group, log, config.adminToken, { connectionsMax: config.adminConnectionsMax, requestTimeoutMs: config.adminTimeoutMs });
-  const finish = (code: number) =>
-    void group.stop().then(() => {
-      admin.stop();
-      removePidFile(config.pidFile);
-      log.close();
-      process.exit(code);
-    });
-  process.on("unhandledRejection", (reason) => log.error("unhandled_rejection", { error: String((reason as Error)?.stack ?? reason) }));
-  process.on("uncaughtException", (error) => log.error("uncaught_exception", { error: String(error?.stack ?? error) }));
   for (const signal of ["SIGINT", "SIGTERM"] as const) {
     process.on(signal, () => {
       log.info("shutdown", { signal, graceMs: config.shutdownGraceMs, loops });
       finish(0);
     });
   }
+  // SIGHUP: read the TLS certificate, key and client CA and the token secrets again (rotation
+  // without a restart) in every loop.
   process.on("SIGHUP", () => {
     log.info("reload", { signal: "SIGHUP", loops });
     group.reload();
@@ -154,15 +132,16 @@ async function serveLoops(config: Config, log: Logger, loops: number): Promise<n
     if (config.adminPort !== 0) admin.start(config.adminHost, config.adminPort);
     if (config.pidFile !== "") writeFileSync(config.pidFile, `${process.pid}\n`);
   } catch (e) {
-    const message = e instanceof StoreError || e instanceof ListenError ? e.message : String((e as Error)?.message ?? e);
-    log.error("start_failed", { error: message });
+    const message = e instanceof StoreError || e instanceof ListenError || e instanceof SecurityError ? e.message : String((e as Error)?.message ?? e);
+    log.error("start_failed", { error: message.replace(/^loop \d+: /, "") });
     await group.stop();
     admin.stop();
     log.close();
     return 1;
   }
+  // Ready only once every listener is up (and the pid file written): scripts wait for this line.
   log.info("listening", { host: config.host, port: group.port, adminPort: admin.port, loops, engine: config.ioEngine, wire: config.wire, store: config.store, pid: process.pid });
-  return new Promise<number>(() => {});
+  return new Promise<number>(() => {}); // runs until a signal stops it
 }
 
 /**
@@ -189,23 +168,6 @@ function checkOpenFileLimit(config: Config, log: Logger): void {
       advice: `lower connectionsMax below ${Math.max(1, effective - 64)} or raise the hard limit; past the limit connections and files fail`,
     });
   }
-}
-
-/** One clear line each when the system refused worker priority or CPU pinning. */
-export function reportPool(engine: CPoolEngine, config: Config, log: Logger): void {
-  const stats = engine.nativeStats();
-  const prioFailed = stats[PoolStat.PRIO_FAILED]!;
-  const affinityFailed = stats[PoolStat.AFFINITY_FAILED]!;
-  if (prioFailed > 0) {
-    log.warn("io_priority_refused", { workers: prioFailed, of: config.priorIoThreads, effect: "those workers run at normal priority (SCHED_RR needs CAP_SYS_NICE)" });
-  }
-  if (stats[PoolStat.NICE_FAILED]! > 0) {
-    log.warn("io_nice_refused", { workers: stats[PoolStat.NICE_FAILED]!, nice: config.ioThreadNice, effect: "those workers run at normal priority" });
-  }
-  if (affinityFailed > 0) {
-    log.warn("cpu_affinity_refused", { workers: affinityFailed, of: config.ioThreads, effect: "those workers run unpinned" });
-  }
-  log.info("io_pool", { threads: stats[PoolStat.THREADS]!, waitingQueueLen: config.waitingQueueLen, submitMode: config.ioSubmitMode });
 }
 
 /** Removes the pid file written at start (a clean stop); one that is already gone is fine. */

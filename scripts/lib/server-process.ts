@@ -14,6 +14,12 @@ export interface TestServer {
   dataDir: string;
   /** Every line the server has written to stdout and stderr so far. */
   lines: string[];
+  /**
+   * The first line that contains `text` (or matches it), once the server has written it: an event
+   * logged by an event loop's thread reaches the log a moment after the event itself. Rejects
+   * after `ms`.
+   */
+  line(text: string | RegExp, ms?: number): Promise<string>;
   /** Sends SIGTERM and waits for the exit code. */
   stop(): Promise<number>;
   proc: Subprocess;
@@ -54,11 +60,13 @@ export async function startServer(
   wrapper: string[] = [],
   /** Another checkout of fsgw to run instead of this one (benchmarks compare before and after). */
   projectRoot = root,
+  /** The script that runs `serve` (test/entry/serve-with-faults.ts: a server whose loops can fail on demand). */
+  entry: { script: string; serveArg: boolean } = { script: "src/main.ts", serveArg: true },
 ): Promise<TestServer> {
   const dataDir = (fields.dataDir as string | undefined) ?? join(tempDir("data"), "d");
   const host = (fields.host as string | undefined) ?? "127.0.0.1";
   // The admin endpoint is off unless a test asks for it (its default port would collide).
-  const args = ["serve", "--host", host, "--port", "0", "--data-dir", dataDir, "--admin-port", String(fields.adminPort ?? 0)];
+  const args = [...(entry.serveArg ? ["serve"] : []), "--host", host, "--port", "0", "--data-dir", dataDir, "--admin-port", String(fields.adminPort ?? 0)];
   for (const [k, v] of Object.entries(fields)) {
     if (k === "dataDir" || k === "host" || k === "adminPort") continue;
     args.push("--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()), String(v));
@@ -67,7 +75,7 @@ export async function startServer(
   // into a directory that user cannot enter); else the Bun running this.
   const ownBun = join(projectRoot, "node_modules/bun/bin/bun.exe");
   const bun = projectRoot !== root && existsSync(ownBun) ? ownBun : process.execPath;
-  const proc = Bun.spawn([...wrapper, bun, join(projectRoot, "src/main.ts"), ...args], {
+  const proc = Bun.spawn([...wrapper, bun, join(projectRoot, entry.script), ...args], {
     cwd: projectRoot,
     stdout: "pipe",
     stderr: "pipe",
@@ -122,6 +130,11 @@ export async function startServer(
     pid: proc.pid,
     dataDir,
     lines,
+    async line(text: string | RegExp, ms = 5000): Promise<string> {
+      const matches = (l: string) => (typeof text === "string" ? l.includes(text) : text.test(l));
+      await eventually(() => lines.some(matches), ms, `a log line with ${String(text)}`);
+      return lines.find(matches)!;
+    },
     proc,
     async stop() {
       proc.kill("SIGTERM");

@@ -1,6 +1,6 @@
-// The admin HTTP endpoint (Bun.serve), on adminHost:adminPort, loopback by default:
+// The admin HTTP endpoint, on adminHost:adminPort, loopback by default:
 //   GET /debug/profile?seconds=N[&format=top][&loop=i]   CPU profile (.cpuprofile JSON, or a pprof-like
-//                                                table); with several event loops, of loop i (default 0)
+//                                                table) of event loop i (default: the busiest)
 //   GET /debug/stats                            live numbers as JSON
 //   GET /metrics                                the same numbers for Prometheus
 //   GET /healthz                                200 while serving, 503 while shutting down
@@ -9,23 +9,11 @@
 // otherwise). Its transport (admin-http.ts) bounds the connections (adminConnectionsMax), gives
 // each adminTimeoutMs to send its request, and closes every connection once it is answered.
 import { timingSafeEqual } from "node:crypto";
-import type { IoEngine } from "../engine/io-engine";
 import type { Logger } from "../log";
 import { formatTop, type CpuProfile } from "./profile-top";
-import { ProfileBusyError, ProfileCancelledError, Profiler } from "./profiler";
 import { AdminHttp, type AdminHttpLimits } from "./admin-http";
-import { renderMetrics } from "./prometheus";
-import { processStats, statsSnapshot, type ServerStats } from "./stats";
 
-/** One server: its stats, engine and profiler are this thread's. */
-export interface AdminSource {
-  readonly stats: ServerStats;
-  readonly engine: IoEngine;
-  /** True once the server is shutting down. */
-  readonly draining: boolean;
-}
-
-/** Several event loops (src/server/loop-group.ts): their figures and profiles come by message. */
+/** The event loops (src/server/loop-group.ts): their figures and profiles come by message. */
 export interface LoopsSource {
   readonly loops: number;
   readonly draining: boolean;
@@ -47,16 +35,20 @@ function text(body: string, status = 200): Response {
 
 export class AdminServer {
   private http: AdminHttp | null = null;
-  private readonly profiler = new Profiler();
 
   /** "Bearer <adminToken>" as bytes, or null when no token is required. */
   private readonly expectedAuth: Buffer | null;
 
   constructor(
-    private readonly source: AdminSource | LoopsSource,
+    private readonly source: LoopsSource,
     private readonly log: Logger,
     adminToken: string,
     private readonly limits: AdminHttpLimits,
+    /**
+     * Why /debug/profile must not touch the profiler (`bun --cpu-prof` holds it for the whole run,
+     * and a refused attempt would disturb that profile), or null.
+     */
+    private readonly profilerHeld: string | null = null,
   ) {
     this.expectedAuth = adminToken === "" ? null : Buffer.from(`Bearer ${adminToken}`);
   }
@@ -94,16 +86,10 @@ export class AdminServer {
     switch (url.pathname) {
       case "/healthz":
         return this.source.draining ? text("shutting down\n", 503) : text("ok\n");
-      case "/debug/stats": {
-        const source = this.source;
-        return Response.json("loops" in source ? await source.statsJson() : statsSnapshot(source.stats, source.engine.stats()));
-      }
-      case "/metrics": {
-        const source = this.source;
-        return new Response("loops" in source ? await source.metricsText() : renderMetrics(source.stats, source.engine.stats(), processStats()), {
-          headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" },
-        });
-      }
+      case "/debug/stats":
+        return Response.json(await this.source.statsJson());
+      case "/metrics":
+        return new Response(await this.source.metricsText(), { headers: { "content-type": "text/plain; version=0.0.4; charset=utf-8" } });
       case "/debug/profile":
         return this.profile(url, req.signal, extendMs);
       default:
@@ -121,43 +107,30 @@ export class AdminServer {
     extendMs(seconds * 1000);
     const format = url.searchParams.get("format") ?? "cpuprofile";
     if (format !== "cpuprofile" && format !== "top") return text('format must be "cpuprofile" or "top"\n', 400);
+    if (this.profilerHeld !== null) return text(`${this.profilerHeld}\n`, 409);
     const source = this.source;
-    if ("loops" in source) {
-      // Each loop is a thread of its own: profile one (?loop=i), or every one and answer the busiest.
-      const asked = url.searchParams.get("loop");
-      const loop = asked === null ? null : Number(asked);
-      if (loop !== null && (!Number.isInteger(loop) || loop < 0 || loop >= source.loops)) return text(`loop must be an integer in 0..${source.loops - 1}\n`, 400);
-      this.log.info("profile_started", { seconds, format, loop: loop ?? "busiest" });
-      const answer = await source.profile(loop, seconds, signal);
-      if (signal.aborted) {
-        this.log.info("profile_cancelled", { reason: "the client went away", loop: loop ?? "busiest" });
-        return text("cancelled\n", 499);
-      }
-      if (answer.error !== undefined) return text(`${answer.error}\n`, answer.error.includes("already") ? 409 : 500);
-      const headers = { "x-fsgw-loop": String(answer.loop) };
-      if (format === "top") {
-        const which = `(event loop ${answer.loop} of ${source.loops}${loop === null ? ", the busiest; ?loop=i for another" : ""})`;
-        return new Response(`${formatTop(answer.value as CpuProfile, 40, seconds * 1000)}\n${which}\n`, { headers: { ...headers, "content-type": "text/plain; charset=utf-8" } });
-      }
-      return new Response(JSON.stringify(answer.value), {
-        headers: { ...headers, "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-loop${answer.loop}-${Date.now()}.cpuprofile"` },
-      });
+    // Each loop is a thread of its own: profile one (?loop=i), or every one and answer the busiest.
+    const asked = url.searchParams.get("loop");
+    const loop = asked === null ? null : Number(asked);
+    if (loop !== null && (!Number.isInteger(loop) || loop < 0 || loop >= source.loops)) return text(`loop must be an integer in 0..${source.loops - 1}\n`, 400);
+    this.log.info("profile_started", { seconds, format, loop: loop ?? "busiest" });
+    const answer = await source.profile(loop, seconds, signal);
+    if (signal.aborted) {
+      this.log.info("profile_cancelled", { reason: "the client went away", loop: loop ?? "busiest" });
+      return text("cancelled\n", 499);
     }
-    this.log.info("profile_started", { seconds, format });
-    try {
-      const profile = await this.profiler.profile(seconds, signal);
-      if (format === "top") return text(formatTop(profile, 40, seconds * 1000) + "\n");
-      return new Response(JSON.stringify(profile), {
-        headers: { "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-${Date.now()}.cpuprofile"` },
-      });
-    } catch (e) {
-      if (e instanceof ProfileBusyError) return text(`${e.message}; try again when it is done\n`, 409);
-      if (e instanceof ProfileCancelledError) {
-        this.log.info("profile_cancelled", { reason: "the client went away" });
-        return text("cancelled\n", 499);
-      }
-      this.log.error("profile_failed", { error: (e as Error).message });
-      return text("profiling failed\n", 500);
+    if (answer.error !== undefined) {
+      const busy = answer.error.includes("already");
+      if (!busy) this.log.error("profile_failed", { error: answer.error });
+      return text(busy ? `${answer.error}; try again when it is done\n` : `${answer.error}\n`, busy ? 409 : 500);
     }
+    const headers = { "x-fsgw-loop": String(answer.loop) };
+    if (format === "top") {
+      const which = `(event loop ${answer.loop} of ${source.loops}${loop === null && source.loops > 1 ? ", the busiest; ?loop=i for another" : ""})`;
+      return new Response(`${formatTop(answer.value as CpuProfile, 40, seconds * 1000)}\n${which}\n`, { headers: { ...headers, "content-type": "text/plain; charset=utf-8" } });
+    }
+    return new Response(JSON.stringify(answer.value), {
+      headers: { ...headers, "content-type": "application/json", "content-disposition": `attachment; filename="fsgw-loop${answer.loop}-${Date.now()}.cpuprofile"` },
+    });
   }
 }

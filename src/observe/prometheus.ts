@@ -33,8 +33,19 @@ class Writer {
 /** Store stats that go up and down; the others only count up. */
 const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "s3AbortsPending", "cacheEntries", "cacheBytes"]);
 
-export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: ProcessStats): string {
+/** What the supervisor adds about its event loops: failures replaced, and each loop's share. */
+export interface LoopMetrics {
+  restarted: number;
+  perLoop: { loop: number; connectionsOpen: number; exchanges: number }[];
+}
+
+export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: ProcessStats, loops: LoopMetrics): string {
   const w = new Writer();
+  w.one("fsgw_loops_restarted_total", "counter", "Event loops that failed (a bug outside any connection) and were replaced by fresh ones.", loops.restarted);
+  w.family("fsgw_loop_connections_open", "gauge", "Client connections open now, by event loop.");
+  for (const l of loops.perLoop) w.sample("fsgw_loop_connections_open", l.connectionsOpen, { loop: String(l.loop) });
+  w.family("fsgw_loop_exchanges_total", "counter", "Exchanges completed, by event loop (all ops; a replaced loop starts again from 0).");
+  for (const l of loops.perLoop) w.sample("fsgw_loop_exchanges_total", l.exchanges, { loop: String(l.loop) });
   w.one("fsgw_uptime_seconds", "gauge", "Seconds since the server started.", (Date.now() - stats.startedMs) / 1000);
   w.one("fsgw_connections_open", "gauge", "Client connections open now.", stats.connectionsOpen);
   w.one("fsgw_connections_accepted_total", "counter", "Client connections accepted.", stats.connectionsAccepted);

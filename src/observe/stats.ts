@@ -63,7 +63,7 @@ export class OpStats {
 }
 
 export class ServerStats {
-  readonly startedMs = Date.now();
+  constructor(readonly startedMs = Date.now()) {}
   connectionsOpen = 0;
   connectionsAccepted = 0;
   connectionsRefused = 0;
@@ -115,6 +115,63 @@ export class ServerStats {
     s.bytes += bytes;
     s.latency.record((performance.now() - startedAt) * 1000);
   }
+}
+
+/**
+ * A loop's numbers as plain values (they cross from a loop's thread to the supervisor), and their
+ * sum over loops as one ServerStats: counters add, histograms merge bucket by bucket (so the
+ * server's percentiles are those of every exchange, not a maximum of per-loop ones).
+ */
+export interface StatsFigures {
+  startedMs: number;
+  counters: Record<string, number>;
+  ops: Record<StatOp, { count: number; errors: number; bytes: number; counts: Float64Array; latencyCount: number; sumSeconds: number }>;
+  resumable: ResumableFigures;
+  store: Record<string, number>;
+}
+
+type ResumableFigures = ReturnType<ServerStats["resumable"]>;
+
+export function statsFigures(stats: ServerStats): StatsFigures {
+  const counters: Record<string, number> = {};
+  for (const [name, value] of Object.entries(stats)) if (typeof value === "number" && name !== "startedMs") counters[name] = value;
+  const ops = {} as StatsFigures["ops"];
+  for (const op of statOps) {
+    const o = stats.ops[op];
+    ops[op] = { count: o.count, errors: o.errors, bytes: o.bytes, counts: o.latency.counts.slice(), latencyCount: o.latency.count, sumSeconds: o.latency.sumSeconds };
+  }
+  return { startedMs: stats.startedMs, counters, ops, resumable: stats.resumable(), store: stats.store() };
+}
+
+/** Keys of the resumable figures that every loop reports whole (shared totals): taken once, not summed. */
+const RESUMABLE_WHOLE = new Set(["keptBytes"]);
+
+/** The server's numbers: every loop's figures summed into one ServerStats (started when the first loop did). */
+export function sumFigures(all: readonly StatsFigures[]): ServerStats {
+  const sum = new ServerStats(Math.min(...all.map((f) => f.startedMs)));
+  const target = sum as unknown as Record<string, number>;
+  for (const f of all) {
+    for (const [name, value] of Object.entries(f.counters)) target[name] = (target[name] ?? 0) + value;
+    for (const op of statOps) {
+      const from = f.ops[op];
+      const to = sum.ops[op];
+      to.count += from.count;
+      to.errors += from.errors;
+      to.bytes += from.bytes;
+      for (let i = 0; i < from.counts.length; i++) to.latency.counts[i]! += from.counts[i]!;
+      to.latency.count += from.latencyCount;
+      to.latency.sumSeconds += from.sumSeconds;
+    }
+  }
+  const resumable: Record<string, number> = {};
+  const store: Record<string, number> = {};
+  for (const f of all) {
+    for (const [k, v] of Object.entries(f.resumable)) resumable[k] = RESUMABLE_WHOLE.has(k) ? v : (resumable[k] ?? 0) + v;
+    for (const [k, v] of Object.entries(f.store)) store[k] = (store[k] ?? 0) + v;
+  }
+  sum.resumable = () => resumable as ResumableFigures;
+  sum.store = () => store;
+  return sum;
 }
 
 export interface ProcessStats {

@@ -1,96 +1,106 @@
-// Several event loops on one port (`loops` > 1): one thread each (loop-worker.ts), each with its
-// own listener (SO_REUSEPORT: the kernel spreads connections), connections, engine and store
-// instance, over one set of C pool workers (each loop its own completion ring and doorbell; or a
-// pool per loop: loopPools); nothing else shared on the hot path but one counter (connectionsMax
-// is a whole-server bound).
-// To its operators it is one server: this thread holds the data directory's lock and runs the
-// start-up sweep (or reaches the bucket) once, writes the one log stream, answers the admin endpoint
-// with the loops' figures summed (and per loop), and stops every loop gracefully on a signal. A
-// loop that fails takes the whole server down with a message, never leaving a port half served.
+// The supervisor of the server's event loops, as nginx's master is of its workers. Every
+// configuration runs through it: `loops` event loops on one port (SO_REUSEPORT: the kernel spreads
+// connections), each on a thread of its own (loop-worker.ts), or, when a debugger or profiler is
+// attached to the process, one loop on the main thread where the tool can see it.
+//
+// To its operators it is one server: the supervisor holds the data directory's lock and runs the
+// start-up sweep (or reaches the bucket) once, writes the one log stream, answers the admin
+// endpoint with every loop's numbers summed (and per loop), and stops every loop gracefully on a
+// signal. A loop that fails (a bug outside any connection: its connections are cut) is replaced by
+// a fresh one on the same port while the others serve on; loopRestartsMax failures within
+// loopRestartWindowMs stop the server with a message instead of restarting for ever.
+//
+//   loop:  starting ──listening──▶ serving ──failed / thread ended──▶ gone ──▶ (a fresh loop: starting)
+//                                     └──stop──▶ stopped
+import { MessageChannel } from "node:worker_threads";
 import type { Config } from "../config";
+import type { EngineStats } from "../engine/io-engine";
 import { SyncEngine } from "../engine/sync-engine";
 import type { Logger } from "../log";
+import { renderMetrics, type LoopMetrics } from "../observe/prometheus";
+import { processStats, statsSnapshot, sumFigures } from "../observe/stats";
 import { createStore } from "../storage/create-store";
-import type { Store } from "../storage/store";
-import { listenOrExplain } from "./listen";
-import { sharedAddressTable } from "./shared-ip-guard";
-import { IpGuard } from "./ip-guard";
-import type { FromLoop, LoopInit, ToLoop } from "./loop-worker";
 import type { HandedOver } from "../storage/partials";
+import type { Store } from "../storage/store";
+import { IpGuard } from "./ip-guard";
+import { listenOrExplain } from "./listen";
+import { Loop, type FromLoop, type LoopFigures, type LoopInit, type LoopPort, type ToLoop } from "./loop";
+import { SharedCounters, sharedCountersMemory } from "./shared-counters";
+import { sharedAddressTable } from "./shared-ip-guard";
 
-/** Keys of stats whose values are percentiles or maxima: over loops, the largest is kept, not the sum. */
-const LARGEST = new Set(["p50", "p90", "p99", "max"]);
+type HostState = "starting" | "serving" | "gone" | "stopped";
 
-/**
- * Sums the numbers of several stats snapshots of the same shape. Percentiles: their largest.
- * `once`: keys whose value is the same for every loop (the process's, or the shared pool's
- * workers and queue): the first loop's.
- */
-export function sumSnapshots(snapshots: unknown[], once: ReadonlySet<string>): unknown {
-  const first = snapshots[0];
-  if (typeof first === "number") return snapshots.reduce((a: number, b) => a + (typeof b === "number" ? b : 0), 0);
-  if (typeof first !== "object" || first === null || Array.isArray(first)) return first;
+/** How long past shutdownGraceMs a stop waits for the loops to end before it ends them. */
+const STOP_MARGIN_MS = 5_000;
+
+/** One loop as the supervisor holds it: on a thread of its own, or on this one. */
+class Host {
+  state: HostState = "starting";
+  /** Its C pool, once listening (another loop may join it). */
+  pool?: number;
+  /** Resolves once the loop is gone (its thread ended, or it ended on this one). */
+  readonly ended: Promise<void>;
+  private markEnded!: () => void;
+
+  constructor(
+    readonly index: number,
+    readonly post: (m: ToLoop) => void,
+    /** Ends its thread now (a stop past its deadline). */
+    readonly terminate: () => void,
+  ) {
+    this.ended = new Promise<void>((resolve) => (this.markEnded = resolve));
+  }
+
+  /** The loop is gone; true the first time. */
+  end(): boolean {
+    if (this.state === "stopped") return false;
+    this.state = "stopped";
+    this.markEnded();
+    return true;
+  }
+}
+
+export interface GroupOptions {
+  /** Run the one loop on this thread (a debugger or profiler is attached): see serve.ts. */
+  inline: boolean;
+  /** The script a loop's thread runs (default loop-worker.ts; a test entry may wrap it). */
+  workerUrl?: URL;
+}
+
+/** Engine stats that are the same for every loop (the process's, or one shared pool's): taken once. */
+function mergeEngineStats(all: Record<string, unknown>[], once: ReadonlySet<string>): EngineStats {
   const out: Record<string, unknown> = {};
-  for (const key of Object.keys(first)) {
-    const values = snapshots.map((s) => (s as Record<string, unknown>)[key]);
-    if (once.has(key)) out[key] = values[0];
-    else if (LARGEST.has(key) && typeof values[0] === "number") out[key] = Math.max(...(values as number[]));
-    else out[key] = sumSnapshots(values, once);
-  }
-  return out;
-}
-
-/** The sample lines of a Prometheus text by their name and labels (the line up to its value). */
-function samplesOf(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split("\n")) {
-    if (line === "" || line.startsWith("#")) continue;
-    const at = line.lastIndexOf(" ");
-    out.set(line.slice(0, at), Number(line.slice(at + 1)));
-  }
-  return out;
-}
-
-/**
- * One Prometheus text of several loops' texts, in the single loop's shape: each sample the sum over
- * loops (a family in `once`, the same for every loop, the first loop's value), so dashboards read
- * the same with one loop or many; then per-loop families for what differs between loops.
- */
-export function mergeMetrics(texts: string[], once: ReadonlySet<string>): string {
-  const perLoop = texts.map(samplesOf);
-  const lines: string[] = [];
-  for (const line of texts[0]!.split("\n")) {
-    if (line === "") continue;
-    if (line.startsWith("#")) {
-      lines.push(line);
-      continue;
+  for (const s of all) {
+    for (const [k, v] of Object.entries(s)) {
+      if (typeof v !== "number" || once.has(k)) out[k] ??= v;
+      else out[k] = ((out[k] as number | undefined) ?? 0) + v;
     }
-    const at = line.lastIndexOf(" ");
-    const key = line.slice(0, at);
-    const name = /^[a-zA-Z_:][a-zA-Z0-9_:]*/.exec(key)![0];
-    const value = once.has(name) || [...once].some((p) => p.endsWith("*") && name.startsWith(p.slice(0, -1))) ? perLoop[0]!.get(key)! : perLoop.reduce((sum, m) => sum + (m.get(key) ?? 0), 0);
-    lines.push(`${key} ${value}`);
   }
-  lines.push("# HELP fsgw_loop_connections_open Client connections open now, by event loop.", "# TYPE fsgw_loop_connections_open gauge");
-  perLoop.forEach((m, loop) => lines.push(`fsgw_loop_connections_open{loop="${loop}"} ${m.get("fsgw_connections_open") ?? 0}`));
-  lines.push("# HELP fsgw_loop_exchanges_total Exchanges completed, by event loop (all ops).", "# TYPE fsgw_loop_exchanges_total counter");
-  perLoop.forEach((m, loop) => {
-    let total = 0;
-    for (const [k, v] of m) if (k.startsWith("fsgw_exchanges_total{")) total += v;
-    lines.push(`fsgw_loop_exchanges_total{loop="${loop}"} ${total}`);
-  });
-  return lines.join("\n") + "\n";
+  // Ratios are recomputed from the summed counts, not summed.
+  const n = (k: string) => (out[k] as number | undefined) ?? 0;
+  if ("recordsPerDrain" in out) out.recordsPerDrain = n("drains") > 0 ? n("drainedRecords") / n("drains") : 0;
+  if ("operationsPerBatch" in out) out.operationsPerBatch = 0;
+  return out as unknown as EngineStats;
 }
 
 export class LoopGroup {
-  private readonly workers: Worker[] = [];
+  private readonly hosts: Host[] = [];
   private readonly waiting = new Map<number, (m: FromLoop & { t: "answer" }) => void>();
   private nextId = 1;
   /** Parked uploads handed from loop to loop: where each is now (its id names where it began). */
   private readonly where = new Map<string, number>();
   private store: Store | null = null;
+  private counters: SharedCounters | null = null;
+  private init: Omit<LoopInit, "index" | "joinPool"> | null = null;
   private stopping: Promise<void> | null = null;
-  private failed: ((reason: string) => void) | null = null;
+  private fatal: ((reason: string) => void) | null = null;
+  /** When loops failed recently (for loopRestartsMax), and how many were replaced in all. */
+  private readonly failures: number[] = [];
+  loopsRestarted = 0;
+  /** Bugs outside any loop (the supervisor's own code): logged and counted, never fatal. */
+  supervisorErrors = 0;
+  /** The loop on this thread, when there is one (options.inline). */
+  private inlineLoop: Loop | null = null;
   draining = false;
   port = 0;
 
@@ -98,15 +108,16 @@ export class LoopGroup {
     private readonly config: Config,
     private readonly log: Logger,
     readonly loops: number,
+    private readonly options: GroupOptions,
   ) {}
 
   /**
    * Prepares the store for the whole server, then starts the loops one by one (the first binds the
    * port, maybe a free one, the others join it). Rejects when one cannot start.
-   * `onFailure` hears a loop that fails later (the group is then stopped).
+   * `onFatal` hears that the server must stop (loops failing too often).
    */
-  async start(onFailure: (reason: string) => void): Promise<void> {
-    this.failed = onFailure;
+  async start(onFatal: (reason: string) => void): Promise<void> {
+    this.fatal = onFatal;
     const { config } = this;
     // The lock, the layout, the sweep of temporary files, the bucket: once, here, on the blocking
     // engine (this thread runs no pool). The loops' read caches are their own.
@@ -116,117 +127,214 @@ export class LoopGroup {
     // With SO_REUSEPORT on both, two servers would share a port silently: a plain bind first
     // proves no other process holds it.
     if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
-    const openConnections = new SharedArrayBuffer(4);
-    const addresses = sharedAddressTable(config);
-    const resumable = new SharedArrayBuffer(16);
-    let port = config.port;
-    let joinPool: number | undefined;
-    for (let index = 0; index < this.loops; index++) {
-      const started = await this.startLoop({ config: { ...config, port }, index, loops: this.loops, openConnections, addresses, resumable, joinPool });
-      port = started.port;
-      if (index === 0 && config.loopPools === "shared") joinPool = started.pool;
-    }
-    this.port = port;
+    const counters = sharedCountersMemory(this.loops);
+    this.counters = new SharedCounters(counters);
+    this.init = { config, loops: this.loops, counters, addresses: sharedAddressTable(config) };
+    this.port = config.port;
+    for (let index = 0; index < this.loops; index++) await this.startLoop(index);
     const pools = config.ioEngine !== "cpool" ? "none" : config.loopPools === "shared" ? `one, ${config.ioThreads} workers` : `one per loop, ${Math.max(1, Math.ceil(config.ioThreads / this.loops))} workers each`;
-    this.log.info("loops", { loops: this.loops, pools, port });
+    this.log.info("loops", { loops: this.loops, pools, port: this.port, where: this.options.inline ? "the main thread" : "a thread each" });
   }
 
-  private startLoop(init: LoopInit): Promise<{ port: number; pool?: number }> {
-    const worker = new Worker(new URL("./loop-worker.ts", import.meta.url).href, { workerData: init } as WorkerOptions);
-    this.workers.push(worker);
-    return new Promise<{ port: number; pool?: number }>((resolve, reject) => {
-      let listening = false;
-      worker.addEventListener("message", (event: MessageEvent<FromLoop>) => {
-        const m = event.data;
-        switch (m.t) {
-          case "log":
-            return this.log.line(m.line);
-          case "listening":
-            listening = true;
-            return resolve({ port: m.port, pool: m.pool });
-          case "failed":
-            return listening ? this.loopFailed(init.index, m.error) : reject(new Error(`loop ${init.index}: ${m.error}`));
-          case "answer":
-            this.waiting.get(m.id)?.(m);
-            return;
-          case "stopped":
-            return;
-          case "take":
-            return void this.relayTake(init.index, m.id, m.upload, m.keyName);
+  /** Starts loop `index` (first, or in a failed one's place); resolves once it listens. */
+  private startLoop(index: number): Promise<void> {
+    const joinPool = this.config.loopPools === "shared" ? this.hosts.find((h) => h !== undefined && h.state === "serving" && h.pool !== undefined)?.pool : undefined;
+    const init: LoopInit = { ...this.init!, config: { ...this.config, port: this.port }, index, joinPool };
+    return new Promise<void>((resolve, reject) => {
+      const onMessage = (host: Host, m: FromLoop) => {
+        if (m.t === "listening") {
+          host.state = "serving";
+          host.pool = m.pool;
+          if (this.port === 0) this.port = m.port;
+          resolve();
+          return;
         }
-      });
-      worker.addEventListener("error", (event: ErrorEvent) => {
-        const error = String(event.message ?? event.error ?? "error");
-        if (listening) this.loopFailed(init.index, error);
-        else reject(new Error(`loop ${init.index}: ${error}`));
-      });
-      worker.addEventListener("close", () => {
-        if (this.stopping === null && listening) this.loopFailed(init.index, "its thread ended");
-      });
+        if (m.t === "failed" && host.state === "starting") reject(new Error(`loop ${index}: ${m.error}`));
+        this.onLoopMessage(host, m);
+      };
+      const host = this.options.inline ? this.inlineHost(init, onMessage) : this.workerHost(init, onMessage, reject);
+      this.hosts[index] = host;
     });
   }
 
-  private loopFailed(index: number, error: string): void {
-    if (this.stopping !== null) return;
-    this.log.error("loop_failed", { loop: index, error, effect: "the server stops: no port is left half served" });
-    this.failed?.(`loop ${index} failed: ${error}`);
+  private workerHost(init: LoopInit, onMessage: (host: Host, m: FromLoop) => void, reject: (e: Error) => void): Host {
+    const worker = new Worker((this.options.workerUrl ?? new URL("./loop-worker.ts", import.meta.url)).href, { workerData: init } as WorkerOptions);
+    const host = new Host(
+      init.index,
+      (m) => worker.postMessage(m),
+      () => worker.terminate(),
+    );
+    worker.addEventListener("message", (event: MessageEvent<FromLoop>) => onMessage(host, event.data));
+    const ended = (why: string) => {
+      if (host.state === "starting") reject(new Error(`loop ${init.index}: ${why}`));
+      this.loopEnded(host, why);
+    };
+    worker.addEventListener("error", (event: ErrorEvent) => ended(String(event.message ?? event.error ?? "error")));
+    worker.addEventListener("close", () => ended("its thread ended"));
+    return host;
   }
 
-  /** Asks every loop one question; resolves with their answers in loop order. */
-  private ask(question: (id: number) => ToLoop, timeoutMs = 10_000): Promise<(FromLoop & { t: "answer" })[]> {
-    return Promise.all(this.workers.map((_, loop) => this.askOne(loop, question, timeoutMs)));
+  /** The one loop on this thread: the same messages, through a channel instead of a thread. */
+  private inlineHost(init: LoopInit, onMessage: (host: Host, m: FromLoop) => void): Host {
+    const channel = new MessageChannel();
+    const host = new Host(
+      init.index,
+      (m) => channel.port1.postMessage(m),
+      () => channel.port1.close(),
+    );
+    channel.port1.on("message", (m: FromLoop) => onMessage(host, m));
+    const loop = new Loop(channel.port2 as unknown as LoopPort, init, () => {
+      // Its last report may still be in the channel: the loop is gone once that is read.
+      setTimeout(() => {
+        channel.port1.close();
+        channel.port2.close();
+        if (this.inlineLoop === loop) this.inlineLoop = null;
+        this.loopEnded(host, "it ended");
+      }, 0);
+    });
+    this.inlineLoop = loop;
+    void loop.start();
+    return host;
+  }
+
+  /**
+   * A bug outside any loop's exchanges, caught by the process: with the loop on this thread it is
+   * that loop's (it fails, and a fresh one takes its place); otherwise the supervisor's own, logged
+   * and counted.
+   */
+  processError(kind: string, error: unknown): void {
+    if (this.inlineLoop !== null) return this.inlineLoop.fail(error);
+    this.supervisorErrors++;
+    this.log.error(kind, { error: String((error as Error)?.stack ?? error) });
+  }
+
+  private onLoopMessage(host: Host, m: FromLoop): void {
+    switch (m.t) {
+      case "log":
+        return this.log.line(m.line);
+      case "answer":
+        this.waiting.get(m.id)?.(m);
+        return;
+      case "take":
+        return void this.relayTake(host.index, m.id, m.upload, m.keyName);
+      case "failed":
+        // Its thread ends next (loopEnded replaces it). A loop whose cleanup did not finish leaves
+        // its counts to be reset there.
+        if (!m.cleaned) this.log.warn("loop_cleanup_unfinished", { loop: host.index, effect: "its counts are reset when its thread ends; its temporary files stay until the next start" });
+        if (host.state === "serving") host.state = "gone";
+        return;
+      case "listening":
+      case "stopped":
+        return;
+    }
+  }
+
+  /**
+   * A loop's thread ended. Stopping, that is expected; otherwise the loop failed: what it counted is
+   * reset (a thread that died before its cleanup gave nothing back), and a fresh loop takes its
+   * place, unless loops failed loopRestartsMax times within loopRestartWindowMs.
+   */
+  private loopEnded(host: Host, why: string): void {
+    if (this.hosts[host.index] !== host) return;
+    const wasStarting = host.state === "starting";
+    if (!host.end()) return;
+    this.counters?.resetLoop(host.index);
+    for (const [upload, loop] of this.where) if (loop === host.index) this.where.delete(upload);
+    if (this.stopping !== null || wasStarting) return; // a start that fails is the starter's to report
+    this.restart(host.index, why);
+  }
+
+  /** Starts a fresh loop in a failed one's place, unless loops fail too often (then the server stops). */
+  private restart(index: number, why: string): void {
+    if (this.stopping !== null) return;
+    const now = Date.now();
+    this.failures.push(now);
+    while (this.failures.length > 0 && now - this.failures[0]! > this.config.loopRestartWindowMs) this.failures.shift();
+    if (this.failures.length > this.config.loopRestartsMax) {
+      const reason = `event loops failed ${this.failures.length} times within ${this.config.loopRestartWindowMs} ms (loopRestartsMax ${this.config.loopRestartsMax}); the last, loop ${index}: ${why}`;
+      this.log.error("loops_failing", { reason, effect: "the server stops rather than restart them for ever" });
+      this.fatal?.(reason);
+      return;
+    }
+    this.loopsRestarted++;
+    this.log.warn("loop_restarting", { loop: index, why, restartsInWindow: this.failures.length });
+    this.startLoop(index).then(
+      () => this.log.info("loop_restarted", { loop: index, port: this.port }),
+      (e) => {
+        const error = String((e as Error)?.message ?? e);
+        this.log.error("loop_restart_failed", { loop: index, error });
+        this.restart(index, error); // another failure: the window decides whether to try again
+      },
+    );
+  }
+
+  private get serving(): Host[] {
+    return this.hosts.filter((h) => h.state === "serving");
   }
 
   /** Stats keys that are the same for every loop: the process's, and a shared pool's workers and queue. */
-  private get onceKeys(): ReadonlySet<string> {
+  private get onceEngineKeys(): ReadonlySet<string> {
     // The C library counts fsyncs for the whole process; the other engines, each its own.
-    // keptBytes: every loop reports the server-wide figure (shared counters).
-    const keys = ["uptimeSeconds", "startedMs", "process", "keptBytes", ...(this.config.ioEngine === "cpool" ? ["fsyncs"] : [])];
+    const keys = ["name", "submitMode", ...(this.config.ioEngine === "cpool" ? ["fsyncs"] : [])];
     if (this.config.loopPools === "shared") keys.push("threads", "queueDepth", "queueDepthHigh");
     return new Set(keys);
   }
 
-  /** /debug/stats: every loop's figures summed (percentiles: the largest), and each loop's. */
-  async statsJson(): Promise<unknown> {
-    const answers = await this.ask((id) => ({ t: "stats", id }));
-    const perLoop = answers.map((a) => a.value);
-    return { loops: this.loops, ...(sumSnapshots(perLoop, this.onceKeys) as object), perLoop };
+  /** Every serving loop's figures, in loop order (a loop that does not answer in time is left out). */
+  private async figures(): Promise<{ index: number; figures: LoopFigures }[]> {
+    const hosts = this.serving;
+    const answers = await Promise.all(hosts.map((h) => this.askOne(h, (id) => ({ t: "figures", id }))));
+    return answers.flatMap((a, i) => (a.value === null ? [] : [{ index: hosts[i]!.index, figures: a.value as LoopFigures }]));
   }
 
-  /** /metrics: the single loop's families, summed over loops, and per-loop connections and exchanges. */
+  /** /debug/stats: every loop's numbers summed (histograms merged), and each loop's. */
+  async statsJson(): Promise<unknown> {
+    const all = await this.figures();
+    if (all.length === 0) return { loops: this.loops, loopsRestarted: this.loopsRestarted, serving: 0 };
+    const stats = sumFigures(all.map((f) => f.figures.stats));
+    stats.uncaughtErrors += this.supervisorErrors;
+    const engine = mergeEngineStats(all.map((f) => f.figures.engine), this.onceEngineKeys);
+    const perLoop = all.map((f) => ({ loop: f.index, ...statsSnapshot(sumFigures([f.figures.stats]), f.figures.engine as unknown as EngineStats) }));
+    return { loops: this.loops, loopsRestarted: this.loopsRestarted, ...statsSnapshot(stats, engine), perLoop };
+  }
+
+  /** /metrics: the same numbers in the Prometheus text format, plus each loop's connections and exchanges. */
   async metricsText(): Promise<string> {
-    const answers = await this.ask((id) => ({ t: "metrics", id }));
-    const once = ["fsgw_uptime_seconds", "fsgw_process_*", "fsgw_io_engine_info", "fsgw_resumable_kept_bytes"];
-    if (this.config.loopPools === "shared") once.push("fsgw_io_threads", "fsgw_io_queue_depth", "fsgw_io_queue_depth_high");
-    return mergeMetrics(answers.map((a) => String(a.value ?? "")), new Set(once));
+    const all = await this.figures();
+    const stats = sumFigures(all.map((f) => f.figures.stats));
+    stats.uncaughtErrors += this.supervisorErrors;
+    const engine = mergeEngineStats(all.map((f) => f.figures.engine), this.onceEngineKeys);
+    const loops: LoopMetrics = {
+      restarted: this.loopsRestarted,
+      perLoop: all.map((f) => ({
+        loop: f.index,
+        connectionsOpen: f.figures.stats.counters.connectionsOpen ?? 0,
+        exchanges: Object.values(f.figures.stats.ops).reduce((n, o) => n + o.count, 0),
+      })),
+    };
+    return renderMetrics(stats, engine, processStats(), loops);
   }
 
   /**
    * /debug/profile: a profile of loop `loop`'s thread; without one, of every loop at once, and the
-   * busiest one's (most samples) is answered.
+   * busiest one's (most samples) is answered. When `signal` aborts, the loops stop sampling.
    */
   async profile(loop: number | null, seconds: number, signal: AbortSignal): Promise<{ value: unknown; error?: string; loop: number }> {
-    const asked = loop === null ? this.workers.map((_, i) => i) : [loop];
-    // The requester went away: the loops stop sampling now, not when the seconds are up.
+    const asked = loop === null ? this.serving : this.serving.filter((h) => h.index === loop);
+    if (asked.length === 0) return { value: null, error: `loop ${loop} is not serving`, loop: loop ?? 0 };
     const cancel = () => {
-      for (const i of asked) this.workers[i]?.postMessage({ t: "profile-cancel" } satisfies ToLoop);
+      for (const h of asked) h.post({ t: "profile-cancel" });
     };
     signal.addEventListener("abort", cancel, { once: true });
-    const ask = (i: number) => this.askOne(i, (id) => ({ t: "profile", id, seconds }), seconds * 1000 + 10_000);
     try {
-      if (loop !== null) return { ...(await ask(loop)), loop };
-      return this.busiest(await Promise.all(asked.map((i) => ask(i))));
+      const answers = await Promise.all(asked.map((h) => this.askOne(h, (id) => ({ t: "profile", id, seconds }), seconds * 1000 + 10_000)));
+      const samples = (a: { value: unknown }) => (a.value as { samples?: unknown[] } | null)?.samples?.length ?? -1;
+      let best = 0;
+      answers.forEach((a, i) => (samples(a) > samples(answers[best]!) ? (best = i) : 0));
+      return { ...answers[best]!, loop: asked[best]!.index };
     } finally {
       signal.removeEventListener("abort", cancel);
     }
-  }
-
-  /** The answer with the most samples, and its loop. */
-  private busiest(answers: (FromLoop & { t: "answer" })[]): { value: unknown; error?: string; loop: number } {
-    const samples = (a: { value: unknown }) => ((a.value as { samples?: unknown[] } | null)?.samples?.length ?? -1);
-    let best = 0;
-    answers.forEach((a, i) => (samples(a) > samples(answers[best]!) ? (best = i) : 0));
-    return { ...answers[best]!, loop: best };
   }
 
   /**
@@ -237,8 +345,9 @@ export class LoopGroup {
     const named = Number(upload.slice(0, upload.indexOf(".")));
     const holder = this.where.get(upload) ?? named;
     let value: HandedOver | null | "busy" = null;
-    if (Number.isInteger(holder) && holder >= 0 && holder < this.workers.length && holder !== from) {
-      const answer = await this.askOne(holder, (id) => ({ t: "handover", id, upload, keyName }));
+    const host = this.hosts[holder];
+    if (Number.isInteger(holder) && host !== undefined && host.state === "serving" && holder !== from) {
+      const answer = await this.askOne(host, (id) => ({ t: "handover", id, upload, keyName }));
       value = (answer.value as HandedOver | null | "busy") ?? null;
     }
     if (value !== null && value !== "busy") {
@@ -252,11 +361,11 @@ export class LoopGroup {
         this.where.delete(oldest);
       }
     }
-    this.workers[from]?.postMessage({ t: "taken", id: request, value } satisfies ToLoop);
+    this.hosts[from]?.post({ t: "taken", id: request, value });
   }
 
-  /** Asks one loop one question. */
-  private askOne(loop: number, question: (id: number) => ToLoop, timeoutMs = 10_000): Promise<FromLoop & { t: "answer" }> {
+  /** Asks one loop one question; a loop that does not answer in time is answered for. */
+  private askOne(host: Host, question: (id: number) => ToLoop, timeoutMs = 10_000): Promise<FromLoop & { t: "answer" }> {
     return new Promise((resolve) => {
       const id = this.nextId++;
       const timer = setTimeout(() => {
@@ -268,39 +377,31 @@ export class LoopGroup {
         this.waiting.delete(id);
         resolve(m);
       });
-      this.workers[loop]!.postMessage(question(id));
+      host.post(question(id));
     });
   }
 
   reload(): void {
-    for (const w of this.workers) w.postMessage({ t: "reload" } satisfies ToLoop);
+    for (const h of this.serving) h.post({ t: "reload" });
   }
 
-  /** Stops every loop gracefully (each drains its connections within shutdownGraceMs), then the threads. */
+  /**
+   * Stops every loop gracefully (each drains its connections within shutdownGraceMs and ends), then
+   * ends what is left. Always resolves, within shutdownGraceMs and a margin.
+   */
   stop(): Promise<void> {
     if (this.stopping !== null) return this.stopping;
     this.draining = true;
     this.stopping = (async () => {
-      const deadline = this.config.shutdownGraceMs + 10_000;
-      await Promise.all(
-        this.workers.map(
-          (worker) =>
-            new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, deadline);
-              worker.addEventListener("message", (event: MessageEvent<FromLoop>) => {
-                if (event.data.t !== "stopped") return;
-                clearTimeout(timer);
-                resolve();
-              });
-              worker.addEventListener("close", () => {
-                clearTimeout(timer);
-                resolve();
-              });
-              worker.postMessage({ t: "stop" } satisfies ToLoop);
-            }),
-        ),
-      );
-      for (const w of this.workers) w.terminate();
+      const live = this.hosts.filter((h) => h !== undefined && h.state !== "stopped");
+      for (const host of live) host.post({ t: "stop" });
+      // Each loop drains within shutdownGraceMs and bounds its cleanups; past a margin, what is
+      // left is ended (a loop stuck in a bug must not hold the process).
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const margin = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.shutdownGraceMs + STOP_MARGIN_MS)));
+      await Promise.race([Promise.all(live.map((h) => h.ended)), margin]);
+      clearTimeout(timer);
+      for (const h of live) if (h.state !== "stopped") h.terminate();
       this.store?.close?.();
       this.log.info("stopped", { loops: this.loops });
     })();

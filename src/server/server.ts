@@ -1,10 +1,9 @@
-// The TCP server: Bun.listen, the connection table and its bound, the idle sweeper, and shutdown.
+// One event loop's TCP server: Bun.listen on the shared port, the connection table and its bound
+// (over every loop), the sweeper of idle and overdue connections, reload, stop and abandon.
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
 import type { Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { codecFor, type WireCodec } from "../protocol/codec";
-import { FileStore } from "../storage/file-store";
-import { createStore } from "../storage/create-store";
 import type { Store } from "../storage/store";
 import { ServerStats } from "../observe/stats";
 import type { Logger } from "../log";
@@ -14,12 +13,15 @@ import { checkSocket } from "../platform";
 import { constants } from "node:os";
 import { constants as cryptoConstants } from "node:crypto";
 import type { Verified } from "../auth/token";
-import { IpGuard } from "./ip-guard";
-import { SharedIpGuard } from "./shared-ip-guard";
+import type { IpGuard } from "./ip-guard";
+import type { SharedIpGuard } from "./shared-ip-guard";
+import type { SharedCounters } from "./shared-counters";
 import { certificateProblem, Security } from "./security";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 
 const ENOTCONN = constants.errno.ENOTCONN;
+/** How long a stop or a failed loop waits for cleanups in flight (temporary files, descriptors). */
+const CLEANUP_MS_MAX = 1500;
 
 /**
  * The TLS 1.2 suites offered: ECDHE key exchange only, so a recorded session cannot be decrypted
@@ -43,15 +45,15 @@ export interface ServerOptions {
   engine: IoEngine;
   log: Logger;
   /**
-   * One loop of several (src/server/loop-group.ts): the store was prepared by the group (lock,
-   * sweep, the bucket reached), the port is shared with the other loops (SO_REUSEPORT), and
-   * `connectionsMax` counts the connections of every loop, in element 0 of this shared array.
+   * Which event loop of the group this server is (src/server/loop-group.ts): the store was prepared
+   * by the group (lock, sweep, the bucket reached), the port is shared with the other loops
+   * (SO_REUSEPORT), and `connectionsMax` counts every loop's connections (`counters`).
    */
-  loop?: { index: number; of: number; openConnections: Int32Array; addresses: SharedArrayBuffer };
-  /** The store to serve (a loop's own instance); absent: the one the config names. */
-  store?: Store;
-  /** The per-address (and per-token) table, when the store was made with it (a loop's). */
-  clients?: IpGuard | SharedIpGuard;
+  loop: { index: number; of: number; counters: SharedCounters };
+  /** The store to serve: this loop's own instance. */
+  store: Store;
+  /** The per-address (and per-token) table, the server's, shared by its loops. */
+  clients: IpGuard | SharedIpGuard;
 }
 
 /**
@@ -125,14 +127,11 @@ export class Server implements ConnectionHost {
     this.config = config;
     this.engine = engine;
     this.log = log;
-    // Several loops keep the per-client limits in one shared table (whichever loop a connection reaches).
-    this.ipGuard = options.clients ?? (options.loop !== undefined ? new SharedIpGuard(config, options.loop.addresses) : new IpGuard(config));
-    this.store = options.store ?? createStore(config, engine, this.ipGuard);
-    if (this.store instanceof FileStore) {
-      const partials = this.store.partials;
-      this.stats.resumable = () => ({ held: partials.size, parked: partials.parked, resumed: partials.resumed, refused: partials.refused, notKept: partials.notKept, keptBytes: partials.keptBytes });
-    }
+    // The per-client limits are one table for every loop (whichever loop a connection reaches).
+    this.ipGuard = options.clients;
+    this.store = options.store;
     const store: Store = this.store;
+    if (store.resumableStats !== undefined) this.stats.resumable = () => store.resumableStats!();
     if (store.stats !== undefined) this.stats.store = () => store.stats!();
     this.codec = codecFor(config.wire);
     this.frameBytesMax = config.frameBytesMax;
@@ -149,12 +148,12 @@ export class Server implements ConnectionHost {
     this.evictions = new RateLimitedLog(log, "unauthenticated_evicted");
     this.authTimeoutsLog = new RateLimitedLog(log, "auth_timeout");
     this.frameTimeoutsLog = new RateLimitedLog(log, "frame_timeout");
-    this.unauthenticatedMax = Math.max(1, Math.ceil(config.unauthenticatedConnectionsMax / (options.loop?.of ?? 1)));
+    this.unauthenticatedMax = Math.max(1, Math.ceil(config.unauthenticatedConnectionsMax / options.loop.of));
     this.tokensRequired = config.auth === "token";
     const tls = config.tlsCertFile !== "";
     this.zeroCopy = config.zeroCopy && engine.zeroCopy !== null && !tls;
     // Start-up notices are the server's: with several loops, loop 0 says them (the others would repeat them).
-    const notices = (options.loop?.index ?? 0) === 0;
+    const notices = options.loop.index === 0;
     if (!notices) return;
     if (config.zeroCopy && engine.zeroCopy === null) log.info("zero_copy_off", { reason: `the ${engine.name} engine has no sendfile (cpool has)`, effect: "downloads are read into memory and written" });
     else if (config.zeroCopy && tls) log.info("zero_copy_off", { reason: "TLS: bodies are encrypted in user space", effect: "bodies are read into memory, encrypted and written" });
@@ -166,12 +165,7 @@ export class Server implements ConnectionHost {
 
   async start(): Promise<void> {
     this.security = Security.load(this.config);
-    if (this.options.loop !== undefined) {
-      this.store.attach?.(this.log, this.options.loop.index);
-    } else {
-      this.store.init(this.log);
-      await this.store.open?.();
-    }
+    this.store.attach?.(this.log, this.options.loop.index);
     this.listener = this.listen(this.config.port);
     if (this.security.tls !== null) {
       this.log.info("tls", { clientCertificates: this.security.tls.ca !== null ? "required" : "not asked" });
@@ -200,13 +194,11 @@ export class Server implements ConnectionHost {
       handshake: (socket: Socket<Connection>, success: boolean, authorizationError: Error | null) => this.onHandshake(socket, success, authorizationError),
     };
     const host = this.config.host;
-    const loop = this.options.loop;
     return listenOrExplain("the file protocol (host, port)", host, port, () => {
-      // One loop of several: every loop listens on the port with SO_REUSEPORT and the kernel spreads
-      // connections over them (the group proved the port free before the first one bound it).
-      if (tls === null && loop !== undefined) return Bun.listen<Connection>({ hostname: host, port, reusePort: true, socket: handlers } as TCPSocketListenOptions<Connection>);
-      if (tls === null) return Bun.listen<Connection>({ hostname: host, port, socket: handlers });
-      if (port !== 0 && this.listener === null && loop === undefined) Bun.listen({ hostname: host, port, socket: { data() {} } }).stop(true);
+      // Every loop listens on the port with SO_REUSEPORT and the kernel spreads connections over
+      // them (the group proved the port free before the first one bound it); a loop that takes a
+      // failed one's place binds beside the others, so the port never stops accepting.
+      if (tls === null) return Bun.listen<Connection>({ hostname: host, port, reusePort: true, socket: handlers } as TCPSocketListenOptions<Connection>);
       // reusePort works for Bun.listen though its typings list it only for connect (the
       // certificate-reload test fails if a Bun upgrade drops it).
       const options: TCPSocketListenOptions<Connection> & { reusePort: boolean } = {
@@ -275,7 +267,7 @@ export class Server implements ConnectionHost {
     const problem = certificateProblem(this.security!.tls!.cert);
     if (problem === null) return;
     // Once per server: with several loops, loop 0 says it.
-    if ((this.options.loop?.index ?? 0) !== 0) return;
+    if (this.options.loop.index !== 0) return;
     this.log.warn("tls_certificate_not_valid", { file: this.config.tlsCertFile, when, problem, effect: "clients that check certificates refuse this server until it is replaced (then kill -HUP)" });
   }
 
@@ -310,11 +302,8 @@ export class Server implements ConnectionHost {
 
   /** Counts a new connection against connectionsMax (over every loop): false when it is reached. */
   private admit(): boolean {
-    const shared = this.options.loop?.openConnections;
-    if (shared === undefined) return this.connections.size < this.config.connectionsMax;
-    if (Atomics.add(shared, 0, 1) < this.config.connectionsMax) return true;
-    Atomics.sub(shared, 0, 1);
-    return false;
+    const { counters, index } = this.options.loop;
+    return counters.connections.addWithin(index, 1, this.config.connectionsMax);
   }
 
   private onOpen(socket: Socket<Connection>): void {
@@ -329,8 +318,7 @@ export class Server implements ConnectionHost {
       if (admission === "blocked") this.stats.connectionsRefusedBlocked++;
       else this.stats.connectionsRefusedPerIp++;
       this.ipRefusals.note({ address: socket.remoteAddress, reason: admission === "blocked" ? "address blocked after failed AUTH exchanges" : `connectionsPerIpMax (${this.config.connectionsPerIpMax}) reached` });
-      const shared = this.options.loop?.openConnections;
-      if (shared !== undefined) Atomics.sub(shared, 0, 1); // admitted by count, refused by address
+      this.options.loop.counters.connections.add(this.options.loop.index, -1); // admitted by count, refused by address
       socket.terminate();
       return;
     }
@@ -392,8 +380,7 @@ export class Server implements ConnectionHost {
 
   onConnectionClosed(conn: Connection): void {
     if (!this.connections.has(conn)) return;
-    const shared = this.options.loop?.openConnections;
-    if (shared !== undefined) Atomics.sub(shared, 0, 1);
+    this.options.loop.counters.connections.add(this.options.loop.index, -1);
     this.ipGuard.closed(conn.address, Date.now());
     this.connections.delete(conn);
     this.unauthenticated.delete(conn);
@@ -422,9 +409,33 @@ export class Server implements ConnectionHost {
     if (--this.trackedWork === 0) this.trackedIdle?.();
   };
 
-  private allTrackedDone(): Promise<void> {
-    if (this.trackedWork === 0) return Promise.resolve();
-    return new Promise<void>((resolve) => (this.trackedIdle = resolve));
+  /**
+   * Resolves when the cleanups in flight (temporary files removed, descriptors closed) are done, or
+   * after `ms` at most (a disk that hangs must not hold a shutdown for ever): true when done.
+   */
+  private allTrackedDone(ms: number): Promise<boolean> {
+    if (this.trackedWork === 0) return Promise.resolve(true);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return Promise.race([
+      new Promise<boolean>((resolve) => (this.trackedIdle = () => resolve(true))),
+      new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), ms))),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  /**
+   * This loop failed (a bug outside any connection): it stops accepting, cuts every connection at
+   * once (their uploads are discarded, their counts in the shared tables given back), forgets its
+   * resumable uploads and closes its store. What its cleanups do not finish within CLEANUP_MS_MAX
+   * is left (and said).
+   */
+  async abandon(): Promise<void> {
+    this.draining = true;
+    this.listener?.stop(true);
+    this.stopSweeper();
+    for (const conn of [...this.connections]) conn.close("the loop failed");
+    if (!(await this.allTrackedDone(CLEANUP_MS_MAX))) this.log.warn("cleanup_unfinished", { pending: this.trackedWork, effect: "temporary files may stay until the next start" });
+    await this.store.discardUploads?.();
+    this.store.close?.();
   }
 
   /**
@@ -498,7 +509,7 @@ export class Server implements ConnectionHost {
       }
       this.listener?.stop(true);
       this.stopSweeper();
-      await this.allTrackedDone();
+      if (!(await this.allTrackedDone(CLEANUP_MS_MAX))) this.log.warn("cleanup_unfinished", { pending: this.trackedWork, effect: "temporary files may stay until the next start" });
       this.store.close?.();
       await this.options.engine.shutdown();
       this.log.info("stopped", {});

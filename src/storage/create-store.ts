@@ -7,6 +7,7 @@ import { ReadCache } from "./read-cache";
 import { S3Store } from "./s3-store";
 import type { Store } from "./store";
 import type { ClientBudget, HandedOver } from "./partials";
+import type { SharedCounters } from "../server/shared-counters";
 
 /** One event loop of several, as its store sees it. */
 export interface StoreLoop {
@@ -14,8 +15,8 @@ export interface StoreLoop {
   of: number;
   /** Takes over an upload another loop parked (through the loop group), for a RESUME. */
   takeFromLoop: (id: string, keyName: string) => Promise<HandedOver | null | "busy">;
-  /** Every loop's resumable uploads and their bytes, counted together (element 0 each). */
-  resumableCounts: { uploads: Int32Array; bytes: BigInt64Array };
+  /** Every loop's resumable uploads and their kept bytes, each loop in its own cells. */
+  counters: SharedCounters;
 }
 
 /**
@@ -28,7 +29,10 @@ export interface StoreLoop {
 export function createStore(config: Config, engine: IoEngine, budget: ClientBudget, loop?: StoreLoop): Store {
   if (config.store === "s3") return s3Store(config, engine, loop);
   if (loop === undefined) return fileStore(config, engine, config.dataDir, "resumable", budget);
-  return fileStore(config, engine, config.dataDir, config.ioEngine === "cpool" ? "resumable" : "plain", budget, loop);
+  // A parked upload moves between loops with the C library's hash state: other engines keep
+  // resumable uploads only when there is one loop.
+  const resumable = config.ioEngine === "cpool" || loop.of === 1;
+  return fileStore(config, engine, config.dataDir, resumable ? "resumable" : "plain", budget, loop);
 }
 
 function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache", budget: ClientBudget | null, loop?: StoreLoop): FileStore {
@@ -41,7 +45,7 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
     ioChunkBytes: config.ioChunkBytes,
     uploadWritesInFlightMax: config.uploadWritesInFlightMax,
     resumable: kind === "resumable" && budget !== null ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs, budget } : null,
-    loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop, resumableCounts: loop.resumableCounts } : undefined,
+    loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop, counters: loop.counters } : undefined,
   });
 }
 

@@ -22,7 +22,8 @@ import { Partials, type ClientBudget, type HandedOver, type PartialLimits, type 
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
-import { EntryType, Failure, StoreError, type BodyReader, type ResumableRequest, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import type { SharedCounters } from "../server/shared-counters";
+import { EntryType, Failure, StoreError, type BodyReader, type ResumableRequest, type ResumableStats, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 import { UploadStream } from "./upload-stream";
 
 const LAYOUT_FILE = "fsgw-layout.json";
@@ -129,8 +130,8 @@ export interface FileStoreOptions {
   loop?: {
     index: number;
     takeFromLoop(id: string, keyName: string): Promise<HandedOver | null | "busy">;
-    /** Every loop's resumable uploads and their bytes (the bounds are the server's). */
-    resumableCounts: { uploads: Int32Array; bytes: BigInt64Array };
+    /** Every loop's resumable uploads and their kept bytes (the bounds are the server's). */
+    counters: SharedCounters;
   };
   /** fsync each committed file and its directory before the upload is acknowledged. */
   fsyncOnCommit: boolean;
@@ -168,6 +169,8 @@ export class FileStore implements Store {
   /** Resumable uploads in progress or parked, and the timer that expires parked ones. */
   readonly partials: Partials;
   private partialSweeper: ReturnType<typeof setInterval> | null = null;
+  /** The data directory's lock, when this instance took it (init). */
+  private lock: { release(): void } | null = null;
   private readonly partialTtlMs: number;
 
   constructor(
@@ -180,7 +183,7 @@ export class FileStore implements Store {
     this.takesResumable = options.resumable !== null;
     if (!this.takesResumable) this.resumeUpload = undefined;
     this.loop = options.loop ?? null;
-    this.partials = new Partials(limits, limits.budget, this.loop === null ? "" : `${this.loop.index}.`, this.loop?.resumableCounts ?? null);
+    this.partials = new Partials(limits, limits.budget, this.loop === null ? "" : `${this.loop.index}.`, this.loop === null ? null : { counters: this.loop.counters, loop: this.loop.index });
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
     this.fileMode = options.fileMode;
@@ -209,6 +212,7 @@ export class FileStore implements Store {
       if (lock.inUse) throw new StoreError(`${this.dataDir} is in use by another fsgw server (${LOCK_FILE}: ${lock.error}); stop it or choose another dataDir`);
       throw new StoreError(`cannot lock ${this.dataDir}/${LOCK_FILE}: ${lock.error}`);
     }
+    this.lock = lock;
     this.checkLayout();
     this.partials.log = log;
     const swept = this.sweepTemporaries(log);
@@ -467,9 +471,31 @@ export class FileStore implements Store {
     return sink;
   }
 
+  resumableStats(): ResumableStats {
+    const p = this.partials;
+    return { held: p.size, parked: p.parked, resumed: p.resumed, refused: p.refused, notKept: p.notKept, keptBytes: p.keptBytes };
+  }
+
   /** Another loop's RESUME takes this parked upload (see resumeFromLoop). */
-  handOverPartial(id: string, keyName: string): HandedOver | null | "busy" {
+  handOverUpload(id: string, keyName: string): HandedOver | null | "busy" {
     return this.partials.handOver(id, keyName, Date.now());
+  }
+
+  /**
+   * A failing loop: every resumable upload is forgotten, its charges given back and its partial
+   * file removed (a RESUME then answers "no such upload", and the client starts again).
+   */
+  async discardUploads(): Promise<void> {
+    const all = this.partials.takeAll(Date.now());
+    await Promise.all(all.map((p) => this.engine.unlink(p.tmpPath).catch(() => {})));
+  }
+
+  /** Stops the sweeper and gives the data directory's lock back (a loop that takes its place can take it). */
+  close(): void {
+    if (this.partialSweeper !== null) clearInterval(this.partialSweeper);
+    this.partialSweeper = null;
+    this.lock?.release();
+    this.lock = null;
   }
 
   private startStream(key: StoreKey, tmpPath: string, size: number, owner: UploadOwner, expected: Uint8Array | null, digest: Uint8Array | undefined, partial: PartialUpload | undefined, resume: boolean): UploadStream {

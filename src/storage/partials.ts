@@ -16,6 +16,7 @@
 import { randomBytes } from "node:crypto";
 import type { Hasher } from "../engine/io-engine";
 import type { Logger } from "../log";
+import type { SharedCounters } from "../server/shared-counters";
 
 /**
  * The server's per-client bounds on resumable uploads (src/server/ip-guard.ts, one table for every
@@ -76,58 +77,58 @@ export interface HandedOver {
   parkedMs: number;
 }
 
+/** Where the server-wide totals live with several event loops: this loop's cells among every loop's. */
+export interface SharedTotals {
+  counters: SharedCounters;
+  loop: number;
+}
+
 /**
- * The server-wide totals: this table's own (one loop), or every loop's in shared memory (element 0
- * of each array).
+ * The server-wide totals: this table's own (a store that serves no loop of a group: tests, the
+ * group's own instance), or every loop's in shared memory, this loop adding only to its own cells.
  */
 class Totals {
   private uploads = 0;
   private bytes = 0;
   constructor(
     private readonly limits: PartialLimits,
-    private readonly shared: { uploads: Int32Array; bytes: BigInt64Array } | null,
+    private readonly shared: SharedTotals | null,
   ) {}
 
   /** One more upload: null, or the bound that refuses it (nothing counted). */
   takeUpload(): string | null {
-    const shared = this.shared;
     const over = `resumableUploadsMax (${this.limits.uploadsMax}) reached`;
-    if (shared === null) {
-      if (this.uploads >= this.limits.uploadsMax) return over;
-      this.uploads++;
-      return null;
-    }
-    if (Atomics.add(shared.uploads, 0, 1) < this.limits.uploadsMax) return null;
-    Atomics.sub(shared.uploads, 0, 1);
-    return over;
+    const shared = this.shared;
+    if (shared !== null) return shared.counters.resumableUploads.addWithin(shared.loop, 1, this.limits.uploadsMax) ? null : over;
+    if (this.uploads >= this.limits.uploadsMax) return over;
+    this.uploads++;
+    return null;
   }
 
-  releaseUpload(): void {
-    if (this.shared === null) this.uploads--;
-    else Atomics.sub(this.shared.uploads, 0, 1);
+  /** `n` uploads leave (negative: arrive, unchecked: handed over by another loop). */
+  releaseUploads(n: number): void {
+    if (this.shared === null) this.uploads -= n;
+    else this.shared.counters.resumableUploads.add(this.shared.loop, -n);
   }
 
   /** `bytes` more kept: null, or the bound that refuses them (nothing counted). */
   takeBytes(bytes: number): string | null {
-    const shared = this.shared;
     const over = `resumableBytesMax (${this.limits.bytesMax}) would be passed`;
-    if (shared === null) {
-      if (this.bytes + bytes > this.limits.bytesMax) return over;
-      this.bytes += bytes;
-      return null;
-    }
-    if (Number(Atomics.add(shared.bytes, 0, BigInt(bytes))) + bytes <= this.limits.bytesMax) return null;
-    Atomics.sub(shared.bytes, 0, BigInt(bytes));
-    return over;
+    const shared = this.shared;
+    if (shared !== null) return shared.counters.resumableBytes.addWithin(shared.loop, bytes, this.limits.bytesMax) ? null : over;
+    if (this.bytes + bytes > this.limits.bytesMax) return over;
+    this.bytes += bytes;
+    return null;
   }
 
+  /** `bytes` no longer kept (negative: kept, unchecked: handed over by another loop). */
   releaseBytes(bytes: number): void {
     if (this.shared === null) this.bytes -= bytes;
-    else Atomics.sub(this.shared.bytes, 0, BigInt(bytes));
+    else this.shared.counters.resumableBytes.add(this.shared.loop, -bytes);
   }
 
   get keptBytes(): number {
-    return this.shared === null ? this.bytes : Number(Atomics.load(this.shared.bytes, 0));
+    return this.shared === null ? this.bytes : this.shared.counters.resumableBytes.total();
   }
 }
 
@@ -143,16 +144,15 @@ export class Partials {
   log: Logger | null = null;
 
   /**
-   * `idPrefix`: "" with one event loop; with several, "<loop>." so that any loop can tell which one
-   * holds an upload (and ask it to hand the upload over). `shared`: with several event loops, the
-   * uploads and kept bytes of every loop's table (element 0 each), so that the bounds are the
-   * server's; absent, this table's own are.
+   * `idPrefix`: "<loop>." so that any loop can tell which one holds an upload (and ask it to hand
+   * the upload over). `shared`: the uploads and kept bytes of every loop (this loop's cells among
+   * them), so that the bounds are the server's; null, this table's own are.
    */
   constructor(
     private readonly limits: PartialLimits,
     private readonly budget: ClientBudget,
     private readonly idPrefix = "",
-    shared: { uploads: Int32Array; bytes: BigInt64Array } | null = null,
+    shared: SharedTotals | null = null,
   ) {
     this.totals = new Totals(limits, shared);
   }
@@ -175,7 +175,7 @@ export class Partials {
     if (over !== null) return this.refuse(keyName, clients, over);
     const overClient = this.budget.takeUpload(clients, nowMs);
     if (overClient !== null) {
-      this.totals.releaseUpload();
+      this.totals.releaseUploads(1);
       return this.refuse(keyName, clients, overClient);
     }
     const p: PartialUpload = { id: this.idPrefix + randomBytes(16).toString("hex"), keyName, tmpPath, size, clients, keptBytes: 0, onDisk: 0, hasher: null, expected, parkedMs: 0, active: true };
@@ -211,9 +211,10 @@ export class Partials {
     if (p.active) return "busy";
     const state = p.hasher?.state;
     if (nowMs - p.parkedMs > this.limits.ttlMs || state === undefined) return null;
-    // Server-wide totals and client charges are the same whichever loop holds it: only this
-    // table forgets it.
+    // Client charges are the same whichever loop holds it; the totals move to the adopting loop's cells.
     this.byId.delete(p.id);
+    this.totals.releaseUploads(1);
+    this.totals.releaseBytes(p.keptBytes);
     return { id: p.id, keyName: p.keyName, tmpPath: p.tmpPath, size: p.size, clients: p.clients, keptBytes: p.keptBytes, onDisk: p.onDisk, hashState: state.slice(), expected: p.expected, parkedMs: p.parkedMs };
   }
 
@@ -221,6 +222,8 @@ export class Partials {
   adopt(h: HandedOver, hasher: Hasher): PartialUpload {
     const p: PartialUpload = { id: h.id, keyName: h.keyName, tmpPath: h.tmpPath, size: h.size, clients: h.clients, keptBytes: h.keptBytes, onDisk: h.onDisk, hasher, expected: h.expected, parkedMs: h.parkedMs, active: true };
     this.byId.set(p.id, p);
+    this.totals.releaseUploads(-1);
+    this.totals.releaseBytes(-p.keptBytes);
     this.resumed++;
     return p;
   }
@@ -260,12 +263,19 @@ export class Partials {
   drop(p: PartialUpload, nowMs = Date.now()): void {
     if (this.byId.get(p.id) !== p) return;
     this.byId.delete(p.id);
-    this.totals.releaseUpload();
+    this.totals.releaseUploads(1);
     this.budget.releaseUpload(p.clients, nowMs);
     if (p.keptBytes > 0) {
       this.totals.releaseBytes(p.keptBytes);
       this.budget.releaseBytes(p.clients, p.keptBytes);
     }
+  }
+
+  /** Every upload, forgotten and its charges released (a failing loop): their files are the caller's to remove. */
+  takeAll(nowMs: number): PartialUpload[] {
+    const all = [...this.byId.values()];
+    for (const p of all) this.drop(p, nowMs);
+    return all;
   }
 
   /** Parked uploads past their time, removed from the table: their files are the caller's to remove. */

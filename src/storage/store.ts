@@ -16,6 +16,7 @@
 // connection asks `store.x !== undefined` rather than reading flags.
 import type { Logger } from "../log";
 import type { StoreKey } from "./keys";
+import type { HandedOver } from "./partials";
 
 /** Why an operation failed, whatever the store; the connection turns each into a reply text. */
 export const Failure = {
@@ -67,6 +68,16 @@ export interface UploadOwner extends StoreTarget {
   onUploadProgress(): void;
   /** The body is committed (result: its size) or not (-FailureKind, detail). Not after abort(). */
   onUploadDone(result: number, detail: number): void;
+}
+
+/** A store's resumable uploads, for /debug/stats and /metrics. */
+export interface ResumableStats {
+  held: number;
+  parked: number;
+  resumed: number;
+  refused: number;
+  notKept: number;
+  keptBytes: number;
 }
 
 /** An upload asked to be resumable, and who asks: its kept bytes are charged to these clients. */
@@ -170,6 +181,8 @@ export interface Store {
   close?(): void;
   /** Optional: counters and gauges for /debug/stats and /metrics (camelCase names). */
   stats?(): Record<string, number>;
+  /** Optional (resumable uploads): how many are held, parked and resumed so far, refused, not kept, and the bytes kept. */
+  resumableStats?(): ResumableStats;
   /** The key's size, with its EntryType as detail. */
   stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void;
   /** Removes the key: 0. */
@@ -193,6 +206,14 @@ export interface Store {
    * -NO_UPLOAD / -UPLOAD_BUSY.
    */
   resumeUpload?(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink;
+  /**
+   * Optional (resumable uploads over several event loops): another loop's RESUME takes the parked
+   * upload `id` of `keyName` from this instance: what moves with it, null (not here, expired,
+   * another key's) or "busy".
+   */
+  handOverUpload?(id: string, keyName: string): HandedOver | null | "busy";
+  /** Optional (resumable uploads): a failing loop forgets every upload and removes their partial files. */
+  discardUploads?(): Promise<void>;
   /** A reader for a streamed download of the key; nothing happens until its open(), which fills `digest`. */
   openReader(key: StoreKey, digest?: Uint8Array): BodyReader;
   /**

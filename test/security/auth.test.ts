@@ -293,6 +293,7 @@ describe("tokens", () => {
     expect(stats.security.addressesBlocked).toBe(1);
     expect(closedAtOnce).toBeGreaterThan(0);
     expect(stats.security.refusedBlocked).toBeGreaterThan(0);
+    await server.line("event=address_blocked");
     expect(server.lines.filter((l) => l.includes("event=address_blocked")).length).toBe(1);
     // Refused connections are logged at most once a second, not once each.
     expect(server.lines.filter((l) => l.includes("event=connection_refused_address")).length).toBeLessThan(20);

@@ -13,7 +13,8 @@ import { createEngine } from "../../src/engine/create-engine";
 import type { FileStat, IoEngine } from "../../src/engine/io-engine";
 import { Logger } from "../../src/log";
 import { Connection } from "../../src/server/connection";
-import { Server } from "../../src/server/server";
+import type { Server } from "../../src/server/server";
+import { inProcessServer } from "../helpers/in-process-server";
 import { payload, sha256 } from "../helpers/data";
 import { storedKeys, tempFiles } from "../helpers/fs";
 import { tempDir } from "../helpers/server";
@@ -75,8 +76,7 @@ async function start(engine: IoEngine, fields: string[] = []): Promise<Running> 
   const dataDir = join(tempDir("guard"), "d");
   const config = loadConfig({ argv: ["--host", "127.0.0.1", "--port", "0", "--data-dir", dataDir, "--shards", "4", "--inline-bytes-max", "16384", "--io-chunk-bytes", "16384", ...fields], env: {} });
   const lines: string[] = [];
-  const server = new Server({ config, engine, log: new Logger(process.env.GUARD_LOG ? "debug" : "info", (line) => (lines.push(line), process.env.GUARD_LOG && console.log(line))) });
-  await server.start();
+  const server = await inProcessServer(config, engine, new Logger(process.env.GUARD_LOG ? "debug" : "info", (line) => (lines.push(line), process.env.GUARD_LOG && console.log(line))));
   running = { server, lines, dataDir };
   return running;
 }

@@ -1,15 +1,16 @@
 // Several event loops on one port (`loops` > 1): connections spread over every loop (seen in their
 // stats), a whole-server connectionsMax, overwrites and downloads of one key racing across loops,
-// a graceful stop with uploads in flight on every loop, and a loop that dies taking the whole
-// server down with a message instead of leaving the port half served. The whole protocol suite
+// a graceful stop with uploads in flight on every loop, a loop killed by a bug replaced while the
+// other serves on, and loops failing over and over stopping the server with a message. The whole protocol suite
 // also runs on 2 and 4 loops: test/server/e2e.test.ts.
 import { afterAll, expect, test } from "bun:test";
-import { readdirSync, readFileSync } from "node:fs";
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { benchExchange, downloadExchange, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { payload, sha256 } from "../helpers/data";
 import { tempFiles } from "../helpers/fs";
-import { eventually, freePort, startServer, type TestServer } from "../helpers/server";
+import { eventually, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
 const servers: TestServer[] = [];
 afterAll(async () => {
@@ -22,8 +23,8 @@ async function start(fields: Record<string, string | number>, env: Record<string
   return s;
 }
 
-type PerLoop = { connections: { total: number; refused: number }; exchanges: { upload: { count: number } } };
-async function stats(adminPort: number): Promise<{ loops: number; connections: { total: number }; perLoop: PerLoop[] }> {
+type PerLoop = { connections: { total: number; open: number; refused: number }; exchanges: { upload: { count: number } } };
+async function stats(adminPort: number): Promise<{ loops: number; loopsRestarted: number; connections: { total: number; open: number }; perLoop: PerLoop[] }> {
   return (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json() as never;
 }
 
@@ -129,19 +130,74 @@ test("a graceful stop with uploads in flight on every loop lets each finish, the
   expect(tempFiles(server.dataDir)).toEqual([]);
 }, 60_000);
 
-test("a loop that dies takes the whole server down with a message; the port is not left half served", async () => {
-  const server = await start({ loops: 2 }, { FSGW_TEST_CRASH_LOOP: "1", FSGW_TEST_CRASH_AFTER_MS: "500" });
-  const code = await server.proc.exited;
-  expect(code).toBe(1);
-  const failure = server.lines.find((l) => l.includes("event=loop_failed"));
+/** A server whose loops can fail on demand (test/entry/serve-with-faults.ts). */
+async function startWithFaults(fields: Record<string, string | number>, env: Record<string, string>): Promise<TestServer> {
+  const s = await startServer(fields, env, [], undefined, { script: "test/entry/serve-with-faults.ts", serveArg: false });
+  servers.push(s);
+  return s;
+}
+
+test("a loop killed by a bug is replaced on the same port; the other loop's connections are not cut; /debug/stats counts it", async () => {
+  const admin = freePort();
+  const dir = tempDir("faults");
+  const trigger = join(dir, "trigger");
+  const server = await startWithFaults({ loops: 2, adminPort: admin }, { TEST_FAULT_LOOP: "1", TEST_FAULT_TRIGGER: trigger, TEST_FAULT_ONCE: join(dir, "once") });
+  // Connections on both loops, each exchanging for as long as it can.
+  const conns = await Promise.all(Array.from({ length: 24 }, () => WireConn.connect({ host: "127.0.0.1", port: server.port })));
+  for (const [i, c] of conns.entries()) await benchExchange(c, `warm-${i}`);
+  const before = await stats(admin);
+  const onLoop1 = before.perLoop[1]!.connections.total;
+  expect(onLoop1).toBeGreaterThan(0);
+  expect(before.perLoop[0]!.connections.total).toBeGreaterThan(0);
+  let stop = false;
+  const cut: number[] = [];
+  const runs = conns.map(async (c, i) => {
+    const body = payload(20_000, i);
+    for (let n = 0; !stop; n++) {
+      try {
+        await uploadExchange(c, `k-${i}-${n % 3}`, body.length, (w) => w.write(body));
+      } catch {
+        cut.push(i);
+        return;
+      }
+    }
+  });
+  writeFileSync(trigger, "now\n");
+  await eventually(() => server.lines.some((l) => l.includes("event=loop_restarted")), 10_000, "the loop replaced");
+  // New connections are served throughout and after (they reach either loop).
+  for (let i = 0; i < 8; i++) {
+    const c = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await uploadExchange(c, `after-${i}`, 1000, (w) => w.write(payload(1000, i)));
+    c.close();
+  }
+  stop = true;
+  await Promise.all(runs);
+  // Exactly the failed loop's connections were cut; every connection of the other loop went on.
+  expect(cut.length).toBe(onLoop1);
+  const failure = server.lines.find((l) => l.includes("event=loop_failed"))!;
   expect(failure).toContain("loop=1");
-  expect(failure).toContain("deliberate crash");
-  const refused = await WireConn.connect({ host: "127.0.0.1", port: server.port }).then(
-    (c) => (c.close(), "connected"),
-    () => "refused",
-  );
-  expect(refused).toBe("refused");
-});
+  expect(failure).toContain("a deliberate bug");
+  const after = await stats(admin);
+  expect(after.loopsRestarted).toBe(1);
+  // What the failed loop held in the shared tables went back with it: the connections still open
+  // are exactly the ones counted.
+  expect(after.connections.open).toBe(conns.length - onLoop1);
+  for (const c of conns) c.close();
+  expect(tempFiles(server.dataDir)).toEqual([]);
+  expect(await server.stop()).toBe(0);
+}, 60_000);
+
+test("a loop that fails over and over stops the server with a message, instead of restarting for ever", async () => {
+  const server = await startWithFaults({ loops: 2, loopRestartsMax: 3, loopRestartWindowMs: 60_000 }, { TEST_FAULT_LOOP: "1" }).catch((e: Error) => e);
+  // The first loop 1 may already fail before the server says it listens.
+  const lines = server instanceof Error ? server.message.split("\n") : (await (server as TestServer).proc.exited, (server as TestServer).lines);
+  const text = lines.join("\n");
+  expect(text).toMatch(/event=loops_failing|event=start_failed/);
+  if (!(server instanceof Error)) {
+    expect(text).toContain("loopRestartsMax 3");
+    expect((server as TestServer).proc.exitCode).toBe(1);
+  }
+}, 60_000);
 
 /** The server's C pool worker threads (named fsgw-io-<i>). */
 function poolThreads(pid: number): number {

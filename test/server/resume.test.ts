@@ -61,7 +61,7 @@ test.each([1, 2])("a resumable 256 MiB upload broken 20 times at random points i
   const start = await conn.readFrame();
   expect([start.operation, start.message]).toEqual([Op.UPLOAD_RSP, "START"]);
   const uploadId = start.uploadId;
-  expect(uploadId).toMatch(loops === 1 ? /^[0-9a-f]{32}$/ : /^[01]\.[0-9a-f]{32}$/);
+  expect(uploadId).toMatch(loops === 1 ? /^0\.[0-9a-f]{32}$/ : /^[01]\.[0-9a-f]{32}$/); // <loop>.<random>
   let offset = 0;
   let resent = 0;
   for (let brk = 0; brk < 20; brk++) {

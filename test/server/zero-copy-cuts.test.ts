@@ -14,7 +14,8 @@ import { loadConfig } from "../../src/config";
 import { createEngine } from "../../src/engine/create-engine";
 import type { ZeroCopyOps } from "../../src/engine/io-engine";
 import { Logger } from "../../src/log";
-import { Server } from "../../src/server/server";
+import type { Server } from "../../src/server/server";
+import { inProcessServer } from "../helpers/in-process-server";
 import { Msg, Op } from "../../src/protocol/message";
 import { protobufCodec } from "../../src/protocol/codec";
 import { payload, sha256 } from "../helpers/data";
@@ -46,8 +47,7 @@ test("a framed zero-copy send cut anywhere (START, body, END, not cached) goes o
     const t = Math.min(Math.max(cut - head.length - len, 0), tail?.length ?? 0);
     return realSend(socket, file, offset, b, head.subarray(0, h), b === len ? tail!.subarray(0, t) : null);
   };
-  server = new Server({ config, engine, log: new Logger("warn", () => {}) });
-  await server.start();
+  server = await inProcessServer(config, engine, new Logger("warn", () => {}));
   const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
 
   for (const size of [50 * 1024, 300_000, 1]) {

@@ -60,8 +60,11 @@ export async function startServer(
   wrapper: string[] = [],
   /** Another checkout of fsgw to run instead of this one (benchmarks compare before and after). */
   projectRoot = root,
-  /** The script that runs `serve` (test/entry/serve-with-faults.ts: a server whose loops can fail on demand). */
-  entry: { script: string; serveArg: boolean } = { script: "src/main.ts", serveArg: true },
+  /**
+   * The script that runs `serve` (test/entry/serve-with-faults.ts: a server whose loops can fail
+   * on demand), and flags for Bun itself (--inspect, --cpu-prof).
+   */
+  entry: { script: string; serveArg: boolean; bunArgs?: string[] } = { script: "src/main.ts", serveArg: true },
 ): Promise<TestServer> {
   const dataDir = (fields.dataDir as string | undefined) ?? join(tempDir("data"), "d");
   const host = (fields.host as string | undefined) ?? "127.0.0.1";
@@ -75,7 +78,7 @@ export async function startServer(
   // into a directory that user cannot enter); else the Bun running this.
   const ownBun = join(projectRoot, "node_modules/bun/bin/bun.exe");
   const bun = projectRoot !== root && existsSync(ownBun) ? ownBun : process.execPath;
-  const proc = Bun.spawn([...wrapper, bun, join(projectRoot, entry.script), ...args], {
+  const proc = Bun.spawn([...wrapper, bun, ...(entry.bunArgs ?? []), join(projectRoot, entry.script), ...args], {
     cwd: projectRoot,
     stdout: "pipe",
     stderr: "pipe",

@@ -287,12 +287,14 @@ double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest
  * revalidated over the network), -errno when path cannot be examined. */
 int32_t fsgw_fs_is_local(const char *path);
 
-/* Test hook: while on, every inline operation refuses with -EAGAIN, as if nothing were cached, so
- * tests drive the fallback to the pool. Process-wide. */
+/* ---- Test hooks: bound only by the tests (test/helpers/native-hooks.ts), never by src/ ---- */
+
+/* While on, every inline operation refuses with -EAGAIN, as if nothing were cached, so tests drive
+ * the fallback to the pool. Process-wide. */
 void fsgw_debug_set_inline_refused(int32_t on);
 
-/* Test hook: makes every worker sleep this many microseconds before each operation (0: off),
- * so tests can hold operations in flight deterministically. */
+/* Makes every worker sleep this many microseconds before each operation (0: off), so tests can
+ * hold operations in flight deterministically. */
 void fsgw_debug_set_op_delay_us(fsgw_pool *pool, int32_t us);
 
 /* Opens path for reading, resolved from the dentry cache only (RESOLVE_CACHED), and fstats it:

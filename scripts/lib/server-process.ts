@@ -146,6 +146,9 @@ export async function startServer(
   };
 }
 
+/** The test entry (test/entry/serve-with-faults.ts): a server with the faults its environment asks for. */
+export const WITH_FAULTS = { script: "test/entry/serve-with-faults.ts", serveArg: false };
+
 /** Waits until `predicate` holds, checking every 10 ms, or fails after `ms`. */
 export async function eventually(predicate: () => boolean, ms = 5000, what = "condition"): Promise<void> {
   const deadline = Date.now() + ms;

@@ -50,8 +50,7 @@ export interface CPoolOptions {
   batchMax: number;
   /** Completion records copied out per FFI call. */
   drainBatchMax: number;
-  /** cached: inline operations on; off: every operation goes to the pool; refused: inline
-   *  operations are tried and always refused (drives the fallback path, for tests). */
+  /** cached: inline operations on; off: every operation goes to the pool. */
   inline: InlineMode;
   /** See fsgw_pool_set_jobs_per_wake. */
   jobsPerWake: number;
@@ -63,7 +62,7 @@ export interface CPoolOptions {
   joinPool?: number;
 }
 
-export type InlineMode = "cached" | "off" | "refused";
+export type InlineMode = "cached" | "off";
 
 /** One operation from submission to settlement. It keeps its buffers alive while C holds pointers. */
 class PendingOp {
@@ -154,7 +153,6 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     this.pool.setJobsPerWake(options.jobsPerWake);
     this.pool.setSpinUs(options.spinUs);
     this.inline = options.inline === "off" ? null : this.fs;
-    if (options.inline === "refused") InlineFs.setRefusedForTests(true);
     this.keepAlive = setInterval(() => {}, KEEPALIVE_PERIOD_MS);
     this.keepAlive.unref();
     void this.deliver();
@@ -203,11 +201,6 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
 
   get blockedCount(): number {
     return this.blocked.length - this.blockedHead;
-  }
-
-  /** Tests: workers sleep this long before each operation, to hold operations in flight. */
-  setOpDelayForTests(us: number): void {
-    this.pool.setOpDelayForTests(us);
   }
 
   // ---- IoEngine ----

@@ -107,7 +107,6 @@ function load() {
     fsgw_pool_free: { args: ["ptr"], returns: "void" },
     fsgw_raise_nofile: { args: ["f64"], returns: "f64" },
     fsgw_lock_file: { args: ["ptr"], returns: "i32" },
-    fsgw_debug_set_op_delay_us: { args: ["ptr", "i32"], returns: "void" },
     fsgw_stat_cached: { args: ["ptr", "ptr", "ptr"], returns: "f64" },
     fsgw_read_cached: { args: ["ptr", "ptr", "f64", "ptr"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
@@ -123,7 +122,6 @@ function load() {
     fsgw_dup: { args: ["i32"], returns: "i32" },
     fsgw_splice_probe: { args: ["ptr"], returns: "i32" },
     fsgw_close: { args: ["i32"], returns: "i32" },
-    fsgw_debug_set_inline_refused: { args: ["i32"], returns: "void" },
   });
 }
 
@@ -315,10 +313,6 @@ export class InlineFs {
     lib().fsgw_digest_cache_entries(n);
   }
 
-  /** Tests: every inline call refuses with -EAGAIN while on (process-wide). */
-  static setRefusedForTests(on: boolean): void {
-    lib().fsgw_debug_set_inline_refused(on ? 1 : 0);
-  }
 
   private count(result: number): number {
     if (result === -EAGAIN) this.refused++;
@@ -528,10 +522,6 @@ export class NativePool {
   stats(): Float64Array {
     if (this.handle !== null) this.sym.fsgw_pool_stats(this.handle, this.statsOut, STAT_COUNT);
     return this.statsOut;
-  }
-
-  setOpDelayForTests(us: number): void {
-    if (this.handle !== null) this.sym.fsgw_debug_set_op_delay_us(this.handle, us);
   }
 
   /**

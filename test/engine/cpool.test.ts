@@ -9,6 +9,7 @@ import { IoError } from "../../src/engine/io-error";
 import { uploadExchange, downloadExchange, benchExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { payload, sha256 } from "../helpers/data";
+import { setOpDelayUs } from "../helpers/native-hooks";
 import { startServer, tempDir, type TestServer } from "../helpers/server";
 
 function engine(submitMode: SubmitMode, capacity = 64, threads = 4): CPoolEngine {
@@ -46,7 +47,7 @@ describe.each([["direct"], ["batch"]] as const)("cpool, %s submission", (mode) =
     const e = engine(mode, 64, 2);
     const dir = tempDir(`gc-${mode}`);
     const fd = await e.open(join(dir, "f"), "create");
-    e.setOpDelayForTests(20_000); // hold each operation 20 ms on a worker
+    setOpDelayUs(e.poolAddress, 20_000); // hold each operation 20 ms on a worker
     const chunk = 4096;
     const writes: Promise<void>[] = [];
     for (let i = 0; i < 32; i++) writes.push(e.write(fd, payload(chunk, i), i * chunk)); // buffers not kept by the test
@@ -60,7 +61,7 @@ describe.each([["direct"], ["batch"]] as const)("cpool, %s submission", (mode) =
     }
     await Promise.all(writes);
     expect((await Promise.all(stats)).every((s) => s !== null)).toBe(true);
-    e.setOpDelayForTests(0);
+    setOpDelayUs(e.poolAddress, 0);
     await e.close(fd);
     const bytes = readFileSync(join(dir, "f"));
     for (let i = 0; i < 32; i++) expect(sha256(bytes.subarray(i * chunk, (i + 1) * chunk))).toBe(sha256(payload(chunk, i)));
@@ -69,7 +70,7 @@ describe.each([["direct"], ["batch"]] as const)("cpool, %s submission", (mode) =
 
   test("shutdown cancels queued operations with ECANCELED and refuses new ones", async () => {
     const e = engine(mode, 8, 1);
-    e.setOpDelayForTests(100_000);
+    setOpDelayUs(e.poolAddress, 100_000);
     const results = Array.from({ length: 20 }, (_, i) => e.nop(i).then(() => "done", (err: IoError) => err.code));
     await Bun.sleep(30);
     await e.shutdown();

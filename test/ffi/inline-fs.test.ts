@@ -7,6 +7,7 @@ import { constants } from "node:os";
 import { join } from "node:path";
 import { fsIsLocal, InlineFs } from "../../src/ffi/pool-binding";
 import { payload } from "../helpers/data";
+import { setInlineRefused } from "../helpers/native-hooks";
 import { tempDir } from "../helpers/server";
 
 const { EAGAIN, ENOENT, EISDIR, ENAMETOOLONG } = constants.errno;
@@ -20,7 +21,7 @@ function run(cmd: string[]): void {
 describe("InlineFs", () => {
   const dir = tempDir("inline");
   const inline = new InlineFs();
-  afterEach(() => InlineFs.setRefusedForTests(false));
+  afterEach(() => setInlineRefused(false));
 
   test("digests read inline land where JavaScript reads them, call after call (memory C writes never moves)", () => {
     // Two files with different recorded digests, each set with python's os.setxattr (node has none).
@@ -90,10 +91,10 @@ describe("InlineFs", () => {
   test("the test hook makes every call refuse, and answers resume when it is off", () => {
     const path = join(dir, "hooked");
     writeFileSync(path, "abc");
-    InlineFs.setRefusedForTests(true);
+    setInlineRefused(true);
     expect(inline.statCached(path)).toBe(-EAGAIN);
     expect(inline.readCached(path, new Uint8Array(10))).toBe(-EAGAIN);
-    InlineFs.setRefusedForTests(false);
+    setInlineRefused(false);
     expect(inline.statCached(path)).toBe(3);
     const into = new Uint8Array(10);
     expect(inline.readCached(path, into)).toBe(3);
@@ -103,9 +104,9 @@ describe("InlineFs", () => {
   test("counters split answered from refused; a path past PATH_MAX is refused without a system call", () => {
     const before = { answered: inline.answered, refused: inline.refused };
     inline.statCached(join(dir, "hooked"));
-    InlineFs.setRefusedForTests(true);
+    setInlineRefused(true);
     inline.statCached(join(dir, "hooked"));
-    InlineFs.setRefusedForTests(false);
+    setInlineRefused(false);
     expect(inline.answered - before.answered).toBe(1);
     expect(inline.refused - before.refused).toBe(1);
     expect(inline.statCached("/" + "x".repeat(5000))).toBe(-ENAMETOOLONG);

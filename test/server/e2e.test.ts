@@ -17,7 +17,7 @@ import { frameOf } from "../../src/protocol/frame-decoder";
 import { Op } from "../../src/protocol/message";
 import { payload, sha256, sha256File } from "../helpers/data";
 import { listFiles, storedKeys, tempFiles } from "../helpers/fs";
-import { startServer, tempDir, type TestServer } from "../helpers/server";
+import { startServer, tempDir, WITH_FAULTS, type TestServer } from "../helpers/server";
 import { BucketView, gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
 
 /** What a variant's clients need besides the port (TLS, a token), by server. */
@@ -128,11 +128,11 @@ afterAll(async () => {
 const variants: [string, Record<string, string>][] = [
   ...engineNames.map((e): [string, Record<string, string>] => [e, { ioEngine: e }]),
   ["cpool, ioInline off", { ioEngine: "cpool", ioInline: "off" }],
-  ["cpool, ioInline refused (every inline attempt falls back)", { ioEngine: "cpool", ioInline: "refused" }],
+  ["cpool, every inline attempt refused (each falls back to the pool)", { ioEngine: "cpool", inlineRefused: "yes" }],
   ["cpool, direct submission", { ioEngine: "cpool", ioSubmitMode: "direct" }],
   ["cpool, batch submission", { ioEngine: "cpool", ioSubmitMode: "batch" }],
   ["cpool, zero-copy off (downloads copied through memory)", { ioEngine: "cpool", zeroCopy: "false" }],
-  ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", ioInline: "refused" }],
+  ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", inlineRefused: "yes" }],
   // Several event loops on one port (each its own thread, listener, connections and pool).
   ["cpool, 2 event loops", { ioEngine: "cpool", loops: "2" }],
   ["cpool, 4 event loops", { ioEngine: "cpool", loops: "4" }],
@@ -167,9 +167,11 @@ describe.each(variants)("engine %s", (_name, variantFields) => {
       view = bucketView(world.view);
       return;
     }
-    const { secured: isSecured, ...fields } = variantFields;
+    const { secured: isSecured, inlineRefused, ...fields } = variantFields;
     const security = isSecured === "yes" ? secured() : null;
-    server = await startServer({ ...fields, ...security?.fields, inlineBytesMax: 65536, ioChunkBytes: 65536 });
+    const all = { ...fields, ...security?.fields, inlineBytesMax: 65536, ioChunkBytes: 65536 };
+    // Refused inline calls are a fault the test entry injects (the C library's test hook).
+    server = inlineRefused === "yes" ? await startServer(all, { TEST_INLINE_REFUSED: "1" }, [], undefined, WITH_FAULTS) : await startServer(all);
     view = fileView(server.dataDir);
     if (security !== null) clientSecurity.set(server, security.client);
   }, 180_000);

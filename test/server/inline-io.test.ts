@@ -1,12 +1,13 @@
 // Proves that exist and small downloads are answered on the event loop from the kernel's caches
-// (ioInline cached), that the pool answers them when the inline attempt is refused (ioInline refused)
-// or off, and that all three give the same replies, byte for byte.
+// (ioInline cached), that the pool answers them when the inline attempt is refused (the test
+// entry's fault: as if nothing were cached) or off, and that all three give the same replies, byte
+// for byte.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
 import { payload, sha256 } from "../helpers/data";
-import { freePort, startServer, type TestServer } from "../helpers/server";
+import { freePort, startServer, WITH_FAULTS, type TestServer } from "../helpers/server";
 
 const modes = ["cached", "refused", "off"] as const;
 const servers = new Map<string, { server: TestServer; admin: string }>();
@@ -14,7 +15,8 @@ const servers = new Map<string, { server: TestServer; admin: string }>();
 beforeAll(async () => {
   for (const mode of modes) {
     const adminPort = freePort();
-    servers.set(mode, { server: await startServer({ ioInline: mode, adminPort }), admin: `http://127.0.0.1:${adminPort}` });
+    const server = mode === "refused" ? await startServer({ ioInline: "cached", adminPort }, { TEST_INLINE_REFUSED: "1" }, [], undefined, WITH_FAULTS) : await startServer({ ioInline: mode, adminPort });
+    servers.set(mode, { server, admin: `http://127.0.0.1:${adminPort}` });
   }
 });
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { benchExchange, downloadExchange, uploadExchange } from "../../src/clien
 import { WireConn } from "../../src/client/wire-conn";
 import { payload, sha256 } from "../helpers/data";
 import { tempFiles } from "../helpers/fs";
-import { eventually, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+import { eventually, freePort, startServer, tempDir, WITH_FAULTS, type TestServer } from "../helpers/server";
 
 const servers: TestServer[] = [];
 afterAll(async () => {
@@ -132,7 +132,7 @@ test("a graceful stop with uploads in flight on every loop lets each finish, the
 
 /** A server whose loops can fail on demand (test/entry/serve-with-faults.ts). */
 async function startWithFaults(fields: Record<string, string | number>, env: Record<string, string>): Promise<TestServer> {
-  const s = await startServer(fields, env, [], undefined, { script: "test/entry/serve-with-faults.ts", serveArg: false });
+  const s = await startServer(fields, env, [], undefined, WITH_FAULTS);
   servers.push(s);
   return s;
 }

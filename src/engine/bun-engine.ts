@@ -1,7 +1,7 @@
 // Engine "bun": Bun's own asynchronous node:fs, which runs each call on Bun's internal thread pool.
 // It is the baseline every claim about the C pool is measured against.
 import fs from "node:fs";
-import { BunHasher, commitFileFromPrimitives, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { BunHasher, callbacksFromPromises, commitFileFromPrimitives, type CallbackOps, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { constants } from "node:os";
 import { ConfinedPaths } from "./confined-paths";
 import { ioErrorFromErrno, ioErrorFromNode } from "./io-error";
@@ -36,8 +36,8 @@ export class BunEngine implements IoEngine {
   readonly name = "bun";
   /** No inline operations: only the C library has the non-blocking system calls they need. */
   readonly inline = null;
-  /** Promises only: the store adapts them where a callback form is wanted. */
-  readonly callbacks = null;
+  /** The one-call operations in callback form, adapted from the promise forms. */
+  readonly callbacks: CallbackOps = callbacksFromPromises(this);
   /** No sendfile without the C library. */
   readonly zeroCopy = null;
   private fsyncs = 0;

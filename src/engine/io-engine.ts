@@ -1,5 +1,5 @@
 import { constants } from "node:os";
-import { ioErrorFromErrno } from "./io-error";
+import { IoError, ioErrorFromErrno } from "./io-error";
 import { stableBytes } from "../util/stable-bytes";
 
 // The seam between the protocol and the disk. Every file operation of the server goes through an
@@ -69,6 +69,11 @@ export interface InlineOps {
  */
 export interface IoTarget {
   onIoDone(result: number, aux: number): void;
+  /**
+   * The engine's own code failed (an exception that is no errno: a bug of a JavaScript engine; the
+   * C pool has none of these): the operation is over.
+   */
+  onIoBug(error: unknown): void;
 }
 
 /**
@@ -187,8 +192,12 @@ export interface IoEngine {
   confine(dir: string, fileMode: number): number;
   /** sendfile and friends, when the engine has them. */
   readonly zeroCopy: ZeroCopyOps | null;
-  /** Callback forms of the one-call operations, when the engine has them natively. */
-  readonly callbacks: CallbackOps | null;
+  /**
+   * The one-call operations in callback form: native (the C pool: a number per operation, no
+   * promise), or adapted from the promise forms (callbacksFromPromises): every engine has them, so
+   * a store calls them one way.
+   */
+  readonly callbacks: CallbackOps;
   /** Inline operations, when this engine has them and they are enabled (ioInline). */
   readonly inline: InlineOps | null;
   open(path: string, mode: OpenMode): Promise<number>;
@@ -227,6 +236,46 @@ export interface IoEngine {
   stats(): EngineStats;
   /** Stops the engine; operations still queued fail with ECANCELED. Idempotent. */
   shutdown(): Promise<void>;
+}
+
+/** st_mode's type bits of a FileStat, for a callback's `aux`. */
+function modeBitsOf(st: FileStat): number {
+  return st.isFile ? S_IFREG : st.isDir ? S_IFDIR : 0;
+}
+
+/**
+ * The callback forms of an engine without native ones, from its promise forms: one promise per
+ * operation (these engines make one anyway), the result a number as the C pool gives it.
+ */
+export function callbacksFromPromises(engine: IoEngine): CallbackOps {
+  const settle = (p: Promise<number>, target: IoTarget, aux = () => 0) =>
+    p.then(
+      (value) => target.onIoDone(value, aux()),
+      (e: unknown) => {
+        const errno = (e as { errno?: unknown }).errno;
+        if (e instanceof IoError && typeof errno === "number") target.onIoDone(-errno, 0);
+        else target.onIoBug(e);
+      },
+    );
+  return {
+    statTo(path, target) {
+      let mode = 0;
+      void settle(
+        engine.stat(path).then((st) => ((mode = modeBitsOf(st)), st.size)),
+        target,
+        () => mode,
+      );
+    },
+    unlinkTo(path, target) {
+      void settle(engine.unlink(path).then(() => 0), target);
+    },
+    commitFileTo(tmpPath, finalPath, data, fsync, target) {
+      void settle(engine.commitFile(tmpPath, finalPath, data, fsync).then(() => data.length), target);
+    },
+    readWholeTo(path, into, target) {
+      void settle(engine.readWhole(path, into), target);
+    },
+  };
 }
 
 /**

@@ -2,7 +2,7 @@
 // the result handed back as a settled promise. No pool at all: the baseline that shows what the
 // pools buy (and what blocking the event loop costs under concurrency).
 import fs from "node:fs";
-import { BunHasher, commitFileFromPrimitives, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { BunHasher, callbacksFromPromises, commitFileFromPrimitives, type CallbackOps, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { constants } from "node:os";
 import { ConfinedPaths } from "./confined-paths";
 import { ioErrorFromErrno, ioErrorFromNode } from "./io-error";
@@ -37,8 +37,8 @@ export class SyncEngine implements IoEngine {
   readonly name = "sync";
   /** No inline operations: only the C library has the non-blocking system calls they need. */
   readonly inline = null;
-  /** Promises only: the store adapts them where a callback form is wanted. */
-  readonly callbacks = null;
+  /** The one-call operations in callback form, adapted from the promise forms. */
+  readonly callbacks: CallbackOps = callbacksFromPromises(this);
   /** No sendfile without the C library. */
   readonly zeroCopy = null;
   private fsyncs = 0;

@@ -1,26 +1,34 @@
-// One client connection: one explicit state machine for the five exchanges of docs/PROTOCOL.md.
+// One client connection: one explicit state machine for the exchanges of docs/PROTOCOL.md (bench,
+// upload, download, exist, delete, and the extensions AUTH and RESUME).
 //
-// Socket callbacks only feed bytes (`onData`) and drain events (`onDrain`) in; everything else is a
-// state transition here. Bytes may arrive in any split: a frame a byte at a time, or a frame, a body
-// and the next frame in one chunk. While an exchange waits on the disk, input that arrives is kept
-// (`stash`) and reading pauses, so a pipelining client is served in order with bounded memory.
+// Socket callbacks only feed bytes (`onData`) and drain events (`onDrain`) in, and the store
+// answers through typed results (onStoreDone, onStat, onStoreFailed, onUploadDone,
+// onUploadFailed); everything else is a move between the states below, made by move(), which
+// asserts that the move is legal. Bytes may arrive in any split: a frame a byte at a time, or a
+// frame, a body and the next frame in one chunk. While the store decides (or a download's body is
+// leaving), input that arrives is kept (`stash`) and reading pauses, so a pipelining client is
+// served in order with bounded memory.
 //
-//   frame ──BENCH──────────────────────────────────────────────────────▶ frame
-//   frame ──UPLOAD──▶ waiting ──START──▶ upload_body ──▶ committing ──END──▶ upload_ack ──ACK──▶ frame
-//                                                                  └─error──▶ upload_error (ACK optional)
-//   frame ──DOWNLOAD──▶ waiting ──START──▶ download_body ──END──▶ download_ack ──ACK──▶ frame
-//   frame ──EXIST / DELETE──▶ waiting ──reply──▶ frame
+//   frame ──BENCH / AUTH / a refusal──────────────────────────────────────────────────▶ frame
+//   frame ──EXIST──▶ exist ──answer──▶ frame          frame ──DELETE──▶ delete ──answer──▶ frame
+//   frame ──UPLOAD (small)──START──▶ upload_body ──▶ upload_commit ──END──▶ upload_ack ──ACK──▶ frame
+//   frame ──UPLOAD / RESUME──▶ upload_open ──START──▶ upload_body ⇄ upload_receive ──▶ upload_commit
+//                                                   (the store moves the body itself: splice)  │
+//                                     upload_commit ──error text──▶ upload_error (ACK skipped) ─┘──▶ frame
+//   frame ──DOWNLOAD (small)──▶ download_whole ──START+body+END──▶ download_ack ──ACK──▶ frame
+//   frame ──DOWNLOAD──▶ download_open ──START──▶ download_read / download_send ⇄ download_drain
+//                                                   ──END──▶ download_ack ──ACK──▶ frame
+//   every state ──close──▶ closed (a store result that arrives later finds `closedIn`)
 //
 // Storage is reached only through the Store interface (src/storage/store.ts): this file knows no
-// path, descriptor or errno. Every entry from the store (onStoreDone, onStoreBug, onUploadProgress,
-// onUploadDone) and from the socket catches what it runs: a bug closes this connection with a
-// logged `connection_bug`, never the process.
+// path, descriptor or errno. Every entry from the store and from the socket catches what it runs:
+// a bug closes this connection with a logged `connection_bug`, never the process.
 import type { Socket } from "bun";
 import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
 import { checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type Store, type UploadOwner, type UploadSink } from "../storage/store";
+import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type UploadOwner, type UploadSink } from "../storage/store";
 import type { Logger } from "../log";
 import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
@@ -29,14 +37,44 @@ import { stableBytes } from "../util/stable-bytes";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
-  | "waiting" // an engine call decides the next step; input is stashed
+  | "exist" // the store looks the key up
+  | "delete" // the store removes the key
+  | "upload_open" // the store prepares a streamed upload (or takes a parked one back: RESUME)
   | "upload_body" // reading the raw body of an upload
-  | "committing" // body complete; waiting for the file to be committed
+  | "upload_receive" // the store moves the body from the socket itself (splice): Bun reads nothing
+  | "upload_commit" // the body is whole: the store stores it (small: in one call) or commits it
   | "upload_ack" // END sent; the next frame must be the client's ACK
   | "upload_error" // an error text ended the upload; an ACK frame, if the client sends one, is skipped
-  | "download_body" // sending the raw body of a download
+  | "download_whole" // the store reads a small file whole (or says its size: too large for that)
+  | "download_open" // the store opens a streamed download
+  | "download_read" // the store reads the next bytes of the body into memory
+  | "download_send" // the store sends the next bytes of the body to the socket itself (sendfile)
+  | "download_drain" // bytes wait for the socket: the next piece goes once it drains
   | "download_ack" // END sent; the next frame must be the client's ACK
   | "closed";
+
+/** The moves the machine may make; move() asserts every one against this table. */
+const LEGAL: Record<ConnectionState, readonly ConnectionState[]> = {
+  frame: ["frame", "exist", "delete", "upload_open", "upload_body", "download_whole", "download_open", "closed"],
+  exist: ["frame", "closed"],
+  delete: ["frame", "closed"],
+  upload_open: ["upload_body", "upload_commit", "frame", "closed"],
+  upload_body: ["upload_receive", "upload_commit", "closed"],
+  upload_receive: ["upload_receive", "upload_body", "upload_commit", "closed"],
+  upload_commit: ["upload_ack", "upload_error", "closed"],
+  upload_ack: ["frame", "closed"],
+  upload_error: ["frame", "closed"],
+  download_whole: ["download_ack", "download_open", "frame", "closed"],
+  download_open: ["download_read", "download_send", "download_drain", "download_ack", "frame", "closed"],
+  download_read: ["download_read", "download_drain", "download_ack", "closed"],
+  download_send: ["download_send", "download_drain", "download_ack", "closed"],
+  download_drain: ["download_read", "download_send", "download_ack", "closed"],
+  download_ack: ["frame", "closed"],
+  closed: [],
+};
+
+/** States in which the store, not the client, decides what comes next: the idle timeout waits. */
+const WAITING_ON_STORE: ReadonlySet<ConnectionState> = new Set(["exist", "delete", "upload_open", "upload_commit", "download_whole", "download_open"]);
 
 /** What a connection needs from its server; the server owns bounds, counters and shutdown. */
 export interface ConnectionHost {
@@ -80,7 +118,7 @@ export interface ConnectionHost {
 /** Room kept before and after an inline download's body for its START and END frames. */
 export const FRAME_ROOM = 1024;
 
-function fileTypeOf(entry: number): number {
+function fileTypeOf(entry: EntryKind): number {
   return entry === EntryType.FILE ? FileType.FILE : entry === EntryType.DIR ? FileType.DIR : FileType.UNSET;
 }
 
@@ -91,7 +129,7 @@ export function digestFromHex(text: string): Uint8Array | null {
 }
 
 /** The reply text of a store failure: short, human, the same whatever the store. */
-export function replyText(kind: number): string {
+export function replyText(kind: FailureKind): string {
   switch (kind) {
     case Failure.NOT_FOUND:
       return "no such key";
@@ -122,28 +160,26 @@ export function replyText(kind: number): string {
   }
 }
 
-// What the store operation in flight will decide (ioWaiting); its result reaches onStoreDone.
-const IO_NONE = 0;
-const IO_EXIST = 1;
-const IO_DELETE = 2;
-const IO_PUT = 3; // a small upload's whole body
-const IO_READ_WHOLE = 4; // a small download, or the size that says it is not small
-const IO_UPLOAD_OPEN = 5; // a streamed upload may begin
-const IO_READER_OPEN = 6; // a streamed download's size
-const IO_READ = 7; // a streamed download's next bytes
-const IO_SEND = 8; // a streamed download's next bytes, sent by the store straight to the socket
-const IO_RECEIVE = 9; // a streamed upload's next bytes, moved by the store straight from the socket
-
-const PAUSE_STASH = 1; // input arrived while a store operation decides what comes next
+const PAUSE_STASH = 1; // input arrived while the store decides what comes next
 const PAUSE_BACKLOG = 2; // an upload holds more than connectionBufferBytesMax not yet stored
 const PAUSE_OUTPUT = 4; // replies the client does not read hold more than connectionBufferBytesMax
-const PAUSE_SPLICE = 8; // the store moves the upload's body from the socket itself: Bun must not read
+const PAUSE_RECEIVE = 8; // the store moves the upload's body from the socket itself: Bun must not read
 
 /** Reading resumes once a paused-for buffer has drained to this fraction of its bound. */
 const RESUME_FRACTION = 0.5;
 
-export class Connection implements UploadOwner {
+/** The part of a file a download asks for (extension fields Offset and Length). */
+interface ByteRange {
+  offset: number;
+  /** null: to the end of the file. */
+  length: number | null;
+}
+
+export class Connection implements StatTarget, UploadOwner {
+  /** Moved only by move(); see the table LEGAL. */
   state: ConnectionState = "frame";
+  /** The state the connection was in when it closed: what a store result arriving later was for. */
+  private closedIn: ConnectionState = "frame";
   /** Date.now() of the last sign of life: bytes in, a drain, a store result. */
   lastActiveMs = Date.now();
   /**
@@ -155,11 +191,12 @@ export class Connection implements UploadOwner {
   private frameStartedMs = 0;
 
   private readonly decoder: FrameDecoder;
-  /** Input kept while a store operation decides what it means, oldest first, and its bytes. */
+  /** Input kept while the store decides what it means, oldest first, and its bytes. */
   private readonly stash: Uint8Array[] = [];
   private stashBytes = 0;
   /** True while consume() runs: a result that arrives inside it must not consume the stash early. */
   private consuming = false;
+  /** Why reading is paused: a set of independent reasons (PAUSE_*), each lifted on its own. */
   private pausedBy = 0;
   /** Reply bytes the socket did not take yet, oldest first, and how many. */
   private readonly outQueue: Uint8Array[] = [];
@@ -171,8 +208,8 @@ export class Connection implements UploadOwner {
   /** The request's key as the client sent it (replies echo it), and once checked, the store's. */
   private keyText = "";
   private key: StoreKey | null = null;
-  /** The store operation in flight (IO_*), answered through onStoreDone. */
-  private ioWaiting = IO_NONE;
+  /** An upload exchange is an UPLOAD or a RESUME: the op of its START and of a refusal at its open. */
+  private uploadReplyOp: number = Op.UPLOAD_RSP;
   private bodyRemaining = 0;
   /** A small upload's body, gathered whole; released once stored (or dropped). */
   private readonly body: GatheredBody;
@@ -180,21 +217,19 @@ export class Connection implements UploadOwner {
   private upload: UploadSink | null = null;
   /** A small download's pooled buffer, from the read until its bytes leave. */
   private wholeBuffer: Uint8Array | null = null;
-  /** A streamed download: the reader, its buffer (null when the store sends), and the bytes sent so far. */
+  /** A streamed download: the reader, its buffer (null: the store sends the body itself), and the bytes sent so far. */
   private reader: BodyReader | null = null;
   private readBuffer: Uint8Array | null = null;
   private bodySent = 0;
-  /** The download's body: the whole file, or the range asked for (DOWNLOAD with Offset/Length). */
+  /** The download's body: the whole file, or the range asked for. */
   private bodyLength = 0;
-  private rangeOffset = 0;
-  /** 0: the whole file; > 0: the range's length asked for; -1: from rangeOffset to the end. */
-  private rangeLength = 0;
+  private range: ByteRange | null = null;
   /** A zero-copy download's END frame, or what of it is still to send; null: encode END as usual. */
   private endFrame: Uint8Array | null = null;
-  /** The socket's descriptor for zero-copy sends: -2 not looked up yet, -1 none. */
-  private socketFd = -2;
-  /** The upload's body is being moved by the store from the socket (splice); Bun reads nothing. */
-  private splicing = false;
+  /** The socket's descriptor for zero-copy sends, once looked up: null when there is none. */
+  private socketFd: number | null | undefined = undefined;
+  /** Bun read body bytes while a receive ran: the bytes that receive moved are out of order. */
+  private receiveInterrupted = false;
   // The exchange's numbers, for stats.
   private exchangeStart = 0;
   private exchangeOp: StatOp = "bench";
@@ -209,10 +244,6 @@ export class Connection implements UploadOwner {
   private token = "";
   /** The SHA-256 the upload in progress must have (from its request), or null. */
   private expectedDigest: Uint8Array | null = null;
-  /** The upload in progress is a RESUME (its replies use RESUME_RSP until END). */
-  private resuming = false;
-  /** Bun read body bytes while a splice ran: the bytes that splice moved are out of order. */
-  private spliceInterrupted = false;
   /** The client's address, for the per-address limits (kept: Bun's may be gone once closed). */
   readonly address: string;
 
@@ -223,6 +254,12 @@ export class Connection implements UploadOwner {
     this.decoder = new FrameDecoder(host.frameBytesMax);
     this.body = new GatheredBody(host.inlineBuffers);
     this.address = socket.remoteAddress;
+  }
+
+  /** The one way the state changes: a move the table does not allow is a bug of this file. */
+  private move(to: ConnectionState): void {
+    if (!LEGAL[this.state].includes(to)) throw new Error(`connection: illegal move ${this.state} -> ${to}`);
+    this.state = to;
   }
 
   /** A getter, so that checks after a callback are not narrowed away by the compiler. */
@@ -236,7 +273,7 @@ export class Connection implements UploadOwner {
 
   /** Waiting on the store, not on the client: the idle timeout does not apply. */
   get waitingOnServer(): boolean {
-    return this.state === "waiting" || this.state === "committing" || (this.pausedBy & PAUSE_BACKLOG) !== 0;
+    return WAITING_ON_STORE.has(this.state) || (this.pausedBy & PAUSE_BACKLOG) !== 0;
   }
 
   /**
@@ -275,13 +312,13 @@ export class Connection implements UploadOwner {
   onData(chunk: Uint8Array): void {
     this.lastActiveMs = Date.now();
     if (this.isClosed) return;
-    if (this.splicing) {
-      // Bun read from a socket it was told not to read while the store splices from it. It does so
-      // when the peer goes away mid-body; either way the body's order is lost from this splice on:
-      // close. The upload drops what the interrupted splice moved (a resumable one keeps what was
-      // on disk before it; any other is discarded with its temporary file).
+    if (this.state === "upload_receive") {
+      // Bun read from a socket it was told not to read while the store receives from it. It does
+      // so when the peer goes away mid-body; either way the body's order is lost from this receive
+      // on: close. The upload drops what the interrupted receive moved (a resumable one keeps what
+      // was on disk before it; any other is discarded with its temporary file).
       this.host.log.info("splice_interrupted", { remote: this.remote, key: this.keyText, bytes: chunk.length });
-      this.spliceInterrupted = true;
+      this.receiveInterrupted = true;
       return this.close("data arrived during a spliced upload");
     }
     if (this.stash.length > 0) {
@@ -295,7 +332,7 @@ export class Connection implements UploadOwner {
     this.lastActiveMs = Date.now();
     try {
       this.flushOut();
-      if (this.outQueue.length === 0 && this.state === "download_body" && this.ioWaiting === IO_NONE) this.continueDownload();
+      if (this.outQueue.length === 0 && this.state === "download_drain") this.continueDownload();
     } catch (e) {
       this.bug(e);
     }
@@ -304,18 +341,19 @@ export class Connection implements UploadOwner {
   /** The socket is gone: release what the exchange holds. */
   onClose(): void {
     if (this.isClosed) return;
-    this.state = "closed";
-    this.splicing = false;
+    const from = this.state;
+    this.closedIn = from;
+    this.move("closed");
     this.stash.length = 0;
     this.stashBytes = 0;
     this.outQueue.length = 0;
     this.outQueuedBytes = 0;
     if (this.upload !== null) {
-      this.host.track(this.upload.abort(this.spliceInterrupted));
+      this.host.track(this.upload.abort(this.receiveInterrupted));
       this.upload = null;
     }
-    // A body or buffer the store still reads or fills goes back when its result arrives.
-    if (this.ioWaiting !== IO_PUT) this.body.release();
+    // A small body the store is storing, or a buffer it is filling, goes back when its result arrives.
+    if (!(from === "upload_commit" && this.holdsSmallBody)) this.body.release();
     this.closeReader();
     this.host.onConnectionClosed(this);
   }
@@ -355,8 +393,8 @@ export class Connection implements UploadOwner {
           case "closed":
             return;
           default:
-            // A store operation decides what the rest means: keep it, in front of anything stashed
-            // later, and stop reading until then.
+            // The store decides what the rest means (or a body is leaving): keep it, in front of
+            // anything stashed later, and stop reading until then.
             this.stash.unshift(chunk.subarray(offset));
             this.stashBytes += chunk.length - offset;
             this.pause(PAUSE_STASH);
@@ -398,7 +436,7 @@ export class Connection implements UploadOwner {
     this.stashBytes += chunk.length;
   }
 
-  /** A store operation settled and the state reads input again: process what was stashed. */
+  /** The store settled and the state reads input again: process what was stashed. */
   private resumeInput(): void {
     if (this.isClosed) return;
     if (this.host.draining && this.betweenExchanges) {
@@ -428,7 +466,7 @@ export class Connection implements UploadOwner {
         this.expectAck(msg, Op.DOWNLOAD);
         return;
       case "upload_error":
-        this.state = "frame";
+        this.move("frame");
         if (msg.operation === Op.UPLOAD && msg.message === Msg.ACK) return this.endExchange();
         break;
     }
@@ -439,7 +477,7 @@ export class Connection implements UploadOwner {
     if (msg.operation !== op || msg.message !== Msg.ACK) {
       throw new ProtocolError(`expected ACK with op ${op}, got op ${msg.operation} message ${JSON.stringify(msg.message)}`);
     }
-    this.state = "frame";
+    this.move("frame");
     this.endExchange();
   }
 
@@ -601,12 +639,6 @@ export class Connection implements UploadOwner {
     return checked;
   }
 
-  /** A store operation now decides what comes next; its result reaches onStoreDone. */
-  private wait(io: number): void {
-    this.state = "waiting";
-    this.ioWaiting = io;
-  }
-
   // ---- upload ----
 
   private startUpload(msg: WireMessage): void {
@@ -619,15 +651,15 @@ export class Connection implements UploadOwner {
     if (refusal !== null) return this.refuse(Op.UPLOAD_RSP, refusal);
     this.bodyRemaining = size;
     this.exchangeBytes = size;
-    this.resuming = false;
+    this.uploadReplyOp = Op.UPLOAD_RSP;
     // A resumable upload always streams: only a streamed upload can be parked when its connection breaks.
     if (size <= this.host.inlineBytesMax && !msg.resumable) {
       // Small body: gather it whole (bounded by inlineBytesMax) and store it in one operation.
-      this.state = "upload_body";
+      this.move("upload_body");
       this.send({ operation: Op.UPLOAD_RSP, key: msg.key, message: Msg.START });
       return;
     }
-    this.wait(IO_UPLOAD_OPEN);
+    this.move("upload_open");
     this.upload = this.host.store.beginUpload(key, size, this, this.expectedDigest, this.digest, msg.resumable ? { clients: this.clients() } : undefined);
   }
 
@@ -636,12 +668,18 @@ export class Connection implements UploadOwner {
     const key = this.acceptKey(msg, Op.RESUME_RSP);
     if (key === null) return;
     let refusal = this.takeExpectedDigest(msg);
-    if (this.host.store.resumeUpload === undefined) refusal = "resumable uploads are not supported by this store";
+    const resumable = this.host.store.resumable;
+    if (resumable === undefined) refusal = "resumable uploads are not supported by this store";
     else if (msg.uploadId === "") refusal = "no such upload";
     if (refusal !== null) return this.refuse(Op.RESUME_RSP, refusal);
-    this.resuming = true;
-    this.wait(IO_UPLOAD_OPEN);
-    this.upload = this.host.store.resumeUpload!(msg.uploadId, key, this, this.expectedDigest, this.digest);
+    this.uploadReplyOp = Op.RESUME_RSP;
+    this.move("upload_open");
+    this.upload = resumable!.resume(msg.uploadId, key, this, this.expectedDigest, this.digest);
+  }
+
+  /** A small upload's body is with the store (upload_commit without a sink): the store reads it until its result. */
+  private get holdsSmallBody(): boolean {
+    return this.upload === null;
   }
 
   private onBody(part: Uint8Array): void {
@@ -656,11 +694,10 @@ export class Connection implements UploadOwner {
       if (upload.backlogBytes > this.host.connectionBufferBytesMax) this.pause(PAUSE_BACKLOG);
     }
     if (this.bodyRemaining > 0) return;
-    this.state = "committing";
+    this.move("upload_commit");
     if (upload === null) {
       // Shutdown waits for the store: it reads the body until its result.
       this.host.workStarted();
-      this.ioWaiting = IO_PUT;
       this.host.store.putWhole(this.key!, this.body.bytes, this, this.expectedDigest, this.digest);
     } else {
       upload.end();
@@ -678,32 +715,95 @@ export class Connection implements UploadOwner {
     }
   }
 
-  onUploadDone(result: number, detail: number): void {
+  onUploadDone(size: number): void {
     try {
       this.upload = null;
-      this.uploadEnded(result, detail);
+      this.uploadEnded(size, null, null);
     } catch (e) {
       this.bug(e);
     }
   }
 
-  /** The body is stored (result >= 0) or not (-FailureKind, with the store's detail). */
-  private uploadEnded(result: number, detail: number): void {
+  onUploadFailed(failure: FailureKind, cause: FailureCause): void {
+    try {
+      this.upload = null;
+      this.uploadEnded(0, failure, cause);
+    } catch (e) {
+      this.bug(e);
+    }
+  }
+
+  /** The body is stored (`failure` null) or not (why, and the store's cause). */
+  private uploadEnded(_size: number, failure: FailureKind | null, cause: FailureCause | null): void {
     this.lastActiveMs = Date.now();
     this.unpause(PAUSE_BACKLOG);
     if (this.isClosed) return;
-    if (result >= 0) {
+    if (failure === null) {
       this.send({ operation: Op.UPLOAD, key: this.keyText, message: Msg.END, digest: this.digestHex() });
       this.exchangeDone(true);
-      this.state = "upload_ack";
+      this.move("upload_ack");
     } else {
-      const text = replyText(-result);
-      this.logFailure("upload_failed", -result, detail);
+      const text = replyText(failure);
+      this.logFailure("upload_failed", failure, cause!);
       this.send({ operation: Op.UPLOAD, key: this.keyText, message: text });
       this.exchangeDone(false);
-      this.state = "upload_error";
+      this.move("upload_error");
     }
     this.resumeInput();
+  }
+
+  /** The store is ready for the body (a streamed upload's open, or a RESUME taken back). */
+  private onUploadOpen(): void {
+    const upload = this.upload!;
+    let start: MessageInit = { operation: this.uploadReplyOp, key: this.keyText, message: Msg.START, uploadId: upload.uploadId };
+    if (this.uploadReplyOp === Op.RESUME_RSP) {
+      // What is on disk already is not sent again: the client sends the rest, from `offset`.
+      const offset = upload.offset ?? 0;
+      const size = upload.totalBytes ?? 0;
+      this.bodyRemaining = size - offset;
+      this.exchangeBytes = size - offset;
+      start = { ...start, offset, size };
+      if (this.bodyRemaining === 0) {
+        this.send(start);
+        this.move("upload_commit");
+        upload.end();
+        return;
+      }
+    }
+    // Zero-copy: Bun stops reading before START goes out (the client sends the body only after
+    // START), so every body byte stays in the kernel for the store to receive.
+    const receive = upload.receiveFrom !== undefined && this.zeroCopySocket() !== null;
+    if (receive) this.pause(PAUSE_RECEIVE);
+    this.send(start);
+    this.move("upload_body");
+    this.resumeInput(); // body bytes that came early (a client that did not wait) are pushed first
+    if (!receive) return;
+    if (this.state !== "upload_body" || this.bodyRemaining === 0) return this.unpause(PAUSE_RECEIVE);
+    this.host.stats.zeroCopyUploads++;
+    this.receiveNext();
+  }
+
+  private receiveNext(): void {
+    this.move("upload_receive");
+    this.upload!.receiveFrom!(this.socketFd!, this);
+  }
+
+  /** The store moved `n` more body bytes from the socket (0: the client sent nothing for a while). */
+  private onReceived(n: number): void {
+    if (n > 0) this.bodyRemaining -= n;
+    if (this.bodyRemaining > 0) return this.receiveNext();
+    this.unpause(PAUSE_RECEIVE);
+    this.move("upload_commit");
+    this.upload!.end();
+  }
+
+  /**
+   * The store could not go on receiving (its error comes with the upload's end): Bun reads the
+   * rest of the body, if any, as usual, and the upload drops it.
+   */
+  private stopReceiving(): void {
+    this.move("upload_body");
+    this.unpause(PAUSE_RECEIVE);
   }
 
   // ---- download ----
@@ -713,63 +813,54 @@ export class Connection implements UploadOwner {
     if (key === null) return;
     // A range (extension fields Offset and Length; docs/PROTOCOL.md): checked once the size is known.
     if (msg.offset < 0 || msg.length < 0) return this.refuse(Op.DOWNLOAD_RSP, `invalid range: offset ${msg.offset}, length ${msg.length}`);
-    this.rangeOffset = msg.offset;
-    this.rangeLength = msg.offset === 0 && msg.length === 0 ? 0 : msg.length === 0 ? -1 : msg.length;
-    if (this.rangeLength !== 0) return this.openStreamed(key);
+    this.range = msg.offset === 0 && msg.length === 0 ? null : { offset: msg.offset, length: msg.length === 0 ? null : msg.length };
+    if (this.range !== null) return this.openStreamed(key);
     const inlineMax = this.host.inlineBytesMax;
     // A store that sends bodies straight to the socket sends small ones too: START, the body and
     // END leave in one call, with no body byte copied through memory (measured in BENCHMARKS.md).
-    if (inlineMax === 0 || (this.host.store.sendsFramed === true && this.zeroCopySocket() >= 0)) return this.openStreamed(key);
+    if (inlineMax === 0 || (this.host.store.sendsFramed === true && this.zeroCopySocket() !== null)) return this.openStreamed(key);
     // Small file: read whole, so an error can still be answered, and one socket write sends START,
     // the body and END together. A larger file's size sends it to openStreamed().
     const buffer = this.host.inlineBuffers.acquire();
     this.wholeBuffer = buffer;
-    this.wait(IO_READ_WHOLE);
+    this.move("download_whole");
     this.host.store.readWhole(key, buffer.subarray(FRAME_ROOM, FRAME_ROOM + inlineMax), this, this.digest);
   }
 
-  private onWholeRead(size: number, detail: number): void {
+  private onWholeRead(size: number): void {
     const buffer = this.wholeBuffer!;
     this.wholeBuffer = null;
-    if (size >= 0 && size <= this.host.inlineBytesMax && !this.isClosed) return this.sendWholeDownload(buffer, size);
+    if (size <= this.host.inlineBytesMax) return this.sendWholeDownload(buffer, size);
     this.host.inlineBuffers.release(buffer);
-    if (this.isClosed) return;
-    if (size < 0) return this.answerFailure(Op.DOWNLOAD_RSP, "download_read_failed", size, detail);
     this.openStreamed(this.key!); // larger than inlineBytesMax
   }
 
   private openStreamed(key: StoreKey): void {
-    this.wait(IO_READER_OPEN);
+    this.move("download_open");
     const reader = this.host.store.openReader(key, this.digest);
     this.reader = reader;
     reader.open(this); // the size may come back before open() returns
   }
 
-  private onReaderOpen(size: number, detail: number): void {
-    if (this.isClosed) return;
-    if (size < 0) {
-      this.closeReader();
-      return this.answerFailure(Op.DOWNLOAD_RSP, "download_open_failed", size, detail);
-    }
+  private onReaderOpen(size: number): void {
     const reader = this.reader!;
     let start: MessageInit = { operation: Op.DOWNLOAD_RSP, key: this.keyText, message: Msg.START, size, type: FileType.FILE, digest: this.digestHex() };
     this.bodyLength = size;
-    if (this.rangeLength !== 0) {
-      const offset = this.rangeOffset;
-      if (offset >= size) {
+    const range = this.range;
+    if (range !== null) {
+      if (range.offset >= size) {
         this.closeReader();
-        this.refuse(Op.DOWNLOAD_RSP, `range not satisfiable: offset ${offset} is past the end of the file (${size} bytes)`);
-        this.state = "frame";
+        this.move("frame");
+        this.refuse(Op.DOWNLOAD_RSP, `range not satisfiable: offset ${range.offset} is past the end of the file (${size} bytes)`);
         return this.resumeInput();
       }
       // Clamped at the end of the file, as HTTP ranges are.
-      this.bodyLength = this.rangeLength < 0 ? size - offset : Math.min(this.rangeLength, size - offset);
-      reader.range(offset, this.bodyLength);
-      start = { ...start, size: this.bodyLength, offset, fileSize: size };
+      this.bodyLength = range.length === null ? size - range.offset : Math.min(range.length, size - range.offset);
+      reader.range(range.offset, this.bodyLength);
+      start = { ...start, size: this.bodyLength, offset: range.offset, fileSize: size };
     }
     this.bodySent = 0;
-    this.state = "download_body";
-    if (reader.sendTo !== undefined && this.zeroCopySocket() >= 0) return this.startZeroCopyDownload(reader, start);
+    if (reader.sendTo !== undefined && this.zeroCopySocket() !== null) return this.startZeroCopyDownload(reader, start);
     this.send(start);
     if (this.host.zeroCopy) this.host.stats.zeroCopyFallbacks++;
     this.endFrame = null;
@@ -790,7 +881,8 @@ export class Connection implements UploadOwner {
     const size = this.bodyLength;
     const head = codec.encodeFrame(start);
     const tail = codec.encodeFrame({ operation: Op.DOWNLOAD, key: this.keyText, message: Msg.END });
-    let sent = this.outQueue.length === 0 && reader.sendFramedNow !== undefined ? reader.sendFramedNow(this.socketFd, head, tail) : -1;
+    this.readBuffer = null; // the store sends the body itself
+    let sent = this.outQueue.length === 0 && reader.sendFramedNow !== undefined ? reader.sendFramedNow(this.socketFd!, head, tail) : -1;
     if (sent === head.length + size + tail.length) {
       this.bodySent = size;
       this.endFrame = null;
@@ -800,7 +892,8 @@ export class Connection implements UploadOwner {
     if (sent < head.length) this.sendBytes(head.subarray(sent));
     this.bodySent = Math.min(Math.max(sent - head.length, 0), size);
     this.endFrame = tail.subarray(Math.max(sent - head.length - size, 0));
-    if (this.outQueue.length === 0) this.continueDownload(); // else onDrain continues
+    if (this.outQueue.length === 0) this.continueDownload();
+    else this.move("download_drain"); // onDrain continues
   }
 
   /** The digest the store reported for this exchange's file, as the wire carries it, or none. */
@@ -808,10 +901,13 @@ export class Connection implements UploadOwner {
     return this.digest[0] === 1 ? this.digestBytes.toString("hex") : undefined;
   }
 
-  /** The socket's descriptor when this connection may send zero-copy, else -1 (looked up once). */
-  private zeroCopySocket(): number {
-    if (!this.host.zeroCopy) return -1;
-    if (this.socketFd === -2) this.socketFd = this.host.socketDescriptor(this.socket);
+  /** The socket's descriptor when this connection may send and receive zero-copy, else null (looked up once). */
+  private zeroCopySocket(): number | null {
+    if (!this.host.zeroCopy) return null;
+    if (this.socketFd === undefined) {
+      const fd = this.host.socketDescriptor(this.socket);
+      this.socketFd = fd >= 0 ? fd : null;
+    }
     return this.socketFd;
   }
 
@@ -835,11 +931,11 @@ export class Connection implements UploadOwner {
     else this.heldBuffer = buffer;
     this.exchangeBytes = size;
     this.exchangeDone(true);
-    this.state = "download_ack";
+    this.move("download_ack");
     this.resumeInput();
   }
 
-  /** Reads the next piece of a streamed download; called when the socket has taken the last one. */
+  /** Starts the next piece of a streamed download: the socket has taken the last one. */
   private continueDownload(): void {
     const reader = this.reader!;
     if (this.bodySent >= this.bodyLength) {
@@ -851,11 +947,11 @@ export class Connection implements UploadOwner {
     }
     const buffer = this.readBuffer;
     if (buffer === null) {
-      this.ioWaiting = IO_SEND;
-      return reader.sendTo!(this.socketFd, this);
+      this.move("download_send");
+      return reader.sendTo!(this.socketFd!, this);
     }
     const want = Math.min(buffer.length, this.bodyLength - this.bodySent);
-    this.ioWaiting = IO_READ;
+    this.move("download_read");
     reader.read(want === buffer.length ? buffer : buffer.subarray(0, want), this);
   }
 
@@ -864,39 +960,38 @@ export class Connection implements UploadOwner {
     this.closeReader();
     this.exchangeBytes = size;
     this.exchangeDone(true);
-    this.state = "download_ack";
+    this.move("download_ack");
     this.resumeInput();
   }
 
   /** The store sent `n` more body bytes to the socket itself (0: the client took nothing for a while). */
-  private onSent(n: number, detail: number): void {
-    if (this.isClosed) return;
-    if (n < 0) {
-      // START promised the size: a stream cut short cannot be answered, only closed.
-      this.logFailure("download_send_failed", -n, detail);
-      this.exchangeDone(false);
-      this.closeReader();
-      return this.close("send failed mid-download");
-    }
+  private onSent(n: number): void {
     this.bodySent += n;
     this.continueDownload();
   }
 
-  private onRead(n: number, detail: number): void {
-    if (this.isClosed) return;
-    if (n <= 0) {
+  private onRead(n: number): void {
+    if (n === 0) {
       // The START frame promised the size: a stream cut short cannot be answered, only closed.
-      if (n < 0) this.logFailure("download_read_failed", -n, detail);
-      else this.host.log.error("download_short", { remote: this.remote, key: this.keyText });
+      this.host.log.error("download_short", { remote: this.remote, key: this.keyText });
       this.exchangeDone(false);
       this.closeReader();
-      return this.close(n < 0 ? "read failed mid-download" : "file shrank during download");
+      return this.close("file shrank during download");
     }
     this.bodySent += n;
     this.sendBytes(this.readBuffer!.subarray(0, n));
     // The socket copies what it takes, and the rest waits in outQueue: the buffer is reused only
     // once the queue is empty (onDrain continues then).
     if (this.outQueue.length === 0) this.continueDownload();
+    else this.move("download_drain");
+  }
+
+  /** A streamed download's body failed after START promised its size: it cannot be answered, only closed. */
+  private downloadBroke(event: string, failure: FailureKind, cause: FailureCause, reason: string): void {
+    this.logFailure(event, failure, cause);
+    this.exchangeDone(false);
+    this.closeReader();
+    this.close(reason);
   }
 
   private closeReader(): void {
@@ -912,55 +1007,97 @@ export class Connection implements UploadOwner {
   private startExist(msg: WireMessage): void {
     const key = this.acceptKey(msg, Op.EXIST_RSP);
     if (key === null) return;
-    this.wait(IO_EXIST);
+    this.move("exist");
     this.host.store.stat(key, this, this.digest);
   }
 
   private startDelete(msg: WireMessage): void {
     const key = this.acceptKey(msg, Op.DELETE_RSP);
     if (key === null) return;
-    this.wait(IO_DELETE);
+    this.move("delete");
     this.host.store.remove(key, this);
   }
 
-  // ---- store results (StoreTarget) ----
+  // ---- store results ----
 
-  onStoreDone(result: number, detail: number): void {
-    const io = this.ioWaiting;
-    this.ioWaiting = IO_NONE;
-    // A zero-copy send that moved nothing (a client that stopped reading) is no sign of life: the
-    // idle timeout must still come for it.
-    if ((io !== IO_SEND && io !== IO_RECEIVE) || result !== 0) this.lastActiveMs = Date.now();
+  onStat(size: number, entry: EntryKind): void {
+    this.lastActiveMs = Date.now();
     try {
-      switch (io) {
-        case IO_EXIST:
-          if (this.isClosed) return;
-          if (result < 0) return this.answerFailure(Op.EXIST_RSP, "exist_failed", result, detail);
-          this.send({ operation: Op.EXIST_RSP, key: this.keyText, size: result, type: fileTypeOf(detail), message: Msg.SUCCESS, digest: this.digestHex() });
-          return this.answered();
-        case IO_DELETE:
-          if (this.isClosed) return;
-          if (result < 0) return this.answerFailure(Op.DELETE_RSP, "delete_failed", result, detail);
+      if (this.isClosed) return;
+      if (this.state !== "exist") throw new Error(`a stat result arrived in state ${this.state}`);
+      this.send({ operation: Op.EXIST_RSP, key: this.keyText, size, type: fileTypeOf(entry), message: Msg.SUCCESS, digest: this.digestHex() });
+      this.answered();
+    } catch (e) {
+      this.bug(e);
+    }
+  }
+
+  onStoreDone(value: number): void {
+    // A zero-copy send or receive that moved nothing (a client that stopped reading or sending) is
+    // no sign of life: the idle timeout must still come for it.
+    if (value !== 0 || (this.state !== "download_send" && this.state !== "upload_receive")) this.lastActiveMs = Date.now();
+    try {
+      switch (this.state) {
+        case "delete":
           this.send({ operation: Op.DELETE_RSP, key: this.keyText, message: Msg.SUCCESS });
           return this.answered();
-        case IO_PUT:
-          this.host.workDone();
-          this.body.release();
-          return this.uploadEnded(result, detail);
-        case IO_READ_WHOLE:
-          return this.onWholeRead(result, detail);
-        case IO_UPLOAD_OPEN:
-          return this.onUploadOpen(result, detail);
-        case IO_READER_OPEN:
-          return this.onReaderOpen(result, detail);
-        case IO_READ:
-          return this.onRead(result, detail);
-        case IO_SEND:
-          return this.onSent(result, detail);
-        case IO_RECEIVE:
-          return this.onReceived(result);
+        case "upload_commit":
+          // Only a small body's one-call store answers here (a streamed one: onUploadDone).
+          this.smallBodyBack();
+          return this.uploadEnded(value, null, null);
+        case "download_whole":
+          return this.onWholeRead(value);
+        case "upload_open":
+          return this.onUploadOpen();
+        case "download_open":
+          return this.onReaderOpen(value);
+        case "download_read":
+          return this.onRead(value);
+        case "download_send":
+          return this.onSent(value);
+        case "upload_receive":
+          return this.onReceived(value);
+        case "closed":
+          return this.lateResult();
         default:
-          throw new Error(`a store result (${result}) arrived with nothing waiting for it`);
+          throw new Error(`a store result (${value}) arrived in state ${this.state}, which waits for none`);
+      }
+    } catch (e) {
+      this.bug(e);
+    }
+  }
+
+  onStoreFailed(failure: FailureKind, cause: FailureCause): void {
+    this.lastActiveMs = Date.now();
+    try {
+      switch (this.state) {
+        case "exist":
+          return this.answerFailure(Op.EXIST_RSP, "exist_failed", failure, cause);
+        case "delete":
+          return this.answerFailure(Op.DELETE_RSP, "delete_failed", failure, cause);
+        case "upload_commit":
+          this.smallBodyBack();
+          return this.uploadEnded(0, failure, cause);
+        case "download_whole":
+          this.host.inlineBuffers.release(this.wholeBuffer!);
+          this.wholeBuffer = null;
+          return this.answerFailure(Op.DOWNLOAD_RSP, "download_read_failed", failure, cause);
+        case "upload_open":
+          this.upload = null;
+          return this.answerFailure(this.uploadReplyOp, "upload_open_failed", failure, cause);
+        case "download_open":
+          this.closeReader();
+          return this.answerFailure(Op.DOWNLOAD_RSP, "download_open_failed", failure, cause);
+        case "download_read":
+          return this.downloadBroke("download_read_failed", failure, cause, "read failed mid-download");
+        case "download_send":
+          return this.downloadBroke("download_send_failed", failure, cause, "send failed mid-download");
+        case "upload_receive":
+          return this.stopReceiving();
+        case "closed":
+          return this.lateResult();
+        default:
+          throw new Error(`a store failure (${failure}) arrived in state ${this.state}, which waits for none`);
       }
     } catch (e) {
       this.bug(e);
@@ -968,109 +1105,62 @@ export class Connection implements UploadOwner {
   }
 
   onStoreBug(error: unknown): void {
-    const io = this.ioWaiting;
-    this.ioWaiting = IO_NONE;
     // The operation is over: what it held comes back before the connection goes.
-    if (io === IO_PUT) {
-      this.host.workDone();
-      this.body.release();
-    } else if (io === IO_READ_WHOLE && this.wholeBuffer !== null) {
+    if (this.state === "upload_commit" && this.holdsSmallBody) this.smallBodyBack();
+    else if (this.state === "download_whole" && this.wholeBuffer !== null) {
       this.host.inlineBuffers.release(this.wholeBuffer);
       this.wholeBuffer = null;
-    }
+    } else if (this.state === "closed") this.lateResult();
     this.bug(error);
   }
 
-  private onUploadOpen(result: number, detail: number): void {
-    if (this.isClosed) return;
-    const replyOp = this.resuming ? Op.RESUME_RSP : Op.UPLOAD_RSP;
-    if (result < 0) {
-      this.upload = null;
-      return this.answerFailure(replyOp, "upload_open_failed", result, detail);
-    }
-    const upload = this.upload!;
-    let start: MessageInit = { operation: replyOp, key: this.keyText, message: Msg.START, uploadId: upload.uploadId };
-    if (this.resuming) {
-      // What is on disk already is not sent again: the client sends the rest, from `offset`.
-      const offset = upload.offset ?? 0;
-      const size = upload.totalBytes ?? 0;
-      this.bodyRemaining = size - offset;
-      this.exchangeBytes = size - offset;
-      start = { ...start, offset, size };
-      if (this.bodyRemaining === 0) {
-        this.send(start);
-        this.state = "committing";
-        upload.end();
-        return;
-      }
-    }
-    // Zero-copy: Bun stops reading before START goes out (the client sends the body only after
-    // START), so every body byte stays in the kernel for the store to splice.
-    const receive = upload.receiveFrom !== undefined && this.zeroCopySocket() >= 0;
-    if (receive) this.pause(PAUSE_SPLICE);
-    this.send(start);
-    this.state = "upload_body";
-    this.resumeInput(); // body bytes that came early (a client that did not wait) are pushed first
-    if (!receive) return;
-    if (this.isClosed || this.state !== "upload_body" || this.bodyRemaining === 0) return this.unpause(PAUSE_SPLICE);
-    this.host.stats.zeroCopyUploads++;
-    this.splicing = true;
-    this.receiveNext();
+  /** A small upload's body, stored (or not) by the store's one call: the shutdown's count and the buffer go back. */
+  private smallBodyBack(): void {
+    this.host.workDone();
+    this.body.release();
   }
 
-  private receiveNext(): void {
-    this.ioWaiting = IO_RECEIVE;
-    this.upload!.receiveFrom!(this.socketFd, this);
-  }
-
-  /** The store moved `n` more body bytes from the socket (0: the client sent nothing for a while). */
-  private onReceived(n: number): void {
-    if (this.isClosed) return;
-    if (n > 0) this.bodyRemaining -= n;
-    if (n >= 0 && this.bodyRemaining > 0) return this.receiveNext();
-    // Done, or the store could not go on (its error comes with the upload's end): Bun reads the
-    // rest of the body, if any, as usual, and the upload drops it.
-    this.splicing = false;
-    this.unpause(PAUSE_SPLICE);
-    if (this.bodyRemaining === 0) {
-      this.state = "committing";
-      this.upload?.end();
+  /** A store result for a connection that closed meanwhile: only what the operation held goes back. */
+  private lateResult(): void {
+    if (this.closedIn === "upload_commit" && this.holdsSmallBody) this.smallBodyBack();
+    else if (this.closedIn === "download_whole" && this.wholeBuffer !== null) {
+      this.host.inlineBuffers.release(this.wholeBuffer);
+      this.wholeBuffer = null;
     }
+    this.closedIn = "closed"; // given back once
   }
 
   /** A one-reply exchange got its answer: read the next request. */
   private answered(): void {
     this.exchangeDone(true);
-    this.state = "frame";
+    this.move("frame");
     this.resumeInput();
   }
 
-  /** Ends a waiting exchange with the reply text of a store failure (-FailureKind in `result`). */
-  private answerFailure(op: number, event: string, result: number, detail: number): void {
-    const text = replyText(-result);
-    this.logFailure(event, -result, detail);
-    this.send({ operation: op, key: this.keyText, message: text });
+  /** Ends a waiting exchange with the reply text of a store failure. */
+  private answerFailure(op: number, event: string, failure: FailureKind, cause: FailureCause): void {
+    this.logFailure(event, failure, cause);
+    this.send({ operation: op, key: this.keyText, message: replyText(failure) });
     this.exchangeDone(false);
-    this.state = "frame";
+    this.move("frame");
     this.resumeInput();
   }
 
-  private logFailure(event: string, kind: number, detail: number): void {
+  private logFailure(event: string, failure: FailureKind, cause: FailureCause): void {
     const log = this.host.log;
     // "no such key" is an everyday answer, not a server problem: no line, and nothing built for one.
-    if (kind === Failure.NOT_FOUND) {
-      if (log.enabled("debug")) log.debug(event, { remote: this.remote, key: this.keyText, error: replyText(kind) });
+    if (failure === Failure.NOT_FOUND) {
+      if (log.enabled("debug")) log.debug(event, { remote: this.remote, key: this.keyText, error: replyText(failure) });
       return;
     }
-    if (kind === Failure.LINK_REFUSED) {
+    if (failure === Failure.LINK_REFUSED) {
       // Someone planted a link in the data directory: the operator must hear of it.
       this.host.stats.symlinksRefused++;
       log.warn("symlink_refused", { remote: this.remote, op: this.exchangeOp, key: this.keyText, effect: "refused: nothing was read or written through the link" });
       return;
     }
-    log.warn(event, { remote: this.remote, key: this.keyText, error: this.host.store.describe(detail) });
+    log.warn(event, { remote: this.remote, key: this.keyText, error: cause.text });
   }
-
 
   // ---- output ----
 

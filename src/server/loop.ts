@@ -211,7 +211,7 @@ export class Loop {
         server?.reload();
         return;
       case "handover":
-        return this.post({ t: "answer", id: m.id, value: server?.store.handOverUpload?.(m.upload, m.keyName) ?? null });
+        return this.post({ t: "answer", id: m.id, value: server?.store.resumable?.handOver(m.upload, m.keyName) ?? null });
       case "taken": {
         const resolve = this.takes.get(m.id);
         this.takes.delete(m.id);

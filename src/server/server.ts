@@ -131,7 +131,8 @@ export class Server implements ConnectionHost {
     this.ipGuard = options.clients;
     this.store = options.store;
     const store: Store = this.store;
-    if (store.resumableStats !== undefined) this.stats.resumable = () => store.resumableStats!();
+    const resumable = store.resumable;
+    if (resumable !== undefined) this.stats.resumable = () => resumable.stats();
     if (store.stats !== undefined) this.stats.store = () => store.stats!();
     this.codec = codecFor(config.wire);
     this.frameBytesMax = config.frameBytesMax;
@@ -434,7 +435,7 @@ export class Server implements ConnectionHost {
     this.stopSweeper();
     for (const conn of [...this.connections]) conn.close("the loop failed");
     if (!(await this.allTrackedDone(CLEANUP_MS_MAX))) this.log.warn("cleanup_unfinished", { pending: this.trackedWork, effect: "temporary files may stay until the next start" });
-    await this.store.discardUploads?.();
+    await this.store.resumable?.discardAll();
     this.store.close?.();
   }
 

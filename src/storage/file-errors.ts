@@ -1,17 +1,12 @@
 // What a failed system call means to a client: the file store's one errno switch, and the way an
 // engine's failure reaches a store target.
 import { constants } from "node:os";
-import { IoError } from "../engine/io-error";
-import { Failure, type FailureKind, type StoreTarget } from "./store";
+import { errnoName, IoError } from "../engine/io-error";
+import { Failure, type FailureCause, type FailureKind, type StoreTarget } from "./store";
 
 const E = constants.errno;
 /** Linux errno 108, which node does not list: the C pool answers it to a submission after stop. */
 const ESHUTDOWN = 108;
-/**
- * A body whose SHA-256 is not the one the client announced: no system call fails this way, so the
- * file store carries it through its errno-shaped paths as EBADMSG, and nothing else maps to it.
- */
-export const EDIGEST = E.EBADMSG;
 
 /** The one errno switch of the file store: what a failed system call means to a client. */
 export function failureOfErrno(errno: number): FailureKind {
@@ -40,8 +35,6 @@ export function failureOfErrno(errno: number): FailureKind {
       return Failure.TIMEOUT;
     case E.EFBIG:
       return Failure.TOO_LARGE;
-    case EDIGEST:
-      return Failure.DIGEST_MISMATCH;
     case E.ELOOP:
       return Failure.LINK_REFUSED;
     default:
@@ -49,8 +42,32 @@ export function failureOfErrno(errno: number): FailureKind {
   }
 }
 
-/** A failed engine call's result for a target: -kind with the errno as detail; a non-IoError is a bug. */
+/** The cause of a failed system call, as the log tells it. */
+export class ErrnoCause implements FailureCause {
+  readonly text: string;
+  constructor(readonly errno: number) {
+    this.text = errnoName(errno);
+  }
+}
+
+/** One cause per errno, made on first use: a failure allocates nothing. */
+const causes = new Map<number, ErrnoCause>();
+export function causeOfErrno(errno: number): ErrnoCause {
+  let cause = causes.get(errno);
+  if (cause === undefined) {
+    cause = new ErrnoCause(errno);
+    causes.set(errno, cause);
+  }
+  return cause;
+}
+
+/** A failed system call's result for a target (`errno` positive). */
+export function failErrno(target: StoreTarget, errno: number): void {
+  target.onStoreFailed(failureOfErrno(errno), causeOfErrno(errno));
+}
+
+/** A failed engine call's result for a target; a non-IoError is a bug. */
 export function reportError(target: StoreTarget, e: unknown): void {
-  if (e instanceof IoError) target.onStoreDone(-failureOfErrno(e.errno), e.errno);
+  if (e instanceof IoError) failErrno(target, e.errno);
   else target.onStoreBug(e);
 }

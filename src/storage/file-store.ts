@@ -17,13 +17,13 @@ import { constants } from "node:os";
 import { resolve } from "node:path";
 import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { errnoName } from "../engine/io-error";
-import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
+import { causeOfErrno, failErrno, reportError } from "./file-errors";
 import { Partials, type ClientBudget, type HandedOver, type PartialLimits, type PartialUpload } from "./partials";
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
-import { EntryType, Failure, StoreError, type BodyReader, type ResumableRequest, type ResumableStats, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 import { UploadStream } from "./upload-stream";
 
 const LAYOUT_FILE = "fsgw-layout.json";
@@ -60,7 +60,7 @@ export function fileNameOf(key: string): string {
 }
 const EISDIR = constants.errno.EISDIR;
 
-function entryTypeOf(mode: number): number {
+function entryTypeOf(mode: number): EntryKind {
   const format = mode & S_IFMT;
   return format === S_IFREG ? EntryType.FILE : format === S_IFDIR ? EntryType.DIR : EntryType.OTHER;
 }
@@ -72,8 +72,8 @@ function entryTypeOf(mode: number): number {
  * An upload refused before it started (an unknown or busy upload id): a sink
  * with nothing in it, whose owner hears the failure on the next turn (as from an open).
  */
-function refusedUpload(owner: UploadOwner, kind: number): UploadSink {
-  queueMicrotask(() => owner.onStoreDone(-kind, 0));
+function refusedUpload(owner: UploadOwner, kind: FailureKind): UploadSink {
+  queueMicrotask(() => owner.onStoreFailed(kind, UPLOAD_TABLE_CAUSE));
   return { backlogBytes: 0, push() {}, end() {}, abort: () => Promise.resolve() };
 }
 
@@ -99,18 +99,24 @@ function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 class StatDone implements IoTarget {
-  constructor(private readonly target: StoreTarget) {}
+  constructor(private readonly target: StatTarget) {}
   onIoDone(result: number, mode: number): void {
-    if (result >= 0) this.target.onStoreDone(result, entryTypeOf(mode));
-    else this.target.onStoreDone(-failureOfErrno(-result), -result);
+    if (result >= 0) this.target.onStat(result, entryTypeOf(mode));
+    else failErrno(this.target, -result);
+  }
+  onIoBug(error: unknown): void {
+    this.target.onStoreBug(error);
   }
 }
 
 class ValueDone implements IoTarget {
   constructor(private readonly target: StoreTarget) {}
   onIoDone(result: number): void {
-    if (result >= 0) this.target.onStoreDone(result, 0);
-    else this.target.onStoreDone(-failureOfErrno(-result), -result);
+    if (result >= 0) this.target.onStoreDone(result);
+    else failErrno(this.target, -result);
+  }
+  onIoBug(error: unknown): void {
+    this.target.onStoreBug(error);
   }
 }
 
@@ -157,6 +163,7 @@ export class FileStore implements Store {
   /** `.fsgw-tmp\<pid>.` (one loop: `.fsgw-tmp\<pid>-<loop>.`, so that loops never pick one name). */
   private tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}.`;
   private readonly takesResumable: boolean;
+  readonly resumable: ResumableUploads | undefined;
   private readonly loop: NonNullable<FileStoreOptions["loop"]> | null;
   private tempSeq = 0;
   /**
@@ -181,7 +188,16 @@ export class FileStore implements Store {
     this.shards = options.shards;
     const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000, budget: NO_BUDGET };
     this.takesResumable = options.resumable !== null;
-    if (!this.takesResumable) this.resumeUpload = undefined;
+    // The capability is there or not from construction: a store that takes no resumable uploads
+    // (a read cache; the bun and sync engines over several loops) answers RESUME as one without.
+    this.resumable = this.takesResumable
+      ? {
+          resume: (id, key, owner, expected, digest) => this.resumeUpload(id, key, owner, expected, digest),
+          handOver: (id, keyName) => this.partials.handOver(id, keyName, Date.now()),
+          discardAll: () => this.discardUploads(),
+          stats: () => this.resumableStats(),
+        }
+      : undefined;
     this.loop = options.loop ?? null;
     this.partials = new Partials(limits, limits.budget, this.loop === null ? "" : `${this.loop.index}.`, this.loop === null ? null : { counters: this.loop.counters, loop: this.loop.index });
     this.partialTtlMs = limits.ttlMs;
@@ -339,11 +355,7 @@ export class FileStore implements Store {
     return `${this.shardDirs[key.hash % this.shards]}/${this.tempPrefix}${++this.tempSeq}`;
   }
 
-  describe(detail: number): string {
-    return errnoName(detail);
-  }
-
-  stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void {
+  stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void {
     const path = this.pathOf(key);
     if (digest !== undefined) digest[0] = 0;
     if (this.inline !== null) {
@@ -351,22 +363,11 @@ export class FileStore implements Store {
       if (size >= 0) copyDigest(this.inline.lastDigest, digest);
       if (size !== WOULD_BLOCK) return new StatDone(target).onIoDone(size, this.inline.lastMode);
     }
-    const native = this.engine.callbacks;
-    if (native !== null) return native.statTo(path, new StatDone(target), digest);
-    this.engine.stat(path).then(
-      (st) => target.onStoreDone(st.size, entryTypeOf(modeOf(st))),
-      (e) => reportError(target, e),
-    );
+    this.engine.callbacks.statTo(path, new StatDone(target), digest);
   }
 
   remove(key: StoreKey, target: StoreTarget): void {
-    const path = this.pathOf(key);
-    const native = this.engine.callbacks;
-    if (native !== null) return native.unlinkTo(path, new ValueDone(target));
-    this.engine.unlink(path).then(
-      () => target.onStoreDone(0, 0),
-      (e) => reportError(target, e),
-    );
+    this.engine.callbacks.unlinkTo(this.pathOf(key), new ValueDone(target));
   }
 
   putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array): void {
@@ -374,7 +375,7 @@ export class FileStore implements Store {
     const hasher = this.engine.newHasher();
     hasher.update(body);
     const sum = hasher.digest();
-    if (expected !== null && !sameDigest(sum, expected)) return target.onStoreDone(-Failure.DIGEST_MISMATCH, EDIGEST);
+    if (expected !== null && !sameDigest(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
     copyDigest(sum, digest);
     this.putHashed(key, body, sum, target);
   }
@@ -382,13 +383,7 @@ export class FileStore implements Store {
   /** putWhole of a body whose SHA-256 the caller computed already (a read cache's copy). */
   putHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
     const tmp = this.tempPathOf(key);
-    const path = this.pathOf(key);
-    const native = this.engine.callbacks;
-    if (native !== null) return native.commitFileTo(tmp, path, body, this.fsyncOnCommit, new ValueDone(target), this.engine.setDigest !== undefined ? sum : undefined);
-    this.engine.commitFile(tmp, path, body, this.fsyncOnCommit).then(
-      () => target.onStoreDone(body.length, 0),
-      (e) => reportError(target, e),
-    );
+    this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target), this.engine.setDigest !== undefined ? sum : undefined);
   }
 
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void {
@@ -399,12 +394,7 @@ export class FileStore implements Store {
       if (size >= 0) copyDigest(this.inline.lastDigest, digest);
       if (size !== WOULD_BLOCK) return new ValueDone(target).onIoDone(size);
     }
-    const native = this.engine.callbacks;
-    if (native !== null) return native.readWholeTo(path, into, new ValueDone(target), digest);
-    this.engine.readWhole(path, into).then(
-      (size) => target.onStoreDone(size, 0),
-      (e) => reportError(target, e),
-    );
+    this.engine.callbacks.readWholeTo(path, into, new ValueDone(target), digest);
   }
 
   beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest): UploadSink {
@@ -423,7 +413,8 @@ export class FileStore implements Store {
     return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false);
   }
 
-  resumeUpload?(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink {
+  /** RESUME (the `resumable` capability's resume). */
+  private resumeUpload(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink {
     const entry = this.partials.take(id, key.name, Date.now());
     // Not here: with several loops, the one holding it (the group knows) may hand it over.
     if (entry === null && this.loop !== null) return this.resumeFromLoop(id, key, owner, expected, digest);
@@ -445,13 +436,13 @@ export class FileStore implements Store {
       (h) => {
         if (h === null || h === "busy") {
           sink.settle();
-          if (!sink.aborted) owner.onStoreDone(-(h === null ? Failure.NO_UPLOAD : Failure.UPLOAD_BUSY), 0);
+          if (!sink.aborted) owner.onStoreFailed(h === null ? Failure.NO_UPLOAD : Failure.UPLOAD_BUSY, UPLOAD_TABLE_CAUSE);
           return;
         }
         const hasher = this.engine.newHasher();
         if (hasher.state === undefined) {
           sink.settle();
-          return sink.aborted || owner.onStoreDone(-Failure.NO_UPLOAD, 0);
+          return sink.aborted || owner.onStoreFailed(Failure.NO_UPLOAD, UPLOAD_TABLE_CAUSE);
         }
         hasher.state.set(h.hashState);
         const entry = this.partials.adopt(h, hasher);
@@ -471,21 +462,16 @@ export class FileStore implements Store {
     return sink;
   }
 
-  resumableStats(): ResumableStats {
+  private resumableStats(): ResumableStats {
     const p = this.partials;
     return { held: p.size, parked: p.parked, resumed: p.resumed, refused: p.refused, notKept: p.notKept, keptBytes: p.keptBytes };
-  }
-
-  /** Another loop's RESUME takes this parked upload (see resumeFromLoop). */
-  handOverUpload(id: string, keyName: string): HandedOver | null | "busy" {
-    return this.partials.handOver(id, keyName, Date.now());
   }
 
   /**
    * A failing loop: every resumable upload is forgotten, its charges given back and its partial
    * file removed (a RESUME then answers "no such upload", and the client starts again).
    */
-  async discardUploads(): Promise<void> {
+  private async discardUploads(): Promise<void> {
     const all = this.partials.takeAll(Date.now());
     await Promise.all(all.map((p) => this.engine.unlink(p.tmpPath).catch(() => {})));
   }
@@ -577,9 +563,9 @@ class FileReader implements BodyReader {
           (st) => {
             this.inFlight = false;
             if (this.closing !== null) return this.settleClose();
-            if (!st.isFile) return target.onStoreDone(-Failure.NOT_A_FILE, EISDIR);
+            if (!st.isFile) return target.onStoreFailed(Failure.NOT_A_FILE, causeOfErrno(EISDIR));
             this.size = st.size;
-            target.onStoreDone(st.size, EntryType.FILE);
+            target.onStoreDone(st.size);
           },
           (e) => this.failed(target, e),
         );
@@ -607,7 +593,7 @@ class FileReader implements BodyReader {
         this.inFlight = false;
         if (this.closing !== null) return this.settleClose();
         this.position += n;
-        target.onStoreDone(n, 0);
+        target.onStoreDone(n);
       },
       (e) => this.failed(target, e),
     );
@@ -662,11 +648,11 @@ class SendfileReader extends FileReader {
     if (!this.inlineAllowed) return super.open(target);
     const fd = this.zc.openCached(this.path);
     if (fd === WOULD_BLOCK) return super.open(target);
-    if (fd < 0) return target.onStoreDone(-failureOfErrno(-fd), -fd);
+    if (fd < 0) return failErrno(target, -fd);
     this.fd = fd;
     this.size = this.zc.lastSize;
     copyDigest(this.zc.lastDigest, this.digest);
-    target.onStoreDone(this.size, EntryType.FILE);
+    target.onStoreDone(this.size);
   }
 
   sendTo(socket: number, target: StoreTarget): void {
@@ -675,12 +661,12 @@ class SendfileReader extends FileReader {
     const now = this.inlineAllowed ? this.zc.sendfileNow(socket, this.fd, this.position, left, null, null) : WOULD_BLOCK;
     if (now > 0) {
       this.position += now;
-      return target.onStoreDone(now, 0);
+      return target.onStoreDone(now);
     }
-    if (now < 0 && now !== WOULD_BLOCK) return target.onStoreDone(-failureOfErrno(-now), -now);
+    if (now < 0 && now !== WOULD_BLOCK) return failErrno(target, -now);
     if (this.dupSocket < 0) {
       const dup = this.zc.dupNow(socket);
-      if (dup < 0) return target.onStoreDone(-failureOfErrno(-dup), -dup);
+      if (dup < 0) return failErrno(target, -dup);
       this.dupSocket = dup;
     }
     this.inFlight = true;
@@ -702,8 +688,8 @@ class SendfileReader extends FileReader {
     this.inFlight = false;
     if (this.closing !== null) return this.settleClose();
     if (result > 0) this.position += result;
-    if (result >= 0) target.onStoreDone(result, 0);
-    else target.onStoreDone(-failureOfErrno(-result), -result);
+    if (result >= 0) target.onStoreDone(result);
+    else failErrno(target, -result);
   }
 
   protected override settleClose(): void {
@@ -725,6 +711,9 @@ class SendDone implements IoTarget {
   ) {}
   onIoDone(result: number): void {
     this.reader.sent(result, this.target);
+  }
+  onIoBug(error: unknown): void {
+    this.target.onStoreBug(error);
   }
 }
 

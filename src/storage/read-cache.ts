@@ -10,13 +10,13 @@
 // after at most cacheFreshMs (0: a HEAD before every cached download). Least recently used copies
 // go first when cacheBytesMax or cacheEntriesMax is reached. The table lives in memory: a restart
 // empties the directory and starts cold.
-import { readdirSync, rmSync, statSync } from "node:fs";
+import { lstatSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Logger } from "../log";
 import { FileStore } from "./file-store";
 import { checkKey, type StoreKey } from "./keys";
 import { S3Reader, report, type BodyTee, type S3Store } from "./s3-store";
-import { Failure, type BodyReader, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { Failure, type BodyReader, type FailureCause, type FailureKind, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 
 export interface ReadCacheOptions {
   bytesMax: number;
@@ -68,7 +68,7 @@ export class ReadCache {
     try {
       for (const name of readdirSync(dir)) {
         const path = join(dir, name);
-        if (!statSync(path).isDirectory()) continue;
+        if (!lstatSync(path).isDirectory()) continue;
         for (const file of readdirSync(path)) {
           rmSync(join(path, file), { force: true });
           removed++;
@@ -132,11 +132,9 @@ export class ReadCache {
     const forgets = this.forgets;
     const copy = owned ? body : body.slice();
     const done: StoreTarget = {
-      onStoreDone: (result) => {
-        if (result >= 0) this.insert(key.name, file, etag, copy.length, forgets === this.forgets);
-        else this.fillsAbandoned++;
-      },
-      onStoreBug: () => this.fillsAbandoned++,
+      onStoreDone: () => this.insert(key.name, file, etag, copy.length, forgets === this.forgets),
+      onStoreFailed: () => void this.fillsAbandoned++,
+      onStoreBug: () => void this.fillsAbandoned++,
     };
     if (digest !== null) this.files.putHashed(file, copy, digest, done);
     else this.files.putWhole(file, copy, done);
@@ -232,7 +230,7 @@ export class ReadCache {
   }
 }
 
-const IGNORE: StoreTarget = { onStoreDone() {}, onStoreBug() {} };
+const IGNORE: StoreTarget = { onStoreDone() {}, onStoreFailed() {}, onStoreBug() {} };
 
 /**
  * A target that turns a cache file gone missing (evicted between the lookup and the open, or
@@ -244,11 +242,15 @@ class FallBack implements StoreTarget {
     private readonly target: StoreTarget,
     private readonly fromStore: () => void,
   ) {}
-  onStoreDone(result: number, detail: number): void {
+  onStoreDone(value: number): void {
+    this.first = false;
+    this.target.onStoreDone(value);
+  }
+  onStoreFailed(failure: FailureKind, cause: FailureCause): void {
     const first = this.first;
     this.first = false;
-    if (first && result === -Failure.NOT_FOUND) return this.fromStore();
-    this.target.onStoreDone(result, detail);
+    if (first && failure === Failure.NOT_FOUND) return this.fromStore();
+    this.target.onStoreFailed(failure, cause);
   }
   onStoreBug(error: unknown): void {
     this.target.onStoreBug(error);
@@ -373,8 +375,9 @@ class Fill implements UploadOwner, BodyTee {
     if (sink !== null) void sink.abort();
   }
 
-  onStoreDone(result: number): void {
-    if (result < 0) this.giveUp(true);
+  onStoreDone(): void {}
+  onStoreFailed(): void {
+    this.giveUp(true);
   }
   onStoreBug(): void {
     this.giveUp(true);
@@ -382,9 +385,13 @@ class Fill implements UploadOwner, BodyTee {
   onUploadProgress(): void {
     if (this.sink !== null && this.sink.backlogBytes <= this.cache.fillBacklogBytesMax / 2) this.wake();
   }
-  onUploadDone(result: number): void {
+  onUploadDone(): void {
     this.wake();
-    if (result >= 0 && this.file !== null && this.etag !== null) this.cache.filled(this.key.name, this.file, this.etag, this.size, this.forgets);
+    if (this.file !== null && this.etag !== null) this.cache.filled(this.key.name, this.file, this.etag, this.size, this.forgets);
     else this.cache.fillsAbandoned++;
+  }
+  onUploadFailed(): void {
+    this.wake();
+    this.cache.fillsAbandoned++;
   }
 }

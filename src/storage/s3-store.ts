@@ -20,7 +20,7 @@ import type { Hasher } from "../engine/io-engine";
 import type { Logger } from "../log";
 import type { StoreKey } from "./keys";
 import { S3Client, S3Failure, STATUS_TIMEOUT, STATUS_UNREACHABLE, escapeXml, xmlText, type S3BodyReader, type S3Settings } from "./s3-client";
-import { EntryType, Failure, StoreError, type BodyReader, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, type BodyReader, type FailureCause, type FailureKind, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 import type { ReadCache } from "./read-cache";
 
 const DIGEST_HEADER = "x-amz-meta-fsgw-sha256";
@@ -30,20 +30,35 @@ const MiB = 1024 * 1024;
 /** How often aborts the store did not hear are sent again. */
 const ABORT_RETRY_MS = 5000;
 
-/** S3 error codes a failure's detail can name (its index), for logs. */
-const CODES = ["", "NoSuchKey", "NoSuchBucket", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "EntityTooLarge", "NoSuchUpload", "InvalidPart", "InvalidPartOrder", "AuthorizationHeaderMalformed", "QuotaExceeded", "InvalidRange", "PreconditionFailed", "ExpiredToken"];
-
-/** A failure's detail: its HTTP status (or STATUS_*) and S3 code, in one number (describe() reads it). */
-function detailOf(f: S3Failure): number {
-  const code = CODES.indexOf(f.code);
-  return f.status * 64 + (code > 0 ? code : 0);
+/** What the S3 store said about a failure, for the log: its HTTP status (or STATUS_*) and S3 code. */
+export class S3Cause implements FailureCause {
+  readonly text: string;
+  constructor(
+    readonly status: number,
+    readonly code: string,
+  ) {
+    this.text = status === STATUS_UNREACHABLE ? "no answer from the S3 store" : status === STATUS_TIMEOUT ? "S3 request timed out" : `S3 HTTP ${status}${code === "" ? "" : " " + code}`;
+  }
 }
 
-/** What a failed request means to a client. */
-export function failureOf(e: unknown): [kind: number, detail: number] {
+/** One cause per status and code, made on first use (a miss allocates nothing); bounded, as codes are few. */
+const causes = new Map<string, S3Cause>();
+const CAUSES_MAX = 256;
+function causeOf(f: S3Failure): S3Cause {
+  const id = `${f.status} ${f.code}`;
+  let cause = causes.get(id);
+  if (cause === undefined) {
+    cause = new S3Cause(f.status, f.code);
+    if (causes.size < CAUSES_MAX) causes.set(id, cause);
+  }
+  return cause;
+}
+
+/** What a failed request means to a client, and to the log. */
+export function failureOf(e: unknown): [kind: FailureKind, cause: S3Cause] {
   if (!(e instanceof S3Failure)) throw e; // a bug, not the store: the caller reports it as one
   const s = e.status;
-  let kind: number = Failure.IO;
+  let kind: FailureKind = Failure.IO;
   if (s === STATUS_UNREACHABLE) kind = Failure.UNAVAILABLE;
   else if (s === STATUS_TIMEOUT || s === 408 || e.code === "RequestTimeout") kind = Failure.TIMEOUT;
   else if (s === 404) kind = e.code === "NoSuchBucket" || e.code === "NoSuchUpload" ? Failure.UNAVAILABLE : Failure.NOT_FOUND;
@@ -51,18 +66,18 @@ export function failureOf(e: unknown): [kind: number, detail: number] {
   else if (s === 413 || e.code === "EntityTooLarge") kind = Failure.TOO_LARGE;
   else if (e.code === "QuotaExceeded" || s === 507) kind = Failure.NO_SPACE;
   else if (s === 429 || s >= 500) kind = Failure.UNAVAILABLE;
-  return [kind, detailOf(e)];
+  return [kind, causeOf(e)];
 }
 
 /** Delivers a failed request to a target; a bug (not an S3Failure) goes to onStoreBug. */
 export function report(target: StoreTarget, e: unknown): void {
-  let kind: number, detail: number;
+  let kind: FailureKind, cause: S3Cause;
   try {
-    [kind, detail] = failureOf(e);
+    [kind, cause] = failureOf(e);
   } catch (bug) {
     return target.onStoreBug(bug);
   }
-  target.onStoreDone(-kind, detail);
+  target.onStoreFailed(kind, cause);
 }
 
 function hex(bytes: Uint8Array): string {
@@ -267,19 +282,11 @@ export class S3Store implements Store {
     return aborted;
   }
 
-  describe(detail: number): string {
-    const status = Math.floor(detail / 64);
-    const code = CODES[detail % 64] ?? "";
-    if (status === STATUS_UNREACHABLE) return "no answer from the S3 store";
-    if (status === STATUS_TIMEOUT) return "S3 request timed out";
-    return `S3 HTTP ${status}${code === "" ? "" : " " + code}`;
-  }
-
-  stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void {
+  stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void {
     this.client.request("HEAD", this.objectOf(key)).then(
       (a) => {
         digestFromHeaders(a.headers, digest);
-        target.onStoreDone(Number(a.headers.get("content-length") ?? "0"), EntryType.FILE);
+        target.onStat(Number(a.headers.get("content-length") ?? "0"), EntryType.FILE);
       },
       (e) => report(target, e),
     );
@@ -294,7 +301,7 @@ export class S3Store implements Store {
       .then(
         () => {
           this.cache?.forget(key.name); // a download may have filled it meanwhile
-          target.onStoreDone(0, 0);
+          target.onStoreDone(0);
         },
         (e) => report(target, e),
       );
@@ -304,13 +311,13 @@ export class S3Store implements Store {
     const hasher = this.newHasher();
     hasher.update(body);
     const sum = hasher.digest();
-    if (expected !== null && !sameBytes(sum, expected)) return target.onStoreDone(-Failure.DIGEST_MISMATCH, 0);
+    if (expected !== null && !sameBytes(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
     setDigest(digest, sum);
     this.cache?.forget(key.name);
     this.client.request("PUT", this.objectOf(key), { body, headers: { [DIGEST_HEADER]: hex(sum) } }).then(
       (a) => {
         this.cache?.fillWhole(key, a.headers.get("etag"), body, sum);
-        target.onStoreDone(body.length, 0);
+        target.onStoreDone(body.length);
       },
       (e) => report(target, e),
     );
@@ -335,7 +342,7 @@ export class S3Store implements Store {
         const reader = a.reader!;
         if (size > into.length) {
           reader.cancel();
-          return target.onStoreDone(size, 0);
+          return target.onStoreDone(size);
         }
         let at = 0;
         for (let chunk = await reader.read(); chunk !== null; chunk = await reader.read()) {
@@ -348,11 +355,11 @@ export class S3Store implements Store {
         }
         if (at !== size) throw new S3Failure(502, "", `GET ${name}: ${at} bytes of ${size}`);
         if (fill && this.cache !== null) this.cache.fillWhole(key, a.headers.get("etag"), into.subarray(0, size), digest?.[0] === 1 ? digest.slice(1) : null);
-        target.onStoreDone(size, 0);
+        target.onStoreDone(size);
       },
       (e) => {
         // An empty object has no byte 0 to range over.
-        if (e instanceof S3Failure && e.status === 416) return target.onStoreDone(0, 0);
+        if (e instanceof S3Failure && e.status === 416) return target.onStoreDone(0);
         report(target, e);
       },
     ).catch((e) => report(target, e));
@@ -426,8 +433,8 @@ export class S3Upload implements UploadSink {
   private pushed = 0;
   private ended = false;
   private failed = false;
-  /** The failure the owner hears at end(): -FailureKind and detail. */
-  private failure: [number, number] | null = null;
+  /** The failure the owner hears at end(): what the client is told, and the cause. */
+  private failure: [FailureKind, FailureCause] | null = null;
   private delivered = false;
   private aborted = false;
   private settled!: () => void;
@@ -458,7 +465,7 @@ export class S3Upload implements UploadSink {
     this.store.uploads.add(this);
     if (!this.multipart) {
       this.part = new Uint8Array(this.size);
-      queueMicrotask(() => this.aborted || this.owner.onStoreDone(0, 0));
+      queueMicrotask(() => this.aborted || this.owner.onStoreDone(0));
       return;
     }
     // The digest announced by the client is recorded when the upload starts; a body that does not
@@ -470,7 +477,7 @@ export class S3Upload implements UploadSink {
         if (id === null) throw new S3Failure(502, "", `POST ${this.name}?uploads: no UploadId in the answer`);
         this.multipartId = id;
         if (this.aborted) return this.finishAbort();
-        this.owner.onStoreDone(0, 0);
+        this.owner.onStoreDone(0);
       },
     ).catch((e) => {
       this.failed = true;
@@ -542,7 +549,7 @@ export class S3Upload implements UploadSink {
     if (this.pushed !== this.size) return this.fail(new S3Failure(400, "", `upload of ${this.name}: ${this.pushed} bytes of ${this.size}`));
     if (this.expected !== null && !sameBytes(sum, this.expected)) {
       this.failed = true;
-      this.failure = [-Failure.DIGEST_MISMATCH, 0];
+      this.failure = [Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE];
       this.deliverFailure();
       return this.afterFailure();
     }
@@ -577,7 +584,7 @@ export class S3Upload implements UploadSink {
     this.settled();
     setDigest(this.digest, this.sum!);
     if (body !== null) this.store.cache?.fillWhole(this.key, etag, body, this.sum, true);
-    if (!this.aborted) this.owner.onUploadDone(this.size, 0);
+    if (!this.aborted) this.owner.onUploadDone(this.size);
   }
 
   /**
@@ -589,8 +596,7 @@ export class S3Upload implements UploadSink {
     if (this.failed) return;
     this.failed = true;
     try {
-      const [kind, detail] = failureOf(e);
-      this.failure = [-kind, detail];
+      this.failure = failureOf(e);
     } catch (bug) {
       this.afterFailure();
       if (!this.aborted) this.owner.onStoreBug(bug);
@@ -604,8 +610,8 @@ export class S3Upload implements UploadSink {
   private deliverFailure(): void {
     if (this.aborted || this.delivered) return;
     this.delivered = true;
-    const [result, detail] = this.failure!;
-    this.owner.onUploadDone(result, detail);
+    const [kind, cause] = this.failure!;
+    this.owner.onUploadFailed(kind, cause);
   }
 
   /** After a failure or an abort: once no part is in flight, abort the multipart upload. */
@@ -693,7 +699,7 @@ export class S3Reader implements BodyReader {
         this.etag = a.headers.get("etag");
         digestFromHeaders(a.headers, this.digest);
         this.tee?.begin(this.size, this.etag);
-        target.onStoreDone(this.size, EntryType.FILE);
+        target.onStoreDone(this.size);
       },
       (e) => {
         this.busy = false;
@@ -717,7 +723,7 @@ export class S3Reader implements BodyReader {
       (chunk) => {
         this.busy = false;
         if (this.closed) return this.drop();
-        if (chunk === null) return target.onStoreDone(0, 0);
+        if (chunk === null) return target.onStoreDone(0);
         this.give(chunk, into, target);
       },
       (e) => {
@@ -762,7 +768,7 @@ export class S3Reader implements BodyReader {
     const n = Math.min(chunk.length, into.length);
     into.set(n === chunk.length ? chunk : chunk.subarray(0, n));
     this.leftover = n < chunk.length ? chunk.subarray(n) : null;
-    target.onStoreDone(n, 0);
+    target.onStoreDone(n);
   }
 
   private drop(): void {

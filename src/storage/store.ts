@@ -5,18 +5,36 @@
 // requests, multipart uploads, HTTP statuses): nothing here names a path, a descriptor, an errno or
 // a request.
 //
-// Results are numbers delivered to a target, as the I/O engines deliver theirs: >= 0 is the
-// operation's value, < 0 is a Failure kind, negated. No promise, closure or error object per
-// operation: a missing key is an everyday answer. A result may arrive synchronously, inside the
-// call (a store that answers from a cache), or later on the event-loop thread: a target handles
-// both. After a result, nothing more reaches the target for that operation.
+// Results reach a target through typed methods, never through overloaded numbers: onStoreDone(value),
+// where each operation says what its value is (a size, a count); onStat(size, entry) for stat;
+// onStoreFailed(failure, cause), where the failure is what the client is told and the cause what the
+// log is told (each store's own kind: an errno, an HTTP status and code). No promise, closure or
+// error object per operation: causes are interned (one object per errno or status), so a missing key
+// is an everyday answer that allocates nothing. A result may arrive synchronously, inside the call
+// (a store that answers from a cache), or later on the event-loop thread: a target handles both.
+// After a result, nothing more reaches the target for that operation.
 //
-// Optional capabilities (a future zero-copy send, digests, resumable uploads, ranges) join as
-// optional members of these interfaces, composed as tusd composes its datastore's, so that the
-// connection asks `store.x !== undefined` rather than reading flags.
+// Optional capabilities (zero-copy sends and receives, resumable uploads, framed sends) are
+// declared members of these interfaces, present or absent per instance from its construction, as
+// tusd composes its datastore's: the connection asks `store.x !== undefined`, never which store it
+// is.
 import type { Logger } from "../log";
 import type { StoreKey } from "./keys";
 import type { HandedOver } from "./partials";
+
+/**
+ * What the medium said about a failure, for the log: each store's causes add their own fields (an
+ * errno; an HTTP status and S3 code). Interned: compare them by identity, keep them freely.
+ */
+export interface FailureCause {
+  /** The log line's text: "ENOENT", "S3 HTTP 503 SlowDown", "digest mismatch". */
+  readonly text: string;
+}
+
+/** A failure a store itself decides (not its medium's): the body's digest is not the announced one. */
+export const DIGEST_MISMATCH_CAUSE: FailureCause = { text: "the body's SHA-256 is not the one announced" };
+/** A failure a store itself decides: a resumable upload unknown, busy, or out of a bound. */
+export const UPLOAD_TABLE_CAUSE: FailureCause = { text: "the resumable uploads' table" };
 
 /** Why an operation failed, whatever the store; the connection turns each into a reply text. */
 export const Failure = {
@@ -46,15 +64,17 @@ export type FailureKind = (typeof Failure)[keyof typeof Failure];
 
 /** What a key names, as stat reports it. */
 export const EntryType = { OTHER: 0, FILE: 1, DIR: 2 } as const;
+export type EntryKind = (typeof EntryType)[keyof typeof EntryType];
 
 /**
- * The receiver of one operation's result. `result` >= 0 is the value; < 0 is -FailureKind, and
- * then `detail` is a store-specific code for logs (Store.describe). For stat, `detail` is the
- * EntryType. Implementations catch their own exceptions: a store delivers other results in the
- * same breath.
+ * The receiver of one operation's result: its value, or its failure. Implementations catch their
+ * own exceptions: a store delivers other results in the same breath.
  */
 export interface StoreTarget {
-  onStoreDone(result: number, detail: number): void;
+  /** The operation's value: what each operation says it is (a size, a count, 0). */
+  onStoreDone(value: number): void;
+  /** The operation failed: what to tell the client (`failure`) and the log (`cause`). */
+  onStoreFailed(failure: FailureKind, cause: FailureCause): void;
   /**
    * The store's own code failed (a bug, not a medium error): the operation is over and its
    * exchange cannot go on. `error` carries the stack.
@@ -62,12 +82,19 @@ export interface StoreTarget {
   onStoreBug(error: unknown): void;
 }
 
+/** The receiver of stat's result: the entry's size and type (stat never calls onStoreDone). */
+export interface StatTarget extends StoreTarget {
+  onStat(size: number, entry: EntryKind): void;
+}
+
 /** The receiver of a streamed upload's events; its readiness comes through onStoreDone (0). */
 export interface UploadOwner extends StoreTarget {
   /** Bytes were stored, so `backlogBytes` shrank: the owner may read more. */
   onUploadProgress(): void;
-  /** The body is committed (result: its size) or not (-FailureKind, detail). Not after abort(). */
-  onUploadDone(result: number, detail: number): void;
+  /** The body is committed: its size. Not after abort(). */
+  onUploadDone(size: number): void;
+  /** The body is not committed, and why. Not after abort(). */
+  onUploadFailed(failure: FailureKind, cause: FailureCause): void;
 }
 
 /** A store's resumable uploads, for /debug/stats and /metrics. */
@@ -181,10 +208,9 @@ export interface Store {
   close?(): void;
   /** Optional: counters and gauges for /debug/stats and /metrics (camelCase names). */
   stats?(): Record<string, number>;
-  /** Optional (resumable uploads): how many are held, parked and resumed so far, refused, not kept, and the bytes kept. */
-  resumableStats?(): ResumableStats;
-  /** The key's size, with its EntryType as detail. */
-  stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void;
+
+  /** The key's size and what it is: onStat. */
+  stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void;
   /** Removes the key: 0. */
   remove(key: StoreKey, target: StoreTarget): void;
   /** Stores a body already whole in memory: its length. The body stays untouched until then. */
@@ -200,20 +226,8 @@ export interface Store {
    * bound), takes it as an ordinary upload (the sink has no uploadId).
    */
   beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: ResumableRequest): UploadSink;
-  /**
-   * Optional (resumable uploads): continues the parked upload `id` of `key`. The owner hears
-   * onStoreDone(0) when the rest of the body may come (the sink's `offset` says from where), or
-   * -NO_UPLOAD / -UPLOAD_BUSY.
-   */
-  resumeUpload?(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink;
-  /**
-   * Optional (resumable uploads over several event loops): another loop's RESUME takes the parked
-   * upload `id` of `keyName` from this instance: what moves with it, null (not here, expired,
-   * another key's) or "busy".
-   */
-  handOverUpload?(id: string, keyName: string): HandedOver | null | "busy";
-  /** Optional (resumable uploads): a failing loop forgets every upload and removes their partial files. */
-  discardUploads?(): Promise<void>;
+  /** Optional: resumable uploads (RESUME), when this store keeps them. */
+  readonly resumable?: ResumableUploads;
   /** A reader for a streamed download of the key; nothing happens until its open(), which fills `digest`. */
   openReader(key: StoreKey, digest?: Uint8Array): BodyReader;
   /**
@@ -222,8 +236,24 @@ export interface Store {
    * socket then downloads every file through openReader.
    */
   readonly sendsFramed?: boolean;
-  /** The log text of a failure's detail code. */
-  describe(detail: number): string;
+}
+
+/** The capability of a store that keeps resumable uploads (docs/PROTOCOL.md, "Resumable uploads"). */
+export interface ResumableUploads {
+  /**
+   * Continues the parked upload `id` of `key`. The owner hears onStoreDone(0) when the rest of the
+   * body may come (the sink's `offset` says from where), or NO_UPLOAD / UPLOAD_BUSY.
+   */
+  resume(id: string, key: StoreKey, owner: UploadOwner, expected: Uint8Array | null, digest?: Uint8Array): UploadSink;
+  /**
+   * With several event loops: another loop's RESUME takes the parked upload `id` of `keyName` from
+   * this instance: what moves with it, null (not here, expired, another key's) or "busy".
+   */
+  handOver(id: string, keyName: string): HandedOver | null | "busy";
+  /** A failing loop forgets every upload and removes their partial files. */
+  discardAll(): Promise<void>;
+  /** How many are held, parked and resumed so far, refused, not kept, and the bytes kept. */
+  stats(): ResumableStats;
 }
 
 export class StoreError extends Error {}

@@ -12,7 +12,7 @@
 import { constants } from "node:os";
 import { finishCommit, type Hasher, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
-import { EDIGEST, failureOfErrno, reportError } from "./file-errors";
+import { causeOfErrno, failErrno, failureOfErrno, reportError } from "./file-errors";
 import type { PartialUpload, Partials } from "./partials";
 
 const ENOTSUP = constants.errno.ENOTSUP;
@@ -22,7 +22,13 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;
 }
-import { Failure, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { DIGEST_MISMATCH_CAUSE, Failure, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+
+/** The body's SHA-256 is not the one announced: not an error of the medium, an answer. */
+class DigestMismatch extends Error {}
+
+/** receiveFrom asked of an upload that cannot receive now (failed, aborted, or receiving already). */
+const NOT_RECEIVING_CAUSE: FailureCause = { text: "the upload is not receiving" };
 
 /** The most one splice of a resumable upload moves: what an interrupted splice costs in re-sent bytes. */
 const RESUMABLE_SPLICE_BYTES = 8 * 1024 * 1024;
@@ -126,7 +132,7 @@ export class UploadStream implements UploadSink {
 
   /** Moves the next body bytes from the socket into the file by splice (see UploadSink). */
   receiveFrom?(socket: number, target: StoreTarget): void {
-    if (this.failure !== null || this.aborted || this.settled || this.receiver !== null) return target.onStoreDone(-Failure.IO, 0);
+    if (this.failure !== null || this.aborted || this.settled || this.receiver !== null) return target.onStoreFailed(Failure.IO, NOT_RECEIVING_CAUSE);
     this.receiver = target;
     this.receiveSocket = socket;
     this.kick();
@@ -180,8 +186,18 @@ export class UploadStream implements UploadSink {
     }
     this.resume();
     if (this.ownerGone) return;
-    if (result >= 0) target.onStoreDone(result, 0);
-    else target.onStoreDone(-failureOfErrno(-result), -result);
+    if (result >= 0) target.onStoreDone(result);
+    else failErrno(target, -result);
+  }
+
+  /** The engine's own code failed during a receive (only a JavaScript engine can): a bug, reported. */
+  receiveBug(error: unknown): void {
+    this.receiveInFlight = false;
+    const target = this.receiver;
+    this.receiver = null;
+    if (this.failure === null) this.failure = error;
+    this.resume();
+    if (!this.ownerGone) target?.onStoreBug(error);
   }
 
   private closeDupSocket(): void {
@@ -207,7 +223,7 @@ export class UploadStream implements UploadSink {
         this.busy = false;
         this.fd = fd;
         this.tempExists = true;
-        if (!this.ownerGone) this.owner.onStoreDone(0, 0);
+        if (!this.ownerGone) this.owner.onStoreDone(0);
         this.resume();
       },
       (e) => {
@@ -387,7 +403,7 @@ export class UploadStream implements UploadSink {
         throw new Error(`upload commit with ${this.position} bytes written of ${this.expectedBytes} announced`);
       }
       const sum = this.hasher.digest();
-      if (this.expected !== null && !equalBytes(sum, this.expected)) throw ioErrorFromErrno(-EDIGEST, "digest");
+      if (this.expected !== null && !equalBytes(sum, this.expected)) throw new DigestMismatch();
       // Recorded before the rename, so the file and its digest appear under the key together. A
       // file system without user attributes stores the file without it.
       if (this.engine.setDigest !== undefined) {
@@ -439,8 +455,9 @@ export class UploadStream implements UploadSink {
     this.resolveDone();
     if (this.ownerGone) return;
     const failure = this.failure;
-    if (failure === null) this.owner.onUploadDone(this.expectedBytes, 0);
-    else if (failure instanceof IoError) this.owner.onUploadDone(-failureOfErrno(failure.errno), failure.errno);
+    if (failure === null) this.owner.onUploadDone(this.expectedBytes);
+    else if (failure instanceof IoError) this.owner.onUploadFailed(failureOfErrno(failure.errno), causeOfErrno(failure.errno));
+    else if (failure instanceof DigestMismatch) this.owner.onUploadFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
     else this.owner.onStoreBug(failure);
   }
 }
@@ -449,5 +466,8 @@ class Received implements IoTarget {
   constructor(private readonly upload: UploadStream) {}
   onIoDone(result: number, aux: number): void {
     this.upload.received(result, aux);
+  }
+  onIoBug(error: unknown): void {
+    this.upload.receiveBug(error);
   }
 }

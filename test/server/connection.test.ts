@@ -13,7 +13,7 @@ import { Msg, Op, type MessageInit, type WireMessage } from "../../src/protocol/
 import { BufferPool } from "../../src/server/buffer-pool";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "../../src/server/connection";
 import type { StoreKey } from "../../src/storage/keys";
-import { EntryType, Failure, type BodyReader, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "../../src/storage/store";
+import { EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "../../src/storage/store";
 
 const INLINE_MAX = 1024;
 const BUFFER_MAX = 64 * 1024;
@@ -138,9 +138,6 @@ class FakeStore implements Store {
   /** Throw from the next call: a bug of the store's own. */
   throwNext = false;
   init(): void {}
-  describe(detail: number): string {
-    return `detail ${detail}`;
-  }
   private record(call: Call): void {
     if (this.throwNext) {
       this.throwNext = false;
@@ -148,7 +145,7 @@ class FakeStore implements Store {
     }
     this.calls.push(call);
   }
-  stat(key: StoreKey, target: StoreTarget, digest?: Uint8Array): void {
+  stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void {
     this.record({ op: "stat", key: key.name, target, digest });
   }
   remove(key: StoreKey, target: StoreTarget): void {
@@ -184,9 +181,9 @@ interface Rig {
   closed: () => boolean;
   /** Bytes from the client, in one piece (or in pieces of `split` bytes). */
   send(msg: MessageInit | Uint8Array, split?: number): void;
-  /** The store's answers. */
-  done(call: Call, value: number, detail?: number): void;
-  fail(call: Call, kind: number, detail?: number): void;
+  /** The store's answers: a value (stat: a size and what the key names), or a failure. */
+  done(call: Call, value: number, entry?: EntryKind): void;
+  fail(call: Call, kind: FailureKind): void;
   next(op: string): Call;
 }
 
@@ -235,8 +232,8 @@ function rig(options: { tokens?: boolean; scope?: TokenScope } = {}): Rig {
     lines,
     closed: () => closedByServer,
     send,
-    done: (call, value, detail = 0) => call.target.onStoreDone(value, detail),
-    fail: (call, kind, detail = 0) => call.target.onStoreDone(-kind, detail),
+    done: (call, value, entry = EntryType.FILE) => (call.op === "stat" ? (call.target as StatTarget).onStat(value, entry) : call.target.onStoreDone(value)),
+    fail: (call, kind) => call.target.onStoreFailed(kind, CAUSE),
     next(op) {
       const i = store.calls.findIndex((c) => c.op === op);
       if (i < 0) throw new Error(`no ${op} call (calls: ${store.calls.map((c) => c.op).join(", ") || "none"})`);
@@ -245,6 +242,7 @@ function rig(options: { tokens?: boolean; scope?: TokenScope } = {}): Rig {
   };
 }
 
+const CAUSE: FailureCause = { text: "what the fake medium said" };
 const bytes = (n: number, seed = 1) => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff);
 
 describe("one request, one reply", () => {
@@ -259,7 +257,7 @@ describe("one request, one reply", () => {
   test("exist waits for the store, then answers size, type and digest; a failure is its text", () => {
     const r = rig();
     r.send({ operation: Op.EXIST, key: "k" });
-    expect(r.conn.state).toBe("waiting");
+    expect(r.conn.state).toBe("exist");
     const call = r.next("stat");
     call.digest!.set([1, ...new Uint8Array(32).fill(0xab)]);
     r.done(call, 1234, EntryType.FILE);
@@ -318,7 +316,7 @@ describe("uploads", () => {
     r.send({ operation: Op.UPLOAD, key: "s", size: 700 });
     expect(r.out.frame()).toMatchObject({ operation: Op.UPLOAD_RSP, message: Msg.START });
     r.send(body, 100);
-    expect(r.conn.state).toBe("committing");
+    expect(r.conn.state).toBe("upload_commit");
     const put = r.next("putWhole");
     expect(Buffer.from(put.body!).equals(Buffer.from(body))).toBe(true);
     r.done(put, 700);
@@ -356,7 +354,7 @@ describe("uploads", () => {
     const r = rig();
     const size = 3 * BUFFER_MAX;
     r.send({ operation: Op.UPLOAD, key: "big", size });
-    expect(r.conn.state).toBe("waiting");
+    expect(r.conn.state).toBe("upload_open");
     const begin = r.next("beginUpload");
     const sink = r.store.sinks[0]!;
     r.done(begin, 0); // the store is ready for the body
@@ -370,7 +368,7 @@ describe("uploads", () => {
     r.send(body.subarray(BUFFER_MAX + 1));
     expect(sink.ended).toBe(true);
     expect(Buffer.concat(sink.pushed).equals(Buffer.from(body))).toBe(true);
-    r.conn.onUploadDone(size, 0);
+    r.conn.onUploadDone(size);
     expect(r.out.frame()).toMatchObject({ operation: Op.UPLOAD, message: Msg.END });
   });
 
@@ -413,7 +411,7 @@ describe("downloads", () => {
     r.next("openReader");
     const reader = r.store.readers[0]!;
     reader.size = size;
-    reader.opened!.onStoreDone(size, EntryType.FILE);
+    reader.opened!.onStoreDone(size);
     expect(r.out.frame()).toMatchObject({ operation: Op.DOWNLOAD_RSP, message: Msg.START, size });
     let sent = 0;
     while (sent < size) {
@@ -421,7 +419,7 @@ describe("downloads", () => {
       const n = Math.min(into.length, size - sent);
       into.set(body.subarray(sent, sent + n));
       sent += n;
-      target.onStoreDone(n, 0);
+      target.onStoreDone(n);
     }
     expect(Buffer.from(r.out.body(size)).equals(Buffer.from(body))).toBe(true);
     expect(r.out.frame()).toMatchObject({ operation: Op.DOWNLOAD, message: Msg.END });
@@ -433,18 +431,18 @@ describe("downloads", () => {
     r.send({ operation: Op.DOWNLOAD, key: "f", offset: 100, length: 50 });
     r.next("openReader");
     const reader = r.store.readers[0]!;
-    reader.opened!.onStoreDone(1000, EntryType.FILE);
+    reader.opened!.onStoreDone(1000);
     expect(reader.ranged).toEqual([100, 50]);
     expect(r.out.frame()).toMatchObject({ message: Msg.START, size: 50, offset: 100, fileSize: 1000 });
     const { into, target } = reader.reads.shift()!;
     into.fill(9, 0, 50);
-    target.onStoreDone(50, 0);
+    target.onStoreDone(50);
     r.out.body(50);
     expect(r.out.frame().message).toBe(Msg.END);
     r.send({ operation: Op.DOWNLOAD, key: "f", message: Msg.ACK });
     r.send({ operation: Op.DOWNLOAD, key: "f", offset: 5000 });
     r.next("openReader");
-    r.store.readers[1]!.opened!.onStoreDone(1000, EntryType.FILE);
+    r.store.readers[1]!.opened!.onStoreDone(1000);
     expect(r.out.frame().message).toStartWith("range not satisfiable");
     expect(r.store.readers[1]!.closed).toBe(true);
   });

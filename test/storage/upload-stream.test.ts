@@ -3,7 +3,7 @@
 // writes in flight; a failure drops the rest and removes the temporary file; an abort cleans up; a
 // body of another size than announced is never renamed into place.
 import { describe, expect, test } from "bun:test";
-import { BunHasher, type IoEngine, type OpenMode } from "../../src/engine/io-engine";
+import { BunHasher, callbacksFromPromises, type CallbackOps, type IoEngine, type OpenMode } from "../../src/engine/io-engine";
 import { errnoName, ioErrorFromErrno } from "../../src/engine/io-error";
 import type { UploadOwner } from "../../src/storage/store";
 import { UploadStream } from "../../src/storage/upload-stream";
@@ -24,7 +24,7 @@ function notUsed(): never {
 class FakeEngine implements IoEngine {
   readonly name = "fake";
   readonly inline = null;
-  readonly callbacks = null;
+  readonly callbacks: CallbackOps = callbacksFromPromises(this);
   readonly zeroCopy = null;
   readonly calls: Call[] = [];
   confine() {
@@ -80,10 +80,12 @@ class FakeEngine implements IoEngine {
 function owner() {
   const events: string[] = [];
   const o: UploadOwner = {
-    onStoreDone: (result) => events.push(`open:${result}`),
-    onStoreBug: (e) => events.push(`bug:${(e as Error).message}`),
-    onUploadProgress: () => events.push("progress"),
-    onUploadDone: (result, detail) => events.push(result >= 0 ? `committed:${result}` : `failed:${errnoName(detail)}`),
+    onStoreDone: (value) => void events.push(`open:${value}`),
+    onStoreFailed: (_failure, cause) => void events.push(`open failed:${cause.text}`),
+    onStoreBug: (e) => void events.push(`bug:${(e as Error).message}`),
+    onUploadProgress: () => void events.push("progress"),
+    onUploadDone: (size) => void events.push(`committed:${size}`),
+    onUploadFailed: (_failure, cause) => void events.push(`failed:${cause.text}`),
   };
   return { o, events };
 }

@@ -5,27 +5,90 @@
 // and the network overlap instead of taking turns. The owner sees the bytes held in memory
 // (`backlogBytes`) and pauses its socket past its bound.
 //
-// Every path ends in exactly one settle: committed, failed (after the temporary file is removed), or
-// aborted (disconnect, idle timeout, shutdown; the temporary file is removed as well). The owner
-// hears the open through onStoreDone, the end through onUploadDone, and a bug in this code or the
-// engine's (an exception that is not an IoError) through onStoreBug, after the same cleanup.
+// Its states (UploadState), changed only by move(), which checks the table LEGAL:
+//
+//   opening    → writing     the temporary file is open
+//              → draining    ... and the owner of a resumable upload went meanwhile
+//              → failing     ... and the owner went meanwhile, the body cut short
+//              → settled     the open failed: nothing was created, nothing to clean
+//   writing    → committing  the body is whole and every byte written
+//              → draining    the owner of a resumable upload went: what arrived is written out
+//              → failing     a write or a splice failed, or the owner went with the body cut short
+//   draining   → parking     every byte that arrived is written
+//              → failing     a write failed: the upload is discarded after all
+//   committing → settled     committed, or failed inside the rename (which removed the file itself)
+//              → failing     failed before the rename (size, digest, attribute)
+//   failing    → removing    no write or splice in flight any more: close and unlink
+//   removing   → dropping    the temporary file is gone
+//   dropping   → settled     the body is over (its rest was read and dropped) or the owner went
+//   parking    → settled     closed and kept for RESUME (or discarded past a bound on kept bytes)
+//   any state  → settled     a bug thrown from a continuation ends the upload where it stands
+//
+// Writes (and one splice) run concurrently in writing, draining and failing; opening, committing,
+// parking and removing each run one operation on the file, alone. A failed upload is told only once
+// the body is over (`dropping`), so that the owner's reply follows the body the client sent. How the upload ends is decided
+// once (`ending`, a typed value; null while the body may still commit) and told once, in settle():
+// committed (onUploadDone), failed (onUploadFailed with the failure and its cause), or a bug in
+// this code or the engine's (onStoreBug), after the same cleanup. An owner that has gone hears
+// nothing. The open is answered apart, through onStoreDone(0) or onStoreFailed.
 import { constants } from "node:os";
 import { finishCommit, type Hasher, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { causeOfErrno, failErrno, failureOfErrno, reportError } from "./file-errors";
 import type { PartialUpload, Partials } from "./partials";
+import { DIGEST_MISMATCH_CAUSE, Failure, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
 
 const ENOTSUP = constants.errno.ENOTSUP;
 
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
-}
-import { DIGEST_MISMATCH_CAUSE, Failure, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+export type UploadState = "opening" | "writing" | "draining" | "committing" | "parking" | "failing" | "removing" | "dropping" | "settled";
 
-/** The body's SHA-256 is not the one announced: not an error of the medium, an answer. */
+const LEGAL: Record<UploadState, readonly UploadState[]> = {
+  // Every state may also go to settled when a bug is thrown from a continuation (resume()).
+  opening: ["writing", "draining", "failing", "settled"],
+  writing: ["committing", "draining", "failing", "settled"],
+  draining: ["parking", "failing", "settled"],
+  committing: ["failing", "settled"],
+  failing: ["removing", "settled"],
+  removing: ["dropping", "settled"],
+  dropping: ["settled"],
+  parking: ["settled"],
+  settled: [],
+};
+
+/**
+ * How the upload ends, once decided: the medium refused (an answer to the client), the body's
+ * SHA-256 is not the announced one (an answer), a bug (an exception that is not an IoError), the
+ * owner went with the body cut short (discarded), or went from a resumable upload (parked).
+ */
+type Ending =
+  | { readonly kind: "io"; readonly error: IoError }
+  | { readonly kind: "digest" }
+  | { readonly kind: "bug"; readonly error: unknown }
+  | { readonly kind: "aborted" }
+  | { readonly kind: "parked" };
+
+const DIGEST_ENDING: Ending = { kind: "digest" };
+const ABORTED_ENDING: Ending = { kind: "aborted" };
+const PARKED_ENDING: Ending = { kind: "parked" };
+
+/** The body's SHA-256 is not the one announced: thrown inside commit, caught as DIGEST_ENDING. */
 class DigestMismatch extends Error {}
+
+function endingOf(e: unknown): Ending {
+  if (e instanceof IoError) return { kind: "io", error: e };
+  if (e instanceof DigestMismatch) return DIGEST_ENDING;
+  return { kind: "bug", error: e };
+}
+
+/**
+ * A receiveFrom() in progress: `waiting` until every pushed byte has its offset, then `splicing`;
+ * `tainted` when the socket was read by someone else while it spliced (its bytes are not trusted).
+ */
+interface Receive {
+  phase: "waiting" | "splicing" | "tainted";
+  readonly target: StoreTarget;
+  readonly socket: number;
+}
 
 /** receiveFrom asked of an upload that cannot receive now (failed, aborted, or receiving already). */
 const NOT_RECEIVING_CAUSE: FailureCause = { text: "the upload is not receiving" };
@@ -35,6 +98,12 @@ const RESUMABLE_SPLICE_BYTES = 8 * 1024 * 1024;
 
 /** Chunks at least this large are written without being gathered (copied) into a bigger buffer. */
 const SMALL_CHUNK_BYTES = 64 * 1024;
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
 
 export interface UploadStreamOptions {
   /** fsync the file and its directory before the rename counts as done. */
@@ -59,33 +128,33 @@ export interface UploadStreamOptions {
 }
 
 export class UploadStream implements UploadSink {
+  /** Changed only by move(); see LEGAL. */
+  state: UploadState = "opening";
+  /** How the upload ends, once decided; null while it may still commit. */
+  private ending: Ending | null = null;
+  /** The temporary file's descriptor: open from the end of `opening` until it is closed. */
   private fd = -1;
-  /** open, commit or temporary-file removal in progress: they run alone. */
-  private busy = false;
-  private writesInFlight = 0;
-  private ended = false;
-  private aborted = false;
+  /** Every byte of the body has been pushed (end()). */
+  private bodyWhole = false;
+  /** The owner is gone (abort()): it hears nothing more. */
   private ownerGone = false;
-  private failure: unknown = null;
-  private tempExists = false;
-  private settled = false;
+  private writesInFlight = 0;
   /** Offset of the next write: advanced when a write is submitted, not when it completes. */
   private position = 0;
   private readonly queue: Uint8Array[] = [];
   private queuedBytes = 0;
   private inFlightBytes = 0;
   private resolveDone!: () => void;
-  /** Resolves once the upload is committed or its temporary file is gone. */
+  /** Resolves once the upload is committed, parked, or its temporary file is gone. */
   readonly done = new Promise<void>((r) => (this.resolveDone = r));
   private readonly fsync: boolean;
   private readonly chunkBytesMax: number;
   private readonly writesInFlightMax: number;
   private readonly owner: UploadOwner;
   private readonly zc: ZeroCopyOps | null;
-  /** A receiveFrom() waiting for the queue to empty or in flight, its socket, and our dup of it. */
-  private receiver: StoreTarget | null = null;
-  private receiveSocket = -1;
-  private receiveInFlight = false;
+  /** The receiveFrom() in progress, if any. */
+  private receive: Receive | null = null;
+  /** Our dup of the socket the splices read, kept for the upload's life (see startReceive). */
   private dupSocket = -1;
   /**
    * The body's SHA-256 as it arrives: bytes through memory are added as they are pushed (in order),
@@ -95,14 +164,16 @@ export class UploadStream implements UploadSink {
   private hasher: Hasher;
   /** The hash before the splice in flight: restored if that splice is interrupted (abort(true)). */
   private hashBeforeSplice: Hasher | null = null;
-  private spliceTainted = false;
   private readonly expected: Uint8Array | null;
   private readonly digestOut: Uint8Array | undefined;
   private readonly partial: { entry: PartialUpload; table: Partials; resume: boolean } | null;
-  /** A resumable upload whose owner is gone: what arrived is written out, then it is parked. */
-  private parking = false;
   /** Where the body starts in the file: 0, or a resumed upload's offset. */
   readonly offset: number;
+  /**
+   * Moves the next body bytes from the socket into the file by splice (see UploadSink): present
+   * when the engine splices and hashes in C; an engine whose hasher is JavaScript's copies instead.
+   */
+  readonly receiveFrom: ((socket: number, target: StoreTarget) => void) | undefined;
 
   constructor(
     private readonly engine: IoEngine,
@@ -126,28 +197,44 @@ export class UploadStream implements UploadSink {
     this.expected = options.expected ?? this.partial?.entry.expected ?? null;
     this.digestOut = options.digest;
     if (this.digestOut !== undefined) this.digestOut[0] = 0;
-    // Splice needs a hasher the pool can update; an engine whose hasher is not the C library's copies.
-    if (this.zc === null || this.hasher.state === undefined) this.receiveFrom = undefined;
+    this.receiveFrom = this.zc !== null && this.hasher.state !== undefined ? (socket, target) => this.startReceiving(socket, target) : undefined;
   }
 
-  /** Moves the next body bytes from the socket into the file by splice (see UploadSink). */
-  receiveFrom?(socket: number, target: StoreTarget): void {
-    if (this.failure !== null || this.aborted || this.settled || this.receiver !== null) return target.onStoreFailed(Failure.IO, NOT_RECEIVING_CAUSE);
-    this.receiver = target;
-    this.receiveSocket = socket;
+  private move(to: UploadState): void {
+    if (!LEGAL[this.state].includes(to)) throw new Error(`upload: illegal move ${this.state} -> ${to}`);
+    this.state = to;
+  }
+
+  /**
+   * Decides how the upload ends: the first decision stands, except that a failure while parking
+   * discards a resumable upload after all. From `writing`, the upload stops taking the body.
+   */
+  private endWith(ending: Ending): void {
+    if (this.ending !== null && this.ending.kind !== "parked") return;
+    this.ending = ending;
+    if (this.ending.kind !== "parked") {
+      this.queue.length = 0; // the rest of the body is dropped
+      this.queuedBytes = 0;
+    }
+    if (this.state === "writing" || this.state === "draining") this.move(ending.kind === "parked" ? "draining" : "failing");
+  }
+
+  private startReceiving(socket: number, target: StoreTarget): void {
+    if (this.state !== "writing" || this.ending !== null || this.receive !== null) return target.onStoreFailed(Failure.IO, NOT_RECEIVING_CAUSE);
+    this.receive = { phase: "waiting", target, socket };
     this.kick();
   }
 
   /** Starts the splice once every pushed byte has its offset (the queue is empty). */
-  private startReceive(): void {
+  private startSplice(receive: Receive): void {
     const zc = this.zc!;
     if (this.dupSocket < 0) {
       // Our own descriptor for the worker: Bun may close its number, and the kernel reuse it.
-      const dup = zc.dupNow(this.receiveSocket);
+      const dup = zc.dupNow(receive.socket);
       if (dup < 0) return this.received(dup, 0);
       this.dupSocket = dup;
     }
-    this.receiveInFlight = true;
+    receive.phase = "splicing";
     // A resumable upload keeps a copy of the hash from before each splice, and splices at most
     // RESUMABLE_SPLICE_BYTES at a time: if the splice is interrupted, only that much is given up.
     let len = this.expectedBytes - this.position;
@@ -164,13 +251,11 @@ export class UploadStream implements UploadSink {
    * bytes left the socket, and its next receiveFrom() is refused, so it reads the rest as usual.
    */
   received(result: number, fileErrno: number): void {
-    this.receiveInFlight = false;
-    const target = this.receiver!;
-    this.receiver = null;
-    if (this.spliceTainted) {
+    const receive = this.receive!;
+    this.receive = null;
+    if (receive.phase === "tainted") {
       // Someone else read the socket meanwhile: these bytes are not the body's next ones in order.
       // The file keeps them past `position`, to be overwritten; the hash goes back to before them.
-      this.spliceTainted = false;
       if (this.hashBeforeSplice !== null) this.hasher = this.hashBeforeSplice;
       result = 0;
     }
@@ -179,25 +264,20 @@ export class UploadStream implements UploadSink {
     // Only the file refusing bytes fails the upload. A socket error breaks the connection, not the
     // body: what reached the file stays good (a resumable upload is parked with it), and the
     // owner, which hears the error, goes on by reading or closes.
-    if (fileErrno !== 0 && this.failure === null) {
-      this.failure = ioErrorFromErrno(-fileErrno, "splice");
-      this.queue.length = 0;
-      this.queuedBytes = 0;
-    }
+    if (fileErrno !== 0) this.endWith({ kind: "io", error: ioErrorFromErrno(-fileErrno, "splice") });
     this.resume();
     if (this.ownerGone) return;
-    if (result >= 0) target.onStoreDone(result);
-    else failErrno(target, -result);
+    if (result >= 0) receive.target.onStoreDone(result);
+    else failErrno(receive.target, -result);
   }
 
-  /** The engine's own code failed during a receive (only a JavaScript engine can): a bug, reported. */
+  /** The engine's own code failed during a splice (only a JavaScript engine can): a bug, reported. */
   receiveBug(error: unknown): void {
-    this.receiveInFlight = false;
-    const target = this.receiver;
-    this.receiver = null;
-    if (this.failure === null) this.failure = error;
+    const receive = this.receive;
+    this.receive = null;
+    this.endWith({ kind: "bug", error });
     this.resume();
-    if (!this.ownerGone) target?.onStoreBug(error);
+    if (!this.ownerGone) receive?.target.onStoreBug(error);
   }
 
   private closeDupSocket(): void {
@@ -217,20 +297,19 @@ export class UploadStream implements UploadSink {
 
   /** Creates the temporary file (a resumed upload reopens its own); the owner hears onStoreDone(0) when the body may come, or why not. */
   open(): void {
-    this.busy = true;
     this.engine.open(this.tmpPath, this.partial?.resume ? "write" : "create").then(
       (fd) => {
-        this.busy = false;
         this.fd = fd;
-        this.tempExists = true;
+        // The owner may have gone while the file was opening: then the file is parked or removed.
+        const ending = this.ending;
+        this.move(ending === null ? "writing" : ending.kind === "parked" ? "draining" : "failing");
         if (!this.ownerGone) this.owner.onStoreDone(0);
         this.resume();
       },
       (e) => {
         // Nothing was created, so nothing to clean: the owner hears why, and that is the end. (A
         // resumed upload whose file cannot be opened is over too: forgotten, its file removed.)
-        this.busy = false;
-        this.settled = true;
+        this.move("settled");
         if (this.partial !== null) {
           this.partial.table.drop(this.partial.entry);
           if (this.partial.resume) void this.engine.unlink(this.tmpPath).catch(() => {});
@@ -247,7 +326,7 @@ export class UploadStream implements UploadSink {
   }
 
   push(chunk: Uint8Array): void {
-    if (this.failure !== null || this.aborted) return; // the body is drained and dropped
+    if (this.ending !== null) return; // failed: the rest of the body is read and dropped
     this.hasher.update(chunk);
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
@@ -256,28 +335,21 @@ export class UploadStream implements UploadSink {
 
   /** The whole body has been pushed. */
   end(): void {
-    this.ended = true;
+    this.bodyWhole = true;
     this.kick();
   }
 
   /**
    * The owner is gone (disconnect, idle timeout, shutdown) and hears nothing more. A body cut short
-   * is discarded with its temporary file; a body already whole is still committed, as it would
-   * have been had the owner stayed one moment longer.
+   * is discarded with its temporary file (a resumable one is parked); a body already whole is still
+   * committed, as it would have been had the owner stayed one moment longer.
    */
   abort(spliceInterrupted = false): Promise<void> {
     this.ownerGone = true;
-    if (spliceInterrupted && this.receiveInFlight) this.spliceTainted = true;
-    if (!this.ended) {
-      if (this.partial !== null && this.failure === null) {
-        // Resumable: every byte that arrived is written out, then the upload waits for RESUME.
-        this.parking = true;
-        this.receiver = null;
-      } else {
-        this.aborted = true;
-        this.queue.length = 0;
-        this.queuedBytes = 0;
-      }
+    if (spliceInterrupted && this.receive?.phase === "splicing") this.receive.phase = "tainted";
+    if (this.receive?.phase === "waiting") this.receive = null; // never started: nobody to answer
+    if (!this.bodyWhole && this.state !== "settled") {
+      this.endWith(this.partial !== null ? PARKED_ENDING : ABORTED_ENDING);
       this.kick();
     }
     return this.done;
@@ -288,50 +360,63 @@ export class UploadStream implements UploadSink {
     try {
       this.kick();
     } catch (e) {
-      if (this.failure === null) this.failure = e;
-      if (!this.settled) {
-        this.settled = true;
-        this.resolveDone();
-        if (!this.ownerGone) this.owner.onStoreBug(e);
-      }
+      if (this.state === "settled") return;
+      this.state = "settled"; // LEGAL's "any state → settled": nothing more runs for this upload
+      this.closeDupSocket();
+      this.resolveDone();
+      if (!this.ownerGone) this.owner.onStoreBug(e);
     }
   }
 
-  /** Starts whatever can start now. */
+  /** Starts whatever the state allows now. */
   private kick(): void {
-    if (this.settled || this.busy) return;
-    if (this.receiveInFlight) return; // a splice holds the fd and the offsets: wait for it
-    if (this.failure !== null || this.aborted) {
-      if (this.writesInFlight > 0) return; // the fd stays open until they are back
-      if (this.fd >= 0 || this.tempExists) void this.removeTemp(); // catches everything it awaits
-      else if (this.aborted || this.ended) this.settle();
-      return;
+    switch (this.state) {
+      case "writing":
+        this.writeQueued();
+        if (this.receive !== null) {
+          if (this.receive.phase === "waiting" && this.queuedBytes === 0) this.startSplice(this.receive);
+          return; // a splice holds the offsets: nothing else starts until it is back
+        }
+        if (this.bodyWhole && this.queuedBytes === 0 && this.writesInFlight === 0) void this.commit();
+        return;
+      case "draining":
+        if (this.receive !== null) return;
+        this.writeQueued();
+        if (this.queuedBytes === 0 && this.writesInFlight === 0) void this.park();
+        return;
+      case "failing": {
+        // A receive that never started is refused: its owner reads the rest of the body as usual.
+        const refused = this.receive?.phase === "waiting" ? this.receive : null;
+        if (refused !== null) this.receive = null;
+        // The descriptor stays open until every write and splice on it is back.
+        if (this.writesInFlight === 0 && this.receive === null) void this.removeTemp();
+        if (refused !== null && !this.ownerGone) refused.target.onStoreFailed(Failure.IO, NOT_RECEIVING_CAUSE); // last: the owner may push or end from here
+        return;
+      }
+      case "dropping":
+        if (this.bodyWhole || this.ownerGone) this.settle();
+        return;
+      default:
+        return; // opening, committing, parking, removing: one operation runs alone; settled: over
     }
-    if (this.fd < 0) return; // still opening (a resumable upload parks once the open is back)
+  }
+
+  /** Starts writes for the queued bytes, up to writesInFlightMax. */
+  private writeQueued(): void {
     while (this.queuedBytes > 0 && this.writesInFlight < this.writesInFlightMax) this.writeNext();
-    if (this.parking) {
-      if (this.queuedBytes === 0 && this.writesInFlight === 0) void this.park();
-      return;
-    }
-    if (this.receiver !== null && this.queuedBytes === 0) return this.startReceive();
-    if (this.ended && this.queuedBytes === 0 && this.writesInFlight === 0) void this.commit();
   }
 
   /** A resumable upload whose connection broke, every arrived byte written: kept for RESUME. */
   private async park(): Promise<void> {
-    this.busy = true;
+    this.move("parking");
     await this.closeFile();
-    this.busy = false;
     const p = this.partial!;
     if (p.table.park(p.entry, this.position, this.hasher, Date.now()) !== null) {
       // Over a bound on kept bytes (the table said which): discarded, as an ordinary upload is.
       await this.engine.unlink(this.tmpPath).catch(() => {});
       p.table.drop(p.entry);
     }
-    this.tempExists = false; // the table holds the file now, or it is gone
-    this.settled = true;
-    if (this.dupSocket >= 0) this.closeDupSocket();
-    this.resolveDone();
+    this.settle();
   }
 
   /**
@@ -380,11 +465,7 @@ export class UploadStream implements UploadSink {
   private onWriteDone(length: number, error: unknown): void {
     this.writesInFlight--;
     this.inFlightBytes -= length;
-    if (error !== null && this.failure === null) {
-      this.failure = error;
-      this.queue.length = 0;
-      this.queuedBytes = 0;
-    }
+    if (error !== null) this.endWith(endingOf(error));
     this.resume();
     // After a failure the rest of the body is read and dropped: a socket paused for backlog must
     // resume, or the client could never finish sending and hear the error.
@@ -392,11 +473,11 @@ export class UploadStream implements UploadSink {
   }
 
   private async commit(): Promise<void> {
-    this.busy = true;
+    this.move("committing");
     const fd = this.fd;
     this.fd = -1;
     /** Once finishCommit runs, it owns the descriptor and the temporary file, failure included. */
-    let committing = false;
+    let renaming = false;
     try {
       // Committing a body of another size than the client announced would store a wrong file.
       if (this.position !== this.expectedBytes) {
@@ -411,20 +492,25 @@ export class UploadStream implements UploadSink {
           if (!(e instanceof IoError && e.errno === ENOTSUP)) throw e;
         });
       }
-      committing = true;
+      renaming = true;
       await finishCommit(this.engine, fd, this.tmpPath, this.finalPath, this.fsync);
-      this.tempExists = false;
       if (this.digestOut !== undefined) {
         this.digestOut[0] = 1;
         this.digestOut.set(sum, 1);
       }
     } catch (e) {
-      this.failure = e;
-      if (committing) this.tempExists = false; // finishCommit closed the descriptor and removed the file
-      else this.fd = fd; // removeTemp closes and removes them
+      this.ending = endingOf(e);
+      if (!renaming) {
+        this.fd = fd; // removeTemp closes and removes them
+        this.move("failing");
+      }
     }
-    this.busy = false;
-    if (this.failure === null) this.settle();
+    this.settleOrResume();
+  }
+
+  /** After an operation that ran alone: settle if it decided the end, else carry on. */
+  private settleOrResume(): void {
+    if (this.state === "committing") this.settle();
     else this.resume();
   }
 
@@ -438,27 +524,36 @@ export class UploadStream implements UploadSink {
 
   /** Closes and unlinks the temporary file after a failure or an abort. */
   private async removeTemp(): Promise<void> {
-    this.busy = true;
+    this.move("removing");
     await this.closeFile();
     await this.engine.unlink(this.tmpPath).catch(() => {});
-    this.tempExists = false;
-    this.busy = false;
+    this.move("dropping");
     this.resume();
   }
 
+  /** The end: the one place the owner hears how the upload ended. */
   private settle(): void {
-    if (this.settled) return;
-    this.settled = true;
-    // Committed, failed or abandoned: a resumable upload is over (its file is gone by now).
-    if (this.partial !== null) this.partial.table.drop(this.partial.entry);
-    if (this.dupSocket >= 0) this.closeDupSocket();
+    if (this.state === "settled") return; // a bug ended it meanwhile (resume)
+    this.move("settled");
+    const ending = this.ending;
+    // Committed, failed or discarded: a resumable upload is over (its file is gone by now). A parked
+    // one stays in the table, which holds its file now.
+    if (this.partial !== null && ending?.kind !== "parked") this.partial.table.drop(this.partial.entry);
+    this.closeDupSocket();
     this.resolveDone();
     if (this.ownerGone) return;
-    const failure = this.failure;
-    if (failure === null) this.owner.onUploadDone(this.expectedBytes);
-    else if (failure instanceof IoError) this.owner.onUploadFailed(failureOfErrno(failure.errno), causeOfErrno(failure.errno));
-    else if (failure instanceof DigestMismatch) this.owner.onUploadFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
-    else this.owner.onStoreBug(failure);
+    if (ending === null) return this.owner.onUploadDone(this.expectedBytes);
+    switch (ending.kind) {
+      case "io":
+        return this.owner.onUploadFailed(failureOfErrno(ending.error.errno), causeOfErrno(ending.error.errno));
+      case "digest":
+        return this.owner.onUploadFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
+      case "bug":
+        return this.owner.onStoreBug(ending.error);
+      case "aborted":
+      case "parked":
+        throw new Error(`upload: ended ${ending.kind} with its owner present`);
+    }
   }
 }
 

@@ -5,6 +5,7 @@
 import { describe, expect, test } from "bun:test";
 import { BunHasher, callbacksFromPromises, type CallbackOps, type IoEngine, type OpenMode } from "../../src/engine/io-engine";
 import { errnoName, ioErrorFromErrno } from "../../src/engine/io-error";
+import { Partials, type ClientBudget } from "../../src/storage/partials";
 import type { UploadOwner } from "../../src/storage/store";
 import { UploadStream } from "../../src/storage/upload-stream";
 
@@ -90,15 +91,52 @@ function owner() {
   return { o, events };
 }
 
-/** An upload on a fresh fake engine, its temporary file already created. */
-async function openedUpload(size: number, fsync = false) {
+/** No per-client bounds: the table's own bounds are the ones under test. */
+const noBudget: ClientBudget = {
+  takeUpload: () => null,
+  releaseUpload: () => {},
+  takeBytes: () => null,
+  releaseBytes: () => {},
+};
+
+interface UploadOptions {
+  fsync?: boolean;
+  expected?: Uint8Array;
+  /** A resumable upload, registered in a table that keeps at most this many bytes. */
+  resumableBytesMax?: number;
+}
+
+/** An upload on a fresh fake engine, its open asked (not yet answered). */
+function newUpload(size: number, { fsync = false, expected, resumableBytesMax }: UploadOptions = {}) {
   const engine = new FakeEngine();
   const { o, events } = owner();
-  const up = new UploadStream(engine, fsync ? "/data/ab/.tmp" : "/tmp/t", fsync ? "/data/ab/key" : "/tmp/f", size, { fsync, chunkBytesMax: 256 * KiB, writesInFlightMax: 2, owner: o, zeroCopy: null });
+  let partial: { table: Partials; entry: any; resume: false } | undefined;
+  if (resumableBytesMax !== undefined) {
+    const table = new Partials({ uploadsMax: 10, bytesMax: resumableBytesMax, ttlMs: 60_000 }, noBudget);
+    const entry = table.register("key", "/tmp/t", size, null, ["127.0.0.1"], Date.now());
+    if (typeof entry === "string") throw new Error(entry);
+    partial = { table, entry, resume: false };
+  }
+  const up = new UploadStream(engine, fsync ? "/data/ab/.tmp" : "/tmp/t", fsync ? "/data/ab/key" : "/tmp/f", size, {
+    fsync,
+    chunkBytesMax: 256 * KiB,
+    writesInFlightMax: 2,
+    owner: o,
+    zeroCopy: null,
+    expected: expected ?? null,
+    partial,
+  });
   up.open();
-  await engine.complete("open");
-  expect(events).toEqual(["open:0"]);
-  return { engine, events, up };
+  return { engine, events, up, table: partial?.table };
+}
+
+/** An upload on a fresh fake engine, its temporary file already created. */
+async function openedUpload(size: number, options: UploadOptions = {}) {
+  const opened = newUpload(size, options);
+  await opened.engine.complete("open");
+  expect(opened.events).toEqual(["open:0"]);
+  expect(opened.up.state).toBe("writing");
+  return opened;
 }
 
 const KiB = 1024;
@@ -158,7 +196,7 @@ describe("UploadStream", () => {
   });
 
   test("with fsync: the file is fsynced before its rename and its directory after it", async () => {
-    const { engine, events, up } = await openedUpload(10, true);
+    const { engine, events, up } = await openedUpload(10, { fsync: true });
     up.push(new Uint8Array(10));
     up.end();
     const order: string[] = [];
@@ -192,5 +230,99 @@ describe("UploadStream", () => {
     await engine.complete("unlink");
     expect(engine.calls).toEqual([]);
     expect(events.at(-1)).toBe("bug:upload commit with 10 bytes written of 20 announced");
+  });
+  test("a body whose SHA-256 is not the announced one is answered DIGEST_MISMATCH, never renamed, its file removed", async () => {
+    const { engine, events, up } = await openedUpload(3, { expected: new Uint8Array(32) });
+    up.push(new Uint8Array([1, 2, 3]));
+    up.end();
+    await engine.complete("write");
+    expect(up.state).toBe("removing");
+    expect(engine.calls.map((c) => c.op)).toEqual(["close"]);
+    await engine.complete("close");
+    await engine.complete("unlink");
+    expect(up.state).toBe("settled");
+    expect(events.at(-1)).toBe("failed:the body's SHA-256 is not the one announced");
+  });
+
+  test("an open that fails ends the upload at once: the owner hears why, nothing to clean", async () => {
+    const { engine, events, up } = newUpload(10);
+    await engine.complete("open", ioErrorFromErrno(-13, "open"));
+    expect(up.state).toBe("settled");
+    expect(events).toEqual(["open failed:EACCES"]);
+    expect(engine.calls).toEqual([]);
+  });
+
+  test("an owner gone while the file opens: once open, it is closed and removed, and nobody hears", async () => {
+    const { engine, events, up } = newUpload(10);
+    const done = up.abort();
+    expect(up.state).toBe("opening");
+    await engine.complete("open");
+    expect(up.state).toBe("removing");
+    await engine.complete("close");
+    await engine.complete("unlink");
+    await done;
+    expect(up.state).toBe("settled");
+    expect(events).toEqual([]);
+  });
+
+  test("a resumable upload whose owner goes is drained, then parked with exactly the bytes written", async () => {
+    const { engine, events, up, table } = await openedUpload(300 * KiB, { resumableBytesMax: 1024 * KiB });
+    up.push(new Uint8Array(100 * KiB));
+    up.push(new Uint8Array(100 * KiB));
+    up.push(new Uint8Array(50 * KiB)); // queued behind 2 writes in flight
+    const done = up.abort();
+    expect(up.state).toBe("draining");
+    await engine.complete("write");
+    await engine.complete("write");
+    await engine.complete("write"); // the queued bytes go out before the file is closed
+    expect(engine.calls.map((c) => c.op)).toEqual(["close"]);
+    expect(up.state).toBe("parking");
+    await engine.complete("close");
+    await done;
+    expect(up.state).toBe("settled");
+    expect(engine.calls).toEqual([]); // kept: not unlinked
+    expect(table!.size).toBe(1);
+    expect(table!.keptBytes).toBe(250 * KiB);
+    expect(events.filter((e) => e !== "progress")).toEqual(["open:0"]);
+  });
+
+  test("a resumable upload parked past the table's byte bound is discarded: its file removed, its entry gone", async () => {
+    const { engine, up, table } = await openedUpload(300 * KiB, { resumableBytesMax: 64 * KiB });
+    up.push(new Uint8Array(100 * KiB));
+    const done = up.abort();
+    await engine.complete("write");
+    await engine.complete("close");
+    await engine.complete("unlink");
+    await done;
+    expect(table!.size).toBe(0);
+    expect(table!.keptBytes).toBe(0);
+  });
+
+  test("a write that fails while a resumable upload drains discards it after all: removed, forgotten", async () => {
+    const { engine, up, table } = await openedUpload(300 * KiB, { resumableBytesMax: 1024 * KiB });
+    up.push(new Uint8Array(100 * KiB));
+    const done = up.abort();
+    await engine.complete("write", ioErrorFromErrno(-5, "write"));
+    expect(up.state).toBe("removing");
+    await engine.complete("close");
+    await engine.complete("unlink");
+    await done;
+    expect(up.state).toBe("settled");
+    expect(table!.size).toBe(0);
+  });
+
+  test("a failed rename is told once; the rename removed its own file, nothing more is unlinked", async () => {
+    const { engine, events, up } = await openedUpload(10);
+    up.push(new Uint8Array(10));
+    up.end();
+    await engine.complete("write");
+    expect(up.state).toBe("committing");
+    await engine.complete("close");
+    await engine.complete("rename", ioErrorFromErrno(-28, "rename"));
+    await engine.complete("unlink"); // finishCommit's own cleanup
+    await up.done;
+    expect(up.state).toBe("settled");
+    expect(engine.calls).toEqual([]);
+    expect(events.filter((e) => e.startsWith("failed") || e.startsWith("committed"))).toEqual(["failed:ENOSPC"]);
   });
 });

@@ -413,13 +413,51 @@ export class S3Store implements Store {
  * upload (created before the client may send), the body copied into part buffers, each full part
  * sent at once while fewer than partsInFlightMax are in flight, else held (and the connection
  * paused, backlogBytes > 0) until one returns. Memory: (partsInFlightMax + 2) × part size at most.
+ *
+ * Its states (S3UploadState), changed only by move(), which checks the table S3_UPLOAD_LEGAL:
+ *
+ *   creating   → receiving   the multipart upload is created (a single PUT starts here)
+ *              → failing     ... and the owner went meanwhile: the new upload is aborted
+ *              → settled     the create failed: nothing exists at the store
+ *   receiving  → completing  the body is whole: the last parts, then the completion (or the PUT)
+ *              → failing     a part failed, the body is not the announced one, or the owner went
+ *   completing → settled     committed
+ *              → failing     a part, the completion or the PUT failed
+ *   failing    → aborting    no part in flight any more: the multipart upload is aborted at the store
+ *              → settled     a single PUT: nothing at the store to abort
+ *   aborting   → settled
+ *
+ * How it ends is decided once (`ending`). A failure is told when the body is over (at end(), or
+ * at once if it already was), as the file store does: until then the rest of the body is read and
+ * dropped. A bug is told at once. An owner that has gone hears nothing; a body it left whole is
+ * still committed.
  */
+export type S3UploadState = "creating" | "receiving" | "completing" | "failing" | "aborting" | "settled";
+
+const S3_UPLOAD_LEGAL: Record<S3UploadState, readonly S3UploadState[]> = {
+  creating: ["receiving", "failing", "settled"],
+  receiving: ["completing", "failing"],
+  completing: ["settled", "failing"],
+  failing: ["aborting", "settled"],
+  aborting: ["settled"],
+  settled: [],
+};
+
+/** How an S3 upload ends when it does not commit: a failure the client is told, a bug, or its owner gone. */
+type S3Ending = { readonly kind: "failed"; readonly failure: FailureKind; readonly cause: FailureCause } | { readonly kind: "bug"; readonly error: unknown } | { readonly kind: "aborted" };
+
+const S3_ABORTED: S3Ending = { kind: "aborted" };
+const S3_DIGEST_MISMATCH: S3Ending = { kind: "failed", failure: Failure.DIGEST_MISMATCH, cause: DIGEST_MISMATCH_CAUSE };
+
 export class S3Upload implements UploadSink {
+  /** Changed only by move(); see S3_UPLOAD_LEGAL. */
+  state: S3UploadState = "creating";
+  private ending: S3Ending | null = null;
   private readonly name: string;
   private readonly hasher: Hasher;
   private readonly partSize: number;
   private readonly multipart: boolean;
-  /** The multipart upload's id at the store ("" before it is created and once completed or aborted). */
+  /** The multipart upload's id at the store, once created (live until settled). */
   private multipartId = "";
   /** The part being filled, and how much of it is. */
   private part: Uint8Array | null = null;
@@ -431,12 +469,10 @@ export class S3Upload implements UploadSink {
   private readonly etags: string[] = [];
   private nextPart = 1;
   private pushed = 0;
-  private ended = false;
-  private failed = false;
-  /** The failure the owner hears at end(): what the client is told, and the cause. */
-  private failure: [FailureKind, FailureCause] | null = null;
-  private delivered = false;
-  private aborted = false;
+  /** Every byte of the body has been pushed (end()). */
+  private bodyWhole = false;
+  /** The owner is gone (abort()): it hears nothing more. */
+  private ownerGone = false;
   private settled!: () => void;
   private readonly idle = new Promise<void>((resolve) => (this.settled = resolve));
   private sum: Uint8Array | null = null;
@@ -456,16 +492,22 @@ export class S3Upload implements UploadSink {
     this.multipart = size > this.partSize;
   }
 
-  /** Full parts waiting for a slot; 0 once failed (the rest of the body is dropped as it comes). */
+  private move(to: S3UploadState): void {
+    if (!S3_UPLOAD_LEGAL[this.state].includes(to)) throw new Error(`s3 upload: illegal move ${this.state} -> ${to}`);
+    this.state = to;
+  }
+
+  /** Full parts waiting for a slot; 0 once it will not commit (the rest of the body is dropped as it comes). */
   get backlogBytes(): number {
-    return this.failed ? 0 : this.fullBytes;
+    return this.ending !== null ? 0 : this.fullBytes;
   }
 
   start(): void {
     this.store.uploads.add(this);
     if (!this.multipart) {
+      this.move("receiving");
       this.part = new Uint8Array(this.size);
-      queueMicrotask(() => this.aborted || this.owner.onStoreDone(0));
+      queueMicrotask(() => this.ownerGone || this.owner.onStoreDone(0));
       return;
     }
     // The digest announced by the client is recorded when the upload starts; a body that does not
@@ -474,21 +516,27 @@ export class S3Upload implements UploadSink {
     this.store.client.request("POST", this.name, { query: { uploads: "" }, headers }).then(
       (a) => {
         const id = xmlText(a.text, "UploadId");
-        if (id === null) throw new S3Failure(502, "", `POST ${this.name}?uploads: no UploadId in the answer`);
+        if (id === null) return this.createFailed(new S3Failure(502, "", `POST ${this.name}?uploads: no UploadId in the answer`));
         this.multipartId = id;
-        if (this.aborted) return this.finishAbort();
+        if (this.ending !== null) {
+          this.move("failing"); // the owner went while it was created
+          return this.unwind();
+        }
+        this.move("receiving");
         this.owner.onStoreDone(0);
       },
-    ).catch((e) => {
-      this.failed = true;
-      this.store.uploads.delete(this);
-      this.settled();
-      if (!this.aborted) report(this.owner, e);
-    });
+      (e) => this.createFailed(e),
+    );
+  }
+
+  /** Nothing was created at the store: the owner hears why, and that is the end. */
+  private createFailed(e: unknown): void {
+    this.settle();
+    if (!this.ownerGone) report(this.owner, e);
   }
 
   push(chunk: Uint8Array): void {
-    if (this.failed || this.aborted) return;
+    if (this.ending !== null) return;
     this.pushed += chunk.length;
     this.hasher.update(chunk);
     let at = 0;
@@ -510,9 +558,9 @@ export class S3Upload implements UploadSink {
     this.sendParts();
   }
 
-  /** Sends full parts while slots are free; completes the upload when everything is sent. */
+  /** Sends full parts while slots are free (receiving or completing). */
   private sendParts(): void {
-    while (this.full.length > 0 && this.inFlight < this.store.partsInFlightMax && !this.failed) {
+    while (this.full.length > 0 && this.inFlight < this.store.partsInFlightMax && (this.state === "receiving" || this.state === "completing")) {
       const body = this.full.shift()!;
       this.fullBytes -= body.length;
       const number = this.nextPart++;
@@ -526,14 +574,14 @@ export class S3Upload implements UploadSink {
           // before the next part's arrive. Measured on a 256 MiB upload (8 MiB parts): peak RSS
           // growth 42 MiB with it, 63-87 MiB without; it costs ~0.3 ms per part.
           Bun.gc(false);
-          if (this.aborted || this.failed) return this.afterFailure();
+          if (this.state === "failing") return this.unwind();
           this.sendParts();
-          if (!this.ended) this.owner.onUploadProgress();
+          if (this.state === "receiving") this.owner.onUploadProgress();
           else if (this.inFlight === 0 && this.full.length === 0) this.complete();
         },
         (e) => {
           this.inFlight--;
-          if (this.failed || this.aborted) return this.afterFailure();
+          if (this.state === "failing") return this.unwind();
           this.fail(e);
         },
       );
@@ -541,18 +589,14 @@ export class S3Upload implements UploadSink {
   }
 
   end(): void {
-    if (this.aborted) return;
-    this.ended = true;
-    if (this.failed) return this.deliverFailure();
+    if (this.ownerGone) return;
+    this.bodyWhole = true;
+    if (this.ending !== null) return this.tellFailure(); // failed earlier: the body is over now
     const sum = this.hasher.digest();
     this.sum = sum;
     if (this.pushed !== this.size) return this.fail(new S3Failure(400, "", `upload of ${this.name}: ${this.pushed} bytes of ${this.size}`));
-    if (this.expected !== null && !sameBytes(sum, this.expected)) {
-      this.failed = true;
-      this.failure = [Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE];
-      this.deliverFailure();
-      return this.afterFailure();
-    }
+    if (this.expected !== null && !sameBytes(sum, this.expected)) return this.endWith(S3_DIGEST_MISMATCH);
+    this.move("completing");
     if (!this.multipart) return this.putSingle(sum);
     if (this.filled > 0) this.partFull(); // the last part may be short
     if (this.inFlight === 0 && this.full.length === 0) this.complete();
@@ -572,81 +616,79 @@ export class S3Upload implements UploadSink {
     this.store.client.request("POST", this.name, { query: { uploadId: this.multipartId }, body: `<CompleteMultipartUpload>${parts}</CompleteMultipartUpload>` }).then(
       (a) => {
         // S3 may answer 200 and put the failure in the body (the request took long).
-        if (a.text.includes("<Error>")) throw new S3Failure(500, xmlText(a.text, "Code") ?? "", `complete ${this.name}: ${xmlText(a.text, "Message") ?? "failed"}`);
-        this.multipartId = ""; // nothing left to abort
+        if (a.text.includes("<Error>")) return this.fail(new S3Failure(500, xmlText(a.text, "Code") ?? "", `complete ${this.name}: ${xmlText(a.text, "Message") ?? "failed"}`));
         this.committed(xmlText(a.text, "ETag"), null);
       },
-    ).catch((e) => this.fail(e));
+      (e) => this.fail(e),
+    );
   }
 
   private committed(etag: string | null, body: Uint8Array | null): void {
-    this.store.uploads.delete(this);
-    this.settled();
+    this.settle();
     setDigest(this.digest, this.sum!);
     if (body !== null) this.store.cache?.fillWhole(this.key, etag, body, this.sum, true);
-    if (!this.aborted) this.owner.onUploadDone(this.size);
+    if (!this.ownerGone) this.owner.onUploadDone(this.size);
+  }
+
+  /** A request failed: the upload is over (an answer for the client, or a bug if the failure is not understood). */
+  private fail(e: unknown): void {
+    let ending: S3Ending;
+    try {
+      const [failure, cause] = failureOf(e);
+      ending = { kind: "failed", failure, cause };
+    } catch (bug) {
+      ending = { kind: "bug", error: bug };
+    }
+    this.endWith(ending);
   }
 
   /**
-   * A request failed: the upload is over. Its multipart upload is aborted; the owner hears the
-   * failure at end(), as from the file store: until then the rest of the body is read and dropped
-   * (and a paused connection is let go on).
+   * Decides how the upload ends (the first decision stands): it stops taking the body, its parts
+   * and multipart upload are given up, and the owner hears the failure once the body is over (a
+   * paused connection is let go on meanwhile, to read and drop the rest), a bug at once.
    */
-  private fail(e: unknown): void {
-    if (this.failed) return;
-    this.failed = true;
-    try {
-      this.failure = failureOf(e);
-    } catch (bug) {
-      this.afterFailure();
-      if (!this.aborted) this.owner.onStoreBug(bug);
-      return;
-    }
-    this.afterFailure();
-    if (this.ended) this.deliverFailure();
-    else if (!this.aborted) this.owner.onUploadProgress();
+  private endWith(ending: S3Ending): void {
+    if (this.ending !== null) return;
+    this.ending = ending;
+    if (this.state === "receiving" || this.state === "completing") {
+      this.move("failing");
+      this.unwind();
+    } // creating: the create's answer unwinds
+    if (this.ownerGone) return;
+    if (ending.kind === "bug") this.owner.onStoreBug(ending.error);
+    else if (this.bodyWhole) this.tellFailure();
+    else this.owner.onUploadProgress();
   }
 
-  private deliverFailure(): void {
-    if (this.aborted || this.delivered) return;
-    this.delivered = true;
-    const [kind, cause] = this.failure!;
-    this.owner.onUploadFailed(kind, cause);
+  private tellFailure(): void {
+    const ending = this.ending!;
+    if (!this.ownerGone && ending.kind === "failed") this.owner.onUploadFailed(ending.failure, ending.cause);
   }
 
-  /** After a failure or an abort: once no part is in flight, abort the multipart upload. */
-  private afterFailure(): void {
+  /** Failing: once no part is in flight, gives the buffers back and aborts the multipart upload. */
+  private unwind(): void {
     if (this.inFlight > 0) return;
     for (const part of this.full) this.store.givePart(part);
     if (this.part !== null) this.store.givePart(this.part);
     this.full.length = 0;
     this.fullBytes = 0;
     this.part = null;
-    this.finishAbort();
+    if (!this.multipart) return this.settle();
+    this.move("aborting");
+    void this.store.abortMultipart(this.name, this.multipartId).finally(() => this.settle());
   }
 
-  private finishAbort(): void {
-    const id = this.multipartId;
-    this.multipartId = "";
-    if (id === "") {
-      this.store.uploads.delete(this);
-      return this.settled();
-    }
-    void this.store.abortMultipart(this.name, id).finally(() => {
-      this.store.uploads.delete(this);
-      this.settled();
-    });
+  private settle(): void {
+    this.move("settled");
+    this.store.uploads.delete(this);
+    this.settled();
   }
 
+  /** The owner is gone: a body cut short is given up; a body already whole is still committed. */
   abort(): Promise<void> {
-    if (this.aborted) return this.idle;
-    this.aborted = true;
-    if (this.ended && !this.failed) return this.idle; // a body already ended is still committed
-    if (!this.failed) {
-      this.failed = true;
-      if (this.multipartId !== "" || !this.multipart) this.afterFailure();
-      // else the create is in flight: its answer aborts
-    }
+    if (this.ownerGone) return this.idle;
+    this.ownerGone = true;
+    if (!this.bodyWhole) this.endWith(S3_ABORTED);
     return this.idle;
   }
 }

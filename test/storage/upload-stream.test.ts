@@ -6,8 +6,8 @@ import { describe, expect, test } from "bun:test";
 import { BunHasher, callbacksFromPromises, type CallbackOps, type IoEngine, type OpenMode } from "../../src/engine/io-engine";
 import { errnoName, ioErrorFromErrno } from "../../src/engine/io-error";
 import { Partials, type ClientBudget } from "../../src/storage/partials";
-import type { UploadOwner } from "../../src/storage/store";
 import { UploadStream } from "../../src/storage/upload-stream";
+import { recordingOwner } from "../helpers/recording-owner";
 
 interface Call {
   op: string;
@@ -78,19 +78,6 @@ class FakeEngine implements IoEngine {
   }
 }
 
-function owner() {
-  const events: string[] = [];
-  const o: UploadOwner = {
-    onStoreDone: (value) => void events.push(`open:${value}`),
-    onStoreFailed: (_failure, cause) => void events.push(`open failed:${cause.text}`),
-    onStoreBug: (e) => void events.push(`bug:${(e as Error).message}`),
-    onUploadProgress: () => void events.push("progress"),
-    onUploadDone: (size) => void events.push(`committed:${size}`),
-    onUploadFailed: (_failure, cause) => void events.push(`failed:${cause.text}`),
-  };
-  return { o, events };
-}
-
 /** No per-client bounds: the table's own bounds are the ones under test. */
 const noBudget: ClientBudget = {
   takeUpload: () => null,
@@ -109,7 +96,7 @@ interface UploadOptions {
 /** An upload on a fresh fake engine, its open asked (not yet answered). */
 function newUpload(size: number, { fsync = false, expected, resumableBytesMax }: UploadOptions = {}) {
   const engine = new FakeEngine();
-  const { o, events } = owner();
+  const { o, events } = recordingOwner();
   let partial: { table: Partials; entry: any; resume: false } | undefined;
   if (resumableBytesMax !== undefined) {
     const table = new Partials({ uploadsMax: 10, bytesMax: resumableBytesMax, ttlMs: 60_000 }, noBudget);

@@ -158,6 +158,15 @@ export async function eventually(predicate: () => boolean, ms = 5000, what = "co
   }
 }
 
+/** Waits until the asynchronous `predicate` holds, checking every 20 ms, or fails after `ms`. */
+export async function eventuallyAsync(predicate: () => Promise<boolean>, ms = 5000, what = "condition"): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await Bun.sleep(20);
+  }
+}
+
 /** A TCP port that was free a moment ago (for endpoints that take 0 to mean "off"). */
 export function freePort(): number {
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });

@@ -6,7 +6,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, type FsgwClient } from "../../src/client/client";
 import { payload } from "../helpers/data";
-import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+import { eventuallyAsync, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
 let server: TestServer;
 let admin: string;
@@ -29,18 +29,30 @@ async function stats(): Promise<any> {
   return r.json();
 }
 
-/** Keeps the server busy until `stop()`: uploads, downloads and bench exchanges in a loop. */
-function backgroundLoad() {
+/**
+ * Keeps the server busy until `stop()`: uploads, downloads and bench exchanges in a loop, on a
+ * client of its own, which `stop()` closes and waits until the server has seen every close: then
+ * the loops have nothing left to do.
+ */
+async function backgroundLoad() {
+  const openBefore = (await stats()).connections.open;
+  const own = connect({ port: server.port, poolSize: 1 });
   let running = true;
   const loop = (async () => {
     const body = payload(20_000, 1);
     for (let i = 0; running; i++) {
-      await client.upload(`load-${i % 50}`, body);
-      await client.download(`load-${i % 50}`);
-      await client.bench();
+      await own.upload(`load-${i % 50}`, body);
+      await own.download(`load-${i % 50}`);
+      await own.bench();
     }
   })();
-  return { stop: async () => ((running = false), await loop) };
+  const stop = async () => {
+    running = false;
+    await loop;
+    own.close();
+    await eventuallyAsync(async () => (await stats()).connections.open === openBefore, 5000, "the load's connection closed at the server");
+  };
+  return { stop };
 }
 
 describe("admin endpoint", () => {
@@ -124,9 +136,9 @@ describe("admin endpoint", () => {
     expect((await fetch(`${admin}/debug/profile?seconds=0`)).status).toBe(400);
     expect((await fetch(`${admin}/debug/profile?seconds=301`)).status).toBe(400);
     expect((await fetch(`${admin}/debug/profile?seconds=1&format=svg`)).status).toBe(400);
-    const load = backgroundLoad();
+    const load = await backgroundLoad();
     const first = fetch(`${admin}/debug/profile?seconds=2`);
-    await Bun.sleep(200);
+    await server.line("event=profile_started"); // the first is taken: the second finds the profiler busy
     const second = await fetch(`${admin}/debug/profile?seconds=1`);
     expect(second.status).toBe(409);
     const res = await first;
@@ -144,7 +156,6 @@ describe("admin endpoint", () => {
     expect(top).toContain("      flat  flat%        cum   cum%  function");
     expect(top).toMatch(/\n +[\d.]+ms +[\d.]+% +[\d.]+ms +[\d.]+% {2}\S/);
     // Idle, a profile has nothing to show, and says so instead of printing an empty table.
-    await Bun.sleep(200);
     const idle = await (await fetch(`${admin}/debug/profile?seconds=1&format=top`)).text();
     expect(idle).toStartWith("No samples in the 1.0 s window: the JavaScript thread was idle throughout");
   }, 30_000);
@@ -162,7 +173,7 @@ describe("health and logs", () => {
     await raw.sendFrame({ operation: 3, key: "slow", size: 1000 });
     await raw.readFrame();
     s.proc.kill("SIGTERM");
-    await Bun.sleep(300);
+    await s.line("event=shutdown");
     const r = await fetch(`http://127.0.0.1:${adminPort}/healthz`);
     expect(r.status).toBe(503);
     raw.destroy();

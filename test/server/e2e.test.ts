@@ -17,7 +17,7 @@ import { frameOf } from "../../src/protocol/frame-decoder";
 import { Op } from "../../src/protocol/message";
 import { payload, sha256, sha256File } from "../helpers/data";
 import { listFiles, storedKeys, tempFiles } from "../helpers/fs";
-import { startServer, tempDir, WITH_FAULTS, type TestServer } from "../helpers/server";
+import { eventuallyAsync, startServer, tempDir, WITH_FAULTS, type TestServer } from "../helpers/server";
 import { BucketView, gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
 
 /** What a variant's clients need besides the port (TLS, a token), by server. */
@@ -86,13 +86,6 @@ function bucketView(view: BucketView): StoredView {
   return { keys: () => view.keys(), bytes: (key) => view.bytes(key), leftovers: () => view.multipartUploads(), files: false };
 }
 
-async function eventuallyAsync(predicate: () => Promise<boolean>, ms: number, what: string): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await predicate())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await Bun.sleep(20);
-  }
-}
 
 /**
  * The S3 store: two gateways on one bucket and prefix, the second with a read cache, both up

@@ -10,7 +10,7 @@ import { FrameDecoder } from "../../src/protocol/frame-decoder";
 import { engineNames } from "../../src/config";
 import { payload, sha256 } from "../helpers/data";
 import { storedKeys, tempFiles } from "../helpers/fs";
-import { eventually, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+import { connectWhenAdmitted, eventually, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
 /** Why a small file system cannot be mounted here (the disk-full test needs one), or null. */
 const smallDiskProblem = (() => {
@@ -39,15 +39,20 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
     await stalled.sendFrame({ operation: Op.UPLOAD, key: "stalled", size: 100_000 });
     expect((await stalled.readFrame()).message).toBe("START");
     await stalled.write(payload(10_000, 1));
+    const stalledSince = Date.now();
     const busy = await WireConn.connect({ host: "127.0.0.1", port: server.port });
-    // A connection that keeps talking stays open past the timeout.
-    const started = Date.now();
-    while (Date.now() - started < 700) {
+    // A connection that keeps talking (an exchange every 50 ms) stays open while the silent ones
+    // reach the timeout and are closed.
+    const silentClosed = Promise.all([idle.closedWithin(5000), stalled.closedWithin(5000)]);
+    let closed = false;
+    void silentClosed.then(() => (closed = true));
+    while (!closed) {
       await benchExchange(busy, "alive");
       await Bun.sleep(50);
     }
-    expect(idle.isClosed).toBe(true);
-    expect(stalled.isClosed).toBe(true);
+    expect(await silentClosed).toEqual([true, true]);
+    expect(Date.now() - stalledSince).toBeGreaterThanOrEqual(300); // not before the timeout
+    await benchExchange(busy, "still alive");
     expect(busy.isClosed).toBe(false);
     await eventually(() => tempFiles(server!.dataDir).length === 0, 3000, "temporary file removed");
     expect(storedKeys(server.dataDir)).toEqual([]);
@@ -69,20 +74,9 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
     await benchExchange(a, "a2");
     a.close();
     // Once the server has seen that close, its slot is free for a new connection.
-    let d: WireConn | null = null;
-    for (let attempt = 0; d === null && attempt < 100; attempt++) {
-      try {
-        // Until then a new connection is refused, maybe reset before the client sees it open.
-        const candidate = await WireConn.connect({ host: "127.0.0.1", port: server.port });
-        await benchExchange(candidate, "d");
-        d = candidate;
-      } catch {
-        await Bun.sleep(20);
-      }
-    }
-    expect(d).not.toBeNull();
+    const d = await connectWhenAdmitted(server.port);
     b.close();
-    d!.close();
+    d.close();
   });
 
   test("fsyncOnCommit: every upload, small or streamed, fsyncs its file and its directory (counted); off, none", async () => {

@@ -307,11 +307,6 @@ export function isLoopbackHost(host: string): boolean {
   return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-/** "0600" or "600" -> 0o600: permission bits written in octal. */
-export function octalMode(text: string): number {
-  return Number.parseInt(text, 8);
-}
-
 /** Bounds that depend on each other. */
 function crossCheck(config: Config, origin: Record<string, string>): void {
   for (const name of ["fileMode", "dirMode"] as const) {

@@ -1,8 +1,11 @@
 #!/usr/bin/env bun
 // The `fsgw` command: `serve` runs the gateway; put, get, stat, rm and bench are its client.
-import { EXIT_USAGE, runClientCommand, type Io } from "./cli/client-commands";
-import { runTokenCommand } from "./cli/token-command";
-import { serve } from "./serve";
+// Each command loads only its own code (a dynamic import): `serve` does not load the client and
+// its load generator, and a client command does not load the server.
+import type { Io } from "./cli/client-commands";
+
+/** Bad usage (the client commands' exit code for it). */
+const EXIT_USAGE = 2;
 
 const usage = `usage: fsgw <command> [options]
 
@@ -32,15 +35,15 @@ async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   switch (command) {
     case "serve":
-      return serve(rest);
+      return (await import("./serve")).serve(rest);
     case "put":
     case "get":
     case "stat":
     case "rm":
     case "bench":
-      return runClientCommand(command, rest, processIo());
+      return (await import("./cli/client-commands")).runClientCommand(command, rest, processIo());
     case "token":
-      return runTokenCommand(rest, processIo());
+      return (await import("./cli/token-command")).runTokenCommand(rest, processIo());
     case "--help":
     case "-h":
     case "help":

@@ -14,7 +14,6 @@
 // The signature is checked at AUTH and again, on every open connection, when the secrets are
 // reloaded (SIGHUP); the scope and the expiry at every exchange.
 import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
-import { z } from "zod";
 
 export const TOKEN_PREFIX = "fsgw1.";
 /** Longest token accepted: a prefix of a 255-byte key, an id and the signature fit many times over. */
@@ -37,12 +36,28 @@ export interface TokenScope {
   expiresAtMs: number;
 }
 
-const payloadSchema = z.strictObject({
-  id: z.string().max(128),
-  ops: z.array(z.enum(["read", "write", "delete"])).min(1).max(3),
-  prefix: z.string().max(255),
-  exp: z.number().int().positive(),
-});
+/** A token's signed payload. */
+interface Payload {
+  id: string;
+  ops: ("read" | "write" | "delete")[];
+  prefix: string;
+  /** Expiry, seconds since the epoch. */
+  exp: number;
+}
+
+/**
+ * The payload's shape, checked field by field: exactly these four fields, nothing else (checked
+ * by hand: a schema library would be loaded by every event loop for four fields).
+ */
+function payloadOf(value: unknown): Payload | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value) || Object.keys(value).length !== 4) return null;
+  const { id, ops, prefix, exp } = value as Record<string, unknown>;
+  if (typeof id !== "string" || id.length > 128) return null;
+  if (!Array.isArray(ops) || ops.length < 1 || ops.length > 3 || !ops.every((op) => op === "read" || op === "write" || op === "delete")) return null;
+  if (typeof prefix !== "string" || prefix.length > 255) return null;
+  if (typeof exp !== "number" || !Number.isInteger(exp) || exp <= 0) return null;
+  return { id, ops, prefix, exp };
+}
 
 /** "read,write" -> bits; throws with a clear message on an unknown name. */
 export function accessOf(names: string[]): number {
@@ -116,12 +131,13 @@ export function verifyToken(token: string, secrets: readonly Uint8Array[]): Veri
     if (timingSafeEqual(given, expected)) good = true;
   }
   if (!good) return { ok: false, reason: "bad signature", id: "" };
-  let payload: z.infer<typeof payloadSchema>;
+  let payload: Payload | null;
   try {
-    payload = payloadSchema.parse(JSON.parse(Buffer.from(signed.slice(TOKEN_PREFIX.length), "base64url").toString("utf8")));
+    payload = payloadOf(JSON.parse(Buffer.from(signed.slice(TOKEN_PREFIX.length), "base64url").toString("utf8")));
   } catch {
-    return { ok: false, reason: "signed but unreadable payload", id: "" };
+    payload = null; // not JSON
   }
+  if (payload === null) return { ok: false, reason: "signed but unreadable payload", id: "" };
   return { ok: true, scope: { id: payload.id, access: accessOf(payload.ops), prefix: payload.prefix, expiresAtMs: payload.exp * 1000 } };
 }
 

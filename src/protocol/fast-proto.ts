@@ -9,9 +9,12 @@
 // checks byte-for-byte equality with protobuf-es's toBinary and field-for-field equality with its
 // fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..15, each
 // with its declared wire type, in any order, repeated fields: last one wins) and hands anything
-// else, such as unknown fields of a future extension or a wrong wire type, to protobuf-es itself.
-import { fromBinary } from "@bufbuild/protobuf";
-import { NetFsProtocolProtoSchema } from "../gen/netfs_pb";
+// else, such as unknown fields of a future extension or a wrong wire type, to protobuf-es itself,
+// loaded on the first such frame: loading protobuf-es and the generated schema costs each event
+// loop ~75 ms of CPU at start (more than the rest of its code), for frames a conforming client
+// never sends.
+import type * as ProtobufEs from "@bufbuild/protobuf";
+import type * as Generated from "../gen/netfs_pb";
 import { PROTOCOL_APPID, PROTOCOL_MAGIC, PROTOCOL_VERSION, ProtocolError, type MessageInit, type WireMessage } from "./message";
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
@@ -154,11 +157,24 @@ export function decodeProto(body: Uint8Array): WireMessage {
   return decodeWithProtobufEs(body);
 }
 
+/** protobuf-es's fromBinary for the generated schema, once loaded (synchronously: Bun's require). */
+let protobufEs: ((body: Uint8Array) => Generated.NetFsProtocolProto) | null = null;
+
+function protobufEsDecoder(): (body: Uint8Array) => Generated.NetFsProtocolProto {
+  if (protobufEs === null) {
+    const { fromBinary } = require("@bufbuild/protobuf") as typeof ProtobufEs;
+    const { NetFsProtocolProtoSchema } = require("../gen/netfs_pb") as typeof Generated;
+    protobufEs = (body) => fromBinary(NetFsProtocolProtoSchema, body);
+  }
+  return protobufEs;
+}
+
 /** The general decoder: unknown fields, odd wire types and malformed input are its to judge. */
 function decodeWithProtobufEs(body: Uint8Array): WireMessage {
+  const decode = protobufEsDecoder();
   let m;
   try {
-    m = fromBinary(NetFsProtocolProtoSchema, body);
+    m = decode(body);
   } catch (e) {
     throw new ProtocolError(`undecodable protobuf frame: ${(e as Error).message}`);
   }

@@ -24,7 +24,7 @@ import type { HandedOver } from "../storage/partials";
 import type { Store } from "../storage/store";
 import { IpGuard } from "./ip-guard";
 import { listenOrExplain } from "./listen";
-import { Loop, type FromLoop, type LoopFigures, type LoopInit, type LoopPort, type ToLoop } from "./loop";
+import type { FromLoop, Loop, LoopFigures, LoopInit, LoopPort, ToLoop } from "./loop";
 import { SharedCounters, sharedCountersMemory } from "./shared-counters";
 import { sharedAddressTable } from "./shared-ip-guard";
 
@@ -101,6 +101,11 @@ export class LoopGroup {
   supervisorErrors = 0;
   /** The loop on this thread, when there is one (options.inline). */
   private inlineLoop: Loop | null = null;
+  /**
+   * The loop's code, loaded on this thread only for an inline loop: the supervisor of loops on
+   * threads of their own does not pay for loading what only they run (each loads its own).
+   */
+  private loopCode: typeof import("./loop") | null = null;
   draining = false;
   port = 0;
 
@@ -131,6 +136,7 @@ export class LoopGroup {
     this.counters = new SharedCounters(counters);
     this.init = { config, loops: this.loops, counters, addresses: sharedAddressTable(config) };
     this.port = config.port;
+    if (this.options.inline) this.loopCode = await import("./loop");
     for (let index = 0; index < this.loops; index++) await this.startLoop(index);
     const pools = config.ioEngine !== "cpool" ? "none" : config.loopPools === "shared" ? `one, ${config.ioThreads} workers` : `one per loop, ${Math.max(1, Math.ceil(config.ioThreads / this.loops))} workers each`;
     this.log.info("loops", { loops: this.loops, pools, port: this.port, where: this.options.inline ? "the main thread" : "a thread each" });
@@ -183,7 +189,7 @@ export class LoopGroup {
       () => channel.port1.close(),
     );
     channel.port1.on("message", (m: FromLoop) => onMessage(host, m));
-    const loop = new Loop(channel.port2 as unknown as LoopPort, init, () => {
+    const loop = new this.loopCode!.Loop(channel.port2 as unknown as LoopPort, init, () => {
       // Its last report may still be in the channel: the loop is gone once that is read.
       setTimeout(() => {
         channel.port1.close();

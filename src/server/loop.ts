@@ -14,8 +14,8 @@
 //      │                       │
 //      └──────── a bug ────────┴──▶ failing ──▶ failed
 import type { Config } from "../config";
-import { createEngine } from "../engine/create-engine";
-import { CPoolEngine, PoolStat } from "../engine/cpool-engine";
+import { createCPool, createEngine } from "../engine/create-engine";
+import { PoolStat, type CPoolEngine } from "../engine/cpool-engine";
 import type { IoEngine } from "../engine/io-engine";
 import { Logger } from "../log";
 import { ProfileBusyError, Profiler } from "../observe/profiler";
@@ -127,19 +127,21 @@ export class Loop {
       // Shared: the first loop's pool has every worker, the others join it; per loop: a share each.
       const ioThreads = config.loopPools === "shared" ? config.ioThreads : Math.max(1, Math.ceil(config.ioThreads / loops));
       const engineConfig = { ...config, ioThreads, priorIoThreads: Math.min(config.priorIoThreads, ioThreads) };
-      const engine = createEngine(engineConfig, this.init.joinPool);
+      // The C pool is named as such: its address lets other loops join it, and it reports itself.
+      const pool = config.ioEngine === "cpool" ? createCPool(engineConfig, this.init.joinPool) : null;
+      const engine = pool ?? createEngine(engineConfig);
       this.engine = engine;
       const counters = new SharedCounters(this.init.counters);
       const clients = new SharedIpGuard(config, this.init.addresses);
       const store = createStore(config, engine, clients, { index, of: loops, takeFromLoop: (id, keyName) => this.takeFromLoop(id, keyName), counters });
       // A pool's own report (threads, refused priority or pinning), once per pool.
-      if (engine instanceof CPoolEngine && this.init.joinPool === undefined) reportPool(engine, engineConfig, this.log);
+      if (pool !== null && this.init.joinPool === undefined) reportPool(pool, engineConfig, this.log);
       const server = new Server({ config, engine, log: this.log, store, clients, loop: { index, of: loops, counters } });
       this.server = server;
       await server.start();
       if (this.state !== "starting") return; // failed meanwhile
       this.move("serving");
-      this.post({ t: "listening", port: server.port, pool: engine instanceof CPoolEngine ? engine.poolAddress : undefined });
+      this.post({ t: "listening", port: server.port, pool: pool?.poolAddress });
     } catch (e) {
       this.fail(e);
     }

@@ -1,6 +1,6 @@
 // Builds the store the config names: the file store over dataDir, or the S3 store (with its read
 // cache over cacheDir when one is set). The server knows only the Store interface.
-import { octalMode, type Config } from "../config";
+import type { Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { FileStore } from "./file-store";
 import { ReadCache } from "./read-cache";
@@ -40,8 +40,9 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
     dataDir,
     shards: config.shards,
     fsyncOnCommit: kind !== "cache" && config.fsyncOnCommit, // a cache copy needs no flush: the store has the object
-    fileMode: octalMode(config.fileMode),
-    dirMode: octalMode(config.dirMode),
+    // Permission bits in octal ("0600"), as the configuration checked them.
+    fileMode: Number.parseInt(config.fileMode, 8),
+    dirMode: Number.parseInt(config.dirMode, 8),
     ioChunkBytes: config.ioChunkBytes,
     uploadWritesInFlightMax: config.uploadWritesInFlightMax,
     resumable: kind === "resumable" && budget !== null ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs, budget } : null,

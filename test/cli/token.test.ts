@@ -1,6 +1,7 @@
 // `fsgw token create | secret`: a token made by the command is one the server accepts, with the
 // scope asked for; mistakes are usage errors that say what is wrong.
 import { expect, test } from "bun:test";
+import { createHmac } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Access, SECRET_BYTES_MIN, verifyToken } from "../../src/auth/token";
@@ -64,4 +65,32 @@ test("a prefix that does not end in '/' or '-' is made, with a warning that it a
     const clean = run(["create", "--ops", "read", ...(prefix === "" ? [] : ["--prefix", prefix]), "--secret-file", file]);
     expect([prefix, clean.code, clean.err]).toEqual([prefix, 0, ""]);
   }
+});
+
+test("a signed payload of another shape is refused as unreadable: extra or missing fields, wrong types, bounds", () => {
+  const secret = new Uint8Array(32).fill(7);
+  const signedToken = (payload: unknown) => {
+    const signed = "fsgw1." + Buffer.from(typeof payload === "string" ? payload : JSON.stringify(payload)).toString("base64url");
+    return `${signed}.${createHmac("sha256", secret).update(signed).digest("base64url")}`;
+  };
+  const good = { id: "ci", ops: ["read", "write"], prefix: "photos-", exp: 4_000_000_000 };
+  expect(verifyToken(signedToken(good), [secret])).toEqual({ ok: true, scope: { id: "ci", access: Access.READ | Access.WRITE, prefix: "photos-", expiresAtMs: 4_000_000_000_000 } });
+  const bad: unknown[] = [
+    "not json",
+    [good],
+    null,
+    { ...good, admin: true },
+    { id: "ci", ops: ["read"], prefix: "" },
+    { ...good, id: 7 },
+    { ...good, id: "x".repeat(129) },
+    { ...good, ops: [] },
+    { ...good, ops: ["read", "write", "delete", "read"] },
+    { ...good, ops: ["list"] },
+    { ...good, ops: "read" },
+    { ...good, prefix: "p".repeat(256) },
+    { ...good, exp: 1.5 },
+    { ...good, exp: 0 },
+    { ...good, exp: "4000000000" },
+  ];
+  for (const payload of bad) expect([payload, verifyToken(signedToken(payload), [secret])]).toEqual([payload, { ok: false, reason: "signed but unreadable payload", id: "" }]);
 });

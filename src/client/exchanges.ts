@@ -1,5 +1,6 @@
-// The five exchanges of docs/PROTOCOL.md from the client's side, one function each, on one
-// WireConn. A server's error text becomes a ServerError; anything off-protocol a ProtocolError.
+// The exchanges of docs/PROTOCOL.md (the Go original's five, AUTH and RESUME) from the client's side,
+// one function each, on one WireConn. A server's error text becomes a ServerError; anything
+// off-protocol a ProtocolError.
 import { FileType, Msg, Op, ProtocolError, type WireMessage } from "../protocol/message";
 import type { WireConn } from "./wire-conn";
 

@@ -5,7 +5,7 @@
 // timeout, and its errors do not carry the HTTP status. The store needs all of those (an upload cut
 // short must leave no parts behind, a hung store must answer `store timeout`), so it signs its own
 // requests; Bun's fetch does the HTTP, natively, with keep-alive. The test harness still checks
-// Bun.S3Client against the same store (test/storage/swift-harness.test.ts).
+// Bun.S3Client against the same store (the first test of test/storage/s3-store.test.ts).
 //
 // Every request counts against `requestsMax` (a streamed GET until its body is read or cancelled);
 // more wait their turn in order. Their number is bounded by the connections: each has at most

@@ -1,4 +1,6 @@
-// The S3 store against a real object store (a one-node Swift; and any FSGW_TEST_S3_* endpoint):
+// The S3 store against a real object store (a one-node Swift, scripts/lib/swift.ts: installed when
+// missing as root, started on free ports, stopped exactly; and any FSGW_TEST_S3_* endpoint): the
+// store itself through Bun's own S3 client (put, stat, range, multipart, missing keys, an outage),
 // gateways sharing one namespace, the read cache (hits, misses, staleness after an overwrite
 // through another gateway, eviction at its byte bound), the sweep of stale multipart uploads,
 // bounded memory for a 256 MiB upload, the store going away mid-upload and coming back, and every
@@ -112,6 +114,33 @@ for (const target of s3Targets()) {
       for (const s of servers.splice(0)) await s.stop();
       await s3?.stop();
     });
+
+    test("the store itself answers Bun's S3 client: put, stat, range, multipart, missing keys; a Swift's outage and return", async () => {
+      const prefix = newPrefix("harness");
+      const client = new Bun.S3Client({ endpoint: s3.endpoint, region: s3.region, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, bucket: s3.bucket });
+      const small = payload(5000, 1);
+      await client.write(`${prefix}small.bin`, small);
+      expect((await client.stat(`${prefix}small.bin`)).size).toBe(5000);
+      expect(sha256(new Uint8Array(await client.file(`${prefix}small.bin`).slice(100, 200).arrayBuffer()))).toBe(sha256(small.subarray(100, 200)));
+      // Multipart: 12 MiB in 5 MiB parts.
+      const big = payload(12 * MiB, 2);
+      const writer = client.file(`${prefix}big.bin`).writer({ partSize: 5 * MiB });
+      for (let at = 0; at < big.length; at += MiB) writer.write(big.subarray(at, at + MiB));
+      await writer.end();
+      expect(sha256(new Uint8Array(await client.file(`${prefix}big.bin`).arrayBuffer()))).toBe(sha256(big));
+      const err = await client.file(`${prefix}missing`).text().catch((e) => e);
+      expect([err?.name, err?.code]).toEqual(["S3Error", "NoSuchKey"]);
+      if (s3.swift !== null) {
+        // The store goes away, and comes back (what the outage tests below rely on).
+        await s3.swift.stopProxy();
+        expect(await client.exists(`${prefix}small.bin`).catch(() => "unreachable")).toBe("unreachable");
+        await s3.swift.startProxy();
+        expect(await client.exists(`${prefix}small.bin`)).toBe(true);
+      }
+      await client.delete(`${prefix}small.bin`);
+      await client.delete(`${prefix}big.bin`);
+      expect(await client.exists(`${prefix}small.bin`)).toBe(false);
+    }, 60_000);
 
     test("two gateways, one namespace: upload through one; stat, download and delete through the other", async () => {
       const prefix = newPrefix("two");

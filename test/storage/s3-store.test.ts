@@ -5,13 +5,14 @@
 // through another gateway, eviction at its byte bound), the sweep of stale multipart uploads,
 // bounded memory for a 256 MiB upload, the store going away mid-upload and coming back, and every
 // error text (a store that does not answer, one that refuses, a misconfigured bucket or secret).
-// The whole protocol suite also runs through two S3 gateways: test/server/e2e.test.ts.
+// The protocol's conformance suite (test/helpers/conformance.ts) runs through two gateways here too.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
+import { bucketView, describeConformance } from "../helpers/conformance";
 import { payload, sha256 } from "../helpers/data";
 import { BucketView, gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
 import { eventuallyAsync, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
@@ -141,6 +142,24 @@ for (const target of s3Targets()) {
       await client.delete(`${prefix}big.bin`);
       expect(await client.exists(`${prefix}small.bin`)).toBe(false);
     }, 60_000);
+
+    describe("the protocol's conformance suite through two gateways on one namespace", () => {
+      // Both up while the suite runs through each; the second with a read cache and two event loops.
+      let gateways: TestServer[] = [];
+      let bucket: BucketView;
+      beforeAll(async () => {
+        const prefix = newPrefix("e2e");
+        const fields = { ...gatewayFields(s3, prefix), inlineBytesMax: 65536, ioChunkBytes: 65536 };
+        gateways = [await startServer(fields), await startServer({ ...fields, cacheDir: join(tempDir("cache"), "c"), loops: 2 })];
+        bucket = new BucketView(s3, prefix);
+      }, 60_000);
+      afterAll(async () => {
+        for (const g of gateways) expect(await g.stop()).toBe(0);
+      });
+      const through = (i: number) => async () => ({ server: gateways[i]!, view: bucketView(bucket) });
+      describeConformance("gateway 1 of 2", { digests: true, onS3: true }, through(0), async () => {});
+      describeConformance("gateway 2 of 2, with a read cache and 2 event loops", { digests: true, onS3: true }, through(1), async () => {});
+    });
 
     test("two gateways, one namespace: upload through one; stat, download and delete through the other", async () => {
       const prefix = newPrefix("two");

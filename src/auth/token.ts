@@ -13,7 +13,7 @@
 // until it expires (there is no revocation list: rotate the secret to revoke every token at once).
 // The signature is checked at AUTH and again, on every open connection, when the secrets are
 // reloaded (SIGHUP); the scope and the expiry at every exchange.
-import { createHmac, randomBytes, timingSafeEqual } from "node:crypto";
+import { hmacSha256, randomBytes, sameBytesConstantTime } from "../util/crypto";
 
 export const TOKEN_PREFIX = "fsgw1.";
 /** Longest token accepted: a prefix of a 255-byte key, an id and the signature fit many times over. */
@@ -79,7 +79,7 @@ function accessNames(bits: number): ("read" | "write" | "delete")[] {
 }
 
 function sign(secret: Uint8Array, signed: string): Buffer {
-  return createHmac("sha256", secret).update(signed).digest();
+  return hmacSha256(secret, signed);
 }
 
 /** A token for `scope`, signed with `secret`. */
@@ -128,7 +128,7 @@ export function verifyToken(token: string, secrets: readonly Uint8Array[]): Veri
   let good = false;
   for (const secret of secrets) {
     const expected = Buffer.from(sign(secret, signed).toString("base64url"), "utf8");
-    if (timingSafeEqual(given, expected)) good = true;
+    if (sameBytesConstantTime(given, expected)) good = true;
   }
   if (!good) return { ok: false, reason: "bad signature", id: "" };
   let payload: Payload | null;

@@ -8,7 +8,7 @@
 // with adminToken: every request but /healthz must carry "Authorization: Bearer <adminToken>" (401
 // otherwise). Its transport (admin-http.ts) bounds the connections (adminConnectionsMax), gives
 // each adminTimeoutMs to send its request, and closes every connection once it is answered.
-import { timingSafeEqual } from "node:crypto";
+import { sameBytesConstantTime } from "../util/crypto";
 import type { Logger } from "../log";
 import { formatTop, type CpuProfile } from "./profile-top";
 import { AdminHttp, type AdminHttpLimits } from "./admin-http";
@@ -73,7 +73,7 @@ export class AdminServer {
     const expected = this.expectedAuth;
     if (expected === null) return true;
     const given = Buffer.from(req.headers.get("authorization") ?? "");
-    return given.length === expected.length && timingSafeEqual(given, expected);
+    return sameBytesConstantTime(given, expected);
   }
 
   private async handle(req: Request, extendMs: (ms: number) => void): Promise<Response> {

@@ -1,7 +1,8 @@
 // What the server's security reads from files: the TLS certificate, key and client CA, and the
 // secrets that sign access tokens. Read at start (a bad file stops the start with a message that
 // names it) and again on SIGHUP (a bad file then keeps the material in use, and says why).
-import { X509Certificate } from "node:crypto";
+import type { X509Certificate } from "node:crypto";
+import { nodeCrypto } from "../util/crypto";
 import { readFileSync } from "node:fs";
 import type { Config } from "../config";
 import { secretOf, verifyToken, type Verified } from "../auth/token";
@@ -67,7 +68,7 @@ function secretFrom(path: string, field: string): Uint8Array {
 export function certificateProblem(pemText: string, nowMs = Date.now()): string | null {
   let cert: X509Certificate;
   try {
-    cert = new X509Certificate(pemText);
+    cert = new (nodeCrypto().X509Certificate)(pemText);
   } catch (e) {
     return `cannot be parsed (${(e as Error).message})`;
   }

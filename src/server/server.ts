@@ -11,7 +11,7 @@ import { BufferPool } from "./buffer-pool";
 import { listenOrExplain } from "./listen";
 import { checkSocket } from "../platform";
 import { constants } from "node:os";
-import { constants as cryptoConstants } from "node:crypto";
+import { nodeCrypto } from "../util/crypto";
 import type { Verified } from "../auth/token";
 import type { IpGuard } from "./ip-guard";
 import type { SharedIpGuard } from "./shared-ip-guard";
@@ -37,7 +37,10 @@ export const TLS12_CIPHERS = [
   "ECDHE-RSA-CHACHA20-POLY1305",
 ].join(":");
 /** TLS 1.2 at least (Bun's default too; said here so that a Bun upgrade cannot lower it). */
-const NO_TLS_BELOW_12 = cryptoConstants.SSL_OP_NO_SSLv3 | cryptoConstants.SSL_OP_NO_TLSv1 | cryptoConstants.SSL_OP_NO_TLSv1_1;
+function noTlsBelow12(): number {
+  const c = nodeCrypto().constants;
+  return c.SSL_OP_NO_SSLv3 | c.SSL_OP_NO_TLSv1 | c.SSL_OP_NO_TLSv1_1;
+}
 
 
 export interface ServerOptions {
@@ -210,7 +213,7 @@ export class Server implements ConnectionHost {
           cert: tls.cert,
           key: tls.key,
           ciphers: TLS12_CIPHERS,
-          secureOptions: NO_TLS_BELOW_12,
+          secureOptions: noTlsBelow12(),
           ...(tls.ca !== null ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
         },
         socket: handlers,

@@ -13,7 +13,7 @@
 // no id); a broken upload past a byte bound is discarded instead of parked. Parked entries expire
 // after `ttlMs`. Partials live in memory only: a restart sweeps their files with the other
 // temporary files.
-import { randomBytes } from "node:crypto";
+import { randomBytes } from "../util/crypto";
 import type { Hasher } from "../engine/io-engine";
 import type { Logger } from "../log";
 import type { SharedCounters } from "../server/shared-counters";

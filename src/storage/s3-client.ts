@@ -10,7 +10,7 @@
 // Every request counts against `requestsMax` (a streamed GET until its body is read or cancelled);
 // more wait their turn in order. Their number is bounded by the connections: each has at most
 // uploadWritesInFlightMax + 1 requests in flight or waiting.
-import { createHash, createHmac } from "node:crypto";
+import { hmacSha256, sha256Hex } from "../util/crypto";
 
 export interface S3Settings {
   /** Base URL of the service, e.g. http://127.0.0.1:8080 or https://s3.eu-west-1.amazonaws.com */
@@ -260,15 +260,15 @@ export class S3Client {
     const signedHeaders = names.join(";");
     const canonical = `${method}\n${path}\n${canonicalQuery}\n${canonicalHeaders}\n${signedHeaders}\n${payloadHash}`;
     const scope = `${date}/${this.settings.region}/s3/aws4_request`;
-    const toSign = `AWS4-HMAC-SHA256\n${now}\n${scope}\n${createHash("sha256").update(canonical).digest("hex")}`;
+    const toSign = `AWS4-HMAC-SHA256\n${now}\n${scope}\n${sha256Hex(canonical)}`;
     if (this.keyDate !== date) {
-      const kDate = createHmac("sha256", "AWS4" + this.settings.secretAccessKey).update(date).digest();
-      const kRegion = createHmac("sha256", kDate).update(this.settings.region).digest();
-      const kService = createHmac("sha256", kRegion).update("s3").digest();
-      this.signingKey = createHmac("sha256", kService).update("aws4_request").digest();
+      const kDate = hmacSha256("AWS4" + this.settings.secretAccessKey, date);
+      const kRegion = hmacSha256(kDate, this.settings.region);
+      const kService = hmacSha256(kRegion, "s3");
+      this.signingKey = hmacSha256(kService, "aws4_request");
       this.keyDate = date;
     }
-    const signature = createHmac("sha256", this.signingKey).update(toSign).digest("hex");
+    const signature = hmacSha256(this.signingKey, toSign).toString("hex");
     headers.authorization = `AWS4-HMAC-SHA256 Credential=${this.settings.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
     delete headers.host; // fetch sets it from the URL, to the same value
     return headers;

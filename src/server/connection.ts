@@ -579,9 +579,12 @@ export class Connection implements StatTarget, UploadOwner {
     this.token = "";
     const expired = verified.ok;
     this.host.log.info("auth_failed", { remote: this.remote, reason: expired ? "token expired" : verified.reason, tokenId: verified.ok ? verified.scope.id : "" });
+    // An expired token was signed by us: a client that forgot to renew it, not a guesser. The
+    // failure is counted before the refusal leaves: a client that reconnects the moment it reads
+    // it must find its address blocked already (the next connection may reach another loop).
+    const blocked = !expired && this.host.authFailed(this);
     this.refuse(Op.AUTH_RSP, expired ? "token expired" : "unauthorized");
-    // An expired token was signed by us: a client that forgot to renew it, not a guesser.
-    if (!expired && this.host.authFailed(this)) this.close("address blocked after failed AUTH exchanges");
+    if (blocked) this.close("address blocked after failed AUTH exchanges");
   }
 
   /**

@@ -53,7 +53,7 @@ for (const [name, variantFields] of variants) {
   const digests = (variantFields.ioEngine ?? "cpool") === "cpool";
   describeConformance(
     `engine ${name}`,
-    { digests, onS3: false },
+    { digests, onS3: false, concurrentClients: 200 },
     async () => {
       const { secured: isSecured, inlineRefused, ...fields } = variantFields;
       const security = isSecured === "yes" ? secured() : null;

@@ -1,7 +1,7 @@
 // Proves zero-copy bodies (zeroCopy: sendfile from the file to the socket for downloads, splice from
 // the socket to the file for uploads) lose, duplicate and reorder no byte: pipelined requests
 // around them, clients that hang up mid-body, one that stops reading (the idle timeout still
-// comes), a 1 GiB file both ways compared by SHA-256; and
+// comes), a 256 MiB file both ways compared by SHA-256 (many sendfile and splice calls); and
 // the Bun behaviours the path relies on: `socket.fd` is the connection's own descriptor (checked
 // with getsockname/getpeername; the stats show sendfile was used), a write Bun reports whole is in
 // the kernel before the store writes behind it (replies in order), SIGPIPE is ignored.
@@ -104,11 +104,11 @@ test("clients that hang up mid-body, or stop reading, cost nothing lasting: desc
   stalled.end();
 }, 30_000);
 
-test("a 1 GiB file uploaded and downloaded by sendfile is the same by SHA-256", async () => {
+test("a 256 MiB file uploaded by splice and downloaded by sendfile is the same by SHA-256", async () => {
   server = await startServer({ zeroCopy: true });
   const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
   const piece = payload(8 * 1024 * 1024, 11);
-  const pieces = 128; // 1 GiB
+  const pieces = 32; // 256 MiB: no bound or offset of the zero-copy paths lies between it and more
   const sent = createHash("sha256");
   await uploadExchange(conn, "gib", piece.length * pieces, async (c) => {
     for (let i = 0; i < pieces; i++) {

@@ -3,6 +3,7 @@
 // Each command loads only its own code (a dynamic import): `serve` does not load the client and
 // its load generator, and a client command does not load the server.
 import type { Io } from "./cli/client-commands";
+import { StdoutClosedError } from "./cli/stdout-closed";
 
 /** Bad usage (the client commands' exit code for it). */
 const EXIT_USAGE = 2;
@@ -22,12 +23,42 @@ Client commands take --host and --port (default 127.0.0.1:9999), and --tls, --ca
 for a server with TLS and tokens.
 Run \`fsgw <command> --help\` for a command's options and examples.`;
 
+/**
+ * The process's own streams. stdout may be a pipe whose reader goes away (`fsgw get k -o - | head`):
+ * a write then fails with EPIPE (Bun ignores SIGPIPE), which is turned into StdoutClosedError so
+ * that the command stops its transfer, closes its connection and exits as `cat` would.
+ */
 function processIo(): Io {
+  let closed = false;
+  let waiting: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    // Any error of stdout ends the output; only a gone reader is not worth a message.
+    closed = true;
+    const error = e.code === "EPIPE" ? new StdoutClosedError() : e;
+    waiting?.reject(error);
+    waiting = null;
+  });
   return {
     stdout: (text) => void process.stdout.write(text),
     stderr: { isTTY: Boolean(process.stderr.isTTY), columns: process.stderr.columns, write: (text) => void process.stderr.write(text) },
-    stdoutBytes: (bytes) =>
-      process.stdout.write(bytes) ? undefined : new Promise<void>((resolve) => process.stdout.once("drain", () => resolve())),
+    stdoutBytes: (bytes) => {
+      if (closed) throw new StdoutClosedError();
+      let written: boolean;
+      try {
+        written = process.stdout.write(bytes);
+      } catch (e) {
+        closed = true;
+        throw (e as NodeJS.ErrnoException).code === "EPIPE" ? new StdoutClosedError() : e;
+      }
+      if (written) return undefined;
+      return new Promise<void>((resolve, reject) => {
+        waiting = { resolve, reject };
+        process.stdout.once("drain", () => {
+          waiting = null;
+          resolve();
+        });
+      });
+    },
   };
 }
 

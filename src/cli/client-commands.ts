@@ -10,6 +10,7 @@ import { connect, ConnectionError, DigestMismatchError, ProtocolError, ServerErr
 import { loadOps, runLoadThreaded, type LoadOp, type LoadResult } from "../client/load";
 import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
 import { formatBytes, Progress, type ProgressOutput } from "./progress";
+import { EXIT_BROKEN_PIPE, StdoutClosedError } from "./stdout-closed";
 
 export const EXIT_OK = 0;
 export const EXIT_REFUSED = 1;
@@ -317,6 +318,8 @@ export async function runClientCommand(command: string, argv: string[], io: Io):
     await clientCommands[command]!(parsed, connect, print, io, json, context);
     return EXIT_OK;
   } catch (e) {
+    // A closed stdout pipe ends the command silently, as it ends `cat`.
+    if (e instanceof StdoutClosedError) return EXIT_BROKEN_PIPE;
     const [exitCode, message] = classify(e, context);
     if (exitCode === EXIT_USAGE) return usage(command, message, io, json);
     io.stderr.write(`fsgw ${command}: ${message}\n`);

@@ -178,6 +178,16 @@ describe("fsgw client commands", () => {
     expect(fsgw(["stat", "bench_mark_file_0", ...at()]).code).toBe(1);
   }, 60_000);
 
+  test("get -o - into a pipe whose reader goes away (| head -c 100) exits 141 at once and silently", () => {
+    const file = join(dir, "piped.bin");
+    writeFileSync(file, payload(8 * 1024 * 1024, 3));
+    expect(fsgw(["put", file, ...at()]).code).toBe(0);
+    const cmd = [process.execPath, join(root, "src/main.ts"), "get", "piped.bin", "-o", "-", ...at()].map((a) => `'${a}'`).join(" ");
+    const shell = Bun.spawnSync(["bash", "-c", `${cmd} 2>"${join(dir, "piped.err")}" | head -c 100 | wc -c; echo "status \${PIPESTATUS[0]}"`], { cwd: dir, timeout: 15_000 });
+    expect(shell.stdout.toString()).toBe("100\nstatus 141\n");
+    expect(readFileSync(join(dir, "piped.err"), "utf8")).toBe("");
+  });
+
   test("put and get of a long transfer show progress: a bar on a terminal, lines otherwise", () => {
     const file = join(dir, "big.bin");
     writeFileSync(file, payload(64 * 1024 * 1024, 9));

@@ -108,6 +108,7 @@ export const fields = {
   cacheEntriesMax: int(1_000_000, 0, 100_000_000, "s3 store: copies the read cache keeps (~300 bytes of memory each); past it the least recently used go"),
   cacheFreshMs: int(1000, 0, 86_400_000, "s3 store: a copy whose ETag the store confirmed within this long is served without asking it; past it a HEAD confirms it first. An overwrite or delete through another gateway is seen after at most this long (through this one, at once); 0: a HEAD before every cached download"),
   shutdownGraceMs: int(5_000, 0, 600_000, "on SIGINT/SIGTERM, time given to exchanges in flight before connections are cut"),
+  detached: bool(false, "keep serving when the command that started the server ends or its terminal goes (as under nohup, init or a service manager, which are detected); off, a server started in the foreground stops with it"),
   pidFile: str("", "write the server's process id to this file once it listens, and remove it at a clean stop (empty: none)", true),
   logLevel: oneOf(["debug", "info", "warn", "error"] as const, "info", "lowest level logged (debug adds one line per exchange)"),
   logFile: str("", "also write logs to this file (empty: stdout only)", true),

@@ -19,13 +19,31 @@ function quote(value: string): string {
   return JSON.stringify(value).replace(/[\u007f-\u009f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufff9-\ufffb]/g, (c) => "\\u" + c.charCodeAt(0).toString(16).padStart(4, "0"));
 }
 
+/**
+ * Lines to stdout, for as long as stdout takes them. A terminal that hung up (EIO) or a pipe
+ * whose reader went (EPIPE, e.g. npm killed) ends stdout, not the server: from then on lines go
+ * only to the log file, if there is one.
+ */
+function stdoutSink(): (line: string) => void {
+  let lost = false;
+  process.stdout.on("error", () => (lost = true));
+  return (line) => {
+    if (lost) return;
+    try {
+      process.stdout.write(line + "\n");
+    } catch {
+      lost = true;
+    }
+  };
+}
+
 export class Logger {
   private readonly minRank: number;
   private file: RotatingFile | null = null;
 
   constructor(
     level: LogLevel,
-    private readonly sink: (line: string) => void = (line) => process.stdout.write(line + "\n"),
+    private readonly sink: (line: string) => void = stdoutSink(),
   ) {
     this.minRank = rank[level];
   }

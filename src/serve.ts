@@ -11,6 +11,7 @@ import { ListenError } from "./server/listen";
 import { SecurityError } from "./server/security";
 import { unlinkSync, writeFileSync } from "node:fs";
 import { StoreError } from "./storage/store";
+import { hasTerminal, meantToOutlive, terminalGone, watchStarter } from "./util/starter";
 
 export const serveUsage = `usage: fsgw serve [--config file.json] [--<field> value ...]
 
@@ -118,12 +119,31 @@ export async function serve(argv: string[], hooks: ServeHooks = {}): Promise<num
       finish(0);
     });
   }
+  // Read before the SIGHUP handler goes in: nohup's request shows as a SIGHUP ignored at start.
+  const outlives = meantToOutlive(config.detached);
+  const hadTerminal = hasTerminal();
   // SIGHUP: read the TLS certificate, key and client CA and the token secrets again (rotation
-  // without a restart) in every loop.
+  // without a restart) in every loop. Unless it is the terminal going away (its window closed):
+  // then a server started in the foreground ends with it, as any foreground command does.
   process.on("SIGHUP", () => {
+    if (outlives === null && hadTerminal && terminalGone()) {
+      log.info("shutdown", { signal: "SIGHUP", reason: "the terminal that started the server is gone (serve --detached keeps serving)", graceMs: config.shutdownGraceMs, loops });
+      finish(0);
+      return;
+    }
     log.info("reload", { signal: "SIGHUP", loops });
     group.reload();
   });
+  // The command that started the server (npm start, npx fsgw serve, a shell) ended: so does the
+  // server, instead of holding the port as an orphan.
+  if (outlives === null) {
+    watchStarter(({ pid, command }) => {
+      log.info("shutdown", { reason: "the command that started the server ended (serve --detached keeps serving)", starter: pid, command, graceMs: config.shutdownGraceMs, loops });
+      finish(0);
+    });
+  } else if (config.detached || outlives !== "started by init") {
+    log.info("detached", { reason: outlives, effect: "serves on when the command that started it ends; SIGHUP reloads" });
+  }
   try {
     await group.start((reason) => {
       log.error("server_failed", { error: reason });

@@ -171,11 +171,13 @@ examples:
 ${commonHelp}`,
 };
 
+const timeoutMs = (parsed: Parsed) => intFlag(parsed, "--timeout-ms", 30_000, 1, 86_400_000);
+
 function clientFrom(parsed: Parsed): FsgwClient {
   return connect({
     host: parsed.flags.get("--host") ?? "127.0.0.1",
     port: intFlag(parsed, "--port", 9999, 1, 65535),
-    timeoutMs: intFlag(parsed, "--timeout-ms", 30_000, 1, 86_400_000),
+    timeoutMs: timeoutMs(parsed),
     poolSize: 1,
     tls: tlsFrom(parsed),
     token: tokenFrom(parsed),
@@ -251,6 +253,8 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
         io.stderr.write(
           `${io.stderr.isTTY ? "\n" : ""}put ${key}: connection lost; ${offset === 0 ? "the server kept nothing, sending again from the start" : `resumed at ${formatBytes(offset)} of ${formatBytes(size)}`} (attempt ${attempt + 1})\n`,
         ),
+      onServerShutdown: () =>
+        io.stderr.write(`${io.stderr.isTTY ? "\n" : ""}put ${key}: upload interrupted by server shutdown (it kept nothing); sending it again once a server listens (waiting up to ${timeoutMs(parsed) / 1000} s)\n`),
     });
     progress.finish();
     const ms = performance.now() - t0;

@@ -20,8 +20,10 @@ import type { Writable, Readable } from "node:stream";
 import type { WireName } from "../protocol/codec";
 import { benchExchange, deleteExchange, downloadExchange, existExchange, resumableUploadExchange, ServerError, uploadExchange, type ByteRange, type ExistResult, type ResumableState } from "./exchanges";
 import { ConnectionClosedError, WireConn, type ClientTls } from "./wire-conn";
+import { SHUTDOWN_TEXT } from "../protocol/message";
 
 export { DigestMismatchError, ServerError } from "./exchanges";
+export { SHUTDOWN_TEXT } from "../protocol/message";
 export { ConnectionClosedError, TlsError, type ClientTls } from "./wire-conn";
 export { ProtocolError } from "../protocol/message";
 export type { ByteRange, ExistResult } from "./exchanges";
@@ -79,9 +81,16 @@ export interface TransferOptions {
   retries?: number;
   /** Called when an upload resumes: how many bytes the server already had. */
   onResume?: (offset: number, attempt: number) => void;
+  /**
+   * Called when the server shut down in the middle of a resumable upload (it kept nothing): the
+   * client then waits up to `timeoutMs` for a server to listen again and sends the upload anew.
+   */
+  onServerShutdown?: () => void;
 }
 
 const STREAM_CHUNK_BYTES = 256 * 1024;
+/** How often a client whose server shut down mid-upload tries to reach it again. */
+const SERVER_RETURN_POLL_MS = 250;
 /** Bodies larger than this are uploaded resumably by default. */
 const RESUMABLE_MIN_BYTES = 1024 * 1024;
 
@@ -186,6 +195,8 @@ export class FsgwClient {
   private async uploadResumable(key: string, size: number, bodyFrom: (offset: number) => AsyncIterable<Uint8Array>, digest: string | undefined, options: TransferOptions): Promise<void> {
     const state: ResumableState = { uploadId: null };
     const retries = options.retries ?? 5;
+    /** While the server is away after shutting down mid-upload: until when its return is awaited. */
+    let awaitServerUntil = 0;
     for (let attempt = 0; ; attempt++) {
       try {
         await this.run(key, (conn) =>
@@ -195,6 +206,7 @@ export class FsgwClient {
             size,
             state,
             async (c, offset) => {
+              awaitServerUntil = 0; // a server is back (or never went)
               if (attempt > 0) options.onResume?.(offset, attempt);
               let sent = offset;
               for await (const chunk of bodyFrom(offset)) {
@@ -224,6 +236,22 @@ export class FsgwClient {
           if (attempt >= retries) throw e;
           state.uploadId = null;
           continue;
+        }
+        if (e instanceof ServerError && e.text === SHUTDOWN_TEXT) {
+          // The server kept nothing of it: wait for one to listen again, then start over.
+          options.onServerShutdown?.();
+          awaitServerUntil = Date.now() + this.timeoutMs;
+          state.uploadId = null;
+          attempt = -1;
+          continue;
+        }
+        if (e instanceof ConnectionError && Date.now() < awaitServerUntil) {
+          await Bun.sleep(SERVER_RETURN_POLL_MS);
+          attempt = -1;
+          continue;
+        }
+        if (awaitServerUntil !== 0 && e instanceof ConnectionError) {
+          throw new ConnectionError(`upload interrupted by server shutdown, and no server listened again within ${this.timeoutMs} ms (${e.message})`);
         }
         const broken = e instanceof ConnectionError || e instanceof TimeoutError;
         // No id: the server keeps nothing (one without resumable uploads), so there is nothing to resume.
@@ -374,7 +402,8 @@ export class FsgwClient {
       this.release(conn);
       return result;
     } catch (e) {
-      if (e instanceof ServerError) this.release(conn);
+      // A server that answered and closed (shutting down) leaves nothing to reuse.
+      if (e instanceof ServerError && !conn.isClosed) this.release(conn);
       else this.discard(conn);
       if (timedOut) throw new TimeoutError(`no progress for ${this.timeoutMs} ms on ${JSON.stringify(key)} (${this.host}:${this.port})`);
       if (e instanceof ConnectionClosedError) throw new ConnectionError(`${this.host}:${this.port}: ${e.message}`);

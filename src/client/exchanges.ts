@@ -2,7 +2,7 @@
 // one function each, on one WireConn. A server's error text becomes a ServerError; anything
 // off-protocol a ProtocolError.
 import { FileType, Msg, Op, ProtocolError, type WireMessage } from "../protocol/message";
-import type { WireConn } from "./wire-conn";
+import { ConnectionClosedError, type WireConn } from "./wire-conn";
 
 /** The server answered with an error text (in Message) instead of going on. */
 export class ServerError extends Error {
@@ -57,8 +57,24 @@ export async function uploadExchange(conn: WireConn, key: string, size: number, 
   const start = await conn.readFrame();
   expectOp(start, Op.UPLOAD_RSP, "upload");
   if (start.message !== Msg.START) throw new ServerError("upload", key, start.message);
-  await writeBody(conn);
+  await bodyOrWhyNot(conn, key, () => writeBody(conn));
   return uploadEnd(conn, key);
+}
+
+/**
+ * Writes an upload's body. A server may end the upload while the body is on its way (shutting
+ * down: SHUTDOWN_TEXT) and close: its answer is then read from what arrived before the close, so
+ * the caller learns why instead of "connection closed".
+ */
+async function bodyOrWhyNot(conn: WireConn, key: string, writeBody: () => Promise<void>): Promise<void> {
+  try {
+    await writeBody();
+  } catch (e) {
+    if (!(e instanceof ConnectionClosedError)) throw e;
+    const said = await conn.readFrame().catch(() => null);
+    if (said !== null && said.operation === Op.UPLOAD && said.message !== Msg.END) throw new ServerError("upload", key, said.message);
+    throw e;
+  }
 }
 
 /** An upload's last step: the server's END (or its error text), then the ACK; the recorded digest. */
@@ -104,7 +120,7 @@ export async function resumableUploadExchange(
     if (!(start.offset >= 0 && start.offset <= size) || start.size !== size) throw new ProtocolError(`resume: offset ${start.offset} of ${start.size}, for an upload of ${size}`);
     offset = start.offset;
   }
-  await writeBody(conn, offset);
+  await bodyOrWhyNot(conn, key, () => writeBody(conn, offset));
   return uploadEnd(conn, key);
 }
 

@@ -40,6 +40,13 @@ export const Msg = {
   SUCCESS: "success",
 } as const;
 
+/**
+ * The error text that ends an upload whose body was still arriving when the server shut down
+ * (its grace over): nothing of it was stored or kept; a client may send it again from the start
+ * once a server listens again (docs/PROTOCOL.md, "Shutdown").
+ */
+export const SHUTDOWN_TEXT = "server shutting down: upload interrupted, nothing stored";
+
 export interface WireMessage {
   version: string;
   magic: number;

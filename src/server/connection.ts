@@ -34,6 +34,7 @@ import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
 import { Access, type TokenScope, type Verified } from "../auth/token";
 import { stableBytes } from "../util/stable-bytes";
+import { SHUTDOWN_TEXT } from "../protocol/message";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
@@ -356,6 +357,19 @@ export class Connection implements StatTarget, UploadOwner {
     if (!(from === "upload_commit" && this.holdsSmallBody)) this.body.release();
     this.closeReader();
     this.host.onConnectionClosed(this);
+  }
+
+  /**
+   * Shutdown's grace is over. An upload whose body is still on its way is answered why it ends
+   * (SHUTDOWN_TEXT, in place of its END) before the connection closes: the client can say so and
+   * send it again to the next server, instead of reporting a dropped connection. Any other
+   * exchange is cut.
+   */
+  cutForShutdown(): void {
+    if (this.state === "upload_open" || this.state === "upload_body" || this.state === "upload_receive") {
+      this.send({ operation: Op.UPLOAD, key: this.keyText, message: SHUTDOWN_TEXT });
+    }
+    this.close("server shutting down");
   }
 
   /** Closes the connection from the server side (violation, idle, shutdown, bug). */

@@ -507,13 +507,17 @@ export class Server implements ConnectionHost {
             cut++;
             this.log.warn("exchange_cut", exchange);
           }
-          conn.close("server shutting down");
+          conn.cutForShutdown();
         }
         if (left.length > 0) this.log.warn("shutdown_cut", { connections: left.length, exchangesCut: cut, graceMs: this.config.shutdownGraceMs });
       }
       this.listener?.stop(true);
       this.stopSweeper();
       if (!(await this.allTrackedDone(CLEANUP_MS_MAX))) this.log.warn("cleanup_unfinished", { pending: this.trackedWork, effect: "temporary files may stay until the next start" });
+      // Partial uploads do not outlive the server (a resumable one's hash state is in memory): their
+      // files go now, not at the next start, and their clients send them again from the start.
+      const removed = (await this.store.resumable?.discardAll()) ?? 0;
+      if (removed > 0) this.log.info("partial_uploads_removed", { uploads: removed, reason: "server shutting down" });
       this.store.close?.();
       await this.options.engine.shutdown();
       this.log.info("stopped", {});

@@ -471,9 +471,11 @@ export class FileStore implements Store {
    * A failing loop: every resumable upload is forgotten, its charges given back and its partial
    * file removed (a RESUME then answers "no such upload", and the client starts again).
    */
-  private async discardUploads(): Promise<void> {
+  /** Removes every resumable upload's partial file (in progress or parked); how many there were. */
+  private async discardUploads(): Promise<number> {
     const all = this.partials.takeAll(Date.now());
     await Promise.all(all.map((p) => this.engine.unlink(p.tmpPath).catch(() => {})));
+    return all.length;
   }
 
   /** Stops the sweeper and gives the data directory's lock back (a loop that takes its place can take it). */

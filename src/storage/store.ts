@@ -250,8 +250,8 @@ export interface ResumableUploads {
    * this instance: what moves with it, null (not here, expired, another key's) or "busy".
    */
   handOver(id: string, keyName: string): HandedOver | null | "busy";
-  /** A failing loop forgets every upload and removes their partial files. */
-  discardAll(): Promise<void>;
+  /** A failing or stopping loop forgets every upload and removes their partial files; how many. */
+  discardAll(): Promise<number>;
   /** How many are held, parked and resumed so far, refused, not kept, and the bytes kept. */
   stats(): ResumableStats;
 }

@@ -39,6 +39,41 @@ export interface WireConnOptions {
   token?: string;
 }
 
+/** A handshake the server ended without a word: the two usual reasons. */
+const NO_TLS_ANSWER = "the server closed the connection during the handshake: it may not speak TLS on this port (drop --tls), or it requires a client certificate (--cert and --cert-key)";
+
+/**
+ * Why the server's certificate was refused, with what to do where the fix is known: a certificate
+ * that does not name the host connected to (the usual self-signed one says only CN=localhost).
+ */
+function tlsRefusal(error: Error | null | undefined, host: string): string {
+  const text = error?.message ?? "refused";
+  if (/altname|does not match|hostname/i.test(text)) {
+    return `TLS handshake failed: the server's certificate does not name ${host} (${text}): connect with --host set to a name the certificate carries (e.g. --host localhost), or give the certificate a subjectAltName with ${host} (README, "Security")`;
+  }
+  if (/disconnected before secure TLS|socket hang up|ECONNRESET/i.test(text)) return `TLS handshake failed: ${NO_TLS_ANSWER}`;
+  if (/self[- ]signed|unable to get local issuer|unable to verify/i.test(text)) {
+    return `TLS handshake failed: ${text}: pass the certificate of the CA that signed the server's (or the self-signed certificate itself) with --ca`;
+  }
+  return `TLS handshake failed: ${text}`;
+}
+
+/**
+ * What the first bytes from a port say when they are not an fsgw frame: a TLS record (the port
+ * speaks TLS: an alert answering our plain request) or an HTTP answer (the admin endpoint, or any
+ * web server). Null when they say nothing known.
+ */
+function otherProtocol(first: Uint8Array): ProtocolError | null {
+  // A TLS record: content type 20..23 (change cipher spec, alert, handshake, data), version 3.x.
+  if (first.length >= 2 && first[0]! >= 20 && first[0]! <= 23 && first[1] === 3) {
+    return new ProtocolError("this port speaks TLS: add --tls (and --ca <file> unless a CA this machine trusts signed its certificate)");
+  }
+  if (first.length >= 5 && new TextDecoder().decode(first.subarray(0, 5)) === "HTTP/") {
+    return new ProtocolError("this is an HTTP port (the admin endpoint?), not fsgw's protocol port (default 9999)");
+  }
+  return null;
+}
+
 /** The TLS handshake failed: the server's certificate was not trusted, or it refused ours. */
 export class TlsError extends Error {}
 
@@ -53,6 +88,8 @@ export class WireConn {
   private corked: Uint8Array | null = null;
   private flushScheduled = false;
   private readonly decoder: FrameDecoder;
+  /** Whether a frame was ever read here (until then, a bad frame may be another protocol's bytes). */
+  private framesRead = false;
   /** Bytes received plus bytes the socket took: moves whenever the connection makes progress. */
   bytesSeen = 0;
   private resolveClosed!: () => void;
@@ -87,15 +124,15 @@ export class WireConn {
         drain: (s) => s.data.onDrain(),
         close: (s) => {
           s.data.onClosed(null);
-          handshakeDone(new TlsError("TLS handshake failed: the server closed the connection (a client certificate it requires?)"));
+          handshakeDone(new TlsError(`TLS handshake failed: ${NO_TLS_ANSWER}`));
         },
         error: (s, e) => {
           s.data.onClosed(e);
-          handshakeDone(new TlsError(`TLS handshake failed: ${e.message}`));
+          handshakeDone(new TlsError(tlsRefusal(e, tls?.serverName ?? options.host)));
         },
         end: (s) => s.data.onClosed(null),
         connectError: (s, e) => s.data.onClosed(e),
-        handshake: (s, success, authorizationError) => handshakeDone(success ? null : new TlsError(`TLS handshake failed: ${authorizationError?.message ?? "refused"}`)),
+        handshake: (s, success, authorizationError) => handshakeDone(success ? null : new TlsError(tlsRefusal(authorizationError, tls?.serverName ?? options.host))),
       },
     });
     conn.socket.setNoDelay(true);
@@ -230,12 +267,21 @@ export class WireConn {
     for (;;) {
       while (this.chunks.length > 0) {
         const chunk = this.chunks[0]!;
-        const used = this.decoder.feed(chunk, 0);
+        let used: number;
+        try {
+          used = this.decoder.feed(chunk, 0);
+        } catch (e) {
+          // The first bytes we ever got may say what speaks on that port instead of fsgw.
+          throw (!this.framesRead && otherProtocol(chunk)) || e;
+        }
         if (used === chunk.length) this.chunks.shift();
         else this.chunks[0] = chunk.subarray(used);
         this.consumed(used);
         const frame = this.decoder.takeFrame();
-        if (frame !== null) return this.codec.decode(frame);
+        if (frame !== null) {
+          this.framesRead = true;
+          return this.codec.decode(frame);
+        }
       }
       await this.waitForData();
     }

@@ -39,6 +39,8 @@ const LEGAL: Record<State, readonly State[]> = {
 };
 
 const CRLFCRLF = Buffer.from("\r\n\r\n");
+/** What an HTTP/1.1 request head can hold: no control bytes but tabs and line ends (obs-text is allowed). */
+const TEXT_HEAD = /^[\t\r\n\x20-\x7e\x80-\xff]*$/;
 /** Reason phrases of the statuses the admin endpoint answers. */
 const STATUS_TEXT: Record<number, string> = {
   200: "OK",
@@ -96,6 +98,9 @@ class AdminConnection {
     const end = this.head.indexOf(CRLFCRLF);
     if (end < 0) {
       if (this.head.length > HEAD_BYTES_MAX) this.answerError(431, "request head too large");
+      // Binary bytes (an fsgw client pointed at this port, a TLS handshake): answered at once, so
+      // the client learns it reached an HTTP port instead of waiting out the deadline.
+      else if (!TEXT_HEAD.test(this.head.toString("latin1"))) this.answerError(400, "not an HTTP request (this is fsgw's admin endpoint; the protocol port is another)");
       return;
     }
     if (end > HEAD_BYTES_MAX) return this.answerError(431, "request head too large");

@@ -6,6 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import { WireConn } from "../../src/client/wire-conn";
 import { downloadExchange, uploadExchange } from "../../src/client/exchanges";
 import { payload, sha256 } from "../helpers/data";
+import { runClientCommand, type Io } from "../../src/cli/client-commands";
 import { closedWithin, destroyRawSockets, rawConnect, type RawSocket } from "../helpers/raw-socket";
 import { eventually, freePort, startServer, type TestServer } from "../helpers/server";
 
@@ -134,4 +135,20 @@ test("malformed and oversized requests are answered 400 and 431, and bodies are 
   expect(await ask("POST /metrics HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello")).toStartWith("HTTP/1.1 400");
   expect(await ask("GET /healthz HTTP/1.1\r\nX: " + "a".repeat(9000) + "\r\n\r\n")).toStartWith("HTTP/1.1 431");
   expect(await ask("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")).toStartWith("HTTP/1.1 200");
+});
+
+test("an fsgw client pointed at the admin port is answered 400 at once, and says it reached an HTTP port", async () => {
+  const { adminPort } = await adminServer();
+  const out: string[] = [];
+  const io: Io = { stdout: (t) => void out.push(t), stderr: { isTTY: false, columns: 80, write: (t) => void out.push(t) }, stdoutBytes: () => {} };
+  const t0 = performance.now();
+  expect(await runClientCommand("stat", ["x", "--port", String(adminPort)], io)).toBe(3);
+  // Before, the admin endpoint waited out adminTimeoutMs (10 s) for a request head that never came.
+  expect(performance.now() - t0).toBeLessThan(5000);
+  expect(out.join("")).toBe("fsgw stat: this is an HTTP port (the admin endpoint?), not fsgw's protocol port (default 9999)\n");
+  // A request with obs-text in a header value is still HTTP.
+  const c = (await raw(adminPort))!;
+  c.socket.write(Buffer.from("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Name: caf\xe9\r\n\r\n", "latin1"));
+  expect(await closedWithin(c.closed, 2000)).toBe(true);
+  expect(c.received()).toMatch(/^HTTP\/1\.1 200 /);
 });

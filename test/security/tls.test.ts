@@ -221,4 +221,40 @@ describe.skipIf(!hasOpenssl)("TLS", () => {
     const err = await connect({ port: server.port, tls: trust(certs), token: "fsgw1.x.y" }).exist("k").catch((e) => e);
     expect(err).toBeInstanceOf(ServerError);
   });
+
+  test("the README's self-signed recipe works as written; CN=localhost alone, the wrong protocol either way, each says what to do", async () => {
+    const dir = tempDir("self-signed");
+    const readme = readFileSync(join(import.meta.dir, "../../README.md"), "utf8");
+    const recipe = /```sh\n(openssl req -x509[^`]*?)\nfsgw serve/.exec(readme)?.[1];
+    expect(recipe).toBeDefined();
+    const made = Bun.spawnSync(["sh", "-c", recipe!], { cwd: dir, stderr: "pipe" });
+    expect(made.exitCode).toBe(0);
+    const out: string[] = [];
+    const io: Io = { stdout: (t) => void out.push(t), stderr: { isTTY: false, columns: 80, write: (t) => void out.push(t) }, stdoutBytes: () => {} };
+    writeFileSync(join(dir, "hello.txt"), "hello\n");
+    server = await startServer({ tlsCertFile: join(dir, "cert.pem"), tlsKeyFile: join(dir, "key.pem") });
+    const port = String(server.port);
+    expect(await runClientCommand("put", [join(dir, "hello.txt"), "--ca", join(dir, "cert.pem"), "--port", port], io)).toBe(0);
+    // Plain TCP to the TLS port: its alert is recognised.
+    out.length = 0;
+    expect(await runClientCommand("stat", ["hello.txt", "--port", port], io)).toBe(3);
+    expect(out.join("")).toBe("fsgw stat: this port speaks TLS: add --tls (and --ca <file> unless a CA this machine trusts signed its certificate)\n");
+    await server.stop();
+    // The obvious certificate without a subjectAltName: refused, saying why and what to do.
+    const cnOnly = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1", "-keyout", "cn.key", "-out", "cn.pem", "-subj", "/CN=localhost"], { cwd: dir, stderr: "pipe" });
+    expect(cnOnly.exitCode).toBe(0);
+    server = await startServer({ tlsCertFile: join(dir, "cn.pem"), tlsKeyFile: join(dir, "cn.key") });
+    out.length = 0;
+    const ca = ["--ca", join(dir, "cn.pem"), "--port", String(server.port)];
+    expect(await runClientCommand("stat", ["x", ...ca], io)).toBe(3);
+    expect(out.join("")).toContain("the server's certificate does not name 127.0.0.1");
+    expect(out.join("")).toContain("--host localhost");
+    expect(await runClientCommand("put", [join(dir, "hello.txt"), ...ca, "--host", "localhost"], io)).toBe(0);
+    await server.stop();
+    // --tls to a plain port: the server closes the handshake, and the client says what that may mean.
+    server = await startServer({});
+    out.length = 0;
+    expect(await runClientCommand("stat", ["x", "--tls", "--port", String(server.port)], io)).toBe(3);
+    expect(out.join("")).toContain("it may not speak TLS on this port (drop --tls)");
+  });
 });

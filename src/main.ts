@@ -21,7 +21,7 @@ commands:
 
 Client commands take --host and --port (default 127.0.0.1:9999), and --tls, --ca, --token
 for a server with TLS and tokens.
-Run \`fsgw <command> --help\` for a command's options and examples.`;
+Run \`fsgw <command> --help\` for a command's options and examples; \`fsgw --version\` for the version.`;
 
 /**
  * The process's own streams. stdout may be a pipe whose reader goes away (`fsgw get k -o - | head`):
@@ -75,6 +75,11 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./cli/client-commands")).runClientCommand(command, rest, processIo());
     case "token":
       return (await import("./cli/token-command")).runTokenCommand(rest, processIo());
+    case "--version":
+    case "-V":
+    case "version":
+      console.log(`fsgw ${(await import("../package.json")).version} (Bun ${Bun.version}, protocol v2)`);
+      return 0;
     case "--help":
     case "-h":
     case "help":

@@ -3,9 +3,10 @@
 // timed out, or the server broke the protocol), 4 a local file problem (missing, a directory, not
 // readable or writable, would be overwritten). With --json a failure is one JSON object on stdout:
 // {"op", "key", "error", "exitCode"}; the same text goes to stderr either way.
-import { basename } from "node:path";
+import { basename, join } from "node:path";
 import { stat } from "node:fs/promises";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { checkKey } from "../storage/keys";
 import { connect, ConnectionError, DigestMismatchError, ProtocolError, ServerError, TimeoutError, type ByteRange, type ClientTls, type FsgwClient } from "../client/client";
 import { loadOps, runLoadThreaded, type LoadOp, type LoadResult } from "../client/load";
 import { intFlag, parseArgs, parseSize, UsageError, type FlagSpec, type Parsed } from "./args";
@@ -96,26 +97,30 @@ function tokenFrom(parsed: Parsed): string | undefined {
 
 export const helpTexts: Record<string, string> = {
   put: `usage: fsgw put <file> [--key <key>] [--no-digest] [options]
+       fsgw put - --key <key> [options]
 
-Uploads a file (streamed from disk; any size). The key defaults to the file's name. If the
-connection drops, an upload of over 1 MiB resumes where the server's copy ends (up to 5 times).
-The file's
-SHA-256 goes with it (the file is read once to hash it), and the server stores the file only if
-the bytes it received hash to the same; --no-digest sends none (the server still records one).
-A transfer longer than a second shows a progress bar on a terminal.
+Uploads a file (streamed from disk; any size), or with - what arrives on stdin (spooled to a
+temporary file first when it is a pipe: the protocol sends the size before the body). The key
+defaults to the file's name. If the connection drops, an upload of over 1 MiB resumes where the
+server's copy ends (up to 5 times); if the server shuts down under it, it is sent again once a
+server listens (within --timeout-ms). The file's SHA-256 goes with it (the file is read once to
+hash it), and the server stores the file only if the bytes it received hash to the same;
+--no-digest sends none (the server still records one). A transfer longer than a second shows
+progress on a terminal (not with --json).
 
 examples:
   fsgw put ./report.pdf
   fsgw put ./backup.tar --key backups/2026-11-26.tar --port 7000   # '/' organises keys by prefix
   fsgw put ./photo.jpg --key photos/1.jpg --tls --ca ca.pem --token "$(cat photos.token)"
   fsgw put ./big.iso --key big.iso --host 10.0.0.5
+  tar c ./photos | fsgw put - --key backups/photos.tar
 
 ${commonHelp}`,
   get: `usage: fsgw get <key> [-o <file>] [--range FIRST-LAST] [--no-verify] [options]
 
-Downloads a file. It is written to <file> (default: the key's last segment, in this directory)
-through a temporary file that is renamed into place only when complete; -o - writes the bytes to
-stdout. An existing <file> is not replaced unless --force (-f) is given. --range downloads only
+Downloads a file. It is written to <file> (default: the key's last segment, in this directory;
+a directory: the key's last segment in it) through a temporary file that is renamed into place
+only when complete; -o - writes the bytes to stdout. An existing <file> is not replaced unless --force (-f) is given. --range downloads only
 bytes FIRST to LAST (both included, as in HTTP; FIRST- for the rest of the file), clamped at the
 end of the file; a FIRST past the end is an error. A whole file is checked against the SHA-256
 the server recorded for it: a mismatch fails (exit 1) and leaves <file> untouched (--no-verify
@@ -124,6 +129,7 @@ skips the check).
 examples:
   fsgw get report.pdf
   fsgw get report.pdf -o /tmp/copy.pdf
+  fsgw get photos/2026/cat.jpg -o ~/Pictures    # into ~/Pictures/cat.jpg
   fsgw get backups/2026-11-26.tar                # into ./2026-11-26.tar
   fsgw get big.iso --range 1000-1999 -o part.bin # 1000 bytes
   fsgw get notes.txt -o - | less
@@ -200,6 +206,13 @@ function one(parsed: Parsed, what: string): string {
   return parsed.positionals[0]!;
 }
 
+/** A key the server would refuse is a usage error this side can see (exit 2, the server's words). */
+function validKey(key: string): string {
+  const checked = checkKey(key);
+  if (typeof checked === "string") throw new UsageError(`${checked}: ${JSON.stringify(key)}`);
+  return key;
+}
+
 function rate(bytes: number, ms: number): string {
   return `${formatBytes(bytes / Math.max(0.001, ms / 1000))}/s`;
 }
@@ -235,7 +248,8 @@ interface Context {
 const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, print: Print, io: Io, json: boolean, context: Context) => Promise<void>> = {
   async put(parsed, client, print, io, _json, context) {
     const file = one(parsed, "file");
-    const key = parsed.flags.get("--key") ?? basename(file);
+    if (file === "-") return putStdin(parsed, client, print, io, context);
+    const key = validKey(parsed.flags.get("--key") ?? basename(file));
     context.key = key;
     context.localPath = file;
     const info = await stat(file).catch((e) => {
@@ -261,10 +275,13 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     print(`put ${file} as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });
   },
   async get(parsed, client, print, io, json, context) {
-    const key = one(parsed, "key");
+    const key = validKey(one(parsed, "key"));
     context.key = key;
-    // Default: the key's last segment in this directory (a key "photos/2026/cat.jpg" -> ./cat.jpg).
-    const output = parsed.flags.get("--output") ?? `./${key.slice(key.lastIndexOf("/") + 1)}`;
+    // Default: the key's last segment in this directory (a key "photos/2026/cat.jpg" -> ./cat.jpg);
+    // a directory, like cp's and curl -O's, means into it under that name.
+    const lastSegment = key.slice(key.lastIndexOf("/") + 1);
+    const given = parsed.flags.get("--output");
+    const output = given === undefined ? `./${lastSegment}` : given !== "-" && isDirectory(given) ? join(given, lastSegment) : given;
     const range = rangeFrom(parsed.flags.get("--range"));
     const verify = !parsed.flags.has("--no-verify");
     const t0 = performance.now();
@@ -285,18 +302,53 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     print(`got ${key} into ${output}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "get", key, output, size, ms: Math.round(ms) });
   },
   async stat(parsed, client, print, _io, _json, context) {
-    const key = one(parsed, "key");
+    const key = validKey(one(parsed, "key"));
     context.key = key;
     const st = await client().exist(key);
     print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})${st.digest === undefined ? "" : `, sha256 ${st.digest}`}`, { op: "stat", key, ...st });
   },
   async rm(parsed, client, print, _io, _json, context) {
-    const key = one(parsed, "key");
+    const key = validKey(one(parsed, "key"));
     context.key = key;
     await client().delete(key);
     print(`removed ${key}`, { op: "rm", key });
   },
 };
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * `fsgw put - --key K`: the body from stdin, whose size the protocol needs first. A regular file
+ * redirected in (`< file`) has one; a pipe is spooled to a temporary file by the client (memory
+ * stays bounded) and sent from there.
+ */
+async function putStdin(parsed: Parsed, client: () => FsgwClient, print: Print, io: Io, context: Context): Promise<void> {
+  const named = parsed.flags.get("--key");
+  if (named === undefined) throw new UsageError("put - (stdin) needs --key: there is no file name to take it from");
+  const key = validKey(named);
+  context.key = key;
+  const t0 = performance.now();
+  let size = 0;
+  const counted = Bun.stdin.stream().pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, out) {
+        size += chunk.length;
+        out.enqueue(chunk);
+      },
+    }),
+  );
+  const progress = new Progress(`put ${key}`, io.stderr);
+  await client().upload(key, counted, { onProgress: (d, t) => progress.update(d, t), digest: parsed.flags.has("--no-digest") ? false : undefined });
+  progress.finish();
+  const ms = performance.now() - t0;
+  print(`put stdin as ${key}: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})`, { op: "put", key, size, ms: Math.round(ms) });
+}
 
 export async function runClientCommand(command: string, argv: string[], io: Io): Promise<number> {
   const flags = commandFlags[command];

@@ -6,8 +6,8 @@ import { accessOf, createToken, newSecret, parseTtl, secretOf } from "../auth/to
 import { parseArgs, UsageError, type Parsed } from "./args";
 import { EXIT_LOCAL, EXIT_OK, EXIT_USAGE, type Io } from "./client-commands";
 
-export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--ttl <ttl>] [--id <id>] [--secret-file <file> | --config <file>]
-       fsgw token secret
+export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--ttl <ttl>] [--id <id>] [--secret-file <file> | --config <file>] [--json]
+       fsgw token secret [--json]
 
 create   prints an access token for a server with auth "token": it allows the operations <ops>
          (a comma list of read = download and exist, write = upload, delete) on keys that start
@@ -16,6 +16,8 @@ create   prints an access token for a server with auth "token": it allows the op
          It is signed with the secret in --secret-file, else the authSecretFile of --config, else
          of $FSGW_AUTH_SECRET_FILE.
 secret   prints a new random secret, for an authSecretFile.
+--json   prints one JSON object instead: {"token", "id", "ops", "prefix", "expiresAt"} or
+         {"secret"}; a failure is {"op", "error", "exitCode"}.
 
 Anyone holding a token can do what it allows until it expires; there is no revocation list.
 To revoke every token at once, change the secret (the previous one can stay accepted for a
@@ -33,6 +35,7 @@ const flags = {
   "--id": { takesValue: true },
   "--secret-file": { takesValue: true },
   "--config": { takesValue: true },
+  "--json": { takesValue: false },
   "--help": { alias: "-h", takesValue: false },
 } as const;
 
@@ -47,6 +50,13 @@ function secretFile(parsed: Parsed): string {
 
 export function runTokenCommand(argv: string[], io: Io): number {
   const [sub, ...rest] = argv;
+  const json = argv.includes("--json");
+  /** A failure: its line on stderr, and with --json one object on stdout (as every command does). */
+  const fail = (message: string, exitCode: number, hint = ""): number => {
+    io.stderr.write(`fsgw token: ${message}\n${hint}`);
+    if (json) io.stdout(JSON.stringify({ op: `token ${sub ?? ""}`.trim(), error: message, exitCode }) + "\n");
+    return exitCode;
+  };
   try {
     if (sub === undefined) {
       io.stderr.write(tokenHelp + "\n");
@@ -63,7 +73,8 @@ export function runTokenCommand(argv: string[], io: Io): number {
     }
     if (parsed.positionals.length > 0) throw new UsageError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}`);
     if (sub === "secret") {
-      io.stdout(newSecret() + "\n");
+      const secret = newSecret();
+      io.stdout((json ? JSON.stringify({ secret }) : secret) + "\n");
       return EXIT_OK;
     }
     if (sub !== "create") throw new UsageError(`unknown token command ${JSON.stringify(sub)}: use create or secret`);
@@ -86,28 +97,26 @@ export function runTokenCommand(argv: string[], io: Io): number {
     try {
       text = readFileSync(path, "utf8");
     } catch (e) {
-      io.stderr.write(`fsgw token: cannot read the secret file ${path}: ${(e as Error).message}\n`);
-      return EXIT_LOCAL;
+      return fail(`cannot read the secret file ${path}: ${(e as Error).message}`, EXIT_LOCAL);
     }
     let secret: Uint8Array;
     try {
       secret = secretOf(text, path);
     } catch (e) {
-      io.stderr.write(`fsgw token: ${(e as Error).message}\n`);
-      return EXIT_LOCAL;
+      return fail((e as Error).message, EXIT_LOCAL);
     }
     // A prefix is compared byte for byte: "--prefix a" also grants "ab" and "a-b". Said, not refused:
     // a prefix such as "user42." may be meant.
     if (prefix !== "" && !prefix.endsWith("/") && !prefix.endsWith("-")) {
       io.stderr.write(`fsgw token: warning: --prefix ${JSON.stringify(prefix)} also grants every key that merely starts with it (${JSON.stringify(prefix + "x")}, ${JSON.stringify(prefix + "2")}); end it with '/' or '-' to mean a folder or a family\n`);
     }
-    io.stdout(createToken(secret, { id, access, prefix, expiresAtMs: Date.now() + ttlMs }) + "\n");
+    const expiresAtMs = Date.now() + ttlMs;
+    const token = createToken(secret, { id, access, prefix, expiresAtMs });
+    const named = ops.split(",").map((o) => o.trim()).filter((o) => o !== "");
+    io.stdout((json ? JSON.stringify({ token, id, ops: named, prefix, expiresAt: new Date(expiresAtMs).toISOString() }) : token) + "\n");
     return EXIT_OK;
   } catch (e) {
-    if (e instanceof UsageError || e instanceof ConfigError) {
-      io.stderr.write(`fsgw token: ${e.message}\nRun 'fsgw token --help' for usage.\n`);
-      return EXIT_USAGE;
-    }
+    if (e instanceof UsageError || e instanceof ConfigError) return fail(e.message, EXIT_USAGE, "Run 'fsgw token --help' for usage.\n");
     throw e;
   }
 }

@@ -2,7 +2,7 @@
 // server): output, files, --json (also for failures), and exit codes 0 ok / 1 server said no /
 // 2 usage / 3 connection / 4 local file.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { payload, sha256 } from "../helpers/data";
 import { startServer, tempDir, type TestServer } from "../helpers/server";
@@ -77,7 +77,9 @@ describe("fsgw client commands", () => {
     expect(fsgw(["rm", "missing", ...at()]).code).toBe(1);
     const get = fsgw(["get", "missing", "-o", join(dir, "never.bin"), ...at()]);
     expect(get.code).toBe(1);
-    expect(fsgw(["put", join(dir, "report.bin"), "--key", "../escape", ...at()])).toMatchObject({ code: 1, err: "fsgw put: the server said: invalid key: contains the segment '..'\n" });
+    // A key the server would refuse is refused before any connection: a usage error, exit 2.
+    expect(fsgw(["put", join(dir, "report.bin"), "--key", "../escape", ...at()])).toMatchObject({ code: 2, err: "fsgw put: invalid key: contains the segment '..': \"../escape\"\nRun 'fsgw put --help' for usage.\n" });
+    expect(fsgw(["stat", "a//b", "--port", "1"]).code).toBe(2); // no server needed to know
   });
 
   test("usage errors exit 2 and say what is wrong", () => {
@@ -177,6 +179,41 @@ describe("fsgw client commands", () => {
     expect(clean).toMatchObject({ op: "clean", ok: 200 });
     expect(fsgw(["stat", "bench_mark_file_0", ...at()]).code).toBe(1);
   }, 60_000);
+
+  test("put - reads stdin (a pipe, or a file redirected in) and needs --key; get -o DIR writes into DIR as cp does", () => {
+    const body = payload(3_000_000, 11);
+    writeFileSync(join(dir, "stdin-src.bin"), body);
+    const main = join(root, "src/main.ts");
+    const piped = Bun.spawnSync(["sh", "-c", `cat stdin-src.bin | '${process.execPath}' '${main}' put - --key in/piped.bin --port ${server.port}`], { cwd: dir });
+    expect([piped.exitCode, piped.stdout.toString()]).toEqual([0, expect.stringMatching(/^put stdin as in\/piped\.bin: 2\.9 MiB in \d+ ms/)]);
+    const redirected = Bun.spawnSync([process.execPath, main, "put", "-", "--key", "in/redirected.bin", "--json", ...at()], { cwd: dir, stdin: Bun.file(join(dir, "stdin-src.bin")) });
+    expect(redirected.exitCode).toBe(0);
+    expect(JSON.parse(redirected.stdout.toString())).toMatchObject({ op: "put", key: "in/redirected.bin", size: body.length });
+    expect(fsgw(["put", "-", ...at()])).toMatchObject({ code: 2, err: expect.stringContaining("put - (stdin) needs --key") });
+    const into = join(dir, "into");
+    mkdirSync(into);
+    for (const key of ["in/piped.bin", "in/redirected.bin"]) {
+      expect(fsgw(["get", key, "-o", into, ...at()]).code).toBe(0);
+      expect(sha256(readFileSync(join(into, key.slice(3))))).toBe(sha256(body));
+    }
+    // Again: the file in the directory exists now; one message says so.
+    expect(fsgw(["get", "in/piped.bin", "-o", into, ...at()])).toMatchObject({ code: 4, err: `fsgw get: ${join(into, "piped.bin")}: exists; add --force to replace it (or -o another path)\n` });
+  });
+
+  test("--version, and token --json like every other command", () => {
+    const version = fsgw(["--version"]);
+    expect([version.code, version.out]).toEqual([0, expect.stringMatching(/^fsgw \d+\.\d+\.\d+ \(Bun \d+\.\d+\.\d+, protocol v2\)\n$/)]);
+    const secret = fsgw(["token", "secret", "--json"]);
+    expect(secret.code).toBe(0);
+    const { secret: text } = JSON.parse(secret.out) as { secret: string };
+    writeFileSync(join(dir, "secret"), text);
+    const token = fsgw(["token", "create", "--ops", "read,write", "--prefix", "p/", "--id", "me", "--secret-file", join(dir, "secret"), "--json"]);
+    expect(token.code).toBe(0);
+    expect(JSON.parse(token.out)).toMatchObject({ token: expect.stringMatching(/^fsgw1\./), id: "me", ops: ["read", "write"], prefix: "p/", expiresAt: expect.any(String) });
+    const failed = fsgw(["token", "create", "--ops", "read", "--secret-file", join(dir, "no-such-secret"), "--json"]);
+    expect(failed.code).toBe(4);
+    expect(JSON.parse(failed.out)).toMatchObject({ op: "token create", exitCode: 4 });
+  });
 
   test("get -o - into a pipe whose reader goes away (| head -c 100) exits 141 at once and silently", () => {
     const file = join(dir, "piped.bin");

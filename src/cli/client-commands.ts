@@ -106,7 +106,7 @@ server's copy ends (up to 5 times); if the server shuts down under it, it is sen
 server listens (within --timeout-ms). The file's SHA-256 goes with it (the file is read once to
 hash it), and the server stores the file only if the bytes it received hash to the same;
 --no-digest sends none (the server still records one). A transfer longer than a second shows
-progress on a terminal (not with --json).
+progress on stderr (with --json only if --progress is given), hashing as its own phase.
 
 examples:
   fsgw put ./report.pdf
@@ -120,11 +120,12 @@ ${commonHelp}`,
 
 Downloads a file. It is written to <file> (default: the key's last segment, in this directory;
 a directory: the key's last segment in it) through a temporary file that is renamed into place
-only when complete; -o - writes the bytes to stdout. An existing <file> is not replaced unless --force (-f) is given. --range downloads only
-bytes FIRST to LAST (both included, as in HTTP; FIRST- for the rest of the file), clamped at the
-end of the file; a FIRST past the end is an error. A whole file is checked against the SHA-256
-the server recorded for it: a mismatch fails (exit 1) and leaves <file> untouched (--no-verify
-skips the check).
+only when complete; -o - writes the bytes to stdout. An existing <file> is not replaced unless
+--force (-f) is given. --range downloads only bytes FIRST to LAST (both included, as in HTTP;
+FIRST- for the rest of the file), clamped at the end of the file; a FIRST past the end is an
+error. A whole file is checked against the SHA-256 the server recorded for it: a mismatch fails
+(exit 1) and leaves <file> untouched (--no-verify skips the check). Progress goes to stderr
+(with --json only if --progress is given).
 
 examples:
   fsgw get report.pdf
@@ -220,8 +221,8 @@ function rate(bytes: number, ms: number): string {
 /** Runs a client command; returns its exit code. Errors become messages and codes, never traces. */
 /** Flags each command takes besides the common ones. */
 const commandFlags: Record<string, Record<string, FlagSpec>> = {
-  put: { "--key": { takesValue: true }, "--no-digest": { takesValue: false } },
-  get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false }, "--range": { takesValue: true }, "--no-verify": { takesValue: false } },
+  put: { "--key": { takesValue: true }, "--no-digest": { takesValue: false }, "--progress": { takesValue: false } },
+  get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false }, "--range": { takesValue: true }, "--no-verify": { takesValue: false }, "--progress": { takesValue: false } },
   stat: {},
   rm: {},
   bench: {
@@ -257,10 +258,11 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     });
     if (!info.isFile()) throw new LocalFileError(`${file}: is ${info.isDirectory() ? "a directory" : "not a regular file"} (put uploads one file)`);
     const size = info.size;
-    const progress = new Progress(`put ${key}`, io.stderr);
+    const progress = progressFor(parsed, `put ${key}`, io);
     const t0 = performance.now();
     await client().upload(key, file, {
       onProgress: (d, t) => progress.update(d, t),
+      onHashProgress: (d, t) => progress.hashing(d, t),
       digest: parsed.flags.has("--no-digest") ? false : undefined,
       // A dropped connection is resumed where the server's copy ends, and said so.
       onResume: (offset, attempt) =>
@@ -292,10 +294,13 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     if (output === "-") {
       // The body goes to stdout, so the summary (with --json) goes to stderr.
       const size = await client().download(key, new WritableStream<Uint8Array>({ write: (part) => io.stdoutBytes(part) }), { range, verify });
-      if (json) io.stderr.write(JSON.stringify({ op: "get", key, size, ms: Math.round(performance.now() - t0) }) + "\n");
+      const ms = performance.now() - t0;
+      if (json) io.stderr.write(JSON.stringify({ op: "get", key, size, ms: Math.round(ms) }) + "\n");
+      // A person at a terminal gets the summary a file download prints; a script's stderr stays quiet.
+      else if (io.stderr.isTTY) io.stderr.write(`got ${key} to stdout: ${formatBytes(size)} in ${ms.toFixed(0)} ms (${rate(size, ms)})\n`);
       return;
     }
-    const progress = new Progress(`get ${key}`, io.stderr);
+    const progress = progressFor(parsed, `get ${key}`, io);
     const size = await client().download(key, output, { onProgress: (d, t) => progress.update(d, t), range, verify });
     progress.finish();
     const ms = performance.now() - t0;
@@ -314,6 +319,12 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     print(`removed ${key}`, { op: "rm", key });
   },
 };
+
+/** Progress on stderr; with --json none unless --progress asks for it (a script reads the JSON). */
+function progressFor(parsed: Parsed, label: string, io: Io): Progress {
+  const quiet = parsed.flags.has("--json") && !parsed.flags.has("--progress");
+  return new Progress(label, quiet ? { isTTY: false, write: () => {} } : io.stderr);
+}
 
 function isDirectory(path: string): boolean {
   try {
@@ -343,7 +354,7 @@ async function putStdin(parsed: Parsed, client: () => FsgwClient, print: Print, 
       },
     }),
   );
-  const progress = new Progress(`put ${key}`, io.stderr);
+  const progress = progressFor(parsed, `put ${key}`, io);
   await client().upload(key, counted, { onProgress: (d, t) => progress.update(d, t), digest: parsed.flags.has("--no-digest") ? false : undefined });
   progress.finish();
   const ms = performance.now() - t0;

@@ -56,6 +56,8 @@ export type DownloadSink = string | WritableStream<Uint8Array> | Writable;
 
 export interface TransferOptions {
   onProgress?: ProgressFn;
+  /** Uploads of files: progress of hashing the file, which comes before the transfer (last call: done = total). */
+  onHashProgress?: ProgressFn;
   /** Downloads only: `length` bytes from `offset` (length 0: to the end), clamped at the end of the file. */
   range?: ByteRange;
   /** For stream sources: the body size, which the protocol needs before the body. Without it the
@@ -170,7 +172,13 @@ export class FsgwClient {
       if (digest === undefined) {
         // The digest goes in the request, before the body: one pass over the file to hash it.
         const hasher = new Bun.CryptoHasher("sha256");
-        for await (const chunk of readChunks(file, size)) hasher.update(chunk);
+        let hashed = 0;
+        for await (const chunk of readChunks(file, size)) {
+          hasher.update(chunk);
+          hashed += chunk.length;
+          options.onHashProgress?.(hashed, size);
+        }
+        if (hashed !== size) options.onHashProgress?.(size, size);
         digest = hasher.digest("hex");
       }
       if (options.resumable ?? size > RESUMABLE_MIN_BYTES) {

@@ -231,7 +231,13 @@ describe("fsgw client commands", () => {
     const fast = { FSGW_PROGRESS_AFTER_MS: "0" }; // show from the start instead of after a second
     const plain = fsgw(["put", file, ...at()], fast);
     expect(plain.code).toBe(0);
-    expect(plain.err).toMatch(/^put big\.bin +\d+% [\d.]+ \w+\/64\.0 MiB [\d.]+ \w+\/s ETA \d+:\d\d\n/);
+    // Hashing first (its own phase), then the transfer.
+    expect(plain.err).toMatch(/^put big\.bin \(hashing\) +\d+% [\d.]+ \w+\/64\.0 MiB [\d.]+ \w+\/s ETA \d+:\d\d\n/);
+    expect(plain.err).toMatch(/\nput big\.bin +\d+% [\d.]+ \w+\/64\.0 MiB [\d.]+ \w+\/s ETA \d+:\d\d\n/);
+    // --json: a script reads stdout; no progress on stderr unless asked for with --progress.
+    const json = fsgw(["put", file, "--json", ...at()], fast);
+    expect([json.code, json.err]).toEqual([0, ""]);
+    expect(fsgw(["put", file, "--json", "--progress", ...at()], fast).err).toContain("put big.bin ");
     // In a pseudo-terminal (util-linux `script`), the bar redraws in place.
     const cmd = [process.execPath, join(root, "src/main.ts"), "get", "big.bin", "-o", join(dir, "big-copy.bin"), ...at()].map((a) => `'${a}'`).join(" ");
     const tty = Bun.spawnSync(["script", "-qefc", cmd, "/dev/null"], { cwd: dir, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...fast } });

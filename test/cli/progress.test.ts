@@ -57,3 +57,19 @@ test("formatBytes", () => {
   expect(formatBytes(5 * 1024)).toBe("5.0 KiB");
   expect(formatBytes(64 * 1024 * 1024)).toBe("64.0 MiB");
 });
+
+test("a put's hashing is its own phase, and the transfer's rate and ETA count from its end", () => {
+  let now = 0;
+  const { out, sink } = capture(false);
+  const p = new Progress("put big", sink, () => now);
+  now = 1500;
+  p.hashing(20 * 1024 * 1024, 40 * 1024 * 1024); // 20 MiB hashed in 1.5 s
+  now = 3000;
+  p.hashing(40 * 1024 * 1024, 40 * 1024 * 1024); // hashed: the transfer starts at 3 s
+  now = 5000;
+  p.update(20 * 1024 * 1024, 40 * 1024 * 1024); // 20 MiB sent in 2 s: 10 MiB/s, 2 s left
+  p.finish();
+  expect(out[0]).toBe("put big (hashing)  50% 20.0 MiB/40.0 MiB 13.3 MiB/s ETA 0:02\n");
+  // Before, the hashing time was counted in the rate: 20 MiB in 5 s, "4.0 MiB/s ETA 0:05".
+  expect(out[1]).toBe("put big  50% 20.0 MiB/40.0 MiB 10.0 MiB/s ETA 0:02\n");
+});

@@ -205,9 +205,7 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
       await benchExchange(conn, "still serving");
       conn.close();
     } finally {
-      const t0 = Date.now();
       await server?.stop();
-      console.log("stop took", Date.now() - t0, server?.lines.slice(-5).join("\n"));
       server = null;
       Bun.spawnSync(["umount", mountPoint]);
     }

@@ -95,7 +95,8 @@ export const fields = {
   s3Bucket: str("", "s3 store: the bucket (it must exist). Also read from S3_BUCKET or AWS_BUCKET", true),
   s3Region: str("us-east-1", "s3 store: region the requests are signed for. Also read from S3_REGION, AWS_REGION or AWS_DEFAULT_REGION"),
   s3AccessKeyId: str("", "s3 store: access key id. Also read from S3_ACCESS_KEY_ID or AWS_ACCESS_KEY_ID", true),
-  s3SecretAccessKey: str("", "s3 store: secret access key (never logged). Also read from S3_SECRET_ACCESS_KEY or AWS_SECRET_ACCESS_KEY", true),
+  s3SecretAccessKey: str("", "s3 store: secret access key (never logged). Also read from S3_SECRET_ACCESS_KEY or AWS_SECRET_ACCESS_KEY. As a flag it is visible to every local user (ps): prefer s3SecretAccessKeyFile or the environment", true),
+  s3SecretAccessKeyFile: str("", "s3 store: a file holding the secret access key (one line; /dev/stdin reads it from standard input), read at start instead of s3SecretAccessKey", true),
   s3SessionToken: str("", "s3 store: session token of temporary credentials (empty: none). Also read from S3_SESSION_TOKEN or AWS_SESSION_TOKEN", true),
   s3Prefix: str("", "s3 store: prepended to every key's object name, so that several namespaces share a bucket; the sweep of stale multipart uploads looks only under it", true),
   s3PartBytes: int(8 * MiB, 5 * MiB, 512 * MiB, "s3 store: an upload up to this size is one PUT; a larger one is a multipart upload of parts this large (larger when the body would need more than 10,000). Each streamed upload holds up to (uploadWritesInFlightMax + 2) parts in memory"),
@@ -299,6 +300,17 @@ export function loadConfig({ argv, env, warnings }: LoadOptions): Config {
     throw new ConfigError(lines.join("\n"));
   }
   const config = result.data as Config;
+  if (config.s3SecretAccessKeyFile !== "") {
+    if (origin.s3SecretAccessKey !== "default") throw new ConfigError(`give s3SecretAccessKey (from ${origin.s3SecretAccessKey}) or s3SecretAccessKeyFile (from ${origin.s3SecretAccessKeyFile}), not both`);
+    try {
+      config.s3SecretAccessKey = readFileSync(config.s3SecretAccessKeyFile, "utf8").trim();
+    } catch (e) {
+      throw new ConfigError(`cannot read s3SecretAccessKeyFile ${config.s3SecretAccessKeyFile} (from ${origin.s3SecretAccessKeyFile}): ${(e as Error).message}`);
+    }
+    origin.s3SecretAccessKey = origin.s3SecretAccessKeyFile ?? "s3SecretAccessKeyFile";
+  } else if ((origin.s3SecretAccessKey ?? "").startsWith("--")) {
+    warnings?.push("s3SecretAccessKey given as a flag is visible to every user of this machine (ps, /proc): use --s3-secret-access-key-file, S3_SECRET_ACCESS_KEY or the config file");
+  }
   crossCheck(config, origin);
   return config;
 }
@@ -377,11 +389,25 @@ function parseFlags(argv: string[]): Map<string, string | null> {
 
 /** The options table printed by `fsgw serve --help`. */
 export function configHelp(): string {
-  const rows = Object.entries(fields).map(([name, spec]) => {
-    const def = JSON.stringify(spec.default);
-    return `  ${flagName(name).padEnd(30)} ${envName(name).padEnd(34)} default ${def}\n      ${spec.doc}; ${describeRange(spec)}`;
-  });
-  return ["  --config <file>                 FSGW_CONFIG                        a JSON object of the fields below", ...rows].join("\n");
+  const head = (flag: string, env: string, rest: string) => `  ${flag.padEnd(30)} ${env.padEnd(34)} ${rest}`;
+  const rows = Object.entries(fields).map(([name, spec]) => `${head(flagName(name), envName(name), `default ${JSON.stringify(spec.default)}`)}\n${wrap(`${spec.doc}; ${describeRange(spec)}`, 6, 100)}`);
+  return [head("--config <file>", "FSGW_CONFIG", "a JSON object of the fields below"), ...rows].join("\n");
+}
+
+/** `text` in lines of at most `width` columns (a longer word stands alone), each indented by `indent`. */
+function wrap(text: string, indent: number, width: number): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && indent + line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else {
+      line = line === "" ? word : `${line} ${word}`;
+    }
+  }
+  if (line !== "") lines.push(line);
+  return lines.map((l) => " ".repeat(indent) + l).join("\n");
 }
 
 function describeDefault(name: string, spec: FieldSpec<unknown>): string {

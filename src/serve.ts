@@ -18,6 +18,11 @@ export const serveUsage = `usage: fsgw serve [--config file.json] [--<field> val
 Starts the file gateway. Every field below can be set in the config file, by its FSGW_* environment
 variable, or by its flag; flags win over the environment, which wins over the file.
 
+Started in the foreground (npm start, npx fsgw serve, a terminal), it stops when the command that
+started it ends or its terminal closes; --detached (or nohup, or a service manager) keeps it
+serving, and SIGHUP then only reloads certificates and secrets. SIGINT or SIGTERM stop it: exchanges
+in flight get shutdownGraceMs, and uploads still arriving after that are removed.
+
 examples:
   fsgw serve                                  # 0.0.0.0:9999, files under ./data
   fsgw serve --port 7000 --data-dir /srv/fsgw

@@ -109,4 +109,20 @@ describe("the s3 store's settings", () => {
     if (typeof over === "string") throw new Error(over);
     expect([over.s3Bucket, over.s3Region]).toEqual(["flag-bucket", "us-west-2"]);
   });
+  test("the S3 secret from a file (out of ps's sight); as a flag it works and is warned about", () => {
+    const file = join(tempDir("s3-secret"), "secret");
+    writeFileSync(file, "from-file\n");
+    const base = ["--store", "s3", "--s3-bucket", "b", "--s3-access-key-id", "k"];
+    const c = load([...base, "--s3-secret-access-key-file", file]);
+    if (typeof c === "string") throw new Error(c);
+    expect(c.s3SecretAccessKey).toBe("from-file");
+    expect(load([...base, "--s3-secret-access-key-file", file, "--s3-secret-access-key", "x"])).toContain("not both");
+    expect(load([...base, "--s3-secret-access-key-file", "/no/such/file"])).toContain("cannot read s3SecretAccessKeyFile /no/such/file");
+    const warnings: string[] = [];
+    loadConfig({ argv: [...base, "--s3-secret-access-key", "s"], env: {}, warnings });
+    expect(warnings.join("\n")).toContain("visible to every user of this machine (ps, /proc)");
+    const quiet: string[] = [];
+    loadConfig({ argv: base, env: { S3_SECRET_ACCESS_KEY: "s" }, warnings: quiet });
+    expect(quiet).toEqual([]);
+  });
 });

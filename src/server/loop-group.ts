@@ -126,7 +126,7 @@ export class LoopGroup {
     const { config } = this;
     // The lock, the layout, the sweep of temporary files, the bucket: once, here, on the blocking
     // engine (this thread runs no pool). The loops' read caches are their own.
-    this.store = createStore({ ...config, cacheDir: "" }, new SyncEngine(), new IpGuard(config));
+    this.store = createStore(config, new SyncEngine(), new IpGuard(config), undefined, true);
     this.store.init(this.log, true);
     await this.store.open?.();
     // With SO_REUSEPORT on both, two servers would share a port silently: a plain bind first
@@ -409,7 +409,8 @@ export class LoopGroup {
       clearTimeout(timer);
       for (const h of live) if (h.state !== "stopped") h.terminate();
       this.store?.close?.();
-      this.log.info("stopped", { loops: this.loops });
+      // A start that failed before any loop ran has nothing to report stopped.
+      if (live.length > 0) this.log.info("stopped", { loops: live.length });
     })();
     return this.stopping;
   }

@@ -26,8 +26,8 @@ export interface StoreLoop {
  * with it, so only on the cpool engine; elsewhere resumable uploads are off with several loops),
  * and the read cache split into one directory and one share of the bounds per loop.
  */
-export function createStore(config: Config, engine: IoEngine, budget: ClientBudget, loop?: StoreLoop): Store {
-  if (config.store === "s3") return s3Store(config, engine, loop);
+export function createStore(config: Config, engine: IoEngine, budget: ClientBudget, loop?: StoreLoop, forSupervisor = false): Store {
+  if (config.store === "s3") return s3Store(config, engine, loop, forSupervisor);
   if (loop === undefined) return fileStore(config, engine, config.dataDir, "resumable", budget);
   // A parked upload moves between loops with the C library's hash state: other engines keep
   // resumable uploads only when there is one loop.
@@ -50,10 +50,11 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
   });
 }
 
-function s3Store(config: Config, engine: IoEngine, loop: StoreLoop | undefined): S3Store {
+/** `forSupervisor`: the store that checks the bucket at start; the loops hold the read caches. */
+function s3Store(config: Config, engine: IoEngine, loop: StoreLoop | undefined, forSupervisor: boolean): S3Store {
   const share = loop?.of ?? 1;
   const cache =
-    config.cacheDir === ""
+    config.cacheDir === "" || forSupervisor
       ? null
       : new ReadCache(fileStore(config, engine, loop === undefined ? config.cacheDir : `${config.cacheDir}/loop-${loop.index}`, "cache", null), {
           bytesMax: Math.floor(config.cacheBytesMax / share),
@@ -78,6 +79,7 @@ function s3Store(config: Config, engine: IoEngine, loop: StoreLoop | undefined):
     staleUploadMs: config.s3StaleUploadMs,
     pendingAbortsMax: config.s3PendingAbortsMax,
     newHasher: () => engine.newHasher(),
+    cacheElsewhere: forSupervisor && config.cacheDir !== "" ? `${config.cacheDir}, one directory per event loop (${config.cacheBytesMax} bytes in all, fresh ${config.cacheFreshMs} ms)` : undefined,
     cache,
   });
 }

@@ -131,6 +131,8 @@ export interface S3StoreOptions {
   newHasher: () => Hasher;
   /** The local read cache, or null. */
   cache: ReadCache | null;
+  /** Where the read caches are when they are not this instance's (the supervisor's store: the loops hold them). */
+  cacheElsewhere?: string;
 }
 
 export class S3Store implements Store {
@@ -145,6 +147,7 @@ export class S3Store implements Store {
   private abortRetry: ReturnType<typeof setInterval> | null = null;
   readonly newHasher: () => Hasher;
   readonly cache: ReadCache | null;
+  private readonly cacheElsewhere: string | undefined;
   private log: Logger | null = null;
   private sweeper: ReturnType<typeof setInterval> | null = null;
   private readonly spareParts: Uint8Array[] = [];
@@ -163,6 +166,7 @@ export class S3Store implements Store {
     this.pendingAbortsMax = options.pendingAbortsMax;
     this.newHasher = options.newHasher;
     this.cache = options.cache;
+    this.cacheElsewhere = options.cacheElsewhere;
     this.cache?.attach(this);
   }
 
@@ -200,11 +204,11 @@ export class S3Store implements Store {
       if (e.status === STATUS_UNREACHABLE || e.status === STATUS_TIMEOUT || e.status >= 500) {
         log.warn("store_unreachable", { store: this.description, error: e.message, effect: "exchanges answer 'store unavailable' until it answers" });
       } else {
-        throw new StoreError(`${this.description}: ${e.message}`);
+        throw new StoreError(`${this.description}: ${e.message}${openAdvice(e, this.client.settings.bucket)}`);
       }
     }
     const swept = await this.sweepStaleUploads();
-    log.info("store_ready", { store: this.description, partBytes: this.partBytes, staleUploadsAborted: swept, cache: this.cache?.description ?? "none" });
+    log.info("store_ready", { store: this.description, partBytes: this.partBytes, staleUploadsAborted: swept, cache: this.cache?.description ?? this.cacheElsewhere ?? "none" });
     this.sweeper = setInterval(() => void this.sweepStaleUploads(), Math.min(3_600_000, Math.max(60_000, Math.floor(this.staleUploadMs / 4))));
     this.sweeper.unref?.();
   }
@@ -827,4 +831,13 @@ export class S3Reader implements BodyReader {
     }
     return Promise.resolve();
   }
+}
+
+/** What to do about a store that refused the start's first request, where the answer says it. */
+function openAdvice(e: S3Failure, bucket: string): string {
+  if (e.code === "NoSuchBucket" || e.status === 404) return `: there is no bucket ${JSON.stringify(bucket)} there; create it, or set s3Bucket (and s3Endpoint) to one that exists`;
+  if (e.code === "InvalidAccessKeyId" || e.code === "SignatureDoesNotMatch" || e.status === 401 || e.status === 403) {
+    return ": the store refused these credentials; check s3AccessKeyId and s3SecretAccessKey (or s3SecretAccessKeyFile), and s3Region";
+  }
+  return "";
 }

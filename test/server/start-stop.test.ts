@@ -58,6 +58,7 @@ test("a protocol port in use names the port and the listener; nothing is logged 
   expect(r.code).toBe(1);
   expect(r.out).toContain(`cannot listen on 127.0.0.1:${first.port} for the file protocol (host, port): the address is already in use`);
   expect(r.out).not.toContain("event=listening");
+  expect(r.out).not.toContain("event=stopped loops="); // no loop ran: none is said to have stopped
 });
 
 test("an admin port in use names the admin endpoint; nothing is logged as listening", async () => {

@@ -82,6 +82,7 @@ export const fields = {
   uploadBytesMax: int(1 * TiB, 1, Number.MAX_SAFE_INTEGER, "largest upload accepted; a larger Size is answered with an error text"),
   inlineBytesMax: int(64 * KiB, 0, 16 * MiB, "uploads (and downloads when zeroCopy is off) up to this size move in one piece (one engine call, one socket write) instead of streaming; must not exceed connectionBufferBytesMax"),
   inlineBuffersBytesMax: int(32 * MiB, 0, 1024 * MiB, "idle memory kept in buffers of inlineBytesMax + 2 KiB for reuse by small uploads and downloads; past it released buffers go to the garbage collector"),
+  listPageBytesMax: int(1 * MiB, 16 * KiB, 64 * MiB, "bytes of one LIST page's lines at most (besides at most 1000 keys); a page that would be larger ends early and says where the next starts"),
   ioChunkBytes: int(256 * KiB, 4 * KiB, 64 * MiB, "largest single write or read handed to the engine while streaming; must not exceed connectionBufferBytesMax"),
   resumableUploadsMax: int(1024, 0, 1_000_000, "resumable uploads (Resumable in the request) in progress or parked after a broken connection at once, server-wide; past it an upload that asks to be resumable is taken as an ordinary one (its START carries no UploadId: clients carry on without resuming) (0: none)"),
   resumableBytesMax: int(64 * 1024 * MiB, 0, Number.MAX_SAFE_INTEGER, "bytes that parked resumable uploads keep on disk (what actually arrived, not what was announced), server-wide; an upload whose connection breaks past it is discarded instead of parked"),

@@ -122,6 +122,14 @@ function load() {
     fsgw_dup: { args: ["i32"], returns: "i32" },
     fsgw_splice_probe: { args: ["ptr"], returns: "i32" },
     fsgw_close: { args: ["i32"], returns: "i32" },
+    fsgw_index_open: { args: ["ptr", "i32", "i32"], returns: "ptr" },
+    fsgw_index_close: { args: ["ptr"], returns: "void" },
+    fsgw_index_load: { args: ["ptr", "i32"], returns: "f64" },
+    fsgw_index_add: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_index_remove: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_index_count: { args: ["ptr"], returns: "f64" },
+    fsgw_index_bytes: { args: ["ptr"], returns: "f64" },
+    fsgw_index_list: { args: ["ptr", "ptr", "i32", "ptr", "i32", "ptr", "i32", "i32", "i32", "ptr", "i32"], returns: "i32" },
   });
 }
 
@@ -553,4 +561,105 @@ function setPointer(view: Uint32Array, index: number, bytes: Uint8Array | null):
   const p = bytes === null ? 0 : ptr(bytes);
   view[index] = p >>> 0;
   view[index + 1] = Math.floor(p / 0x100000000);
+}
+
+/** One record of a listing page (fsgw_index_list): a key with its file's facts, or a common prefix. */
+export type IndexRecord = { key: string; size: number; mtimeMs: number; digest: Uint8Array | null } | { prefix: string };
+
+/** KEY_MAX + its record's fixed part: the largest record fsgw_index_list writes. */
+const INDEX_RECORD_BYTES_MAX = 2 + 255 + 8 + 8 + 1 + 32;
+/** The end of a page: 3, or 2 and where the next starts (kind, length, up to 255 bytes). */
+const INDEX_END_BYTES_MAX = 3 + 255;
+
+/**
+ * The file store's ordered index of keys (ffi/fsgw_index.h), one per data directory and process:
+ * every event loop of a server shares it (the handle is a pointer, passed to the loops as a number).
+ * Keys go in and out as UTF-8 through one reused buffer.
+ */
+export class NativeIndex {
+  private readonly sym = lib();
+  private readonly keyBuf = new Uint8Array(256);
+  private readonly prefixBuf = new Uint8Array(256);
+  private readonly delimBuf = new Uint8Array(256);
+  private readonly afterBuf = new Uint8Array(256);
+  private readonly encoder = new TextEncoder();
+  private readonly decoder = new TextDecoder();
+  private pageBuf = new Uint8Array(0);
+
+  private constructor(readonly handle: Pointer) {}
+
+  /** Opens the index of `dir`'s shard directories (a new one), or throws why not. */
+  static open(dir: string, shards: number, width: number): NativeIndex {
+    const handle = lib().fsgw_index_open(new TextEncoder().encode(dir + "\0"), shards, width);
+    if (handle === null) throw new Error(`cannot open the index of ${dir}: a shard directory cannot be opened`);
+    return new NativeIndex(Number(handle) as Pointer);
+  }
+
+  /** The index another thread opened (its handle as a number). */
+  static attach(handle: number): NativeIndex {
+    return new NativeIndex(handle as Pointer);
+  }
+
+  /** Reads every shard directory, `threads` at a time; the keys now held, or -errno. */
+  load(threads: number): number {
+    return this.sym.fsgw_index_load(this.handle, threads);
+  }
+
+  add(key: string): number {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    return this.sym.fsgw_index_add(this.handle, this.keyBuf, written);
+  }
+
+  remove(key: string): number {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    return this.sym.fsgw_index_remove(this.handle, this.keyBuf, written);
+  }
+
+  get count(): number {
+    return this.sym.fsgw_index_count(this.handle);
+  }
+
+  get bytes(): number {
+    return this.sym.fsgw_index_bytes(this.handle);
+  }
+
+  /**
+   * One page: up to `max` records that fit in `bytesMax`, after `after` (a key, or with
+   * `afterPrefix` every key under that common prefix). `next`: where the next page starts, when
+   * keys remain after this one.
+   */
+  list(prefix: string, delimiter: string, after: string, afterPrefix: boolean, max: number, bytesMax: number): { records: IndexRecord[]; next: { after: string; isPrefix: boolean } | null } {
+    const cap = Math.max(bytesMax, INDEX_RECORD_BYTES_MAX + INDEX_END_BYTES_MAX);
+    if (this.pageBuf.length < cap) this.pageBuf = new Uint8Array(cap);
+    const p = this.encoder.encodeInto(prefix, this.prefixBuf).written;
+    const d = this.encoder.encodeInto(delimiter, this.delimBuf).written;
+    const a = this.encoder.encodeInto(after, this.afterBuf).written;
+    const out = this.pageBuf;
+    const n = this.sym.fsgw_index_list(this.handle, this.prefixBuf, p, this.delimBuf, d, this.afterBuf, a, afterPrefix ? 1 : 0, max, out, cap);
+    if (n < 0) throw new Error(`fsgw_index_list: errno ${-n}`);
+    const records: IndexRecord[] = [];
+    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+    let o = 0;
+    for (let i = 0; i < n; i++) {
+      const kind = out[o]!;
+      const len = out[o + 1]!;
+      const text = this.decoder.decode(out.subarray(o + 2, o + 2 + len));
+      if (kind === 1) {
+        records.push({ prefix: text });
+        o += 2 + len;
+        continue;
+      }
+      const at = o + 2 + len;
+      const has = out[at + 16] === 1;
+      records.push({ key: text, size: Number(view.getBigInt64(at, true)), mtimeMs: Number(view.getBigInt64(at + 8, true)), digest: has ? out.slice(at + 17, at + 49) : null });
+      o = at + 49;
+    }
+    if (out[o] !== 2) return { records, next: null };
+    const len = out[o + 2]!;
+    return { records, next: { after: this.decoder.decode(out.subarray(o + 3, o + 3 + len)), isPrefix: out[o + 1] === 1 } };
+  }
+
+  close(): void {
+    this.sym.fsgw_index_close(this.handle);
+  }
 }

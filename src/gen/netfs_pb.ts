@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file netfs.proto.
  */
 export const file_netfs: GenFile = /*@__PURE__*/
-  fileDesc("CgtuZXRmcy5wcm90byKLAgoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJEg0KBVRva2VuGAkgASgJEg4KBkRpZ2VzdBgKIAEoCRIOCgZPZmZzZXQYCyABKAMSDgoGTGVuZ3RoGAwgASgDEhAKCEZpbGVTaXplGA0gASgDEhAKCFVwbG9hZElkGA4gASgJEhEKCVJlc3VtYWJsZRgPIAEoCGIGcHJvdG8z");
+  fileDesc("CgtuZXRmcy5wcm90byLRAgoSTmV0RnNQcm90b2NvbFByb3RvEg8KB1ZlcnNpb24YASABKAkSDQoFTWFnaWMYAiABKAUSDQoFQXBwaWQYAyABKAUSEQoJT3BlcmF0aW9uGAQgASgFEhAKCENoZWNrc3VtGAUgASgJEgwKBFR5cGUYBiABKAUSDAoEU2l6ZRgHIAEoAxIPCgdNZXNzYWdlGAggASgJEg0KBVRva2VuGAkgASgJEg4KBkRpZ2VzdBgKIAEoCRIOCgZPZmZzZXQYCyABKAMSDgoGTGVuZ3RoGAwgASgDEhAKCEZpbGVTaXplGA0gASgDEhAKCFVwbG9hZElkGA4gASgJEhEKCVJlc3VtYWJsZRgPIAEoCBIRCglEZWxpbWl0ZXIYECABKAkSDQoFQWZ0ZXIYESABKAkSDwoHTWF4S2V5cxgSIAEoBRIRCglOZXh0QWZ0ZXIYEyABKAliBnByb3RvMw");
 
 /**
  * @generated from message NetFsProtocolProto
@@ -126,6 +126,34 @@ export type NetFsProtocolProto = Message<"NetFsProtocolProto"> & {
    * @generated from field: bool Resumable = 15;
    */
   Resumable: boolean;
+
+  /**
+   * LIST (op 15): roll keys holding it after the prefix into common prefixes
+   *
+   * @generated from field: string Delimiter = 16;
+   */
+  Delimiter: string;
+
+  /**
+   * LIST: where the page starts (a previous page's NextAfter, or "K" + a key)
+   *
+   * @generated from field: string After = 17;
+   */
+  After: string;
+
+  /**
+   * LIST: entries and common prefixes at most (1..1000; 0: 1000)
+   *
+   * @generated from field: int32 MaxKeys = 18;
+   */
+  MaxKeys: number;
+
+  /**
+   * LIST's START: where the next page starts ("" when this is the last)
+   *
+   * @generated from field: string NextAfter = 19;
+   */
+  NextAfter: string;
 };
 
 /**

@@ -4,7 +4,7 @@
 import { readdirSync } from "node:fs";
 import type { EngineStats } from "../engine/io-engine";
 
-export const statOps = ["bench", "upload", "download", "exist", "delete", "auth"] as const;
+export const statOps = ["bench", "upload", "download", "exist", "delete", "auth", "list"] as const;
 export type StatOp = (typeof statOps)[number];
 
 /** Four buckets per power of two of microseconds, from 1 µs to 2^40 µs (~12 days): 160 buckets. */
@@ -105,6 +105,7 @@ export class ServerStats {
     exist: new OpStats(),
     delete: new OpStats(),
     auth: new OpStats(),
+    list: new OpStats(),
   };
 
   /** One exchange is over: `startedAt` is its performance.now() when its request was read. */

@@ -75,6 +75,10 @@ export const jsonCodec: WireCodec = {
       fileSize: jsonInt(o, "filesize", 64),
       uploadId: jsonString(o, "uploadid"),
       resumable: jsonField(o, "resumable") === true,
+      delimiter: jsonString(o, "delimiter"),
+      after: jsonString(o, "after"),
+      maxKeys: jsonInt(o, "maxkeys", 32),
+      nextAfter: jsonString(o, "nextafter"),
     };
   },
   encodeFrame(msg) {
@@ -95,6 +99,10 @@ export const jsonCodec: WireCodec = {
       ...(msg.fileSize ? { filesize: msg.fileSize } : {}),
       ...(msg.uploadId ? { uploadid: msg.uploadId } : {}),
       ...(msg.resumable ? { resumable: true } : {}),
+      ...(msg.delimiter ? { delimiter: msg.delimiter } : {}),
+      ...(msg.after ? { after: msg.after } : {}),
+      ...(msg.maxKeys ? { maxkeys: msg.maxKeys } : {}),
+      ...(msg.nextAfter ? { nextafter: msg.nextAfter } : {}),
     });
     return frameOf(textEncoder.encode(text));
   },

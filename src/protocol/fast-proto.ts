@@ -8,7 +8,7 @@
 // The generated schema (src/gen/netfs_pb.ts) stays the contract: test/protocol/fast-proto.test.ts
 // checks byte-for-byte equality with protobuf-es's toBinary and field-for-field equality with its
 // fromBinary over randomised messages. The decoder handles the canonical shape (fields 1..15, each
-// with its declared wire type, in any order, repeated fields: last one wins) and hands anything
+// with its declared wire type (1..19), in any order, repeated fields: last one wins) and hands anything
 // else, such as unknown fields of a future extension or a wrong wire type, to protobuf-es itself,
 // loaded on the first such frame: loading protobuf-es and the generated schema costs each event
 // loop ~75 ms of CPU at start (more than the rest of its code), for frames a conforming client
@@ -76,7 +76,7 @@ class Reader {
 
 /** Decodes one message body (without the length prefix). Throws ProtocolError on a non-message. */
 export function decodeProto(body: Uint8Array): WireMessage {
-  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "", token: "", digest: "", offset: 0, length: 0, fileSize: 0, uploadId: "", resumable: false };
+  const msg: WireMessage = { version: "", magic: 0, appid: 0, operation: 0, key: "", type: 0, size: 0, message: "", token: "", digest: "", offset: 0, length: 0, fileSize: 0, uploadId: "", resumable: false, delimiter: "", after: "", maxKeys: 0, nextAfter: "" };
   const r = new Reader(body);
   try {
     while (r.pos < body.length) {
@@ -129,6 +129,22 @@ export function decodeProto(body: Uint8Array): WireMessage {
           msg.resumable = lo !== 0 || r.hi !== 0;
           break;
         }
+        case 16:
+          if (!isLen) throw NOT_CANONICAL;
+          msg.delimiter = r.string();
+          break;
+        case 17:
+          if (!isLen) throw NOT_CANONICAL;
+          msg.after = r.string();
+          break;
+        case 18:
+          if (!isVarint) throw NOT_CANONICAL;
+          msg.maxKeys = r.varint() | 0;
+          break;
+        case 19:
+          if (!isLen) throw NOT_CANONICAL;
+          msg.nextAfter = r.string();
+          break;
         case 7:
         case 11:
         case 12:
@@ -194,6 +210,10 @@ function decodeWithProtobufEs(body: Uint8Array): WireMessage {
     fileSize: Number(m.FileSize),
     uploadId: m.UploadId,
     resumable: m.Resumable,
+    delimiter: m.Delimiter,
+    after: m.After,
+    maxKeys: m.MaxKeys,
+    nextAfter: m.NextAfter,
   };
 }
 
@@ -257,6 +277,10 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   const fileSize = msg.fileSize ?? 0;
   const uploadId = msg.uploadId ? utf8Of(msg.uploadId) : null;
   const resumable = msg.resumable === true;
+  const delimiter = msg.delimiter ? utf8Of(msg.delimiter) : null;
+  const after = msg.after ? utf8Of(msg.after) : null;
+  const maxKeys = msg.maxKeys ?? 0;
+  const nextAfter = msg.nextAfter ? utf8Of(msg.nextAfter) : null;
   for (const v of [offset, length, fileSize]) if (!Number.isSafeInteger(v)) throw new RangeError(`${v} is not a safe integer`);
   const type = msg.type ?? 0;
   const size = msg.size ?? 0;
@@ -274,6 +298,11 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   if (fileSize !== 0) n += 1 + varintBytes(fileSize);
   if (uploadId !== null) n += 1 + varintBytes(uploadId.length) + uploadId.length;
   if (resumable) n += 2;
+  // Fields 16 and up take a two-byte tag.
+  if (delimiter !== null) n += 2 + varintBytes(delimiter.length) + delimiter.length;
+  if (after !== null) n += 2 + varintBytes(after.length) + after.length;
+  if (maxKeys !== 0) n += 2 + varintBytes(maxKeys);
+  if (nextAfter !== null) n += 2 + varintBytes(nextAfter.length) + nextAfter.length;
   const out = new Uint8Array(4 + n);
   out[0] = n & 0xff;
   out[1] = (n >>> 8) & 0xff;
@@ -340,6 +369,29 @@ export function encodeProtoFrame(msg: MessageInit): Uint8Array {
   if (resumable) {
     out[p++] = 0x78; // field 15, VARINT
     out[p++] = 1;
+  }
+  if (delimiter !== null) {
+    out[p++] = 0x82; // field 16, LEN: (16 << 3 | 2) as a varint
+    out[p++] = 0x01;
+    p = writeVarint(out, p, delimiter.length);
+    p = writeUtf8(out, p, delimiter);
+  }
+  if (after !== null) {
+    out[p++] = 0x8a; // field 17, LEN
+    out[p++] = 0x01;
+    p = writeVarint(out, p, after.length);
+    p = writeUtf8(out, p, after);
+  }
+  if (maxKeys !== 0) {
+    out[p++] = 0x90; // field 18, VARINT
+    out[p++] = 0x01;
+    p = writeVarint(out, p, maxKeys);
+  }
+  if (nextAfter !== null) {
+    out[p++] = 0x9a; // field 19, LEN
+    out[p++] = 0x01;
+    p = writeVarint(out, p, nextAfter.length);
+    p = writeUtf8(out, p, nextAfter);
   }
   return out;
 }

@@ -21,6 +21,8 @@ export const Op = {
   AUTH_RSP: 12,
   RESUME: 13,
   RESUME_RSP: 14,
+  LIST: 15,
+  LIST_RSP: 16,
 } as const;
 
 /**
@@ -69,6 +71,11 @@ export interface WireMessage {
   /** Extension fields 14-15: a resumable upload's id, and an UPLOAD's request to be resumable. */
   uploadId: string;
   resumable: boolean;
+  /** Extension fields 16-19: a LIST's delimiter, start and page size, and where its next page starts. */
+  delimiter: string;
+  after: string;
+  maxKeys: number;
+  nextAfter: string;
 }
 
 /** What a sender fills in; the version, magic and appid are always the protocol's own. */
@@ -85,6 +92,10 @@ export interface MessageInit {
   fileSize?: number;
   uploadId?: string;
   resumable?: boolean;
+  delimiter?: string;
+  after?: string;
+  maxKeys?: number;
+  nextAfter?: string;
 }
 
 /** A peer broke the protocol: the connection is closed (the Go original does the same). */

@@ -1,5 +1,5 @@
 // One client connection: one explicit state machine for the exchanges of docs/PROTOCOL.md (bench,
-// upload, download, exist, delete, and the extensions AUTH and RESUME).
+// upload, download, exist, delete, and the extensions AUTH, RESUME and LIST).
 //
 // Socket callbacks only feed bytes (`onData`) and drain events (`onDrain`) in, and the store
 // answers through typed results (onStoreDone, onStat, onStoreFailed, onUploadDone,
@@ -11,6 +11,7 @@
 //
 //   frame ──BENCH / AUTH / a refusal──────────────────────────────────────────────────▶ frame
 //   frame ──EXIST──▶ exist ──answer──▶ frame          frame ──DELETE──▶ delete ──answer──▶ frame
+//   frame ──LIST──▶ list ──START+page──▶ frame
 //   frame ──UPLOAD (small)──START──▶ upload_body ──▶ upload_commit ──END──▶ upload_ack ──ACK──▶ frame
 //   frame ──UPLOAD / RESUME──▶ upload_open ──START──▶ upload_body ⇄ upload_receive ──▶ upload_commit
 //                                                   (the store moves the body itself: splice)  │
@@ -28,18 +29,20 @@ import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
 import { checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type UploadOwner, type UploadSink } from "../storage/store";
+import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type UploadOwner, type UploadSink, type ListPage, type ListRequest } from "../storage/store";
 import type { Logger } from "../log";
 import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
 import { Access, type TokenScope, type Verified } from "../auth/token";
 import { stableBytes } from "../util/stable-bytes";
 import { SHUTDOWN_TEXT } from "../protocol/message";
+import { listBody, listRequestOf } from "./listing";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
   | "exist" // the store looks the key up
   | "delete" // the store removes the key
+  | "list" // the store reads a page of the listing
   | "upload_open" // the store prepares a streamed upload (or takes a parked one back: RESUME)
   | "upload_body" // reading the raw body of an upload
   | "upload_receive" // the store moves the body from the socket itself (splice): Bun reads nothing
@@ -56,9 +59,10 @@ export type ConnectionState =
 
 /** The moves the machine may make; move() asserts every one against this table. */
 const LEGAL: Record<ConnectionState, readonly ConnectionState[]> = {
-  frame: ["frame", "exist", "delete", "upload_open", "upload_body", "download_whole", "download_open", "closed"],
+  frame: ["frame", "exist", "delete", "list", "upload_open", "upload_body", "download_whole", "download_open", "closed"],
   exist: ["frame", "closed"],
   delete: ["frame", "closed"],
+  list: ["frame", "closed"],
   upload_open: ["upload_body", "upload_commit", "frame", "closed"],
   upload_body: ["upload_receive", "upload_commit", "closed"],
   upload_receive: ["upload_receive", "upload_body", "upload_commit", "closed"],
@@ -75,7 +79,7 @@ const LEGAL: Record<ConnectionState, readonly ConnectionState[]> = {
 };
 
 /** States in which the store, not the client, decides what comes next: the idle timeout waits. */
-const WAITING_ON_STORE: ReadonlySet<ConnectionState> = new Set(["exist", "delete", "upload_open", "upload_commit", "download_whole", "download_open"]);
+const WAITING_ON_STORE: ReadonlySet<ConnectionState> = new Set(["exist", "delete", "list", "upload_open", "upload_commit", "download_whole", "download_open"]);
 
 /** What a connection needs from its server; the server owns bounds, counters and shutdown. */
 export interface ConnectionHost {
@@ -86,6 +90,8 @@ export interface ConnectionHost {
   readonly frameBytesMax: number;
   readonly connectionBufferBytesMax: number;
   readonly uploadBytesMax: number;
+  /** listPageBytesMax: the bytes of one LIST page's lines. */
+  readonly listPageBytesMax: number;
   readonly inlineBytesMax: number;
   readonly ioChunkBytes: number;
   readonly uploadWritesInFlightMax: number;
@@ -208,6 +214,8 @@ export class Connection implements StatTarget, UploadOwner {
   // The exchange in progress.
   /** The request's key as the client sent it (replies echo it), and once checked, the store's. */
   private keyText = "";
+  /** The LIST being answered (state "list"). */
+  private listRequest: ListRequest | null = null;
   private key: StoreKey | null = null;
   /** An upload exchange is an UPLOAD or a RESUME: the op of its START and of a refusal at its open. */
   private uploadReplyOp: number = Op.UPLOAD_RSP;
@@ -535,6 +543,11 @@ export class Connection implements StatTarget, UploadOwner {
         this.exchangeOp = "upload";
         if (this.refusedByScope(Op.RESUME_RSP, Access.WRITE)) return;
         return this.startResume(msg);
+      case Op.LIST:
+        this.exchangeOp = "list";
+        // The prefix (in the key's field) must lie within the token's: a listing never shows keys outside it.
+        if (this.refusedByScope(Op.LIST_RSP, Access.READ)) return;
+        return this.startList(msg);
       default:
         throw new ProtocolError(`unknown op ${msg.operation}`);
     }
@@ -1028,6 +1041,33 @@ export class Connection implements StatTarget, UploadOwner {
     this.host.store.stat(key, this, this.digest);
   }
 
+  private startList(msg: WireMessage): void {
+    const list = this.host.store.list;
+    const request = listRequestOf(msg, this.host.listPageBytesMax);
+    if (typeof request === "string") return this.refuse(Op.LIST_RSP, request);
+    if (list === undefined) return this.refuse(Op.LIST_RSP, "listing unavailable");
+    this.move("list");
+    this.listRequest = request;
+    list.call(this.host.store, request, this);
+  }
+
+  /** A page of the listing: START with where the next page starts, then the page's lines. */
+  onListed(page: ListPage): void {
+    this.lastActiveMs = Date.now();
+    try {
+      if (this.isClosed) return this.lateResult();
+      if (this.state !== "list") throw new Error(`a listing arrived in state ${this.state}`);
+      const { body, next } = listBody(page, this.listRequest!.bytesMax);
+      this.listRequest = null;
+      this.exchangeBytes = body.length;
+      this.send({ operation: Op.LIST_RSP, key: this.keyText, message: Msg.START, size: body.length, nextAfter: next });
+      if (body.length > 0) this.sendBytes(body);
+      this.answered();
+    } catch (e) {
+      this.bug(e);
+    }
+  }
+
   private startDelete(msg: WireMessage): void {
     const key = this.acceptKey(msg, Op.DELETE_RSP);
     if (key === null) return;
@@ -1092,6 +1132,9 @@ export class Connection implements StatTarget, UploadOwner {
           return this.answerFailure(Op.EXIST_RSP, "exist_failed", failure, cause);
         case "delete":
           return this.answerFailure(Op.DELETE_RSP, "delete_failed", failure, cause);
+        case "list":
+          this.listRequest = null;
+          return this.answerFailure(Op.LIST_RSP, "list_failed", failure, cause);
         case "upload_commit":
           this.smallBodyBack();
           return this.uploadEnded(0, failure, cause);

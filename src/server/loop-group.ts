@@ -21,7 +21,8 @@ import { renderMetrics, type LoopMetrics } from "../observe/prometheus";
 import { processStats, statsSnapshot, sumFigures } from "../observe/stats";
 import { createStore } from "../storage/create-store";
 import type { HandedOver } from "../storage/partials";
-import type { Store } from "../storage/store";
+import { StoreError, type Store } from "../storage/store";
+import { NativeIndex, nativeLibraryProblem } from "../ffi/pool-binding";
 import { IpGuard } from "./ip-guard";
 import { listenOrExplain } from "./listen";
 import type { FromLoop, Loop, LoopFigures, LoopInit, LoopPort, ToLoop } from "./loop";
@@ -90,6 +91,8 @@ export class LoopGroup {
   /** Parked uploads handed from loop to loop: where each is now (its id names where it began). */
   private readonly where = new Map<string, number>();
   private store: Store | null = null;
+  /** The file store's listing index, built here for every loop (see openKeyIndex). */
+  private keyIndex: NativeIndex | null = null;
   private counters: SharedCounters | null = null;
   private init: Omit<LoopInit, "index" | "joinPool"> | null = null;
   private stopping: Promise<void> | null = null;
@@ -134,7 +137,8 @@ export class LoopGroup {
     if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
     const counters = sharedCountersMemory(this.loops);
     this.counters = new SharedCounters(counters);
-    this.init = { config, loops: this.loops, counters, addresses: sharedAddressTable(config) };
+    this.keyIndex = config.store === "file" ? openKeyIndex(config, this.store, this.log) : null;
+    this.init = { config, loops: this.loops, counters, addresses: sharedAddressTable(config), keyIndex: this.keyIndex === null ? 0 : Number(this.keyIndex.handle) };
     this.port = config.port;
     if (this.options.inline) this.loopCode = await import("./loop");
     for (let index = 0; index < this.loops; index++) await this.startLoop(index);
@@ -409,9 +413,40 @@ export class LoopGroup {
       clearTimeout(timer);
       for (const h of live) if (h.state !== "stopped") h.terminate();
       this.store?.close?.();
+      // No loop uses the index any more (each has ended or been ended above).
+      this.keyIndex?.close();
+      this.keyIndex = null;
       // A start that failed before any loop ran has nothing to report stopped.
       if (live.length > 0) this.log.info("stopped", { loops: live.length });
     })();
     return this.stopping;
   }
+}
+
+/** Threads that read the shard directories at start: enough to keep a disk's queue busy. */
+const INDEX_LOAD_THREADS = 8;
+
+/**
+ * The file store's ordered index of keys, for LIST: opened over the data directory's shards and
+ * built from them now, before any loop serves (so a listing never misses a stored file). Without
+ * the C library (--io-engine bun on a machine that did not build it) there is none, and LIST is
+ * answered "listing unavailable" (said once here).
+ */
+function openKeyIndex(config: Config, store: Store, log: Logger): NativeIndex | null {
+  const problem = nativeLibraryProblem();
+  if (problem !== null) {
+    log.warn("listing_unavailable", { reason: problem, effect: "LIST is answered 'listing unavailable'" });
+    return null;
+  }
+  const dataDir = (store as { dataDir?: string }).dataDir ?? config.dataDir;
+  const width = Math.max(2, (config.shards - 1).toString(16).length);
+  const t0 = performance.now();
+  const index = NativeIndex.open(dataDir, config.shards, width);
+  const keys = index.load(INDEX_LOAD_THREADS);
+  if (keys < 0) {
+    index.close();
+    throw new StoreError(`cannot read the data directory ${dataDir} to list it: errno ${-keys}`);
+  }
+  log.info("index_ready", { keys, ms: Math.round(performance.now() - t0), bytes: index.bytes });
+  return index;
 }

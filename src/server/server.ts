@@ -89,6 +89,7 @@ export class Server implements ConnectionHost {
   readonly frameBytesMax: number;
   readonly connectionBufferBytesMax: number;
   readonly uploadBytesMax: number;
+  readonly listPageBytesMax: number;
   readonly inlineBytesMax: number;
   readonly ioChunkBytes: number;
   readonly uploadWritesInFlightMax: number;
@@ -141,6 +142,7 @@ export class Server implements ConnectionHost {
     this.frameBytesMax = config.frameBytesMax;
     this.connectionBufferBytesMax = config.connectionBufferBytesMax;
     this.uploadBytesMax = config.uploadBytesMax;
+    this.listPageBytesMax = config.listPageBytesMax;
     this.inlineBytesMax = config.inlineBytesMax;
     this.ioChunkBytes = config.ioChunkBytes;
     this.uploadWritesInFlightMax = config.uploadWritesInFlightMax;

@@ -4,6 +4,7 @@ import type { Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { FileStore } from "./file-store";
 import { ReadCache } from "./read-cache";
+import type { NativeIndex } from "../ffi/pool-binding";
 import { S3Store } from "./s3-store";
 import type { Store } from "./store";
 import type { ClientBudget, HandedOver } from "./partials";
@@ -17,6 +18,8 @@ export interface StoreLoop {
   takeFromLoop: (id: string, keyName: string) => Promise<HandedOver | null | "busy">;
   /** Every loop's resumable uploads and their kept bytes, each loop in its own cells. */
   counters: SharedCounters;
+  /** The listing index of the data directory (a C pointer, shared by the loops); 0: none. */
+  keyIndex?: number;
 }
 
 /**
@@ -35,6 +38,12 @@ export function createStore(config: Config, engine: IoEngine, budget: ClientBudg
   return fileStore(config, engine, config.dataDir, resumable ? "resumable" : "plain", budget, loop);
 }
 
+/** The index the supervisor opened, by its pointer (loaded lazily: the C library is then loadable). */
+function attachIndex(handle: number): NativeIndex {
+  const { NativeIndex: Index } = require("../ffi/pool-binding") as typeof import("../ffi/pool-binding");
+  return Index.attach(handle);
+}
+
 function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "resumable" | "plain" | "cache", budget: ClientBudget | null, loop?: StoreLoop): FileStore {
   return new FileStore(engine, {
     dataDir,
@@ -47,6 +56,8 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
     uploadWritesInFlightMax: config.uploadWritesInFlightMax,
     resumable: kind === "resumable" && budget !== null ? { uploadsMax: config.resumableUploadsMax, bytesMax: config.resumableBytesMax, ttlMs: config.resumableTtlMs, budget } : null,
     loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop, counters: loop.counters } : undefined,
+    // A read cache is not listed; the data directory's stores share the supervisor's index.
+    index: kind !== "cache" && loop?.keyIndex ? attachIndex(loop.keyIndex) : null,
   });
 }
 

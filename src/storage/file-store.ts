@@ -23,8 +23,9 @@ import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
-import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListEntry, type ListRequest, type ListTarget } from "./store";
 import { UploadStream } from "./upload-stream";
+import type { NativeIndex } from "../ffi/pool-binding";
 
 const LAYOUT_FILE = "fsgw-layout.json";
 
@@ -110,10 +111,16 @@ class StatDone implements IoTarget {
 }
 
 class ValueDone implements IoTarget {
-  constructor(private readonly target: StoreTarget) {}
+  constructor(
+    private readonly target: StoreTarget,
+    /** Run on success, before the target hears of it: the listing index follows the files. */
+    private readonly then: (() => void) | null = null,
+  ) {}
   onIoDone(result: number): void {
-    if (result >= 0) this.target.onStoreDone(result);
-    else failErrno(this.target, -result);
+    if (result >= 0) {
+      this.then?.();
+      this.target.onStoreDone(result);
+    } else failErrno(this.target, -result);
   }
   onIoBug(error: unknown): void {
     this.target.onStoreBug(error);
@@ -148,6 +155,12 @@ export interface FileStoreOptions {
   ioChunkBytes: number;
   /** Writes of one streamed upload in flight at once. */
   uploadWritesInFlightMax: number;
+  /**
+   * The ordered index of this data directory's keys (shared by every loop), which the store keeps
+   * in step with the files: null for a store that is not listed (a read cache), or when the C
+   * library is not there (then LIST is answered "listing unavailable").
+   */
+  index?: NativeIndex | null;
 }
 
 export class FileStore implements Store {
@@ -179,6 +192,10 @@ export class FileStore implements Store {
   /** The data directory's lock, when this instance took it (init). */
   private lock: { release(): void } | null = null;
   private readonly partialTtlMs: number;
+  /** See FileStoreOptions.index. */
+  readonly index: NativeIndex | null;
+  /** LIST, when this store has an index (see FileStoreOptions.index). */
+  readonly list: Store["list"];
 
   constructor(
     private readonly engine: IoEngine,
@@ -186,6 +203,8 @@ export class FileStore implements Store {
   ) {
     this.dataDir = resolve(options.dataDir);
     this.shards = options.shards;
+    this.index = options.index ?? null;
+    this.list = this.index === null ? undefined : (request, target) => this.listPage(this.index!, request, target);
     const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000, budget: NO_BUDGET };
     this.takesResumable = options.resumable !== null;
     // The capability is there or not from construction: a store that takes no resumable uploads
@@ -367,7 +386,7 @@ export class FileStore implements Store {
   }
 
   remove(key: StoreKey, target: StoreTarget): void {
-    this.engine.callbacks.unlinkTo(this.pathOf(key), new ValueDone(target));
+    this.engine.callbacks.unlinkTo(this.pathOf(key), new ValueDone(target, this.index === null ? null : () => this.index!.remove(key.name)));
   }
 
   putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array): void {
@@ -383,7 +402,8 @@ export class FileStore implements Store {
   /** putWhole of a body whose SHA-256 the caller computed already (a read cache's copy). */
   putHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
     const tmp = this.tempPathOf(key);
-    this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target), this.engine.setDigest !== undefined ? sum : undefined);
+    const indexed = this.index === null ? null : () => void this.index!.add(key.name);
+    this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target, indexed), this.engine.setDigest !== undefined ? sum : undefined);
   }
 
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void {
@@ -471,6 +491,27 @@ export class FileStore implements Store {
    * A failing loop: every resumable upload is forgotten, its charges given back and its partial
    * file removed (a RESUME then answers "no such upload", and the client starts again).
    */
+  /**
+   * One page from the index, its files' sizes, times and digests read as it is made (a key whose
+   * file went meanwhile is left out). On this thread: a page of 1000 keys is 1000 fstatat and
+   * getxattrat calls, a few milliseconds (BENCHMARKS.md, listing).
+   */
+  private listPage(index: NativeIndex, request: ListRequest, target: ListTarget): void {
+    let page: ReturnType<NativeIndex["list"]>;
+    try {
+      page = index.list(request.prefix, request.delimiter, request.after, request.afterPrefix, request.maxKeys, request.bytesMax);
+    } catch (e) {
+      return target.onStoreBug(e);
+    }
+    const entries: ListEntry[] = [];
+    const prefixes: string[] = [];
+    for (const r of page.records) {
+      if ("prefix" in r) prefixes.push(r.prefix);
+      else entries.push(r);
+    }
+    target.onListed({ entries, prefixes, more: page.next !== null, next: page.next });
+  }
+
   /** Removes every resumable upload's partial file (in progress or parked); how many there were. */
   private async discardUploads(): Promise<number> {
     const all = this.partials.takeAll(Date.now());
@@ -496,6 +537,7 @@ export class FileStore implements Store {
       expected,
       digest,
       partial: partial === undefined ? undefined : { entry: partial, table: this.partials, resume },
+      onCommitted: this.index === null ? undefined : () => void this.index!.add(key.name),
     });
     upload.open();
     return upload;

@@ -228,6 +228,11 @@ export interface Store {
   beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: ResumableRequest): UploadSink;
   /** Optional: resumable uploads (RESUME), when this store keeps them. */
   readonly resumable?: ResumableUploads;
+  /**
+   * Optional: one page of an ordered listing (LIST). A store without it answers LIST "listing
+   * unavailable". The target hears onListed once, or a failure.
+   */
+  list?(request: ListRequest, target: ListTarget): void;
   /** A reader for a streamed download of the key; nothing happens until its open(), which fills `digest`. */
   openReader(key: StoreKey, digest?: Uint8Array): BodyReader;
   /**
@@ -257,3 +262,40 @@ export interface ResumableUploads {
 }
 
 export class StoreError extends Error {}
+
+/** One page of a listing, as the connection asks for it (docs/PROTOCOL.md, LIST). */
+export interface ListRequest {
+  /** Keys that start with this (byte for byte). */
+  prefix: string;
+  /** "" for none; else keys holding it after the prefix are rolled into a common prefix. */
+  delimiter: string;
+  /** Start after this key ("" from the first), or with afterPrefix after every key under it. */
+  after: string;
+  afterPrefix: boolean;
+  /** Entries and common prefixes at most, and the bytes their records may take. */
+  maxKeys: number;
+  bytesMax: number;
+}
+
+export interface ListEntry {
+  key: string;
+  size: number;
+  mtimeMs: number;
+  /** The recorded SHA-256 (32 bytes), or null. */
+  digest: Uint8Array | null;
+}
+
+/** A page: entries and common prefixes in key order, and whether more keys follow it. */
+export interface ListPage {
+  entries: ListEntry[];
+  prefixes: string[];
+  more: boolean;
+  /** Where the next page starts, when `more`: after this key, or (isPrefix) after this common prefix. */
+  next: { after: string; isPrefix: boolean } | null;
+}
+
+export interface ListTarget {
+  onListed(page: ListPage): void;
+  onStoreFailed(failure: FailureKind, cause: FailureCause): void;
+  onStoreBug(error: unknown): void;
+}

@@ -125,11 +125,14 @@ export interface UploadStreamOptions {
    * stream continues a parked one: its file reopened, at its offset, with its hash state.
    */
   partial?: { entry: PartialUpload; table: Partials; resume: boolean };
+  /** Called once the file is under its key, before the owner hears of it (the listing index). */
+  onCommitted?: () => void;
 }
 
 export class UploadStream implements UploadSink {
   /** Changed only by move(); see LEGAL. */
   state: UploadState = "opening";
+  private readonly onCommitted: (() => void) | undefined;
   /** How the upload ends, once decided; null while it may still commit. */
   private ending: Ending | null = null;
   /** The temporary file's descriptor: open from the end of `opening` until it is closed. */
@@ -196,6 +199,7 @@ export class UploadStream implements UploadSink {
     this.position = this.offset;
     this.expected = options.expected ?? this.partial?.entry.expected ?? null;
     this.digestOut = options.digest;
+    this.onCommitted = options.onCommitted;
     if (this.digestOut !== undefined) this.digestOut[0] = 0;
     this.receiveFrom = this.zc !== null && this.hasher.state !== undefined ? (socket, target) => this.startReceiving(socket, target) : undefined;
   }
@@ -494,6 +498,7 @@ export class UploadStream implements UploadSink {
       }
       renaming = true;
       await finishCommit(this.engine, fd, this.tmpPath, this.finalPath, this.fsync);
+      this.onCommitted?.();
       if (this.digestOut !== undefined) {
         this.digestOut[0] = 1;
         this.digestOut.set(sum, 1);

@@ -14,7 +14,7 @@ describe("protobuf codec", () => {
   test("round trip", () => {
     const frame = protobufCodec.encodeFrame({ operation: 8, key: "ключ", size: 2 ** 40, type: 1, message: "success" });
     const msg = protobufCodec.decode(frame.subarray(4));
-    expect(msg).toEqual({ version: "0001", magic: 0x12345, appid: 0x12345, operation: 8, key: "ключ", type: 1, size: 2 ** 40, message: "success", token: "", digest: "", offset: 0, length: 0, fileSize: 0, uploadId: "", resumable: false });
+    expect(msg).toEqual({ version: "0001", magic: 0x12345, appid: 0x12345, operation: 8, key: "ключ", type: 1, size: 2 ** 40, message: "success", token: "", digest: "", offset: 0, length: 0, fileSize: 0, uploadId: "", resumable: false, delimiter: "", after: "", maxKeys: 0, nextAfter: "" });
     expect(headerProblem(msg)).toBeNull();
   });
 

@@ -19,17 +19,17 @@ const pick = <T>(xs: T[]) => xs[rand(xs.length)]!;
 
 function reference(body: Uint8Array) {
   const m = fromBinary(NetFsProtocolProtoSchema, body);
-  return { version: m.Version, magic: m.Magic, appid: m.Appid, operation: m.Operation, key: m.Checksum, type: m.Type, size: Number(m.Size), message: m.Message, token: m.Token, digest: m.Digest, offset: Number(m.Offset), length: Number(m.Length), fileSize: Number(m.FileSize), uploadId: m.UploadId, resumable: m.Resumable };
+  return { version: m.Version, magic: m.Magic, appid: m.Appid, operation: m.Operation, key: m.Checksum, type: m.Type, size: Number(m.Size), message: m.Message, token: m.Token, digest: m.Digest, offset: Number(m.Offset), length: Number(m.Length), fileSize: Number(m.FileSize), uploadId: m.UploadId, resumable: m.Resumable, delimiter: m.Delimiter, after: m.After, maxKeys: m.MaxKeys, nextAfter: m.NextAfter };
 }
 
 describe("fast protobuf codec", () => {
   test("encodes exactly what protobuf-es encodes", () => {
     for (let i = 0; i < 3000; i++) {
-      const init = { operation: pick(ints), key: pick(samples), type: pick(ints), size: pick(sizes), message: pick(samples), token: pick(samples), digest: pick(samples), offset: pick(sizes), length: pick(sizes), fileSize: pick(sizes), uploadId: pick(samples), resumable: rand(2) === 1 };
+      const init = { operation: pick(ints), key: pick(samples), type: pick(ints), size: pick(sizes), message: pick(samples), token: pick(samples), digest: pick(samples), offset: pick(sizes), length: pick(sizes), fileSize: pick(sizes), uploadId: pick(samples), resumable: rand(2) === 1, delimiter: pick(samples), after: pick(samples), maxKeys: pick(ints), nextAfter: pick(samples) };
       const frame = encodeProtoFrame(init);
       const expected = toBinary(
         NetFsProtocolProtoSchema,
-        create(NetFsProtocolProtoSchema, { Version: "0001", Magic: 74565, Appid: 74565, Operation: init.operation, Checksum: init.key, Type: init.type, Size: BigInt(init.size), Message: init.message, Token: init.token, Digest: init.digest, Offset: BigInt(init.offset), Length: BigInt(init.length), FileSize: BigInt(init.fileSize), UploadId: init.uploadId, Resumable: init.resumable }),
+        create(NetFsProtocolProtoSchema, { Version: "0001", Magic: 74565, Appid: 74565, Operation: init.operation, Checksum: init.key, Type: init.type, Size: BigInt(init.size), Message: init.message, Token: init.token, Digest: init.digest, Offset: BigInt(init.offset), Length: BigInt(init.length), FileSize: BigInt(init.fileSize), UploadId: init.uploadId, Resumable: init.resumable, Delimiter: init.delimiter, After: init.after, MaxKeys: init.maxKeys, NextAfter: init.nextAfter }),
       );
       expect(new DataView(frame.buffer).getInt32(0, true)).toBe(expected.length);
       expect(Buffer.from(frame.subarray(4)).equals(Buffer.from(expected))).toBe(true);
@@ -54,10 +54,14 @@ describe("fast protobuf codec", () => {
         FileSize: BigInt(pick(sizes)),
         UploadId: pick(samples),
         Resumable: rand(2) === 1,
+        Delimiter: pick(samples),
+        After: pick(samples),
+        MaxKeys: pick(ints),
+        NextAfter: pick(samples),
       });
       let body = toBinary(NetFsProtocolProtoSchema, m);
       if (i % 3 === 1) body = new Uint8Array([...body, ...toBinary(NetFsProtocolProtoSchema, create(NetFsProtocolProtoSchema, { Checksum: "later", Size: 7n }))]); // repeats: last wins
-      if (i % 3 === 2) body = new Uint8Array([0xa0, 0x01, 0x05, 0xaa, 0x01, 0x02, 0x68, 0x69, ...body]); // unknown fields 20 and 21 first
+      if (i % 3 === 2) body = new Uint8Array([0xe0, 0x01, 0x05, 0xea, 0x01, 0x02, 0x68, 0x69, ...body]); // unknown fields 28 and 29 first
       expect(decodeProto(body)).toEqual(reference(body));
     }
   });

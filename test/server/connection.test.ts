@@ -201,6 +201,7 @@ function rig(options: { tokens?: boolean; scope?: TokenScope } = {}): Rig {
     frameBytesMax: 64 * 1024,
     connectionBufferBytesMax: BUFFER_MAX,
     uploadBytesMax: 1 << 30,
+    listPageBytesMax: 1 << 20,
     inlineBytesMax: INLINE_MAX,
     ioChunkBytes: 4096,
     uploadWritesInFlightMax: 2,

@@ -1,0 +1,576 @@
+/* fsgw_index: the file store's ordered index of keys (see fsgw_index.h). */
+#define _GNU_SOURCE
+#include "fsgw_index.h"
+#include "fsgw_pool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+/* A leaf: entries [length byte][key bytes], sorted, packed. */
+typedef struct leaf {
+  uint32_t used;
+  uint32_t count;
+  uint8_t data[FSGW_INDEX_LEAF_BYTES];
+} leaf;
+
+struct fsgw_index {
+  pthread_rwlock_t lock;
+  leaf **leaves; /* sorted by their first key */
+  size_t nleaves, leaves_cap;
+  int64_t count;
+  int32_t shards;
+  int *shard_fd; /* O_PATH descriptors of the shard directories */
+};
+
+/* A built leaf is filled to this much, so that the first additions to it do not split it. */
+#define LOAD_FILL (FSGW_INDEX_LEAF_BYTES * 3 / 4)
+#define KEY_MAX 255
+
+static int compare(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen) {
+  int c = memcmp(a, b, alen < blen ? alen : blen);
+  if (c != 0) return c;
+  return alen < blen ? -1 : alen > blen ? 1 : 0;
+}
+
+static int starts_with(const uint8_t *key, uint32_t len, const uint8_t *prefix, uint32_t plen) {
+  return len >= plen && memcmp(key, prefix, plen) == 0;
+}
+
+/* ---- leaves ---- */
+
+static int leaves_insert(fsgw_index *ix, size_t at, leaf *l) {
+  if (ix->nleaves == ix->leaves_cap) {
+    size_t cap = ix->leaves_cap == 0 ? 64 : ix->leaves_cap * 2;
+    leaf **grown = realloc(ix->leaves, cap * sizeof *grown);
+    if (grown == NULL) return -ENOMEM;
+    ix->leaves = grown;
+    ix->leaves_cap = cap;
+  }
+  memmove(ix->leaves + at + 1, ix->leaves + at, (ix->nleaves - at) * sizeof *ix->leaves);
+  ix->leaves[at] = l;
+  ix->nleaves++;
+  return 0;
+}
+
+/* The leaf where key belongs: the last whose first key is <= key (the first leaf for a key below all). */
+static size_t leaf_of(const fsgw_index *ix, const uint8_t *key, uint32_t len) {
+  size_t lo = 0, hi = ix->nleaves; /* answer in [lo, hi) */
+  while (hi - lo > 1) {
+    size_t mid = lo + (hi - lo) / 2;
+    const leaf *l = ix->leaves[mid];
+    if (compare(l->data + 1, l->data[0], key, len) <= 0) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/* Offset in l of the first entry >= key; *equal set when it is key itself. */
+static uint32_t offset_in(const leaf *l, const uint8_t *key, uint32_t len, int *equal) {
+  uint32_t off = 0;
+  *equal = 0;
+  while (off < l->used) {
+    int c = compare(l->data + off + 1, l->data[off], key, len);
+    if (c >= 0) {
+      *equal = c == 0;
+      return off;
+    }
+    off += 1u + l->data[off];
+  }
+  return off;
+}
+
+int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len) {
+  if (len < 1 || len > KEY_MAX) return -EINVAL;
+  pthread_rwlock_wrlock(&ix->lock);
+  int32_t rc = 1;
+  if (ix->nleaves == 0) {
+    leaf *l = calloc(1, sizeof *l);
+    if (l == NULL || leaves_insert(ix, 0, l) != 0) {
+      free(l);
+      rc = -ENOMEM;
+      goto out;
+    }
+  }
+  size_t i = leaf_of(ix, key, (uint32_t)len);
+  leaf *l = ix->leaves[i];
+  int equal;
+  uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
+  if (equal) {
+    rc = 0;
+    goto out;
+  }
+  uint32_t need = 1u + (uint32_t)len;
+  if (l->used + need > FSGW_INDEX_LEAF_BYTES) {
+    /* Split: the entries from the middle on move to a new leaf after this one. */
+    leaf *r = calloc(1, sizeof *r);
+    if (r == NULL || leaves_insert(ix, i + 1, r) != 0) {
+      free(r);
+      rc = -ENOMEM;
+      goto out;
+    }
+    uint32_t cut = 0, n = 0;
+    while (cut < l->used / 2) {
+      cut += 1u + l->data[cut];
+      n++;
+    }
+    memcpy(r->data, l->data + cut, l->used - cut);
+    r->used = l->used - cut;
+    r->count = l->count - n;
+    l->used = cut;
+    l->count = n;
+    if (off >= cut) {
+      l = r;
+      off -= cut;
+    }
+  }
+  memmove(l->data + off + need, l->data + off, l->used - off);
+  l->data[off] = (uint8_t)len;
+  memcpy(l->data + off + 1, key, (size_t)len);
+  l->used += need;
+  l->count++;
+  ix->count++;
+out:
+  pthread_rwlock_unlock(&ix->lock);
+  return rc;
+}
+
+int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len) {
+  if (len < 1 || len > KEY_MAX) return 0;
+  pthread_rwlock_wrlock(&ix->lock);
+  int32_t rc = 0;
+  if (ix->nleaves > 0) {
+    size_t i = leaf_of(ix, key, (uint32_t)len);
+    leaf *l = ix->leaves[i];
+    int equal;
+    uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
+    if (equal) {
+      uint32_t size = 1u + l->data[off];
+      memmove(l->data + off, l->data + off + size, l->used - off - size);
+      l->used -= size;
+      l->count--;
+      ix->count--;
+      rc = 1;
+      if (l->count == 0 && ix->nleaves > 1) {
+        free(l);
+        memmove(ix->leaves + i, ix->leaves + i + 1, (ix->nleaves - i - 1) * sizeof *ix->leaves);
+        ix->nleaves--;
+      }
+    }
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  return rc;
+}
+
+double fsgw_index_count(fsgw_index *ix) {
+  pthread_rwlock_rdlock(&ix->lock);
+  double n = (double)ix->count;
+  pthread_rwlock_unlock(&ix->lock);
+  return n;
+}
+
+double fsgw_index_bytes(fsgw_index *ix) {
+  pthread_rwlock_rdlock(&ix->lock);
+  double n = (double)(ix->nleaves * sizeof(leaf) + ix->leaves_cap * sizeof(leaf *));
+  pthread_rwlock_unlock(&ix->lock);
+  return n;
+}
+
+/* ---- open, close ---- */
+
+fsgw_index *fsgw_index_open(const char *dir, int32_t shards, int32_t width) {
+  if (shards < 1 || width < 1 || width > 8) {
+    errno = EINVAL;
+    return NULL;
+  }
+  fsgw_index *ix = calloc(1, sizeof *ix);
+  int *fds = calloc((size_t)shards, sizeof *fds);
+  if (ix == NULL || fds == NULL) goto fail;
+  pthread_rwlock_init(&ix->lock, NULL);
+  ix->shards = shards;
+  ix->shard_fd = fds;
+  for (int32_t s = 0; s < shards; s++) fds[s] = -1;
+  int base = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (base < 0) goto fail;
+  for (int32_t s = 0; s < shards; s++) {
+    char name[16];
+    snprintf(name, sizeof name, "%0*x", (int)width, (unsigned)s);
+    fds[s] = openat(base, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fds[s] < 0) {
+      int e = errno;
+      close(base);
+      errno = e;
+      goto fail;
+    }
+  }
+  close(base);
+  return ix;
+fail: {
+  int e = errno;
+  if (ix != NULL && ix->shard_fd != NULL) {
+    for (int32_t s = 0; s < shards; s++)
+      if (fds[s] >= 0) close(fds[s]);
+  }
+  free(fds);
+  free(ix);
+  errno = e;
+  return NULL;
+}
+}
+
+void fsgw_index_close(fsgw_index *ix) {
+  if (ix == NULL) return;
+  for (size_t i = 0; i < ix->nleaves; i++) free(ix->leaves[i]);
+  free(ix->leaves);
+  for (int32_t s = 0; s < ix->shards; s++) close(ix->shard_fd[s]);
+  free(ix->shard_fd);
+  pthread_rwlock_destroy(&ix->lock);
+  free(ix);
+}
+
+/* ---- load: a parallel readdir of the shards ---- */
+
+typedef struct keybuf {
+  uint8_t *data; /* [len][bytes]... */
+  size_t used, cap;
+  int64_t n;
+} keybuf;
+
+typedef struct load_job {
+  fsgw_index *ix;
+  atomic_int next_shard;
+  atomic_int error;
+} load_job;
+
+typedef struct load_worker {
+  load_job *job;
+  keybuf keys;
+  pthread_t thread;
+} load_worker;
+
+static int keybuf_push(keybuf *b, const char *name, size_t len) {
+  if (b->used + 1 + len > b->cap) {
+    size_t cap = b->cap == 0 ? 1 << 20 : b->cap * 2;
+    uint8_t *grown = realloc(b->data, cap);
+    if (grown == NULL) return -ENOMEM;
+    b->data = grown;
+    b->cap = cap;
+  }
+  b->data[b->used] = (uint8_t)len;
+  for (size_t i = 0; i < len; i++) b->data[b->used + 1 + i] = name[i] == 0x1f ? '/' : (uint8_t)name[i];
+  b->used += 1 + len;
+  b->n++;
+  return 0;
+}
+
+static void *load_shards(void *arg) {
+  load_worker *w = arg;
+  fsgw_index *ix = w->job->ix;
+  for (;;) {
+    int s = atomic_fetch_add(&w->job->next_shard, 1);
+    if (s >= ix->shards) break;
+    int fd = openat(ix->shard_fd[s], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fd < 0 ? NULL : fdopendir(fd);
+    if (d == NULL) {
+      atomic_store(&w->job->error, errno);
+      if (fd >= 0) close(fd);
+      break;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+      const char *name = e->d_name;
+      size_t len = strlen(name);
+      if (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.'))) continue;
+      if (len > KEY_MAX || strchr(name, '\\') != NULL) continue; /* a temporary file */
+      if (e->d_type != DT_REG) {
+        struct stat st;
+        if (e->d_type != DT_UNKNOWN || fstatat(ix->shard_fd[s], name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
+      }
+      if (keybuf_push(&w->keys, name, len) != 0) {
+        atomic_store(&w->job->error, ENOMEM);
+        break;
+      }
+    }
+    closedir(d);
+  }
+  return NULL;
+}
+
+static int compare_ptrs(const void *a, const void *b) {
+  const uint8_t *x = *(const uint8_t *const *)a, *y = *(const uint8_t *const *)b;
+  return compare(x + 1, x[0], y + 1, y[0]);
+}
+
+double fsgw_index_load(fsgw_index *ix, int32_t threads) {
+  if (threads < 1) threads = 1;
+  if (threads > 64) threads = 64;
+  load_job job = {.ix = ix};
+  atomic_init(&job.next_shard, 0);
+  atomic_init(&job.error, 0);
+  load_worker *workers = calloc((size_t)threads, sizeof *workers);
+  if (workers == NULL) return -ENOMEM;
+  int started = 0;
+  for (int t = 0; t < threads; t++) {
+    workers[t].job = &job;
+    if (pthread_create(&workers[t].thread, NULL, load_shards, &workers[t]) != 0) break;
+    started++;
+  }
+  if (started == 0) load_shards(&workers[0]); /* no thread: this one reads them all */
+  for (int t = 0; t < started; t++) pthread_join(workers[t].thread, NULL);
+  int64_t total = 0;
+  for (int t = 0; t < threads; t++) total += workers[t].keys.n;
+  double rc = 0;
+  const uint8_t **all = NULL;
+  int fresh = 0;
+  if (atomic_load(&job.error) != 0) {
+    rc = -(double)atomic_load(&job.error);
+    goto out;
+  }
+  all = malloc((size_t)(total > 0 ? total : 1) * sizeof *all);
+  if (all == NULL) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  int64_t n = 0;
+  for (int t = 0; t < threads; t++)
+    for (size_t off = 0; off < workers[t].keys.used; off += 1u + workers[t].keys.data[off]) all[n++] = workers[t].keys.data + off;
+  qsort(all, (size_t)n, sizeof *all, compare_ptrs);
+  /* Add in order: each new key goes at the end of the last leaf, or into a new one. Keys already
+   * in the index (added by an upload meanwhile) are merged by the ordinary add. */
+  pthread_rwlock_wrlock(&ix->lock);
+  fresh = ix->nleaves == 0;
+  if (!fresh) pthread_rwlock_unlock(&ix->lock); /* each add takes it */
+  for (int64_t k = 0; k < n; k++) {
+    const uint8_t *key = all[k];
+    if (k > 0 && compare(key + 1, key[0], all[k - 1] + 1, all[k - 1][0]) == 0) continue;
+    if (!fresh) {
+      if (fsgw_index_add(ix, key + 1, key[0]) < 0) {
+        rc = -ENOMEM;
+        goto out;
+      }
+      continue;
+    }
+    leaf *l = ix->nleaves == 0 ? NULL : ix->leaves[ix->nleaves - 1];
+    if (l == NULL || l->used + 1u + key[0] > LOAD_FILL) {
+      l = calloc(1, sizeof *l);
+      if (l == NULL || leaves_insert(ix, ix->nleaves, l) != 0) {
+        free(l);
+        rc = -ENOMEM;
+        goto out;
+      }
+    }
+    memcpy(l->data + l->used, key, 1u + key[0]);
+    l->used += 1u + key[0];
+    l->count++;
+    ix->count++;
+  }
+  rc = (double)ix->count;
+  if (fresh) pthread_rwlock_unlock(&ix->lock);
+  fresh = 0;
+out:
+  if (fresh) pthread_rwlock_unlock(&ix->lock);
+  free(all);
+  for (int t = 0; t < threads; t++) free(workers[t].keys.data);
+  free(workers);
+  return rc;
+}
+
+/* ---- listing ---- */
+
+/* A position: leaf index and offset in it. */
+typedef struct cursor {
+  size_t leaf;
+  uint32_t off;
+} cursor;
+
+/* The first entry >= key (strict: > key). */
+static cursor seek(const fsgw_index *ix, const uint8_t *key, uint32_t len, int strict) {
+  cursor c = {0, 0};
+  if (ix->nleaves == 0 || len == 0) return c;
+  c.leaf = leaf_of(ix, key, len);
+  int equal;
+  c.off = offset_in(ix->leaves[c.leaf], key, len, &equal);
+  if (equal && strict) c.off += 1u + ix->leaves[c.leaf]->data[c.off];
+  return c;
+}
+
+/* The entry at c (NULL at the end), moving c past empty leaf tails. */
+static const uint8_t *at(const fsgw_index *ix, cursor *c) {
+  while (c->leaf < ix->nleaves && c->off >= ix->leaves[c->leaf]->used) {
+    c->leaf++;
+    c->off = 0;
+  }
+  return c->leaf < ix->nleaves ? ix->leaves[c->leaf]->data + c->off : NULL;
+}
+
+/* The smallest byte string greater than every string that starts with p (len 0: none, the end). */
+static uint32_t successor(const uint8_t *p, uint32_t len, uint8_t *out) {
+  while (len > 0 && p[len - 1] == 0xff) len--;
+  if (len == 0) return 0;
+  memcpy(out, p, len);
+  out[len - 1]++;
+  return len;
+}
+
+static int64_t fnv_shard(const uint8_t *key, uint32_t len, int32_t shards) {
+  uint32_t h = 0x811c9dc5u;
+  for (uint32_t i = 0; i < len; i++) {
+    h ^= key[i];
+    h *= 0x01000193u;
+  }
+  return (int64_t)(h % (uint32_t)shards);
+}
+
+#ifndef __NR_getxattrat
+#define __NR_getxattrat 464
+#endif
+struct index_xattr_args {
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+static atomic_int index_getxattrat_missing;
+
+/* Size, mtime and digest of key's file; 0, or -errno (-ENOENT: gone; -EISDIR: not a regular file). */
+static int stat_key(const fsgw_index *ix, const uint8_t *key, uint32_t len, int64_t *size, int64_t *mtime_ms, uint8_t *digest_flag, uint8_t *digest) {
+  char name[KEY_MAX + 1];
+  for (uint32_t i = 0; i < len; i++) name[i] = key[i] == '/' ? 0x1f : (char)key[i];
+  name[len] = 0;
+  int dir = ix->shard_fd[fnv_shard(key, len, ix->shards)];
+  struct stat st;
+  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  if (!S_ISREG(st.st_mode)) return -EISDIR;
+  *size = st.st_size;
+  *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
+  long n = -1;
+  if (!atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
+    struct index_xattr_args args = {(uint64_t)(uintptr_t)digest, 32, 0};
+    n = syscall(__NR_getxattrat, dir, name, AT_SYMLINK_NOFOLLOW, FSGW_DIGEST_XATTR, &args, sizeof args);
+    if (n < 0 && errno == ENOSYS) atomic_store(&index_getxattrat_missing, 1);
+  }
+  if (atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
+    char path[64 + KEY_MAX];
+    snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dir, name);
+    n = lgetxattr(path, FSGW_DIGEST_XATTR, digest, 32);
+  }
+  *digest_flag = n == 32;
+  if (n != 32) memset(digest, 0, 32);
+  return 0;
+}
+
+static void put_i64(uint8_t *out, int64_t v) {
+  uint64_t u = (uint64_t)v;
+  for (int i = 0; i < 8; i++) out[i] = (uint8_t)(u >> (8 * i));
+}
+
+int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *prefix, int32_t plen, const uint8_t *delim, int32_t dlen, const uint8_t *after, int32_t alen,
+                        int32_t after_prefix, int32_t max, uint8_t *out, int32_t cap) {
+  if (plen < 0 || plen > KEY_MAX || dlen < 0 || dlen > KEY_MAX || alen < 0 || alen > KEY_MAX || max < 1 || cap < 3 + KEY_MAX + 1) return -EINVAL;
+  /* Under the read lock: the page's keys and common prefixes, copied out ([kind][len][bytes]).
+   * The files are stat'ed after it is released, so listing never holds an upload's commit. */
+  uint8_t *picked = malloc((size_t)max * (2 + KEY_MAX));
+  if (picked == NULL) return -ENOMEM;
+  size_t npicked = 0, picked_bytes = 0;
+  int more = 0;
+  /* Room a record may take in out: an entry's fixed part, or a prefix's; one byte kept for "more". */
+  int64_t room = (int64_t)cap - (3 + KEY_MAX);
+  pthread_rwlock_rdlock(&ix->lock);
+  cursor c;
+  uint8_t bound[KEY_MAX];
+  if (alen > 0 && compare(after, (uint32_t)alen, prefix, (uint32_t)plen) >= 0) {
+    if (after_prefix) {
+      uint32_t blen = successor(after, (uint32_t)alen, bound);
+      c = blen == 0 ? (cursor){ix->nleaves, 0} : seek(ix, bound, blen, 0);
+    } else {
+      c = seek(ix, after, (uint32_t)alen, 1);
+    }
+  } else {
+    c = seek(ix, prefix, (uint32_t)plen, 0);
+  }
+  for (;;) {
+    const uint8_t *e = at(ix, &c);
+    if (e == NULL || !starts_with(e + 1, e[0], prefix, (uint32_t)plen)) break;
+    uint32_t len = e[0];
+    const uint8_t *key = e + 1;
+    /* A delimiter after the prefix rolls the key into its common prefix. */
+    uint32_t cp = 0;
+    if (dlen > 0) {
+      for (uint32_t i = (uint32_t)plen; i + (uint32_t)dlen <= len; i++) {
+        if (memcmp(key + i, delim, (size_t)dlen) == 0) {
+          cp = i + (uint32_t)dlen;
+          break;
+        }
+      }
+    }
+    int64_t need = cp > 0 ? 2 + cp : 2 + len + 8 + 8 + 1 + 32;
+    if ((int32_t)npicked == max || need > room) {
+      more = 1;
+      break;
+    }
+    room -= need;
+    picked[picked_bytes] = cp > 0;
+    picked[picked_bytes + 1] = (uint8_t)(cp > 0 ? cp : len);
+    memcpy(picked + picked_bytes + 2, key, cp > 0 ? cp : len);
+    picked_bytes += 2 + (cp > 0 ? cp : len);
+    npicked++;
+    if (cp > 0) {
+      uint32_t blen = successor(key, cp, bound);
+      if (blen == 0) break;
+      c = seek(ix, bound, blen, 0);
+    } else {
+      c.off += 1u + len;
+    }
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  int32_t records = 0;
+  size_t o = 0;
+  for (size_t p = 0; p < picked_bytes;) {
+    uint8_t kind = picked[p], len = picked[p + 1];
+    const uint8_t *key = picked + p + 2;
+    p += 2u + len;
+    if (kind == 1) {
+      out[o] = 1;
+      out[o + 1] = len;
+      memcpy(out + o + 2, key, len);
+      o += 2u + len;
+      records++;
+      continue;
+    }
+    int64_t size = 0, mtime_ms = 0;
+    uint8_t flag = 0;
+    uint8_t *rec = out + o;
+    if (stat_key(ix, key, len, &size, &mtime_ms, &flag, rec + 2 + len + 17) != 0) continue; /* gone since: not listed */
+    rec[0] = 0;
+    rec[1] = len;
+    memcpy(rec + 2, key, len);
+    put_i64(rec + 2 + len, size);
+    put_i64(rec + 2 + len + 8, mtime_ms);
+    rec[2 + len + 16] = flag;
+    o += 2u + len + 17 + 32;
+    records++;
+  }
+  out[o] = more ? 2 : 3;
+  if (more && npicked > 0) {
+    /* Where the next page starts: the last key or prefix picked, listed or not (a file gone
+     * meanwhile must not hold the listing at the same place). */
+    size_t p = 0, lastp = 0;
+    for (size_t k = 0; k < npicked; k++) {
+      lastp = p;
+      p += 2u + picked[p + 1];
+    }
+    out[o + 1] = picked[lastp];
+    out[o + 2] = picked[lastp + 1];
+    memcpy(out + o + 3, picked + lastp + 2, picked[lastp + 1]);
+  }
+  free(picked);
+  return records;
+}

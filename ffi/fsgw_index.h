@@ -1,0 +1,60 @@
+/* fsgw_index: the file store's ordered index of keys, for listing (LIST, docs/PROTOCOL.md).
+ *
+ * The one-file-per-key layout spreads keys over hashed shard directories, so their order lives
+ * here: a set of keys (1..255 bytes each, compared byte by byte, as S3 orders them) in packed sorted
+ * leaves of FSGW_INDEX_LEAF_BYTES, under a read-write lock, shared by every thread of the process
+ * (every event loop of one server uses the same index). An entry is the key and one length byte;
+ * sizes, times and digests are read from the files when a page is listed, so the index holds no
+ * copy that could disagree with them.
+ *
+ * It is built at start from the shard directories (fsgw_index_load: a parallel readdir, no stat)
+ * and kept by the store: a key is added once its file is committed under its name, removed once
+ * its file is unlinked. A crash loses nothing: the next start builds it again from the files.
+ */
+#ifndef FSGW_INDEX_H
+#define FSGW_INDEX_H
+
+#include <stdint.h>
+
+typedef struct fsgw_index fsgw_index;
+
+/* An index over dir's `shards` shard directories (named by their number in lowercase hex, `width`
+ * digits), whose files are keys with '/' stored as 0x1f. NULL when dir or a shard cannot be opened
+ * (errno says why). The shard directories are held open (O_PATH, never through a link). */
+fsgw_index *fsgw_index_open(const char *dir, int32_t shards, int32_t width);
+void fsgw_index_close(fsgw_index *ix);
+
+/* Reads every shard directory (`threads` at a time) and adds each key found: regular files only,
+ * never a temporary file (its name holds a backslash). Returns the number of keys, or -errno. */
+double fsgw_index_load(fsgw_index *ix, int32_t threads);
+
+/* 1 when added, 0 when it was there; -ENOMEM. */
+int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len);
+/* 1 when removed, 0 when it was not there. */
+int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len);
+/* Keys held, and the bytes the index takes (leaves and their table). */
+double fsgw_index_count(fsgw_index *ix);
+double fsgw_index_bytes(fsgw_index *ix);
+
+/* One page of a listing, written to out (cap bytes) as records:
+ *   entry:  0, key length (1 byte), key, size (int64 LE), mtime in ms (int64 LE), digest flag
+ *           (1 byte: 1 when the file records one), digest (32 bytes, present either way)
+ *   prefix: 1, length (1 byte), the common prefix (the key up to and including the delimiter)
+ *   end:    3 when the listing is complete; or 2 when keys remain, then where the next page starts:
+ *           the kind (0 key, 1 prefix), length and bytes of the last key or prefix this page took
+ *           (listed, or left out because its file went)
+ * Keys start with prefix; with a delimiter (dlen > 0) every key that holds it after the prefix is
+ * rolled into its common prefix (reported once). The page starts after `after` (alen bytes; 0: at
+ * the first key): after every key <= after, and when after_prefix is 1, also after every key that
+ * starts with it (a common prefix already reported). At most max records, as many as fit in cap.
+ * A key whose file is gone or is not a regular file is skipped. Returns the number of entry and
+ * prefix records, or -errno. */
+int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *prefix, int32_t plen, const uint8_t *delim, int32_t dlen, const uint8_t *after, int32_t alen,
+                        int32_t after_prefix, int32_t max, uint8_t *out, int32_t cap);
+
+#define FSGW_INDEX_LEAF_BYTES 4096
+#define FSGW_INDEX_ENTRY_BYTES_MAX (2 + 255 + 8 + 8 + 1 + 32)
+/* The smallest cap fsgw_index_list takes: one record of the largest kind and its end. */
+#define FSGW_INDEX_PAGE_BYTES_MIN (FSGW_INDEX_ENTRY_BYTES_MAX + 3 + 255)
+
+#endif

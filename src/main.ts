@@ -16,6 +16,7 @@ commands:
   get       download a file:        fsgw get report.pdf [-o ./copy.pdf]
   stat      size and type of a key: fsgw stat report.pdf
   rm        delete a key:           fsgw rm report.pdf
+  ls        list keys by prefix:    fsgw ls photos/ -d / -l
   bench     load generator:         fsgw bench upload -c 500 -n 20000 -s 5k
   token     access tokens:          fsgw token create --ops read --prefix photos- --ttl 1h
 
@@ -71,6 +72,7 @@ async function main(argv: string[]): Promise<number> {
     case "get":
     case "stat":
     case "rm":
+    case "ls":
     case "bench":
       return (await import("./cli/client-commands")).runClientCommand(command, rest, processIo());
     case "token":

@@ -145,6 +145,20 @@ examples:
   fsgw stat report.pdf --json
 
 ${commonHelp}`,
+  ls: `usage: fsgw ls [<prefix>] [-d <delimiter>] [-l] [--limit <n>] [options]
+
+Lists the keys that start with <prefix> (default: every key), in byte order, as S3 does. With
+-d (usually /), keys holding the delimiter after the prefix are shown once as their common
+prefix, ending with it, like directories. -l adds each file's size (binary units) and time, as
+ls -l does; --json prints one JSON object per line ({"key", "size", "mtime", "sha256"} or
+{"prefix"}). --limit stops after <n> lines. With a token, the prefix must lie within its own.
+
+examples:
+  fsgw ls
+  fsgw ls photos/2026/ -d / -l
+  fsgw ls backups/ --json --limit 100
+
+${commonHelp}`,
   rm: `usage: fsgw rm <key> [options]
 
 Deletes a stored file.
@@ -224,6 +238,7 @@ const commandFlags: Record<string, Record<string, FlagSpec>> = {
   put: { "--key": { takesValue: true }, "--no-digest": { takesValue: false }, "--progress": { takesValue: false } },
   get: { "--output": { alias: "-o", takesValue: true }, "--force": { alias: "-f", takesValue: false }, "--range": { takesValue: true }, "--no-verify": { takesValue: false }, "--progress": { takesValue: false } },
   stat: {},
+  ls: { "--delimiter": { alias: "-d", takesValue: true }, "--long": { alias: "-l", takesValue: false }, "--limit": { takesValue: true } },
   rm: {},
   bench: {
     "--connections": { alias: "-c", takesValue: true },
@@ -311,6 +326,29 @@ const clientCommands: Record<string, (parsed: Parsed, client: () => FsgwClient, 
     context.key = key;
     const st = await client().exist(key);
     print(`${key}: ${st.type}, ${st.size} bytes (${formatBytes(st.size)})${st.digest === undefined ? "" : `, sha256 ${st.digest}`}`, { op: "stat", key, ...st });
+  },
+  async ls(parsed, client, print, _io, _json, context) {
+    if (parsed.positionals.length > 1) throw new UsageError("expected at most one prefix");
+    const prefix = parsed.positionals[0] ?? "";
+    context.key = prefix;
+    const delimiter = parsed.flags.get("--delimiter") ?? "";
+    const long = parsed.flags.has("--long");
+    const limit = intFlag(parsed, "--limit", Number.MAX_SAFE_INTEGER, 1, Number.MAX_SAFE_INTEGER);
+    let shown = 0;
+    for await (const page of client().list({ prefix, delimiter })) {
+      const lines: [string, unknown][] = [
+        ...page.entries.map((e): [string, unknown] => [
+          long ? `${formatBytes(e.size).padStart(10)}  ${e.mtime.toISOString().slice(0, 16).replace("T", " ")}  ${e.key}` : e.key,
+          { key: e.key, size: e.size, mtime: e.mtime.toISOString(), ...(e.sha256 === undefined ? {} : { sha256: e.sha256 }) },
+        ]),
+        ...page.prefixes.map((p): [string, unknown] => [long ? `${"PRE".padStart(10)}  ${" ".repeat(16)}  ${p}` : p, { prefix: p }]),
+      ];
+      for (const [text, value] of lines) {
+        if (shown === limit) return;
+        print(text, value);
+        shown++;
+      }
+    }
   },
   async rm(parsed, client, print, _io, _json, context) {
     const key = validKey(one(parsed, "key"));

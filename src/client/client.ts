@@ -18,7 +18,7 @@ import { tmpdir } from "node:os";
 import { basename, dirname, join } from "node:path";
 import type { Writable, Readable } from "node:stream";
 import type { WireName } from "../protocol/codec";
-import { benchExchange, deleteExchange, downloadExchange, existExchange, resumableUploadExchange, ServerError, uploadExchange, type ByteRange, type ExistResult, type ResumableState } from "./exchanges";
+import { benchExchange, deleteExchange, downloadExchange, existExchange, listExchange, resumableUploadExchange, ServerError, uploadExchange, type ByteRange, type ExistResult, type ListedPage, type ResumableState } from "./exchanges";
 import { ConnectionClosedError, WireConn, type ClientTls } from "./wire-conn";
 import { SHUTDOWN_TEXT } from "../protocol/message";
 
@@ -26,7 +26,7 @@ export { DigestMismatchError, ServerError } from "./exchanges";
 export { SHUTDOWN_TEXT } from "../protocol/message";
 export { ConnectionClosedError, TlsError, type ClientTls } from "./wire-conn";
 export { ProtocolError } from "../protocol/message";
-export type { ByteRange, ExistResult } from "./exchanges";
+export type { ByteRange, ExistResult, ListedEntry, ListedPage } from "./exchanges";
 
 /** No progress for the configured time: the call failed and its connection was discarded. */
 export class TimeoutError extends Error {}
@@ -366,6 +366,23 @@ export class FsgwClient {
 
   delete(key: string): Promise<void> {
     return this.run(key, (conn) => deleteExchange(conn, key));
+  }
+
+  /**
+   * The keys under `prefix`, in byte order, page after page (an async iterator; each page at most
+   * `pageKeys` entries and common prefixes, 1..1000). With `delimiter`, keys holding it after the
+   * prefix come as their common prefix instead (S3's ListObjectsV2). `startAfter`: a key to begin
+   * after. A key present throughout the listing appears exactly once, whatever changes meanwhile.
+   */
+  async *list(options: { prefix?: string; delimiter?: string; startAfter?: string; pageKeys?: number } = {}): AsyncGenerator<ListedPage> {
+    const prefix = options.prefix ?? "";
+    let after = options.startAfter === undefined || options.startAfter === "" ? "" : `K${options.startAfter}`;
+    for (;;) {
+      const page = await this.run(prefix, (conn) => listExchange(conn, prefix, options.delimiter ?? "", after, options.pageKeys ?? 0));
+      yield page;
+      if (page.next === "") return;
+      after = page.next;
+    }
   }
 
   /** A protocol round trip with no I/O on the server. */

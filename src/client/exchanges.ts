@@ -185,6 +185,55 @@ export async function existExchange(conn: WireConn, key: string): Promise<ExistR
   return reply.digest === "" ? { size: reply.size, type } : { size: reply.size, type, digest: reply.digest };
 }
 
+/** An entry of a listing page: a stored file. */
+export interface ListedEntry {
+  key: string;
+  size: number;
+  mtime: Date;
+  /** The SHA-256 the server recorded (hex), when it did. */
+  sha256?: string;
+}
+
+/** One page of a listing (LIST): entries, then common prefixes, and where the next page starts ("" at the end). */
+export interface ListedPage {
+  entries: ListedEntry[];
+  prefixes: string[];
+  next: string;
+}
+
+/** Bytes a LIST page may carry: a server's listPageBytesMax at most (64 MiB), a line beyond. */
+const LIST_PAGE_BYTES_MAX = 64 * 1024 * 1024 + 4096;
+
+/**
+ * One LIST exchange: the page after `after` (a previous page's `next`, "" for the first) of the
+ * keys under `prefix`, with `delimiter` rolling deeper keys into common prefixes.
+ */
+export async function listExchange(conn: WireConn, prefix: string, delimiter: string, after: string, maxKeys: number): Promise<ListedPage> {
+  await conn.sendFrame({ operation: Op.LIST, key: prefix, delimiter, after, maxKeys });
+  const reply = await conn.readFrame();
+  expectOp(reply, Op.LIST_RSP, "list");
+  if (reply.message !== Msg.START) throw new ServerError("list", prefix, reply.message);
+  if (!(reply.size >= 0 && reply.size <= LIST_PAGE_BYTES_MAX)) throw new ProtocolError(`list: a page of ${reply.size} bytes`);
+  const parts: Uint8Array[] = [];
+  await conn.readBody(reply.size, (part) => void parts.push(part.slice()));
+  const page: ListedPage = { entries: [], prefixes: [], next: reply.nextAfter };
+  const text = new TextDecoder().decode(Buffer.concat(parts));
+  for (const line of text.split("\n")) {
+    if (line === "") continue;
+    let o: { key?: unknown; size?: unknown; mtime?: unknown; sha256?: unknown; prefix?: unknown };
+    try {
+      o = JSON.parse(line) as typeof o;
+    } catch {
+      throw new ProtocolError(`list: a page line is not JSON: ${line.slice(0, 80)}`);
+    }
+    if (typeof o.prefix === "string") page.prefixes.push(o.prefix);
+    else if (typeof o.key === "string" && typeof o.size === "number" && typeof o.mtime === "string") {
+      page.entries.push({ key: o.key, size: o.size, mtime: new Date(o.mtime), ...(typeof o.sha256 === "string" ? { sha256: o.sha256 } : {}) });
+    } else throw new ProtocolError(`list: a page line is neither an entry nor a prefix: ${line.slice(0, 80)}`);
+  }
+  return page;
+}
+
 export async function deleteExchange(conn: WireConn, key: string): Promise<void> {
   await conn.sendFrame({ operation: Op.DELETE, key });
   const reply = await conn.readFrame();

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 /* A leaf: entries [length byte][key bytes], sorted, packed. */
@@ -467,22 +468,73 @@ static int stat_key(const fsgw_index *ix, const uint8_t *key, uint32_t len, int6
   return 0;
 }
 
-static void put_i64(uint8_t *out, int64_t v) {
-  uint64_t u = (uint64_t)v;
-  for (int i = 0; i < 8; i++) out[i] = (uint8_t)(u >> (8 * i));
+/* Bytes a key or prefix takes as a JSON string's contents: keys hold no control characters and no
+ * backslash (see src/storage/keys.ts), so only '"' is escaped. */
+static uint32_t json_len(const uint8_t *text, uint32_t len) {
+  uint32_t n = len;
+  for (uint32_t i = 0; i < len; i++) n += text[i] == '"' || text[i] == '\\';
+  return n;
 }
 
-int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *prefix, int32_t plen, const uint8_t *delim, int32_t dlen, const uint8_t *after, int32_t alen,
-                        int32_t after_prefix, int32_t max, uint8_t *out, int32_t cap) {
-  if (plen < 0 || plen > KEY_MAX || dlen < 0 || dlen > KEY_MAX || alen < 0 || alen > KEY_MAX || max < 1 || cap < 3 + KEY_MAX + 1) return -EINVAL;
-  /* Under the read lock: the page's keys and common prefixes, copied out ([kind][len][bytes]).
-   * The files are stat'ed after it is released, so listing never holds an upload's commit. */
+static size_t put_json(uint8_t *out, const uint8_t *text, uint32_t len) {
+  size_t o = 0;
+  for (uint32_t i = 0; i < len; i++) {
+    if (text[i] == '"' || text[i] == '\\') out[o++] = '\\';
+    out[o++] = text[i];
+  }
+  return o;
+}
+
+/* The longest entry line beyond its key: {"key":"","size":<20>,"mtime":"<24>","sha256":"<64>"}\n
+ * is 150 bytes; the time is written within 48 (an odd year takes more digits). */
+#define ENTRY_LINE_FIXED 176
+/* A prefix line beyond the prefix: {"prefix":""}\n */
+#define PREFIX_LINE_FIXED 14
+
+/* One entry's line: its file's size, time and recorded digest. 0 when written, or -errno (gone). */
+static int64_t entry_line(const fsgw_index *ix, const uint8_t *key, uint32_t len, uint8_t *out) {
+  int64_t size = 0, mtime_ms = 0;
+  uint8_t flag = 0, digest[32];
+  if (stat_key(ix, key, len, &size, &mtime_ms, &flag, digest) != 0) return -1;
+  if (mtime_ms < 0) mtime_ms = 0; /* before 1970: shown as 1970 */
+  size_t o = 0;
+  memcpy(out + o, "{\"key\":\"", 8);
+  o += 8;
+  o += put_json(out + o, key, len);
+  time_t sec = (time_t)(mtime_ms / 1000);
+  struct tm tm;
+  gmtime_r(&sec, &tm);
+  int n = snprintf((char *)out + o, 80, "\",\"size\":%lld,\"mtime\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", (long long)size, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                   tm.tm_hour, tm.tm_min, tm.tm_sec, (int)((mtime_ms % 1000 + 1000) % 1000));
+  o += n < 80 ? (size_t)n : 79;
+  if (flag) {
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out + o, ",\"sha256\":\"", 11);
+    o += 11;
+    for (int i = 0; i < 32; i++) {
+      out[o++] = (uint8_t)hex[digest[i] >> 4];
+      out[o++] = (uint8_t)hex[digest[i] & 15];
+    }
+    out[o++] = '"';
+  }
+  out[o++] = '}';
+  out[o++] = '\n';
+  return (int64_t)o;
+}
+
+int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len) {
+  int32_t plen = params[0], dlen = params[1], alen = params[2], after_prefix = params[3], max = params[4], cap = params[5];
+  *next_len = 0;
+  if (plen < 0 || plen > KEY_MAX || dlen < 0 || dlen > KEY_MAX || alen < 0 || alen > KEY_MAX || max < 1 || cap < FSGW_INDEX_PAGE_BYTES_MIN) return -EINVAL;
+  const uint8_t *prefix = texts, *delim = texts + plen, *after = texts + plen + dlen;
+  /* Under the read lock: the page's keys and common prefixes, copied out ([kind][len][bytes]),
+   * each counted at the most its line may take. The files are stat'ed after it is released, so
+   * listing never holds an upload's commit. */
   uint8_t *picked = malloc((size_t)max * (2 + KEY_MAX));
   if (picked == NULL) return -ENOMEM;
   size_t npicked = 0, picked_bytes = 0;
   int more = 0;
-  /* Room a record may take in out: an entry's fixed part, or a prefix's; one byte kept for "more". */
-  int64_t room = (int64_t)cap - (3 + KEY_MAX);
+  int64_t room = cap;
   pthread_rwlock_rdlock(&ix->lock);
   cursor c;
   uint8_t bound[KEY_MAX];
@@ -511,7 +563,7 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *prefix, int32_t plen, con
         }
       }
     }
-    int64_t need = cp > 0 ? 2 + cp : 2 + len + 8 + 8 + 1 + 32;
+    int64_t need = cp > 0 ? PREFIX_LINE_FIXED + json_len(key, cp) : ENTRY_LINE_FIXED + json_len(key, len);
     if ((int32_t)npicked == max || need > room) {
       more = 1;
       break;
@@ -531,46 +583,34 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *prefix, int32_t plen, con
     }
   }
   pthread_rwlock_unlock(&ix->lock);
-  int32_t records = 0;
-  size_t o = 0;
-  for (size_t p = 0; p < picked_bytes;) {
-    uint8_t kind = picked[p], len = picked[p + 1];
-    const uint8_t *key = picked + p + 2;
-    p += 2u + len;
-    if (kind == 1) {
-      out[o] = 1;
-      out[o + 1] = len;
-      memcpy(out + o + 2, key, len);
-      o += 2u + len;
-      records++;
-      continue;
-    }
-    int64_t size = 0, mtime_ms = 0;
-    uint8_t flag = 0;
-    uint8_t *rec = out + o;
-    if (stat_key(ix, key, len, &size, &mtime_ms, &flag, rec + 2 + len + 17) != 0) continue; /* gone since: not listed */
-    rec[0] = 0;
-    rec[1] = len;
-    memcpy(rec + 2, key, len);
-    put_i64(rec + 2 + len, size);
-    put_i64(rec + 2 + len + 8, mtime_ms);
-    rec[2 + len + 16] = flag;
-    o += 2u + len + 17 + 32;
-    records++;
-  }
-  out[o] = more ? 2 : 3;
-  if (more && npicked > 0) {
-    /* Where the next page starts: the last key or prefix picked, listed or not (a file gone
-     * meanwhile must not hold the listing at the same place). */
-    size_t p = 0, lastp = 0;
-    for (size_t k = 0; k < npicked; k++) {
+  /* Entries first, then common prefixes (each group stays in key order). */
+  size_t o = 0, lastp = 0;
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t p = 0; p < picked_bytes;) {
+      uint8_t kind = picked[p], len = picked[p + 1];
+      const uint8_t *key = picked + p + 2;
       lastp = p;
-      p += 2u + picked[p + 1];
+      p += 2u + len;
+      if (kind != pass) continue;
+      if (kind == 1) {
+        memcpy(out + o, "{\"prefix\":\"", 11);
+        o += 11;
+        o += put_json(out + o, key, len);
+        memcpy(out + o, "\"}\n", 3);
+        o += 3;
+        continue;
+      }
+      int64_t n = entry_line(ix, key, len, out + o);
+      if (n > 0) o += (size_t)n; /* a file gone since is not listed */
     }
-    out[o + 1] = picked[lastp];
-    out[o + 2] = picked[lastp + 1];
-    memcpy(out + o + 3, picked + lastp + 2, picked[lastp + 1]);
+  }
+  if (more && npicked > 0) {
+    /* The next page starts after the last key or prefix taken (listed or not: a file gone
+     * meanwhile must not hold the listing in place): "K" + key, or "P" + prefix. */
+    next[0] = picked[lastp] == 1 ? 'P' : 'K';
+    memcpy(next + 1, picked + lastp + 2, picked[lastp + 1]);
+    *next_len = 1 + picked[lastp + 1];
   }
   free(picked);
-  return records;
+  return (int32_t)o;
 }

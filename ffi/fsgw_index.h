@@ -36,25 +36,24 @@ int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len);
 double fsgw_index_count(fsgw_index *ix);
 double fsgw_index_bytes(fsgw_index *ix);
 
-/* One page of a listing, written to out (cap bytes) as records:
- *   entry:  0, key length (1 byte), key, size (int64 LE), mtime in ms (int64 LE), digest flag
- *           (1 byte: 1 when the file records one), digest (32 bytes, present either way)
- *   prefix: 1, length (1 byte), the common prefix (the key up to and including the delimiter)
- *   end:    3 when the listing is complete; or 2 when keys remain, then where the next page starts:
- *           the kind (0 key, 1 prefix), length and bytes of the last key or prefix this page took
- *           (listed, or left out because its file went)
- * Keys start with prefix; with a delimiter (dlen > 0) every key that holds it after the prefix is
- * rolled into its common prefix (reported once). The page starts after `after` (alen bytes; 0: at
- * the first key): after every key <= after, and when after_prefix is 1, also after every key that
- * starts with it (a common prefix already reported). At most max records, as many as fit in cap.
- * A key whose file is gone or is not a regular file is skipped. Returns the number of entry and
- * prefix records, or -errno. */
-int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *prefix, int32_t plen, const uint8_t *delim, int32_t dlen, const uint8_t *after, int32_t alen,
-                        int32_t after_prefix, int32_t max, uint8_t *out, int32_t cap);
+/* One page of a listing, written to out (cap bytes, at least FSGW_INDEX_PAGE_BYTES_MIN) as the
+ * lines of a LIST page (docs/PROTOCOL.md): first each entry,
+ *   {"key":"a/b","size":5,"mtime":"2026-12-04T20:58:43.573Z","sha256":"<64 hex>"}
+ * (sha256 when the file records one), read from its file (a key whose file is gone or is not a
+ * regular file is left out), then each common prefix, {"prefix":"a/c/"}. Keys start with prefix;
+ * with a delimiter (dlen > 0) every key that holds it after the prefix is rolled into its common
+ * prefix (reported once). The page starts after `after` (alen bytes; 0: at the first key): after
+ * every key <= after, and when after_prefix is 1, also after every key that starts with it. At most
+ * max entries and prefixes, as many as fit in cap. When keys remain, next (256 bytes) receives
+ * where the next page starts, "K" + the last key or "P" + the last prefix taken, and *next_len its
+ * length (0 when the listing is complete). Returns the bytes written, or -errno.
+ * The request comes in two arrays (bun:ffi calls of a dozen arguments are not safe): `texts` holds
+ * prefix, delimiter and after back to back; `params` their lengths (plen, dlen, alen), then
+ * after_prefix, max and cap. */
+int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len);
 
 #define FSGW_INDEX_LEAF_BYTES 4096
-#define FSGW_INDEX_ENTRY_BYTES_MAX (2 + 255 + 8 + 8 + 1 + 32)
-/* The smallest cap fsgw_index_list takes: one record of the largest kind and its end. */
-#define FSGW_INDEX_PAGE_BYTES_MIN (FSGW_INDEX_ENTRY_BYTES_MAX + 3 + 255)
+/* The smallest cap fsgw_index_list takes: one line of the longest key, every byte escaped. */
+#define FSGW_INDEX_PAGE_BYTES_MIN (176 + 2 * 255)
 
 #endif

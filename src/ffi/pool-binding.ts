@@ -129,7 +129,7 @@ function load() {
     fsgw_index_remove: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_index_count: { args: ["ptr"], returns: "f64" },
     fsgw_index_bytes: { args: ["ptr"], returns: "f64" },
-    fsgw_index_list: { args: ["ptr", "ptr", "i32", "ptr", "i32", "ptr", "i32", "i32", "i32", "ptr", "i32"], returns: "i32" },
+    fsgw_index_list: { args: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
   });
 }
 
@@ -563,13 +563,8 @@ function setPointer(view: Uint32Array, index: number, bytes: Uint8Array | null):
   view[index + 1] = Math.floor(p / 0x100000000);
 }
 
-/** One record of a listing page (fsgw_index_list): a key with its file's facts, or a common prefix. */
-export type IndexRecord = { key: string; size: number; mtimeMs: number; digest: Uint8Array | null } | { prefix: string };
-
-/** KEY_MAX + its record's fixed part: the largest record fsgw_index_list writes. */
-const INDEX_RECORD_BYTES_MAX = 2 + 255 + 8 + 8 + 1 + 32;
-/** The end of a page: 3, or 2 and where the next starts (kind, length, up to 255 bytes). */
-const INDEX_END_BYTES_MAX = 3 + 255;
+/** The smallest page buffer fsgw_index_list takes (FSGW_INDEX_PAGE_BYTES_MIN). */
+const INDEX_PAGE_BYTES_MIN = 176 + 2 * 255;
 
 /**
  * The file store's ordered index of keys (ffi/fsgw_index.h), one per data directory and process:
@@ -578,13 +573,16 @@ const INDEX_END_BYTES_MAX = 3 + 255;
  */
 export class NativeIndex {
   private readonly sym = lib();
-  private readonly keyBuf = new Uint8Array(256);
-  private readonly prefixBuf = new Uint8Array(256);
-  private readonly delimBuf = new Uint8Array(256);
-  private readonly afterBuf = new Uint8Array(256);
+  // Memory C reads or writes: over ArrayBuffers of their own (stableBytes), so that a subarray
+  // taken of them never moves their bytes under a pointer C was given.
+  private readonly keyBuf = stableBytes(256);
+  private readonly texts = stableBytes(3 * 256);
+  private readonly params = new Int32Array(new ArrayBuffer(6 * 4));
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
-  private pageBuf = new Uint8Array(0);
+  private pageBuf = stableBytes(0);
+  private readonly nextBuf = stableBytes(256);
+  private readonly nextLen = new Int32Array(new ArrayBuffer(4));
 
   private constructor(readonly handle: Pointer) {}
 
@@ -624,39 +622,30 @@ export class NativeIndex {
   }
 
   /**
-   * One page: up to `max` records that fit in `bytesMax`, after `after` (a key, or with
-   * `afterPrefix` every key under that common prefix). `next`: where the next page starts, when
-   * keys remain after this one.
+   * One page as the lines of a LIST answer (ffi/fsgw_index.h): up to `max` entries and common
+   * prefixes in at most `bytesMax` bytes, after `after` (a key, or with `afterPrefix` every key
+   * under that common prefix); `next`: where the next page starts ("K" + key or "P" + prefix), ""
+   * when the listing is complete. `lines` is a fresh copy.
    */
-  list(prefix: string, delimiter: string, after: string, afterPrefix: boolean, max: number, bytesMax: number): { records: IndexRecord[]; next: { after: string; isPrefix: boolean } | null } {
-    const cap = Math.max(bytesMax, INDEX_RECORD_BYTES_MAX + INDEX_END_BYTES_MAX);
-    if (this.pageBuf.length < cap) this.pageBuf = new Uint8Array(cap);
-    const p = this.encoder.encodeInto(prefix, this.prefixBuf).written;
-    const d = this.encoder.encodeInto(delimiter, this.delimBuf).written;
-    const a = this.encoder.encodeInto(after, this.afterBuf).written;
-    const out = this.pageBuf;
-    const n = this.sym.fsgw_index_list(this.handle, this.prefixBuf, p, this.delimBuf, d, this.afterBuf, a, afterPrefix ? 1 : 0, max, out, cap);
+  list(prefix: string, delimiter: string, after: string, afterPrefix: boolean, max: number, bytesMax: number): { lines: Uint8Array; next: string } {
+    const cap = Math.max(bytesMax, INDEX_PAGE_BYTES_MIN);
+    if (this.pageBuf.length < cap) this.pageBuf = stableBytes(cap);
+    // prefix, delimiter and after back to back, each at most 255 bytes (LIST refuses longer ones).
+    const texts = this.texts;
+    const p = this.encoder.encodeInto(prefix, texts.subarray(0, 256)).written;
+    const d = this.encoder.encodeInto(delimiter, texts.subarray(p, p + 256)).written;
+    const a = this.encoder.encodeInto(after, texts.subarray(p + d, p + d + 256)).written;
+    const params = this.params;
+    params[0] = p;
+    params[1] = d;
+    params[2] = a;
+    params[3] = afterPrefix ? 1 : 0;
+    params[4] = max;
+    params[5] = cap;
+    const n = this.sym.fsgw_index_list(this.handle, texts, params, this.pageBuf, this.nextBuf, this.nextLen);
     if (n < 0) throw new Error(`fsgw_index_list: errno ${-n}`);
-    const records: IndexRecord[] = [];
-    const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
-    let o = 0;
-    for (let i = 0; i < n; i++) {
-      const kind = out[o]!;
-      const len = out[o + 1]!;
-      const text = this.decoder.decode(out.subarray(o + 2, o + 2 + len));
-      if (kind === 1) {
-        records.push({ prefix: text });
-        o += 2 + len;
-        continue;
-      }
-      const at = o + 2 + len;
-      const has = out[at + 16] === 1;
-      records.push({ key: text, size: Number(view.getBigInt64(at, true)), mtimeMs: Number(view.getBigInt64(at + 8, true)), digest: has ? out.slice(at + 17, at + 49) : null });
-      o = at + 49;
-    }
-    if (out[o] !== 2) return { records, next: null };
-    const len = out[o + 2]!;
-    return { records, next: { after: this.decoder.decode(out.subarray(o + 3, o + 3 + len)), isPrefix: out[o + 1] === 1 } };
+    const next = this.nextLen[0]! === 0 ? "" : this.decoder.decode(this.nextBuf.subarray(0, this.nextLen[0]!));
+    return { lines: this.pageBuf.slice(0, n), next };
   }
 
   close(): void {

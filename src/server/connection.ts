@@ -29,14 +29,14 @@ import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
 import { checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type UploadOwner, type UploadSink, type ListPage, type ListRequest } from "../storage/store";
+import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type UploadOwner, type UploadSink, type ListPage } from "../storage/store";
 import type { Logger } from "../log";
 import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
 import { Access, type TokenScope, type Verified } from "../auth/token";
 import { stableBytes } from "../util/stable-bytes";
 import { SHUTDOWN_TEXT } from "../protocol/message";
-import { listBody, listRequestOf } from "./listing";
+import { listRequestOf } from "./listing";
 
 export type ConnectionState =
   | "frame" // between exchanges: reading a request frame
@@ -214,8 +214,6 @@ export class Connection implements StatTarget, UploadOwner {
   // The exchange in progress.
   /** The request's key as the client sent it (replies echo it), and once checked, the store's. */
   private keyText = "";
-  /** The LIST being answered (state "list"). */
-  private listRequest: ListRequest | null = null;
   private key: StoreKey | null = null;
   /** An upload exchange is an UPLOAD or a RESUME: the op of its START and of a refusal at its open. */
   private uploadReplyOp: number = Op.UPLOAD_RSP;
@@ -1047,7 +1045,6 @@ export class Connection implements StatTarget, UploadOwner {
     if (typeof request === "string") return this.refuse(Op.LIST_RSP, request);
     if (list === undefined) return this.refuse(Op.LIST_RSP, "listing unavailable");
     this.move("list");
-    this.listRequest = request;
     list.call(this.host.store, request, this);
   }
 
@@ -1057,11 +1054,9 @@ export class Connection implements StatTarget, UploadOwner {
     try {
       if (this.isClosed) return this.lateResult();
       if (this.state !== "list") throw new Error(`a listing arrived in state ${this.state}`);
-      const { body, next } = listBody(page, this.listRequest!.bytesMax);
-      this.listRequest = null;
-      this.exchangeBytes = body.length;
-      this.send({ operation: Op.LIST_RSP, key: this.keyText, message: Msg.START, size: body.length, nextAfter: next });
-      if (body.length > 0) this.sendBytes(body);
+      this.exchangeBytes = page.lines.length;
+      this.send({ operation: Op.LIST_RSP, key: this.keyText, message: Msg.START, size: page.lines.length, nextAfter: page.next });
+      if (page.lines.length > 0) this.sendBytes(page.lines);
       this.answered();
     } catch (e) {
       this.bug(e);
@@ -1133,7 +1128,6 @@ export class Connection implements StatTarget, UploadOwner {
         case "delete":
           return this.answerFailure(Op.DELETE_RSP, "delete_failed", failure, cause);
         case "list":
-          this.listRequest = null;
           return this.answerFailure(Op.LIST_RSP, "list_failed", failure, cause);
         case "upload_commit":
           this.smallBodyBack();

@@ -23,7 +23,7 @@ import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
-import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListEntry, type ListRequest, type ListTarget } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget } from "./store";
 import { UploadStream } from "./upload-stream";
 import type { NativeIndex } from "../ffi/pool-binding";
 
@@ -492,24 +492,18 @@ export class FileStore implements Store {
    * file removed (a RESUME then answers "no such upload", and the client starts again).
    */
   /**
-   * One page from the index, its files' sizes, times and digests read as it is made (a key whose
-   * file went meanwhile is left out). On this thread: a page of 1000 keys is 1000 fstatat and
-   * getxattrat calls, a few milliseconds (BENCHMARKS.md, listing).
+   * One page from the index, its lines made by the C library as it reads each file's size, time
+   * and digest (a key whose file went meanwhile is left out). On this thread: a page of 1000 keys
+   * is 1000 fstatat and getxattrat calls, about 3 ms (BENCHMARKS.md, listing).
    */
   private listPage(index: NativeIndex, request: ListRequest, target: ListTarget): void {
-    let page: ReturnType<NativeIndex["list"]>;
+    let page: ListPage;
     try {
       page = index.list(request.prefix, request.delimiter, request.after, request.afterPrefix, request.maxKeys, request.bytesMax);
     } catch (e) {
       return target.onStoreBug(e);
     }
-    const entries: ListEntry[] = [];
-    const prefixes: string[] = [];
-    for (const r of page.records) {
-      if ("prefix" in r) prefixes.push(r.prefix);
-      else entries.push(r);
-    }
-    target.onListed({ entries, prefixes, more: page.next !== null, next: page.next });
+    target.onListed(page);
   }
 
   /** Removes every resumable upload's partial file (in progress or parked); how many there were. */

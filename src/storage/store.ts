@@ -277,6 +277,7 @@ export interface ListRequest {
   bytesMax: number;
 }
 
+/** A stored file as a listing shows it. */
 export interface ListEntry {
   key: string;
   size: number;
@@ -285,13 +286,14 @@ export interface ListEntry {
   digest: Uint8Array | null;
 }
 
-/** A page: entries and common prefixes in key order, and whether more keys follow it. */
+/**
+ * A page: its lines as LIST sends them (docs/PROTOCOL.md: entries, then common prefixes, each a
+ * JSON object on a line), and where the next page starts ("K" + a key or "P" + a common prefix;
+ * "" when the listing is complete).
+ */
 export interface ListPage {
-  entries: ListEntry[];
-  prefixes: string[];
-  more: boolean;
-  /** Where the next page starts, when `more`: after this key, or (isPrefix) after this common prefix. */
-  next: { after: string; isPrefix: boolean } | null;
+  lines: Uint8Array;
+  next: string;
 }
 
 export interface ListTarget {

@@ -7,7 +7,7 @@
 // Where the next page starts travels as NextAfter, opaque to clients: "K" + a key (after it) or
 // "P" + a common prefix (after every key under it).
 import type { WireMessage } from "../protocol/message";
-import type { ListEntry, ListPage, ListRequest } from "../storage/store";
+import type { ListRequest } from "../storage/store";
 
 /** Entries and common prefixes of one page at most (S3's max-keys bound). */
 export const LIST_KEYS_MAX = 1000;
@@ -31,35 +31,4 @@ export function listRequestOf(msg: WireMessage, bytesMax: number): ListRequest |
     afterPrefix = kind === "P";
   }
   return { prefix: msg.key, delimiter: msg.delimiter, after, afterPrefix, maxKeys, bytesMax };
-}
-
-/**
- * A page's lines from its entries and common prefixes (a store that lists in JavaScript: S3), at
- * most `bytesMax` bytes of them; `next` is where the page after these continues ("" when none).
- * Lines past `bytesMax` are left for the next page, which then starts after the last line taken.
- */
-export function pageOf(entries: ListEntry[], prefixes: string[], next: string, bytesMax: number): ListPage {
-  const lines: string[] = [];
-  let bytes = 0;
-  /** The token of the last line taken: where a page cut short continues. */
-  let lastToken = "";
-  const take = (line: string, token: string): boolean => {
-    const n = Buffer.byteLength(line) + 1;
-    if (bytes + n > bytesMax && lines.length > 0) return false;
-    lines.push(line);
-    bytes += n;
-    lastToken = token;
-    return true;
-  };
-  let cut = false;
-  for (const e of entries) {
-    const digest = e.digest === null ? {} : { sha256: Buffer.from(e.digest).toString("hex") };
-    cut = !take(JSON.stringify({ key: e.key, size: e.size, mtime: new Date(e.mtimeMs).toISOString(), ...digest }), `K${e.key}`);
-    if (cut) break;
-  }
-  for (const p of cut ? [] : prefixes) {
-    cut = !take(JSON.stringify({ prefix: p }), `P${p}`);
-    if (cut) break;
-  }
-  return { lines: lines.length === 0 ? new Uint8Array(0) : encoder.encode(lines.join("\n") + "\n"), next: cut ? lastToken : next };
 }

@@ -19,8 +19,9 @@
 import type { Hasher } from "../engine/io-engine";
 import type { Logger } from "../log";
 import type { StoreKey } from "./keys";
+import { pageOf } from "./list-page";
 import { S3Client, S3Failure, STATUS_TIMEOUT, STATUS_UNREACHABLE, escapeXml, xmlText, type S3BodyReader, type S3Settings } from "./s3-client";
-import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, type BodyReader, type FailureCause, type FailureKind, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, type BodyReader, type FailureCause, type FailureKind, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListEntry, type ListRequest, type ListTarget } from "./store";
 import type { ReadCache } from "./read-cache";
 
 const DIGEST_HEADER = "x-amz-meta-fsgw-sha256";
@@ -70,7 +71,7 @@ export function failureOf(e: unknown): [kind: FailureKind, cause: S3Cause] {
 }
 
 /** Delivers a failed request to a target; a bug (not an S3Failure) goes to onStoreBug. */
-export function report(target: StoreTarget, e: unknown): void {
+export function report(target: Pick<StoreTarget, "onStoreFailed" | "onStoreBug">, e: unknown): void {
   let kind: FailureKind, cause: S3Cause;
   try {
     [kind, cause] = failureOf(e);
@@ -284,6 +285,54 @@ export class S3Store implements Store {
     }
     if (aborted > 0) this.log?.info("stale_uploads_aborted", { count: aborted });
     return aborted;
+  }
+
+  /** LIST through ListObjectsV2 on the bucket, under s3Prefix (see listPage). */
+  readonly list: Store["list"] = (request, target) => void this.listPage(request, target);
+
+  /**
+   * One page of ListObjectsV2, in the answer's shape of every store: keys without s3Prefix, a
+   * page after a common prefix starts past every key under it. ListObjectsV2 carries no user
+   * metadata, so an entry has no digest here (exist has it). Two gateways on one bucket answer the
+   * same pages: a page depends on the request and the bucket only.
+   */
+  private async listPage(request: ListRequest, target: ListTarget): Promise<void> {
+    const query: Record<string, string> = { "list-type": "2", prefix: this.prefix + request.prefix, "max-keys": String(request.maxKeys) };
+    if (request.delimiter !== "") query.delimiter = request.delimiter;
+    // Past every key under a common prefix: after the prefix followed by the greatest character
+    // (U+10FFFF, the largest UTF-8 sequence), as S3 compares keys byte by byte.
+    if (request.after !== "") query["start-after"] = this.prefix + request.after + (request.afterPrefix ? "\u{10FFFF}" : "");
+    let text: string;
+    try {
+      text = (await this.client.request("GET", "", { query })).text;
+    } catch (e) {
+      return report(target, e);
+    }
+    try {
+      const strip = (name: string) => name.slice(this.prefix.length);
+      const entries: ListEntry[] = [];
+      for (let at = text.indexOf("<Contents>"); at >= 0; at = text.indexOf("<Contents>", at + 1)) {
+        const key = xmlText(text, "Key", at);
+        if (key === null || !key.startsWith(this.prefix)) continue;
+        entries.push({ key: strip(key), size: Number(xmlText(text, "Size", at) ?? "0"), mtimeMs: Date.parse(xmlText(text, "LastModified", at) ?? "") || 0, digest: null });
+      }
+      const prefixes: string[] = [];
+      for (let at = text.indexOf("<CommonPrefixes>"); at >= 0; at = text.indexOf("<CommonPrefixes>", at + 1)) {
+        const prefix = xmlText(text, "Prefix", at);
+        if (prefix !== null && prefix.startsWith(this.prefix)) prefixes.push(strip(prefix));
+      }
+      let next = "";
+      if (xmlText(text, "IsTruncated") === "true") {
+        // The last of the page in key order: its last key or its last common prefix.
+        const lastKey = entries.at(-1)?.key;
+        const lastPrefix = prefixes.at(-1);
+        if (lastPrefix !== undefined && (lastKey === undefined || Buffer.compare(Buffer.from(lastPrefix), Buffer.from(lastKey)) > 0)) next = `P${lastPrefix}`;
+        else if (lastKey !== undefined) next = `K${lastKey}`;
+      }
+      target.onListed(pageOf(entries, prefixes, next, request.bytesMax));
+    } catch (e) {
+      target.onStoreBug(e);
+    }
   }
 
   stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void {

@@ -12,6 +12,7 @@ import { readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
+import { connect as fsgwClient, type ListedPage } from "../../src/client/client";
 import { bucketView, describeConformance } from "../helpers/conformance";
 import { payload, sha256 } from "../helpers/data";
 import { BucketView, gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
@@ -162,6 +163,37 @@ for (const target of s3Targets()) {
       describeConformance("gateway 1 of 2", { digests: true, onS3: true, concurrentClients: 100 }, through(0), async () => {});
       describeConformance("gateway 2 of 2, with a read cache and 2 event loops", { digests: true, onS3: true, concurrentClients: 100 }, through(1), async () => {});
     });
+
+    test("LIST through ListObjectsV2: order, delimiter, pages; two gateways on one bucket answer identical pages", async () => {
+      const prefix = newPrefix("list");
+      const a = await gateway(s3, prefix);
+      const b = await gateway(s3, prefix, { loops: 2 });
+      const keys = ["b", "a", "a/x", "a/b/c", "a/b/d", "ab", "é/1", "z/z/z", "A", "a-b"];
+      for (let i = 0; i < 25; i++) keys.push(`many/${String(i).padStart(2, "0")}`);
+      for (const [i, k] of keys.entries()) await upload(a, k, payload(1 + i, i));
+      const pages = async (server: TestServer, options: { prefix?: string; delimiter?: string; pageKeys?: number }) => {
+        const client = fsgwClient({ port: server.port });
+        const all: ListedPage[] = [];
+        for await (const page of client.list(options)) all.push(page);
+        client.close();
+        return all;
+      };
+      const sorted = [...keys].sort((x, y) => Buffer.compare(Buffer.from(x), Buffer.from(y)));
+      const whole = await pages(a, { pageKeys: 7 });
+      expect(whole.flatMap((p) => p.entries.map((e) => e.key))).toEqual(sorted);
+      expect(whole.flatMap((p) => p.entries.map((e) => e.size))).toEqual(sorted.map((k) => keys.indexOf(k) + 1));
+      expect(whole.length).toBe(Math.ceil(keys.length / 7));
+      const top = await pages(a, { delimiter: "/", pageKeys: 2 });
+      expect(top.flatMap((p) => p.entries.map((e) => e.key))).toEqual(["A", "a", "a-b", "ab", "b"]);
+      expect(top.flatMap((p) => p.prefixes)).toEqual(["a/", "many/", "z/", "é/"]);
+      // The same requests through the other gateway: the same pages, byte for byte.
+      for (const options of [{ pageKeys: 7 }, { delimiter: "/", pageKeys: 2 }, { prefix: "a/", delimiter: "/" }]) {
+        const [x, y] = [await pages(a, options), await pages(b, options)];
+        expect(JSON.stringify(y)).toBe(JSON.stringify(x));
+      }
+      for (const k of keys) await remove(b, k);
+      expect((await pages(a, {})).flatMap((p) => p.entries)).toEqual([]);
+    }, 120_000);
 
     test("two gateways, one namespace: upload through one; stat, download and delete through the other", async () => {
       const prefix = newPrefix("two");

@@ -17,24 +17,36 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A leaf: entries [length byte][key bytes], sorted, packed. */
+/* A leaf: entries [length byte][key bytes][META_BYTES], sorted, packed, in an allocation of `cap`
+ * data bytes that follows what they take (within LEAF_SLACK), so that memory stays close to the
+ * entries' own bytes whatever the order keys came in. */
 typedef struct leaf {
   uint32_t used;
   uint32_t count;
-  uint8_t data[FSGW_INDEX_LEAF_BYTES];
+  uint32_t cap;
+  uint8_t data[];
 } leaf;
+
+/* An entry's facts (what a listing shows), after its key: size (int64 LE), mtime in ms (int64 LE),
+ * flags (META_DIGEST: the file records a digest), the digest (32 bytes). */
+#define META_BYTES 49
+#define META_DIGEST 1
+#define ENTRY_BYTES(len) (1u + (uint32_t)(len) + META_BYTES)
+/* Room a leaf keeps beyond its entries, so that every addition does not reallocate it. */
+#define LEAF_SLACK 256
 
 struct fsgw_index {
   pthread_rwlock_t lock;
   leaf **leaves; /* sorted by their first key */
   size_t nleaves, leaves_cap;
   int64_t count;
+  int64_t bytes; /* the leaves' allocations */
   int32_t shards;
   int *shard_fd; /* O_PATH descriptors of the shard directories */
 };
 
-/* A built leaf is filled to this much, so that the first additions to it do not split it. */
-#define LOAD_FILL (FSGW_INDEX_LEAF_BYTES * 3 / 4)
+/* A leaf built at load is filled to this much: an addition then often fits without a split. */
+#define LOAD_FILL (FSGW_INDEX_LEAF_BYTES * 15 / 16)
 #define KEY_MAX 255
 
 static int compare(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen) {
@@ -48,6 +60,29 @@ static int starts_with(const uint8_t *key, uint32_t len, const uint8_t *prefix, 
 }
 
 /* ---- leaves ---- */
+
+static leaf *leaf_new(fsgw_index *ix, uint32_t cap) {
+  leaf *l = malloc(sizeof *l + cap);
+  if (l == NULL) return NULL;
+  l->used = l->count = 0;
+  l->cap = cap;
+  ix->bytes += (int64_t)(sizeof *l + cap);
+  return l;
+}
+
+/* Resizes l's allocation to `cap` data bytes (cap >= used); NULL when it cannot grow. */
+static leaf *leaf_resize(fsgw_index *ix, leaf *l, uint32_t cap) {
+  leaf *r = realloc(l, sizeof *l + cap);
+  if (r == NULL) return NULL;
+  ix->bytes += (int64_t)cap - (int64_t)r->cap;
+  r->cap = cap;
+  return r;
+}
+
+static void leaf_free(fsgw_index *ix, leaf *l) {
+  ix->bytes -= (int64_t)(sizeof *l + l->cap);
+  free(l);
+}
 
 static int leaves_insert(fsgw_index *ix, size_t at, leaf *l) {
   if (ix->nleaves == ix->leaves_cap) {
@@ -85,19 +120,19 @@ static uint32_t offset_in(const leaf *l, const uint8_t *key, uint32_t len, int *
       *equal = c == 0;
       return off;
     }
-    off += 1u + l->data[off];
+    off += ENTRY_BYTES(l->data[off]);
   }
   return off;
 }
 
-int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len) {
+int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const uint8_t *meta) {
   if (len < 1 || len > KEY_MAX) return -EINVAL;
   pthread_rwlock_wrlock(&ix->lock);
   int32_t rc = 1;
   if (ix->nleaves == 0) {
-    leaf *l = calloc(1, sizeof *l);
+    leaf *l = leaf_new(ix, LEAF_SLACK);
     if (l == NULL || leaves_insert(ix, 0, l) != 0) {
-      free(l);
+      if (l != NULL) leaf_free(ix, l);
       rc = -ENOMEM;
       goto out;
     }
@@ -107,36 +142,51 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len) {
   int equal;
   uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
   if (equal) {
+    /* There: its facts change (an overwrite). */
+    memcpy(l->data + off + 1 + len, meta, META_BYTES);
     rc = 0;
     goto out;
   }
-  uint32_t need = 1u + (uint32_t)len;
+  uint32_t need = ENTRY_BYTES(len);
   if (l->used + need > FSGW_INDEX_LEAF_BYTES) {
     /* Split: the entries from the middle on move to a new leaf after this one. */
-    leaf *r = calloc(1, sizeof *r);
-    if (r == NULL || leaves_insert(ix, i + 1, r) != 0) {
-      free(r);
-      rc = -ENOMEM;
-      goto out;
-    }
     uint32_t cut = 0, n = 0;
     while (cut < l->used / 2) {
-      cut += 1u + l->data[cut];
+      cut += ENTRY_BYTES(l->data[cut]);
       n++;
+    }
+    leaf *r = leaf_new(ix, l->used - cut + LEAF_SLACK);
+    if (r == NULL || leaves_insert(ix, i + 1, r) != 0) {
+      if (r != NULL) leaf_free(ix, r);
+      rc = -ENOMEM;
+      goto out;
     }
     memcpy(r->data, l->data + cut, l->used - cut);
     r->used = l->used - cut;
     r->count = l->count - n;
     l->used = cut;
     l->count = n;
+    leaf *shrunk = leaf_resize(ix, l, cut + LEAF_SLACK);
+    if (shrunk != NULL) ix->leaves[i] = l = shrunk;
     if (off >= cut) {
+      i++;
       l = r;
       off -= cut;
     }
   }
+  if (l->used + need > l->cap) {
+    uint32_t cap = l->used + need + LEAF_SLACK;
+    leaf *grown = leaf_resize(ix, l, cap < FSGW_INDEX_LEAF_BYTES ? cap : FSGW_INDEX_LEAF_BYTES);
+    if (grown == NULL) {
+      rc = -ENOMEM;
+      goto out;
+    }
+    ix->leaves[i] = l = grown;
+  }
   memmove(l->data + off + need, l->data + off, l->used - off);
   l->data[off] = (uint8_t)len;
   memcpy(l->data + off + 1, key, (size_t)len);
+  memcpy(l->data + off + 1 + len, meta, META_BYTES);
   l->used += need;
   l->count++;
   ix->count++;
@@ -155,16 +205,19 @@ int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len) {
     int equal;
     uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
     if (equal) {
-      uint32_t size = 1u + l->data[off];
+      uint32_t size = ENTRY_BYTES(l->data[off]);
       memmove(l->data + off, l->data + off + size, l->used - off - size);
       l->used -= size;
       l->count--;
       ix->count--;
       rc = 1;
       if (l->count == 0 && ix->nleaves > 1) {
-        free(l);
+        leaf_free(ix, l);
         memmove(ix->leaves + i, ix->leaves + i + 1, (ix->nleaves - i - 1) * sizeof *ix->leaves);
         ix->nleaves--;
+      } else if (l->cap - l->used > 2 * LEAF_SLACK) {
+        leaf *shrunk = leaf_resize(ix, l, l->used + LEAF_SLACK);
+        if (shrunk != NULL) ix->leaves[i] = shrunk;
       }
     }
   }
@@ -181,7 +234,7 @@ double fsgw_index_count(fsgw_index *ix) {
 
 double fsgw_index_bytes(fsgw_index *ix) {
   pthread_rwlock_rdlock(&ix->lock);
-  double n = (double)(ix->nleaves * sizeof(leaf) + ix->leaves_cap * sizeof(leaf *));
+  double n = (double)ix->bytes + (double)(ix->leaves_cap * sizeof(leaf *));
   pthread_rwlock_unlock(&ix->lock);
   return n;
 }
@@ -230,12 +283,58 @@ fail: {
 
 void fsgw_index_close(fsgw_index *ix) {
   if (ix == NULL) return;
-  for (size_t i = 0; i < ix->nleaves; i++) free(ix->leaves[i]);
+  for (size_t i = 0; i < ix->nleaves; i++) leaf_free(ix, ix->leaves[i]);
   free(ix->leaves);
   for (int32_t s = 0; s < ix->shards; s++) close(ix->shard_fd[s]);
   free(ix->shard_fd);
   pthread_rwlock_destroy(&ix->lock);
   free(ix);
+}
+
+#ifndef __NR_getxattrat
+#define __NR_getxattrat 464
+#endif
+struct index_xattr_args {
+  uint64_t value;
+  uint32_t size;
+  uint32_t flags;
+};
+static atomic_int index_getxattrat_missing;
+
+static void put_i64(uint8_t *out, int64_t v) {
+  uint64_t u = (uint64_t)v;
+  for (int i = 0; i < 8; i++) out[i] = (uint8_t)(u >> (8 * i));
+}
+
+static int64_t get_i64(const uint8_t *in) {
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; i--) u = (u << 8) | in[i];
+  return (int64_t)u;
+}
+
+/* The facts of the file `name` in directory `dir` as an entry keeps them (META_BYTES): 0, or
+ * -errno (-ENOENT: gone; -EISDIR: not a regular file, a link included). */
+static int meta_at(int dir, const char *name, uint8_t *meta) {
+  struct stat st;
+  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
+  if (!S_ISREG(st.st_mode)) return -EISDIR;
+  put_i64(meta, st.st_size);
+  put_i64(meta + 8, (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
+  uint8_t *digest = meta + 17;
+  long n = -1;
+  if (!atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
+    struct index_xattr_args args = {(uint64_t)(uintptr_t)digest, 32, 0};
+    n = syscall(__NR_getxattrat, dir, name, AT_SYMLINK_NOFOLLOW, FSGW_DIGEST_XATTR, &args, sizeof args);
+    if (n < 0 && errno == ENOSYS) atomic_store(&index_getxattrat_missing, 1);
+  }
+  if (atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
+    char path[64 + KEY_MAX];
+    snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dir, name);
+    n = lgetxattr(path, FSGW_DIGEST_XATTR, digest, 32);
+  }
+  meta[16] = n == 32 ? META_DIGEST : 0;
+  if (n != 32) memset(digest, 0, 32);
+  return 0;
 }
 
 /* ---- load: a parallel readdir of the shards ---- */
@@ -258,19 +357,23 @@ typedef struct load_worker {
   pthread_t thread;
 } load_worker;
 
-static int keybuf_push(keybuf *b, const char *name, size_t len) {
-  if (b->used + 1 + len > b->cap) {
+/* Appends [len][key][meta] for the file `name` of directory `dir`: 1 when added, 0 when it is not
+ * a regular file (or went), -ENOMEM. */
+static int keybuf_push(keybuf *b, int dir, const char *name, size_t len) {
+  if (b->used + ENTRY_BYTES(len) > b->cap) {
     size_t cap = b->cap == 0 ? 1 << 20 : b->cap * 2;
     uint8_t *grown = realloc(b->data, cap);
     if (grown == NULL) return -ENOMEM;
     b->data = grown;
     b->cap = cap;
   }
-  b->data[b->used] = (uint8_t)len;
-  for (size_t i = 0; i < len; i++) b->data[b->used + 1 + i] = name[i] == 0x1f ? '/' : (uint8_t)name[i];
-  b->used += 1 + len;
+  uint8_t *e = b->data + b->used;
+  if (meta_at(dir, name, e + 1 + len) != 0) return 0;
+  e[0] = (uint8_t)len;
+  for (size_t i = 0; i < len; i++) e[1 + i] = name[i] == 0x1f ? '/' : (uint8_t)name[i];
+  b->used += ENTRY_BYTES(len);
   b->n++;
-  return 0;
+  return 1;
 }
 
 static void *load_shards(void *arg) {
@@ -292,11 +395,8 @@ static void *load_shards(void *arg) {
       size_t len = strlen(name);
       if (name[0] == '.' && (len == 1 || (len == 2 && name[1] == '.'))) continue;
       if (len > KEY_MAX || strchr(name, '\\') != NULL) continue; /* a temporary file */
-      if (e->d_type != DT_REG) {
-        struct stat st;
-        if (e->d_type != DT_UNKNOWN || fstatat(ix->shard_fd[s], name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) continue;
-      }
-      if (keybuf_push(&w->keys, name, len) != 0) {
+      if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue; /* meta_at checks the rest */
+      if (keybuf_push(&w->keys, ix->shard_fd[s], name, len) < 0) {
         atomic_store(&w->job->error, ENOMEM);
         break;
       }
@@ -343,7 +443,7 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads) {
   }
   int64_t n = 0;
   for (int t = 0; t < threads; t++)
-    for (size_t off = 0; off < workers[t].keys.used; off += 1u + workers[t].keys.data[off]) all[n++] = workers[t].keys.data + off;
+    for (size_t off = 0; off < workers[t].keys.used; off += ENTRY_BYTES(workers[t].keys.data[off])) all[n++] = workers[t].keys.data + off;
   qsort(all, (size_t)n, sizeof *all, compare_ptrs);
   /* Add in order: each new key goes at the end of the last leaf, or into a new one. Keys already
    * in the index (added by an upload meanwhile) are merged by the ordinary add. */
@@ -354,25 +454,34 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads) {
     const uint8_t *key = all[k];
     if (k > 0 && compare(key + 1, key[0], all[k - 1] + 1, all[k - 1][0]) == 0) continue;
     if (!fresh) {
-      if (fsgw_index_add(ix, key + 1, key[0]) < 0) {
+      if (fsgw_index_add(ix, key + 1, key[0], key + 1 + key[0]) < 0) {
         rc = -ENOMEM;
         goto out;
       }
       continue;
     }
     leaf *l = ix->nleaves == 0 ? NULL : ix->leaves[ix->nleaves - 1];
-    if (l == NULL || l->used + 1u + key[0] > LOAD_FILL) {
-      l = calloc(1, sizeof *l);
+    if (l == NULL || l->used + ENTRY_BYTES(key[0]) > LOAD_FILL) {
+      if (l != NULL) {
+        leaf *shrunk = leaf_resize(ix, l, l->used + LEAF_SLACK);
+        if (shrunk != NULL) ix->leaves[ix->nleaves - 1] = shrunk;
+      }
+      l = leaf_new(ix, FSGW_INDEX_LEAF_BYTES);
       if (l == NULL || leaves_insert(ix, ix->nleaves, l) != 0) {
-        free(l);
+        if (l != NULL) leaf_free(ix, l);
         rc = -ENOMEM;
         goto out;
       }
     }
-    memcpy(l->data + l->used, key, 1u + key[0]);
-    l->used += 1u + key[0];
+    memcpy(l->data + l->used, key, ENTRY_BYTES(key[0]));
+    l->used += ENTRY_BYTES(key[0]);
     l->count++;
     ix->count++;
+  }
+  if (fresh && ix->nleaves > 0) {
+    leaf *last = ix->leaves[ix->nleaves - 1];
+    leaf *shrunk = leaf_resize(ix, last, last->used + LEAF_SLACK);
+    if (shrunk != NULL) ix->leaves[ix->nleaves - 1] = shrunk;
   }
   rc = (double)ix->count;
   if (fresh) pthread_rwlock_unlock(&ix->lock);
@@ -400,7 +509,7 @@ static cursor seek(const fsgw_index *ix, const uint8_t *key, uint32_t len, int s
   c.leaf = leaf_of(ix, key, len);
   int equal;
   c.off = offset_in(ix->leaves[c.leaf], key, len, &equal);
-  if (equal && strict) c.off += 1u + ix->leaves[c.leaf]->data[c.off];
+  if (equal && strict) c.off += ENTRY_BYTES(ix->leaves[c.leaf]->data[c.off]);
   return c;
 }
 
@@ -420,52 +529,6 @@ static uint32_t successor(const uint8_t *p, uint32_t len, uint8_t *out) {
   memcpy(out, p, len);
   out[len - 1]++;
   return len;
-}
-
-static int64_t fnv_shard(const uint8_t *key, uint32_t len, int32_t shards) {
-  uint32_t h = 0x811c9dc5u;
-  for (uint32_t i = 0; i < len; i++) {
-    h ^= key[i];
-    h *= 0x01000193u;
-  }
-  return (int64_t)(h % (uint32_t)shards);
-}
-
-#ifndef __NR_getxattrat
-#define __NR_getxattrat 464
-#endif
-struct index_xattr_args {
-  uint64_t value;
-  uint32_t size;
-  uint32_t flags;
-};
-static atomic_int index_getxattrat_missing;
-
-/* Size, mtime and digest of key's file; 0, or -errno (-ENOENT: gone; -EISDIR: not a regular file). */
-static int stat_key(const fsgw_index *ix, const uint8_t *key, uint32_t len, int64_t *size, int64_t *mtime_ms, uint8_t *digest_flag, uint8_t *digest) {
-  char name[KEY_MAX + 1];
-  for (uint32_t i = 0; i < len; i++) name[i] = key[i] == '/' ? 0x1f : (char)key[i];
-  name[len] = 0;
-  int dir = ix->shard_fd[fnv_shard(key, len, ix->shards)];
-  struct stat st;
-  if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) != 0) return -errno;
-  if (!S_ISREG(st.st_mode)) return -EISDIR;
-  *size = st.st_size;
-  *mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000;
-  long n = -1;
-  if (!atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
-    struct index_xattr_args args = {(uint64_t)(uintptr_t)digest, 32, 0};
-    n = syscall(__NR_getxattrat, dir, name, AT_SYMLINK_NOFOLLOW, FSGW_DIGEST_XATTR, &args, sizeof args);
-    if (n < 0 && errno == ENOSYS) atomic_store(&index_getxattrat_missing, 1);
-  }
-  if (atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
-    char path[64 + KEY_MAX];
-    snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dir, name);
-    n = lgetxattr(path, FSGW_DIGEST_XATTR, digest, 32);
-  }
-  *digest_flag = n == 32;
-  if (n != 32) memset(digest, 0, 32);
-  return 0;
 }
 
 /* Bytes a key or prefix takes as a JSON string's contents: keys hold no control characters and no
@@ -491,11 +554,9 @@ static size_t put_json(uint8_t *out, const uint8_t *text, uint32_t len) {
 /* A prefix line beyond the prefix: {"prefix":""}\n */
 #define PREFIX_LINE_FIXED 14
 
-/* One entry's line: its file's size, time and recorded digest. 0 when written, or -errno (gone). */
-static int64_t entry_line(const fsgw_index *ix, const uint8_t *key, uint32_t len, uint8_t *out) {
-  int64_t size = 0, mtime_ms = 0;
-  uint8_t flag = 0, digest[32];
-  if (stat_key(ix, key, len, &size, &mtime_ms, &flag, digest) != 0) return -1;
+/* One entry's line, from the facts the index keeps for it; its length. */
+static size_t entry_line(const uint8_t *key, uint32_t len, const uint8_t *meta, uint8_t *out) {
+  int64_t size = get_i64(meta), mtime_ms = get_i64(meta + 8);
   if (mtime_ms < 0) mtime_ms = 0; /* before 1970: shown as 1970 */
   size_t o = 0;
   memcpy(out + o, "{\"key\":\"", 8);
@@ -505,21 +566,21 @@ static int64_t entry_line(const fsgw_index *ix, const uint8_t *key, uint32_t len
   struct tm tm;
   gmtime_r(&sec, &tm);
   int n = snprintf((char *)out + o, 80, "\",\"size\":%lld,\"mtime\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", (long long)size, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                   tm.tm_hour, tm.tm_min, tm.tm_sec, (int)((mtime_ms % 1000 + 1000) % 1000));
+                   tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(mtime_ms % 1000));
   o += n < 80 ? (size_t)n : 79;
-  if (flag) {
+  if (meta[16] & META_DIGEST) {
     static const char hex[] = "0123456789abcdef";
     memcpy(out + o, ",\"sha256\":\"", 11);
     o += 11;
     for (int i = 0; i < 32; i++) {
-      out[o++] = (uint8_t)hex[digest[i] >> 4];
-      out[o++] = (uint8_t)hex[digest[i] & 15];
+      out[o++] = (uint8_t)hex[meta[17 + i] >> 4];
+      out[o++] = (uint8_t)hex[meta[17 + i] & 15];
     }
     out[o++] = '"';
   }
   out[o++] = '}';
   out[o++] = '\n';
-  return (int64_t)o;
+  return o;
 }
 
 int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len) {
@@ -527,14 +588,16 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
   *next_len = 0;
   if (plen < 0 || plen > KEY_MAX || dlen < 0 || dlen > KEY_MAX || alen < 0 || alen > KEY_MAX || max < 1 || cap < FSGW_INDEX_PAGE_BYTES_MIN) return -EINVAL;
   const uint8_t *prefix = texts, *delim = texts + plen, *after = texts + plen + dlen;
-  /* Under the read lock: the page's keys and common prefixes, copied out ([kind][len][bytes]),
-   * each counted at the most its line may take. The files are stat'ed after it is released, so
-   * listing never holds an upload's commit. */
-  uint8_t *picked = malloc((size_t)max * (2 + KEY_MAX));
-  if (picked == NULL) return -ENOMEM;
-  size_t npicked = 0, picked_bytes = 0;
+  /* Entries are written as they are met; common prefixes wait here ([len][bytes]) to follow them. */
+  uint8_t *prefixes = malloc((size_t)max * (1 + KEY_MAX));
+  if (prefixes == NULL) return -ENOMEM;
+  size_t pbytes = 0, o = 0;
+  int32_t taken = 0;
   int more = 0;
   int64_t room = cap;
+  uint8_t last[KEY_MAX];
+  uint32_t last_len = 0;
+  int last_is_prefix = 0;
   pthread_rwlock_rdlock(&ix->lock);
   cursor c;
   uint8_t bound[KEY_MAX];
@@ -563,54 +626,45 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
         }
       }
     }
-    int64_t need = cp > 0 ? PREFIX_LINE_FIXED + json_len(key, cp) : ENTRY_LINE_FIXED + json_len(key, len);
-    if ((int32_t)npicked == max || need > room) {
+    int64_t need = cp > 0 ? PREFIX_LINE_FIXED + 2 * cp : ENTRY_LINE_FIXED + json_len(key, len);
+    if (taken == max || need > room) {
       more = 1;
       break;
     }
     room -= need;
-    picked[picked_bytes] = cp > 0;
-    picked[picked_bytes + 1] = (uint8_t)(cp > 0 ? cp : len);
-    memcpy(picked + picked_bytes + 2, key, cp > 0 ? cp : len);
-    picked_bytes += 2 + (cp > 0 ? cp : len);
-    npicked++;
+    taken++;
     if (cp > 0) {
+      prefixes[pbytes] = (uint8_t)cp;
+      memcpy(prefixes + pbytes + 1, key, cp);
+      pbytes += 1u + cp;
+      memcpy(last, key, cp);
+      last_len = cp;
+      last_is_prefix = 1;
       uint32_t blen = successor(key, cp, bound);
       if (blen == 0) break;
       c = seek(ix, bound, blen, 0);
     } else {
-      c.off += 1u + len;
+      o += entry_line(key, len, key + len, out + o);
+      memcpy(last, key, len);
+      last_len = len;
+      last_is_prefix = 0;
+      c.off += ENTRY_BYTES(len);
     }
   }
   pthread_rwlock_unlock(&ix->lock);
-  /* Entries first, then common prefixes (each group stays in key order). */
-  size_t o = 0, lastp = 0;
-  for (int pass = 0; pass < 2; pass++) {
-    for (size_t p = 0; p < picked_bytes;) {
-      uint8_t kind = picked[p], len = picked[p + 1];
-      const uint8_t *key = picked + p + 2;
-      lastp = p;
-      p += 2u + len;
-      if (kind != pass) continue;
-      if (kind == 1) {
-        memcpy(out + o, "{\"prefix\":\"", 11);
-        o += 11;
-        o += put_json(out + o, key, len);
-        memcpy(out + o, "\"}\n", 3);
-        o += 3;
-        continue;
-      }
-      int64_t n = entry_line(ix, key, len, out + o);
-      if (n > 0) o += (size_t)n; /* a file gone since is not listed */
-    }
+  for (size_t p = 0; p < pbytes; p += 1u + prefixes[p]) {
+    memcpy(out + o, "{\"prefix\":\"", 11);
+    o += 11;
+    o += put_json(out + o, prefixes + p + 1, prefixes[p]);
+    memcpy(out + o, "\"}\n", 3);
+    o += 3;
   }
-  if (more && npicked > 0) {
-    /* The next page starts after the last key or prefix taken (listed or not: a file gone
-     * meanwhile must not hold the listing in place): "K" + key, or "P" + prefix. */
-    next[0] = picked[lastp] == 1 ? 'P' : 'K';
-    memcpy(next + 1, picked + lastp + 2, picked[lastp + 1]);
-    *next_len = 1 + picked[lastp + 1];
+  if (more && taken > 0) {
+    /* The next page starts after the last key or prefix taken: "K" + key, or "P" + prefix. */
+    next[0] = last_is_prefix ? 'P' : 'K';
+    memcpy(next + 1, last, last_len);
+    *next_len = 1 + (int32_t)last_len;
   }
-  free(picked);
+  free(prefixes);
   return (int32_t)o;
 }

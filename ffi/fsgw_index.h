@@ -3,9 +3,9 @@
  * The one-file-per-key layout spreads keys over hashed shard directories, so their order lives
  * here: a set of keys (1..255 bytes each, compared byte by byte, as S3 orders them) in packed sorted
  * leaves of FSGW_INDEX_LEAF_BYTES, under a read-write lock, shared by every thread of the process
- * (every event loop of one server uses the same index). An entry is the key and one length byte;
- * sizes, times and digests are read from the files when a page is listed, so the index holds no
- * copy that could disagree with them.
+ * (every event loop of one server uses the same index). An entry is the key, one length byte, and
+ * its file's size, time and recorded digest (read from the files at load; given by the store at
+ * each commit), so a listing touches no file.
  *
  * It is built at start from the shard directories (fsgw_index_load: a parallel readdir, no stat)
  * and kept by the store: a key is added once its file is committed under its name, removed once
@@ -24,12 +24,18 @@ typedef struct fsgw_index fsgw_index;
 fsgw_index *fsgw_index_open(const char *dir, int32_t shards, int32_t width);
 void fsgw_index_close(fsgw_index *ix);
 
-/* Reads every shard directory (`threads` at a time) and adds each key found: regular files only,
- * never a temporary file (its name holds a backslash). Returns the number of keys, or -errno. */
+/* Reads every shard directory (`threads` at a time) and adds each key found with its file's facts
+ * (fstatat, getxattrat): regular files only, never a temporary file (its name holds a backslash).
+ * Returns the number of keys, or -errno. */
 double fsgw_index_load(fsgw_index *ix, int32_t threads);
 
-/* 1 when added, 0 when it was there; -ENOMEM. */
-int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len);
+/* The facts an entry keeps of its file, as a listing shows them (FSGW_INDEX_META_BYTES): size
+ * (int64 LE), mtime in ms (int64 LE), flags (1: the file records a digest), the digest (32 bytes). */
+#define FSGW_INDEX_META_BYTES 49
+
+/* Adds key with its file's facts (meta), or gives an existing key these: 1 when added, 0 when it
+ * was there; -ENOMEM. */
+int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const uint8_t *meta);
 /* 1 when removed, 0 when it was not there. */
 int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len);
 /* Keys held, and the bytes the index takes (leaves and their table). */
@@ -39,8 +45,8 @@ double fsgw_index_bytes(fsgw_index *ix);
 /* One page of a listing, written to out (cap bytes, at least FSGW_INDEX_PAGE_BYTES_MIN) as the
  * lines of a LIST page (docs/PROTOCOL.md): first each entry,
  *   {"key":"a/b","size":5,"mtime":"2026-12-04T20:58:43.573Z","sha256":"<64 hex>"}
- * (sha256 when the file records one), read from its file (a key whose file is gone or is not a
- * regular file is left out), then each common prefix, {"prefix":"a/c/"}. Keys start with prefix;
+ * (sha256 when the file records one), from the facts the index keeps, then each common prefix,
+ * {"prefix":"a/c/"}. Keys start with prefix;
  * with a delimiter (dlen > 0) every key that holds it after the prefix is rolled into its common
  * prefix (reported once). The page starts after `after` (alen bytes; 0: at the first key): after
  * every key <= after, and when after_prefix is 1, also after every key that starts with it. At most

@@ -111,7 +111,9 @@ function indexOps(): { addUs: number; removeUs: number } {
   }
   const keys = order.map(keyOf);
   let t = performance.now();
-  for (const k of keys) index.add(k);
+  const digest = new Uint8Array(32).fill(9);
+  const now = Date.now();
+  for (const k of keys) index.add(k, 1024, now, digest);
   const addUs = ((performance.now() - t) * 1000) / KEYS;
   const some = keys.slice(0, Math.min(200_000, KEYS));
   t = performance.now();

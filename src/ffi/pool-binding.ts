@@ -125,7 +125,7 @@ function load() {
     fsgw_index_open: { args: ["ptr", "i32", "i32"], returns: "ptr" },
     fsgw_index_close: { args: ["ptr"], returns: "void" },
     fsgw_index_load: { args: ["ptr", "i32"], returns: "f64" },
-    fsgw_index_add: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_index_add: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_index_remove: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_index_count: { args: ["ptr"], returns: "f64" },
     fsgw_index_bytes: { args: ["ptr"], returns: "f64" },
@@ -563,6 +563,8 @@ function setPointer(view: Uint32Array, index: number, bytes: Uint8Array | null):
   view[index + 1] = Math.floor(p / 0x100000000);
 }
 
+/** FSGW_INDEX_META_BYTES: size, mtime, flags, digest. */
+const INDEX_META_BYTES = 49;
 /** The smallest page buffer fsgw_index_list takes (FSGW_INDEX_PAGE_BYTES_MIN). */
 const INDEX_PAGE_BYTES_MIN = 176 + 2 * 255;
 
@@ -576,6 +578,9 @@ export class NativeIndex {
   // Memory C reads or writes: over ArrayBuffers of their own (stableBytes), so that a subarray
   // taken of them never moves their bytes under a pointer C was given.
   private readonly keyBuf = stableBytes(256);
+  /** An entry's facts for fsgw_index_add (FSGW_INDEX_META_BYTES). */
+  private readonly meta = stableBytes(INDEX_META_BYTES);
+  private readonly metaView = new DataView(this.meta.buffer);
   private readonly texts = stableBytes(3 * 256);
   private readonly params = new Int32Array(new ArrayBuffer(6 * 4));
   private readonly encoder = new TextEncoder();
@@ -603,9 +608,18 @@ export class NativeIndex {
     return this.sym.fsgw_index_load(this.handle, threads);
   }
 
-  add(key: string): number {
+  /**
+   * Adds `key` with its file's facts (or gives an existing key these): what a listing will show
+   * for it. `digest`: the SHA-256 the file records (32 bytes), or null.
+   */
+  add(key: string, size: number, mtimeMs: number, digest: Uint8Array | null): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
-    return this.sym.fsgw_index_add(this.handle, this.keyBuf, written);
+    const meta = this.meta;
+    this.metaView.setBigInt64(0, BigInt(size), true);
+    this.metaView.setBigInt64(8, BigInt(Math.floor(mtimeMs)), true);
+    meta[16] = digest === null ? 0 : 1;
+    if (digest !== null) meta.set(digest.subarray(0, 32), 17);
+    return this.sym.fsgw_index_add(this.handle, this.keyBuf, written, meta);
   }
 
   remove(key: string): number {

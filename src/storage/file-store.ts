@@ -402,7 +402,8 @@ export class FileStore implements Store {
   /** putWhole of a body whose SHA-256 the caller computed already (a read cache's copy). */
   putHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
     const tmp = this.tempPathOf(key);
-    const indexed = this.index === null ? null : () => void this.index!.add(key.name);
+    // The digest as the engine records it with the file (the listing shows the body's SHA-256).
+    const indexed = this.index === null ? null : () => void this.index!.add(key.name, body.length, Date.now(), this.engine.setDigest !== undefined ? sum : null);
     this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target, indexed), this.engine.setDigest !== undefined ? sum : undefined);
   }
 
@@ -531,7 +532,7 @@ export class FileStore implements Store {
       expected,
       digest,
       partial: partial === undefined ? undefined : { entry: partial, table: this.partials, resume },
-      onCommitted: this.index === null ? undefined : () => void this.index!.add(key.name),
+      onCommitted: this.index === null ? undefined : (size, sum) => void this.index!.add(key.name, size, Date.now(), sum),
     });
     upload.open();
     return upload;

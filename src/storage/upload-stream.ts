@@ -125,14 +125,17 @@ export interface UploadStreamOptions {
    * stream continues a parked one: its file reopened, at its offset, with its hash state.
    */
   partial?: { entry: PartialUpload; table: Partials; resume: boolean };
-  /** Called once the file is under its key, before the owner hears of it (the listing index). */
-  onCommitted?: () => void;
+  /**
+   * Called once the file is under its key, before the owner hears of it (the listing index), with
+   * its size and the digest recorded with it (null when the file system keeps none).
+   */
+  onCommitted?: (size: number, digest: Uint8Array | null) => void;
 }
 
 export class UploadStream implements UploadSink {
   /** Changed only by move(); see LEGAL. */
   state: UploadState = "opening";
-  private readonly onCommitted: (() => void) | undefined;
+  private readonly onCommitted: ((size: number, digest: Uint8Array | null) => void) | undefined;
   /** How the upload ends, once decided; null while it may still commit. */
   private ending: Ending | null = null;
   /** The temporary file's descriptor: open from the end of `opening` until it is closed. */
@@ -491,14 +494,16 @@ export class UploadStream implements UploadSink {
       if (this.expected !== null && !equalBytes(sum, this.expected)) throw new DigestMismatch();
       // Recorded before the rename, so the file and its digest appear under the key together. A
       // file system without user attributes stores the file without it.
+      let recorded = this.engine.setDigest !== undefined;
       if (this.engine.setDigest !== undefined) {
         await this.engine.setDigest(fd, sum).catch((e) => {
           if (!(e instanceof IoError && e.errno === ENOTSUP)) throw e;
+          recorded = false;
         });
       }
       renaming = true;
       await finishCommit(this.engine, fd, this.tmpPath, this.finalPath, this.fsync);
-      this.onCommitted?.();
+      this.onCommitted?.(this.expectedBytes, recorded ? sum : null);
       if (this.digestOut !== undefined) {
         this.digestOut[0] = 1;
         this.digestOut.set(sum, 1);

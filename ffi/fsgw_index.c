@@ -38,6 +38,7 @@ typedef struct leaf {
 struct fsgw_index {
   pthread_rwlock_t lock;
   leaf **leaves; /* sorted by their first key */
+  uint64_t *first8; /* each leaf's first key's first 8 bytes, big-endian: the search stays in cache */
   size_t nleaves, leaves_cap;
   int64_t count;
   int64_t bytes; /* the leaves' allocations */
@@ -84,27 +85,49 @@ static void leaf_free(fsgw_index *ix, leaf *l) {
   free(l);
 }
 
+/* A key's first 8 bytes as a big-endian number, zero-padded: keys hold no NUL byte, so these
+ * numbers order as the keys' first 8 bytes do. */
+static uint64_t head8(const uint8_t *key, uint32_t len) {
+  uint64_t h = 0;
+  for (uint32_t i = 0; i < 8; i++) h = (h << 8) | (i < len ? key[i] : 0);
+  return h;
+}
+
+/* After leaf i's first entry may have changed. */
+static void refresh_first(fsgw_index *ix, size_t i) {
+  const leaf *l = ix->leaves[i];
+  ix->first8[i] = l->used == 0 ? 0 : head8(l->data + 1, l->data[0]);
+}
+
 static int leaves_insert(fsgw_index *ix, size_t at, leaf *l) {
   if (ix->nleaves == ix->leaves_cap) {
     size_t cap = ix->leaves_cap == 0 ? 64 : ix->leaves_cap * 2;
     leaf **grown = realloc(ix->leaves, cap * sizeof *grown);
     if (grown == NULL) return -ENOMEM;
     ix->leaves = grown;
+    uint64_t *firsts = realloc(ix->first8, cap * sizeof *firsts);
+    if (firsts == NULL) return -ENOMEM; /* leaves_cap unchanged: the next call grows both again */
+    ix->first8 = firsts;
     ix->leaves_cap = cap;
   }
   memmove(ix->leaves + at + 1, ix->leaves + at, (ix->nleaves - at) * sizeof *ix->leaves);
+  memmove(ix->first8 + at + 1, ix->first8 + at, (ix->nleaves - at) * sizeof *ix->first8);
   ix->leaves[at] = l;
   ix->nleaves++;
+  refresh_first(ix, at);
   return 0;
 }
 
 /* The leaf where key belongs: the last whose first key is <= key (the first leaf for a key below all). */
 static size_t leaf_of(const fsgw_index *ix, const uint8_t *key, uint32_t len) {
   size_t lo = 0, hi = ix->nleaves; /* answer in [lo, hi) */
+  uint64_t h = head8(key, len);
   while (hi - lo > 1) {
     size_t mid = lo + (hi - lo) / 2;
-    const leaf *l = ix->leaves[mid];
-    if (compare(l->data + 1, l->data[0], key, len) <= 0) lo = mid;
+    uint64_t f = ix->first8[mid];
+    /* The leaf itself is read only when the first 8 bytes tie. */
+    int c = f < h ? -1 : f > h ? 1 : compare(ix->leaves[mid]->data + 1, ix->leaves[mid]->data[0], key, len);
+    if (c <= 0) lo = mid;
     else hi = mid;
   }
   return lo;
@@ -166,6 +189,7 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
     r->count = l->count - n;
     l->used = cut;
     l->count = n;
+    refresh_first(ix, i + 1);
     leaf *shrunk = leaf_resize(ix, l, cut + LEAF_SLACK);
     if (shrunk != NULL) ix->leaves[i] = l = shrunk;
     if (off >= cut) {
@@ -190,6 +214,7 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
   l->used += need;
   l->count++;
   ix->count++;
+  if (off == 0) refresh_first(ix, i);
 out:
   pthread_rwlock_unlock(&ix->lock);
   return rc;
@@ -214,10 +239,14 @@ int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len) {
       if (l->count == 0 && ix->nleaves > 1) {
         leaf_free(ix, l);
         memmove(ix->leaves + i, ix->leaves + i + 1, (ix->nleaves - i - 1) * sizeof *ix->leaves);
+        memmove(ix->first8 + i, ix->first8 + i + 1, (ix->nleaves - i - 1) * sizeof *ix->first8);
         ix->nleaves--;
-      } else if (l->cap - l->used > 2 * LEAF_SLACK) {
-        leaf *shrunk = leaf_resize(ix, l, l->used + LEAF_SLACK);
-        if (shrunk != NULL) ix->leaves[i] = shrunk;
+      } else {
+        if (l->cap - l->used > 2 * LEAF_SLACK) {
+          leaf *shrunk = leaf_resize(ix, l, l->used + LEAF_SLACK);
+          if (shrunk != NULL) ix->leaves[i] = shrunk;
+        }
+        if (off == 0) refresh_first(ix, i);
       }
     }
   }
@@ -234,7 +263,7 @@ double fsgw_index_count(fsgw_index *ix) {
 
 double fsgw_index_bytes(fsgw_index *ix) {
   pthread_rwlock_rdlock(&ix->lock);
-  double n = (double)ix->bytes + (double)(ix->leaves_cap * sizeof(leaf *));
+  double n = (double)ix->bytes + (double)(ix->leaves_cap * (sizeof(leaf *) + sizeof(uint64_t)));
   pthread_rwlock_unlock(&ix->lock);
   return n;
 }
@@ -285,6 +314,7 @@ void fsgw_index_close(fsgw_index *ix) {
   if (ix == NULL) return;
   for (size_t i = 0; i < ix->nleaves; i++) leaf_free(ix, ix->leaves[i]);
   free(ix->leaves);
+  free(ix->first8);
   for (int32_t s = 0; s < ix->shards; s++) close(ix->shard_fd[s]);
   free(ix->shard_fd);
   pthread_rwlock_destroy(&ix->lock);
@@ -477,6 +507,7 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads) {
     l->used += ENTRY_BYTES(key[0]);
     l->count++;
     ix->count++;
+    if (l->count == 1) refresh_first(ix, ix->nleaves - 1);
   }
   if (fresh && ix->nleaves > 0) {
     leaf *last = ix->leaves[ix->nleaves - 1];

@@ -615,8 +615,12 @@ export class NativeIndex {
   add(key: string, size: number, mtimeMs: number, digest: Uint8Array | null): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
     const meta = this.meta;
-    this.metaView.setBigInt64(0, BigInt(size), true);
-    this.metaView.setBigInt64(8, BigInt(Math.floor(mtimeMs)), true);
+    // int64 LE as two halves: no BigInt made per call (sizes and times are below 2^53).
+    const ms = Math.floor(mtimeMs);
+    this.metaView.setUint32(0, size >>> 0, true);
+    this.metaView.setUint32(4, Math.floor(size / 0x100000000), true);
+    this.metaView.setUint32(8, ms >>> 0, true);
+    this.metaView.setUint32(12, Math.floor(ms / 0x100000000), true);
     meta[16] = digest === null ? 0 : 1;
     if (digest !== null) meta.set(digest.subarray(0, 32), 17);
     return this.sym.fsgw_index_add(this.handle, this.keyBuf, written, meta);

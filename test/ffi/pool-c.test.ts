@@ -1,6 +1,7 @@
-// Runs the C-level tests of the thread pool (ffi/test_pool.c): full queue, cancel on stop, every
-// op's error path, 20,000 ops through 64 slots; once under AddressSanitizer + UBSan and once under
-// ThreadSanitizer. Each C check becomes one test here.
+// Runs the C-level tests of the thread pool (ffi/test_pool.c: full queue, cancel on stop, every
+// op's error path, 20,000 ops through 64 slots) and of the listing index (ffi/test_index.c: random
+// adds and removes against a reference, pages, common prefixes, writers beside a reader); once
+// under AddressSanitizer + UBSan and once under ThreadSanitizer. Each C check becomes one test here.
 import { describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { C_FILES, CFLAGS, ffiDir } from "../../src/ffi/build";
@@ -11,11 +12,12 @@ const variants: [string, string[]][] = [
   ["tsan", ["-fsanitize=thread"]],
 ];
 
+for (const [program, what] of [["test_pool", "C pool"], ["test_index", "C listing index"]] as const)
 for (const [name, flags] of variants) {
-  const bin = join(tempDir("ctest"), `test_pool_${name}`);
+  const bin = join(tempDir("ctest"), `${program}_${name}`);
   const cflags = CFLAGS.filter((f) => f !== "-fPIC" && f !== "-O2");
-  const build = Bun.spawnSync(["gcc", ...cflags, "-O1", ...flags, "-o", bin, join(ffiDir, "test_pool.c"), ...C_FILES.map((f) => join(ffiDir, f))], { stderr: "pipe" });
-  describe(`C pool tests (${name})`, () => {
+  const build = Bun.spawnSync(["gcc", ...cflags, "-O1", ...flags, "-o", bin, join(ffiDir, `${program}.c`), ...C_FILES.map((f) => join(ffiDir, f))], { stderr: "pipe" });
+  describe(`${what} tests (${name})`, () => {
     test("builds with -Wall -Wextra -Werror", () => {
       expect(build.stderr.toString()).toBe("");
       expect(build.exitCode).toBe(0);

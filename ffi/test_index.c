@@ -1,5 +1,5 @@
 /* C-level tests of the listing index (fsgw_index.h), run by test/ffi/pool-c.test.ts under
- * AddressSanitizer + UBSan and under ThreadSanitizer: 200,000 random adds and removes against a
+ * AddressSanitizer + UBSan and under ThreadSanitizer: 60,000 random adds and removes against a
  * reference set, then every key listed in order across pages; common prefixes; and writers adding
  * and removing while a reader lists (the read-write lock). Prints "ok - ..." per check. */
 #define _GNU_SOURCE
@@ -21,7 +21,7 @@ static void check(int ok, const char *what) {
 
 static int byte_order(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-enum { N = 20000 };
+enum { N = 8000 };
 static char keys[N][48];
 static int present[N];
 static uint8_t meta[FSGW_INDEX_META_BYTES];
@@ -74,7 +74,7 @@ static void test_random(fsgw_index *ix) {
     for (int j = 0; j < l; j++) keys[i][j] = alphabet[rand() % (int)(sizeof alphabet - 1)];
     sprintf(keys[i] + l, "%d", i); /* unique */
   }
-  for (int step = 0; step < 200000; step++) {
+  for (int step = 0; step < 60000; step++) {
     int i = rand() % N;
     if (rand() % 3) {
       fsgw_index_add(ix, (uint8_t *)keys[i], (int32_t)strlen(keys[i]), meta);
@@ -89,7 +89,7 @@ static void test_random(fsgw_index *ix) {
   for (int i = 0; i < N; i++)
     if (present[i]) ref[n++] = keys[i];
   qsort(ref, (size_t)n, sizeof *ref, byte_order);
-  check(fsgw_index_count(ix) == n, "the count is the reference set's after 200,000 random adds and removes");
+  check(fsgw_index_count(ix) == n, "the count is the reference set's after 60,000 random adds and removes");
   size_t cap = (size_t)N * 50;
   char *text = malloc(cap), *want = malloc(cap);
   size_t w = 0;
@@ -134,7 +134,7 @@ static void test_concurrent(void) {
   for (int i = 0; i < 2; i++) pthread_create(&w[i], NULL, writer, &ids[i]);
   char *text = malloc(1 << 20);
   int ok = 1;
-  for (int r = 0; r < 20; r++) {
+  for (int r = 0; r < 10; r++) {
     list_all(shared, "", "", 50, text, 1 << 20);
     /* Whatever the writers did meanwhile, a listing is in order with no key twice. */
     for (char *p = text, *q; (q = strchr(p, '\n')) != NULL && q[1] != 0; p = q + 1) {

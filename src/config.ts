@@ -51,6 +51,9 @@ export type EngineName = (typeof engineNames)[number];
 export const fields = {
   host: str("0.0.0.0", "interface the protocol listens on"),
   port: int(9999, 0, 65535, "TCP port of the protocol; 0 picks a free port (logged at start)"),
+  httpPort: int(9000, 0, 65535, "TCP port of the HTTP front door: the S3 API (path-style, bucket fsgw: the protocol's keys) and plain HTTP GET/PUT/HEAD/DELETE for curl; 0 disables it"),
+  httpHost: str("", "interface of the HTTP front door (empty: the protocol's host)", true),
+  httpHeadBytesMax: int(16 * KiB, 1 * KiB, 1 * MiB, "bytes of an HTTP request's head (request line and headers) at most; a longer one is answered 431 and its connection closed"),
   store: oneOf(["file", "s3"] as const, "file", "where files are stored: 'file', the local disk under dataDir; 's3', objects of an S3 bucket (any store that speaks the S3 API), shared by any number of gateways"),
   dataDir: str("./data", "directory that holds every stored file; nothing outside it is touched"),
   fileMode: str("0600", "permissions (octal, less the process umask) of the files fsgw creates in dataDir and cacheDir: by default only fsgw's own account reads them, since access tokens mean nothing to a local user who can read the files"),

@@ -165,7 +165,7 @@ export async function serve(argv: string[], hooks: ServeHooks = {}): Promise<num
     return 1;
   }
   // Ready only once every listener is up (and the pid file written): scripts wait for this line.
-  log.info("listening", { host: config.host, port: group.port, adminPort: admin.port, loops, engine: config.ioEngine, wire: config.wire, store: config.store, pid: process.pid });
+  log.info("listening", { host: config.host, port: group.port, httpPort: group.httpPort, adminPort: admin.port, loops, engine: config.ioEngine, wire: config.wire, store: config.store, pid: process.pid });
   return new Promise<number>(() => {}); // runs until a signal stops it
 }
 

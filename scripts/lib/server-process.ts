@@ -69,9 +69,10 @@ export async function startServer(
   const dataDir = (fields.dataDir as string | undefined) ?? join(tempDir("data"), "d");
   const host = (fields.host as string | undefined) ?? "127.0.0.1";
   // The admin endpoint is off unless a test asks for it (its default port would collide).
-  const args = [...(entry.serveArg ? ["serve"] : []), "--host", host, "--port", "0", "--data-dir", dataDir, "--admin-port", String(fields.adminPort ?? 0)];
+  // The HTTP front door too (its default port would collide), unless a test gives it one.
+  const args = [...(entry.serveArg ? ["serve"] : []), "--host", host, "--port", "0", "--data-dir", dataDir, "--admin-port", String(fields.adminPort ?? 0), "--http-port", String(fields.httpPort ?? 0)];
   for (const [k, v] of Object.entries(fields)) {
-    if (k === "dataDir" || k === "host" || k === "adminPort") continue;
+    if (k === "dataDir" || k === "host" || k === "adminPort" || k === "httpPort") continue;
     args.push("--" + k.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase()), String(v));
   }
   // The checkout's own pinned Bun when it has one (a copy made for another user must not point back

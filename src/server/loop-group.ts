@@ -111,6 +111,8 @@ export class LoopGroup {
   private loopCode: typeof import("./loop") | null = null;
   draining = false;
   port = 0;
+  /** The HTTP front door's port (the first loop's, when configured as 0), 0 when it is off. */
+  httpPort = 0;
 
   constructor(
     private readonly config: Config,
@@ -135,11 +137,14 @@ export class LoopGroup {
     // With SO_REUSEPORT on both, two servers would share a port silently: a plain bind first
     // proves no other process holds it.
     if (config.port !== 0) listenOrExplain("the file protocol (host, port)", config.host, config.port, () => Bun.listen({ hostname: config.host, port: config.port, socket: { data() {} } })).stop(true);
+    const httpHost = config.httpHost === "" ? config.host : config.httpHost;
+    if (config.httpPort !== 0) listenOrExplain("the HTTP front door (httpHost, httpPort)", httpHost, config.httpPort, () => Bun.listen({ hostname: httpHost, port: config.httpPort, socket: { data() {} } })).stop(true);
     const counters = sharedCountersMemory(this.loops);
     this.counters = new SharedCounters(counters);
     this.keyIndex = config.store === "file" ? openKeyIndex(config, this.store, this.log) : null;
     this.init = { config, loops: this.loops, counters, addresses: sharedAddressTable(config), keyIndex: this.keyIndex === null ? 0 : Number(this.keyIndex.handle) };
     this.port = config.port;
+    this.httpPort = config.httpPort;
     if (this.options.inline) this.loopCode = await import("./loop");
     for (let index = 0; index < this.loops; index++) await this.startLoop(index);
     const pools = config.ioEngine !== "cpool" ? "none" : config.loopPools === "shared" ? `one, ${config.ioThreads} workers` : `one per loop, ${Math.max(1, Math.ceil(config.ioThreads / this.loops))} workers each`;
@@ -149,13 +154,14 @@ export class LoopGroup {
   /** Starts loop `index` (first, or in a failed one's place); resolves once it listens. */
   private startLoop(index: number): Promise<void> {
     const joinPool = this.config.loopPools === "shared" ? this.hosts.find((h) => h !== undefined && h.state === "serving" && h.pool !== undefined)?.pool : undefined;
-    const init: LoopInit = { ...this.init!, config: { ...this.config, port: this.port }, index, joinPool };
+    const init: LoopInit = { ...this.init!, config: { ...this.config, port: this.port, httpPort: this.httpPort }, index, joinPool };
     return new Promise<void>((resolve, reject) => {
       const onMessage = (host: Host, m: FromLoop) => {
         if (m.t === "listening") {
           host.state = "serving";
           host.pool = m.pool;
           if (this.port === 0) this.port = m.port;
+          if (this.httpPort === 0) this.httpPort = m.httpPort;
           resolve();
           return;
         }

@@ -57,7 +57,7 @@ export type ToLoop =
 /** From a loop to the supervisor. */
 export type FromLoop =
   | { t: "log"; line: string }
-  | { t: "listening"; port: number; pool?: number }
+  | { t: "listening"; port: number; httpPort: number; pool?: number }
   /** The loop could not start, or failed later; its host ends it. */
   | { t: "failed"; error: string; cleaned: boolean }
   | { t: "answer"; id: number; value: unknown; error?: string }
@@ -143,7 +143,7 @@ export class Loop {
       await server.start();
       if (this.state !== "starting") return; // failed meanwhile
       this.move("serving");
-      this.post({ t: "listening", port: server.port, pool: pool?.poolAddress });
+      this.post({ t: "listening", port: server.port, httpPort: server.httpPort, pool: pool?.poolAddress });
     } catch (e) {
       this.fail(e);
     }

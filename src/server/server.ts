@@ -18,6 +18,7 @@ import type { SharedIpGuard } from "./shared-ip-guard";
 import type { SharedCounters } from "./shared-counters";
 import { certificateProblem, Security } from "./security";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
+import { HttpConnection, type HttpHost } from "../http/http-connection";
 
 const ENOTCONN = constants.errno.ENOTCONN;
 /** How long a stop or a failed loop waits for cleanups in flight (temporary files, descriptors). */
@@ -122,6 +123,12 @@ export class Server implements ConnectionHost {
   /** TLS material and token secrets, read at start() and again by reload(). */
   private security: Security | null = null;
   private listener: TCPSocketListener<Connection> | null = null;
+  /** The HTTP front door (src/http/), beside the protocol's port, over the same store and bounds. */
+  private httpListener: TCPSocketListener<HttpConnection> | null = null;
+  private readonly httpConnections = new Set<HttpConnection>();
+  /** What HTTP connections see of this server (made when the port opens). */
+  private httpHost!: HttpHost;
+  private readonly startedAt = new Date();
   private sweeper: ReturnType<typeof setInterval> | null = null;
   private stopping: Promise<void> | null = null;
   private allClosed: (() => void) | null = null;
@@ -169,10 +176,16 @@ export class Server implements ConnectionHost {
     return this.listener?.port ?? 0;
   }
 
+  /** The HTTP front door's port, 0 when it is off. */
+  get httpPort(): number {
+    return this.httpListener?.port ?? 0;
+  }
+
   async start(): Promise<void> {
     this.security = Security.load(this.config);
     this.store.attach?.(this.log, this.options.loop.index);
     this.listener = this.listen(this.config.port);
+    this.listenHttp();
     if (this.security.tls !== null) {
       this.log.info("tls", { clientCertificates: this.security.tls.ca !== null ? "required" : "not asked" });
       this.checkCertificate("start");
@@ -223,6 +236,73 @@ export class Server implements ConnectionHost {
       return Bun.listen<Connection>(options);
     });
   }
+
+  /**
+   * Opens the HTTP front door's port (httpPort; 0: off), with SO_REUSEPORT as the protocol's port.
+   * Not yet over TLS: with tlsCertFile set, it stays closed and says so, rather than serve in clear.
+   */
+  private listenHttp(): void {
+    const port = this.config.httpPort;
+    if (port === 0) return;
+    if (this.security!.tls !== null) {
+      if (this.options.loop.index === 0) this.log.warn("http_off", { reason: "the HTTP front door does not speak TLS yet, and the protocol port does: it stays closed rather than serve in clear" });
+      return;
+    }
+    const host = this.config.httpHost === "" ? this.config.host : this.config.httpHost;
+    this.httpHost = {
+      store: this.store,
+      log: this.log,
+      bucket: "fsgw",
+      startedAt: this.startedAt,
+      headBytesMax: this.config.httpHeadBytesMax,
+      uploadBytesMax: this.config.uploadBytesMax,
+      inlineBytesMax: this.config.inlineBytesMax,
+      connectionBufferBytesMax: this.config.connectionBufferBytesMax,
+      listPageBytesMax: this.config.listPageBytesMax,
+      tokensRequired: this.tokensRequired,
+      draining: () => this.draining,
+      verifyToken: (token) => this.verifyToken(token),
+      socketFdOf: (socket) => this.socketDescriptor(socket as unknown as Socket<Connection>),
+      track: (work) => this.track(work),
+      closed: (conn) => {
+        if (!this.httpConnections.delete(conn)) return;
+        this.options.loop.counters.connections.add(this.options.loop.index, -1);
+        this.ipGuard.closed(conn.address, Date.now());
+        if (this.connections.size === 0 && this.httpConnections.size === 0) this.allClosed?.();
+      },
+    };
+    const handlers = {
+      open: (socket: Socket<HttpConnection>) => this.onHttpOpen(socket),
+      data: (socket: Socket<HttpConnection>, chunk: Buffer) => socket.data?.onData(chunk),
+      drain: (socket: Socket<HttpConnection>) => socket.data?.onDrain(),
+      close: (socket: Socket<HttpConnection>) => socket.data?.onClose(),
+      error: (socket: Socket<HttpConnection>) => socket.data?.onClose(),
+    };
+    this.httpListener = listenOrExplain("the HTTP front door (httpHost, httpPort)", host, port, () =>
+      Bun.listen<HttpConnection>({ hostname: host, port, reusePort: true, socket: handlers } as TCPSocketListenOptions<HttpConnection>),
+    );
+  }
+
+  /** An HTTP connection: admitted by the same bounds as the protocol's (connectionsMax, per address). */
+  private onHttpOpen(socket: Socket<HttpConnection>): void {
+    if (this.draining || !this.admit()) {
+      this.stats.connectionsRefused++;
+      socket.terminate();
+      return;
+    }
+    if (this.ipGuard.admit(socket.remoteAddress, Date.now()) !== "ok") {
+      this.stats.connectionsRefusedPerIp++;
+      this.options.loop.counters.connections.add(this.options.loop.index, -1);
+      socket.terminate();
+      return;
+    }
+    const conn = new HttpConnection(socket, this.httpHost);
+    socket.data = conn;
+    socket.setNoDelay(true);
+    this.httpConnections.add(conn);
+  }
+
+
 
   /** TLS only: a failed handshake (a plaintext client, an unknown CA, no client certificate) closes the connection. */
   private onHandshake(socket: Socket<Connection>, success: boolean, authorizationError: Error | null): void {
@@ -393,7 +473,7 @@ export class Server implements ConnectionHost {
     this.stats.connectionsOpen = this.connections.size;
     if (this.connections.size === 0) {
       this.stopSweeper();
-      this.allClosed?.();
+      if (this.httpConnections.size === 0) this.allClosed?.();
     }
   }
 
@@ -437,8 +517,10 @@ export class Server implements ConnectionHost {
   async abandon(): Promise<void> {
     this.draining = true;
     this.listener?.stop(true);
+    this.httpListener?.stop(true);
     this.stopSweeper();
     for (const conn of [...this.connections]) conn.close("the loop failed");
+    for (const conn of [...this.httpConnections]) conn.close();
     if (!(await this.allTrackedDone(CLEANUP_MS_MAX))) this.log.warn("cleanup_unfinished", { pending: this.trackedWork, effect: "temporary files may stay until the next start" });
     await this.store.resumable?.discardAll();
     this.store.close?.();
@@ -493,8 +575,10 @@ export class Server implements ConnectionHost {
     this.stopping = (async () => {
       this.draining = true;
       this.listener?.stop(false);
+      this.httpListener?.stop(false);
       for (const conn of [...this.connections]) if (conn.betweenExchanges) conn.close("server shutting down");
-      if (this.connections.size > 0) {
+      for (const conn of [...this.httpConnections]) if (conn.idle) conn.close();
+      if (this.connections.size > 0 || this.httpConnections.size > 0) {
         const allClosed = new Promise<void>((resolve) => (this.allClosed = resolve));
         let timer: ReturnType<typeof setTimeout> | undefined;
         const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.shutdownGraceMs)));
@@ -512,8 +596,10 @@ export class Server implements ConnectionHost {
           conn.cutForShutdown();
         }
         if (left.length > 0) this.log.warn("shutdown_cut", { connections: left.length, exchangesCut: cut, graceMs: this.config.shutdownGraceMs });
+        for (const conn of [...this.httpConnections]) conn.close();
       }
       this.listener?.stop(true);
+      this.httpListener?.stop(true);
       this.stopSweeper();
       if (!(await this.allTrackedDone(CLEANUP_MS_MAX))) this.log.warn("cleanup_unfinished", { pending: this.trackedWork, effect: "temporary files may stay until the next start" });
       // Partial uploads do not outlive the server (a resumable one's hash state is in memory): their

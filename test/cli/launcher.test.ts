@@ -37,7 +37,7 @@ test("`fsgw` from outside the clone with only Node: help, and a client command's
 
 test("`fsgw serve` through the launcher: SIGTERM to the launcher stops the server cleanly and frees its data directory", async () => {
   const dataDir = join(outside, "data");
-  const proc = Bun.spawn(["fsgw", "serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--data-dir", dataDir], { cwd: outside, env, stdout: "pipe", stderr: "pipe" });
+  const proc = Bun.spawn(["fsgw", "serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--http-port", "0", "--data-dir", dataDir], { cwd: outside, env, stdout: "pipe", stderr: "pipe" });
   running.push(proc);
   const out: string[] = [];
   void (async () => {
@@ -52,7 +52,7 @@ test("`fsgw serve` through the launcher: SIGTERM to the launcher stops the serve
   expect(existsSync(`/proc/${serverPid}`)).toBe(false);
   expect(out.join("")).toContain("event=stopped");
   // Nothing holds the data directory any more: another server starts on it.
-  const again = Bun.spawnSync(["fsgw", "serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0"], { cwd: outside, env, timeout: 1500 });
+  const again = Bun.spawnSync(["fsgw", "serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--http-port", "0", "--data-dir", dataDir, "--shutdown-grace-ms", "0"], { cwd: outside, env, timeout: 1500 });
   expect(again.stdout.toString()).toContain("event=listening");
 }, 20_000);
 

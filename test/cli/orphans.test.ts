@@ -29,7 +29,7 @@ async function listening(log: string): Promise<number> {
   return pid;
 }
 
-const serveFlags = (name: string) => ["--port", "0", "--admin-port", "0", "--data-dir", join(dir, name), "--log-file", join(dir, `${name}.log`)];
+const serveFlags = (name: string) => ["--port", "0", "--admin-port", "0", "--http-port", "0", "--data-dir", join(dir, name), "--log-file", join(dir, `${name}.log`)];
 
 test("`npx fsgw serve`, then its npm killed (kill $! in a shell): the server stops and says why", async () => {
   const npx = Bun.spawn(["npx", "fsgw", "serve", ...serveFlags("npx")], { cwd: root, stdout: "ignore", stderr: "ignore" });

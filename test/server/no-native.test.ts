@@ -45,7 +45,7 @@ test("--io-engine bun without gcc or the C library: serves, locks its data direc
   conn.close();
 
   // The pid-file lock still keeps a second server off the same data directory.
-  const second = Bun.spawnSync([process.execPath, join(copy, "src/main.ts"), "serve", "--io-engine", "bun", "--port", "0", "--admin-port", "0", "--data-dir", server.dataDir], { env: noGcc, cwd: copy });
+  const second = Bun.spawnSync([process.execPath, join(copy, "src/main.ts"), "serve", "--io-engine", "bun", "--port", "0", "--admin-port", "0", "--http-port", "0", "--data-dir", server.dataDir], { env: noGcc, cwd: copy });
   expect(second.exitCode).toBe(1);
   expect(second.stdout.toString() + second.stderr.toString()).toContain("in use by another fsgw server");
 });
@@ -67,7 +67,7 @@ test("a server start never runs a compiler: with the library built at install an
 });
 
 test("--io-engine cpool without the library built fails at start with one clear line naming the command that builds it", () => {
-  const r = Bun.spawnSync([process.execPath, join(copy, "src/main.ts"), "serve", "--io-engine", "cpool", "--port", "0", "--admin-port", "0", "--data-dir", join(tempDir("no-native-cpool"), "d")], { env: noGcc, cwd: copy });
+  const r = Bun.spawnSync([process.execPath, join(copy, "src/main.ts"), "serve", "--io-engine", "cpool", "--port", "0", "--admin-port", "0", "--http-port", "0", "--data-dir", join(tempDir("no-native-cpool"), "d")], { env: noGcc, cwd: copy });
   const out = r.stdout.toString() + r.stderr.toString();
   expect(r.exitCode).toBe(1);
   expect(out).toContain("event=start_failed");

@@ -16,7 +16,7 @@ afterAll(async () => {
 
 /** Runs `fsgw serve` with these flags to its end (it is expected to refuse to start). */
 function serveOnce(args: string[], env: Record<string, string> = {}) {
-  const r = Bun.spawnSync([process.execPath, join(root, "src/main.ts"), "serve", "--host", "127.0.0.1", "--admin-port", "0", ...args], {
+  const r = Bun.spawnSync([process.execPath, join(root, "src/main.ts"), "serve", "--host", "127.0.0.1", "--admin-port", "0", "--http-port", "0", ...args], {
     cwd: dir,
     env: { ...process.env, ...env },
     timeout: 10_000,
@@ -27,7 +27,7 @@ function serveOnce(args: string[], env: Record<string, string> = {}) {
 test("npm start: SIGTERM to npm stops the server (nothing left holding the port or the lock); --pid-file comes and goes", async () => {
   const dataDir = join(dir, "npm-data");
   const pidFile = join(dir, "fsgw.pid");
-  const npm = Bun.spawn(["npm", "start", "--", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--data-dir", dataDir, "--pid-file", pidFile], {
+  const npm = Bun.spawn(["npm", "start", "--", "--host", "127.0.0.1", "--port", "0", "--admin-port", "0", "--http-port", "0", "--data-dir", dataDir, "--pid-file", pidFile], {
     cwd: root,
     stdout: "pipe",
     stderr: "pipe",
@@ -65,7 +65,7 @@ test("an admin port in use names the admin endpoint; nothing is logged as listen
   const adminPort = freePort();
   const first = await startServer({ adminPort });
   servers.push(first);
-  const r = Bun.spawnSync([process.execPath, join(root, "src/main.ts"), "serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", String(adminPort), "--data-dir", join(dir, "third")], { timeout: 10_000 });
+  const r = Bun.spawnSync([process.execPath, join(root, "src/main.ts"), "serve", "--host", "127.0.0.1", "--port", "0", "--admin-port", String(adminPort), "--http-port", "0", "--data-dir", join(dir, "third")], { timeout: 10_000 });
   const out = r.stdout.toString() + r.stderr.toString();
   expect(r.exitCode).toBe(1);
   expect(out).toContain(`cannot listen on 127.0.0.1:${adminPort} for the admin endpoint (adminHost, adminPort): the address is already in use`);

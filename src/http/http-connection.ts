@@ -1,0 +1,567 @@
+// One connection of the HTTP front door (issue 25): an HTTP/1.1 codec on Bun.listen (the machinery
+// the TCP protocol runs on: BENCHMARKS.md, "How an HTTP front door sends a body") speaking the S3
+// API path-style and plain HTTP, over the same Store as the TCP protocol. The store's keys are the
+// objects of bucket `fsgw` (config: the TCP protocol's keys), so TCP and HTTP see the same files.
+//
+// What it answers so far: ListBuckets (GET /), HeadBucket, ListObjectsV2 (GET /fsgw?list-type=2),
+// GetObject (Range, If-None-Match), HeadObject, PutObject (Content-Length bodies; Content-MD5 and
+// x-amz-checksum-sha256 checked before commit; Expect: 100-continue), DeleteObject. Access: open
+// when auth is off; with auth "token", `Authorization: Bearer <token>` with the token's scope
+// (SigV4 comes later). One request at a time per connection, in order (keep-alive, pipelining).
+//
+//   head ──GET/HEAD/DELETE/list──▶ busy ──answer──▶ head (keep-alive) │ closed
+//   head ──PUT──▶ busy ──(100 Continue)──▶ body ──last byte──▶ busy ──answer──▶ head │ closed
+//   every state ──close, or a malformed head (its 4xx answered)──▶ closed
+import type { Socket } from "bun";
+import type { Logger } from "../log";
+import { Access, type TokenScope, type Verified } from "../auth/token";
+import { checkKey, type StoreKey } from "../storage/keys";
+import { DIGEST_BYTES, Failure, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
+import { parseRequestHead, type RequestHead } from "./request-head";
+import { errorXml, etagOf, listBucketsXml, listObjectsV2Xml, s3ErrorOf, type S3Error } from "./s3-xml";
+
+/** What a connection needs from its server. */
+export interface HttpHost {
+  readonly store: Store;
+  readonly log: Logger;
+  /** The bucket whose objects are the store's keys. */
+  readonly bucket: string;
+  readonly startedAt: Date;
+  readonly headBytesMax: number;
+  readonly uploadBytesMax: number;
+  readonly inlineBytesMax: number;
+  readonly connectionBufferBytesMax: number;
+  readonly listPageBytesMax: number;
+  readonly tokensRequired: boolean;
+  /** The server is stopping: an answered connection closes instead of waiting for more. */
+  draining(): boolean;
+  verifyToken(token: string): Verified;
+  /** The socket's kernel descriptor (zero-copy bodies), or -1. */
+  socketFdOf(socket: Socket<HttpConnection>): number;
+  /** Keeps work (an upload's abort) visible to shutdown until it settles. */
+  track(work: Promise<unknown>): void;
+  closed(conn: HttpConnection): void;
+}
+
+type HttpState = "head" | "busy" | "body" | "closed";
+
+/** Bytes a streamed GET reads at a time when its body goes through memory. */
+const READ_BYTES = 256 * 1024;
+const EMPTY = new Uint8Array(0);
+const encoder = new TextEncoder();
+
+/** A store call as a promise: its value, or its failure. */
+type Outcome<T> = { ok: true; value: T } | { ok: false; failure: FailureKind; cause: FailureCause };
+
+class HttpFailure extends Error {
+  constructor(readonly s3: S3Error) {
+    super(s3.message);
+  }
+}
+
+export class HttpConnection {
+  state: HttpState = "head";
+  private pending: Uint8Array = EMPTY;
+  private readonly outQueue: Uint8Array[] = [];
+  private outQueued = 0;
+  private drained: (() => void) | null = null;
+  /** The PUT whose body is arriving (state "body"). */
+  private body: { sink: UploadSink | null; gather: Uint8Array | null; got: number; size: number; md5: Bun.CryptoHasher | null; done: () => void; progressed: (() => void) | null } | null = null;
+  private paused = false;
+  /** The answer being written is the last: a body left unread, or a client that asked to close. */
+  private mustClose = false;
+  /** The request being answered came with a body that has not been read (all of it). */
+  private bodyUnread = false;
+  /** The request being answered is a HEAD: its answers carry no body, errors included. */
+  private isHead = false;
+
+  constructor(
+    private readonly socket: Socket<HttpConnection>,
+    private readonly host: HttpHost,
+  ) {}
+
+  get remote(): string {
+    return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
+  }
+
+  /** The client's address (the per-address bounds). */
+  get address(): string {
+    return this.socket.remoteAddress;
+  }
+
+  /** Between requests with nothing received of the next: closing now loses nothing. */
+  get idle(): boolean {
+    return this.state === "head" && this.pending.length === 0;
+  }
+
+  // ---- socket events ----
+
+  onData(chunk: Uint8Array): void {
+    if (this.state === "closed") return;
+    this.pending = this.pending.length === 0 ? chunk : concat(this.pending, chunk);
+    if (this.state === "body") return this.feedBody();
+    if (this.state === "head") return this.nextRequest();
+    // busy: held until the answer is out; a client that keeps sending is paused.
+    if (this.pending.length > this.host.headBytesMax) this.pause();
+  }
+
+  onDrain(): void {
+    this.flush();
+  }
+
+  onClose(): void {
+    if (this.state === "closed") return;
+    this.state = "closed";
+    this.outQueue.length = 0;
+    if (this.body?.sink) this.host.track(this.body.sink.abort());
+    this.body = null;
+    this.drained?.();
+    this.host.closed(this);
+  }
+
+  close(): void {
+    if (this.state === "closed") return;
+    this.socket.end();
+    this.onClose();
+  }
+
+  // ---- requests ----
+
+  private nextRequest(): void {
+    if (this.state !== "head" || this.pending.length === 0) return;
+    const parsed = parseRequestHead(this.pending, this.host.headBytesMax);
+    if (parsed === null) return;
+    if ("error" in parsed) {
+      // Nothing after a head we cannot read can be trusted to be the next request: answer, close.
+      this.state = "busy";
+      this.mustClose = true;
+      this.answerError({ status: parsed.error.status, code: parsed.error.status === 431 ? "RequestHeaderSectionTooLarge" : "BadRequest", message: parsed.error.reason }, "");
+      void this.whenDrained().then(() => this.close());
+      return;
+    }
+    this.pending = this.pending.subarray(parsed.bytes);
+    this.state = "busy";
+    if (!parsed.head.keepAlive) this.mustClose = true;
+    this.bodyUnread = (parsed.head.contentLength ?? 0) > 0 || parsed.head.chunked;
+    this.isHead = parsed.head.method === "HEAD";
+    this.handle(parsed.head)
+      .catch((e) => {
+        if (e instanceof HttpFailure) return this.answerError(e.s3, parsed.head.path);
+        this.host.log.error("http_bug", { remote: this.remote, error: String((e as Error)?.stack ?? e) });
+        this.mustClose = true;
+        this.answerError({ status: 500, code: "InternalError", message: "internal error" }, parsed.head.path);
+      })
+      .finally(() => {
+        if (this.state === "closed") return;
+        this.state = "busy";
+        // A body left unread would be taken for the next request: the connection ends instead.
+        if (this.mustClose || this.bodyUnread || this.host.draining()) return void this.whenDrained().then(() => this.close());
+        this.state = "head";
+        this.resumeInput();
+        this.nextRequest();
+      });
+  }
+
+  private async handle(head: RequestHead): Promise<void> {
+    const scope = this.authorize(head);
+    const { bucket, key } = routeOf(head.path);
+    const method = head.method;
+    if (bucket === "") {
+      if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(method);
+      return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listBucketsXml(this.host.bucket, this.host.startedAt)), method === "HEAD");
+    }
+    if (bucket !== this.host.bucket) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket} (this gateway has ${this.host.bucket})` });
+    if (key === "") {
+      if (method === "HEAD") return this.answer(200, {}, EMPTY, true);
+      if (method === "PUT") return this.answer(200, {}, EMPTY, false); // CreateBucket of the bucket we have
+      if (method === "GET") return this.listObjects(head, scope);
+      throw methodNotAllowed(method);
+    }
+    const checked = checkKey(key);
+    if (typeof checked === "string") throw new HttpFailure({ status: 400, code: checked.includes("longer") ? "KeyTooLongError" : "InvalidArgument", message: checked });
+    switch (method) {
+      case "GET":
+      case "HEAD":
+        this.allow(scope, Access.READ, key);
+        return this.getObject(head, checked, method === "HEAD");
+      case "PUT":
+        this.allow(scope, Access.WRITE, key);
+        return this.putObject(head, checked);
+      case "DELETE":
+        this.allow(scope, Access.DELETE, key);
+        return this.deleteObject(checked);
+      default:
+        throw methodNotAllowed(method);
+    }
+  }
+
+  /** With auth "token": the Bearer token's scope, or AccessDenied. Without: null (anyone). */
+  private authorize(head: RequestHead): TokenScope | null {
+    if (!this.host.tokensRequired) return null;
+    const m = /^Bearer\s+(\S+)$/i.exec(head.headers.get("authorization") ?? "");
+    if (m === null) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "this gateway needs Authorization: Bearer <token>" });
+    const verified = this.host.verifyToken(m[1]!);
+    if (!verified.ok) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "unauthorized" });
+    if (Date.now() >= verified.scope.expiresAtMs) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "token expired" });
+    return verified.scope;
+  }
+
+  private allow(scope: TokenScope | null, access: number, key: string): void {
+    if (scope === null) return;
+    if ((scope.access & access) !== access) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "forbidden: operation not allowed" });
+    if (!key.startsWith(scope.prefix)) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "forbidden: key outside token scope" });
+  }
+
+  // ---- ListObjectsV2 ----
+
+  private async listObjects(head: RequestHead, scope: TokenScope | null): Promise<void> {
+    const q = new URLSearchParams(head.query);
+    if (q.get("list-type") !== "2") throw new HttpFailure({ status: 501, code: "NotImplemented", message: "ListObjects (v1) is not served yet: use ListObjectsV2 (list-type=2)" });
+    const prefix = q.get("prefix") ?? "";
+    this.allow(scope, Access.READ, prefix);
+    const maxKeys = q.has("max-keys") ? Number(q.get("max-keys")) : 1000;
+    if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "max-keys must be a whole number" });
+    const token = q.get("continuation-token") ?? "";
+    const startAfter = q.get("start-after") ?? "";
+    if (token !== "" && token[0] !== "K" && token[0] !== "P") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "The continuation token provided is incorrect" });
+    const after = token !== "" ? token.slice(1) : startAfter;
+    const list = this.host.store.list;
+    if (list === undefined) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "listing unavailable" });
+    const request = { bucket: this.host.bucket, prefix, delimiter: q.get("delimiter") ?? "", maxKeys: Math.min(maxKeys, 1000), startAfter, continuationToken: token };
+    let page: ListPage = { lines: EMPTY, next: "" };
+    if (request.maxKeys > 0) {
+      const r = await new Promise<Outcome<ListPage>>((resolve, reject) =>
+        list.call(this.host.store, { prefix, delimiter: request.delimiter, after, afterPrefix: token.startsWith("P"), maxKeys: request.maxKeys, bytesMax: this.host.listPageBytesMax }, {
+          onListed: (value) => resolve({ ok: true, value }),
+          onStoreFailed: (failure, cause) => resolve({ ok: false, failure, cause }),
+          onStoreBug: reject,
+        }),
+      );
+      if (!r.ok) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
+      page = r.value;
+    }
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listObjectsV2Xml(request, page.lines, page.next)), false);
+  }
+
+  // ---- objects ----
+
+  private async getObject(head: RequestHead, key: StoreKey, headOnly: boolean): Promise<void> {
+    const digest = new Uint8Array(DIGEST_BYTES);
+    const reader = this.host.store.openReader(key, digest);
+    try {
+      const opened = await storeValue((t) => reader.open(t));
+      if (!opened.ok) throw new HttpFailure(s3ErrorOf(opened.failure, opened.cause.text));
+      const size = opened.value;
+      const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes" };
+      const sha = digest[0] === 1 ? Buffer.from(digest.subarray(1)).toString("hex") : null;
+      if (sha !== null) {
+        headers.etag = `"${etagOf(sha)}"`;
+        headers["x-amz-checksum-sha256"] = Buffer.from(digest.subarray(1)).toString("base64");
+        const none = head.headers.get("if-none-match");
+        if (none !== undefined && none.split(",").some((t) => t.trim() === headers.etag || t.trim() === "*")) return this.answer(304, { etag: headers.etag }, EMPTY, true);
+      }
+      const range = rangeOf(head.headers.get("range"), size);
+      if (range === "invalid") {
+        throw new HttpFailure({ status: 416, code: "InvalidRange", message: `The requested range is not satisfiable (the object has ${size} bytes)` });
+      }
+      let status = 200;
+      let length = size;
+      if (range !== null) {
+        status = 206;
+        length = range.length;
+        headers["content-range"] = `bytes ${range.offset}-${range.offset + range.length - 1}/${size}`;
+        if (length > 0) reader.range(range.offset, range.length);
+      }
+      headers["content-length"] = String(length);
+      const headBytes = this.headOf(status, headers, true);
+      if (headOnly || length === 0) return this.send(headBytes);
+      await this.sendBody(reader, headBytes, length);
+    } finally {
+      void reader.close();
+    }
+  }
+
+  /** The head, then `length` bytes of the reader: by sendfile when the store can, else through memory. */
+  private async sendBody(reader: BodyReader, headBytes: Uint8Array, length: number): Promise<void> {
+    const fd = this.host.socketFdOf(this.socket);
+    if (fd >= 0 && this.outQueue.length === 0 && reader.sendFramedNow !== undefined && reader.sendTo !== undefined) {
+      const sent = reader.sendFramedNow(fd, headBytes, EMPTY);
+      if (sent === headBytes.length + length) return;
+      if (sent >= 0) {
+        // The rest of the head through our queue, then the body from the store, all of it in the
+        // kernel before each send (sendTo's condition).
+        if (sent < headBytes.length) {
+          this.send(headBytes.subarray(sent));
+          await this.whenDrained();
+        }
+        let left = headBytes.length + length - Math.max(sent, headBytes.length);
+        while (left > 0 && this.state !== "closed") {
+          const r = await storeValue((t) => reader.sendTo!(fd, t));
+          if (!r.ok || r.value === 0) return this.close(); // the client stopped taking bytes, or the store failed mid-body
+          left -= r.value;
+        }
+        return;
+      }
+    }
+    this.send(headBytes);
+    const into = new Uint8Array(Math.min(READ_BYTES, length));
+    for (let left = length; left > 0 && this.state !== "closed"; ) {
+      const r = await storeValue((t) => reader.read(into, t));
+      if (!r.ok || r.value === 0) return this.close(); // a body cut short cannot be answered otherwise
+      this.send(into.slice(0, Math.min(r.value, left)));
+      left -= r.value;
+      if (this.outQueued > this.host.connectionBufferBytesMax) await this.whenDrained();
+    }
+  }
+
+  private async putObject(head: RequestHead, key: StoreKey): Promise<void> {
+    if (head.chunked) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "chunked request bodies are not taken yet: send Content-Length" });
+    const size = head.contentLength;
+    if (size === null) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header." });
+    if (size > this.host.uploadBytesMax) {
+      this.mustClose = true; // the body is not read: the connection cannot go on
+      throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
+    }
+    const expected = expectedSha256(head);
+    const md5 = head.headers.get("content-md5");
+    const digest = new Uint8Array(DIGEST_BYTES);
+    if ((head.headers.get("expect") ?? "").toLowerCase() === "100-continue") this.send(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+    const hasher = md5 === undefined ? null : new Bun.CryptoHasher("md5");
+    const small = size <= this.host.inlineBytesMax;
+    let sink: UploadSink | null = null;
+    let ended: Promise<Outcome<number>> | null = null;
+    if (!small) {
+      let ready!: (o: Outcome<number>) => void;
+      const opened = new Promise<Outcome<number>>((r) => (ready = r));
+      let finish!: (o: Outcome<number>) => void;
+      ended = new Promise<Outcome<number>>((r) => (finish = r));
+      sink = this.host.store.beginUpload(key, size, {
+        onStoreDone: (v) => ready({ ok: true, value: v }),
+        onStoreFailed: (failure, cause) => {
+          ready({ ok: false, failure, cause });
+          finish({ ok: false, failure, cause });
+        },
+        onStoreBug: (e) => {
+          this.host.log.error("http_bug", { remote: this.remote, error: String((e as Error)?.stack ?? e) });
+          ready({ ok: false, failure: Failure.IO, cause: { text: "internal error" } as FailureCause });
+        },
+        onUploadProgress: () => this.body?.progressed?.(),
+        onUploadDone: (n) => finish({ ok: true, value: n }),
+        onUploadFailed: (failure, cause) => finish({ ok: false, failure, cause }),
+      }, expected, digest);
+      const o = await opened;
+      if (!o.ok) {
+        this.mustClose = true;
+        throw new HttpFailure(s3ErrorOf(o.failure, o.cause.text));
+      }
+    }
+    // The body: as it arrives (onData), into the sink or a buffer.
+    await new Promise<void>((done) => {
+      this.body = { sink, gather: small ? new Uint8Array(size) : null, got: 0, size, md5: hasher, done, progressed: null };
+      this.state = "body";
+      this.feedBody();
+    });
+    if (this.state === "closed") return;
+    const body = this.body!;
+    this.body = null;
+    this.state = "busy";
+    if (hasher !== null && hasher.digest("base64") !== md5) {
+      if (sink !== null) this.host.track(sink.abort());
+      throw new HttpFailure({ status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." });
+    }
+    let stored: Outcome<number>;
+    if (sink !== null) {
+      sink.end();
+      stored = await ended!;
+    } else {
+      stored = await storeValue((t) => this.host.store.putWhole(key, body.gather!, t, expected, digest));
+    }
+    if (!stored.ok) {
+      const s3 = stored.failure === Failure.DIGEST_MISMATCH ? { status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-checksum-sha256' does not match what was computed." } : s3ErrorOf(stored.failure, stored.cause.text);
+      throw new HttpFailure(s3);
+    }
+    const headers: Record<string, string> = {};
+    if (digest[0] === 1) {
+      headers.etag = `"${etagOf(Buffer.from(digest.subarray(1)).toString("hex"))}"`;
+      headers["x-amz-checksum-sha256"] = Buffer.from(digest.subarray(1)).toString("base64");
+    }
+    return this.answer(200, headers, EMPTY, false);
+  }
+
+  /** Moves what arrived of a PUT's body into its sink or buffer; the rest stays for the next request. */
+  private feedBody(): void {
+    const b = this.body;
+    if (b === null || this.state !== "body") return;
+    while (this.pending.length > 0 && b.got < b.size) {
+      const take = Math.min(this.pending.length, b.size - b.got);
+      const part = this.pending.subarray(0, take);
+      this.pending = take === this.pending.length ? EMPTY : this.pending.subarray(take);
+      b.md5?.update(part);
+      if (b.gather !== null) b.gather.set(part, b.got);
+      else b.sink!.push(part);
+      b.got += take;
+    }
+    if (b.got === b.size) {
+      this.bodyUnread = false;
+      return b.done();
+    }
+    // The sink holds what it has not stored: past the bound, stop reading until it drains; below
+    // it, read on (input held while the upload opened may have paused the socket).
+    if (b.sink !== null && b.sink.backlogBytes > this.host.connectionBufferBytesMax) {
+      this.pause();
+      b.progressed = () => {
+        if (b.sink!.backlogBytes <= this.host.connectionBufferBytesMax / 2) {
+          b.progressed = null;
+          this.resumeInput();
+        }
+      };
+    } else {
+      this.resumeInput();
+    }
+  }
+
+  private async deleteObject(key: StoreKey): Promise<void> {
+    const r = await storeValue((t) => this.host.store.remove(key, t));
+    // S3 answers 204 whether or not the key was there.
+    if (!r.ok && r.failure !== Failure.NOT_FOUND) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
+    return this.answer(204, {}, EMPTY, false);
+  }
+
+  // ---- output ----
+
+  private headOf(status: number, headers: Record<string, string>, hasLength: boolean): Uint8Array {
+    let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\nserver: fsgw\r\ndate: ${new Date().toUTCString()}\r\n`;
+    for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`;
+    if (!hasLength) text += "content-length: 0\r\n";
+    if (this.mustClose && headers.connection === undefined) text += "connection: close\r\n";
+    return encoder.encode(text + "\r\n");
+  }
+
+  /** A whole answer: head and body (none for HEAD, though its length is said). */
+  private answer(status: number, headers: Record<string, string>, body: Uint8Array, headOnly: boolean): void {
+    const withLength = { ...headers, "content-length": String(body.length) };
+    this.send(this.headOf(status, withLength, true));
+    if (!headOnly && body.length > 0 && status !== 204 && status !== 304) this.send(body);
+  }
+
+  /** An S3 error answer; when the connection ends after it, it says so (Connection: close). */
+  private answerError(error: S3Error, resource: string): void {
+    if (this.state === "closed") return;
+    if (this.bodyUnread) this.mustClose = true;
+    const body = encoder.encode(errorXml(error, resource));
+    const headers: Record<string, string> = { "content-type": "application/xml", "content-length": String(body.length) };
+    if (this.mustClose) headers.connection = "close";
+    this.send(this.headOf(error.status, headers, true));
+    if (!this.isHead) this.send(body);
+  }
+
+  private send(bytes: Uint8Array): void {
+    if (this.state === "closed" || bytes.length === 0) return;
+    if (this.outQueue.length === 0) {
+      const n = this.socket.write(bytes);
+      if (n < 0) return;
+      if (n === bytes.length) return;
+      bytes = bytes.subarray(n);
+    }
+    // The socket took part of it: the rest waits (copied: callers reuse their buffers).
+    this.outQueue.push(bytes.slice());
+    this.outQueued += bytes.length;
+  }
+
+  private flush(): void {
+    while (this.outQueue.length > 0) {
+      const bytes = this.outQueue[0]!;
+      const n = this.socket.write(bytes);
+      if (n < 0) return;
+      this.outQueued -= n;
+      if (n < bytes.length) {
+        this.outQueue[0] = bytes.subarray(n);
+        return;
+      }
+      this.outQueue.shift();
+    }
+    const d = this.drained;
+    this.drained = null;
+    d?.();
+  }
+
+  /** Resolves once every queued byte is in the kernel (or the connection closed). */
+  private whenDrained(): Promise<void> {
+    if (this.outQueue.length === 0 || this.state === "closed") return Promise.resolve();
+    return new Promise((resolve) => (this.drained = resolve));
+  }
+
+  private pause(): void {
+    if (this.paused) return;
+    this.paused = true;
+    this.socket.pause();
+  }
+
+  private resumeInput(): void {
+    if (!this.paused || this.state === "closed") return;
+    this.paused = false;
+    this.socket.resume();
+  }
+}
+
+const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };
+
+function methodNotAllowed(method: string): HttpFailure {
+  return new HttpFailure({ status: 405, code: "MethodNotAllowed", message: `The specified method is not allowed against this resource: ${method}` });
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Path-style: /<bucket>/<key>, percent-decoded ("" for a missing part). */
+function routeOf(path: string): { bucket: string; key: string } {
+  const rest = path.startsWith("/") ? path.slice(1) : path;
+  const slash = rest.indexOf("/");
+  const decode = (s: string) => {
+    try {
+      return decodeURIComponent(s);
+    } catch {
+      throw new HttpFailure({ status: 400, code: "InvalidURI", message: "Couldn't parse the specified URI." });
+    }
+  };
+  return slash < 0 ? { bucket: decode(rest), key: "" } : { bucket: decode(rest.slice(0, slash)), key: decode(rest.slice(slash + 1)) };
+}
+
+/** A Range header against a size: null (the whole body), a range, or "invalid" (416). One range only. */
+function rangeOf(header: string | undefined, size: number): { offset: number; length: number } | null | "invalid" {
+  if (header === undefined) return null;
+  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
+  if (m === null || (m[1] === "" && m[2] === "")) return null; // not one we understand: the whole body, as RFC 9110 allows
+  if (m[1] === "") {
+    const n = Math.min(Number(m[2]), size);
+    return n === 0 ? "invalid" : { offset: size - n, length: n };
+  }
+  const first = Number(m[1]);
+  const last = m[2] === "" ? size - 1 : Math.min(Number(m[2]), size - 1);
+  if (first >= size || last < first) return "invalid";
+  return { offset: first, length: last - first + 1 };
+}
+
+/** x-amz-checksum-sha256 (base64) as the body's expected SHA-256, or null. */
+function expectedSha256(head: RequestHead): Uint8Array | null {
+  const b64 = head.headers.get("x-amz-checksum-sha256");
+  if (b64 === undefined) return null;
+  const bytes = Buffer.from(b64, "base64");
+  if (bytes.length !== 32) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "x-amz-checksum-sha256 must be 32 bytes in base64" });
+  return new Uint8Array(bytes);
+}
+
+/** A store call with a StoreTarget, as a promise of its value or failure (a bug rejects). */
+function storeValue(call: (target: { onStoreDone(v: number): void; onStoreFailed(f: FailureKind, c: FailureCause): void; onStoreBug(e: unknown): void }) => void): Promise<Outcome<number>> {
+  return new Promise((resolve, reject) =>
+    call({
+      onStoreDone: (value) => resolve({ ok: true, value }),
+      onStoreFailed: (failure, cause) => resolve({ ok: false, failure, cause }),
+      onStoreBug: reject,
+    }),
+  );
+}

@@ -1,0 +1,152 @@
+// The HTTP front door (src/http/) against a real server: curl's uploads, downloads and ranges; the
+// S3 API through Bun's own S3 client; TCP and HTTP seeing the same files; S3 error answers; bad
+// heads refused and the connection closed; pipelined requests answered in order; bodies checked
+// (Content-MD5, x-amz-checksum-sha256) before anything is stored; tokens as Bearer.
+import { afterEach, expect, test } from "bun:test";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { connect } from "../../src/client/client";
+import { Access, createToken, newSecret } from "../../src/auth/token";
+import { payload, sha256 } from "../helpers/data";
+import { closedWithin, destroyRawSockets, rawConnect } from "../helpers/raw-socket";
+import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  destroyRawSockets();
+  await server?.stop();
+  server = null;
+});
+
+const dir = tempDir("http");
+
+async function httpServer(fields: Record<string, string | number | boolean> = {}): Promise<{ server: TestServer; base: string }> {
+  const httpPort = freePort();
+  server = await startServer({ httpPort, ...fields });
+  expect(server.lines.join("\n")).toContain(`httpPort=${httpPort}`);
+  return { server, base: `http://127.0.0.1:${httpPort}` };
+}
+
+function curl(args: string[]): { code: number; out: Buffer; err: string } {
+  const r = Bun.spawnSync(["curl", "-sS", ...args], { stdout: "pipe", stderr: "pipe" });
+  return { code: r.exitCode, out: r.stdout, err: r.stderr.toString() };
+}
+
+test("curl: PUT (-T), GET, ranges (-r), HEAD (-I), DELETE; the TCP protocol sees the same files", async () => {
+  const { server: s, base } = await httpServer();
+  const big = payload(3_000_000, 1);
+  const small = payload(1000, 2);
+  writeFileSync(join(dir, "big"), big);
+  writeFileSync(join(dir, "small"), small);
+  expect(curl(["-f", "-T", join(dir, "big"), `${base}/fsgw/docs/big.bin`]).code).toBe(0);
+  expect(curl(["-f", "-T", join(dir, "small"), `${base}/fsgw/docs/small.bin`]).code).toBe(0);
+  expect(sha256(curl(["-f", `${base}/fsgw/docs/big.bin`]).out)).toBe(sha256(big));
+  expect(sha256(curl(["-f", "-r", "1000-1999", `${base}/fsgw/docs/big.bin`]).out)).toBe(sha256(big.subarray(1000, 2000)));
+  expect(sha256(curl(["-f", "-r", "-10", `${base}/fsgw/docs/small.bin`]).out)).toBe(sha256(small.subarray(990)));
+  const head = curl(["-f", "-I", `${base}/fsgw/docs/big.bin`]).out.toString();
+  expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+  expect(head).toContain("content-length: 3000000\r\n");
+  expect(head).toContain(`etag: "sha256-${sha256(big)}"\r\n`);
+  expect(head).toContain(`x-amz-checksum-sha256: ${Buffer.from(sha256(big), "hex").toString("base64")}\r\n`);
+  // The same file through the TCP protocol, and one the TCP protocol wrote, through HTTP.
+  const client = connect({ port: s.port });
+  expect((await client.exist("docs/big.bin")).digest).toBe(sha256(big));
+  await client.upload("from-tcp", payload(5000, 3));
+  client.close();
+  expect(sha256(curl(["-f", `${base}/fsgw/from-tcp`]).out)).toBe(sha256(payload(5000, 3)));
+  expect(curl(["-f", "-X", "DELETE", `${base}/fsgw/docs/small.bin`]).code).toBe(0);
+  const gone = curl([`${base}/fsgw/docs/small.bin`]).out.toString();
+  expect(gone).toContain("<Code>NoSuchKey</Code>");
+});
+
+test("the S3 API through Bun.S3Client: put, get, stat, list with prefix and delimiter, exists, ranges, delete", async () => {
+  const { base } = await httpServer();
+  const s3 = new Bun.S3Client({ endpoint: base, bucket: "fsgw", accessKeyId: "any", secretAccessKey: "any", region: "us-east-1" });
+  const big = payload(4 * 1024 * 1024, 4);
+  await s3.write("photos/2026/a.jpg", "first");
+  await s3.write("photos/2026/b.jpg", big);
+  await s3.write("photos/top.txt", "top");
+  expect(await s3.file("photos/2026/a.jpg").text()).toBe("first");
+  expect(sha256(new Uint8Array(await s3.file("photos/2026/b.jpg").arrayBuffer()))).toBe(sha256(big));
+  expect(sha256(new Uint8Array(await s3.file("photos/2026/b.jpg").slice(100, 200).arrayBuffer()))).toBe(sha256(big.subarray(100, 200)));
+  expect((await s3.stat("photos/2026/b.jpg")).size).toBe(big.length);
+  const listed = await s3.list({ prefix: "photos/", delimiter: "/" });
+  expect(listed.contents?.map((c) => c.key)).toEqual(["photos/top.txt"]);
+  expect(listed.commonPrefixes?.map((p) => p.prefix)).toEqual(["photos/2026/"]);
+  const all = await s3.list({ prefix: "photos/", maxKeys: 2 });
+  expect([all.contents?.map((c) => c.key), all.isTruncated]).toEqual([["photos/2026/a.jpg", "photos/2026/b.jpg"], true]);
+  const rest = await s3.list({ prefix: "photos/", continuationToken: all.nextContinuationToken });
+  expect(rest.contents?.map((c) => c.key)).toEqual(["photos/top.txt"]);
+  expect(await s3.exists("photos/none")).toBe(false);
+  // A HEAD's error answer has no body (it would be read as the next answer on this connection).
+  const missing = await fetch(`${base}/fsgw/photos/none`, { method: "HEAD" });
+  expect([missing.status, (await missing.arrayBuffer()).byteLength]).toEqual([404, 0]);
+  await s3.delete("photos/2026/a.jpg");
+  expect(await s3.exists("photos/2026/a.jpg")).toBe(false);
+});
+
+test("S3 errors: NoSuchBucket, InvalidRange, MethodNotAllowed, EntityTooLarge; BadDigest and a wrong x-amz-checksum-sha256 store nothing", async () => {
+  const { base } = await httpServer({ uploadBytesMax: 100_000 });
+  const err = async (res: Response) => [res.status, /<Code>(\w+)<\/Code>/.exec(await res.text())?.[1]];
+  expect(await err(await fetch(`${base}/other/key`))).toEqual([404, "NoSuchBucket"]);
+  await fetch(`${base}/fsgw/k`, { method: "PUT", body: "0123456789" });
+  expect(await err(await fetch(`${base}/fsgw/k`, { headers: { range: "bytes=20-30" } }))).toEqual([416, "InvalidRange"]);
+  expect(await err(await fetch(`${base}/fsgw/k`, { method: "POST", body: "x" }))).toEqual([405, "MethodNotAllowed"]);
+  expect(await err(await fetch(`${base}/fsgw/huge`, { method: "PUT", body: new Uint8Array(200_000) }))).toEqual([400, "EntityTooLarge"]);
+  const body = payload(50_000, 5);
+  const wrongMd5 = Buffer.from(new Bun.CryptoHasher("md5").update("other").digest()).toString("base64");
+  expect(await err(await fetch(`${base}/fsgw/md5`, { method: "PUT", body, headers: { "content-md5": wrongMd5 } }))).toEqual([400, "BadDigest"]);
+  const wrongSha = Buffer.from(new Bun.CryptoHasher("sha256").update("other").digest()).toString("base64");
+  expect(await err(await fetch(`${base}/fsgw/sha`, { method: "PUT", body, headers: { "x-amz-checksum-sha256": wrongSha } }))).toEqual([400, "XAmzContentSHA256Mismatch"]);
+  for (const key of ["md5", "sha", "huge"]) expect((await fetch(`${base}/fsgw/${key}`)).status).toBe(404);
+  // The right ones are taken.
+  const md5 = Buffer.from(new Bun.CryptoHasher("md5").update(body).digest()).toString("base64");
+  expect((await fetch(`${base}/fsgw/md5`, { method: "PUT", body, headers: { "content-md5": md5 } })).status).toBe(200);
+  // If-None-Match with the object's ETag: 304.
+  const etag = (await fetch(`${base}/fsgw/md5`, { method: "HEAD" })).headers.get("etag")!;
+  expect((await fetch(`${base}/fsgw/md5`, { headers: { "if-none-match": etag } })).status).toBe(304);
+});
+
+test("a malformed or oversized head is answered 400/431 and its connection closed; pipelined requests are answered in order", async () => {
+  const { server: s } = await httpServer({ httpHeadBytesMax: 2048 });
+  const port = Number(/httpPort=(\d+)/.exec(s.lines.join("\n"))![1]);
+  const bad = (await rawConnect(port))!;
+  bad.socket.write("GET /fsgw/x HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  expect(await closedWithin(bad.closed, 2000)).toBe(true);
+  expect(bad.received()).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+  const long = (await rawConnect(port))!;
+  long.socket.write(`GET /fsgw/x HTTP/1.1\r\nHost: h\r\nX: ${"y".repeat(3000)}\r\n\r\n`);
+  expect(await closedWithin(long.closed, 2000)).toBe(true);
+  expect(long.received()).toMatch(/^HTTP\/1\.1 431 /);
+  // Two requests in one write: a PUT with its body, then a GET of what it stored.
+  const piped = (await rawConnect(port))!;
+  piped.socket.write("PUT /fsgw/piped HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET /fsgw/piped HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  expect(await closedWithin(piped.closed, 2000)).toBe(true);
+  const text = piped.received();
+  expect(text.indexOf("HTTP/1.1 200 OK")).toBe(0);
+  expect(text.lastIndexOf("HTTP/1.1 200 OK")).toBeGreaterThan(0);
+  expect(text.endsWith("\r\n\r\nhello")).toBe(true);
+  // A HEAD's error answer carries no body: the next answer on the connection starts right after its head.
+  const heads = (await rawConnect(port))!;
+  heads.socket.write("HEAD /fsgw/nope HTTP/1.1\r\nHost: h\r\n\r\nGET /fsgw/piped HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n");
+  expect(await closedWithin(heads.closed, 2000)).toBe(true);
+  const both = heads.received();
+  expect(both).toMatch(/^HTTP\/1\.1 404 Not Found\r\n/);
+  expect(both.slice(both.indexOf("\r\n\r\n") + 4)).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*\r\n\r\nhello$/);
+});
+
+test("with tokens: Authorization: Bearer with the token's scope; nothing without it", async () => {
+  const secretFile = join(dir, "secret");
+  const secret = newSecret();
+  writeFileSync(secretFile, secret);
+  const { base } = await httpServer({ auth: "token", authSecretFile: secretFile });
+  const token = createToken(new TextEncoder().encode(secret), { id: "web", access: Access.READ | Access.WRITE, prefix: "web/", expiresAtMs: Date.now() + 60_000 });
+  const bearer = { authorization: `Bearer ${token}` };
+  expect((await fetch(`${base}/fsgw/web/a`, { method: "PUT", body: "x" })).status).toBe(403);
+  expect((await fetch(`${base}/fsgw/web/a`, { method: "PUT", body: "x", headers: bearer })).status).toBe(200);
+  expect(await (await fetch(`${base}/fsgw/web/a`, { headers: bearer })).text()).toBe("x");
+  expect((await fetch(`${base}/fsgw/other`, { method: "PUT", body: "x", headers: bearer })).status).toBe(403);
+  expect((await fetch(`${base}/fsgw/web/a`, { method: "DELETE", headers: bearer })).status).toBe(403); // no delete in its scope
+  expect((await fetch(`${base}/fsgw?list-type=2&prefix=web/`, { headers: bearer })).status).toBe(200);
+  expect((await fetch(`${base}/fsgw?list-type=2`, { headers: bearer })).status).toBe(403);
+});

@@ -68,6 +68,8 @@ export class HttpConnection {
   /** The PUT whose body is arriving (state "body"). */
   private body: { sink: UploadSink | null; gather: Uint8Array | null; got: number; size: number; md5: Bun.CryptoHasher | null; done: () => void; progressed: (() => void) | null } | null = null;
   private paused = false;
+  /** The socket's descriptor once checked (-1: none usable; -2: not asked yet). */
+  private fd = -2;
   /** The answer being written is the last: a body left unread, or a client that asked to close. */
   private mustClose = false;
   /** The request being answered came with a body that has not been read (all of it). */
@@ -283,7 +285,9 @@ export class HttpConnection {
 
   /** The head, then `length` bytes of the reader: by sendfile when the store can, else through memory. */
   private async sendBody(reader: BodyReader, headBytes: Uint8Array, length: number): Promise<void> {
-    const fd = this.host.socketFdOf(this.socket);
+    // Checked once per connection: the descriptor stays the socket's while it is open.
+    if (this.fd === -2) this.fd = this.host.socketFdOf(this.socket);
+    const fd = this.fd;
     if (fd >= 0 && this.outQueue.length === 0 && reader.sendFramedNow !== undefined && reader.sendTo !== undefined) {
       const sent = reader.sendFramedNow(fd, headBytes, EMPTY);
       if (sent === headBytes.length + length) return;

@@ -146,6 +146,12 @@ export class HttpConnection {
     if (!parsed.head.keepAlive) this.mustClose = true;
     this.bodyUnread = (parsed.head.contentLength ?? 0) > 0 || parsed.head.chunked;
     this.isHead = parsed.head.method === "HEAD";
+    const quick = this.quickGet(parsed.head);
+    if (quick === "sending") return; // the rest of its answer, then the next request
+    if (quick === "answered") {
+      this.state = "head";
+      return this.nextRequest();
+    }
     this.handle(parsed.head)
       .catch((e) => {
         if (e instanceof HttpFailure) return this.answerError(e.s3, parsed.head.path);
@@ -196,6 +202,56 @@ export class HttpConnection {
         throw methodNotAllowed(method);
     }
   }
+
+  /**
+   * The common GET (a whole object, no conditions, no token) answered at once when the store opens
+   * it from the caches and the socket takes head and body in one call: no promise, no await.
+   * False when any of that does not hold (nothing was sent; the general path answers).
+   */
+  private quickGet(head: RequestHead): "answered" | "sending" | "declined" {
+    if (head.method !== "GET" || !head.keepAlive || this.host.tokensRequired || this.outQueue.length > 0 || head.query !== "") return "declined";
+    if (head.headers.has("range") || head.headers.has("if-none-match")) return "declined";
+    const prefix = `/${this.host.bucket}/`;
+    if (!head.path.startsWith(prefix) || head.path.includes("%")) return "declined";
+    const key = checkKey(head.path.slice(prefix.length));
+    if (typeof key === "string") return "declined";
+    if (this.fd === -2) this.fd = this.host.socketFdOf(this.socket);
+    if (this.fd < 0) return "declined";
+    const digest = this.quickDigest;
+    const reader = this.host.store.openReader(key, digest);
+    if (reader.sendFramedNow === undefined) {
+      void reader.close();
+      return "declined";
+    }
+    let size = -1;
+    const target = { onStoreDone: (v: number) => (size = v), onStoreFailed: () => {}, onStoreBug: () => {} };
+    reader.open(target);
+    if (size < 0) {
+      // Not opened from the caches (or not there): the general path opens it again.
+      void reader.close();
+      return "declined";
+    }
+    const headBytes = this.headOf(200, quickHeaders(size, digest), true);
+    const sent = reader.sendFramedNow(this.fd, headBytes, EMPTY);
+    if (sent === headBytes.length + size) {
+      void reader.close();
+      return "answered";
+    }
+    if (sent === -1) {
+      void reader.close();
+      return "declined";
+    }
+    // Part of it went: the rest as the general path sends it.
+    this.state = "busy";
+    void this.sendRest(reader, headBytes, size, sent).finally(() => {
+      void reader.close();
+      if (this.state === "closed") return;
+      this.state = "head";
+      this.nextRequest();
+    });
+    return "sending";
+  }
+  private readonly quickDigest = new Uint8Array(DIGEST_BYTES);
 
   /** With auth "token": the Bearer token's scope, or AccessDenied. Without: null (anyone). */
   private authorize(head: RequestHead): TokenScope | null {
@@ -291,21 +347,7 @@ export class HttpConnection {
     if (fd >= 0 && this.outQueue.length === 0 && reader.sendFramedNow !== undefined && reader.sendTo !== undefined) {
       const sent = reader.sendFramedNow(fd, headBytes, EMPTY);
       if (sent === headBytes.length + length) return;
-      if (sent >= 0) {
-        // The rest of the head through our queue, then the body from the store, all of it in the
-        // kernel before each send (sendTo's condition).
-        if (sent < headBytes.length) {
-          this.send(headBytes.subarray(sent));
-          await this.whenDrained();
-        }
-        let left = headBytes.length + length - Math.max(sent, headBytes.length);
-        while (left > 0 && this.state !== "closed") {
-          const r = await storeValue((t) => reader.sendTo!(fd, t));
-          if (!r.ok || r.value === 0) return this.close(); // the client stopped taking bytes, or the store failed mid-body
-          left -= r.value;
-        }
-        return;
-      }
+      if (sent >= 0) return this.sendRest(reader, headBytes, length, sent);
     }
     this.send(headBytes);
     const into = new Uint8Array(Math.min(READ_BYTES, length));
@@ -315,6 +357,23 @@ export class HttpConnection {
       this.send(into.slice(0, Math.min(r.value, left)));
       left -= r.value;
       if (this.outQueued > this.host.connectionBufferBytesMax) await this.whenDrained();
+    }
+  }
+
+  /**
+   * After sendFramedNow sent `sent` bytes of head and body: the rest of the head through our queue,
+   * then the body from the store, all of it in the kernel before each send (sendTo's condition).
+   */
+  private async sendRest(reader: BodyReader, headBytes: Uint8Array, length: number, sent: number): Promise<void> {
+    if (sent < headBytes.length) {
+      this.send(headBytes.subarray(sent));
+      await this.whenDrained();
+    }
+    let left = headBytes.length + length - Math.max(sent, headBytes.length);
+    while (left > 0 && this.state !== "closed") {
+      const r = await storeValue((t) => reader.sendTo!(this.fd, t));
+      if (!r.ok || r.value === 0) return this.close(); // the client stopped taking bytes, or the store failed mid-body
+      left -= r.value;
     }
   }
 
@@ -509,6 +568,16 @@ export class HttpConnection {
 }
 
 const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };
+
+/** A whole object's answer headers (GetObject without conditions). */
+function quickHeaders(size: number, digest: Uint8Array): Record<string, string> {
+  const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes", "content-length": String(size) };
+  if (digest[0] === 1) {
+    headers.etag = `"${etagOf(Buffer.from(digest.subarray(1)).toString("hex"))}"`;
+    headers["x-amz-checksum-sha256"] = Buffer.from(digest.subarray(1)).toString("base64");
+  }
+  return headers;
+}
 
 function methodNotAllowed(method: string): HttpFailure {
   return new HttpFailure({ status: 405, code: "MethodNotAllowed", message: `The specified method is not allowed against this resource: ${method}` });

@@ -131,9 +131,6 @@ async function measureIdle(servers: TestServer[]): Promise<void> {
   const withConnection = await idleCpu();
   for (const conn of conns) conn.close();
   const withoutConnection = await idleCpu();
-  for (let i = 0; i < servers.length; i++) {
-    console.log(`idle CPU over ${IDLE_WINDOW_MS / 1000} s (${idleVariants[i]![0]}): ${withConnection[i]} ms with an idle connection, ${withoutConnection[i]} ms with none`);
-  }
   expect(Math.max(...withConnection)).toBeLessThan(IDLE_CPU_MS_MAX);
   expect(Math.max(...withoutConnection)).toBeLessThan(IDLE_CPU_MS_MAX);
 }
@@ -156,7 +153,6 @@ test("under load the server's OS threads stay within ioThreads + 12", async () =
     }),
   );
   clearInterval(sampler);
-  console.log(`server threads under load: max ${maxThreads} (ioThreads ${ioThreads})`);
   expect(maxThreads).toBeGreaterThan(ioThreads);
   expect(maxThreads).toBeLessThanOrEqual(ioThreads + 12);
   await server.stop();

@@ -47,7 +47,6 @@ test.each(engineNames.map((e) => [e]))("engine %s: a 256 MiB upload grows the se
   });
   clearInterval(sampler);
   const growth = peak - baseline;
-  console.log(`server RSS baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, growth ${(growth / MiB).toFixed(1)} MiB for a 256 MiB upload`);
   expect(growth).toBeLessThan(64 * MiB);
 
   const sentHash = sent.digest("hex");

@@ -355,7 +355,6 @@ for (const target of s3Targets()) {
       });
       clearInterval(sampler);
       const growth = peak - baseline;
-      console.log(`S3 store: server RSS baseline ${(baseline / MiB).toFixed(1)} MiB, peak ${(peak / MiB).toFixed(1)} MiB, growth ${(growth / MiB).toFixed(1)} MiB for a 256 MiB upload`);
       expect(growth).toBeLessThan(64 * MiB); // the file store's bound (test/server/large-upload.test.ts)
       const got = createHash("sha256");
       expect(await downloadExchange(conn, "big", (p) => void got.update(p))).toBe(256 * MiB);

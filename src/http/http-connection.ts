@@ -231,7 +231,7 @@ export class HttpConnection {
       void reader.close();
       return "declined";
     }
-    const headBytes = this.headOf(200, quickHeaders(size, digest), true);
+    const headBytes = this.headOf(200, objectHeaders(size, digest), true);
     const sent = reader.sendFramedNow(this.fd, headBytes, EMPTY);
     if (sent === headBytes.length + size) {
       void reader.close();
@@ -310,14 +310,9 @@ export class HttpConnection {
       const opened = await storeValue((t) => reader.open(t));
       if (!opened.ok) throw new HttpFailure(s3ErrorOf(opened.failure, opened.cause.text));
       const size = opened.value;
-      const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes" };
-      const sha = digest[0] === 1 ? Buffer.from(digest.subarray(1)).toString("hex") : null;
-      if (sha !== null) {
-        headers.etag = `"${etagOf(sha)}"`;
-        headers["x-amz-checksum-sha256"] = Buffer.from(digest.subarray(1)).toString("base64");
-        const none = head.headers.get("if-none-match");
-        if (none !== undefined && none.split(",").some((t) => t.trim() === headers.etag || t.trim() === "*")) return this.answer(304, { etag: headers.etag }, EMPTY, true);
-      }
+      const headers = objectHeaders(size, digest);
+      const none = head.headers.get("if-none-match");
+      if (none !== undefined && headers.etag !== undefined && none.split(",").some((t) => t.trim() === headers.etag || t.trim() === "*")) return this.answer(304, { etag: headers.etag }, EMPTY, true);
       const range = rangeOf(head.headers.get("range"), size);
       if (range === "invalid") {
         throw new HttpFailure({ status: 416, code: "InvalidRange", message: `The requested range is not satisfiable (the object has ${size} bytes)` });
@@ -330,7 +325,7 @@ export class HttpConnection {
         headers["content-range"] = `bytes ${range.offset}-${range.offset + range.length - 1}/${size}`;
         if (length > 0) reader.range(range.offset, range.length);
       }
-      headers["content-length"] = String(length);
+      if (range !== null) headers["content-length"] = String(length);
       const headBytes = this.headOf(status, headers, true);
       if (headOnly || length === 0) return this.send(headBytes);
       await this.sendBody(reader, headBytes, length);
@@ -354,7 +349,7 @@ export class HttpConnection {
     for (let left = length; left > 0 && this.state !== "closed"; ) {
       const r = await storeValue((t) => reader.read(into, t));
       if (!r.ok || r.value === 0) return this.close(); // a body cut short cannot be answered otherwise
-      this.send(into.slice(0, Math.min(r.value, left)));
+      this.send(into.subarray(0, Math.min(r.value, left))); // send copies what the socket does not take
       left -= r.value;
       if (this.outQueued > this.host.connectionBufferBytesMax) await this.whenDrained();
     }
@@ -569,8 +564,8 @@ export class HttpConnection {
 
 const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };
 
-/** A whole object's answer headers (GetObject without conditions). */
-function quickHeaders(size: number, digest: Uint8Array): Record<string, string> {
+/** A whole object's answer headers (GetObject, HeadObject): its size, and its digest when recorded. */
+function objectHeaders(size: number, digest: Uint8Array): Record<string, string> {
   const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes", "content-length": String(size) };
   if (digest[0] === 1) {
     headers.etag = `"${etagOf(Buffer.from(digest.subarray(1)).toString("hex"))}"`;

@@ -28,10 +28,16 @@ typedef struct leaf {
 } leaf;
 
 /* An entry's facts (what a listing shows), after its key: size (int64 LE), mtime in ms (int64 LE),
- * flags (META_DIGEST: the file records a digest), the digest (32 bytes). */
+ * flags (META_DIGEST: the file records a digest; META_MD5: and an MD5), the digest (32 bytes), and
+ * with META_MD5 the MD5 (16 bytes): only the keys that have one pay for it. */
 #define META_BYTES 49
 #define META_DIGEST 1
-#define ENTRY_BYTES(len) (1u + (uint32_t)(len) + META_BYTES)
+#define META_MD5 2
+/* The bytes of the facts at meta, and of the entry at e ([len][key][facts]). */
+static inline uint32_t meta_bytes(const uint8_t *meta) { return META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u); }
+static inline uint32_t entry_bytes(const uint8_t *e) { return 1u + e[0] + meta_bytes(e + 1 + e[0]); }
+/* The most an entry of a key of len bytes can take. */
+#define ENTRY_BYTES_MAX(len) (1u + (uint32_t)(len) + META_BYTES + 16u)
 /* Room a leaf keeps beyond its entries, so that every addition does not reallocate it. */
 #define LEAF_SLACK 256
 
@@ -143,7 +149,7 @@ static uint32_t offset_in(const leaf *l, const uint8_t *key, uint32_t len, int *
       *equal = c == 0;
       return off;
     }
-    off += ENTRY_BYTES(l->data[off]);
+    off += entry_bytes(l->data + off);
   }
   return off;
 }
@@ -164,18 +170,27 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
   leaf *l = ix->leaves[i];
   int equal;
   uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
+  uint32_t need = 1u + (uint32_t)len + meta_bytes(meta);
   if (equal) {
-    /* There: its facts change (an overwrite). */
-    memcpy(l->data + off + 1 + len, meta, META_BYTES);
+    /* There: its facts change (an overwrite), in place when they take as many bytes. */
+    uint32_t old = entry_bytes(l->data + off);
+    if (old == need) {
+      memcpy(l->data + off + 1 + len, meta, meta_bytes(meta));
+      rc = 0;
+      goto out;
+    }
+    /* Else the old entry goes and the new one is inserted where it was (counted as before). */
+    memmove(l->data + off, l->data + off + old, l->used - off - old);
+    l->used -= old;
+    l->count--;
+    ix->count--;
     rc = 0;
-    goto out;
   }
-  uint32_t need = ENTRY_BYTES(len);
   if (l->used + need > FSGW_INDEX_LEAF_BYTES) {
     /* Split: the entries from the middle on move to a new leaf after this one. */
     uint32_t cut = 0, n = 0;
     while (cut < l->used / 2) {
-      cut += ENTRY_BYTES(l->data[cut]);
+      cut += entry_bytes(l->data + cut);
       n++;
     }
     leaf *r = leaf_new(ix, l->used - cut + LEAF_SLACK);
@@ -210,7 +225,7 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
   memmove(l->data + off + need, l->data + off, l->used - off);
   l->data[off] = (uint8_t)len;
   memcpy(l->data + off + 1, key, (size_t)len);
-  memcpy(l->data + off + 1 + len, meta, META_BYTES);
+  memcpy(l->data + off + 1 + len, meta, meta_bytes(meta));
   l->used += need;
   l->count++;
   ix->count++;
@@ -230,7 +245,7 @@ int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len) {
     int equal;
     uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
     if (equal) {
-      uint32_t size = ENTRY_BYTES(l->data[off]);
+      uint32_t size = entry_bytes(l->data + off);
       memmove(l->data + off, l->data + off + size, l->used - off - size);
       l->used -= size;
       l->count--;
@@ -351,19 +366,22 @@ static int meta_at(int dir, const char *name, uint8_t *meta) {
   put_i64(meta, st.st_size);
   put_i64(meta + 8, (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000);
   uint8_t *digest = meta + 17;
+  uint8_t value[48]; /* the SHA-256, and the MD5 after it when the upload computed one */
   long n = -1;
   if (!atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
-    struct index_xattr_args args = {(uint64_t)(uintptr_t)digest, 32, 0};
+    struct index_xattr_args args = {(uint64_t)(uintptr_t)value, sizeof value, 0};
     n = syscall(__NR_getxattrat, dir, name, AT_SYMLINK_NOFOLLOW, FSGW_DIGEST_XATTR, &args, sizeof args);
     if (n < 0 && errno == ENOSYS) atomic_store(&index_getxattrat_missing, 1);
   }
   if (atomic_load_explicit(&index_getxattrat_missing, memory_order_relaxed)) {
     char path[64 + KEY_MAX];
     snprintf(path, sizeof path, "/proc/self/fd/%d/%s", dir, name);
-    n = lgetxattr(path, FSGW_DIGEST_XATTR, digest, 32);
+    n = lgetxattr(path, FSGW_DIGEST_XATTR, value, sizeof value);
   }
-  meta[16] = n == 32 ? META_DIGEST : 0;
-  if (n != 32) memset(digest, 0, 32);
+  meta[16] = n == 32 ? META_DIGEST : n == 48 ? META_DIGEST | META_MD5 : 0;
+  if (meta[16] & META_DIGEST) memcpy(digest, value, 32);
+  else memset(digest, 0, 32);
+  if (meta[16] & META_MD5) memcpy(meta + META_BYTES, value + 32, 16);
   return 0;
 }
 
@@ -390,7 +408,7 @@ typedef struct load_worker {
 /* Appends [len][key][meta] for the file `name` of directory `dir`: 1 when added, 0 when it is not
  * a regular file (or went), -ENOMEM. */
 static int keybuf_push(keybuf *b, int dir, const char *name, size_t len) {
-  if (b->used + ENTRY_BYTES(len) > b->cap) {
+  if (b->used + ENTRY_BYTES_MAX(len) > b->cap) {
     size_t cap = b->cap == 0 ? 1 << 20 : b->cap * 2;
     uint8_t *grown = realloc(b->data, cap);
     if (grown == NULL) return -ENOMEM;
@@ -401,7 +419,7 @@ static int keybuf_push(keybuf *b, int dir, const char *name, size_t len) {
   if (meta_at(dir, name, e + 1 + len) != 0) return 0;
   e[0] = (uint8_t)len;
   for (size_t i = 0; i < len; i++) e[1 + i] = name[i] == 0x1f ? '/' : (uint8_t)name[i];
-  b->used += ENTRY_BYTES(len);
+  b->used += entry_bytes(e);
   b->n++;
   return 1;
 }
@@ -473,7 +491,7 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads) {
   }
   int64_t n = 0;
   for (int t = 0; t < threads; t++)
-    for (size_t off = 0; off < workers[t].keys.used; off += ENTRY_BYTES(workers[t].keys.data[off])) all[n++] = workers[t].keys.data + off;
+    for (size_t off = 0; off < workers[t].keys.used; off += entry_bytes(workers[t].keys.data + off)) all[n++] = workers[t].keys.data + off;
   qsort(all, (size_t)n, sizeof *all, compare_ptrs);
   /* Add in order: each new key goes at the end of the last leaf, or into a new one. Keys already
    * in the index (added by an upload meanwhile) are merged by the ordinary add. */
@@ -491,7 +509,7 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads) {
       continue;
     }
     leaf *l = ix->nleaves == 0 ? NULL : ix->leaves[ix->nleaves - 1];
-    if (l == NULL || l->used + ENTRY_BYTES(key[0]) > LOAD_FILL) {
+    if (l == NULL || l->used + entry_bytes(key) > LOAD_FILL) {
       if (l != NULL) {
         leaf *shrunk = leaf_resize(ix, l, l->used + LEAF_SLACK);
         if (shrunk != NULL) ix->leaves[ix->nleaves - 1] = shrunk;
@@ -503,8 +521,8 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads) {
         goto out;
       }
     }
-    memcpy(l->data + l->used, key, ENTRY_BYTES(key[0]));
-    l->used += ENTRY_BYTES(key[0]);
+    memcpy(l->data + l->used, key, entry_bytes(key));
+    l->used += entry_bytes(key);
     l->count++;
     ix->count++;
     if (l->count == 1) refresh_first(ix, ix->nleaves - 1);
@@ -540,7 +558,7 @@ static cursor seek(const fsgw_index *ix, const uint8_t *key, uint32_t len, int s
   c.leaf = leaf_of(ix, key, len);
   int equal;
   c.off = offset_in(ix->leaves[c.leaf], key, len, &equal);
-  if (equal && strict) c.off += ENTRY_BYTES(ix->leaves[c.leaf]->data[c.off]);
+  if (equal && strict) c.off += entry_bytes(ix->leaves[c.leaf]->data + c.off);
   return c;
 }
 
@@ -579,9 +597,9 @@ static size_t put_json(uint8_t *out, const uint8_t *text, uint32_t len) {
   return o;
 }
 
-/* The longest entry line beyond its key: {"key":"","size":<20>,"mtime":"<24>","sha256":"<64>"}\n
- * is 150 bytes; the time is written within 48 (an odd year takes more digits). */
-#define ENTRY_LINE_FIXED 176
+/* The longest entry line beyond its key: {"key":"","size":<20>,"mtime":"<24>","sha256":"<64>",
+ * "md5":"<32>"}\n is 190 bytes; the time is written within 48 (an odd year takes more digits). */
+#define ENTRY_LINE_FIXED 216
 /* A prefix line beyond the prefix: {"prefix":""}\n */
 #define PREFIX_LINE_FIXED 14
 
@@ -606,6 +624,16 @@ static size_t entry_line(const uint8_t *key, uint32_t len, const uint8_t *meta, 
     for (int i = 0; i < 32; i++) {
       out[o++] = (uint8_t)hex[meta[17 + i] >> 4];
       out[o++] = (uint8_t)hex[meta[17 + i] & 15];
+    }
+    out[o++] = '"';
+  }
+  if (meta[16] & META_MD5) {
+    static const char hex[] = "0123456789abcdef";
+    memcpy(out + o, ",\"md5\":\"", 8);
+    o += 8;
+    for (int i = 0; i < 16; i++) {
+      out[o++] = (uint8_t)hex[meta[META_BYTES + i] >> 4];
+      out[o++] = (uint8_t)hex[meta[META_BYTES + i] & 15];
     }
     out[o++] = '"';
   }
@@ -679,7 +707,7 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
       memcpy(last, key, len);
       last_len = len;
       last_is_prefix = 0;
-      c.off += ENTRY_BYTES(len);
+      c.off += 1u + len + meta_bytes(key + len);
     }
   }
   pthread_rwlock_unlock(&ix->lock);

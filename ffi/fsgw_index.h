@@ -30,8 +30,10 @@ void fsgw_index_close(fsgw_index *ix);
 double fsgw_index_load(fsgw_index *ix, int32_t threads);
 
 /* The facts an entry keeps of its file, as a listing shows them (FSGW_INDEX_META_BYTES): size
- * (int64 LE), mtime in ms (int64 LE), flags (1: the file records a digest), the digest (32 bytes). */
+ * (int64 LE), mtime in ms (int64 LE), flags (1: the file records a digest; 2: and an MD5), the
+ * digest (32 bytes), and with flag 2 the MD5 (16 bytes more). */
 #define FSGW_INDEX_META_BYTES 49
+#define FSGW_INDEX_META_BYTES_MAX 65
 
 /* Adds key with its file's facts (meta), or gives an existing key these: 1 when added, 0 when it
  * was there; -ENOMEM. */
@@ -44,8 +46,9 @@ double fsgw_index_bytes(fsgw_index *ix);
 
 /* One page of a listing, written to out (cap bytes, at least FSGW_INDEX_PAGE_BYTES_MIN) as the
  * lines of a LIST page (docs/PROTOCOL.md): first each entry,
- *   {"key":"a/b","size":5,"mtime":"2026-12-04T20:58:43.573Z","sha256":"<64 hex>"}
- * (sha256 when the file records one), from the facts the index keeps, then each common prefix,
+ *   {"key":"a/b","size":5,"mtime":"2026-12-04T20:58:43.573Z","sha256":"<64 hex>","md5":"<32 hex>"}
+ * (sha256 when the file records one, md5 when it records that too), from the facts the index
+ * keeps, then each common prefix,
  * {"prefix":"a/c/"}. Keys start with prefix;
  * with a delimiter (dlen > 0) every key that holds it after the prefix is rolled into its common
  * prefix (reported once). The page starts after `after` (alen bytes; 0: at the first key): after
@@ -60,6 +63,6 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
 
 #define FSGW_INDEX_LEAF_BYTES 4096
 /* The smallest cap fsgw_index_list takes: one line of the longest key, every byte escaped. */
-#define FSGW_INDEX_PAGE_BYTES_MIN (176 + 2 * 255)
+#define FSGW_INDEX_PAGE_BYTES_MIN (216 + 2 * 255)
 
 #endif

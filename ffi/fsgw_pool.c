@@ -410,7 +410,7 @@ double fsgw_fsync_count(void) { return (double)atomic_load(&fsyncs_done); }
  * temporary file is created in its directory by its last component (O_EXCL | O_NOFOLLOW: no link
  * followed), renamed relative to the two descriptors and, when durable, the final name's directory
  * fsynced through its descriptor. */
-static int64_t set_digest(int fd, const uint8_t *digest);
+static int64_t set_digest(int fd, const uint8_t *digest, size_t len);
 
 static int64_t do_commit(const char *tmp, const char *final_path, const char *buf, size_t len, uint32_t flags, const uint8_t *digest,
                          int32_t *aux) {
@@ -445,7 +445,7 @@ static int64_t do_commit(const char *tmp, const char *final_path, const char *bu
     rc = do_pwrite_all((int)fd, buf, len, 0);
     if (rc >= 0 && digest != NULL) {
       /* Recorded before the rename: the file and its digest appear under the key together. */
-      int64_t d = set_digest((int)fd, digest);
+      int64_t d = set_digest((int)fd, digest, (flags & FSGW_COMMIT_MD5) ? 48 : 32);
       if (d == -ENOTSUP) *aux = ENOTSUP; /* a file system without user attributes: committed without it */
       else if (d < 0) rc = d;
     }
@@ -463,14 +463,14 @@ static int64_t do_commit(const char *tmp, const char *final_path, const char *bu
 }
 
 /* open + fstat + read it all + close: a whole small download in one trip to a worker. */
-static void digest_of_fd(int fd, uint8_t *out);
+static void digest_of_fd(int fd, const struct stat *st, uint8_t *out);
 
 static int64_t do_read_file(const char *path, char *buf, size_t cap, int32_t *aux, uint8_t *digest_out) {
   int64_t fd = do_open(path, FSGW_OPEN_READ);
   if (fd < 0) return fd;
   struct stat st;
   int64_t rc = stat_result(fstat((int)fd, &st), &st, aux);
-  if (rc >= 0) digest_of_fd((int)fd, digest_out);
+  if (rc >= 0) digest_of_fd((int)fd, &st, digest_out);
   if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
   if (rc >= 0 && (uint64_t)st.st_size <= cap) {
     size_t size = (size_t)st.st_size, done = 0;
@@ -601,11 +601,24 @@ static int64_t do_splice_in(int sock, int file, int64_t offset, size_t len, int3
   return splice_in_raw(sock, file, offset, len, aux, ctx);
 }
 
-/* The file's recorded digest into out (FSGW_DIGEST_OUT_BYTES): out[0] = 1 and the 32 bytes, or
- * out[0] = 0 when it has none (or its file system keeps no user attributes). */
-static void digest_of_fd(int fd, uint8_t *out) {
+/* The flags of an attribute value of n bytes read into out + 1 (32: SHA-256; 48: and MD5). */
+static uint8_t digest_flags(ssize_t n) {
+  return n == 32 ? FSGW_FACT_SHA256 : n == 48 ? FSGW_FACT_SHA256 | FSGW_FACT_MD5 : 0;
+}
+
+/* The modification time (ms) into a facts buffer, flagged. */
+static void mtime_fact(const struct stat *st, uint8_t *out) {
+  int64_t ms = (int64_t)st->st_mtim.tv_sec * 1000 + st->st_mtim.tv_nsec / 1000000;
+  memcpy(out + 49, &ms, 8); /* little-endian on every platform fsgw builds for */
+  out[0] |= FSGW_FACT_MTIME;
+}
+
+/* The file's facts into out (FSGW_DIGEST_OUT_BYTES): its recorded digests (none when it has none,
+ * or its file system keeps no user attributes) and its modification time. */
+static void digest_of_fd(int fd, const struct stat *st, uint8_t *out) {
   if (out == NULL) return;
-  out[0] = fgetxattr(fd, FSGW_DIGEST_XATTR, out + 1, 32) == 32;
+  out[0] = digest_flags(fgetxattr(fd, FSGW_DIGEST_XATTR, out + 1, 48));
+  mtime_fact(st, out);
 }
 
 static int digest_by_path(const char *path, int opath_fd, uint8_t *out);
@@ -620,13 +633,15 @@ static int64_t do_stat(const char *path, int32_t *aux, uint8_t *digest_out) {
   if (rc >= 0 && digest_out != NULL) {
     if (S_ISREG(st.st_mode)) digest_by_path(path, fd, digest_out);
     else digest_out[0] = 0;
+    mtime_fact(&st, digest_out);
   }
   close(fd);
   return rc;
 }
 
-static int64_t set_digest(int fd, const uint8_t *digest) {
-  return fsetxattr(fd, FSGW_DIGEST_XATTR, digest, 32, 0) == 0 ? 0 : neg_errno();
+static int64_t set_digest(int fd, const uint8_t *digest, size_t len) {
+  if (len != 32 && len != 48) return -EINVAL;
+  return fsetxattr(fd, FSGW_DIGEST_XATTR, digest, len, 0) == 0 ? 0 : neg_errno();
 }
 
 static void run_job(job *j) {
@@ -639,7 +654,7 @@ static void run_job(job *j) {
     case FSGW_OP_PREAD: j->result = do_pread(j->fd, j->buf, j->len, j->offset); break;
     case FSGW_OP_FSTAT:
       j->result = stat_result(fstat(j->fd, &st), &st, &j->aux);
-      if (j->result >= 0) digest_of_fd(j->fd, j->ext);
+      if (j->result >= 0) digest_of_fd(j->fd, &st, j->ext);
       break;
     case FSGW_OP_STAT: j->result = do_stat(j->path, &j->aux, j->ext); break;
     case FSGW_OP_CLOSE: j->result = do_close(j->fd); break;
@@ -648,7 +663,7 @@ static void run_job(job *j) {
     case FSGW_OP_UNLINK: j->result = do_unlink(j->path); break;
     case FSGW_OP_COMMIT: j->result = do_commit(j->path, j->path2, j->buf, j->len, j->flags, j->ext, &j->aux); break;
     case FSGW_OP_READ_FILE: j->result = do_read_file(j->path, j->buf, j->len, &j->aux, j->ext); break;
-    case FSGW_OP_FSETDIGEST: j->result = set_digest(j->fd, j->ext); break;
+    case FSGW_OP_FSETDIGEST: j->result = set_digest(j->fd, j->ext, j->len == 48 ? 48 : 32); break;
     case FSGW_OP_SENDFILE: j->result = send_file_range(j->fd, (int)j->flags, j->offset, j->len, FSGW_SENDFILE_WAIT_MS); break;
     case FSGW_OP_SPLICE_IN: j->result = do_splice_in(j->fd, (int)j->flags, j->offset, j->len, &j->aux, j->ext); break;
     default: j->result = -EINVAL; break;
@@ -1171,7 +1186,7 @@ static int open_cached(const char *path, int flags) {
  * digest is read from its attribute once, not on every exist and download. An entry holds only
  * while the inode's ctime and size are unchanged: recording a digest, writing or truncating the
  * file all change its ctime, and an upload replaces the key's inode. Direct-mapped, of
- * fsgw_digest_cache_entries entries (72 bytes each), allocated on a thread's first use. */
+ * fsgw_digest_cache_entries entries (96 bytes each), allocated on a thread's first use. */
 static atomic_int digest_cache_entries = 65536;
 typedef struct digest_entry {
   uint64_t dev, ino;
@@ -1240,18 +1255,18 @@ static int digest_by_path(const char *path, int opath_fd, uint8_t *out) {
   const char *rel;
   const confined_dir *c = confined_of(path, &rel);
   if (c != NULL && !atomic_load_explicit(&getxattrat_missing, memory_order_relaxed)) {
-    struct fsgw_xattr_args args = {(uint64_t)(uintptr_t)(out + 1), 32, 0};
+    struct fsgw_xattr_args args = {(uint64_t)(uintptr_t)(out + 1), 48, 0};
     long n = syscall(__NR_getxattrat, c->fd, rel, AT_SYMLINK_NOFOLLOW, FSGW_DIGEST_XATTR, &args, sizeof args);
     if (n >= 0 || errno != ENOSYS) {
-      out[0] = n == 32;
+      out[0] = digest_flags(n);
       return 0;
     }
     atomic_store(&getxattrat_missing, 1);
   }
   char link[32];
   snprintf(link, sizeof link, "/proc/self/fd/%d", opath_fd);
-  ssize_t n = getxattr(link, FSGW_DIGEST_XATTR, out + 1, 32);
-  out[0] = n == 32;
+  ssize_t n = getxattr(link, FSGW_DIGEST_XATTR, out + 1, 48);
+  out[0] = digest_flags(n);
   return n >= 0 || errno == ENODATA || errno == ENOTSUP ? 0 : (int)neg_errno();
 }
 
@@ -1268,6 +1283,7 @@ double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out
       if (digest_by_path(path, fd, digest_out) == 0) digest_to_cache(&st, digest_out);
       else rc = -EAGAIN; /* unreadable here: the pool asks again */
     }
+    mtime_fact(&st, digest_out);
   }
   close(fd);
   return (double)rc;
@@ -1284,7 +1300,7 @@ double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest
   int64_t rc = stat_result(fstat(fd, &st), &st, &mode);
   if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
   if (rc >= 0 && digest_out != NULL && !digest_from_cache(&st, digest_out)) {
-    digest_of_fd(fd, digest_out);
+    digest_of_fd(fd, &st, digest_out);
     digest_to_cache(&st, digest_out);
   }
   if (rc >= 0 && (double)st.st_size <= cap) {
@@ -1371,7 +1387,7 @@ int32_t fsgw_open_cached(const char *path, double *size_out, uint8_t *digest_out
   }
   *size_out = (double)st.st_size;
   if (digest_out != NULL && !digest_from_cache(&st, digest_out)) {
-    digest_of_fd(fd, digest_out);
+    digest_of_fd(fd, &st, digest_out);
     digest_to_cache(&st, digest_out);
   }
   return fd;

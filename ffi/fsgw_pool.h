@@ -72,24 +72,29 @@ enum {
                               peer closed before any byte came; -errno. When the file refused bytes
                               (a full disk), aux = its errno and result = the bytes taken from the
                               socket all the same (so the caller knows where the body stands) */
-  FSGW_OP_FSETDIGEST = 14, /* fd, ext = the 32-byte SHA-256 to record as the file's
-                              user.fsgw.sha256 attribute -> 0; -ENOTSUP when the file system
-                              keeps no user attributes */
+  FSGW_OP_FSETDIGEST = 14, /* fd, ext = the digests to record as the file's user.fsgw.sha256
+                              attribute: the 32-byte SHA-256, and with len 48 the MD5 after it
+                              -> 0; -ENOTSUP when the file system keeps no user attributes */
   FSGW_OP_COUNT = 15
 };
 
-/* Digests. Every stored file's SHA-256 is its extended attribute FSGW_DIGEST_XATTR, 32 raw bytes
- * (small enough to live inside an ext4 inode, so reading it never costs a disk block of its own;
- * `getfattr -e hex -n user.fsgw.sha256 FILE` shows it). Operations take their digest memory in
- * `ext`:
- *   FSGW_OP_STAT, FSGW_OP_FSTAT, FSGW_OP_READ_FILE: ext = FSGW_DIGEST_OUT_BYTES: byte 0 is set to 1
- *     and bytes 1..32 to the file's digest when it has one, byte 0 to 0 when not;
- *   FSGW_OP_COMMIT: ext = the 32-byte digest, recorded on the temporary file before the rename (a
- *     file system without user attributes: the file is committed without it, aux = ENOTSUP);
+/* Digests. Every stored file's SHA-256 is its extended attribute FSGW_DIGEST_XATTR, 32 raw bytes,
+ * followed by the body's MD5 (16 bytes) when the upload computed one (an S3 client's ETag: the
+ * HTTP front door computes it; the TCP protocol does not pay for it). Small enough to live inside
+ * an ext4 inode, so reading it never costs a disk block of its own; `getfattr -e hex -n
+ * user.fsgw.sha256 FILE` shows it. Operations take their digest memory in `ext`:
+ *   FSGW_OP_STAT, FSGW_OP_FSTAT, FSGW_OP_READ_FILE: ext = FSGW_DIGEST_OUT_BYTES, the file's facts:
+ *     byte 0 = flags (FSGW_FACT_*), bytes 1..32 the SHA-256, 33..48 the MD5, 49..56 the
+ *     modification time in milliseconds (int64, little-endian); a digest the file does not record
+ *     leaves its flag clear;
+ *   FSGW_OP_COMMIT: ext = the 32-byte digest (48 with the MD5 when flags has FSGW_COMMIT_MD5),
+ *     recorded on the temporary file before the rename (a file system without user attributes:
+ *     the file is committed without it, aux = ENOTSUP);
  *   FSGW_OP_SPLICE_IN: ext = an fsgw_sha256 context, updated with the bytes moved (read back from
  *     the page cache), so a spliced body is hashed without passing through the caller. */
 #define FSGW_DIGEST_XATTR "user.fsgw.sha256"
-#define FSGW_DIGEST_OUT_BYTES 33
+#define FSGW_DIGEST_OUT_BYTES 57
+enum { FSGW_FACT_SHA256 = 1, FSGW_FACT_MD5 = 2, FSGW_FACT_MTIME = 4 };
 
 enum {
   FSGW_OPEN_READ = 0,   /* O_RDONLY */
@@ -97,7 +102,7 @@ enum {
   FSGW_OPEN_WRITE = 2,  /* O_RDWR of an existing file (a resumed upload's temporary file) */
 };
 
-enum { FSGW_COMMIT_FSYNC = 1 };
+enum { FSGW_COMMIT_FSYNC = 1, FSGW_COMMIT_MD5 = 2 };
 
 /* One submission record, as fsgw_submit_batch reads them from the caller's memory. */
 typedef struct fsgw_sub {

@@ -25,6 +25,8 @@ enum { N = 8000 };
 static char keys[N][48];
 static int present[N];
 static uint8_t meta[FSGW_INDEX_META_BYTES];
+/* Facts with an MD5 (flags 3): 16 bytes longer, so that adds and overwrites change entry sizes. */
+static uint8_t meta_md5[FSGW_INDEX_META_BYTES_MAX];
 
 /* Lists every key under prefix (pages of `max`) into out as "key\n" lines (unescaped), or prefixes
  * as "P:prefix\n"; returns the number of lines. */
@@ -77,7 +79,7 @@ static void test_random(fsgw_index *ix) {
   for (int step = 0; step < 60000; step++) {
     int i = rand() % N;
     if (rand() % 3) {
-      fsgw_index_add(ix, (uint8_t *)keys[i], (int32_t)strlen(keys[i]), meta);
+      fsgw_index_add(ix, (uint8_t *)keys[i], (int32_t)strlen(keys[i]), rand() % 2 ? meta_md5 : meta);
       present[i] = 1;
     } else {
       fsgw_index_remove(ix, (uint8_t *)keys[i], (int32_t)strlen(keys[i]));
@@ -99,6 +101,28 @@ static void test_random(fsgw_index *ix) {
   free(text);
   free(want);
   free(ref);
+}
+
+/* An entry with an MD5 lists it; an overwrite that drops or adds it keeps every other entry whole. */
+static void test_md5(void) {
+  fsgw_index *ix = fsgw_index_open(getenv("INDEX_DIR"), 4, 2);
+  const char *names[] = {"a", "b", "c"};
+  for (int i = 0; i < 3; i++) fsgw_index_add(ix, (const uint8_t *)names[i], 1, meta);
+  check(fsgw_index_add(ix, (const uint8_t *)"b", 1, meta_md5) == 0, "an overwrite with an MD5 is not a new key");
+  uint8_t page[4096], next[256];
+  int32_t next_len = 0;
+  int32_t params[6] = {0, 0, 0, 0, 10, sizeof page};
+  int32_t n = fsgw_index_list(ix, (const uint8_t *)"", params, page, next, &next_len);
+  page[n > 0 ? n : 0] = 0;
+  const char *b = strstr((char *)page, "{\"key\":\"b\"");
+  check(n > 0 && b != NULL && strstr(b, "\"md5\":\"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf\"}\n{\"key\":\"c\"") != NULL, "the entry with an MD5 lists it, the next entry follows whole");
+  const char *first = strstr((char *)page, "\"md5\"");
+  check(first > b && strstr(first + 1, "\"md5\"") == NULL, "only that entry lists an MD5");
+  fsgw_index_add(ix, (const uint8_t *)"b", 1, meta);
+  n = fsgw_index_list(ix, (const uint8_t *)"", params, page, next, &next_len);
+  page[n > 0 ? n : 0] = 0;
+  check(n > 0 && strstr((char *)page, "\"md5\"") == NULL && strstr((char *)page, "{\"key\":\"c\"") != NULL && fsgw_index_count(ix) == 3, "an overwrite without an MD5 drops it; three keys still");
+  fsgw_index_close(ix);
 }
 
 static void test_prefixes(void) {
@@ -160,11 +184,15 @@ int main(void) {
     mkdir(shard, 0700);
   }
   setenv("INDEX_DIR", dir, 1);
+  meta_md5[16] = 3;
   fsgw_index *ix = fsgw_index_open(dir, 4, 2);
   check(ix != NULL, "opens over its shard directories");
   check(fsgw_index_load(ix, 2) == 0, "loads an empty data directory");
   test_random(ix);
   fsgw_index_close(ix);
+  meta_md5[16] = 3;
+  for (int i = 0; i < 16; i++) meta_md5[49 + i] = (uint8_t)(0xa0 + i);
+  test_md5();
   test_prefixes();
   test_concurrent();
   for (int s = 0; s < 4; s++) {

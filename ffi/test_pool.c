@@ -561,23 +561,23 @@ static void test_digests(void) {
   CHECK(c.result == (double)(sizeof body - 1), "COMMIT with a digest: committed", "%g", c.result);
   uint8_t raw[64];
   CHECK(getxattr(final_path, "user.fsgw.sha256", raw, sizeof raw) == 32 && memcmp(raw, digest, 32) == 0, "COMMIT with a digest: the file carries it as user.fsgw.sha256", "%s", strerror(errno));
-  uint8_t out[33];
+  uint8_t out[FSGW_DIGEST_OUT_BYTES];
   memset(out, 0xee, sizeof out);
   c = run1x(pool, FSGW_OP_STAT, 0, -1, NULL, 0, 0, final_path, NULL, out);
-  CHECK(c.result == (double)(sizeof body - 1) && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "STAT reads the digest", "%g %d", c.result, out[0]);
+  CHECK(c.result == (double)(sizeof body - 1) && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, digest, 32) == 0, "STAT reads the digest", "%g %d", c.result, out[0]);
   char buf[64];
   memset(out, 0xee, sizeof out);
   c = run1x(pool, FSGW_OP_READ_FILE, 0, -1, buf, sizeof buf, 0, final_path, NULL, out);
-  CHECK(c.result == (double)(sizeof body - 1) && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "READ_FILE reads the digest", "%g %d", c.result, out[0]);
+  CHECK(c.result == (double)(sizeof body - 1) && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, digest, 32) == 0, "READ_FILE reads the digest", "%g %d", c.result, out[0]);
   int32_t mode = 0;
   memset(out, 0xee, sizeof out);
-  CHECK(fsgw_stat_cached(final_path, &mode, out) == (double)(sizeof body - 1) && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "stat_cached reads the digest", "%d", out[0]);
+  CHECK(fsgw_stat_cached(final_path, &mode, out) == (double)(sizeof body - 1) && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, digest, 32) == 0, "stat_cached reads the digest", "%d", out[0]);
   memset(out, 0xee, sizeof out);
-  CHECK(fsgw_read_cached(final_path, buf, sizeof buf, out) == (double)(sizeof body - 1) && out[0] == 1, "read_cached reads the digest", "%d", out[0]);
+  CHECK(fsgw_read_cached(final_path, buf, sizeof buf, out) == (double)(sizeof body - 1) && (out[0] & FSGW_FACT_SHA256), "read_cached reads the digest", "%d", out[0]);
   double size = 0;
   memset(out, 0xee, sizeof out);
   int fd = fsgw_open_cached(final_path, &size, out);
-  CHECK(fd >= 0 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "open_cached reads the digest", "%d %d", fd, out[0]);
+  CHECK(fd >= 0 && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, digest, 32) == 0, "open_cached reads the digest", "%d %d", fd, out[0]);
   if (fd >= 0) close(fd);
   /* The inline calls remember digests by inode; a new digest (which changes the inode's ctime) is
    * read again, not answered from memory. */
@@ -586,22 +586,47 @@ static void test_digests(void) {
   usleep(2000);
   CHECK(setxattr(final_path, "user.fsgw.sha256", other, 32, 0) == 0, "digests: the attribute rewritten", "%s", strerror(errno));
   memset(out, 0xee, sizeof out);
-  CHECK(fsgw_stat_cached(final_path, &mode, out) >= 0 && out[0] == 1 && memcmp(out + 1, other, 32) == 0, "stat_cached: a changed digest is read again, not remembered", "%d", out[0]);
+  CHECK(fsgw_stat_cached(final_path, &mode, out) >= 0 && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, other, 32) == 0, "stat_cached: a changed digest is read again, not remembered", "%d", out[0]);
   memset(out, 0xee, sizeof out);
   fd = fsgw_open_cached(final_path, &size, out);
-  CHECK(fd >= 0 && out[0] == 1 && memcmp(out + 1, other, 32) == 0, "open_cached: a changed digest is read again, not remembered", "%d", out[0]);
+  CHECK(fd >= 0 && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, other, 32) == 0, "open_cached: a changed digest is read again, not remembered", "%d", out[0]);
   if (fd >= 0) close(fd);
   /* A file without one: flag 0, no error; FSETDIGEST gives it one. */
   int w = open(plain, O_RDWR | O_CREAT | O_TRUNC, 0644);
   CHECK(write(w, "x", 1) == 1, "digests: plain file written", "%s", strerror(errno));
   memset(out, 0xee, sizeof out);
   c = run1x(pool, FSGW_OP_FSTAT, 0, w, NULL, 0, 0, NULL, NULL, out);
-  CHECK(c.result == 1 && out[0] == 0, "FSTAT of a file without a digest: flag 0", "%g %d", c.result, out[0]);
+  CHECK(c.result == 1 && !(out[0] & FSGW_FACT_SHA256), "FSTAT of a file without a digest: flag 0", "%g %d", c.result, out[0]);
   c = run1x(pool, FSGW_OP_FSETDIGEST, 0, w, NULL, 0, 0, NULL, NULL, digest);
   memset(out, 0xee, sizeof out);
   fsgw_comp c2 = run1x(pool, FSGW_OP_FSTAT, 0, w, NULL, 0, 0, NULL, NULL, out);
-  CHECK(c.result == 0 && c2.result == 1 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "FSETDIGEST records it; FSTAT reads it", "%g %d", c.result, out[0]);
+  CHECK(c.result == 0 && c2.result == 1 && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, digest, 32) == 0, "FSETDIGEST records it; FSTAT reads it", "%g %d", c.result, out[0]);
+  CHECK(!(out[0] & FSGW_FACT_MD5), "FSETDIGEST of 32 bytes: no MD5", "%d", out[0]);
+  /* The facts carry the modification time, as fstat reports it, in milliseconds. */
+  struct stat st;
+  int64_t ms = 0;
+  memcpy(&ms, out + 49, 8);
+  CHECK(fstat(w, &st) == 0 && (out[0] & FSGW_FACT_MTIME) && ms == (int64_t)st.st_mtim.tv_sec * 1000 + st.st_mtim.tv_nsec / 1000000, "FSTAT reports the mtime in ms", "%lld", (long long)ms);
+  /* With len 48 the MD5 follows the SHA-256, and every reader reports both. */
+  uint8_t both[48];
+  memcpy(both, other, 32);
+  for (int i = 0; i < 16; i++) both[32 + i] = (uint8_t)(0xa0 + i);
+  c = run1x(pool, FSGW_OP_FSETDIGEST, 0, w, NULL, 48, 0, NULL, NULL, both);
+  memset(out, 0xee, sizeof out);
+  c2 = run1x(pool, FSGW_OP_FSTAT, 0, w, NULL, 0, 0, NULL, NULL, out);
+  CHECK(c.result == 0 && (out[0] & FSGW_FACT_MD5) && memcmp(out + 1, both, 48) == 0, "FSETDIGEST of 48 bytes: FSTAT reads SHA-256 and MD5", "%g %d", c.result, out[0]);
   close(w);
+  memset(out, 0xee, sizeof out);
+  CHECK(fsgw_stat_cached(plain, &mode, out) == 1 && (out[0] & FSGW_FACT_MD5) && memcmp(out + 1, both, 48) == 0, "stat_cached reads SHA-256 and MD5", "%d", out[0]);
+  /* COMMIT with FSGW_COMMIT_MD5 records both before the rename. */
+  char md5_final[600];
+  path_in(md5_final, sizeof md5_final, "digested-md5");
+  c = run1x(pool, FSGW_OP_COMMIT, FSGW_COMMIT_MD5, -1, (void *)body, sizeof body - 1, 0, tmp, md5_final, both);
+  CHECK(c.result == (double)(sizeof body - 1) && getxattr(md5_final, "user.fsgw.sha256", raw, sizeof raw) == 48 && memcmp(raw, both, 48) == 0, "COMMIT with FSGW_COMMIT_MD5: the attribute holds both", "%g", c.result);
+  memset(out, 0xee, sizeof out);
+  fd = fsgw_open_cached(md5_final, &size, out);
+  CHECK(fd >= 0 && (out[0] & FSGW_FACT_MD5) && (out[0] & FSGW_FACT_MTIME) && memcmp(out + 33, both + 32, 16) == 0, "open_cached reads the MD5 and mtime", "%d %d", fd, out[0]);
+  if (fd >= 0) close(fd);
   fsgw_pool_free(pool);
 }
 
@@ -637,7 +662,7 @@ static void test_confine(void) {
 
   fsgw_pool *pool = make_pool(2, 16);
   int32_t mode = 0;
-  uint8_t out[33];
+  uint8_t out[FSGW_DIGEST_OUT_BYTES];
   /* Inline calls. */
   CHECK(fsgw_stat_cached(file_path, &mode, NULL) == 5, "confine: inline stat of a file beneath it", "%g", fsgw_stat_cached(file_path, &mode, NULL));
   CHECK(fsgw_stat_cached(link_file, &mode, out) == -ELOOP, "confine: inline stat of a planted link: -ELOOP", "%g", fsgw_stat_cached(link_file, &mode, out));
@@ -692,12 +717,12 @@ static void test_confine(void) {
   for (int i = 0; i < 32; i++) digest[i] = (uint8_t)(200 - i);
   if (setxattr(file_path, "user.fsgw.sha256", digest, 32, 0) == 0) {
     memset(out, 0xee, sizeof out);
-    CHECK(fsgw_stat_cached(file_path, &mode, out) == 5 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "confine: inline stat reads a digest beneath it", "%d", out[0]);
+    CHECK(fsgw_stat_cached(file_path, &mode, out) == 5 && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, digest, 32) == 0, "confine: inline stat reads a digest beneath it", "%d", out[0]);
     memset(out, 0xee, sizeof out);
     c = run1x(pool, FSGW_OP_STAT, 0, 0, NULL, 0, 0, file_path, NULL, out);
-    CHECK(c.result == 5 && out[0] == 1 && memcmp(out + 1, digest, 32) == 0, "confine: STAT reads a digest beneath it", "%d", out[0]);
+    CHECK(c.result == 5 && (out[0] & FSGW_FACT_SHA256) && memcmp(out + 1, digest, 32) == 0, "confine: STAT reads a digest beneath it", "%d", out[0]);
     memset(out, 0xee, sizeof out);
-    CHECK(fsgw_stat_cached(out_file, &mode, out) == 6 && out[0] == 0, "confine: a file elsewhere without a digest: flag 0", "%d", out[0]);
+    CHECK(fsgw_stat_cached(out_file, &mode, out) == 6 && !(out[0] & FSGW_FACT_SHA256), "confine: a file elsewhere without a digest: flag 0", "%d", out[0]);
   }
   /* The lock file is never taken through a link. */
   char lock_link[700];

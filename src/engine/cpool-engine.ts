@@ -20,7 +20,7 @@
 //             is promised, workers ring no doorbell;
 //   adaptive: batch for the callback-form operations, direct for the rest (streamed bodies).
 import { constants } from "node:os";
-import { closeFd, COMMIT_FSYNC, confineDir, dupFd, spliceProbe, InlineFs, nativeFsyncCount, NativePool, NativeSha256, OPEN_CREATE, OPEN_READ, OPEN_WRITE, PoolOp, PoolStat } from "../ffi/pool-binding";
+import { closeFd, COMMIT_FSYNC, COMMIT_MD5, confineDir, dupFd, spliceProbe, InlineFs, nativeFsyncCount, NativePool, NativeSha256, OPEN_CREATE, OPEN_READ, OPEN_WRITE, PoolOp, PoolStat } from "../ffi/pool-binding";
 import { Channel, ChannelClosedError } from "../util/channel";
 import { fileStatOf, type CallbackOps, type EngineStats, type FileStat, type Hasher, type ZeroCopyOps, type IoEngine, type IoTarget, type OpenMode } from "./io-engine";
 import { ioErrorFromErrno } from "./io-error";
@@ -255,7 +255,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     this.start(this.pending(PoolOp.READ_FILE, 0, -1, into, into.length, 0, cPath(path), null, target, digestOut ?? null));
   }
   commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget, digest?: Uint8Array): void {
-    this.start(this.pending(PoolOp.COMMIT, fsync ? COMMIT_FSYNC : 0, -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath), target, digest ?? null));
+    this.start(this.pending(PoolOp.COMMIT, (fsync ? COMMIT_FSYNC : 0) | (digest?.length === 48 ? COMMIT_MD5 : 0), -1, data, data.length, 0, cPath(tmpPath), cPath(finalPath), target, digest ?? null));
   }
 
   // Digests.
@@ -263,7 +263,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
     return new NativeSha256();
   }
   setDigest(fd: number, digest: Uint8Array): Promise<void> {
-    return this.submit(PoolOp.FSETDIGEST, 0, fd, null, 0, 0, null, null, digest);
+    return this.submit(PoolOp.FSETDIGEST, 0, fd, null, digest.length, 0, null, null, digest);
   }
 
   // Zero-copy (ZeroCopyOps).
@@ -273,7 +273,7 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   get lastSize(): number {
     return this.fs.lastSize;
   }
-  get lastDigest(): Uint8Array | null {
+  get lastDigest(): Uint8Array {
     return this.fs.lastDigest;
   }
   sendfileNow(socket: number, file: number, offset: number, len: number, head: Uint8Array | null, tail: Uint8Array | null): number {

@@ -53,8 +53,8 @@ export interface InlineOps {
   readonly lastMode: number;
   /** Reads `path` whole into `into` when it fits; returns its size, or -errno (-EISDIR: not a file). */
   readCached(path: string, into: Uint8Array): number;
-  /** The recorded digest of the last successful call's file, or null: a view, valid until the next call. */
-  readonly lastDigest: Uint8Array | null;
+  /** The facts (DIGEST_OUT_BYTES) of the last successful call's file: valid until the next call. */
+  readonly lastDigest: Uint8Array;
   /**
    * 1 when `dir` is on a local file system whose cached lookups and attributes can be trusted, 0
    * when not (a network file system: its cached attributes may be stale), -errno when unknown.
@@ -84,7 +84,7 @@ export interface CallbackOps {
   /** `digestOut` (DIGEST_OUT_BYTES, or absent): receives the file's recorded digest (see Hasher). */
   statTo(path: string, target: IoTarget, digestOut?: Uint8Array): void;
   unlinkTo(path: string, target: IoTarget): void;
-  /** `digest` (32 bytes, or absent): recorded with the file before the rename (aux ENOTSUP: the file system cannot). */
+  /** `digest` (32 bytes, or 48 with the MD5 after the SHA-256; or absent): recorded with the file before the rename (aux ENOTSUP: the file system cannot). */
   commitFileTo(tmpPath: string, finalPath: string, data: Uint8Array, fsync: boolean, target: IoTarget, digest?: Uint8Array): void;
   /** readWhole's callback form: the file's size (bytes in `into` when it fits), or -errno. */
   readWholeTo(path: string, into: Uint8Array, target: IoTarget, digestOut?: Uint8Array): void;
@@ -93,10 +93,10 @@ export interface CallbackOps {
 /**
  * Digests. A stored file's SHA-256 travels with it (the C library records it as an extended
  * attribute: ffi/fsgw_pool.h, "Digests"). Where an operation takes `digestOut`, it is
- * DIGEST_OUT_BYTES long: byte 0 becomes 1 and bytes 1..32 the digest when the file has one; the
+ * DIGEST_OUT_BYTES long, laid out as the store's facts (src/storage/store.ts, DIGEST_BYTES); the
  * caller sets byte 0 to 0 first, so an engine that records no digests leaves "none".
  */
-export const DIGEST_OUT_BYTES = 33;
+export const DIGEST_OUT_BYTES = 57;
 
 /** SHA-256 of a body as it streams. A `state` is the C library's: pool operations can update it. */
 export interface Hasher {
@@ -158,7 +158,7 @@ export interface ZeroCopyOps {
   /** Inline: opens `path` for reading from the dentry cache: a descriptor (size in lastSize, digest in lastDigest), or -errno (WOULD_BLOCK: ask the pool). */
   openCached(path: string): number;
   readonly lastSize: number;
-  readonly lastDigest: Uint8Array | null;
+  readonly lastDigest: Uint8Array;
   /**
    * Inline: sends head, then the file's range, then tail (frames around a body; null for none), as
    * far as the socket takes them now, if the range is in the page cache: the bytes of the three

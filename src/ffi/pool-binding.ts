@@ -57,6 +57,8 @@ export const OPEN_READ = 0;
 export const OPEN_CREATE = 1;
 export const OPEN_WRITE = 2;
 export const COMMIT_FSYNC = 1;
+/** FSGW_COMMIT_MD5: the digest to record is 48 bytes, the SHA-256 and then the body's MD5. */
+export const COMMIT_MD5 = 2;
 
 /** Indices of fsgw_pool_stats, in the header's order. */
 export const PoolStat = {
@@ -252,11 +254,9 @@ export class InlineFs {
   private readonly modePtr = ptr(this.mode);
   private readonly sizeOut = new Float64Array(new ArrayBuffer(8));
   private readonly sizeOutPtr = ptr(this.sizeOut);
-  /** FSGW_DIGEST_OUT_BYTES: a flag, then the 32-byte digest of the last successful call's file. */
+  /** FSGW_DIGEST_OUT_BYTES: the facts (flags, digests, mtime) of the last successful call's file. */
   private readonly digestOut = stableBytes(DIGEST_OUT_BYTES);
   private readonly digestOutPtr = ptr(this.digestOut);
-  /** The digest part of digestOut, made once (a view per call showed in the profile). */
-  private readonly digestView = this.digestOut.subarray(1);
   private readonly encoder = new TextEncoder();
   /** Inline calls answered (including with an error such as ENOENT), and refused (sent to the pool). */
   answered = 0;
@@ -268,11 +268,12 @@ export class InlineFs {
   }
 
   /**
-   * The recorded digest of the file of the last successful statCached, readCached or openCached,
-   * or null when it has none: a view, valid until the next call.
+   * The facts (DIGEST_OUT_BYTES: flags, recorded digests, mtime) of the file of the last
+   * successful statCached, readCached or openCached: the binding's own buffer, valid until the
+   * next call.
    */
-  get lastDigest(): Uint8Array | null {
-    return this.digestOut[0] === 1 ? this.digestView : null;
+  get lastDigest(): Uint8Array {
+    return this.digestOut;
   }
 
   /** The size of `path`, or -errno (-EAGAIN: not cached; ask the pool). */
@@ -336,8 +337,8 @@ export class InlineFs {
   }
 }
 
-/** FSGW_DIGEST_OUT_BYTES: where an operation reads a file's recorded digest into. */
-export const DIGEST_OUT_BYTES = 33;
+/** FSGW_DIGEST_OUT_BYTES: where an operation reads a file's facts (recorded digests, mtime) into. */
+export const DIGEST_OUT_BYTES = 57;
 /** sizeof(fsgw_sha256). */
 const SHA256_STATE_BYTES = 112;
 
@@ -563,10 +564,10 @@ function setPointer(view: Uint32Array, index: number, bytes: Uint8Array | null):
   view[index + 1] = Math.floor(p / 0x100000000);
 }
 
-/** FSGW_INDEX_META_BYTES: size, mtime, flags, digest. */
-const INDEX_META_BYTES = 49;
+/** FSGW_INDEX_META_BYTES_MAX: size, mtime, flags, digest, MD5. */
+const INDEX_META_BYTES = 65;
 /** The smallest page buffer fsgw_index_list takes (FSGW_INDEX_PAGE_BYTES_MIN). */
-const INDEX_PAGE_BYTES_MIN = 176 + 2 * 255;
+const INDEX_PAGE_BYTES_MIN = 216 + 2 * 255;
 
 /**
  * The file store's ordered index of keys (ffi/fsgw_index.h), one per data directory and process:
@@ -610,7 +611,7 @@ export class NativeIndex {
 
   /**
    * Adds `key` with its file's facts (or gives an existing key these): what a listing will show
-   * for it. `digest`: the SHA-256 the file records (32 bytes), or null.
+   * for it. `digest`: the SHA-256 the file records (32 bytes), with its MD5 after it (48), or null.
    */
   add(key: string, size: number, mtimeMs: number, digest: Uint8Array | null): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
@@ -621,8 +622,9 @@ export class NativeIndex {
     this.metaView.setUint32(4, Math.floor(size / 0x100000000), true);
     this.metaView.setUint32(8, ms >>> 0, true);
     this.metaView.setUint32(12, Math.floor(ms / 0x100000000), true);
-    meta[16] = digest === null ? 0 : 1;
+    meta[16] = digest === null ? 0 : digest.length >= 48 ? 3 : 1;
     if (digest !== null) meta.set(digest.subarray(0, 32), 17);
+    if (digest !== null && digest.length >= 48) meta.set(digest.subarray(32, 48), 49);
     return this.sym.fsgw_index_add(this.handle, this.keyBuf, written, meta);
   }
 

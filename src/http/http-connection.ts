@@ -16,7 +16,7 @@ import type { Socket } from "bun";
 import type { Logger } from "../log";
 import { Access, type TokenScope, type Verified } from "../auth/token";
 import { checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, Failure, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
+import { DIGEST_BYTES, Failure, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
 import { errorXml, etagOf, listBucketsXml, listObjectsV2Xml, s3ErrorOf, type S3Error } from "./s3-xml";
 
@@ -210,7 +210,7 @@ export class HttpConnection {
    */
   private quickGet(head: RequestHead): "answered" | "sending" | "declined" {
     if (head.method !== "GET" || !head.keepAlive || this.host.tokensRequired || this.outQueue.length > 0 || head.query !== "") return "declined";
-    if (head.headers.has("range") || head.headers.has("if-none-match")) return "declined";
+    if (head.headers.has("range") || hasConditions(head)) return "declined";
     const prefix = `/${this.host.bucket}/`;
     if (!head.path.startsWith(prefix) || head.path.includes("%")) return "declined";
     const key = checkKey(head.path.slice(prefix.length));
@@ -311,8 +311,9 @@ export class HttpConnection {
       if (!opened.ok) throw new HttpFailure(s3ErrorOf(opened.failure, opened.cause.text));
       const size = opened.value;
       const headers = objectHeaders(size, digest);
-      const none = head.headers.get("if-none-match");
-      if (none !== undefined && headers.etag !== undefined && none.split(",").some((t) => t.trim() === headers.etag || t.trim() === "*")) return this.answer(304, { etag: headers.etag }, EMPTY, true);
+      const condition = conditionOf(head, headers.etag, mtimeMsOf(digest));
+      if (condition === 304) return this.answer(304, notModifiedHeaders(headers), EMPTY, true);
+      if (condition === 412) throw new HttpFailure({ status: 412, code: "PreconditionFailed", message: "At least one of the pre-conditions you specified did not hold" });
       const range = rangeOf(head.headers.get("range"), size);
       if (range === "invalid") {
         throw new HttpFailure({ status: 416, code: "InvalidRange", message: `The requested range is not satisfiable (the object has ${size} bytes)` });
@@ -384,6 +385,8 @@ export class HttpConnection {
     const md5 = head.headers.get("content-md5");
     const digest = new Uint8Array(DIGEST_BYTES);
     if ((head.headers.get("expect") ?? "").toLowerCase() === "100-continue") this.send(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+    // The store computes the body's MD5 (the ETag); a Content-MD5 is checked before the commit,
+    // so it is computed here as well.
     const hasher = md5 === undefined ? null : new Bun.CryptoHasher("md5");
     const small = size <= this.host.inlineBytesMax;
     let sink: UploadSink | null = null;
@@ -406,7 +409,7 @@ export class HttpConnection {
         onUploadProgress: () => this.body?.progressed?.(),
         onUploadDone: (n) => finish({ ok: true, value: n }),
         onUploadFailed: (failure, cause) => finish({ ok: false, failure, cause }),
-      }, expected, digest);
+      }, expected, digest, undefined, true);
       const o = await opened;
       if (!o.ok) {
         this.mustClose = true;
@@ -432,18 +435,13 @@ export class HttpConnection {
       sink.end();
       stored = await ended!;
     } else {
-      stored = await storeValue((t) => this.host.store.putWhole(key, body.gather!, t, expected, digest));
+      stored = await storeValue((t) => this.host.store.putWhole(key, body.gather!, t, expected, digest, true));
     }
     if (!stored.ok) {
       const s3 = stored.failure === Failure.DIGEST_MISMATCH ? { status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-checksum-sha256' does not match what was computed." } : s3ErrorOf(stored.failure, stored.cause.text);
       throw new HttpFailure(s3);
     }
-    const headers: Record<string, string> = {};
-    if (digest[0] === 1) {
-      headers.etag = `"${etagOf(Buffer.from(digest.subarray(1)).toString("hex"))}"`;
-      headers["x-amz-checksum-sha256"] = Buffer.from(digest.subarray(1)).toString("base64");
-    }
-    return this.answer(200, headers, EMPTY, false);
+    return this.answer(200, digestHeaders(digest, {}), EMPTY, false);
   }
 
   /** Moves what arrived of a PUT's body into its sink or buffer; the rest stays for the next request. */
@@ -562,16 +560,61 @@ export class HttpConnection {
   }
 }
 
-const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };
+const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 412: "Precondition Failed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };
 
-/** A whole object's answer headers (GetObject, HeadObject): its size, and its digest when recorded. */
-function objectHeaders(size: number, digest: Uint8Array): Record<string, string> {
+/** A whole object's answer headers (GetObject, HeadObject): its size, modification time and digests. */
+function objectHeaders(size: number, facts: Uint8Array): Record<string, string> {
   const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes", "content-length": String(size) };
-  if (digest[0] === 1) {
-    headers.etag = `"${etagOf(Buffer.from(digest.subarray(1)).toString("hex"))}"`;
-    headers["x-amz-checksum-sha256"] = Buffer.from(digest.subarray(1)).toString("base64");
-  }
+  const mtime = mtimeMsOf(facts);
+  if (mtime !== null) headers["last-modified"] = new Date(mtime).toUTCString();
+  return digestHeaders(facts, headers);
+}
+
+/** The ETag (etagOf) and x-amz-checksum-sha256 of an object's facts, added to `headers`. */
+function digestHeaders(facts: Uint8Array, headers: Record<string, string>): Record<string, string> {
+  const etag = etagOf(facts);
+  if (etag !== null) headers.etag = etag;
+  const sha256 = sha256Of(facts);
+  if (sha256 !== null) headers["x-amz-checksum-sha256"] = Buffer.from(sha256).toString("base64");
   return headers;
+}
+
+/** The headers a 304 repeats of the 200 it stands for (RFC 9110, 15.4.5). */
+function notModifiedHeaders(headers: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (headers.etag !== undefined) out.etag = headers.etag;
+  if (headers["last-modified"] !== undefined) out["last-modified"] = headers["last-modified"];
+  return out;
+}
+
+function hasConditions(head: RequestHead): boolean {
+  const h = head.headers;
+  return h.has("if-none-match") || h.has("if-match") || h.has("if-modified-since") || h.has("if-unmodified-since");
+}
+
+/**
+ * The conditional headers of a GET or HEAD against an object's ETag and modification time, in
+ * RFC 9110's order (13.2.2): 412 when If-Match or If-Unmodified-Since fails, 304 when
+ * If-None-Match or If-Modified-Since says the client's copy is current, else 200.
+ */
+function conditionOf(head: RequestHead, etag: string | undefined, mtimeMs: number | null): 200 | 304 | 412 {
+  const h = head.headers;
+  const matches = (list: string) => list.split(",").some((t) => t.trim() === "*" || (etag !== undefined && t.trim() === etag));
+  const date = (text: string | undefined) => (text === undefined ? NaN : Date.parse(text));
+  // HTTP dates have whole seconds: the file's time is compared at that precision.
+  const seconds = mtimeMs === null ? null : Math.floor(mtimeMs / 1000) * 1000;
+  const ifMatch = h.get("if-match");
+  if (ifMatch !== undefined) {
+    if (!matches(ifMatch)) return 412;
+  } else {
+    const since = date(h.get("if-unmodified-since"));
+    if (!Number.isNaN(since) && seconds !== null && seconds > since) return 412;
+  }
+  const ifNoneMatch = h.get("if-none-match");
+  if (ifNoneMatch !== undefined) return matches(ifNoneMatch) ? 304 : 200;
+  const modifiedSince = date(h.get("if-modified-since"));
+  if (!Number.isNaN(modifiedSince) && seconds !== null && seconds <= modifiedSince) return 304;
+  return 200;
 }
 
 function methodNotAllowed(method: string): HttpFailure {

@@ -1,7 +1,7 @@
 // The S3 API's XML, as the HTTP front door answers it: error bodies (one table from the store's
 // failure kinds to S3's codes and statuses), ListBuckets, and ListObjectsV2 made from a LIST page's
 // lines (docs/PROTOCOL.md, "Listing": the same pages the TCP protocol sends).
-import { Failure, type FailureKind } from "../storage/store";
+import { Failure, md5Of, sha256Of, type FailureKind } from "../storage/store";
 
 const S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -69,13 +69,13 @@ export function listObjectsV2Xml(request: ListV2Request, lines: Uint8Array, next
   let count = 0;
   for (const line of new TextDecoder().decode(lines).split("\n")) {
     if (line === "") continue;
-    const o = JSON.parse(line) as { key?: string; size?: number; mtime?: string; sha256?: string; prefix?: string };
+    const o = JSON.parse(line) as { key?: string; size?: number; mtime?: string; sha256?: string; md5?: string; prefix?: string };
     count++;
     if (o.prefix !== undefined) {
       prefixes += `<CommonPrefixes><Prefix>${escapeXml(o.prefix)}</Prefix></CommonPrefixes>`;
       continue;
     }
-    const etag = o.sha256 === undefined ? "" : `<ETag>&quot;${etagOf(o.sha256)}&quot;</ETag>`;
+    const etag = o.sha256 === undefined ? "" : `<ETag>${escapeXml(etagOfHex(o.md5, o.sha256))}</ETag>`;
     contents += `<Contents><Key>${escapeXml(o.key!)}</Key><LastModified>${o.mtime}</LastModified>${etag}<Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`;
   }
   const optional = (name: string, value: string) => (value === "" ? "" : `<${name}>${escapeXml(value)}</${name}>`);
@@ -87,9 +87,20 @@ export function listObjectsV2Xml(request: ListV2Request, lines: Uint8Array, next
 }
 
 /**
- * An object's ETag from its recorded SHA-256: "sha256-" and the digest, never 32 hex digits, so
- * that no client takes it for the MD5 that S3 puts there (and fails a check that cannot hold).
+ * An object's ETag (quoted) from its facts (src/storage/store.ts), or null when it records no
+ * digest: the body's MD5, as S3 gives a single-part object and as clients check it (rclone,
+ * s3cmd); an object stored without one (through the TCP protocol, which does not pay for an MD5)
+ * has "sha256-" and its SHA-256 instead, never 32 hex digits alone, so that no client takes it for
+ * an MD5 and fails a check that cannot hold (they treat a dashed ETag as a multipart one's).
  */
-export function etagOf(sha256Hex: string): string {
-  return `sha256-${sha256Hex}`;
+export function etagOf(facts: Uint8Array): string | null {
+  const sha256 = sha256Of(facts);
+  if (sha256 === null) return null;
+  const md5 = md5Of(facts);
+  return etagOfHex(md5 === null ? undefined : Buffer.from(md5).toString("hex"), Buffer.from(sha256).toString("hex"));
+}
+
+/** etagOf, from the hex digests a listing line carries. */
+export function etagOfHex(md5Hex: string | undefined, sha256Hex: string): string {
+  return md5Hex !== undefined ? `"${md5Hex}"` : `"sha256-${sha256Hex}"`;
 }

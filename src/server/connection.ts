@@ -29,7 +29,7 @@ import type { WireCodec } from "../protocol/codec";
 import { FrameDecoder } from "../protocol/frame-decoder";
 import { FileType, headerProblem, Msg, Op, ProtocolError, type MessageInit, type WireMessage } from "../protocol/message";
 import { checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type UploadOwner, type UploadSink, type ListPage } from "../storage/store";
+import { DIGEST_BYTES, FACT_SHA256, EntryType, Failure, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type StatTarget, type Store, type UploadOwner, type UploadSink, type ListPage } from "../storage/store";
 import type { Logger } from "../log";
 import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
@@ -926,7 +926,7 @@ export class Connection implements StatTarget, UploadOwner {
 
   /** The digest the store reported for this exchange's file, as the wire carries it, or none. */
   private digestHex(): string | undefined {
-    return this.digest[0] === 1 ? this.digestBytes.toString("hex") : undefined;
+    return (this.digest[0]! & FACT_SHA256) !== 0 ? this.digestBytes.toString("hex") : undefined;
   }
 
   /** The socket's descriptor when this connection may send and receive zero-copy, else null (looked up once). */

@@ -23,7 +23,7 @@ import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import type { StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
-import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
 import type { NativeIndex } from "../ffi/pool-binding";
 
@@ -86,11 +86,9 @@ const NO_BUDGET: ClientBudget = {
   releaseBytes() {},
 };
 
-/** Copies an inline call's digest (or its absence) into a caller's DIGEST_BYTES buffer. */
-function copyDigest(from: Uint8Array | null, out: Uint8Array | undefined): void {
-  if (out === undefined) return;
-  out[0] = from === null ? 0 : 1;
-  if (from !== null) out.set(from, 1);
+/** Copies an inline call's facts (digests, mtime) into a caller's DIGEST_BYTES buffer. */
+function copyDigest(from: Uint8Array, out: Uint8Array | undefined): void {
+  if (out !== undefined) out.set(from);
 }
 
 function sameDigest(a: Uint8Array, b: Uint8Array): boolean {
@@ -389,22 +387,33 @@ export class FileStore implements Store {
     this.engine.callbacks.unlinkTo(this.pathOf(key), new ValueDone(target, this.index === null ? null : () => this.index!.remove(key.name)));
   }
 
-  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array): void {
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array, md5 = false): void {
     // A body this small is hashed here, before anything is written: a mismatch touches nothing.
     const hasher = this.engine.newHasher();
     hasher.update(body);
     const sum = hasher.digest();
     if (expected !== null && !sameDigest(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
-    copyDigest(sum, digest);
-    this.putHashed(key, body, sum, target);
+    if (!md5) {
+      if (digest !== undefined) setDigests(digest.fill(0, 0, 1), sum);
+      return this.putHashed(key, body, sum, target);
+    }
+    const recorded = new Uint8Array(48);
+    recorded.set(sum);
+    recorded.set(new Bun.CryptoHasher("md5").update(body).digest(), 32);
+    if (digest !== undefined) setDigests(digest.fill(0, 0, 1), sum, recorded.subarray(32));
+    this.putHashed(key, body, recorded, target);
   }
 
-  /** putWhole of a body whose SHA-256 the caller computed already (a read cache's copy). */
+  /**
+   * putWhole of a body whose SHA-256 the caller computed already (a read cache's copy); `sum` may
+   * carry the body's MD5 after it (48 bytes), recorded with it.
+   */
   putHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
     const tmp = this.tempPathOf(key);
     // The digest as the engine records it with the file (the listing shows the body's SHA-256).
-    const indexed = this.index === null ? null : () => void this.index!.add(key.name, body.length, Date.now(), this.engine.setDigest !== undefined ? sum : null);
-    this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target, indexed), this.engine.setDigest !== undefined ? sum : undefined);
+    const recorded = this.engine.setDigest !== undefined;
+    const indexed = this.index === null ? null : () => void this.index!.add(key.name, body.length, Date.now(), recorded ? sum : null);
+    this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target, indexed), recorded ? sum : undefined);
   }
 
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void {
@@ -418,10 +427,11 @@ export class FileStore implements Store {
     this.engine.callbacks.readWholeTo(path, into, new ValueDone(target), digest);
   }
 
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest): UploadSink {
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest, md5 = false): UploadSink {
     const tmpPath = this.tempPathOf(key);
     let partial: PartialUpload | undefined;
-    if (resumable !== undefined && this.takesResumable) {
+    // A resumable upload's MD5 state would have to be parked with it: an upload asks for one or the other.
+    if (resumable !== undefined && this.takesResumable && !md5) {
       const entry = this.partials.register(key.name, tmpPath, size, expected, resumable.clients, Date.now());
       // Past a bound (Partials logs which) the upload is still taken, as an ordinary one: its START
       // has no id, and the client knows there is nothing to resume (refusing it would fail uploads
@@ -431,7 +441,7 @@ export class FileStore implements Store {
         this.sweepPartialsSoon();
       }
     }
-    return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false);
+    return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false, md5);
   }
 
   /** RESUME (the `resumable` capability's resume). */
@@ -522,7 +532,7 @@ export class FileStore implements Store {
     this.lock = null;
   }
 
-  private startStream(key: StoreKey, tmpPath: string, size: number, owner: UploadOwner, expected: Uint8Array | null, digest: Uint8Array | undefined, partial: PartialUpload | undefined, resume: boolean): UploadStream {
+  private startStream(key: StoreKey, tmpPath: string, size: number, owner: UploadOwner, expected: Uint8Array | null, digest: Uint8Array | undefined, partial: PartialUpload | undefined, resume: boolean, md5 = false): UploadStream {
     const upload = new UploadStream(this.engine, tmpPath, this.pathOf(key), size, {
       fsync: this.fsyncOnCommit,
       chunkBytesMax: this.chunkBytes,
@@ -531,6 +541,7 @@ export class FileStore implements Store {
       zeroCopy: this.spliceUploads ? this.engine.zeroCopy : null,
       expected,
       digest,
+      md5,
       partial: partial === undefined ? undefined : { entry: partial, table: this.partials, resume },
       onCommitted: this.index === null ? undefined : (size, sum) => void this.index!.add(key.name, size, Date.now(), sum),
     });

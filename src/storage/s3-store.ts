@@ -21,7 +21,7 @@ import type { Logger } from "../log";
 import type { StoreKey } from "./keys";
 import { pageOf } from "./list-page";
 import { S3Client, S3Failure, STATUS_TIMEOUT, STATUS_UNREACHABLE, escapeXml, xmlText, type S3BodyReader, type S3Settings } from "./s3-client";
-import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, type BodyReader, type FailureCause, type FailureKind, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListEntry, type ListRequest, type ListTarget } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, type BodyReader, type FailureCause, type FailureKind, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListEntry, type ListRequest, type ListTarget, FACT_MTIME, setDigests, sha256Of } from "./store";
 import type { ReadCache } from "./read-cache";
 
 const DIGEST_HEADER = "x-amz-meta-fsgw-sha256";
@@ -85,22 +85,27 @@ function hex(bytes: Uint8Array): string {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("hex");
 }
 
-/** Fills a DIGEST_BYTES buffer from an object's metadata (or says there is none). */
+/**
+ * Fills a DIGEST_BYTES buffer from an object's answer: the SHA-256 its metadata records, the MD5
+ * its ETag is when the bucket stored it in one part (32 hex digits), its Last-Modified.
+ */
 function digestFromHeaders(headers: Headers, out: Uint8Array | undefined): void {
   if (out === undefined) return;
-  const text = headers.get(DIGEST_HEADER);
-  if (text === null || !/^[0-9a-f]{64}$/.test(text)) {
-    out[0] = 0;
-    return;
+  out[0] = 0;
+  const modified = Date.parse(headers.get("last-modified") ?? "");
+  if (!Number.isNaN(modified)) {
+    new DataView(out.buffer, out.byteOffset, out.byteLength).setBigInt64(49, BigInt(modified), true);
+    out[0] = FACT_MTIME;
   }
-  out[0] = 1;
-  out.set(Buffer.from(text, "hex"), 1);
+  const text = headers.get(DIGEST_HEADER);
+  if (text === null || !/^[0-9a-f]{64}$/.test(text)) return;
+  const etag = /^"?([0-9a-f]{32})"?$/.exec(headers.get("etag") ?? "");
+  setDigests(out, Buffer.from(text, "hex"), etag === null ? null : Buffer.from(etag[1]!, "hex"));
 }
 
 function setDigest(out: Uint8Array | undefined, sum: Uint8Array): void {
   if (out === undefined) return;
-  out[0] = 1;
-  out.set(sum, 1);
+  setDigests(out, sum);
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
@@ -360,12 +365,14 @@ export class S3Store implements Store {
       );
   }
 
-  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array): void {
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array, md5 = false): void {
     const hasher = this.newHasher();
     hasher.update(body);
     const sum = hasher.digest();
     if (expected !== null && !sameBytes(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
     setDigest(digest, sum);
+    // One PUT: the bucket's ETag is this MD5, which later reads report (digestFromHeaders).
+    if (md5 && digest !== undefined) setDigests(digest, sum, new Bun.CryptoHasher("md5").update(body).digest() as Buffer);
     this.cache?.forget(key.name);
     this.client.request("PUT", this.objectOf(key), { body, headers: { [DIGEST_HEADER]: hex(sum) } }).then(
       (a) => {
@@ -407,7 +414,7 @@ export class S3Store implements Store {
           at += chunk.length;
         }
         if (at !== size) throw new S3Failure(502, "", `GET ${name}: ${at} bytes of ${size}`);
-        if (fill && this.cache !== null) this.cache.fillWhole(key, a.headers.get("etag"), into.subarray(0, size), digest?.[0] === 1 ? digest.slice(1) : null);
+        if (fill && this.cache !== null) this.cache.fillWhole(key, a.headers.get("etag"), into.subarray(0, size), digest !== undefined && sha256Of(digest) !== null ? digest.slice(1, 33) : null);
         target.onStoreDone(size);
       },
       (e) => {

@@ -177,13 +177,45 @@ export interface BodyReader {
 }
 
 /**
- * Digests (SHA-256 of a whole stored file). Where a call takes `digest`, it is DIGEST_BYTES long:
- * the store sets byte 0 to 1 and bytes 1..32 to the file's digest when it knows it (recorded with
- * the file, or computed as an upload streamed), and byte 0 to 0 when not; the value is there when
- * the result arrives. `expected` (32 bytes): the digest an upload's body must have; a body that
- * has another fails with DIGEST_MISMATCH and nothing is stored (a previous file stays).
+ * Digests and the facts that travel with them. Where a call takes `digest`, it is DIGEST_BYTES
+ * long (the C library's FSGW_DIGEST_OUT_BYTES): byte 0 holds flags (FACT_*), bytes 1..32 the
+ * file's SHA-256 (recorded with the file, or computed as an upload streamed), 33..48 its MD5 (when
+ * the upload computed one: the S3 API's ETag), 49..56 its modification time in milliseconds
+ * (int64 little-endian, when the store knows it); the store clears byte 0 first and the values are
+ * there when the result arrives. Read them with sha256Of, md5Of and mtimeMsOf. `expected` (32
+ * bytes): the digest an upload's body must have; a body that has another fails with
+ * DIGEST_MISMATCH and nothing is stored (a previous file stays).
  */
-export const DIGEST_BYTES = 33;
+export const DIGEST_BYTES = 57;
+export const FACT_SHA256 = 1;
+export const FACT_MD5 = 2;
+export const FACT_MTIME = 4;
+
+/** The SHA-256 in a facts buffer (a view), or null. */
+export function sha256Of(facts: Uint8Array): Uint8Array | null {
+  return (facts[0]! & FACT_SHA256) !== 0 ? facts.subarray(1, 33) : null;
+}
+
+/** The MD5 in a facts buffer (a view), or null. */
+export function md5Of(facts: Uint8Array): Uint8Array | null {
+  return (facts[0]! & FACT_MD5) !== 0 ? facts.subarray(33, 49) : null;
+}
+
+/** The modification time (ms since the epoch) in a facts buffer, or null. */
+export function mtimeMsOf(facts: Uint8Array): number | null {
+  if ((facts[0]! & FACT_MTIME) === 0) return null;
+  return Number(new DataView(facts.buffer, facts.byteOffset, facts.byteLength).getBigInt64(49, true));
+}
+
+/** Records digests in a facts buffer: the SHA-256, and the MD5 when given. */
+export function setDigests(facts: Uint8Array, sha256: Uint8Array, md5: Uint8Array | null = null): void {
+  facts.set(sha256.subarray(0, 32), 1);
+  facts[0] = (facts[0]! & ~(FACT_SHA256 | FACT_MD5)) | FACT_SHA256;
+  if (md5 !== null) {
+    facts.set(md5.subarray(0, 16), 33);
+    facts[0] |= FACT_MD5;
+  }
+}
 
 export interface Store {
   /** A name for logs: the kind of store and where. */
@@ -213,8 +245,12 @@ export interface Store {
   stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void;
   /** Removes the key: 0. */
   remove(key: StoreKey, target: StoreTarget): void;
-  /** Stores a body already whole in memory: its length. The body stays untouched until then. */
-  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected?: Uint8Array | null, digest?: Uint8Array): void;
+  /**
+   * Stores a body already whole in memory: its length. The body stays untouched until then.
+   * `md5`: also compute the body's MD5, record it with the file where the store records digests,
+   * and report it in `digest` (the S3 API's ETag; the TCP protocol does not pay for it).
+   */
+  putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected?: Uint8Array | null, digest?: Uint8Array, md5?: boolean): void;
   /**
    * Reads a stored file whole when it fits `into`: its size, with the bytes in `into` only when
    * the size fits (a larger file is for openReader). `into` stays untouched until the result.
@@ -223,9 +259,10 @@ export interface Store {
   /**
    * Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push.
    * `resumable`: the client asks to be able to RESUME it; a store that cannot, or will not (a
-   * bound), takes it as an ordinary upload (the sink has no uploadId).
+   * bound), takes it as an ordinary upload (the sink has no uploadId). `md5`: as putWhole's (the
+   * body's bytes then all pass through push(), never receiveFrom).
    */
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: ResumableRequest): UploadSink;
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: ResumableRequest, md5?: boolean): UploadSink;
   /** Optional: resumable uploads (RESUME), when this store keeps them. */
   readonly resumable?: ResumableUploads;
   /**

@@ -36,7 +36,7 @@ import { finishCommit, type Hasher, type IoEngine, type IoTarget, type ZeroCopyO
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { causeOfErrno, failErrno, failureOfErrno, reportError } from "./file-errors";
 import type { PartialUpload, Partials } from "./partials";
-import { DIGEST_MISMATCH_CAUSE, Failure, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink } from "./store";
+import { DIGEST_MISMATCH_CAUSE, Failure, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink, setDigests } from "./store";
 
 const ENOTSUP = constants.errno.ENOTSUP;
 
@@ -117,8 +117,10 @@ export interface UploadStreamOptions {
   zeroCopy: ZeroCopyOps | null;
   /** The SHA-256 the body must have (32 bytes), or null: a body with another is not committed. */
   expected?: Uint8Array | null;
-  /** Receives the body's digest once committed (DIGEST_BYTES: a flag, then 32 bytes). */
+  /** Receives the body's digests once committed (DIGEST_BYTES facts). */
   digest?: Uint8Array;
+  /** Also compute the body's MD5 (bytes pushed through JavaScript), recorded after the SHA-256. */
+  md5?: boolean;
   /**
    * A resumable upload: its entry in `partials`. A broken connection parks it (the bytes that
    * arrived written out, the temporary file kept) instead of discarding it. With `resume`, this
@@ -127,7 +129,8 @@ export interface UploadStreamOptions {
   partial?: { entry: PartialUpload; table: Partials; resume: boolean };
   /**
    * Called once the file is under its key, before the owner hears of it (the listing index), with
-   * its size and the digest recorded with it (null when the file system keeps none).
+   * its size and the digests recorded with it (the SHA-256, and the MD5 after it when computed;
+   * null when the file system keeps none).
    */
   onCommitted?: (size: number, digest: Uint8Array | null) => void;
 }
@@ -172,6 +175,8 @@ export class UploadStream implements UploadSink {
   private hashBeforeSplice: Hasher | null = null;
   private readonly expected: Uint8Array | null;
   private readonly digestOut: Uint8Array | undefined;
+  /** The body's MD5 as it streams, when asked for. */
+  private readonly md5: Bun.CryptoHasher | null;
   private readonly partial: { entry: PartialUpload; table: Partials; resume: boolean } | null;
   /** Where the body starts in the file: 0, or a resumed upload's offset. */
   readonly offset: number;
@@ -204,7 +209,9 @@ export class UploadStream implements UploadSink {
     this.digestOut = options.digest;
     this.onCommitted = options.onCommitted;
     if (this.digestOut !== undefined) this.digestOut[0] = 0;
-    this.receiveFrom = this.zc !== null && this.hasher.state !== undefined ? (socket, target) => this.startReceiving(socket, target) : undefined;
+    this.md5 = options.md5 === true ? new Bun.CryptoHasher("md5") : null;
+    // Spliced bytes never reach JavaScript, where the MD5 is computed.
+    this.receiveFrom = this.zc !== null && this.hasher.state !== undefined && this.md5 === null ? (socket, target) => this.startReceiving(socket, target) : undefined;
   }
 
   private move(to: UploadState): void {
@@ -335,6 +342,7 @@ export class UploadStream implements UploadSink {
   push(chunk: Uint8Array): void {
     if (this.ending !== null) return; // failed: the rest of the body is read and dropped
     this.hasher.update(chunk);
+    this.md5?.update(chunk);
     this.queue.push(chunk);
     this.queuedBytes += chunk.length;
     this.kick();
@@ -495,19 +503,18 @@ export class UploadStream implements UploadSink {
       // Recorded before the rename, so the file and its digest appear under the key together. A
       // file system without user attributes stores the file without it.
       let recorded = this.engine.setDigest !== undefined;
+      const md5 = this.md5 === null ? null : (this.md5.digest() as Buffer);
+      const value = md5 === null ? sum : Buffer.concat([sum, md5]);
       if (this.engine.setDigest !== undefined) {
-        await this.engine.setDigest(fd, sum).catch((e) => {
+        await this.engine.setDigest(fd, value).catch((e) => {
           if (!(e instanceof IoError && e.errno === ENOTSUP)) throw e;
           recorded = false;
         });
       }
       renaming = true;
       await finishCommit(this.engine, fd, this.tmpPath, this.finalPath, this.fsync);
-      this.onCommitted?.(this.expectedBytes, recorded ? sum : null);
-      if (this.digestOut !== undefined) {
-        this.digestOut[0] = 1;
-        this.digestOut.set(sum, 1);
-      }
+      this.onCommitted?.(this.expectedBytes, recorded ? value : null);
+      if (this.digestOut !== undefined) setDigests(this.digestOut, sum, md5);
     } catch (e) {
       this.ending = endingOf(e);
       if (!renaming) {

@@ -6,6 +6,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { fsIsLocal, InlineFs } from "../../src/ffi/pool-binding";
+import { md5Of, mtimeMsOf, sha256Of } from "../../src/storage/store";
 import { payload } from "../helpers/data";
 import { setInlineRefused } from "../helpers/native-hooks";
 import { tempDir } from "../helpers/server";
@@ -24,8 +25,9 @@ describe("InlineFs", () => {
   afterEach(() => setInlineRefused(false));
 
   test("digests read inline land where JavaScript reads them, call after call (memory C writes never moves)", () => {
-    // Two files with different recorded digests, each set with python's os.setxattr (node has none).
-    const digests = ["11".repeat(32), "22".repeat(32)];
+    // Two files with different recorded digests, each set with python's os.setxattr (node has
+    // none); the second records an MD5 after its SHA-256, as an HTTP upload does.
+    const digests = ["11".repeat(32), "22".repeat(32) + "33".repeat(16)];
     const files = digests.map((hex, i) => {
       const path = join(dir, `digested-${i}`);
       writeFileSync(path, "x".repeat(i + 1));
@@ -35,14 +37,18 @@ describe("InlineFs", () => {
     for (let round = 0; round < 3; round++) {
       for (let i = 0; i < 2; i++) {
         expect(inline.statCached(files[i]!)).toBe(i + 1);
-        // lastDigest is a view: making it must not move the memory C writes the next digest into.
-        expect(Buffer.from(inline.lastDigest!).toString("hex")).toBe(digests[i]!);
+        // lastDigest is the binding's buffer: reading it must not move the memory C writes into.
+        const facts = inline.lastDigest;
+        expect(Buffer.from(sha256Of(facts)!).toString("hex")).toBe(digests[i]!.slice(0, 64));
+        expect(md5Of(facts) === null ? null : Buffer.from(md5Of(facts)!).toString("hex")).toBe(i === 1 ? "33".repeat(16) : null);
+        expect(Math.abs(mtimeMsOf(facts)! - statSync(files[i]!).mtimeMs)).toBeLessThan(1);
         Bun.gc(true);
       }
     }
     writeFileSync(join(dir, "undigested"), "y");
     expect(inline.statCached(join(dir, "undigested"))).toBe(1);
-    expect(inline.lastDigest).toBeNull();
+    expect(sha256Of(inline.lastDigest)).toBeNull();
+    expect(mtimeMsOf(inline.lastDigest)).toBeGreaterThan(0);
   });
 
   test("statCached answers a cached file's size and mode, like stat", () => {

@@ -8,6 +8,8 @@ import { join } from "node:path";
 import { connect } from "../../src/client/client";
 import { Access, createToken, newSecret } from "../../src/auth/token";
 import { payload, sha256 } from "../helpers/data";
+
+const md5 = (b: Uint8Array) => new Bun.CryptoHasher("md5").update(b).digest("hex");
 import { closedWithin, destroyRawSockets, rawConnect } from "../helpers/raw-socket";
 import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
@@ -46,14 +48,29 @@ test("curl: PUT (-T), GET, ranges (-r), HEAD (-I), DELETE; the TCP protocol sees
   const head = curl(["-f", "-I", `${base}/fsgw/docs/big.bin`]).out.toString();
   expect(head).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
   expect(head).toContain("content-length: 3000000\r\n");
-  expect(head).toContain(`etag: "sha256-${sha256(big)}"\r\n`);
+  // ETag: the body's MD5 (S3's, for a single-part object); the SHA-256 as S3's checksum header.
+  expect(head).toContain(`etag: "${md5(big)}"\r\n`);
   expect(head).toContain(`x-amz-checksum-sha256: ${Buffer.from(sha256(big), "hex").toString("base64")}\r\n`);
-  // The same file through the TCP protocol, and one the TCP protocol wrote, through HTTP.
+  const modified = /last-modified: (.*)\r\n/.exec(head)?.[1];
+  expect(Math.abs(Date.parse(modified!) - Date.now())).toBeLessThan(60_000);
+  const smallHead = curl(["-f", "-I", `${base}/fsgw/docs/small.bin`]).out.toString();
+  expect(smallHead).toContain(`etag: "${md5(small)}"\r\n`); // stored whole (putWhole), not streamed
+  // The same file through the TCP protocol, and one the TCP protocol wrote, through HTTP: that
+  // one has no MD5 (the TCP protocol does not compute one), and its ETag says so.
   const client = connect({ port: s.port });
   expect((await client.exist("docs/big.bin")).digest).toBe(sha256(big));
   await client.upload("from-tcp", payload(5000, 3));
   client.close();
   expect(sha256(curl(["-f", `${base}/fsgw/from-tcp`]).out)).toBe(sha256(payload(5000, 3)));
+  expect(curl(["-f", "-I", `${base}/fsgw/from-tcp`]).out.toString()).toContain(`etag: "sha256-${sha256(payload(5000, 3))}"\r\n`);
+  // Conditional GETs: by ETag and by date.
+  const etag = `"${md5(big)}"`;
+  expect(curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", `If-None-Match: ${etag}`, `${base}/fsgw/docs/big.bin`]).out.toString()).toBe("304");
+  expect(curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", `If-Match: "nope"`, `${base}/fsgw/docs/big.bin`]).out.toString()).toBe("412");
+  expect(curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", `If-Modified-Since: ${modified}`, `${base}/fsgw/docs/big.bin`]).out.toString()).toBe("304");
+  const before = new Date(Date.parse(modified!) - 3600_000).toUTCString();
+  expect(curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", `If-Modified-Since: ${before}`, `${base}/fsgw/docs/big.bin`]).out.toString()).toBe("200");
+  expect(curl(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", `If-Unmodified-Since: ${before}`, `${base}/fsgw/docs/big.bin`]).out.toString()).toBe("412");
   expect(curl(["-f", "-X", "DELETE", `${base}/fsgw/docs/small.bin`]).code).toBe(0);
   const gone = curl([`${base}/fsgw/docs/small.bin`]).out.toString();
   expect(gone).toContain("<Code>NoSuchKey</Code>");

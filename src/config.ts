@@ -10,6 +10,7 @@ import { jsonErrorOffset, lineAndColumn } from "./util/json-position";
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
 const TiB = 1024 * 1024 * MiB;
 
 type Kind = "int" | "string" | "text" | "bool" | "enum";
@@ -54,6 +55,10 @@ export const fields = {
   httpPort: int(9000, 0, 65535, "TCP port of the HTTP front door: the S3 API (path-style, bucket fsgw: the protocol's keys) and plain HTTP GET/PUT/HEAD/DELETE for curl; 0 disables it"),
   httpHost: str("", "interface of the HTTP front door (empty: the protocol's host)", true),
   httpHeadBytesMax: int(16 * KiB, 1 * KiB, 1 * MiB, "bytes of an HTTP request's head (request line and headers) at most; a longer one is answered 431 and its connection closed"),
+  multipartDir: str("", "directory of S3 multipart uploads' parts until CompleteMultipartUpload stores them as one object (empty: .multipart under dataDir); shared by every loop, kept across restarts", true),
+  multipartUploadsMax: int(1000, 1, 1_000_000, "S3 multipart uploads in progress at once, server-wide; past it CreateMultipartUpload is answered 503 SlowDown"),
+  multipartTtlMs: int(7 * 86_400_000, 60_000, 365 * 86_400_000, "an S3 multipart upload untouched for this long is removed with its parts (swept when uploads are created)"),
+  multipartPartBytesMin: int(5 * MiB, 1, 5 * GiB, "bytes of every part of an S3 multipart upload but the last, at least (S3's 5 MiB); a smaller one fails CompleteMultipartUpload with EntityTooSmall"),
   store: oneOf(["file", "s3"] as const, "file", "where files are stored: 'file', the local disk under dataDir; 's3', objects of an S3 bucket (any store that speaks the S3 API), shared by any number of gateways"),
   dataDir: str("./data", "directory that holds every stored file; nothing outside it is touched"),
   fileMode: str("0600", "permissions (octal, less the process umask) of the files fsgw creates in dataDir and cacheDir: by default only fsgw's own account reads them, since access tokens mean nothing to a local user who can read the files"),

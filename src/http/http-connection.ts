@@ -13,12 +13,14 @@
 //   head ──PUT──▶ busy ──(100 Continue)──▶ body ──last byte──▶ busy ──answer──▶ head │ closed
 //   every state ──close, or a malformed head (its 4xx answered)──▶ closed
 import type { Socket } from "bun";
+import { open as openFile, type FileHandle } from "node:fs/promises";
 import type { Logger } from "../log";
 import { Access, type TokenScope, type Verified } from "../auth/token";
 import { checkKey, type StoreKey } from "../storage/keys";
 import { DIGEST_BYTES, Failure, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
-import { errorXml, etagOf, listBucketsXml, listObjectsV2Xml, s3ErrorOf, type S3Error } from "./s3-xml";
+import { BadPartDigest, PARTS_MAX, type MultipartUploads, type Part } from "./multipart";
+import { completeMultipartXml, copyObjectXml, deleteResultXml, errorXml, etagOf, initiateMultipartXml, listBucketsXml, listMultipartUploadsXml, listObjectsV1Xml, listObjectsV2Xml, listPartsXml, locationXml, s3ErrorOf, xmlValues, type S3Error } from "./s3-xml";
 
 /** What a connection needs from its server. */
 export interface HttpHost {
@@ -32,6 +34,9 @@ export interface HttpHost {
   readonly inlineBytesMax: number;
   readonly connectionBufferBytesMax: number;
   readonly listPageBytesMax: number;
+  /** S3 multipart uploads' parts (multipartDir), and the least size of a part but the last. */
+  readonly multipart: MultipartUploads;
+  readonly partBytesMin: number;
   readonly tokensRequired: boolean;
   /** The server is stopping: an answered connection closes instead of waiting for more. */
   draining(): boolean;
@@ -47,6 +52,12 @@ type HttpState = "head" | "busy" | "body" | "closed";
 
 /** Bytes a streamed GET reads at a time when its body goes through memory. */
 const READ_BYTES = 256 * 1024;
+/** Bytes CopyObject and CompleteMultipartUpload read at a time from their source. */
+const COPY_BYTES = 1024 * 1024;
+/** A DeleteObjects body: 1000 keys of up to 1024 bytes, escaped, with their elements. */
+const DELETE_BODY_BYTES_MAX = 2 * 1024 * 1024;
+/** A CompleteMultipartUpload body: 10,000 parts, each about 120 bytes of XML. */
+const COMPLETE_BODY_BYTES_MAX = 2 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
 
@@ -179,24 +190,38 @@ export class HttpConnection {
       return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listBucketsXml(this.host.bucket, this.host.startedAt)), method === "HEAD");
     }
     if (bucket !== this.host.bucket) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket} (this gateway has ${this.host.bucket})` });
+    const q = new URLSearchParams(head.query);
     if (key === "") {
       if (method === "HEAD") return this.answer(200, {}, EMPTY, true);
-      if (method === "PUT") return this.answer(200, {}, EMPTY, false); // CreateBucket of the bucket we have
-      if (method === "GET") return this.listObjects(head, scope);
+      if (method === "PUT") return this.answer(200, { location: `/${bucket}` }, EMPTY, false); // CreateBucket of the bucket we have
+      if (method === "GET" && q.has("location")) return this.answer(200, { "content-type": "application/xml" }, encoder.encode(locationXml()), false);
+      if (method === "GET" && q.has("uploads")) return this.listUploads(q, scope);
+      if (method === "GET") return this.listObjects(q, scope);
+      if (method === "POST" && q.has("delete")) return this.deleteObjects(head, scope);
       throw methodNotAllowed(method);
     }
     const checked = checkKey(key);
     if (typeof checked === "string") throw new HttpFailure({ status: 400, code: checked.includes("longer") ? "KeyTooLongError" : "InvalidArgument", message: checked });
+    const uploadId = q.get("uploadId");
     switch (method) {
       case "GET":
       case "HEAD":
         this.allow(scope, Access.READ, key);
+        if (uploadId !== null) return this.listParts(q, checked, uploadId);
         return this.getObject(head, checked, method === "HEAD");
       case "PUT":
         this.allow(scope, Access.WRITE, key);
+        if (uploadId !== null) return this.uploadPart(head, q, checked, uploadId);
+        if (head.headers.has("x-amz-copy-source")) return this.copyObject(head, checked, scope);
         return this.putObject(head, checked);
+      case "POST":
+        this.allow(scope, Access.WRITE, key);
+        if (q.has("uploads")) return this.createUpload(checked);
+        if (uploadId !== null) return this.completeUpload(head, checked, uploadId);
+        throw methodNotAllowed(method);
       case "DELETE":
         this.allow(scope, Access.DELETE, key);
+        if (uploadId !== null) return this.abortUpload(checked, uploadId);
         return this.deleteObject(checked);
       default:
         throw methodNotAllowed(method);
@@ -272,20 +297,24 @@ export class HttpConnection {
 
   // ---- ListObjectsV2 ----
 
-  private async listObjects(head: RequestHead, scope: TokenScope | null): Promise<void> {
-    const q = new URLSearchParams(head.query);
-    if (q.get("list-type") !== "2") throw new HttpFailure({ status: 501, code: "NotImplemented", message: "ListObjects (v1) is not served yet: use ListObjectsV2 (list-type=2)" });
+  /** ListObjectsV2 (list-type=2) and ListObjects (version 1: marker, NextMarker). */
+  private async listObjects(q: URLSearchParams, scope: TokenScope | null): Promise<void> {
+    const v2 = q.get("list-type") === "2";
     const prefix = q.get("prefix") ?? "";
     this.allow(scope, Access.READ, prefix);
     const maxKeys = q.has("max-keys") ? Number(q.get("max-keys")) : 1000;
     if (!Number.isInteger(maxKeys) || maxKeys < 0) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "max-keys must be a whole number" });
-    const token = q.get("continuation-token") ?? "";
-    const startAfter = q.get("start-after") ?? "";
+    const delimiter = q.get("delimiter") ?? "";
+    const marker = v2 ? "" : (q.get("marker") ?? "");
+    // Version 1's marker is a key or, as this server's NextMarker gives it with a delimiter, a
+    // common prefix: then everything under it was listed already.
+    const token = v2 ? (q.get("continuation-token") ?? "") : marker === "" ? "" : (delimiter !== "" && marker.endsWith(delimiter) ? "P" : "K") + marker;
+    const startAfter = v2 ? (q.get("start-after") ?? "") : "";
     if (token !== "" && token[0] !== "K" && token[0] !== "P") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "The continuation token provided is incorrect" });
     const after = token !== "" ? token.slice(1) : startAfter;
     const list = this.host.store.list;
     if (list === undefined) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "listing unavailable" });
-    const request = { bucket: this.host.bucket, prefix, delimiter: q.get("delimiter") ?? "", maxKeys: Math.min(maxKeys, 1000), startAfter, continuationToken: token };
+    const request = { bucket: this.host.bucket, prefix, delimiter, maxKeys: Math.min(maxKeys, 1000), startAfter, continuationToken: token, marker };
     let page: ListPage = { lines: EMPTY, next: "" };
     if (request.maxKeys > 0) {
       const r = await new Promise<Outcome<ListPage>>((resolve, reject) =>
@@ -298,7 +327,8 @@ export class HttpConnection {
       if (!r.ok) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
       page = r.value;
     }
-    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listObjectsV2Xml(request, page.lines, page.next)), false);
+    const xml = v2 ? listObjectsV2Xml(request, page.lines, page.next) : listObjectsV1Xml(request, page.lines, page.next);
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(xml), false);
   }
 
   // ---- objects ----
@@ -384,7 +414,7 @@ export class HttpConnection {
     const expected = expectedSha256(head);
     const md5 = head.headers.get("content-md5");
     const digest = new Uint8Array(DIGEST_BYTES);
-    if ((head.headers.get("expect") ?? "").toLowerCase() === "100-continue") this.send(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+    this.continueIfAsked(head);
     // The store computes the body's MD5 (the ETag); a Content-MD5 is checked before the commit,
     // so it is computed here as well.
     const hasher = md5 === undefined ? null : new Bun.CryptoHasher("md5");
@@ -416,16 +446,8 @@ export class HttpConnection {
         throw new HttpFailure(s3ErrorOf(o.failure, o.cause.text));
       }
     }
-    // The body: as it arrives (onData), into the sink or a buffer.
-    await new Promise<void>((done) => {
-      this.body = { sink, gather: small ? new Uint8Array(size) : null, got: 0, size, md5: hasher, done, progressed: null };
-      this.state = "body";
-      this.feedBody();
-    });
-    if (this.state === "closed") return;
-    const body = this.body!;
-    this.body = null;
-    this.state = "busy";
+    const gather = small ? new Uint8Array(size) : null;
+    if (!(await this.receive(size, sink, gather, hasher))) return;
     if (hasher !== null && hasher.digest("base64") !== md5) {
       if (sink !== null) this.host.track(sink.abort());
       throw new HttpFailure({ status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." });
@@ -435,13 +457,256 @@ export class HttpConnection {
       sink.end();
       stored = await ended!;
     } else {
-      stored = await storeValue((t) => this.host.store.putWhole(key, body.gather!, t, expected, digest, true));
+      stored = await storeValue((t) => this.host.store.putWhole(key, gather!, t, expected, digest, true));
     }
     if (!stored.ok) {
       const s3 = stored.failure === Failure.DIGEST_MISMATCH ? { status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-checksum-sha256' does not match what was computed." } : s3ErrorOf(stored.failure, stored.cause.text);
       throw new HttpFailure(s3);
     }
     return this.answer(200, digestHeaders(digest, {}), EMPTY, false);
+  }
+
+  /** A request's body of `size` bytes, as it arrives (onData), into a sink or a buffer: false when the connection closed first. */
+  private async receive(size: number, sink: UploadSink | null, gather: Uint8Array | null, md5: Bun.CryptoHasher | null): Promise<boolean> {
+    await new Promise<void>((done) => {
+      this.body = { sink, gather, got: 0, size, md5, done, progressed: null };
+      this.state = "body";
+      this.feedBody();
+    });
+    if (this.state === "closed") return false;
+    this.body = null;
+    this.state = "busy";
+    return true;
+  }
+
+  /** A small request body whole (DeleteObjects, CompleteMultipartUpload's part list), at most `max` bytes. */
+  private async smallBody(head: RequestHead, max: number): Promise<string> {
+    const size = head.contentLength;
+    if (size === null) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header." });
+    if (size > max) {
+      this.mustClose = true;
+      throw new HttpFailure({ status: 400, code: "MaxMessageLengthExceeded", message: `Your request was too big (at most ${max} bytes here).` });
+    }
+    this.continueIfAsked(head);
+    const md5 = head.headers.get("content-md5");
+    const hasher = md5 === undefined ? null : new Bun.CryptoHasher("md5");
+    const gather = new Uint8Array(size);
+    if (!(await this.receive(size, null, gather, hasher))) throw new HttpFailure({ status: 400, code: "IncompleteBody", message: "closed" });
+    if (hasher !== null && hasher.digest("base64") !== md5) throw new HttpFailure({ status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." });
+    return new TextDecoder().decode(gather);
+  }
+
+  private continueIfAsked(head: RequestHead): void {
+    if ((head.headers.get("expect") ?? "").toLowerCase() === "100-continue") this.send(encoder.encode("HTTP/1.1 100 Continue\r\n\r\n"));
+  }
+
+  // ---- DeleteObjects, CopyObject ----
+
+  private async deleteObjects(head: RequestHead, scope: TokenScope | null): Promise<void> {
+    const xml = await this.smallBody(head, DELETE_BODY_BYTES_MAX);
+    const keys = xmlValues(xml, "Key");
+    if (keys.length > 1000) throw new HttpFailure({ status: 400, code: "MalformedXML", message: "at most 1000 keys per DeleteObjects" });
+    const quiet = xmlValues(xml, "Quiet")[0]?.trim() === "true";
+    const deleted: string[] = [];
+    const errors: { key: string; code: string; message: string }[] = [];
+    for (const name of keys) {
+      const key = checkKey(name);
+      if (typeof key === "string") {
+        errors.push({ key: name, code: "InvalidArgument", message: key });
+        continue;
+      }
+      if (scope !== null && ((scope.access & Access.DELETE) !== Access.DELETE || !name.startsWith(scope.prefix))) {
+        errors.push({ key: name, code: "AccessDenied", message: "Access Denied" });
+        continue;
+      }
+      const r = await storeValue((t) => this.host.store.remove(key, t));
+      if (r.ok || r.failure === Failure.NOT_FOUND) deleted.push(name);
+      else {
+        const s3 = s3ErrorOf(r.failure, r.cause.text);
+        errors.push({ key: name, code: s3.code, message: s3.message });
+      }
+    }
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(deleteResultXml(quiet ? [] : deleted, errors)), false);
+  }
+
+  /** CopyObject within the store: the source streamed into a new upload of the destination. */
+  private async copyObject(head: RequestHead, key: StoreKey, scope: TokenScope | null): Promise<void> {
+    let source = head.headers.get("x-amz-copy-source")!;
+    const q = source.indexOf("?");
+    if (q >= 0) source = source.slice(0, q);
+    const { bucket, key: sourceName } = routeOf(source.startsWith("/") ? source : `/${source}`);
+    if (bucket !== this.host.bucket) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket}` });
+    const sourceKey = checkKey(sourceName);
+    if (typeof sourceKey === "string") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: `x-amz-copy-source: ${sourceKey}` });
+    this.allow(scope, Access.READ, sourceName);
+    const facts = new Uint8Array(DIGEST_BYTES);
+    const reader = this.host.store.openReader(sourceKey, facts);
+    try {
+      const opened = await storeValue((t) => reader.open(t));
+      if (!opened.ok) throw new HttpFailure(s3ErrorOf(opened.failure, opened.cause.text));
+      const condition = conditionOf(copySourceConditions(head), etagOf(facts) ?? undefined, mtimeMsOf(facts));
+      if (condition !== 200) throw new HttpFailure({ status: 412, code: "PreconditionFailed", message: "At least one of the pre-conditions you specified did not hold" });
+      const digest = new Uint8Array(DIGEST_BYTES);
+      await this.streamInto(key, opened.value, digest, async (into) => {
+        const r = await storeValue((t) => reader.read(into, t));
+        if (!r.ok) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
+        return r.value;
+      });
+      return this.answer(200, { "content-type": "application/xml" }, encoder.encode(copyObjectXml(etagOf(digest) ?? '""', new Date())), false);
+    } finally {
+      void reader.close();
+    }
+  }
+
+  /**
+   * Stores `size` bytes that `next` reads (each call fills the front of a buffer and says how many;
+   * 0 before the end is a failure) as one upload of `key`, with its MD5: CopyObject and
+   * CompleteMultipartUpload. Reads wait while the store's backlog is past the connection's bound.
+   */
+  private async streamInto(key: StoreKey, size: number, digest: Uint8Array, next: (into: Uint8Array) => Promise<number>): Promise<void> {
+    let progressed: (() => void) | null = null;
+    let ready!: (o: Outcome<number>) => void;
+    const opened = new Promise<Outcome<number>>((r) => (ready = r));
+    let finish!: (o: Outcome<number>) => void;
+    const ended = new Promise<Outcome<number>>((r) => (finish = r));
+    const sink = this.host.store.beginUpload(key, size, {
+      onStoreDone: (v) => ready({ ok: true, value: v }),
+      onStoreFailed: (failure, cause) => {
+        ready({ ok: false, failure, cause });
+        finish({ ok: false, failure, cause });
+      },
+      onStoreBug: (e) => {
+        this.host.log.error("http_bug", { remote: this.remote, error: String((e as Error)?.stack ?? e) });
+        ready({ ok: false, failure: Failure.IO, cause: { text: "internal error" } as FailureCause });
+      },
+      onUploadProgress: () => progressed?.(),
+      onUploadDone: (n) => finish({ ok: true, value: n }),
+      onUploadFailed: (failure, cause) => finish({ ok: false, failure, cause }),
+    }, null, digest, undefined, true);
+    const o = await opened;
+    if (!o.ok) throw new HttpFailure(s3ErrorOf(o.failure, o.cause.text));
+    try {
+      for (let left = size; left > 0; ) {
+        if (this.state === "closed") throw new HttpFailure({ status: 400, code: "RequestTimeout", message: "the client went away" });
+        // A fresh buffer per read: the sink keeps what it is given until it is stored.
+        const into = new Uint8Array(Math.min(COPY_BYTES, left));
+        const n = await next(into);
+        if (n <= 0) throw new HttpFailure({ status: 500, code: "InternalError", message: "a source ended before its size" });
+        sink.push(into.subarray(0, n));
+        left -= n;
+        while (sink.backlogBytes > this.host.connectionBufferBytesMax) await new Promise<void>((r) => (progressed = r));
+        progressed = null;
+      }
+    } catch (e) {
+      this.host.track(sink.abort());
+      throw e;
+    }
+    sink.end();
+    const stored = await ended;
+    if (!stored.ok) throw new HttpFailure(s3ErrorOf(stored.failure, stored.cause.text));
+  }
+
+  // ---- multipart uploads ----
+
+  private async createUpload(key: StoreKey): Promise<void> {
+    const id = await this.host.multipart.create(this.host.bucket, key.name);
+    if (id === null) throw new HttpFailure({ status: 503, code: "SlowDown", message: `Please reduce your request rate (multipart uploads in progress: multipartUploadsMax ${this.host.multipart.uploadsMax}).` });
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(initiateMultipartXml(this.host.bucket, key.name, id)), false);
+  }
+
+  private async upload(key: StoreKey, uploadId: string) {
+    const upload = await this.host.multipart.get(uploadId, this.host.bucket, key.name);
+    if (upload === null) throw new HttpFailure({ status: 404, code: "NoSuchUpload", message: "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed." });
+    return upload;
+  }
+
+  private async uploadPart(head: RequestHead, q: URLSearchParams, key: StoreKey, uploadId: string): Promise<void> {
+    const n = Number(q.get("partNumber"));
+    if (!Number.isInteger(n) || n < 1 || n > PARTS_MAX) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: `Part number must be an integer between 1 and ${PARTS_MAX}, inclusive` });
+    if (head.chunked) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "chunked request bodies are not taken yet: send Content-Length" });
+    const size = head.contentLength;
+    if (size === null) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header." });
+    if (size > this.host.uploadBytesMax) {
+      this.mustClose = true;
+      throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
+    }
+    await this.upload(key, uploadId);
+    this.continueIfAsked(head);
+    const writer = this.host.multipart.part(uploadId, n, { progressed: () => this.body?.progressed?.() });
+    if (!(await this.receive(size, writer, null, null))) return void this.host.track(writer.abort());
+    try {
+      const { md5 } = await writer.commit(head.headers.get("content-md5"));
+      return this.answer(200, { etag: `"${md5}"` }, EMPTY, false);
+    } catch (e) {
+      if (e instanceof BadPartDigest) throw new HttpFailure({ status: 400, code: "BadDigest", message: e.message });
+      this.host.track(writer.abort());
+      const errno = (e as NodeJS.ErrnoException).code;
+      if (errno === "ENOENT") throw new HttpFailure({ status: 404, code: "NoSuchUpload", message: "The specified multipart upload does not exist (aborted meanwhile)." });
+      if (errno === "ENOSPC") throw new HttpFailure({ status: 507, code: "InsufficientStorage", message: "no space left for the part" });
+      throw e;
+    }
+  }
+
+  private async completeUpload(head: RequestHead, key: StoreKey, uploadId: string): Promise<void> {
+    const xml = await this.smallBody(head, COMPLETE_BODY_BYTES_MAX);
+    await this.upload(key, uploadId);
+    const numbers = xmlValues(xml, "PartNumber").map(Number);
+    const etags = xmlValues(xml, "ETag").map((e) => e.trim().replace(/^"|"$/g, "").toLowerCase());
+    if (numbers.length === 0 || numbers.length !== etags.length) throw new HttpFailure({ status: 400, code: "MalformedXML", message: "The XML you provided was not well-formed or did not validate against our published schema." });
+    const have = new Map((await this.host.multipart.parts(uploadId)).map((p) => [p.number, p]));
+    const chosen: Part[] = [];
+    let total = 0;
+    for (let i = 0; i < numbers.length; i++) {
+      if (i > 0 && numbers[i]! <= numbers[i - 1]!) throw new HttpFailure({ status: 400, code: "InvalidPartOrder", message: "The list of parts was not in ascending order. Parts must be ordered by part number." });
+      const part = have.get(numbers[i]!);
+      if (part === undefined || part.md5 !== etags[i]) throw new HttpFailure({ status: 400, code: "InvalidPart", message: `One or more of the specified parts could not be found (part ${numbers[i]}).` });
+      if (i < numbers.length - 1 && part.size < this.host.partBytesMin) throw new HttpFailure({ status: 400, code: "EntityTooSmall", message: `Your proposed upload is smaller than the minimum allowed object size (part ${part.number}: ${part.size} bytes, at least ${this.host.partBytesMin} but the last).` });
+      chosen.push(part);
+      total += part.size;
+    }
+    if (total > this.host.uploadBytesMax) throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
+    const digest = new Uint8Array(DIGEST_BYTES);
+    let index = 0;
+    let handle: FileHandle | null = null;
+    try {
+      await this.streamInto(key, total, digest, async (into) => {
+        for (;;) {
+          handle ??= await openFile(chosen[index]!.path, "r");
+          const { bytesRead } = await handle.read(into, 0, into.length);
+          if (bytesRead > 0) return bytesRead;
+          await handle.close();
+          handle = null;
+          if (++index === chosen.length) return 0;
+        }
+      });
+    } finally {
+      await (handle as FileHandle | null)?.close().catch(() => {});
+    }
+    await this.host.multipart.remove(uploadId);
+    const etag = etagOf(digest) ?? '""';
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(completeMultipartXml(`/${this.host.bucket}/${key.name}`, this.host.bucket, key.name, etag)), false);
+  }
+
+  private async abortUpload(key: StoreKey, uploadId: string): Promise<void> {
+    await this.upload(key, uploadId);
+    await this.host.multipart.remove(uploadId);
+    return this.answer(204, {}, EMPTY, false);
+  }
+
+  private async listParts(q: URLSearchParams, key: StoreKey, uploadId: string): Promise<void> {
+    await this.upload(key, uploadId);
+    const marker = Number(q.get("part-number-marker") ?? "0") || 0;
+    const max = Math.min(Math.max(Number(q.get("max-parts") ?? "1000") || 1000, 1), 1000);
+    const after = (await this.host.multipart.parts(uploadId)).filter((p) => p.number > marker);
+    const page = after.slice(0, max);
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listPartsXml(this.host.bucket, key.name, uploadId, page, marker, max, after.length > max)), false);
+  }
+
+  private async listUploads(q: URLSearchParams, scope: TokenScope | null): Promise<void> {
+    const prefix = q.get("prefix") ?? "";
+    this.allow(scope, Access.READ, prefix);
+    const uploads = (await this.host.multipart.list(this.host.bucket)).filter((u) => u.key.startsWith(prefix)).slice(0, 1000);
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listMultipartUploadsXml(this.host.bucket, prefix, uploads)), false);
   }
 
   /** Moves what arrived of a PUT's body into its sink or buffer; the rest stays for the next request. */
@@ -585,6 +850,16 @@ function notModifiedHeaders(headers: Record<string, string>): Record<string, str
   if (headers.etag !== undefined) out.etag = headers.etag;
   if (headers["last-modified"] !== undefined) out["last-modified"] = headers["last-modified"];
   return out;
+}
+
+/** CopyObject's x-amz-copy-source-if-* headers as the conditions of a GET of the source. */
+function copySourceConditions(head: RequestHead): RequestHead {
+  const headers = new Map<string, string>();
+  for (const name of ["if-match", "if-none-match", "if-modified-since", "if-unmodified-since"]) {
+    const value = head.headers.get(`x-amz-copy-source-${name}`);
+    if (value !== undefined) headers.set(name, value);
+  }
+  return { ...head, headers };
 }
 
 function hasConditions(head: RequestHead): boolean {

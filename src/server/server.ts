@@ -19,6 +19,8 @@ import type { SharedCounters } from "./shared-counters";
 import { certificateProblem, Security } from "./security";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 import { HttpConnection, type HttpHost } from "../http/http-connection";
+import { MultipartUploads } from "../http/multipart";
+import { join } from "node:path";
 
 const ENOTCONN = constants.errno.ENOTCONN;
 /** How long a stop or a failed loop waits for cleanups in flight (temporary files, descriptors). */
@@ -259,6 +261,8 @@ export class Server implements ConnectionHost {
       inlineBytesMax: this.config.inlineBytesMax,
       connectionBufferBytesMax: this.config.connectionBufferBytesMax,
       listPageBytesMax: this.config.listPageBytesMax,
+      multipart: new MultipartUploads(this.config.multipartDir === "" ? join(this.config.dataDir, ".multipart") : this.config.multipartDir, this.config.multipartUploadsMax, this.config.multipartTtlMs, this.config.fsyncOnCommit),
+      partBytesMin: this.config.multipartPartBytesMin,
       tokensRequired: this.tokensRequired,
       draining: () => this.draining,
       verifyToken: (token) => this.verifyToken(token),

@@ -1,0 +1,236 @@
+// S3 multipart uploads for any store (CreateMultipartUpload, UploadPart, CompleteMultipartUpload,
+// AbortMultipartUpload, ListParts, ListMultipartUploads). Parts are files in a directory of the
+// gateway's own (multipartDir), one directory per upload: the file system is the table, so every
+// event loop of a server sees every upload (a client sends its parts over several connections,
+// which the kernel spreads over the loops). Complete streams the parts, in order, into the store as
+// one ordinary upload (hashed on the way: SHA-256 and MD5, atomic commit) and then removes them.
+//
+//   <multipartDir>/<uploadId>/upload.json           {bucket, key, initiated}
+//   <multipartDir>/<uploadId>/<n, 5 digits>.<md5>   a part, committed (renamed) once whole
+//   <multipartDir>/<uploadId>/.<n>.<random>.tmp     a part arriving
+//
+// Bounds (config): uploads at once (multipartUploadsMax), parts per upload (S3's 10,000), each part
+// and the whole object at most uploadBytesMax, every part but the last at least
+// multipartPartBytesMin (S3's 5 MiB); an upload untouched for multipartTtlMs is removed by the
+// sweep that each CreateMultipartUpload runs.
+import { randomBytes } from "node:crypto";
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import type { UploadSink } from "../storage/store";
+
+/** S3's own limit on part numbers. */
+export const PARTS_MAX = 10_000;
+const ID_PATTERN = /^[0-9a-f]{32}$/;
+
+export interface MultipartUpload {
+  id: string;
+  bucket: string;
+  key: string;
+  initiated: Date;
+}
+
+export interface Part {
+  number: number;
+  /** The part's MD5, hex: its ETag (quoted by the answer). */
+  md5: string;
+  size: number;
+  modified: Date;
+  path: string;
+}
+
+export class MultipartUploads {
+  constructor(
+    readonly root: string,
+    readonly uploadsMax: number,
+    readonly ttlMs: number,
+    private readonly fsync: boolean,
+  ) {}
+
+  /** A new upload's id, or null past multipartUploadsMax (after removing expired ones). */
+  async create(bucket: string, key: string, nowMs = Date.now()): Promise<string | null> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    const ids = await this.ids();
+    if (ids.length >= this.uploadsMax) {
+      await this.sweep(nowMs);
+      if ((await this.ids()).length >= this.uploadsMax) return null;
+    } else {
+      void this.sweep(nowMs).catch(() => {});
+    }
+    const id = randomBytes(16).toString("hex");
+    await mkdir(join(this.root, id), { mode: 0o700 });
+    await writeFile(join(this.root, id, "upload.json"), JSON.stringify({ bucket, key, initiated: new Date(nowMs).toISOString() }), { mode: 0o600 });
+    return id;
+  }
+
+  /** The upload `id` of `bucket`/`key`, or null (no such upload, or another key's). */
+  async get(id: string, bucket: string, key: string): Promise<MultipartUpload | null> {
+    const upload = await this.read(id);
+    return upload !== null && upload.bucket === bucket && upload.key === key ? upload : null;
+  }
+
+  /** Every upload in progress of `bucket`, in key order then by initiation. */
+  async list(bucket: string): Promise<MultipartUpload[]> {
+    const out: MultipartUpload[] = [];
+    for (const id of await this.ids()) {
+      const upload = await this.read(id);
+      if (upload !== null && upload.bucket === bucket) out.push(upload);
+    }
+    return out.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : a.initiated.getTime() - b.initiated.getTime()));
+  }
+
+  /** The committed parts of an upload, by number. */
+  async parts(id: string): Promise<Part[]> {
+    const out: Part[] = [];
+    for (const name of await readdir(join(this.root, id)).catch(() => [] as string[])) {
+      const m = /^(\d{5})\.([0-9a-f]{32})$/.exec(name);
+      if (m === null) continue;
+      const path = join(this.root, id, name);
+      const st = await stat(path).catch(() => null);
+      if (st !== null) out.push({ number: Number(m[1]), md5: m[2]!, size: st.size, modified: st.mtime, path });
+    }
+    return out.sort((a, b) => a.number - b.number);
+  }
+
+  /** A writer for part `n` of upload `id`: its body is pushed, then end() commits it under its number. */
+  part(id: string, n: number, owner: PartOwner): PartWriter {
+    return new PartWriter(join(this.root, id), n, this.fsync, owner);
+  }
+
+  /** Removes an upload and its parts (Abort, and after Complete). */
+  async remove(id: string): Promise<void> {
+    if (!ID_PATTERN.test(id)) return;
+    await rm(join(this.root, id), { recursive: true, force: true });
+  }
+
+  /** Removes uploads untouched for ttlMs: how many. */
+  async sweep(nowMs = Date.now()): Promise<number> {
+    let removed = 0;
+    for (const id of await this.ids()) {
+      const st = await stat(join(this.root, id)).catch(() => null);
+      if (st !== null && nowMs - st.mtimeMs > this.ttlMs) {
+        await this.remove(id);
+        removed++;
+      }
+    }
+    return removed;
+  }
+
+  private async ids(): Promise<string[]> {
+    return (await readdir(this.root).catch(() => [] as string[])).filter((name) => ID_PATTERN.test(name));
+  }
+
+  private async read(id: string): Promise<MultipartUpload | null> {
+    if (!ID_PATTERN.test(id)) return null;
+    try {
+      const o = JSON.parse(await readFile(join(this.root, id, "upload.json"), "utf8")) as { bucket: string; key: string; initiated: string };
+      return { id, bucket: o.bucket, key: o.key, initiated: new Date(o.initiated) };
+    } catch {
+      return null;
+    }
+  }
+}
+
+export interface PartOwner {
+  /** Bytes were written: backlogBytes shrank. */
+  progressed(): void;
+}
+
+/**
+ * One part's body on its way to its file: written in order, one write at a time, its MD5 computed
+ * as it is pushed. end(expectedMd5) commits it (fsync when the server's commits do, then a rename
+ * over any earlier part of that number); abort() removes what was written.
+ */
+export class PartWriter implements UploadSink {
+  backlogBytes = 0;
+  private readonly queue: Uint8Array[] = [];
+  private readonly md5 = new Bun.CryptoHasher("md5");
+  private handle: Promise<FileHandle>;
+  private writing: Promise<void> | null = null;
+  private position = 0;
+  private failure: Error | null = null;
+  private aborted = false;
+  private readonly tmp: string;
+
+  constructor(
+    private readonly dir: string,
+    private readonly n: number,
+    private readonly fsync: boolean,
+    private readonly owner: PartOwner,
+  ) {
+    this.tmp = join(dir, `.${n}.${randomBytes(6).toString("hex")}.tmp`);
+    this.handle = open(this.tmp, "wx", 0o600);
+    this.handle.catch((e) => (this.failure = e as Error));
+  }
+
+  push(chunk: Uint8Array): void {
+    if (this.aborted || this.failure !== null) return;
+    this.md5.update(chunk);
+    this.queue.push(chunk);
+    this.backlogBytes += chunk.length;
+    if (this.writing === null) this.writing = this.drain();
+  }
+
+  /** Unused (UploadSink's commit): parts end with commit(). */
+  end(): void {}
+
+  /** Every byte pushed: the part's MD5 (hex) once its file is under its number; throws on failure or a wrong Content-MD5. */
+  async commit(expectedMd5Base64: string | undefined): Promise<{ md5: string; size: number }> {
+    if (this.writing !== null) await this.writing;
+    const handle = await this.handle;
+    if (this.failure !== null) throw this.failure;
+    const digest = this.md5.digest() as Buffer;
+    if (expectedMd5Base64 !== undefined && digest.toString("base64") !== expectedMd5Base64) {
+      await this.abort();
+      throw new BadPartDigest();
+    }
+    if (this.fsync) await handle.sync();
+    await handle.close();
+    const md5 = digest.toString("hex");
+    const number = String(this.n).padStart(5, "0");
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith(`${number}.`) && name !== `${number}.${md5}`) await unlink(join(this.dir, name)).catch(() => {});
+    }
+    await rename(this.tmp, join(this.dir, `${number}.${md5}`));
+    return { md5, size: this.position };
+  }
+
+  async abort(): Promise<void> {
+    if (this.aborted) return;
+    this.aborted = true;
+    this.queue.length = 0;
+    if (this.writing !== null) await this.writing.catch(() => {});
+    const handle = await this.handle.catch(() => null);
+    await handle?.close().catch(() => {});
+    await unlink(this.tmp).catch(() => {});
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      const handle = await this.handle;
+      while (this.queue.length > 0 && !this.aborted) {
+        const chunk = this.queue.shift()!;
+        let done = 0;
+        while (done < chunk.length) {
+          const { bytesWritten } = await handle.write(chunk, done, chunk.length - done, this.position);
+          done += bytesWritten;
+          this.position += bytesWritten;
+        }
+        this.backlogBytes -= chunk.length;
+        this.owner.progressed();
+      }
+    } catch (e) {
+      this.failure = e as Error;
+      this.queue.length = 0;
+      this.backlogBytes = 0;
+      this.owner.progressed();
+    } finally {
+      this.writing = null;
+    }
+  }
+}
+
+export class BadPartDigest extends Error {
+  constructor() {
+    super("The Content-MD5 you specified did not match what we received.");
+  }
+}

@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Subprocess } from "bun";
 import { freePort, tempDir } from "./server-process";
+import { ensurePackages } from "./debian";
 
 export const SWIFT_PACKAGES = ["swift", "swift-proxy", "swift-account", "swift-container", "swift-object", "python3-swift", "memcached"];
 
@@ -30,24 +31,7 @@ export interface SwiftCluster {
 
 /** null when Swift is installed (installing it first if need be, as root), else why it cannot be. */
 export function ensureSwift(): string | null {
-  const missing = () => ["swift-proxy-server", "swift-object-server", "swift-container-server", "swift-account-server", "memcached"].filter((b) => Bun.which(b) === null);
-  if (missing().length === 0) return null;
-  if (process.getuid?.() !== 0) return `OpenStack Swift is not installed (${missing().join(", ")} missing): apt-get install ${SWIFT_PACKAGES.join(" ")}`;
-  // policy-rc.d keeps Debian from starting its own Swift and memcached services on the default ports.
-  const policy = "/usr/sbin/policy-rc.d";
-  const hadPolicy = existsSync(policy);
-  if (!hadPolicy) writeFileSync(policy, "#!/bin/sh\nexit 101\n", { mode: 0o755 });
-  try {
-    const r = Bun.spawnSync(["apt-get", "install", "-y", "--no-install-recommends", ...SWIFT_PACKAGES], {
-      env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
-      stdout: "ignore",
-      stderr: "pipe",
-    });
-    if (r.exitCode !== 0) return `apt-get install ${SWIFT_PACKAGES.join(" ")} failed: ${r.stderr.toString().trim().split("\n").slice(-3).join(" ")}`;
-  } finally {
-    if (!hadPolicy) Bun.spawnSync(["rm", "-f", policy]);
-  }
-  return missing().length === 0 ? null : `Swift installed but ${missing().join(", ")} not found`;
+  return ensurePackages(SWIFT_PACKAGES, ["swift-proxy-server", "swift-object-server", "swift-container-server", "swift-account-server", "memcached"]);
 }
 
 const RING_SCRIPT = `

@@ -150,3 +150,42 @@ export function parseTtl(text: string): number {
   if (!(ms > 0)) throw new Error(`bad --ttl ${JSON.stringify(text)}: must be positive`);
   return ms;
 }
+
+/**
+ * S3 access keys (SigV4) with a token's scope, stateless as tokens are:
+ *
+ *   access key id      FSGW + base64url of the same payload a token carries
+ *   secret access key  base64url of HMAC-SHA-256 over "fsgw-s3." + the access key id, keyed by
+ *                      the server's secret
+ *
+ * The server reads the scope from the id and derives the secret key again from its own secret, so
+ * that only a holder of the server's secret can mint a pair, and a changed scope is a different
+ * id whose secret key nobody has. Rotating the secret revokes every pair, as it does tokens.
+ */
+export const ACCESS_KEY_PREFIX = "FSGW";
+
+export function createAccessKey(secret: Uint8Array, scope: TokenScope): { accessKeyId: string; secretAccessKey: string } {
+  const payload = Buffer.from(
+    JSON.stringify({ id: scope.id, ops: accessNames(scope.access), prefix: scope.prefix, exp: Math.floor(scope.expiresAtMs / 1000) }),
+  ).toString("base64url");
+  const accessKeyId = ACCESS_KEY_PREFIX + payload;
+  return { accessKeyId, secretAccessKey: secretAccessKeyOf(secret, accessKeyId) };
+}
+
+/** The secret access key of an access key id under one server secret. */
+export function secretAccessKeyOf(secret: Uint8Array, accessKeyId: string): string {
+  return sign(secret, `fsgw-s3.${accessKeyId}`).toString("base64url");
+}
+
+/** The scope an access key id carries, or null when it is not one of ours (its signature is judged apart). */
+export function scopeOfAccessKey(accessKeyId: string): TokenScope | null {
+  if (!accessKeyId.startsWith(ACCESS_KEY_PREFIX) || accessKeyId.length > TOKEN_BYTES_MAX) return null;
+  let payload: Payload | null;
+  try {
+    payload = payloadOf(JSON.parse(Buffer.from(accessKeyId.slice(ACCESS_KEY_PREFIX.length), "base64url").toString("utf8")));
+  } catch {
+    payload = null;
+  }
+  if (payload === null || Buffer.from(JSON.stringify(payload)).toString("base64url") !== accessKeyId.slice(ACCESS_KEY_PREFIX.length)) return null;
+  return { id: payload.id, access: accessOf(payload.ops), prefix: payload.prefix, expiresAtMs: payload.exp * 1000 };
+}

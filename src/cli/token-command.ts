@@ -2,11 +2,11 @@
 // new secrets. Runs on a machine that holds the secret file (the server's, or an issuer's).
 import { readFileSync } from "node:fs";
 import { ConfigError, loadConfig } from "../config";
-import { accessOf, createToken, newSecret, parseTtl, secretOf } from "../auth/token";
+import { accessOf, createAccessKey, createToken, newSecret, parseTtl, secretOf } from "../auth/token";
 import { parseArgs, UsageError, type Parsed } from "./args";
 import { EXIT_LOCAL, EXIT_OK, EXIT_USAGE, type Io } from "./client-commands";
 
-export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--ttl <ttl>] [--id <id>] [--secret-file <file> | --config <file>] [--json]
+export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--ttl <ttl>] [--id <id>] [--s3] [--secret-file <file> | --config <file>] [--json]
        fsgw token secret [--json]
 
 create   prints an access token for a server with auth "token": it allows the operations <ops>
@@ -15,9 +15,13 @@ create   prints an access token for a server with auth "token": it allows the op
          7d; default 1h). <id> names the token in the server's logs (default: a random one).
          It is signed with the secret in --secret-file, else the authSecretFile of --config, else
          of $FSGW_AUTH_SECRET_FILE.
+--s3     prints an S3 access key pair with that scope instead, for the HTTP front door's AWS
+         Signature V4 (aws, rclone, s3cmd, SDKs): AWS_ACCESS_KEY_ID=... and
+         AWS_SECRET_ACCESS_KEY=... lines, ready for eval or an env file.
 secret   prints a new random secret, for an authSecretFile.
---json   prints one JSON object instead: {"token", "id", "ops", "prefix", "expiresAt"} or
-         {"secret"}; a failure is {"op", "error", "exitCode"}.
+--json   prints one JSON object instead: {"token", "id", "ops", "prefix", "expiresAt"} (with --s3
+         "accessKeyId" and "secretAccessKey" instead of "token") or {"secret"}; a failure is
+         {"op", "error", "exitCode"}.
 
 Anyone holding a token can do what it allows until it expires; there is no revocation list.
 To revoke every token at once, change the secret (the previous one can stay accepted for a
@@ -26,7 +30,9 @@ while: authPreviousSecretFile; send the server SIGHUP after changing the files).
 examples:
   fsgw token secret > /etc/fsgw/secret && chmod 600 /etc/fsgw/secret
   fsgw token create --ops read,write --prefix photos- --ttl 1h --secret-file /etc/fsgw/secret
-  FSGW_TOKEN=$(fsgw token create --ops read --ttl 7d --config /etc/fsgw.json) fsgw get photos-1.jpg`;
+  FSGW_TOKEN=$(fsgw token create --ops read --ttl 7d --config /etc/fsgw.json) fsgw get photos-1.jpg
+  export $(fsgw token create --s3 --ops read,write,delete --ttl 30d --config /etc/fsgw.json)
+  aws --endpoint-url http://127.0.0.1:9000 s3 ls s3://fsgw/`;
 
 const flags = {
   "--ops": { takesValue: true },
@@ -36,6 +42,7 @@ const flags = {
   "--secret-file": { takesValue: true },
   "--config": { takesValue: true },
   "--json": { takesValue: false },
+  "--s3": { takesValue: false },
   "--help": { alias: "-h", takesValue: false },
 } as const;
 
@@ -111,8 +118,14 @@ export function runTokenCommand(argv: string[], io: Io): number {
       io.stderr.write(`fsgw token: warning: --prefix ${JSON.stringify(prefix)} also grants every key that merely starts with it (${JSON.stringify(prefix + "x")}, ${JSON.stringify(prefix + "2")}); end it with '/' or '-' to mean a folder or a family\n`);
     }
     const expiresAtMs = Date.now() + ttlMs;
-    const token = createToken(secret, { id, access, prefix, expiresAtMs });
     const named = ops.split(",").map((o) => o.trim()).filter((o) => o !== "");
+    if (parsed.flags.has("--s3")) {
+      const { accessKeyId, secretAccessKey } = createAccessKey(secret, { id, access, prefix, expiresAtMs });
+      const text = json ? JSON.stringify({ accessKeyId, secretAccessKey, id, ops: named, prefix, expiresAt: new Date(expiresAtMs).toISOString() }) : `AWS_ACCESS_KEY_ID=${accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secretAccessKey}`;
+      io.stdout(text + "\n");
+      return EXIT_OK;
+    }
+    const token = createToken(secret, { id, access, prefix, expiresAtMs });
     io.stdout((json ? JSON.stringify({ token, id, ops: named, prefix, expiresAt: new Date(expiresAtMs).toISOString() }) : token) + "\n");
     return EXIT_OK;
   } catch (e) {

@@ -19,6 +19,8 @@ import { Access, type TokenScope, type Verified } from "../auth/token";
 import { checkKey, type StoreKey } from "../storage/keys";
 import { DIGEST_BYTES, Failure, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
+import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, verifySigV4 } from "./sigv4";
+import { scopeOfAccessKey } from "../auth/token";
 import { BadPartDigest, PARTS_MAX, type MultipartUploads, type Part } from "./multipart";
 import { completeMultipartXml, copyObjectXml, deleteResultXml, errorXml, etagOf, initiateMultipartXml, listBucketsXml, listMultipartUploadsXml, listObjectsV1Xml, listObjectsV2Xml, listPartsXml, locationXml, s3ErrorOf, xmlValues, type S3Error } from "./s3-xml";
 
@@ -41,6 +43,8 @@ export interface HttpHost {
   /** The server is stopping: an answered connection closes instead of waiting for more. */
   draining(): boolean;
   verifyToken(token: string): Verified;
+  /** The secret access keys of an S3 access key id (SigV4), one per accepted server secret. */
+  s3SecretKeys(accessKeyId: string): string[];
   /** The socket's kernel descriptor (zero-copy bodies), or -1. */
   socketFdOf(socket: Socket<HttpConnection>): number;
   /** Keeps work (an upload's abort) visible to shutdown until it settles. */
@@ -52,6 +56,7 @@ type HttpState = "head" | "busy" | "body" | "closed";
 
 /** Bytes a streamed GET reads at a time when its body goes through memory. */
 const READ_BYTES = 256 * 1024;
+const SHA256_MISMATCH: S3Error = { status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-content-sha256' or 'x-amz-checksum-sha256' does not match what was computed." };
 /** Bytes CopyObject and CompleteMultipartUpload read at a time from their source. */
 const COPY_BYTES = 1024 * 1024;
 /** A DeleteObjects body: 1000 keys of up to 1024 bytes, escaped, with their elements. */
@@ -182,7 +187,8 @@ export class HttpConnection {
   }
 
   private async handle(head: RequestHead): Promise<void> {
-    const scope = this.authorize(head);
+    const q = new URLSearchParams(head.query);
+    const scope = this.authorize(head, q);
     const { bucket, key } = routeOf(head.path);
     const method = head.method;
     if (bucket === "") {
@@ -190,7 +196,6 @@ export class HttpConnection {
       return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listBucketsXml(this.host.bucket, this.host.startedAt)), method === "HEAD");
     }
     if (bucket !== this.host.bucket) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket} (this gateway has ${this.host.bucket})` });
-    const q = new URLSearchParams(head.query);
     if (key === "") {
       if (method === "HEAD") return this.answer(200, {}, EMPTY, true);
       if (method === "PUT") return this.answer(200, { location: `/${bucket}` }, EMPTY, false); // CreateBucket of the bucket we have
@@ -278,15 +283,36 @@ export class HttpConnection {
   }
   private readonly quickDigest = new Uint8Array(DIGEST_BYTES);
 
-  /** With auth "token": the Bearer token's scope, or AccessDenied. Without: null (anyone). */
-  private authorize(head: RequestHead): TokenScope | null {
+  /**
+   * With auth "token": the scope of the request's credentials (AWS Signature V4 with an access key
+   * from `fsgw token create --s3`, in a header or a presigned URL; or Authorization: Bearer <token>),
+   * or a refusal. Without: null (anyone; signatures are not checked).
+   */
+  private authorize(head: RequestHead, q: URLSearchParams): TokenScope | null {
     if (!this.host.tokensRequired) return null;
-    const m = /^Bearer\s+(\S+)$/i.exec(head.headers.get("authorization") ?? "");
-    if (m === null) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "this gateway needs Authorization: Bearer <token>" });
-    const verified = this.host.verifyToken(m[1]!);
-    if (!verified.ok) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "unauthorized" });
-    if (Date.now() >= verified.scope.expiresAtMs) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "token expired" });
-    return verified.scope;
+    const bearer = /^Bearer\s+(\S+)$/i.exec(head.headers.get("authorization") ?? "");
+    let scope: TokenScope;
+    if (bearer !== null) {
+      const verified = this.host.verifyToken(bearer[1]!);
+      if (!verified.ok) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "unauthorized" });
+      scope = verified.scope;
+    } else {
+      try {
+        const sig = parseSigV4(head, q);
+        if (sig === null) throw new SigV4Error("AccessDenied", "this gateway needs AWS Signature V4 (an access key from 'fsgw token create --s3') or Authorization: Bearer <token>");
+        const carried = scopeOfAccessKey(sig.accessKeyId);
+        if (carried === null) throw new SigV4Error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
+        verifySigV4(head, q, sig, this.host.s3SecretKeys(sig.accessKeyId), Date.now());
+        if (sig.payloadHash === STREAMING_PAYLOAD) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "aws-chunked (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) bodies are not taken yet: sign the payload or send UNSIGNED-PAYLOAD" });
+        scope = carried;
+      } catch (e) {
+        if (!(e instanceof SigV4Error)) throw e;
+        const status = e.code === "AuthorizationHeaderMalformed" || e.code === "AuthorizationQueryParametersError" || e.code === "InvalidArgument" ? 400 : 403;
+        throw new HttpFailure({ status, code: e.code, message: e.message });
+      }
+    }
+    if (Date.now() >= scope.expiresAtMs) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "token expired" });
+    return scope;
   }
 
   private allow(scope: TokenScope | null, access: number, key: string): void {
@@ -460,7 +486,7 @@ export class HttpConnection {
       stored = await storeValue((t) => this.host.store.putWhole(key, gather!, t, expected, digest, true));
     }
     if (!stored.ok) {
-      const s3 = stored.failure === Failure.DIGEST_MISMATCH ? { status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-checksum-sha256' does not match what was computed." } : s3ErrorOf(stored.failure, stored.cause.text);
+      const s3 = stored.failure === Failure.DIGEST_MISMATCH ? SHA256_MISMATCH : s3ErrorOf(stored.failure, stored.cause.text);
       throw new HttpFailure(s3);
     }
     return this.answer(200, digestHeaders(digest, {}), EMPTY, false);
@@ -490,9 +516,11 @@ export class HttpConnection {
     this.continueIfAsked(head);
     const md5 = head.headers.get("content-md5");
     const hasher = md5 === undefined ? null : new Bun.CryptoHasher("md5");
+    const expected = expectedSha256(head);
     const gather = new Uint8Array(size);
     if (!(await this.receive(size, null, gather, hasher))) throw new HttpFailure({ status: 400, code: "IncompleteBody", message: "closed" });
     if (hasher !== null && hasher.digest("base64") !== md5) throw new HttpFailure({ status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." });
+    if (expected !== null && !Buffer.from(expected).equals(new Bun.CryptoHasher("sha256").update(gather).digest() as Buffer)) throw new HttpFailure(SHA256_MISMATCH);
     return new TextDecoder().decode(gather);
   }
 
@@ -630,15 +658,16 @@ export class HttpConnection {
       this.mustClose = true;
       throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
     }
+    const expected = expectedSha256(head);
     await this.upload(key, uploadId);
     this.continueIfAsked(head);
-    const writer = this.host.multipart.part(uploadId, n, { progressed: () => this.body?.progressed?.() });
+    const writer = this.host.multipart.part(uploadId, n, { progressed: () => this.body?.progressed?.() }, expected);
     if (!(await this.receive(size, writer, null, null))) return void this.host.track(writer.abort());
     try {
       const { md5 } = await writer.commit(head.headers.get("content-md5"));
       return this.answer(200, { etag: `"${md5}"` }, EMPTY, false);
     } catch (e) {
-      if (e instanceof BadPartDigest) throw new HttpFailure({ status: 400, code: "BadDigest", message: e.message });
+      if (e instanceof BadPartDigest) throw new HttpFailure(e.sha256 ? SHA256_MISMATCH : { status: 400, code: "BadDigest", message: e.message });
       this.host.track(writer.abort());
       const errno = (e as NodeJS.ErrnoException).code;
       if (errno === "ENOENT") throw new HttpFailure({ status: 404, code: "NoSuchUpload", message: "The specified multipart upload does not exist (aborted meanwhile)." });
@@ -932,12 +961,19 @@ function rangeOf(header: string | undefined, size: number): { offset: number; le
   return { offset: first, length: last - first + 1 };
 }
 
-/** x-amz-checksum-sha256 (base64) as the body's expected SHA-256, or null. */
+/**
+ * The body's expected SHA-256, or null: x-amz-checksum-sha256 (base64), or the signed payload's
+ * x-amz-content-sha256 (hex; not UNSIGNED-PAYLOAD), which a client sends whether or not the
+ * server checks signatures. Both: they must agree.
+ */
 function expectedSha256(head: RequestHead): Uint8Array | null {
   const b64 = head.headers.get("x-amz-checksum-sha256");
-  if (b64 === undefined) return null;
+  const hex = head.headers.get("x-amz-content-sha256");
+  const signed = hex !== undefined && /^[0-9a-f]{64}$/.test(hex) ? new Uint8Array(Buffer.from(hex, "hex")) : null;
+  if (b64 === undefined) return signed;
   const bytes = Buffer.from(b64, "base64");
   if (bytes.length !== 32) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "x-amz-checksum-sha256 must be 32 bytes in base64" });
+  if (signed !== null && !bytes.equals(signed)) throw new HttpFailure({ status: 400, code: "XAmzContentSHA256Mismatch", message: "x-amz-checksum-sha256 and x-amz-content-sha256 disagree." });
   return new Uint8Array(bytes);
 }
 

@@ -92,8 +92,8 @@ export class MultipartUploads {
   }
 
   /** A writer for part `n` of upload `id`: its body is pushed, then end() commits it under its number. */
-  part(id: string, n: number, owner: PartOwner): PartWriter {
-    return new PartWriter(join(this.root, id), n, this.fsync, owner);
+  part(id: string, n: number, owner: PartOwner, expectedSha256: Uint8Array | null = null): PartWriter {
+    return new PartWriter(join(this.root, id), n, this.fsync, owner, expectedSha256);
   }
 
   /** Removes an upload and its parts (Abort, and after Complete). */
@@ -144,6 +144,7 @@ export class PartWriter implements UploadSink {
   backlogBytes = 0;
   private readonly queue: Uint8Array[] = [];
   private readonly md5 = new Bun.CryptoHasher("md5");
+  private readonly sha256: Bun.CryptoHasher | null;
   private handle: Promise<FileHandle>;
   private writing: Promise<void> | null = null;
   private position = 0;
@@ -156,7 +157,10 @@ export class PartWriter implements UploadSink {
     private readonly n: number,
     private readonly fsync: boolean,
     private readonly owner: PartOwner,
+    /** The SHA-256 the part must have (a signed payload), or null. */
+    private readonly expectedSha256: Uint8Array | null = null,
   ) {
+    this.sha256 = expectedSha256 === null ? null : new Bun.CryptoHasher("sha256");
     this.tmp = join(dir, `.${n}.${randomBytes(6).toString("hex")}.tmp`);
     this.handle = open(this.tmp, "wx", 0o600);
     this.handle.catch((e) => (this.failure = e as Error));
@@ -165,6 +169,7 @@ export class PartWriter implements UploadSink {
   push(chunk: Uint8Array): void {
     if (this.aborted || this.failure !== null) return;
     this.md5.update(chunk);
+    this.sha256?.update(chunk);
     this.queue.push(chunk);
     this.backlogBytes += chunk.length;
     if (this.writing === null) this.writing = this.drain();
@@ -181,7 +186,11 @@ export class PartWriter implements UploadSink {
     const digest = this.md5.digest() as Buffer;
     if (expectedMd5Base64 !== undefined && digest.toString("base64") !== expectedMd5Base64) {
       await this.abort();
-      throw new BadPartDigest();
+      throw new BadPartDigest(false);
+    }
+    if (this.sha256 !== null && !(this.sha256.digest() as Buffer).equals(this.expectedSha256!)) {
+      await this.abort();
+      throw new BadPartDigest(true);
     }
     if (this.fsync) await handle.sync();
     await handle.close();
@@ -230,7 +239,8 @@ export class PartWriter implements UploadSink {
 }
 
 export class BadPartDigest extends Error {
-  constructor() {
-    super("The Content-MD5 you specified did not match what we received.");
+  /** sha256: the signed payload's SHA-256 failed, else the Content-MD5. */
+  constructor(readonly sha256: boolean) {
+    super(sha256 ? "The provided 'x-amz-content-sha256' does not match what was computed." : "The Content-MD5 you specified did not match what we received.");
   }
 }

@@ -5,7 +5,7 @@ import type { X509Certificate } from "node:crypto";
 import { nodeCrypto } from "../util/crypto";
 import { readFileSync } from "node:fs";
 import type { Config } from "../config";
-import { secretOf, verifyToken, type Verified } from "../auth/token";
+import { secretAccessKeyOf, secretOf, verifyToken, type Verified } from "../auth/token";
 
 export class SecurityError extends Error {}
 
@@ -105,6 +105,11 @@ export class Security {
   /** Checks a token's signature against the current and the previous secret. */
   verify(token: string): Verified {
     return verifyToken(token, this.secrets);
+  }
+
+  /** The secret access keys an S3 access key id has under the current and the previous secret. */
+  s3SecretKeys(accessKeyId: string): string[] {
+    return this.secrets.map((secret) => secretAccessKeyOf(secret, accessKeyId));
   }
 
   /**

@@ -266,6 +266,7 @@ export class Server implements ConnectionHost {
       tokensRequired: this.tokensRequired,
       draining: () => this.draining,
       verifyToken: (token) => this.verifyToken(token),
+      s3SecretKeys: (accessKeyId) => this.security!.s3SecretKeys(accessKeyId),
       socketFdOf: (socket) => this.socketDescriptor(socket as unknown as Socket<Connection>),
       track: (work) => this.track(work),
       closed: (conn) => {

@@ -2,11 +2,14 @@
 // and s3cmd from Debian (installed here when missing, as root, like Swift), each driving uploads up
 // and down (multipart included), listings, syncs, checks and deletes; every byte that comes back
 // compared by hash with what went up. The clients run as separate processes with an empty home
-// (no user configuration), and sign every request with SigV4 as they always do.
+// (no user configuration), and sign every request with SigV4 as they always do: once against a
+// server with auth off, once with auth "token" and an access key pair from createAccessKey (what
+// `fsgw token create --s3` prints), whose signatures the server checks.
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ensurePackages } from "../../scripts/lib/debian";
+import { Access, createAccessKey, newSecret } from "../../src/auth/token";
 import { payload, sha256 } from "../helpers/data";
 import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
@@ -32,12 +35,28 @@ interface Front {
   dir: string;
 }
 
-async function front(fields: Record<string, string | number | boolean> = {}): Promise<Front> {
+interface Mode {
+  name: string;
+  sigv4: boolean;
+}
+const MODES: Mode[] = [
+  { name: "auth off", sigv4: false },
+  { name: "SigV4 with an access key of fsgw's", sigv4: true },
+];
+
+async function front(mode: Mode): Promise<Front> {
   const port = freePort();
-  server = await startServer({ httpPort: port, ...fields });
   const home = tempDir("clients-home");
   const dir = tempDir("clients-data");
-  return { endpoint: `http://127.0.0.1:${port}`, port, accessKeyId: "fsgw-test", secretAccessKey: "fsgw-test-secret", home, dir };
+  if (!mode.sigv4) {
+    server = await startServer({ httpPort: port });
+    return { endpoint: `http://127.0.0.1:${port}`, port, accessKeyId: "fsgw-test", secretAccessKey: "fsgw-test-secret", home, dir };
+  }
+  const secret = newSecret();
+  writeFileSync(join(home, "secret"), secret);
+  server = await startServer({ httpPort: port, auth: "token", authSecretFile: join(home, "secret") });
+  const keys = createAccessKey(new TextEncoder().encode(secret), { id: "clients", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "", expiresAtMs: Date.now() + 3600_000 });
+  return { endpoint: `http://127.0.0.1:${port}`, port, ...keys, home, dir };
 }
 
 /** Runs a client with nothing of the user's environment but PATH: its exit code and output. */
@@ -75,9 +94,9 @@ function files(f: Front, names: Record<string, Uint8Array>, under = "src"): stri
 
 const hashOf = (path: string) => sha256(readFileSync(path));
 
-describe.skipIf(missing !== null)(`S3 clients${missing === null ? "" : ` (skipped: ${missing})`}`, () => {
+for (const mode of MODES) describe.skipIf(missing !== null)(`S3 clients, ${mode.name}${missing === null ? "" : ` (skipped: ${missing})`}`, () => {
   test("aws s3: cp up and down (small, and 100 MiB multipart), ls, sync both ways, rm --recursive; s3api head-object, list-objects-v2", async () => {
-    const f = await front();
+    const f = await front(mode);
     const aws = (...args: string[]) => run(f, [AWS, "--endpoint-url", f.endpoint, ...args]);
     const small = payload(100_000, 1);
     const big = payload(100 * 1024 * 1024, 2);
@@ -109,7 +128,7 @@ describe.skipIf(missing !== null)(`S3 clients${missing === null ? "" : ` (skippe
   }, 120_000);
 
   test("rclone: copy (a file of 12 MiB among them), lsjson, check with MD5 and check --download, delete", async () => {
-    const f = await front();
+    const f = await front(mode);
     const config = join(f.home, "rclone.conf");
     writeFileSync(config, `[gw]\ntype = s3\nprovider = Other\naccess_key_id = ${f.accessKeyId}\nsecret_access_key = ${f.secretAccessKey}\nendpoint = ${f.endpoint}\nregion = us-east-1\n`);
     const rclone = (...args: string[]) => run(f, ["rclone", "--config", config, ...args]);
@@ -133,7 +152,7 @@ describe.skipIf(missing !== null)(`S3 clients${missing === null ? "" : ` (skippe
   }, 120_000);
 
   test("s3cmd: put (small, and 12 MiB in 5 MiB parts), ls, get, del", async () => {
-    const f = await front();
+    const f = await front(mode);
     const config = join(f.home, "s3cfg");
     const host = `127.0.0.1:${f.port}`;
     writeFileSync(config, `[default]\naccess_key = ${f.accessKeyId}\nsecret_key = ${f.secretAccessKey}\nhost_base = ${host}\nhost_bucket = ${host}\nuse_https = False\nsignature_v2 = False\nbucket_location = us-east-1\n`);

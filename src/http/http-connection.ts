@@ -3,11 +3,14 @@
 // API path-style and plain HTTP, over the same Store as the TCP protocol. The store's keys are the
 // objects of bucket `fsgw` (config: the TCP protocol's keys), so TCP and HTTP see the same files.
 //
-// What it answers so far: ListBuckets (GET /), HeadBucket, ListObjectsV2 (GET /fsgw?list-type=2),
-// GetObject (Range, If-None-Match), HeadObject, PutObject (Content-Length bodies; Content-MD5 and
-// x-amz-checksum-sha256 checked before commit; Expect: 100-continue), DeleteObject. Access: open
-// when auth is off; with auth "token", `Authorization: Bearer <token>` with the token's scope
-// (SigV4 comes later). One request at a time per connection, in order (keep-alive, pipelining).
+// What it answers: ListBuckets, HeadBucket, GetBucketLocation, ListObjectsV2 and ListObjects (v1),
+// GetObject and HeadObject (Range; If-None-Match, If-Match, If-Modified-Since, If-Unmodified-Since),
+// PutObject (Content-Length bodies; Content-MD5, x-amz-checksum-sha256 and a signed payload's
+// x-amz-content-sha256 checked before commit; the store records the body's MD5, the ETag;
+// Expect: 100-continue), DeleteObject, DeleteObjects, CopyObject, and multipart uploads
+// (multipart.ts). Access: open when auth is off; with auth "token", AWS Signature V4 with access
+// keys that carry a token's scope (sigv4.ts, src/auth/token.ts), or `Authorization: Bearer
+// <token>`. One request at a time per connection, in order (keep-alive, pipelining).
 //
 //   head ──GET/HEAD/DELETE/list──▶ busy ──answer──▶ head (keep-alive) │ closed
 //   head ──PUT──▶ busy ──(100 Continue)──▶ body ──last byte──▶ busy ──answer──▶ head │ closed

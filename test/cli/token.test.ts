@@ -4,7 +4,7 @@ import { expect, test } from "bun:test";
 import { createHmac } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Access, SECRET_BYTES_MIN, verifyToken } from "../../src/auth/token";
+import { Access, SECRET_BYTES_MIN, scopeOfAccessKey, secretAccessKeyOf, verifyToken } from "../../src/auth/token";
 import { runTokenCommand } from "../../src/cli/token-command";
 import type { Io } from "../../src/cli/client-commands";
 import { tempDir } from "../helpers/server";
@@ -93,4 +93,18 @@ test("a signed payload of another shape is refused as unreadable: extra or missi
     { ...good, exp: "4000000000" },
   ];
   for (const payload of bad) expect([payload, verifyToken(signedToken(payload), [secret])]).toEqual([payload, { ok: false, reason: "signed but unreadable payload", id: "" }]);
+});
+
+test("token create --s3 prints an access key pair with the scope asked for, whose secret the server derives from its own", () => {
+  const secret = run(["secret"]).out.trim();
+  const file = join(tempDir("token-cli"), "secret");
+  writeFileSync(file, secret);
+  const made = run(["create", "--s3", "--ops", "read,write", "--prefix", "photos/", "--ttl", "1h", "--id", "bob", "--secret-file", file]);
+  expect(made.code).toBe(0);
+  const env = Object.fromEntries(made.out.trim().split("\n").map((l) => l.split("=", 2) as [string, string]));
+  expect(Object.keys(env)).toEqual(["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]);
+  expect(scopeOfAccessKey(env.AWS_ACCESS_KEY_ID!)).toMatchObject({ id: "bob", access: Access.READ | Access.WRITE, prefix: "photos/" });
+  expect(secretAccessKeyOf(new TextEncoder().encode(secret), env.AWS_ACCESS_KEY_ID!)).toBe(env.AWS_SECRET_ACCESS_KEY!);
+  const json = JSON.parse(run(["create", "--s3", "--ops", "read", "--secret-file", file, "--json"]).out) as Record<string, unknown>;
+  expect(Object.keys(json).sort()).toEqual(["accessKeyId", "expiresAt", "id", "ops", "prefix", "secretAccessKey"]);
 });

@@ -1303,6 +1303,7 @@ double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest
     digest_of_fd(fd, &st, digest_out);
     digest_to_cache(&st, digest_out);
   }
+  if (rc >= 0 && digest_out != NULL) mtime_fact(&st, digest_out); /* a cached entry may lack it */
   if (rc >= 0 && (double)st.st_size <= cap) {
     size_t size = (size_t)st.st_size, done = 0;
     while (done < size) {
@@ -1390,6 +1391,7 @@ int32_t fsgw_open_cached(const char *path, double *size_out, uint8_t *digest_out
     digest_of_fd(fd, &st, digest_out);
     digest_to_cache(&st, digest_out);
   }
+  if (digest_out != NULL) mtime_fact(&st, digest_out); /* a cached entry may lack it (stat_cached caches none) */
   return fd;
 }
 

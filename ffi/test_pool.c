@@ -618,6 +618,13 @@ static void test_digests(void) {
   close(w);
   memset(out, 0xee, sizeof out);
   CHECK(fsgw_stat_cached(plain, &mode, out) == 1 && (out[0] & FSGW_FACT_MD5) && memcmp(out + 1, both, 48) == 0, "stat_cached reads SHA-256 and MD5", "%d", out[0]);
+  /* The digest cache filled by stat_cached: open_cached and read_cached still report the mtime. */
+  memset(out, 0, sizeof out);
+  fd = fsgw_open_cached(plain, &size, out);
+  CHECK(fd >= 0 && (out[0] & FSGW_FACT_MTIME) && (out[0] & FSGW_FACT_MD5), "open_cached after stat_cached: mtime and digests", "%d", out[0]);
+  if (fd >= 0) close(fd);
+  memset(out, 0, sizeof out);
+  CHECK(fsgw_read_cached(plain, buf, sizeof buf, out) == 1 && (out[0] & FSGW_FACT_MTIME), "read_cached after stat_cached: mtime", "%d", out[0]);
   /* COMMIT with FSGW_COMMIT_MD5 records both before the rename. */
   char md5_final[600];
   path_in(md5_final, sizeof md5_final, "digested-md5");

@@ -463,14 +463,18 @@ static int64_t do_commit(const char *tmp, const char *final_path, const char *bu
 }
 
 /* open + fstat + read it all + close: a whole small download in one trip to a worker. */
-static void digest_of_fd(int fd, const struct stat *st, uint8_t *out);
+static void digest_of_fd(int fd, uint8_t *out);
+static void mtime_fact(const struct stat *st, uint8_t *out);
 
 static int64_t do_read_file(const char *path, char *buf, size_t cap, int32_t *aux, uint8_t *digest_out) {
   int64_t fd = do_open(path, FSGW_OPEN_READ);
   if (fd < 0) return fd;
   struct stat st;
   int64_t rc = stat_result(fstat((int)fd, &st), &st, aux);
-  if (rc >= 0) digest_of_fd((int)fd, &st, digest_out);
+  if (rc >= 0 && digest_out != NULL) {
+    digest_of_fd((int)fd, digest_out);
+    mtime_fact(&st, digest_out);
+  }
   if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
   if (rc >= 0 && (uint64_t)st.st_size <= cap) {
     size_t size = (size_t)st.st_size, done = 0;
@@ -613,12 +617,11 @@ static void mtime_fact(const struct stat *st, uint8_t *out) {
   out[0] |= FSGW_FACT_MTIME;
 }
 
-/* The file's facts into out (FSGW_DIGEST_OUT_BYTES): its recorded digests (none when it has none,
- * or its file system keeps no user attributes) and its modification time. */
-static void digest_of_fd(int fd, const struct stat *st, uint8_t *out) {
-  if (out == NULL) return;
+/* The file's recorded digests into out (FSGW_DIGEST_OUT_BYTES), flags reset: none when it has
+ * none, or its file system keeps no user attributes. Every caller then adds the mtime (mtime_fact),
+ * also when the digests come from the cache, which keeps digests only. */
+static void digest_of_fd(int fd, uint8_t *out) {
   out[0] = digest_flags(fgetxattr(fd, FSGW_DIGEST_XATTR, out + 1, 48));
-  mtime_fact(st, out);
 }
 
 static int digest_by_path(const char *path, int opath_fd, uint8_t *out);
@@ -654,7 +657,10 @@ static void run_job(job *j) {
     case FSGW_OP_PREAD: j->result = do_pread(j->fd, j->buf, j->len, j->offset); break;
     case FSGW_OP_FSTAT:
       j->result = stat_result(fstat(j->fd, &st), &st, &j->aux);
-      if (j->result >= 0) digest_of_fd(j->fd, &st, j->ext);
+      if (j->result >= 0 && j->ext != NULL) {
+        digest_of_fd(j->fd, j->ext);
+        mtime_fact(&st, j->ext);
+      }
       break;
     case FSGW_OP_STAT: j->result = do_stat(j->path, &j->aux, j->ext); break;
     case FSGW_OP_CLOSE: j->result = do_close(j->fd); break;
@@ -1300,10 +1306,10 @@ double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest
   int64_t rc = stat_result(fstat(fd, &st), &st, &mode);
   if (rc >= 0 && !S_ISREG(st.st_mode)) rc = -EISDIR;
   if (rc >= 0 && digest_out != NULL && !digest_from_cache(&st, digest_out)) {
-    digest_of_fd(fd, &st, digest_out);
+    digest_of_fd(fd, digest_out);
     digest_to_cache(&st, digest_out);
   }
-  if (rc >= 0 && digest_out != NULL) mtime_fact(&st, digest_out); /* a cached entry may lack it */
+  if (rc >= 0 && digest_out != NULL) mtime_fact(&st, digest_out);
   if (rc >= 0 && (double)st.st_size <= cap) {
     size_t size = (size_t)st.st_size, done = 0;
     while (done < size) {
@@ -1388,10 +1394,10 @@ int32_t fsgw_open_cached(const char *path, double *size_out, uint8_t *digest_out
   }
   *size_out = (double)st.st_size;
   if (digest_out != NULL && !digest_from_cache(&st, digest_out)) {
-    digest_of_fd(fd, &st, digest_out);
+    digest_of_fd(fd, digest_out);
     digest_to_cache(&st, digest_out);
   }
-  if (digest_out != NULL) mtime_fact(&st, digest_out); /* a cached entry may lack it (stat_cached caches none) */
+  if (digest_out != NULL) mtime_fact(&st, digest_out);
   return fd;
 }
 

@@ -450,31 +450,8 @@ export class HttpConnection {
     const small = size <= this.host.inlineBytesMax;
     let sink: UploadSink | null = null;
     let ended: Promise<Outcome<number>> | null = null;
-    if (!small) {
-      let ready!: (o: Outcome<number>) => void;
-      const opened = new Promise<Outcome<number>>((r) => (ready = r));
-      let finish!: (o: Outcome<number>) => void;
-      ended = new Promise<Outcome<number>>((r) => (finish = r));
-      sink = this.host.store.beginUpload(key, size, {
-        onStoreDone: (v) => ready({ ok: true, value: v }),
-        onStoreFailed: (failure, cause) => {
-          ready({ ok: false, failure, cause });
-          finish({ ok: false, failure, cause });
-        },
-        onStoreBug: (e) => {
-          this.host.log.error("http_bug", { remote: this.remote, error: String((e as Error)?.stack ?? e) });
-          ready({ ok: false, failure: Failure.IO, cause: { text: "internal error" } as FailureCause });
-        },
-        onUploadProgress: () => this.body?.progressed?.(),
-        onUploadDone: (n) => finish({ ok: true, value: n }),
-        onUploadFailed: (failure, cause) => finish({ ok: false, failure, cause }),
-      }, expected, digest, undefined, true);
-      const o = await opened;
-      if (!o.ok) {
-        this.mustClose = true;
-        throw new HttpFailure(s3ErrorOf(o.failure, o.cause.text));
-      }
-    }
+    // A store that refuses to open it leaves the body unread: the answer closes the connection (bodyUnread).
+    if (!small) ({ sink, ended } = await this.startUpload(key, size, expected, digest, () => this.body?.progressed?.()));
     const gather = small ? new Uint8Array(size) : null;
     if (!(await this.receive(size, sink, gather, hasher))) return;
     if (hasher !== null && hasher.digest("base64") !== md5) {
@@ -590,12 +567,10 @@ export class HttpConnection {
   }
 
   /**
-   * Stores `size` bytes that `next` reads (each call fills the front of a buffer and says how many;
-   * 0 before the end is a failure) as one upload of `key`, with its MD5: CopyObject and
-   * CompleteMultipartUpload. Reads wait while the store's backlog is past the connection's bound.
+   * A streamed upload of `key` (with its MD5: the ETag), once the store has opened it: its sink and
+   * the promise of its end. A store that cannot open it is an HttpFailure.
    */
-  private async streamInto(key: StoreKey, size: number, digest: Uint8Array, next: (into: Uint8Array) => Promise<number>): Promise<void> {
-    let progressed: (() => void) | null = null;
+  private async startUpload(key: StoreKey, size: number, expected: Uint8Array | null, digest: Uint8Array, progressed: () => void): Promise<{ sink: UploadSink; ended: Promise<Outcome<number>> }> {
     let ready!: (o: Outcome<number>) => void;
     const opened = new Promise<Outcome<number>>((r) => (ready = r));
     let finish!: (o: Outcome<number>) => void;
@@ -610,12 +585,23 @@ export class HttpConnection {
         this.host.log.error("http_bug", { remote: this.remote, error: String((e as Error)?.stack ?? e) });
         ready({ ok: false, failure: Failure.IO, cause: { text: "internal error" } as FailureCause });
       },
-      onUploadProgress: () => progressed?.(),
+      onUploadProgress: progressed,
       onUploadDone: (n) => finish({ ok: true, value: n }),
       onUploadFailed: (failure, cause) => finish({ ok: false, failure, cause }),
-    }, null, digest, undefined, true);
+    }, expected, digest, undefined, true);
     const o = await opened;
     if (!o.ok) throw new HttpFailure(s3ErrorOf(o.failure, o.cause.text));
+    return { sink, ended };
+  }
+
+  /**
+   * Stores `size` bytes that `next` reads (each call fills the front of a buffer and says how many;
+   * 0 before the end is a failure) as one upload of `key`, with its MD5: CopyObject and
+   * CompleteMultipartUpload. Reads wait while the store's backlog is past the connection's bound.
+   */
+  private async streamInto(key: StoreKey, size: number, digest: Uint8Array, next: (into: Uint8Array) => Promise<number>): Promise<void> {
+    let progressed: (() => void) | null = null;
+    const { sink, ended } = await this.startUpload(key, size, null, digest, () => progressed?.());
     try {
       for (let left = size; left > 0; ) {
         if (this.state === "closed") throw new HttpFailure({ status: 400, code: "RequestTimeout", message: "the client went away" });

@@ -98,11 +98,10 @@ export function locationXml(): string {
 }
 
 /** The entries and common prefixes of a LIST page as S3's XML elements, and how many there were. */
-function listElements(lines: Uint8Array): { contents: string; prefixes: string; count: number; last: string } {
+function listElements(lines: Uint8Array): { contents: string; prefixes: string; count: number } {
   let contents = "";
   let prefixes = "";
   let count = 0;
-  let last = "";
   for (const line of new TextDecoder().decode(lines).split("\n")) {
     if (line === "") continue;
     const o = JSON.parse(line) as { key?: string; size?: number; mtime?: string; sha256?: string; md5?: string; prefix?: string };
@@ -111,11 +110,10 @@ function listElements(lines: Uint8Array): { contents: string; prefixes: string; 
       prefixes += `<CommonPrefixes><Prefix>${escapeXml(o.prefix)}</Prefix></CommonPrefixes>`;
       continue;
     }
-    last = o.key!;
     const etag = o.sha256 === undefined ? "" : `<ETag>${escapeXml(etagOfHex(o.md5, o.sha256))}</ETag>`;
     contents += `<Contents><Key>${escapeXml(o.key!)}</Key><LastModified>${o.mtime}</LastModified>${etag}<Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`;
   }
-  return { contents, prefixes, count, last };
+  return { contents, prefixes, count };
 }
 
 export interface ListV1Request {

@@ -209,10 +209,11 @@ export function mtimeMsOf(facts: Uint8Array): number | null {
 
 /** Records digests in a facts buffer: the SHA-256, and the MD5 when given. */
 export function setDigests(facts: Uint8Array, sha256: Uint8Array, md5: Uint8Array | null = null): void {
-  facts.set(sha256.subarray(0, 32), 1);
+  // No view made when the digests are exactly their size (the TCP upload's path).
+  facts.set(sha256.length === 32 ? sha256 : sha256.subarray(0, 32), 1);
   facts[0] = (facts[0]! & ~(FACT_SHA256 | FACT_MD5)) | FACT_SHA256;
   if (md5 !== null) {
-    facts.set(md5.subarray(0, 16), 33);
+    facts.set(md5.length === 16 ? md5 : md5.subarray(0, 16), 33);
     facts[0] |= FACT_MD5;
   }
 }

@@ -16,15 +16,17 @@
 //   head ──PUT──▶ busy ──(100 Continue)──▶ body ──last byte──▶ busy ──answer──▶ head │ closed
 //   every state ──close, or a malformed head (its 4xx answered)──▶ closed
 import type { Socket } from "bun";
-import { open as openFile, type FileHandle } from "node:fs/promises";
+import { open as openFile, unlink, type FileHandle } from "node:fs/promises";
 import type { Logger } from "../log";
 import { Access, type TokenScope, type Verified } from "../auth/token";
 import { checkKey, type StoreKey } from "../storage/keys";
 import { DIGEST_BYTES, Failure, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
-import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, verifySigV4 } from "./sigv4";
+import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, verifySigV4, type ChunkSigning } from "./sigv4";
+import { BodyError, RequestBody, type BodyForm } from "./request-body";
+import { checksumAlgorithmOf, ChecksumHasher } from "./checksums";
 import { scopeOfAccessKey } from "../auth/token";
-import { BadPartDigest, PARTS_MAX, type MultipartUploads, type Part } from "./multipart";
+import { BadPartDigest, PARTS_MAX, type MultipartUploads, type Part, type PartWriter } from "./multipart";
 import { completeMultipartXml, copyObjectXml, deleteResultXml, errorXml, etagOf, initiateMultipartXml, listBucketsXml, listMultipartUploadsXml, listObjectsV1Xml, listObjectsV2Xml, listPartsXml, locationXml, s3ErrorOf, xmlValues, type S3Error } from "./s3-xml";
 
 /** What a connection needs from its server. */
@@ -84,8 +86,10 @@ export class HttpConnection {
   private readonly outQueue: Uint8Array[] = [];
   private outQueued = 0;
   private drained: (() => void) | null = null;
-  /** The PUT whose body is arriving (state "body"). */
-  private body: { sink: UploadSink | null; gather: Uint8Array | null; got: number; size: number; md5: Bun.CryptoHasher | null; done: () => void; progressed: (() => void) | null } | null = null;
+  /** The request whose body is arriving (state "body"). */
+  private body: ArrivingBody | null = null;
+  /** The request's aws-chunked signatures chain from this (SigV4 with auth), else null. */
+  private chunkSigning: ChunkSigning | null = null;
   private paused = false;
   /** The socket's descriptor once checked (-1: none usable; -2: not asked yet). */
   private fd = -2;
@@ -134,7 +138,8 @@ export class HttpConnection {
     if (this.state === "closed") return;
     this.state = "closed";
     this.outQueue.length = 0;
-    if (this.body?.sink) this.host.track(this.body.sink.abort());
+    // A body arriving: its receiver aborts what it was writing.
+    this.body?.done(null);
     this.body = null;
     this.drained?.();
     this.host.closed(this);
@@ -191,6 +196,7 @@ export class HttpConnection {
 
   private async handle(head: RequestHead): Promise<void> {
     const q = new URLSearchParams(head.query);
+    this.chunkSigning = null;
     const scope = this.authorize(head, q);
     const { bucket, key } = routeOf(head.path);
     const method = head.method;
@@ -305,8 +311,7 @@ export class HttpConnection {
         if (sig === null) throw new SigV4Error("AccessDenied", "this gateway needs AWS Signature V4 (an access key from 'fsgw token create --s3') or Authorization: Bearer <token>");
         const carried = scopeOfAccessKey(sig.accessKeyId);
         if (carried === null) throw new SigV4Error("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.");
-        verifySigV4(head, q, sig, this.host.s3SecretKeys(sig.accessKeyId), Date.now());
-        if (sig.payloadHash === STREAMING_PAYLOAD) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "aws-chunked (STREAMING-AWS4-HMAC-SHA256-PAYLOAD) bodies are not taken yet: sign the payload or send UNSIGNED-PAYLOAD" });
+        this.chunkSigning = verifySigV4(head, q, sig, this.host.s3SecretKeys(sig.accessKeyId), Date.now());
         scope = carried;
       } catch (e) {
         if (!(e instanceof SigV4Error)) throw e;
@@ -433,30 +438,30 @@ export class HttpConnection {
   }
 
   private async putObject(head: RequestHead, key: StoreKey): Promise<void> {
-    if (head.chunked) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "chunked request bodies are not taken yet: send Content-Length" });
-    const size = head.contentLength;
-    if (size === null) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header." });
-    if (size > this.host.uploadBytesMax) {
-      this.mustClose = true; // the body is not read: the connection cannot go on
-      throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
-    }
+    const { form, size } = this.payloadOf(head);
     const expected = expectedSha256(head);
-    const md5 = head.headers.get("content-md5");
+    const checks = this.bodyChecks(head, form);
     const digest = new Uint8Array(DIGEST_BYTES);
     this.continueIfAsked(head);
-    // The store computes the body's MD5 (the ETag); a Content-MD5 is checked before the commit,
-    // so it is computed here as well.
-    const hasher = md5 === undefined ? null : new Bun.CryptoHasher("md5");
-    const small = size <= this.host.inlineBytesMax;
+    if (size === null) return this.putOfUnknownLength(key, form, expected, checks, digest);
     let sink: UploadSink | null = null;
     let ended: Promise<Outcome<number>> | null = null;
+    const small = size <= this.host.inlineBytesMax;
     // A store that refuses to open it leaves the body unread: the answer closes the connection (bodyUnread).
     if (!small) ({ sink, ended } = await this.startUpload(key, size, expected, digest, () => this.body?.progressed?.()));
     const gather = small ? new Uint8Array(size) : null;
-    if (!(await this.receive(size, sink, gather, hasher))) return;
-    if (hasher !== null && hasher.digest("base64") !== md5) {
+    let at = 0;
+    const take = gather !== null ? (part: Uint8Array) => void (gather.set(part, at), (at += part.length)) : (part: Uint8Array) => sink!.push(part);
+    const decoder = await this.receive(form, size, size, checks.hashers, take, () => sink?.backlogBytes ?? 0).catch((e) => {
       if (sink !== null) this.host.track(sink.abort());
-      throw new HttpFailure({ status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." });
+      throw e;
+    });
+    if (decoder === null) return void (sink !== null && this.host.track(sink.abort()));
+    try {
+      this.check(checks, decoder);
+    } catch (e) {
+      if (sink !== null) this.host.track(sink.abort());
+      throw e;
     }
     let stored: Outcome<number>;
     if (sink !== null) {
@@ -469,39 +474,179 @@ export class HttpConnection {
       const s3 = stored.failure === Failure.DIGEST_MISMATCH ? SHA256_MISMATCH : s3ErrorOf(stored.failure, stored.cause.text);
       throw new HttpFailure(s3);
     }
-    return this.answer(200, digestHeaders(digest, {}), EMPTY, false);
+    return this.answer(200, digestHeaders(digest, checks.answer), EMPTY, false);
   }
 
-  /** A request's body of `size` bytes, as it arrives (onData), into a sink or a buffer: false when the connection closed first. */
-  private async receive(size: number, sink: UploadSink | null, gather: Uint8Array | null, md5: Bun.CryptoHasher | null): Promise<boolean> {
-    await new Promise<void>((done) => {
-      this.body = { sink, gather, got: 0, size, md5, done, progressed: null };
+  /**
+   * A PUT whose length is not known before its end (Transfer-Encoding: chunked, no
+   * x-amz-decoded-content-length): gathered in memory up to inlineBytesMax, past that spooled to a
+   * file (multipartDir) and then streamed into the store with its size known.
+   */
+  private async putOfUnknownLength(key: StoreKey, form: BodyForm, expected: Uint8Array | null, checks: BodyChecks, digest: Uint8Array): Promise<void> {
+    const parts: Uint8Array[] = [];
+    let gathered = 0;
+    let spool: PartWriter | null = null;
+    const take = (part: Uint8Array) => {
+      if (spool !== null) return spool.push(part);
+      if (gathered + part.length <= this.host.inlineBytesMax) {
+        parts.push(part);
+        gathered += part.length;
+        return;
+      }
+      spool = this.host.multipart.spool({ progressed: () => this.body?.progressed?.() });
+      for (const p of parts) spool.push(p);
+      spool.push(part);
+      parts.length = 0;
+    };
+    const decoder = await this.receive(form, null, this.host.uploadBytesMax, checks.hashers, take, () => (spool as PartWriter | null)?.backlogBytes ?? 0).catch((e) => {
+      if (spool !== null) this.host.track((spool as PartWriter).abort());
+      throw e;
+    });
+    const spooled = spool as PartWriter | null;
+    if (decoder === null) return void (spooled !== null && this.host.track(spooled.abort()));
+    try {
+      this.check(checks, decoder);
+    } catch (e) {
+      if (spooled !== null) this.host.track(spooled.abort());
+      throw e;
+    }
+    if (spooled === null) {
+      const stored = await storeValue((t) => this.host.store.putWhole(key, concatAll(parts, gathered), t, expected, digest, true));
+      if (!stored.ok) throw new HttpFailure(stored.failure === Failure.DIGEST_MISMATCH ? SHA256_MISMATCH : s3ErrorOf(stored.failure, stored.cause.text));
+      return this.answer(200, digestHeaders(digest, checks.answer), EMPTY, false);
+    }
+    const { path, size } = await spooled.finish().catch((e: NodeJS.ErrnoException) => {
+      this.host.track(spooled.abort());
+      throw new HttpFailure(e.code === "ENOSPC" ? { status: 507, code: "InsufficientStorage", message: "no space left to spool the body" } : { status: 500, code: "InternalError", message: `spooling the body failed: ${e.code ?? e.message}` });
+    });
+    const file = await openFile(path, "r");
+    try {
+      await this.streamInto(key, size, digest, async (into) => (await file.read(into, 0, into.length)).bytesRead, expected);
+    } finally {
+      await file.close().catch(() => {});
+      await unlink(path).catch(() => {});
+    }
+    return this.answer(200, digestHeaders(digest, checks.answer), EMPTY, false);
+  }
+
+  /**
+   * How a request's body is framed and coded, and the size of its payload when known before its
+   * end: Content-Length, or an aws-chunked body's x-amz-decoded-content-length; null for a plain
+   * chunked one. Too large a body is refused here, before any of it is read.
+   */
+  private payloadOf(head: RequestHead): { form: BodyForm; size: number | null } {
+    const hash = head.headers.get("x-amz-content-sha256") ?? "";
+    const codings = (head.headers.get("content-encoding") ?? "").toLowerCase().split(",").map((t) => t.trim());
+    let form: BodyForm;
+    let size: number | null;
+    if (!hash.startsWith("STREAMING-") && !codings.includes("aws-chunked")) {
+      size = head.chunked ? null : (head.contentLength ?? 0);
+      form = { contentLength: size, aws: null };
+    } else {
+      if (hash.startsWith("STREAMING-") && hash !== STREAMING_PAYLOAD && hash !== STREAMING_PAYLOAD_TRAILER && hash !== STREAMING_UNSIGNED_TRAILER) {
+        throw new HttpFailure({ status: 501, code: "NotImplemented", message: `x-amz-content-sha256 ${hash} is not supported (SigV4A): use SigV4 (STREAMING-AWS4-HMAC-SHA256-PAYLOAD, STREAMING-UNSIGNED-PAYLOAD-TRAILER) or UNSIGNED-PAYLOAD` });
+      }
+      const decoded = head.headers.get("x-amz-decoded-content-length");
+      if (decoded === undefined || !/^\d{1,15}$/.test(decoded)) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "An aws-chunked body needs x-amz-decoded-content-length." });
+      if (!head.chunked && head.contentLength === null) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header." });
+      const signed = hash === STREAMING_PAYLOAD || hash === STREAMING_PAYLOAD_TRAILER;
+      const trailer = head.headers.get("x-amz-trailer")?.trim().toLowerCase() || null;
+      size = Number(decoded);
+      form = { contentLength: head.chunked ? null : head.contentLength, aws: { signed, trailer, signing: signed ? this.chunkSigning : null } };
+    }
+    if (size !== null && size > this.host.uploadBytesMax) {
+      this.mustClose = true; // the body is not read: the connection cannot go on
+      throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
+    }
+    return { form, size };
+  }
+
+  /**
+   * What a body is checked against before its commit, besides the SHA-256 the store checks: its
+   * Content-MD5, and an x-amz-checksum-<algorithm> from a header or an aws-chunked trailer.
+   */
+  private bodyChecks(head: RequestHead, form: BodyForm, withMd5 = true): BodyChecks {
+    const checks: BodyChecks = { md5: null, md5Expected: "", checksum: null, checksumName: "", checksumExpected: null, hashers: [], answer: {} };
+    const md5 = head.headers.get("content-md5");
+    if (md5 !== undefined && withMd5) {
+      checks.md5 = new Bun.CryptoHasher("md5");
+      checks.md5Expected = md5;
+      checks.hashers.push(checks.md5);
+    }
+    let name = form.aws?.trailer ?? null;
+    let expected: string | null = null;
+    if (name === null) {
+      for (const [header, value] of head.headers) {
+        // x-amz-checksum-sha256 is the store's own check (expectedSha256).
+        if (header === "x-amz-checksum-sha256" || checksumAlgorithmOf(header) === null) continue;
+        name = header;
+        expected = value;
+      }
+    }
+    if (name === null) return checks;
+    const algorithm = checksumAlgorithmOf(name);
+    if (algorithm === null) throw new HttpFailure({ status: 400, code: "InvalidRequest", message: `x-amz-trailer ${name} is not a checksum this gateway takes` });
+    if (algorithm === "unsupported") throw new HttpFailure({ status: 501, code: "NotImplemented", message: `${name} is not supported: send CRC32, CRC32C, SHA1 or SHA256 checksums` });
+    checks.checksum = new ChecksumHasher(algorithm);
+    checks.checksumName = name;
+    checks.checksumExpected = expected;
+    checks.hashers.push(checks.checksum);
+    return checks;
+  }
+
+  /** A received body against its checks (bodyChecks): BadDigest when one fails. */
+  private check(checks: BodyChecks, decoder: RequestBody): void {
+    if (checks.md5 !== null && checks.md5.digest("base64") !== checks.md5Expected) throw new HttpFailure({ status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." });
+    if (checks.checksum === null) return;
+    const computed = checks.checksum.base64();
+    const expected = checks.checksumExpected ?? decoder.trailers.get(checks.checksumName);
+    if (expected !== computed) throw new HttpFailure({ status: 400, code: "BadDigest", message: `The ${checks.checksumName} you specified did not match the calculated checksum.` });
+    checks.answer[checks.checksumName] = computed;
+  }
+
+  /**
+   * A request's body as it arrives (onData, feedBody), decoded (request-body.ts), its payload
+   * handed to `take` and the hashers: its decoder (the trailers) once all of it arrived, null when
+   * the connection closed first. A malformed body, or one larger than `limit`, is an HttpFailure (the connection
+   * closes after its answer). `backlog` is what the payload's destination holds unwritten: past
+   * connectionBufferBytesMax, reading pauses until it drains.
+   */
+  private async receive(form: BodyForm, size: number | null, limit: number, hashers: { update(b: Uint8Array): unknown }[], take: (part: Uint8Array) => void, backlog: () => number): Promise<RequestBody | null> {
+    const decoder = new RequestBody(form);
+    const failure = await new Promise<BodyError | null>((done) => {
+      this.body = { decoder, size, limit, got: 0, hashers, take, backlog, done, progressed: null };
       this.state = "body";
       this.feedBody();
     });
-    if (this.state === "closed") return false;
     this.body = null;
+    if ((this.state as HttpState) === "closed") return null;
     this.state = "busy";
-    return true;
+    if (failure !== null) {
+      this.bodyUnread = true; // the rest of it cannot be told from a next request: the connection closes
+      throw new HttpFailure({ status: failure.status, code: failure.code, message: failure.message });
+    }
+    return decoder;
   }
 
   /** A small request body whole (DeleteObjects, CompleteMultipartUpload's part list), at most `max` bytes. */
   private async smallBody(head: RequestHead, max: number): Promise<string> {
-    const size = head.contentLength;
-    if (size === null) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header." });
-    if (size > max) {
+    const { form, size } = this.payloadOf(head);
+    if (size !== null && size > max) {
       this.mustClose = true;
       throw new HttpFailure({ status: 400, code: "MaxMessageLengthExceeded", message: `Your request was too big (at most ${max} bytes here).` });
     }
-    this.continueIfAsked(head);
-    const md5 = head.headers.get("content-md5");
-    const hasher = md5 === undefined ? null : new Bun.CryptoHasher("md5");
+    const checks = this.bodyChecks(head, form);
     const expected = expectedSha256(head);
-    const gather = new Uint8Array(size);
-    if (!(await this.receive(size, null, gather, hasher))) throw new HttpFailure({ status: 400, code: "IncompleteBody", message: "closed" });
-    if (hasher !== null && hasher.digest("base64") !== md5) throw new HttpFailure({ status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." });
-    if (expected !== null && !Buffer.from(expected).equals(new Bun.CryptoHasher("sha256").update(gather).digest() as Buffer)) throw new HttpFailure(SHA256_MISMATCH);
-    return new TextDecoder().decode(gather);
+    this.continueIfAsked(head);
+    const parts: Uint8Array[] = [];
+    let got = 0;
+    const take = (part: Uint8Array) => void (parts.push(part), (got += part.length));
+    const decoder = await this.receive(form, size, max, checks.hashers, take, () => 0);
+    if (decoder === null) throw new HttpFailure({ status: 400, code: "IncompleteBody", message: "closed" });
+    this.check(checks, decoder);
+    const body = concatAll(parts, got);
+    if (expected !== null && !Buffer.from(expected).equals(new Bun.CryptoHasher("sha256").update(body).digest() as Buffer)) throw new HttpFailure(SHA256_MISMATCH);
+    return new TextDecoder().decode(body);
   }
 
   private continueIfAsked(head: RequestHead): void {
@@ -599,9 +744,9 @@ export class HttpConnection {
    * 0 before the end is a failure) as one upload of `key`, with its MD5: CopyObject and
    * CompleteMultipartUpload. Reads wait while the store's backlog is past the connection's bound.
    */
-  private async streamInto(key: StoreKey, size: number, digest: Uint8Array, next: (into: Uint8Array) => Promise<number>): Promise<void> {
+  private async streamInto(key: StoreKey, size: number, digest: Uint8Array, next: (into: Uint8Array) => Promise<number>, expected: Uint8Array | null = null): Promise<void> {
     let progressed: (() => void) | null = null;
-    const { sink, ended } = await this.startUpload(key, size, null, digest, () => progressed?.());
+    const { sink, ended } = await this.startUpload(key, size, expected, digest, () => progressed?.());
     try {
       for (let left = size; left > 0; ) {
         if (this.state === "closed") throw new HttpFailure({ status: 400, code: "RequestTimeout", message: "the client went away" });
@@ -620,7 +765,7 @@ export class HttpConnection {
     }
     sink.end();
     const stored = await ended;
-    if (!stored.ok) throw new HttpFailure(s3ErrorOf(stored.failure, stored.cause.text));
+    if (!stored.ok) throw new HttpFailure(stored.failure === Failure.DIGEST_MISMATCH ? SHA256_MISMATCH : s3ErrorOf(stored.failure, stored.cause.text));
   }
 
   // ---- multipart uploads ----
@@ -640,24 +785,26 @@ export class HttpConnection {
   private async uploadPart(head: RequestHead, q: URLSearchParams, key: StoreKey, uploadId: string): Promise<void> {
     const n = Number(q.get("partNumber"));
     if (!Number.isInteger(n) || n < 1 || n > PARTS_MAX) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: `Part number must be an integer between 1 and ${PARTS_MAX}, inclusive` });
-    if (head.chunked) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "chunked request bodies are not taken yet: send Content-Length" });
-    const size = head.contentLength;
-    if (size === null) throw new HttpFailure({ status: 411, code: "MissingContentLength", message: "You must provide the Content-Length HTTP header." });
-    if (size > this.host.uploadBytesMax) {
-      this.mustClose = true;
-      throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
-    }
+    const { form, size } = this.payloadOf(head);
     const expected = expectedSha256(head);
+    // The part's writer computes the MD5 (the part's ETag) and checks a Content-MD5 itself.
+    const checks = this.bodyChecks(head, form, false);
     await this.upload(key, uploadId);
     this.continueIfAsked(head);
     const writer = this.host.multipart.part(uploadId, n, { progressed: () => this.body?.progressed?.() }, expected);
-    if (!(await this.receive(size, writer, null, null))) return void this.host.track(writer.abort());
+    const decoder = await this.receive(form, size, size ?? this.host.uploadBytesMax, checks.hashers, (part) => writer.push(part), () => writer.backlogBytes).catch((e) => {
+      this.host.track(writer.abort());
+      throw e;
+    });
+    if (decoder === null) return void this.host.track(writer.abort());
     try {
+      this.check(checks, decoder);
       const { md5 } = await writer.commit(head.headers.get("content-md5"));
-      return this.answer(200, { etag: `"${md5}"` }, EMPTY, false);
+      return this.answer(200, { etag: `"${md5}"`, ...checks.answer }, EMPTY, false);
     } catch (e) {
       if (e instanceof BadPartDigest) throw new HttpFailure(e.sha256 ? SHA256_MISMATCH : { status: 400, code: "BadDigest", message: e.message });
       this.host.track(writer.abort());
+      if (e instanceof HttpFailure) throw e;
       const errno = (e as NodeJS.ErrnoException).code;
       if (errno === "ENOENT") throw new HttpFailure({ status: 404, code: "NoSuchUpload", message: "The specified multipart upload does not exist (aborted meanwhile)." });
       if (errno === "ENOSPC") throw new HttpFailure({ status: 507, code: "InsufficientStorage", message: "no space left for the part" });
@@ -727,29 +874,42 @@ export class HttpConnection {
     return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listMultipartUploadsXml(this.host.bucket, prefix, uploads)), false);
   }
 
-  /** Moves what arrived of a PUT's body into its sink or buffer; the rest stays for the next request. */
+  /** Decodes what arrived of a request's body into its receiver; the rest stays for the next request. */
   private feedBody(): void {
     const b = this.body;
     if (b === null || this.state !== "body") return;
-    while (this.pending.length > 0 && b.got < b.size) {
-      const take = Math.min(this.pending.length, b.size - b.got);
-      const part = this.pending.subarray(0, take);
-      this.pending = take === this.pending.length ? EMPTY : this.pending.subarray(take);
-      b.md5?.update(part);
-      if (b.gather !== null) b.gather.set(part, b.got);
-      else b.sink!.push(part);
-      b.got += take;
+    {
+      // Fed even when nothing is pending: an empty body is whole at once.
+      let taken: number;
+      try {
+        taken = b.decoder.feed(this.pending, (part) => {
+          if (b.got + part.length > b.limit) {
+            throw b.size !== null
+              ? new BodyError(400, "IncompleteBody", `the body holds more than the ${b.size} bytes announced`)
+              : new BodyError(400, "EntityTooLarge", `Your proposed upload exceeds the maximum allowed size (${b.limit} bytes)`);
+          }
+          for (const h of b.hashers) h.update(part);
+          b.take(part);
+          b.got += part.length;
+        });
+      } catch (e) {
+        if (!(e instanceof BodyError)) throw e;
+        this.pending = EMPTY;
+        return b.done(e);
+      }
+      this.pending = taken === this.pending.length ? EMPTY : this.pending.subarray(taken);
     }
-    if (b.got === b.size) {
+    if (b.decoder.done) {
       this.bodyUnread = false;
-      return b.done();
+      if (b.size !== null && b.got !== b.size) return b.done(new BodyError(400, "IncompleteBody", `the body ended after ${b.got} of the ${b.size} bytes announced`));
+      return b.done(null);
     }
-    // The sink holds what it has not stored: past the bound, stop reading until it drains; below
-    // it, read on (input held while the upload opened may have paused the socket).
-    if (b.sink !== null && b.sink.backlogBytes > this.host.connectionBufferBytesMax) {
+    // The destination holds what it has not stored: past the bound, stop reading until it drains;
+    // below it, read on (input held while the upload opened may have paused the socket).
+    if (b.backlog() > this.host.connectionBufferBytesMax) {
       this.pause();
       b.progressed = () => {
-        if (b.sink!.backlogBytes <= this.host.connectionBufferBytesMax / 2) {
+        if (b.backlog() <= this.host.connectionBufferBytesMax / 2) {
           b.progressed = null;
           this.resumeInput();
         }
@@ -841,6 +1001,49 @@ export class HttpConnection {
     this.paused = false;
     this.socket.resume();
   }
+}
+
+/** A request body being received (receive, feedBody). */
+interface ArrivingBody {
+  decoder: RequestBody;
+  /** The payload's size when announced (Content-Length, x-amz-decoded-content-length), else null. */
+  size: number | null;
+  /** The most payload taken. */
+  limit: number;
+  got: number;
+  hashers: { update(b: Uint8Array): unknown }[];
+  take: (part: Uint8Array) => void;
+  /** Bytes the destination holds unwritten. */
+  backlog: () => number;
+  /** All of it arrived (null), it was malformed (the error), or the connection closed (null, state closed). */
+  done: (failure: BodyError | null) => void;
+  /** The destination wrote some: reading may resume. */
+  progressed: (() => void) | null;
+}
+
+/** What a body is checked against before its commit (bodyChecks). */
+interface BodyChecks {
+  md5: Bun.CryptoHasher | null;
+  md5Expected: string;
+  checksum: ChecksumHasher | null;
+  /** x-amz-checksum-<algorithm>: its header or trailer name. */
+  checksumName: string;
+  /** The header's value; null when it comes as a trailer. */
+  checksumExpected: string | null;
+  hashers: { update(b: Uint8Array): unknown }[];
+  /** Headers of the answer: the checksum checked, as S3 echoes it. */
+  answer: Record<string, string>;
+}
+
+function concatAll(parts: Uint8Array[], total: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(total);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 412: "Precondition Failed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };

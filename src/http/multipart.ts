@@ -21,6 +21,8 @@ import type { UploadSink } from "../storage/store";
 /** S3's own limit on part numbers. */
 export const PARTS_MAX = 10_000;
 const ID_PATTERN = /^[0-9a-f]{32}$/;
+/** multipartDir's directory of spooled bodies of unknown length (not an upload id). */
+const SPOOL_DIR = "spool";
 
 export interface MultipartUpload {
   id: string;
@@ -96,15 +98,31 @@ export class MultipartUploads {
     return new PartWriter(join(this.root, id), n, this.fsync, owner, expectedSha256);
   }
 
+  /**
+   * A writer for a body of unknown length (Transfer-Encoding: chunked without
+   * x-amz-decoded-content-length) on its way to the store: spooled to a file of
+   * <multipartDir>/spool, then streamed into the store with its size known. finish() gives the
+   * file; its caller removes it. What a crash leaves there goes with the sweep's ttl.
+   */
+  spool(owner: PartOwner): PartWriter {
+    const dir = join(this.root, SPOOL_DIR);
+    return new PartWriter(dir, 0, false, owner, null, mkdir(dir, { recursive: true, mode: 0o700 }));
+  }
+
   /** Removes an upload and its parts (Abort, and after Complete). */
   async remove(id: string): Promise<void> {
     if (!ID_PATTERN.test(id)) return;
     await rm(join(this.root, id), { recursive: true, force: true });
   }
 
-  /** Removes uploads untouched for ttlMs: how many. */
+  /** Removes uploads untouched for ttlMs (and spooled bodies as old): how many uploads. */
   async sweep(nowMs = Date.now()): Promise<number> {
     let removed = 0;
+    const spool = join(this.root, SPOOL_DIR);
+    for (const name of await readdir(spool).catch(() => [] as string[])) {
+      const st = await stat(join(spool, name)).catch(() => null);
+      if (st !== null && nowMs - st.mtimeMs > this.ttlMs) await unlink(join(spool, name)).catch(() => {});
+    }
     for (const id of await this.ids()) {
       const st = await stat(join(this.root, id)).catch(() => null);
       if (st !== null && nowMs - st.mtimeMs > this.ttlMs) {
@@ -159,10 +177,12 @@ export class PartWriter implements UploadSink {
     private readonly owner: PartOwner,
     /** The SHA-256 the part must have (a signed payload), or null. */
     private readonly expectedSha256: Uint8Array | null = null,
+    /** What must happen before the file is created (its directory made). */
+    before: Promise<unknown> = Promise.resolve(),
   ) {
     this.sha256 = expectedSha256 === null ? null : new Bun.CryptoHasher("sha256");
     this.tmp = join(dir, `.${n}.${randomBytes(6).toString("hex")}.tmp`);
-    this.handle = open(this.tmp, "wx", 0o600);
+    this.handle = before.then(() => open(this.tmp, "wx", 0o600));
     this.handle.catch((e) => (this.failure = e as Error));
   }
 
@@ -201,6 +221,15 @@ export class PartWriter implements UploadSink {
     }
     await rename(this.tmp, join(this.dir, `${number}.${md5}`));
     return { md5, size: this.position };
+  }
+
+  /** A spooled body (MultipartUploads.spool) whole: its file and size; the caller removes the file. */
+  async finish(): Promise<{ path: string; size: number }> {
+    if (this.writing !== null) await this.writing;
+    const handle = await this.handle;
+    if (this.failure !== null) throw this.failure;
+    await handle.close();
+    return { path: this.tmp, size: this.position };
   }
 
   async abort(): Promise<void> {

@@ -9,7 +9,11 @@ import { hmacSha256, sameBytesConstantTime } from "../util/crypto";
 import type { RequestHead } from "./request-head";
 
 export const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
+/** aws-chunked bodies (request-body.ts): chunks signed in a chain from the seed signature, with or without a signed trailer. */
 export const STREAMING_PAYLOAD = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD";
+export const STREAMING_PAYLOAD_TRAILER = "STREAMING-AWS4-HMAC-SHA256-PAYLOAD-TRAILER";
+/** aws-chunked bodies whose chunks are not signed, with a checksum trailer (the AWS SDKs' default for streamed uploads). */
+export const STREAMING_UNSIGNED_TRAILER = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
 /** A signed request's date may differ from the server's clock by this much (S3's 15 minutes). */
 export const CLOCK_SKEW_MS = 15 * 60 * 1000;
 /** A presigned URL lives at most 7 days (S3's bound on X-Amz-Expires). */
@@ -85,12 +89,21 @@ export function amzDateMs(amzDate: string): number {
   return m === null ? NaN : Date.UTC(Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6]));
 }
 
+/** What an aws-chunked body's chunk and trailer signatures are checked with: the request's signing key, time, scope and seed signature. */
+export interface ChunkSigning {
+  key: Buffer;
+  amzDate: string;
+  scope: string;
+  /** The request's own signature, which the first chunk's chains from. */
+  seed: string;
+}
+
 /**
  * Checks the request's signature against each candidate secret access key (the server's current
  * secret's, then a previous one's during a rotation), and its date against the clock. Throws
- * SigV4Error when it does not hold.
+ * SigV4Error when it does not hold; else what its chunks' signatures chain from.
  */
-export function verifySigV4(head: RequestHead, query: URLSearchParams, sig: SigV4Request, secrets: string[], nowMs: number): void {
+export function verifySigV4(head: RequestHead, query: URLSearchParams, sig: SigV4Request, secrets: string[], nowMs: number): ChunkSigning {
   const at = amzDateMs(sig.amzDate);
   if (Number.isNaN(at) || sig.amzDate.slice(0, 8) !== sig.date) throw new SigV4Error("AccessDenied", "x-amz-date is missing, malformed, or not the credential's date.");
   if (sig.presigned) {
@@ -104,21 +117,37 @@ export function verifySigV4(head: RequestHead, query: URLSearchParams, sig: SigV
   const scope = `${sig.date}/${sig.region}/${sig.service}/aws4_request`;
   const toSign = `AWS4-HMAC-SHA256\n${sig.amzDate}\n${scope}\n${new Bun.CryptoHasher("sha256").update(canonical).digest("hex")}`;
   const given = Buffer.from(sig.signature, "utf8");
-  let good = false;
+  let good: Buffer | null = null;
   for (const secret of secrets) {
-    const expected = Buffer.from(signatureOf(secret, sig.date, sig.region, sig.service, toSign), "utf8");
-    if (given.length === expected.length && sameBytesConstantTime(given, expected)) good = true;
+    const key = signingKeyOf(secret, sig.date, sig.region, sig.service);
+    const expected = Buffer.from(hmacSha256(key, toSign).toString("hex"), "utf8");
+    if (given.length === expected.length && sameBytesConstantTime(given, expected)) good = key;
   }
-  if (!good) throw new SigV4Error("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+  if (good === null) throw new SigV4Error("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you provided. Check your key and signing method.");
+  return { key: good, amzDate: sig.amzDate, scope, seed: sig.signature };
+}
+
+/** SigV4's signing key: the HMAC chain of a secret access key over date, region, service. */
+export function signingKeyOf(secretAccessKey: string, date: string, region: string, service: string): Buffer {
+  let key = hmacSha256(Buffer.from(`AWS4${secretAccessKey}`), date);
+  key = hmacSha256(key, region);
+  key = hmacSha256(key, service);
+  return hmacSha256(key, "aws4_request");
+}
+
+/** The signature of an aws-chunked chunk whose data has SHA-256 `dataHash` (hex), after `previous`. */
+export function chunkSignatureOf(signing: ChunkSigning, previous: string, emptyHash: string, dataHash: string): string {
+  return hmacSha256(signing.key, `AWS4-HMAC-SHA256-PAYLOAD\n${signing.amzDate}\n${signing.scope}\n${previous}\n${emptyHash}\n${dataHash}`).toString("hex");
+}
+
+/** The signature of an aws-chunked body's trailers (`name:value\n` each), after the last chunk's. */
+export function trailerSignatureOf(signing: ChunkSigning, previous: string, trailers: string): string {
+  return hmacSha256(signing.key, `AWS4-HMAC-SHA256-TRAILER\n${signing.amzDate}\n${signing.scope}\n${previous}\n${new Bun.CryptoHasher("sha256").update(trailers).digest("hex")}`).toString("hex");
 }
 
 /** HMAC chain of SigV4: the hex signature of `toSign` under a secret access key. */
 export function signatureOf(secretAccessKey: string, date: string, region: string, service: string, toSign: string): string {
-  let key = hmacSha256(Buffer.from(`AWS4${secretAccessKey}`), date);
-  key = hmacSha256(key, region);
-  key = hmacSha256(key, service);
-  key = hmacSha256(key, "aws4_request");
-  return hmacSha256(key, toSign).toString("hex");
+  return hmacSha256(signingKeyOf(secretAccessKey, date, region, service), toSign).toString("hex");
 }
 
 /** The canonical request SigV4 signs, rebuilt from what arrived. */

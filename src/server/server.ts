@@ -219,37 +219,17 @@ export class Server implements ConnectionHost {
       // Every loop listens on the port with SO_REUSEPORT and the kernel spreads connections over
       // them (the group proved the port free before the first one bound it); a loop that takes a
       // failed one's place binds beside the others, so the port never stops accepting.
-      if (tls === null) return Bun.listen<Connection>({ hostname: host, port, reusePort: true, socket: handlers } as TCPSocketListenOptions<Connection>);
-      // reusePort works for Bun.listen though its typings list it only for connect (the
-      // certificate-reload test fails if a Bun upgrade drops it).
-      const options: TCPSocketListenOptions<Connection> & { reusePort: boolean } = {
-        hostname: host,
-        port,
-        reusePort: true,
-        tls: {
-          cert: tls.cert,
-          key: tls.key,
-          ciphers: TLS12_CIPHERS,
-          secureOptions: noTlsBelow12(),
-          ...(tls.ca !== null ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
-        },
-        socket: handlers,
-      };
-      return Bun.listen<Connection>(options);
+      return Bun.listen<Connection>(listenOptions(host, port, tls, handlers));
     });
   }
 
   /**
-   * Opens the HTTP front door's port (httpPort; 0: off), with SO_REUSEPORT as the protocol's port.
-   * Not yet over TLS: with tlsCertFile set, it stays closed and says so, rather than serve in clear.
+   * Opens the HTTP front door's port (httpPort; 0: off), with SO_REUSEPORT as the protocol's port,
+   * and over TLS (HTTPS) with the protocol's certificate when it has one: never in clear beside an
+   * encrypted protocol port.
    */
-  private listenHttp(): void {
-    const port = this.config.httpPort;
+  private listenHttp(port = this.config.httpPort): void {
     if (port === 0) return;
-    if (this.security!.tls !== null) {
-      if (this.options.loop.index === 0) this.log.warn("http_off", { reason: "the HTTP front door does not speak TLS yet, and the protocol port does: it stays closed rather than serve in clear" });
-      return;
-    }
     const host = this.config.httpHost === "" ? this.config.host : this.config.httpHost;
     this.httpHost = {
       store: this.store,
@@ -267,7 +247,8 @@ export class Server implements ConnectionHost {
       draining: () => this.draining,
       verifyToken: (token) => this.verifyToken(token),
       s3SecretKeys: (accessKeyId) => this.security!.s3SecretKeys(accessKeyId),
-      socketFdOf: (socket) => this.socketDescriptor(socket as unknown as Socket<Connection>),
+      // Under TLS the bytes must go through the encrypting socket: no descriptor (zeroCopy is off).
+      socketFdOf: (socket) => (this.zeroCopy ? this.socketDescriptor(socket as unknown as Socket<Connection>) : -1),
       track: (work) => this.track(work),
       closed: (conn) => {
         if (!this.httpConnections.delete(conn)) return;
@@ -282,10 +263,14 @@ export class Server implements ConnectionHost {
       drain: (socket: Socket<HttpConnection>) => socket.data?.onDrain(),
       close: (socket: Socket<HttpConnection>) => socket.data?.onClose(),
       error: (socket: Socket<HttpConnection>) => socket.data?.onClose(),
+      handshake: (socket: Socket<HttpConnection>, success: boolean, authorizationError: Error | null) => {
+        if (success) return;
+        this.stats.tlsHandshakeFailures++;
+        this.handshakeFailures.note({ remote: `${socket.remoteAddress}:${socket.remotePort}`, error: authorizationError?.message ?? "handshake failed" });
+        socket.data?.close();
+      },
     };
-    this.httpListener = listenOrExplain("the HTTP front door (httpHost, httpPort)", host, port, () =>
-      Bun.listen<HttpConnection>({ hostname: host, port, reusePort: true, socket: handlers } as TCPSocketListenOptions<HttpConnection>),
-    );
+    this.httpListener = listenOrExplain("the HTTP front door (httpHost, httpPort)", host, port, () => Bun.listen<HttpConnection>(listenOptions(host, port, this.security!.tls, handlers)));
   }
 
   /** An HTTP connection: admitted by the same bounds as the protocol's (connectionsMax, per address). */
@@ -332,13 +317,19 @@ export class Server implements ConnectionHost {
     }
     if (security.tls !== null && this.listener !== null) {
       const old = this.listener;
+      const oldHttp = this.httpListener;
       try {
         this.listener = this.listen(old.port);
+        if (oldHttp !== null) this.listenHttp(oldHttp.port);
       } catch (e) {
+        if (this.listener !== old) this.listener.stop(true);
+        this.httpListener = oldHttp;
+        this.listener = old;
         this.log.error("reload_failed", { error: (e as Error).message, effect: "the old listener and certificate stay in use" });
         return false;
       }
       old.stop(false); // stops accepting; its open connections go on
+      oldHttp?.stop(false);
     }
     // Changing the secret revokes the tokens it signed: on open connections too, not only at the
     // next AUTH (a connection keeps its token, checked again here against the new secrets).
@@ -617,4 +608,25 @@ export class Server implements ConnectionHost {
     })();
     return this.stopping;
   }
+}
+
+/**
+ * Bun.listen's options for a port of this server: SO_REUSEPORT (every loop listens on the port),
+ * and TLS 1.2+ with the configured certificate (and client certificates when a CA is set) when
+ * there is one. reusePort works for Bun.listen though its typings list it only for connect (the
+ * certificate-reload test fails if a Bun upgrade drops it).
+ */
+function listenOptions<T>(hostname: string, port: number, tls: { cert: string | Buffer; key: string | Buffer; ca: string | Buffer | null } | null, socket: TCPSocketListenOptions<T>["socket"]): TCPSocketListenOptions<T> {
+  const options = { hostname, port, reusePort: true, socket } as TCPSocketListenOptions<T>;
+  if (tls === null) return options;
+  return {
+    ...options,
+    tls: {
+      cert: tls.cert,
+      key: tls.key,
+      ciphers: TLS12_CIPHERS,
+      secureOptions: noTlsBelow12(),
+      ...(tls.ca !== null ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
+    },
+  };
 }

@@ -56,6 +56,30 @@ describe.skipIf(!hasOpenssl)("TLS", () => {
     expect(server.lines.filter((l) => l.includes("event=zero_copy_off") && l.includes("TLS")).length).toBe(1);
   });
 
+  test("the HTTP front door speaks HTTPS with the same certificate: curl byte for byte (small and streamed bodies, a range, a listing), a plaintext request gets nothing", async () => {
+    const httpPort = freePort();
+    server = await startServer({ tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey, httpPort });
+    const base = `https://127.0.0.1:${httpPort}`;
+    const dir = tempDir("https");
+    for (const size of [1000, 3_000_000]) {
+      const body = payload(size, size + 3);
+      writeFileSync(join(dir, `f${size}`), body);
+      const put = Bun.spawnSync(["curl", "-sS", "-f", "--cacert", certs.caCrt, "-T", join(dir, `f${size}`), `${base}/fsgw/https/f${size}`]);
+      expect(put.exitCode).toBe(0);
+      const get = Bun.spawnSync(["curl", "-sS", "-f", "--cacert", certs.caCrt, `${base}/fsgw/https/f${size}`]);
+      expect(sha256(new Uint8Array(get.stdout))).toBe(sha256(body));
+    }
+    const range = Bun.spawnSync(["curl", "-sS", "-f", "--cacert", certs.caCrt, "-r", "10-19", `${base}/fsgw/https/f1000`]);
+    expect(Buffer.from(range.stdout).equals(Buffer.from(payload(1000, 1003).subarray(10, 20)))).toBe(true);
+    const listed = Bun.spawnSync(["curl", "-sS", "-f", "--cacert", certs.caCrt, `${base}/fsgw?list-type=2&prefix=https/`]);
+    expect(listed.stdout.toString()).toContain("<Key>https/f3000000</Key>");
+    // In clear, to the TLS port: no answer, the connection closed.
+    const plain = Bun.spawnSync(["curl", "-sS", "-m", "5", `http://127.0.0.1:${httpPort}/fsgw/https/f1000`]);
+    expect(plain.exitCode).not.toBe(0);
+    expect(plain.stdout.length).toBe(0);
+    expect(server.proc.exitCode).toBeNull();
+  });
+
   test("a plaintext client, and one that does not trust the certificate, are closed with one log line each; the server carries on", async () => {
     server = await startServer({ tlsCertFile: certs.serverCrt, tlsKeyFile: certs.serverKey });
     const plain = await WireConn.connect({ host: "127.0.0.1", port: server.port });

@@ -55,6 +55,7 @@ export const fields = {
   httpPort: int(9000, 0, 65535, "TCP port of the HTTP front door: the S3 API (path-style, bucket fsgw: the protocol's keys) and plain HTTP GET/PUT/HEAD/DELETE for curl; 0 disables it"),
   httpHost: str("", "interface of the HTTP front door (empty: the protocol's host)", true),
   httpHeadBytesMax: int(16 * KiB, 1 * KiB, 1 * MiB, "bytes of an HTTP request's head (request line and headers) at most; a longer one is answered 431 and its connection closed"),
+  httpCorsOrigins: str("", "origins whose web pages may call the HTTP front door from a browser (CORS), comma-separated, each exactly scheme://host[:port], or * for any; preflights from others are refused (403). Empty: none", true),
   multipartDir: str("", "directory of S3 multipart uploads' parts until CompleteMultipartUpload stores them as one object (empty: .multipart under dataDir); shared by every loop, kept across restarts", true),
   multipartUploadsMax: int(1000, 1, 1_000_000, "S3 multipart uploads in progress at once, server-wide; past it CreateMultipartUpload is answered 503 SlowDown"),
   multipartTtlMs: int(7 * 86_400_000, 60_000, 365 * 86_400_000, "an S3 multipart upload untouched for this long is removed with its parts (swept when uploads are created)"),
@@ -329,6 +330,11 @@ export function isLoopbackHost(host: string): boolean {
   return host === "localhost" || host === "::1" || host === "[::1]" || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+/** httpCorsOrigins as its list of origins (empty: none). */
+export function corsOriginsOf(text: string): string[] {
+  return text.split(",").map((o) => o.trim()).filter((o) => o !== "");
+}
+
 /** Bounds that depend on each other. */
 function crossCheck(config: Config, origin: Record<string, string>): void {
   for (const name of ["fileMode", "dirMode"] as const) {
@@ -339,6 +345,9 @@ function crossCheck(config: Config, origin: Record<string, string>): void {
   }
   if (config.tlsClientCaFile !== "" && config.tlsCertFile === "") {
     throw new ConfigError(`tlsClientCaFile (from ${origin.tlsClientCaFile}) needs tlsCertFile and tlsKeyFile: mutual TLS is TLS`);
+  }
+  for (const o of corsOriginsOf(config.httpCorsOrigins)) {
+    if (o !== "*" && !/^https?:\/\/[^/\s,]+$/.test(o)) throw new ConfigError(`invalid httpCorsOrigins entry ${JSON.stringify(o)} (from ${origin.httpCorsOrigins}): expected scheme://host[:port] (no path, no trailing slash), or *`);
   }
   if (config.auth === "token" && config.authSecretFile === "") {
     throw new ConfigError(`auth = "token" (from ${origin.auth}) needs authSecretFile: the secret that signs the tokens`);

@@ -44,6 +44,8 @@ export interface HttpHost {
   /** S3 multipart uploads' parts (multipartDir), and the least size of a part but the last. */
   readonly multipart: MultipartUploads;
   readonly partBytesMin: number;
+  /** Origins whose pages may call this door from a browser (httpCorsOrigins; "*": any). */
+  readonly corsOrigins: ReadonlySet<string>;
   readonly tokensRequired: boolean;
   /** The server is stopping: an answered connection closes instead of waiting for more. */
   draining(): boolean;
@@ -62,6 +64,10 @@ type HttpState = "head" | "busy" | "body" | "closed";
 /** Bytes a streamed GET reads at a time when its body goes through memory. */
 const READ_BYTES = 256 * 1024;
 const SHA256_MISMATCH: S3Error = { status: 400, code: "XAmzContentSHA256Mismatch", message: "The provided 'x-amz-content-sha256' or 'x-amz-checksum-sha256' does not match what was computed." };
+/** CORS: the methods a page may use, how long a browser may keep a preflight's answer, and the answer headers its script may read. */
+const CORS_METHODS = ["GET", "PUT", "POST", "DELETE", "HEAD"];
+const PREFLIGHT_MAX_AGE_S = 600;
+const CORS_EXPOSED = "ETag, Content-Length, Content-Range, Last-Modified, x-amz-checksum-sha256, x-amz-checksum-crc32, x-amz-checksum-crc32c, x-amz-checksum-sha1";
 /** Bytes CopyObject and CompleteMultipartUpload read at a time from their source. */
 const COPY_BYTES = 1024 * 1024;
 /** A DeleteObjects body: 1000 keys of up to 1024 bytes, escaped, with their elements. */
@@ -99,6 +105,8 @@ export class HttpConnection {
   private bodyUnread = false;
   /** The request being answered is a HEAD: its answers carry no body, errors included. */
   private isHead = false;
+  /** The request's Origin when CORS lets it read the answer (httpCorsOrigins), else null. */
+  private corsOrigin: string | null = null;
 
   constructor(
     private readonly socket: Socket<HttpConnection>,
@@ -170,6 +178,7 @@ export class HttpConnection {
     if (!parsed.head.keepAlive) this.mustClose = true;
     this.bodyUnread = (parsed.head.contentLength ?? 0) > 0 || parsed.head.chunked;
     this.isHead = parsed.head.method === "HEAD";
+    this.corsOrigin = this.allowedOrigin(parsed.head);
     const quick = this.quickGet(parsed.head);
     if (quick === "sending") return; // the rest of its answer, then the next request
     if (quick === "answered") {
@@ -195,6 +204,8 @@ export class HttpConnection {
   }
 
   private async handle(head: RequestHead): Promise<void> {
+    // A browser's preflight carries no credentials: it is answered before any are asked for.
+    if (head.method === "OPTIONS") return this.preflight(head);
     const q = new URLSearchParams(head.query);
     this.chunkSigning = null;
     const scope = this.authorize(head, q);
@@ -327,6 +338,32 @@ export class HttpConnection {
     if (scope === null) return;
     if ((scope.access & access) !== access) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "forbidden: operation not allowed" });
     if (!key.startsWith(scope.prefix)) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "forbidden: key outside token scope" });
+  }
+
+  // ---- CORS ----
+
+  /** The request's Origin when httpCorsOrigins lets its page read the answer, else null. */
+  private allowedOrigin(head: RequestHead): string | null {
+    const origin = head.headers.get("origin");
+    if (origin === undefined || this.host.corsOrigins.size === 0) return null;
+    return this.host.corsOrigins.has(origin) || this.host.corsOrigins.has("*") ? origin : null;
+  }
+
+  /**
+   * A CORS preflight (OPTIONS with Origin and Access-Control-Request-Method): what the browser may
+   * send, for an origin of httpCorsOrigins; else 403, as S3 refuses one no rule allows.
+   */
+  private preflight(head: RequestHead): void {
+    const method = head.headers.get("access-control-request-method");
+    if (head.headers.get("origin") === undefined || method === undefined) throw new HttpFailure({ status: 400, code: "BadRequest", message: "Insufficient information. Origin request header needed." });
+    if (this.corsOrigin === null || !CORS_METHODS.includes(method)) {
+      throw new HttpFailure({ status: 403, code: "AccessForbidden", message: "CORSResponse: This CORS request is not allowed. This is usually because the evalution of Origin, request method / Access-Control-Request-Method or Access-Control-Request-Headers are not whitelisted by the resource's CORS spec." });
+    }
+    const headers: Record<string, string> = { "access-control-allow-methods": CORS_METHODS.join(", "), "access-control-max-age": String(PREFLIGHT_MAX_AGE_S) };
+    const asked = head.headers.get("access-control-request-headers");
+    // Any request header may be sent: what a request may do is decided by its signature and scope.
+    if (asked !== undefined && /^[!#$%&'*+.^_`|~0-9A-Za-z-]+(\s*,\s*[!#$%&'*+.^_`|~0-9A-Za-z-]+)*$/.test(asked.trim())) headers["access-control-allow-headers"] = asked.trim();
+    return this.answer(200, headers, EMPTY, false);
   }
 
   // ---- ListObjectsV2 ----
@@ -931,6 +968,9 @@ export class HttpConnection {
   private headOf(status: number, headers: Record<string, string>, hasLength: boolean): Uint8Array {
     let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\nserver: fsgw\r\ndate: ${new Date().toUTCString()}\r\n`;
     for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`;
+    if (this.corsOrigin !== null) text += `access-control-allow-origin: ${this.corsOrigin}\r\naccess-control-expose-headers: ${CORS_EXPOSED}\r\n`;
+    // With CORS on, answers differ by Origin: a cache must not give one origin's to another.
+    if (this.host.corsOrigins.size > 0) text += "vary: Origin\r\n";
     if (!hasLength) text += "content-length: 0\r\n";
     if (this.mustClose && headers.connection === undefined) text += "connection: close\r\n";
     return encoder.encode(text + "\r\n");

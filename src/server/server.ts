@@ -1,7 +1,7 @@
 // One event loop's TCP server: Bun.listen on the shared port, the connection table and its bound
 // (over every loop), the sweeper of idle and overdue connections, reload, stop and abandon.
 import type { Socket, TCPSocketListener, TCPSocketListenOptions } from "bun";
-import type { Config } from "../config";
+import { corsOriginsOf, type Config } from "../config";
 import type { IoEngine } from "../engine/io-engine";
 import { codecFor, type WireCodec } from "../protocol/codec";
 import type { Store } from "../storage/store";
@@ -243,6 +243,7 @@ export class Server implements ConnectionHost {
       listPageBytesMax: this.config.listPageBytesMax,
       multipart: new MultipartUploads(this.config.multipartDir === "" ? join(this.config.dataDir, ".multipart") : this.config.multipartDir, this.config.multipartUploadsMax, this.config.multipartTtlMs, this.config.fsyncOnCommit),
       partBytesMin: this.config.multipartPartBytesMin,
+      corsOrigins: new Set(corsOriginsOf(this.config.httpCorsOrigins)),
       tokensRequired: this.tokensRequired,
       draining: () => this.draining,
       verifyToken: (token) => this.verifyToken(token),

@@ -25,6 +25,7 @@ import { parseRequestHead, type RequestHead } from "./request-head";
 import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, verifySigV4, type ChunkSigning } from "./sigv4";
 import { BodyError, RequestBody, type BodyForm } from "./request-body";
 import { checksumAlgorithmOf, ChecksumHasher } from "./checksums";
+import { listingHtml, wantsHtml } from "./listing-html";
 import { scopeOfAccessKey } from "../auth/token";
 import { BadPartDigest, PARTS_MAX, type MultipartUploads, type Part, type PartWriter } from "./multipart";
 import { completeMultipartXml, copyObjectXml, deleteResultXml, errorXml, etagOf, initiateMultipartXml, listBucketsXml, listMultipartUploadsXml, listObjectsV1Xml, listObjectsV2Xml, listPartsXml, locationXml, s3ErrorOf, xmlValues, type S3Error } from "./s3-xml";
@@ -221,10 +222,12 @@ export class HttpConnection {
       if (method === "PUT") return this.answer(200, { location: `/${bucket}` }, EMPTY, false); // CreateBucket of the bucket we have
       if (method === "GET" && q.has("location")) return this.answer(200, { "content-type": "application/xml" }, encoder.encode(locationXml()), false);
       if (method === "GET" && q.has("uploads")) return this.listUploads(q, scope);
+      if (method === "GET" && isPageRequest(head, q)) return this.listingPage("", q, scope);
       if (method === "GET") return this.listObjects(q, scope);
       if (method === "POST" && q.has("delete")) return this.deleteObjects(head, scope);
       throw methodNotAllowed(method);
     }
+    if (method === "GET" && key.endsWith("/") && isPageRequest(head, q)) return this.listingPage(key, q, scope);
     const checked = checkKey(key);
     if (typeof checked === "string") throw new HttpFailure({ status: 400, code: checked.includes("longer") ? "KeyTooLongError" : "InvalidArgument", message: checked });
     const uploadId = q.get("uploadId");
@@ -383,23 +386,34 @@ export class HttpConnection {
     const startAfter = v2 ? (q.get("start-after") ?? "") : "";
     if (token !== "" && token[0] !== "K" && token[0] !== "P") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "The continuation token provided is incorrect" });
     const after = token !== "" ? token.slice(1) : startAfter;
-    const list = this.host.store.list;
-    if (list === undefined) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "listing unavailable" });
     const request = { bucket: this.host.bucket, prefix, delimiter, maxKeys: Math.min(maxKeys, 1000), startAfter, continuationToken: token, marker };
-    let page: ListPage = { lines: EMPTY, next: "" };
-    if (request.maxKeys > 0) {
-      const r = await new Promise<Outcome<ListPage>>((resolve, reject) =>
-        list.call(this.host.store, { prefix, delimiter: request.delimiter, after, afterPrefix: token.startsWith("P"), maxKeys: request.maxKeys, bytesMax: this.host.listPageBytesMax }, {
-          onListed: (value) => resolve({ ok: true, value }),
-          onStoreFailed: (failure, cause) => resolve({ ok: false, failure, cause }),
-          onStoreBug: reject,
-        }),
-      );
-      if (!r.ok) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
-      page = r.value;
-    }
+    const page = request.maxKeys > 0 ? await this.listPage(prefix, delimiter, after, token.startsWith("P"), request.maxKeys) : { lines: EMPTY, next: "" };
     const xml = v2 ? listObjectsV2Xml(request, page.lines, page.next) : listObjectsV1Xml(request, page.lines, page.next);
     return this.answer(200, { "content-type": "application/xml" }, encoder.encode(xml), false);
+  }
+
+  /** One page of the store's listing (the listing index): LIST lines and the token that continues it. */
+  private async listPage(prefix: string, delimiter: string, after: string, afterPrefix: boolean, maxKeys: number): Promise<ListPage> {
+    const list = this.host.store.list;
+    if (list === undefined) throw new HttpFailure({ status: 501, code: "NotImplemented", message: "listing unavailable" });
+    const r = await new Promise<Outcome<ListPage>>((resolve, reject) =>
+      list.call(this.host.store, { prefix, delimiter, after, afterPrefix, maxKeys, bytesMax: this.host.listPageBytesMax }, {
+        onListed: (value) => resolve({ ok: true, value }),
+        onStoreFailed: (failure, cause) => resolve({ ok: false, failure, cause }),
+        onStoreBug: reject,
+      }),
+    );
+    if (!r.ok) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
+    return r.value;
+  }
+
+  /** The HTML listing of a prefix for a person's browser (listing-html.ts): "/" as the delimiter, 1000 entries a page. */
+  private async listingPage(prefix: string, q: URLSearchParams, scope: TokenScope | null): Promise<void> {
+    this.allow(scope, Access.READ, prefix);
+    const token = q.get("continuation-token") ?? "";
+    if (token !== "" && token[0] !== "K" && token[0] !== "P") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "The continuation token provided is incorrect" });
+    const page = await this.listPage(prefix, "/", token.slice(1), token.startsWith("P"), 1000);
+    return this.answer(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" }, encoder.encode(listingHtml(this.host.bucket, prefix, page.lines, page.next)), false);
   }
 
   // ---- objects ----
@@ -1121,6 +1135,13 @@ function copySourceConditions(head: RequestHead): RequestHead {
     if (value !== undefined) headers.set(name, value);
   }
   return { ...head, headers };
+}
+
+/** A browser asking for a listing page: Accept text/html, and none of S3's listing parameters. */
+function isPageRequest(head: RequestHead, q: URLSearchParams): boolean {
+  if (!wantsHtml(head.headers.get("accept"))) return false;
+  for (const name of q.keys()) if (name !== "continuation-token" && !name.startsWith("X-Amz-")) return false;
+  return true;
 }
 
 function hasConditions(head: RequestHead): boolean {

@@ -167,3 +167,29 @@ test("with tokens: Authorization: Bearer with the token's scope; nothing without
   expect((await fetch(`${base}/fsgw?list-type=2&prefix=web/`, { headers: bearer })).status).toBe(200);
   expect((await fetch(`${base}/fsgw?list-type=2`, { headers: bearer })).status).toBe(403);
 });
+
+test("a browser's GET of a bucket prefix is an HTML listing: folders, files with size and ETag, names escaped, a link up; S3 clients still get XML", async () => {
+  const { base } = await httpServer();
+  const names = ["page/a.txt", "page/sub/b.bin", 'page/<i>&"odd\'.txt', "top.txt"];
+  for (const [i, name] of names.entries()) {
+    expect((await fetch(`${base}/fsgw/${name.split("/").map(encodeURIComponent).join("/")}`, { method: "PUT", body: payload(100 + i, i) })).status).toBe(200);
+  }
+  const html = { accept: "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8" };
+  const root = await fetch(`${base}/fsgw/`, { headers: html });
+  expect(root.status).toBe(200);
+  expect(root.headers.get("content-type")).toStartWith("text/html");
+  const rootText = await root.text();
+  expect(rootText).toContain('<a href="/fsgw/page/">page/</a>');
+  expect(rootText).toContain('<a href="/fsgw/top.txt">top.txt</a>');
+  const page = await (await fetch(`${base}/fsgw/page/`, { headers: html })).text();
+  expect(page).toContain('<a href="/fsgw/page/sub/">sub/</a>');
+  expect(page).toContain(`<td class="n">100</td>`);
+  expect(page).toContain(`&quot;${md5(payload(100, 0))}&quot;`);
+  expect(page).toContain("&lt;i&gt;&amp;&quot;odd&#39;.txt"); // the name, escaped: no markup of a key's
+  expect(page).not.toContain("<i>");
+  expect(page).toContain('<a href="/fsgw/">../</a>');
+  expect(page).not.toContain("top.txt");
+  // Without a browser's Accept: S3's answers as before (a key cannot end with '/').
+  expect((await fetch(`${base}/fsgw/page/`)).status).toBe(400);
+  expect(await (await fetch(`${base}/fsgw?list-type=2&prefix=page/&delimiter=/`, { headers: html })).text()).toContain("<ListBucketResult");
+});

@@ -580,17 +580,27 @@ static uint32_t successor(const uint8_t *p, uint32_t len, uint8_t *out) {
   return len;
 }
 
-/* Bytes a key or prefix takes as a JSON string's contents: keys hold no control characters and no
- * backslash (see src/storage/keys.ts), so only '"' is escaped. */
+/* Bytes a key or prefix takes as a JSON string's contents. Clients' keys hold no control
+ * characters and no backslash (see src/storage/keys.ts), but the names of the HTTP door's other
+ * buckets start with U+0001 (keys.ts, bucketKey): a control character is \u00XX, '"' and '\\'
+ * are escaped with a backslash. */
 static uint32_t json_len(const uint8_t *text, uint32_t len) {
   uint32_t n = len;
-  for (uint32_t i = 0; i < len; i++) n += text[i] == '"' || text[i] == '\\';
+  for (uint32_t i = 0; i < len; i++) n += text[i] < 0x20 ? 5 : text[i] == '"' || text[i] == '\\';
   return n;
 }
 
 static size_t put_json(uint8_t *out, const uint8_t *text, uint32_t len) {
+  static const char hex[] = "0123456789abcdef";
   size_t o = 0;
   for (uint32_t i = 0; i < len; i++) {
+    if (text[i] < 0x20) {
+      memcpy(out + o, "\\u00", 4);
+      out[o + 4] = (uint8_t)hex[text[i] >> 4];
+      out[o + 5] = (uint8_t)hex[text[i] & 15];
+      o += 6;
+      continue;
+    }
     if (text[i] == '"' || text[i] == '\\') out[o++] = '\\';
     out[o++] = text[i];
   }
@@ -685,7 +695,7 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
         }
       }
     }
-    int64_t need = cp > 0 ? PREFIX_LINE_FIXED + 2 * cp : ENTRY_LINE_FIXED + json_len(key, len);
+    int64_t need = cp > 0 ? PREFIX_LINE_FIXED + json_len(key, cp) : ENTRY_LINE_FIXED + json_len(key, len);
     if (taken == max || need > room) {
       more = 1;
       break;

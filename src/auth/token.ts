@@ -3,9 +3,11 @@
 //
 //   fsgw1.<payload>.<signature>
 //
-// payload: base64url of a JSON object {"id", "ops", "prefix", "exp"}: an id for the logs, the
-// operations allowed ("read" = download and exist, "write" = upload, "delete"), the key prefix
-// every key must start with (byte for byte; "" = any key) and the expiry in Unix seconds.
+// payload: base64url of a JSON object {"id", "ops", "prefix", "exp"} and, for the HTTP door's
+// other buckets, "bucket": an id for the logs, the operations allowed ("read" = download and
+// exist, "write" = upload, "delete"), the key prefix every key must start with (byte for byte;
+// "" = any key), the expiry in Unix seconds, and the bucket (absent: the default bucket, fsgw,
+// whose keys are the TCP protocol's; "*": every bucket).
 // signature: base64url (43 characters, no padding; only the canonical spelling is accepted) of
 // HMAC-SHA-256 over "fsgw1." + payload, keyed by the server's secret.
 //
@@ -34,6 +36,17 @@ export interface TokenScope {
   prefix: string;
   /** Expiry, milliseconds since the epoch. */
   expiresAtMs: number;
+  /** The bucket its keys are in: DEFAULT_BUCKET (the TCP protocol's keys), another, or "*" for every one. */
+  bucket?: string;
+}
+
+/** The bucket of a scope that names none, and of the TCP protocol's keys. */
+export const DEFAULT_BUCKET = "fsgw";
+
+/** Whether a scope reaches `bucket`. */
+export function scopeHasBucket(scope: TokenScope, bucket: string): boolean {
+  const own = scope.bucket ?? DEFAULT_BUCKET;
+  return own === "*" || own === bucket;
 }
 
 /** A token's signed payload. */
@@ -43,20 +56,38 @@ interface Payload {
   prefix: string;
   /** Expiry, seconds since the epoch. */
   exp: number;
+  bucket?: string;
 }
 
 /**
- * The payload's shape, checked field by field: exactly these four fields, nothing else (checked
- * by hand: a schema library would be loaded by every event loop for four fields).
+ * The payload's shape, checked field by field: exactly these four fields and an optional bucket,
+ * nothing else (checked by hand: a schema library would be loaded by every event loop for five
+ * fields).
  */
 function payloadOf(value: unknown): Payload | null {
-  if (typeof value !== "object" || value === null || Array.isArray(value) || Object.keys(value).length !== 4) return null;
-  const { id, ops, prefix, exp } = value as Record<string, unknown>;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) return null;
+  const fields = Object.keys(value).length;
+  const { id, ops, prefix, exp, bucket } = value as Record<string, unknown>;
+  if (fields !== (bucket === undefined ? 4 : 5)) return null;
   if (typeof id !== "string" || id.length > 128) return null;
   if (!Array.isArray(ops) || ops.length < 1 || ops.length > 3 || !ops.every((op) => op === "read" || op === "write" || op === "delete")) return null;
   if (typeof prefix !== "string" || prefix.length > 255) return null;
   if (typeof exp !== "number" || !Number.isInteger(exp) || exp <= 0) return null;
-  return { id, ops, prefix, exp };
+  if (bucket !== undefined && (typeof bucket !== "string" || bucket.length === 0 || bucket.length > 63)) return null;
+  return bucket === undefined ? { id, ops, prefix, exp } : { id, ops, prefix, exp, bucket };
+}
+
+/** A scope's payload text (the one spelling: fields in this order, the bucket only when not the default). */
+function payloadText(scope: TokenScope): string {
+  const payload: Payload = { id: scope.id, ops: accessNames(scope.access), prefix: scope.prefix, exp: Math.floor(scope.expiresAtMs / 1000) };
+  if (scope.bucket !== undefined && scope.bucket !== DEFAULT_BUCKET) payload.bucket = scope.bucket;
+  return JSON.stringify(payload);
+}
+
+function scopeOf(payload: Payload): TokenScope {
+  const scope: TokenScope = { id: payload.id, access: accessOf(payload.ops), prefix: payload.prefix, expiresAtMs: payload.exp * 1000 };
+  if (payload.bucket !== undefined) scope.bucket = payload.bucket;
+  return scope;
 }
 
 /** "read,write" -> bits; throws with a clear message on an unknown name. */
@@ -84,9 +115,7 @@ function sign(secret: Uint8Array, signed: string): Buffer {
 
 /** A token for `scope`, signed with `secret`. */
 export function createToken(secret: Uint8Array, scope: TokenScope): string {
-  const payload = Buffer.from(
-    JSON.stringify({ id: scope.id, ops: accessNames(scope.access), prefix: scope.prefix, exp: Math.floor(scope.expiresAtMs / 1000) }),
-  ).toString("base64url");
+  const payload = Buffer.from(payloadText(scope)).toString("base64url");
   const signed = TOKEN_PREFIX + payload;
   return `${signed}.${sign(secret, signed).toString("base64url")}`;
 }
@@ -138,7 +167,7 @@ export function verifyToken(token: string, secrets: readonly Uint8Array[]): Veri
     payload = null; // not JSON
   }
   if (payload === null) return { ok: false, reason: "signed but unreadable payload", id: "" };
-  return { ok: true, scope: { id: payload.id, access: accessOf(payload.ops), prefix: payload.prefix, expiresAtMs: payload.exp * 1000 } };
+  return { ok: true, scope: scopeOf(payload) };
 }
 
 /** "1h", "30m", "45s", "2d" or plain seconds -> milliseconds; throws on anything else. */
@@ -165,10 +194,7 @@ export function parseTtl(text: string): number {
 export const ACCESS_KEY_PREFIX = "FSGW";
 
 export function createAccessKey(secret: Uint8Array, scope: TokenScope): { accessKeyId: string; secretAccessKey: string } {
-  const payload = Buffer.from(
-    JSON.stringify({ id: scope.id, ops: accessNames(scope.access), prefix: scope.prefix, exp: Math.floor(scope.expiresAtMs / 1000) }),
-  ).toString("base64url");
-  const accessKeyId = ACCESS_KEY_PREFIX + payload;
+  const accessKeyId = ACCESS_KEY_PREFIX + Buffer.from(payloadText(scope)).toString("base64url");
   return { accessKeyId, secretAccessKey: secretAccessKeyOf(secret, accessKeyId) };
 }
 
@@ -187,5 +213,5 @@ export function scopeOfAccessKey(accessKeyId: string): TokenScope | null {
     payload = null;
   }
   if (payload === null || Buffer.from(JSON.stringify(payload)).toString("base64url") !== accessKeyId.slice(ACCESS_KEY_PREFIX.length)) return null;
-  return { id: payload.id, access: accessOf(payload.ops), prefix: payload.prefix, expiresAtMs: payload.exp * 1000 };
+  return scopeOf(payload);
 }

@@ -2,24 +2,27 @@
 // new secrets. Runs on a machine that holds the secret file (the server's, or an issuer's).
 import { readFileSync } from "node:fs";
 import { ConfigError, loadConfig } from "../config";
-import { accessOf, createAccessKey, createToken, newSecret, parseTtl, secretOf } from "../auth/token";
+import { accessOf, createAccessKey, createToken, DEFAULT_BUCKET, newSecret, parseTtl, secretOf } from "../auth/token";
+import { checkBucketName } from "../storage/keys";
 import { parseArgs, UsageError, type Parsed } from "./args";
 import { EXIT_LOCAL, EXIT_OK, EXIT_USAGE, type Io } from "./client-commands";
 
-export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--ttl <ttl>] [--id <id>] [--s3] [--secret-file <file> | --config <file>] [--json]
+export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--bucket <bucket>] [--ttl <ttl>] [--id <id>] [--s3] [--secret-file <file> | --config <file>] [--json]
        fsgw token secret [--json]
 
 create   prints an access token for a server with auth "token": it allows the operations <ops>
          (a comma list of read = download and exist, write = upload, delete) on keys that start
          with <prefix> (byte for byte; default: every key), until <ttl> from now (90s, 30m, 1h,
          7d; default 1h). <id> names the token in the server's logs (default: a random one).
+         --bucket names the HTTP door's bucket its keys are in (default fsgw, the TCP
+         protocol's keys; * for every bucket, and for CreateBucket/DeleteBucket).
          It is signed with the secret in --secret-file, else the authSecretFile of --config, else
          of $FSGW_AUTH_SECRET_FILE.
 --s3     prints an S3 access key pair with that scope instead, for the HTTP front door's AWS
          Signature V4 (aws, rclone, s3cmd, SDKs): AWS_ACCESS_KEY_ID=... and
          AWS_SECRET_ACCESS_KEY=... lines, ready for eval or an env file.
 secret   prints a new random secret, for an authSecretFile.
---json   prints one JSON object instead: {"token", "id", "ops", "prefix", "expiresAt"} (with --s3
+--json   prints one JSON object instead: {"token", "id", "ops", "prefix", "bucket", "expiresAt"} (with --s3
          "accessKeyId" and "secretAccessKey" instead of "token") or {"secret"}; a failure is
          {"op", "error", "exitCode"}.
 
@@ -37,6 +40,7 @@ examples:
 const flags = {
   "--ops": { takesValue: true },
   "--prefix": { takesValue: true },
+  "--bucket": { takesValue: true },
   "--ttl": { takesValue: true },
   "--id": { takesValue: true },
   "--secret-file": { takesValue: true },
@@ -98,6 +102,8 @@ export function runTokenCommand(argv: string[], io: Io): number {
     if (access === 0) throw new UsageError("--ops names no operation");
     const prefix = parsed.flags.get("--prefix") ?? "";
     if (Buffer.byteLength(prefix) > 255) throw new UsageError("--prefix is longer than a key may be (255 bytes)");
+    const bucket = parsed.flags.get("--bucket") ?? DEFAULT_BUCKET;
+    if (bucket !== "*" && bucket !== DEFAULT_BUCKET && checkBucketName(bucket) !== null) throw new UsageError(`--bucket ${JSON.stringify(bucket)}: ${checkBucketName(bucket)}`);
     const id = parsed.flags.get("--id") ?? `t-${crypto.randomUUID().slice(0, 8)}`;
     const path = secretFile(parsed);
     let text: string;
@@ -120,13 +126,13 @@ export function runTokenCommand(argv: string[], io: Io): number {
     const expiresAtMs = Date.now() + ttlMs;
     const named = ops.split(",").map((o) => o.trim()).filter((o) => o !== "");
     if (parsed.flags.has("--s3")) {
-      const { accessKeyId, secretAccessKey } = createAccessKey(secret, { id, access, prefix, expiresAtMs });
-      const text = json ? JSON.stringify({ accessKeyId, secretAccessKey, id, ops: named, prefix, expiresAt: new Date(expiresAtMs).toISOString() }) : `AWS_ACCESS_KEY_ID=${accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secretAccessKey}`;
+      const { accessKeyId, secretAccessKey } = createAccessKey(secret, { id, access, prefix, expiresAtMs, bucket });
+      const text = json ? JSON.stringify({ accessKeyId, secretAccessKey, id, ops: named, prefix, bucket, expiresAt: new Date(expiresAtMs).toISOString() }) : `AWS_ACCESS_KEY_ID=${accessKeyId}\nAWS_SECRET_ACCESS_KEY=${secretAccessKey}`;
       io.stdout(text + "\n");
       return EXIT_OK;
     }
-    const token = createToken(secret, { id, access, prefix, expiresAtMs });
-    io.stdout((json ? JSON.stringify({ token, id, ops: named, prefix, expiresAt: new Date(expiresAtMs).toISOString() }) : token) + "\n");
+    const token = createToken(secret, { id, access, prefix, expiresAtMs, bucket });
+    io.stdout((json ? JSON.stringify({ token, id, ops: named, prefix, bucket, expiresAt: new Date(expiresAtMs).toISOString() }) : token) + "\n");
     return EXIT_OK;
   } catch (e) {
     if (e instanceof UsageError || e instanceof ConfigError) return fail(e.message, EXIT_USAGE, "Run 'fsgw token --help' for usage.\n");

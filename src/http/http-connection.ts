@@ -18,8 +18,8 @@
 import type { Socket } from "bun";
 import { open as openFile, unlink, type FileHandle } from "node:fs/promises";
 import type { Logger } from "../log";
-import { Access, type TokenScope, type Verified } from "../auth/token";
-import { checkKey, type StoreKey } from "../storage/keys";
+import { Access, scopeHasBucket, type TokenScope, type Verified } from "../auth/token";
+import { BUCKET_SPACE, bucketKey, bucketMarkerKey, bucketPrefix, checkBucketName, checkKey, type StoreKey } from "../storage/keys";
 import { DIGEST_BYTES, Failure, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
 import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, verifySigV4, type ChunkSigning } from "./sigv4";
@@ -34,8 +34,10 @@ import { completeMultipartXml, copyObjectXml, deleteResultXml, errorXml, etagOf,
 export interface HttpHost {
   readonly store: Store;
   readonly log: Logger;
-  /** The bucket whose objects are the store's keys. */
+  /** The default bucket: its objects are the store's keys, the TCP protocol's. */
   readonly bucket: string;
+  /** Buckets CreateBucket may make besides the default one. */
+  readonly bucketsMax: number;
   readonly startedAt: Date;
   readonly headBytesMax: number;
   readonly uploadBytesMax: number;
@@ -73,6 +75,8 @@ const CORS_EXPOSED = "ETag, Content-Length, Content-Range, Last-Modified, x-amz-
 const COPY_BYTES = 1024 * 1024;
 /** A DeleteObjects body: 1000 keys of up to 1024 bytes, escaped, with their elements. */
 const DELETE_BODY_BYTES_MAX = 2 * 1024 * 1024;
+/** A CreateBucket body: its CreateBucketConfiguration. */
+const CREATE_BUCKET_BODY_BYTES_MAX = 64 * 1024;
 /** A CompleteMultipartUpload body: 10,000 parts, each about 120 bytes of XML. */
 const COMPLETE_BODY_BYTES_MAX = 2 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -108,6 +112,9 @@ export class HttpConnection {
   private isHead = false;
   /** The request's Origin when CORS lets it read the answer (httpCorsOrigins), else null. */
   private corsOrigin: string | null = null;
+  /** The bucket of the request being answered, and its key space in the store ("" for the default bucket; keys.ts, bucketPrefix). */
+  private bucket = "";
+  private space = "";
 
   constructor(
     private readonly socket: Socket<HttpConnection>,
@@ -214,12 +221,19 @@ export class HttpConnection {
     const method = head.method;
     if (bucket === "") {
       if (method !== "GET" && method !== "HEAD") throw methodNotAllowed(method);
-      return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listBucketsXml(this.host.bucket, this.host.startedAt)), method === "HEAD");
+      return this.listBuckets(scope, method === "HEAD");
     }
-    if (bucket !== this.host.bucket) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket} (this gateway has ${this.host.bucket})` });
+    if (bucket !== this.host.bucket) {
+      const invalid = checkBucketName(bucket);
+      if (invalid !== null) throw new HttpFailure({ status: 400, code: "InvalidBucketName", message: `The specified bucket is not valid: ${invalid}` });
+    }
+    this.bucket = bucket;
+    this.space = bucket === this.host.bucket ? "" : bucketPrefix(bucket);
+    if (key === "" && method === "PUT" && !q.has("cors") && !q.has("versioning")) return this.createBucket(head, scope);
+    if (key === "" && method === "DELETE") return this.deleteBucket(scope);
+    if (this.space !== "" && !(await this.bucketExists(bucket))) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket}` });
     if (key === "") {
       if (method === "HEAD") return this.answer(200, {}, EMPTY, true);
-      if (method === "PUT") return this.answer(200, { location: `/${bucket}` }, EMPTY, false); // CreateBucket of the bucket we have
       if (method === "GET" && q.has("location")) return this.answer(200, { "content-type": "application/xml" }, encoder.encode(locationXml()), false);
       if (method === "GET" && q.has("uploads")) return this.listUploads(q, scope);
       if (method === "GET" && isPageRequest(head, q)) return this.listingPage("", q, scope);
@@ -228,8 +242,7 @@ export class HttpConnection {
       throw methodNotAllowed(method);
     }
     if (method === "GET" && key.endsWith("/") && isPageRequest(head, q)) return this.listingPage(key, q, scope);
-    const checked = checkKey(key);
-    if (typeof checked === "string") throw new HttpFailure({ status: 400, code: checked.includes("longer") ? "KeyTooLongError" : "InvalidArgument", message: checked });
+    const checked = this.keyIn(key);
     const uploadId = q.get("uploadId");
     switch (method) {
       case "GET":
@@ -337,10 +350,89 @@ export class HttpConnection {
     return scope;
   }
 
-  private allow(scope: TokenScope | null, access: number, key: string): void {
+  /** Refuses what the request's scope does not allow: `access` to `key` of the request's bucket. */
+  private allow(scope: TokenScope | null, access: number, key: string, bucket = this.bucket): void {
     if (scope === null) return;
     if ((scope.access & access) !== access) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "forbidden: operation not allowed" });
-    if (!key.startsWith(scope.prefix)) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "forbidden: key outside token scope" });
+    if (!key.startsWith(scope.prefix) || !scopeHasBucket(scope, bucket)) throw new HttpFailure({ status: 403, code: "AccessDenied", message: "forbidden: key outside token scope" });
+  }
+
+  // ---- buckets ----
+
+  /** The store key of a client's key in the request's bucket, or its refusal. */
+  private keyIn(name: string): StoreKey {
+    const key = this.space === "" ? checkKey(name) : bucketKey(this.bucket, name);
+    if (typeof key === "string") throw new HttpFailure({ status: 400, code: key.includes("longer") ? "KeyTooLongError" : "InvalidArgument", message: key });
+    return key;
+  }
+
+  /** A client's key from a store key of the request's bucket. */
+  private nameOf(key: StoreKey): string {
+    return key.name.slice(this.space.length);
+  }
+
+  /** Whether a bucket other than the default one exists (its marker does). */
+  private async bucketExists(bucket: string): Promise<boolean> {
+    const r = await new Promise<Outcome<number>>((resolve, reject) =>
+      this.host.store.stat(bucketMarkerKey(bucket), {
+        onStat: (size) => resolve({ ok: true, value: size }),
+        onStoreDone: (size) => resolve({ ok: true, value: size }),
+        onStoreFailed: (failure, cause) => resolve({ ok: false, failure, cause }),
+        onStoreBug: reject,
+      }),
+    );
+    if (r.ok) return true;
+    if (r.failure === Failure.NOT_FOUND) return false;
+    throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
+  }
+
+  /** The buckets besides the default one, with their creation times (their markers'), at most bucketsMax + 1. */
+  private async otherBuckets(): Promise<{ name: string; created: Date }[]> {
+    const out: { name: string; created: Date }[] = [];
+    let after = "";
+    for (;;) {
+      const page = await this.listPage(BUCKET_SPACE, "/", after, after !== "", 1000);
+      for (const line of new TextDecoder().decode(page.lines).split("\n")) {
+        if (line === "") continue;
+        const o = JSON.parse(line) as { key?: string; mtime?: string };
+        if (o.key !== undefined) out.push({ name: o.key.slice(BUCKET_SPACE.length), created: new Date(o.mtime ?? 0) });
+      }
+      if (page.next === "" || out.length > this.host.bucketsMax) return out;
+      after = page.next.slice(1);
+    }
+  }
+
+  /** ListBuckets: the default bucket and those made by CreateBucket, as far as the scope reaches. */
+  private async listBuckets(scope: TokenScope | null, headOnly: boolean): Promise<void> {
+    const all = [{ name: this.host.bucket, created: this.host.startedAt }, ...(await this.otherBuckets())];
+    const seen = scope === null ? all : all.filter((b) => scopeHasBucket(scope, b.name));
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listBucketsXml(seen)), headOnly);
+  }
+
+  /** CreateBucket: a new key space (its marker stored); one that exists is answered 200, as S3 does in us-east-1. */
+  private async createBucket(head: RequestHead, scope: TokenScope | null): Promise<void> {
+    this.allow(scope, Access.WRITE, "");
+    // A CreateBucketConfiguration (a LocationConstraint) says nothing this gateway acts on: read and let go.
+    if ((head.contentLength ?? 0) > 0 || head.chunked) await this.smallBody(head, CREATE_BUCKET_BODY_BYTES_MAX);
+    if (this.space !== "" && !(await this.bucketExists(this.bucket))) {
+      if ((await this.otherBuckets()).length >= this.host.bucketsMax) throw new HttpFailure({ status: 400, code: "TooManyBuckets", message: `You have attempted to create more buckets than allowed (bucketsMax ${this.host.bucketsMax}).` });
+      const r = await storeValue((t) => this.host.store.putWhole(bucketMarkerKey(this.bucket), EMPTY, t, null));
+      if (!r.ok) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
+    }
+    return this.answer(200, { location: `/${this.bucket}` }, EMPTY, false);
+  }
+
+  /** DeleteBucket: only an empty one, and never the default bucket (the TCP protocol's keys). */
+  private async deleteBucket(scope: TokenScope | null): Promise<void> {
+    this.allow(scope, Access.DELETE, "");
+    if (this.space === "") throw new HttpFailure({ status: 409, code: "BucketNotEmpty", message: `The bucket ${this.bucket} holds the TCP protocol's keys and cannot be deleted.` });
+    if (!(await this.bucketExists(this.bucket))) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${this.bucket}` });
+    const page = await this.listPage(this.space, "", "", false, 1);
+    if (page.lines.length > 0) throw new HttpFailure({ status: 409, code: "BucketNotEmpty", message: "The bucket you tried to delete is not empty." });
+    if ((await this.host.multipart.list(this.bucket)).length > 0) throw new HttpFailure({ status: 409, code: "BucketNotEmpty", message: "The bucket you tried to delete has multipart uploads in progress." });
+    const r = await storeValue((t) => this.host.store.remove(bucketMarkerKey(this.bucket), t));
+    if (!r.ok && r.failure !== Failure.NOT_FOUND) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
+    return this.answer(204, {}, EMPTY, false);
   }
 
   // ---- CORS ----
@@ -386,10 +478,29 @@ export class HttpConnection {
     const startAfter = v2 ? (q.get("start-after") ?? "") : "";
     if (token !== "" && token[0] !== "K" && token[0] !== "P") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "The continuation token provided is incorrect" });
     const after = token !== "" ? token.slice(1) : startAfter;
-    const request = { bucket: this.host.bucket, prefix, delimiter, maxKeys: Math.min(maxKeys, 1000), startAfter, continuationToken: token, marker };
-    const page = request.maxKeys > 0 ? await this.listPage(prefix, delimiter, after, token.startsWith("P"), request.maxKeys) : { lines: EMPTY, next: "" };
+    const request = { bucket: this.bucket, prefix, delimiter, maxKeys: Math.min(maxKeys, 1000), startAfter, continuationToken: token, marker };
+    const page = request.maxKeys > 0 ? await this.bucketPage(prefix, delimiter, after, token.startsWith("P"), request.maxKeys) : { lines: EMPTY, next: "" };
     const xml = v2 ? listObjectsV2Xml(request, page.lines, page.next) : listObjectsV1Xml(request, page.lines, page.next);
     return this.answer(200, { "content-type": "application/xml" }, encoder.encode(xml), false);
+  }
+
+  /**
+   * listPage within the request's bucket: its prefix and start in the bucket's key space, the
+   * keys, common prefixes and token of the answer without it.
+   */
+  private async bucketPage(prefix: string, delimiter: string, after: string, afterPrefix: boolean, maxKeys: number): Promise<ListPage> {
+    const space = this.space;
+    const page = await this.listPage(space + prefix, delimiter, after === "" ? "" : space + after, afterPrefix, maxKeys);
+    if (space === "") return page;
+    let lines = "";
+    for (const line of new TextDecoder().decode(page.lines).split("\n")) {
+      if (line === "") continue;
+      const o = JSON.parse(line) as { key?: string; prefix?: string };
+      if (o.key !== undefined) o.key = o.key.slice(space.length);
+      if (o.prefix !== undefined) o.prefix = o.prefix.slice(space.length);
+      lines += `${JSON.stringify(o)}\n`;
+    }
+    return { lines: encoder.encode(lines), next: page.next === "" ? "" : page.next[0] + page.next.slice(1 + space.length) };
   }
 
   /** One page of the store's listing (the listing index): LIST lines and the token that continues it. */
@@ -412,8 +523,8 @@ export class HttpConnection {
     this.allow(scope, Access.READ, prefix);
     const token = q.get("continuation-token") ?? "";
     if (token !== "" && token[0] !== "K" && token[0] !== "P") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "The continuation token provided is incorrect" });
-    const page = await this.listPage(prefix, "/", token.slice(1), token.startsWith("P"), 1000);
-    return this.answer(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" }, encoder.encode(listingHtml(this.host.bucket, prefix, page.lines, page.next)), false);
+    const page = await this.bucketPage(prefix, "/", token.slice(1), token.startsWith("P"), 1000);
+    return this.answer(200, { "content-type": "text/html; charset=utf-8", "cache-control": "no-store" }, encoder.encode(listingHtml(this.bucket, prefix, page.lines, page.next)), false);
   }
 
   // ---- objects ----
@@ -714,12 +825,12 @@ export class HttpConnection {
     const deleted: string[] = [];
     const errors: { key: string; code: string; message: string }[] = [];
     for (const name of keys) {
-      const key = checkKey(name);
+      const key = this.space === "" ? checkKey(name) : bucketKey(this.bucket, name);
       if (typeof key === "string") {
         errors.push({ key: name, code: "InvalidArgument", message: key });
         continue;
       }
-      if (scope !== null && ((scope.access & Access.DELETE) !== Access.DELETE || !name.startsWith(scope.prefix))) {
+      if (scope !== null && ((scope.access & Access.DELETE) !== Access.DELETE || !name.startsWith(scope.prefix) || !scopeHasBucket(scope, this.bucket))) {
         errors.push({ key: name, code: "AccessDenied", message: "Access Denied" });
         continue;
       }
@@ -739,10 +850,11 @@ export class HttpConnection {
     const q = source.indexOf("?");
     if (q >= 0) source = source.slice(0, q);
     const { bucket, key: sourceName } = routeOf(source.startsWith("/") ? source : `/${source}`);
-    if (bucket !== this.host.bucket) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket}` });
-    const sourceKey = checkKey(sourceName);
+    const other = bucket !== this.host.bucket;
+    if (other && (checkBucketName(bucket) !== null || !(await this.bucketExists(bucket)))) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${bucket}` });
+    const sourceKey = other ? bucketKey(bucket, sourceName) : checkKey(sourceName);
     if (typeof sourceKey === "string") throw new HttpFailure({ status: 400, code: "InvalidArgument", message: `x-amz-copy-source: ${sourceKey}` });
-    this.allow(scope, Access.READ, sourceName);
+    this.allow(scope, Access.READ, sourceName, bucket);
     const facts = new Uint8Array(DIGEST_BYTES);
     const reader = this.host.store.openReader(sourceKey, facts);
     try {
@@ -822,13 +934,13 @@ export class HttpConnection {
   // ---- multipart uploads ----
 
   private async createUpload(key: StoreKey): Promise<void> {
-    const id = await this.host.multipart.create(this.host.bucket, key.name);
+    const id = await this.host.multipart.create(this.bucket, this.nameOf(key));
     if (id === null) throw new HttpFailure({ status: 503, code: "SlowDown", message: `Please reduce your request rate (multipart uploads in progress: multipartUploadsMax ${this.host.multipart.uploadsMax}).` });
-    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(initiateMultipartXml(this.host.bucket, key.name, id)), false);
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(initiateMultipartXml(this.bucket, this.nameOf(key), id)), false);
   }
 
   private async upload(key: StoreKey, uploadId: string) {
-    const upload = await this.host.multipart.get(uploadId, this.host.bucket, key.name);
+    const upload = await this.host.multipart.get(uploadId, this.bucket, this.nameOf(key));
     if (upload === null) throw new HttpFailure({ status: 404, code: "NoSuchUpload", message: "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed." });
     return upload;
   }
@@ -900,7 +1012,7 @@ export class HttpConnection {
     }
     await this.host.multipart.remove(uploadId);
     const etag = etagOf(digest) ?? '""';
-    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(completeMultipartXml(`/${this.host.bucket}/${key.name}`, this.host.bucket, key.name, etag)), false);
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(completeMultipartXml(`/${this.bucket}/${this.nameOf(key)}`, this.bucket, this.nameOf(key), etag)), false);
   }
 
   private async abortUpload(key: StoreKey, uploadId: string): Promise<void> {
@@ -915,14 +1027,14 @@ export class HttpConnection {
     const max = Math.min(Math.max(Number(q.get("max-parts") ?? "1000") || 1000, 1), 1000);
     const after = (await this.host.multipart.parts(uploadId)).filter((p) => p.number > marker);
     const page = after.slice(0, max);
-    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listPartsXml(this.host.bucket, key.name, uploadId, page, marker, max, after.length > max)), false);
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listPartsXml(this.bucket, this.nameOf(key), uploadId, page, marker, max, after.length > max)), false);
   }
 
   private async listUploads(q: URLSearchParams, scope: TokenScope | null): Promise<void> {
     const prefix = q.get("prefix") ?? "";
     this.allow(scope, Access.READ, prefix);
-    const uploads = (await this.host.multipart.list(this.host.bucket)).filter((u) => u.key.startsWith(prefix)).slice(0, 1000);
-    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listMultipartUploadsXml(this.host.bucket, prefix, uploads)), false);
+    const uploads = (await this.host.multipart.list(this.bucket)).filter((u) => u.key.startsWith(prefix)).slice(0, 1000);
+    return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listMultipartUploadsXml(this.bucket, prefix, uploads)), false);
   }
 
   /** Decodes what arrived of a request's body into its receiver; the rest stays for the next request. */

@@ -46,8 +46,9 @@ export function s3ErrorOf(failure: FailureKind, text: string): S3Error {
 }
 
 /** ListBuckets: the store's one bucket. */
-export function listBucketsXml(bucket: string, created: Date): string {
-  return `<?xml version="1.0" encoding="UTF-8"?>\n<ListAllMyBucketsResult xmlns="${S3_NS}"><Owner><ID>fsgw</ID><DisplayName>fsgw</DisplayName></Owner><Buckets><Bucket><Name>${escapeXml(bucket)}</Name><CreationDate>${created.toISOString()}</CreationDate></Bucket></Buckets></ListAllMyBucketsResult>`;
+export function listBucketsXml(buckets: { name: string; created: Date }[]): string {
+  const items = buckets.map((b) => `<Bucket><Name>${escapeXml(b.name)}</Name><CreationDate>${b.created.toISOString()}</CreationDate></Bucket>`).join("");
+  return `<?xml version="1.0" encoding="UTF-8"?>\n<ListAllMyBucketsResult xmlns="${S3_NS}"><Owner><ID>fsgw</ID><DisplayName>fsgw</DisplayName></Owner><Buckets>${items}</Buckets></ListAllMyBucketsResult>`;
 }
 
 export interface ListV2Request {

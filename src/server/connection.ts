@@ -33,7 +33,7 @@ import { DIGEST_BYTES, FACT_SHA256, EntryType, Failure, type BodyReader, type En
 import type { Logger } from "../log";
 import { GatheredBody, type BufferPool } from "./buffer-pool";
 import type { ServerStats, StatOp } from "../observe/stats";
-import { Access, type TokenScope, type Verified } from "../auth/token";
+import { Access, DEFAULT_BUCKET, scopeHasBucket, type TokenScope, type Verified } from "../auth/token";
 import { stableBytes } from "../util/stable-bytes";
 import { SHUTDOWN_TEXT } from "../protocol/message";
 import { listRequestOf } from "./listing";
@@ -566,6 +566,8 @@ export class Connection implements StatTarget, UploadOwner {
     else if (Date.now() >= scope.expiresAtMs) refusal = "token expired";
     else if ((scope.access & access) !== access) refusal = "forbidden: operation not allowed";
     else if (access !== 0 && !this.keyText.startsWith(scope.prefix)) refusal = "forbidden: key outside token scope";
+    // The protocol's keys are the default bucket's: a token for another bucket does not reach them.
+    else if (access !== 0 && !scopeHasBucket(scope, DEFAULT_BUCKET)) refusal = "forbidden: key outside token scope";
     if (refusal === null) return false;
     this.refuse(replyOp, refusal);
     this.host.log.debug("exchange_refused", { remote: this.remote, op: this.exchangeOp, key: this.keyText, reason: refusal, tokenId: scope?.id ?? "" });

@@ -244,6 +244,7 @@ export class Server implements ConnectionHost {
       multipart: new MultipartUploads(this.config.multipartDir === "" ? join(this.config.dataDir, ".multipart") : this.config.multipartDir, this.config.multipartUploadsMax, this.config.multipartTtlMs, this.config.fsyncOnCommit),
       partBytesMin: this.config.multipartPartBytesMin,
       corsOrigins: new Set(corsOriginsOf(this.config.httpCorsOrigins)),
+      bucketsMax: this.config.bucketsMax,
       tokensRequired: this.tokensRequired,
       draining: () => this.draining,
       verifyToken: (token) => this.verifyToken(token),

@@ -21,7 +21,7 @@ import { causeOfErrno, failErrno, reportError } from "./file-errors";
 import { Partials, type ClientBudget, type HandedOver, type PartialLimits, type PartialUpload } from "./partials";
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
-import type { StoreKey } from "./keys";
+import { BUCKET_SPACE, type StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
@@ -508,9 +508,16 @@ export class FileStore implements Store {
    * is 1000 fstatat and getxattrat calls, about 3 ms (BENCHMARKS.md, listing).
    */
   private listPage(index: NativeIndex, request: ListRequest, target: ListTarget): void {
+    let { after, afterPrefix } = request;
+    // The whole key space listed is the default bucket's: the other buckets' names sort before
+    // every client key (keys.ts, BUCKET_SPACE), and such a listing starts past them.
+    if (request.prefix === "" && after < "\x02") {
+      after = BUCKET_SPACE;
+      afterPrefix = true;
+    }
     let page: ListPage;
     try {
-      page = index.list(request.prefix, request.delimiter, request.after, request.afterPrefix, request.maxKeys, request.bytesMax);
+      page = index.list(request.prefix, request.delimiter, after, afterPrefix, request.maxKeys, request.bytesMax);
     } catch (e) {
       return target.onStoreBug(e);
     }

@@ -48,12 +48,52 @@ export function checkKey(key: string): StoreKey | string {
       i++;
     }
   }
-  const { written } = encoder.encodeInto(key, scratch);
+  return storeKeyOf(key);
+}
+
+/** The StoreKey of a name already checked, or the reason it is too long. */
+function storeKeyOf(name: string): StoreKey | string {
+  const { written } = encoder.encodeInto(name, scratch);
   if (written > KEY_BYTES_MAX) return `invalid key: longer than ${KEY_BYTES_MAX} bytes`;
   let hash = 0x811c9dc5;
   for (let i = 0; i < written; i++) {
     hash ^= scratch[i]!;
     hash = Math.imul(hash, 0x01000193);
   }
-  return { name: key, hash: hash >>> 0 };
+  return { name, hash: hash >>> 0 };
+}
+
+// Buckets of the HTTP door beyond the default one (whose keys are the TCP protocol's): each is a
+// key space of the one store, "<U+0001><bucket>/<key>", and exists while its marker
+// "<U+0001><bucket>" (an empty file) does. U+0001 is a control character, which no client's key
+// may hold, so these names can never be reached as the default bucket's keys, and they sort
+// before every one of them (a listing of the default bucket starts past them). They count against
+// the store's 255 bytes: a key of bucket b has 255 - 2 - len(b) bytes at most.
+
+export const BUCKET_SPACE = "\x01";
+
+/** Why `name` is not a bucket name as S3 allows them, or null: 3-63 of a-z 0-9 . -, a letter or digit at each end, no "..", not an IPv4 address. */
+export function checkBucketName(name: string): string | null {
+  if (!/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(name)) return "bucket names have 3 to 63 characters: lower-case letters, digits, '.' and '-', beginning and ending with a letter or digit";
+  if (name.includes("..")) return "bucket names may not contain '..'";
+  if (/^\d+\.\d+\.\d+\.\d+$/.test(name)) return "bucket names may not look like an IP address";
+  return null;
+}
+
+/** The store key of `name` in `bucket` (not the default bucket), or why not. */
+export function bucketKey(bucket: string, name: string): StoreKey | string {
+  const checked = checkKey(name);
+  if (typeof checked === "string") return checked;
+  const key = storeKeyOf(`${BUCKET_SPACE}${bucket}/${name}`);
+  return typeof key === "string" ? `invalid key: longer than ${KEY_BYTES_MAX - 2 - Buffer.byteLength(bucket)} bytes in bucket ${bucket}` : key;
+}
+
+/** The marker whose presence makes `bucket` exist. */
+export function bucketMarkerKey(bucket: string): StoreKey {
+  return storeKeyOf(`${BUCKET_SPACE}${bucket}`) as StoreKey;
+}
+
+/** The store's prefix of every key of `bucket` (not the default bucket). */
+export function bucketPrefix(bucket: string): string {
+  return `${BUCKET_SPACE}${bucket}/`;
 }

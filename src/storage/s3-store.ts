@@ -18,7 +18,7 @@
 // none, and its END still carries the digest computed while it streamed.
 import type { Hasher } from "../engine/io-engine";
 import type { Logger } from "../log";
-import type { StoreKey } from "./keys";
+import { BUCKET_SPACE, type StoreKey } from "./keys";
 import { pageOf } from "./list-page";
 import { S3Client, S3Failure, STATUS_TIMEOUT, STATUS_UNREACHABLE, escapeXml, xmlText, type S3BodyReader, type S3Settings } from "./s3-client";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, type BodyReader, type FailureCause, type FailureKind, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListEntry, type ListRequest, type ListTarget, FACT_MTIME, setDigests, sha256Of } from "./store";
@@ -181,9 +181,13 @@ export class S3Store implements Store {
     return `s3 bucket ${s.bucket} at ${s.endpoint}${this.prefix === "" ? "" : ` under ${this.prefix}`}`;
   }
 
-  /** The object name of a key. */
+  /**
+   * The object name of a key. The HTTP door's other buckets (keys.ts, BUCKET_SPACE) are named with
+   * a backslash where the key has U+0001: a control character cannot be written in S3's XML
+   * listings, and no client key holds a backslash, so the two spaces still never meet.
+   */
   objectOf(key: StoreKey): string {
-    return this.prefix + key.name;
+    return this.prefix + objectNameOf(key.name);
   }
 
   init(log: Logger): void {
@@ -302,11 +306,13 @@ export class S3Store implements Store {
    * same pages: a page depends on the request and the bucket only.
    */
   private async listPage(request: ListRequest, target: ListTarget): Promise<void> {
-    const query: Record<string, string> = { "list-type": "2", prefix: this.prefix + request.prefix, "max-keys": String(request.maxKeys) };
+    const query: Record<string, string> = { "list-type": "2", prefix: this.prefix + objectNameOf(request.prefix), "max-keys": String(request.maxKeys) };
     if (request.delimiter !== "") query.delimiter = request.delimiter;
     // Past every key under a common prefix: after the prefix followed by the greatest character
     // (U+10FFFF, the largest UTF-8 sequence), as S3 compares keys byte by byte.
-    if (request.after !== "") query["start-after"] = this.prefix + request.after + (request.afterPrefix ? "\u{10FFFF}" : "");
+    if (request.after !== "") query["start-after"] = this.prefix + objectNameOf(request.after) + (request.afterPrefix ? "\u{10FFFF}" : "");
+    // The whole key space listed is the default bucket's: the other buckets' objects are left out.
+    const everything = request.prefix === "";
     let text: string;
     try {
       text = (await this.client.request("GET", "", { query })).text;
@@ -314,25 +320,32 @@ export class S3Store implements Store {
       return report(target, e);
     }
     try {
-      const strip = (name: string) => name.slice(this.prefix.length);
+      const strip = (name: string) => keyNameOf(name.slice(this.prefix.length));
+      const hidden = (name: string) => everything && name.startsWith("\\", this.prefix.length);
       const entries: ListEntry[] = [];
+      let lastKey: string | undefined;
       for (let at = text.indexOf("<Contents>"); at >= 0; at = text.indexOf("<Contents>", at + 1)) {
         const key = xmlText(text, "Key", at);
         if (key === null || !key.startsWith(this.prefix)) continue;
-        entries.push({ key: strip(key), size: Number(xmlText(text, "Size", at) ?? "0"), mtimeMs: Date.parse(xmlText(text, "LastModified", at) ?? "") || 0, digest: null });
+        lastKey = strip(key);
+        if (!hidden(key)) entries.push({ key: lastKey, size: Number(xmlText(text, "Size", at) ?? "0"), mtimeMs: Date.parse(xmlText(text, "LastModified", at) ?? "") || 0, digest: null });
       }
       const prefixes: string[] = [];
+      let lastPrefix: string | undefined;
       for (let at = text.indexOf("<CommonPrefixes>"); at >= 0; at = text.indexOf("<CommonPrefixes>", at + 1)) {
         const prefix = xmlText(text, "Prefix", at);
-        if (prefix !== null && prefix.startsWith(this.prefix)) prefixes.push(strip(prefix));
+        if (prefix === null || !prefix.startsWith(this.prefix)) continue;
+        lastPrefix = strip(prefix);
+        if (!hidden(prefix)) prefixes.push(lastPrefix);
       }
       let next = "";
       if (xmlText(text, "IsTruncated") === "true") {
-        // The last of the page in key order: its last key or its last common prefix.
-        const lastKey = entries.at(-1)?.key;
-        const lastPrefix = prefixes.at(-1);
+        // The last of the page in key order (left out or not): its last key or its last common prefix.
         if (lastPrefix !== undefined && (lastKey === undefined || Buffer.compare(Buffer.from(lastPrefix), Buffer.from(lastKey)) > 0)) next = `P${lastPrefix}`;
         else if (lastKey !== undefined) next = `K${lastKey}`;
+        // A page that ends among the other buckets' objects goes on past all of them ("\\" is
+        // no key's prefix: objectNameOf leaves it, and the listing starts after everything under it).
+        if (everything && next.startsWith(BUCKET_SPACE, 1)) next = "P\\";
       }
       target.onListed(pageOf(entries, prefixes, next, request.bytesMax));
     } catch (e) {
@@ -896,4 +909,14 @@ function openAdvice(e: S3Failure, bucket: string): string {
     return ": the store refused these credentials; check s3AccessKeyId and s3SecretAccessKey (or s3SecretAccessKeyFile), and s3Region";
   }
   return "";
+}
+
+/** A key name as an object name under s3Prefix: U+0001 (the start of another bucket's names) becomes a backslash. */
+function objectNameOf(name: string): string {
+  return name.startsWith(BUCKET_SPACE) ? `\\${name.slice(1)}` : name;
+}
+
+/** objectNameOf undone. */
+function keyNameOf(name: string): string {
+  return name.startsWith("\\") ? `${BUCKET_SPACE}${name.slice(1)}` : name;
 }

@@ -106,5 +106,10 @@ test("token create --s3 prints an access key pair with the scope asked for, whos
   expect(scopeOfAccessKey(env.AWS_ACCESS_KEY_ID!)).toMatchObject({ id: "bob", access: Access.READ | Access.WRITE, prefix: "photos/" });
   expect(secretAccessKeyOf(new TextEncoder().encode(secret), env.AWS_ACCESS_KEY_ID!)).toBe(env.AWS_SECRET_ACCESS_KEY!);
   const json = JSON.parse(run(["create", "--s3", "--ops", "read", "--secret-file", file, "--json"]).out) as Record<string, unknown>;
-  expect(Object.keys(json).sort()).toEqual(["accessKeyId", "expiresAt", "id", "ops", "prefix", "secretAccessKey"]);
+  expect(Object.keys(json).sort()).toEqual(["accessKeyId", "bucket", "expiresAt", "id", "ops", "prefix", "secretAccessKey"]);
+  expect(json.bucket).toBe("fsgw");
+  // --bucket names another bucket (or * for all): carried in the key id; a bad name is a usage error.
+  const other = JSON.parse(run(["create", "--s3", "--ops", "read", "--bucket", "photos", "--secret-file", file, "--json"]).out) as { accessKeyId: string };
+  expect(scopeOfAccessKey(other.accessKeyId)).toMatchObject({ bucket: "photos" });
+  expect(run(["create", "--s3", "--ops", "read", "--bucket", "Bad_Name", "--secret-file", file]).code).toBe(2);
 });

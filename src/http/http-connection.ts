@@ -536,7 +536,7 @@ export class HttpConnection {
       const opened = await storeValue((t) => reader.open(t));
       if (!opened.ok) throw new HttpFailure(s3ErrorOf(opened.failure, opened.cause.text));
       const size = opened.value;
-      const headers = objectHeaders(size, digest);
+      const headers = objectHeaders(size, digest, reader.etag ?? null);
       const condition = conditionOf(head, headers.etag, mtimeMsOf(digest));
       if (condition === 304) return this.answer(304, notModifiedHeaders(headers), EMPTY, true);
       if (condition === 412) throw new HttpFailure({ status: 412, code: "PreconditionFailed", message: "At least one of the pre-conditions you specified did not hold" });
@@ -1214,12 +1214,17 @@ function concatAll(parts: Uint8Array[], total: number): Uint8Array {
 
 const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 412: "Precondition Failed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };
 
-/** A whole object's answer headers (GetObject, HeadObject): its size, modification time and digests. */
-function objectHeaders(size: number, facts: Uint8Array): Record<string, string> {
+/**
+ * A whole object's answer headers (GetObject, HeadObject): its size, modification time and
+ * digests; the store's own ETag (`storeEtag`) when the digests give none.
+ */
+function objectHeaders(size: number, facts: Uint8Array, storeEtag: string | null = null): Record<string, string> {
   const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes", "content-length": String(size) };
   const mtime = mtimeMsOf(facts);
   if (mtime !== null) headers["last-modified"] = new Date(mtime).toUTCString();
-  return digestHeaders(facts, headers);
+  digestHeaders(facts, headers);
+  if (headers.etag === undefined && storeEtag !== null && /^"[^"\r\n]{1,200}"$/.test(storeEtag)) headers.etag = storeEtag;
+  return headers;
 }
 
 /** The ETag (etagOf) and x-amz-checksum-sha256 of an object's facts, added to `headers`. */

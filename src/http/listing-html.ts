@@ -19,7 +19,7 @@ export function listingHtml(bucket: string, prefix: string, lines: Uint8Array, n
       folders.push(`<tr><td><a href="${escapeHtml(hrefOf(bucket, o.prefix))}">${escapeHtml(name)}</a></td><td></td><td></td><td></td></tr>`);
     } else if (o.key !== undefined) {
       const name = o.key.slice(prefix.length);
-      const etag = o.sha256 !== undefined ? etagOfHex(o.md5, o.sha256) : "";
+      const etag = o.sha256 !== undefined || o.md5 !== undefined ? etagOfHex(o.md5, o.sha256 ?? "") : "";
       files.push(`<tr><td><a href="${escapeHtml(hrefOf(bucket, o.key))}">${escapeHtml(name)}</a></td><td class="n">${o.size ?? ""}</td><td>${escapeHtml(o.mtime ?? "")}</td><td><code>${escapeHtml(etag)}</code></td></tr>`);
     }
   }

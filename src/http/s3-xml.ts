@@ -111,7 +111,7 @@ function listElements(lines: Uint8Array): { contents: string; prefixes: string; 
       prefixes += `<CommonPrefixes><Prefix>${escapeXml(o.prefix)}</Prefix></CommonPrefixes>`;
       continue;
     }
-    const etag = o.sha256 === undefined ? "" : `<ETag>${escapeXml(etagOfHex(o.md5, o.sha256))}</ETag>`;
+    const etag = o.sha256 === undefined && o.md5 === undefined ? "" : `<ETag>${escapeXml(etagOfHex(o.md5, o.sha256 ?? ""))}</ETag>`;
     contents += `<Contents><Key>${escapeXml(o.key!)}</Key><LastModified>${o.mtime}</LastModified>${etag}<Size>${o.size}</Size><StorageClass>STANDARD</StorageClass></Contents>`;
   }
   return { contents, prefixes, count };

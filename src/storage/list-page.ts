@@ -24,7 +24,7 @@ export function pageOf(entries: ListEntry[], prefixes: string[], next: string, b
   };
   let cut = false;
   for (const e of entries) {
-    const digest = e.digest === null ? {} : { sha256: Buffer.from(e.digest).toString("hex") };
+    const digest = { ...(e.digest === null ? {} : { sha256: Buffer.from(e.digest).toString("hex") }), ...(e.md5 === undefined ? {} : { md5: e.md5 }) };
     cut = !take(JSON.stringify({ key: e.key, size: e.size, mtime: new Date(e.mtimeMs).toISOString(), ...digest }), `K${e.key}`);
     if (cut) break;
   }

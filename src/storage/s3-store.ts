@@ -328,7 +328,10 @@ export class S3Store implements Store {
         const key = xmlText(text, "Key", at);
         if (key === null || !key.startsWith(this.prefix)) continue;
         lastKey = strip(key);
-        if (!hidden(key)) entries.push({ key: lastKey, size: Number(xmlText(text, "Size", at) ?? "0"), mtimeMs: Date.parse(xmlText(text, "LastModified", at) ?? "") || 0, digest: null });
+        if (hidden(key)) continue;
+        // A single-part object's ETag is its MD5 (what S3 clients check a listing against).
+        const md5 = /^(?:"|&quot;)?([0-9a-f]{32})(?:"|&quot;)?$/.exec(xmlText(text, "ETag", at) ?? "")?.[1];
+        entries.push({ key: lastKey, size: Number(xmlText(text, "Size", at) ?? "0"), mtimeMs: Date.parse(xmlText(text, "LastModified", at) ?? "") || 0, digest: null, ...(md5 === undefined ? {} : { md5 }) });
       }
       const prefixes: string[] = [];
       let lastPrefix: string | undefined;

@@ -172,6 +172,11 @@ export interface BodyReader {
    * now (nothing sent; sendTo waits for what it needs). Same conditions as sendTo.
    */
   sendFramedNow?(socket: number, head: Uint8Array, tail: Uint8Array): number;
+  /**
+   * Optional, once opened: the store's own entity tag of the object (an S3 bucket's ETag), for
+   * when the digests record none (an object the bucket took in parts has no MD5 to give).
+   */
+  readonly etag?: string | null;
   /** Releases the reader, also mid-operation (no result follows); resolves when released. */
   close(): Promise<void>;
 }
@@ -322,6 +327,8 @@ export interface ListEntry {
   mtimeMs: number;
   /** The recorded SHA-256 (32 bytes), or null. */
   digest: Uint8Array | null;
+  /** The body's MD5 (hex) when the store knows it (an S3 bucket's single-part ETag). */
+  md5?: string;
 }
 
 /**

@@ -5,8 +5,10 @@
 //   get-50k  GET of 2000 files of 50 KiB: nginx static (2 workers, sendfile on) against fsgw's
 //            GetObject (default configuration: one loop per CPU)
 //   put-5k   PUT of fresh 5 KiB bodies: nginx WebDAV (dav_methods PUT) against fsgw's PutObject
+//   put-64m  PUT of 64 MiB bodies over 4 connections (8 keys overwritten in turn, so that the disk
+//            does not fill): throughput (MiB/s) and server CPU per MiB
 //
-//   bun scripts/bench-http.ts [--rounds 3] [--seconds 5] [--only get-50k,put-5k]
+//   bun scripts/bench-http.ts [--rounds 3] [--seconds 5] [--only get-50k,put-5k,put-64m]
 //
 // Server CPU: every thread of the server's processes (/proc/<pid>/task/*/schedstat). nginx and wrk
 // come from Debian (`apt-get install nginx-light wrk`). Data lives under .bench/ and is never
@@ -21,7 +23,10 @@ import { freePort, startServer } from "./lib/server-process";
 const root = resolve(import.meta.dir, "..");
 const rounds = Number(option("--rounds", "3"));
 const seconds = Number(option("--seconds", "5"));
-const only = option("--only", "get-50k,put-5k").split(",");
+const only = option("--only", "get-50k,put-5k,put-64m").split(",");
+const ROWS = ["get-50k", "put-5k", "put-64m"];
+/** MiB of a put-64m body; its rows report per MiB. */
+const BIG_MIB = 64;
 const FILES = 2000;
 const nginxBin = Bun.which("nginx", { PATH: `${process.env.PATH}:/usr/sbin` });
 if (nginxBin === null || Bun.which("wrk") === null) {
@@ -53,7 +58,7 @@ events { worker_connections 4096; }
 http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; client_body_temp_path ${prefix}/tmp;
   server { listen 127.0.0.1:${port};
     location /fsgw/ { alias ${staticDir}/; }
-    location /put/ { root ${prefix}; dav_methods PUT; create_full_put_path on; client_max_body_size 64m; } } }\n`,
+    location /put/ { root ${prefix}; dav_methods PUT; create_full_put_path on; client_max_body_size 65m; } } }\n`,
   );
   const proc = Bun.spawn([nginxBin!, "-c", conf, "-p", prefix], { stdout: "ignore", stderr: "ignore" });
   await Bun.sleep(500);
@@ -84,18 +89,21 @@ async function prepare(): Promise<void> {
   }
 }
 
-function wrk(port: number, script: string, secs: number): { requests: number; non2xx: number } {
-  const r = Bun.spawnSync(["wrk", "-t", "1", "-c", "500", "-d", `${secs}s`, "-s", script, `http://127.0.0.1:${port}/`], { stdout: "pipe", stderr: "pipe" });
+function wrk(port: number, script: string, secs: number, connections = 500): { requests: number; non2xx: number } {
+  const r = Bun.spawnSync(["wrk", "-t", "1", "-c", String(connections), "-d", `${secs}s`, "--timeout", "30s", "-s", script, `http://127.0.0.1:${port}/`], { stdout: "pipe", stderr: "pipe" });
   const out = r.stdout.toString();
   return { requests: Number(/(\d+) requests in/.exec(out)?.[1] ?? "NaN"), non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? "0") };
 }
 
 function scriptFor(row: string, label: string, round: number): string {
   const path = join(runDir, `${row}-${label}-${round}.lua`);
+  const base = label === "nginx" ? "put" : "fsgw";
   const lua =
     row === "get-50k"
       ? `counter = 0\nrequest = function()\n  counter = counter + 1\n  return wrk.format("GET", "/fsgw/f_" .. (counter % ${FILES}))\nend\n`
-      : `counter = 0\nbody = string.rep("p", 5120)\nrequest = function()\n  counter = counter + 1\n  return wrk.format("PUT", "/${label === "nginx" ? "put" : "fsgw"}/r${round}_" .. counter, nil, body)\nend\n`;
+      : row === "put-5k"
+        ? `counter = 0\nbody = string.rep("p", 5120)\nrequest = function()\n  counter = counter + 1\n  return wrk.format("PUT", "/${base}/r${round}_" .. counter, nil, body)\nend\n`
+        : `counter = 0\nbody = string.rep("q", ${BIG_MIB * 1024 * 1024})\nrequest = function()\n  counter = counter + 1\n  return wrk.format("PUT", "/${base}/big_" .. (counter % 8), nil, body)\nend\n`;
   writeFileSync(path, lua);
   return path;
 }
@@ -103,30 +111,35 @@ function scriptFor(row: string, label: string, round: number): string {
 const treeCpu = (pids: number[]) => pids.reduce((sum, pid) => sum + cpuMsOf(pid), 0);
 const results: Record<string, number[]> = {};
 for (let round = 1; round <= rounds; round++) {
-  for (const row of ["get-50k", "put-5k"].filter((r) => only.includes(r))) {
+  for (const row of ROWS.filter((r) => only.includes(r))) {
     if (row === "get-50k") await prepare();
     for (const label of ["nginx", "fsgw"]) {
       const c = label === "nginx" ? await startNginx() : await startFsgw();
       if (row === "get-50k") wrk(c.port, scriptFor(row, label, round), 1); // warm: page cache, JIT
       const pids = c.pids();
       const cpu0 = treeCpu(pids);
-      const { requests, non2xx } = wrk(c.port, scriptFor(row, label, round + 100), seconds);
+      const big = row === "put-64m";
+      const { requests, non2xx } = wrk(c.port, scriptFor(row, label, round + 100), seconds, big ? 4 : 500);
       const cpuMs = treeCpu(pids) - cpu0;
       await c.stop();
       if (non2xx > 0) console.error(`${row} ${label}: ${non2xx} answers were not 2xx`);
-      const us = (cpuMs * 1000) / requests;
+      // put-64m: per MiB and MiB/s; the others: per request and requests/s.
+      const units = big ? requests * BIG_MIB : requests;
+      const us = (cpuMs * 1000) / units;
       (results[`${row} ${label} us`] ??= []).push(us);
-      (results[`${row} ${label} rps`] ??= []).push(requests / seconds);
-      console.log(`round ${round} ${row} ${label.padEnd(6)} ${(requests / seconds).toFixed(0).padStart(7)} req/s  server CPU ${us.toFixed(1).padStart(6)} µs/request`);
+      (results[`${row} ${label} rps`] ??= []).push(units / seconds);
+      console.log(`round ${round} ${row} ${label.padEnd(6)} ${(units / seconds).toFixed(0).padStart(7)} ${big ? "MiB/s" : "req/s"}  server CPU ${us.toFixed(1).padStart(6)} µs/${big ? "MiB" : "request"}`);
     }
   }
 }
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`\nmedians of ${rounds} rounds (wrk -t1 -c500 -d${seconds}s):`);
-console.log("| row | nginx req/s | nginx µs/request | fsgw req/s | fsgw µs/request | fsgw ÷ nginx (CPU) |");
-console.log("|---|---|---|---|---|---|");
-for (const row of ["get-50k", "put-5k"].filter((r) => only.includes(r))) {
+console.log("| row | nginx req/s (MiB/s) | nginx µs/request (/MiB) | fsgw req/s (MiB/s) | fsgw µs/request (/MiB) | fsgw ÷ nginx (CPU) | fsgw ÷ nginx (rate) |");
+console.log("|---|---|---|---|---|---|---|");
+for (const row of ROWS.filter((r) => only.includes(r))) {
   const n = median(results[`${row} nginx us`]!);
   const f = median(results[`${row} fsgw us`]!);
-  console.log(`| ${row} | ${median(results[`${row} nginx rps`]!).toFixed(0)} | ${n.toFixed(1)} | ${median(results[`${row} fsgw rps`]!).toFixed(0)} | ${f.toFixed(1)} | ${(f / n).toFixed(2)} |`);
+  const nr = median(results[`${row} nginx rps`]!);
+  const fr = median(results[`${row} fsgw rps`]!);
+  console.log(`| ${row} | ${nr.toFixed(0)} | ${n.toFixed(1)} | ${fr.toFixed(0)} | ${f.toFixed(1)} | ${(f / n).toFixed(2)} | ${(fr / nr).toFixed(2)} |`);
 }

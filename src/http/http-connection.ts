@@ -16,7 +16,7 @@
 //   head ──PUT──▶ busy ──(100 Continue)──▶ body ──last byte──▶ busy ──answer──▶ head │ closed
 //   every state ──close, or a malformed head (its 4xx answered)──▶ closed
 import type { Socket } from "bun";
-import { open as openFile, unlink, type FileHandle } from "node:fs/promises";
+import { open as openFile, unlink } from "node:fs/promises";
 import type { Logger } from "../log";
 import { Access, scopeHasBucket, type TokenScope, type Verified } from "../auth/token";
 import { BUCKET_SPACE, bucketKey, bucketMarkerKey, bucketPrefix, checkBucketName, checkKey, type StoreKey } from "../storage/keys";
@@ -27,7 +27,7 @@ import { BodyError, RequestBody, type BodyForm } from "./request-body";
 import { checksumAlgorithmOf, ChecksumHasher } from "./checksums";
 import { listingHtml, wantsHtml } from "./listing-html";
 import { scopeOfAccessKey } from "../auth/token";
-import { BadPartDigest, PARTS_MAX, type MultipartUploads, type Part, type PartWriter } from "./multipart";
+import { BadPartDigest, MultipartError, PARTS_MAX, type MultipartStore, type Part, type PartWriter } from "./multipart";
 import { completeMultipartXml, copyObjectXml, deleteResultXml, errorXml, etagOf, initiateMultipartXml, listBucketsXml, listMultipartUploadsXml, listObjectsV1Xml, listObjectsV2Xml, listPartsXml, locationXml, s3ErrorOf, xmlValues, type S3Error } from "./s3-xml";
 
 /** What a connection needs from its server. */
@@ -45,7 +45,7 @@ export interface HttpHost {
   readonly connectionBufferBytesMax: number;
   readonly listPageBytesMax: number;
   /** S3 multipart uploads' parts (multipartDir), and the least size of a part but the last. */
-  readonly multipart: MultipartUploads;
+  readonly multipart: MultipartStore;
   readonly partBytesMin: number;
   /** Origins whose pages may call this door from a browser (httpCorsOrigins; "*": any). */
   readonly corsOrigins: ReadonlySet<string>;
@@ -429,7 +429,7 @@ export class HttpConnection {
     if (!(await this.bucketExists(this.bucket))) throw new HttpFailure({ status: 404, code: "NoSuchBucket", message: `The specified bucket does not exist: ${this.bucket}` });
     const page = await this.listPage(this.space, "", "", false, 1);
     if (page.lines.length > 0) throw new HttpFailure({ status: 409, code: "BucketNotEmpty", message: "The bucket you tried to delete is not empty." });
-    if ((await this.host.multipart.list(this.bucket)).length > 0) throw new HttpFailure({ status: 409, code: "BucketNotEmpty", message: "The bucket you tried to delete has multipart uploads in progress." });
+    if ((await multipartCall(() => this.host.multipart.list(this.bucket, this.space))).length > 0) throw new HttpFailure({ status: 409, code: "BucketNotEmpty", message: "The bucket you tried to delete has multipart uploads in progress." });
     const r = await storeValue((t) => this.host.store.remove(bucketMarkerKey(this.bucket), t));
     if (!r.ok && r.failure !== Failure.NOT_FOUND) throw new HttpFailure(s3ErrorOf(r.failure, r.cause.text));
     return this.answer(204, {}, EMPTY, false);
@@ -934,13 +934,13 @@ export class HttpConnection {
   // ---- multipart uploads ----
 
   private async createUpload(key: StoreKey): Promise<void> {
-    const id = await this.host.multipart.create(this.bucket, this.nameOf(key));
+    const id = await multipartCall(() => this.host.multipart.create(this.bucket, this.nameOf(key), key));
     if (id === null) throw new HttpFailure({ status: 503, code: "SlowDown", message: `Please reduce your request rate (multipart uploads in progress: multipartUploadsMax ${this.host.multipart.uploadsMax}).` });
     return this.answer(200, { "content-type": "application/xml" }, encoder.encode(initiateMultipartXml(this.bucket, this.nameOf(key), id)), false);
   }
 
   private async upload(key: StoreKey, uploadId: string) {
-    const upload = await this.host.multipart.get(uploadId, this.bucket, this.nameOf(key));
+    const upload = await multipartCall(() => this.host.multipart.get(uploadId, this.bucket, this.nameOf(key), key));
     if (upload === null) throw new HttpFailure({ status: 404, code: "NoSuchUpload", message: "The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed." });
     return upload;
   }
@@ -954,7 +954,7 @@ export class HttpConnection {
     const checks = this.bodyChecks(head, form, false);
     await this.upload(key, uploadId);
     this.continueIfAsked(head);
-    const writer = this.host.multipart.part(uploadId, n, { progressed: () => this.body?.progressed?.() }, expected);
+    const writer = this.host.multipart.part(uploadId, n, key, { progressed: () => this.body?.progressed?.() }, expected);
     const decoder = await this.receive(form, size, size ?? this.host.uploadBytesMax, checks.hashers, (part) => writer.push(part), () => writer.backlogBytes).catch((e) => {
       this.host.track(writer.abort());
       throw e;
@@ -962,12 +962,13 @@ export class HttpConnection {
     if (decoder === null) return void this.host.track(writer.abort());
     try {
       this.check(checks, decoder);
-      const { md5 } = await writer.commit(head.headers.get("content-md5"));
-      return this.answer(200, { etag: `"${md5}"`, ...checks.answer }, EMPTY, false);
+      const { etag } = await writer.commit(head.headers.get("content-md5"));
+      return this.answer(200, { etag: `"${etag}"`, ...checks.answer }, EMPTY, false);
     } catch (e) {
       if (e instanceof BadPartDigest) throw new HttpFailure(e.sha256 ? SHA256_MISMATCH : { status: 400, code: "BadDigest", message: e.message });
       this.host.track(writer.abort());
       if (e instanceof HttpFailure) throw e;
+      if (e instanceof MultipartError) throw new HttpFailure({ status: e.status, code: e.code, message: e.message });
       const errno = (e as NodeJS.ErrnoException).code;
       if (errno === "ENOENT") throw new HttpFailure({ status: 404, code: "NoSuchUpload", message: "The specified multipart upload does not exist (aborted meanwhile)." });
       if (errno === "ENOSPC") throw new HttpFailure({ status: 507, code: "InsufficientStorage", message: "no space left for the part" });
@@ -981,43 +982,31 @@ export class HttpConnection {
     const numbers = xmlValues(xml, "PartNumber").map(Number);
     const etags = xmlValues(xml, "ETag").map((e) => e.trim().replace(/^"|"$/g, "").toLowerCase());
     if (numbers.length === 0 || numbers.length !== etags.length) throw new HttpFailure({ status: 400, code: "MalformedXML", message: "The XML you provided was not well-formed or did not validate against our published schema." });
-    const have = new Map((await this.host.multipart.parts(uploadId)).map((p) => [p.number, p]));
+    const have = new Map((await multipartCall(() => this.host.multipart.parts(uploadId, key))).map((p) => [p.number, p]));
     const chosen: Part[] = [];
     let total = 0;
     for (let i = 0; i < numbers.length; i++) {
       if (i > 0 && numbers[i]! <= numbers[i - 1]!) throw new HttpFailure({ status: 400, code: "InvalidPartOrder", message: "The list of parts was not in ascending order. Parts must be ordered by part number." });
       const part = have.get(numbers[i]!);
-      if (part === undefined || part.md5 !== etags[i]) throw new HttpFailure({ status: 400, code: "InvalidPart", message: `One or more of the specified parts could not be found (part ${numbers[i]}).` });
+      if (part === undefined || part.etag !== etags[i]) throw new HttpFailure({ status: 400, code: "InvalidPart", message: `One or more of the specified parts could not be found (part ${numbers[i]}).` });
       if (i < numbers.length - 1 && part.size < this.host.partBytesMin) throw new HttpFailure({ status: 400, code: "EntityTooSmall", message: `Your proposed upload is smaller than the minimum allowed object size (part ${part.number}: ${part.size} bytes, at least ${this.host.partBytesMin} but the last).` });
       chosen.push(part);
       total += part.size;
     }
     if (total > this.host.uploadBytesMax) throw new HttpFailure({ status: 400, code: "EntityTooLarge", message: `Your proposed upload exceeds the maximum allowed size (uploadBytesMax ${this.host.uploadBytesMax})` });
-    const digest = new Uint8Array(DIGEST_BYTES);
-    let index = 0;
-    let handle: FileHandle | null = null;
-    try {
-      await this.streamInto(key, total, digest, async (into) => {
-        for (;;) {
-          handle ??= await openFile(chosen[index]!.path, "r");
-          const { bytesRead } = await handle.read(into, 0, into.length);
-          if (bytesRead > 0) return bytesRead;
-          await handle.close();
-          handle = null;
-          if (++index === chosen.length) return 0;
-        }
-      });
-    } finally {
-      await (handle as FileHandle | null)?.close().catch(() => {});
-    }
-    await this.host.multipart.remove(uploadId);
-    const etag = etagOf(digest) ?? '""';
+    const etag = await multipartCall(() =>
+      this.host.multipart.complete(uploadId, key, chosen, total, async (size, next) => {
+        const digest = new Uint8Array(DIGEST_BYTES);
+        await this.streamInto(key, size, digest, next);
+        return etagOf(digest) ?? '""';
+      }),
+    );
     return this.answer(200, { "content-type": "application/xml" }, encoder.encode(completeMultipartXml(`/${this.bucket}/${this.nameOf(key)}`, this.bucket, this.nameOf(key), etag)), false);
   }
 
   private async abortUpload(key: StoreKey, uploadId: string): Promise<void> {
     await this.upload(key, uploadId);
-    await this.host.multipart.remove(uploadId);
+    await multipartCall(() => this.host.multipart.remove(uploadId, key));
     return this.answer(204, {}, EMPTY, false);
   }
 
@@ -1025,7 +1014,7 @@ export class HttpConnection {
     await this.upload(key, uploadId);
     const marker = Number(q.get("part-number-marker") ?? "0") || 0;
     const max = Math.min(Math.max(Number(q.get("max-parts") ?? "1000") || 1000, 1), 1000);
-    const after = (await this.host.multipart.parts(uploadId)).filter((p) => p.number > marker);
+    const after = (await multipartCall(() => this.host.multipart.parts(uploadId, key))).filter((p) => p.number > marker);
     const page = after.slice(0, max);
     return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listPartsXml(this.bucket, this.nameOf(key), uploadId, page, marker, max, after.length > max)), false);
   }
@@ -1033,7 +1022,7 @@ export class HttpConnection {
   private async listUploads(q: URLSearchParams, scope: TokenScope | null): Promise<void> {
     const prefix = q.get("prefix") ?? "";
     this.allow(scope, Access.READ, prefix);
-    const uploads = (await this.host.multipart.list(this.bucket)).filter((u) => u.key.startsWith(prefix)).slice(0, 1000);
+    const uploads = (await multipartCall(() => this.host.multipart.list(this.bucket, this.space))).filter((u) => u.key.startsWith(prefix)).slice(0, 1000);
     return this.answer(200, { "content-type": "application/xml" }, encoder.encode(listMultipartUploadsXml(this.bucket, prefix, uploads)), false);
   }
 
@@ -1345,6 +1334,16 @@ function expectedSha256(head: RequestHead): Uint8Array | null {
   if (bytes.length !== 32) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "x-amz-checksum-sha256 must be 32 bytes in base64" });
   if (signed !== null && !bytes.equals(signed)) throw new HttpFailure({ status: 400, code: "XAmzContentSHA256Mismatch", message: "x-amz-checksum-sha256 and x-amz-content-sha256 disagree." });
   return new Uint8Array(bytes);
+}
+
+/** A call of the multipart store, its refusal (the S3 store's bucket's) as the S3 error the client gets. */
+async function multipartCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    if (e instanceof MultipartError) throw new HttpFailure({ status: e.status, code: e.code, message: e.message });
+    throw e;
+  }
 }
 
 /** A store call with a StoreTarget, as a promise of its value or failure (a bug rejects). */

@@ -17,6 +17,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import type { UploadSink } from "../storage/store";
+import type { StoreKey } from "../storage/keys";
 
 /** S3's own limit on part numbers. */
 export const PARTS_MAX = 10_000;
@@ -33,14 +34,65 @@ export interface MultipartUpload {
 
 export interface Part {
   number: number;
-  /** The part's MD5, hex: its ETag (quoted by the answer). */
-  md5: string;
+  /** The part's ETag, unquoted: its MD5 in hex here, the bucket's own on the S3 store. */
+  etag: string;
   size: number;
   modified: Date;
+}
+
+/** A part kept by this gateway: a file of its own. */
+interface LocalPart extends Part {
   path: string;
 }
 
-export class MultipartUploads {
+/** A part's body on its way: pushed, then committed (its ETag) or aborted. */
+export interface PartSink extends UploadSink {
+  /** Every byte pushed: the part's ETag (unquoted) and size once kept; throws BadPartDigest on a wrong Content-MD5 or signed SHA-256, MultipartError on the store's refusal. */
+  commit(expectedMd5Base64: string | undefined): Promise<{ etag: string; size: number }>;
+  abort(): Promise<void>;
+}
+
+/** A refusal of the store that holds the parts (the S3 store's bucket): its S3 status and code. */
+export class MultipartError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Where S3 multipart uploads are kept until CompleteMultipartUpload: in the gateway's own
+ * directory (MultipartUploads, the file store's), or as the S3 store's bucket's own multipart
+ * uploads (s3-multipart.ts: every gateway on the bucket sees every upload, none holds state).
+ * `key` is the object's store key; `name` the client's key; `space` the bucket's key space.
+ */
+export interface MultipartStore {
+  readonly uploadsMax: number;
+  /** A new upload's id, or null past uploadsMax. */
+  create(bucket: string, name: string, key: StoreKey): Promise<string | null>;
+  /** The upload `id` of that object, or null (no such upload, or another object's). */
+  get(id: string, bucket: string, name: string, key: StoreKey): Promise<MultipartUpload | null>;
+  part(id: string, n: number, key: StoreKey, owner: PartOwner, expectedSha256: Uint8Array | null): PartSink;
+  /** The upload's parts kept so far, by number. */
+  parts(id: string, key: StoreKey): Promise<Part[]>;
+  /** The uploads in progress of a bucket, in key order. */
+  list(bucket: string, space: string): Promise<MultipartUpload[]>;
+  /** Aborts an upload: its parts go. */
+  remove(id: string, key: StoreKey): Promise<void>;
+  /**
+   * Joins `chosen` (checked by the caller: order, ETags, sizes) into the object and ends the
+   * upload: the object's ETag, quoted. `stream` stores `size` bytes that `next` reads as one
+   * upload of the object (with its MD5) and gives its ETag: the gateway's own parts go through it.
+   */
+  complete(id: string, key: StoreKey, chosen: Part[], total: number, stream: (size: number, next: (into: Uint8Array) => Promise<number>) => Promise<string>): Promise<string>;
+  /** A writer for a body of unknown length, spooled on this gateway's disk (see MultipartUploads.spool). */
+  spool(owner: PartOwner): PartWriter;
+}
+
+export class MultipartUploads implements MultipartStore {
   constructor(
     readonly root: string,
     readonly uploadsMax: number,
@@ -49,7 +101,7 @@ export class MultipartUploads {
   ) {}
 
   /** A new upload's id, or null past multipartUploadsMax (after removing expired ones). */
-  async create(bucket: string, key: string, nowMs = Date.now()): Promise<string | null> {
+  async create(bucket: string, key: string, _storeKey?: StoreKey, nowMs = Date.now()): Promise<string | null> {
     await mkdir(this.root, { recursive: true, mode: 0o700 });
     const ids = await this.ids();
     if (ids.length >= this.uploadsMax) {
@@ -64,14 +116,14 @@ export class MultipartUploads {
     return id;
   }
 
-  /** The upload `id` of `bucket`/`key`, or null (no such upload, or another key's). */
-  async get(id: string, bucket: string, key: string): Promise<MultipartUpload | null> {
+  /** The upload `id` of `bucket`/`name`, or null (no such upload, or another key's). */
+  async get(id: string, bucket: string, name: string): Promise<MultipartUpload | null> {
     const upload = await this.read(id);
-    return upload !== null && upload.bucket === bucket && upload.key === key ? upload : null;
+    return upload !== null && upload.bucket === bucket && upload.key === name ? upload : null;
   }
 
   /** Every upload in progress of `bucket`, in key order then by initiation. */
-  async list(bucket: string): Promise<MultipartUpload[]> {
+  async list(bucket: string, _space = ""): Promise<MultipartUpload[]> {
     const out: MultipartUpload[] = [];
     for (const id of await this.ids()) {
       const upload = await this.read(id);
@@ -81,21 +133,45 @@ export class MultipartUploads {
   }
 
   /** The committed parts of an upload, by number. */
-  async parts(id: string): Promise<Part[]> {
-    const out: Part[] = [];
+  async parts(id: string): Promise<LocalPart[]> {
+    const out: LocalPart[] = [];
     for (const name of await readdir(join(this.root, id)).catch(() => [] as string[])) {
       const m = /^(\d{5})\.([0-9a-f]{32})$/.exec(name);
       if (m === null) continue;
       const path = join(this.root, id, name);
       const st = await stat(path).catch(() => null);
-      if (st !== null) out.push({ number: Number(m[1]), md5: m[2]!, size: st.size, modified: st.mtime, path });
+      if (st !== null) out.push({ number: Number(m[1]), etag: m[2]!, size: st.size, modified: st.mtime, path });
     }
     return out.sort((a, b) => a.number - b.number);
   }
 
-  /** A writer for part `n` of upload `id`: its body is pushed, then end() commits it under its number. */
-  part(id: string, n: number, owner: PartOwner, expectedSha256: Uint8Array | null = null): PartWriter {
+  /** A writer for part `n` of upload `id`: its body is pushed, then commit() keeps it under its number. */
+  part(id: string, n: number, _key: StoreKey, owner: PartOwner, expectedSha256: Uint8Array | null = null): PartWriter {
     return new PartWriter(join(this.root, id), n, this.fsync, owner, expectedSha256);
+  }
+
+  /** Streams the chosen parts' files, in order, into the object (through `stream`), then removes the upload. */
+  async complete(id: string, _key: StoreKey, chosen: Part[], total: number, stream: (size: number, next: (into: Uint8Array) => Promise<number>) => Promise<string>): Promise<string> {
+    const files = chosen as LocalPart[];
+    let index = 0;
+    let handle: FileHandle | null = null;
+    let etag: string;
+    try {
+      etag = await stream(total, async (into) => {
+        for (;;) {
+          handle ??= await open(files[index]!.path, "r");
+          const { bytesRead } = await handle.read(into, 0, into.length);
+          if (bytesRead > 0) return bytesRead;
+          await handle.close();
+          handle = null;
+          if (++index === files.length) return 0;
+        }
+      });
+    } finally {
+      await (handle as FileHandle | null)?.close().catch(() => {});
+    }
+    await this.remove(id);
+    return etag;
   }
 
   /**
@@ -104,9 +180,9 @@ export class MultipartUploads {
    * <multipartDir>/spool, then streamed into the store with its size known. finish() gives the
    * file; its caller removes it. What a crash leaves there goes with the sweep's ttl.
    */
-  spool(owner: PartOwner): PartWriter {
+  spool(owner: PartOwner, expectedSha256: Uint8Array | null = null): PartWriter {
     const dir = join(this.root, SPOOL_DIR);
-    return new PartWriter(dir, 0, false, owner, null, mkdir(dir, { recursive: true, mode: 0o700 }));
+    return new PartWriter(dir, 0, false, owner, expectedSha256, mkdir(dir, { recursive: true, mode: 0o700 }));
   }
 
   /** Removes an upload and its parts (Abort, and after Complete). */
@@ -158,7 +234,7 @@ export interface PartOwner {
  * as it is pushed. end(expectedMd5) commits it (fsync when the server's commits do, then a rename
  * over any earlier part of that number); abort() removes what was written.
  */
-export class PartWriter implements UploadSink {
+export class PartWriter implements PartSink {
   backlogBytes = 0;
   private readonly queue: Uint8Array[] = [];
   private readonly md5 = new Bun.CryptoHasher("md5");
@@ -198,8 +274,8 @@ export class PartWriter implements UploadSink {
   /** Unused (UploadSink's commit): parts end with commit(). */
   end(): void {}
 
-  /** Every byte pushed: the part's MD5 (hex) once its file is under its number; throws on failure or a wrong Content-MD5. */
-  async commit(expectedMd5Base64: string | undefined): Promise<{ md5: string; size: number }> {
+  /** Every byte pushed: the part's MD5 (hex, its ETag) once its file is under its number; throws on failure or a wrong Content-MD5. */
+  async commit(expectedMd5Base64: string | undefined): Promise<{ etag: string; size: number }> {
     if (this.writing !== null) await this.writing;
     const handle = await this.handle;
     if (this.failure !== null) throw this.failure;
@@ -220,16 +296,23 @@ export class PartWriter implements UploadSink {
       if (name.startsWith(`${number}.`) && name !== `${number}.${md5}`) await unlink(join(this.dir, name)).catch(() => {});
     }
     await rename(this.tmp, join(this.dir, `${number}.${md5}`));
-    return { md5, size: this.position };
+    return { etag: md5, size: this.position };
   }
 
-  /** A spooled body (MultipartUploads.spool) whole: its file and size; the caller removes the file. */
-  async finish(): Promise<{ path: string; size: number }> {
+  /**
+   * A spooled body (MultipartUploads.spool) whole: its file, size and MD5 (base64); the caller
+   * removes the file. Throws BadPartDigest when a signed SHA-256 was given and does not hold.
+   */
+  async finish(): Promise<{ path: string; size: number; md5: string }> {
     if (this.writing !== null) await this.writing;
     const handle = await this.handle;
     if (this.failure !== null) throw this.failure;
     await handle.close();
-    return { path: this.tmp, size: this.position };
+    if (this.sha256 !== null && !(this.sha256.digest() as Buffer).equals(this.expectedSha256!)) {
+      await unlink(this.tmp).catch(() => {});
+      throw new BadPartDigest(true);
+    }
+    return { path: this.tmp, size: this.position, md5: (this.md5.digest() as Buffer).toString("base64") };
   }
 
   async abort(): Promise<void> {

@@ -148,9 +148,9 @@ export function completeMultipartXml(location: string, bucket: string, key: stri
   return `<?xml version="1.0" encoding="UTF-8"?>\n<CompleteMultipartUploadResult xmlns="${S3_NS}"><Location>${escapeXml(location)}</Location><Bucket>${escapeXml(bucket)}</Bucket><Key>${escapeXml(key)}</Key><ETag>${escapeXml(etag)}</ETag></CompleteMultipartUploadResult>`;
 }
 
-export function listPartsXml(bucket: string, key: string, uploadId: string, parts: { number: number; md5: string; size: number; modified: Date }[], marker: number, maxParts: number, truncated: boolean): string {
+export function listPartsXml(bucket: string, key: string, uploadId: string, parts: { number: number; etag: string; size: number; modified: Date }[], marker: number, maxParts: number, truncated: boolean): string {
   const items = parts
-    .map((p) => `<Part><PartNumber>${p.number}</PartNumber><LastModified>${p.modified.toISOString()}</LastModified><ETag>&quot;${p.md5}&quot;</ETag><Size>${p.size}</Size></Part>`)
+    .map((p) => `<Part><PartNumber>${p.number}</PartNumber><LastModified>${p.modified.toISOString()}</LastModified><ETag>&quot;${escapeXml(p.etag)}&quot;</ETag><Size>${p.size}</Size></Part>`)
     .join("");
   const next = truncated && parts.length > 0 ? `<NextPartNumberMarker>${parts[parts.length - 1]!.number}</NextPartNumberMarker>` : "";
   return (

@@ -19,7 +19,9 @@ import type { SharedCounters } from "./shared-counters";
 import { certificateProblem, Security } from "./security";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 import { HttpConnection, type HttpHost } from "../http/http-connection";
-import { MultipartUploads } from "../http/multipart";
+import { MultipartUploads, type MultipartStore } from "../http/multipart";
+import { S3Multipart } from "../http/s3-multipart";
+import { S3Store } from "../storage/s3-store";
 import { join } from "node:path";
 
 const ENOTCONN = constants.errno.ENOTCONN;
@@ -241,7 +243,7 @@ export class Server implements ConnectionHost {
       inlineBytesMax: this.config.inlineBytesMax,
       connectionBufferBytesMax: this.config.connectionBufferBytesMax,
       listPageBytesMax: this.config.listPageBytesMax,
-      multipart: new MultipartUploads(this.config.multipartDir === "" ? join(this.config.dataDir, ".multipart") : this.config.multipartDir, this.config.multipartUploadsMax, this.config.multipartTtlMs, this.config.fsyncOnCommit),
+      multipart: this.multipartStore(),
       partBytesMin: this.config.multipartPartBytesMin,
       corsOrigins: new Set(corsOriginsOf(this.config.httpCorsOrigins)),
       bucketsMax: this.config.bucketsMax,
@@ -273,6 +275,16 @@ export class Server implements ConnectionHost {
       },
     };
     this.httpListener = listenOrExplain("the HTTP front door (httpHost, httpPort)", host, port, () => Bun.listen<HttpConnection>(listenOptions(host, port, this.security!.tls, handlers)));
+  }
+
+  /**
+   * Where S3 multipart uploads are kept: the gateway's own multipartDir on the file store; on the
+   * S3 store the bucket's own multipart uploads (the gateway stays stateless; multipartDir only
+   * spools a part on its way).
+   */
+  private multipartStore(): MultipartStore {
+    const local = new MultipartUploads(this.config.multipartDir === "" ? join(this.config.dataDir, ".multipart") : this.config.multipartDir, this.config.multipartUploadsMax, this.config.multipartTtlMs, this.config.fsyncOnCommit);
+    return this.store instanceof S3Store ? new S3Multipart(this.store, local, this.config.multipartUploadsMax) : local;
   }
 
   /** An HTTP connection: admitted by the same bounds as the protocol's (connectionsMax, per address). */

@@ -86,7 +86,8 @@ export function escapeXml(text: string): string {
 export interface RequestOptions {
   query?: Record<string, string>;
   headers?: Record<string, string>;
-  body?: Uint8Array | string;
+  /** A Blob (Bun.file) is streamed from its file with its length. */
+  body?: Uint8Array | string | Blob;
   /** Keep the response body unread: the caller reads it (a streamed GET) and then calls done(). */
   stream?: boolean;
 }

@@ -190,6 +190,11 @@ export class S3Store implements Store {
     return this.prefix + objectNameOf(key.name);
   }
 
+  /** The key name of an object name under s3Prefix (objectOf undone), or null for one outside it. */
+  keyNameOf(object: string): string | null {
+    return object.startsWith(this.prefix) ? keyNameOf(object.slice(this.prefix.length)) : null;
+  }
+
   init(log: Logger): void {
     this.log = log;
     this.cache?.init(log);

@@ -13,7 +13,7 @@ import { ensurePackages } from "../../scripts/lib/debian";
 import { Access, createAccessKey, newSecret } from "../../src/auth/token";
 import { payload, sha256 } from "../helpers/data";
 import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
-import { gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
+import { BucketView, gatewayFields, newPrefix, s3Targets, type S3Endpoint } from "../helpers/s3";
 
 const CLIENTS = ["awscli", "rclone", "s3cmd"];
 // Debian's aws (/usr/bin): another aws earlier on the PATH (a pip install) may be another version.
@@ -35,6 +35,8 @@ interface Front {
   secretAccessKey: string;
   home: string;
   dir: string;
+  /** The S3 store's prefix in Swift's bucket, or "" on the file store. */
+  s3Prefix: string;
 }
 
 interface Mode {
@@ -72,13 +74,13 @@ async function front(mode: Mode): Promise<Front> {
   const store = await storeFields(mode);
   if (!mode.sigv4) {
     server = await startServer({ httpPort: port, ...store });
-    return { endpoint: `http://127.0.0.1:${port}`, port, accessKeyId: "fsgw-test", secretAccessKey: "fsgw-test-secret", home, dir };
+    return { endpoint: `http://127.0.0.1:${port}`, port, accessKeyId: "fsgw-test", secretAccessKey: "fsgw-test-secret", home, dir, s3Prefix: store.s3Prefix ?? "" };
   }
   const secret = newSecret();
   writeFileSync(join(home, "secret"), secret);
   server = await startServer({ httpPort: port, auth: "token", authSecretFile: join(home, "secret"), ...store });
   const keys = createAccessKey(new TextEncoder().encode(secret), { id: "clients", access: Access.READ | Access.WRITE | Access.DELETE, prefix: "", expiresAtMs: Date.now() + 3600_000 });
-  return { endpoint: `http://127.0.0.1:${port}`, port, ...keys, home, dir };
+  return { endpoint: `http://127.0.0.1:${port}`, port, ...keys, home, dir, s3Prefix: store.s3Prefix ?? "" };
 }
 
 /** Runs a client with nothing of the user's environment but PATH: its exit code and output. */
@@ -205,8 +207,14 @@ for (const mode of MODES) {
     expect(hashOf(join(f.dir, "small.back"))).toBe(sha256(small));
     ok(s3cmd("del", "s3://fsgw/s3cmd/small.bin", "s3://fsgw/s3cmd/big.bin"));
     expect(s3cmd("ls", "s3://fsgw/s3cmd/").out).toBe("");
-    // Nothing of the multipart upload is left behind.
-    expect(readdirSync(join(server!.dataDir, ".multipart")).filter((n) => !n.startsWith("."))).toEqual([]);
+    // Nothing of the multipart upload is left behind: on the file store no part; on the S3 store
+    // (the bucket's own multipart upload) none at the bucket, and no part spooled on the way.
+    const local = join(server!.dataDir, ".multipart");
+    if (!mode.s3) expect(readdirSync(local).filter((n) => !n.startsWith("."))).toEqual([]);
+    else {
+      expect(readdirSync(join(local, "spool"))).toEqual([]);
+      expect(await new BucketView(await swift!, f.s3Prefix).multipartUploads()).toEqual([]);
+    }
   }, 120_000);
 });
 }

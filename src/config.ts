@@ -57,7 +57,7 @@ export const fields = {
   httpHeadBytesMax: int(16 * KiB, 1 * KiB, 1 * MiB, "bytes of an HTTP request's head (request line and headers) at most; a longer one is answered 431 and its connection closed"),
   httpCorsOrigins: str("", "origins whose web pages may call the HTTP front door from a browser (CORS), comma-separated, each exactly scheme://host[:port], or * for any; preflights from others are refused (403). Empty: none", true),
   bucketsMax: int(1000, 1, 100_000, "buckets the HTTP front door's CreateBucket may make besides fsgw (each a key space of the one store); past it CreateBucket is answered 400 TooManyBuckets"),
-  multipartDir: str("", "directory of S3 multipart uploads' parts until CompleteMultipartUpload stores them as one object (empty: .multipart under dataDir); shared by every loop, kept across restarts", true),
+  multipartDir: str("", "directory of S3 multipart uploads' parts until CompleteMultipartUpload stores them as one object (empty: .multipart under dataDir); shared by every loop, kept across restarts. On the S3 store the uploads are the bucket's own, and this only spools a part, or a chunked body, on its way", true),
   multipartUploadsMax: int(1000, 1, 1_000_000, "S3 multipart uploads in progress at once, server-wide; past it CreateMultipartUpload is answered 503 SlowDown"),
   multipartTtlMs: int(7 * 86_400_000, 60_000, 365 * 86_400_000, "an S3 multipart upload untouched for this long is removed with its parts (swept when uploads are created)"),
   multipartPartBytesMin: int(5 * MiB, 1, 5 * GiB, "bytes of every part of an S3 multipart upload but the last, at least (S3's 5 MiB); a smaller one fails CompleteMultipartUpload with EntityTooSmall"),

@@ -1,6 +1,7 @@
 /* fsgw_pool: see fsgw_pool.h for the contract. */
 #define _GNU_SOURCE
 #include "fsgw_pool.h"
+#include "fsgw_md5.h"
 #include "fsgw_sha256.h"
 
 #include <errno.h>
@@ -593,7 +594,7 @@ static int64_t hash_file_range(fsgw_sha256 *ctx, int file, int64_t offset, size_
     int64_t n = do_pread(file, buf, want, offset + (int64_t)done);
     if (n < 0) return n;
     if (n == 0) return -EIO; /* the file is shorter than what was just written into it */
-    fsgw_sha256_update(ctx, buf, (size_t)n);
+    fsgw_hash_update(ctx, buf, (size_t)n); /* and its MD5, when ctx is a pair (fsgw_md5.h) */
     done += (size_t)n;
   }
   return 0;

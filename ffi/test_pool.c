@@ -6,6 +6,7 @@
  * wait for its callback, so coalescing and "drain every record" are exercised as in production. */
 #define _GNU_SOURCE
 #include "fsgw_pool.h"
+#include "fsgw_md5.h"
 #include "fsgw_sha256.h"
 #include <sys/xattr.h>
 
@@ -411,12 +412,14 @@ static void test_splice_in(void) {
   pthread_create(&writer, NULL, slow_writer, &w);
   size_t moved = 0;
   fsgw_comp c = {.result = 0};
-  /* A digest context rides along: it must end up as the digest of the whole file (head included). */
-  fsgw_sha256 ctx, ref;
-  fsgw_sha256_init(&ctx);
-  fsgw_sha256_update(&ctx, data, 100);
+  /* A digest context rides along: it must end up as the digest of the whole file (head included);
+   * a pair (fsgw_md5.h), so the MD5 beside it too. */
+  fsgw_digests pair;
+  fsgw_sha256 *ctx = &pair.sha256, ref;
+  fsgw_digests_init(&pair);
+  fsgw_hash_update(ctx, data, 100);
   for (int round = 0; round < 50 && moved < size - 100; round++) {
-    c = run1x(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, (double)(size - 100 - moved), (double)(100 + moved), NULL, NULL, &ctx);
+    c = run1x(pool, FSGW_OP_SPLICE_IN, (uint32_t)file, server, NULL, (double)(size - 100 - moved), (double)(100 + moved), NULL, NULL, ctx);
     if (c.result < 0) break;
     moved += (size_t)c.result;
   }
@@ -426,8 +429,15 @@ static void test_splice_in(void) {
   fsgw_sha256_init(&ref);
   fsgw_sha256_update(&ref, data, size);
   fsgw_sha256_digest(&ref, want);
-  fsgw_sha256_digest(&ctx, got);
+  fsgw_sha256_digest(ctx, got);
   CHECK(memcmp(got, want, 32) == 0, "SPLICE_IN op with a digest context: it hashed exactly the bytes spliced, in order", "%02x", got[0]);
+  fsgw_md5 md5ref;
+  uint8_t md5got[16], md5want[16];
+  fsgw_md5_init(&md5ref);
+  fsgw_md5_update(&md5ref, data, size);
+  fsgw_md5_digest(&md5ref, md5want);
+  fsgw_digests_md5(&pair, md5got);
+  CHECK(memcmp(md5got, md5want, 16) == 0, "SPLICE_IN op with a digest pair: the MD5 beside the SHA-256 too", "%02x", md5got[0]);
   CHECK(pread(file, back, size + 10, 0) == (ssize_t)size && memcmp(back, data, size) == 0, "SPLICE_IN op: the file holds every byte at its offset", "%s", "differs");
   /* Bytes past the body stay in the socket for whoever reads next. */
   CHECK(write(client, "NEXT", 4) == 4, "splice: next request sent", "%s", strerror(errno));
@@ -744,6 +754,64 @@ static void hex32(const uint8_t *d, char *out) {
 
 /* SHA-256: FIPS 180-4's vectors on both paths, and both paths agreeing on every length and every
  * way of splitting the input into updates. */
+/* RFC 1321's test suite; the same digest fed in every split; an fsgw_digests pair gives the
+ * SHA-256 of a lone context and the MD5 beside it, and a lone context ignores the MD5's half. */
+static void test_md5(void) {
+  static const struct {
+    const char *in;
+    const char *hex;
+  } vectors[] = {
+      {"", "d41d8cd98f00b204e9800998ecf8427e"},
+      {"a", "0cc175b9c0f1b6a831c399e269772661"},
+      {"abc", "900150983cd24fb0d6963f7d28e17f72"},
+      {"message digest", "f96b697d7cb7938d525a2f31aaf161d0"},
+      {"abcdefghijklmnopqrstuvwxyz", "c3fcd3d76192e4007dfb496cca67e13b"},
+      {"12345678901234567890123456789012345678901234567890123456789012345678901234567890", "57edf4a22be3c955ac49da2e2107b67a"},
+  };
+  for (size_t v = 0; v < sizeof vectors / sizeof vectors[0]; v++) {
+    fsgw_md5 c;
+    uint8_t d[16];
+    char h[33];
+    fsgw_md5_init(&c);
+    fsgw_md5_update(&c, vectors[v].in, strlen(vectors[v].in));
+    fsgw_md5_digest(&c, d);
+    for (int i = 0; i < 16; i++) snprintf(h + 2 * i, 3, "%02x", d[i]);
+    CHECK(strcmp(h, vectors[v].hex) == 0, "md5: RFC 1321 vector", "%s for \"%s\"", h, vectors[v].in);
+  }
+  size_t n = 5000;
+  uint8_t *data = malloc(n);
+  for (size_t i = 0; i < n; i++) data[i] = (uint8_t)(i * 31 + 7);
+  uint8_t whole[16];
+  fsgw_md5 one;
+  fsgw_md5_init(&one);
+  fsgw_md5_update(&one, data, n);
+  fsgw_md5_digest(&one, whole);
+  int agree = 1;
+  for (size_t cut = 0; cut <= n && agree; cut += cut < 200 ? 1 : 173) {
+    fsgw_md5 c;
+    uint8_t d[16];
+    fsgw_md5_init(&c);
+    fsgw_md5_update(&c, data, cut);
+    fsgw_md5_update(&c, data + cut, n - cut);
+    fsgw_md5_digest(&c, d);
+    agree = memcmp(d, whole, 16) == 0;
+  }
+  CHECK(agree, "md5: any split of the input gives the same digest", "%s", "differs");
+  fsgw_digests pair;
+  fsgw_sha256 lone;
+  uint8_t a[32], b[32], m[16];
+  fsgw_digests_init(&pair);
+  fsgw_sha256_init(&lone);
+  fsgw_hash_update(&pair.sha256, data, 1000);
+  fsgw_hash_update(&pair.sha256, data + 1000, n - 1000);
+  fsgw_hash_update(&lone, data, n);
+  fsgw_sha256_digest(&pair.sha256, a);
+  fsgw_sha256_digest(&lone, b);
+  fsgw_digests_md5(&pair, m);
+  CHECK(memcmp(a, b, 32) == 0 && memcmp(m, whole, 16) == 0, "fsgw_hash_update: a pair's SHA-256 is a lone context's, its MD5 the body's", "%02x %02x", a[0], m[0]);
+  free(data);
+}
+
 static void test_sha256(void) {
   static const struct {
     const char *in;
@@ -882,6 +950,7 @@ int main(void) {
   test_digests();
   test_confine();
   test_sha256();
+  test_md5();
   char cmd[512];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   if (system(cmd) != 0) fprintf(stderr, "cleanup of %s failed\n", dir);

@@ -259,8 +259,8 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   }
 
   // Digests.
-  newHasher(): Hasher {
-    return new NativeSha256();
+  newHasher(md5 = false): Hasher {
+    return new NativeSha256(md5);
   }
   setDigest(fd: number, digest: Uint8Array): Promise<void> {
     return this.submit(PoolOp.FSETDIGEST, 0, fd, null, digest.length, 0, null, null, digest);

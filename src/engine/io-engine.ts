@@ -106,6 +106,8 @@ export interface Hasher {
   /** An independent hasher in the same state (a resumable upload keeps one while it is parked). */
   copy(): Hasher;
   readonly state?: Uint8Array;
+  /** Present when it computes the body's MD5 beside its SHA-256 (newHasher(true) of an engine that can). */
+  md5?(): Uint8Array | null;
 }
 
 /** Bun's own SHA-256 (BoringSSL), for engines without the C library. */
@@ -225,7 +227,8 @@ export interface IoEngine {
    */
   readWhole(path: string, into: Uint8Array): Promise<number>;
   /** A hasher for a body; the C pool's can be updated by its operations (a spliced upload). */
-  newHasher(): Hasher;
+  /** A SHA-256 hasher; with `md5`, one that computes the MD5 beside it if this engine can (its md5()). */
+  newHasher(md5?: boolean): Hasher;
   /**
    * Records a file's digest with it (before its rename), when the engine can: absent when it
    * cannot (then stored files have none, and answers carry none). Rejects with ENOTSUP when the

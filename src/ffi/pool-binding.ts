@@ -118,6 +118,9 @@ function load() {
     fsgw_sha256_init: { args: ["ptr"], returns: "void" },
     fsgw_sha256_update: { args: ["ptr", "ptr", "u64"], returns: "void" },
     fsgw_sha256_digest: { args: ["ptr", "ptr"], returns: "void" },
+    fsgw_digests_init: { args: ["ptr"], returns: "void" },
+    fsgw_hash_update: { args: ["ptr", "ptr", "u64"], returns: "void" },
+    fsgw_digests_md5: { args: ["ptr", "ptr"], returns: "void" },
     fsgw_sha256_accelerated: { args: [], returns: "i32" },
     fsgw_sendfile_now: { args: ["i32", "i32", "f64", "f64", "ptr", "i32", "ptr", "i32"], returns: "f64" },
     fsgw_socket_check: { args: ["i32", "i32", "i32"], returns: "i32" },
@@ -339,27 +342,38 @@ export class InlineFs {
 
 /** FSGW_DIGEST_OUT_BYTES: where an operation reads a file's facts (recorded digests, mtime) into. */
 export const DIGEST_OUT_BYTES = 57;
-/** sizeof(fsgw_sha256). */
+/** sizeof(fsgw_sha256), and of fsgw_digests (a SHA-256 with an MD5 beside it, fsgw_md5.h). */
 const SHA256_STATE_BYTES = 112;
+const DIGESTS_STATE_BYTES = 208;
 
 /**
- * SHA-256 in the C library (SHA-NI when the CPU has it): its state is plain memory owned here, which
- * pool operations (a spliced upload) update too, and which can be copied or kept.
+ * SHA-256 in the C library (SHA-NI when the CPU has it), with `withMd5` an MD5 beside it (the HTTP
+ * door's ETag): its state is plain memory owned here, which pool operations (a spliced upload)
+ * update too, both digests, and which can be copied or kept.
  */
 export class NativeSha256 {
   /** Stable: a pool operation (a spliced upload) writes it while JavaScript holds it. */
-  readonly state = stableBytes(SHA256_STATE_BYTES);
+  readonly state: Uint8Array;
   private readonly sym = lib();
-  constructor() {
-    this.sym.fsgw_sha256_init(this.state);
+  constructor(readonly withMd5 = false) {
+    this.state = stableBytes(withMd5 ? DIGESTS_STATE_BYTES : SHA256_STATE_BYTES);
+    if (withMd5) this.sym.fsgw_digests_init(this.state);
+    else this.sym.fsgw_sha256_init(this.state);
   }
   update(bytes: Uint8Array): void {
-    if (bytes.length > 0) this.sym.fsgw_sha256_update(this.state, bytes, bytes.length);
+    if (bytes.length > 0) this.sym.fsgw_hash_update(this.state, bytes, bytes.length);
   }
   copy(): NativeSha256 {
-    const c = new NativeSha256();
+    const c = new NativeSha256(this.withMd5);
     c.state.set(this.state);
     return c;
+  }
+  /** The MD5 of everything so far, when it computes one. */
+  md5(): Uint8Array | null {
+    if (!this.withMd5) return null;
+    const out = new Uint8Array(16);
+    this.sym.fsgw_digests_md5(this.state, out);
+    return out;
   }
   /** The digest of everything so far (more may be added afterwards). */
   digest(): Uint8Array {

@@ -614,7 +614,16 @@ export class HttpConnection {
     const gather = small ? new Uint8Array(size) : null;
     let at = 0;
     const take = gather !== null ? (part: Uint8Array) => void (gather.set(part, at), (at += part.length)) : (part: Uint8Array) => sink!.push(part);
-    const decoder = await this.receive(form, size, size, checks.hashers, take, () => sink?.backlogBytes ?? 0).catch((e) => {
+    // A plain body that nothing in JavaScript must see goes socket -> file by splice, hashed (both
+    // digests) by the pool worker that moves it; what is left when that cannot go on is read here.
+    let left = size;
+    if (sink !== null && sink.receiveFrom !== undefined && form.aws === null && form.contentLength !== null && checks.hashers.length === 0) {
+      const spliced = await this.spliceBody(sink, size);
+      if (spliced === null) return void this.host.track(sink.abort(true));
+      left = spliced;
+    }
+    const rest: BodyForm = left === size ? form : { contentLength: left, aws: null };
+    const decoder = await this.receive(rest, left, left, checks.hashers, take, () => sink?.backlogBytes ?? 0).catch((e) => {
       if (sink !== null) this.host.track(sink.abort());
       throw e;
     });
@@ -637,6 +646,36 @@ export class HttpConnection {
       throw new HttpFailure(s3);
     }
     return this.answer(200, digestHeaders(digest, checks.answer), EMPTY, false);
+  }
+
+  /**
+   * Moves a Content-Length body from the socket into `sink` by splice (sink.receiveFrom), after
+   * the bytes of it that arrived with the head: none of it passes through JavaScript. Bun reads
+   * nothing meanwhile (paused), so the socket's bytes are the store's alone. The bytes left to
+   * read the usual way (0 when all moved; more when the store could not go on, whose failure comes
+   * with the upload's end), or null when the connection closed.
+   */
+  private async spliceBody(sink: UploadSink, size: number): Promise<number | null> {
+    if (this.fd === -2) this.fd = this.host.socketFdOf(this.socket);
+    if (this.fd < 0) return size;
+    this.pause();
+    const early = Math.min(this.pending.length, size);
+    if (early > 0) {
+      sink.push(this.pending.subarray(0, early));
+      this.pending = early === this.pending.length ? EMPTY : this.pending.subarray(early);
+    }
+    let left = size - early;
+    this.state = "body";
+    while (left > 0) {
+      const r = await storeValue((t) => sink.receiveFrom!(this.fd, t));
+      if ((this.state as HttpState) === "closed") return null;
+      if (!r.ok) break;
+      left -= r.value; // 0: the client sent nothing for a while; the store waits again
+    }
+    this.state = "busy";
+    if (left === 0) this.bodyUnread = false;
+    this.resumeInput();
+    return left;
   }
 
   /**

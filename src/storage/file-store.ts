@@ -389,7 +389,7 @@ export class FileStore implements Store {
 
   putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array, md5 = false): void {
     // A body this small is hashed here, before anything is written: a mismatch touches nothing.
-    const hasher = this.engine.newHasher();
+    const hasher = this.engine.newHasher(md5);
     hasher.update(body);
     const sum = hasher.digest();
     if (expected !== null && !sameDigest(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
@@ -399,7 +399,7 @@ export class FileStore implements Store {
     }
     const recorded = new Uint8Array(48);
     recorded.set(sum);
-    recorded.set(new Bun.CryptoHasher("md5").update(body).digest(), 32);
+    recorded.set(hasher.md5?.() ?? new Bun.CryptoHasher("md5").update(body).digest(), 32);
     if (digest !== undefined) setDigests(digest.fill(0, 0, 1), sum, recorded.subarray(32));
     this.putHashed(key, body, recorded, target);
   }

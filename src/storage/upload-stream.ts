@@ -176,7 +176,9 @@ export class UploadStream implements UploadSink {
   private readonly expected: Uint8Array | null;
   private readonly digestOut: Uint8Array | undefined;
   /** The body's MD5 as it streams, when asked for. */
+  /** The body's MD5 in JavaScript, when the hasher cannot compute it (another engine's). */
   private readonly md5: Bun.CryptoHasher | null;
+  private readonly wantsMd5: boolean;
   private readonly partial: { entry: PartialUpload; table: Partials; resume: boolean } | null;
   /** Where the body starts in the file: 0, or a resumed upload's offset. */
   readonly offset: number;
@@ -201,7 +203,7 @@ export class UploadStream implements UploadSink {
     this.zc = options.zeroCopy;
     this.partial = options.partial ?? null;
     const resumed = this.partial !== null && this.partial.resume ? this.partial.entry : null;
-    this.hasher = resumed?.hasher ?? engine.newHasher();
+    this.hasher = resumed?.hasher ?? engine.newHasher(options.md5 === true);
     if (resumed !== null) resumed.hasher = null;
     this.offset = resumed?.onDisk ?? 0;
     this.position = this.offset;
@@ -209,8 +211,10 @@ export class UploadStream implements UploadSink {
     this.digestOut = options.digest;
     this.onCommitted = options.onCommitted;
     if (this.digestOut !== undefined) this.digestOut[0] = 0;
-    this.md5 = options.md5 === true ? new Bun.CryptoHasher("md5") : null;
-    // Spliced bytes never reach JavaScript, where the MD5 is computed.
+    this.wantsMd5 = options.md5 === true;
+    // The C library's hasher computes the MD5 beside the SHA-256, also over spliced bytes; another
+    // engine's leaves it to JavaScript, which spliced bytes never reach.
+    this.md5 = this.wantsMd5 && this.hasher.md5 === undefined ? new Bun.CryptoHasher("md5") : null;
     this.receiveFrom = this.zc !== null && this.hasher.state !== undefined && this.md5 === null ? (socket, target) => this.startReceiving(socket, target) : undefined;
   }
 
@@ -503,7 +507,7 @@ export class UploadStream implements UploadSink {
       // Recorded before the rename, so the file and its digest appear under the key together. A
       // file system without user attributes stores the file without it.
       let recorded = this.engine.setDigest !== undefined;
-      const md5 = this.md5 === null ? null : (this.md5.digest() as Buffer);
+      const md5 = !this.wantsMd5 ? null : this.md5 !== null ? (this.md5.digest() as Buffer) : Buffer.from(this.hasher.md5!()!);
       const value = md5 === null ? sum : Buffer.concat([sum, md5]);
       if (this.engine.setDigest !== undefined) {
         await this.engine.setDigest(fd, value).catch((e) => {

@@ -5,7 +5,7 @@
 // must store nothing: a wrong checksum, a changed chunk, too large a body, a malformed one, a
 // client that goes away halfway.
 import { afterEach, expect, test } from "bun:test";
-import { existsSync, readdirSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Access, createAccessKey, newSecret } from "../../src/auth/token";
 import { ChecksumHasher } from "../../src/http/checksums";
@@ -204,3 +204,33 @@ test("too large, malformed, or cut short: answered or closed, and nothing stored
   await eventually(() => spoolFiles(server.dataDir).length === 0, 5000);
   expect((await bodyOf(endpoint, "limits/cut")).status).toBe(404);
 });
+
+test("a Content-Length body moved by splice (no Content-MD5): stored whole with both digests; cut short: nothing stored, no temporary file left", async () => {
+  const { endpoint, httpPort, server } = await open();
+  const body = payload(5 * 1024 * 1024 + 3, 21);
+  const put = await fetch(`${endpoint}/fsgw/spliced/whole`, { method: "PUT", body });
+  expect(put.status).toBe(200);
+  expect(put.headers.get("etag")).toBe(`"${new Bun.CryptoHasher("md5").update(body).digest("hex")}"`);
+  const got = await fetch(`${endpoint}/fsgw/spliced/whole`);
+  expect(got.headers.get("x-amz-checksum-sha256")).toBe(new Bun.CryptoHasher("sha256").update(body).digest("base64"));
+  expect(sha256(new Uint8Array(await got.arrayBuffer()))).toBe(sha256(body));
+  // The head and a first part of the body, then the client goes away.
+  const cut = (await rawConnect(httpPort))!;
+  cut.socket.write(`PUT /fsgw/spliced/cut HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);
+  cut.socket.write(Buffer.from(body.subarray(0, 1024 * 1024)));
+  await eventually(() => temporaryFiles(server.dataDir).length === 1, 5000, "the upload's temporary file");
+  cut.socket.destroy();
+  await eventually(() => temporaryFiles(server.dataDir).length === 0, 5000, "the temporary file removed");
+  expect((await bodyOf(endpoint, "spliced/cut")).status).toBe(404);
+});
+
+/** Files of the store being written (their names hold a backslash: src/storage/file-store.ts). */
+function temporaryFiles(dataDir: string): string[] {
+  const out: string[] = [];
+  for (const shard of readdirSync(dataDir)) {
+    const path = join(dataDir, shard);
+    if (!statSync(path).isDirectory() || shard.startsWith(".")) continue;
+    for (const name of readdirSync(path)) if (name.includes("\\")) out.push(name);
+  }
+  return out;
+}

@@ -389,7 +389,9 @@ export class FileStore implements Store {
 
   putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array, md5 = false): void {
     // A body this small is hashed here, before anything is written: a mismatch touches nothing.
-    const hasher = this.engine.newHasher(md5);
+    // The MD5 of a body this small is Bun's (BoringSSL's assembly, a little cheaper per byte than
+    // the C library's; measured A B A B with 5 KiB PUTs): the C one is for bodies that splice.
+    const hasher = this.engine.newHasher();
     hasher.update(body);
     const sum = hasher.digest();
     if (expected !== null && !sameDigest(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
@@ -399,7 +401,7 @@ export class FileStore implements Store {
     }
     const recorded = new Uint8Array(48);
     recorded.set(sum);
-    recorded.set(hasher.md5?.() ?? new Bun.CryptoHasher("md5").update(body).digest(), 32);
+    recorded.set(new Bun.CryptoHasher("md5").update(body).digest(), 32);
     if (digest !== undefined) setDigests(digest.fill(0, 0, 1), sum, recorded.subarray(32));
     this.putHashed(key, body, recorded, target);
   }

@@ -112,6 +112,10 @@ export class HttpConnection {
   private isHead = false;
   /** The request's Origin when CORS lets it read the answer (httpCorsOrigins), else null. */
   private corsOrigin: string | null = null;
+  /** When the client last sent a byte or took one (the server's sweep closes it after idleTimeoutMs). */
+  lastActiveMs = Date.now();
+  /** When the first byte of the head being received arrived (0: none pending): frameTimeoutMs. */
+  private headStartedMs = 0;
   /** The bucket of the request being answered, and its key space in the store ("" for the default bucket; keys.ts, bucketPrefix). */
   private bucket = "";
   private space = "";
@@ -139,6 +143,8 @@ export class HttpConnection {
 
   onData(chunk: Uint8Array): void {
     if (this.state === "closed") return;
+    this.lastActiveMs = Date.now();
+    if (this.state === "head" && this.pending.length === 0) this.headStartedMs = this.lastActiveMs;
     this.pending = this.pending.length === 0 ? chunk : concat(this.pending, chunk);
     if (this.state === "body") return this.feedBody();
     if (this.state === "head") return this.nextRequest();
@@ -167,6 +173,20 @@ export class HttpConnection {
     this.onClose();
   }
 
+  /**
+   * Why the server's sweep should close this connection now, or null: a request head not whole
+   * within frameTimeoutMs of its first byte (a client that trickles it), or a client that sent or
+   * took nothing for idleTimeoutMs while the connection waited on it (between requests, for a
+   * head or a body, or for an answer it does not read). While the server works (a store call) the
+   * client owes nothing.
+   */
+  timedOut(nowMs: number, idleTimeoutMs: number, frameTimeoutMs: number): string | null {
+    if (this.state === "head" && this.pending.length > 0 && nowMs - this.headStartedMs > frameTimeoutMs) return `a request head not complete within frameTimeoutMs (${frameTimeoutMs})`;
+    const waitingOnClient = this.state === "head" || this.state === "body" || (this.state === "busy" && this.outQueue.length > 0);
+    if (waitingOnClient && nowMs - this.lastActiveMs > idleTimeoutMs) return "idle timeout";
+    return null;
+  }
+
   // ---- requests ----
 
   private nextRequest(): void {
@@ -182,6 +202,7 @@ export class HttpConnection {
       return;
     }
     this.pending = this.pending.subarray(parsed.bytes);
+    this.headStartedMs = this.lastActiveMs; // what follows (a pipelined head) started no later than this
     this.state = "busy";
     if (!parsed.head.keepAlive) this.mustClose = true;
     this.bodyUnread = (parsed.head.contentLength ?? 0) > 0 || parsed.head.chunked;
@@ -671,6 +692,7 @@ export class HttpConnection {
       if ((this.state as HttpState) === "closed") return null;
       if (!r.ok) break;
       left -= r.value; // 0: the client sent nothing for a while; the store waits again
+      if (r.value > 0) this.lastActiveMs = Date.now();
     }
     this.state = "busy";
     if (left === 0) this.bodyUnread = false;
@@ -1166,6 +1188,7 @@ export class HttpConnection {
       const bytes = this.outQueue[0]!;
       const n = this.socket.write(bytes);
       if (n < 0) return;
+      if (n > 0) this.lastActiveMs = Date.now();
       this.outQueued -= n;
       if (n < bytes.length) {
         this.outQueue[0] = bytes.subarray(n);

@@ -258,7 +258,10 @@ export class Server implements ConnectionHost {
         if (!this.httpConnections.delete(conn)) return;
         this.options.loop.counters.connections.add(this.options.loop.index, -1);
         this.ipGuard.closed(conn.address, Date.now());
-        if (this.connections.size === 0 && this.httpConnections.size === 0) this.allClosed?.();
+        if (this.connections.size === 0 && this.httpConnections.size === 0) {
+          this.stopSweeper();
+          this.allClosed?.();
+        }
       },
     };
     const handlers = {
@@ -304,6 +307,7 @@ export class Server implements ConnectionHost {
     socket.data = conn;
     socket.setNoDelay(true);
     this.httpConnections.add(conn);
+    if (this.sweeper === null) this.startSweeper();
   }
 
 
@@ -481,9 +485,9 @@ export class Server implements ConnectionHost {
     this.connections.delete(conn);
     this.unauthenticated.delete(conn);
     this.stats.connectionsOpen = this.connections.size;
-    if (this.connections.size === 0) {
+    if (this.connections.size === 0 && this.httpConnections.size === 0) {
       this.stopSweeper();
-      if (this.httpConnections.size === 0) this.allClosed?.();
+      this.allClosed?.();
     }
   }
 
@@ -537,8 +541,9 @@ export class Server implements ConnectionHost {
   }
 
   /**
-   * Closes connections silent for idleTimeoutMs, those with a request frame begun more than
-   * frameTimeoutMs ago, and (auth "token") those that have not authenticated within authTimeoutMs.
+   * Closes connections silent for idleTimeoutMs, those with a request frame (an HTTP head) begun
+   * more than frameTimeoutMs ago, and (auth "token") those that have not authenticated within
+   * authTimeoutMs; the HTTP door's connections too (HttpConnection.timedOut).
    * It runs only while connections exist, so an idle server has no timer at all; its period (a
    * quarter of the shortest timeout, at most 1 s) bounds how late a timeout fires.
    */
@@ -567,6 +572,15 @@ export class Server implements ConnectionHost {
           this.frameTimeoutsLog.note({ remote: conn.remote, state: conn.state, reason: `a request frame not complete within frameTimeoutMs (${frameTimeoutMs})` });
           conn.close("frame not complete within frameTimeoutMs");
         }
+      }
+      // The HTTP door's connections by the same two bounds: silence, and a head trickled in.
+      for (const conn of this.httpConnections) {
+        const reason = conn.timedOut(now, idleTimeoutMs, frameTimeoutMs);
+        if (reason === null) continue;
+        if (reason === "idle timeout") this.stats.idleTimeouts++;
+        else this.stats.frameTimeouts++;
+        this.frameTimeoutsLog.note({ remote: conn.remote, state: conn.state, reason });
+        conn.close();
       }
     }, periodMs);
   }

@@ -193,3 +193,35 @@ test("a browser's GET of a bucket prefix is an HTML listing: folders, files with
   expect((await fetch(`${base}/fsgw/page/`)).status).toBe(400);
   expect(await (await fetch(`${base}/fsgw?list-type=2&prefix=page/&delimiter=/`, { headers: html })).text()).toContain("<ListBucketResult");
 });
+
+test("timeouts: a silent connection, a head trickled in, a body that stalls are closed (idleTimeoutMs, frameTimeoutMs); nothing stored, no temporary file", async () => {
+  const { server, base } = await httpServer({ idleTimeoutMs: 400, frameTimeoutMs: 600 });
+  const port = Number(new URL(base).port);
+  const silent = (await rawConnect(port))!;
+  expect(await closedWithin(silent.closed, 3000)).toBe(true);
+  // A byte of the head every 100 ms: never silent for idleTimeoutMs, but not whole within frameTimeoutMs.
+  const trickle = (await rawConnect(port))!;
+  const head = "GET /fsgw/x HTTP/1.1\r\nHost: x\r\nX-Long: " + "a".repeat(100);
+  let i = 0;
+  const timer = setInterval(() => {
+    if (i < head.length && !trickle.socket.destroyed) trickle.socket.write(head[i++]!);
+  }, 100);
+  expect(await closedWithin(trickle.closed, 4000)).toBe(true);
+  clearInterval(timer);
+  expect(i).toBeLessThan(head.length);
+  // A body that stops halfway: closed, nothing stored, its temporary file removed.
+  const stall = (await rawConnect(port))!;
+  stall.socket.write("PUT /fsgw/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n");
+  stall.socket.write(Buffer.alloc(300_000, 1));
+  expect(await closedWithin(stall.closed, 4000)).toBe(true);
+  expect((await fetch(`${base}/fsgw/stalled`)).status).toBe(404);
+  // A client that keeps talking is not cut: requests 200 ms apart for longer than idleTimeoutMs.
+  const busy = (await rawConnect(port))!;
+  for (let n = 0; n < 5; n++) {
+    busy.socket.write("HEAD /fsgw HTTP/1.1\r\nHost: x\r\n\r\n");
+    await Bun.sleep(200);
+  }
+  expect(busy.received().match(/HTTP\/1.1 200/g)?.length).toBe(5);
+  expect(busy.socket.destroyed).toBe(false);
+  expect(server.proc.exitCode).toBeNull();
+});

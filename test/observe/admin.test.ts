@@ -155,7 +155,10 @@ describe("admin endpoint", () => {
     expect(top).toMatch(/^Showing top \d+ functions, [\d.]+ms of [\d.]+ms sampled \([\d.]+%\); the JavaScript thread was busy [\d.]+ms of the [\d.]+ s window/);
     expect(top).toContain("      flat  flat%        cum   cum%  function");
     expect(top).toMatch(/\n +[\d.]+ms +[\d.]+% +[\d.]+ms +[\d.]+% {2}\S/);
-    // Idle, a profile has nothing to show, and says so instead of printing an empty table.
+    // Idle, a profile has nothing to show, and says so instead of printing an empty table. With no
+    // connection at all: one open keeps the timeout sweep ticking, which a profile may catch.
+    client.close();
+    await eventuallyAsync(async () => (await stats()).connections.open === 0, 5000, "every connection closed at the server");
     const idle = await (await fetch(`${admin}/debug/profile?seconds=1&format=top`)).text();
     expect(idle).toStartWith("No samples in the 1.0 s window: the JavaScript thread was idle throughout");
   }, 30_000);

@@ -20,7 +20,7 @@ import { open as openFile, unlink } from "node:fs/promises";
 import type { Logger } from "../log";
 import { Access, scopeHasBucket, type TokenScope, type Verified } from "../auth/token";
 import { BUCKET_SPACE, bucketKey, bucketMarkerKey, bucketPrefix, checkBucketName, checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, Failure, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
+import { DIGEST_BYTES, Failure, MD5_MISMATCH_CAUSE, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
 import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, verifySigV4, type ChunkSigning } from "./sigv4";
 import { BodyError, RequestBody, type BodyForm } from "./request-body";
@@ -631,7 +631,15 @@ export class HttpConnection {
     let ended: Promise<Outcome<number>> | null = null;
     const small = size <= this.host.inlineBytesMax;
     // A store that refuses to open it leaves the body unread: the answer closes the connection (bodyUnread).
-    if (!small) ({ sink, ended } = await this.startUpload(key, size, expected, digest, () => this.body?.progressed?.()));
+    if (!small) {
+      // A Content-MD5 the store checks before its commit needs no MD5 here: the body may splice.
+      const expectedMd5 = checks.md5 === null ? null : Buffer.from(checks.md5Expected, "base64");
+      ({ sink, ended } = await this.startUpload(key, size, expected, digest, () => this.body?.progressed?.(), expectedMd5?.length === 16 ? expectedMd5 : null));
+      if (sink.checksMd5 === true) {
+        checks.hashers = checks.hashers.filter((h) => h !== checks.md5);
+        checks.md5 = null;
+      }
+    }
     const gather = small ? new Uint8Array(size) : null;
     let at = 0;
     const take = gather !== null ? (part: Uint8Array) => void (gather.set(part, at), (at += part.length)) : (part: Uint8Array) => sink!.push(part);
@@ -662,10 +670,7 @@ export class HttpConnection {
     } else {
       stored = await storeValue((t) => this.host.store.putWhole(key, gather!, t, expected, digest, true));
     }
-    if (!stored.ok) {
-      const s3 = stored.failure === Failure.DIGEST_MISMATCH ? SHA256_MISMATCH : s3ErrorOf(stored.failure, stored.cause.text);
-      throw new HttpFailure(s3);
-    }
+    if (!stored.ok) throw new HttpFailure(storeFailure(stored));
     return this.answer(200, digestHeaders(digest, checks.answer), EMPTY, false);
   }
 
@@ -735,7 +740,7 @@ export class HttpConnection {
     }
     if (spooled === null) {
       const stored = await storeValue((t) => this.host.store.putWhole(key, concatAll(parts, gathered), t, expected, digest, true));
-      if (!stored.ok) throw new HttpFailure(stored.failure === Failure.DIGEST_MISMATCH ? SHA256_MISMATCH : s3ErrorOf(stored.failure, stored.cause.text));
+      if (!stored.ok) throw new HttpFailure(storeFailure(stored));
       return this.answer(200, digestHeaders(digest, checks.answer), EMPTY, false);
     }
     const { path, size } = await spooled.finish().catch((e: NodeJS.ErrnoException) => {
@@ -939,7 +944,7 @@ export class HttpConnection {
    * A streamed upload of `key` (with its MD5: the ETag), once the store has opened it: its sink and
    * the promise of its end. A store that cannot open it is an HttpFailure.
    */
-  private async startUpload(key: StoreKey, size: number, expected: Uint8Array | null, digest: Uint8Array, progressed: () => void): Promise<{ sink: UploadSink; ended: Promise<Outcome<number>> }> {
+  private async startUpload(key: StoreKey, size: number, expected: Uint8Array | null, digest: Uint8Array, progressed: () => void, expectedMd5: Uint8Array | null = null): Promise<{ sink: UploadSink; ended: Promise<Outcome<number>> }> {
     let ready!: (o: Outcome<number>) => void;
     const opened = new Promise<Outcome<number>>((r) => (ready = r));
     let finish!: (o: Outcome<number>) => void;
@@ -957,7 +962,7 @@ export class HttpConnection {
       onUploadProgress: progressed,
       onUploadDone: (n) => finish({ ok: true, value: n }),
       onUploadFailed: (failure, cause) => finish({ ok: false, failure, cause }),
-    }, expected, digest, undefined, true);
+    }, expected, digest, undefined, true, expectedMd5);
     const o = await opened;
     if (!o.ok) throw new HttpFailure(s3ErrorOf(o.failure, o.cause.text));
     return { sink, ended };
@@ -989,7 +994,7 @@ export class HttpConnection {
     }
     sink.end();
     const stored = await ended;
-    if (!stored.ok) throw new HttpFailure(stored.failure === Failure.DIGEST_MISMATCH ? SHA256_MISMATCH : s3ErrorOf(stored.failure, stored.cause.text));
+    if (!stored.ok) throw new HttpFailure(storeFailure(stored));
   }
 
   // ---- multipart uploads ----
@@ -1396,6 +1401,12 @@ function expectedSha256(head: RequestHead): Uint8Array | null {
   if (bytes.length !== 32) throw new HttpFailure({ status: 400, code: "InvalidArgument", message: "x-amz-checksum-sha256 must be 32 bytes in base64" });
   if (signed !== null && !bytes.equals(signed)) throw new HttpFailure({ status: 400, code: "XAmzContentSHA256Mismatch", message: "x-amz-checksum-sha256 and x-amz-content-sha256 disagree." });
   return new Uint8Array(bytes);
+}
+
+/** A store's refusal of an upload as the S3 error: a digest that does not match is the SHA-256's or the Content-MD5's. */
+function storeFailure(r: { failure: FailureKind; cause: FailureCause }): S3Error {
+  if (r.failure !== Failure.DIGEST_MISMATCH) return s3ErrorOf(r.failure, r.cause.text);
+  return r.cause.text === MD5_MISMATCH_CAUSE.text ? { status: 400, code: "BadDigest", message: "The Content-MD5 you specified did not match what we received." } : SHA256_MISMATCH;
 }
 
 /** A call of the multipart store, its refusal (the S3 store's bucket's) as the S3 error the client gets. */

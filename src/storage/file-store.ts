@@ -429,7 +429,7 @@ export class FileStore implements Store {
     this.engine.callbacks.readWholeTo(path, into, new ValueDone(target), digest);
   }
 
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest, md5 = false): UploadSink {
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest, md5 = false, expectedMd5: Uint8Array | null = null): UploadSink {
     const tmpPath = this.tempPathOf(key);
     let partial: PartialUpload | undefined;
     // A resumable upload's MD5 state would have to be parked with it: an upload asks for one or the other.
@@ -443,7 +443,7 @@ export class FileStore implements Store {
         this.sweepPartialsSoon();
       }
     }
-    return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false, md5);
+    return this.startStream(key, tmpPath, size, owner, expected, digest, partial, false, md5, expectedMd5);
   }
 
   /** RESUME (the `resumable` capability's resume). */
@@ -541,7 +541,7 @@ export class FileStore implements Store {
     this.lock = null;
   }
 
-  private startStream(key: StoreKey, tmpPath: string, size: number, owner: UploadOwner, expected: Uint8Array | null, digest: Uint8Array | undefined, partial: PartialUpload | undefined, resume: boolean, md5 = false): UploadStream {
+  private startStream(key: StoreKey, tmpPath: string, size: number, owner: UploadOwner, expected: Uint8Array | null, digest: Uint8Array | undefined, partial: PartialUpload | undefined, resume: boolean, md5 = false, expectedMd5: Uint8Array | null = null): UploadStream {
     const upload = new UploadStream(this.engine, tmpPath, this.pathOf(key), size, {
       fsync: this.fsyncOnCommit,
       chunkBytesMax: this.chunkBytes,
@@ -551,6 +551,7 @@ export class FileStore implements Store {
       expected,
       digest,
       md5,
+      expectedMd5,
       partial: partial === undefined ? undefined : { entry: partial, table: this.partials, resume },
       onCommitted: this.index === null ? undefined : (size, sum) => void this.index!.add(key.name, size, Date.now(), sum),
     });

@@ -33,6 +33,8 @@ export interface FailureCause {
 
 /** A failure a store itself decides (not its medium's): the body's digest is not the announced one. */
 export const DIGEST_MISMATCH_CAUSE: FailureCause = { text: "the body's SHA-256 is not the one announced" };
+/** DIGEST_MISMATCH of the MD5 (the HTTP door's Content-MD5) rather than the SHA-256. */
+export const MD5_MISMATCH_CAUSE: FailureCause = { text: "the body's MD5 is not the Content-MD5 sent" };
 /** A failure a store itself decides: a resumable upload unknown, busy, or out of a bound. */
 export const UPLOAD_TABLE_CAUSE: FailureCause = { text: "the resumable uploads' table" };
 
@@ -123,6 +125,8 @@ export interface UploadSink {
   readonly totalBytes?: number;
   /** Bytes pushed and not yet stored: memory this upload holds for its owner. */
   readonly backlogBytes: number;
+  /** True when the sink checks the body against the expectedMd5 it was begun with (beginUpload). */
+  readonly checksMd5?: boolean;
   /** The next bytes of the body; the sink keeps the view (no copy) until they are stored. */
   push(chunk: Uint8Array): void;
   /** Every byte has been pushed: commit. The sink checks the count against the announced size. */
@@ -265,10 +269,12 @@ export interface Store {
   /**
    * Starts a streamed upload of `size` bytes; the owner hears onStoreDone(0) when it may push.
    * `resumable`: the client asks to be able to RESUME it; a store that cannot, or will not (a
-   * bound), takes it as an ordinary upload (the sink has no uploadId). `md5`: as putWhole's (the
-   * body's bytes then all pass through push(), never receiveFrom).
+   * bound), takes it as an ordinary upload (the sink has no uploadId). `md5`: as putWhole's.
+   * `expectedMd5`: the MD5 the body must have (a Content-MD5), checked before the commit
+   * (DIGEST_MISMATCH with MD5_MISMATCH_CAUSE) by a sink that says so (checksMd5); another store
+   * leaves that check to its caller.
    */
-  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: ResumableRequest, md5?: boolean): UploadSink;
+  beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected?: Uint8Array | null, digest?: Uint8Array, resumable?: ResumableRequest, md5?: boolean, expectedMd5?: Uint8Array | null): UploadSink;
   /** Optional: resumable uploads (RESUME), when this store keeps them. */
   readonly resumable?: ResumableUploads;
   /**

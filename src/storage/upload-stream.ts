@@ -36,7 +36,7 @@ import { finishCommit, type Hasher, type IoEngine, type IoTarget, type ZeroCopyO
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { causeOfErrno, failErrno, failureOfErrno, reportError } from "./file-errors";
 import type { PartialUpload, Partials } from "./partials";
-import { DIGEST_MISMATCH_CAUSE, Failure, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink, setDigests } from "./store";
+import { DIGEST_MISMATCH_CAUSE, Failure, MD5_MISMATCH_CAUSE, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink, setDigests } from "./store";
 
 const ENOTSUP = constants.errno.ENOTSUP;
 
@@ -63,20 +63,25 @@ const LEGAL: Record<UploadState, readonly UploadState[]> = {
 type Ending =
   | { readonly kind: "io"; readonly error: IoError }
   | { readonly kind: "digest" }
+  | { readonly kind: "md5" }
   | { readonly kind: "bug"; readonly error: unknown }
   | { readonly kind: "aborted" }
   | { readonly kind: "parked" };
 
 const DIGEST_ENDING: Ending = { kind: "digest" };
+const MD5_ENDING: Ending = { kind: "md5" };
 const ABORTED_ENDING: Ending = { kind: "aborted" };
 const PARKED_ENDING: Ending = { kind: "parked" };
 
 /** The body's SHA-256 is not the one announced: thrown inside commit, caught as DIGEST_ENDING. */
 class DigestMismatch extends Error {}
+/** The body's MD5 is not the one announced (expectedMd5): caught as MD5_ENDING. */
+class Md5Mismatch extends Error {}
 
 function endingOf(e: unknown): Ending {
   if (e instanceof IoError) return { kind: "io", error: e };
   if (e instanceof DigestMismatch) return DIGEST_ENDING;
+  if (e instanceof Md5Mismatch) return MD5_ENDING;
   return { kind: "bug", error: e };
 }
 
@@ -119,8 +124,10 @@ export interface UploadStreamOptions {
   expected?: Uint8Array | null;
   /** Receives the body's digests once committed (DIGEST_BYTES facts). */
   digest?: Uint8Array;
-  /** Also compute the body's MD5 (bytes pushed through JavaScript), recorded after the SHA-256. */
+  /** Also compute the body's MD5, recorded after the SHA-256 (with the C library's hasher also over spliced bytes). */
   md5?: boolean;
+  /** The MD5 the body must have (16 bytes; an HTTP Content-MD5), or null; implies md5. */
+  expectedMd5?: Uint8Array | null;
   /**
    * A resumable upload: its entry in `partials`. A broken connection parks it (the bytes that
    * arrived written out, the temporary file kept) instead of discarding it. With `resume`, this
@@ -179,6 +186,8 @@ export class UploadStream implements UploadSink {
   /** The body's MD5 in JavaScript, when the hasher cannot compute it (another engine's). */
   private readonly md5: Bun.CryptoHasher | null;
   private readonly wantsMd5: boolean;
+  private readonly expectedMd5: Uint8Array | null;
+  readonly checksMd5: boolean;
   private readonly partial: { entry: PartialUpload; table: Partials; resume: boolean } | null;
   /** Where the body starts in the file: 0, or a resumed upload's offset. */
   readonly offset: number;
@@ -203,7 +212,7 @@ export class UploadStream implements UploadSink {
     this.zc = options.zeroCopy;
     this.partial = options.partial ?? null;
     const resumed = this.partial !== null && this.partial.resume ? this.partial.entry : null;
-    this.hasher = resumed?.hasher ?? engine.newHasher(options.md5 === true);
+    this.hasher = resumed?.hasher ?? engine.newHasher(options.md5 === true || (options.expectedMd5 ?? null) !== null);
     if (resumed !== null) resumed.hasher = null;
     this.offset = resumed?.onDisk ?? 0;
     this.position = this.offset;
@@ -211,7 +220,9 @@ export class UploadStream implements UploadSink {
     this.digestOut = options.digest;
     this.onCommitted = options.onCommitted;
     if (this.digestOut !== undefined) this.digestOut[0] = 0;
-    this.wantsMd5 = options.md5 === true;
+    this.expectedMd5 = options.expectedMd5 ?? null;
+    this.checksMd5 = this.expectedMd5 !== null;
+    this.wantsMd5 = options.md5 === true || this.expectedMd5 !== null;
     // The C library's hasher computes the MD5 beside the SHA-256, also over spliced bytes; another
     // engine's leaves it to JavaScript, which spliced bytes never reach.
     this.md5 = this.wantsMd5 && this.hasher.md5 === undefined ? new Bun.CryptoHasher("md5") : null;
@@ -508,6 +519,7 @@ export class UploadStream implements UploadSink {
       // file system without user attributes stores the file without it.
       let recorded = this.engine.setDigest !== undefined;
       const md5 = !this.wantsMd5 ? null : this.md5 !== null ? (this.md5.digest() as Buffer) : Buffer.from(this.hasher.md5!()!);
+      if (this.expectedMd5 !== null && !equalBytes(md5!, this.expectedMd5)) throw new Md5Mismatch();
       const value = md5 === null ? sum : Buffer.concat([sum, md5]);
       if (this.engine.setDigest !== undefined) {
         await this.engine.setDigest(fd, value).catch((e) => {
@@ -569,6 +581,8 @@ export class UploadStream implements UploadSink {
         return this.owner.onUploadFailed(failureOfErrno(ending.error.errno), causeOfErrno(ending.error.errno));
       case "digest":
         return this.owner.onUploadFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
+      case "md5":
+        return this.owner.onUploadFailed(Failure.DIGEST_MISMATCH, MD5_MISMATCH_CAUSE);
       case "bug":
         return this.owner.onStoreBug(ending.error);
       case "aborted":

@@ -205,7 +205,7 @@ test("too large, malformed, or cut short: answered or closed, and nothing stored
   expect((await bodyOf(endpoint, "limits/cut")).status).toBe(404);
 });
 
-test("a Content-Length body moved by splice (no Content-MD5): stored whole with both digests; cut short: nothing stored, no temporary file left", async () => {
+test("a Content-Length body moved by splice: stored whole with both digests; a wrong Content-MD5 stores nothing; cut short: nothing stored, no temporary file left", async () => {
   const { endpoint, httpPort, server } = await open();
   const body = payload(5 * 1024 * 1024 + 3, 21);
   const put = await fetch(`${endpoint}/fsgw/spliced/whole`, { method: "PUT", body });
@@ -214,6 +214,15 @@ test("a Content-Length body moved by splice (no Content-MD5): stored whole with 
   const got = await fetch(`${endpoint}/fsgw/spliced/whole`);
   expect(got.headers.get("x-amz-checksum-sha256")).toBe(new Bun.CryptoHasher("sha256").update(body).digest("base64"));
   expect(sha256(new Uint8Array(await got.arrayBuffer()))).toBe(sha256(body));
+  // With a Content-MD5 (the store checks it before its commit, so the body still splices): a
+  // right one stores, a wrong one is BadDigest and stores nothing.
+  const md5b64 = new Bun.CryptoHasher("md5").update(body).digest("base64");
+  expect((await fetch(`${endpoint}/fsgw/spliced/md5`, { method: "PUT", body, headers: { "content-md5": md5b64 } })).status).toBe(200);
+  const wrong = await fetch(`${endpoint}/fsgw/spliced/md5-wrong`, { method: "PUT", body, headers: { "content-md5": new Bun.CryptoHasher("md5").update("x").digest("base64") } });
+  expect(wrong.status).toBe(400);
+  expect(await wrong.text()).toContain("<Code>BadDigest</Code>");
+  expect((await bodyOf(endpoint, "spliced/md5-wrong")).status).toBe(404);
+  expect(temporaryFiles(server.dataDir)).toEqual([]);
   // The head and a first part of the body, then the client goes away.
   const cut = (await rawConnect(httpPort))!;
   cut.socket.write(`PUT /fsgw/spliced/cut HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`);

@@ -59,7 +59,7 @@ const swiftTarget = s3Targets()[0]!;
 let swift: Promise<S3Endpoint> | null = null;
 afterAll(async () => {
   if (swift !== null) await (await swift).stop();
-});
+}, 60_000);
 /** The server fields of a mode's store: the S3 store under a fresh prefix of Swift's bucket, or none (the file store). */
 async function storeFields(mode: Mode): Promise<Record<string, string>> {
   if (!mode.s3) return {};

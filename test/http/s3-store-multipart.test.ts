@@ -19,11 +19,11 @@ describe.skipIf(target.skip !== null)(`multipart uploads on the S3 store (${targ
   const servers: TestServer[] = [];
   beforeAll(async () => {
     s3 = await target.start();
-  });
+  }, 180_000);
   afterAll(async () => {
     for (const s of servers) await s.stop();
     await s3?.stop();
-  });
+  }, 60_000);
 
   /** Two gateways on the same bucket and prefix: their HTTP endpoints. */
   async function twoGateways(prefix: string): Promise<{ a: string; b: string; dirs: string[] }> {

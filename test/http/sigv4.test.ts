@@ -7,7 +7,7 @@ import { afterEach, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Access, createAccessKey, newSecret, scopeOfAccessKey } from "../../src/auth/token";
-import { canonicalRequest, parseSigV4, signatureOf, SigV4Error, verifySigV4 } from "../../src/http/sigv4";
+import { canonicalRequest, parseSigV4, signatureOf, SigV4Error, uriEncode, verifySigV4 } from "../../src/http/sigv4";
 import type { RequestHead } from "../../src/http/request-head";
 import { payload, sha256 } from "../helpers/data";
 import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
@@ -155,4 +155,13 @@ test("a signed payload (x-amz-content-sha256) whose body differs is refused and 
   expect(await part.text()).toContain("XAmzContentSHA256Mismatch");
   const parts = await signedFetch(endpoint, keys, "GET", "/fsgw/sp/multi", `uploadId=${id}`, new Uint8Array(0), sha256(new Uint8Array(0)));
   expect(await parts.text()).not.toContain("<Part>");
+});
+
+test("SigV4's URI encoding: unreserved bytes kept, every other byte %XX in upper case, '/' kept only in a path", () => {
+  expect(uriEncode("AZaz09-._~", true)).toBe("AZaz09-._~");
+  expect(uriEncode("a b/c!'()*~+=&?#%", true)).toBe("a%20b%2Fc%21%27%28%29%2A~%2B%3D%26%3F%23%25");
+  expect(uriEncode("a b/c!'()*", false)).toBe("a%20b/c%21%27%28%29%2A");
+  expect(uriEncode("é€😀", true)).toBe("%C3%A9%E2%82%AC%F0%9F%98%80");
+  expect(uriEncode("test:tester/20130524", true)).toBe("test%3Atester%2F20130524");
+  expect(uriEncode("x\ud800y", true)).toBe("x%EF%BF%BDy"); // a lone surrogate, as TextEncoder writes it
 });

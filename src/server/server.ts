@@ -20,8 +20,6 @@ import { certificateProblem, Security } from "./security";
 import { Connection, FRAME_ROOM, type ConnectionHost } from "./connection";
 import { HttpConnection, type HttpHost } from "../http/http-connection";
 import { MultipartUploads, type MultipartStore } from "../http/multipart";
-import { S3Multipart } from "../http/s3-multipart";
-import { S3Store } from "../storage/s3-store";
 import { join } from "node:path";
 
 const ENOTCONN = constants.errno.ENOTCONN;
@@ -287,7 +285,7 @@ export class Server implements ConnectionHost {
    */
   private multipartStore(): MultipartStore {
     const local = new MultipartUploads(this.config.multipartDir === "" ? join(this.config.dataDir, ".multipart") : this.config.multipartDir, this.config.multipartUploadsMax, this.config.multipartTtlMs, this.config.fsyncOnCommit);
-    return this.store instanceof S3Store ? new S3Multipart(this.store, local, this.config.multipartUploadsMax) : local;
+    return this.store.ownMultipart?.(local, this.config.multipartUploadsMax) ?? local;
   }
 
   /** An HTTP connection: admitted by the same bounds as the protocol's (connectionsMax, per address). */

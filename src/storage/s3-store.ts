@@ -16,6 +16,8 @@
 // whose client announced its digest record it; a streamed upload without one cannot (S3 metadata
 // is fixed when the upload starts, before the body is seen), so exist and download then report
 // none, and its END still carries the digest computed while it streamed.
+import { S3Multipart } from "../http/s3-multipart";
+import type { MultipartStore, MultipartUploads } from "../http/multipart";
 import type { Hasher } from "../engine/io-engine";
 import type { Logger } from "../log";
 import { BUCKET_SPACE, type StoreKey } from "./keys";
@@ -188,6 +190,11 @@ export class S3Store implements Store {
    */
   objectOf(key: StoreKey): string {
     return this.prefix + objectNameOf(key.name);
+  }
+
+  /** S3 multipart uploads are the bucket's own (see Store.ownMultipart). */
+  ownMultipart(local: MultipartUploads, uploadsMax: number): MultipartStore {
+    return new S3Multipart(this, local, uploadsMax);
   }
 
   /** The key name of an object name under s3Prefix (objectOf undone), or null for one outside it. */

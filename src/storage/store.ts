@@ -18,6 +18,7 @@
 // declared members of these interfaces, present or absent per instance from its construction, as
 // tusd composes its datastore's: the connection asks `store.x !== undefined`, never which store it
 // is.
+import type { MultipartStore, MultipartUploads } from "../http/multipart";
 import type { Logger } from "../log";
 import type { StoreKey } from "./keys";
 import type { HandedOver } from "./partials";
@@ -282,6 +283,12 @@ export interface Store {
    * unavailable". The target hears onListed once, or a failure.
    */
   list?(request: ListRequest, target: ListTarget): void;
+  /**
+   * Optional: S3 multipart uploads kept by the store itself (an S3 bucket's own), which the HTTP
+   * door then passes through, so that gateways keep no state of them. `local` is the gateway's
+   * own directory, for spooling a part on its way. Without it the door keeps parts in `local`.
+   */
+  ownMultipart?(local: MultipartUploads, uploadsMax: number): MultipartStore;
   /** A reader for a streamed download of the key; nothing happens until its open(), which fills `digest`. */
   openReader(key: StoreKey, digest?: Uint8Array): BodyReader;
   /**

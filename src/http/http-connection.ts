@@ -652,17 +652,7 @@ export class HttpConnection {
       left = spliced;
     }
     const rest: BodyForm = left === size ? form : { contentLength: left, aws: null };
-    const decoder = await this.receive(rest, left, left, checks.hashers, take, () => sink?.backlogBytes ?? 0).catch((e) => {
-      if (sink !== null) this.host.track(sink.abort());
-      throw e;
-    });
-    if (decoder === null) return void (sink !== null && this.host.track(sink.abort()));
-    try {
-      this.check(checks, decoder);
-    } catch (e) {
-      if (sink !== null) this.host.track(sink.abort());
-      throw e;
-    }
+    if ((await this.receiveChecked(rest, left, left, checks, take, () => sink)) === null) return;
     let stored: Outcome<number>;
     if (sink !== null) {
       sink.end();
@@ -726,18 +716,8 @@ export class HttpConnection {
       spool.push(part);
       parts.length = 0;
     };
-    const decoder = await this.receive(form, null, this.host.uploadBytesMax, checks.hashers, take, () => (spool as PartWriter | null)?.backlogBytes ?? 0).catch((e) => {
-      if (spool !== null) this.host.track((spool as PartWriter).abort());
-      throw e;
-    });
+    if ((await this.receiveChecked(form, null, this.host.uploadBytesMax, checks, take, () => spool)) === null) return;
     const spooled = spool as PartWriter | null;
-    if (decoder === null) return void (spooled !== null && this.host.track(spooled.abort()));
-    try {
-      this.check(checks, decoder);
-    } catch (e) {
-      if (spooled !== null) this.host.track(spooled.abort());
-      throw e;
-    }
     if (spooled === null) {
       const stored = await storeValue((t) => this.host.store.putWhole(key, concatAll(parts, gathered), t, expected, digest, true));
       if (!stored.ok) throw new HttpFailure(storeFailure(stored));
@@ -833,6 +813,24 @@ export class HttpConnection {
   }
 
   /**
+   * receive() and then check(): the body whole and as its checks say (its decoder), or null when
+   * the connection closed first. On a failure or a close, what the body was going into (`into()`,
+   * when there is one yet) is aborted: nothing of it is kept.
+   */
+  private async receiveChecked(form: BodyForm, size: number | null, limit: number, checks: BodyChecks, take: (part: Uint8Array) => void, into: () => { readonly backlogBytes: number; abort(): Promise<void> } | null): Promise<RequestBody | null> {
+    let ok = false;
+    try {
+      const decoder = await this.receive(form, size, limit, checks.hashers, take, () => into()?.backlogBytes ?? 0);
+      if (decoder !== null) this.check(checks, decoder);
+      ok = decoder !== null;
+      return decoder;
+    } finally {
+      const sink = ok ? null : into();
+      if (sink !== null) this.host.track(sink.abort());
+    }
+  }
+
+  /**
    * A request's body as it arrives (onData, feedBody), decoded (request-body.ts), its payload
    * handed to `take` and the hashers: its decoder (the trailers) once all of it arrived, null when
    * the connection closed first. A malformed body, or one larger than `limit`, is an HttpFailure (the connection
@@ -842,7 +840,19 @@ export class HttpConnection {
   private async receive(form: BodyForm, size: number | null, limit: number, hashers: { update(b: Uint8Array): unknown }[], take: (part: Uint8Array) => void, backlog: () => number): Promise<RequestBody | null> {
     const decoder = new RequestBody(form);
     const failure = await new Promise<BodyError | null>((done) => {
-      this.body = { decoder, size, limit, got: 0, hashers, take, backlog, done, progressed: null };
+      const body: ArrivingBody = { decoder, size, got: 0, backlog, done, progressed: null, emit: EMPTY_EMIT };
+      // One closure per request, not per arriving chunk: the payload, bounded, hashed, taken.
+      body.emit = (part) => {
+        if (body.got + part.length > limit) {
+          throw size !== null
+            ? new BodyError(400, "IncompleteBody", `the body holds more than the ${size} bytes announced`)
+            : new BodyError(400, "EntityTooLarge", `Your proposed upload exceeds the maximum allowed size (${limit} bytes)`);
+        }
+        for (const h of hashers) h.update(part);
+        take(part);
+        body.got += part.length;
+      };
+      this.body = body;
       this.state = "body";
       this.feedBody();
     });
@@ -1021,13 +1031,8 @@ export class HttpConnection {
     await this.upload(key, uploadId);
     this.continueIfAsked(head);
     const writer = this.host.multipart.part(uploadId, n, key, { progressed: () => this.body?.progressed?.() }, expected);
-    const decoder = await this.receive(form, size, size ?? this.host.uploadBytesMax, checks.hashers, (part) => writer.push(part), () => writer.backlogBytes).catch((e) => {
-      this.host.track(writer.abort());
-      throw e;
-    });
-    if (decoder === null) return void this.host.track(writer.abort());
+    if ((await this.receiveChecked(form, size, size ?? this.host.uploadBytesMax, checks, (part) => writer.push(part), () => writer)) === null) return;
     try {
-      this.check(checks, decoder);
       const { etag } = await writer.commit(head.headers.get("content-md5"));
       return this.answer(200, { etag: `"${etag}"`, ...checks.answer }, EMPTY, false);
     } catch (e) {
@@ -1096,27 +1101,16 @@ export class HttpConnection {
   private feedBody(): void {
     const b = this.body;
     if (b === null || this.state !== "body") return;
-    {
-      // Fed even when nothing is pending: an empty body is whole at once.
-      let taken: number;
-      try {
-        taken = b.decoder.feed(this.pending, (part) => {
-          if (b.got + part.length > b.limit) {
-            throw b.size !== null
-              ? new BodyError(400, "IncompleteBody", `the body holds more than the ${b.size} bytes announced`)
-              : new BodyError(400, "EntityTooLarge", `Your proposed upload exceeds the maximum allowed size (${b.limit} bytes)`);
-          }
-          for (const h of b.hashers) h.update(part);
-          b.take(part);
-          b.got += part.length;
-        });
-      } catch (e) {
-        if (!(e instanceof BodyError)) throw e;
-        this.pending = EMPTY;
-        return b.done(e);
-      }
-      this.pending = taken === this.pending.length ? EMPTY : this.pending.subarray(taken);
+    // Fed even when nothing is pending: an empty body is whole at once.
+    let taken: number;
+    try {
+      taken = b.decoder.feed(this.pending, b.emit);
+    } catch (e) {
+      if (!(e instanceof BodyError)) throw e;
+      this.pending = EMPTY;
+      return b.done(e);
     }
+    this.pending = taken === this.pending.length ? EMPTY : this.pending.subarray(taken);
     if (b.decoder.done) {
       this.bodyUnread = false;
       if (b.size !== null && b.got !== b.size) return b.done(new BodyError(400, "IncompleteBody", `the body ended after ${b.got} of the ${b.size} bytes announced`));
@@ -1225,16 +1219,16 @@ export class HttpConnection {
   }
 }
 
+const EMPTY_EMIT = (): void => {};
+
 /** A request body being received (receive, feedBody). */
 interface ArrivingBody {
   decoder: RequestBody;
   /** The payload's size when announced (Content-Length, x-amz-decoded-content-length), else null. */
   size: number | null;
-  /** The most payload taken. */
-  limit: number;
   got: number;
-  hashers: { update(b: Uint8Array): unknown }[];
-  take: (part: Uint8Array) => void;
+  /** Takes the payload the decoder emits (at most receive()'s limit, hashed, handed on). */
+  emit: (part: Uint8Array) => void;
   /** Bytes the destination holds unwritten. */
   backlog: () => number;
   /** All of it arrived (null), it was malformed (the error), or the connection closed (null, state closed). */

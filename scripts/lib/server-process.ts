@@ -1,7 +1,7 @@
 // Starts a real fsgw server as a child process (`bun src/main.ts serve`) on 127.0.0.1 with an
 // ephemeral port and a fresh data directory, exactly as a user would run it. Used by the tests and
 // by the benchmark scripts.
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -170,8 +170,30 @@ export async function eventuallyAsync(predicate: () => Promise<boolean>, ms = 50
 
 /** A TCP port that was free a moment ago (for endpoints that take 0 to mean "off"). */
 export function freePort(): number {
+  // Below the kernel's ephemeral range: a port the kernel hands out itself (port 0) may be given
+  // again, between this probe and the server's bind, as the local port of some client's outgoing
+  // connection (tests run side by side), and the server then finds it in use. Random, so that
+  // test files picking at once rarely pick alike; checked free by a bind.
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = PORT_LOW + Math.floor(Math.random() * (ephemeralLow() - PORT_LOW));
+    try {
+      Bun.listen({ hostname: "127.0.0.1", port, socket: { data() {} } }).stop(true);
+      return port;
+    } catch {} // taken: another
+  }
   const probe = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
   const port = probe.port;
   probe.stop(true);
   return port;
+}
+/** The lowest port freePort picks. */
+const PORT_LOW = 10_000;
+/** The first port of the kernel's ephemeral range (32768 when it cannot be read). */
+function ephemeralLow(): number {
+  try {
+    const low = Number(readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8").trim().split(/\s+/)[0]);
+    return Number.isInteger(low) && low > PORT_LOW + 1000 ? low : 32_768;
+  } catch {
+    return 32_768;
+  }
 }

@@ -20,7 +20,7 @@ import { open as openFile, unlink } from "node:fs/promises";
 import type { Logger } from "../log";
 import { Access, scopeHasBucket, type TokenScope, type Verified } from "../auth/token";
 import { BUCKET_SPACE, bucketKey, bucketMarkerKey, bucketPrefix, checkBucketName, checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, Failure, MD5_MISMATCH_CAUSE, mtimeMsOf, sha256Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
+import { DIGEST_BYTES, Failure, MD5_MISMATCH_CAUSE, mtimeMsOf, sha256Base64Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
 import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, verifySigV4, type ChunkSigning } from "./sigv4";
 import { BodyError, RequestBody, type BodyForm } from "./request-body";
@@ -1141,8 +1141,8 @@ export class HttpConnection {
   // ---- output ----
 
   private headOf(status: number, headers: Record<string, string>, hasLength: boolean): Uint8Array {
-    let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\nserver: fsgw\r\ndate: ${new Date().toUTCString()}\r\n`;
-    for (const [name, value] of Object.entries(headers)) text += `${name}: ${value}\r\n`;
+    let text = `HTTP/1.1 ${status} ${REASONS[status] ?? ""}\r\nserver: fsgw\r\ndate: ${httpDateNow()}\r\n`;
+    for (const name in headers) text += `${name}: ${headers[name]}\r\n`;
     if (this.corsOrigin !== null) text += `access-control-allow-origin: ${this.corsOrigin}\r\naccess-control-expose-headers: ${CORS_EXPOSED}\r\n`;
     // With CORS on, answers differ by Origin: a cache must not give one origin's to another.
     if (this.host.corsOrigins.size > 0) text += "vary: Origin\r\n";
@@ -1262,6 +1262,27 @@ function concatAll(parts: Uint8Array[], total: number): Uint8Array {
   return out;
 }
 
+/**
+ * An HTTP date (RFC 9110 5.6.7) of a time in ms. Every answer carries Date, and an object's
+ * Last-Modified: each is remembered for the second it names (toUTCString costs more than the rest
+ * of a GET's head).
+ */
+class HttpDate {
+  private second = NaN;
+  private text = "";
+  of(ms: number): string {
+    const second = Math.floor(ms / 1000);
+    if (second !== this.second) {
+      this.second = second;
+      this.text = new Date(second * 1000).toUTCString();
+    }
+    return this.text;
+  }
+}
+const dateNow = new HttpDate();
+const lastModified = new HttpDate();
+const httpDateNow = (): string => dateNow.of(Date.now());
+
 const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No Content", 206: "Partial Content", 304: "Not Modified", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 411: "Length Required", 412: "Precondition Failed", 416: "Range Not Satisfiable", 431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented", 503: "Service Unavailable", 505: "HTTP Version Not Supported", 507: "Insufficient Storage" };
 
 /**
@@ -1271,7 +1292,7 @@ const REASONS: Record<number, string> = { 100: "Continue", 200: "OK", 204: "No C
 function objectHeaders(size: number, facts: Uint8Array, storeEtag: string | null = null): Record<string, string> {
   const headers: Record<string, string> = { "content-type": "application/octet-stream", "accept-ranges": "bytes", "content-length": String(size) };
   const mtime = mtimeMsOf(facts);
-  if (mtime !== null) headers["last-modified"] = new Date(mtime).toUTCString();
+  if (mtime !== null) headers["last-modified"] = lastModified.of(mtime);
   digestHeaders(facts, headers);
   if (headers.etag === undefined && storeEtag !== null && /^"[^"\r\n]{1,200}"$/.test(storeEtag)) headers.etag = storeEtag;
   return headers;
@@ -1281,8 +1302,8 @@ function objectHeaders(size: number, facts: Uint8Array, storeEtag: string | null
 function digestHeaders(facts: Uint8Array, headers: Record<string, string>): Record<string, string> {
   const etag = etagOf(facts);
   if (etag !== null) headers.etag = etag;
-  const sha256 = sha256Of(facts);
-  if (sha256 !== null) headers["x-amz-checksum-sha256"] = Buffer.from(sha256).toString("base64");
+  const sha256 = sha256Base64Of(facts);
+  if (sha256 !== null) headers["x-amz-checksum-sha256"] = sha256;
   return headers;
 }
 

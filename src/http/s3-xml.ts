@@ -1,7 +1,7 @@
 // The S3 API's XML, as the HTTP front door answers it: error bodies (one table from the store's
 // failure kinds to S3's codes and statuses), ListBuckets, and ListObjectsV2 made from a LIST page's
 // lines (docs/PROTOCOL.md, "Listing": the same pages the TCP protocol sends).
-import { Failure, md5Of, sha256Of, type FailureKind } from "../storage/store";
+import { Failure, md5HexOf, sha256HexOf, type FailureKind } from "../storage/store";
 
 const S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -82,10 +82,9 @@ export function listObjectsV2Xml(request: ListV2Request, lines: Uint8Array, next
  * an MD5 and fails a check that cannot hold (they treat a dashed ETag as a multipart one's).
  */
 export function etagOf(facts: Uint8Array): string | null {
-  const sha256 = sha256Of(facts);
+  const sha256 = sha256HexOf(facts);
   if (sha256 === null) return null;
-  const md5 = md5Of(facts);
-  return etagOfHex(md5 === null ? undefined : Buffer.from(md5).toString("hex"), Buffer.from(sha256).toString("hex"));
+  return etagOfHex(md5HexOf(facts) ?? undefined, sha256);
 }
 
 /** etagOf, from the hex digests a listing line carries. */

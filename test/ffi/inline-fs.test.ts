@@ -6,7 +6,7 @@ import { mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { constants } from "node:os";
 import { join } from "node:path";
 import { fsIsLocal, InlineFs } from "../../src/ffi/pool-binding";
-import { md5Of, mtimeMsOf, sha256Of } from "../../src/storage/store";
+import { FACT_MTIME, md5HexOf, md5Of, mtimeMsOf, sha256Base64Of, sha256HexOf, sha256Of } from "../../src/storage/store";
 import { payload } from "../helpers/data";
 import { setInlineRefused } from "../helpers/native-hooks";
 import { tempDir } from "../helpers/server";
@@ -41,6 +41,10 @@ describe("InlineFs", () => {
         const facts = inline.lastDigest;
         expect(Buffer.from(sha256Of(facts)!).toString("hex")).toBe(digests[i]!.slice(0, 64));
         expect(md5Of(facts) === null ? null : Buffer.from(md5Of(facts)!).toString("hex")).toBe(i === 1 ? "33".repeat(16) : null);
+        // The answers' readers: text from the same bytes, in place.
+        expect(sha256HexOf(facts)).toBe(digests[i]!.slice(0, 64));
+        expect(sha256Base64Of(facts)).toBe(Buffer.from(digests[i]!.slice(0, 64), "hex").toString("base64"));
+        expect(md5HexOf(facts)).toBe(i === 1 ? "33".repeat(16) : null);
         expect(Math.abs(mtimeMsOf(facts)! - statSync(files[i]!).mtimeMs)).toBeLessThan(1);
         Bun.gc(true);
       }
@@ -49,6 +53,18 @@ describe("InlineFs", () => {
     expect(inline.statCached(join(dir, "undigested"))).toBe(1);
     expect(sha256Of(inline.lastDigest)).toBeNull();
     expect(mtimeMsOf(inline.lastDigest)).toBeGreaterThan(0);
+  });
+
+  test("mtimeMsOf reads int64 little-endian milliseconds, after 1970 from the bytes and before it too", () => {
+    const facts = new Uint8Array(57);
+    facts[0] = FACT_MTIME;
+    const view = new DataView(facts.buffer);
+    for (const ms of [0, 1, 255, 256, 2 ** 32 - 1, 2 ** 32, 1_796_460_000_123, 2 ** 53 - 1, -1, -1_000_000]) {
+      view.setBigInt64(49, BigInt(ms), true);
+      expect(mtimeMsOf(facts)).toBe(ms);
+    }
+    facts[0] = 0;
+    expect(mtimeMsOf(facts)).toBeNull();
   });
 
   test("statCached answers a cached file's size and mode, like stat", () => {

@@ -8,7 +8,9 @@
 //   put-64m  PUT of 64 MiB bodies over 4 connections (8 keys overwritten in turn, so that the disk
 //            does not fill): throughput (MiB/s) and server CPU per MiB
 //
-//   bun scripts/bench-http.ts [--rounds 3] [--seconds 5] [--only get-50k,put-5k,put-64m]
+//   bun scripts/bench-http.ts [--rounds 3] [--seconds 5] [--only get-50k,put-5k,put-64m] [--loops 0]
+//
+// --loops: fsgw's event loops (0, the default configuration: one per CPU).
 //
 // Server CPU: every thread of the server's processes (/proc/<pid>/task/*/schedstat). nginx and wrk
 // come from Debian (`apt-get install nginx-light wrk`). Data lives under .bench/ and is never
@@ -24,6 +26,7 @@ const root = resolve(import.meta.dir, "..");
 const rounds = Number(option("--rounds", "3"));
 const seconds = Number(option("--seconds", "5"));
 const only = option("--only", "get-50k,put-5k,put-64m").split(",");
+const loops = Number(option("--loops", "0"));
 const ROWS = ["get-50k", "put-5k", "put-64m"];
 /** MiB of a put-64m body; its rows report per MiB. */
 const BIG_MIB = 64;
@@ -72,7 +75,7 @@ http { access_log off; sendfile on; tcp_nopush on; keepalive_requests 1000000; c
  */
 async function startFsgw(row: string): Promise<Contestant> {
   const port = freePort();
-  const server = await startServer({ dataDir: row === "get-50k" ? fsgwData : join(runDir, "fsgw-put"), httpPort: port });
+  const server = await startServer({ dataDir: row === "get-50k" ? fsgwData : join(runDir, "fsgw-put"), httpPort: port, loops });
   return { port, pids: () => [server.pid], stop: async () => void (await server.stop()) };
 }
 

@@ -50,6 +50,9 @@ struct fsgw_index {
   int64_t bytes; /* the leaves' allocations */
   int32_t shards;
   int *shard_fd; /* O_PATH descriptors of the shard directories */
+  /* Every key of the shard directories is here: set once a load ended well, cleared for good when
+   * an addition fails (fsgw_index_has answers a key's absence only while it holds). */
+  int complete;
 };
 
 /* A leaf built at load is filled to this much: an addition then often fits without a split. */
@@ -155,9 +158,12 @@ static uint32_t offset_in(const leaf *l, const uint8_t *key, uint32_t len, int *
 }
 
 int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const uint8_t *meta) {
-  if (len < 1 || len > KEY_MAX) return -EINVAL;
   pthread_rwlock_wrlock(&ix->lock);
   int32_t rc = 1;
+  if (len < 1 || len > KEY_MAX) {
+    rc = -EINVAL; /* a key the store never gives: still a key of its not held */
+    goto out;
+  }
   if (ix->nleaves == 0) {
     leaf *l = leaf_new(ix, LEAF_SLACK);
     if (l == NULL || leaves_insert(ix, 0, l) != 0) {
@@ -231,6 +237,19 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
   ix->count++;
   if (off == 0) refresh_first(ix, i);
 out:
+  if (rc < 0) ix->complete = 0; /* a key may be missing now, whatever failed: absences are no longer answers */
+  pthread_rwlock_unlock(&ix->lock);
+  return rc;
+}
+
+int32_t fsgw_index_has(fsgw_index *ix, const uint8_t *key, int32_t len) {
+  pthread_rwlock_rdlock(&ix->lock);
+  int32_t rc = -1;
+  if (ix->complete) {
+    int equal = 0;
+    if (len >= 1 && len <= KEY_MAX && ix->nleaves > 0) offset_in(ix->leaves[leaf_of(ix, key, (uint32_t)len)], key, (uint32_t)len, &equal);
+    rc = equal;
+  }
   pthread_rwlock_unlock(&ix->lock);
   return rc;
 }
@@ -533,7 +552,9 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads) {
     if (shrunk != NULL) ix->leaves[ix->nleaves - 1] = shrunk;
   }
   rc = (double)ix->count;
-  if (fresh) pthread_rwlock_unlock(&ix->lock);
+  if (!fresh) pthread_rwlock_wrlock(&ix->lock);
+  ix->complete = 1;
+  pthread_rwlock_unlock(&ix->lock);
   fresh = 0;
 out:
   if (fresh) pthread_rwlock_unlock(&ix->lock);

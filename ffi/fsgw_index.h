@@ -36,8 +36,14 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads);
 #define FSGW_INDEX_META_BYTES_MAX 65
 
 /* Adds key with its file's facts (meta), or gives an existing key these: 1 when added, 0 when it
- * was there; -ENOMEM. */
+ * was there; -ENOMEM, or -EINVAL for a key of no 1..255 bytes (a failed addition leaves the index
+ * unable to answer absences: fsgw_index_has). */
 int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const uint8_t *meta);
+/* Whether key is held: 1 or 0, or -1 when the index cannot say that a key is absent (no load
+ * ended well yet, or an addition failed: a key may be missing). While the store
+ * keeps it (every commit adds before it is acknowledged, every unlink removes), 0 is as good as a
+ * lookup in the shard directory, without the directory. */
+int32_t fsgw_index_has(fsgw_index *ix, const uint8_t *key, int32_t len);
 /* 1 when removed, 0 when it was not there. */
 int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len);
 /* Keys held, and the bytes the index takes (leaves and their table). */

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include "fsgw_index.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,10 @@ static void test_random(fsgw_index *ix) {
     if (present[i]) ref[n++] = keys[i];
   qsort(ref, (size_t)n, sizeof *ref, byte_order);
   check(fsgw_index_count(ix) == n, "the count is the reference set's after 60,000 random adds and removes");
+  int agree = 1;
+  for (int i = 0; i < N; i++) agree &= fsgw_index_has(ix, (uint8_t *)keys[i], (int32_t)strlen(keys[i])) == present[i];
+  check(agree, "has: each key held or not as the reference set says");
+  check(fsgw_index_has(ix, (const uint8_t *)"never-added", 11) == 0, "has: a key never added is absent");
   size_t cap = (size_t)N * 50;
   char *text = malloc(cap), *want = malloc(cap);
   size_t w = 0;
@@ -187,8 +192,14 @@ int main(void) {
   meta_md5[16] = 3;
   fsgw_index *ix = fsgw_index_open(dir, 4, 2);
   check(ix != NULL, "opens over its shard directories");
+  check(fsgw_index_has(ix, (const uint8_t *)"k", 1) == -1, "has: before a load the index cannot say a key is absent");
   check(fsgw_index_load(ix, 2) == 0, "loads an empty data directory");
+  check(fsgw_index_has(ix, (const uint8_t *)"k", 1) == 0, "has: after the load, absent");
   test_random(ix);
+  /* A failed addition may have lost a key: from then on an absence is not an answer. */
+  check(fsgw_index_add(ix, (const uint8_t *)"", 0, meta) == -EINVAL, "add: a key of no bytes is refused");
+  check(fsgw_index_has(ix, (const uint8_t *)"never-added", 11) == -1, "has: after a failed addition, -1 (unknown), not absent");
+  check(fsgw_index_has(ix, (uint8_t *)keys[0], (int32_t)strlen(keys[0])) == -1, "has: and -1 for every key");
   fsgw_index_close(ix);
   meta_md5[16] = 3;
   for (int i = 0; i < 16; i++) meta_md5[49 + i] = (uint8_t)(0xa0 + i);

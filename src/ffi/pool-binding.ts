@@ -132,6 +132,7 @@ function load() {
     fsgw_index_load: { args: ["ptr", "i32"], returns: "f64" },
     fsgw_index_add: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_index_remove: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_index_has: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_index_count: { args: ["ptr"], returns: "f64" },
     fsgw_index_bytes: { args: ["ptr"], returns: "f64" },
     fsgw_index_list: { args: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
@@ -645,6 +646,12 @@ export class NativeIndex {
   remove(key: string): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
     return this.sym.fsgw_index_remove(this.handle, this.keyBuf, written);
+  }
+
+  /** Whether `key` is held: 1 or 0, or -1 when the index cannot say a key is absent (fsgw_index_has). */
+  has(key: string): number {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    return this.sym.fsgw_index_has(this.handle, this.keyBuf, written);
   }
 
   get count(): number {

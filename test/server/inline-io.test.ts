@@ -3,7 +3,7 @@
 // entry's fault: as if nothing were cached) or off, and that all three give the same replies, byte
 // for byte.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
+import { deleteExchange, downloadExchange, existExchange, ServerError, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
 import { payload, sha256 } from "../helpers/data";
@@ -139,4 +139,26 @@ describe("pooled upload buffers", () => {
       await server.stop();
     }
   }, 60_000);
+});
+
+describe("exist misses", () => {
+  test("a key the store does not hold is answered from the listing index, without a worker's lookup; a key stored, and deleted again, is seen each time", async () => {
+    // The "refused" server: no name is ever answered from the kernel's caches, so every miss the
+    // index did not answer would be a pool operation.
+    const mode = "refused";
+    const conn = await WireConn.connect({ host: "127.0.0.1", port: servers.get(mode)!.server.port });
+    const misses = 50;
+    const before = await engineStats(mode);
+    for (let i = 0; i < misses; i++) await expect(existExchange(conn, `never-stored-${Date.now()}-${i}`)).rejects.toThrow("no such key");
+    const after = await engineStats(mode);
+    expect(after.submitted - before.submitted).toBe(0);
+    const key = `stored-then-deleted-${Date.now()}`;
+    await expect(existExchange(conn, key)).rejects.toThrow("no such key");
+    const body = payload(3000, 9);
+    await uploadExchange(conn, key, body.length, (c) => c.write(body));
+    expect((await existExchange(conn, key)).size).toBe(3000);
+    await deleteExchange(conn, key);
+    await expect(existExchange(conn, key)).rejects.toThrow("no such key");
+    conn.close();
+  });
 });

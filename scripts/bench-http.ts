@@ -15,7 +15,7 @@
 // Server CPU: every thread of the server's processes (/proc/<pid>/task/*/schedstat). nginx and wrk
 // come from Debian (`apt-get install nginx-light wrk`). Data lives under .bench/ and is never
 // deleted between runs (see BENCHMARKS.md on this disk).
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { connect } from "../src/client/client";
 import { cpuMsOf } from "./lib/cpu";
@@ -143,6 +143,10 @@ for (let round = 1; round <= rounds; round++) {
     }
   }
 }
+// Every timed run is over: the PUT rows' files (the GET row's stay for the next run) go now, not
+// between runs (this disk creates files slowly for minutes after a mass delete).
+rmSync(runDir, { recursive: true, force: true });
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(`\nmedians of ${rounds} rounds (wrk -t1 -c500 -d${seconds}s):`);
 console.log("| row | nginx req/s (MiB/s) | nginx µs/request (/MiB) | fsgw req/s (MiB/s) | fsgw µs/request (/MiB) | fsgw ÷ nginx (CPU) | fsgw ÷ nginx (rate) | CPU ratio of each round (its median) |");

@@ -5,6 +5,7 @@
 //   go-pool      the same with its goroutine pool (UserPoolIoSched "G", 32 IoThreads)
 //   fsgw         fsgw in its default configuration (one loop per CPU)
 //   fsgw-1loop   fsgw with one event loop
+//   fsgw-1loop@DIR, fsgw@DIR   the same from another checkout of fsgw (a before and after)
 //
 // Rows (connections × requests, as the issue measured them): bench 500×200k, upload-5k 500×50k,
 // upload-50k 500×20k, download-50k 500×20k, exist 500×200k, delete 500×20k, upload-1m 50×1000.
@@ -20,7 +21,7 @@
 // DIR holds the original built from its public repository (github.com/yangxianjungree/GoFsBench,
 // commit 5a579a4): DIR/bin/FsServer and DIR/bin/FsClient, built with Go in GOPATH mode with
 // MaxOpenFiles lowered to this machine's open-file limit. Its server also binds pprof on port 6060.
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { cpuMsOf } from "./lib/cpu";
 import { option } from "./lib/options";
@@ -84,7 +85,8 @@ async function start(name: string, dataDir: string): Promise<{ port: number; pid
     await Bun.sleep(1000);
     return { port, pid: proc.pid, stop: async () => void (proc.kill(), await proc.exited) };
   }
-  const server = await startServer({ dataDir, loops: name === "fsgw-1loop" ? 1 : 0 });
+  const [kind, checkout] = name.split("@") as [string, string | undefined];
+  const server = await startServer({ dataDir, loops: kind === "fsgw-1loop" ? 1 : 0 }, {}, [], checkout ?? root);
   return { port: server.port, pid: server.pid, stop: async () => void (await server.stop()) };
 }
 
@@ -94,7 +96,7 @@ for (let round = 1; round <= rounds; round++) {
   for (const row of rows) {
     const spec = ROWS[row]!;
     for (const name of order) {
-      const server = await start(name, join(runDir, `data-${name}-${row}-${round}`));
+      const server = await start(name, join(runDir, `data-${name.replace(/[@/]/g, "_")}-${row}-${round}`));
       if (spec.prepared > 0) client("upload", server.port, 100, spec.prepared, 50 * 1024);
       const cpu0 = cpuMsOf(server.pid);
       const { ok, qps } = client(spec.op, server.port, spec.conns, spec.count, spec.size);
@@ -110,7 +112,17 @@ for (let round = 1; round <= rounds; round++) {
   }
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+// Every timed run is over: the run's data (gigabytes: a round writes ~2.5 GB per contestant) goes
+// now, not between runs. File creation on this disk is slow for minutes after: wait ~5 minutes
+// before timing creates again.
+rmSync(runDir, { recursive: true, force: true });
+console.error(`bench-vs-go: removed ${runDir}; wait ~5 minutes before timing file creation again`);
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+};
 console.log(`\nmedians of ${rounds} rounds: ops/s, server CPU µs per exchange (per MiB for upload-1m)`);
 console.log(`| row | ${contestants.join(" | ")} | fsgw ÷ best Go (ops/s) | fsgw CPU ÷ best Go CPU |`);
 console.log(`|---|${contestants.map(() => "---").join("|")}|---|---|`);

@@ -379,12 +379,14 @@ export class FileStore implements Store {
       const size = this.inline.statCached(path);
       if (size >= 0) copyDigest(this.inline.lastDigest, digest);
       if (size !== WOULD_BLOCK) return new StatDone(target).onIoDone(size, this.inline.lastMode);
+      // A name the kernel has not looked up: the index holds every key of the shard directories
+      // (loaded at start, added to before each commit is answered, removed from at each unlink),
+      // so its "absent" answers a miss without a worker's lookup in the directory (BENCHMARKS.md,
+      // "Against the Go original": an exist of keys never stored cost a pool trip each). Only
+      // here, where the lookup would otherwise go to a worker: without inline calls the engine's
+      // own lookup also finds what no store put there (a planted link, refused and counted).
+      if (this.index !== null && this.index.has(key.name) === 0) return new StatDone(target).onIoDone(-constants.errno.ENOENT, 0);
     }
-    // A name the kernel has not looked up: the index holds every key of the shard directories
-    // (loaded at start, added to before each commit is answered, removed from at each unlink), so
-    // its "absent" answers a miss without a worker's lookup in the directory (an exist of keys
-    // never stored, a pool trip each before: BENCHMARKS.md, "Exist misses").
-    if (this.index !== null && this.index.has(key.name) === 0) return new StatDone(target).onIoDone(-constants.errno.ENOENT, 0);
     this.engine.callbacks.statTo(path, new StatDone(target), digest);
   }
 

@@ -1,5 +1,6 @@
 /* MD5, RFC 1321: four rounds of sixteen steps over each 64-byte block, little-endian words. */
 #include "fsgw_md5.h"
+#include "fsgw_md_blocks.h"
 
 #include <string.h>
 
@@ -95,33 +96,16 @@ void fsgw_md5_init(fsgw_md5 *c) {
   c->h[3] = 0x10325476;
 }
 
-void fsgw_md5_update(fsgw_md5 *c, const void *data, size_t len) {
-  const uint8_t *p = data;
-  c->bytes += len;
-  if (c->used > 0) {
-    size_t take = 64 - c->used < len ? 64 - c->used : len;
-    memcpy(c->block + c->used, p, take);
-    c->used += (uint32_t)take;
-    p += take;
-    len -= take;
-    if (c->used < 64) return;
-    block(c->h, c->block);
-    c->used = 0;
-  }
-  for (; len >= 64; p += 64, len -= 64) block(c->h, p);
-  memcpy(c->block, p, len);
-  c->used = (uint32_t)len;
+/* block() over n blocks: the shape fsgw_md_update takes. */
+static void md5_blocks(uint32_t *h, const uint8_t *p, size_t n) {
+  for (; n > 0; n--, p += 64) block(h, p);
 }
+
+void fsgw_md5_update(fsgw_md5 *c, const void *data, size_t len) { fsgw_md_update(c->h, &c->bytes, c->block, &c->used, data, len, md5_blocks); }
 
 void fsgw_md5_digest(const fsgw_md5 *c, uint8_t out[16]) {
   fsgw_md5 t = *c;
-  uint64_t bits = t.bytes * 8;
-  uint8_t pad[72] = {0x80};
-  size_t padlen = (t.used < 56 ? 56 : 120) - t.used;
-  fsgw_md5_update(&t, pad, padlen);
-  uint8_t length[8];
-  for (int i = 0; i < 8; i++) length[i] = (uint8_t)(bits >> (8 * i));
-  fsgw_md5_update(&t, length, 8);
+  fsgw_md_finish(t.h, t.bytes, t.block, t.used, 0, md5_blocks);
   for (int i = 0; i < 4; i++)
     for (int j = 0; j < 4; j++) out[4 * i + j] = (uint8_t)(t.h[i] >> (8 * j));
 }

@@ -2,6 +2,7 @@
  * once at load by CPUID. Both are checked against FIPS 180-4's test vectors and against each other
  * (ffi/test_pool.c, test/ffi/sha256.test.ts). */
 #include "fsgw_sha256.h"
+#include "fsgw_md_blocks.h"
 
 #include <string.h>
 
@@ -127,37 +128,11 @@ void fsgw_sha256_init(fsgw_sha256 *c) {
   memcpy(c->h, iv, sizeof iv);
 }
 
-void fsgw_sha256_update(fsgw_sha256 *c, const void *data, size_t len) {
-  const uint8_t *p = data;
-  c->bytes += len;
-  if (c->used > 0) {
-    size_t take = 64 - c->used < len ? 64 - c->used : len;
-    memcpy(c->block + c->used, p, take);
-    c->used += (uint32_t)take;
-    p += take;
-    len -= take;
-    if (c->used < 64) return;
-    blocks(c->h, c->block, 1);
-    c->used = 0;
-  }
-  if (len >= 64) {
-    blocks(c->h, p, len / 64);
-    p += len - len % 64;
-    len %= 64;
-  }
-  memcpy(c->block, p, len);
-  c->used = (uint32_t)len;
-}
+void fsgw_sha256_update(fsgw_sha256 *c, const void *data, size_t len) { fsgw_md_update(c->h, &c->bytes, c->block, &c->used, data, len, blocks); }
 
 void fsgw_sha256_digest(const fsgw_sha256 *c, uint8_t out[32]) {
   fsgw_sha256 t = *c;
-  uint64_t bits = t.bytes * 8;
-  uint8_t pad[72] = {0x80};
-  size_t padlen = (t.used < 56 ? 56 : 120) - t.used;
-  fsgw_sha256_update(&t, pad, padlen);
-  uint8_t lenbe[8];
-  for (int i = 0; i < 8; i++) lenbe[i] = (uint8_t)(bits >> (56 - 8 * i));
-  fsgw_sha256_update(&t, lenbe, 8);
+  fsgw_md_finish(t.h, t.bytes, t.block, t.used, 1, blocks);
   for (int i = 0; i < 8; i++) {
     out[4 * i] = (uint8_t)(t.h[i] >> 24);
     out[4 * i + 1] = (uint8_t)(t.h[i] >> 16);

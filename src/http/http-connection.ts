@@ -20,7 +20,7 @@ import { open as openFile, unlink } from "node:fs/promises";
 import type { Logger } from "../log";
 import { Access, scopeHasBucket, type TokenScope, type Verified } from "../auth/token";
 import { BUCKET_SPACE, bucketKey, bucketMarkerKey, bucketPrefix, checkBucketName, checkKey, type StoreKey } from "../storage/keys";
-import { DIGEST_BYTES, Failure, MD5_MISMATCH_CAUSE, mtimeMsOf, sha256Base64Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type UploadSink } from "../storage/store";
+import { DIGEST_BYTES, Failure, MD5_MISMATCH_CAUSE, mtimeMsOf, sha256Base64Of, type BodyReader, type FailureCause, type FailureKind, type ListPage, type Store, type StoreTarget, type UploadSink } from "../storage/store";
 import { parseRequestHead, type RequestHead } from "./request-head";
 import { parseSigV4, SigV4Error, STREAMING_PAYLOAD, STREAMING_PAYLOAD_TRAILER, STREAMING_UNSIGNED_TRAILER, verifySigV4, type ChunkSigning } from "./sigv4";
 import { BodyError, RequestBody, type BodyForm } from "./request-body";
@@ -120,10 +120,15 @@ export class HttpConnection {
   private bucket = "";
   private space = "";
 
+  /** "/<default bucket>/": the paths quickGet answers start with it. */
+  private readonly defaultBucketPath: string;
+
   constructor(
     private readonly socket: Socket<HttpConnection>,
     private readonly host: HttpHost,
-  ) {}
+  ) {
+    this.defaultBucketPath = `/${host.bucket}/`;
+  }
 
   get remote(): string {
     return `${this.socket.remoteAddress}:${this.socket.remotePort}`;
@@ -298,7 +303,7 @@ export class HttpConnection {
   private quickGet(head: RequestHead): "answered" | "sending" | "declined" {
     if (head.method !== "GET" || !head.keepAlive || this.host.tokensRequired || this.outQueue.length > 0 || head.query !== "") return "declined";
     if (head.headers.has("range") || hasConditions(head)) return "declined";
-    const prefix = `/${this.host.bucket}/`;
+    const prefix = this.defaultBucketPath;
     if (!head.path.startsWith(prefix) || head.path.includes("%")) return "declined";
     const key = checkKey(head.path.slice(prefix.length));
     if (typeof key === "string") return "declined";
@@ -310,9 +315,9 @@ export class HttpConnection {
       void reader.close();
       return "declined";
     }
-    let size = -1;
-    const target = { onStoreDone: (v: number) => (size = v), onStoreFailed: () => {}, onStoreBug: () => {} };
-    reader.open(target);
+    this.quickSize = -1;
+    reader.open(this.quickOpened);
+    const size = this.quickSize;
     if (size < 0) {
       // Not opened from the caches (or not there): the general path opens it again.
       void reader.close();
@@ -339,6 +344,9 @@ export class HttpConnection {
     return "sending";
   }
   private readonly quickDigest = new Uint8Array(DIGEST_BYTES);
+  /** The size quickGet's open reports at once (from the caches), else -1; one target per connection, not per request. */
+  private quickSize = -1;
+  private readonly quickOpened: StoreTarget = { onStoreDone: (size) => void (this.quickSize = size), onStoreFailed: () => {}, onStoreBug: () => {} };
 
   /**
    * With auth "token": the scope of the request's credentials (AWS Signature V4 with an access key

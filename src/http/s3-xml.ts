@@ -1,7 +1,7 @@
 // The S3 API's XML, as the HTTP front door answers it: error bodies (one table from the store's
 // failure kinds to S3's codes and statuses), ListBuckets, and ListObjectsV2 made from a LIST page's
 // lines (docs/PROTOCOL.md, "Listing": the same pages the TCP protocol sends).
-import { Failure, md5HexOf, sha256HexOf, type FailureKind } from "../storage/store";
+import { Failure, FACT_SHA256, md5HexOf, sha256HexOf, type FailureKind } from "../storage/store";
 
 const S3_NS = "http://s3.amazonaws.com/doc/2006-03-01/";
 
@@ -82,9 +82,10 @@ export function listObjectsV2Xml(request: ListV2Request, lines: Uint8Array, next
  * an MD5 and fails a check that cannot hold (they treat a dashed ETag as a multipart one's).
  */
 export function etagOf(facts: Uint8Array): string | null {
-  const sha256 = sha256HexOf(facts);
-  if (sha256 === null) return null;
-  return etagOfHex(md5HexOf(facts) ?? undefined, sha256);
+  if ((facts[0]! & FACT_SHA256) === 0) return null;
+  // The SHA-256's hex only when there is no MD5 to give (every GET's answer asks for this).
+  const md5 = md5HexOf(facts);
+  return md5 !== null ? etagOfHex(md5, "") : etagOfHex(undefined, sha256HexOf(facts)!);
 }
 
 /** etagOf, from the hex digests a listing line carries. */

@@ -3,8 +3,8 @@
 //
 //   go-plain     the original's FsServer, file I/O in each connection's goroutine
 //   go-pool      the same with its goroutine pool (UserPoolIoSched "G", 32 IoThreads)
-//   fsgw         fsgw in its default configuration (one loop per CPU)
-//   fsgw-1loop   fsgw with one event loop
+//   fsgw         fsgw in its default configuration (`loops: 0`: one loop per CPU but one)
+//   fsgw-1loop   fsgw with one event loop; fsgw-2loops with two, and so on
 //   fsgw-1loop@DIR, fsgw@DIR   the same from another checkout of fsgw (a before and after)
 //
 // Rows (connections × requests, as the issue measured them): bench 500×200k, upload-5k 500×50k,
@@ -86,7 +86,8 @@ async function start(name: string, dataDir: string): Promise<{ port: number; pid
     return { port, pid: proc.pid, stop: async () => void (proc.kill(), await proc.exited) };
   }
   const [kind, checkout] = name.split("@") as [string, string | undefined];
-  const server = await startServer({ dataDir, loops: kind === "fsgw-1loop" ? 1 : 0 }, {}, [], checkout ?? root);
+  const loops = Number(/^fsgw-(\d+)loops?$/.exec(kind)?.[1] ?? "0");
+  const server = await startServer({ dataDir, loops }, {}, [], checkout ?? root);
   return { port: server.port, pid: server.pid, stop: async () => void (await server.stop()) };
 }
 

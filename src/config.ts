@@ -41,10 +41,19 @@ export const engineNames = ["cpool", "bun", "sync"] as const;
 /** The most event loops one server runs (`loops`). */
 export const LOOPS_MAX = 64;
 
-/** How many event loops `config.loops` means here (0: one per CPU this process may run on). */
+/** How many event loops `config.loops` means here (0: defaultLoops of the CPUs this process may run on). */
 export function loopCount(config: { loops: number }): number {
   if (config.loops > 0) return config.loops;
-  return Math.max(1, Math.min(LOOPS_MAX, availableParallelism()));
+  return defaultLoops(availableParallelism());
+}
+
+/** `loops: 0` on a machine of `cpus` CPUs: one loop per CPU but one, and at least one. A loop at full
+ * load holds a core; the C pool's workers (more than half of an upload's CPU), the kernel's network
+ * work and the supervisor need CPU too, and a loop that shares its core with them loses more to
+ * wake-ups than it serves. Measured on 2 cores (BENCHMARKS.md, issue 26): two loops cost 4-28 µs
+ * more per exchange than one on every row and served no more. */
+export function defaultLoops(cpus: number): number {
+  return Math.max(1, Math.min(LOOPS_MAX, cpus - 1));
 }
 export type EngineName = (typeof engineNames)[number];
 
@@ -67,7 +76,7 @@ export const fields = {
   dirMode: str("0700", "permissions (octal, less the umask) of the directories fsgw creates in dataDir and cacheDir, dataDir itself included; an existing dataDir more open than this is reported at start"),
   shards: int(256, 1, 4096, "sub-directories files are spread over (renames in one directory contend); fixed per dataDir"),
   wire: oneOf(["protobuf", "json"] as const, "protobuf", "encoding of control frames (the Go original's two builds)"),
-  loops: int(0, 0, LOOPS_MAX, `event-loop threads serving the protocol, each with its own listener on the port (SO_REUSEPORT: the kernel spreads connections), its own connections, over one shared set of ioThreads C pool workers (loopPools); 0: one per CPU this process may run on (at most ${LOOPS_MAX}). With more than one, a RESUME that reaches another loop takes the parked upload over from the loop that holds it (cpool; on the bun and sync engines resumable uploads are off with several loops)`),
+  loops: int(0, 0, LOOPS_MAX, `event-loop threads serving the protocol, each with its own listener on the port (SO_REUSEPORT: the kernel spreads connections), its own connections, over one shared set of ioThreads C pool workers (loopPools); 0: one per CPU this process may run on but one, at least 1 and at most ${LOOPS_MAX} (a core stays for the C pool's workers and the kernel's network work). With more than one, a RESUME that reaches another loop takes the parked upload over from the loop that holds it (cpool; on the bun and sync engines resumable uploads are off with several loops)`),
   loopRestartsMax: int(5, 0, 1000, "event loops that fail (a bug outside any connection) are replaced by fresh ones on the same port; more than this many failures within loopRestartWindowMs stop the server with a message instead"),
   loopRestartWindowMs: int(60_000, 1000, 86_400_000, "the window of loopRestartsMax"),
   loopPools: oneOf(["shared", "per-loop"] as const, "shared", "cpool with loops > 1: 'shared', one set of ioThreads workers for every loop, each loop with its own completion ring and doorbell (a completion wakes only the loop that submitted it); 'per-loop', each loop its own pool of ceil(ioThreads / loops) workers (BENCHMARKS.md compares them)"),

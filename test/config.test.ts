@@ -2,13 +2,19 @@
 import { describe, expect, test } from "bun:test";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ConfigError, envName, flagName, loadConfig } from "../src/config";
+import { ConfigError, defaultLoops, envName, flagName, loadConfig, loopCount } from "../src/config";
 import { tempDir } from "./helpers/server";
 
 describe("config", () => {
   test("defaults", () => {
     const c = loadConfig({ argv: [], env: {} });
     expect(c).toMatchObject({ host: "0.0.0.0", port: 9999, dataDir: "./data", shards: 256, frameBytesMax: 65536, connectionsMax: 10000, idleTimeoutMs: 60000, ioEngine: "cpool", ioThreads: 8, waitingQueueLen: 65536, ioSubmitMode: "adaptive", ioInline: "cached", ioJobsPerWake: 1, inlineBuffersBytesMax: 32 * 1024 * 1024, wire: "protobuf" });
+  });
+
+  test("loops: 0 is one loop per CPU but one, at least one, at most 64; a number is that number", () => {
+    expect([1, 2, 3, 4, 16, 65, 200].map(defaultLoops)).toEqual([1, 1, 2, 3, 15, 64, 64]);
+    expect(loopCount({ loops: 3 })).toBe(3);
+    expect(loopCount({ loops: 0 })).toBeGreaterThanOrEqual(1);
   });
 
   test("names follow the field: dataDir -> FSGW_DATA_DIR, --data-dir", () => {

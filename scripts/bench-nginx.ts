@@ -230,18 +230,12 @@ async function fsgwRun(row: Row, round: number, fields: Record<string, string | 
       await runLoad({ ...load, op: "download", count: Math.min(row.count, row.files), keyPrefix: "f_" }); // warm, untimed
       op = "download";
     }
-    // Downloads cycle over the prepared files: count files, then again from the first.
+    // Downloads cycle over the prepared files on the same connections, as wrk's script does.
     const c0 = cpuMsOf(server.pid);
-    let ok = 0;
-    let errors = 0;
     const t0 = performance.now();
-    for (let done = 0; done < row.count; ) {
-      const count = row.kind === "serve" ? Math.min(row.files, row.count - done) : row.count;
-      const r = await runLoad({ ...load, op, count, keyPrefix: row.kind === "serve" ? "f_" : `s${round}_` });
-      ok += r.ok;
-      errors += r.count - r.ok;
-      done += count;
-    }
+    const r = await runLoad({ ...load, op, count: row.count, keys: row.kind === "serve" ? row.files : undefined, keyPrefix: row.kind === "serve" ? "f_" : `s${round}_` });
+    const ok = r.ok;
+    const errors = r.count - r.ok;
     const ms = performance.now() - t0;
     const cpu = cpuMsOf(server.pid) - c0;
     return { opsPerSec: (ok * 1000) / ms, cpuUs: (cpu * 1000) / ok, errors };

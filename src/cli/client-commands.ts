@@ -178,6 +178,8 @@ percentiles, errors by text and the client's own CPU time. 'clean' deletes the b
   -n, --count <n>         exchanges in all (default 10000)
   -s, --size <size>       upload body size: 5k, 50k, 1m, 64m, or bytes (default 5k)
   --key-prefix <prefix>   key prefix (default bench_mark_file_)
+  --keys <n>              cycle over keys 0..n-1 (key i % n), so that <count> downloads or exists
+                          serve n prepared files many times on the same connections
   --write-chunk <size>    write upload bodies in pieces of this size, each awaited, as the Go
                           original's client does with 4096 (default 0: the body in one write)
   -t, --threads <n>       generator threads, each with its share of the connections (default 1;
@@ -186,6 +188,7 @@ percentiles, errors by text and the client's own CPU time. 'clean' deletes the b
 examples:
   fsgw bench upload -c 500 -n 20000 -s 5k
   fsgw bench download -c 500 -n 20000
+  fsgw bench download -c 500 -n 200000 --keys 20000
   fsgw bench bench -c 50 -n 200000 --json
   fsgw bench clean -n 20000
 
@@ -245,6 +248,7 @@ const commandFlags: Record<string, Record<string, FlagSpec>> = {
     "--count": { alias: "-n", takesValue: true },
     "--size": { alias: "-s", takesValue: true },
     "--key-prefix": { takesValue: true },
+    "--keys": { takesValue: true },
     "--write-chunk": { takesValue: true },
     "--threads": { alias: "-t", takesValue: true },
   },
@@ -470,6 +474,7 @@ async function bench(parsed: Parsed, json: boolean, io: Io): Promise<number> {
       count: intFlag(parsed, "--count", 10_000, 1, 1_000_000_000),
       size: parseSize(parsed.flags.get("--size") ?? "5k"),
       keyPrefix: parsed.flags.get("--key-prefix") ?? "bench_mark_file_",
+      keys: parsed.flags.has("--keys") ? intFlag(parsed, "--keys", 1, 1, 1_000_000_000) : undefined,
       writeChunk: parsed.flags.has("--write-chunk") ? parseSize(parsed.flags.get("--write-chunk")!) : 0,
       tls: tlsFrom(parsed),
       token: tokenFrom(parsed),

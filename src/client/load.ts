@@ -21,6 +21,11 @@ export interface LoadOptions {
   /** Upload body size in bytes. */
   size: number;
   keyPrefix?: string;
+  /**
+   * Key numbers cycle over this many (`<prefix><n % keys>`), so a load can serve a prepared set of
+   * files many times over on the same connections; absent, every exchange has a key of its own.
+   */
+  keys?: number;
   wire?: WireName;
   /**
    * Upload bodies are written in pieces of this many bytes, each write awaited before the next (the
@@ -189,7 +194,8 @@ class ShardRun {
   }
 
   private nextKey(): string {
-    return this.prefix + (this.keyOffset + this.next++);
+    const n = this.keyOffset + this.next++;
+    return this.prefix + (this.options.keys !== undefined && this.options.keys > 0 ? n % this.options.keys : n);
   }
 
   /** Writes the upload body, in writeChunk pieces when asked (a slow or fragmenting client). */

@@ -173,6 +173,11 @@ describe("fsgw client commands", () => {
     expect(threaded).toMatchObject({ op: "upload", connections: 10, count: 301, ok: 301, errors: {} });
     expect(JSON.parse(fsgw(["bench", "exist", "-c", "10", "-n", "301", "--key-prefix", "t_", "--json", ...at()]).out).ok).toBe(301);
     expect(fsgw(["stat", "t_301", ...at()]).code).toBe(1);
+    // --keys cycles over the first n keys: 1000 downloads of t_0..t_300 all find their file, where
+    // without it t_301..t_999 do not exist.
+    const cycled = JSON.parse(fsgw(["bench", "download", "-c", "10", "-n", "1000", "--keys", "301", "--key-prefix", "t_", "--threads", "2", "--json", ...at()]).out);
+    expect(cycled).toMatchObject({ op: "download", count: 1000, ok: 1000, errors: {} });
+    expect(JSON.parse(fsgw(["bench", "download", "-c", "10", "-n", "1000", "--key-prefix", "t_", "--json", ...at()]).out).ok).toBe(301);
     expect(JSON.parse(fsgw(["bench", "bench", "-c", "8", "-n", "2000", "-t", "2", "--json", ...at()]).out).ok).toBe(2000);
 
     const clean = JSON.parse(fsgw(["bench", "clean", "-c", "10", "-n", "200", "--json", ...at()]).out);

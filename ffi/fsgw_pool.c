@@ -1483,90 +1483,9 @@ static int64_t splice_file_now(int sock, int file, int64_t offset, size_t len) {
   return (int64_t)out;
 }
 
-/* The pipe of this thread for framed sends, with room for a frame's head, its body's pages and its
- * tail (FRAMED_PIPE_BYTES asked once; 0 when the kernel gave less, then the parts go one by one). */
-#define FRAMED_PIPE_BYTES (128u << 10)
-#define FRAMED_PART_MAX 4096 /* a head or tail this small takes one of the pipe's slots */
-static __thread int framed_pipe_ok = -1;
-
-static int framed_pipe_ready(void) {
-  if (splice_pipe[0] < 0) {
-    if (pipe2(splice_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return 0;
-    framed_pipe_ok = -1;
-  }
-  if (framed_pipe_ok < 0) {
-    int size = fcntl(splice_pipe[1], F_GETPIPE_SZ);
-    if (size >= 0 && (unsigned)size < FRAMED_PIPE_BYTES) size = fcntl(splice_pipe[1], F_SETPIPE_SZ, FRAMED_PIPE_BYTES);
-    framed_pipe_ok = size >= (int)FRAMED_PIPE_BYTES;
-  }
-  return framed_pipe_ok;
-}
-
-static int64_t write_pipe(const void *buf, size_t len) {
-  ssize_t n;
-  do n = write(splice_pipe[1], buf, len);
-  while (n < 0 && errno == EINTR);
-  return n;
-}
-
-/* head, file[offset, offset + len) and tail into this thread's pipe (the head and tail copied,
- * the body's pages referenced), then the whole frame to the socket in one splice: one trip through
- * TCP's send path instead of one per part, and the frame leaves in as few packets as it needs. The
- * bytes the socket took (the rest is dropped with the pipe), -errno when none went, or
- * -EOPNOTSUPP when this thread's pipe cannot hold a frame (the caller sends the parts one by one). */
-static int64_t splice_framed_now(int sock, const uint8_t *head, size_t head_len, int file, int64_t offset, size_t len, const uint8_t *tail, size_t tail_len) {
-  if (!framed_pipe_ready()) return -EOPNOTSUPP;
-  size_t queued = 0;
-  if (head_len > 0) {
-    if (write_pipe(head, head_len) != (ssize_t)head_len) goto refuse;
-    queued = head_len;
-  }
-  loff_t at = offset;
-  ssize_t in;
-  do in = splice(file, &at, splice_pipe[1], NULL, len, SPLICE_F_NONBLOCK);
-  while (in < 0 && errno == EINTR);
-  if (in == 0) {
-    drop_splice_pipe();
-    return -ENODATA; /* the file ended early (it shrank) */
-  }
-  if (in < 0) {
-    int err = errno;
-    drop_splice_pipe();
-    return -err;
-  }
-  queued += (size_t)in;
-  /* A body that did not fit whole leaves its tail for the caller's next call. */
-  if ((size_t)in == len && tail_len > 0) {
-    if (write_pipe(tail, tail_len) != (ssize_t)tail_len) goto refuse;
-    queued += tail_len;
-  }
-  size_t out = 0;
-  int err = 0;
-  while (out < queued) {
-    ssize_t n = splice(splice_pipe[0], NULL, sock, NULL, queued - out, SPLICE_F_NONBLOCK);
-    if (n > 0) {
-      out += (size_t)n;
-      continue;
-    }
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && errno != EAGAIN) err = errno;
-    break;
-  }
-  if (out < queued) drop_splice_pipe(); /* it holds bytes the socket did not take */
-  if (out == 0 && err != 0) return -err;
-  return (int64_t)out;
-refuse:
-  drop_splice_pipe();
-  return -EOPNOTSUPP;
-}
-
 double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len, const void *head, int32_t head_len, const void *tail, int32_t tail_len) {
   if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
   if (!range_cached(file, (uint64_t)offset, (uint64_t)len)) return -EAGAIN;
-  if (len > 0 && len <= FRAMED_SPLICE_MAX && (head_len > 0 || tail_len > 0) && head_len <= FRAMED_PART_MAX && tail_len <= FRAMED_PART_MAX) {
-    int64_t n = splice_framed_now(sock, head, (size_t)head_len, file, (int64_t)offset, (size_t)len, tail, (size_t)tail_len);
-    if (n != -EOPNOTSUPP) return (double)n;
-  }
   /* head, body, tail in order; each stops the rest when the socket takes less than all of it. An
    * error after some bytes went reports the bytes: the next call meets the error again. */
   int64_t sent = 0, n;

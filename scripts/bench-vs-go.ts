@@ -23,7 +23,7 @@
 // MaxOpenFiles lowered to this machine's open-file limit. Its server also binds pprof on port 6060.
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { cpuMsOf } from "./lib/cpu";
+import { cpuMsOf, userSysMsOf } from "./lib/cpu";
 import { option } from "./lib/options";
 import { freePort, startServer } from "./lib/server-process";
 
@@ -91,7 +91,7 @@ async function start(name: string, dataDir: string): Promise<{ port: number; pid
   return { port: server.port, pid: server.pid, stop: async () => void (await server.stop()) };
 }
 
-const results: Record<string, { us: number; qps: number }[]> = {};
+const results: Record<string, { us: number; qps: number; sysUs: number }[]> = {};
 for (let round = 1; round <= rounds; round++) {
   const order = round % 2 === 1 ? contestants : [...contestants].reverse();
   for (const row of rows) {
@@ -100,15 +100,18 @@ for (let round = 1; round <= rounds; round++) {
       const server = await start(name, join(runDir, `data-${name.replace(/[@/]/g, "_")}-${row}-${round}`));
       if (spec.prepared > 0) client("upload", server.port, 100, spec.prepared, 50 * 1024);
       const cpu0 = cpuMsOf(server.pid);
+      const split0 = userSysMsOf(server.pid);
       const { ok, qps } = client(spec.op, server.port, spec.conns, spec.count, spec.size);
       const cpuMs = cpuMsOf(server.pid) - cpu0;
+      const sysMs = userSysMsOf(server.pid).sys - split0.sys;
       await server.stop();
       // exist and delete count a miss as a success, as the original's client does.
       if (ok !== spec.count) console.error(`${row} ${name}: ${ok} of ${spec.count} succeeded`);
       const units = row === "upload-1m" ? (spec.count * spec.size) / (1024 * 1024) : spec.count;
       const us = (cpuMs * 1000) / units;
-      (results[`${row} ${name}`] ??= []).push({ us, qps });
-      console.log(`round ${round} ${row.padEnd(12)} ${name.padEnd(10)} ${qps.toFixed(0).padStart(7)}/s  server CPU ${us.toFixed(1).padStart(7)} µs/${row === "upload-1m" ? "MiB" : "exchange"}`);
+      const sysUs = (sysMs * 1000) / units;
+      (results[`${row} ${name}`] ??= []).push({ us, qps, sysUs });
+      console.log(`round ${round} ${row.padEnd(12)} ${name.padEnd(10)} ${qps.toFixed(0).padStart(7)}/s  server CPU ${us.toFixed(1).padStart(7)} µs/${row === "upload-1m" ? "MiB" : "exchange"}, of it in the kernel ${sysUs.toFixed(1)}`);
     }
   }
 }
@@ -124,18 +127,18 @@ const median = (xs: number[]) => {
   const mid = Math.floor(s.length / 2);
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 };
-console.log(`\nmedians of ${rounds} rounds: ops/s, server CPU µs per exchange (per MiB for upload-1m)`);
+console.log(`\nmedians of ${rounds} rounds: ops/s, server CPU µs per exchange (per MiB for upload-1m), and of it the kernel's (system time)`);
 console.log(`| row | ${contestants.join(" | ")} | fsgw ÷ best Go (ops/s) | fsgw CPU ÷ best Go CPU |`);
 console.log(`|---|${contestants.map(() => "---").join("|")}|---|---|`);
 for (const row of rows) {
   const cell = (name: string) => {
     const r = results[`${row} ${name}`];
-    return r === undefined ? null : { us: median(r.map((x) => x.us)), qps: median(r.map((x) => x.qps)) };
+    return r === undefined ? null : { us: median(r.map((x) => x.us)), qps: median(r.map((x) => x.qps)), sysUs: median(r.map((x) => x.sysUs)) };
   };
   const go = contestants.filter((c) => c.startsWith("go-")).map(cell).filter((c) => c !== null);
   const fsgw = cell("fsgw") ?? cell("fsgw-1loop");
   const bestQps = Math.max(...go.map((c) => c.qps));
   const bestUs = Math.min(...go.map((c) => c.us));
   const ratios = fsgw === null || go.length === 0 ? "| – | – |" : `| ${(fsgw.qps / bestQps).toFixed(2)} | ${(fsgw.us / bestUs).toFixed(2)} |`;
-  console.log(`| ${row} | ${contestants.map((c) => { const x = cell(c)!; return `${x.qps.toFixed(0)}, ${x.us.toFixed(1)}`; }).join(" | ")} ${ratios}`);
+  console.log(`| ${row} | ${contestants.map((c) => { const x = cell(c)!; return `${x.qps.toFixed(0)}, ${x.us.toFixed(1)} (kernel ${x.sysUs.toFixed(1)})`; }).join(" | ")} ${ratios}`);
 }

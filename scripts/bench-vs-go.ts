@@ -14,7 +14,10 @@
 // contestant gets a fresh server and data directory per row (a directory of the run's, moved aside
 // and never deleted between timed runs: this disk creates files slowly for minutes after a mass
 // delete); contestants alternate, in reverse order every other round. Server CPU: every thread of
-// the server process (/proc/<pid>/task/*/schedstat), per exchange (per MiB for upload-1m).
+// the server process (/proc/<pid>/task/*/schedstat), per exchange (per MiB for upload-1m), and of
+// it the kernel's (system time). Upload rows also run scripts/kernel-floor.c in each round: the
+// CPU the kernel alone charges to create, write, close and rename a file of the row's size (no
+// network, no runtime), the floor of the file work under each upload.
 //
 //   bun scripts/bench-vs-go.ts --peer DIR [--rounds 3] [--rows bench,exist,...] [--contestants go-plain,fsgw,...]
 //
@@ -92,6 +95,16 @@ async function start(name: string, dataDir: string): Promise<{ port: number; pid
 }
 
 const results: Record<string, { us: number; qps: number; sysUs: number }[]> = {};
+
+/** scripts/kernel-floor.c's commit: the kernel's CPU per file of `size` bytes, µs (null: not built). */
+function kernelFloorUs(files: number, size: number, label: string): number | null {
+  const bin = join(runDir, "kernel-floor");
+  if (!existsSync(bin) && Bun.spawnSync(["gcc", "-O2", "-o", bin, join(root, "scripts/kernel-floor.c")]).exitCode !== 0) return null;
+  const r = Bun.spawnSync([bin, join(runDir, `floor-${label}`), String(files), String(size), "keep"], { stdout: "pipe", stderr: "pipe" });
+  const m = /commit ([\d.]+) us/.exec(r.stdout.toString());
+  return m === null ? null : Number(m[1]);
+}
+const floors: Record<string, number[]> = {};
 for (let round = 1; round <= rounds; round++) {
   const order = round % 2 === 1 ? contestants : [...contestants].reverse();
   for (const row of rows) {
@@ -112,6 +125,11 @@ for (let round = 1; round <= rounds; round++) {
       const sysUs = (sysMs * 1000) / units;
       (results[`${row} ${name}`] ??= []).push({ us, qps, sysUs });
       console.log(`round ${round} ${row.padEnd(12)} ${name.padEnd(10)} ${qps.toFixed(0).padStart(7)}/s  server CPU ${us.toFixed(1).padStart(7)} µs/${row === "upload-1m" ? "MiB" : "exchange"}, of it in the kernel ${sysUs.toFixed(1)}`);
+    }
+    if (spec.op === "upload") {
+      const floor = kernelFloorUs(Math.min(spec.count, 10_000), spec.size, `${row}-${round}`);
+      if (floor !== null) (floors[row] ??= []).push(floor * (row === "upload-1m" ? (1024 * 1024) / spec.size : 1));
+      console.log(`round ${round} ${row.padEnd(12)} kernel floor of the file work: ${floor === null ? "not built" : `${floor.toFixed(1)} µs per file`}`);
     }
   }
 }
@@ -142,3 +160,4 @@ for (const row of rows) {
   const ratios = fsgw === null || go.length === 0 ? "| – | – |" : `| ${(fsgw.qps / bestQps).toFixed(2)} | ${(fsgw.us / bestUs).toFixed(2)} |`;
   console.log(`| ${row} | ${contestants.map((c) => { const x = cell(c)!; return `${x.qps.toFixed(0)}, ${x.us.toFixed(1)} (kernel ${x.sysUs.toFixed(1)})`; }).join(" | ")} ${ratios}`);
 }
+for (const [row, f] of Object.entries(floors)) console.log(`${row}: the kernel's floor for the file work alone (scripts/kernel-floor.c), median ${median(f).toFixed(1)} µs per ${row === "upload-1m" ? "MiB" : "file"}`);

@@ -96,8 +96,8 @@ export class Logger {
 }
 
 /**
- * A log file rotated by line count, like the Go original's: after `linesPerFile` lines the file is
- * renamed to <file>.1 (older ones shift to .2, .3, ...; beyond `filesKept` they are deleted) and
+ * A log file rotated by line count, like the Go original's: when a line comes to a file holding
+ * `linesPerFile` lines, the file is renamed to <file>.1 (older ones shift to .2, .3, ...; beyond `filesKept` they are deleted) and
  * a new file begins. Lines are buffered and written at most every 50 ms, or at 64 KiB, so logging
  * never waits on the disk per line; `close()` writes what is left.
  */
@@ -118,13 +118,16 @@ export class RotatingFile {
   }
 
   write(line: string): void {
-    this.pending.push(line);
-    this.pendingBytes += line.length + 1;
-    this.linesInFile++;
+    // Rotated when a line comes to a full file, not when the file fills: the newest lines are
+    // always in `path`, never a fresh empty file after the last one.
     if (this.linesInFile >= this.linesPerFile) {
       this.flush();
       this.rotate();
-    } else if (this.pendingBytes >= 64 * 1024) {
+    }
+    this.pending.push(line);
+    this.pendingBytes += line.length + 1;
+    this.linesInFile++;
+    if (this.pendingBytes >= 64 * 1024) {
       this.flush();
     } else if (this.timer === null) {
       this.timer = setTimeout(() => this.flush(), 50);

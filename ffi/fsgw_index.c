@@ -33,11 +33,17 @@ typedef struct leaf {
 #define META_BYTES 49
 #define META_DIGEST 1
 #define META_MD5 2
+/* The body is a record of a volume (fsgw_volume.h): FSGW_INDEX_VOLUME_BYTES more after the rest. */
+#define META_VOLUME 4
 /* The bytes of the facts at meta, and of the entry at e ([len][key][facts]). */
-static inline uint32_t meta_bytes(const uint8_t *meta) { return META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u); }
+static inline uint32_t meta_bytes(const uint8_t *meta) {
+  return META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u) + ((meta[16] & META_VOLUME) ? FSGW_INDEX_VOLUME_BYTES : 0u);
+}
 static inline uint32_t entry_bytes(const uint8_t *e) { return 1u + e[0] + meta_bytes(e + 1 + e[0]); }
+/* Where a volume entry's location starts in its facts. */
+static inline uint32_t volume_at(const uint8_t *meta) { return META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u); }
 /* The most an entry of a key of len bytes can take. */
-#define ENTRY_BYTES_MAX(len) (1u + (uint32_t)(len) + META_BYTES + 16u)
+#define ENTRY_BYTES_MAX(len) (1u + (uint32_t)(len) + META_BYTES + 16u + FSGW_INDEX_VOLUME_BYTES)
 /* Room a leaf keeps beyond its entries, so that every addition does not reallocate it. */
 #define LEAF_SLACK 256
 
@@ -58,6 +64,20 @@ struct fsgw_index {
 /* A leaf built at load is filled to this much: an addition then often fits without a split. */
 #define LOAD_FILL (FSGW_INDEX_LEAF_BYTES * 15 / 16)
 #define KEY_MAX 255
+
+static void put_i64(uint8_t *out, int64_t v) {
+  uint64_t u = (uint64_t)v;
+  for (int i = 0; i < 8; i++) out[i] = (uint8_t)(u >> (8 * i));
+}
+
+static int64_t get_i64(const uint8_t *in) {
+  uint64_t u = 0;
+  for (int i = 7; i >= 0; i--) u = (u << 8) | in[i];
+  return (int64_t)u;
+}
+
+/* A volume entry's record sequence number (its facts at meta). */
+static int64_t seq_of(const uint8_t *meta) { return get_i64(meta + volume_at(meta) + 12); }
 
 static int compare(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen) {
   int c = memcmp(a, b, alen < blen ? alen : blen);
@@ -178,6 +198,13 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
   uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
   uint32_t need = 1u + (uint32_t)len + meta_bytes(meta);
   if (equal) {
+    /* A volume's record never replaces a later record of the same key (writes of one key on two
+     * loops, or two writes' completions out of order): the sequence numbers decide, as at start. */
+    const uint8_t *held = l->data + off + 1 + len;
+    if ((meta[16] & META_VOLUME) && (held[16] & META_VOLUME) && seq_of(held) >= seq_of(meta)) {
+      rc = 2;
+      goto out;
+    }
     /* There: its facts change (an overwrite), in place when they take as many bytes. */
     uint32_t old = entry_bytes(l->data + off);
     if (old == need) {
@@ -254,9 +281,8 @@ int32_t fsgw_index_has(fsgw_index *ix, const uint8_t *key, int32_t len) {
   return rc;
 }
 
-int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len) {
-  if (len < 1 || len > KEY_MAX) return 0;
-  pthread_rwlock_wrlock(&ix->lock);
+/* Removes key; the write lock held. 1 when removed, 0 when it was not there. */
+static int32_t remove_locked(fsgw_index *ix, const uint8_t *key, int32_t len) {
   int32_t rc = 0;
   if (ix->nleaves > 0) {
     size_t i = leaf_of(ix, key, (uint32_t)len);
@@ -284,8 +310,89 @@ int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len) {
       }
     }
   }
+  return rc;
+}
+
+int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len) {
+  if (len < 1 || len > KEY_MAX) return 0;
+  pthread_rwlock_wrlock(&ix->lock);
+  int32_t rc = remove_locked(ix, key, len);
   pthread_rwlock_unlock(&ix->lock);
   return rc;
+}
+
+int32_t fsgw_index_get(fsgw_index *ix, const uint8_t *key, int32_t len, uint8_t *out) {
+  pthread_rwlock_rdlock(&ix->lock);
+  int32_t rc = ix->complete ? 0 : -1;
+  if (len >= 1 && len <= KEY_MAX && ix->nleaves > 0) {
+    const leaf *l = ix->leaves[leaf_of(ix, key, (uint32_t)len)];
+    int equal = 0;
+    uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
+    if (equal) {
+      const uint8_t *meta = l->data + off + 1 + len;
+      rc = (int32_t)meta_bytes(meta);
+      memcpy(out, meta, (size_t)rc);
+    }
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  return rc;
+}
+
+int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq) {
+  if (len < 1 || len > KEY_MAX) return 0;
+  pthread_rwlock_wrlock(&ix->lock);
+  int32_t rc = 0;
+  if (ix->nleaves > 0) {
+    const leaf *l = ix->leaves[leaf_of(ix, key, (uint32_t)len)];
+    int equal = 0;
+    uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
+    const uint8_t *meta = l->data + off + 1 + len;
+    /* Another write of the key since (a later record, or a file) stays. */
+    if (equal && (meta[16] & META_VOLUME) && seq_of(meta) == (int64_t)seq) rc = remove_locked(ix, key, len);
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  return rc;
+}
+
+fsgw_index *fsgw_index_new(void) {
+  fsgw_index *ix = calloc(1, sizeof *ix);
+  if (ix == NULL) return NULL;
+  pthread_rwlock_init(&ix->lock, NULL);
+  ix->complete = 1;
+  return ix;
+}
+
+int32_t fsgw_index_merge_records(fsgw_index *ix, fsgw_index *records, uint8_t *conflicts, int32_t cap, int32_t *used) {
+  *used = 0;
+  int32_t n = 0;
+  uint8_t held[FSGW_INDEX_META_BYTES_MAX];
+  for (size_t i = 0; i < records->nleaves; i++) {
+    const leaf *l = records->leaves[i];
+    for (uint32_t off = 0; off < l->used; off += entry_bytes(l->data + off)) {
+      const uint8_t *e = l->data + off;
+      const uint8_t *key = e + 1, *meta = e + 1 + e[0];
+      int32_t len = e[0];
+      const uint8_t *loc = meta + volume_at(meta);
+      /* Live when its record is later than every tombstone of the key. */
+      if (get_i64(loc + 12) <= get_i64(loc + 20)) continue;
+      int32_t h = fsgw_index_get(ix, key, len, held);
+      if (h > 0 && !(held[16] & META_VOLUME)) {
+        /* A file of the key stands beside the record: a crash came between a commit and the
+         * clean-up of what it replaced. The later one stays (a tie: the record, which is written
+         * after the file it replaces is renamed); the other is reported for removal. */
+        int record_wins = get_i64(meta + 8) >= get_i64(held + 8);
+        if (*used + 2 + len > cap) return -E2BIG;
+        conflicts[*used] = record_wins ? 1 : 2;
+        conflicts[*used + 1] = (uint8_t)len;
+        memcpy(conflicts + *used + 2, key, (size_t)len);
+        *used += 2 + len;
+        n++;
+        if (!record_wins) continue;
+      }
+      if (fsgw_index_add(ix, key, len, meta) < 0) return -ENOMEM;
+    }
+  }
+  return n;
 }
 
 double fsgw_index_count(fsgw_index *ix) {
@@ -349,7 +456,7 @@ void fsgw_index_close(fsgw_index *ix) {
   for (size_t i = 0; i < ix->nleaves; i++) leaf_free(ix, ix->leaves[i]);
   free(ix->leaves);
   free(ix->first8);
-  for (int32_t s = 0; s < ix->shards; s++) close(ix->shard_fd[s]);
+  for (int32_t s = 0; s < ix->shards; s++) close(ix->shard_fd[s]); /* none for fsgw_index_new's */
   free(ix->shard_fd);
   pthread_rwlock_destroy(&ix->lock);
   free(ix);
@@ -364,17 +471,6 @@ struct index_xattr_args {
   uint32_t flags;
 };
 static atomic_int index_getxattrat_missing;
-
-static void put_i64(uint8_t *out, int64_t v) {
-  uint64_t u = (uint64_t)v;
-  for (int i = 0; i < 8; i++) out[i] = (uint8_t)(u >> (8 * i));
-}
-
-static int64_t get_i64(const uint8_t *in) {
-  uint64_t u = 0;
-  for (int i = 7; i >= 0; i--) u = (u << 8) | in[i];
-  return (int64_t)u;
-}
 
 /* The facts of the file `name` in directory `dir` as an entry keeps them (META_BYTES): 0, or
  * -errno (-ENOENT: gone; -EISDIR: not a regular file, a link included). */

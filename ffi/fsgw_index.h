@@ -33,10 +33,16 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads);
  * (int64 LE), mtime in ms (int64 LE), flags (1: the file records a digest; 2: and an MD5), the
  * digest (32 bytes), and with flag 2 the MD5 (16 bytes more). */
 #define FSGW_INDEX_META_BYTES 49
-#define FSGW_INDEX_META_BYTES_MAX 65
+/* With flag 4 the body is a record of a volume (fsgw_volume.h), and after the rest come its
+ * location and order (FSGW_INDEX_VOLUME_BYTES): the volume's number (uint32 LE), the record's
+ * offset in it (int64 LE), its sequence number (int64 LE; a key's later write has a larger one),
+ * and the largest sequence number a tombstone of the key deleted (int64 LE; 0 outside a scan). */
+#define FSGW_INDEX_VOLUME_BYTES 28
+#define FSGW_INDEX_META_BYTES_MAX (65 + FSGW_INDEX_VOLUME_BYTES)
 
 /* Adds key with its file's facts (meta), or gives an existing key these: 1 when added, 0 when it
- * was there; -ENOMEM, or -EINVAL for a key of no 1..255 bytes (a failed addition leaves the index
+ * was there, 2 when a volume's record was not applied because the key holds a later record (a
+ * larger sequence number); -ENOMEM, or -EINVAL for a key of no 1..255 bytes (a failed addition leaves the index
  * unable to answer absences: fsgw_index_has). */
 int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const uint8_t *meta);
 /* Whether key is held: 1 or 0, or -1 when the index cannot say that a key is absent (no load
@@ -46,6 +52,19 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
 int32_t fsgw_index_has(fsgw_index *ix, const uint8_t *key, int32_t len);
 /* 1 when removed, 0 when it was not there. */
 int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len);
+/* The facts held for key, copied to out (FSGW_INDEX_META_BYTES_MAX): their length; 0 when the key
+ * is not held, -1 when it is not held and the index cannot say that it is absent (as has). */
+int32_t fsgw_index_get(fsgw_index *ix, const uint8_t *key, int32_t len, uint8_t *out);
+/* Removes key only while it holds the volume record of sequence number seq: 1 when removed. */
+int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq);
+/* An empty index of no directory (its keys come from fsgw_index_add): a start-up scan's records. */
+fsgw_index *fsgw_index_new(void);
+/* Adds the live records of `records` (a scan's: fsgw_volume_scan) to ix. Where ix holds a file of
+ * the key, the later of the two stays, by time (a tie: the record), and the key is reported in
+ * `conflicts` as [what][len][key]: 1, the file lost (remove it); 2, the record lost (delete it with
+ * a tombstone). *used: the bytes written there. Returns the number reported, or -errno (-E2BIG:
+ * more than cap bytes of them). */
+int32_t fsgw_index_merge_records(fsgw_index *ix, fsgw_index *records, uint8_t *conflicts, int32_t cap, int32_t *used);
 /* Keys held, and the bytes the index takes (leaves and their table). */
 double fsgw_index_count(fsgw_index *ix);
 double fsgw_index_bytes(fsgw_index *ix);

@@ -110,6 +110,10 @@ export const fields = {
   resumableTtlMs: int(86_400_000, 1000, 30 * 86_400_000, "a parked resumable upload (its connection broke) not resumed within this long is removed with its partial file; partials do not survive a restart either"),
   uploadWritesInFlightMax: int(2, 1, 64, "writes one streamed upload may have in flight at once (each at its own offset), so disk and network overlap"),
   zeroCopy: bool(true, "cpool: bodies never pass through JavaScript: every download goes file -> socket (START, body and END in one call from cached pages, sendfile(2) on pool workers otherwise), uploads larger than inlineBytesMax socket -> file with splice(2); off: through memory"),
+  volumes: bool(false, "file store: bodies of at most volumeBytesMax go to append-only volume files (<dataDir>/volumes) as records, instead of a file each: one write for the uploads that arrive together, no inode per key (docs/VOLUMES.md)"),
+  volumeBytesMax: int(64 * KiB, 1, 16 * MiB, "volumes: the largest body stored as a volume's record; larger ones are files"),
+  volumeFileBytesMax: int(1024 * MiB, 1 * MiB, 64 * 1024 * MiB, "volumes: a volume file is sealed and the next one begun before it would pass this size"),
+  volumeBatchBytesMax: int(1 * MiB, 64 * KiB, 256 * MiB, "volumes: records gathered for one write while the previous write (and its fsync) is in flight; must hold one record of volumeBytesMax (plus 350 bytes of header and key)"),
   fsyncOnCommit: bool(false, "fsync each file before its rename and its directory after: the upload survives power loss once END is sent, at the cost of two disk flushes per upload"),
   s3Endpoint: str("", "s3 store: base URL of the S3 API, path-style (http://127.0.0.1:8080, https://minio.example:9000); empty: AWS, https://s3.<s3Region>.amazonaws.com. Also read from S3_ENDPOINT or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL", true),
   s3Bucket: str("", "s3 store: the bucket (it must exist). Also read from S3_BUCKET or AWS_BUCKET", true),
@@ -387,6 +391,12 @@ function crossCheck(config: Config, origin: Record<string, string>): void {
   }
   if (config.cacheDir !== "" && resolvePath(config.cacheDir) === resolvePath(config.dataDir)) {
     throw new ConfigError(`cacheDir (from ${origin.cacheDir}) must not be dataDir`);
+  }
+  if (config.volumes && config.volumeBatchBytesMax < config.volumeBytesMax + 350) {
+    throw new ConfigError(`invalid volumeBatchBytesMax = ${config.volumeBatchBytesMax} (from ${origin.volumeBatchBytesMax}): must hold a record of volumeBytesMax (${config.volumeBytesMax}) plus 350 bytes`);
+  }
+  if (config.volumes && config.store !== "file") {
+    throw new ConfigError(`volumes (from ${origin.volumes}) is a file store feature: it needs store = "file"`);
   }
   for (const name of ["inlineBytesMax", "ioChunkBytes"] as const) {
     if (config[name] > config.connectionBufferBytesMax) {

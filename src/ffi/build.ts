@@ -13,8 +13,8 @@ export const libraryPath = join(buildDir, "libfsgw_pool.so");
 const stampPath = libraryPath + ".stamp";
 
 /** The library's C files, compiled together; headers count for staleness. */
-export const C_FILES = ["fsgw_pool.c", "fsgw_sha256.c", "fsgw_md5.c", "fsgw_index.c"];
-const SOURCES = [...C_FILES, "fsgw_pool.h", "fsgw_sha256.h", "fsgw_md5.h", "fsgw_md_blocks.h", "fsgw_index.h"];
+export const C_FILES = ["fsgw_pool.c", "fsgw_sha256.c", "fsgw_md5.c", "fsgw_index.c", "fsgw_volume.c"];
+const SOURCES = [...C_FILES, "fsgw_pool.h", "fsgw_sha256.h", "fsgw_md5.h", "fsgw_md_blocks.h", "fsgw_index.h", "fsgw_volume.h"];
 export const CFLAGS = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror", "-fPIC", "-pthread"];
 
 function stampOf(): string {

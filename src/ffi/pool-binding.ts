@@ -136,6 +136,13 @@ function load() {
     fsgw_index_count: { args: ["ptr"], returns: "f64" },
     fsgw_index_bytes: { args: ["ptr"], returns: "f64" },
     fsgw_index_list: { args: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
+    fsgw_index_get: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
+    fsgw_index_remove_record: { args: ["ptr", "ptr", "i32", "f64"], returns: "i32" },
+    fsgw_index_new: { args: [], returns: "ptr" },
+    fsgw_index_merge_records: { args: ["ptr", "ptr", "ptr", "i32", "ptr"], returns: "i32" },
+    fsgw_volume_encode: { args: ["ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
+    fsgw_volume_scan: { args: ["ptr", "ptr", "u32", "ptr"], returns: "f64" },
+    fsgw_crc32c: { args: ["u32", "ptr", "u64"], returns: "u32" },
   });
 }
 
@@ -579,8 +586,94 @@ function setPointer(view: Uint32Array, index: number, bytes: Uint8Array | null):
   view[index + 1] = Math.floor(p / 0x100000000);
 }
 
-/** FSGW_INDEX_META_BYTES_MAX: size, mtime, flags, digest, MD5. */
-const INDEX_META_BYTES = 65;
+/** A store facts buffer's flag: the time is there (store.ts, FACT_MTIME). */
+const FACT_MTIME_BIT = 4;
+
+/** int64 LE as two halves: no BigInt per call (sizes, offsets, times, sequence numbers < 2^53). */
+function setU64(view: DataView, at: number, value: number): void {
+  view.setUint32(at, value >>> 0, true);
+  view.setUint32(at + 4, Math.floor(value / 0x100000000), true);
+}
+function getU64(view: DataView, at: number): number {
+  return view.getUint32(at + 4, true) * 0x100000000 + view.getUint32(at, true);
+}
+
+/** The bytes of a volume record's header (ffi/fsgw_volume.h). */
+export const VOLUME_HEADER_BYTES = 88;
+export const VolumeKind = { BODY: 1, TOMBSTONE: 2, SEAL: 3 } as const;
+
+/**
+ * Volume records (ffi/fsgw_volume.h) made and read by the C library: one encoder per store
+ * instance (its scratch buffers are its own).
+ */
+export class VolumeCodec {
+  private readonly sym = lib();
+  private readonly params = new Float64Array(new ArrayBuffer(6 * 8));
+  private readonly facts = stableBytes(49);
+  private readonly keyBuf = stableBytes(256);
+  private readonly encoder = new TextEncoder();
+  private static readonly EMPTY = stableBytes(8);
+
+  /** A record's length: 88 + key + body, to a multiple of 8. */
+  static recordBytes(keyBytes: number, bodyBytes: number): number {
+    return (VOLUME_HEADER_BYTES + keyBytes + bodyBytes + 7) & ~7;
+  }
+
+  /**
+   * Writes a record into `out` (from its start; room for recordBytes): a body (`digest`: SHA-256,
+   * and MD5 after it when 48 bytes), a tombstone (`deletes`: the sequence number of the record it
+   * deletes) or the seal (key ""). Returns the record's length.
+   */
+  encode(out: Uint8Array, kind: number, key: string, body: Uint8Array | null, digest: Uint8Array | null, seq: number, timeMs: number, deletes = 0): number {
+    const keyBytes = key === "" ? 0 : this.encoder.encodeInto(key, this.keyBuf).written;
+    const facts = this.facts;
+    facts[0] = digest === null ? 0 : digest.length >= 48 ? 3 : 1;
+    if (digest !== null) facts.set(digest.subarray(0, 32), 1);
+    if (digest !== null && digest.length >= 48) facts.set(digest.subarray(32, 48), 33);
+    const p = this.params;
+    p[0] = kind;
+    p[1] = keyBytes;
+    p[2] = body === null ? 0 : body.length;
+    p[3] = seq;
+    p[4] = timeMs;
+    p[5] = deletes;
+    const n = this.sym.fsgw_volume_encode(out, this.keyBuf, body === null || body.length === 0 ? VolumeCodec.EMPTY : body, facts, p);
+    if (n < 0) throw new Error(`fsgw_volume_encode: errno ${-n}`);
+    return n;
+  }
+
+  /** CRC-32C of bytes (tests and tools). */
+  crc32c(bytes: Uint8Array): number {
+    return this.sym.fsgw_crc32c(0, bytes, bytes.length);
+  }
+}
+
+/** What a scan of one volume found (fsgw_volume_scan). */
+export interface VolumeScan {
+  /** Where its intact records end (the seal's end when sealed), or -errno. */
+  end: number;
+  bodies: number;
+  tombstones: number;
+  seqMax: number;
+  sealed: boolean;
+  fileBytes: number;
+  /** The offset of the first record that failed its check, or -1. */
+  badAt: number;
+}
+
+/** Scans the volume file at `path` (number `volume`) into `records` (NativeIndex.scratch()). */
+export function scanVolume(records: NativeIndex, path: string, volume: number): VolumeScan {
+  const stats = new Float64Array(new ArrayBuffer(6 * 8));
+  const end = lib().fsgw_volume_scan(records.handle, new TextEncoder().encode(path + "\0"), volume, stats);
+  return { end, bodies: stats[0]!, tombstones: stats[1]!, seqMax: stats[2]!, sealed: stats[3] === 1, fileBytes: stats[4]!, badAt: stats[5]! };
+}
+
+/** FSGW_INDEX_META_BYTES_MAX: size, mtime, flags, digest, MD5, a volume record's location. */
+const INDEX_META_BYTES = 65 + 28;
+/** Flags of an entry's facts (fsgw_index.h): a digest, an MD5, a body in a volume. */
+const META_DIGEST = 1;
+const META_MD5 = 2;
+const META_VOLUME = 4;
 /** The smallest page buffer fsgw_index_list takes (FSGW_INDEX_PAGE_BYTES_MIN). */
 const INDEX_PAGE_BYTES_MIN = 216 + 2 * 255;
 
@@ -605,7 +698,18 @@ export class NativeIndex {
   private readonly nextBuf = stableBytes(256);
   private readonly nextLen = new Int32Array(new ArrayBuffer(4));
 
+  /** What the last get() found (see lastSize and the other accessors). */
+  private readonly got = stableBytes(INDEX_META_BYTES);
+  private readonly gotView = new DataView(this.got.buffer);
+
   private constructor(readonly handle: Pointer) {}
+
+  /** An index of no directory (fsgw_index_new): a start-up scan's records of volumes. */
+  static scratch(): NativeIndex {
+    const handle = lib().fsgw_index_new();
+    if (handle === null) throw new Error("fsgw_index_new: out of memory");
+    return new NativeIndex(Number(handle) as Pointer);
+  }
 
   /** Opens the index of `dir`'s shard directories (a new one), or throws why not. */
   static open(dir: string, shards: number, width: number): NativeIndex {
@@ -641,6 +745,107 @@ export class NativeIndex {
     if (digest !== null) meta.set(digest.subarray(0, 32), 17);
     if (digest !== null && digest.length >= 48) meta.set(digest.subarray(32, 48), 49);
     return this.sym.fsgw_index_add(this.handle, this.keyBuf, written, meta);
+  }
+
+  /**
+   * Adds `key` as the body of a volume's record (or gives an existing key these facts), unless the
+   * key holds a later record (a larger `seq`): 1 added, 0 replaced, 2 not applied (a later write).
+   */
+  addRecord(key: string, size: number, mtimeMs: number, digest: Uint8Array | null, volume: number, offset: number, seq: number): number {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    const meta = this.meta;
+    const view = this.metaView;
+    const ms = Math.floor(mtimeMs);
+    setU64(view, 0, size);
+    setU64(view, 8, ms);
+    meta[16] = META_VOLUME | (digest === null ? 0 : digest.length >= 48 ? META_DIGEST | META_MD5 : META_DIGEST);
+    if (digest !== null) meta.set(digest.subarray(0, 32), 17);
+    let at = 49;
+    if (digest !== null && digest.length >= 48) {
+      meta.set(digest.subarray(32, 48), 49);
+      at += 16;
+    }
+    view.setUint32(at, volume, true);
+    setU64(view, at + 4, offset);
+    setU64(view, at + 12, seq);
+    setU64(view, at + 20, 0);
+    return this.sym.fsgw_index_add(this.handle, this.keyBuf, written, meta);
+  }
+
+  /**
+   * Looks `key` up: true when held, and then its facts are what lastSize, lastMtimeMs,
+   * lastInVolume, lastVolume, lastOffset and lastSeq say, and copyFacts copies; false when not held
+   * (or, as has, when the index cannot say).
+   */
+  get(key: string): boolean {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    this.gotKeyBytes = written;
+    return this.sym.fsgw_index_get(this.handle, this.keyBuf, written, this.got) > 0;
+  }
+
+  /** The UTF-8 length of the key of the last get(). */
+  gotKeyBytes = 0;
+
+  get lastSize(): number {
+    return getU64(this.gotView, 0);
+  }
+  get lastMtimeMs(): number {
+    return getU64(this.gotView, 8);
+  }
+  get lastInVolume(): boolean {
+    return (this.got[16]! & META_VOLUME) !== 0;
+  }
+  private get locationAt(): number {
+    return 49 + ((this.got[16]! & META_MD5) !== 0 ? 16 : 0);
+  }
+  get lastVolume(): number {
+    return this.gotView.getUint32(this.locationAt, true);
+  }
+  get lastOffset(): number {
+    return getU64(this.gotView, this.locationAt + 4);
+  }
+  get lastSeq(): number {
+    return getU64(this.gotView, this.locationAt + 12);
+  }
+
+  /** The last get()'s digests and time into a store's facts buffer (store.ts, DIGEST_BYTES). */
+  copyFacts(facts: Uint8Array): void {
+    const got = this.got;
+    let flags = FACT_MTIME_BIT;
+    if ((got[16]! & META_DIGEST) !== 0) {
+      facts.set(got.subarray(17, 49), 1);
+      flags |= 1;
+    }
+    if ((got[16]! & META_MD5) !== 0) {
+      facts.set(got.subarray(49, 65), 33);
+      flags |= 2;
+    }
+    facts.set(got.subarray(8, 16), 49);
+    facts[0] = flags;
+  }
+
+  /** Removes `key` only while it holds the record `seq` (a later write stays): 1 when removed. */
+  removeRecord(key: string, seq: number): number {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    return this.sym.fsgw_index_remove_record(this.handle, this.keyBuf, written, seq);
+  }
+
+  /**
+   * Adds the live records of a scan (`records`, filled by scanVolume) to this index; where a file
+   * of the same key stands beside a record, the later stays and the other is returned: "file" (the
+   * file lost: remove it) or "record" (the record lost: delete it with a tombstone).
+   */
+  mergeRecords(records: NativeIndex): { key: string; lost: "file" | "record" }[] {
+    const cap = 1 << 20;
+    const out = stableBytes(cap);
+    const used = new Int32Array(new ArrayBuffer(4));
+    const n = this.sym.fsgw_index_merge_records(this.handle, records.handle, out, cap, used);
+    if (n < 0) throw new Error(`merging the volumes' records into the index: errno ${-n}`);
+    const lost: { key: string; lost: "file" | "record" }[] = [];
+    for (let at = 0; at < used[0]!; at += 2 + out[at + 1]!) {
+      lost.push({ key: this.decoder.decode(out.subarray(at + 2, at + 2 + out[at + 1]!)), lost: out[at] === 1 ? "file" : "record" });
+    }
+    return lost;
   }
 
   remove(key: string): number {

@@ -23,6 +23,10 @@ import { createStore } from "../storage/create-store";
 import type { HandedOver } from "../storage/partials";
 import { StoreError, type Store } from "../storage/store";
 import { NativeIndex, nativeLibraryProblem } from "../ffi/pool-binding";
+import { existsSync } from "node:fs";
+import type { FileStore } from "../storage/file-store";
+import { checkKey, type StoreKey } from "../storage/keys";
+import { VOLUME_DIR, VolumeCounters, recoverVolumes } from "../storage/volumes";
 import { IpGuard } from "./ip-guard";
 import { listenOrExplain } from "./listen";
 import type { FromLoop, Loop, LoopFigures, LoopInit, LoopPort, ToLoop } from "./loop";
@@ -142,7 +146,8 @@ export class LoopGroup {
     const counters = sharedCountersMemory(this.loops);
     this.counters = new SharedCounters(counters);
     this.keyIndex = config.store === "file" ? openKeyIndex(config, this.store, this.log) : null;
-    this.init = { config, loops: this.loops, counters, addresses: sharedAddressTable(config), keyIndex: this.keyIndex === null ? 0 : Number(this.keyIndex.handle) };
+    const volumes = this.keyIndex === null ? null : openVolumes(config, this.store as FileStore, this.keyIndex, this.log);
+    this.init = { config, loops: this.loops, counters, addresses: sharedAddressTable(config), keyIndex: this.keyIndex === null ? 0 : Number(this.keyIndex.handle), volumes };
     this.port = config.port;
     this.httpPort = config.httpPort;
     if (this.options.inline) this.loopCode = await import("./loop");
@@ -427,6 +432,26 @@ export class LoopGroup {
     })();
     return this.stopping;
   }
+}
+
+/**
+ * With volumes on: every volume scanned into the index before any loop serves (volumes.ts,
+ * recoverVolumes), and the counters the loops take sequence and volume numbers from. Also with
+ * volumes off, when the data directory has volumes: their records stay readable (null: no volumes).
+ */
+function openVolumes(config: Config, store: FileStore, index: NativeIndex, log: Logger): SharedArrayBuffer | null {
+  if (!config.volumes && !existsSync(`${store.dataDir}/${VOLUME_DIR}`)) return null;
+  const dirMode = Number.parseInt(config.dirMode, 8);
+  const fileMode = Number.parseInt(config.fileMode, 8);
+  const found = recoverVolumes(store.dataDir, index, log, { dirMode, fileMode, pathOf: (key) => store.pathOf(checkedKey(key)) });
+  return VolumeCounters.create(found.nextSeq, found.nextVolume).memory;
+}
+
+/** A key a volume holds, as the store addresses it (it was checked when it was stored). */
+function checkedKey(name: string): StoreKey {
+  const key = checkKey(name);
+  if (typeof key === "string") throw new StoreError(`a volume holds the key ${JSON.stringify(name)}, which is not valid (${key})`);
+  return key;
 }
 
 /** Threads that read the shard directories at start: enough to keep a disk's queue busy. */

@@ -38,6 +38,8 @@ export interface LoopInit {
   joinPool?: number;
   /** The file store's listing index (a C pointer) that the supervisor built for every loop; 0: none. */
   keyIndex: number;
+  /** The volumes' shared sequence and volume numbers (volumes.ts, VolumeCounters); null: volumes off. */
+  volumes: SharedArrayBuffer | null;
 }
 
 /** From the supervisor to a loop. */
@@ -135,7 +137,7 @@ export class Loop {
       this.engine = engine;
       const counters = new SharedCounters(this.init.counters);
       const clients = new SharedIpGuard(config, this.init.addresses);
-      const store = createStore(config, engine, clients, { index, of: loops, takeFromLoop: (id, keyName) => this.takeFromLoop(id, keyName), counters, keyIndex: this.init.keyIndex });
+      const store = createStore(config, engine, clients, { index, of: loops, takeFromLoop: (id, keyName) => this.takeFromLoop(id, keyName), counters, keyIndex: this.init.keyIndex, volumes: this.init.volumes });
       // A pool's own report (threads, refused priority or pinning), once per pool.
       if (pool !== null && this.init.joinPool === undefined) reportPool(pool, engineConfig, this.log);
       const server = new Server({ config, engine, log: this.log, store, clients, loop: { index, of: loops, counters } });

@@ -6,6 +6,7 @@ import { FileStore } from "./file-store";
 import { ReadCache } from "./read-cache";
 import type { NativeIndex } from "../ffi/pool-binding";
 import { S3Store } from "./s3-store";
+import { VolumeCounters } from "./volumes";
 import type { Store } from "./store";
 import type { ClientBudget, HandedOver } from "./partials";
 import type { SharedCounters } from "../server/shared-counters";
@@ -20,6 +21,8 @@ export interface StoreLoop {
   counters: SharedCounters;
   /** The listing index of the data directory (a C pointer, shared by the loops); 0: none. */
   keyIndex?: number;
+  /** The volumes' shared counters (volumes.ts), when the data directory has volumes; null: none. */
+  volumes?: SharedArrayBuffer | null;
 }
 
 /**
@@ -58,6 +61,19 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
     loop: kind === "resumable" && loop !== undefined ? { index: loop.index, takeFromLoop: loop.takeFromLoop, counters: loop.counters } : undefined,
     // A read cache is not listed; the data directory's stores share the supervisor's index.
     index: kind !== "cache" && loop?.keyIndex ? attachIndex(loop.keyIndex) : null,
+    // New small bodies go to volumes with `volumes` on; without it, the records a data directory
+    // has in volumes stay readable and deletable (-1: no body is appended).
+    volumes:
+      kind !== "cache" && loop?.volumes
+        ? {
+            counters: new VolumeCounters(loop.volumes),
+            bodyBytesMax: config.volumes ? config.volumeBytesMax : -1,
+            fileBytesMax: config.volumeFileBytesMax,
+            batchBytesMax: config.volumeBatchBytesMax,
+            fsync: config.fsyncOnCommit,
+            fileMode: Number.parseInt(config.fileMode, 8),
+          }
+        : null,
   });
 }
 

@@ -25,7 +25,8 @@ import { BUCKET_SPACE, type StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
-import type { NativeIndex } from "../ffi/pool-binding";
+import { VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
+import { VOLUME_DIR, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
 
 const LAYOUT_FILE = "fsgw-layout.json";
 
@@ -111,14 +112,20 @@ class StatDone implements IoTarget {
 class ValueDone implements IoTarget {
   constructor(
     private readonly target: StoreTarget,
-    /** Run on success, before the target hears of it: the listing index follows the files. */
-    private readonly then: (() => void) | null = null,
+    /**
+     * Run on success, before the target hears of it: the listing index follows the files (and
+     * what the file replaced in a volume is deleted first when it returns a promise).
+     */
+    private readonly then: (() => void | Promise<void>) | null = null,
   ) {}
   onIoDone(result: number): void {
-    if (result >= 0) {
-      this.then?.();
-      this.target.onStoreDone(result);
-    } else failErrno(this.target, -result);
+    if (result < 0) return failErrno(this.target, -result);
+    const after = this.then?.();
+    if (after === undefined) return this.target.onStoreDone(result);
+    after.then(
+      () => this.target.onStoreDone(result),
+      (e: unknown) => this.target.onStoreBug(e),
+    );
   }
   onIoBug(error: unknown): void {
     this.target.onStoreBug(error);
@@ -159,6 +166,55 @@ export interface FileStoreOptions {
    * library is not there (then LIST is answered "listing unavailable").
    */
   index?: NativeIndex | null;
+  /**
+   * Small bodies in append-only volumes (volumes.ts): with an index only (it is where their keys
+   * are). Null or absent: every body is a file.
+   */
+  volumes?: (VolumeOptions & { counters: VolumeCounters }) | null;
+}
+
+/** A whole body appended to a volume: the index learns where, then the client hears. */
+class VolumePut implements AppendTarget, IoTarget {
+  constructor(
+    private readonly store: FileStore,
+    private readonly key: StoreKey,
+    private readonly size: number,
+    private readonly mtimeMs: number,
+    private readonly sum: Uint8Array,
+    private readonly target: StoreTarget,
+  ) {}
+  onAppended(result: number, volume: number, offset: number, seq: number): void {
+    if (result < 0) return failErrno(this.target, -result);
+    const index = this.store.index!;
+    // A file of the key (a larger body before) is replaced: removed before the answer, so that
+    // no later lookup finds it (a crash before that: the next start keeps the later, the record).
+    const wasFile = index.get(this.key.name) && !index.lastInVolume;
+    index.addRecord(this.key.name, this.size, this.mtimeMs, this.sum, volume, offset, seq);
+    if (!wasFile) return this.target.onStoreDone(this.size);
+    this.store.unlinkReplaced(this.key, this);
+  }
+  /** The replaced file's unlink: done either way (ENOENT: it had gone). */
+  onIoDone(): void {
+    this.target.onStoreDone(this.size);
+  }
+  onIoBug(error: unknown): void {
+    this.target.onStoreBug(error);
+  }
+}
+
+/** A tombstone appended for a removed key's record: the index lets it go, then the client hears. */
+class VolumeRemove implements AppendTarget {
+  constructor(
+    private readonly index: NativeIndex,
+    private readonly name: string,
+    private readonly seq: number,
+    private readonly target: StoreTarget,
+  ) {}
+  onAppended(result: number): void {
+    if (result < 0) return failErrno(this.target, -result);
+    this.index.removeRecord(this.name, this.seq);
+    this.target.onStoreDone(0);
+  }
 }
 
 export class FileStore implements Store {
@@ -194,6 +250,10 @@ export class FileStore implements Store {
   readonly index: NativeIndex | null;
   /** LIST, when this store has an index (see FileStoreOptions.index). */
   readonly list: Store["list"];
+  /** See FileStoreOptions.volumes; the writer and descriptors once init() or attach() ran. */
+  private readonly volumeOptions: (VolumeOptions & { counters: VolumeCounters }) | null;
+  private volumeWriter: VolumeWriter | null = null;
+  private volumeFiles: VolumeFiles | null = null;
 
   constructor(
     private readonly engine: IoEngine,
@@ -203,6 +263,7 @@ export class FileStore implements Store {
     this.shards = options.shards;
     this.index = options.index ?? null;
     this.list = this.index === null ? undefined : (request, target) => this.listPage(this.index!, request, target);
+    this.volumeOptions = this.index === null ? null : (options.volumes ?? null);
     const limits = options.resumable ?? { uploadsMax: 0, bytesMax: 0, ttlMs: 60_000, budget: NO_BUDGET };
     this.takesResumable = options.resumable !== null;
     // The capability is there or not from construction: a store that takes no resumable uploads
@@ -252,6 +313,7 @@ export class FileStore implements Store {
     this.confine();
     // For a group of loops, each loop finds what its engine may do here (attach).
     const engine = forLoops ? {} : this.attachEngine(log);
+    if (!forLoops) this.startVolumes(log);
     log.info("store_ready", { dataDir: this.dataDir, shards: this.shards, lock: lock.how, staleTempFilesRemoved: swept, ...engine });
   }
 
@@ -260,7 +322,39 @@ export class FileStore implements Store {
     this.tempPrefix = `.fsgw-tmp${TEMP_MARK}${process.pid}-${loop}.`;
     this.partials.log = log;
     this.confine();
+    this.startVolumes(log);
     log.debug("store_attached", { dataDir: this.dataDir, ...this.attachEngine(log) });
+  }
+
+  /** This instance's volume writer and read descriptors (each loop has its own). */
+  private startVolumes(log: Logger): void {
+    const v = this.volumeOptions;
+    if (v === null) return;
+    const dir = `${this.dataDir}/${VOLUME_DIR}`;
+    this.volumeWriter = new VolumeWriter(this.engine, dir, v.counters, v, log);
+    this.volumeFiles = new VolumeFiles(dir);
+  }
+
+  /** True when `key` is a record of a volume: then the index's last* accessors describe it. */
+  private inVolume(key: StoreKey): boolean {
+    return this.volumeWriter !== null && this.index!.get(key.name) && this.index!.lastInVolume;
+  }
+
+  /** Removes the file a volume's record replaced (VolumePut): the target hears either way. */
+  unlinkReplaced(key: StoreKey, target: IoTarget): void {
+    this.engine.callbacks.unlinkTo(this.pathOf(key), target);
+  }
+
+  /**
+   * After a file of `key` was committed: the index follows, and a record of the key in a volume
+   * (a smaller body before) is deleted by a tombstone before the upload is answered.
+   */
+  private fileCommitted(key: StoreKey, size: number, sum: Uint8Array | null): Promise<void> | undefined {
+    const index = this.index!;
+    const replaced = this.inVolume(key) ? index.lastSeq : -1;
+    index.add(key.name, size, Date.now(), sum);
+    if (replaced < 0) return undefined;
+    return new Promise<void>((resolve) => this.volumeWriter!.appendTombstone(key.name, replaced, { onAppended: () => resolve() }));
   }
 
   /**
@@ -373,8 +467,12 @@ export class FileStore implements Store {
   }
 
   stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void {
-    const path = this.pathOf(key);
     if (digest !== undefined) digest[0] = 0;
+    if (this.inVolume(key)) {
+      if (digest !== undefined) this.index!.copyFacts(digest);
+      return target.onStat(this.index!.lastSize, EntryType.FILE);
+    }
+    const path = this.pathOf(key);
     if (this.inline !== null) {
       const size = this.inline.statCached(path);
       if (size >= 0) copyDigest(this.inline.lastDigest, digest);
@@ -391,7 +489,8 @@ export class FileStore implements Store {
   }
 
   remove(key: StoreKey, target: StoreTarget): void {
-    this.engine.callbacks.unlinkTo(this.pathOf(key), new ValueDone(target, this.index === null ? null : () => this.index!.remove(key.name)));
+    if (this.inVolume(key)) return this.volumeWriter!.appendTombstone(key.name, this.index!.lastSeq, new VolumeRemove(this.index!, key.name, this.index!.lastSeq, target));
+    this.engine.callbacks.unlinkTo(this.pathOf(key), new ValueDone(target, this.index === null ? null : () => void this.index!.remove(key.name)));
   }
 
   putWhole(key: StoreKey, body: Uint8Array, target: StoreTarget, expected: Uint8Array | null = null, digest?: Uint8Array, md5 = false): void {
@@ -418,22 +517,43 @@ export class FileStore implements Store {
    * carry the body's MD5 after it (48 bytes), recorded with it.
    */
   putHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
+    const v = this.volumeOptions;
+    if (v !== null && this.volumeWriter !== null && body.length <= v.bodyBytesMax) {
+      const now = Date.now();
+      return this.volumeWriter.appendBody(key.name, body, sum, now, new VolumePut(this, key, body.length, now, sum, target));
+    }
     const tmp = this.tempPathOf(key);
     // The digest as the engine records it with the file (the listing shows the body's SHA-256).
     const recorded = this.engine.setDigest !== undefined;
-    const indexed = this.index === null ? null : () => void this.index!.add(key.name, body.length, Date.now(), recorded ? sum : null);
+    const indexed = this.index === null ? null : () => this.fileCommitted(key, body.length, recorded ? sum : null);
     this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target, indexed), recorded ? sum : undefined);
   }
 
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void {
-    const path = this.pathOf(key);
     if (digest !== undefined) digest[0] = 0;
+    if (this.inVolume(key)) return this.readRecord(into, target, digest);
+    const path = this.pathOf(key);
     if (this.inline !== null) {
       const size = this.inline.readCached(path, into);
       if (size >= 0) copyDigest(this.inline.lastDigest, digest);
       if (size !== WOULD_BLOCK) return new ValueDone(target).onIoDone(size);
     }
     this.engine.callbacks.readWholeTo(path, into, new ValueDone(target), digest);
+  }
+
+  /** readWhole of the record the index's last get() found. */
+  private readRecord(into: Uint8Array, target: StoreTarget, digest: Uint8Array | undefined): void {
+    const index = this.index!;
+    const size = index.lastSize;
+    if (digest !== undefined) index.copyFacts(digest);
+    if (size > into.length) return target.onStoreDone(size);
+    const fd = this.volumeFiles!.fdOf(index.lastVolume);
+    if (fd < 0) return failErrno(target, -fd);
+    const at = index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes;
+    this.engine.read(fd, into.subarray(0, size), at).then(
+      (n) => (n === size ? target.onStoreDone(size) : failErrno(target, constants.errno.EIO)),
+      (e: unknown) => reportError(target, e),
+    );
   }
 
   beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest, md5 = false, expectedMd5: Uint8Array | null = null): UploadSink {
@@ -542,6 +662,8 @@ export class FileStore implements Store {
 
   /** Stops the sweeper and gives the data directory's lock back (a loop that takes its place can take it). */
   close(): void {
+    this.volumeWriter?.closeNow();
+    this.volumeFiles?.closeAll();
     if (this.partialSweeper !== null) clearInterval(this.partialSweeper);
     this.partialSweeper = null;
     this.lock?.release();
@@ -560,7 +682,7 @@ export class FileStore implements Store {
       md5,
       expectedMd5,
       partial: partial === undefined ? undefined : { entry: partial, table: this.partials, resume },
-      onCommitted: this.index === null ? undefined : (size, sum) => void this.index!.add(key.name, size, Date.now(), sum),
+      onCommitted: this.index === null ? undefined : (size, sum) => this.fileCommitted(key, size, sum),
     });
     upload.open();
     return upload;
@@ -595,6 +717,13 @@ export class FileStore implements Store {
   openReader(key: StoreKey, digest?: Uint8Array): BodyReader {
     if (digest !== undefined) digest[0] = 0;
     const zeroCopy = this.engine.zeroCopy;
+    if (this.inVolume(key)) {
+      const index = this.index!;
+      if (digest !== undefined) index.copyFacts(digest);
+      const fd = this.volumeFiles!.fdOf(index.lastVolume);
+      const at = index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes;
+      return new RecordReader(this.engine, zeroCopy, this.inline !== null, fd, at, index.lastSize);
+    }
     return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key), digest) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null, digest);
   }
 }
@@ -781,6 +910,112 @@ class SendDone implements IoTarget {
   }
   onIoBug(error: unknown): void {
     this.target.onStoreBug(error);
+  }
+}
+
+/**
+ * A streamed download of a volume's record: its body is [at, at + size) of the volume's descriptor,
+ * which the store keeps open (never closed here). Reads at an advancing position; with zero-copy,
+ * sends straight from the volume to the socket as SendfileReader does from a file.
+ */
+class RecordReader implements BodyReader {
+  private position = 0;
+  private end: number;
+  private inFlight = false;
+  private dupSocket = -1;
+  private closing: Promise<void> | null = null;
+  private closed!: () => void;
+
+  constructor(
+    private readonly engine: IoEngine,
+    private readonly zc: ZeroCopyOps | null,
+    private readonly inlineAllowed: boolean,
+    /** The volume's descriptor, or -errno (open() reports it). */
+    private readonly fd: number,
+    private readonly at: number,
+    readonly size: number,
+  ) {
+    this.end = size;
+    if (zc === null) this.sendTo = undefined;
+    if (zc === null || !inlineAllowed) this.sendFramedNow = undefined;
+  }
+
+  open(target: StoreTarget): void {
+    if (this.fd < 0) return failErrno(target, -this.fd);
+    target.onStoreDone(this.size);
+  }
+
+  range(offset: number, length: number): void {
+    this.position = offset;
+    this.end = offset + length;
+  }
+
+  read(into: Uint8Array, target: StoreTarget): void {
+    const left = this.end - this.position;
+    if (left <= 0) return target.onStoreDone(0);
+    this.inFlight = true;
+    this.engine.read(this.fd, into.subarray(0, Math.min(into.length, left)), this.at + this.position).then(
+      (n) => {
+        this.inFlight = false;
+        if (this.closing !== null) return this.settleClose();
+        this.position += n;
+        target.onStoreDone(n);
+      },
+      (e: unknown) => {
+        this.inFlight = false;
+        if (this.closing !== null) return this.settleClose();
+        reportError(target, e);
+      },
+    );
+  }
+
+  sendTo?(socket: number, target: StoreTarget): void {
+    const zc = this.zc!;
+    const left = this.end - this.position;
+    const now = this.inlineAllowed ? zc.sendfileNow(socket, this.fd, this.at + this.position, left, null, null) : WOULD_BLOCK;
+    if (now > 0) {
+      this.position += now;
+      return target.onStoreDone(now);
+    }
+    if (now < 0 && now !== WOULD_BLOCK) return failErrno(target, -now);
+    if (this.dupSocket < 0) {
+      const dup = zc.dupNow(socket);
+      if (dup < 0) return failErrno(target, -dup);
+      this.dupSocket = dup;
+    }
+    this.inFlight = true;
+    zc.sendfileTo(this.dupSocket, this.fd, this.at + this.position, left, {
+      onIoDone: (result: number) => {
+        this.inFlight = false;
+        if (this.closing !== null) return this.settleClose();
+        if (result > 0) this.position += result;
+        if (result >= 0) target.onStoreDone(result);
+        else failErrno(target, -result);
+      },
+      onIoBug: (error: unknown) => target.onStoreBug(error),
+    });
+  }
+
+  sendFramedNow?(socket: number, head: Uint8Array, tail: Uint8Array): number {
+    const left = this.end - this.position;
+    const sent = this.zc!.sendfileNow(socket, this.fd, this.at + this.position, left, head, tail);
+    if (sent < 0) return -1;
+    this.position += Math.min(Math.max(sent - head.length, 0), left);
+    return sent;
+  }
+
+  close(): Promise<void> {
+    if (this.closing === null) {
+      this.closing = new Promise<void>((resolve) => (this.closed = resolve));
+      if (!this.inFlight) this.settleClose();
+    }
+    return this.closing;
+  }
+
+  private settleClose(): void {
+    if (this.dupSocket >= 0) this.zc!.closeNow(this.dupSocket);
+    this.dupSocket = -1;
+    this.closed();
   }
 }
 

@@ -139,13 +139,14 @@ export interface UploadStreamOptions {
    * its size and the digests recorded with it (the SHA-256, and the MD5 after it when computed;
    * null when the file system keeps none).
    */
-  onCommitted?: (size: number, digest: Uint8Array | null) => void;
+  /** After the rename, before the owner hears: may return a promise the answer waits for. */
+  onCommitted?: (size: number, digest: Uint8Array | null) => void | Promise<void>;
 }
 
 export class UploadStream implements UploadSink {
   /** Changed only by move(); see LEGAL. */
   state: UploadState = "opening";
-  private readonly onCommitted: ((size: number, digest: Uint8Array | null) => void) | undefined;
+  private readonly onCommitted: ((size: number, digest: Uint8Array | null) => void | Promise<void>) | undefined;
   /** How the upload ends, once decided; null while it may still commit. */
   private ending: Ending | null = null;
   /** The temporary file's descriptor: open from the end of `opening` until it is closed. */
@@ -529,7 +530,7 @@ export class UploadStream implements UploadSink {
       }
       renaming = true;
       await finishCommit(this.engine, fd, this.tmpPath, this.finalPath, this.fsync);
-      this.onCommitted?.(this.expectedBytes, recorded ? value : null);
+      await this.onCommitted?.(this.expectedBytes, recorded ? value : null);
       if (this.digestOut !== undefined) setDigests(this.digestOut, sum, md5);
     } catch (e) {
       this.ending = endingOf(e);

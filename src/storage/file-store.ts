@@ -326,6 +326,15 @@ export class FileStore implements Store {
     log.debug("store_attached", { dataDir: this.dataDir, ...this.attachEngine(log) });
   }
 
+  /** Counters of the volumes (this loop's appends), when the store has them. */
+  get stats(): (() => Record<string, number>) | undefined {
+    if (this.volumeOptions === null) return undefined;
+    return () => {
+      const w = this.volumeWriter;
+      return { volumeRecords: w?.records ?? 0, volumeWrites: w?.writes ?? 0, volumesBegun: w?.volumesBegun ?? 0, volumeFilesOpen: this.volumeFiles?.open ?? 0 };
+    };
+  }
+
   /** This instance's volume writer and read descriptors (each loop has its own). */
   private startVolumes(log: Logger): void {
     const v = this.volumeOptions;

@@ -211,7 +211,6 @@ export class VolumeWriter {
   /** Counters for stats. */
   writes = 0;
   records = 0;
-  fsyncs = 0;
   volumesBegun = 0;
 
   constructor(
@@ -265,7 +264,10 @@ export class VolumeWriter {
     this.writing = true;
     this.writes++;
     const wrote = this.engine.write(fd, batch.buffer.subarray(0, batch.used), base);
-    (this.options.fsync ? wrote.then(() => this.engine.fsync(fd)).then(() => void this.fsyncs++) : wrote).then(
+    // Durable: the records, and the first time in a volume, the directory entry of its new file.
+    const newName = this.options.fsync && base === 0;
+    const synced = this.options.fsync ? wrote.then(() => this.engine.fsync(fd)).then(() => (newName ? this.syncDir() : undefined)) : wrote;
+    synced.then(
       () => this.finish(batch, 0, base),
       (e: unknown) => {
         const errno = e instanceof IoError && typeof e.errno === "number" ? e.errno : 5;
@@ -274,6 +276,16 @@ export class VolumeWriter {
         this.finish(batch, -errno);
       },
     );
+  }
+
+  /** fsyncs the volumes' directory, so that a new volume's name survives a crash as its records do. */
+  private async syncDir(): Promise<void> {
+    const fd = await this.engine.open(this.dir, "directory");
+    try {
+      await this.engine.fsync(fd);
+    } finally {
+      await this.engine.close(fd).catch(() => {});
+    }
   }
 
   /** Tells each record of a written (or failed) batch, then writes the next one. */

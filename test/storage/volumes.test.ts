@@ -1,0 +1,303 @@
+// Small bodies in append-only volumes (issue 27) against a real server: where bodies go (records in
+// <dataDir>/volumes, no file per key; larger bodies stay files), every exchange on them (download
+// whole and ranged, exist with its digest, LIST, delete), overwrites between records and files in
+// both directions, a restart that keeps every acknowledged write and no deleted key, a torn tail
+// left unread, a file and a record of one key settled by the later, group fsync, and kill -9
+// under a mixed load compared key by key against a model of what was acknowledged.
+import { afterEach, describe, expect, test } from "bun:test";
+import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { connect, ServerError } from "../../src/client/client";
+import { NativeIndex, VolumeCodec, VolumeKind, scanVolume } from "../../src/ffi/pool-binding";
+import { fileNameOf } from "../../src/storage/file-store";
+import { checkKey, type StoreKey } from "../../src/storage/keys";
+import { payload, sha256 } from "../helpers/data";
+import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+
+let server: TestServer | null = null;
+afterEach(async () => {
+  if (server !== null && server.proc.exitCode === null) await server.stop();
+  server = null;
+});
+
+const VOLUMES = { volumes: true };
+
+/** Files of the shard directories (keys stored as files), by key. */
+function shardFiles(dataDir: string): string[] {
+  const keys: string[] = [];
+  for (const d of readdirSync(dataDir, { withFileTypes: true })) {
+    if (!d.isDirectory() || d.name === "volumes") continue;
+    for (const name of readdirSync(join(dataDir, d.name))) if (!name.includes("\\")) keys.push(name.replaceAll("\x1f", "/"));
+  }
+  return keys.sort();
+}
+
+function volumeFiles(dataDir: string): string[] {
+  return readdirSync(join(dataDir, "volumes")).sort();
+}
+
+function pathOf(dataDir: string, name: string, shards = 256): string {
+  const key = checkKey(name) as StoreKey;
+  return join(dataDir, (key.hash % shards).toString(16).padStart(2, "0"), fileNameOf(name));
+}
+
+async function absent(client: ReturnType<typeof connect>, key: string): Promise<boolean> {
+  const e = await client.download(key).catch((err) => err);
+  return e instanceof ServerError && /no such/.test(e.text);
+}
+
+describe("records", () => {
+  test("encode and scan: a record's bytes, its checksum, and a scan that stops at the first damaged one", () => {
+    const codec = new VolumeCodec();
+    const dir = tempDir("vol-codec");
+    const out = new Uint8Array(64 * 1024);
+    let used = 0;
+    const bodies = [payload(10, 1), payload(5000, 2), payload(1, 3)];
+    const digest = new Uint8Array(32).fill(7);
+    for (let i = 0; i < bodies.length; i++) used += codec.encode(out.subarray(used), VolumeKind.BODY, `k${i}`, bodies[i]!, digest, i + 1, 1_700_000_000_000 + i);
+    used += codec.encode(out.subarray(used), VolumeKind.TOMBSTONE, "k0", null, null, 10, 1_700_000_000_100, 1);
+    expect(used % 8).toBe(0);
+    // The body sits at the record's offset + 88 + the key's length.
+    expect(Buffer.from(out.subarray(88 + 2, 88 + 2 + 10)).equals(Buffer.from(bodies[0]!))).toBe(true);
+    const path = join(dir, "00000001.fsv");
+    writeFileSync(path, out.subarray(0, used));
+    const records = NativeIndex.scratch();
+    const whole = scanVolume(records, path, 1);
+    expect(whole).toMatchObject({ end: used, bodies: 3, tombstones: 1, seqMax: 10, sealed: false, badAt: -1 });
+    expect(records.get("k0")).toBe(true); // held by the scan (its tombstone is remembered), but not live:
+    expect(records.lastSeq).toBe(1);
+    expect(records.get("k1") && records.lastVolume === 1 && records.lastSize === 5000).toBe(true);
+    records.close();
+    // One byte of k1's body changed: the scan stops at k1's record, which is not served.
+    const second = VolumeCodec.recordBytes(2, 10);
+    const damaged = out.slice(0, used);
+    damaged[second + 88 + 2 + 100]! ^= 1;
+    writeFileSync(path, damaged);
+    const r2 = NativeIndex.scratch();
+    expect(scanVolume(r2, path, 1)).toMatchObject({ bodies: 1, badAt: second, end: second });
+    expect(r2.get("k1")).toBe(false);
+    r2.close();
+    // The CRC-32C is Castagnoli's: "123456789" -> e3069283.
+    expect(codec.crc32c(new TextEncoder().encode("123456789")).toString(16)).toBe("e3069283");
+  });
+});
+
+describe("a server with volumes", () => {
+  test("small bodies are records, larger ones files; download, range, exist, LIST and delete on both; restart keeps them", async () => {
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 8192 });
+    const { dataDir } = server;
+    const client = connect({ port: server.port, poolSize: 8 });
+    const bodies = new Map<string, Uint8Array>();
+    for (let i = 0; i < 200; i++) bodies.set(`small/${i}`, payload(1 + ((i * 97) % 8192), i));
+    for (let i = 0; i < 5; i++) bodies.set(`large/${i}`, payload(8193 + i * 10_000, 1000 + i));
+    await Promise.all([...bodies].map(([k, b]) => client.upload(k, b)));
+    // Where they went: no small key is a file; every large one is.
+    expect(shardFiles(dataDir)).toEqual([...bodies.keys()].filter((k) => k.startsWith("large/")).sort());
+    expect(volumeFiles(dataDir).length).toBeGreaterThanOrEqual(1);
+    for (const [k, b] of bodies) {
+      expect(sha256(await client.download(k))).toBe(sha256(b));
+      expect(await client.exist(k)).toMatchObject({ size: b.length, type: "file", digest: sha256(b) });
+    }
+    // A range of a record: bytes [100, 600) of a 5000-byte body.
+    const ranged = payload(5000, 77);
+    await client.upload("ranged", ranged);
+    const partPath = join(tempDir("vol-range"), "part");
+    expect(await client.download("ranged", partPath, { range: { offset: 100, length: 500 } })).toBe(500);
+    expect(sha256(readFileSync(partPath))).toBe(sha256(ranged.subarray(100, 600)));
+    // LIST shows records and files alike, with their digests.
+    const listed: { key: string; size: number; sha256?: string }[] = [];
+    for await (const page of client.list({ prefix: "" })) listed.push(...(page.entries as never[]));
+    expect(listed.length).toBe(bodies.size + 1);
+    expect(listed.find((e) => e.key === "small/5")).toMatchObject({ size: bodies.get("small/5")!.length });
+    // Delete: a record and a file.
+    await client.delete("small/0");
+    await client.delete("large/0");
+    expect(await absent(client, "small/0")).toBe(true);
+    expect(await absent(client, "large/0")).toBe(true);
+    await expect(client.delete("small/0")).rejects.toThrow(/no such/);
+    client.close();
+    await server.stop();
+
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 8192, dataDir });
+    const again = connect({ port: server.port, poolSize: 8 });
+    for (const [k, b] of bodies) {
+      if (k === "small/0" || k === "large/0") expect(await absent(again, k)).toBe(true);
+      else expect(sha256(await again.download(k))).toBe(sha256(b));
+    }
+    expect(server.lines.join("\n")).toMatch(/event=volumes_ready volumes=\d+ bodyRecords=201 tombstones=1/);
+    again.close();
+    // Volumes off: the records stay readable and deletable; new bodies are files.
+    await server.stop();
+    server = await startServer({ dataDir });
+    const off = connect({ port: server.port });
+    expect(sha256(await off.download("small/7"))).toBe(sha256(bodies.get("small/7")!));
+    await off.delete("small/7");
+    expect(await absent(off, "small/7")).toBe(true);
+    await off.upload("after-off", payload(100, 5));
+    expect(existsSync(pathOf(dataDir, "after-off"))).toBe(true);
+    off.close();
+  });
+
+  test("overwrites between a record and a file, both ways: the latest body, one copy, across a restart", async () => {
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 4096 });
+    const { dataDir } = server;
+    const client = connect({ port: server.port });
+    const small1 = payload(1000, 1);
+    const large = payload(100_000, 2);
+    const small2 = payload(3000, 3);
+    await client.upload("k", small1);
+    expect(existsSync(pathOf(dataDir, "k"))).toBe(false);
+    await client.upload("k", large); // the record is deleted by a tombstone before the answer
+    expect(existsSync(pathOf(dataDir, "k"))).toBe(true);
+    expect(sha256(await client.download("k"))).toBe(sha256(large));
+    await client.upload("k", small2); // the file is removed before the answer
+    expect(existsSync(pathOf(dataDir, "k"))).toBe(false);
+    expect(sha256(await client.download("k"))).toBe(sha256(small2));
+    await client.upload("j", small1);
+    await client.upload("j", large);
+    client.close();
+    await server.stop();
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 4096, dataDir });
+    const again = connect({ port: server.port });
+    expect(sha256(await again.download("k"))).toBe(sha256(small2));
+    expect(sha256(await again.download("j"))).toBe(sha256(large));
+    expect(server.lines.join("\n")).not.toContain("volumes_settled");
+    again.close();
+  });
+
+  test("a torn tail is not served and the records before it are; new writes go on", async () => {
+    server = await startServer(VOLUMES);
+    const { dataDir } = server;
+    const client = connect({ port: server.port });
+    for (let i = 0; i < 10; i++) await client.upload(`t/${i}`, payload(2000, i));
+    client.close();
+    await server.stop();
+    const [volume] = volumeFiles(dataDir);
+    const path = join(dataDir, "volumes", volume!);
+    const size = statSync(path).size;
+    const record = VolumeCodec.recordBytes(3, 2000);
+    // The last record cut in the middle of its body, as a crash during its write leaves it.
+    truncateSync(path, size - Math.floor(record / 2));
+    appendFileSync(path, new Uint8Array(100)); // and zeros after, as a file system may show
+    server = await startServer({ ...VOLUMES, dataDir });
+    const again = connect({ port: server.port });
+    for (let i = 0; i < 9; i++) expect(sha256(await again.download(`t/${i}`))).toBe(sha256(payload(2000, i)));
+    expect(await absent(again, "t/9")).toBe(true);
+    expect(await server.line("event=volume_tail_unread")).toContain(`offset=${size - record}`);
+    await again.upload("t/9", payload(2000, 9));
+    expect(sha256(await again.download("t/9"))).toBe(sha256(payload(2000, 9)));
+    again.close();
+  });
+
+  test("a key left both as a file and as a record (a crash between a commit and its clean-up): the later stays, once", async () => {
+    server = await startServer(VOLUMES);
+    const { dataDir } = server;
+    const client = connect({ port: server.port });
+    await client.upload("newer-file", payload(500, 1));
+    await client.upload("newer-record", payload(600, 2));
+    client.close();
+    await server.stop();
+    // A file written after the record (its removal of the record never happened) ...
+    const fileBody = payload(700, 3);
+    writeFileSync(pathOf(dataDir, "newer-file"), fileBody);
+    // ... and a file older than the record (the record's removal of it never happened).
+    writeFileSync(pathOf(dataDir, "newer-record"), payload(800, 4));
+    const past = new Date(Date.now() - 3600_000);
+    utimesSync(pathOf(dataDir, "newer-record"), past, past);
+    server = await startServer({ ...VOLUMES, dataDir });
+    expect(await server.line("event=volumes_settled")).toContain("filesRemoved=1 recordsDeleted=1");
+    const again = connect({ port: server.port });
+    expect(sha256(await again.download("newer-file"))).toBe(sha256(fileBody));
+    expect(sha256(await again.download("newer-record"))).toBe(sha256(payload(600, 2)));
+    expect(existsSync(pathOf(dataDir, "newer-record"))).toBe(false);
+    again.close();
+    await server.stop();
+    // Settled for good: the next start finds nothing to settle, and the same bodies.
+    server = await startServer({ ...VOLUMES, dataDir });
+    await server.line("event=volumes_ready");
+    expect(server.lines.join("\n")).not.toContain("volumes_settled");
+    const third = connect({ port: server.port });
+    expect(sha256(await third.download("newer-file"))).toBe(sha256(fileBody));
+    third.close();
+  });
+
+  test("fsyncOnCommit: records are synced before they are answered, one fsync for those that arrive together", async () => {
+    const adminPort = freePort();
+    server = await startServer({ ...VOLUMES, fsyncOnCommit: true, adminPort });
+    const stats = async () => (await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as { engine: { fsyncs: number }; store?: { volumeWrites: number; volumeRecords: number } };
+    const client = connect({ port: server.port, poolSize: 64 });
+    await client.upload("first", payload(100, 1)); // a new volume: its records and its name
+    let before = (await stats()).engine.fsyncs;
+    await client.upload("second", payload(100, 2));
+    expect((await stats()).engine.fsyncs).toBe(before + 1);
+    before = (await stats()).engine.fsyncs;
+    await Promise.all(Array.from({ length: 200 }, (_, i) => client.upload(`burst/${i}`, payload(2000, i))));
+    const after = await stats();
+    expect(after.engine.fsyncs).toBeGreaterThan(before);
+    expect(after.engine.fsyncs - before).toBeLessThan(200); // grouped
+    client.close();
+  });
+
+  test("kill -9 under uploads, overwrites and deletes: every key is what was acknowledged, or what was in flight", async () => {
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 16384, loops: 2 });
+    const { dataDir, port } = server;
+    /** Per key: the body acknowledged last (null: deleted or never), and what was in flight. */
+    const model = new Map<string, { acked: string | null; inFlight: string | null | undefined }>();
+    const workers = Array.from({ length: 8 }, async (_, w) => {
+      const client = connect({ port });
+      try {
+        for (let i = 0; ; i++) {
+          const key = `m/${w}/${i % 25}`;
+          const state = model.get(key) ?? { acked: null, inFlight: undefined };
+          model.set(key, state);
+          if (i % 7 === 6) {
+            state.inFlight = null;
+            await client.delete(key).catch((e) => {
+              if (!(e instanceof ServerError)) throw e; // not there: still deleted
+            });
+            state.acked = null;
+          } else {
+            // Mostly records, now and then a file: overwrites cross between the two.
+            const body = payload(i % 5 === 4 ? 40_000 : 1 + ((i * 131) % 16384), w * 100_000 + i);
+            state.inFlight = sha256(body);
+            await client.upload(key, body);
+            state.acked = state.inFlight;
+          }
+          state.inFlight = undefined;
+        }
+      } catch {
+        // the server went away
+      } finally {
+        client.close();
+      }
+    });
+    await Bun.sleep(1500);
+    server.proc.kill("SIGKILL");
+    await server.proc.exited;
+    await Promise.all(workers);
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 16384, dataDir });
+    const client = connect({ port: server.port, poolSize: 8 });
+    let checked = 0;
+    for (const [key, { acked, inFlight }] of model) {
+      const got = await client.download(key).then(
+        (b) => sha256(b),
+        (e) => {
+          if (e instanceof ServerError && /no such/.test(e.text)) return null;
+          throw e;
+        },
+      );
+      const allowed = inFlight === undefined ? [acked] : [acked, inFlight];
+      if (!allowed.includes(got)) throw new Error(`${key}: got ${got}, acknowledged ${acked}, in flight ${inFlight}`);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(100);
+    // One copy of each key: no key is both a file and a record.
+    const files = new Set(shardFiles(dataDir));
+    const listed: string[] = [];
+    for await (const page of client.list({ prefix: "m/" })) listed.push(...page.entries.map((e) => e.key));
+    expect(new Set(listed).size).toBe(listed.length);
+    for (const k of files) if (k.startsWith("m/")) expect(listed).toContain(k);
+    client.close();
+    expect(readFileSync(join(dataDir, "fsgw-layout.json"), "utf8")).toContain("fnv1a32");
+  }, 60_000);
+});

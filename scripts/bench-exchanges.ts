@@ -7,6 +7,8 @@
 //
 //   bun scripts/bench-exchanges.ts [--rounds 2] [--only exist,delete] [--big]
 //                                  [--before ../fsgw-v1] [--variants inline-adaptive,before,bun,before-bun]
+//   bun scripts/bench-exchanges.ts --variants files,volumes --only upload-5k,exist,download-5k,delete
+//                                  (small bodies as files against records in volumes)
 //
 // Rows that create files run first and rows that delete files last: on ext4 without a journal,
 // creating files right after a mass deletion is 3-4x slower for minutes. Nothing is deleted between
@@ -44,6 +46,7 @@ const rows: Row[] = [
   { name: "upload-1m", op: "upload", size: MiB, count: 1000, connections: 50, big: true },
   { name: "upload-64m", op: "upload", size: 64 * MiB, count: 24, connections: 8, big: true },
   { name: "download-50k", op: "download", size: 50 * KiB, count: READ_SET },
+  { name: "download-5k", op: "download", size: 5 * KiB, count: READ_SET },
   { name: "exist", op: "exist", size: 5 * KiB, count: READ_SET },
   { name: "exist-miss", op: "exist", size: 5 * KiB, count: READ_SET, miss: true },
   { name: "delete", op: "delete", size: 5 * KiB, count: 20_000 },
@@ -67,11 +70,15 @@ const allVariants: Variant[] = [
   { name: "pool-direct", fields: { ioEngine: "cpool", ioInline: "off", ioSubmitMode: "direct" } },
   { name: "sync", fields: { ioEngine: "sync" } },
   { name: "bun", fields: { ioEngine: "bun" } },
+  // Small bodies as files (the default) or as records of append-only volumes (issue 27).
+  { name: "files", fields: { ioEngine: "cpool" } },
+  { name: "volumes", fields: { ioEngine: "cpool", volumes: true } },
 ];
 const before = option("--before", "");
 if (before !== "") {
   allVariants.push({ name: "before", fields: { ioEngine: "cpool" }, projectRoot: resolve(before) });
   allVariants.push({ name: "before-bun", fields: { ioEngine: "bun" }, projectRoot: resolve(before) });
+  allVariants.push({ name: "before-volumes", fields: { ioEngine: "cpool", volumes: true }, projectRoot: resolve(before) });
 }
 const variantNames = option("--variants", "inline-adaptive,inline-batch,inline-direct,pool-direct" + (before ? ",before" : "")).split(",");
 const variants = variantNames.map((n) => allVariants.find((v) => v.name === n) ?? fail(`unknown variant ${n}`));
@@ -167,11 +174,12 @@ const results: Result[] = [];
 // Files that read rows read: one prepared set per variant checkout, the same keys for all.
 const readDirs = new Map<string, string>();
 async function readDir(v: Variant, size: number): Promise<string> {
-  const id = `${v.projectRoot ?? root}:${size}`;
+  const volumes = v.fields.volumes === true;
+  const id = `${v.projectRoot ?? root}:${size}:${volumes}`;
   let dir = readDirs.get(id);
   if (dir === undefined) {
-    dir = freshDir(`read-set-${size}`);
-    const s = await startServer({ dataDir: dir }, {}, [], v.projectRoot);
+    dir = freshDir(`read-set-${size}${volumes ? "-volumes" : ""}`);
+    const s = await startServer({ dataDir: dir, ...(volumes ? { volumes } : {}) }, {}, [], v.projectRoot);
     await fill(s, READ_SET, size, "r_");
     await s.stop();
     Bun.spawnSync(["sync"]);

@@ -1483,8 +1483,41 @@ static int64_t splice_file_now(int sock, int file, int64_t offset, size_t len) {
   return (int64_t)out;
 }
 
+/* A body this small, framed, is copied instead: read from the page cache (RWF_NOWAIT: never from
+ * the disk) into this thread's buffer and sent with its frames in one sendmsg. Two calls instead
+ * of cachestat, a send, two splices and a send (BENCHMARKS.md, "Volumes"). */
+#define FRAMED_COPY_MAX (16u << 10)
+static __thread uint8_t framed_copy[FRAMED_COPY_MAX];
+static atomic_int nowait_missing;
+
+/* fsgw_sendfile_now of a small framed body by copy: the bytes sent (0: the socket is full), -EAGAIN
+ * when a page is not cached, the file is shorter than the range, or the kernel has no RWF_NOWAIT
+ * (then never again): the splice path below decides those. */
+static double send_copy_now(int sock, int file, int64_t offset, size_t len, const void *head, size_t head_len, const void *tail, size_t tail_len) {
+  if (atomic_load_explicit(&nowait_missing, memory_order_relaxed)) return -EAGAIN;
+  struct iovec in = {framed_copy, len};
+  ssize_t r;
+  do r = preadv2(file, &in, 1, offset, RWF_NOWAIT);
+  while (r < 0 && errno == EINTR);
+  if (r < 0 && (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS)) atomic_store(&nowait_missing, 1);
+  if (r < 0) return errno == EAGAIN ? -EAGAIN : (errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS) ? -EAGAIN : (double)neg_errno();
+  /* Short: only part of the range is cached (or the file shrank): the pool's path decides. */
+  if ((size_t)r < len) return -EAGAIN;
+  struct iovec out[3] = {{(void *)head, head_len}, {framed_copy, len}, {(void *)tail, tail_len}};
+  struct msghdr msg = {.msg_iov = out, .msg_iovlen = 3};
+  ssize_t n;
+  do n = sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : (double)neg_errno();
+  return (double)n;
+}
+
 double fsgw_sendfile_now(int32_t sock, int32_t file, double offset, double len, const void *head, int32_t head_len, const void *tail, int32_t tail_len) {
   if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
+  if (head_len > 0 && tail_len > 0 && len > 0 && len <= FRAMED_COPY_MAX) {
+    double n = send_copy_now(sock, file, (int64_t)offset, (size_t)len, head, (size_t)head_len, tail, (size_t)tail_len);
+    if (n != -EAGAIN) return n;
+  }
   if (!range_cached(file, (uint64_t)offset, (uint64_t)len)) return -EAGAIN;
   /* head, body, tail in order; each stops the rest when the socket takes less than all of it. An
    * error after some bytes went reports the bytes: the next call meets the error again. */

@@ -137,7 +137,7 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
       nextSeq += tombstoned.length;
     }
     if (lost.length > 0) log.info("volumes_settled", { filesRemoved: lost.length - tombstoned.length, recordsDeleted: tombstoned.length, why: "a crash came between a commit and the removal of what it replaced" });
-    log.info("volumes_ready", { volumes: ids.length, bodyRecords: bodies, tombstones, keys: index.count, ms: Math.round(performance.now() - t0) });
+    log.info("volumes_ready", { volumes: ids.length, bodyRecords: bodies, tombstones, keys: index.count, indexBytes: index.bytes, ms: Math.round(performance.now() - t0) });
     return { nextSeq, nextVolume };
   } finally {
     records.close();

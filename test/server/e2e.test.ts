@@ -10,7 +10,7 @@ import { Access, createToken, newSecret } from "../../src/auth/token";
 import type { ClientTls } from "../../src/client/wire-conn";
 import { engineNames } from "../../src/config";
 import { hasOpenssl, makeCerts } from "../helpers/certs";
-import { describeConformance, fileView } from "../helpers/conformance";
+import { describeConformance, fileView, volumeView } from "../helpers/conformance";
 import { startServer, WITH_FAULTS } from "../helpers/server";
 
 /** TLS and tokens: certificates from openssl, a secret, and a token that may do anything. */
@@ -38,6 +38,11 @@ const variants: [string, Record<string, string>][] = [
   ["cpool, 2 event loops", { ioEngine: "cpool", loops: "2" }],
   ["cpool, 4 event loops", { ioEngine: "cpool", loops: "4" }],
   ["cpool, 2 event loops, a pool per loop", { ioEngine: "cpool", loops: "2", loopPools: "per-loop" }],
+  // Small bodies as records of append-only volumes (docs/VOLUMES.md), the store checked through the
+  // test's own reader of the record format.
+  ["cpool, volumes", { ioEngine: "cpool", volumes: "true" }],
+  ["cpool, volumes, 2 event loops, zero-copy off", { ioEngine: "cpool", volumes: "true", loops: "2", zeroCopy: "false" }],
+  ["bun, volumes", { ioEngine: "bun", volumes: "true" }],
   // TLS and tokens on: every exchange and violation, through TLS, after an AUTH.
   ...(hasOpenssl
     ? ([
@@ -53,14 +58,14 @@ for (const [name, variantFields] of variants) {
   const digests = (variantFields.ioEngine ?? "cpool") === "cpool";
   describeConformance(
     `engine ${name}`,
-    { digests, onS3: false, concurrentClients: 200 },
+    { digests, digestsUpTo: variantFields.volumes === "true" ? 65536 : undefined, onS3: false, concurrentClients: 200 },
     async () => {
       const { secured: isSecured, inlineRefused, ...fields } = variantFields;
       const security = isSecured === "yes" ? secured() : null;
       const all = { ...fields, ...security?.fields, inlineBytesMax: 65536, ioChunkBytes: 65536 };
       // Refused inline calls are a fault the test entry injects (the C library's test hook).
       const server = inlineRefused === "yes" ? await startServer(all, { TEST_INLINE_REFUSED: "1" }, [], undefined, WITH_FAULTS) : await startServer(all);
-      return { server, view: fileView(server.dataDir), client: security?.client };
+      return { server, view: fields.volumes === "true" ? volumeView(server.dataDir) : fileView(server.dataDir), client: security?.client };
     },
     async ({ server }) => {
       expect(await server.stop()).toBe(0);

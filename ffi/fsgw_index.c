@@ -362,39 +362,6 @@ fsgw_index *fsgw_index_new(void) {
   return ix;
 }
 
-int32_t fsgw_index_merge_records(fsgw_index *ix, fsgw_index *records, uint8_t *conflicts, int32_t cap, int32_t *used) {
-  *used = 0;
-  int32_t n = 0;
-  uint8_t held[FSGW_INDEX_META_BYTES_MAX];
-  for (size_t i = 0; i < records->nleaves; i++) {
-    const leaf *l = records->leaves[i];
-    for (uint32_t off = 0; off < l->used; off += entry_bytes(l->data + off)) {
-      const uint8_t *e = l->data + off;
-      const uint8_t *key = e + 1, *meta = e + 1 + e[0];
-      int32_t len = e[0];
-      const uint8_t *loc = meta + volume_at(meta);
-      /* Live when its record is later than every tombstone of the key. */
-      if (get_i64(loc + 12) <= get_i64(loc + 20)) continue;
-      int32_t h = fsgw_index_get(ix, key, len, held);
-      if (h > 0 && !(held[16] & META_VOLUME)) {
-        /* A file of the key stands beside the record: a crash came between a commit and the
-         * clean-up of what it replaced. The later one stays (a tie: the record, which is written
-         * after the file it replaces is renamed); the other is reported for removal. */
-        int record_wins = get_i64(meta + 8) >= get_i64(held + 8);
-        if (*used + 2 + len > cap) return -E2BIG;
-        conflicts[*used] = record_wins ? 1 : 2;
-        conflicts[*used + 1] = (uint8_t)len;
-        memcpy(conflicts + *used + 2, key, (size_t)len);
-        *used += 2 + len;
-        n++;
-        if (!record_wins) continue;
-      }
-      if (fsgw_index_add(ix, key, len, meta) < 0) return -ENOMEM;
-    }
-  }
-  return n;
-}
-
 double fsgw_index_count(fsgw_index *ix) {
   pthread_rwlock_rdlock(&ix->lock);
   double n = (double)ix->count;
@@ -853,4 +820,164 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
   }
   free(prefixes);
   return (int32_t)o;
+}
+
+/* ---- a start-up scan's records (fsgw_volscan) ---- */
+
+/* Entries [len][key][kind][facts]: facts as an index entry keeps them (flag 4: the location), for
+ * a tombstone only its sequence number (8 bytes, in place of the location's) and what it deletes. */
+struct fsgw_volscan {
+  uint8_t *data;
+  size_t used, cap;
+  int64_t n;
+};
+
+fsgw_volscan *fsgw_volscan_new(void) { return calloc(1, sizeof(fsgw_volscan)); }
+
+void fsgw_volscan_free(fsgw_volscan *s) {
+  if (s == NULL) return;
+  free(s->data);
+  free(s);
+}
+
+static uint32_t scan_entry_bytes(const uint8_t *e) {
+  const uint8_t *meta = e + 2 + e[0];
+  return 2u + e[0] + (e[1 + e[0]] == 2 ? 16u : meta_bytes(meta));
+}
+
+int fsgw_volscan_push(fsgw_volscan *s, const uint8_t *key, uint32_t len, int kind, const uint8_t *meta) {
+  uint32_t need = 2u + len + (kind == 2 ? 16u : meta_bytes(meta));
+  if (s->used + need > s->cap) {
+    size_t cap = s->cap == 0 ? (size_t)1 << 24 : s->cap * 2;
+    uint8_t *grown = realloc(s->data, cap);
+    if (grown == NULL) return -ENOMEM;
+    s->data = grown;
+    s->cap = cap;
+  }
+  uint8_t *e = s->data + s->used;
+  e[0] = (uint8_t)len;
+  memcpy(e + 1, key, len);
+  e[1 + len] = (uint8_t)kind;
+  memcpy(e + 2 + len, meta, need - 2u - len);
+  s->used += need;
+  s->n++;
+  return 0;
+}
+
+/* A record's sequence number: a body's from its location, a tombstone's its first 8 bytes. */
+static int64_t scan_seq(const uint8_t *e) {
+  const uint8_t *meta = e + 2 + e[0];
+  return e[1 + e[0]] == 2 ? get_i64(meta) : seq_of(meta);
+}
+
+typedef struct scan_ref {
+  uint64_t head; /* the key's first 8 bytes (head8): most comparisons end here */
+  const uint8_t *e;
+} scan_ref;
+
+static int compare_scan(const void *a, const void *b) {
+  const scan_ref *x = a, *y = b;
+  if (x->head != y->head) return x->head < y->head ? -1 : 1;
+  int c = compare(x->e + 1, x->e[0], y->e + 1, y->e[0]);
+  if (c != 0) return c;
+  int64_t sx = scan_seq(x->e), sy = scan_seq(y->e);
+  return sx < sy ? -1 : sx > sy;
+}
+
+/* Appends an entry after every key of a fresh index's last leaf (keys come in order): 0 or -ENOMEM. */
+static int append_sorted(fsgw_index *ix, const uint8_t *key, uint32_t len, const uint8_t *meta) {
+  uint32_t need = 1u + len + meta_bytes(meta);
+  leaf *l = ix->nleaves == 0 ? NULL : ix->leaves[ix->nleaves - 1];
+  if (l == NULL || l->used + need > LOAD_FILL || l->used + need > l->cap) {
+    if (l != NULL) {
+      leaf *shrunk = leaf_resize(ix, l, l->used + LEAF_SLACK);
+      if (shrunk != NULL) ix->leaves[ix->nleaves - 1] = shrunk;
+    }
+    l = leaf_new(ix, FSGW_INDEX_LEAF_BYTES);
+    if (l == NULL || leaves_insert(ix, ix->nleaves, l) != 0) {
+      if (l != NULL) leaf_free(ix, l);
+      return -ENOMEM;
+    }
+  }
+  uint8_t *e = l->data + l->used;
+  e[0] = (uint8_t)len;
+  memcpy(e + 1, key, len);
+  memcpy(e + 1 + len, meta, meta_bytes(meta));
+  l->used += need;
+  l->count++;
+  ix->count++;
+  if (l->count == 1) refresh_first(ix, ix->nleaves - 1);
+  return 0;
+}
+
+int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, int32_t cap, int32_t *used) {
+  *used = 0;
+  scan_ref *refs = malloc((size_t)(s->n > 0 ? s->n : 1) * sizeof *refs);
+  if (refs == NULL) return -ENOMEM;
+  int64_t n = 0;
+  for (size_t off = 0; off < s->used; off += scan_entry_bytes(s->data + off)) {
+    refs[n].e = s->data + off;
+    refs[n].head = head8(s->data + off + 1, s->data[off]);
+    n++;
+  }
+  qsort(refs, (size_t)n, sizeof *refs, compare_scan);
+  pthread_rwlock_wrlock(&ix->lock);
+  int fresh = ix->nleaves == 0;
+  pthread_rwlock_unlock(&ix->lock);
+  int32_t reported = 0, rc = 0;
+  uint8_t held[FSGW_INDEX_META_BYTES_MAX];
+  for (int64_t i = 0; i < n;) {
+    /* One key's records, in order of sequence number: the last body, and what tombstones delete. */
+    int64_t j = i;
+    const uint8_t *body = NULL;
+    int64_t dead = 0;
+    for (; j < n && compare(refs[j].e + 1, refs[j].e[0], refs[i].e + 1, refs[i].e[0]) == 0; j++) {
+      const uint8_t *e = refs[j].e;
+      if (e[1 + e[0]] == 2) {
+        int64_t deletes = get_i64(e + 2 + e[0] + 8);
+        if (deletes > dead) dead = deletes;
+      } else {
+        body = e;
+      }
+    }
+    i = j;
+    if (body == NULL || scan_seq(body) <= dead) continue;
+    const uint8_t *key = body + 1, *meta = body + 2 + body[0];
+    int32_t len = body[0];
+    if (fresh) {
+      pthread_rwlock_wrlock(&ix->lock);
+      int r = append_sorted(ix, key, (uint32_t)len, meta);
+      pthread_rwlock_unlock(&ix->lock);
+      if (r != 0) {
+        rc = -ENOMEM;
+        break;
+      }
+      continue;
+    }
+    int32_t h = fsgw_index_get(ix, key, len, held);
+    if (h > 0 && !(held[16] & META_VOLUME)) {
+      /* A file of the key stands beside the record: a crash came between a commit and the
+       * clean-up of what it replaced. The later one stays (a tie: the record, which is written
+       * after the file it replaces is renamed); the other is reported for removal, with the
+       * record's sequence number (what its tombstone names). */
+      int record_wins = get_i64(meta + 8) >= get_i64(held + 8);
+      if (*used + 10 + len > cap) {
+        rc = -E2BIG;
+        break;
+      }
+      conflicts[*used] = record_wins ? 1 : 2;
+      conflicts[*used + 1] = (uint8_t)len;
+      memcpy(conflicts + *used + 2, key, (size_t)len);
+      put_i64(conflicts + *used + 2 + len, seq_of(meta));
+      *used += 10 + len;
+      reported++;
+      if (!record_wins) continue;
+    }
+    if (fsgw_index_add(ix, key, len, meta) < 0) {
+      rc = -ENOMEM;
+      break;
+    }
+  }
+  free(refs);
+  return rc < 0 ? rc : reported;
 }

@@ -57,14 +57,23 @@ int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len);
 int32_t fsgw_index_get(fsgw_index *ix, const uint8_t *key, int32_t len, uint8_t *out);
 /* Removes key only while it holds the volume record of sequence number seq: 1 when removed. */
 int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq);
-/* An empty index of no directory (its keys come from fsgw_index_add): a start-up scan's records. */
+/* An empty index of no directory (its keys come from fsgw_index_add). */
 fsgw_index *fsgw_index_new(void);
-/* Adds the live records of `records` (a scan's: fsgw_volume_scan) to ix. Where ix holds a file of
- * the key, the later of the two stays, by time (a tie: the record), and the key is reported in
- * `conflicts` as [what][len][key]: 1, the file lost (remove it); 2, the record lost (delete it with
- * a tombstone). *used: the bytes written there. Returns the number reported, or -errno (-E2BIG:
- * more than cap bytes of them). */
-int32_t fsgw_index_merge_records(fsgw_index *ix, fsgw_index *records, uint8_t *conflicts, int32_t cap, int32_t *used);
+/* A start-up scan's records of volumes (fsgw_volume_scan adds to it), merged into an index once
+ * every volume is read. */
+typedef struct fsgw_volscan fsgw_volscan;
+fsgw_volscan *fsgw_volscan_new(void);
+void fsgw_volscan_free(fsgw_volscan *s);
+/* Adds one record: kind 1 a body (meta: its facts with flag 4), 2 a tombstone (meta: its sequence
+ * number, then the one it deletes, int64 LE). 0, or -ENOMEM. */
+int fsgw_volscan_push(fsgw_volscan *s, const uint8_t *key, uint32_t len, int kind, const uint8_t *meta);
+/* Adds each key's live record to ix: its body record with the largest sequence number, unless a
+ * tombstone deletes that number or a larger one. Where ix holds a file of the key, the later of the
+ * two stays, by time (a tie: the record), and the key is reported in `conflicts` as
+ * [what][len][key][the record's sequence number, int64 LE]: 1, the file lost (remove it); 2, the
+ * record lost (delete it with a tombstone). *used: the bytes written there. Returns the number
+ * reported, or -errno (-E2BIG: more than cap bytes of them). */
+int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, int32_t cap, int32_t *used);
 /* Keys held, and the bytes the index takes (leaves and their table). */
 double fsgw_index_count(fsgw_index *ix);
 double fsgw_index_bytes(fsgw_index *ix);

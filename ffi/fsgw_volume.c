@@ -128,59 +128,34 @@ int32_t fsgw_volume_encode(uint8_t *out, const uint8_t *key, const uint8_t *body
 
 /* ---- the start-up scan ---- */
 
-/* What the scan's index keeps of a key (fsgw_index.h, flag 4), held in meta. */
-static int32_t held_facts(fsgw_index *records, const uint8_t *key, uint32_t len, uint8_t *meta) {
-  int32_t n = fsgw_index_get(records, key, (int32_t)len, meta);
-  return n > 0 ? n : 0;
-}
-
 /* Where the location starts in facts of `flags`. */
 static uint32_t location_at(uint8_t flags) { return FSGW_INDEX_META_BYTES + ((flags & 2) ? 16u : 0u); }
 
-static int apply(fsgw_index *records, const uint8_t *r, uint32_t volume, int64_t offset) {
+/* The record r at `offset` of `volume`, as the scan's collector keeps it. */
+static int collect(fsgw_volscan *s, const uint8_t *r, uint32_t volume, int64_t offset) {
   const uint8_t *key = r + FSGW_VOLUME_HEADER_BYTES;
-  uint32_t len = r[5];
-  int64_t seq = get64(r + 8);
-  uint8_t held[FSGW_INDEX_META_BYTES_MAX];
-  int32_t h = held_facts(records, key, len, held);
-  int64_t held_seq = 0, dead = 0;
-  if (h > 0) {
-    uint32_t at = location_at(held[16]);
-    held_seq = get64(held + at + 12);
-    dead = get64(held + at + 20);
-  }
   uint8_t meta[FSGW_INDEX_META_BYTES_MAX];
-  memset(meta, 0, sizeof meta);
   if (r[4] == FSGW_VOLUME_KIND_TOMBSTONE) {
-    int64_t deletes = get64(r + 24);
-    if (h > 0 && deletes <= dead) return 0;
-    if (h > 0) {
-      memcpy(meta, held, (size_t)h);
-    } else {
-      meta[16] = 4; /* no body: only what the tombstone deletes */
-    }
-    put64(meta + location_at(meta[16]) + 20, deletes);
-  } else {
-    if (h > 0 && held_seq >= seq) return 0;
-    put64(meta, get64(r + 24));
-    put64(meta + 8, get64(r + 16));
-    meta[16] = (uint8_t)((r[6] & 3) | 4);
-    memcpy(meta + 17, r + 32, 32);
-    if (r[6] & 2) memcpy(meta + FSGW_INDEX_META_BYTES, r + 64, 16);
-    uint32_t at = location_at(meta[16]);
-    put32(meta + at, volume);
-    put64(meta + at + 4, offset);
-    put64(meta + at + 12, seq);
-    put64(meta + at + 20, dead);
+    put64(meta, get64(r + 8));
+    put64(meta + 8, get64(r + 24));
+    return fsgw_volscan_push(s, key, r[5], 2, meta);
   }
-  /* The scan's own index: a key's facts are replaced whole (their sequence check is for serving). */
-  if (h > 0) fsgw_index_remove(records, key, (int32_t)len);
-  return fsgw_index_add(records, key, (int32_t)len, meta) < 0 ? -ENOMEM : 0;
+  memset(meta, 0, sizeof meta);
+  put64(meta, get64(r + 24));
+  put64(meta + 8, get64(r + 16));
+  meta[16] = (uint8_t)((r[6] & 3) | 4);
+  memcpy(meta + 17, r + 32, 32);
+  if (r[6] & 2) memcpy(meta + FSGW_INDEX_META_BYTES, r + 64, 16);
+  uint32_t at = location_at(meta[16]);
+  put32(meta + at, volume);
+  put64(meta + at + 4, offset);
+  put64(meta + at + 12, get64(r + 8));
+  return fsgw_volscan_push(s, key, r[5], 1, meta);
 }
 
 #define SCAN_BUFFER_BYTES (1 << 20)
 
-double fsgw_volume_scan(fsgw_index *records, const char *path, uint32_t volume, double *stats) {
+double fsgw_volume_scan(fsgw_volscan *records, const char *path, uint32_t volume, double *stats) {
   for (int i = 0; i < 6; i++) stats[i] = 0;
   stats[5] = -1;
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -263,7 +238,7 @@ double fsgw_volume_scan(fsgw_index *records, const char *path, uint32_t volume, 
       pos += need;
       break;
     }
-    if (apply(records, r, volume, pos) != 0) {
+    if (collect(records, r, volume, pos) != 0) {
       rc = -ENOMEM;
       goto out;
     }

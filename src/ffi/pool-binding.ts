@@ -139,7 +139,9 @@ function load() {
     fsgw_index_get: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_index_remove_record: { args: ["ptr", "ptr", "i32", "f64"], returns: "i32" },
     fsgw_index_new: { args: [], returns: "ptr" },
-    fsgw_index_merge_records: { args: ["ptr", "ptr", "ptr", "i32", "ptr"], returns: "i32" },
+    fsgw_volscan_new: { args: [], returns: "ptr" },
+    fsgw_volscan_free: { args: ["ptr"], returns: "void" },
+    fsgw_volscan_merge: { args: ["ptr", "ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_volume_encode: { args: ["ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
     fsgw_volume_scan: { args: ["ptr", "ptr", "u32", "ptr"], returns: "f64" },
     fsgw_crc32c: { args: ["u32", "ptr", "u64"], returns: "u32" },
@@ -661,11 +663,52 @@ export interface VolumeScan {
   badAt: number;
 }
 
-/** Scans the volume file at `path` (number `volume`) into `records` (NativeIndex.scratch()). */
-export function scanVolume(records: NativeIndex, path: string, volume: number): VolumeScan {
-  const stats = new Float64Array(new ArrayBuffer(6 * 8));
-  const end = lib().fsgw_volume_scan(records.handle, new TextEncoder().encode(path + "\0"), volume, stats);
-  return { end, bodies: stats[0]!, tombstones: stats[1]!, seqMax: stats[2]!, sealed: stats[3] === 1, fileBytes: stats[4]!, badAt: stats[5]! };
+/**
+ * A start-up scan's records of volumes (ffi/fsgw_index.h, fsgw_volscan): every volume is scanned
+ * into it, then its live records are merged into the index at once (one sort, no lookups per record).
+ */
+export class VolumeRecords {
+  private readonly sym = lib();
+  private handle: Pointer | null;
+
+  constructor() {
+    const handle = this.sym.fsgw_volscan_new();
+    if (handle === null) throw new Error("fsgw_volscan_new: out of memory");
+    this.handle = Number(handle) as Pointer;
+  }
+
+  /** Scans the volume file at `path` (number `volume`) into these records. */
+  scan(path: string, volume: number): VolumeScan {
+    const stats = new Float64Array(new ArrayBuffer(6 * 8));
+    const end = this.sym.fsgw_volume_scan(this.handle!, new TextEncoder().encode(path + "\0"), volume, stats);
+    return { end, bodies: stats[0]!, tombstones: stats[1]!, seqMax: stats[2]!, sealed: stats[3] === 1, fileBytes: stats[4]!, badAt: stats[5]! };
+  }
+
+  /**
+   * Adds each key's live record to `index`; where a file of the same key stands beside a record, the
+   * later stays and the other is returned: "file" (the file lost: remove it) or "record" (the record
+   * lost: delete it with a tombstone naming `seq`).
+   */
+  mergeInto(index: NativeIndex): { key: string; lost: "file" | "record"; seq: number }[] {
+    const cap = 1 << 20;
+    const out = stableBytes(cap);
+    const used = new Int32Array(new ArrayBuffer(4));
+    const n = this.sym.fsgw_volscan_merge(this.handle!, index.handle, out, cap, used);
+    if (n < 0) throw new Error(`merging the volumes' records into the index: errno ${-n}`);
+    const view = new DataView(out.buffer);
+    const decoder = new TextDecoder();
+    const lost: { key: string; lost: "file" | "record"; seq: number }[] = [];
+    for (let at = 0; at < used[0]!; at += 10 + out[at + 1]!) {
+      const len = out[at + 1]!;
+      lost.push({ key: decoder.decode(out.subarray(at + 2, at + 2 + len)), lost: out[at] === 1 ? "file" : "record", seq: getU64(view, at + 2 + len) });
+    }
+    return lost;
+  }
+
+  close(): void {
+    if (this.handle !== null) this.sym.fsgw_volscan_free(this.handle);
+    this.handle = null;
+  }
 }
 
 /** FSGW_INDEX_META_BYTES_MAX: size, mtime, flags, digest, MD5, a volume record's location. */
@@ -828,24 +871,6 @@ export class NativeIndex {
   removeRecord(key: string, seq: number): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
     return this.sym.fsgw_index_remove_record(this.handle, this.keyBuf, written, seq);
-  }
-
-  /**
-   * Adds the live records of a scan (`records`, filled by scanVolume) to this index; where a file
-   * of the same key stands beside a record, the later stays and the other is returned: "file" (the
-   * file lost: remove it) or "record" (the record lost: delete it with a tombstone).
-   */
-  mergeRecords(records: NativeIndex): { key: string; lost: "file" | "record" }[] {
-    const cap = 1 << 20;
-    const out = stableBytes(cap);
-    const used = new Int32Array(new ArrayBuffer(4));
-    const n = this.sym.fsgw_index_merge_records(this.handle, records.handle, out, cap, used);
-    if (n < 0) throw new Error(`merging the volumes' records into the index: errno ${-n}`);
-    const lost: { key: string; lost: "file" | "record" }[] = [];
-    for (let at = 0; at < used[0]!; at += 2 + out[at + 1]!) {
-      lost.push({ key: this.decoder.decode(out.subarray(at + 2, at + 2 + out[at + 1]!)), lost: out[at] === 1 ? "file" : "record" });
-    }
-    return lost;
   }
 
   remove(key: string): number {

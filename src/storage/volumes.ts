@@ -21,7 +21,7 @@ import { closeSync, constants as fsConstants, fsyncSync, lstatSync, mkdirSync, o
 import type { IoEngine } from "../engine/io-engine";
 import { IoError } from "../engine/io-error";
 import type { Logger } from "../log";
-import { NativeIndex, VolumeCodec, VolumeKind, scanVolume } from "../ffi/pool-binding";
+import { VolumeCodec, VolumeKind, VolumeRecords, type NativeIndex } from "../ffi/pool-binding";
 import { stableBytes } from "../util/stable-bytes";
 import { StoreError } from "./store";
 
@@ -95,14 +95,14 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
     .filter((m) => m !== null)
     .map((m) => Number.parseInt(m![1]!, 16))
     .sort((a, b) => a - b);
-  const records = NativeIndex.scratch();
+  const records = new VolumeRecords();
   let seqMax = 0;
   let bodies = 0;
   let tombstones = 0;
   try {
     for (const id of ids) {
       const path = `${dir}/${volumeFileName(id)}`;
-      const scan = scanVolume(records, path, id);
+      const scan = records.scan(path, id);
       if (scan.end < 0) throw new StoreError(`cannot read the volume ${path}: errno ${-scan.end}`);
       seqMax = Math.max(seqMax, scan.seqMax);
       bodies += scan.bodies;
@@ -116,17 +116,17 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
         });
       }
     }
-    const lost = index.mergeRecords(records);
+    const lost = records.mergeInto(index);
     const tombstoned: { key: string; seq: number }[] = [];
-    for (const { key, lost: what } of lost) {
-      if (what === "file") {
-        try {
-          unlinkSync(options.pathOf(key));
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
-        }
-      } else if (records.get(key)) {
-        tombstoned.push({ key, seq: records.lastSeq });
+    for (const { key, lost: what, seq } of lost) {
+      if (what === "record") {
+        tombstoned.push({ key, seq });
+        continue;
+      }
+      try {
+        unlinkSync(options.pathOf(key));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
       }
     }
     let nextVolume = (ids.at(-1) ?? 0) + 1;

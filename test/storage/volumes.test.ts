@@ -8,7 +8,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, ServerError } from "../../src/client/client";
-import { NativeIndex, VolumeCodec, VolumeKind, scanVolume } from "../../src/ffi/pool-binding";
+import { NativeIndex, VolumeCodec, VolumeKind, VolumeRecords } from "../../src/ffi/pool-binding";
 import { fileNameOf } from "../../src/storage/file-store";
 import { checkKey, type StoreKey } from "../../src/storage/keys";
 import { payload, sha256 } from "../helpers/data";
@@ -61,22 +61,30 @@ describe("records", () => {
     expect(Buffer.from(out.subarray(88 + 2, 88 + 2 + 10)).equals(Buffer.from(bodies[0]!))).toBe(true);
     const path = join(dir, "00000001.fsv");
     writeFileSync(path, out.subarray(0, used));
-    const records = NativeIndex.scratch();
-    const whole = scanVolume(records, path, 1);
+    const records = new VolumeRecords();
+    const whole = records.scan(path, 1);
     expect(whole).toMatchObject({ end: used, bodies: 3, tombstones: 1, seqMax: 10, sealed: false, badAt: -1 });
-    expect(records.get("k0")).toBe(true); // held by the scan (its tombstone is remembered), but not live:
-    expect(records.lastSeq).toBe(1);
-    expect(records.get("k1") && records.lastVolume === 1 && records.lastSize === 5000).toBe(true);
+    const index = NativeIndex.scratch();
+    expect(records.mergeInto(index)).toEqual([]);
     records.close();
+    expect(index.get("k0")).toBe(false); // deleted by its tombstone
+    expect(index.get("k1") && index.lastVolume === 1 && index.lastSize === 5000 && index.lastSeq === 2).toBe(true);
+    expect(index.lastOffset).toBe(VolumeCodec.recordBytes(2, 10));
+    expect(index.get("k2")).toBe(true);
+    index.close();
     // One byte of k1's body changed: the scan stops at k1's record, which is not served.
     const second = VolumeCodec.recordBytes(2, 10);
     const damaged = out.slice(0, used);
     damaged[second + 88 + 2 + 100]! ^= 1;
     writeFileSync(path, damaged);
-    const r2 = NativeIndex.scratch();
-    expect(scanVolume(r2, path, 1)).toMatchObject({ bodies: 1, badAt: second, end: second });
-    expect(r2.get("k1")).toBe(false);
+    const r2 = new VolumeRecords();
+    expect(r2.scan(path, 1)).toMatchObject({ bodies: 1, badAt: second, end: second });
+    const i2 = NativeIndex.scratch();
+    r2.mergeInto(i2);
     r2.close();
+    expect(i2.get("k0")).toBe(true);
+    expect(i2.get("k1")).toBe(false);
+    i2.close();
     // The CRC-32C is Castagnoli's: "123456789" -> e3069283.
     expect(codec.crc32c(new TextEncoder().encode("123456789")).toString(16)).toBe("e3069283");
   });

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/xattr.h>
@@ -832,11 +833,27 @@ struct fsgw_volscan {
   int64_t n;
 };
 
+/* The collector's buffer and the sort's array are read at random once sorted (each key's entry,
+ * in key order): on huge pages (2 MiB, where the kernel gives them on request) a gigabyte of them
+ * takes 512 TLB entries instead of 262,144, and ten million reads stop waiting on page walks. */
+static void *huge_alloc(size_t bytes) {
+  void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return NULL;
+  madvise(p, bytes, MADV_HUGEPAGE); /* advice: refused or unknown, the memory is still good */
+  return p;
+}
+
+static void *huge_grow(void *p, size_t old_bytes, size_t bytes) {
+  if (p == NULL) return huge_alloc(bytes);
+  void *q = mremap(p, old_bytes, bytes, MREMAP_MAYMOVE);
+  return q == MAP_FAILED ? NULL : q;
+}
+
 fsgw_volscan *fsgw_volscan_new(void) { return calloc(1, sizeof(fsgw_volscan)); }
 
 void fsgw_volscan_free(fsgw_volscan *s) {
   if (s == NULL) return;
-  free(s->data);
+  if (s->data != NULL) munmap(s->data, s->cap);
   free(s);
 }
 
@@ -849,7 +866,7 @@ int fsgw_volscan_push(fsgw_volscan *s, const uint8_t *key, uint32_t len, int kin
   uint32_t need = 2u + len + (kind == 2 ? 16u : meta_bytes(meta));
   if (s->used + need > s->cap) {
     size_t cap = s->cap == 0 ? (size_t)1 << 24 : s->cap * 2;
-    uint8_t *grown = realloc(s->data, cap);
+    uint8_t *grown = huge_grow(s->data, s->cap, cap);
     if (grown == NULL) return -ENOMEM;
     s->data = grown;
     s->cap = cap;
@@ -870,85 +887,161 @@ static int64_t scan_seq(const uint8_t *e) {
   return e[1 + e[0]] == 2 ? get_i64(meta) : seq_of(meta);
 }
 
+/* A record to sort: its key's first 16 bytes (big-endian, zero-padded: they order as the keys do),
+ * its length and sequence number, so that nearly every comparison reads no entry (at ten million
+ * records, each read of one is a cache miss). */
 typedef struct scan_ref {
-  uint64_t head; /* the key's first 8 bytes (head8): most comparisons end here */
+  uint64_t h1, h2;
+  /* A body's sequence number; a tombstone's, the number it deletes. */
+  int64_t seq;
   const uint8_t *e;
+  uint32_t len;
+  uint32_t tombstone;
 } scan_ref;
 
-static int compare_scan(const void *a, const void *b) {
-  const scan_ref *x = a, *y = b;
-  if (x->head != y->head) return x->head < y->head ? -1 : 1;
-  int c = compare(x->e + 1, x->e[0], y->e + 1, y->e[0]);
-  if (c != 0) return c;
-  int64_t sx = scan_seq(x->e), sy = scan_seq(y->e);
-  return sx < sy ? -1 : sx > sy;
+static uint64_t head8_at(const uint8_t *key, uint32_t len, uint32_t from) {
+  uint64_t h = 0;
+  for (uint32_t i = from; i < from + 8; i++) h = (h << 8) | (i < len ? key[i] : 0);
+  return h;
 }
 
-/* Appends an entry after every key of a fresh index's last leaf (keys come in order): 0 or -ENOMEM. */
-static int append_sorted(fsgw_index *ix, const uint8_t *key, uint32_t len, const uint8_t *meta) {
-  uint32_t need = 1u + len + meta_bytes(meta);
-  leaf *l = ix->nleaves == 0 ? NULL : ix->leaves[ix->nleaves - 1];
-  if (l == NULL || l->used + need > LOAD_FILL || l->used + need > l->cap) {
-    if (l != NULL) {
-      leaf *shrunk = leaf_resize(ix, l, l->used + LEAF_SLACK);
-      if (shrunk != NULL) ix->leaves[ix->nleaves - 1] = shrunk;
+/* The keys' order: by the first 16 bytes, then (past 16 bytes) by the entries themselves. */
+static int compare_keys(const scan_ref *x, const scan_ref *y) {
+  if (x->h1 != y->h1) return x->h1 < y->h1 ? -1 : 1;
+  if (x->h2 != y->h2) return x->h2 < y->h2 ? -1 : 1;
+  if (x->len <= 16 || y->len <= 16) return x->len < y->len ? -1 : x->len > y->len;
+  return compare(x->e + 1, x->len, y->e + 1, y->len);
+}
+
+/* (A key's records need no order among themselves: the merge takes the largest numbers.) */
+static inline int compare_scan(const scan_ref *x, const scan_ref *y) { return compare_keys(x, y); }
+
+/* Sorts refs in place: a quicksort on the structs themselves (glibc's qsort copies elements this
+ * large through memcpy and calls the comparison through a pointer: 3x slower at ten million). */
+static void sort_refs(scan_ref *a, size_t n) {
+  while (n > 16) {
+    /* The median of three as the pivot, then Hoare's partition. */
+    size_t m = n / 2;
+    if (compare_scan(&a[m], &a[0]) < 0) { scan_ref t = a[m]; a[m] = a[0]; a[0] = t; }
+    if (compare_scan(&a[n - 1], &a[0]) < 0) { scan_ref t = a[n - 1]; a[n - 1] = a[0]; a[0] = t; }
+    if (compare_scan(&a[n - 1], &a[m]) < 0) { scan_ref t = a[n - 1]; a[n - 1] = a[m]; a[m] = t; }
+    scan_ref pivot = a[m];
+    size_t i = 0, j = n - 1;
+    for (;;) {
+      while (compare_scan(&a[i], &pivot) < 0) i++;
+      while (compare_scan(&pivot, &a[j]) < 0) j--;
+      if (i >= j) break;
+      scan_ref t = a[i];
+      a[i] = a[j];
+      a[j] = t;
+      i++;
+      j--;
     }
-    l = leaf_new(ix, FSGW_INDEX_LEAF_BYTES);
-    if (l == NULL || leaves_insert(ix, ix->nleaves, l) != 0) {
-      if (l != NULL) leaf_free(ix, l);
-      return -ENOMEM;
+    /* Recurse into the smaller side, loop on the larger: the stack stays O(log n). */
+    size_t left = j + 1;
+    if (left < n - left) {
+      sort_refs(a, left);
+      a += left;
+      n -= left;
+    } else {
+      sort_refs(a + left, n - left);
+      n = left;
     }
   }
-  uint8_t *e = l->data + l->used;
+  for (size_t i = 1; i < n; i++) {
+    scan_ref t = a[i];
+    size_t j = i;
+    for (; j > 0 && compare_scan(&t, &a[j - 1]) < 0; j--) a[j] = a[j - 1];
+    a[j] = t;
+  }
+}
+
+/* Leaves of a fresh index built in key order: each filled here to LOAD_FILL, then allocated at
+ * its size (one malloc, no realloc) and put after the others. The index's lock is held. */
+typedef struct leaf_builder {
+  uint32_t used, count;
+  uint8_t data[FSGW_INDEX_LEAF_BYTES];
+} leaf_builder;
+
+static int builder_flush(fsgw_index *ix, leaf_builder *b) {
+  if (b->count == 0) return 0;
+  leaf *l = leaf_new(ix, b->used + LEAF_SLACK);
+  if (l == NULL || leaves_insert(ix, ix->nleaves, l) != 0) {
+    if (l != NULL) leaf_free(ix, l);
+    return -ENOMEM;
+  }
+  memcpy(l->data, b->data, b->used);
+  l->used = b->used;
+  l->count = b->count;
+  ix->count += b->count;
+  refresh_first(ix, ix->nleaves - 1);
+  b->used = b->count = 0;
+  return 0;
+}
+
+static int builder_add(fsgw_index *ix, leaf_builder *b, const uint8_t *key, uint32_t len, const uint8_t *meta) {
+  uint32_t need = 1u + len + meta_bytes(meta);
+  if (b->used + need > LOAD_FILL && builder_flush(ix, b) != 0) return -ENOMEM;
+  uint8_t *e = b->data + b->used;
   e[0] = (uint8_t)len;
   memcpy(e + 1, key, len);
   memcpy(e + 1 + len, meta, meta_bytes(meta));
-  l->used += need;
-  l->count++;
-  ix->count++;
-  if (l->count == 1) refresh_first(ix, ix->nleaves - 1);
+  b->used += need;
+  b->count++;
   return 0;
 }
 
 int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, int32_t cap, int32_t *used) {
   *used = 0;
-  scan_ref *refs = malloc((size_t)(s->n > 0 ? s->n : 1) * sizeof *refs);
+  size_t refs_bytes = (size_t)(s->n > 0 ? s->n : 1) * sizeof(scan_ref);
+  scan_ref *refs = huge_alloc(refs_bytes);
   if (refs == NULL) return -ENOMEM;
   int64_t n = 0;
   for (size_t off = 0; off < s->used; off += scan_entry_bytes(s->data + off)) {
-    refs[n].e = s->data + off;
-    refs[n].head = head8(s->data + off + 1, s->data[off]);
+    const uint8_t *e = s->data + off;
+    int tomb = e[1 + e[0]] == 2;
+    refs[n] = (scan_ref){head8_at(e + 1, e[0], 0), head8_at(e + 1, e[0], 8), tomb ? get_i64(e + 2 + e[0] + 8) : scan_seq(e), e, e[0], (uint32_t)tomb};
     n++;
   }
-  qsort(refs, (size_t)n, sizeof *refs, compare_scan);
+  sort_refs(refs, (size_t)n);
+  /* An index of no key yet (no files): built leaf by leaf in key order, under its lock throughout. */
   pthread_rwlock_wrlock(&ix->lock);
   int fresh = ix->nleaves == 0;
-  pthread_rwlock_unlock(&ix->lock);
+  leaf_builder *builder = fresh ? malloc(sizeof *builder) : NULL;
+  if (fresh && builder == NULL) {
+    pthread_rwlock_unlock(&ix->lock);
+    munmap(refs, refs_bytes);
+    return -ENOMEM;
+  }
+  if (fresh) builder->used = builder->count = 0;
+  else pthread_rwlock_unlock(&ix->lock);
   int32_t reported = 0, rc = 0;
   uint8_t held[FSGW_INDEX_META_BYTES_MAX];
   for (int64_t i = 0; i < n;) {
-    /* One key's records, in order of sequence number: the last body, and what tombstones delete. */
+    /* The entries this loop reads lie all over the collector's buffer (the sort's order is not
+     * theirs): fetched some keys ahead, the reads do not wait on memory one by one. */
+    if (i + 16 < n) {
+      __builtin_prefetch(refs[i + 16].e);
+      __builtin_prefetch(refs[i + 16].e + 64);
+    }
+    /* One key's records: its last body, and the largest number its tombstones delete. */
     int64_t j = i;
-    const uint8_t *body = NULL;
+    const scan_ref *last = NULL;
     int64_t dead = 0;
-    for (; j < n && compare(refs[j].e + 1, refs[j].e[0], refs[i].e + 1, refs[i].e[0]) == 0; j++) {
-      const uint8_t *e = refs[j].e;
-      if (e[1 + e[0]] == 2) {
-        int64_t deletes = get_i64(e + 2 + e[0] + 8);
-        if (deletes > dead) dead = deletes;
-      } else {
-        body = e;
+    for (; j < n && (j == i || compare_keys(&refs[j], &refs[i]) == 0); j++) {
+      if (refs[j].tombstone) {
+        if (refs[j].seq > dead) dead = refs[j].seq;
+      } else if (last == NULL || refs[j].seq > last->seq) {
+        last = &refs[j];
       }
     }
     i = j;
-    if (body == NULL || scan_seq(body) <= dead) continue;
+    if (last == NULL || last->seq <= dead) continue;
+    const uint8_t *body = last->e; /* (the only entry read after the sort) */
     const uint8_t *key = body + 1, *meta = body + 2 + body[0];
     int32_t len = body[0];
     if (fresh) {
-      pthread_rwlock_wrlock(&ix->lock);
-      int r = append_sorted(ix, key, (uint32_t)len, meta);
-      pthread_rwlock_unlock(&ix->lock);
-      if (r != 0) {
+      if (builder_add(ix, builder, key, (uint32_t)len, meta) != 0) {
         rc = -ENOMEM;
         break;
       }
@@ -978,6 +1071,11 @@ int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, 
       break;
     }
   }
-  free(refs);
+  if (fresh) {
+    if (rc == 0 && builder_flush(ix, builder) != 0) rc = -ENOMEM;
+    free(builder);
+    pthread_rwlock_unlock(&ix->lock);
+  }
+  munmap(refs, refs_bytes);
   return rc < 0 ? rc : reported;
 }

@@ -6,14 +6,15 @@
 // (event=volumes_ready), the index's own bytes per key, and the server's resident memory beyond the
 // empty server's, per key.
 //
-//   bun scripts/bench-volume-start.ts [--keys 10000000] [--size 1024] [--rounds 2]
+//   bun scripts/bench-volume-start.ts [--keys 10000000] [--size 1024] [--rounds 2] [--data DIR]
+//   (--data: the data directory of an earlier run, with the same --keys: not written again)
 //
 // The data stays under .bench/ (move it aside or remove it by hand: deleting gigabytes right before
 // another benchmark slows file creation on ext4 without a journal).
-import { closeSync, mkdirSync, openSync, readFileSync, writeSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, readdirSync, writeSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { VolumeCodec, VolumeKind } from "../src/ffi/pool-binding";
-import { startServer, type TestServer } from "./lib/server-process";
+import { setStartTimeout, startServer, type TestServer } from "./lib/server-process";
 import { option } from "./lib/options";
 
 const root = resolve(import.meta.dir, "..");
@@ -22,16 +23,23 @@ const size = Number(option("--size", "1024"));
 const rounds = Number(option("--rounds", "2"));
 const VOLUME_BYTES = 1 << 30;
 
-const runDir = join(root, ".bench", "volume-start-" + new Date().toISOString().replace(/[:.]/g, "-"));
+const given = option("--data", "");
+const runDir = given !== "" ? resolve(given, "..") : join(root, ".bench", "volume-start-" + new Date().toISOString().replace(/[:.]/g, "-"));
 const dataDir = join(runDir, "data");
 const emptyDir = join(runDir, "empty");
-mkdirSync(join(dataDir, "volumes"), { recursive: true });
-mkdirSync(emptyDir, { recursive: true });
+mkdirSync(join(dataDir, "volumes"), { recursive: true, mode: 0o700 });
+mkdirSync(emptyDir, { recursive: true, mode: 0o700 });
+setStartTimeout(300_000);
 
 /** Key n, in an order scrambled by a multiplicative hash (a bijection of [0, keys)). */
 const keyOf = (n: number) => `obj/${((n * 2654435761) % keys).toString(36).padStart(5, "0")}/${n}`;
 
 const t0 = performance.now();
+if (given === "") writeVolumes();
+else console.log(`using ${dataDir}`);
+const volume = readdirSync(join(dataDir, "volumes")).length;
+
+function writeVolumes(): number {
 const codec = new VolumeCodec();
 const body = new Uint8Array(size).fill(0x5a);
 const digest = new Uint8Array(32).fill(1);
@@ -62,6 +70,8 @@ flush();
 closeSync(fd);
 Bun.spawnSync(["sync"]);
 console.log(`wrote ${keys} records of ${size} bytes in ${volume} volumes in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+return volume;
+}
 
 function rssKiB(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))![1]);

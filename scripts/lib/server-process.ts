@@ -25,6 +25,12 @@ export interface TestServer {
   proc: Subprocess;
 }
 
+/** How long a server may take to listen (a benchmark of start-ups with millions of keys sets it higher). */
+let startTimeoutMs = 15_000;
+export function setStartTimeout(ms: number): void {
+  startTimeoutMs = ms;
+}
+
 const tempDirs: string[] = [];
 let cleanupRegistered = false;
 
@@ -109,7 +115,7 @@ export async function startServer(
     const timer = setTimeout(() => {
       proc.kill("SIGKILL");
       reject(new Error(`server did not start:\n${lines.join("\n")}`));
-    }, 15_000);
+    }, startTimeoutMs);
     // With the admin endpoint on, the server is ready once that listens too.
     let port = 0;
     let adminReady = !fields.adminPort;

@@ -628,6 +628,8 @@ export class VolumeCodec {
    */
   encode(out: Uint8Array, kind: number, key: string, body: Uint8Array | null, digest: Uint8Array | null, seq: number, timeMs: number, deletes = 0): number {
     const keyBytes = key === "" ? 0 : this.encoder.encodeInto(key, this.keyBuf).written;
+    // C writes the whole record: never past the end of `out`.
+    if (out.length < VolumeCodec.recordBytes(keyBytes, body === null ? 0 : body.length)) throw new RangeError(`VolumeCodec.encode: ${out.length} bytes of room for a record of ${VolumeCodec.recordBytes(keyBytes, body === null ? 0 : body.length)}`);
     const facts = this.facts;
     facts[0] = digest === null ? 0 : digest.length >= 48 ? 3 : 1;
     if (digest !== null) facts.set(digest.subarray(0, 32), 1);

@@ -88,6 +88,62 @@ describe("records", () => {
     // The CRC-32C is Castagnoli's: "123456789" -> e3069283.
     expect(codec.crc32c(new TextEncoder().encode("123456789")).toString(16)).toBe("e3069283");
   });
+
+  test("a scan of many records in random order: each key's last body unless a tombstone deleted it, in byte order", () => {
+    const codec = new VolumeCodec();
+    const dir = tempDir("vol-many");
+    // 30,000 records over 9,000 keys of 1..40 bytes (some sharing their first 16 bytes), in random
+    // order, bodies and tombstones, spread over three volumes; the model says what must be live.
+    let x = 12345;
+    const rand = (n: number) => ((x = (x * 1103515245 + 12345) >>> 0) % n);
+    const keyOf = (k: number) => (k % 3 === 0 ? `shared/prefix/16/${k}` : k % 3 === 1 ? `${k}` : `k${"x".repeat(k % 30)}${k}`);
+    const model = new Map<string, { seq: number; dead: number }>();
+    const out = new Uint8Array(4 << 20);
+    let seq = 0;
+    for (let v = 1; v <= 3; v++) {
+      let used = 0;
+      for (let r = 0; r < 10_000; r++) {
+        const key = keyOf(rand(9000));
+        const m = model.get(key) ?? { seq: 0, dead: 0 };
+        model.set(key, m);
+        seq++;
+        if (rand(5) === 0 && m.seq > 0) {
+          used += codec.encode(out.subarray(used), VolumeKind.TOMBSTONE, key, null, null, seq, 1, m.seq);
+          m.dead = Math.max(m.dead, m.seq);
+        } else {
+          used += codec.encode(out.subarray(used), VolumeKind.BODY, key, new Uint8Array(seq % 7), null, seq, 1);
+          m.seq = seq;
+        }
+      }
+      writeFileSync(join(dir, `0000000${v}.fsv`), out.subarray(0, used));
+    }
+    const records = new VolumeRecords();
+    for (let v = 1; v <= 3; v++) expect(records.scan(join(dir, `0000000${v}.fsv`), v).badAt).toBe(-1);
+    const index = NativeIndex.scratch();
+    records.mergeInto(index);
+    records.close();
+    const live = [...model].filter(([, m]) => m.seq > m.dead).map(([k]) => k);
+    expect(index.count).toBe(live.length);
+    for (const [key, m] of model) {
+      if (m.seq > m.dead) {
+        expect(index.get(key)).toBe(true);
+        expect(index.lastSeq).toBe(m.seq);
+      } else {
+        expect(index.get(key)).toBe(false);
+      }
+    }
+    const listed: string[] = [];
+    let after = "";
+    for (;;) {
+      const page = index.list("", "", after, false, 1000, 1 << 20);
+      const keys = new TextDecoder().decode(page.lines).trim().split("\n").filter((l) => l !== "").map((l) => (JSON.parse(l) as { key: string }).key);
+      listed.push(...keys);
+      if (page.next === "") break;
+      after = page.next.slice(1);
+    }
+    expect(listed).toEqual([...live].sort((a, b) => Buffer.compare(Buffer.from(a), Buffer.from(b))));
+    index.close();
+  });
 });
 
 describe("a server with volumes", () => {

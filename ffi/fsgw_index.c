@@ -355,6 +355,63 @@ int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len
   return rc;
 }
 
+int32_t fsgw_index_move_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq, uint32_t volume, double offset) {
+  if (len < 1 || len > KEY_MAX) return 0;
+  pthread_rwlock_wrlock(&ix->lock);
+  int32_t rc = 0;
+  if (ix->nleaves > 0) {
+    leaf *l = ix->leaves[leaf_of(ix, key, (uint32_t)len)];
+    int equal = 0;
+    uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
+    uint8_t *meta = l->data + off + 1 + len;
+    if (equal && (meta[16] & META_VOLUME) && seq_of(meta) == (int64_t)seq) {
+      uint8_t *loc = meta + volume_at(meta);
+      for (int i = 0; i < 4; i++) loc[i] = (uint8_t)(volume >> (8 * i));
+      put_i64(loc + 4, (int64_t)offset);
+      rc = 1;
+    }
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  return rc;
+}
+
+/* Leaves walked per hold of the read lock by fsgw_index_volume_usage: writers wait at most this long. */
+#define USAGE_LEAVES_PER_LOCK 256
+
+int32_t fsgw_index_volume_usage(fsgw_index *ix, const uint32_t *ids, int32_t n, double *live) {
+  for (int32_t i = 0; i < n; i++) live[i] = 0;
+  for (size_t from = 0;; from += USAGE_LEAVES_PER_LOCK) {
+    pthread_rwlock_rdlock(&ix->lock);
+    if (from >= ix->nleaves) {
+      pthread_rwlock_unlock(&ix->lock);
+      break;
+    }
+    size_t to = from + USAGE_LEAVES_PER_LOCK < ix->nleaves ? from + USAGE_LEAVES_PER_LOCK : ix->nleaves;
+    for (size_t li = from; li < to; li++) {
+      const leaf *l = ix->leaves[li];
+      for (uint32_t off = 0; off < l->used; off += entry_bytes(l->data + off)) {
+        const uint8_t *e = l->data + off, *meta = e + 1 + e[0];
+        if (!(meta[16] & META_VOLUME)) continue;
+        const uint8_t *loc = meta + volume_at(meta);
+        uint32_t vol = (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24;
+        int32_t lo = 0, hi = n - 1;
+        while (lo <= hi) {
+          int32_t mid = lo + (hi - lo) / 2;
+          if (ids[mid] == vol) {
+            /* The record's bytes: header, key, body, to a multiple of 8 (fsgw_volume.h). */
+            live[mid] += (double)((88 + e[0] + get_i64(meta) + 7) & ~(int64_t)7);
+            break;
+          }
+          if (ids[mid] < vol) lo = mid + 1;
+          else hi = mid - 1;
+        }
+      }
+    }
+    pthread_rwlock_unlock(&ix->lock);
+  }
+  return 0;
+}
+
 fsgw_index *fsgw_index_new(void) {
   fsgw_index *ix = calloc(1, sizeof *ix);
   if (ix == NULL) return NULL;

@@ -57,6 +57,12 @@ int32_t fsgw_index_remove(fsgw_index *ix, const uint8_t *key, int32_t len);
 int32_t fsgw_index_get(fsgw_index *ix, const uint8_t *key, int32_t len, uint8_t *out);
 /* Removes key only while it holds the volume record of sequence number seq: 1 when removed. */
 int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq);
+/* Moves key's record to a new place (a compaction copied it) only while it holds the record of
+ * sequence number seq: 1 when moved, 0 when the key has changed since (the copy is then dead). */
+int32_t fsgw_index_move_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq, uint32_t volume, double offset);
+/* The bytes of live records in each of the n volumes ids (sorted ascending), into live. Walks the
+ * index a bounded number of leaves per hold of its lock, so an estimate while writes go on. */
+int32_t fsgw_index_volume_usage(fsgw_index *ix, const uint32_t *ids, int32_t n, double *live);
 /* An empty index of no directory (its keys come from fsgw_index_add). */
 fsgw_index *fsgw_index_new(void);
 /* A start-up scan's records of volumes (fsgw_volume_scan adds to it), merged into an index once

@@ -139,6 +139,8 @@ function load() {
     fsgw_index_get: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_index_remove_record: { args: ["ptr", "ptr", "i32", "f64"], returns: "i32" },
     fsgw_index_new: { args: [], returns: "ptr" },
+    fsgw_index_move_record: { args: ["ptr", "ptr", "i32", "f64", "u32", "f64"], returns: "i32" },
+    fsgw_index_volume_usage: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_volscan_new: { args: [], returns: "ptr" },
     fsgw_volscan_free: { args: ["ptr"], returns: "void" },
     fsgw_volscan_merge: { args: ["ptr", "ptr", "ptr", "i32", "ptr"], returns: "i32" },
@@ -646,9 +648,9 @@ export class VolumeCodec {
     return n;
   }
 
-  /** CRC-32C of bytes (tests and tools). */
-  crc32c(bytes: Uint8Array): number {
-    return this.sym.fsgw_crc32c(0, bytes, bytes.length);
+  /** CRC-32C of bytes, continuing from `crc` (0 to start). */
+  crc32c(bytes: Uint8Array, crc = 0): number {
+    return this.sym.fsgw_crc32c(crc, bytes.length === 0 ? VolumeCodec.EMPTY : bytes, bytes.length);
   }
 }
 
@@ -867,6 +869,21 @@ export class NativeIndex {
     }
     facts.set(got.subarray(8, 16), 49);
     facts[0] = flags;
+  }
+
+  /** Moves `key`'s record `seq` to (volume, offset) (a compaction's copy): 1 when moved, 0 when the key changed since. */
+  moveRecord(key: string, seq: number, volume: number, offset: number): number {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    return this.sym.fsgw_index_move_record(this.handle, this.keyBuf, written, seq, volume, offset);
+  }
+
+  /** The bytes of live records in each of `volumes` (ascending), as the index says now. */
+  volumeUsage(volumes: number[]): number[] {
+    const ids = new Uint32Array(Math.max(1, volumes.length));
+    ids.set(volumes);
+    const live = new Float64Array(Math.max(1, volumes.length));
+    this.sym.fsgw_index_volume_usage(this.handle, ids, volumes.length, live);
+    return Array.from(live.subarray(0, volumes.length));
   }
 
   /** Removes `key` only while it holds the record `seq` (a later write stays): 1 when removed. */

@@ -72,6 +72,9 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
             batchBytesMax: config.volumeBatchBytesMax,
             fsync: config.fsyncOnCommit,
             fileMode: Number.parseInt(config.fileMode, 8),
+            loop: loop.index,
+            // One loop compacts for all (its copies go to its own volume).
+            compact: loop.index === 0 ? { liveRatio: config.volumeCompactLivePercent / 100, bytesPerSecond: config.volumeCompactBytesPerSecond, checkMs: config.volumeCompactCheckMs } : null,
           }
         : null,
   });

@@ -26,9 +26,11 @@ import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
 import { VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
-import { VOLUME_DIR, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
+import { VOLUME_DIR, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
 
 const LAYOUT_FILE = "fsgw-layout.json";
+/** How often a loop closes descriptors of volumes another loop compacted away. */
+const VOLUME_SWEEP_MS = 60_000;
 
 /** A file's text, read without following a link at its last component (ELOOP, ENOENT thrown). */
 function readNoFollow(path: string): string {
@@ -254,6 +256,8 @@ export class FileStore implements Store {
   private readonly volumeOptions: (VolumeOptions & { counters: VolumeCounters }) | null;
   private volumeWriter: VolumeWriter | null = null;
   private volumeFiles: VolumeFiles | null = null;
+  private compactor: VolumeCompactor | null = null;
+  private volumeSweeper: ReturnType<typeof setInterval> | null = null;
 
   constructor(
     private readonly engine: IoEngine,
@@ -331,7 +335,14 @@ export class FileStore implements Store {
     if (this.volumeOptions === null) return undefined;
     return () => {
       const w = this.volumeWriter;
-      return { volumeRecords: w?.records ?? 0, volumeWrites: w?.writes ?? 0, volumesBegun: w?.volumesBegun ?? 0, volumeFilesOpen: this.volumeFiles?.open ?? 0 };
+      const c = this.compactor;
+      return {
+        volumeRecords: w?.records ?? 0,
+        volumeWrites: w?.writes ?? 0,
+        volumesBegun: w?.volumesBegun ?? 0,
+        volumeFilesOpen: this.volumeFiles?.open ?? 0,
+        ...(c === null ? {} : { volumeCompactions: c.compactions, volumeBytesReclaimed: c.bytesReclaimed, volumeRecordsCopied: c.recordsCopied }),
+      };
     };
   }
 
@@ -341,7 +352,20 @@ export class FileStore implements Store {
     if (v === null) return;
     const dir = `${this.dataDir}/${VOLUME_DIR}`;
     this.volumeWriter = new VolumeWriter(this.engine, dir, v.counters, v, log);
-    this.volumeFiles = new VolumeFiles(dir);
+    const files = new VolumeFiles(dir);
+    this.volumeFiles = files;
+    // Descriptors of volumes another loop compacted away are closed here within a minute.
+    this.volumeSweeper = setInterval(() => files.sweep(), VOLUME_SWEEP_MS);
+    this.volumeSweeper.unref?.();
+    if (v.compact !== null) {
+      this.compactor = new VolumeCompactor(this.engine, dir, this.index!, this.volumeWriter, files, v.counters, v.compact, log);
+      this.compactor.start();
+    }
+  }
+
+  /** Compacts the emptiest volume under volumeCompactLiveRatio now (tests; the timer does it otherwise): its number, or -1. */
+  compactNow(): Promise<number> {
+    return this.compactor?.check() ?? Promise.resolve(-1);
   }
 
   /** True when `key` is a record of a volume: then the index's last* accessors describe it. */
@@ -556,12 +580,21 @@ export class FileStore implements Store {
     const size = index.lastSize;
     if (digest !== undefined) index.copyFacts(digest);
     if (size > into.length) return target.onStoreDone(size);
-    const fd = this.volumeFiles!.fdOf(index.lastVolume);
+    const files = this.volumeFiles!;
+    const volume = index.lastVolume;
+    const fd = files.acquire(volume);
     if (fd < 0) return failErrno(target, -fd);
     const at = index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes;
     this.engine.read(fd, into.subarray(0, size), at).then(
-      (n) => (n === size ? target.onStoreDone(size) : failErrno(target, constants.errno.EIO)),
-      (e: unknown) => reportError(target, e),
+      (n) => {
+        files.release(volume);
+        if (n === size) target.onStoreDone(size);
+        else failErrno(target, constants.errno.EIO);
+      },
+      (e: unknown) => {
+        files.release(volume);
+        reportError(target, e);
+      },
     );
   }
 
@@ -671,6 +704,9 @@ export class FileStore implements Store {
 
   /** Stops the sweeper and gives the data directory's lock back (a loop that takes its place can take it). */
   close(): void {
+    this.compactor?.stop();
+    if (this.volumeSweeper !== null) clearInterval(this.volumeSweeper);
+    this.volumeSweeper = null;
     this.volumeWriter?.closeNow();
     this.volumeFiles?.closeAll();
     if (this.partialSweeper !== null) clearInterval(this.partialSweeper);
@@ -729,9 +765,11 @@ export class FileStore implements Store {
     if (this.inVolume(key)) {
       const index = this.index!;
       if (digest !== undefined) index.copyFacts(digest);
-      const fd = this.volumeFiles!.fdOf(index.lastVolume);
+      const files = this.volumeFiles!;
+      const volume = index.lastVolume;
+      const fd = files.acquire(volume);
       const at = index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes;
-      return new RecordReader(this.engine, zeroCopy, this.inline !== null, fd, at, index.lastSize);
+      return new RecordReader(this.engine, zeroCopy, this.inline !== null, fd, at, index.lastSize, fd < 0 ? null : () => files.release(volume));
     }
     return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key), digest) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null, digest);
   }
@@ -943,6 +981,8 @@ class RecordReader implements BodyReader {
     private readonly fd: number,
     private readonly at: number,
     readonly size: number,
+    /** Gives the descriptor back to the store once this reader is done with it. */
+    private readonly release: (() => void) | null,
   ) {
     this.end = size;
     if (zc === null) this.sendTo = undefined;
@@ -1024,6 +1064,7 @@ class RecordReader implements BodyReader {
   private settleClose(): void {
     if (this.dupSocket >= 0) this.zc!.closeNow(this.dupSocket);
     this.dupSocket = -1;
+    this.release?.();
     this.closed();
   }
 }

@@ -17,11 +17,11 @@
 // Acknowledgement order: records of one volume are written in order, one write at a time, so when a
 // write completes every record before it is written too: a record acknowledged is never behind a
 // hole a crash could leave (which the scan would stop at).
-import { closeSync, constants as fsConstants, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from "node:fs";
 import type { IoEngine } from "../engine/io-engine";
 import { IoError } from "../engine/io-error";
 import type { Logger } from "../log";
-import { VolumeCodec, VolumeKind, VolumeRecords, type NativeIndex } from "../ffi/pool-binding";
+import { VOLUME_HEADER_BYTES, VolumeCodec, VolumeKind, VolumeRecords, type NativeIndex } from "../ffi/pool-binding";
 import { stableBytes } from "../util/stable-bytes";
 import { StoreError } from "./store";
 
@@ -32,18 +32,26 @@ export function volumeFileName(id: number): string {
   return `${id.toString(16).padStart(8, "0")}.fsv`;
 }
 
-/** The sequence numbers and volume numbers every loop takes from (shared memory). */
+/** Loops whose volume being appended to is known to all (the loop group's bound is 64). */
+const LOOPS_MAX = 64;
+
+/**
+ * The sequence numbers and volume numbers every loop takes from, and the volume each loop appends
+ * to now (0: none), which compaction leaves alone (shared memory).
+ */
 export class VolumeCounters {
   private readonly seq: BigInt64Array;
   private readonly ids: Int32Array;
+  private readonly active: Int32Array;
 
   constructor(readonly memory: SharedArrayBuffer) {
     this.seq = new BigInt64Array(memory, 0, 1);
     this.ids = new Int32Array(memory, 8, 1);
+    this.active = new Int32Array(memory, 16, LOOPS_MAX);
   }
 
   static create(nextSeq: number, nextVolume: number): VolumeCounters {
-    const c = new VolumeCounters(new SharedArrayBuffer(16));
+    const c = new VolumeCounters(new SharedArrayBuffer(16 + 4 * LOOPS_MAX));
     Atomics.store(c.seq, 0, BigInt(nextSeq));
     Atomics.store(c.ids, 0, nextVolume);
     return c;
@@ -56,10 +64,24 @@ export class VolumeCounters {
   takeVolume(): number {
     return Atomics.add(this.ids, 0, 1);
   }
+
+  setActive(loop: number, volume: number): void {
+    Atomics.store(this.active, loop % LOOPS_MAX, volume);
+  }
+
+  /** The volumes some loop appends to now. */
+  activeVolumes(): Set<number> {
+    const set = new Set<number>();
+    for (let i = 0; i < LOOPS_MAX; i++) {
+      const v = Atomics.load(this.active, i);
+      if (v !== 0) set.add(v);
+    }
+    return set;
+  }
 }
 
 export interface VolumeOptions {
-  /** Bodies of at most this many bytes go to volumes. */
+  /** Bodies of at most this many bytes go to volumes (-1: none: the store only reads and deletes records). */
   bodyBytesMax: number;
   /** A volume is sealed, and the next one begun, before it would pass this size. */
   fileBytesMax: number;
@@ -67,6 +89,19 @@ export interface VolumeOptions {
   batchBytesMax: number;
   fsync: boolean;
   fileMode: number;
+  /** This loop's number (which cell of VolumeCounters' active volumes is its own). */
+  loop: number;
+  /** Compaction, by this loop (one loop compacts for all), or null. */
+  compact: CompactOptions | null;
+}
+
+export interface CompactOptions {
+  /** A volume no loop appends to whose live records take less than this share of it is compacted. */
+  liveRatio: number;
+  /** Bytes of a volume read per second at most while compacting. */
+  bytesPerSecond: number;
+  /** How often the volumes' live shares are looked at. */
+  checkMs: number;
 }
 
 /** The records' end: what start-up found, for the loops (see recoverVolumes). */
@@ -180,6 +215,8 @@ interface Batch {
 
 /** A record that waits for room in a batch (the filling one is full while a write is in flight). */
 interface Waiting {
+  /** A record already encoded (a compaction's copy): appended as it is. */
+  raw?: Uint8Array;
   kind: number;
   key: string;
   body: Uint8Array | null;
@@ -204,6 +241,8 @@ export class VolumeWriter {
   private readonly waiting: Waiting[] = [];
   /** close() callers waiting for the last write. */
   private readonly idle: (() => void)[] = [];
+  /** Seals in flight (their fsync makes the records before them durable). */
+  private readonly sealing = new Set<Promise<void>>();
   private writing = false;
   private fd = -1;
   private volume = -1;
@@ -224,9 +263,19 @@ export class VolumeWriter {
     this.spare = { buffer: stableBytes(options.batchBytesMax), used: 0, entries: [] };
   }
 
+  /** The largest record this writer's batches hold (and a compaction reads). */
+  get recordBytesMax(): number {
+    return this.options.batchBytesMax;
+  }
+
   /** Appends a body's record (digest: 32 or 48 bytes, or null). `done` hears where it is once written. */
   appendBody(key: string, body: Uint8Array, digest: Uint8Array | null, timeMs: number, done: AppendTarget): void {
     this.append({ kind: VolumeKind.BODY, key, body, digest, deletes: 0, timeMs, done });
+  }
+
+  /** Appends a record already encoded (a compaction's copy of one), whole and unchanged. */
+  appendRaw(record: Uint8Array, seq: number, done: AppendTarget): void {
+    this.append({ raw: record, kind: 0, key: "", body: null, digest: null, deletes: seq, timeMs: 0, done });
   }
 
   /** Appends a tombstone of `key`'s record `deletes`. */
@@ -242,6 +291,13 @@ export class VolumeWriter {
   /** Encodes w at the filling batch's end: false when it does not fit. */
   private encode(w: Waiting): boolean {
     const b = this.fill;
+    if (w.raw !== undefined) {
+      if (b.used + w.raw.length > b.buffer.length) return false;
+      b.buffer.set(w.raw, b.used);
+      b.entries.push({ at: b.used, seq: w.deletes, done: w.done });
+      b.used += w.raw.length;
+      return true;
+    }
     const need = VolumeCodec.recordBytes(255, w.body === null ? 0 : w.body.length);
     if (b.used + need > b.buffer.length) return false;
     const seq = this.counters.takeSeq();
@@ -318,6 +374,7 @@ export class VolumeWriter {
       this.volume = id;
       this.end = 0;
       this.volumesBegun++;
+      this.counters.setActive(this.options.loop, id);
       return 0;
     }
     return -17; // EEXIST: another writer took every number tried
@@ -330,11 +387,13 @@ export class VolumeWriter {
     this.fd = -1;
     const buffer = stableBytes(VolumeCodec.recordBytes(0, 0));
     const n = this.codec.encode(buffer, VolumeKind.SEAL, "", null, null, this.counters.takeSeq(), Date.now());
-    void this.engine
+    const sealed = this.engine
       .write(fd, buffer.subarray(0, n), at)
       .then(() => this.engine.fsync(fd))
       .catch((e: unknown) => this.log.warn("volume_seal_failed", { volume: this.volume, error: (e as Error).message }))
       .finally(() => this.engine.close(fd).catch(() => {}));
+    this.sealing.add(sealed);
+    void sealed.finally(() => this.sealing.delete(sealed));
   }
 
   /** Stops appending to the current volume (no seal: its last write failed). */
@@ -343,6 +402,18 @@ export class VolumeWriter {
     const fd = this.fd;
     this.fd = -1;
     void this.engine.close(fd).catch(() => {});
+  }
+
+  /**
+   * Makes every record answered so far durable, whatever fsyncOnCommit says: the volume being
+   * appended to is fsynced, and seals in flight are waited for (a compaction, before it removes
+   * the volume it copied from).
+   */
+  async sync(): Promise<void> {
+    await Promise.all(this.sealing);
+    if (this.fd < 0) return;
+    const fd = this.fd;
+    await this.engine.fsync(fd);
   }
 
   /** At shutdown, once nothing is in flight (every upload was answered): closes the volume. */
@@ -359,24 +430,62 @@ export class VolumeWriter {
   }
 }
 
-/** Descriptors of volumes for reading, opened on first use and kept (one per volume and loop). */
+/**
+ * Descriptors of volumes for reading, opened on first use and kept (one per volume and loop), each
+ * counted while a read uses it: a volume a compaction removed is closed once no read holds it (the
+ * compacting loop's at once; the others' at their next sweep, which finds the file gone).
+ */
 export class VolumeFiles {
-  private readonly fds = new Map<number, number>();
+  private readonly fds = new Map<number, { fd: number; users: number; retired: boolean }>();
 
   constructor(private readonly dir: string) {}
 
-  /** The volume's descriptor, or -errno. */
-  fdOf(volume: number): number {
-    const fd = this.fds.get(volume);
-    if (fd !== undefined) return fd;
-    try {
-      const opened = openSync(`${this.dir}/${volumeFileName(volume)}`, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
-      this.fds.set(volume, opened);
-      return opened;
-    } catch (e) {
-      const errno = (e as NodeJS.ErrnoException).errno;
-      return typeof errno === "number" ? -Math.abs(errno) : -5;
+  /** The volume's descriptor for a read, or -errno; release() it after. */
+  acquire(volume: number): number {
+    let f = this.fds.get(volume);
+    if (f === undefined) {
+      try {
+        f = { fd: openSync(`${this.dir}/${volumeFileName(volume)}`, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW), users: 0, retired: false };
+      } catch (e) {
+        const errno = (e as NodeJS.ErrnoException).errno;
+        return typeof errno === "number" ? -Math.abs(errno) : -5;
+      }
+      this.fds.set(volume, f);
     }
+    f.users++;
+    return f.fd;
+  }
+
+  release(volume: number): void {
+    const f = this.fds.get(volume);
+    if (f === undefined) return;
+    f.users--;
+    if (f.users === 0 && f.retired) this.drop(volume, f.fd);
+  }
+
+  /** The volume was removed: its descriptor closes once no read holds it. */
+  retire(volume: number): void {
+    const f = this.fds.get(volume);
+    if (f === undefined) return;
+    f.retired = true;
+    if (f.users === 0) this.drop(volume, f.fd);
+  }
+
+  /** Retires descriptors of volumes whose file is gone (another loop compacted them). */
+  sweep(): void {
+    for (const [volume, f] of this.fds) {
+      if (f.retired) continue;
+      try {
+        if (fstatSync(f.fd).nlink === 0) this.retire(volume);
+      } catch {
+        // a descriptor fstat refuses: left for close
+      }
+    }
+  }
+
+  private drop(volume: number, fd: number): void {
+    this.fds.delete(volume);
+    closeSync(fd);
   }
 
   get open(): number {
@@ -384,7 +493,219 @@ export class VolumeFiles {
   }
 
   closeAll(): void {
-    for (const fd of this.fds.values()) closeSync(fd);
+    for (const f of this.fds.values()) closeSync(f.fd);
     this.fds.clear();
   }
 }
+
+/** One compaction's copy of a live record: the index learns its new place once it is written. */
+class CopyTarget implements AppendTarget {
+  constructor(
+    private readonly compaction: Compaction,
+    private readonly key: string | null,
+  ) {}
+  onAppended(result: number, volume: number, offset: number, seq: number): void {
+    this.compaction.copied(result, this.key, volume, offset, seq);
+  }
+}
+
+/** The copies of one volume's records in flight, and how they ended. */
+class Compaction {
+  inFlight = 0;
+  failed = 0;
+  moved = 0;
+  private drained: (() => void) | null = null;
+
+  constructor(private readonly index: NativeIndex) {}
+
+  copied(result: number, key: string | null, volume: number, offset: number, seq: number): void {
+    this.inFlight--;
+    if (result < 0) this.failed++;
+    // A key written or deleted since its record was read keeps its newer state: the copy is dead.
+    else if (key !== null) this.moved += this.index.moveRecord(key, seq, volume, offset);
+    if (this.inFlight === 0) this.drained?.();
+  }
+
+  /** Resolves once every copy is written (or failed). */
+  allWritten(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => (this.drained = resolve));
+  }
+}
+
+/**
+ * Compaction (one loop does it for all): every checkMs, the live share of each volume no loop
+ * appends to is read from the index; the one with the smallest share under liveRatio is read
+ * record by record (at most bytesPerSecond), each live record and every tombstone appended again,
+ * unchanged (same sequence number, so a write that raced the copy still wins), to this loop's
+ * volume; once all are written and synced, the index points at the copies and the volume is
+ * removed. Readers of the old place keep their descriptor until they finish. A crash at any point
+ * leaves the old volume or the copies or both, which the start-up scan reads as the same records.
+ */
+export class VolumeCompactor {
+  private timer: ReturnType<typeof setInterval> | null = null;
+  private running = false;
+  private readonly codec = new VolumeCodec();
+  compactions = 0;
+  bytesReclaimed = 0;
+  recordsCopied = 0;
+
+  constructor(
+    private readonly engine: IoEngine,
+    private readonly dir: string,
+    private readonly index: NativeIndex,
+    private readonly writer: VolumeWriter,
+    private readonly files: VolumeFiles,
+    private readonly counters: VolumeCounters,
+    private readonly options: CompactOptions,
+    private readonly log: Logger,
+  ) {}
+
+  start(): void {
+    if (this.options.liveRatio <= 0) return;
+    this.timer = setInterval(() => void this.check(), this.options.checkMs);
+    this.timer.unref?.();
+  }
+
+  stop(): void {
+    if (this.timer !== null) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  /** Compacts the emptiest volume under liveRatio, if any: its number, or -1. */
+  async check(): Promise<number> {
+    if (this.running) return -1;
+    this.running = true;
+    try {
+      const active = this.counters.activeVolumes();
+      const ids = readdirSync(this.dir)
+        .map((name) => VOLUME_NAME.exec(name))
+        .filter((m) => m !== null)
+        .map((m) => Number.parseInt(m![1]!, 16))
+        .filter((id) => !active.has(id))
+        .sort((a, b) => a - b);
+      if (ids.length === 0) return -1;
+      const live = this.index.volumeUsage(ids);
+      let best = -1;
+      let bestShare = this.options.liveRatio;
+      for (let i = 0; i < ids.length; i++) {
+        let size: number;
+        try {
+          size = statSync(`${this.dir}/${volumeFileName(ids[i]!)}`).size;
+        } catch {
+          continue; // removed meanwhile
+        }
+        const share = size === 0 ? 0 : live[i]! / size;
+        if (share < bestShare) {
+          bestShare = share;
+          best = ids[i]!;
+        }
+      }
+      if (best < 0) return -1;
+      await this.compact(best);
+      return best;
+    } catch (e) {
+      this.log.error("volume_compaction_failed", { error: (e as Error).message });
+      return -1;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  /** Copies the live records and tombstones of `volume` to this loop's volume, then removes it. */
+  private async compact(volume: number): Promise<void> {
+    const t0 = performance.now();
+    const path = `${this.dir}/${volumeFileName(volume)}`;
+    const fd = this.files.acquire(volume);
+    if (fd < 0) throw new Error(`cannot open ${path}: errno ${-fd}`);
+    const job = new Compaction(this.index);
+    const chunk = stableBytes(Math.max(1 << 20, this.writer.recordBytesMax));
+    let size = 0;
+    let copiedBytes = 0;
+    let records = 0;
+    try {
+      size = fstatSync(fd).size;
+      let base = 0; // the file offset of chunk[0]
+      let have = 0;
+      let pos = 0;
+      const decoder = new TextDecoder();
+      for (;;) {
+        // Whole record in the chunk? Else read on from pos.
+        let at = pos - base;
+        if (have - at < VOLUME_HEADER || have - at < this.recordLength(chunk, at)) {
+          if (pos >= size) break;
+          base = pos;
+          at = 0;
+          have = await this.readAt(fd, chunk, pos, Math.min(chunk.length, size - pos));
+          if (have < VOLUME_HEADER || have < this.recordLength(chunk, 0)) break; // a torn tail: nothing more to copy
+          await this.pace(t0, pos);
+        }
+        const r = chunk.subarray(at, at + this.recordLength(chunk, at));
+        const view = new DataView(r.buffer, r.byteOffset, r.byteLength);
+        if (!this.intact(r, view)) break; // as the start-up scan: nothing after the first damaged record is served
+        const kind = r[4]!;
+        if (kind === VolumeKind.SEAL) break;
+        const keyLen = r[5]!;
+        const seq = Number(view.getBigInt64(8, true));
+        const key = decoder.decode(r.subarray(VOLUME_HEADER, VOLUME_HEADER + keyLen));
+        // A body is live while the index points at this very record; tombstones all go on (one may
+        // delete a record of another volume, which would come back without it).
+        const live = kind === VolumeKind.BODY ? this.index.get(key) && this.index.lastInVolume && this.index.lastVolume === volume && this.index.lastOffset === pos : kind === VolumeKind.TOMBSTONE;
+        if (live) {
+          job.inFlight++;
+          records++;
+          copiedBytes += r.length;
+          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null));
+        }
+        pos += r.length;
+      }
+      await job.allWritten();
+      if (job.failed > 0) throw new Error(`${job.failed} copies failed to be written; ${path} is kept`);
+      // The copies must outlive the volume: durable before it goes, whatever fsyncOnCommit says.
+      await this.writer.sync();
+      await this.engine.unlink(path);
+    } finally {
+      this.files.release(volume);
+    }
+    this.files.retire(volume);
+    this.compactions++;
+    this.recordsCopied += records;
+    this.bytesReclaimed += size - copiedBytes;
+    this.log.info("volume_compacted", { volume, bytes: size, recordsCopied: records, bytesCopied: copiedBytes, keysMoved: job.moved, ms: Math.round(performance.now() - t0) });
+  }
+
+  /** A record's length from its header at `at` (the header's own length when it is not whole). */
+  private recordLength(chunk: Uint8Array, at: number): number {
+    if (at + VOLUME_HEADER > chunk.length) return VOLUME_HEADER;
+    const view = new DataView(chunk.buffer, chunk.byteOffset + at, VOLUME_HEADER);
+    const body = chunk[at + 4] === VolumeKind.BODY ? Number(view.getBigInt64(24, true)) : 0;
+    if (!(body >= 0 && body <= this.writer.recordBytesMax)) return VOLUME_HEADER; // not a record: intact() says so
+    return VolumeCodec.recordBytes(chunk[at + 5]!, body);
+  }
+
+  /** Magic and checksum, as ffi/fsgw_volume.c's scan checks them. */
+  private intact(r: Uint8Array, view: DataView): boolean {
+    if (r.length < VOLUME_HEADER || r[0] !== 0x46 || r[1] !== 0x53 || r[2] !== 0x56 || r[3] !== 0x31) return false;
+    const body = r[4] === VolumeKind.BODY ? Number(view.getBigInt64(24, true)) : 0;
+    const crc = this.codec.crc32c(r.subarray(VOLUME_HEADER, VOLUME_HEADER + r[5]! + body), this.codec.crc32c(r.subarray(0, 80)));
+    return crc === view.getUint32(80, true);
+  }
+
+  private async readAt(fd: number, into: Uint8Array, at: number, length: number): Promise<number> {
+    let done = 0;
+    while (done < length) {
+      const n = await this.engine.read(fd, into.subarray(done, length), at + done);
+      if (n === 0) break;
+      done += n;
+    }
+    return done;
+  }
+
+  /** Sleeps as long as reading `bytes` since t0 at bytesPerSecond takes beyond the time gone. */
+  private async pace(t0: number, bytes: number): Promise<void> {
+    const due = (bytes / this.options.bytesPerSecond) * 1000 - (performance.now() - t0);
+    if (due > 1) await new Promise((r) => setTimeout(r, due));
+  }
+}
+
+const VOLUME_HEADER = VOLUME_HEADER_BYTES;

@@ -12,7 +12,7 @@ import { NativeIndex, VolumeCodec, VolumeKind, VolumeRecords } from "../../src/f
 import { fileNameOf } from "../../src/storage/file-store";
 import { checkKey, type StoreKey } from "../../src/storage/keys";
 import { payload, sha256 } from "../helpers/data";
-import { freePort, startServer, tempDir, type TestServer } from "../helpers/server";
+import { eventuallyAsync, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
 let server: TestServer | null = null;
 afterEach(async () => {
@@ -302,8 +302,90 @@ describe("a server with volumes", () => {
     client.close();
   });
 
-  test("kill -9 under uploads, overwrites and deletes: every key is what was acknowledged, or what was in flight", async () => {
-    server = await startServer({ ...VOLUMES, volumeBytesMax: 16384, loops: 2 });
+  test("compaction: a volume mostly dead is copied away, its space given back, the copies synced first; every key as it was, also after a restart", async () => {
+    const fields = { ...VOLUMES, volumeFileBytesMax: 1 << 20, volumeCompactCheckMs: 200, volumeCompactLivePercent: 50 };
+    const adminPort = freePort();
+    server = await startServer({ ...fields, adminPort });
+    const { dataDir } = server;
+    const client = connect({ port: server.port, poolSize: 8 });
+    const expected = new Map<string, Uint8Array | null>();
+    for (let i = 0; i < 400; i++) {
+      const body = payload(5000, i);
+      expected.set(`c/${i}`, body);
+      await client.upload(`c/${i}`, body);
+    }
+    const first = volumeFiles(dataDir);
+    expect(first.length).toBeGreaterThanOrEqual(2); // 2 MB in volumes of 1 MiB
+    // Most of the first volumes die: overwritten (into the current volume) or deleted.
+    for (let i = 0; i < 400; i++) {
+      if (i % 4 === 0) continue;
+      if (i % 4 === 1) {
+        await client.delete(`c/${i}`);
+        expected.set(`c/${i}`, null);
+      } else {
+        const body = payload(3000, 10_000 + i);
+        expected.set(`c/${i}`, body);
+        await client.upload(`c/${i}`, body);
+      }
+    }
+    await server.line("event=volume_compacted", 10_000);
+    // Without fsyncOnCommit the only fsyncs are a sealed volume's and a compaction's (its copies are
+    // made durable before the volume they came from is removed): one each.
+    type Stats = { engine: { fsyncs: number }; store: { volumesBegun: number; volumeCompactions: number } };
+    await eventuallyAsync(async () => {
+      const st = (await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as Stats;
+      return st.store.volumeCompactions >= 1 && st.engine.fsyncs === st.store.volumesBegun - 1 + st.store.volumeCompactions;
+    }, 5000, "one fsync per sealed volume and per compaction");
+    const check = async (port: number) => {
+      const c = connect({ port, poolSize: 8 });
+      for (const [key, body] of expected) {
+        if (body === null) expect(await absent(c, key)).toBe(true);
+        else expect(sha256(await c.download(key))).toBe(sha256(body));
+      }
+      c.close();
+    };
+    await check(server.port);
+    // The first volume is gone (its live quarter copied), and the store says so.
+    expect(volumeFiles(dataDir)).not.toContain(first[0]);
+    client.close();
+    await server.stop();
+    server = await startServer({ ...fields, volumeCompactLivePercent: 0, dataDir });
+    await check(server.port);
+  });
+
+
+  test("compaction keeps the tombstones: a key deleted in a compacted volume stays deleted when its record lives in another", async () => {
+    const fields = { ...VOLUMES, volumeFileBytesMax: 1 << 20 };
+    // A first run writes the key and 150 others that stay: a volume mostly live, never compacted.
+    server = await startServer({ ...fields, volumeCompactLivePercent: 0 });
+    const { dataDir } = server;
+    let client = connect({ port: server.port, poolSize: 8 });
+    await client.upload("doomed", payload(5000, 1));
+    for (let i = 0; i < 150; i++) await client.upload(`keep/${i}`, payload(5000, 100 + i));
+    client.close();
+    await server.stop();
+    // A second run deletes it (its tombstone goes to a new volume), then fills that volume past its
+    // size with bodies it deletes again: a volume of tombstones and dead records, compacted.
+    server = await startServer({ ...fields, volumeCompactCheckMs: 200, volumeCompactLivePercent: 50, dataDir });
+    client = connect({ port: server.port, poolSize: 8 });
+    await client.delete("doomed");
+    for (let i = 0; i < 250; i++) await client.upload(`fill/${i}`, payload(5000, 1000 + i));
+    for (let i = 0; i < 250; i++) await client.delete(`fill/${i}`);
+    expect(await server.line("event=volume_compacted", 10_000)).toContain("volume=2 ");
+    client.close();
+    await server.stop();
+    server = await startServer({ ...fields, volumeCompactLivePercent: 0, dataDir });
+    client = connect({ port: server.port });
+    expect(await absent(client, "doomed")).toBe(true);
+    expect(sha256(await client.download("keep/7"))).toBe(sha256(payload(5000, 107)));
+    client.close();
+  });
+
+  for (const compacting of [false, true]) {
+    test(`kill -9 under uploads, overwrites and deletes${compacting ? ", with volumes compacted all the while" : ""}: every key is what was acknowledged, or what was in flight`, async () => {
+      // Compacting: small volumes, each compacted as soon as a fifth of it is dead.
+      const fields = { ...VOLUMES, volumeBytesMax: 16384, ...(compacting ? { volumeFileBytesMax: 1 << 20, volumeCompactCheckMs: 100, volumeCompactLivePercent: 80 } : {}) };
+      server = await startServer({ ...fields, loops: 2 });
     const { dataDir, port } = server;
     /** Per key: the body acknowledged last (null: deleted or never), and what was in flight. */
     const model = new Map<string, { acked: string | null; inFlight: string | null | undefined }>();
@@ -335,11 +417,12 @@ describe("a server with volumes", () => {
         client.close();
       }
     });
-    await Bun.sleep(1500);
+    await Bun.sleep(compacting ? 3000 : 1500);
+    const killedDuring = [...server.lines];
     server.proc.kill("SIGKILL");
     await server.proc.exited;
     await Promise.all(workers);
-    server = await startServer({ ...VOLUMES, volumeBytesMax: 16384, dataDir });
+    server = await startServer({ ...fields, dataDir });
     const client = connect({ port: server.port, poolSize: 8 });
     let checked = 0;
     for (const [key, { acked, inFlight }] of model) {
@@ -363,5 +446,7 @@ describe("a server with volumes", () => {
     for (const k of files) if (k.startsWith("m/")) expect(listed).toContain(k);
     client.close();
     expect(readFileSync(join(dataDir, "fsgw-layout.json"), "utf8")).toContain("fnv1a32");
+    if (compacting) expect(killedDuring.some((l) => l.includes("event=volume_compacted"))).toBe(true);
   }, 60_000);
+  }
 });

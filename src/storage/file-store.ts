@@ -352,7 +352,7 @@ export class FileStore implements Store {
     if (v === null) return;
     const dir = `${this.dataDir}/${VOLUME_DIR}`;
     this.volumeWriter = new VolumeWriter(this.engine, dir, v.counters, v, log);
-    const files = new VolumeFiles(dir);
+    const files = new VolumeFiles(dir, (fd) => void this.engine.close(fd).catch(() => {}));
     this.volumeFiles = files;
     // Descriptors of volumes another loop compacted away are closed here within a minute.
     this.volumeSweeper = setInterval(() => files.sweep(), VOLUME_SWEEP_MS);

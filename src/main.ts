@@ -19,6 +19,7 @@ commands:
   ls        list keys by prefix:    fsgw ls photos/ -d / -l
   bench     load generator:         fsgw bench upload -c 500 -n 20000 -s 5k
   token     access tokens:          fsgw token create --ops read --prefix photos- --ttl 1h
+  volumes   a data directory's volumes: fsgw volumes stats|verify|compact --data-dir ./data
 
 Client commands take --host and --port (default 127.0.0.1:9999), and --tls, --ca, --token
 for a server with TLS and tokens.
@@ -77,6 +78,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./cli/client-commands")).runClientCommand(command, rest, processIo());
     case "token":
       return (await import("./cli/token-command")).runTokenCommand(rest, processIo());
+    case "volumes":
+      return (await import("./cli/volumes-command")).runVolumesCommand(rest, processIo());
     case "--version":
     case "-V":
     case "version":

@@ -806,7 +806,8 @@ export class NativeIndex {
     setU64(view, 0, size);
     setU64(view, 8, ms);
     meta[16] = META_VOLUME | (digest === null ? 0 : digest.length >= 48 ? META_DIGEST | META_MD5 : META_DIGEST);
-    if (digest !== null) meta.set(digest.subarray(0, 32), 17);
+    // (No view made for a digest of exactly 32 bytes: every small upload passes here.)
+    if (digest !== null) meta.set(digest.length === 32 ? digest : digest.subarray(0, 32), 17);
     let at = 49;
     if (digest !== null && digest.length >= 48) {
       meta.set(digest.subarray(32, 48), 49);

@@ -17,7 +17,7 @@
 // Acknowledgement order: records of one volume are written in order, one write at a time, so when a
 // write completes every record before it is written too: a record acknowledged is never behind a
 // hole a crash could leave (which the scan would stop at).
-import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from "node:fs";
 import type { IoEngine } from "../engine/io-engine";
 import { IoError } from "../engine/io-error";
 import type { Logger } from "../log";
@@ -511,9 +511,11 @@ class CopyTarget implements AppendTarget {
   constructor(
     private readonly compaction: Compaction,
     private readonly key: string | null,
+    /** A tombstone's bytes (0 for a body). */
+    private readonly tombstoneBytes: number,
   ) {}
   onAppended(result: number, volume: number, offset: number, seq: number): void {
-    this.compaction.copied(result, this.key, volume, offset, seq);
+    this.compaction.copied(result, this.key, volume, offset, seq, this.tombstoneBytes);
   }
 }
 
@@ -524,10 +526,15 @@ class Compaction {
   moved = 0;
   private drained: (() => void) | null = null;
 
-  constructor(private readonly index: NativeIndex) {}
+  constructor(
+    private readonly index: NativeIndex,
+    /** Bytes of tombstones kept per volume (they count as live there: see VolumeCompactor.kept). */
+    private readonly kept: Map<number, number>,
+  ) {}
 
-  copied(result: number, key: string | null, volume: number, offset: number, seq: number): void {
+  copied(result: number, key: string | null, volume: number, offset: number, seq: number, tombstoneBytes: number): void {
     this.inFlight--;
+    if (result >= 0 && tombstoneBytes > 0) this.kept.set(volume, (this.kept.get(volume) ?? 0) + tombstoneBytes);
     if (result < 0) this.failed++;
     // A key written or deleted since its record was read keeps its newer state: the copy is dead.
     else if (key !== null) this.moved += this.index.moveRecord(key, seq, volume, offset);
@@ -554,6 +561,11 @@ export class VolumeCompactor {
   private timer: ReturnType<typeof setInterval> | null = null;
   private running = false;
   private readonly codec = new VolumeCodec();
+  /**
+   * Bytes of the tombstones compactions copied, per volume they went to: live there (the index
+   * counts only bodies), so that a volume of kept tombstones is not compacted again and again.
+   */
+  private readonly kept = new Map<number, number>();
   compactions = 0;
   bytesReclaimed = 0;
   recordsCopied = 0;
@@ -603,7 +615,7 @@ export class VolumeCompactor {
         } catch {
           continue; // removed meanwhile
         }
-        const share = size === 0 ? 0 : live[i]! / size;
+        const share = size === 0 ? 0 : (live[i]! + (this.kept.get(ids[i]!) ?? 0)) / size;
         if (share < bestShare) {
           bestShare = share;
           best = ids[i]!;
@@ -626,7 +638,7 @@ export class VolumeCompactor {
     const path = `${this.dir}/${volumeFileName(volume)}`;
     const fd = this.files.acquire(volume);
     if (fd < 0) throw new Error(`cannot open ${path}: errno ${-fd}`);
-    const job = new Compaction(this.index);
+    const job = new Compaction(this.index, this.kept);
     const chunk = stableBytes(Math.max(1 << 20, this.writer.recordBytesMax));
     let size = 0;
     let copiedBytes = 0;
@@ -656,14 +668,19 @@ export class VolumeCompactor {
         const keyLen = r[5]!;
         const seq = Number(view.getBigInt64(8, true));
         const key = decoder.decode(r.subarray(VOLUME_HEADER, VOLUME_HEADER + keyLen));
-        // A body is live while the index points at this very record; tombstones all go on (one may
-        // delete a record of another volume, which would come back without it).
-        const live = kind === VolumeKind.BODY ? this.index.get(key) && this.index.lastInVolume && this.index.lastVolume === volume && this.index.lastOffset === pos : kind === VolumeKind.TOMBSTONE;
+        // A body is live while the index points at this very record. A tombstone goes on while it
+        // may still matter: a record it deletes may live in another volume, and would come back
+        // without it. Once the key holds a later record, any later delete's tombstone names a
+        // larger number and deletes the old record too: this one can go.
+        const live =
+          kind === VolumeKind.BODY
+            ? this.index.get(key) && this.index.lastInVolume && this.index.lastVolume === volume && this.index.lastOffset === pos
+            : kind === VolumeKind.TOMBSTONE && !(this.index.get(key) && this.index.lastInVolume && this.index.lastSeq > Number(view.getBigInt64(24, true)));
         if (live) {
           job.inFlight++;
           records++;
           copiedBytes += r.length;
-          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null));
+          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null, kind === VolumeKind.TOMBSTONE ? r.length : 0));
         }
         pos += r.length;
       }
@@ -676,6 +693,7 @@ export class VolumeCompactor {
       this.files.release(volume);
     }
     this.files.retire(volume);
+    this.kept.delete(volume);
     this.compactions++;
     this.recordsCopied += records;
     this.bytesReclaimed += size - copiedBytes;
@@ -717,3 +735,69 @@ export class VolumeCompactor {
 }
 
 const VOLUME_HEADER = VOLUME_HEADER_BYTES;
+
+/** A record as readRecords finds it; `problem` says why reading stopped there (null: intact). */
+export interface ReadRecord {
+  offset: number;
+  kind: number;
+  key: string;
+  seq: number;
+  body: Uint8Array;
+  /** The SHA-256 the record holds for its body, or null. */
+  sha256: Uint8Array | null;
+  problem: string | null;
+}
+
+/**
+ * Every record of the volume at `path`, in order, read on this thread (tools: fsgw volumes verify):
+ * stops at the seal, at the end, or after the first record that is not whole and intact (yielded
+ * with its problem).
+ */
+export function* readRecords(path: string): Generator<ReadRecord> {
+  const codec = new VolumeCodec();
+  const decoder = new TextDecoder();
+  const fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  try {
+    const size = fstatSync(fd).size;
+    let chunk = new Uint8Array(1 << 20);
+    let base = 0;
+    let have = 0;
+    const fill = (pos: number, need: number): boolean => {
+      if (pos >= base && pos + need <= base + have) return true;
+      if (need > chunk.length) chunk = new Uint8Array(need);
+      base = pos;
+      have = readSync(fd, chunk, 0, Math.min(chunk.length, size - pos), pos);
+      return need <= have;
+    };
+    for (let pos = 0; pos < size; ) {
+      const bad = (problem: string): ReadRecord => ({ offset: pos, kind: 0, key: "", seq: 0, body: new Uint8Array(0), sha256: null, problem: `${problem}; the ${size - pos} bytes from here are not read` });
+      if (!fill(pos, VOLUME_HEADER)) return yield bad("a record cut short (a torn tail)");
+      const h = chunk.subarray(pos - base, pos - base + VOLUME_HEADER);
+      let view = new DataView(h.buffer, h.byteOffset, VOLUME_HEADER);
+      if (h[0] !== 0x46 || h[1] !== 0x53 || h[2] !== 0x56 || h[3] !== 0x31 || h[4]! < 1 || h[4]! > 3) return yield bad("no record starts here");
+      const kind = h[4]!;
+      const keyLen = h[5]!;
+      const bodyLen = kind === VolumeKind.BODY ? Number(view.getBigInt64(24, true)) : 0;
+      if (!(bodyLen >= 0 && bodyLen <= 16 * 1024 * 1024)) return yield bad("a record's size is out of range");
+      const length = VolumeCodec.recordBytes(keyLen, bodyLen);
+      if (!fill(pos, length)) return yield bad("a record cut short (a torn tail)");
+      const r = chunk.subarray(pos - base, pos - base + length);
+      view = new DataView(r.buffer, r.byteOffset, length);
+      const crc = codec.crc32c(r.subarray(VOLUME_HEADER, VOLUME_HEADER + keyLen + bodyLen), codec.crc32c(r.subarray(0, 80)));
+      if (crc !== view.getUint32(80, true)) return yield bad("a record fails its CRC-32C");
+      if (kind === VolumeKind.SEAL) return;
+      yield {
+        offset: pos,
+        kind,
+        key: decoder.decode(r.subarray(VOLUME_HEADER, VOLUME_HEADER + keyLen)),
+        seq: Number(view.getBigInt64(8, true)),
+        body: r.subarray(VOLUME_HEADER + keyLen, VOLUME_HEADER + keyLen + bodyLen),
+        sha256: (r[6]! & 1) !== 0 ? r.subarray(32, 64) : null,
+        problem: null,
+      };
+      pos += length;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}

@@ -35,9 +35,8 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads);
 #define FSGW_INDEX_META_BYTES 49
 /* With flag 4 the body is a record of a volume (fsgw_volume.h), and after the rest come its
  * location and order (FSGW_INDEX_VOLUME_BYTES): the volume's number (uint32 LE), the record's
- * offset in it (int64 LE), its sequence number (int64 LE; a key's later write has a larger one),
- * and the largest sequence number a tombstone of the key deleted (int64 LE; 0 outside a scan). */
-#define FSGW_INDEX_VOLUME_BYTES 28
+ * offset in it (int64 LE) and its sequence number (int64 LE; a key's later write has a larger one). */
+#define FSGW_INDEX_VOLUME_BYTES 20
 #define FSGW_INDEX_META_BYTES_MAX (65 + FSGW_INDEX_VOLUME_BYTES)
 
 /* Adds key with its file's facts (meta), or gives an existing key these: 1 when added, 0 when it

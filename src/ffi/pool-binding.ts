@@ -716,7 +716,7 @@ export class VolumeRecords {
 }
 
 /** FSGW_INDEX_META_BYTES_MAX: size, mtime, flags, digest, MD5, a volume record's location. */
-const INDEX_META_BYTES = 65 + 28;
+const INDEX_META_BYTES = 65 + 20;
 /** Flags of an entry's facts (fsgw_index.h): a digest, an MD5, a body in a volume. */
 const META_DIGEST = 1;
 const META_MD5 = 2;
@@ -816,7 +816,6 @@ export class NativeIndex {
     view.setUint32(at, volume, true);
     setU64(view, at + 4, offset);
     setU64(view, at + 12, seq);
-    setU64(view, at + 20, 0);
     return this.sym.fsgw_index_add(this.handle, this.keyBuf, written, meta);
   }
 

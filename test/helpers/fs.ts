@@ -1,15 +1,18 @@
 // Looks at a data directory from the outside, as an operator would.
-import { existsSync, readFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, readFileSync, readdirSync } from "node:fs";
 import { join } from "node:path";
 
-/** Every file below `dir`, as paths relative to it. */
+/**
+ * Every file below `dir`, as paths relative to it. The types come with the names (no stat of each):
+ * a server may remove a file between the two (a temporary file at the end of an upload), which a
+ * stat after the listing met as ENOENT (CI, once).
+ */
 export function listFiles(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string, rel: string) => {
-    for (const name of readdirSync(d)) {
-      const p = join(d, name);
-      if (statSync(p).isDirectory()) walk(p, rel + name + "/");
-      else out.push(rel + name);
+    for (const entry of readdirSync(d, { withFileTypes: true })) {
+      if (entry.isDirectory()) walk(join(d, entry.name), rel + entry.name + "/");
+      else out.push(rel + entry.name);
     }
   };
   walk(dir, "");

@@ -114,6 +114,7 @@ export const fields = {
   volumeBytesMax: int(64 * KiB, 1, 16 * MiB, "volumes: the largest body stored as a volume's record; larger ones are files"),
   volumeFileBytesMax: int(1024 * MiB, 1 * MiB, 64 * 1024 * MiB, "volumes: a volume file is sealed and the next one begun before it would pass this size"),
   volumeBatchBytesMax: int(1 * MiB, 64 * KiB, 256 * MiB, "volumes: records gathered for one write while the previous write (and its fsync) is in flight; must hold one record of volumeBytesMax (plus 350 bytes of header and key)"),
+  volumeFilesOpenMax: int(1024, 4, 100_000, "volumes: descriptors of volumes each loop keeps open for reading; past it the longest-open one no read holds is closed (and opened again at its next read)"),
   volumeCompactLivePercent: int(50, 0, 100, "volumes: a volume no loop appends to whose live records take less than this percentage of it is compacted (its live records copied to a new volume, then it is removed); 0: never"),
   volumeCompactBytesPerSecond: int(64 * MiB, 1 * MiB, 64 * 1024 * MiB, "volumes: bytes a compaction reads per second at most, so that it leaves the disk to the requests"),
   volumeCompactCheckMs: int(60_000, 100, 86_400_000, "volumes: how often the volumes' live shares are looked at for compaction"),

@@ -169,8 +169,8 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
         const log = new Logger("warn", (line) => io.stderr.write(line + "\n"));
         const counters = VolumeCounters.create(seqMax + 1, (ids.at(-1) ?? 0) + 1);
         const engine = new SyncEngine();
-        const writer = new VolumeWriter(engine, dir, counters, { bodyBytesMax: -1, fileBytesMax: config.volumeFileBytesMax, batchBytesMax: config.volumeBatchBytesMax, fsync: true, fileMode: Number.parseInt(config.fileMode, 8), loop: 0, compact: null }, log);
-        const files = new VolumeFiles(dir, (fd) => closeSync(fd));
+        const writer = new VolumeWriter(engine, dir, counters, { bodyBytesMax: -1, fileBytesMax: config.volumeFileBytesMax, batchBytesMax: config.volumeBatchBytesMax, fsync: true, fileMode: Number.parseInt(config.fileMode, 8), loop: 0, filesOpenMax: config.volumeFilesOpenMax, compact: null }, log);
+        const files = new VolumeFiles(dir, (fd) => closeSync(fd), config.volumeFilesOpenMax);
         const compactor = new VolumeCompactor(engine, dir, index, writer, files, counters, { liveRatio: livePercent / 100, bytesPerSecond: Number.MAX_SAFE_INTEGER, checkMs: 0 }, log);
         const compacted: number[] = [];
         for (let v = await compactor.check(); v >= 0; v = await compactor.check()) compacted.push(v);

@@ -73,6 +73,7 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
             fsync: config.fsyncOnCommit,
             fileMode: Number.parseInt(config.fileMode, 8),
             loop: loop.index,
+            filesOpenMax: config.volumeFilesOpenMax,
             // One loop compacts for all (its copies go to its own volume).
             compact: loop.index === 0 ? { liveRatio: config.volumeCompactLivePercent / 100, bytesPerSecond: config.volumeCompactBytesPerSecond, checkMs: config.volumeCompactCheckMs } : null,
           }

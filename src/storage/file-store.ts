@@ -341,6 +341,7 @@ export class FileStore implements Store {
         volumeWrites: w?.writes ?? 0,
         volumesBegun: w?.volumesBegun ?? 0,
         volumeFilesOpen: this.volumeFiles?.open ?? 0,
+        volumeFilesEvicted: this.volumeFiles?.evicted ?? 0,
         ...(c === null ? {} : { volumeCompactions: c.compactions, volumeBytesReclaimed: c.bytesReclaimed, volumeRecordsCopied: c.recordsCopied }),
       };
     };
@@ -352,7 +353,7 @@ export class FileStore implements Store {
     if (v === null) return;
     const dir = `${this.dataDir}/${VOLUME_DIR}`;
     this.volumeWriter = new VolumeWriter(this.engine, dir, v.counters, v, log);
-    const files = new VolumeFiles(dir, (fd) => void this.engine.close(fd).catch(() => {}));
+    const files = new VolumeFiles(dir, (fd) => void this.engine.close(fd).catch(() => {}), v.filesOpenMax);
     this.volumeFiles = files;
     // Descriptors of volumes another loop compacted away are closed here within a minute.
     this.volumeSweeper = setInterval(() => files.sweep(), VOLUME_SWEEP_MS);

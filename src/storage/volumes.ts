@@ -91,6 +91,8 @@ export interface VolumeOptions {
   fileMode: number;
   /** This loop's number (which cell of VolumeCounters' active volumes is its own). */
   loop: number;
+  /** Descriptors of volumes kept open for reading, at most (VolumeFiles). */
+  filesOpenMax: number;
   /** Compaction, by this loop (one loop compacts for all), or null. */
   compact: CompactOptions | null;
 }
@@ -446,12 +448,15 @@ export class VolumeFiles {
      * maximum latency under compaction, BENCHMARKS.md).
      */
     private readonly closeLater: (fd: number) => void,
+    /** Descriptors kept at most (volumeFilesOpenMax): past it the longest-open idle one closes. */
+    private readonly openMax: number,
   ) {}
 
   /** The volume's descriptor for a read, or -errno; release() it after. */
   acquire(volume: number): number {
     let f = this.fds.get(volume);
     if (f === undefined) {
+      if (this.fds.size >= this.openMax) this.closeIdle();
       try {
         f = { fd: openSync(`${this.dir}/${volumeFileName(volume)}`, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW), users: 0, retired: false };
       } catch (e) {
@@ -478,6 +483,21 @@ export class VolumeFiles {
     f.retired = true;
     if (f.users === 0) this.drop(volume, f.fd);
   }
+
+  /**
+   * Closes the longest-open descriptor no read holds (the map keeps opening order), to stay within
+   * openMax; when every one is in use (reads in flight: bounded by the connections) none is.
+   */
+  private closeIdle(): void {
+    for (const [volume, f] of this.fds) {
+      if (f.users > 0) continue;
+      this.evicted++;
+      return this.drop(volume, f.fd);
+    }
+  }
+
+  /** Descriptors closed to stay within openMax (for stats: many means the bound is too small). */
+  evicted = 0;
 
   /** Retires descriptors of volumes whose file is gone (another loop compacted them). */
   sweep(): void {

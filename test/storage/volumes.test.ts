@@ -5,7 +5,7 @@
 // left unread, a file and a record of one key settled by the later, group fsync, and kill -9
 // under a mixed load compared key by key against a model of what was acknowledged.
 import { afterEach, describe, expect, test } from "bun:test";
-import { appendFileSync, existsSync, readdirSync, readFileSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readdirSync, readFileSync, readlinkSync, statSync, truncateSync, utimesSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { connect, ServerError } from "../../src/client/client";
 import { NativeIndex, VolumeCodec, VolumeKind, VolumeRecords } from "../../src/ffi/pool-binding";
@@ -379,6 +379,29 @@ describe("a server with volumes", () => {
     expect(await absent(client, "doomed")).toBe(true);
     expect(sha256(await client.download("keep/7"))).toBe(sha256(payload(5000, 107)));
     client.close();
+  });
+
+  test("volumeFilesOpenMax bounds the descriptors of volumes a loop keeps for reading", async () => {
+    const adminPort = freePort();
+    server = await startServer({ ...VOLUMES, volumeFileBytesMax: 1 << 20, volumeFilesOpenMax: 4, volumeCompactLivePercent: 0, adminPort });
+    const client = connect({ port: server.port, poolSize: 8 });
+    const keys = Array.from({ length: 1600 }, (_, i) => `f/${i}`);
+    for (const [i, k] of keys.entries()) await client.upload(k, payload(5000, i));
+    expect(volumeFiles(server.dataDir).length).toBeGreaterThanOrEqual(7);
+    for (let round = 0; round < 2; round++) for (const [i, k] of keys.entries()) expect(sha256(await client.download(k))).toBe(sha256(payload(5000, i)));
+    client.close();
+    const open = readdirSync(`/proc/${server.pid}/fd`).filter((fd) => {
+      try {
+        return readlinkSync(`/proc/${server!.pid}/fd/${fd}`).includes("/volumes/");
+      } catch {
+        return false;
+      }
+    });
+    // At most 4 for reading, and the volume being appended to.
+    expect(open.length).toBeLessThanOrEqual(5);
+    const stats = (await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as { store: { volumeFilesOpen: number; volumeFilesEvicted: number } };
+    expect(stats.store.volumeFilesOpen).toBeLessThanOrEqual(4);
+    expect(stats.store.volumeFilesEvicted).toBeGreaterThan(0);
   });
 
   for (const compacting of [false, true]) {

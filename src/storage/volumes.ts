@@ -18,6 +18,7 @@
 // write completes every record before it is written too: a record acknowledged is never behind a
 // hole a crash could leave (which the scan would stop at).
 import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { constants } from "node:os";
 import type { IoEngine } from "../engine/io-engine";
 import { IoError } from "../engine/io-error";
 import type { Logger } from "../log";
@@ -356,6 +357,14 @@ export class VolumeWriter {
     this.records += result === 0 ? entries.length : 0;
     for (const p of entries) p.done.onAppended(result, volume, base + p.at, p.seq);
     while (this.waiting.length > 0 && this.encode(this.waiting[0]!)) this.waiting.shift();
+    if (this.closing) {
+      // Closed at shutdown: what gathered meanwhile is not written (its requests are being cut).
+      this.closing = false;
+      for (const p of this.fill.entries) p.done.onAppended(-constants.errno.ECANCELED, -1, 0, p.seq);
+      this.fill.entries = [];
+      this.fill.used = 0;
+      return this.closeNow();
+    }
     if (!this.writing && this.fill.used > 0) this.write();
     if (!this.writing && this.idle.length > 0) for (const resolve of this.idle.splice(0)) resolve();
   }
@@ -420,9 +429,18 @@ export class VolumeWriter {
 
   /** At shutdown, once nothing is in flight (every upload was answered): closes the volume. */
   closeNow(): void {
+    // A write still in flight (a delete's tombstone at shutdown) keeps the descriptor until it
+    // ends: a number closed under a pool write could be given to another file and written into.
+    if (this.writing) {
+      this.closing = true;
+      return;
+    }
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
   }
+
+  /** closeNow() came while a write was in flight: the descriptor closes when it ends. */
+  private closing = false;
 
   /** Waits for the records in flight or gathered; the current volume stays unsealed (the next start reads it whole). */
   async close(): Promise<void> {
@@ -520,9 +538,12 @@ export class VolumeFiles {
     return this.fds.size;
   }
 
+  /** At shutdown: idle descriptors close now, those a read still holds when it releases them. */
   closeAll(): void {
-    for (const f of this.fds.values()) closeSync(f.fd);
-    this.fds.clear();
+    for (const [volume, f] of this.fds) {
+      if (f.users === 0) this.drop(volume, f.fd);
+      else f.retired = true;
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "fsgw_index.h"
 #include "fsgw_pool.h"
+#include "fsgw_volume.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -1048,7 +1049,24 @@ static int builder_add(fsgw_index *ix, leaf_builder *b, const uint8_t *key, uint
   return 0;
 }
 
-int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, int32_t cap, int32_t *used) {
+/* Whether volume is one of ids (sorted ascending). */
+static int has_volume(const uint32_t *ids, int32_t n, uint32_t volume) {
+  int32_t lo = 0, hi = n - 1;
+  while (lo <= hi) {
+    int32_t mid = lo + (hi - lo) / 2;
+    if (ids[mid] == volume) return 1;
+    if (ids[mid] < volume) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return 0;
+}
+
+static uint32_t volume_of(const uint8_t *meta) {
+  const uint8_t *loc = meta + volume_at(meta);
+  return (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24;
+}
+
+int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, const uint32_t *ids, int32_t nids, uint8_t *conflicts, int32_t cap, int32_t *used) {
   *used = 0;
   size_t refs_bytes = (size_t)(s->n > 0 ? s->n : 1) * sizeof(scan_ref);
   scan_ref *refs = huge_alloc(refs_bytes);
@@ -1092,19 +1110,35 @@ int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, 
         last = &refs[j];
       }
     }
+    const scan_ref *first = &refs[i];
     i = j;
-    if (last == NULL || last->seq <= dead) continue;
-    const uint8_t *body = last->e; /* (the only entry read after the sort) */
-    const uint8_t *key = body + 1, *meta = body + 2 + body[0];
-    int32_t len = body[0];
+    int live = last != NULL && last->seq > dead;
     if (fresh) {
-      if (builder_add(ix, builder, key, (uint32_t)len, meta) != 0) {
+      if (!live) continue;
+      const uint8_t *body = last->e; /* (the only entry read after the sort) */
+      if (builder_add(ix, builder, body + 1, body[0], body + 2 + body[0]) != 0) {
         rc = -ENOMEM;
         break;
       }
       continue;
     }
+    const uint8_t *e = live ? last->e : first->e;
+    const uint8_t *key = e + 1, *meta = live ? e + 2 + e[0] : NULL;
+    int32_t len = e[0];
     int32_t h = fsgw_index_get(ix, key, len, held);
+    if (h > 0 && (held[16] & META_VOLUME)) {
+      /* The index holds a record of the key already (a checkpoint's): the later stays. The same
+       * number in a volume that is gone is the record a compaction copied here. */
+      int64_t hs = seq_of(held);
+      int replace = live && (last->seq > hs || (last->seq == hs && !has_volume(ids, nids, volume_of(held))));
+      if (replace || hs <= dead) fsgw_index_remove(ix, key, len);
+      if (replace && fsgw_index_add(ix, key, len, meta) < 0) {
+        rc = -ENOMEM;
+        break;
+      }
+      continue;
+    }
+    if (!live) continue;
     if (h > 0 && !(held[16] & META_VOLUME)) {
       /* A file of the key stands beside the record: a crash came between a commit and the
        * clean-up of what it replaced. The later one stays (a tie: the record, which is written
@@ -1135,4 +1169,169 @@ int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, 
   }
   munmap(refs, refs_bytes);
   return rc < 0 ? rc : reported;
+}
+
+int32_t fsgw_index_drop_missing(fsgw_index *ix, const uint32_t *ids, int32_t n) {
+  /* Keys first (under the read lock), removed after: [len][key]... */
+  size_t cap = 1 << 16, used = 0;
+  uint8_t *keys = malloc(cap);
+  if (keys == NULL) return -ENOMEM;
+  int32_t count = 0;
+  pthread_rwlock_rdlock(&ix->lock);
+  for (size_t li = 0; li < ix->nleaves; li++) {
+    const leaf *l = ix->leaves[li];
+    for (uint32_t off = 0; off < l->used; off += entry_bytes(l->data + off)) {
+      const uint8_t *e = l->data + off, *meta = e + 1 + e[0];
+      if (!(meta[16] & META_VOLUME) || has_volume(ids, n, volume_of(meta))) continue;
+      if (used + 1 + e[0] > cap) {
+        uint8_t *grown = realloc(keys, cap * 2);
+        if (grown == NULL) {
+          pthread_rwlock_unlock(&ix->lock);
+          free(keys);
+          return -ENOMEM;
+        }
+        keys = grown;
+        cap *= 2;
+      }
+      memcpy(keys + used, e, 1u + e[0]);
+      used += 1u + e[0];
+      count++;
+    }
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  for (size_t off = 0; off < used; off += 1u + keys[off]) fsgw_index_remove(ix, keys + off + 1, keys[off]);
+  free(keys);
+  return count;
+}
+
+/* ---- checkpoints of the records ---- */
+
+static int write_all(int fd, const uint8_t *p, size_t n) {
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return -errno;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+double fsgw_index_save_records(fsgw_index *ix, const char *path, const uint8_t *head, int32_t head_len) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) return -errno;
+  size_t cap = 1 << 20, used = 0;
+  uint8_t *buf = malloc(cap);
+  int rc = buf == NULL ? -ENOMEM : write_all(fd, head, (size_t)head_len);
+  uint32_t crc = fsgw_crc32c(0, head, (size_t)head_len);
+  int64_t count = 0;
+  pthread_rwlock_rdlock(&ix->lock);
+  for (size_t li = 0; rc == 0 && li < ix->nleaves; li++) {
+    const leaf *l = ix->leaves[li];
+    for (uint32_t off = 0; rc == 0 && off < l->used; off += entry_bytes(l->data + off)) {
+      const uint8_t *e = l->data + off;
+      if (!(e[1 + e[0] + 16] & META_VOLUME)) continue;
+      uint32_t n = entry_bytes(e);
+      if (used + n > cap) {
+        crc = fsgw_crc32c(crc, buf, used);
+        rc = write_all(fd, buf, used);
+        used = 0;
+      }
+      memcpy(buf + used, e, n);
+      used += n;
+      count++;
+    }
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  if (rc == 0) {
+    crc = fsgw_crc32c(crc, buf, used);
+    rc = write_all(fd, buf, used);
+  }
+  if (rc == 0) {
+    uint8_t footer[12];
+    put_i64(footer, count);
+    crc = fsgw_crc32c(crc, footer, 8);
+    for (int i = 0; i < 4; i++) footer[8 + i] = (uint8_t)(crc >> (8 * i));
+    rc = write_all(fd, footer, 12);
+  }
+  if (rc == 0 && fsync(fd) != 0) rc = -errno;
+  free(buf);
+  if (close(fd) != 0 && rc == 0) rc = -errno;
+  return rc < 0 ? rc : (double)count;
+}
+
+double fsgw_index_load_records(fsgw_index *ix, const char *path, int32_t head_len) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  struct stat st;
+  if (fstat(fd, &st) != 0) {
+    int e = errno;
+    close(fd);
+    return -e;
+  }
+  size_t size = (size_t)st.st_size;
+  if (size < (size_t)head_len + 12) {
+    close(fd);
+    return -EBADMSG;
+  }
+  uint8_t *data = huge_alloc(size);
+  if (data == NULL) {
+    close(fd);
+    return -ENOMEM;
+  }
+  size_t got = 0;
+  while (got < size) {
+    ssize_t r = read(fd, data + got, size - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += (size_t)r;
+  }
+  close(fd);
+  double rc = 0;
+  /* The whole file checked before anything is added: a damaged checkpoint adds nothing. */
+  uint32_t crc = fsgw_crc32c(0, data, size - 4);
+  uint32_t want = (uint32_t)data[size - 4] | (uint32_t)data[size - 3] << 8 | (uint32_t)data[size - 2] << 16 | (uint32_t)data[size - 1] << 24;
+  if (got != size || crc != want) {
+    rc = -EBADMSG;
+    goto out;
+  }
+  int64_t count = get_i64(data + size - 12);
+  const uint8_t *p = data + head_len, *end = data + size - 12;
+  pthread_rwlock_wrlock(&ix->lock);
+  int fresh = ix->nleaves == 0;
+  leaf_builder *builder = fresh ? malloc(sizeof *builder) : NULL;
+  if (fresh && builder != NULL) builder->used = builder->count = 0;
+  if (!fresh) pthread_rwlock_unlock(&ix->lock);
+  int64_t n = 0;
+  while (p < end && rc == 0) {
+    uint32_t len = p[0];
+    const uint8_t *meta = p + 1 + len;
+    if (len == 0 || p + 1 + len + 17 > end || !(meta[16] & META_VOLUME) || p + entry_bytes(p) > end) {
+      rc = -EBADMSG;
+      break;
+    }
+    int r = 0;
+    if (fresh) {
+      r = builder == NULL ? -ENOMEM : builder_add(ix, builder, p + 1, len, meta);
+    } else {
+      /* A file of the key was loaded first: it was committed after the checkpoint (at a clean stop no
+       * key is both), so it stays, and the record (deleted by a tombstone in a tail) is not added. */
+      uint8_t held[FSGW_INDEX_META_BYTES_MAX];
+      int32_t h = fsgw_index_get(ix, p + 1, (int32_t)len, held);
+      if (!(h > 0 && !(held[16] & META_VOLUME)) && fsgw_index_add(ix, p + 1, (int32_t)len, meta) < 0) r = -ENOMEM;
+    }
+    if (r != 0) rc = r;
+    p += entry_bytes(p);
+    n++;
+  }
+  if (rc == 0 && n != count) rc = -EBADMSG;
+  if (fresh) {
+    if (rc == 0 && builder != NULL && builder_flush(ix, builder) != 0) rc = -ENOMEM;
+    free(builder);
+    pthread_rwlock_unlock(&ix->lock);
+  }
+  if (rc == 0) rc = (double)n;
+out:
+  munmap(data, size);
+  return rc;
 }

@@ -78,7 +78,22 @@ int fsgw_volscan_push(fsgw_volscan *s, const uint8_t *key, uint32_t len, int kin
  * [what][len][key][the record's sequence number, int64 LE]: 1, the file lost (remove it); 2, the
  * record lost (delete it with a tombstone). *used: the bytes written there. Returns the number
  * reported, or -errno (-E2BIG: more than cap bytes of them). */
-int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, uint8_t *conflicts, int32_t cap, int32_t *used);
+int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, const uint32_t *ids, int32_t nids, uint8_t *conflicts, int32_t cap, int32_t *used);
+/* Where ix holds a record of the key already (a checkpoint's), the later stays (the same number:
+ * the one whose volume is among ids, sorted ascending, i.e. a compaction's copy), and a tombstone
+ * of a number at least the held one's removes it. */
+/* Removes every record of a volume not among ids (sorted ascending): what a checkpoint said of
+ * a volume removed since, and no scan found a copy of. The number removed, or -errno. */
+int32_t fsgw_index_drop_missing(fsgw_index *ix, const uint32_t *ids, int32_t n);
+/* A checkpoint of the records: writes `head` (head_len bytes, the caller's), every volume record
+ * ix holds in key order as it keeps them ([len][key][facts]), then their number (int64 LE) and the
+ * CRC-32C of everything before (uint32 LE), to path (created or replaced, fsynced). The records
+ * written, or -errno. */
+double fsgw_index_save_records(fsgw_index *ix, const char *path, const uint8_t *head, int32_t head_len);
+/* Adds the records of a checkpoint (its head is head_len bytes) to ix (leaf by leaf when ix is
+ * empty), once its CRC-32C holds: -EBADMSG, and nothing added, when it does not. The records, or
+ * -errno. */
+double fsgw_index_load_records(fsgw_index *ix, const char *path, int32_t head_len);
 /* Keys held, and the bytes the index takes (leaves and their table). */
 double fsgw_index_count(fsgw_index *ix);
 double fsgw_index_bytes(fsgw_index *ix);

@@ -155,7 +155,7 @@ static int collect(fsgw_volscan *s, const uint8_t *r, uint32_t volume, int64_t o
 
 #define SCAN_BUFFER_BYTES (1 << 20)
 
-double fsgw_volume_scan(fsgw_volscan *records, const char *path, uint32_t volume, double *stats) {
+double fsgw_volume_scan(fsgw_volscan *records, const char *path, uint32_t volume, double from, double *stats) {
   for (int i = 0; i < 6; i++) stats[i] = 0;
   stats[5] = -1;
   int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -173,9 +173,9 @@ double fsgw_volume_scan(fsgw_volscan *records, const char *path, uint32_t volume
     close(fd);
     return -ENOMEM;
   }
-  int64_t base = 0; /* the file offset of buf[0] */
+  int64_t base = (int64_t)from; /* the file offset of buf[0] */
   size_t have = 0;
-  int64_t pos = 0; /* the next record's offset */
+  int64_t pos = (int64_t)from; /* the next record's offset: a record's start (0, or where a checkpoint's view ended) */
   double rc = 0;
   for (;;) {
     /* Whole header in the buffer? */

@@ -44,12 +44,13 @@ uint32_t fsgw_crc32c(uint32_t crc, const uint8_t *p, size_t n);
  * record's length (a multiple of 8), or -EINVAL. */
 int32_t fsgw_volume_encode(uint8_t *out, const uint8_t *key, const uint8_t *body, const uint8_t *facts, const double *params);
 
-/* Reads the volume file at path (never through a link) from its start and adds its records to
+/* Reads the volume file at path (never through a link) from `from` (a record's start: 0, or the end
+ * a checkpoint recorded) and adds its records to
  * `records` (fsgw_volscan_merge then decides which are live). Stops at the seal, at the end of
  * the file, or at the first record that is not whole and intact. stats (float64 x 6): records of
  * bodies, tombstones, the largest sequence number, 1 when sealed, the file's size, and the offset
  * of the first record that failed its check (-1: none). Returns where the intact records end (the
  * seal's end when sealed), or -errno. */
-double fsgw_volume_scan(fsgw_volscan *records, const char *path, uint32_t volume, double *stats);
+double fsgw_volume_scan(fsgw_volscan *records, const char *path, uint32_t volume, double from, double *stats);
 
 #endif

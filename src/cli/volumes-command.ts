@@ -2,7 +2,7 @@
 // (docs/VOLUMES.md), without a server. stats and verify only read (a running server may be
 // appending meanwhile: their figures are then of a moment); compact takes the data directory's lock,
 // so it runs only while no server does.
-import { closeSync, existsSync, readdirSync } from "node:fs";
+import { closeSync, existsSync, readdirSync, rmSync } from "node:fs";
 import { ConfigError, loadConfig } from "../config";
 import { SyncEngine } from "../engine/sync-engine";
 import { NativeIndex, VolumeRecords } from "../ffi/pool-binding";
@@ -174,6 +174,8 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
         const compactor = new VolumeCompactor(engine, dir, index, writer, files, counters, { liveRatio: livePercent / 100, bytesPerSecond: Number.MAX_SAFE_INTEGER, checkMs: 0 }, log);
         const compacted: number[] = [];
         for (let v = await compactor.check(); v >= 0; v = await compactor.check()) compacted.push(v);
+        // The server's checkpoint describes the volumes as they were: the next start reads them whole.
+        if (compacted.length > 0) rmSync(`${dir}/checkpoint.fsc`, { force: true });
         await writer.close();
         files.closeAll();
         index.close();

@@ -143,9 +143,12 @@ function load() {
     fsgw_index_volume_usage: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_volscan_new: { args: [], returns: "ptr" },
     fsgw_volscan_free: { args: ["ptr"], returns: "void" },
-    fsgw_volscan_merge: { args: ["ptr", "ptr", "ptr", "i32", "ptr"], returns: "i32" },
+    fsgw_volscan_merge: { args: ["ptr", "ptr", "ptr", "i32", "ptr", "i32", "ptr"], returns: "i32" },
+    fsgw_index_drop_missing: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_index_save_records: { args: ["ptr", "ptr", "ptr", "i32"], returns: "f64" },
+    fsgw_index_load_records: { args: ["ptr", "ptr", "i32"], returns: "f64" },
     fsgw_volume_encode: { args: ["ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
-    fsgw_volume_scan: { args: ["ptr", "ptr", "u32", "ptr"], returns: "f64" },
+    fsgw_volume_scan: { args: ["ptr", "ptr", "u32", "f64", "ptr"], returns: "f64" },
     fsgw_crc32c: { args: ["u32", "ptr", "u64"], returns: "u32" },
   });
 }
@@ -654,6 +657,13 @@ export class VolumeCodec {
   }
 }
 
+/** Volume numbers (ascending) as C takes them. */
+function volumeIds(volumes: number[]): Uint32Array {
+  const ids = new Uint32Array(new ArrayBuffer(4 * Math.max(1, volumes.length)));
+  ids.set(volumes);
+  return ids;
+}
+
 /** What a scan of one volume found (fsgw_volume_scan). */
 export interface VolumeScan {
   /** Where its intact records end (the seal's end when sealed), or -errno. */
@@ -681,10 +691,10 @@ export class VolumeRecords {
     this.handle = Number(handle) as Pointer;
   }
 
-  /** Scans the volume file at `path` (number `volume`) into these records. */
-  scan(path: string, volume: number): VolumeScan {
+  /** Scans the volume file at `path` (number `volume`) into these records, from `from` (a record's start). */
+  scan(path: string, volume: number, from = 0): VolumeScan {
     const stats = new Float64Array(new ArrayBuffer(6 * 8));
-    const end = this.sym.fsgw_volume_scan(this.handle!, new TextEncoder().encode(path + "\0"), volume, stats);
+    const end = this.sym.fsgw_volume_scan(this.handle!, new TextEncoder().encode(path + "\0"), volume, from, stats);
     return { end, bodies: stats[0]!, tombstones: stats[1]!, seqMax: stats[2]!, sealed: stats[3] === 1, fileBytes: stats[4]!, badAt: stats[5]! };
   }
 
@@ -693,11 +703,12 @@ export class VolumeRecords {
    * later stays and the other is returned: "file" (the file lost: remove it) or "record" (the record
    * lost: delete it with a tombstone naming `seq`).
    */
-  mergeInto(index: NativeIndex): { key: string; lost: "file" | "record"; seq: number }[] {
+  mergeInto(index: NativeIndex, volumes: number[] = []): { key: string; lost: "file" | "record"; seq: number }[] {
     const cap = 1 << 20;
     const out = stableBytes(cap);
     const used = new Int32Array(new ArrayBuffer(4));
-    const n = this.sym.fsgw_volscan_merge(this.handle!, index.handle, out, cap, used);
+    const ids = volumeIds(volumes);
+    const n = this.sym.fsgw_volscan_merge(this.handle!, index.handle, ids, volumes.length, out, cap, used);
     if (n < 0) throw new Error(`merging the volumes' records into the index: errno ${-n}`);
     const view = new DataView(out.buffer);
     const decoder = new TextDecoder();
@@ -875,6 +886,23 @@ export class NativeIndex {
   moveRecord(key: string, seq: number, volume: number, offset: number): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
     return this.sym.fsgw_index_move_record(this.handle, this.keyBuf, written, seq, volume, offset);
+  }
+
+  /** Removes every record of a volume not among `volumes` (ascending): how many. */
+  dropMissing(volumes: number[]): number {
+    const n = this.sym.fsgw_index_drop_missing(this.handle, volumeIds(volumes), volumes.length);
+    if (n < 0) throw new Error(`fsgw_index_drop_missing: errno ${-n}`);
+    return n;
+  }
+
+  /** Writes a checkpoint of the records to `path`: `head`, then every volume record (fsgw_index_save_records). */
+  saveRecords(path: string, head: Uint8Array): number {
+    return this.sym.fsgw_index_save_records(this.handle, new TextEncoder().encode(path + "\0"), head, head.length);
+  }
+
+  /** Adds a checkpoint's records (its head `headBytes` long): how many, or -errno (-EBADMSG: damaged, nothing added). */
+  loadRecords(path: string, headBytes: number): number {
+    return this.sym.fsgw_index_load_records(this.handle, new TextEncoder().encode(path + "\0"), headBytes);
   }
 
   /** The bytes of live records in each of `volumes` (ascending), as the index says now. */

@@ -26,7 +26,7 @@ import { NativeIndex, nativeLibraryProblem } from "../ffi/pool-binding";
 import { existsSync } from "node:fs";
 import type { FileStore } from "../storage/file-store";
 import { checkKey, type StoreKey } from "../storage/keys";
-import { VOLUME_DIR, VolumeCounters, recoverVolumes } from "../storage/volumes";
+import { VOLUME_DIR, VolumeCounters, recoverVolumes, saveCheckpoint } from "../storage/volumes";
 import { IpGuard } from "./ip-guard";
 import { listenOrExplain } from "./listen";
 import type { FromLoop, Loop, LoopFigures, LoopInit, LoopPort, ToLoop } from "./loop";
@@ -422,8 +422,18 @@ export class LoopGroup {
       const margin = new Promise<void>((resolve) => (timer = setTimeout(resolve, this.config.shutdownGraceMs + STOP_MARGIN_MS)));
       await Promise.race([Promise.all(live.map((h) => h.ended)), margin]);
       clearTimeout(timer);
+      const clean = live.every((h) => h.state === "stopped");
       for (const h of live) if (h.state !== "stopped") h.terminate();
       this.store?.close?.();
+      // Every loop ended by itself: nothing is in flight, and the index is what the volumes hold.
+      // (A loop ended from here may have been mid-write: then the next start reads the volumes.)
+      if (clean && this.keyIndex !== null && this.init?.volumes) {
+        try {
+          saveCheckpoint((this.store as FileStore).dataDir, this.keyIndex, new VolumeCounters(this.init.volumes), this.log);
+        } catch (e) {
+          this.log.warn("volume_checkpoint_failed", { error: (e as Error).message, effect: "the next start reads every volume whole" });
+        }
+      }
       // No loop uses the index any more (each has ended or been ended above).
       this.keyIndex?.close();
       this.keyIndex = null;

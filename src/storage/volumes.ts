@@ -17,7 +17,7 @@
 // Acknowledgement order: records of one volume are written in order, one write at a time, so when a
 // write completes every record before it is written too: a record acknowledged is never behind a
 // hole a crash could leave (which the scan would stop at).
-import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { constants } from "node:os";
 import type { IoEngine } from "../engine/io-engine";
 import { IoError } from "../engine/io-error";
@@ -27,6 +27,8 @@ import { stableBytes } from "../util/stable-bytes";
 import { StoreError } from "./store";
 
 export const VOLUME_DIR = "volumes";
+/** The index's records as a clean stop left them (saveCheckpoint), read at start instead of every record. */
+const CHECKPOINT = "checkpoint.fsc";
 const VOLUME_NAME = /^([0-9a-f]{8})\.fsv$/;
 
 export function volumeFileName(id: number): string {
@@ -64,6 +66,14 @@ export class VolumeCounters {
 
   takeVolume(): number {
     return Atomics.add(this.ids, 0, 1);
+  }
+
+  /** The next numbers that would be taken (a checkpoint keeps them). */
+  nextSeq(): number {
+    return Number(Atomics.load(this.seq, 0));
+  }
+  nextVolume(): number {
+    return Atomics.load(this.ids, 0);
   }
 
   setActive(loop: number, volume: number): void {
@@ -113,6 +123,106 @@ export interface RecoveredVolumes {
   nextVolume: number;
 }
 
+/** What a checkpoint said: where each volume ended, the numbers to go on from, its records. */
+interface Checkpoint {
+  ends: Map<number, number>;
+  nextSeq: number;
+  nextVolume: number;
+  records: number;
+}
+
+const CHECKPOINT_MAGIC = 0x31435346; // "FSC1"
+
+/**
+ * Adds a checkpoint's records to the index and says where it leaves the volumes; null when there is
+ * none, or it cannot be used (said, and the volumes are then read whole).
+ */
+function readCheckpoint(path: string, index: NativeIndex, log: Logger): Checkpoint | null {
+  let fd: number;
+  try {
+    fd = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT") log.warn("volume_checkpoint_unread", { path, reason: (e as Error).message, effect: "every volume is read whole" });
+    return null;
+  }
+  try {
+    const fixed = new Uint8Array(32);
+    if (readSync(fd, fixed, 0, 32, 0) !== 32) throw new Error("shorter than its head");
+    const v = new DataView(fixed.buffer);
+    if (v.getUint32(0, true) !== CHECKPOINT_MAGIC || v.getUint32(4, true) !== 1) throw new Error("not a checkpoint of this version");
+    const n = v.getUint32(8, true);
+    const list = new Uint8Array(16 * n);
+    if (readSync(fd, list, 0, list.length, 32) !== list.length) throw new Error("shorter than its head");
+    const lv = new DataView(list.buffer);
+    const ends = new Map<number, number>();
+    for (let i = 0; i < n; i++) ends.set(lv.getUint32(16 * i, true), lv.getFloat64(16 * i + 8, true));
+    // A volume shorter than it was (cut by hand, or a disk that lost writes) holds less than the
+    // records say: the checkpoint is not used. (A volume gone was compacted: its copies are found.)
+    const dir = path.slice(0, path.lastIndexOf("/"));
+    for (const [id, end] of ends) {
+      let size: number;
+      try {
+        size = statSync(`${dir}/${volumeFileName(id)}`).size;
+      } catch {
+        continue;
+      }
+      if (size < end) throw new Error(`${volumeFileName(id)} is ${size} bytes, shorter than the ${end} it had`);
+    }
+    const records = index.loadRecords(path, 32 + 16 * n);
+    if (records < 0) throw new Error(records === -74 ? "its checksum does not hold (damaged)" : `errno ${-records}`);
+    return { ends, nextSeq: v.getFloat64(16, true), nextVolume: v.getFloat64(24, true), records };
+  } catch (e) {
+    log.warn("volume_checkpoint_unread", { path, reason: (e as Error).message, effect: "every volume is read whole" });
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * At a clean stop, once no loop serves: the index's records and where each volume ends now, so that
+ * the next start reads them in one piece instead of every record (docs/VOLUMES.md, "Checkpoint").
+ * Written to a temporary name, synced, renamed. A failure is said, and the next start reads the
+ * volumes whole.
+ */
+export function saveCheckpoint(dataDir: string, index: NativeIndex, counters: VolumeCounters, log: Logger): void {
+  const t0 = performance.now();
+  const dir = `${dataDir}/${VOLUME_DIR}`;
+  const ids = readdirSync(dir)
+    .map((name) => VOLUME_NAME.exec(name))
+    .filter((m) => m !== null)
+    .map((m) => Number.parseInt(m![1]!, 16))
+    .sort((a, b) => a - b);
+  const head = new Uint8Array(32 + 16 * ids.length);
+  const v = new DataView(head.buffer);
+  v.setUint32(0, CHECKPOINT_MAGIC, true);
+  v.setUint32(4, 1, true);
+  v.setUint32(8, ids.length, true);
+  v.setFloat64(16, counters.nextSeq(), true);
+  v.setFloat64(24, counters.nextVolume(), true);
+  for (const [i, id] of ids.entries()) {
+    v.setUint32(32 + 16 * i, id, true);
+    v.setFloat64(32 + 16 * i + 8, statSync(`${dir}/${volumeFileName(id)}`).size, true);
+  }
+  const tmp = `${dir}/${CHECKPOINT}.tmp`;
+  const records = index.saveRecords(tmp, head);
+  if (records < 0) {
+    log.warn("volume_checkpoint_failed", { errno: -records, effect: "the next start reads every volume whole" });
+    try {
+      unlinkSync(tmp);
+    } catch {}
+    return;
+  }
+  renameSync(tmp, `${dir}/${CHECKPOINT}`);
+  const dfd = openSync(dir, fsConstants.O_RDONLY | fsConstants.O_DIRECTORY);
+  try {
+    fsyncSync(dfd);
+  } finally {
+    closeSync(dfd);
+  }
+  log.info("volume_checkpoint_saved", { records, volumes: ids.length, ms: Math.round(performance.now() - t0) });
+}
+
 /**
  * Start-up, before any loop serves: scans every volume in order into the index (a key's record with
  * the largest sequence number, unless a tombstone deleted it), reports tails that failed their
@@ -133,15 +243,22 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
     .filter((m) => m !== null)
     .map((m) => Number.parseInt(m![1]!, 16))
     .sort((a, b) => a - b);
+  // A checkpoint's records first (one read, no record of the volumes read up to where it says they
+  // ended), then what the volumes hold past those ends and in volumes begun since.
+  const checkpoint = readCheckpoint(`${dir}/${CHECKPOINT}`, index, log);
   const records = new VolumeRecords();
   let seqMax = 0;
   let bodies = 0;
   let tombstones = 0;
+  let scannedBytes = 0;
   try {
     for (const id of ids) {
       const path = `${dir}/${volumeFileName(id)}`;
-      const scan = records.scan(path, id);
+      const from = checkpoint?.ends.get(id) ?? 0;
+      const size = statSync(path).size;
+      const scan = records.scan(path, id, from);
       if (scan.end < 0) throw new StoreError(`cannot read the volume ${path}: errno ${-scan.end}`);
+      scannedBytes += size - from;
       seqMax = Math.max(seqMax, scan.seqMax);
       bodies += scan.bodies;
       tombstones += scan.tombstones;
@@ -154,7 +271,10 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
         });
       }
     }
-    const lost = records.mergeInto(index);
+    const lost = records.mergeInto(index, ids);
+    // A checkpoint's records of a volume removed since (compacted by a run that did not stop cleanly,
+    // or by `fsgw volumes compact`) and not found copied: gone with it.
+    const dropped = checkpoint === null ? 0 : index.dropMissing(ids);
     const tombstoned: { key: string; seq: number }[] = [];
     for (const { key, lost: what, seq } of lost) {
       if (what === "record") {
@@ -167,15 +287,25 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
         if ((e as NodeJS.ErrnoException).code !== "ENOENT") throw e;
       }
     }
-    let nextVolume = (ids.at(-1) ?? 0) + 1;
-    let nextSeq = seqMax + 1;
+    let nextVolume = Math.max((ids.at(-1) ?? 0) + 1, checkpoint?.nextVolume ?? 0);
+    let nextSeq = Math.max(seqMax + 1, checkpoint?.nextSeq ?? 0);
     if (tombstoned.length > 0) {
       // Written and flushed now, to a volume of their own: the next start must not find the pair again.
       writeTombstones(`${dir}/${volumeFileName(nextVolume++)}`, tombstoned, nextSeq, options.fileMode);
       nextSeq += tombstoned.length;
     }
     if (lost.length > 0) log.info("volumes_settled", { filesRemoved: lost.length - tombstoned.length, recordsDeleted: tombstoned.length, why: "a crash came between a commit and the removal of what it replaced" });
-    log.info("volumes_ready", { volumes: ids.length, bodyRecords: bodies, tombstones, keys: index.count, indexBytes: index.bytes, ms: Math.round(performance.now() - t0) });
+    log.info("volumes_ready", {
+      volumes: ids.length,
+      checkpointRecords: checkpoint?.records ?? 0,
+      bodyRecords: bodies,
+      tombstones,
+      scannedBytes,
+      droppedRecords: dropped,
+      keys: index.count,
+      indexBytes: index.bytes,
+      ms: Math.round(performance.now() - t0),
+    });
     return { nextSeq, nextVolume };
   } finally {
     records.close();

@@ -43,7 +43,7 @@ test("stats, verify and compact on a data directory with volumes", async () => {
   expect(fsgw("volumes", "verify", "--data-dir", dataDir).code).toBe(0);
 
   // Compact at 50%: the one volume goes, its 40 live records (and the 60 tombstones) are copied.
-  const before = readdirSync(join(dataDir, "volumes"));
+  const before = readdirSync(join(dataDir, "volumes")).filter((n) => n.endsWith(".fsv"));
   const compacted = JSON.parse(fsgw("volumes", "compact", "--data-dir", dataDir, "--live-percent", "50", "--json").out) as { compacted: string[]; recordsCopied: number; bytesReclaimed: number };
   expect(compacted.compacted).toEqual(before);
   expect(compacted.recordsCopied).toBe(100);
@@ -60,7 +60,7 @@ test("stats, verify and compact on a data directory with volumes", async () => {
   server = null;
 
   // One byte of a body changed: verify names the record and exits 1.
-  const [volume] = readdirSync(join(dataDir, "volumes")).sort().slice(-1);
+  const [volume] = readdirSync(join(dataDir, "volumes")).filter((n) => n.endsWith(".fsv")).sort().slice(-1);
   const path = join(dataDir, "volumes", volume!);
   const bytes = new Uint8Array(readFileSync(path));
   const at = statSync(path).size - 1000;

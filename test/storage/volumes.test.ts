@@ -33,7 +33,9 @@ function shardFiles(dataDir: string): string[] {
 }
 
 function volumeFiles(dataDir: string): string[] {
-  return readdirSync(join(dataDir, "volumes")).sort();
+  return readdirSync(join(dataDir, "volumes"))
+    .filter((n) => n.endsWith(".fsv"))
+    .sort();
 }
 
 function pathOf(dataDir: string, name: string, shards = 256): string {
@@ -188,7 +190,8 @@ describe("a server with volumes", () => {
       if (k === "small/0" || k === "large/0") expect(await absent(again, k)).toBe(true);
       else expect(sha256(await again.download(k))).toBe(sha256(b));
     }
-    expect(server.lines.join("\n")).toMatch(/event=volumes_ready volumes=\d+ bodyRecords=201 tombstones=1/);
+    // A clean stop left a checkpoint: its 200 live records are read from it, no volume record is.
+    expect(server.lines.join("\n")).toMatch(/event=volumes_ready volumes=\d+ checkpointRecords=200 bodyRecords=0 tombstones=0 scannedBytes=0 /);
     again.close();
     // Volumes off: the records stay readable and deletable; new bodies are files.
     await server.stop();
@@ -235,7 +238,8 @@ describe("a server with volumes", () => {
     const client = connect({ port: server.port });
     for (let i = 0; i < 10; i++) await client.upload(`t/${i}`, payload(2000, i));
     client.close();
-    await server.stop();
+    server.proc.kill("SIGKILL"); // a crash: no checkpoint
+    await server.proc.exited;
     const [volume] = volumeFiles(dataDir);
     const path = join(dataDir, "volumes", volume!);
     const size = statSync(path).size;
@@ -253,6 +257,72 @@ describe("a server with volumes", () => {
     again.close();
   });
 
+  test("a checkpoint at a clean stop: the next start reads it and only what the volumes gained since; a crash, a compaction or damage after it change nothing a client sees", async () => {
+    const fields = { ...VOLUMES, volumeBytesMax: 8192, volumeFileBytesMax: 1 << 20, volumeCompactLivePercent: 0 };
+    server = await startServer(fields);
+    const { dataDir } = server;
+    const expected = new Map<string, Uint8Array | null>();
+    let client = connect({ port: server.port, poolSize: 8 });
+    for (let i = 0; i < 150; i++) {
+      expected.set(`p/${i}`, payload(5000, i));
+      await client.upload(`p/${i}`, expected.get(`p/${i}`)!);
+    }
+    client.close();
+    await server.stop();
+    expect(server.lines.join("\n")).toMatch(/event=volume_checkpoint_saved records=150 /);
+    const check = async () => {
+      const c = connect({ port: server!.port, poolSize: 8 });
+      for (const [key, body] of expected) {
+        if (body === null) expect(await absent(c, key)).toBe(true);
+        else expect(sha256(await c.download(key))).toBe(sha256(body));
+      }
+      c.close();
+    };
+    // Read from the checkpoint alone; then changes after it, and a crash.
+    server = await startServer({ ...fields, dataDir });
+    expect(await server.line("event=volumes_ready")).toMatch(/checkpointRecords=150 bodyRecords=0 tombstones=0 scannedBytes=0 /);
+    client = connect({ port: server.port, poolSize: 8 });
+    await client.delete("p/0");
+    expected.set("p/0", null);
+    expected.set("p/1", payload(3000, 1001));
+    await client.upload("p/1", expected.get("p/1")!);
+    expected.set("p/2", payload(100_000, 1002)); // a file now: the record is deleted by a tombstone
+    await client.upload("p/2", expected.get("p/2")!);
+    expected.set("p/new", payload(10, 1003));
+    await client.upload("p/new", expected.get("p/new")!);
+    client.close();
+    server.proc.kill("SIGKILL");
+    await server.proc.exited;
+    server = await startServer({ ...fields, dataDir });
+    expect(await server.line("event=volumes_ready")).toMatch(/checkpointRecords=150 bodyRecords=2 tombstones=2 /);
+    await check();
+    // Most keys deleted, the first volume compacted, then a crash: the checkpoint's view of that
+    // volume is stale, and the copies found in the volumes begun since put it right.
+    client = connect({ port: server.port, poolSize: 8 });
+    for (let i = 3; i < 120; i++) {
+      await client.delete(`p/${i}`);
+      expected.set(`p/${i}`, null);
+    }
+    client.close();
+    server.proc.kill("SIGKILL");
+    await server.proc.exited;
+    server = await startServer({ ...fields, dataDir, volumeCompactLivePercent: 60, volumeCompactCheckMs: 100 });
+    await server.line(/event=volume_compacted volume=1 /, 10_000); // the checkpoint's volume
+    server.proc.kill("SIGKILL");
+    await server.proc.exited;
+    server = await startServer({ ...fields, dataDir });
+    await check();
+    await server.stop();
+    // A damaged checkpoint is not used: said, and the volumes are read whole.
+    const cp = join(dataDir, "volumes", "checkpoint.fsc");
+    const bytes = new Uint8Array(readFileSync(cp));
+    bytes[bytes.length - 100] = bytes[bytes.length - 100]! ^ 1;
+    writeFileSync(cp, bytes);
+    server = await startServer({ ...fields, dataDir });
+    expect(await server.line("event=volume_checkpoint_unread")).toContain("checksum");
+    await check();
+  }, 60_000);
+
   test("a key left both as a file and as a record (a crash between a commit and its clean-up): the later stays, once", async () => {
     server = await startServer(VOLUMES);
     const { dataDir } = server;
@@ -260,7 +330,9 @@ describe("a server with volumes", () => {
     await client.upload("newer-file", payload(500, 1));
     await client.upload("newer-record", payload(600, 2));
     client.close();
-    await server.stop();
+    // A crash (no clean stop: no checkpoint), after which each key is also found as a file.
+    server.proc.kill("SIGKILL");
+    await server.proc.exited;
     // A file written after the record (its removal of the record never happened) ...
     const fileBody = payload(700, 3);
     writeFileSync(pathOf(dataDir, "newer-file"), fileBody);

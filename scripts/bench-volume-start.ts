@@ -4,7 +4,8 @@
 // leave them), syncs, then starts a server with volumes on that data directory and one on an empty
 // one, alternated `--rounds` times: the time from process start to listening and to the scan's end
 // (event=volumes_ready), the index's own bytes per key, and the server's resident memory beyond the
-// empty server's, per key.
+// empty server's, per key. The first start reads every volume; each clean stop saves a checkpoint,
+// which the next start reads instead (docs/VOLUMES.md).
 //
 //   bun scripts/bench-volume-start.ts [--keys 10000000] [--size 1024] [--rounds 2] [--data DIR]
 //   (--data: the data directory of an earlier run, with the same --keys: not written again)
@@ -93,12 +94,17 @@ for (let round = 1; round <= rounds; round++) {
   const ready = await full.server.line("event=volumes_ready");
   await Bun.sleep(500);
   const rss = rssKiB(full.server.pid);
+  const t1 = performance.now();
   await full.server.stop();
+  const stopMs = performance.now() - t1;
+  const saved = full.server.lines.find((l) => l.includes("event=volume_checkpoint_saved")) ?? "";
+  const fromCheckpoint = Number(/ checkpointRecords=(\d+)/.exec(ready)?.[1] ?? 0);
   const scanMs = Number(/ ms=(\d+)/.exec(ready)![1]);
   const indexBytes = Number(/ indexBytes=(\d+)/.exec(ready)![1]);
   const keyBytes = keyOf(keys - 1).length;
   const line =
-    `round ${round}: start ${(full.ms / 1000).toFixed(2)} s (empty ${(empty.ms / 1000).toFixed(2)} s), scan ${(scanMs / 1000).toFixed(2)} s; ` +
+    `round ${round}: start ${(full.ms / 1000).toFixed(2)} s (empty ${(empty.ms / 1000).toFixed(2)} s), ${fromCheckpoint > 0 ? `from a checkpoint of ${fromCheckpoint} records` : "every volume read"} ${(scanMs / 1000).toFixed(2)} s; ` +
+    `stop ${(stopMs / 1000).toFixed(2)} s (checkpoint saved in ${(Number(/ ms=(\d+)/.exec(saved)?.[1] ?? 0) / 1000).toFixed(2)} s); ` +
     `index ${(indexBytes / keys).toFixed(1)} bytes/key (keys of ~${keyBytes} bytes), RSS beyond an empty server ${(((rss - emptyRss) * 1024) / keys).toFixed(1)} bytes/key`;
   console.log(line);
   results.push(line);

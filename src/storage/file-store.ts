@@ -26,7 +26,7 @@ import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
 import { VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
-import { VOLUME_DIR, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
+import { VOLUME_DIR, holdVolumesDir, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
 
 const LAYOUT_FILE = "fsgw-layout.json";
 /** How often a loop closes descriptors of volumes another loop compacted away. */
@@ -352,6 +352,7 @@ export class FileStore implements Store {
     const v = this.volumeOptions;
     if (v === null) return;
     const dir = `${this.dataDir}/${VOLUME_DIR}`;
+    holdVolumesDir(dir);
     this.volumeWriter = new VolumeWriter(this.engine, dir, v.counters, v, log);
     const files = new VolumeFiles(dir, (fd) => void this.engine.close(fd).catch(() => {}), v.filesOpenMax);
     this.volumeFiles = files;

@@ -19,6 +19,7 @@
 // hole a crash could leave (which the scan would stop at).
 import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { constants } from "node:os";
+import { ConfinedPaths } from "../engine/confined-paths";
 import type { IoEngine } from "../engine/io-engine";
 import { IoError } from "../engine/io-error";
 import type { Logger } from "../log";
@@ -33,6 +34,25 @@ const VOLUME_NAME = /^([0-9a-f]{8})\.fsv$/;
 
 export function volumeFileName(id: number): string {
   return `${id.toString(16).padStart(8, "0")}.fsv`;
+}
+
+/**
+ * Volumes directories opened without following links, component by component from the data
+ * directory, and held (ConfinedPaths): a `volumes` directory replaced by a link while the server
+ * runs is not followed, the directory opened first is used. One table per thread.
+ */
+const confined = new ConfinedPaths();
+
+/** The path node:fs opens for `name` in the volumes directory `dir` (<dataDir>/volumes): never through a link. */
+function beneath(dir: string, name: string): string {
+  const dataDir = dir.slice(0, dir.lastIndexOf("/"));
+  confined.confine(dataDir, 0o600);
+  return confined.map(`${dir}/${name}`);
+}
+
+/** Opens and holds the volumes directory now (a loop's start), so that what it uses later is this one. */
+export function holdVolumesDir(dir: string): void {
+  beneath(dir, "-");
 }
 
 /** Loops whose volume being appended to is known to all (the loop group's bound is 64). */
@@ -505,7 +525,7 @@ export class VolumeWriter {
     for (let tries = 0; tries < 16; tries++) {
       const id = this.counters.takeVolume();
       try {
-        this.fd = openSync(`${this.dir}/${volumeFileName(id)}`, fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, this.options.fileMode);
+        this.fd = openSync(beneath(this.dir, volumeFileName(id)), fsConstants.O_RDWR | fsConstants.O_CREAT | fsConstants.O_EXCL | fsConstants.O_NOFOLLOW, this.options.fileMode);
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         if (err.code === "EEXIST") continue;
@@ -606,7 +626,7 @@ export class VolumeFiles {
     if (f === undefined) {
       if (this.fds.size >= this.openMax) this.closeIdle();
       try {
-        f = { fd: openSync(`${this.dir}/${volumeFileName(volume)}`, fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW), users: 0, retired: false };
+        f = { fd: openSync(beneath(this.dir, volumeFileName(volume)), fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW), users: 0, retired: false };
       } catch (e) {
         const errno = (e as NodeJS.ErrnoException).errno;
         return typeof errno === "number" ? -Math.abs(errno) : -5;

@@ -98,6 +98,30 @@ for (const [name, fields] of engines) {
   });
 }
 
+describe("volumes", () => {
+  test("the volumes directory replaced by a link while the server runs: new volumes and reads stay in the directory opened first, nothing outside is touched", async () => {
+    const elsewhere = tempDir("elsewhere-volumes");
+    writeFileSync(join(elsewhere, "victim"), "precious");
+    server = await startServer({ volumes: true, volumeFileBytesMax: 1 << 20, volumeCompactLivePercent: 0 });
+    const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await uploadExchange(conn, "before", 1000, (c) => c.write(payload(1000, 1)));
+    const volumes = join(server.dataDir, "volumes");
+    renameSync(volumes, volumes + ".moved");
+    symlinkSync(elsewhere, volumes);
+    // Past 1 MiB: the writer begins new volumes, by name, after the link is there.
+    for (let i = 0; i < 300; i++) await uploadExchange(conn, `k${i}`, 5000, (c) => c.write(payload(5000, i)));
+    for (const i of [0, 150, 299]) {
+      const got: Uint8Array[] = [];
+      await downloadExchange(conn, `k${i}`, (b) => void got.push(b.slice()));
+      expect(sha256(Buffer.concat(got))).toBe(sha256(payload(5000, i)));
+    }
+    expect(readdirSync(elsewhere).sort()).toEqual(["victim"]);
+    expect(readFileSync(join(elsewhere, "victim"), "utf8")).toBe("precious");
+    expect(readdirSync(volumes + ".moved").filter((n) => n.endsWith(".fsv")).length).toBeGreaterThanOrEqual(2);
+    conn.close();
+  });
+});
+
 /** `n` keys (other than those given) whose shard is `shard`. */
 function otherKeysOfShard(dataDir: string, shard: string, n: number): string[] {
   const out: string[] = [];

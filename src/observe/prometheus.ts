@@ -31,7 +31,7 @@ class Writer {
 }
 
 /** Store stats that go up and down; the others only count up. */
-const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "s3AbortsPending", "cacheEntries", "cacheBytes"]);
+const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "s3AbortsPending", "cacheEntries", "cacheBytes", "volumeFilesOpen"]);
 
 /** What the supervisor adds about its event loops: failures replaced, and each loop's share. */
 export interface LoopMetrics {
@@ -70,8 +70,10 @@ export function renderMetrics(stats: ServerStats, engine: EngineStats, proc: Pro
   w.one("fsgw_resumable_kept_bytes", "gauge", "Bytes the parked resumable uploads keep on disk (server-wide).", resumable.keptBytes);
   // The store's own counters: s3RequestsInFlight -> fsgw_store_s3_requests_in_flight.
   for (const [name, value] of Object.entries(stats.store())) {
-    const metric = "fsgw_store_" + name.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase());
-    w.one(metric, STORE_GAUGES.has(name) ? "gauge" : "counter", `The store's ${name} (see /debug/stats).`, value);
+    const gauge = STORE_GAUGES.has(name);
+    // Prometheus names a counter's samples ..._total.
+    const metric = "fsgw_store_" + name.replace(/[A-Z]/g, (c) => "_" + c.toLowerCase()) + (gauge ? "" : "_total");
+    w.one(metric, gauge ? "gauge" : "counter", `The store's ${name} (see /debug/stats).`, value);
   }
   w.one("fsgw_tls_handshake_failures_total", "counter", "TLS handshakes that failed (plaintext clients, unknown CAs, missing client certificates).", stats.tlsHandshakeFailures);
   w.one("fsgw_connection_bugs_total", "counter", "Connections closed because fsgw's own code threw (a bug: see event=connection_bug).", stats.connectionBugs);

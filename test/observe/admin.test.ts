@@ -14,7 +14,8 @@ let client: FsgwClient;
 
 beforeAll(async () => {
   const adminPort = freePort();
-  server = await startServer({ adminPort });
+  // With volumes: the store's own counters (volume records, writes...) are among the metrics too.
+  server = await startServer({ adminPort, volumes: true });
   admin = `http://127.0.0.1:${adminPort}`;
   client = connect({ port: server.port, poolSize: 4 });
 });
@@ -122,6 +123,8 @@ describe("admin endpoint", () => {
       }
     }
     for (const [name, type] of declared) if (type === "counter") expect(name).toEndWith("_total");
+    expect(declared.get("fsgw_store_volume_records_total")).toBe("counter");
+    expect(declared.get("fsgw_store_volume_files_open")).toBe("gauge");
     expect(values.get('fsgw_exchanges_total{op="bench"}')).toBeGreaterThanOrEqual(s.exchanges.bench.count - 1);
     expect(values.get("fsgw_process_resident_memory_bytes")).toBeGreaterThan(0);
     expect(declared.get("fsgw_exchange_duration_seconds")).toBe("histogram");

@@ -2,13 +2,13 @@
 // (docs/VOLUMES.md), without a server. stats and verify only read (a running server may be
 // appending meanwhile: their figures are then of a moment); compact takes the data directory's lock,
 // so it runs only while no server does.
-import { closeSync, existsSync, readdirSync, rmSync } from "node:fs";
+import { closeSync, existsSync, rmSync } from "node:fs";
 import { ConfigError, loadConfig } from "../config";
 import { SyncEngine } from "../engine/sync-engine";
 import { NativeIndex, VolumeRecords } from "../ffi/pool-binding";
 import { Logger } from "../log";
 import { lockForProcess } from "../platform";
-import { VOLUME_DIR, VolumeCompactor, VolumeCounters, VolumeFiles, VolumeWriter, readRecords, volumeFileName } from "../storage/volumes";
+import { VOLUME_DIR, VolumeCompactor, VolumeCounters, VolumeFiles, VolumeWriter, readRecords, volumeFileName, volumeIdsIn } from "../storage/volumes";
 import { parseArgs, UsageError, type Parsed } from "./args";
 import { EXIT_LOCAL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, type Io } from "./client-commands";
 
@@ -56,15 +56,6 @@ function configOf(parsed: Parsed) {
   const loaded = loadConfig({ argv: config === undefined ? [] : ["--config", config], env: process.env });
   const dataDir = parsed.flags.get("--data-dir") ?? loaded.dataDir;
   return { config: loaded, dataDir };
-}
-
-function volumeIds(dir: string): number[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .map((n) => /^([0-9a-f]{8})\.fsv$/.exec(n))
-    .filter((m) => m !== null)
-    .map((m) => Number.parseInt(m![1]!, 16))
-    .sort((a, b) => a - b);
 }
 
 /** Scans every volume into an index of their live records (files are not looked at). */
@@ -119,7 +110,7 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
     const { config, dataDir } = configOf(parsed);
     const dir = `${dataDir}/${VOLUME_DIR}`;
     if (!existsSync(dataDir)) return fail(`no data directory ${dataDir}`, EXIT_LOCAL);
-    const ids = volumeIds(dir);
+    const ids = volumeIdsIn(dir);
     if (sub === "stats") {
       const { index, facts } = scanAll(dir, ids);
       const keys = index.count;

@@ -770,21 +770,36 @@ export class FileStore implements Store {
       const files = this.volumeFiles!;
       const volume = index.lastVolume;
       const fd = files.acquire(volume);
-      const at = index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes;
-      return new RecordReader(this.engine, zeroCopy, this.inline !== null, fd, at, index.lastSize, fd < 0 ? null : () => files.release(volume));
+      // The record's body is [at, at + size) of the volume, whose descriptor the store keeps.
+      const record = { fd, at: index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes, size: index.lastSize, release: () => files.release(volume) };
+      return zeroCopy === null ? new FileReader(this.engine, "", undefined, record) : new SendfileReader(this.engine, zeroCopy, "", this.inline !== null, undefined, record);
     }
     return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key), digest) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null, digest);
   }
 }
 
 /**
+ * A part of a file the store keeps open (a volume's record): its body is file[at, at + size), and
+ * the reader gives the descriptor back (release) instead of closing it. fd < 0: -errno, for open().
+ */
+interface Borrowed {
+  fd: number;
+  at: number;
+  size: number;
+  release(): void;
+}
+
+/**
  * A streamed download of one file: open, fstat, then reads at an advancing position. One
- * operation at a time; close() mid-operation waits for it and then closes the descriptor.
+ * operation at a time; close() mid-operation waits for it and then closes the descriptor. Or of a
+ * part of a file the store keeps open (`borrowed`): positions count from its start.
  */
 class FileReader implements BodyReader {
   size = 0;
   protected fd = -1;
   protected position = 0;
+  /** Where position 0 is in the file: a borrowed part's start, else 0. */
+  protected readonly base: number;
   /** Where the body ends: the file's size, or the end of the range asked for. */
   protected end = -1;
   protected inFlight = false;
@@ -796,9 +811,19 @@ class FileReader implements BodyReader {
     protected readonly path: string,
     /** Receives the file's recorded digest on open (DIGEST_BYTES), when given. */
     protected readonly digest: Uint8Array | undefined,
-  ) {}
+    protected readonly borrowed: Borrowed | null = null,
+  ) {
+    this.base = borrowed?.at ?? 0;
+  }
 
   open(target: StoreTarget): void {
+    const b = this.borrowed;
+    if (b !== null) {
+      if (b.fd < 0) return failErrno(target, -b.fd);
+      this.fd = b.fd;
+      this.size = b.size;
+      return target.onStoreDone(b.size);
+    }
     this.inFlight = true;
     this.engine.open(this.path, "read").then(
       (fd) => {
@@ -833,7 +858,8 @@ class FileReader implements BodyReader {
   read(into: Uint8Array, target: StoreTarget): void {
     if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`FileReader.read while ${this.inFlight ? "busy" : "closed"}`);
     this.inFlight = true;
-    this.engine.read(this.fd, into, this.position).then(
+    // Never past the body's end (or its range's): a borrowed part has other bytes after it.
+    this.engine.read(this.fd, into.length > this.left ? into.subarray(0, Math.max(0, this.left)) : into, this.base + this.position).then(
       (n) => {
         this.inFlight = false;
         if (this.closing !== null) return this.settleClose();
@@ -858,11 +884,15 @@ class FileReader implements BodyReader {
     reportError(target, e);
   }
 
-  /** Closes the descriptor, if one was opened; resolves close()'s promise either way. */
+  /** Closes the descriptor, if one was opened (gives a borrowed one back); resolves close()'s promise either way. */
   protected settleClose(): void {
     this.inFlight = false;
     const fd = this.fd;
     this.fd = -1;
+    if (this.borrowed !== null) {
+      if (this.borrowed.fd >= 0) this.borrowed.release();
+      return this.closed();
+    }
     if (fd < 0) return this.closed();
     this.engine.close(fd).then(this.closed, this.closed);
   }
@@ -885,12 +915,13 @@ class SendfileReader extends FileReader {
     /** Inline calls allowed (a local file system, ioInline on): else every step is the pool's. */
     private readonly inlineAllowed: boolean,
     digest: Uint8Array | undefined,
+    borrowed: Borrowed | null = null,
   ) {
-    super(engine, path, digest);
+    super(engine, path, digest, borrowed);
   }
 
   override open(target: StoreTarget): void {
-    if (!this.inlineAllowed) return super.open(target);
+    if (!this.inlineAllowed || this.borrowed !== null) return super.open(target);
     const fd = this.zc.openCached(this.path);
     if (fd === WOULD_BLOCK) return super.open(target);
     if (fd < 0) return failErrno(target, -fd);
@@ -903,7 +934,7 @@ class SendfileReader extends FileReader {
   sendTo(socket: number, target: StoreTarget): void {
     if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`SendfileReader.sendTo while ${this.inFlight ? "busy" : "closed"}`);
     const left = this.left;
-    const now = this.inlineAllowed ? this.zc.sendfileNow(socket, this.fd, this.position, left, null, null) : WOULD_BLOCK;
+    const now = this.inlineAllowed ? this.zc.sendfileNow(socket, this.fd, this.base + this.position, left, null, null) : WOULD_BLOCK;
     if (now > 0) {
       this.position += now;
       return target.onStoreDone(now);
@@ -915,14 +946,14 @@ class SendfileReader extends FileReader {
       this.dupSocket = dup;
     }
     this.inFlight = true;
-    this.zc.sendfileTo(this.dupSocket, this.fd, this.position, left, new SendDone(this, target));
+    this.zc.sendfileTo(this.dupSocket, this.fd, this.base + this.position, left, new SendDone(this, target));
   }
 
   sendFramedNow(socket: number, head: Uint8Array, tail: Uint8Array): number {
     if (this.inFlight || this.fd < 0 || this.closing !== null) throw new Error(`SendfileReader.sendFramedNow while ${this.inFlight ? "busy" : "closed"}`);
     if (!this.inlineAllowed) return -1;
     const left = this.left;
-    const sent = this.zc.sendfileNow(socket, this.fd, this.position, left, head, tail);
+    const sent = this.zc.sendfileNow(socket, this.fd, this.base + this.position, left, head, tail);
     if (sent < 0) return -1; // not cached, or the socket failed: sendTo meets the failure and reports it
     this.position += Math.min(Math.max(sent - head.length, 0), left);
     return sent;
@@ -940,7 +971,7 @@ class SendfileReader extends FileReader {
   protected override settleClose(): void {
     if (this.dupSocket >= 0) this.zc.closeNow(this.dupSocket);
     this.dupSocket = -1;
-    if (!this.inlineAllowed || this.fd < 0) return super.settleClose();
+    if (!this.inlineAllowed || this.fd < 0 || this.borrowed !== null) return super.settleClose();
     // Closing a file opened only for reading on a local file system does not wait on the disk:
     // no trip to the pool for it.
     this.zc.closeNow(this.fd);
@@ -959,115 +990,6 @@ class SendDone implements IoTarget {
   }
   onIoBug(error: unknown): void {
     this.target.onStoreBug(error);
-  }
-}
-
-/**
- * A streamed download of a volume's record: its body is [at, at + size) of the volume's descriptor,
- * which the store keeps open (never closed here). Reads at an advancing position; with zero-copy,
- * sends straight from the volume to the socket as SendfileReader does from a file.
- */
-class RecordReader implements BodyReader {
-  private position = 0;
-  private end: number;
-  private inFlight = false;
-  private dupSocket = -1;
-  private closing: Promise<void> | null = null;
-  private closed!: () => void;
-
-  constructor(
-    private readonly engine: IoEngine,
-    private readonly zc: ZeroCopyOps | null,
-    private readonly inlineAllowed: boolean,
-    /** The volume's descriptor, or -errno (open() reports it). */
-    private readonly fd: number,
-    private readonly at: number,
-    readonly size: number,
-    /** Gives the descriptor back to the store once this reader is done with it. */
-    private readonly release: (() => void) | null,
-  ) {
-    this.end = size;
-    if (zc === null) this.sendTo = undefined;
-    if (zc === null || !inlineAllowed) this.sendFramedNow = undefined;
-  }
-
-  open(target: StoreTarget): void {
-    if (this.fd < 0) return failErrno(target, -this.fd);
-    target.onStoreDone(this.size);
-  }
-
-  range(offset: number, length: number): void {
-    this.position = offset;
-    this.end = offset + length;
-  }
-
-  read(into: Uint8Array, target: StoreTarget): void {
-    const left = this.end - this.position;
-    if (left <= 0) return target.onStoreDone(0);
-    this.inFlight = true;
-    this.engine.read(this.fd, into.subarray(0, Math.min(into.length, left)), this.at + this.position).then(
-      (n) => {
-        this.inFlight = false;
-        if (this.closing !== null) return this.settleClose();
-        this.position += n;
-        target.onStoreDone(n);
-      },
-      (e: unknown) => {
-        this.inFlight = false;
-        if (this.closing !== null) return this.settleClose();
-        reportError(target, e);
-      },
-    );
-  }
-
-  sendTo?(socket: number, target: StoreTarget): void {
-    const zc = this.zc!;
-    const left = this.end - this.position;
-    const now = this.inlineAllowed ? zc.sendfileNow(socket, this.fd, this.at + this.position, left, null, null) : WOULD_BLOCK;
-    if (now > 0) {
-      this.position += now;
-      return target.onStoreDone(now);
-    }
-    if (now < 0 && now !== WOULD_BLOCK) return failErrno(target, -now);
-    if (this.dupSocket < 0) {
-      const dup = zc.dupNow(socket);
-      if (dup < 0) return failErrno(target, -dup);
-      this.dupSocket = dup;
-    }
-    this.inFlight = true;
-    zc.sendfileTo(this.dupSocket, this.fd, this.at + this.position, left, {
-      onIoDone: (result: number) => {
-        this.inFlight = false;
-        if (this.closing !== null) return this.settleClose();
-        if (result > 0) this.position += result;
-        if (result >= 0) target.onStoreDone(result);
-        else failErrno(target, -result);
-      },
-      onIoBug: (error: unknown) => target.onStoreBug(error),
-    });
-  }
-
-  sendFramedNow?(socket: number, head: Uint8Array, tail: Uint8Array): number {
-    const left = this.end - this.position;
-    const sent = this.zc!.sendfileNow(socket, this.fd, this.at + this.position, left, head, tail);
-    if (sent < 0) return -1;
-    this.position += Math.min(Math.max(sent - head.length, 0), left);
-    return sent;
-  }
-
-  close(): Promise<void> {
-    if (this.closing === null) {
-      this.closing = new Promise<void>((resolve) => (this.closed = resolve));
-      if (!this.inFlight) this.settleClose();
-    }
-    return this.closing;
-  }
-
-  private settleClose(): void {
-    if (this.dupSocket >= 0) this.zc!.closeNow(this.dupSocket);
-    this.dupSocket = -1;
-    this.release?.();
-    this.closed();
   }
 }
 

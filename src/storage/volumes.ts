@@ -17,7 +17,7 @@
 // Acknowledgement order: records of one volume are written in order, one write at a time, so when a
 // write completes every record before it is written too: a record acknowledged is never behind a
 // hole a crash could leave (which the scan would stop at).
-import { closeSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, existsSync, constants as fsConstants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readSync, readdirSync, renameSync, statSync, unlinkSync, writeSync } from "node:fs";
 import { constants } from "node:os";
 import { ConfinedPaths } from "../engine/confined-paths";
 import type { IoEngine } from "../engine/io-engine";
@@ -31,6 +31,16 @@ export const VOLUME_DIR = "volumes";
 /** The index's records as a clean stop left them (saveCheckpoint), read at start instead of every record. */
 const CHECKPOINT = "checkpoint.fsc";
 const VOLUME_NAME = /^([0-9a-f]{8})\.fsv$/;
+
+/** The numbers of the volumes in `dir` (<dataDir>/volumes), ascending; none when there is no such directory. */
+export function volumeIdsIn(dir: string): number[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .map((name) => VOLUME_NAME.exec(name))
+    .filter((m) => m !== null)
+    .map((m) => Number.parseInt(m![1]!, 16))
+    .sort((a, b) => a - b);
+}
 
 export function volumeFileName(id: number): string {
   return `${id.toString(16).padStart(8, "0")}.fsv`;
@@ -208,11 +218,7 @@ function readCheckpoint(path: string, index: NativeIndex, log: Logger): Checkpoi
 export function saveCheckpoint(dataDir: string, index: NativeIndex, counters: VolumeCounters, log: Logger): void {
   const t0 = performance.now();
   const dir = `${dataDir}/${VOLUME_DIR}`;
-  const ids = readdirSync(dir)
-    .map((name) => VOLUME_NAME.exec(name))
-    .filter((m) => m !== null)
-    .map((m) => Number.parseInt(m![1]!, 16))
-    .sort((a, b) => a - b);
+  const ids = volumeIdsIn(dir);
   const head = new Uint8Array(32 + 16 * ids.length);
   const v = new DataView(head.buffer);
   v.setUint32(0, CHECKPOINT_MAGIC, true);
@@ -258,11 +264,7 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
   }
   if (!lstatSync(dir).isDirectory()) throw new StoreError(`${dir} is not a directory (a symbolic link?): fsgw never follows links in its data directory; remove it`);
-  const ids = readdirSync(dir)
-    .map((name) => VOLUME_NAME.exec(name))
-    .filter((m) => m !== null)
-    .map((m) => Number.parseInt(m![1]!, 16))
-    .sort((a, b) => a - b);
+  const ids = volumeIdsIn(dir);
   // A checkpoint's records first (one read, no record of the volumes read up to where it says they
   // ended), then what the volumes hold past those ends and in volumes begun since.
   const checkpoint = readCheckpoint(`${dir}/${CHECKPOINT}`, index, log);
@@ -789,12 +791,7 @@ export class VolumeCompactor {
     this.running = true;
     try {
       const active = this.counters.activeVolumes();
-      const ids = readdirSync(this.dir)
-        .map((name) => VOLUME_NAME.exec(name))
-        .filter((m) => m !== null)
-        .map((m) => Number.parseInt(m![1]!, 16))
-        .filter((id) => !active.has(id))
-        .sort((a, b) => a - b);
+      const ids = volumeIdsIn(this.dir).filter((id) => !active.has(id));
       if (ids.length === 0) return -1;
       const live = this.index.volumeUsage(ids);
       let best = -1;

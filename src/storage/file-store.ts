@@ -16,8 +16,8 @@ import { closeSync, constants as fsConstants, lstatSync, mkdirSync, openSync, re
 import { constants } from "node:os";
 import { resolve } from "node:path";
 import { S_IFDIR, S_IFMT, S_IFREG, WOULD_BLOCK, modeOf, type InlineOps, type IoEngine, type IoTarget, type ZeroCopyOps } from "../engine/io-engine";
-import { errnoName } from "../engine/io-error";
-import { causeOfErrno, failErrno, reportError } from "./file-errors";
+import { errnoName, ioErrorFromErrno } from "../engine/io-error";
+import { causeOfErrno, ErrnoCause, failErrno, reportError } from "./file-errors";
 import { Partials, type ClientBudget, type HandedOver, type PartialLimits, type PartialUpload } from "./partials";
 import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
@@ -564,6 +564,17 @@ export class FileStore implements Store {
     this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target, indexed), recorded ? sum : undefined);
   }
 
+  /** A streamed body small enough for a volume, appended as its record (putHashed) as a promise. */
+  private putRecord(key: StoreKey, body: Uint8Array, sum: Uint8Array): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.putHashed(key, body, sum, {
+        onStoreDone: () => resolve(),
+        onStoreFailed: (_failure, cause) => reject(cause instanceof ErrnoCause ? ioErrorFromErrno(cause.errno, "volume append") : new Error(cause.text)),
+        onStoreBug: reject,
+      });
+    });
+  }
+
   readWhole(key: StoreKey, into: Uint8Array, target: StoreTarget, digest?: Uint8Array): void {
     if (digest !== undefined) digest[0] = 0;
     if (this.inVolume(key)) return this.readRecord(into, target, digest);
@@ -730,6 +741,7 @@ export class FileStore implements Store {
       expectedMd5,
       partial: partial === undefined ? undefined : { entry: partial, table: this.partials, resume },
       onCommitted: this.index === null ? undefined : (size, sum) => this.fileCommitted(key, size, sum),
+      intoRecord: this.volumeWriter === null ? undefined : { bytesMax: this.volumeOptions!.bodyBytesMax, put: (body, sum) => this.putRecord(key, body, sum) },
     });
     upload.open();
     return upload;

@@ -141,12 +141,19 @@ export interface UploadStreamOptions {
    */
   /** After the rename, before the owner hears: may return a promise the answer waits for. */
   onCommitted?: (size: number, digest: Uint8Array | null) => void | Promise<void>;
+  /**
+   * A whole body of at most `bytesMax` bytes is stored by `put` (the file store: a volume's record,
+   * with its digests: the SHA-256, and the MD5 after it when computed) instead of being renamed onto
+   * its key; the temporary file is read back, then removed. onCommitted is not called for it.
+   */
+  intoRecord?: { bytesMax: number; put(body: Uint8Array, digests: Uint8Array): Promise<void> };
 }
 
 export class UploadStream implements UploadSink {
   /** Changed only by move(); see LEGAL. */
   state: UploadState = "opening";
   private readonly onCommitted: ((size: number, digest: Uint8Array | null) => void | Promise<void>) | undefined;
+  private readonly intoRecord: UploadStreamOptions["intoRecord"];
   /** How the upload ends, once decided; null while it may still commit. */
   private ending: Ending | null = null;
   /** The temporary file's descriptor: open from the end of `opening` until it is closed. */
@@ -220,6 +227,7 @@ export class UploadStream implements UploadSink {
     this.expected = options.expected ?? this.partial?.entry.expected ?? null;
     this.digestOut = options.digest;
     this.onCommitted = options.onCommitted;
+    this.intoRecord = options.intoRecord;
     if (this.digestOut !== undefined) this.digestOut[0] = 0;
     this.expectedMd5 = options.expectedMd5 ?? null;
     this.checksMd5 = this.expectedMd5 !== null;
@@ -522,6 +530,11 @@ export class UploadStream implements UploadSink {
       const md5 = !this.wantsMd5 ? null : this.md5 !== null ? (this.md5.digest() as Buffer) : Buffer.from(this.hasher.md5!()!);
       if (this.expectedMd5 !== null && !equalBytes(md5!, this.expectedMd5)) throw new Md5Mismatch();
       const value = md5 === null ? sum : Buffer.concat([sum, md5]);
+      if (this.intoRecord !== undefined && this.expectedBytes <= this.intoRecord.bytesMax) {
+        await this.putRecord(fd, this.intoRecord, value);
+        if (this.digestOut !== undefined) setDigests(this.digestOut, sum, md5);
+        return this.settleOrResume();
+      }
       if (this.engine.setDigest !== undefined) {
         await this.engine.setDigest(fd, value).catch((e) => {
           if (!(e instanceof IoError && e.errno === ENOTSUP)) throw e;
@@ -540,6 +553,24 @@ export class UploadStream implements UploadSink {
       }
     }
     this.settleOrResume();
+  }
+
+  /**
+   * commit() of a small body into a record: the temporary file's bytes read back (from the page
+   * cache: they were just written) and handed to `put`; once it holds them the temporary file is
+   * only removed (a failure to remove it leaves a temporary file, which the next start sweeps).
+   * A failure before that throws, and commit() removes the temporary file as after any failure.
+   */
+  private async putRecord(fd: number, into: NonNullable<UploadStreamOptions["intoRecord"]>, digests: Uint8Array): Promise<void> {
+    const body = new Uint8Array(this.expectedBytes);
+    for (let got = 0; got < body.length; ) {
+      const n = await this.engine.read(fd, body.subarray(got), got);
+      if (n <= 0) throw new Error(`upload commit: the temporary file ends at ${got} of ${body.length} bytes written`);
+      got += n;
+    }
+    await into.put(body, digests);
+    await this.engine.close(fd).catch(() => {});
+    await this.engine.unlink(this.tmpPath).catch(() => {});
   }
 
   /** After an operation that ran alone: settle if it decided the end, else carry on. */

@@ -11,7 +11,10 @@ import { connect, ServerError } from "../../src/client/client";
 import { NativeIndex, VolumeCodec, VolumeKind, VolumeRecords } from "../../src/ffi/pool-binding";
 import { fileNameOf } from "../../src/storage/file-store";
 import { checkKey, type StoreKey } from "../../src/storage/keys";
+import { WireConn } from "../../src/client/wire-conn";
+import { Msg, Op, type WireMessage } from "../../src/protocol/message";
 import { payload, sha256 } from "../helpers/data";
+import { tempFiles, volumeRecords } from "../helpers/fs";
 import { eventuallyAsync, freePort, startServer, tempDir, type TestServer } from "../helpers/server";
 
 let server: TestServer | null = null;
@@ -229,6 +232,63 @@ describe("a server with volumes", () => {
     expect(sha256(await again.download("k"))).toBe(sha256(small2));
     expect(sha256(await again.download("j"))).toBe(sha256(large));
     expect(server.lines.join("\n")).not.toContain("volumes_settled");
+    again.close();
+  });
+
+  test("streamed and resumable small bodies become records: the temporary file read back into a volume and removed, a file of the key replaced", async () => {
+    // inlineBytesMax below the bodies: each one streams into a temporary file before it is whole.
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 16_384, inlineBytesMax: 1024 });
+    const { dataDir } = server;
+    const client = connect({ port: server.port });
+    const streamed = payload(10_000, 1);
+    await client.upload("streamed", streamed);
+    const large = payload(20_000, 2);
+    await client.upload("was-file", large);
+    expect(existsSync(pathOf(dataDir, "was-file"))).toBe(true);
+    const replacing = payload(9_000, 3);
+    await client.upload("was-file", replacing); // the file is removed before the answer
+    expect(existsSync(pathOf(dataDir, "was-file"))).toBe(false);
+
+    // A resumable one, broken after 5000 of its 12000 bytes and finished by RESUME.
+    const body = payload(12_000, 4);
+    const digest = sha256(body);
+    let conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+    await conn.sendFrame({ operation: Op.UPLOAD, key: "resumed", size: body.length, digest, resumable: true });
+    const start = await conn.readFrame();
+    expect(start.message).toBe("START");
+    await conn.write(body.subarray(0, 5000));
+    conn.destroy();
+    let reply: WireMessage;
+    for (let attempt = 0; ; attempt++) {
+      conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+      await conn.sendFrame({ operation: Op.RESUME, key: "resumed", uploadId: start.uploadId });
+      reply = await conn.readFrame();
+      if (reply.message !== "upload in progress on another connection" || attempt > 200) break;
+      conn.close();
+      await Bun.sleep(5);
+    }
+    expect([reply.operation, reply.message]).toEqual([Op.RESUME_RSP, "START"]);
+    await conn.write(body.subarray(reply.offset));
+    const end = await conn.readFrame();
+    expect([end.message, end.digest]).toEqual(["END", digest]);
+    await conn.sendFrame({ operation: Op.UPLOAD, key: "resumed", message: Msg.ACK });
+    conn.close();
+
+    // Records, read by the test's own parser of the format; no file of theirs, no temporary file.
+    const records = volumeRecords(dataDir);
+    expect(sha256(records.get("streamed")!)).toBe(sha256(streamed));
+    expect(sha256(records.get("was-file")!)).toBe(sha256(replacing));
+    expect(sha256(records.get("resumed")!)).toBe(digest);
+    expect(shardFiles(dataDir)).toEqual([]);
+    expect(tempFiles(dataDir)).toEqual([]);
+    expect(await client.exist("resumed")).toMatchObject({ size: body.length, digest });
+    client.close();
+    await server.stop();
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 16_384, inlineBytesMax: 1024, dataDir });
+    const again = connect({ port: server.port });
+    expect(sha256(await again.download("streamed"))).toBe(sha256(streamed));
+    expect(sha256(await again.download("was-file"))).toBe(sha256(replacing));
+    expect(sha256(await again.download("resumed"))).toBe(digest);
     again.close();
   });
 

@@ -70,8 +70,8 @@ const allVariants: Variant[] = [
   { name: "pool-direct", fields: { ioEngine: "cpool", ioInline: "off", ioSubmitMode: "direct" } },
   { name: "sync", fields: { ioEngine: "sync" } },
   { name: "bun", fields: { ioEngine: "bun" } },
-  // Small bodies as files (the default) or as records of append-only volumes (issue 27).
-  { name: "files", fields: { ioEngine: "cpool" } },
+  // Small bodies as files or as records of append-only volumes (issue 27; the default).
+  { name: "files", fields: { ioEngine: "cpool", volumes: false } },
   { name: "volumes", fields: { ioEngine: "cpool", volumes: true } },
 ];
 const before = option("--before", "");
@@ -174,12 +174,13 @@ const results: Result[] = [];
 // Files that read rows read: one prepared set per variant checkout, the same keys for all.
 const readDirs = new Map<string, string>();
 async function readDir(v: Variant, size: number): Promise<string> {
-  const volumes = v.fields.volumes === true;
+  // The variant's own setting, or (undefined) its checkout's default.
+  const volumes = v.fields.volumes as boolean | undefined;
   const id = `${v.projectRoot ?? root}:${size}:${volumes}`;
   let dir = readDirs.get(id);
   if (dir === undefined) {
-    dir = freshDir(`read-set-${size}${volumes ? "-volumes" : ""}`);
-    const s = await startServer({ dataDir: dir, ...(volumes ? { volumes } : {}) }, {}, [], v.projectRoot);
+    dir = freshDir(`read-set-${size}${volumes === undefined ? "" : volumes ? "-volumes" : "-files"}`);
+    const s = await startServer({ dataDir: dir, ...(volumes === undefined ? {} : { volumes }) }, {}, [], v.projectRoot);
     await fill(s, READ_SET, size, "r_");
     await s.stop();
     Bun.spawnSync(["sync"]);

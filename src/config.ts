@@ -110,7 +110,7 @@ export const fields = {
   resumableTtlMs: int(86_400_000, 1000, 30 * 86_400_000, "a parked resumable upload (its connection broke) not resumed within this long is removed with its partial file; partials do not survive a restart either"),
   uploadWritesInFlightMax: int(2, 1, 64, "writes one streamed upload may have in flight at once (each at its own offset), so disk and network overlap"),
   zeroCopy: bool(true, "cpool: bodies never pass through JavaScript: every download goes file -> socket (START, body and END in one call from cached pages, sendfile(2) on pool workers otherwise), uploads larger than inlineBytesMax socket -> file with splice(2); off: through memory"),
-  volumes: bool(false, "file store: bodies of at most volumeBytesMax go to append-only volume files (<dataDir>/volumes) as records, instead of a file each: one write for the uploads that arrive together, no inode per key (docs/VOLUMES.md)"),
+  volumes: bool(true, "file store: bodies of at most volumeBytesMax go to append-only volume files (<dataDir>/volumes) as records, instead of a file each: one write for the uploads that arrive together, no inode per key (docs/VOLUMES.md); off: every body is a file (records already in volumes stay readable and deletable). The s3 store has none: there the default is off and setting it is refused"),
   volumeBytesMax: int(64 * KiB, 1, 16 * MiB, "volumes: the largest body stored as a volume's record; larger ones are files"),
   volumeFileBytesMax: int(1024 * MiB, 1 * MiB, 64 * 1024 * MiB, "volumes: a volume file is sealed and the next one begun before it would pass this size"),
   volumeBatchBytesMax: int(1 * MiB, 64 * KiB, 256 * MiB, "volumes: records gathered for one write while the previous write (and its fsync) is in flight; must hold one record of volumeBytesMax (plus 350 bytes of header and key)"),
@@ -396,11 +396,13 @@ function crossCheck(config: Config, origin: Record<string, string>): void {
   if (config.cacheDir !== "" && resolvePath(config.cacheDir) === resolvePath(config.dataDir)) {
     throw new ConfigError(`cacheDir (from ${origin.cacheDir}) must not be dataDir`);
   }
+  if (config.volumes && config.store !== "file") {
+    // On by default for the file store; the s3 store has no volumes, so only an explicit setting is wrong.
+    if (origin.volumes !== "default") throw new ConfigError(`volumes (from ${origin.volumes}) is a file store feature: it needs store = "file"`);
+    config.volumes = false;
+  }
   if (config.volumes && config.volumeBatchBytesMax < config.volumeBytesMax + 350) {
     throw new ConfigError(`invalid volumeBatchBytesMax = ${config.volumeBatchBytesMax} (from ${origin.volumeBatchBytesMax}): must hold a record of volumeBytesMax (${config.volumeBytesMax}) plus 350 bytes`);
-  }
-  if (config.volumes && config.store !== "file") {
-    throw new ConfigError(`volumes (from ${origin.volumes}) is a file store feature: it needs store = "file"`);
   }
   for (const name of ["inlineBytesMax", "ioChunkBytes"] as const) {
     if (config[name] > config.connectionBufferBytesMax) {

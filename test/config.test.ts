@@ -106,6 +106,12 @@ describe("the s3 store's settings", () => {
     expect(load([...s3, "--s3-part-bytes", String(1024 * 1024)])).toContain("invalid s3PartBytes");
     expect(typeof load(s3)).toBe("object");
   });
+  test("volumes: on by default for the file store; the s3 store has none (off by default there, refused when set)", () => {
+    expect(loadConfig({ argv: [], env: {} }).volumes).toBe(true);
+    expect((load(s3) as { volumes: boolean }).volumes).toBe(false);
+    expect(load([...s3, "--volumes"])).toContain('volumes (from --volumes) is a file store feature: it needs store = "file"');
+    expect(load(["--volumes", "false"]) as { volumes: boolean }).toMatchObject({ volumes: false });
+  });
   test("the S3 tools' own variables fill the fields, below FSGW_* and flags", () => {
     const env = { AWS_ACCESS_KEY_ID: "aws-key", S3_SECRET_ACCESS_KEY: "s3-secret", AWS_SECRET_ACCESS_KEY: "aws-secret", S3_BUCKET: "bkt", AWS_REGION: "eu-west-1", AWS_ENDPOINT_URL: "http://127.0.0.1:9000" };
     const c = load(["--store", "s3"], env);

@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { configTable } from "../src/config";
 import { helpTexts } from "../src/cli/client-commands";
 import { tokenHelp } from "../src/cli/token-command";
+import { volumesHelp } from "../src/cli/volumes-command";
 import { serveUsage } from "../src/serve";
 
 const root = join(import.meta.dir, "..");
@@ -35,7 +36,7 @@ test("every `function file:line` in the README's profiles is that function's lin
 });
 
 test("every fsgw command the README shows exists and takes the flags shown", () => {
-  const help: Record<string, string> = { ...helpTexts, serve: serveUsage, token: tokenHelp };
+  const help: Record<string, string> = { ...helpTexts, serve: serveUsage, token: tokenHelp, volumes: volumesHelp };
   // Command lines: in code blocks (after `$ `, or a line of a sh block) and in `inline code`.
   const blocks = [...readme.matchAll(/```(\w*)\n([\s\S]*?)```/g)];
   const inBlocks = blocks.flatMap(([, lang, body]) =>

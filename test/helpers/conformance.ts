@@ -15,7 +15,7 @@ import { protobufCodec } from "../../src/protocol/codec";
 import { frameOf } from "../../src/protocol/frame-decoder";
 import { Op } from "../../src/protocol/message";
 import { payload, sha256, sha256File } from "./data";
-import { listFiles, storedKeys, tempFiles, volumeRecords } from "./fs";
+import { listFiles, storedFiles, tempFiles, volumeRecords } from "./fs";
 import { eventuallyAsync, type TestServer } from "./server";
 import type { BucketView } from "./s3";
 
@@ -57,7 +57,7 @@ export interface StoredView {
 
 export function fileView(dataDir: string): StoredView {
   return {
-    keys: async () => storedKeys(dataDir).map((k) => k.replaceAll("\x1f", "/")),
+    keys: async () => storedFiles(dataDir).map((k) => k.replaceAll("\x1f", "/")),
     async bytes(key) {
       const name = key.replaceAll("/", "\x1f");
       const [shard] = readdirSync(dataDir).filter((d) => existsSync(join(dataDir, d, name)));
@@ -316,7 +316,7 @@ export function describeConformance(name: string, options: ConformanceOptions, s
       // shard directory (no directory made for a key).
       for (const key of keys) expect(sha256((await view.bytes(key)) ?? new Uint8Array())).toBe(sha256(bodies.get(key)!));
       if (view.files) {
-        const mine = storedKeys(server.dataDir).filter((p) => keys.some((k) => p.endsWith(k.replaceAll("/", "\x1f"))));
+        const mine = storedFiles(server.dataDir).filter((p) => keys.some((k) => p.endsWith(k.replaceAll("/", "\x1f"))));
         expect(mine.length).toBe(keys.length);
         for (const p of mine) expect(p.split("/").length).toBe(1);
       }

@@ -19,12 +19,19 @@ export function listFiles(dir: string): string[] {
   return out.sort();
 }
 
-/** Files of stored keys (no layout file, no temporaries) as `key` names. */
-export function storedKeys(dataDir: string): string[] {
+/** Files of stored keys (no layout file, no temporaries, no volume) as file names ('/' of a key is 0x1f). */
+export function storedFiles(dataDir: string): string[] {
   return listFiles(dataDir)
-    .filter((p) => p.includes("/") && !p.includes("\\"))
+    .filter((p) => p.includes("/") && !p.includes("\\") && !p.startsWith("volumes/"))
     .map((p) => p.slice(p.indexOf("/") + 1))
     .sort();
+}
+
+/** Every key a data directory holds, as a file or as a live record of a volume (volumeRecords), sorted. */
+export function storedKeys(dataDir: string): string[] {
+  const files = storedFiles(dataDir).map((n) => n.replaceAll("\x1f", "/"));
+  const records = existsSync(join(dataDir, "volumes")) ? [...volumeRecords(dataDir).keys()] : [];
+  return [...files, ...records].sort();
 }
 
 export function tempFiles(dataDir: string): string[] {
@@ -64,4 +71,18 @@ export function volumeRecords(dataDir: string): Map<string, Uint8Array> {
   const live = new Map<string, Uint8Array>();
   for (const [key, { seq, body }] of best) if (seq > (dead.get(key) ?? 0)) live.set(key, body);
   return live;
+}
+
+/**
+ * A key's stored bytes as an operator finds them: its live record in a volume (volumeRecords), else
+ * its file in a shard directory; null when it has neither.
+ */
+export function storedBody(dataDir: string, key: string): Uint8Array | null {
+  const record = existsSync(join(dataDir, "volumes")) ? volumeRecords(dataDir).get(key) : undefined;
+  if (record !== undefined) return record;
+  const name = key.replaceAll("/", "\x1f");
+  for (const shard of readdirSync(dataDir)) {
+    if (shard !== "volumes" && existsSync(join(dataDir, shard, name))) return new Uint8Array(readFileSync(join(dataDir, shard, name)));
+  }
+  return null;
 }

@@ -38,7 +38,8 @@ async function textOf(p: Promise<unknown>): Promise<string> {
 
 const engines: [string, Record<string, string | number>][] = [
   ["cpool", {}],
-  ["cpool, ioInline off", { ioInline: "off" }],
+  ["cpool, volumes off", { volumes: "false" }],
+  ["cpool, ioInline off, volumes off", { ioInline: "off", volumes: "false" }],
   ["cpool, zeroCopy off", { zeroCopy: "false" }],
   ["bun", { ioEngine: "bun" }],
   ["sync", { ioEngine: "sync" }],
@@ -85,11 +86,15 @@ for (const [name, fields] of engines) {
       expect(await textOf(deleteExchange(conn, "victim"))).toBe(REFUSED);
       expect(await textOf(existExchange(conn, "victim"))).toBe(REFUSED);
       expect(await textOf(downloadExchange(conn, "victim", () => {}))).toBe(REFUSED);
-      // Small (one operation) and streamed uploads to keys of that shard.
+      // Uploads to keys of that shard: as files (one operation, and streamed) they are refused; a
+      // small body is a volume's record (volumes on, the default) and touches no shard directory.
       const keys = ["victim", ...otherKeysOfShard(server.dataDir, shard, 2)];
       for (const [i, key] of keys.entries()) {
         const size = i === 0 ? 100 : i === 1 ? 300_000 : 5_000_000;
-        expect(await textOf(uploadExchange(conn, key, size, (c) => c.write(payload(size, i))))).toBe(REFUSED);
+        const body = payload(size, i);
+        const upload = uploadExchange(conn, key, size, (c) => c.write(body));
+        if (i === 0 && fields.volumes !== "false") expect(await upload).toBe(sha256(body));
+        else expect(await textOf(upload)).toBe(REFUSED);
       }
       expect(readdirSync(elsewhere).sort()).toEqual(["victim"]);
       expect(readFileSync(join(elsewhere, "victim"), "utf8")).toBe("precious");
@@ -171,8 +176,12 @@ describe("modes", () => {
     conn.close();
     const mode = (p: string) => statSync(p).mode & 0o777;
     expect(mode(dataDir)).toBe(0o700);
-    expect(mode(shardOf(dataDir, "small"))).toBe(0o700);
-    expect(mode(join(shardOf(dataDir, "small"), fileNameOf("small")))).toBe(0o600);
+    expect(mode(shardOf(dataDir, "large"))).toBe(0o700);
+    // The small body is a record: its volume, and the volumes' directory, are as private.
+    const volumes = join(dataDir, "volumes");
+    expect(mode(volumes)).toBe(0o700);
+    const [volume] = readdirSync(volumes).filter((n) => n.endsWith(".fsv"));
+    expect(mode(join(volumes, volume!))).toBe(0o600);
     expect(mode(join(shardOf(dataDir, "large"), fileNameOf("large")))).toBe(0o600);
     expect(mode(join(dataDir, "fsgw-layout.json"))).toBe(0o600);
     await server.stop();
@@ -180,9 +189,13 @@ describe("modes", () => {
     server = await startServer({ dataDir: shared, loops: 1, fileMode: "0640", dirMode: "0750" });
     const c2 = await WireConn.connect({ host: "127.0.0.1", port: server.port });
     await uploadExchange(c2, "small", 100, (c) => c.write(payload(100, 1)));
+    await uploadExchange(c2, "large", 300_000, (c) => c.write(payload(300_000, 2)));
     c2.close();
     expect(mode(shared)).toBe(0o750);
-    expect(mode(join(shardOf(shared, "small"), fileNameOf("small")))).toBe(0o640);
+    expect(mode(join(shared, "volumes"))).toBe(0o750);
+    const [sharedVolume] = readdirSync(join(shared, "volumes")).filter((n) => n.endsWith(".fsv"));
+    expect(mode(join(shared, "volumes", sharedVolume!))).toBe(0o640);
+    expect(mode(join(shardOf(shared, "large"), fileNameOf("large")))).toBe(0o640);
   });
 
   test("an existing data directory open to other users is reported at start", async () => {

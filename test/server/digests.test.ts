@@ -10,7 +10,7 @@ import { existExchange, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { runClientCommand, type Io } from "../../src/cli/client-commands";
 import { payload, sha256 } from "../helpers/data";
-import { tempFiles } from "../helpers/fs";
+import { storedBody, tempFiles } from "../helpers/fs";
 import { startServer, tempDir, type TestServer } from "../helpers/server";
 
 let server: TestServer | null = null;
@@ -41,7 +41,7 @@ for (const [name, fields] of [
   ["bodies through memory (zeroCopy off)", { zeroCopy: false }],
 ] as const) {
   describe(name, () => {
-    test("match and mismatch at every size class; a mismatch stores nothing and the previous file survives", async () => {
+    test("match and mismatch at every size class; a mismatch stores nothing and the previous body survives", async () => {
       server = await startServer(fields);
       const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
       for (const size of [1, 5 * 1024, MiB, 64 * MiB]) {
@@ -53,7 +53,7 @@ for (const [name, fields] of [
         expect((await existExchange(conn, key)).digest).toBe(sha256(first));
         // Another body announced with the first one's digest: refused, nothing replaced.
         expect(await uploadWith(conn, key, second, sha256(first))).toBe("refused: digest mismatch");
-        expect(sha256(readFileSync(fileOf(server.dataDir, key)))).toBe(sha256(first));
+        expect(sha256(storedBody(server.dataDir, key)!)).toBe(sha256(first));
         expect((await existExchange(conn, key)).digest).toBe(sha256(first));
         // The connection is still in step, and an upload with no digest is recorded all the same.
         expect(await uploadWith(conn, key, second, "")).toBe(sha256(second));

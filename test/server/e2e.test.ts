@@ -27,23 +27,25 @@ function secured(): { fields: Record<string, string>; client: { tls: ClientTls; 
 }
 
 const variants: [string, Record<string, string>][] = [
-  ...engineNames.map((e): [string, Record<string, string>] => [e, { ioEngine: e }]),
-  ["cpool, ioInline off", { ioEngine: "cpool", ioInline: "off" }],
-  ["cpool, every inline attempt refused (each falls back to the pool)", { ioEngine: "cpool", inlineRefused: "yes" }],
-  ["cpool, direct submission", { ioEngine: "cpool", ioSubmitMode: "direct" }],
-  ["cpool, batch submission", { ioEngine: "cpool", ioSubmitMode: "batch" }],
-  ["cpool, zero-copy off (downloads copied through memory)", { ioEngine: "cpool", zeroCopy: "false" }],
-  ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", inlineRefused: "yes" }],
+  // One file per key (volumes off): every engine, and each of the C pool's paths.
+  ...engineNames.map((e): [string, Record<string, string>] => [e, { ioEngine: e, volumes: "false" }]),
+  ["cpool, ioInline off", { ioEngine: "cpool", ioInline: "off", volumes: "false" }],
+  ["cpool, every inline attempt refused (each falls back to the pool)", { ioEngine: "cpool", inlineRefused: "yes", volumes: "false" }],
+  ["cpool, direct submission", { ioEngine: "cpool", ioSubmitMode: "direct", volumes: "false" }],
+  ["cpool, batch submission", { ioEngine: "cpool", ioSubmitMode: "batch", volumes: "false" }],
+  ["cpool, zero-copy off (downloads copied through memory)", { ioEngine: "cpool", zeroCopy: "false", volumes: "false" }],
+  ["cpool, zero-copy, every inline attempt refused (all sends on the pool)", { ioEngine: "cpool", zeroCopy: "true", inlineRefused: "yes", volumes: "false" }],
   // Several event loops on one port (each its own thread, listener, connections and pool).
-  ["cpool, 2 event loops", { ioEngine: "cpool", loops: "2" }],
-  ["cpool, 4 event loops", { ioEngine: "cpool", loops: "4" }],
-  ["cpool, 2 event loops, a pool per loop", { ioEngine: "cpool", loops: "2", loopPools: "per-loop" }],
-  // Small bodies as records of append-only volumes (docs/VOLUMES.md), the store checked through the
-  // test's own reader of the record format.
+  ["cpool, 2 event loops", { ioEngine: "cpool", loops: "2", volumes: "false" }],
+  ["cpool, 4 event loops", { ioEngine: "cpool", loops: "4", volumes: "false" }],
+  ["cpool, 2 event loops, a pool per loop", { ioEngine: "cpool", loops: "2", loopPools: "per-loop", volumes: "false" }],
+  // Small bodies as records of append-only volumes (docs/VOLUMES.md, the default), the store checked
+  // through the test's own reader of the record format.
   ["cpool, volumes", { ioEngine: "cpool", volumes: "true" }],
   ["cpool, volumes, 2 event loops, zero-copy off", { ioEngine: "cpool", volumes: "true", loops: "2", zeroCopy: "false" }],
   ["bun, volumes", { ioEngine: "bun", volumes: "true" }],
-  // TLS and tokens on: every exchange and violation, through TLS, after an AUTH.
+  ["sync, volumes", { ioEngine: "sync", volumes: "true" }],
+  // TLS and tokens on: every exchange and violation, through TLS, after an AUTH (the default store: volumes).
   ...(hasOpenssl
     ? ([
         ["cpool, TLS and auth tokens", { ioEngine: "cpool", secured: "yes" }],
@@ -58,14 +60,14 @@ for (const [name, variantFields] of variants) {
   const digests = (variantFields.ioEngine ?? "cpool") === "cpool";
   describeConformance(
     `engine ${name}`,
-    { digests, digestsUpTo: variantFields.volumes === "true" ? 65536 : undefined, onS3: false, concurrentClients: 200 },
+    { digests, digestsUpTo: variantFields.volumes !== "false" ? 65536 : undefined, onS3: false, concurrentClients: 200 },
     async () => {
       const { secured: isSecured, inlineRefused, ...fields } = variantFields;
       const security = isSecured === "yes" ? secured() : null;
       const all = { ...fields, ...security?.fields, inlineBytesMax: 65536, ioChunkBytes: 65536 };
       // Refused inline calls are a fault the test entry injects (the C library's test hook).
       const server = inlineRefused === "yes" ? await startServer(all, { TEST_INLINE_REFUSED: "1" }, [], undefined, WITH_FAULTS) : await startServer(all);
-      return { server, view: fields.volumes === "true" ? volumeView(server.dataDir) : fileView(server.dataDir), client: security?.client };
+      return { server, view: fields.volumes !== "false" ? volumeView(server.dataDir) : fileView(server.dataDir), client: security?.client };
     },
     async ({ server }) => {
       expect(await server.stop()).toBe(0);

@@ -15,7 +15,9 @@ const servers = new Map<string, { server: TestServer; admin: string }>();
 beforeAll(async () => {
   for (const mode of modes) {
     const adminPort = freePort();
-    const server = mode === "refused" ? await startServer({ ioInline: "cached", adminPort }, { TEST_INLINE_REFUSED: "1" }, [], undefined, WITH_FAULTS) : await startServer({ ioInline: mode, adminPort });
+    // Files (volumes off): the inline calls are the file path's (a volume's record is found in the
+    // index and read from its volume's descriptor, with no inline attempt to count).
+    const server = mode === "refused" ? await startServer({ ioInline: "cached", adminPort, volumes: false }, { TEST_INLINE_REFUSED: "1" }, [], undefined, WITH_FAULTS) : await startServer({ ioInline: mode, adminPort, volumes: false });
     servers.set(mode, { server, admin: `http://127.0.0.1:${adminPort}` });
   }
 });

@@ -82,7 +82,8 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
   test("fsyncOnCommit: every upload, small or streamed, fsyncs its file and its directory (counted); off, none", async () => {
     for (const durable of [true, false]) {
       const adminPort = freePort();
-      server = await startServer({ ioEngine: engine, fsyncOnCommit: durable, inlineBytesMax: 16384, ioChunkBytes: 16384, adminPort });
+      // Files (volumes off): records' group fsync is counted in test/storage/volumes.test.ts.
+      server = await startServer({ ioEngine: engine, fsyncOnCommit: durable, inlineBytesMax: 16384, ioChunkBytes: 16384, adminPort, volumes: false });
       const fsyncs = async () => ((await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as { engine: { fsyncs: number } }).engine.fsyncs;
       const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
       for (const size of [1000, 100_000]) {

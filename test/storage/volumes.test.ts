@@ -198,7 +198,7 @@ describe("a server with volumes", () => {
     again.close();
     // Volumes off: the records stay readable and deletable; new bodies are files.
     await server.stop();
-    server = await startServer({ dataDir });
+    server = await startServer({ dataDir, volumes: false });
     const off = connect({ port: server.port });
     expect(sha256(await off.download("small/7"))).toBe(sha256(bodies.get("small/7")!));
     await off.delete("small/7");

@@ -292,6 +292,46 @@ describe("a server with volumes", () => {
     again.close();
   });
 
+  test("migration: a data directory written without volumes opens unchanged under the default; its small files are served, overwritten into records and deleted", async () => {
+    server = await startServer({ volumes: false });
+    const { dataDir } = server;
+    let client = connect({ port: server.port, poolSize: 8 });
+    const bodies = new Map<string, Uint8Array>();
+    for (let i = 0; i < 60; i++) bodies.set(`old/${i}`, payload(100 + i * 50, i));
+    await Promise.all([...bodies].map(([k, b]) => client.upload(k, b)));
+    client.close();
+    await server.stop();
+    expect(shardFiles(dataDir)).toEqual([...bodies.keys()].sort());
+    expect(existsSync(join(dataDir, "volumes"))).toBe(false);
+
+    server = await startServer({ dataDir }); // the default: volumes on
+    client = connect({ port: server.port, poolSize: 8 });
+    for (const [k, b] of bodies) expect(await client.exist(k)).toMatchObject({ size: b.length, digest: sha256(b) });
+    // Overwrite 20 (each becomes a record, its file removed before the answer), delete 20 files, add 20 records.
+    for (let i = 0; i < 20; i++) bodies.set(`old/${i}`, payload(700 + i, 100 + i));
+    for (let i = 0; i < 20; i++) bodies.set(`new/${i}`, payload(300 + i, 200 + i));
+    await Promise.all([...bodies].filter(([k]) => !/^old\/(2\d|3\d)$/.test(k) && !/^old\/(4\d|5\d)$/.test(k)).map(([k, b]) => client.upload(k, b)));
+    for (let i = 20; i < 40; i++) {
+      await client.delete(`old/${i}`);
+      bodies.delete(`old/${i}`);
+    }
+    const files = shardFiles(dataDir);
+    expect(files).toEqual(Array.from({ length: 20 }, (_, i) => `old/${40 + i}`).sort());
+    const records = volumeRecords(dataDir);
+    expect([...records.keys()].sort()).toEqual([...bodies.keys()].filter((k) => !files.includes(k)).sort());
+    const listed: string[] = [];
+    for await (const page of client.list({ prefix: "" })) listed.push(...page.entries.map((e) => e.key));
+    expect(listed).toEqual([...bodies.keys()].sort());
+    client.close();
+    await server.stop();
+
+    server = await startServer({ dataDir });
+    client = connect({ port: server.port, poolSize: 8 });
+    for (const [k, b] of bodies) expect(sha256(await client.download(k))).toBe(sha256(b));
+    for (let i = 20; i < 40; i++) expect(await absent(client, `old/${i}`)).toBe(true);
+    client.close();
+  });
+
   test("a torn tail is not served and the records before it are; new writes go on", async () => {
     server = await startServer(VOLUMES);
     const { dataDir } = server;

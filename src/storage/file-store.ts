@@ -342,7 +342,7 @@ export class FileStore implements Store {
         volumesBegun: w?.volumesBegun ?? 0,
         volumeFilesOpen: this.volumeFiles?.open ?? 0,
         volumeFilesEvicted: this.volumeFiles?.evicted ?? 0,
-        ...(c === null ? {} : { volumeCompactions: c.compactions, volumeBytesReclaimed: c.bytesReclaimed, volumeRecordsCopied: c.recordsCopied }),
+        ...(c === null ? {} : { volumeCompactions: c.compactions, volumeBytesReclaimed: c.bytesReclaimed, volumeRecordsCopied: c.recordsCopied, volumeCopyBytesHigh: c.copyBytesHigh }),
       };
     };
   }

@@ -704,20 +704,26 @@ class CopyTarget implements AppendTarget {
   constructor(
     private readonly compaction: Compaction,
     private readonly key: string | null,
+    /** The copy's bytes. */
+    private readonly bytes: number,
     /** A tombstone's bytes (0 for a body). */
     private readonly tombstoneBytes: number,
   ) {}
   onAppended(result: number, volume: number, offset: number, seq: number): void {
-    this.compaction.copied(result, this.key, volume, offset, seq, this.tombstoneBytes);
+    this.compaction.copied(result, this.key, volume, offset, seq, this.bytes, this.tombstoneBytes);
   }
 }
 
 /** The copies of one volume's records in flight, and how they ended. */
 class Compaction {
   inFlight = 0;
+  /** Bytes of the copies handed to the writer and not yet written (each a copy of its record). */
+  inFlightBytes = 0;
   failed = 0;
   moved = 0;
   private drained: (() => void) | null = null;
+  /** Who waits in below(), and for how few bytes in flight. */
+  private belowWaiter: { bytes: number; resolve: () => void } | null = null;
 
   constructor(
     private readonly index: NativeIndex,
@@ -725,13 +731,31 @@ class Compaction {
     private readonly kept: Map<number, number>,
   ) {}
 
-  copied(result: number, key: string | null, volume: number, offset: number, seq: number, tombstoneBytes: number): void {
+  /** A copy of `bytes` is handed to the writer. */
+  sent(bytes: number): void {
+    this.inFlight++;
+    this.inFlightBytes += bytes;
+  }
+
+  copied(result: number, key: string | null, volume: number, offset: number, seq: number, bytes: number, tombstoneBytes: number): void {
     this.inFlight--;
+    this.inFlightBytes -= bytes;
+    const waiter = this.belowWaiter;
+    if (waiter !== null && this.inFlightBytes <= waiter.bytes) {
+      this.belowWaiter = null;
+      waiter.resolve();
+    }
     if (result >= 0 && tombstoneBytes > 0) this.kept.set(volume, (this.kept.get(volume) ?? 0) + tombstoneBytes);
     if (result < 0) this.failed++;
     // A key written or deleted since its record was read keeps its newer state: the copy is dead.
     else if (key !== null) this.moved += this.index.moveRecord(key, seq, volume, offset);
     if (this.inFlight === 0) this.drained?.();
+  }
+
+  /** Resolves once at most `bytes` of copies are in flight. */
+  below(bytes: number): Promise<void> {
+    if (this.inFlightBytes <= bytes) return Promise.resolve();
+    return new Promise((resolve) => (this.belowWaiter = { bytes, resolve }));
   }
 
   /** Resolves once every copy is written (or failed). */
@@ -762,6 +786,8 @@ export class VolumeCompactor {
   compactions = 0;
   bytesReclaimed = 0;
   recordsCopied = 0;
+  /** The most bytes of copies a compaction had in flight (at most copyBytesMax). */
+  copyBytesHigh = 0;
 
   constructor(
     private readonly engine: IoEngine,
@@ -820,6 +846,11 @@ export class VolumeCompactor {
     }
   }
 
+  /** Bytes of copies in flight at most: two of the writer's batches. */
+  private get copyBytesMax(): number {
+    return 2 * this.writer.recordBytesMax;
+  }
+
   /** Copies the live records and tombstones of `volume` to this loop's volume, then removes it. */
   private async compact(volume: number): Promise<void> {
     const t0 = performance.now();
@@ -865,10 +896,15 @@ export class VolumeCompactor {
             ? this.index.get(key) && this.index.lastInVolume && this.index.lastVolume === volume && this.index.lastOffset === pos
             : kind === VolumeKind.TOMBSTONE && !(this.index.get(key) && this.index.lastInVolume && this.index.lastSeq > Number(view.getBigInt64(24, true)));
         if (live) {
-          job.inFlight++;
+          // The copies wait in the writer as copies of their records: at most two of its batches
+          // (volumeBatchBytesMax each) are in flight, whatever the read rate allows, so that a
+          // disk slower than the reads holds memory to that bound.
+          if (job.inFlightBytes + r.length > this.copyBytesMax) await job.below(this.copyBytesMax - r.length);
+          job.sent(r.length);
+          if (job.inFlightBytes > this.copyBytesHigh) this.copyBytesHigh = job.inFlightBytes;
           records++;
           copiedBytes += r.length;
-          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null, kind === VolumeKind.TOMBSTONE ? r.length : 0));
+          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null, r.length, kind === VolumeKind.TOMBSTONE ? r.length : 0));
         }
         pos += r.length;
       }

@@ -475,7 +475,8 @@ describe("a server with volumes", () => {
   });
 
   test("compaction: a volume mostly dead is copied away, its space given back, the copies synced first; every key as it was, also after a restart", async () => {
-    const fields = { ...VOLUMES, volumeFileBytesMax: 1 << 20, volumeCompactCheckMs: 200, volumeCompactLivePercent: 50 };
+    // Batches of 64 KiB and no pacing of the reads: the copies in flight are held to two batches.
+    const fields = { ...VOLUMES, volumeFileBytesMax: 1 << 20, volumeCompactCheckMs: 200, volumeCompactLivePercent: 50, volumeBytesMax: 8192, volumeBatchBytesMax: 65536, volumeCompactBytesPerSecond: 64 * 1024 ** 3 };
     const adminPort = freePort();
     server = await startServer({ ...fields, adminPort });
     const { dataDir } = server;
@@ -503,11 +504,14 @@ describe("a server with volumes", () => {
     await server.line("event=volume_compacted", 10_000);
     // Without fsyncOnCommit the only fsyncs are a sealed volume's and a compaction's (its copies are
     // made durable before the volume they came from is removed): one each.
-    type Stats = { engine: { fsyncs: number }; store: { volumesBegun: number; volumeCompactions: number } };
+    type Stats = { engine: { fsyncs: number }; store: { volumesBegun: number; volumeCompactions: number; volumeCopyBytesHigh: number } };
     await eventuallyAsync(async () => {
       const st = (await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as Stats;
       return st.store.volumeCompactions >= 1 && st.engine.fsyncs === st.store.volumesBegun - 1 + st.store.volumeCompactions;
     }, 5000, "one fsync per sealed volume and per compaction");
+    const high = ((await (await fetch(`http://127.0.0.1:${adminPort}/debug/stats`)).json()) as Stats).store.volumeCopyBytesHigh;
+    expect(high).toBeGreaterThan(0);
+    expect(high).toBeLessThanOrEqual(2 * 65536);
     const check = async (port: number) => {
       const c = connect({ port, poolSize: 8 });
       for (const [key, body] of expected) {

@@ -36,6 +36,7 @@ import { finishCommit, type Hasher, type IoEngine, type IoTarget, type ZeroCopyO
 import { IoError, ioErrorFromErrno } from "../engine/io-error";
 import { causeOfErrno, failErrno, failureOfErrno, reportError } from "./file-errors";
 import type { PartialUpload, Partials } from "./partials";
+import { stableBytes } from "../util/stable-bytes";
 import { DIGEST_MISMATCH_CAUSE, Failure, MD5_MISMATCH_CAUSE, type FailureCause, type StoreTarget, type UploadOwner, type UploadSink, setDigests } from "./store";
 
 const ENOTSUP = constants.errno.ENOTSUP;
@@ -562,7 +563,8 @@ export class UploadStream implements UploadSink {
    * A failure before that throws, and commit() removes the temporary file as after any failure.
    */
   private async putRecord(fd: number, into: NonNullable<UploadStreamOptions["intoRecord"]>, digests: Uint8Array): Promise<void> {
-    const body = new Uint8Array(this.expectedBytes);
+    // Stable: a pool worker reads into it (src/util/stable-bytes.ts).
+    const body = stableBytes(this.expectedBytes);
     for (let got = 0; got < body.length; ) {
       const n = await this.engine.read(fd, body.subarray(got), got);
       if (n <= 0) throw new Error(`upload commit: the temporary file ends at ${got} of ${body.length} bytes written`);

@@ -118,7 +118,7 @@ export const fields = {
   volumeCompactLivePercent: int(50, 0, 100, "volumes: a volume no loop appends to whose live records take less than this percentage of it is compacted (its live records copied to a new volume, then it is removed); 0: never"),
   volumeCompactBytesPerSecond: int(64 * MiB, 1 * MiB, 64 * 1024 * MiB, "volumes: bytes a compaction reads per second at most, so that it leaves the disk to the requests"),
   volumeCompactCheckMs: int(60_000, 100, 86_400_000, "volumes: how often the volumes' live shares are looked at for compaction"),
-  fsyncOnCommit: bool(false, "fsync each file before its rename and its directory after: the upload survives power loss once END is sent, at the cost of two disk flushes per upload"),
+  fsyncOnCommit: bool(false, "the upload survives power loss once END is sent: a file is fsynced before its rename and its directory after (two disk flushes per upload); a volume's records are fsynced once per write, for every record that arrived together (group commit)"),
   s3Endpoint: str("", "s3 store: base URL of the S3 API, path-style (http://127.0.0.1:8080, https://minio.example:9000); empty: AWS, https://s3.<s3Region>.amazonaws.com. Also read from S3_ENDPOINT or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL", true),
   s3Bucket: str("", "s3 store: the bucket (it must exist). Also read from S3_BUCKET or AWS_BUCKET", true),
   s3Region: str("us-east-1", "s3 store: region the requests are signed for. Also read from S3_REGION, AWS_REGION or AWS_DEFAULT_REGION"),

@@ -118,6 +118,7 @@ export const fields = {
   volumeCompactLivePercent: int(50, 0, 100, "volumes: a volume no loop appends to whose live records take less than this percentage of it is compacted (its live records copied to a new volume, then it is removed); 0: never"),
   volumeCompactBytesPerSecond: int(64 * MiB, 1 * MiB, 64 * 1024 * MiB, "volumes: bytes a compaction reads per second at most, so that it leaves the disk to the requests"),
   volumeCompactCheckMs: int(60_000, 100, 86_400_000, "volumes: how often the volumes' live shares are looked at for compaction"),
+  diskFreeBytesMin: int(64 * MiB, 0, Number.MAX_SAFE_INTEGER, "file store: new bodies are refused ('disk full') while they would leave the data directory's file system less than this free (statfs, looked at again every 100 ms and after each refusal), so that deletes (a volume's record is deleted by appending a tombstone) and compaction always find room; 0: up to the last byte"),
   fsyncOnCommit: bool(false, "the upload survives power loss once END is sent: a file is fsynced before its rename and its directory after (two disk flushes per upload); a volume's records are fsynced once per write, for every record that arrived together (group commit)"),
   s3Endpoint: str("", "s3 store: base URL of the S3 API, path-style (http://127.0.0.1:8080, https://minio.example:9000); empty: AWS, https://s3.<s3Region>.amazonaws.com. Also read from S3_ENDPOINT or AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL", true),
   s3Bucket: str("", "s3 store: the bucket (it must exist). Also read from S3_BUCKET or AWS_BUCKET", true),

@@ -52,6 +52,7 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
     dataDir,
     shards: config.shards,
     fsyncOnCommit: kind !== "cache" && config.fsyncOnCommit, // a cache copy needs no flush: the store has the object
+    diskFreeBytesMin: kind !== "cache" ? config.diskFreeBytesMin : 0, // a cache is bounded by cacheBytesMax
     // Permission bits in octal ("0600"), as the configuration checked them.
     fileMode: Number.parseInt(config.fileMode, 8),
     dirMode: Number.parseInt(config.dirMode, 8),

@@ -23,8 +23,9 @@ import type { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import { BUCKET_SPACE, type StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
-import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
+import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
+import { FreeSpace } from "./free-space";
 import { VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
 import { VOLUME_DIR, holdVolumesDir, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
 
@@ -76,8 +77,8 @@ function entryTypeOf(mode: number): EntryKind {
  * An upload refused before it started (an unknown or busy upload id): a sink
  * with nothing in it, whose owner hears the failure on the next turn (as from an open).
  */
-function refusedUpload(owner: UploadOwner, kind: FailureKind): UploadSink {
-  queueMicrotask(() => owner.onStoreFailed(kind, UPLOAD_TABLE_CAUSE));
+function refusedUpload(owner: UploadOwner, kind: FailureKind, cause: FailureCause = UPLOAD_TABLE_CAUSE): UploadSink {
+  queueMicrotask(() => owner.onStoreFailed(kind, cause));
   return { backlogBytes: 0, push() {}, end() {}, abort: () => Promise.resolve() };
 }
 
@@ -173,7 +174,12 @@ export interface FileStoreOptions {
    * are). Null or absent: every body is a file.
    */
   volumes?: (VolumeOptions & { counters: VolumeCounters }) | null;
+  /** New bodies are refused ("disk full") below this much free space (free-space.ts); 0 or absent: none. */
+  diskFreeBytesMin?: number;
 }
+
+/** Why a body was refused above the kernel's own ENOSPC. */
+const FREE_SPACE_CAUSE: FailureCause = { text: "below diskFreeBytesMin free: the rest is kept for deletes and compaction" };
 
 /** A whole body appended to a volume: the index learns where, then the client hears. */
 class VolumePut implements AppendTarget, IoTarget {
@@ -223,6 +229,8 @@ export class FileStore implements Store {
   readonly dataDir: string;
   readonly shards: number;
   private readonly fsyncOnCommit: boolean;
+  /** The floor of free space new bodies must leave (FileStoreOptions.diskFreeBytesMin). */
+  private readonly freeSpace: FreeSpace;
   private readonly fileMode: number;
   private readonly dirMode: number;
   private readonly chunkBytes: number;
@@ -284,6 +292,7 @@ export class FileStore implements Store {
     this.partials = new Partials(limits, limits.budget, this.loop === null ? "" : `${this.loop.index}.`, this.loop === null ? null : { counters: this.loop.counters, loop: this.loop.index });
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
+    this.freeSpace = new FreeSpace(this.dataDir, options.diskFreeBytesMin ?? 0);
     this.fileMode = options.fileMode;
     this.dirMode = options.dirMode;
     this.chunkBytes = options.ioChunkBytes;
@@ -552,6 +561,12 @@ export class FileStore implements Store {
    * carry the body's MD5 after it (48 bytes), recorded with it.
    */
   putHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
+    if (!this.freeSpace.take(body.length)) return target.onStoreFailed(Failure.NO_SPACE, FREE_SPACE_CAUSE);
+    this.storeHashed(key, body, sum, target);
+  }
+
+  /** putHashed past the floor of free space (taken already: by it, or by beginUpload for a streamed body). */
+  private storeHashed(key: StoreKey, body: Uint8Array, sum: Uint8Array, target: StoreTarget): void {
     const v = this.volumeOptions;
     if (v !== null && this.volumeWriter !== null && body.length <= v.bodyBytesMax) {
       const now = Date.now();
@@ -564,10 +579,10 @@ export class FileStore implements Store {
     this.engine.callbacks.commitFileTo(tmp, this.pathOf(key), body, this.fsyncOnCommit, new ValueDone(target, indexed), recorded ? sum : undefined);
   }
 
-  /** A streamed body small enough for a volume, appended as its record (putHashed) as a promise. */
+  /** A streamed body small enough for a volume, appended as its record (storeHashed) as a promise. */
   private putRecord(key: StoreKey, body: Uint8Array, sum: Uint8Array): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.putHashed(key, body, sum, {
+      this.storeHashed(key, body, sum, {
         onStoreDone: () => resolve(),
         onStoreFailed: (_failure, cause) => reject(cause instanceof ErrnoCause ? ioErrorFromErrno(cause.errno, "volume append") : new Error(cause.text)),
         onStoreBug: reject,
@@ -612,6 +627,7 @@ export class FileStore implements Store {
   }
 
   beginUpload(key: StoreKey, size: number, owner: UploadOwner, expected: Uint8Array | null = null, digest?: Uint8Array, resumable?: ResumableRequest, md5 = false, expectedMd5: Uint8Array | null = null): UploadSink {
+    if (!this.freeSpace.take(size)) return refusedUpload(owner, Failure.NO_SPACE, FREE_SPACE_CAUSE);
     const tmpPath = this.tempPathOf(key);
     let partial: PartialUpload | undefined;
     // A resumable upload's MD5 state would have to be parked with it: an upload asks for one or the other.

@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { benchExchange, downloadExchange, existExchange, uploadExchange } from "../../src/client/exchanges";
+import { benchExchange, deleteExchange, downloadExchange, existExchange, uploadExchange } from "../../src/client/exchanges";
 import { WireConn } from "../../src/client/wire-conn";
 import { Op } from "../../src/protocol/message";
 import { protobufCodec } from "../../src/protocol/codec";
@@ -174,13 +174,14 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
     expect(await wrong.closedWithin(2000)).toBe(true);
   });
 
-  test.skipIf(smallDiskProblem !== null)(`a full disk is answered with 'disk full' and leaves no partial or temporary file${smallDiskProblem === null ? "" : ` (skipped: ${smallDiskProblem})`}`, async () => {
+  test.skipIf(smallDiskProblem !== null)(`a full disk is answered with 'disk full', leaves no partial or temporary file, and still takes deletes${smallDiskProblem === null ? "" : ` (skipped: ${smallDiskProblem})`}`, async () => {
     const mountPoint = join(tempDir("full"), "mnt");
     mkdirSync(mountPoint);
     const mounted = Bun.spawnSync(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", mountPoint]);
     expect(mounted.stderr.toString()).toBe("");
     try {
-      server = await startServer({ ioEngine: engine, dataDir: join(mountPoint, "d"), shards: 4, inlineBytesMax: 16384, ioChunkBytes: 16384 });
+      // 256 KiB of the 2 MiB kept free for deletes (a record's delete appends a tombstone) and compaction.
+      server = await startServer({ ioEngine: engine, dataDir: join(mountPoint, "d"), shards: 4, inlineBytesMax: 16384, ioChunkBytes: 16384, diskFreeBytesMin: 256 * 1024 });
       const conn = await WireConn.connect({ host: "127.0.0.1", port: server.port });
       for (const [key, size] of [["too-big-streamed", 3 * 1024 * 1024], ["fits", 100_000]] as const) {
         const body = payload(size, 7);
@@ -204,6 +205,12 @@ describe.each(engineNames.map((e) => [e]))("limits, engine %s", (engine) => {
       expect(storedKeys(server.dataDir)).not.toContain(refused.split(":")[0]!);
       expect(tempFiles(server.dataDir)).toEqual([]);
       await benchExchange(conn, "still serving");
+      // Deletes still work on the full disk (a record's delete appends a tombstone: below the floor),
+      // and a removed file's room takes new bodies again.
+      await deleteExchange(conn, "small-0");
+      await deleteExchange(conn, "fits");
+      const after = payload(5000, 99);
+      await uploadExchange(conn, "after-room", after.length, (c) => c.write(after));
       conn.close();
     } finally {
       await server?.stop();

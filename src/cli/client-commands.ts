@@ -46,6 +46,31 @@ export interface Io {
   stdoutBytes: (bytes: Uint8Array) => void | Promise<void>;
 }
 
+/**
+ * How a command with subcommands (`fsgw token`, `fsgw volumes`) fails: its line on stderr, and with
+ * --json one object on stdout (as every command does); returns the exit code.
+ */
+export function subcommandFailure(io: Io, command: string, sub: string | undefined, json: boolean): (message: string, exitCode: number, hint?: string) => number {
+  return (message, exitCode, hint = "") => {
+    io.stderr.write(`fsgw ${command}: ${message}\n${hint}`);
+    if (json) io.stdout(JSON.stringify({ op: `${command} ${sub ?? ""}`.trim(), error: message, exitCode }) + "\n");
+    return exitCode;
+  };
+}
+
+/** A command with subcommands given none (usage on stderr) or --help (on stdout): its exit code; else null. */
+export function subcommandHelp(io: Io, help: string, sub: string | undefined): number | null {
+  if (sub === undefined) {
+    io.stderr.write(help + "\n");
+    return EXIT_USAGE;
+  }
+  if (sub === "--help" || sub === "-h") {
+    io.stdout(help + "\n");
+    return EXIT_OK;
+  }
+  return null;
+}
+
 const common: Record<string, FlagSpec> = {
   "--host": { takesValue: true },
   "--port": { takesValue: true },

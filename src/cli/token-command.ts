@@ -5,7 +5,7 @@ import { ConfigError, loadConfig } from "../config";
 import { accessOf, createAccessKey, createToken, DEFAULT_BUCKET, newSecret, parseTtl, secretOf } from "../auth/token";
 import { checkBucketName } from "../storage/keys";
 import { parseArgs, UsageError, type Parsed } from "./args";
-import { EXIT_LOCAL, EXIT_OK, EXIT_USAGE, type Io } from "./client-commands";
+import { EXIT_LOCAL, EXIT_OK, EXIT_USAGE, subcommandFailure, subcommandHelp, type Io } from "./client-commands";
 
 export const tokenHelp = `usage: fsgw token create --ops <ops> [--prefix <prefix>] [--bucket <bucket>] [--ttl <ttl>] [--id <id>] [--s3] [--secret-file <file> | --config <file>] [--json]
        fsgw token secret [--json]
@@ -62,21 +62,10 @@ function secretFile(parsed: Parsed): string {
 export function runTokenCommand(argv: string[], io: Io): number {
   const [sub, ...rest] = argv;
   const json = argv.includes("--json");
-  /** A failure: its line on stderr, and with --json one object on stdout (as every command does). */
-  const fail = (message: string, exitCode: number, hint = ""): number => {
-    io.stderr.write(`fsgw token: ${message}\n${hint}`);
-    if (json) io.stdout(JSON.stringify({ op: `token ${sub ?? ""}`.trim(), error: message, exitCode }) + "\n");
-    return exitCode;
-  };
+  const fail = subcommandFailure(io, "token", sub, json);
+  const help = subcommandHelp(io, tokenHelp, sub);
+  if (help !== null) return help;
   try {
-    if (sub === undefined) {
-      io.stderr.write(tokenHelp + "\n");
-      return EXIT_USAGE;
-    }
-    if (sub === "--help" || sub === "-h") {
-      io.stdout(tokenHelp + "\n");
-      return EXIT_OK;
-    }
     const parsed = parseArgs(rest, flags);
     if (parsed.flags.has("--help")) {
       io.stdout(tokenHelp + "\n");

@@ -10,7 +10,7 @@ import { Logger } from "../log";
 import { lockForProcess } from "../platform";
 import { VOLUME_DIR, VolumeCompactor, VolumeCounters, VolumeFiles, VolumeWriter, readRecords, volumeFileName, volumeIdsIn } from "../storage/volumes";
 import { parseArgs, UsageError, type Parsed } from "./args";
-import { EXIT_LOCAL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, type Io } from "./client-commands";
+import { EXIT_LOCAL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, subcommandFailure, subcommandHelp, type Io } from "./client-commands";
 
 export const volumesHelp = `usage: fsgw volumes stats   [--data-dir <dir> | --config <file>] [--json]
        fsgw volumes verify  [--data-dir <dir> | --config <file>] [--json]
@@ -87,19 +87,9 @@ const pct = (live: number, bytes: number) => (bytes === 0 ? 0 : Math.round((1000
 export async function runVolumesCommand(argv: string[], io: Io): Promise<number> {
   const [sub, ...rest] = argv;
   const json = argv.includes("--json");
-  const fail = (message: string, exitCode: number): number => {
-    io.stderr.write(`fsgw volumes: ${message}\n`);
-    if (json) io.stdout(JSON.stringify({ op: `volumes ${sub ?? ""}`.trim(), error: message, exitCode }) + "\n");
-    return exitCode;
-  };
-  if (sub === undefined) {
-    io.stderr.write(volumesHelp + "\n");
-    return EXIT_USAGE;
-  }
-  if (sub === "--help" || sub === "-h") {
-    io.stdout(volumesHelp + "\n");
-    return EXIT_OK;
-  }
+  const fail = subcommandFailure(io, "volumes", sub, json);
+  const help = subcommandHelp(io, volumesHelp, sub);
+  if (help !== null) return help;
   try {
     const parsed = parseArgs(rest, flags);
     if (parsed.flags.has("--help")) {

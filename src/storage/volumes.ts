@@ -703,27 +703,24 @@ export class VolumeFiles {
 class CopyTarget implements AppendTarget {
   constructor(
     private readonly compaction: Compaction,
+    /** A body's key; null for a tombstone. */
     private readonly key: string | null,
     /** The copy's bytes. */
     private readonly bytes: number,
-    /** A tombstone's bytes (0 for a body). */
-    private readonly tombstoneBytes: number,
   ) {}
   onAppended(result: number, volume: number, offset: number, seq: number): void {
-    this.compaction.copied(result, this.key, volume, offset, seq, this.bytes, this.tombstoneBytes);
+    this.compaction.copied(result, this.key, volume, offset, seq, this.bytes);
   }
 }
 
 /** The copies of one volume's records in flight, and how they ended. */
 class Compaction {
-  inFlight = 0;
   /** Bytes of the copies handed to the writer and not yet written (each a copy of its record). */
   inFlightBytes = 0;
   failed = 0;
   moved = 0;
-  private drained: (() => void) | null = null;
   /** Who waits in below(), and for how few bytes in flight. */
-  private belowWaiter: { bytes: number; resolve: () => void } | null = null;
+  private waiter: { bytes: number; resolve: () => void } | null = null;
 
   constructor(
     private readonly index: NativeIndex,
@@ -733,35 +730,26 @@ class Compaction {
 
   /** A copy of `bytes` is handed to the writer. */
   sent(bytes: number): void {
-    this.inFlight++;
     this.inFlightBytes += bytes;
   }
 
-  copied(result: number, key: string | null, volume: number, offset: number, seq: number, bytes: number, tombstoneBytes: number): void {
-    this.inFlight--;
+  copied(result: number, key: string | null, volume: number, offset: number, seq: number, bytes: number): void {
     this.inFlightBytes -= bytes;
-    const waiter = this.belowWaiter;
+    if (result < 0) this.failed++;
+    else if (key === null) this.kept.set(volume, (this.kept.get(volume) ?? 0) + bytes);
+    // A key written or deleted since its record was read keeps its newer state: the copy is dead.
+    else this.moved += this.index.moveRecord(key, seq, volume, offset);
+    const waiter = this.waiter;
     if (waiter !== null && this.inFlightBytes <= waiter.bytes) {
-      this.belowWaiter = null;
+      this.waiter = null;
       waiter.resolve();
     }
-    if (result >= 0 && tombstoneBytes > 0) this.kept.set(volume, (this.kept.get(volume) ?? 0) + tombstoneBytes);
-    if (result < 0) this.failed++;
-    // A key written or deleted since its record was read keeps its newer state: the copy is dead.
-    else if (key !== null) this.moved += this.index.moveRecord(key, seq, volume, offset);
-    if (this.inFlight === 0) this.drained?.();
   }
 
-  /** Resolves once at most `bytes` of copies are in flight. */
+  /** Resolves once at most `bytes` of copies are in flight (0: every copy is written, or failed). */
   below(bytes: number): Promise<void> {
     if (this.inFlightBytes <= bytes) return Promise.resolve();
-    return new Promise((resolve) => (this.belowWaiter = { bytes, resolve }));
-  }
-
-  /** Resolves once every copy is written (or failed). */
-  allWritten(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => (this.drained = resolve));
+    return new Promise((resolve) => (this.waiter = { bytes, resolve }));
   }
 }
 
@@ -904,11 +892,11 @@ export class VolumeCompactor {
           if (job.inFlightBytes > this.copyBytesHigh) this.copyBytesHigh = job.inFlightBytes;
           records++;
           copiedBytes += r.length;
-          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null, r.length, kind === VolumeKind.TOMBSTONE ? r.length : 0));
+          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null, r.length));
         }
         pos += r.length;
       }
-      await job.allWritten();
+      await job.below(0);
       if (job.failed > 0) throw new Error(`${job.failed} copies failed to be written; ${path} is kept`);
       // The copies must outlive the volume: durable before it goes, whatever fsyncOnCommit says.
       await this.writer.sync();

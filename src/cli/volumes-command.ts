@@ -5,10 +5,10 @@
 import { closeSync, existsSync, rmSync } from "node:fs";
 import { ConfigError, loadConfig } from "../config";
 import { SyncEngine } from "../engine/sync-engine";
-import { NativeIndex, VolumeRecords } from "../ffi/pool-binding";
+import { NativeIndex, VolumeKind, VolumeRecords } from "../ffi/pool-binding";
 import { Logger } from "../log";
 import { lockForProcess } from "../platform";
-import { VOLUME_DIR, VolumeCompactor, VolumeCounters, VolumeFiles, VolumeWriter, readRecords, volumeFileName, volumeIdsIn } from "../storage/volumes";
+import { CHECKPOINT, VOLUME_DIR, VolumeCompactor, VolumeCounters, VolumeFiles, VolumeWriter, readRecords, volumeFileName, volumeIdsIn } from "../storage/volumes";
 import { parseArgs, UsageError, type Parsed } from "./args";
 import { EXIT_LOCAL, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, subcommandFailure, subcommandHelp, type Io } from "./client-commands";
 
@@ -128,7 +128,7 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
             continue;
           }
           records++;
-          if (r.kind === 1 && r.sha256 !== null && Buffer.compare(new Bun.CryptoHasher("sha256").update(r.body).digest(), r.sha256) !== 0) {
+          if (r.kind === VolumeKind.BODY && r.sha256 !== null && Buffer.compare(new Bun.CryptoHasher("sha256").update(r.body).digest(), r.sha256) !== 0) {
             problems.push({ volume: id, offset: r.offset, problem: `the body of ${JSON.stringify(r.key)} does not have the SHA-256 its record holds` });
           }
         }
@@ -156,7 +156,7 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
         const compacted: number[] = [];
         for (let v = await compactor.check(); v >= 0; v = await compactor.check()) compacted.push(v);
         // The server's checkpoint describes the volumes as they were: the next start reads them whole.
-        if (compacted.length > 0) rmSync(`${dir}/checkpoint.fsc`, { force: true });
+        if (compacted.length > 0) rmSync(`${dir}/${CHECKPOINT}`, { force: true });
         await writer.close();
         files.closeAll();
         index.close();

@@ -907,10 +907,8 @@ export class NativeIndex {
 
   /** The bytes of live records in each of `volumes` (ascending), as the index says now. */
   volumeUsage(volumes: number[]): number[] {
-    const ids = new Uint32Array(Math.max(1, volumes.length));
-    ids.set(volumes);
-    const live = new Float64Array(Math.max(1, volumes.length));
-    this.sym.fsgw_index_volume_usage(this.handle, ids, volumes.length, live);
+    const live = new Float64Array(new ArrayBuffer(8 * Math.max(1, volumes.length)));
+    this.sym.fsgw_index_volume_usage(this.handle, volumeIds(volumes), volumes.length, live);
     return Array.from(live.subarray(0, volumes.length));
   }
 

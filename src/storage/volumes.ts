@@ -29,7 +29,7 @@ import { StoreError } from "./store";
 
 export const VOLUME_DIR = "volumes";
 /** The index's records as a clean stop left them (saveCheckpoint), read at start instead of every record. */
-const CHECKPOINT = "checkpoint.fsc";
+export const CHECKPOINT = "checkpoint.fsc";
 const VOLUME_NAME = /^([0-9a-f]{8})\.fsv$/;
 
 /** The numbers of the volumes in `dir` (<dataDir>/volumes), ascending; none when there is no such directory. */

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -35,17 +36,21 @@ typedef struct leaf {
 #define META_BYTES 49
 #define META_DIGEST 1
 #define META_MD5 2
-/* The body is a record of a volume (fsgw_volume.h): FSGW_INDEX_VOLUME_BYTES more after the rest. */
+/* The body is a record of a volume (fsgw_volume.h): its facts are size, time, flags and the location
+ * (FSGW_INDEX_RECORD_META_BYTES); the digests stay in the record's header (flags say which it has). */
 #define META_VOLUME 4
 /* The bytes of the facts at meta, and of the entry at e ([len][key][facts]). */
 static inline uint32_t meta_bytes(const uint8_t *meta) {
-  return META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u) + ((meta[16] & META_VOLUME) ? FSGW_INDEX_VOLUME_BYTES : 0u);
+  return (meta[16] & META_VOLUME) ? FSGW_INDEX_RECORD_META_BYTES : META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u);
 }
 static inline uint32_t entry_bytes(const uint8_t *e) { return 1u + e[0] + meta_bytes(e + 1 + e[0]); }
 /* Where a volume entry's location starts in its facts. */
-static inline uint32_t volume_at(const uint8_t *meta) { return META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u); }
-/* The most an entry of a key of len bytes can take. */
-#define ENTRY_BYTES_MAX(len) (1u + (uint32_t)(len) + META_BYTES + 16u + FSGW_INDEX_VOLUME_BYTES)
+static inline uint32_t volume_at(const uint8_t *meta) {
+  (void)meta;
+  return FSGW_INDEX_RECORD_AT;
+}
+/* The most an entry of a key of len bytes can take (a file's, with both digests). */
+#define ENTRY_BYTES_MAX(len) (1u + (uint32_t)(len) + FSGW_INDEX_META_BYTES_MAX)
 /* Room a leaf keeps beyond its entries, so that every addition does not reallocate it. */
 #define LEAF_SLACK 256
 
@@ -58,6 +63,7 @@ struct fsgw_index {
   int64_t bytes; /* the leaves' allocations */
   int32_t shards;
   int *shard_fd; /* O_PATH descriptors of the shard directories */
+  int volumes_fd; /* O_PATH descriptor of the volumes' directory (-1: none), where a listing reads digests */
   /* Every key of the shard directories is here: set once a load ended well, cleared for good when
    * an addition fails (fsgw_index_has answers a key's absence only while it holds). */
   int complete;
@@ -418,6 +424,7 @@ fsgw_index *fsgw_index_new(void) {
   if (ix == NULL) return NULL;
   pthread_rwlock_init(&ix->lock, NULL);
   ix->complete = 1;
+  ix->volumes_fd = -1;
   return ix;
 }
 
@@ -446,6 +453,7 @@ fsgw_index *fsgw_index_open(const char *dir, int32_t shards, int32_t width) {
   int *fds = calloc((size_t)shards, sizeof *fds);
   if (ix == NULL || fds == NULL) goto fail;
   pthread_rwlock_init(&ix->lock, NULL);
+  ix->volumes_fd = -1;
   ix->shards = shards;
   ix->shard_fd = fds;
   for (int32_t s = 0; s < shards; s++) fds[s] = -1;
@@ -477,6 +485,18 @@ fail: {
 }
 }
 
+int32_t fsgw_index_set_volumes(fsgw_index *ix, const char *path) {
+  int fd = open(path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return -errno;
+  /* Set once (every loop's store asks): a listing that let the index go still uses the first. */
+  pthread_rwlock_wrlock(&ix->lock);
+  int taken = ix->volumes_fd < 0;
+  if (taken) ix->volumes_fd = fd;
+  pthread_rwlock_unlock(&ix->lock);
+  if (!taken) close(fd);
+  return 0;
+}
+
 void fsgw_index_close(fsgw_index *ix) {
   if (ix == NULL) return;
   for (size_t i = 0; i < ix->nleaves; i++) leaf_free(ix, ix->leaves[i]);
@@ -484,6 +504,7 @@ void fsgw_index_close(fsgw_index *ix) {
   free(ix->first8);
   for (int32_t s = 0; s < ix->shards; s++) close(ix->shard_fd[s]); /* none for fsgw_index_new's */
   free(ix->shard_fd);
+  if (ix->volumes_fd >= 0) close(ix->volumes_fd);
   pthread_rwlock_destroy(&ix->lock);
   free(ix);
 }
@@ -756,8 +777,10 @@ static size_t put_json(uint8_t *out, const uint8_t *text, uint32_t len) {
 /* A prefix line beyond the prefix: {"prefix":""}\n */
 #define PREFIX_LINE_FIXED 14
 
-/* One entry's line, from the facts the index keeps for it; its length. */
-static size_t entry_line(const uint8_t *key, uint32_t len, const uint8_t *meta, uint8_t *out) {
+/* One entry's line, from the facts the index keeps for it and its digests (a file's are in its
+ * facts; a record's, read from its header, at `digests`: the SHA-256 then the MD5, or NULL: none
+ * shown); its length. */
+static size_t entry_line(const uint8_t *key, uint32_t len, const uint8_t *meta, const uint8_t *digests, uint8_t *out) {
   int64_t size = get_i64(meta), mtime_ms = get_i64(meta + 8);
   if (mtime_ms < 0) mtime_ms = 0; /* before 1970: shown as 1970 */
   size_t o = 0;
@@ -770,23 +793,23 @@ static size_t entry_line(const uint8_t *key, uint32_t len, const uint8_t *meta, 
   int n = snprintf((char *)out + o, 80, "\",\"size\":%lld,\"mtime\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03dZ\"", (long long)size, tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
                    tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(mtime_ms % 1000));
   o += n < 80 ? (size_t)n : 79;
-  if (meta[16] & META_DIGEST) {
+  if (digests != NULL && (meta[16] & META_DIGEST)) {
     static const char hex[] = "0123456789abcdef";
     memcpy(out + o, ",\"sha256\":\"", 11);
     o += 11;
     for (int i = 0; i < 32; i++) {
-      out[o++] = (uint8_t)hex[meta[17 + i] >> 4];
-      out[o++] = (uint8_t)hex[meta[17 + i] & 15];
+      out[o++] = (uint8_t)hex[digests[i] >> 4];
+      out[o++] = (uint8_t)hex[digests[i] & 15];
     }
     out[o++] = '"';
   }
-  if (meta[16] & META_MD5) {
+  if (digests != NULL && (meta[16] & META_MD5)) {
     static const char hex[] = "0123456789abcdef";
     memcpy(out + o, ",\"md5\":\"", 8);
     o += 8;
     for (int i = 0; i < 16; i++) {
-      out[o++] = (uint8_t)hex[meta[META_BYTES + i] >> 4];
-      out[o++] = (uint8_t)hex[meta[META_BYTES + i] & 15];
+      out[o++] = (uint8_t)hex[digests[32 + i] >> 4];
+      out[o++] = (uint8_t)hex[digests[32 + i] & 15];
     }
     out[o++] = '"';
   }
@@ -795,15 +818,63 @@ static size_t entry_line(const uint8_t *key, uint32_t len, const uint8_t *meta, 
   return o;
 }
 
-int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len) {
-  int32_t plen = params[0], dlen = params[1], alen = params[2], after_prefix = params[3], max = params[4], cap = params[5];
+/* The volumes a page's records are in, opened while the index is held (so each is there: a
+ * compaction removes a volume only after the index stops pointing into it) and read after it is let
+ * go (a descriptor keeps a removed volume's bytes, and a record's bytes never change). */
+typedef struct page_volumes {
+  uint32_t *ids;
+  int *fds;
+  int32_t n;
+} page_volumes;
+
+/* The descriptor of volume id for this page (-1: it cannot be opened; its digests are not shown). */
+static int page_volume(page_volumes *v, int dir, uint32_t id) {
+  for (int32_t i = 0; i < v->n; i++)
+    if (v->ids[i] == id) return v->fds[i];
+  char name[16];
+  snprintf(name, sizeof name, "%08x.fsv", (unsigned)id);
+  /* O_NOATIME keeps a listing from dirtying the volume's inode; only its owner may ask for it. */
+  int fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOATIME);
+  if (fd < 0 && errno == EPERM) fd = openat(dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  v->ids[v->n] = id;
+  v->fds[v->n++] = fd;
+  return fd;
+}
+
+/* Reads the header of the record a listing shows (facts meta) into hdr: 1 when it is that record's
+ * (its magic, kind, key length and sequence number), 0 when not (shown without digests), -EAGAIN
+ * when its page is not cached and the caller may not wait. */
+static int read_header(int fd, const uint8_t *meta, uint32_t key_len, int wait, uint8_t *hdr) {
+  if (fd < 0) return 0;
+  int64_t offset = get_i64(meta + FSGW_INDEX_RECORD_AT + 4);
+  struct iovec iov = {hdr, FSGW_VOLUME_HEADER_BYTES};
+  ssize_t n;
+  do n = preadv2(fd, &iov, 1, (off_t)offset, wait ? 0 : RWF_NOWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EOPNOTSUPP) n = pread(fd, hdr, FSGW_VOLUME_HEADER_BYTES, (off_t)offset);
+  if (n < 0 && errno == EAGAIN) return -EAGAIN;
+  if (n != FSGW_VOLUME_HEADER_BYTES) return 0;
+  return memcmp(hdr, "FSV1", 4) == 0 && hdr[4] == FSGW_VOLUME_KIND_BODY && hdr[5] == key_len && get_i64(hdr + 8) == seq_of(meta);
+}
+
+int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len, double *misses) {
+  int32_t plen = params[0], dlen = params[1], alen = params[2], after_prefix = params[3], max = params[4], cap = params[5], wait = params[6];
   *next_len = 0;
+  misses[0] = 0;
   if (plen < 0 || plen > KEY_MAX || dlen < 0 || dlen > KEY_MAX || alen < 0 || alen > KEY_MAX || max < 1 || cap < FSGW_INDEX_PAGE_BYTES_MIN) return -EINVAL;
   const uint8_t *prefix = texts, *delim = texts + plen, *after = texts + plen + dlen;
-  /* Entries are written as they are met; common prefixes wait here ([len][bytes]) to follow them. */
+  /* Entries are copied here as they are met ([len][key][facts]) and written once the index is let
+   * go (a record's digests are read from its volume); common prefixes wait here ([len][bytes]) to
+   * follow them. */
+  uint8_t *picked = malloc((size_t)max * (1 + KEY_MAX + FSGW_INDEX_META_BYTES_MAX));
   uint8_t *prefixes = malloc((size_t)max * (1 + KEY_MAX));
-  if (prefixes == NULL) return -ENOMEM;
-  size_t pbytes = 0, o = 0;
+  page_volumes vols = {malloc((size_t)max * sizeof(uint32_t)), malloc((size_t)max * sizeof(int)), 0};
+  int32_t rc = 0;
+  if (picked == NULL || prefixes == NULL || vols.ids == NULL || vols.fds == NULL) {
+    rc = -ENOMEM;
+    goto out;
+  }
+  size_t pbytes = 0, ebytes = 0, o = 0;
   int32_t taken = 0;
   int more = 0;
   int64_t room = cap;
@@ -856,14 +927,50 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
       if (blen == 0) break;
       c = seek(ix, bound, blen, 0);
     } else {
-      o += entry_line(key, len, key + len, out + o);
+      const uint8_t *meta = key + len;
+      uint32_t bytes = entry_bytes(e);
+      memcpy(picked + ebytes, e, bytes);
+      ebytes += bytes;
+      if ((meta[16] & META_VOLUME) && (meta[16] & META_DIGEST) && ix->volumes_fd >= 0) {
+        const uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
+        page_volume(&vols, ix->volumes_fd, (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24);
+      }
       memcpy(last, key, len);
       last_len = len;
       last_is_prefix = 0;
-      c.off += 1u + len + meta_bytes(key + len);
+      c.off += bytes;
     }
   }
+  int vdir = ix->volumes_fd; /* set once: never closed while the index is open */
   pthread_rwlock_unlock(&ix->lock);
+  int32_t missed = 0;
+  for (size_t p = 0; p < ebytes; p += entry_bytes(picked + p)) {
+    const uint8_t *e = picked + p, *meta = e + 1 + e[0];
+    const uint8_t *digests = meta + 17; /* a file's, in its facts */
+    uint8_t hdr[FSGW_VOLUME_HEADER_BYTES];
+    if (meta[16] & META_VOLUME) {
+      digests = NULL;
+      if ((meta[16] & META_DIGEST) && vdir >= 0) {
+        const uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
+        uint32_t id = (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24;
+        /* (Opened above, while the index was held: found in the page's table, never opened here.) */
+        int r = read_header(page_volume(&vols, vdir, id), meta, e[0], wait, hdr);
+        if (r == -EAGAIN) {
+          /* Not cached: the caller has it read on the pool and asks again (never on its thread). */
+          misses[1 + 2 * missed] = id;
+          misses[2 + 2 * missed] = (double)get_i64(loc + 4);
+          misses[0] = ++missed;
+          continue;
+        }
+        if (r == 1) digests = hdr + 32;
+      }
+    }
+    o += entry_line(e + 1, e[0], meta, digests, out + o);
+  }
+  if (missed > 0) {
+    rc = -EAGAIN;
+    goto out;
+  }
   for (size_t p = 0; p < pbytes; p += 1u + prefixes[p]) {
     memcpy(out + o, "{\"prefix\":\"", 11);
     o += 11;
@@ -877,8 +984,15 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
     memcpy(next + 1, last, last_len);
     *next_len = 1 + (int32_t)last_len;
   }
+  rc = (int32_t)o;
+out:
+  for (int32_t i = 0; i < vols.n; i++)
+    if (vols.fds[i] >= 0) close(vols.fds[i]);
+  free(vols.ids);
+  free(vols.fds);
+  free(picked);
   free(prefixes);
-  return (int32_t)o;
+  return rc;
 }
 
 /* ---- a start-up scan's records (fsgw_volscan) ---- */

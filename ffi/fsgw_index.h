@@ -33,11 +33,16 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads);
  * (int64 LE), mtime in ms (int64 LE), flags (1: the file records a digest; 2: and an MD5), the
  * digest (32 bytes), and with flag 2 the MD5 (16 bytes more). */
 #define FSGW_INDEX_META_BYTES 49
-/* With flag 4 the body is a record of a volume (fsgw_volume.h), and after the rest come its
- * location and order (FSGW_INDEX_VOLUME_BYTES): the volume's number (uint32 LE), the record's
- * offset in it (int64 LE) and its sequence number (int64 LE; a key's later write has a larger one). */
+/* With flag 4 the body is a record of a volume (fsgw_volume.h), and its facts are shorter: size,
+ * mtime and flags as above, then (at FSGW_INDEX_RECORD_AT) its location and order: the volume's
+ * number (uint32 LE), the record's offset in it (int64 LE) and its sequence number (int64 LE; a
+ * key's later write has a larger one). Its digests are not here but in the record's header (flags 1
+ * and 2 say which it holds): 32 or 48 bytes of every key would double what the index takes
+ * (issue 27: at most 48 bytes per key beyond the key). */
+#define FSGW_INDEX_RECORD_AT 17
 #define FSGW_INDEX_VOLUME_BYTES 20
-#define FSGW_INDEX_META_BYTES_MAX (65 + FSGW_INDEX_VOLUME_BYTES)
+#define FSGW_INDEX_RECORD_META_BYTES (FSGW_INDEX_RECORD_AT + FSGW_INDEX_VOLUME_BYTES)
+#define FSGW_INDEX_META_BYTES_MAX 65
 
 /* Adds key with its file's facts (meta), or gives an existing key these: 1 when added, 0 when it
  * was there, 2 when a volume's record was not applied because the key holds a later record (a
@@ -112,8 +117,16 @@ double fsgw_index_bytes(fsgw_index *ix);
  * length (0 when the listing is complete). Returns the bytes written, or -errno.
  * The request comes in two arrays (bun:ffi calls of a dozen arguments are not safe): `texts` holds
  * prefix, delimiter and after back to back; `params` their lengths (plen, dlen, alen), then
- * after_prefix, max and cap. */
-int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len);
+ * after_prefix, max, cap and wait.
+ * A record's digests are read from its header in its volume (fsgw_index_set_volumes; none set: not
+ * shown), after the index is let go. Unless wait is 1, only from the page cache (RWF_NOWAIT): when
+ * a header is not cached, returns -EAGAIN and lists in misses (float64: their number, then each
+ * one's volume and offset; room for 1 + 2 * max) what to read first (on the pool) before asking
+ * again: a listing never waits for the disk on the caller's thread. */
+int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len, double *misses);
+/* The directory of the volumes (never through a link), where a listing reads records' digests:
+ * 0, or -errno. */
+int32_t fsgw_index_set_volumes(fsgw_index *ix, const char *path);
 
 #define FSGW_INDEX_LEAF_BYTES 4096
 /* The smallest cap fsgw_index_list takes: one line of the longest key, every byte escaped. */

@@ -1332,6 +1332,21 @@ double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest
   return (double)rc;
 }
 
+double fsgw_pread_now(int32_t fd, void *buf, double len, double offset) {
+  if (atomic_load_explicit(&inline_refused, memory_order_relaxed)) return -EAGAIN;
+  struct iovec iov = {buf, (size_t)len};
+  ssize_t n;
+  do n = preadv2(fd, &iov, 1, (off_t)offset, RWF_NOWAIT);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EOPNOTSUPP || errno == EINVAL || errno == ENOSYS ? -EAGAIN : (double)neg_errno();
+  /* Short of the end of the file: part of the range is not cached (the pool reads it whole). */
+  if ((size_t)n < (size_t)len) {
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (off_t)offset + n < st.st_size) return -EAGAIN;
+  }
+  return (double)n;
+}
+
 int32_t fsgw_fs_is_local(const char *path) {
   struct statfs fs;
   if (statfs(path, &fs) != 0) return (int32_t)neg_errno();

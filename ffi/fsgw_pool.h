@@ -35,7 +35,7 @@
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 7
+#define FSGW_ABI_VERSION 8
 
 typedef struct fsgw_pool fsgw_pool;
 
@@ -286,6 +286,11 @@ double fsgw_stat_cached(const char *path, int32_t *mode_out, uint8_t *digest_out
  * the caches; returns the file's size (its bytes are in buf only when size <= cap), -EISDIR for a
  * non-regular file, or -errno (-EAGAIN: some of it is not cached). */
 double fsgw_read_cached(const char *path, void *buf, double cap, uint8_t *digest_out);
+
+/* Reads len bytes of fd at offset from the page cache only (RWF_NOWAIT): the bytes read (fewer at
+ * the end of the file), or -errno (-EAGAIN: not all of it is cached, or the file system cannot
+ * say: read it on the pool). A volume record's header, for its digests. */
+double fsgw_pread_now(int32_t fd, void *buf, double len, double offset);
 
 /* Returns 1 when path lies on a local file system whose cached lookups and attributes are
  * authoritative (ext2/3/4, xfs, btrfs, tmpfs, f2fs, overlayfs), 0 otherwise (e.g. NFS: attributes must be

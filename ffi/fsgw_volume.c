@@ -128,9 +128,6 @@ int32_t fsgw_volume_encode(uint8_t *out, const uint8_t *key, const uint8_t *body
 
 /* ---- the start-up scan ---- */
 
-/* Where the location starts in facts of `flags`. */
-static uint32_t location_at(uint8_t flags) { return FSGW_INDEX_META_BYTES + ((flags & 2) ? 16u : 0u); }
-
 /* The record r at `offset` of `volume`, as the scan's collector keeps it. */
 static int collect(fsgw_volscan *s, const uint8_t *r, uint32_t volume, int64_t offset) {
   const uint8_t *key = r + FSGW_VOLUME_HEADER_BYTES;
@@ -143,10 +140,8 @@ static int collect(fsgw_volscan *s, const uint8_t *r, uint32_t volume, int64_t o
   memset(meta, 0, sizeof meta);
   put64(meta, get64(r + 24));
   put64(meta + 8, get64(r + 16));
-  meta[16] = (uint8_t)((r[6] & 3) | 4);
-  memcpy(meta + 17, r + 32, 32);
-  if (r[6] & 2) memcpy(meta + FSGW_INDEX_META_BYTES, r + 64, 16);
-  uint32_t at = location_at(meta[16]);
+  meta[16] = (uint8_t)((r[6] & 3) | 4); /* the digests stay in the header: flags say which it has */
+  uint32_t at = FSGW_INDEX_RECORD_AT;
   put32(meta + at, volume);
   put64(meta + at + 4, offset);
   put64(meta + at + 12, get64(r + 8));

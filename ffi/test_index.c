@@ -41,8 +41,9 @@ static int list_all(fsgw_index *ix, const char *prefix, const char *delim, int m
     memcpy(texts, prefix, plen);
     memcpy(texts + plen, delim, dlen);
     memcpy(texts + plen + dlen, after, (size_t)alen);
-    int32_t params[6] = {(int32_t)plen, (int32_t)dlen, alen, after_prefix, max, 1 << 20};
-    int32_t n = fsgw_index_list(ix, texts, params, page, next, &next_len);
+    int32_t params[7] = {(int32_t)plen, (int32_t)dlen, alen, after_prefix, max, 1 << 20, 0};
+    double misses[1 + 2 * max]; /* (no records here: only its count is written) */
+    int32_t n = fsgw_index_list(ix, texts, params, page, next, &next_len, misses);
     if (n < 0) break;
     for (char *p = (char *)page; p < (char *)page + n;) {
       char *end = memchr(p, '\n', (size_t)((char *)page + n - p));
@@ -116,15 +117,16 @@ static void test_md5(void) {
   check(fsgw_index_add(ix, (const uint8_t *)"b", 1, meta_md5) == 0, "an overwrite with an MD5 is not a new key");
   uint8_t page[4096], next[256];
   int32_t next_len = 0;
-  int32_t params[6] = {0, 0, 0, 0, 10, sizeof page};
-  int32_t n = fsgw_index_list(ix, (const uint8_t *)"", params, page, next, &next_len);
+  int32_t params[7] = {0, 0, 0, 0, 10, sizeof page, 0};
+  double misses[1 + 2 * 10];
+  int32_t n = fsgw_index_list(ix, (const uint8_t *)"", params, page, next, &next_len, misses);
   page[n > 0 ? n : 0] = 0;
   const char *b = strstr((char *)page, "{\"key\":\"b\"");
   check(n > 0 && b != NULL && strstr(b, "\"md5\":\"a0a1a2a3a4a5a6a7a8a9aaabacadaeaf\"}\n{\"key\":\"c\"") != NULL, "the entry with an MD5 lists it, the next entry follows whole");
   const char *first = strstr((char *)page, "\"md5\"");
   check(first > b && strstr(first + 1, "\"md5\"") == NULL, "only that entry lists an MD5");
   fsgw_index_add(ix, (const uint8_t *)"b", 1, meta);
-  n = fsgw_index_list(ix, (const uint8_t *)"", params, page, next, &next_len);
+  n = fsgw_index_list(ix, (const uint8_t *)"", params, page, next, &next_len, misses);
   page[n > 0 ? n : 0] = 0;
   check(n > 0 && strstr((char *)page, "\"md5\"") == NULL && strstr((char *)page, "{\"key\":\"c\"") != NULL && fsgw_index_count(ix) == 3, "an overwrite without an MD5 drops it; three keys still");
   fsgw_index_close(ix);

@@ -55,6 +55,8 @@ export interface InlineOps {
   readCached(path: string, into: Uint8Array): number;
   /** The facts (DIGEST_OUT_BYTES) of the last successful call's file: valid until the next call. */
   readonly lastDigest: Uint8Array;
+  /** Reads `into.length` bytes of `fd` at `position` from the page cache only: the bytes read, or -errno (WOULD_BLOCK: not cached). */
+  readNow(fd: number, into: Uint8Array, position: number): number;
   /**
    * 1 when `dir` is on a local file system whose cached lookups and attributes can be trusted, 0
    * when not (a network file system: its cached attributes may be stale), -errno when unknown.

@@ -9,7 +9,7 @@ import { constants } from "node:os";
 import { BUILD_COMMAND, libraryPath, libraryState } from "./build";
 import { stableBytes } from "../util/stable-bytes";
 
-const ABI_VERSION = 7;
+const ABI_VERSION = 8;
 const SUB_BYTES = 64;
 const COMP_BYTES = 16;
 /**
@@ -111,6 +111,7 @@ function load() {
     fsgw_lock_file: { args: ["ptr"], returns: "i32" },
     fsgw_stat_cached: { args: ["ptr", "ptr", "ptr"], returns: "f64" },
     fsgw_read_cached: { args: ["ptr", "ptr", "f64", "ptr"], returns: "f64" },
+    fsgw_pread_now: { args: ["i32", "ptr", "f64", "f64"], returns: "f64" },
     fsgw_fs_is_local: { args: ["ptr"], returns: "i32" },
     fsgw_confine: { args: ["ptr", "i32"], returns: "i32" },
     fsgw_digest_cache_entries: { args: ["i32"], returns: "void" },
@@ -135,7 +136,8 @@ function load() {
     fsgw_index_has: { args: ["ptr", "ptr", "i32"], returns: "i32" },
     fsgw_index_count: { args: ["ptr"], returns: "f64" },
     fsgw_index_bytes: { args: ["ptr"], returns: "f64" },
-    fsgw_index_list: { args: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
+    fsgw_index_list: { args: ["ptr", "ptr", "ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
+    fsgw_index_set_volumes: { args: ["ptr", "ptr"], returns: "i32" },
     fsgw_index_get: { args: ["ptr", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_index_remove_record: { args: ["ptr", "ptr", "i32", "f64"], returns: "i32" },
     fsgw_index_new: { args: [], returns: "ptr" },
@@ -304,6 +306,11 @@ export class InlineFs {
   readCached(path: string, into: Uint8Array): number {
     if (!this.encodePath(path)) return -ENAMETOOLONG;
     return this.count(this.sym.fsgw_read_cached(this.pathPtr, into, into.length, this.digestOutPtr));
+  }
+
+  /** Reads `into.length` bytes of `fd` at `position` from the page cache only: bytes read, or -errno (-EAGAIN: not cached). */
+  readNow(fd: number, into: Uint8Array, position: number): number {
+    return this.count(this.sym.fsgw_pread_now(fd, into, into.length, position));
   }
 
   trustedFor(dir: string): number {
@@ -608,6 +615,24 @@ function getU64(view: DataView, at: number): number {
 /** The bytes of a volume record's header (ffi/fsgw_volume.h). */
 export const VOLUME_HEADER_BYTES = 88;
 export const VolumeKind = { BODY: 1, TOMBSTONE: 2, SEAL: 3 } as const;
+/** "FSV1", a record's first four bytes read as a little-endian number. */
+const VOLUME_MAGIC = 0x31565346;
+
+/**
+ * A volume record's digests and time, from its header (the index keeps only where it is), into a
+ * store's facts buffer (store.ts, DIGEST_BYTES): false when the header is not that of the record
+ * the index holds (its magic, kind, key length and sequence number), which is a damaged volume.
+ */
+export function recordFacts(header: Uint8Array, seq: number, keyBytes: number, facts: Uint8Array): boolean {
+  const view = new DataView(header.buffer, header.byteOffset, VOLUME_HEADER_BYTES);
+  if (view.getUint32(0, true) !== VOLUME_MAGIC || header[4] !== VolumeKind.BODY || header[5] !== keyBytes || getU64(view, 8) !== seq) return false;
+  const has = header[6]! & 3; // 1: the SHA-256, 2: the MD5 (fsgw_volume.h), as the facts' flags
+  if ((has & 1) !== 0) facts.set(header.subarray(32, 64), 1);
+  if ((has & 2) !== 0) facts.set(header.subarray(64, 80), 33);
+  facts.set(header.subarray(16, 24), 49);
+  facts[0] = FACT_MTIME_BIT | has;
+  return true;
+}
 
 /**
  * Volume records (ffi/fsgw_volume.h) made and read by the C library: one encoder per store
@@ -726,8 +751,10 @@ export class VolumeRecords {
   }
 }
 
-/** FSGW_INDEX_META_BYTES_MAX: size, mtime, flags, digest, MD5, a volume record's location. */
-const INDEX_META_BYTES = 65 + 20;
+/** FSGW_INDEX_META_BYTES_MAX: size, mtime, flags, digest, MD5 (a volume record's facts are shorter). */
+const INDEX_META_BYTES = 65;
+/** FSGW_INDEX_RECORD_AT: where a volume record's location starts in its facts (after size, mtime, flags). */
+const RECORD_AT = 17;
 /** Flags of an entry's facts (fsgw_index.h): a digest, an MD5, a body in a volume. */
 const META_DIGEST = 1;
 const META_MD5 = 2;
@@ -749,7 +776,9 @@ export class NativeIndex {
   private readonly meta = stableBytes(INDEX_META_BYTES);
   private readonly metaView = new DataView(this.meta.buffer);
   private readonly texts = stableBytes(3 * 256);
-  private readonly params = new Int32Array(new ArrayBuffer(6 * 4));
+  private readonly params = new Int32Array(new ArrayBuffer(7 * 4));
+  /** A listing's records whose headers were not cached: their number, then volume and offset of each. */
+  private misses = new Float64Array(new ArrayBuffer(8));
   private readonly encoder = new TextEncoder();
   private readonly decoder = new TextDecoder();
   private pageBuf = stableBytes(0);
@@ -808,6 +837,8 @@ export class NativeIndex {
   /**
    * Adds `key` as the body of a volume's record (or gives an existing key these facts), unless the
    * key holds a later record (a larger `seq`): 1 added, 0 replaced, 2 not applied (a later write).
+   * Of its digests (32 bytes, 48 with an MD5) the index keeps only which there are: their bytes are
+   * in the record's header (readRecordFacts), so that an entry takes ~38 bytes beside its key.
    */
   addRecord(key: string, size: number, mtimeMs: number, digest: Uint8Array | null, volume: number, offset: number, seq: number): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
@@ -817,16 +848,9 @@ export class NativeIndex {
     setU64(view, 0, size);
     setU64(view, 8, ms);
     meta[16] = META_VOLUME | (digest === null ? 0 : digest.length >= 48 ? META_DIGEST | META_MD5 : META_DIGEST);
-    // (No view made for a digest of exactly 32 bytes: every small upload passes here.)
-    if (digest !== null) meta.set(digest.length === 32 ? digest : digest.subarray(0, 32), 17);
-    let at = 49;
-    if (digest !== null && digest.length >= 48) {
-      meta.set(digest.subarray(32, 48), 49);
-      at += 16;
-    }
-    view.setUint32(at, volume, true);
-    setU64(view, at + 4, offset);
-    setU64(view, at + 12, seq);
+    view.setUint32(RECORD_AT, volume, true);
+    setU64(view, RECORD_AT + 4, offset);
+    setU64(view, RECORD_AT + 12, seq);
     return this.sym.fsgw_index_add(this.handle, this.keyBuf, written, meta);
   }
 
@@ -853,20 +877,20 @@ export class NativeIndex {
   get lastInVolume(): boolean {
     return (this.got[16]! & META_VOLUME) !== 0;
   }
-  private get locationAt(): number {
-    return 49 + ((this.got[16]! & META_MD5) !== 0 ? 16 : 0);
-  }
   get lastVolume(): number {
-    return this.gotView.getUint32(this.locationAt, true);
+    return this.gotView.getUint32(RECORD_AT, true);
   }
   get lastOffset(): number {
-    return getU64(this.gotView, this.locationAt + 4);
+    return getU64(this.gotView, RECORD_AT + 4);
   }
   get lastSeq(): number {
-    return getU64(this.gotView, this.locationAt + 12);
+    return getU64(this.gotView, RECORD_AT + 12);
   }
 
-  /** The last get()'s digests and time into a store's facts buffer (store.ts, DIGEST_BYTES). */
+  /**
+   * The last get()'s digests and time into a store's facts buffer (store.ts, DIGEST_BYTES): a
+   * file's only (a record's digests are in its header: readRecordFacts).
+   */
   copyFacts(facts: Uint8Array): void {
     const got = this.got;
     let flags = FACT_MTIME_BIT;
@@ -942,8 +966,12 @@ export class NativeIndex {
    * prefixes in at most `bytesMax` bytes, after `after` (a key, or with `afterPrefix` every key
    * under that common prefix); `next`: where the next page starts ("K" + key or "P" + prefix), ""
    * when the listing is complete. `lines` is a fresh copy.
+   *
+   * Records' digests are read from their headers (setVolumes): unless `wait`, only from the page
+   * cache, and when some are not cached the answer is instead `misses`, each a record's volume and
+   * offset (flat pairs) to read on the pool before asking again.
    */
-  list(prefix: string, delimiter: string, after: string, afterPrefix: boolean, max: number, bytesMax: number): { lines: Uint8Array; next: string } {
+  list(prefix: string, delimiter: string, after: string, afterPrefix: boolean, max: number, bytesMax: number, wait = false): { lines: Uint8Array; next: string } | { misses: number[] } {
     const cap = Math.max(bytesMax, INDEX_PAGE_BYTES_MIN);
     if (this.pageBuf.length < cap) this.pageBuf = stableBytes(cap);
     // prefix, delimiter and after back to back, each at most 255 bytes (LIST refuses longer ones).
@@ -958,10 +986,18 @@ export class NativeIndex {
     params[3] = afterPrefix ? 1 : 0;
     params[4] = max;
     params[5] = cap;
-    const n = this.sym.fsgw_index_list(this.handle, texts, params, this.pageBuf, this.nextBuf, this.nextLen);
+    params[6] = wait ? 1 : 0;
+    if (this.misses.length < 1 + 2 * max) this.misses = new Float64Array(new ArrayBuffer(8 * (1 + 2 * max)));
+    const n = this.sym.fsgw_index_list(this.handle, texts, params, this.pageBuf, this.nextBuf, this.nextLen, this.misses);
+    if (n === -EAGAIN) return { misses: Array.from(this.misses.subarray(1, 1 + 2 * this.misses[0]!)) };
     if (n < 0) throw new Error(`fsgw_index_list: errno ${-n}`);
     const next = this.nextLen[0]! === 0 ? "" : this.decoder.decode(this.nextBuf.subarray(0, this.nextLen[0]!));
     return { lines: this.pageBuf.slice(0, n), next };
+  }
+
+  /** Where a listing reads records' digests: the volumes' directory (never through a link). 0, or -errno. */
+  setVolumes(dir: string): number {
+    return this.sym.fsgw_index_set_volumes(this.handle, new TextEncoder().encode(dir + "\0"));
   }
 
   close(): void {

@@ -26,7 +26,7 @@ import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
 import { FreeSpace } from "./free-space";
-import { VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
+import { recordFacts, VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
 import { VOLUME_DIR, holdVolumesDir, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
 
 const LAYOUT_FILE = "fsgw-layout.json";
@@ -264,6 +264,10 @@ export class FileStore implements Store {
   private readonly volumeOptions: (VolumeOptions & { counters: VolumeCounters }) | null;
   private volumeWriter: VolumeWriter | null = null;
   private volumeFiles: VolumeFiles | null = null;
+  /** Records' headers a listing found not cached and read on the pool (their digests are listed). */
+  private listHeaderReads = 0;
+  /** A record's header read inline (recordFactsNow). */
+  private readonly headerRoom = new Uint8Array(VOLUME_HEADER_BYTES);
   private compactor: VolumeCompactor | null = null;
   private volumeSweeper: ReturnType<typeof setInterval> | null = null;
 
@@ -351,6 +355,7 @@ export class FileStore implements Store {
         volumesBegun: w?.volumesBegun ?? 0,
         volumeFilesOpen: this.volumeFiles?.open ?? 0,
         volumeFilesEvicted: this.volumeFiles?.evicted ?? 0,
+        volumeListHeaderReads: this.listHeaderReads,
         ...(c === null ? {} : { volumeCompactions: c.compactions, volumeBytesReclaimed: c.bytesReclaimed, volumeRecordsCopied: c.recordsCopied, volumeCopyBytesHigh: c.copyBytesHigh }),
       };
     };
@@ -362,6 +367,9 @@ export class FileStore implements Store {
     if (v === null) return;
     const dir = `${this.dataDir}/${VOLUME_DIR}`;
     holdVolumesDir(dir);
+    // A listing reads records' digests from their headers there (the index keeps only locations).
+    const set = this.index!.setVolumes(dir);
+    if (set < 0) throw new Error(`cannot open ${dir} for listings: ${errnoName(-set)}`);
     this.volumeWriter = new VolumeWriter(this.engine, dir, v.counters, v, log);
     const files = new VolumeFiles(dir, (fd) => void this.engine.close(fd).catch(() => {}), v.filesOpenMax);
     this.volumeFiles = files;
@@ -382,6 +390,58 @@ export class FileStore implements Store {
   /** True when `key` is a record of a volume: then the index's last* accessors describe it. */
   private inVolume(key: StoreKey): boolean {
     return this.volumeWriter !== null && this.index!.get(key.name) && this.index!.lastInVolume;
+  }
+
+  /**
+   * The digests and time of the record the index's last get() found, from its header, into
+   * `facts` (the index keeps only where the record is: ffi/fsgw_index.h): inline, one read from the
+   * page cache. 0 when done; WOULD_BLOCK when the header is not cached (then recordFactsLater);
+   * -errno when it cannot be read or is not that record's (a damaged volume: EIO).
+   */
+  private recordFactsNow(facts: Uint8Array): number {
+    if (this.inline === null) return WOULD_BLOCK;
+    const index = this.index!;
+    const files = this.volumeFiles!;
+    const volume = index.lastVolume;
+    const fd = files.acquire(volume);
+    if (fd < 0) return fd;
+    const n = this.inline.readNow(fd, this.headerRoom, index.lastOffset);
+    files.release(volume);
+    if (n === WOULD_BLOCK || n < 0) return n;
+    return n === VOLUME_HEADER_BYTES && recordFacts(this.headerRoom, index.lastSeq, index.gotKeyBytes, facts) ? 0 : -constants.errno.EIO;
+  }
+
+  /** recordFactsNow on the pool (the header was not cached): then() once `facts` holds them; a failure goes to target. */
+  private recordFactsLater(facts: Uint8Array, target: StoreTarget, then: () => void): void {
+    this.recordFactsRead(facts)((failure) => (failure === null ? then() : failWith(target, failure)));
+  }
+
+  /**
+   * The pool's read of the header of the record the index's last get() found, made when called:
+   * `done` hears null once `facts` holds its digests, else the failure (-errno's errno, or an error).
+   */
+  private recordFactsRead(facts: Uint8Array): (done: (failure: unknown) => void) => void {
+    const index = this.index!;
+    const files = this.volumeFiles!;
+    const volume = index.lastVolume;
+    const offset = index.lastOffset;
+    const seq = index.lastSeq;
+    const keyBytes = index.gotKeyBytes;
+    return (done) => {
+      const fd = files.acquire(volume);
+      if (fd < 0) return done(-fd);
+      const header = new Uint8Array(VOLUME_HEADER_BYTES);
+      this.engine.read(fd, header, offset).then(
+        (n) => {
+          files.release(volume);
+          done(n === VOLUME_HEADER_BYTES && recordFacts(header, seq, keyBytes, facts) ? null : constants.errno.EIO);
+        },
+        (e: unknown) => {
+          files.release(volume);
+          done(e);
+        },
+      );
+    };
   }
 
   /** Removes the file a volume's record replaced (VolumePut): the target hears either way. */
@@ -513,8 +573,12 @@ export class FileStore implements Store {
   stat(key: StoreKey, target: StatTarget, digest?: Uint8Array): void {
     if (digest !== undefined) digest[0] = 0;
     if (this.inVolume(key)) {
-      if (digest !== undefined) this.index!.copyFacts(digest);
-      return target.onStat(this.index!.lastSize, EntryType.FILE);
+      const size = this.index!.lastSize;
+      if (digest === undefined) return target.onStat(size, EntryType.FILE);
+      const now = this.recordFactsNow(digest);
+      if (now === 0) return target.onStat(size, EntryType.FILE);
+      if (now !== WOULD_BLOCK) return failErrno(target, -now);
+      return this.recordFactsLater(digest, target, () => target.onStat(size, EntryType.FILE));
     }
     const path = this.pathOf(key);
     if (this.inline !== null) {
@@ -602,17 +666,25 @@ export class FileStore implements Store {
     this.engine.callbacks.readWholeTo(path, into, new ValueDone(target), digest);
   }
 
-  /** readWhole of the record the index's last get() found. */
+  /** readWhole of the record the index's last get() found: its digests from its header first, when asked for. */
   private readRecord(into: Uint8Array, target: StoreTarget, digest: Uint8Array | undefined): void {
     const index = this.index!;
     const size = index.lastSize;
-    if (digest !== undefined) index.copyFacts(digest);
     if (size > into.length) return target.onStoreDone(size);
-    const files = this.volumeFiles!;
     const volume = index.lastVolume;
+    const at = index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes;
+    if (digest !== undefined) {
+      const now = this.recordFactsNow(digest);
+      if (now === WOULD_BLOCK) return this.recordFactsLater(digest, target, () => this.readRecordBody(volume, at, size, into, target));
+      if (now !== 0) return failErrno(target, -now);
+    }
+    this.readRecordBody(volume, at, size, into, target);
+  }
+
+  private readRecordBody(volume: number, at: number, size: number, into: Uint8Array, target: StoreTarget): void {
+    const files = this.volumeFiles!;
     const fd = files.acquire(volume);
     if (fd < 0) return failErrno(target, -fd);
-    const at = index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes;
     this.engine.read(fd, into.subarray(0, size), at).then(
       (n) => {
         files.release(volume);
@@ -703,11 +775,13 @@ export class FileStore implements Store {
    * file removed (a RESUME then answers "no such upload", and the client starts again).
    */
   /**
-   * One page from the index, its lines made by the C library as it reads each file's size, time
-   * and digest (a key whose file went meanwhile is left out). On this thread: a page of 1000 keys
-   * is 1000 fstatat and getxattrat calls, about 3 ms (BENCHMARKS.md, listing).
+   * One page from the index, its lines made by the C library from the facts the index keeps, and
+   * for records the digests in their headers, read from the page cache after the index is let go.
+   * A header not cached is read on the pool first (never on this thread) and the page asked for
+   * again; after LIST_HEADER_ROUNDS such rounds (a cache too small to keep a page's headers) the
+   * page waits for the rest on this thread.
    */
-  private listPage(index: NativeIndex, request: ListRequest, target: ListTarget): void {
+  private listPage(index: NativeIndex, request: ListRequest, target: ListTarget, round = 0): void {
     let { after, afterPrefix } = request;
     // The whole key space listed is the default bucket's: the other buckets' names sort before
     // every client key (keys.ts, BUCKET_SPACE), and such a listing starts past them.
@@ -715,13 +789,30 @@ export class FileStore implements Store {
       after = BUCKET_SPACE;
       afterPrefix = true;
     }
-    let page: ListPage;
+    let page: ListPage | { misses: number[] };
     try {
-      page = index.list(request.prefix, request.delimiter, after, afterPrefix, request.maxKeys, request.bytesMax);
+      page = index.list(request.prefix, request.delimiter, after, afterPrefix, request.maxKeys, request.bytesMax, round === LIST_HEADER_ROUNDS);
     } catch (e) {
       return target.onStoreBug(e);
     }
+    if ("misses" in page) return this.readHeaders(page.misses, target, () => this.listPage(index, request, target, round + 1));
     target.onListed(page);
+  }
+
+  /** Reads the headers at `misses` (volume and offset pairs) on the pool, so that the page cache holds them; then(). */
+  private readHeaders(misses: number[], target: ListTarget, then: () => void): void {
+    const files = this.volumeFiles;
+    if (files === null) return then();
+    const reads: Promise<unknown>[] = [];
+    for (let i = 0; i < misses.length; i += 2) {
+      const volume = misses[i]!;
+      const fd = files.acquire(volume);
+      if (fd < 0) continue; // removed since: the next round lists where the record is now
+      this.listHeaderReads++;
+      // (A failed read is the next round's to meet: a header that cannot be read is listed without digests.)
+      reads.push(this.engine.read(fd, new Uint8Array(VOLUME_HEADER_BYTES), misses[i + 1]!).catch(() => 0).finally(() => files.release(volume)));
+    }
+    Promise.all(reads).then(then, (e: unknown) => target.onStoreBug(e));
   }
 
   /** Removes every resumable upload's partial file (in progress or parked); how many there were. */
@@ -794,16 +885,31 @@ export class FileStore implements Store {
     const zeroCopy = this.engine.zeroCopy;
     if (this.inVolume(key)) {
       const index = this.index!;
-      if (digest !== undefined) index.copyFacts(digest);
       const files = this.volumeFiles!;
       const volume = index.lastVolume;
       const fd = files.acquire(volume);
-      // The record's body is [at, at + size) of the volume, whose descriptor the store keeps.
-      const record = { fd, at: index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes, size: index.lastSize, release: () => files.release(volume) };
+      // The record's body is [at, at + size) of the volume, whose descriptor the store keeps; its
+      // digests are read from its header before open() answers (facts), when asked for.
+      let facts: Borrowed["facts"] = null;
+      if (digest !== undefined && fd >= 0) {
+        const now = this.recordFactsNow(digest);
+        if (now === WOULD_BLOCK) facts = this.recordFactsRead(digest);
+        else if (now !== 0) facts = (done) => done(-now);
+      }
+      const record: Borrowed = { fd, at: index.lastOffset + VOLUME_HEADER_BYTES + index.gotKeyBytes, size: index.lastSize, release: () => files.release(volume), facts };
       return zeroCopy === null ? new FileReader(this.engine, "", undefined, record) : new SendfileReader(this.engine, zeroCopy, "", this.inline !== null, undefined, record);
     }
     return zeroCopy === null ? new FileReader(this.engine, this.pathOf(key), digest) : new SendfileReader(this.engine, zeroCopy, this.pathOf(key), this.inline !== null, digest);
   }
+}
+
+/** Rounds of pool reads a listing page makes for headers not cached, before it waits for them on the loop. */
+const LIST_HEADER_ROUNDS = 2;
+
+/** A failure as a target hears it: an errno (a number), or what an engine call threw. */
+function failWith(target: StoreTarget, failure: unknown): void {
+  if (typeof failure === "number") failErrno(target, failure);
+  else reportError(target, failure);
 }
 
 /**
@@ -815,6 +921,8 @@ interface Borrowed {
   at: number;
   size: number;
   release(): void;
+  /** What open() does first when the body's digests are still to be read: done(null) once they are in, else done(the failure). */
+  facts: ((done: (failure: unknown) => void) => void) | null;
 }
 
 /**
@@ -850,7 +958,14 @@ class FileReader implements BodyReader {
       if (b.fd < 0) return failErrno(target, -b.fd);
       this.fd = b.fd;
       this.size = b.size;
-      return target.onStoreDone(b.size);
+      if (b.facts === null) return target.onStoreDone(b.size);
+      this.inFlight = true;
+      return b.facts((failure) => {
+        this.inFlight = false;
+        if (this.closing !== null) return this.settleClose();
+        if (failure !== null) return failWith(target, failure);
+        target.onStoreDone(b.size);
+      });
     }
     this.inFlight = true;
     this.engine.open(this.path, "read").then(

@@ -162,6 +162,12 @@ interface Checkpoint {
 }
 
 const CHECKPOINT_MAGIC = 0x31435346; // "FSC1"
+/**
+ * The checkpoint's records are index entries as the index keeps them: 2 since a record's digests
+ * stay in its header (version 1's entries held them). A checkpoint of another version is not used:
+ * the volumes are read whole, once, and the next clean stop writes this version.
+ */
+const CHECKPOINT_VERSION = 2;
 
 /**
  * Adds a checkpoint's records to the index and says where it leaves the volumes; null when there is
@@ -179,7 +185,7 @@ function readCheckpoint(path: string, index: NativeIndex, log: Logger): Checkpoi
     const fixed = new Uint8Array(32);
     if (readSync(fd, fixed, 0, 32, 0) !== 32) throw new Error("shorter than its head");
     const v = new DataView(fixed.buffer);
-    if (v.getUint32(0, true) !== CHECKPOINT_MAGIC || v.getUint32(4, true) !== 1) throw new Error("not a checkpoint of this version");
+    if (v.getUint32(0, true) !== CHECKPOINT_MAGIC || v.getUint32(4, true) !== CHECKPOINT_VERSION) throw new Error(`not a checkpoint of this version (${v.getUint32(4, true)}, not ${CHECKPOINT_VERSION})`);
     const n = v.getUint32(8, true);
     const list = new Uint8Array(16 * n);
     if (readSync(fd, list, 0, list.length, 32) !== list.length) throw new Error("shorter than its head");
@@ -222,7 +228,7 @@ export function saveCheckpoint(dataDir: string, index: NativeIndex, counters: Vo
   const head = new Uint8Array(32 + 16 * ids.length);
   const v = new DataView(head.buffer);
   v.setUint32(0, CHECKPOINT_MAGIC, true);
-  v.setUint32(4, 1, true);
+  v.setUint32(4, CHECKPOINT_VERSION, true);
   v.setUint32(8, ids.length, true);
   v.setFloat64(16, counters.nextSeq(), true);
   v.setFloat64(24, counters.nextVolume(), true);

@@ -42,6 +42,7 @@ const variants: [string, Record<string, string>][] = [
   // Small bodies as records of append-only volumes (docs/VOLUMES.md, the default), the store checked
   // through the test's own reader of the record format.
   ["cpool, volumes", { ioEngine: "cpool", volumes: "true" }],
+  ["cpool, volumes, every inline attempt refused (records' headers, for their digests, read on the pool)", { ioEngine: "cpool", volumes: "true", inlineRefused: "yes" }],
   ["cpool, volumes, 2 event loops, zero-copy off", { ioEngine: "cpool", volumes: "true", loops: "2", zeroCopy: "false" }],
   ["bun, volumes", { ioEngine: "bun", volumes: "true" }],
   ["sync, volumes", { ioEngine: "sync", volumes: "true" }],

@@ -5,7 +5,8 @@
  * leaves of FSGW_INDEX_LEAF_BYTES, under a read-write lock, shared by every thread of the process
  * (every event loop of one server uses the same index). An entry is the key, one length byte, and
  * its file's size, time and recorded digest (read from the files at load; given by the store at
- * each commit), so a listing touches no file.
+ * each commit), so a listing touches no file; or for a volume's record, its size, time and
+ * location (its digests are read from its header: fsgw_index_list).
  *
  * It is built at start from the shard directories (fsgw_index_load: a parallel readdir, no stat)
  * and kept by the store: a key is added once its file is committed under its name, removed once

@@ -623,8 +623,7 @@ const VOLUME_MAGIC = 0x31565346;
  * store's facts buffer (store.ts, DIGEST_BYTES): false when the header is not that of the record
  * the index holds (its magic, kind, key length and sequence number), which is a damaged volume.
  */
-export function recordFacts(header: Uint8Array, seq: number, keyBytes: number, facts: Uint8Array): boolean {
-  const view = new DataView(header.buffer, header.byteOffset, VOLUME_HEADER_BYTES);
+export function recordFacts(header: Uint8Array, seq: number, keyBytes: number, facts: Uint8Array, view = new DataView(header.buffer, header.byteOffset, VOLUME_HEADER_BYTES)): boolean {
   if (view.getUint32(0, true) !== VOLUME_MAGIC || header[4] !== VolumeKind.BODY || header[5] !== keyBytes || getU64(view, 8) !== seq) return false;
   const has = header[6]! & 3; // 1: the SHA-256, 2: the MD5 (fsgw_volume.h), as the facts' flags
   if ((has & 1) !== 0) facts.set(header.subarray(32, 64), 1);

@@ -268,6 +268,7 @@ export class FileStore implements Store {
   private listHeaderReads = 0;
   /** A record's header read inline (recordFactsNow). */
   private readonly headerRoom = new Uint8Array(VOLUME_HEADER_BYTES);
+  private readonly headerView = new DataView(this.headerRoom.buffer);
   private compactor: VolumeCompactor | null = null;
   private volumeSweeper: ReturnType<typeof setInterval> | null = null;
 
@@ -408,7 +409,7 @@ export class FileStore implements Store {
     const n = this.inline.readNow(fd, this.headerRoom, index.lastOffset);
     files.release(volume);
     if (n === WOULD_BLOCK || n < 0) return n;
-    return n === VOLUME_HEADER_BYTES && recordFacts(this.headerRoom, index.lastSeq, index.gotKeyBytes, facts) ? 0 : -constants.errno.EIO;
+    return n === VOLUME_HEADER_BYTES && recordFacts(this.headerRoom, index.lastSeq, index.gotKeyBytes, facts, this.headerView) ? 0 : -constants.errno.EIO;
   }
 
   /** recordFactsNow on the pool (the header was not cached): then() once `facts` holds them; a failure goes to target. */

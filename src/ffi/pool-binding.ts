@@ -837,7 +837,7 @@ export class NativeIndex {
    * Adds `key` as the body of a volume's record (or gives an existing key these facts), unless the
    * key holds a later record (a larger `seq`): 1 added, 0 replaced, 2 not applied (a later write).
    * Of its digests (32 bytes, 48 with an MD5) the index keeps only which there are: their bytes are
-   * in the record's header (readRecordFacts), so that an entry takes ~38 bytes beside its key.
+   * in the record's header (FileStore.recordFactsNow reads them), so that an entry takes ~38 bytes beside its key.
    */
   addRecord(key: string, size: number, mtimeMs: number, digest: Uint8Array | null, volume: number, offset: number, seq: number): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
@@ -884,25 +884,6 @@ export class NativeIndex {
   }
   get lastSeq(): number {
     return getU64(this.gotView, RECORD_AT + 12);
-  }
-
-  /**
-   * The last get()'s digests and time into a store's facts buffer (store.ts, DIGEST_BYTES): a
-   * file's only (a record's digests are in its header: readRecordFacts).
-   */
-  copyFacts(facts: Uint8Array): void {
-    const got = this.got;
-    let flags = FACT_MTIME_BIT;
-    if ((got[16]! & META_DIGEST) !== 0) {
-      facts.set(got.subarray(17, 49), 1);
-      flags |= 1;
-    }
-    if ((got[16]! & META_MD5) !== 0) {
-      facts.set(got.subarray(49, 65), 33);
-      flags |= 2;
-    }
-    facts.set(got.subarray(8, 16), 49);
-    facts[0] = flags;
   }
 
   /** Moves `key`'s record `seq` to (volume, offset) (a compaction's copy): 1 when moved, 0 when the key changed since. */

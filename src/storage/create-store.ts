@@ -79,8 +79,6 @@ function fileStore(config: Config, engine: IoEngine, dataDir: string, kind: "res
             compact: loop.index === 0 ? { liveRatio: config.volumeCompactLivePercent / 100, bytesPerSecond: config.volumeCompactBytesPerSecond, checkMs: config.volumeCompactCheckMs } : null,
           }
         : null,
-    // Records' digests are remembered as files' are (the C library's cache by inode), same bound.
-    recordFactsCacheEntries: kind !== "cache" && loop?.volumes ? config.digestCacheEntries : 0,
   });
 }
 

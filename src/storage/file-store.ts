@@ -26,7 +26,6 @@ import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
 import { FreeSpace } from "./free-space";
-import { RecordFactsCache } from "./record-facts-cache";
 import { recordFacts, VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
 import { VOLUME_DIR, holdVolumesDir, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
 
@@ -177,8 +176,6 @@ export interface FileStoreOptions {
   volumes?: (VolumeOptions & { counters: VolumeCounters }) | null;
   /** New bodies are refused ("disk full") below this much free space (free-space.ts); 0 or absent: none. */
   diskFreeBytesMin?: number;
-  /** Records' digests this loop remembers (record-facts-cache.ts; digestCacheEntries); 0 or absent: none. */
-  recordFactsCacheEntries?: number;
 }
 
 /** Why a body was refused above the kernel's own ENOSPC. */
@@ -272,8 +269,6 @@ export class FileStore implements Store {
   /** A record's header read inline (recordFactsNow). */
   private readonly headerRoom = new Uint8Array(VOLUME_HEADER_BYTES);
   private readonly headerView = new DataView(this.headerRoom.buffer);
-  /** Records' digests read lately, so that a key asked for again reads no header (null: none kept). */
-  private readonly recordFacts: RecordFactsCache | null;
   private compactor: VolumeCompactor | null = null;
   private volumeSweeper: ReturnType<typeof setInterval> | null = null;
 
@@ -303,7 +298,6 @@ export class FileStore implements Store {
     this.partialTtlMs = limits.ttlMs;
     this.fsyncOnCommit = options.fsyncOnCommit;
     this.freeSpace = new FreeSpace(this.dataDir, options.diskFreeBytesMin ?? 0);
-    this.recordFacts = (options.recordFactsCacheEntries ?? 0) > 0 ? new RecordFactsCache(options.recordFactsCacheEntries!) : null;
     this.fileMode = options.fileMode;
     this.dirMode = options.dirMode;
     this.chunkBytes = options.ioChunkBytes;
@@ -406,22 +400,16 @@ export class FileStore implements Store {
    * -errno when it cannot be read or is not that record's (a damaged volume: EIO).
    */
   private recordFactsNow(facts: Uint8Array): number {
-    const index = this.index!;
-    const volume = index.lastVolume;
-    const offset = index.lastOffset;
-    const seq = index.lastSeq;
-    const cache = this.recordFacts;
-    if (cache !== null && cache.get(volume, offset, seq, facts)) return 0;
     if (this.inline === null) return WOULD_BLOCK;
+    const index = this.index!;
     const files = this.volumeFiles!;
+    const volume = index.lastVolume;
     const fd = files.acquire(volume);
     if (fd < 0) return fd;
-    const n = this.inline.readNow(fd, this.headerRoom, offset);
+    const n = this.inline.readNow(fd, this.headerRoom, index.lastOffset);
     files.release(volume);
     if (n === WOULD_BLOCK || n < 0) return n;
-    if (n !== VOLUME_HEADER_BYTES || !recordFacts(this.headerRoom, seq, index.gotKeyBytes, facts, this.headerView)) return -constants.errno.EIO;
-    cache?.put(volume, offset, seq, facts);
-    return 0;
+    return n === VOLUME_HEADER_BYTES && recordFacts(this.headerRoom, index.lastSeq, index.gotKeyBytes, facts, this.headerView) ? 0 : -constants.errno.EIO;
   }
 
   /** recordFactsNow on the pool (the header was not cached): then() once `facts` holds them; a failure goes to target. */
@@ -447,9 +435,7 @@ export class FileStore implements Store {
       this.engine.read(fd, header, offset).then(
         (n) => {
           files.release(volume);
-          if (n !== VOLUME_HEADER_BYTES || !recordFacts(header, seq, keyBytes, facts)) return done(constants.errno.EIO);
-          this.recordFacts?.put(volume, offset, seq, facts);
-          done(null);
+          done(n === VOLUME_HEADER_BYTES && recordFacts(header, seq, keyBytes, facts) ? null : constants.errno.EIO);
         },
         (e: unknown) => {
           files.release(volume);

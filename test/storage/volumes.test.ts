@@ -570,7 +570,27 @@ describe("a server with volumes", () => {
         await client.upload(`c/${i}`, body);
       }
     }
-    await server.line("event=volume_compacted", 10_000);
+    // Listings meanwhile, each whole and right: a record's digest is read from where the index
+    // pointed as its page was made, also while its volume is copied away and removed.
+    const live = [...expected].filter(([, b]) => b !== null).sort(([a], [b]) => (a < b ? -1 : 1));
+    let listing = true;
+    let listings = 0;
+    const lister = (async () => {
+      const c = connect({ port: server!.port });
+      while (listing || (listings < 3 && server !== null)) {
+        const listed: { key: string; sha256?: string }[] = [];
+        for await (const page of c.list({ prefix: "c/", pageKeys: 40 })) listed.push(...(page.entries as never[]));
+        expect(listed.map((e) => [e.key, e.sha256])).toEqual(live.map(([k, b]) => [k, sha256(b!)]));
+        listings++;
+      }
+      c.close();
+    })();
+    try {
+      await server.line("event=volume_compacted", 10_000);
+    } finally {
+      listing = false; // (also when the wait fails: no lister left running into the next test)
+    }
+    await lister;
     // Without fsyncOnCommit the only fsyncs are a sealed volume's and a compaction's (its copies are
     // made durable before the volume they came from is removed): one each.
     type Stats = { engine: { fsyncs: number }; store: { volumesBegun: number; volumeCompactions: number; volumeCopyBytesHigh: number } };

@@ -824,13 +824,14 @@ static size_t entry_line(const uint8_t *key, uint32_t len, const uint8_t *meta, 
 typedef struct page_volumes {
   uint32_t *ids;
   int *fds;
-  int32_t n;
+  int32_t n, cap; /* cap: the page's entries, so every record's volume fits */
 } page_volumes;
 
 /* The descriptor of volume id for this page (-1: it cannot be opened; its digests are not shown). */
 static int page_volume(page_volumes *v, int dir, uint32_t id) {
   for (int32_t i = 0; i < v->n; i++)
     if (v->ids[i] == id) return v->fds[i];
+  if (v->n == v->cap) return -1; /* (never: each record of the page adds at most one) */
   char name[16];
   snprintf(name, sizeof name, "%08x.fsv", (unsigned)id);
   /* O_NOATIME keeps a listing from dirtying the volume's inode; only its owner may ask for it. */
@@ -868,7 +869,7 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
    * follow them. */
   uint8_t *picked = malloc((size_t)max * (1 + KEY_MAX + FSGW_INDEX_META_BYTES_MAX));
   uint8_t *prefixes = malloc((size_t)max * (1 + KEY_MAX));
-  page_volumes vols = {malloc((size_t)max * sizeof(uint32_t)), malloc((size_t)max * sizeof(int)), 0};
+  page_volumes vols = {malloc((size_t)max * sizeof(uint32_t)), malloc((size_t)max * sizeof(int)), 0, max};
   int32_t rc = 0;
   if (picked == NULL || prefixes == NULL || vols.ids == NULL || vols.fds == NULL) {
     rc = -ENOMEM;

@@ -15,7 +15,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/uio.h>
 #include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
@@ -44,11 +43,6 @@ static inline uint32_t meta_bytes(const uint8_t *meta) {
   return (meta[16] & META_VOLUME) ? FSGW_INDEX_RECORD_META_BYTES : META_BYTES + ((meta[16] & META_MD5) ? 16u : 0u);
 }
 static inline uint32_t entry_bytes(const uint8_t *e) { return 1u + e[0] + meta_bytes(e + 1 + e[0]); }
-/* Where a volume entry's location starts in its facts. */
-static inline uint32_t volume_at(const uint8_t *meta) {
-  (void)meta;
-  return FSGW_INDEX_RECORD_AT;
-}
 /* The most an entry of a key of len bytes can take (a file's, with both digests). */
 #define ENTRY_BYTES_MAX(len) (1u + (uint32_t)(len) + FSGW_INDEX_META_BYTES_MAX)
 /* Room a leaf keeps beyond its entries, so that every addition does not reallocate it. */
@@ -84,8 +78,14 @@ static int64_t get_i64(const uint8_t *in) {
   return (int64_t)u;
 }
 
-/* A volume entry's record sequence number (its facts at meta). */
-static int64_t seq_of(const uint8_t *meta) { return get_i64(meta + volume_at(meta) + 12); }
+/* A volume entry's location (its facts at meta, from FSGW_INDEX_RECORD_AT): the volume, the
+ * record's offset in it, and its sequence number. */
+static uint32_t volume_of(const uint8_t *meta) {
+  const uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
+  return (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24;
+}
+static int64_t offset_of(const uint8_t *meta) { return get_i64(meta + FSGW_INDEX_RECORD_AT + 4); }
+static int64_t seq_of(const uint8_t *meta) { return get_i64(meta + FSGW_INDEX_RECORD_AT + 12); }
 
 static int compare(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen) {
   int c = memcmp(a, b, alen < blen ? alen : blen);
@@ -372,7 +372,7 @@ int32_t fsgw_index_move_record(fsgw_index *ix, const uint8_t *key, int32_t len, 
     uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
     uint8_t *meta = l->data + off + 1 + len;
     if (equal && (meta[16] & META_VOLUME) && seq_of(meta) == (int64_t)seq) {
-      uint8_t *loc = meta + volume_at(meta);
+      uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
       for (int i = 0; i < 4; i++) loc[i] = (uint8_t)(volume >> (8 * i));
       put_i64(loc + 4, (int64_t)offset);
       rc = 1;
@@ -399,8 +399,7 @@ int32_t fsgw_index_volume_usage(fsgw_index *ix, const uint32_t *ids, int32_t n, 
       for (uint32_t off = 0; off < l->used; off += entry_bytes(l->data + off)) {
         const uint8_t *e = l->data + off, *meta = e + 1 + e[0];
         if (!(meta[16] & META_VOLUME)) continue;
-        const uint8_t *loc = meta + volume_at(meta);
-        uint32_t vol = (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24;
+        uint32_t vol = volume_of(meta);
         int32_t lo = 0, hi = n - 1;
         while (lo <= hi) {
           int32_t mid = lo + (hi - lo) / 2;
@@ -847,13 +846,9 @@ static int page_volume(page_volumes *v, int dir, uint32_t id) {
  * when its page is not cached and the caller may not wait. */
 static int read_header(int fd, const uint8_t *meta, uint32_t key_len, int wait, uint8_t *hdr) {
   if (fd < 0) return 0;
-  int64_t offset = get_i64(meta + FSGW_INDEX_RECORD_AT + 4);
-  struct iovec iov = {hdr, FSGW_VOLUME_HEADER_BYTES};
-  ssize_t n;
-  do n = preadv2(fd, &iov, 1, (off_t)offset, wait ? 0 : RWF_NOWAIT);
-  while (n < 0 && errno == EINTR);
-  if (n < 0 && errno == EOPNOTSUPP) n = pread(fd, hdr, FSGW_VOLUME_HEADER_BYTES, (off_t)offset);
-  if (n < 0 && errno == EAGAIN) return -EAGAIN;
+  /* From the page cache as the inline calls read (fsgw_pool.h), unless the caller may wait. */
+  double n = wait ? (double)pread(fd, hdr, FSGW_VOLUME_HEADER_BYTES, (off_t)offset_of(meta)) : fsgw_pread_now(fd, hdr, FSGW_VOLUME_HEADER_BYTES, (double)offset_of(meta));
+  if (n == -EAGAIN) return -EAGAIN;
   if (n != FSGW_VOLUME_HEADER_BYTES) return 0;
   return memcmp(hdr, "FSV1", 4) == 0 && hdr[4] == FSGW_VOLUME_KIND_BODY && hdr[5] == key_len && get_i64(hdr + 8) == seq_of(meta);
 }
@@ -932,10 +927,7 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
       uint32_t bytes = entry_bytes(e);
       memcpy(picked + ebytes, e, bytes);
       ebytes += bytes;
-      if ((meta[16] & META_VOLUME) && (meta[16] & META_DIGEST) && ix->volumes_fd >= 0) {
-        const uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
-        page_volume(&vols, ix->volumes_fd, (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24);
-      }
+      if ((meta[16] & META_VOLUME) && (meta[16] & META_DIGEST) && ix->volumes_fd >= 0) page_volume(&vols, ix->volumes_fd, volume_of(meta));
       memcpy(last, key, len);
       last_len = len;
       last_is_prefix = 0;
@@ -952,14 +944,12 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
     if (meta[16] & META_VOLUME) {
       digests = NULL;
       if ((meta[16] & META_DIGEST) && vdir >= 0) {
-        const uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
-        uint32_t id = (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24;
         /* (Opened above, while the index was held: found in the page's table, never opened here.) */
-        int r = read_header(page_volume(&vols, vdir, id), meta, e[0], wait, hdr);
+        int r = read_header(page_volume(&vols, vdir, volume_of(meta)), meta, e[0], wait, hdr);
         if (r == -EAGAIN) {
           /* Not cached: the caller has it read on the pool and asks again (never on its thread). */
-          misses[1 + 2 * missed] = id;
-          misses[2 + 2 * missed] = (double)get_i64(loc + 4);
+          misses[1 + 2 * missed] = volume_of(meta);
+          misses[2 + 2 * missed] = (double)offset_of(meta);
           misses[0] = ++missed;
           continue;
         }
@@ -1174,11 +1164,6 @@ static int has_volume(const uint32_t *ids, int32_t n, uint32_t volume) {
     else hi = mid - 1;
   }
   return 0;
-}
-
-static uint32_t volume_of(const uint8_t *meta) {
-  const uint8_t *loc = meta + volume_at(meta);
-  return (uint32_t)loc[0] | (uint32_t)loc[1] << 8 | (uint32_t)loc[2] << 16 | (uint32_t)loc[3] << 24;
 }
 
 int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, const uint32_t *ids, int32_t nids, uint8_t *conflicts, int32_t cap, int32_t *used) {

@@ -772,10 +772,6 @@ export class FileStore implements Store {
   }
 
   /**
-   * A failing loop: every resumable upload is forgotten, its charges given back and its partial
-   * file removed (a RESUME then answers "no such upload", and the client starts again).
-   */
-  /**
    * One page from the index, its lines made by the C library from the facts the index keeps, and
    * for records the digests in their headers, read from the page cache after the index is let go.
    * A header not cached is read on the pool first (never on this thread) and the page asked for
@@ -816,7 +812,11 @@ export class FileStore implements Store {
     Promise.all(reads).then(then, (e: unknown) => target.onStoreBug(e));
   }
 
-  /** Removes every resumable upload's partial file (in progress or parked); how many there were. */
+  /**
+   * A failing loop: every resumable upload is forgotten, its charges given back and its partial
+   * file removed (a RESUME then answers "no such upload", and the client starts again); how many
+   * there were.
+   */
   private async discardUploads(): Promise<number> {
     const all = this.partials.takeAll(Date.now());
     await Promise.all(all.map((p) => this.engine.unlink(p.tmpPath).catch(() => {})));

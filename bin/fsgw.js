@@ -15,7 +15,10 @@ if (!existsSync(bun)) {
   process.stderr.write(`fsgw: Bun is not installed in ${root}: run \`npm install\` there (fsgw runs on the Bun pinned in its package.json)\n`);
   process.exit(127);
 }
-const child = spawn(bun, [join(root, "src", "main.ts"), ...process.argv.slice(2)], { stdio: "inherit" });
+// Bun's allocator keeps freed memory 10 s before giving it back, unless the caller chose otherwise:
+// read once at start, so it is set here (the value and why: src/util/allocator.ts).
+const env = { MIMALLOC_PURGE_DELAY: "10000", ...process.env };
+const child = spawn(bun, [join(root, "src", "main.ts"), ...process.argv.slice(2)], { stdio: "inherit", env });
 const forwarded = ["SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT"];
 for (const signal of forwarded) process.on(signal, () => child.kill(signal));
 child.on("error", (e) => {

@@ -9,6 +9,8 @@
 //                                  [--before ../fsgw-v1] [--variants inline-adaptive,before,bun,before-bun]
 //   bun scripts/bench-exchanges.ts --variants files,volumes --only upload-5k,exist,download-5k,delete
 //                                  (small bodies as files against records in volumes)
+//   bun scripts/bench-exchanges.ts --variants volumes,allocator-eager --only upload-5k,exist,download-5k
+//                                  (fsgw's allocator setting against mimalloc's own)
 //
 // Rows that create files run first and rows that delete files last: on ext4 without a journal,
 // creating files right after a mass deletion is 3-4x slower for minutes. Nothing is deleted between
@@ -55,6 +57,8 @@ const rows: Row[] = [
 interface Variant {
   name: string;
   fields: Record<string, string | number | boolean>;
+  /** The server's environment beyond this process's ("" unsets a variable). */
+  env?: Record<string, string>;
   projectRoot?: string;
 }
 const allVariants: Variant[] = [
@@ -73,6 +77,9 @@ const allVariants: Variant[] = [
   // Small bodies as files or as records of append-only volumes (issue 27; the default).
   { name: "files", fields: { ioEngine: "cpool", volumes: false } },
   { name: "volumes", fields: { ioEngine: "cpool", volumes: true } },
+  // Bun's allocator with its own purge delay (10 ms), as a bare `bun src/main.ts serve` runs it,
+  // against fsgw's 10 s (src/util/allocator.ts; every other variant has it).
+  { name: "allocator-eager", fields: { ioEngine: "cpool" }, env: { MIMALLOC_PURGE_DELAY: "" } },
 ];
 const before = option("--before", "");
 if (before !== "") {
@@ -194,7 +201,7 @@ for (const row of selected) {
     for (const v of variants) {
       const creates = row.op === "upload" || row.op === "delete";
       const dataDir = creates ? freshDir(`${row.name}-${v.name}`) : await readDir(v, row.size);
-      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000 }, {}, [], v.projectRoot);
+      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000 }, v.env ?? {}, [], v.projectRoot);
       const connections = row.connections ?? CONNECTIONS;
       // Warm-up (JIT), untimed: bench exchanges, then the row's own exchange on other keys.
       await runLoad({ host: "127.0.0.1", port: server.port, op: "bench", connections: CONNECTIONS, count: 20_000, size: 0 });

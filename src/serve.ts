@@ -11,6 +11,7 @@ import { ListenError } from "./server/listen";
 import { SecurityError } from "./server/security";
 import { unlinkSync, writeFileSync } from "node:fs";
 import { StoreError } from "./storage/store";
+import { ALLOCATOR_PURGE_DELAY_MS, ALLOCATOR_PURGE_ENV } from "./util/allocator";
 import { hasTerminal, meantToOutlive, terminalGone, watchStarter } from "./util/starter";
 
 export const serveUsage = `usage: fsgw serve [--config file.json] [--<field> value ...]
@@ -82,6 +83,7 @@ export async function serve(argv: string[], hooks: ServeHooks = {}): Promise<num
   }
   for (const warning of warnings) log.warn("config_warning", { warning });
   checkOpenFileLimit(config, log);
+  checkAllocator(log);
   // The C pool's library is not there or not loadable (not built, an ABI mismatch): said once, here.
   const libraryProblem = config.ioEngine === "cpool" ? nativeLibraryProblem() : null;
   if (libraryProblem !== null) {
@@ -193,6 +195,19 @@ function checkOpenFileLimit(config: Config, log: Logger): void {
       advice: `lower connectionsMax below ${Math.max(1, effective - 64)} or raise the hard limit; past the limit connections and files fail`,
     });
   }
+}
+
+/**
+ * Says so when Bun's allocator runs with its own purge delay (10 ms), as under a bare
+ * `bun src/main.ts serve`: every small upload then costs more CPU (util/allocator.ts).
+ */
+function checkAllocator(log: Logger): void {
+  const value = process.env[ALLOCATOR_PURGE_ENV];
+  if (value !== undefined) return log.info("allocator", { [ALLOCATOR_PURGE_ENV]: value });
+  log.info("allocator", {
+    [ALLOCATOR_PURGE_ENV]: "unset (mimalloc's 10 ms)",
+    advice: `npm start, bun start and bin/fsgw.js set ${ALLOCATOR_PURGE_ENV}=${ALLOCATOR_PURGE_DELAY_MS}: freed memory is kept 10 s instead of being faulted back in, ~10% less CPU per small upload`,
+  });
 }
 
 /** Removes the pid file written at start (a clean stop); one that is already gone is fine. */

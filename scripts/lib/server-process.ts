@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
+import { ALLOCATOR_PURGE_ENV, withAllocatorDefaults } from "../../src/util/allocator";
 
 const root = resolve(import.meta.dir, "../..");
 
@@ -85,11 +86,15 @@ export async function startServer(
   // into a directory that user cannot enter); else the Bun running this.
   const ownBun = join(projectRoot, "node_modules/bun/bin/bun.exe");
   const bun = projectRoot !== root && existsSync(ownBun) ? ownBun : process.execPath;
+  // As `npm start` runs it, its allocator setting included; a benchmark measures mimalloc's own
+  // default by passing the variable as "".
+  const childEnv = withAllocatorDefaults({ ...process.env, ...env });
+  if (childEnv[ALLOCATOR_PURGE_ENV] === "") delete childEnv[ALLOCATOR_PURGE_ENV];
   const proc = Bun.spawn([...wrapper, bun, ...(entry.bunArgs ?? []), join(projectRoot, entry.script), ...args], {
     cwd: projectRoot,
     stdout: "pipe",
     stderr: "pipe",
-    env: { ...process.env, ...env },
+    env: childEnv,
   });
   const lines: string[] = [];
   let onLine: ((line: string) => void) | null = null;

@@ -213,11 +213,13 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
       rc = 2;
       goto out;
     }
-    /* There: its facts change (an overwrite), in place when they take as many bytes. */
+    /* There: its facts change (an overwrite), in place when they take as many bytes. A file's
+     * entry that becomes a record's says so (3): its file is the caller's to remove. */
+    int32_t replaced = (meta[16] & META_VOLUME) && !(held[16] & META_VOLUME) ? 3 : 0;
     uint32_t old = entry_bytes(l->data + off);
     if (old == need) {
       memcpy(l->data + off + 1 + len, meta, meta_bytes(meta));
-      rc = 0;
+      rc = replaced;
       goto out;
     }
     /* Else the old entry goes and the new one is inserted where it was (counted as before). */
@@ -225,7 +227,7 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
     l->used -= old;
     l->count--;
     ix->count--;
-    rc = 0;
+    rc = replaced;
   }
   if (l->used + need > FSGW_INDEX_LEAF_BYTES) {
     /* Split: the entries from the middle on move to a new leaf after this one. */

@@ -132,6 +132,23 @@ static void test_md5(void) {
   fsgw_index_close(ix);
 }
 
+/* A volume's record over a key's file says so (3: the file is the caller's to remove); over a
+ * record, or a file over a file, it does not. */
+static void test_record_over_file(void) {
+  fsgw_index *ix = fsgw_index_open(getenv("INDEX_DIR"), 4, 2);
+  uint8_t record[FSGW_INDEX_RECORD_META_BYTES] = {0};
+  record[16] = 4 | 1; /* META_VOLUME | META_DIGEST */
+  record[FSGW_INDEX_RECORD_AT + 4 + 8] = 7; /* sequence number 7 */
+  check(fsgw_index_add(ix, (const uint8_t *)"f", 1, meta) == 1, "a file's key is added");
+  check(fsgw_index_add(ix, (const uint8_t *)"f", 1, meta) == 0, "a file over a file: replaced (0)");
+  check(fsgw_index_add(ix, (const uint8_t *)"f", 1, record) == 3, "a record over a file: 3");
+  record[FSGW_INDEX_RECORD_AT + 4 + 8] = 8;
+  check(fsgw_index_add(ix, (const uint8_t *)"f", 1, record) == 0, "a later record over a record: 0");
+  check(fsgw_index_add(ix, (const uint8_t *)"r", 1, record) == 1, "a record's new key is added (1)");
+  check(fsgw_index_count(ix) == 2, "two keys");
+  fsgw_index_close(ix);
+}
+
 static void test_prefixes(void) {
   fsgw_index *ix = fsgw_index_open(getenv("INDEX_DIR"), 4, 2);
   const char *k[] = {"a", "a/x", "a/b/c", "a/b/d", "ab", "b", "z/z/z"};
@@ -206,6 +223,7 @@ int main(void) {
   meta_md5[16] = 3;
   for (int i = 0; i < 16; i++) meta_md5[49 + i] = (uint8_t)(0xa0 + i);
   test_md5();
+  test_record_over_file();
   test_prefixes();
   test_concurrent();
   for (int s = 0; s < 4; s++) {

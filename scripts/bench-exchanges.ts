@@ -11,6 +11,8 @@
 //                                  (small bodies as files against records in volumes)
 //   bun scripts/bench-exchanges.ts --variants volumes,allocator-eager --only upload-5k,exist,download-5k
 //                                  (fsgw's allocator setting against mimalloc's own)
+//   bun scripts/bench-exchanges.ts --variants floor,volumes --only upload-5k
+//                                  (fsgw against a server that stores nothing: what storing costs)
 //
 // Rows that create files run first and rows that delete files last: on ext4 without a journal,
 // creating files right after a mass deletion is 3-4x slower for minutes. Nothing is deleted between
@@ -60,6 +62,8 @@ interface Variant {
   /** The server's environment beyond this process's ("" unsets a variable). */
   env?: Record<string, string>;
   projectRoot?: string;
+  /** Another server than fsgw's (startServer's entry), which runs only the upload rows. */
+  entry?: { script: string; serveArg: boolean };
 }
 const allVariants: Variant[] = [
   { name: "inline-batch", fields: { ioEngine: "cpool", ioInline: "cached", ioSubmitMode: "batch", ioJobsPerWake: 1 } },
@@ -80,6 +84,9 @@ const allVariants: Variant[] = [
   // Bun's allocator with its own purge delay (10 ms), as a bare `bun src/main.ts serve` runs it,
   // against fsgw's 10 s (src/util/allocator.ts; every other variant has it).
   { name: "allocator-eager", fields: { ioEngine: "cpool" }, env: { MIMALLOC_PURGE_DELAY: "" } },
+  // The protocol's floor on Bun: bench and upload exchanges, each body hashed, nothing stored
+  // (scripts/lib/upload-floor-server.ts); the upload rows only.
+  { name: "floor", fields: {}, entry: { script: "scripts/lib/upload-floor-server.ts", serveArg: false } },
 ];
 const before = option("--before", "");
 if (before !== "") {
@@ -199,9 +206,10 @@ async function readDir(v: Variant, size: number): Promise<string> {
 for (const row of selected) {
   for (let round = 1; round <= rounds; round++) {
     for (const v of variants) {
+      if (v.entry !== undefined && row.op !== "upload") continue;
       const creates = row.op === "upload" || row.op === "delete";
       const dataDir = creates ? freshDir(`${row.name}-${v.name}`) : await readDir(v, row.size);
-      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000 }, v.env ?? {}, [], v.projectRoot);
+      const server = await startServer({ ...v.fields, dataDir, idleTimeoutMs: 600_000 }, v.env ?? {}, [], v.projectRoot, v.entry);
       const connections = row.connections ?? CONNECTIONS;
       // Warm-up (JIT), untimed: bench exchanges, then the row's own exchange on other keys.
       await runLoad({ host: "127.0.0.1", port: server.port, op: "bench", connections: CONNECTIONS, count: 20_000, size: 0 });
@@ -238,15 +246,15 @@ const median = (xs: number[]) => {
   return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 };
 const lines = [
-  `| exchange | variant | ops/s | server CPU µs/exchange | excess over bench µs | bench µs | context switches/exchange | syscalls/exchange |`,
-  `|---|---|---|---|---|---|---|---|`,
+  `| exchange | variant | ops/s | server CPU µs/exchange | excess over bench µs | bench µs | CPU ÷ bench | ops/s ÷ bench | context switches/exchange | syscalls/exchange |`,
+  `|---|---|---|---|---|---|---|---|---|---|`,
 ];
 for (const row of selected) {
   for (const v of variants) {
     const rs = results.filter((r) => r.row === row.name && r.variant === v.name);
     if (rs.length === 0) continue;
     const f = (g: (r: Result) => number, d = 1) => median(rs.map(g)).toFixed(d);
-    lines.push(`| ${row.name} | ${v.name} | ${f((r) => r.m.opsPerSec, 0)} | ${f((r) => r.m.cpuUs)} | ${f((r) => r.m.cpuUs - r.bench.cpuUs)} | ${f((r) => r.bench.cpuUs)} | ${f((r) => r.m.switches, 2)} | ${f((r) => r.m.syscalls)} |`);
+    lines.push(`| ${row.name} | ${v.name} | ${f((r) => r.m.opsPerSec, 0)} | ${f((r) => r.m.cpuUs)} | ${f((r) => r.m.cpuUs - r.bench.cpuUs)} | ${f((r) => r.bench.cpuUs)} | ${f((r) => r.m.cpuUs / r.bench.cpuUs, 2)} | ${f((r) => r.m.opsPerSec / r.bench.opsPerSec, 2)} | ${f((r) => r.m.switches, 2)} | ${f((r) => r.m.syscalls)} |`);
   }
 }
 // Last, because it unlinks files (creates right after deletions are slower for minutes).

@@ -9,7 +9,7 @@ import { constants } from "node:os";
 import { BUILD_COMMAND, libraryPath, libraryState } from "./build";
 import { stableBytes } from "../util/stable-bytes";
 
-const ABI_VERSION = 8;
+const ABI_VERSION = 9;
 const SUB_BYTES = 64;
 const COMP_BYTES = 16;
 /**
@@ -361,6 +361,9 @@ export class InlineFs {
     return true;
   }
 }
+
+/** fsgw_index_add's answer when a key's file gave way to a volume's record (the file is the caller's to remove). */
+export const INDEX_REPLACED_FILE = 3;
 
 /** FSGW_DIGEST_OUT_BYTES: where an operation reads a file's facts (recorded digests, mtime) into. */
 export const DIGEST_OUT_BYTES = 57;
@@ -835,7 +838,8 @@ export class NativeIndex {
 
   /**
    * Adds `key` as the body of a volume's record (or gives an existing key these facts), unless the
-   * key holds a later record (a larger `seq`): 1 added, 0 replaced, 2 not applied (a later write).
+   * key holds a later record (a larger `seq`): 1 added, 0 replaced, INDEX_REPLACED_FILE (3) replaced
+   * the entry of a file (which the caller removes), 2 not applied (a later write).
    * Of its digests (32 bytes, 48 with an MD5) the index keeps only which there are: their bytes are
    * in the record's header (FileStore.recordFactsNow reads them), so that an entry takes ~38 bytes beside its key.
    */

@@ -26,7 +26,7 @@ import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
 import { FreeSpace } from "./free-space";
-import { recordFacts, VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
+import { INDEX_REPLACED_FILE, recordFacts, VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
 import { VOLUME_DIR, holdVolumesDir, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
 
 const LAYOUT_FILE = "fsgw-layout.json";
@@ -193,12 +193,10 @@ class VolumePut implements AppendTarget, IoTarget {
   ) {}
   onAppended(result: number, volume: number, offset: number, seq: number): void {
     if (result < 0) return failErrno(this.target, -result);
-    const index = this.store.index!;
     // A file of the key (a larger body before) is replaced: removed before the answer, so that
     // no later lookup finds it (a crash before that: the next start keeps the later, the record).
-    const wasFile = index.get(this.key.name) && !index.lastInVolume;
-    index.addRecord(this.key.name, this.size, this.mtimeMs, this.sum, volume, offset, seq);
-    if (!wasFile) return this.target.onStoreDone(this.size);
+    const added = this.store.index!.addRecord(this.key.name, this.size, this.mtimeMs, this.sum, volume, offset, seq);
+    if (added !== INDEX_REPLACED_FILE) return this.target.onStoreDone(this.size);
     this.store.unlinkReplaced(this.key, this);
   }
   /** The replaced file's unlink: done either way (ENOENT: it had gone). */

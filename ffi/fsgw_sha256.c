@@ -140,3 +140,10 @@ void fsgw_sha256_digest(const fsgw_sha256 *c, uint8_t out[32]) {
     out[4 * i + 3] = (uint8_t)t.h[i];
   }
 }
+
+void fsgw_sha256_of(const void *data, size_t len, uint8_t out[32]) {
+  fsgw_sha256 c;
+  fsgw_sha256_init(&c);
+  fsgw_sha256_update(&c, data, len);
+  fsgw_sha256_digest(&c, out);
+}

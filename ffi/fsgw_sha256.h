@@ -21,6 +21,8 @@ void fsgw_sha256_update(fsgw_sha256 *c, const void *data, size_t len);
 /* Writes the 32-byte digest of everything hashed so far; the context is left as it was (more may
  * be added and another digest taken). */
 void fsgw_sha256_digest(const fsgw_sha256 *c, uint8_t out[32]);
+/* The digest of len bytes in one call: a whole small body, with no context for the caller to keep. */
+void fsgw_sha256_of(const void *data, size_t len, uint8_t out[32]);
 /* 1 when the SHA-NI path is in use. */
 int fsgw_sha256_accelerated(void);
 /* Tests: 1 forces the portable path, 0 goes back to the best one (process-wide). */

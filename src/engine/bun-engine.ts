@@ -1,7 +1,7 @@
 // Engine "bun": Bun's own asynchronous node:fs, which runs each call on Bun's internal thread pool.
 // It is the baseline every claim about the C pool is measured against.
 import fs from "node:fs";
-import { BunHasher, callbacksFromPromises, commitFileFromPrimitives, type CallbackOps, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { BunHasher, bunDigestOf, callbacksFromPromises, commitFileFromPrimitives, type CallbackOps, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { constants } from "node:os";
 import { ConfinedPaths } from "./confined-paths";
 import { ioErrorFromErrno, ioErrorFromNode } from "./io-error";
@@ -121,6 +121,9 @@ export class BunEngine implements IoEngine {
   /** Digests are computed (Bun's SHA-256) and checked, but not recorded: node:fs has no xattrs. */
   newHasher(): Hasher {
     return new BunHasher();
+  }
+  digestOf(bytes: Uint8Array): Uint8Array {
+    return bunDigestOf(bytes);
   }
 
   stats(): EngineStats {

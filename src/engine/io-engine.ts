@@ -112,6 +112,13 @@ export interface Hasher {
   md5?(): Uint8Array | null;
 }
 
+/** digestOf with Bun's own SHA-256 (BoringSSL), for engines without the C library. */
+export function bunDigestOf(bytes: Uint8Array): Uint8Array {
+  const out = stableBytes(32);
+  Bun.CryptoHasher.hash("sha256", bytes, out);
+  return out;
+}
+
 /** Bun's own SHA-256 (BoringSSL), for engines without the C library. */
 export class BunHasher implements Hasher {
   constructor(private readonly h = new Bun.CryptoHasher("sha256")) {}
@@ -228,9 +235,13 @@ export interface IoEngine {
    * bytes are in `into` only when that size fits. A directory is EISDIR.
    */
   readWhole(path: string, into: Uint8Array): Promise<number>;
-  /** A hasher for a body; the C pool's can be updated by its operations (a spliced upload). */
-  /** A SHA-256 hasher; with `md5`, one that computes the MD5 beside it if this engine can (its md5()). */
+  /**
+   * A SHA-256 hasher; with `md5`, one that computes the MD5 beside it if this engine can (its
+   * md5()). The C pool's can be updated by its operations (a spliced upload).
+   */
   newHasher(md5?: boolean): Hasher;
+  /** The SHA-256 of a whole body, in stable memory (a commit may record it): one call, no hasher. */
+  digestOf(bytes: Uint8Array): Uint8Array;
   /**
    * Records a file's digest with it (before its rename), when the engine can: absent when it
    * cannot (then stored files have none, and answers carry none). Rejects with ENOTSUP when the

@@ -2,7 +2,7 @@
 // the result handed back as a settled promise. No pool at all: the baseline that shows what the
 // pools buy (and what blocking the event loop costs under concurrency).
 import fs from "node:fs";
-import { BunHasher, callbacksFromPromises, commitFileFromPrimitives, type CallbackOps, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
+import { BunHasher, bunDigestOf, callbacksFromPromises, commitFileFromPrimitives, type CallbackOps, readWholeFromPrimitives, type Hasher, type EngineStats, type FileStat, type IoEngine, type OpenMode } from "./io-engine";
 import { constants } from "node:os";
 import { ConfinedPaths } from "./confined-paths";
 import { ioErrorFromErrno, ioErrorFromNode } from "./io-error";
@@ -96,6 +96,9 @@ export class SyncEngine implements IoEngine {
   /** Digests are computed (Bun's SHA-256) and checked, but not recorded: node:fs has no xattrs. */
   newHasher(): Hasher {
     return new BunHasher();
+  }
+  digestOf(bytes: Uint8Array): Uint8Array {
+    return bunDigestOf(bytes);
   }
 
   stats(): EngineStats {

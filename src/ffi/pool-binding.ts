@@ -9,7 +9,7 @@ import { constants } from "node:os";
 import { BUILD_COMMAND, libraryPath, libraryState } from "./build";
 import { stableBytes } from "../util/stable-bytes";
 
-const ABI_VERSION = 9;
+const ABI_VERSION = 10;
 const SUB_BYTES = 64;
 const COMP_BYTES = 16;
 /**
@@ -119,6 +119,7 @@ function load() {
     fsgw_sha256_init: { args: ["ptr"], returns: "void" },
     fsgw_sha256_update: { args: ["ptr", "ptr", "u64"], returns: "void" },
     fsgw_sha256_digest: { args: ["ptr", "ptr"], returns: "void" },
+    fsgw_sha256_of: { args: ["ptr", "u64", "ptr"], returns: "void" },
     fsgw_digests_init: { args: ["ptr"], returns: "void" },
     fsgw_hash_update: { args: ["ptr", "ptr", "u64"], returns: "void" },
     fsgw_digests_md5: { args: ["ptr", "ptr"], returns: "void" },
@@ -404,6 +405,16 @@ export class NativeSha256 {
   digest(): Uint8Array {
     const out = stableBytes(32); // it may be handed to a pool operation (a commit records it)
     this.sym.fsgw_sha256_digest(this.state, out);
+    return out;
+  }
+  /**
+   * The SHA-256 of a whole body in one call (no context made, updated and finished through three):
+   * stable memory, since a commit may record it.
+   */
+  static of(bytes: Uint8Array): Uint8Array {
+    const out = stableBytes(32);
+    // (An empty body: a valid address that is not read, where an empty array may have none.)
+    lib().fsgw_sha256_of(bytes.length > 0 ? bytes : out, bytes.length, out);
     return out;
   }
   static accelerated(): boolean {

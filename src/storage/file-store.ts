@@ -604,9 +604,7 @@ export class FileStore implements Store {
     // A body this small is hashed here, before anything is written: a mismatch touches nothing.
     // The MD5 of a body this small is Bun's (BoringSSL's assembly, a little cheaper per byte than
     // the C library's; measured A B A B with 5 KiB PUTs): the C one is for bodies that splice.
-    const hasher = this.engine.newHasher();
-    hasher.update(body);
-    const sum = hasher.digest();
+    const sum = this.engine.digestOf(body);
     if (expected !== null && !sameDigest(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
     if (!md5) {
       if (digest !== undefined) setDigests(digest.fill(0, 0, 1), sum);

@@ -47,6 +47,16 @@ describe.each(engineNames.map((e) => [e]))("engine %s", (name) => {
     expect(existsSync(fin)).toBe(false);
   });
 
+  test("digestOf is the SHA-256 of the whole body (block edges, empty, large), in memory of its own", () => {
+    for (const size of [0, 1, 55, 56, 63, 64, 65, 5120, 65_536 + 3]) {
+      const body = payload(size, size + 7);
+      const got = engine.digestOf(body);
+      expect(Buffer.from(got).toString("hex")).toBe(sha256(body));
+      // Stable: its own ArrayBuffer, so C may keep its address (src/util/stable-bytes.ts).
+      expect(got.buffer.byteLength).toBe(32);
+    }
+  });
+
   test("stat of a directory says so", async () => {
     const sub = join(dir, "sub");
     mkdirSync(sub);

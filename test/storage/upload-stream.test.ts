@@ -3,7 +3,7 @@
 // writes in flight; a failure drops the rest and removes the temporary file; an abort cleans up; a
 // body of another size than announced is never renamed into place.
 import { describe, expect, test } from "bun:test";
-import { BunHasher, callbacksFromPromises, type CallbackOps, type IoEngine, type OpenMode } from "../../src/engine/io-engine";
+import { BunHasher, bunDigestOf, callbacksFromPromises, type CallbackOps, type IoEngine, type OpenMode } from "../../src/engine/io-engine";
 import { errnoName, ioErrorFromErrno } from "../../src/engine/io-error";
 import { Partials, type ClientBudget } from "../../src/storage/partials";
 import { UploadStream } from "../../src/storage/upload-stream";
@@ -33,6 +33,9 @@ class FakeEngine implements IoEngine {
   }
   newHasher() {
     return new BunHasher();
+  }
+  digestOf(bytes: Uint8Array) {
+    return bunDigestOf(bytes);
   }
   private pending(op: string, extra: Partial<Call> = {}): Promise<any> {
     return new Promise((resolve, reject) => {

@@ -6,6 +6,8 @@
 // run), beside scripts/kernel-floor.c's commit (create, write, close, rename: the kernel alone).
 //
 //   bun scripts/bench-volume-append.ts [--count 50000] [--size 5120] [--rounds 2] [--only files|volumes]
+//
+// It runs with the allocator setting a server gets from `npm start` (scripts/lib/as-the-server-runs.ts).
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { loadConfig } from "../src/config";
@@ -16,8 +18,10 @@ import { FileStore } from "../src/storage/file-store";
 import { checkKey, type StoreKey } from "../src/storage/keys";
 import type { StoreTarget } from "../src/storage/store";
 import { VolumeCounters, recoverVolumes } from "../src/storage/volumes";
+import { asTheServerRuns } from "./lib/as-the-server-runs";
 import { option } from "./lib/options";
 
+asTheServerRuns();
 const root = resolve(import.meta.dir, "..");
 const count = Number(option("--count", "50000"));
 const size = Number(option("--size", "5120"));

@@ -843,16 +843,79 @@ static int page_volume(page_volumes *v, int dir, uint32_t id) {
   return fd;
 }
 
-/* Reads the header of the record a listing shows (facts meta) into hdr: 1 when it is that record's
- * (its magic, kind, key length and sequence number), 0 when not (shown without digests), -EAGAIN
- * when its page is not cached and the caller may not wait. */
+/* Whether hdr is the header of the record a listing shows (facts meta): its magic, kind, key length
+ * and sequence number. */
+static int header_matches(const uint8_t *hdr, const uint8_t *meta, uint32_t key_len) {
+  return memcmp(hdr, "FSV1", 4) == 0 && hdr[4] == FSGW_VOLUME_KIND_BODY && hdr[5] == key_len && get_i64(hdr + 8) == seq_of(meta);
+}
+
+/* Reads `len` bytes at `at` of fd: from the page cache as the inline calls read (fsgw_pool.h),
+ * unless the caller may wait. The bytes read, or -EAGAIN (not cached), or another -errno. */
+static double read_at(int fd, uint8_t *buf, size_t len, int64_t at, int wait) {
+  return wait ? (double)pread(fd, buf, len, (off_t)at) : fsgw_pread_now(fd, buf, (double)len, (double)at);
+}
+
+/* Reads the header of the record a listing shows (facts meta) into hdr: 1 when it is that record's,
+ * 0 when not (shown without digests), -EAGAIN when its page is not cached and the caller may not
+ * wait. */
 static int read_header(int fd, const uint8_t *meta, uint32_t key_len, int wait, uint8_t *hdr) {
   if (fd < 0) return 0;
-  /* From the page cache as the inline calls read (fsgw_pool.h), unless the caller may wait. */
-  double n = wait ? (double)pread(fd, hdr, FSGW_VOLUME_HEADER_BYTES, (off_t)offset_of(meta)) : fsgw_pread_now(fd, hdr, FSGW_VOLUME_HEADER_BYTES, (double)offset_of(meta));
+  double n = read_at(fd, hdr, FSGW_VOLUME_HEADER_BYTES, offset_of(meta), wait);
   if (n == -EAGAIN) return -EAGAIN;
   if (n != FSGW_VOLUME_HEADER_BYTES) return 0;
-  return memcmp(hdr, "FSV1", 4) == 0 && hdr[4] == FSGW_VOLUME_KIND_BODY && hdr[5] == key_len && get_i64(hdr + 8) == seq_of(meta);
+  return header_matches(hdr, meta, key_len);
+}
+
+/* Records stored one after another (keys uploaded in key order) lie close together in their volume,
+ * and a page lists them in key order: one read of the bytes from one header to the last of the next
+ * few that fall within SPAN_BYTES_MAX serves them all, where each would be a system call of its own.
+ * A span is read only when it holds a header per SPAN_BYTES_PER_HEADER (16 KiB copied cost about
+ * what the system call it saves does), so that records of 64 KiB are still read header by header. */
+#define SPAN_BYTES_MAX (64 * 1024)
+#define SPAN_BYTES_PER_HEADER (16 * 1024)
+#define SPAN_LOOKAHEAD 64
+typedef struct header_span {
+  int fd;
+  int64_t start, len; /* len 0: nothing held */
+  uint8_t *buf;       /* SPAN_BYTES_MAX */
+} header_span;
+
+/* The header of the record at entry j of the page (its volume's descriptor fd) into hdr, read with
+ * the next records' of the same volume when they are near (the span then serves them): as
+ * read_header answers. */
+static int span_header(header_span *s, const uint8_t *picked, const size_t *pos, int32_t j, int32_t n, int fd, int wait, uint8_t *hdr) {
+  const uint8_t *e = picked + pos[j], *meta = e + 1 + e[0];
+  if (fd < 0) return 0;
+  int64_t off = offset_of(meta);
+  if (s->buf != NULL && s->len > 0 && s->fd == fd && off >= s->start && off + FSGW_VOLUME_HEADER_BYTES <= s->start + s->len) {
+    memcpy(hdr, s->buf + (off - s->start), FSGW_VOLUME_HEADER_BYTES);
+    return header_matches(hdr, meta, e[0]);
+  }
+  if (s->buf != NULL) {
+    uint32_t vol = volume_of(meta);
+    int64_t end = off + FSGW_VOLUME_HEADER_BYTES;
+    int32_t covered = 1;
+    for (int32_t i = j + 1; i < n && i <= j + SPAN_LOOKAHEAD; i++) {
+      const uint8_t *f = picked + pos[i], *fm = f + 1 + f[0];
+      if (!(fm[16] & META_VOLUME) || !(fm[16] & META_DIGEST) || volume_of(fm) != vol) continue;
+      int64_t at = offset_of(fm);
+      if (at < off || at + FSGW_VOLUME_HEADER_BYTES > off + SPAN_BYTES_MAX) continue;
+      if (at + FSGW_VOLUME_HEADER_BYTES > end) end = at + FSGW_VOLUME_HEADER_BYTES;
+      covered++;
+    }
+    if (covered > 1 && end - off <= (int64_t)covered * SPAN_BYTES_PER_HEADER) {
+      double got = read_at(fd, s->buf, (size_t)(end - off), off, wait);
+      /* Not all cached, or cut short: this header alone, as without a span. */
+      if (got >= FSGW_VOLUME_HEADER_BYTES) {
+        s->fd = fd;
+        s->start = off;
+        s->len = (int64_t)got;
+        memcpy(hdr, s->buf, FSGW_VOLUME_HEADER_BYTES);
+        return header_matches(hdr, meta, e[0]);
+      }
+    }
+  }
+  return read_header(fd, meta, e[0], wait, hdr);
 }
 
 int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *params, uint8_t *out, uint8_t *next, int32_t *next_len, double *misses) {
@@ -867,8 +930,11 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
   uint8_t *picked = malloc((size_t)max * (1 + KEY_MAX + FSGW_INDEX_META_BYTES_MAX));
   uint8_t *prefixes = malloc((size_t)max * (1 + KEY_MAX));
   page_volumes vols = {malloc((size_t)max * sizeof(uint32_t)), malloc((size_t)max * sizeof(int)), 0, max};
+  size_t *pos = malloc((size_t)max * sizeof(size_t));
+  /* (Without its buffer a listing reads header by header, as before spans.) */
+  header_span span = {-1, 0, 0, malloc(SPAN_BYTES_MAX)};
   int32_t rc = 0;
-  if (picked == NULL || prefixes == NULL || vols.ids == NULL || vols.fds == NULL) {
+  if (picked == NULL || prefixes == NULL || vols.ids == NULL || vols.fds == NULL || pos == NULL) {
     rc = -ENOMEM;
     goto out;
   }
@@ -938,16 +1004,17 @@ int32_t fsgw_index_list(fsgw_index *ix, const uint8_t *texts, const int32_t *par
   }
   int vdir = ix->volumes_fd; /* set once: never closed while the index is open */
   pthread_rwlock_unlock(&ix->lock);
-  int32_t missed = 0;
-  for (size_t p = 0; p < ebytes; p += entry_bytes(picked + p)) {
-    const uint8_t *e = picked + p, *meta = e + 1 + e[0];
+  int32_t missed = 0, npicked = 0;
+  for (size_t p = 0; p < ebytes; p += entry_bytes(picked + p)) pos[npicked++] = p;
+  for (int32_t j = 0; j < npicked; j++) {
+    const uint8_t *e = picked + pos[j], *meta = e + 1 + e[0];
     const uint8_t *digests = meta + 17; /* a file's, in its facts */
     uint8_t hdr[FSGW_VOLUME_HEADER_BYTES];
     if (meta[16] & META_VOLUME) {
       digests = NULL;
       if ((meta[16] & META_DIGEST) && vdir >= 0) {
         /* (Opened above, while the index was held: found in the page's table, never opened here.) */
-        int r = read_header(page_volume(&vols, vdir, volume_of(meta)), meta, e[0], wait, hdr);
+        int r = span_header(&span, picked, pos, j, npicked, page_volume(&vols, vdir, volume_of(meta)), wait, hdr);
         if (r == -EAGAIN) {
           /* Not cached: the caller has it read on the pool and asks again (never on its thread). */
           misses[1 + 2 * missed] = volume_of(meta);
@@ -983,6 +1050,8 @@ out:
     if (vols.fds[i] >= 0) close(vols.fds[i]);
   free(vols.ids);
   free(vols.fds);
+  free(pos);
+  free(span.buf);
   free(picked);
   free(prefixes);
   return rc;

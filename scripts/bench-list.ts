@@ -7,6 +7,7 @@
 //     an index of the same keys (the FFI call included).
 //
 //   bun scripts/bench-list.ts [--keys 1000000] [--dir /tmp/fsgw-bench-list] [--rounds 3] [--volumes false]
+//                             [--ordered false]
 //
 // --volumes true: the keys are records of volumes (issue 27; the server's default now), whose
 // digests a listing reads from their headers; the index's memory is then bench-volume-start's to
@@ -28,12 +29,19 @@ const KEYS = Number(option("--keys", "1000000"));
 const DIR = option("--dir", "/tmp/fsgw-bench-list");
 const ROUNDS = Number(option("--rounds", "3"));
 const VOLUMES = option("--volumes", "false") === "true";
+const ORDERED = option("--ordered", "false") === "true";
 const PREFIXES = 1000;
-const dataDir = join(DIR, `data-${KEYS}${VOLUMES ? "-volumes" : ""}`);
-const populated = join(DIR, `populated-${KEYS}${VOLUMES ? "-volumes" : ""}`);
+const variant = `${KEYS}${VOLUMES ? "-volumes" : ""}${ORDERED ? "-ordered" : ""}`;
+const dataDir = join(DIR, `data-${variant}`);
+const populated = join(DIR, `populated-${variant}`);
 
-/** Key i: one of PREFIXES "directories" of KEYS / PREFIXES files each. */
-const keyOf = (i: number) => `p${String(i % PREFIXES).padStart(3, "0")}/f${String(i).padStart(7, "0")}`;
+/**
+ * Key i: one of PREFIXES "directories" of KEYS / PREFIXES files each; uploaded in the order of i,
+ * so a directory's keys are spread over the whole upload, or with --ordered, uploaded one after
+ * another (as a tool that copies a sorted tree does: its records lie side by side in a volume).
+ */
+const perPrefix = Math.max(1, Math.floor(KEYS / PREFIXES));
+const keyOf = (i: number) => `p${String(ORDERED ? Math.min(PREFIXES - 1, Math.floor(i / perPrefix)) : i % PREFIXES).padStart(3, "0")}/f${String(i).padStart(7, "0")}`;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 

@@ -897,9 +897,11 @@ static int span_header(header_span *s, const uint8_t *picked, const size_t *pos,
     int32_t covered = 1;
     for (int32_t i = j + 1; i < n && i <= j + SPAN_LOOKAHEAD; i++) {
       const uint8_t *f = picked + pos[i], *fm = f + 1 + f[0];
-      if (!(fm[16] & META_VOLUME) || !(fm[16] & META_DIGEST) || volume_of(fm) != vol) continue;
+      if (!(fm[16] & META_VOLUME) || !(fm[16] & META_DIGEST)) continue; /* (a file's, or one without digests) */
+      /* The first record elsewhere ends the look: where a page's records lie apart (keys not
+       * stored in their order) each record costs one comparison here, not SPAN_LOOKAHEAD. */
       int64_t at = offset_of(fm);
-      if (at < off || at + FSGW_VOLUME_HEADER_BYTES > off + SPAN_BYTES_MAX) continue;
+      if (volume_of(fm) != vol || at < off || at + FSGW_VOLUME_HEADER_BYTES > off + SPAN_BYTES_MAX) break;
       if (at + FSGW_VOLUME_HEADER_BYTES > end) end = at + FSGW_VOLUME_HEADER_BYTES;
       covered++;
     }

@@ -24,3 +24,14 @@ if (mine && (once === undefined || !existsSync(once))) {
     }, 10);
   }
 }
+
+// TEST_STALL_TRIGGER (a path) and TEST_STALL_MS: when the file appears, this loop's thread blocks
+// for that long (as a long pause of the collector or a slow synchronous step would), once.
+const { TEST_STALL_TRIGGER: stallTrigger, TEST_STALL_MS: stallMs } = process.env;
+if (stallTrigger !== undefined) {
+  const poll = setInterval(() => {
+    if (!existsSync(stallTrigger)) return;
+    clearInterval(poll);
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(stallMs ?? 1000));
+  }, 10);
+}

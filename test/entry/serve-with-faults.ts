@@ -6,6 +6,8 @@
 //   TEST_INLINE_REFUSED=1   every inline call refuses, as if nothing were cached: every operation
 //                           takes the pool's path (the C library's test hook, process-wide)
 //   TEST_FAULT_LOOP=i ...   loop i throws a bug no connection catches (loop-with-faults.ts)
+//   TEST_STALL_TRIGGER=path TEST_STALL_MS=n   once the file appears, each loop's thread blocks for
+//                           n ms (loop-with-faults.ts)
 import { serve } from "../../src/serve";
 import { setInlineRefused } from "../helpers/native-hooks";
 

@@ -74,11 +74,11 @@ test("pipelined requests around sendfile downloads are answered in order, bodies
 });
 
 test("clients that hang up mid-body, or stop reading, cost nothing lasting: descriptors come back, the idle timeout comes", async () => {
-  // Short enough to wait for, long enough that a loaded machine's stall of the fresh server (a CI
-  // run once closed the setup upload's connection "idle" before its START at 600 ms) is not one.
-  server = await startServer({ zeroCopy: true, idleTimeoutMs: 2000 });
-  const setup = await WireConn.connect({ host: "127.0.0.1", port: server.port });
+  server = await startServer({ zeroCopy: true, idleTimeoutMs: 600 });
+  // Made before the connection opens: making 32 MiB on a loaded machine once took longer than the
+  // idle timeout, and the server rightly closed the silent connection before its upload began.
   const big = payload(32 * 1024 * 1024, 5);
+  const setup = await WireConn.connect({ host: "127.0.0.1", port: server.port });
   await uploadExchange(setup, "big", big.length, (c) => c.write(big));
   setup.close();
   await Bun.sleep(100);
@@ -96,7 +96,7 @@ test("clients that hang up mid-body, or stop reading, cost nothing lasting: desc
   const stalled = await Bun.connect({ hostname: "127.0.0.1", port: server.port, socket: { data() {} } });
   stalled.pause();
   stalled.write(protobufCodec.encodeFrame({ operation: Op.DOWNLOAD, key: "big" }));
-  await eventually(() => server!.lines.some((l) => l.includes("event=idle_timeout")), 10_000, "the stalled download timed out");
+  await eventually(() => server!.lines.some((l) => l.includes("event=idle_timeout")), 5000, "the stalled download timed out");
 
   // Every download's file and socket descriptors are closed again.
   await eventually(() => openFds(server!.pid) <= baseline, 5000, `descriptors back to ${baseline} (now ${openFds(server!.pid)})`);

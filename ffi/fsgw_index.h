@@ -48,7 +48,8 @@ double fsgw_index_load(fsgw_index *ix, int32_t threads);
 /* Adds key with its file's facts (meta), or gives an existing key these: 1 when added, 0 when it
  * was there, 3 when it was there as a file and now holds a volume's record (the store removes that
  * file: one call where a lookup before the addition took two, and no write between them), 2 when a
- * volume's record was not applied because the key holds a later record (a larger sequence number); -ENOMEM, or -EINVAL for a key of no 1..255 bytes (a failed addition leaves the index
+ * volume's record was not applied because the key holds a later record (a larger sequence
+ * number); -ENOMEM, or -EINVAL for a key of no 1..255 bytes (a failed addition leaves the index
  * unable to answer absences: fsgw_index_has). */
 int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const uint8_t *meta);
 /* Whether key is held: 1 or 0, or -1 when the index cannot say that a key is absent (no load

@@ -6,6 +6,7 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync } from "
 import { dirname, join } from "node:path";
 import { root } from "../../src/ffi/build";
 import { ALLOCATOR_PURGE_DELAY_MS, ALLOCATOR_PURGE_ENV } from "../../src/util/allocator";
+import { environOf } from "../helpers/proc";
 import { eventually, tempDir } from "../helpers/server";
 
 const node = Bun.which("node");
@@ -49,7 +50,7 @@ test("`fsgw serve` through the launcher: SIGTERM to the launcher stops the serve
   const serverPid = Number(/event=listening .* pid=(\d+)/.exec(out.join(""))![1]);
   expect(serverPid).not.toBe(proc.pid); // the server is the launcher's child
   // The launcher gives Bun's allocator fsgw's purge delay (src/util/allocator.ts): read at start.
-  expect(readFileSync(`/proc/${serverPid}/environ`, "utf8").split("\0")).toContain(`${ALLOCATOR_PURGE_ENV}=${ALLOCATOR_PURGE_DELAY_MS}`);
+  expect(environOf(serverPid).get(ALLOCATOR_PURGE_ENV)).toBe(String(ALLOCATOR_PURGE_DELAY_MS));
   proc.kill("SIGTERM");
   expect(await proc.exited).toBe(0);
   expect(existsSync(`/proc/${serverPid}`)).toBe(false);

@@ -8,19 +8,10 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { root } from "../../src/ffi/build";
 import { ALLOCATOR_PURGE_DELAY_MS, ALLOCATOR_PURGE_ENV } from "../../src/util/allocator";
+import { environOf } from "../helpers/proc";
 import { eventually, startServer, tempDir } from "../helpers/server";
 
 const dir = tempDir("allocator");
-
-/** The variables of a running process, as the kernel holds them (what mimalloc read at start). */
-export function environOf(pid: number): Map<string, string> {
-  const vars = new Map<string, string>();
-  for (const entry of readFileSync(`/proc/${pid}/environ`, "utf8").split("\0")) {
-    const eq = entry.indexOf("=");
-    if (eq > 0) vars.set(entry.slice(0, eq), entry.slice(eq + 1));
-  }
-  return vars;
-}
 
 /** This process's environment without the allocator's variable: what a fresh shell has. */
 function cleanEnv(): Record<string, string | undefined> {

@@ -61,7 +61,35 @@ struct fsgw_index {
   /* Every key of the shard directories is here: set once a load ended well, cleared for good when
    * an addition fails (fsgw_index_has answers a key's absence only while it holds). */
   int complete;
+  /* Dead bodies: which volumes hold a body record of a key that is not the key's live one (an
+   * overwritten or deleted record, a compaction's copy that lost its race), so that a compaction
+   * can drop a tombstone once no other volume holds a body it deletes (fsgw_index_dead_elsewhere).
+   * A set of (a 32-bit hash of the key, the volume) kept under the index's lock by the calls that
+   * make a body dead. A hash shared by two keys only keeps a tombstone longer. */
+  struct dead_part *dead; /* DEAD_PARTS of them, by the hash's top bits; NULL until the first */
+  int64_t dead_count;
+  int64_t dead_max; /* fsgw_index_dead_limit */
+  /* The set reached dead_max (or could not grow) and missed a dead body: from then on it cannot
+   * say that no other volume holds one, and every tombstone is kept (until a start that reads the
+   * volumes whole builds it again). */
+  int dead_full;
 };
+
+/* One part of the set: open addressing, 8 bytes a slot (hash << 32 | volume; 0 empty), linear
+ * probing, at most 3/4 full. The set is split in parts so that a part's doubling, and the walk
+ * that forgets a removed volume, hold the lock for a part's slots at a time: one table of 4
+ * million took 220 ms to double and 37 ms to walk, with every loop waiting on the index. */
+typedef struct dead_part {
+  uint64_t *slots;
+  uint32_t cap; /* 0 or a power of two */
+  uint32_t count;
+} dead_part;
+
+/* Dead bodies an index notes at most unless told otherwise (fsgw_index_dead_limit). */
+#define DEAD_MAX_DEFAULT (1 << 22)
+#define DEAD_PARTS 256
+/* A part's first size, in slots. */
+#define DEAD_SLOTS_MIN 16
 
 /* A leaf built at load is filled to this much: an addition then often fits without a split. */
 #define LOAD_FILL (FSGW_INDEX_LEAF_BYTES * 15 / 16)
@@ -86,6 +114,124 @@ static uint32_t volume_of(const uint8_t *meta) {
 }
 static int64_t offset_of(const uint8_t *meta) { return get_i64(meta + FSGW_INDEX_RECORD_AT + 4); }
 static int64_t seq_of(const uint8_t *meta) { return get_i64(meta + FSGW_INDEX_RECORD_AT + 12); }
+
+/* ---- dead bodies (the set in struct fsgw_index; its lock held by the caller) ---- */
+
+/* A key's 32-bit hash for the set (FNV-1a, then a 64-bit finaliser): never 0, so that no slot of
+ * a dead body is 0 (empty). */
+static uint32_t dead_hash(const uint8_t *key, uint32_t len) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (uint32_t i = 0; i < len; i++) {
+    h ^= key[i];
+    h *= 0x100000001b3ull;
+  }
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  h ^= h >> 33;
+  uint32_t r = (uint32_t)(h >> 32);
+  return r == 0 ? 1 : r;
+}
+
+static inline uint64_t dead_slot(uint32_t hash, uint32_t volume) { return (uint64_t)hash << 32 | volume; }
+/* A slot's part (the hash's top 8 bits), and where its probe starts there (its low bits). */
+static inline dead_part *dead_part_of(const fsgw_index *ix, uint64_t slot) { return &ix->dead[slot >> 56]; }
+static inline uint32_t dead_home(uint64_t slot, uint32_t cap) { return (uint32_t)(slot >> 32) & (cap - 1); }
+
+/* Doubles a part (or makes its first table): 0, or -ENOMEM (the part as it was). */
+static int dead_grow(dead_part *p) {
+  uint32_t cap = p->cap == 0 ? DEAD_SLOTS_MIN : p->cap * 2;
+  uint64_t *table = calloc(cap, sizeof *table);
+  if (table == NULL) return -ENOMEM;
+  for (uint32_t i = 0; i < p->cap; i++) {
+    if (p->slots[i] == 0) continue;
+    uint32_t j = dead_home(p->slots[i], cap);
+    while (table[j] != 0) j = (j + 1) & (cap - 1);
+    table[j] = p->slots[i];
+  }
+  free(p->slots);
+  p->slots = table;
+  p->cap = cap;
+  return 0;
+}
+
+/* Notes a slot (once): past dead_max, or when the set cannot grow, the set is full for good. */
+static void dead_put(fsgw_index *ix, uint64_t slot) {
+  if (ix->dead_full) return;
+  if (ix->dead == NULL && (ix->dead = calloc(DEAD_PARTS, sizeof *ix->dead)) == NULL) {
+    ix->dead_full = 1;
+    return;
+  }
+  dead_part *p = dead_part_of(ix, slot);
+  if ((p->count + 1) * 4 > (uint64_t)p->cap * 3 && dead_grow(p) != 0) {
+    ix->dead_full = 1;
+    return;
+  }
+  uint32_t mask = p->cap - 1;
+  for (uint32_t i = dead_home(slot, p->cap);; i = (i + 1) & mask) {
+    if (p->slots[i] == slot) return;
+    if (p->slots[i] != 0) continue;
+    if (ix->dead_count >= ix->dead_max) {
+      ix->dead_full = 1;
+      return;
+    }
+    p->slots[i] = slot;
+    p->count++;
+    ix->dead_count++;
+    return;
+  }
+}
+
+/* The body of key in volume is dead. */
+static void dead_note(fsgw_index *ix, const uint8_t *key, uint32_t len, uint32_t volume) { dead_put(ix, dead_slot(dead_hash(key, len), volume)); }
+
+/* Empties slot i of a part, moving back the slots after it whose probe passes i (linear probing's
+ * deletion: no marker left behind, so probes stay as short as the part is full). */
+static void dead_delete_at(dead_part *p, uint32_t i) {
+  uint32_t mask = p->cap - 1;
+  for (uint32_t j = (i + 1) & mask; p->slots[j] != 0; j = (j + 1) & mask) {
+    uint32_t home = dead_home(p->slots[j], p->cap);
+    /* The slot at j may move to i unless its home lies cyclically in (i, j]. */
+    int stays = i <= j ? (home > i && home <= j) : (home > i || home <= j);
+    if (stays) continue;
+    p->slots[i] = p->slots[j];
+    i = j;
+  }
+  p->slots[i] = 0;
+  p->count--;
+}
+
+static int has_volume(const uint32_t *ids, int32_t n, uint32_t volume);
+
+/* Forgets the dead bodies of volumes that are gone: `volume`, or with `kept` every volume not among
+ * the n ids (sorted ascending). The index's lock is taken for one part at a time. Their number. */
+static int64_t dead_forget(fsgw_index *ix, uint32_t volume, int kept, const uint32_t *ids, int32_t n) {
+  int64_t forgotten = 0;
+  for (int part = 0; part < DEAD_PARTS; part++) {
+    pthread_rwlock_wrlock(&ix->lock);
+    dead_part *p = ix->dead == NULL ? NULL : &ix->dead[part];
+    for (uint32_t i = 0; p != NULL && i < p->cap;) {
+      uint64_t s = p->slots[i];
+      uint32_t v = (uint32_t)s;
+      if (s != 0 && (kept ? !has_volume(ids, n, v) : v == volume)) {
+        dead_delete_at(p, i); /* a later slot may have moved to i: looked at again */
+        ix->dead_count--;
+        forgotten++;
+      } else {
+        i++;
+      }
+    }
+    pthread_rwlock_unlock(&ix->lock);
+  }
+  return forgotten;
+}
+
+static void dead_free(fsgw_index *ix) {
+  if (ix->dead == NULL) return;
+  for (int part = 0; part < DEAD_PARTS; part++) free(ix->dead[part].slots);
+  free(ix->dead);
+}
 
 static int compare(const uint8_t *a, uint32_t alen, const uint8_t *b, uint32_t blen) {
   int c = memcmp(a, b, alen < blen ? alen : blen);
@@ -209,10 +355,14 @@ int32_t fsgw_index_add(fsgw_index *ix, const uint8_t *key, int32_t len, const ui
     /* A volume's record never replaces a later record of the same key (writes of one key on two
      * loops, or two writes' completions out of order): the sequence numbers decide, as at start. */
     const uint8_t *held = l->data + off + 1 + len;
+    int same = (meta[16] & META_VOLUME) && (held[16] & META_VOLUME) && volume_of(meta) == volume_of(held) && offset_of(meta) == offset_of(held);
     if ((meta[16] & META_VOLUME) && (held[16] & META_VOLUME) && seq_of(held) >= seq_of(meta)) {
+      if (!same) dead_note(ix, key, (uint32_t)len, volume_of(meta)); /* written, and dead as it lands */
       rc = 2;
       goto out;
     }
+    /* The record held gives way (to a later one, or to a file): its body stays in its volume, dead. */
+    if ((held[16] & META_VOLUME) && !same) dead_note(ix, key, (uint32_t)len, volume_of(held));
     /* There: its facts change (an overwrite), in place when they take as many bytes. A file's
      * entry that becomes a record's says so (3): its file is the caller's to remove. */
     int32_t replaced = (meta[16] & META_VOLUME) && !(held[16] & META_VOLUME) ? 3 : 0;
@@ -300,6 +450,8 @@ static int32_t remove_locked(fsgw_index *ix, const uint8_t *key, int32_t len) {
     int equal;
     uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
     if (equal) {
+      const uint8_t *held = l->data + off + 1 + len;
+      if (held[16] & META_VOLUME) dead_note(ix, key, (uint32_t)len, volume_of(held)); /* its body stays in its volume */
       uint32_t size = entry_bytes(l->data + off);
       memmove(l->data + off, l->data + off + size, l->used - off - size);
       l->used -= size;
@@ -374,14 +526,61 @@ int32_t fsgw_index_move_record(fsgw_index *ix, const uint8_t *key, int32_t len, 
     uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
     uint8_t *meta = l->data + off + 1 + len;
     if (equal && (meta[16] & META_VOLUME) && seq_of(meta) == (int64_t)seq) {
+      dead_note(ix, key, (uint32_t)len, volume_of(meta)); /* the copied body, until its volume goes */
       uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
       for (int i = 0; i < 4; i++) loc[i] = (uint8_t)(volume >> (8 * i));
       put_i64(loc + 4, (int64_t)offset);
       rc = 1;
     }
   }
+  if (rc == 0) dead_note(ix, key, (uint32_t)len, volume); /* the copy lost its race: dead as it lands */
   pthread_rwlock_unlock(&ix->lock);
   return rc;
+}
+
+int32_t fsgw_index_dead_elsewhere(fsgw_index *ix, const uint8_t *key, int32_t len, uint32_t volume) {
+  if (len < 1 || len > KEY_MAX) return 0;
+  pthread_rwlock_rdlock(&ix->lock);
+  int32_t rc = 0;
+  uint64_t want = dead_slot(dead_hash(key, (uint32_t)len), 0);
+  const dead_part *p = ix->dead == NULL ? NULL : dead_part_of(ix, want);
+  if (ix->dead_full) rc = -1;
+  else if (p != NULL && p->cap > 0) {
+    for (uint32_t i = dead_home(want, p->cap); p->slots[i] != 0; i = (i + 1) & (p->cap - 1)) {
+      uint64_t s = p->slots[i];
+      if ((s >> 32) == (want >> 32) && (uint32_t)s != volume) {
+        rc = (int32_t)(uint32_t)s;
+        break;
+      }
+    }
+  }
+  pthread_rwlock_unlock(&ix->lock);
+  return rc;
+}
+
+void fsgw_index_dead_add(fsgw_index *ix, const uint8_t *key, int32_t len, uint32_t volume) {
+  if (len < 1 || len > KEY_MAX) return;
+  pthread_rwlock_wrlock(&ix->lock);
+  dead_note(ix, key, (uint32_t)len, volume);
+  pthread_rwlock_unlock(&ix->lock);
+}
+
+double fsgw_index_dead_forget(fsgw_index *ix, uint32_t volume) { return (double)dead_forget(ix, volume, 0, NULL, 0); }
+
+void fsgw_index_dead_limit(fsgw_index *ix, double max) {
+  pthread_rwlock_wrlock(&ix->lock);
+  ix->dead_max = max < 0 ? 0 : (int64_t)max;
+  pthread_rwlock_unlock(&ix->lock);
+}
+
+void fsgw_index_dead_stats(fsgw_index *ix, double *out) {
+  pthread_rwlock_rdlock(&ix->lock);
+  double bytes = ix->dead == NULL ? 0 : (double)(DEAD_PARTS * sizeof *ix->dead);
+  for (int part = 0; ix->dead != NULL && part < DEAD_PARTS; part++) bytes += (double)ix->dead[part].cap * sizeof(uint64_t);
+  out[0] = (double)ix->dead_count;
+  out[1] = bytes;
+  out[2] = ix->dead_full;
+  pthread_rwlock_unlock(&ix->lock);
 }
 
 /* Leaves walked per hold of the read lock by fsgw_index_volume_usage: writers wait at most this long. */
@@ -426,6 +625,7 @@ fsgw_index *fsgw_index_new(void) {
   pthread_rwlock_init(&ix->lock, NULL);
   ix->complete = 1;
   ix->volumes_fd = -1;
+  ix->dead_max = DEAD_MAX_DEFAULT;
   return ix;
 }
 
@@ -455,6 +655,7 @@ fsgw_index *fsgw_index_open(const char *dir, int32_t shards, int32_t width) {
   if (ix == NULL || fds == NULL) goto fail;
   pthread_rwlock_init(&ix->lock, NULL);
   ix->volumes_fd = -1;
+  ix->dead_max = DEAD_MAX_DEFAULT;
   ix->shards = shards;
   ix->shard_fd = fds;
   for (int32_t s = 0; s < shards; s++) fds[s] = -1;
@@ -503,6 +704,7 @@ void fsgw_index_close(fsgw_index *ix) {
   for (size_t i = 0; i < ix->nleaves; i++) leaf_free(ix, ix->leaves[i]);
   free(ix->leaves);
   free(ix->first8);
+  dead_free(ix);
   for (int32_t s = 0; s < ix->shards; s++) close(ix->shard_fd[s]); /* none for fsgw_index_new's */
   free(ix->shard_fd);
   if (ix->volumes_fd >= 0) close(ix->volumes_fd);
@@ -1284,8 +1486,17 @@ int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, const uint32_t *ids,
       }
     }
     const scan_ref *first = &refs[i];
-    i = j;
     int live = last != NULL && last->seq > dead;
+    /* Every other body of the key is dead where it lies (fresh: the lock is held already). */
+    for (int64_t k = i; k < j; k++) {
+      const scan_ref *r = &refs[k];
+      if (r->tombstone || (live && r == last)) continue;
+      const uint8_t *volume_at = r->e + 2 + r->len + FSGW_INDEX_RECORD_AT;
+      uint32_t volume = (uint32_t)volume_at[0] | (uint32_t)volume_at[1] << 8 | (uint32_t)volume_at[2] << 16 | (uint32_t)volume_at[3] << 24;
+      if (fresh) dead_note(ix, r->e + 1, r->len, volume);
+      else fsgw_index_dead_add(ix, r->e + 1, (int32_t)r->len, volume);
+    }
+    i = j;
     if (fresh) {
       if (!live) continue;
       const uint8_t *body = last->e; /* (the only entry read after the sort) */
@@ -1328,7 +1539,10 @@ int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, const uint32_t *ids,
       put_i64(conflicts + *used + 2 + len, seq_of(meta));
       *used += 10 + len;
       reported++;
-      if (!record_wins) continue;
+      if (!record_wins) {
+        fsgw_index_dead_add(ix, key, len, volume_of(meta)); /* deleted by a tombstone once the scan ends */
+        continue;
+      }
     }
     if (fsgw_index_add(ix, key, len, meta) < 0) {
       rc = -ENOMEM;
@@ -1374,6 +1588,8 @@ int32_t fsgw_index_drop_missing(fsgw_index *ix, const uint32_t *ids, int32_t n) 
   pthread_rwlock_unlock(&ix->lock);
   for (size_t off = 0; off < used; off += 1u + keys[off]) fsgw_index_remove(ix, keys + off + 1, keys[off]);
   free(keys);
+  /* Bodies in volumes that are gone are not dead anywhere (the removals above noted some). */
+  dead_forget(ix, 0, 1, ids, n);
   return count;
 }
 
@@ -1389,6 +1605,10 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
   }
   return 0;
 }
+
+/* A checkpoint ends with the number of records (int64 LE), of dead bodies (int64 LE), whether the
+ * set of dead bodies was full (uint32 LE), and the CRC-32C of everything before (uint32 LE). */
+#define CHECKPOINT_FOOTER_BYTES 24
 
 double fsgw_index_save_records(fsgw_index *ix, const char *path, const uint8_t *head, int32_t head_len) {
   int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -1415,17 +1635,36 @@ double fsgw_index_save_records(fsgw_index *ix, const char *path, const uint8_t *
       count++;
     }
   }
+  /* Then the dead bodies, each slot as it is kept (uint64 LE), and whether the set was full. */
+  int64_t dead = 0;
+  int full = ix->dead_full;
+  for (int part = 0; rc == 0 && ix->dead != NULL && part < DEAD_PARTS; part++) {
+    const dead_part *p = &ix->dead[part];
+    for (uint32_t i = 0; rc == 0 && i < p->cap; i++) {
+      if (p->slots[i] == 0) continue;
+      if (used + 8 > cap) {
+        crc = fsgw_crc32c(crc, buf, used);
+        rc = write_all(fd, buf, used);
+        used = 0;
+      }
+      put_i64(buf + used, (int64_t)p->slots[i]);
+      used += 8;
+      dead++;
+    }
+  }
   pthread_rwlock_unlock(&ix->lock);
   if (rc == 0) {
     crc = fsgw_crc32c(crc, buf, used);
     rc = write_all(fd, buf, used);
   }
   if (rc == 0) {
-    uint8_t footer[12];
+    uint8_t footer[CHECKPOINT_FOOTER_BYTES];
     put_i64(footer, count);
-    crc = fsgw_crc32c(crc, footer, 8);
-    for (int i = 0; i < 4; i++) footer[8 + i] = (uint8_t)(crc >> (8 * i));
-    rc = write_all(fd, footer, 12);
+    put_i64(footer + 8, dead);
+    for (int i = 0; i < 4; i++) footer[16 + i] = (uint8_t)((uint32_t)full >> (8 * i));
+    crc = fsgw_crc32c(crc, footer, 20);
+    for (int i = 0; i < 4; i++) footer[20 + i] = (uint8_t)(crc >> (8 * i));
+    rc = write_all(fd, footer, CHECKPOINT_FOOTER_BYTES);
   }
   if (rc == 0 && fsync(fd) != 0) rc = -errno;
   free(buf);
@@ -1443,7 +1682,7 @@ double fsgw_index_load_records(fsgw_index *ix, const char *path, int32_t head_le
     return -e;
   }
   size_t size = (size_t)st.st_size;
-  if (size < (size_t)head_len + 12) {
+  if (size < (size_t)head_len + CHECKPOINT_FOOTER_BYTES) {
     close(fd);
     return -EBADMSG;
   }
@@ -1468,8 +1707,15 @@ double fsgw_index_load_records(fsgw_index *ix, const char *path, int32_t head_le
     rc = -EBADMSG;
     goto out;
   }
-  int64_t count = get_i64(data + size - 12);
-  const uint8_t *p = data + head_len, *end = data + size - 12;
+  const uint8_t *footer = data + size - CHECKPOINT_FOOTER_BYTES;
+  int64_t count = get_i64(footer), dead = get_i64(footer + 8);
+  int full = footer[16] != 0;
+  if (dead < 0 || (uint64_t)dead > (size - CHECKPOINT_FOOTER_BYTES - (size_t)head_len) / 8) {
+    rc = -EBADMSG;
+    goto out;
+  }
+  const uint8_t *dead_at = footer - 8 * dead;
+  const uint8_t *p = data + head_len, *end = dead_at;
   pthread_rwlock_wrlock(&ix->lock);
   int fresh = ix->nleaves == 0;
   leaf_builder *builder = fresh ? malloc(sizeof *builder) : NULL;
@@ -1491,18 +1737,20 @@ double fsgw_index_load_records(fsgw_index *ix, const char *path, int32_t head_le
        * key is both), so it stays, and the record (deleted by a tombstone in a tail) is not added. */
       uint8_t held[FSGW_INDEX_META_BYTES_MAX];
       int32_t h = fsgw_index_get(ix, p + 1, (int32_t)len, held);
-      if (!(h > 0 && !(held[16] & META_VOLUME)) && fsgw_index_add(ix, p + 1, (int32_t)len, meta) < 0) r = -ENOMEM;
+      if (h > 0 && !(held[16] & META_VOLUME)) fsgw_index_dead_add(ix, p + 1, (int32_t)len, volume_of(meta));
+      else if (fsgw_index_add(ix, p + 1, (int32_t)len, meta) < 0) r = -ENOMEM;
     }
     if (r != 0) rc = r;
     p += entry_bytes(p);
     n++;
   }
   if (rc == 0 && n != count) rc = -EBADMSG;
-  if (fresh) {
-    if (rc == 0 && builder != NULL && builder_flush(ix, builder) != 0) rc = -ENOMEM;
-    free(builder);
-    pthread_rwlock_unlock(&ix->lock);
-  }
+  if (fresh && rc == 0 && builder != NULL && builder_flush(ix, builder) != 0) rc = -ENOMEM;
+  if (!fresh) pthread_rwlock_wrlock(&ix->lock);
+  for (int64_t d = 0; rc == 0 && d < dead; d++) dead_put(ix, (uint64_t)get_i64(dead_at + 8 * d));
+  if (rc == 0 && full) ix->dead_full = 1;
+  free(builder);
+  pthread_rwlock_unlock(&ix->lock);
   if (rc == 0) rc = (double)n;
 out:
   munmap(data, size);

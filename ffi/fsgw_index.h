@@ -67,6 +67,24 @@ int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len
 /* Moves key's record to a new place (a compaction copied it) only while it holds the record of
  * sequence number seq: 1 when moved, 0 when the key has changed since (the copy is then dead). */
 int32_t fsgw_index_move_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq, uint32_t volume, double offset);
+/* Dead bodies: the index notes, per volume, the keys whose body records there are dead (an
+ * overwrite or a delete, in any of the calls above; a compaction's copy that lost its race; the
+ * scan's records that lost), so that a compaction can tell when a tombstone has nothing left to
+ * delete (docs/VOLUMES.md, "Tombstones"). Volumes are numbered from 1.
+ * Another volume than `volume` that holds a dead body of key (its number, > 0), 0 when none does,
+ * or -1 when the index cannot say (its set of dead bodies was full and missed some). A key that
+ * shares its 32-bit hash with one of another volume's may be named too: it only keeps a tombstone. */
+int32_t fsgw_index_dead_elsewhere(fsgw_index *ix, const uint8_t *key, int32_t len, uint32_t volume);
+/* The body of key in volume is dead (a write that failed, whose record may be in it whole). */
+void fsgw_index_dead_add(fsgw_index *ix, const uint8_t *key, int32_t len, uint32_t volume);
+/* The volume is gone: its dead bodies with it. Their number. */
+double fsgw_index_dead_forget(fsgw_index *ix, uint32_t volume);
+/* Dead bodies noted at most (8 bytes each, in a set at most 3/4 full: up to 16 bytes each); past
+ * it the set is full and every tombstone is kept, until a start builds it again from the volumes
+ * (default 4,194,304). */
+void fsgw_index_dead_limit(fsgw_index *ix, double max);
+/* out[0]: dead bodies noted; out[1]: the bytes their set takes; out[2]: 1 when it is full. */
+void fsgw_index_dead_stats(fsgw_index *ix, double *out);
 /* The bytes of live records in each of the n volumes ids (sorted ascending), into live. Walks the
  * index a bounded number of leaves per hold of its lock, so an estimate while writes go on. */
 int32_t fsgw_index_volume_usage(fsgw_index *ix, const uint32_t *ids, int32_t n, double *live);
@@ -81,8 +99,9 @@ void fsgw_volscan_free(fsgw_volscan *s);
  * number, then the one it deletes, int64 LE). 0, or -ENOMEM. */
 int fsgw_volscan_push(fsgw_volscan *s, const uint8_t *key, uint32_t len, int kind, const uint8_t *meta);
 /* Adds each key's live record to ix: its body record with the largest sequence number, unless a
- * tombstone deletes that number or a larger one. Where ix holds a file of the key, the later of the
- * two stays, by time (a tie: the record), and the key is reported in `conflicts` as
+ * tombstone deletes that number or a larger one; every other body is noted dead where it lies.
+ * Where ix holds a file of the key, the later of the two stays, by time (a tie: the record), and
+ * the key is reported in `conflicts` as
  * [what][len][key][the record's sequence number, int64 LE]: 1, the file lost (remove it); 2, the
  * record lost (delete it with a tombstone). *used: the bytes written there. Returns the number
  * reported, or -errno (-E2BIG: more than cap bytes of them). */
@@ -91,15 +110,17 @@ int32_t fsgw_volscan_merge(fsgw_volscan *s, fsgw_index *ix, const uint32_t *ids,
  * the one whose volume is among ids, sorted ascending, i.e. a compaction's copy), and a tombstone
  * of a number at least the held one's removes it. */
 /* Removes every record of a volume not among ids (sorted ascending): what a checkpoint said of
- * a volume removed since, and no scan found a copy of. The number removed, or -errno. */
+ * a volume removed since, and no scan found a copy of; and the dead bodies of such volumes. The
+ * number of records removed, or -errno. */
 int32_t fsgw_index_drop_missing(fsgw_index *ix, const uint32_t *ids, int32_t n);
 /* A checkpoint of the records: writes `head` (head_len bytes, the caller's), every volume record
- * ix holds in key order as it keeps them ([len][key][facts]), then their number (int64 LE) and the
- * CRC-32C of everything before (uint32 LE), to path (created or replaced, fsynced). The records
- * written, or -errno. */
+ * ix holds in key order as it keeps them ([len][key][facts]), its dead bodies (uint64 LE each: the
+ * key's hash << 32 | the volume), then the number of records (int64 LE), of dead bodies (int64 LE),
+ * 1 when the set of dead bodies was full (uint32 LE) and the CRC-32C of everything before (uint32
+ * LE), to path (created or replaced, fsynced). The records written, or -errno. */
 double fsgw_index_save_records(fsgw_index *ix, const char *path, const uint8_t *head, int32_t head_len);
-/* Adds the records of a checkpoint (its head is head_len bytes) to ix (leaf by leaf when ix is
- * empty), once its CRC-32C holds: -EBADMSG, and nothing added, when it does not. The records, or
+/* Adds the records and dead bodies of a checkpoint (its head is head_len bytes) to ix (leaf by
+ * leaf when ix is empty), once its CRC-32C holds: -EBADMSG, and nothing added, when it does not. The records, or
  * -errno. */
 double fsgw_index_load_records(fsgw_index *ix, const char *path, int32_t head_len);
 /* Keys held, and the bytes the index takes (leaves and their table). */

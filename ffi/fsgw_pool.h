@@ -35,7 +35,7 @@
 
 #include <stdint.h>
 
-#define FSGW_ABI_VERSION 10
+#define FSGW_ABI_VERSION 11
 
 typedef struct fsgw_pool fsgw_pool;
 

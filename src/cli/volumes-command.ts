@@ -59,7 +59,7 @@ function configOf(parsed: Parsed) {
 }
 
 /** Scans every volume into an index of their live records (files are not looked at). */
-function scanAll(dir: string, ids: number[]): { index: NativeIndex; facts: VolumeFacts[]; seqMax: number } {
+function scanAll(dir: string, ids: number[], deadBodiesMax: number): { index: NativeIndex; facts: VolumeFacts[]; seqMax: number } {
   const records = new VolumeRecords();
   const facts: VolumeFacts[] = [];
   let seqMax = 0;
@@ -71,6 +71,7 @@ function scanAll(dir: string, ids: number[]): { index: NativeIndex; facts: Volum
       facts.push({ volume: id, bytes: scan.fileBytes, bodies: scan.bodies, tombstones: scan.tombstones, liveBytes: 0, sealed: scan.sealed, unreadBytes: scan.badAt >= 0 ? scan.fileBytes - scan.badAt : 0 });
     }
     const index = NativeIndex.scratch();
+    index.limitDead(deadBodiesMax);
     records.mergeInto(index);
     const live = index.volumeUsage(ids);
     for (let i = 0; i < facts.length; i++) facts[i]!.liveBytes = live[i]!;
@@ -102,7 +103,7 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
     if (!existsSync(dataDir)) return fail(`no data directory ${dataDir}`, EXIT_LOCAL);
     const ids = volumeIdsIn(dir);
     if (sub === "stats") {
-      const { index, facts } = scanAll(dir, ids);
+      const { index, facts } = scanAll(dir, ids, config.volumeDeadRecordsMax);
       const keys = index.count;
       index.close();
       const total = facts.reduce((a, f) => ({ bytes: a.bytes + f.bytes, live: a.live + f.liveBytes, bodies: a.bodies + f.bodies, tombstones: a.tombstones + f.tombstones }), { bytes: 0, live: 0, bodies: 0, tombstones: 0 });
@@ -146,7 +147,7 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
       const lock = lockForProcess(`${dataDir}/fsgw.lock`, Number.parseInt(config.fileMode, 8));
       if (!lock.ok) return fail(lock.inUse ? `${dataDir} is in use (${lock.error}): stop its server first` : `cannot lock ${dataDir}: ${lock.error}`, EXIT_REFUSED);
       try {
-        const { index, seqMax } = scanAll(dir, ids);
+        const { index, seqMax } = scanAll(dir, ids, config.volumeDeadRecordsMax);
         const log = new Logger("warn", (line) => io.stderr.write(line + "\n"));
         const counters = VolumeCounters.create(seqMax + 1, (ids.at(-1) ?? 0) + 1);
         const engine = new SyncEngine();
@@ -160,9 +161,9 @@ export async function runVolumesCommand(argv: string[], io: Io): Promise<number>
         await writer.close();
         files.closeAll();
         index.close();
-        const result = { op: "volumes compact", dataDir, compacted: compacted.map(volumeFileName), bytesReclaimed: compactor.bytesReclaimed, recordsCopied: compactor.recordsCopied };
+        const result = { op: "volumes compact", dataDir, compacted: compacted.map(volumeFileName), bytesReclaimed: compactor.bytesReclaimed, recordsCopied: compactor.recordsCopied, tombstonesDropped: compactor.tombstonesDropped };
         if (json) io.stdout(JSON.stringify(result) + "\n");
-        else io.stdout(`compacted ${compacted.length} volumes (${compacted.map(volumeFileName).join(", ") || "none under " + livePercent + "% live"}): ${mib(compactor.bytesReclaimed)} reclaimed, ${compactor.recordsCopied} records copied\n`);
+        else io.stdout(`compacted ${compacted.length} volumes (${compacted.map(volumeFileName).join(", ") || "none under " + livePercent + "% live"}): ${mib(compactor.bytesReclaimed)} reclaimed, ${compactor.recordsCopied} records copied, ${compactor.tombstonesDropped} tombstones dropped\n`);
         return EXIT_OK;
       } finally {
         lock.release();

@@ -9,7 +9,7 @@ import { constants } from "node:os";
 import { BUILD_COMMAND, libraryPath, libraryState } from "./build";
 import { stableBytes } from "../util/stable-bytes";
 
-const ABI_VERSION = 10;
+const ABI_VERSION = 11;
 const SUB_BYTES = 64;
 const COMP_BYTES = 16;
 /**
@@ -148,6 +148,11 @@ function load() {
     fsgw_volscan_free: { args: ["ptr"], returns: "void" },
     fsgw_volscan_merge: { args: ["ptr", "ptr", "ptr", "i32", "ptr", "i32", "ptr"], returns: "i32" },
     fsgw_index_drop_missing: { args: ["ptr", "ptr", "i32"], returns: "i32" },
+    fsgw_index_dead_elsewhere: { args: ["ptr", "ptr", "i32", "u32"], returns: "i32" },
+    fsgw_index_dead_add: { args: ["ptr", "ptr", "i32", "u32"], returns: "void" },
+    fsgw_index_dead_forget: { args: ["ptr", "u32"], returns: "f64" },
+    fsgw_index_dead_limit: { args: ["ptr", "f64"], returns: "void" },
+    fsgw_index_dead_stats: { args: ["ptr", "ptr"], returns: "void" },
     fsgw_index_save_records: { args: ["ptr", "ptr", "ptr", "i32"], returns: "f64" },
     fsgw_index_load_records: { args: ["ptr", "ptr", "i32"], returns: "f64" },
     fsgw_volume_encode: { args: ["ptr", "ptr", "ptr", "ptr", "ptr"], returns: "i32" },
@@ -780,6 +785,9 @@ const INDEX_PAGE_BYTES_MIN = 216 + 2 * 255;
  * every event loop of a server shares it (the handle is a pointer, passed to the loops as a number).
  * Keys go in and out as UTF-8 through one reused buffer.
  */
+/** What NativeIndex.deadElsewhere found. */
+export type DeadBodies = { state: "none" } | { state: "blocked"; volume: number } | { state: "unknown" };
+
 export class NativeIndex {
   private readonly sym = lib();
   // Memory C reads or writes: over ArrayBuffers of their own (stableBytes), so that a subarray
@@ -912,6 +920,39 @@ export class NativeIndex {
     const n = this.sym.fsgw_index_drop_missing(this.handle, volumeIds(volumes), volumes.length);
     if (n < 0) throw new Error(`fsgw_index_drop_missing: errno ${-n}`);
     return n;
+  }
+
+  /**
+   * Whether a tombstone of `key` in `volume` still has a body to delete elsewhere: "none" (no other
+   * volume holds a dead body of the key: the tombstone can go), "blocked" with such a volume (it
+   * stays while that volume does), or "unknown" (the set of dead bodies was full: it stays).
+   */
+  deadElsewhere(key: string, volume: number): DeadBodies {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    const v = this.sym.fsgw_index_dead_elsewhere(this.handle, this.keyBuf, written, volume);
+    return v === 0 ? { state: "none" } : v < 0 ? { state: "unknown" } : { state: "blocked", volume: v };
+  }
+
+  /** `key`'s body in `volume` is dead (a write that failed: its record may be there whole). */
+  noteDead(key: string, volume: number): void {
+    const { written } = this.encoder.encodeInto(key, this.keyBuf);
+    this.sym.fsgw_index_dead_add(this.handle, this.keyBuf, written, volume);
+  }
+
+  /** `volume` is gone, and its dead bodies with it: how many were noted. */
+  forgetDead(volume: number): number {
+    return this.sym.fsgw_index_dead_forget(this.handle, volume);
+  }
+
+  /** Dead bodies noted at most (volumeDeadRecordsMax). */
+  limitDead(max: number): void {
+    this.sym.fsgw_index_dead_limit(this.handle, max);
+  }
+
+  deadStats(): { bodies: number; bytes: number; full: boolean } {
+    const out = new Float64Array(new ArrayBuffer(24));
+    this.sym.fsgw_index_dead_stats(this.handle, out);
+    return { bodies: out[0]!, bytes: out[1]!, full: out[2] !== 0 };
   }
 
   /** Writes a checkpoint of the records to `path`: `head`, then every volume record (fsgw_index_save_records). */

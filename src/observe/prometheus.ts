@@ -31,7 +31,7 @@ class Writer {
 }
 
 /** Store stats that go up and down; the others only count up. */
-const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "s3AbortsPending", "cacheEntries", "cacheBytes", "volumeFilesOpen", "volumeCopyBytesHigh"]);
+const STORE_GAUGES = new Set(["s3RequestsInFlight", "s3RequestsWaiting", "s3Uploads", "s3AbortsPending", "cacheEntries", "cacheBytes", "volumeFilesOpen", "volumeCopyBytesHigh", "volumeDeadRecords", "volumeDeadRecordsBytes", "volumeDeadRecordsFull"]);
 
 /** What the supervisor adds about its event loops: failures replaced, and each loop's share. */
 export interface LoopMetrics {

@@ -453,6 +453,7 @@ function openVolumes(config: Config, store: FileStore, index: NativeIndex, log: 
   if (!config.volumes && !existsSync(`${store.dataDir}/${VOLUME_DIR}`)) return null;
   const dirMode = Number.parseInt(config.dirMode, 8);
   const fileMode = Number.parseInt(config.fileMode, 8);
+  index.limitDead(config.volumeDeadRecordsMax);
   const found = recoverVolumes(store.dataDir, index, log, { dirMode, fileMode, pathOf: (key) => store.pathOf(checkedKey(key)) });
   return VolumeCounters.create(found.nextSeq, found.nextVolume).memory;
 }

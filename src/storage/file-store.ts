@@ -192,7 +192,11 @@ class VolumePut implements AppendTarget, IoTarget {
     private readonly target: StoreTarget,
   ) {}
   onAppended(result: number, volume: number, offset: number, seq: number): void {
-    if (result < 0) return failErrno(this.target, -result);
+    if (result < 0) {
+      // The write failed, but its record may be in the volume whole: dead there, as an overwrite's.
+      if (volume > 0) this.store.index!.noteDead(this.key.name, volume);
+      return failErrno(this.target, -result);
+    }
     // A file of the key (a larger body before) is replaced: removed before the answer, so that
     // no later lookup finds it (a crash before that: the next start keeps the later, the record).
     const added = this.store.index!.addRecord(this.key.name, this.size, this.mtimeMs, this.sum, volume, offset, seq);
@@ -355,9 +359,15 @@ export class FileStore implements Store {
         volumeFilesOpen: this.volumeFiles?.open ?? 0,
         volumeFilesEvicted: this.volumeFiles?.evicted ?? 0,
         volumeListHeaderReads: this.listHeaderReads,
-        ...(c === null ? {} : { volumeCompactions: c.compactions, volumeBytesReclaimed: c.bytesReclaimed, volumeRecordsCopied: c.recordsCopied, volumeCopyBytesHigh: c.copyBytesHigh }),
+        ...(c === null ? {} : { volumeCompactions: c.compactions, volumeBytesReclaimed: c.bytesReclaimed, volumeRecordsCopied: c.recordsCopied, volumeCopyBytesHigh: c.copyBytesHigh, volumeTombstonesKept: c.tombstonesKept, volumeTombstonesDropped: c.tombstonesDropped, ...this.deadStats() }),
       };
     };
+  }
+
+  /** The index's dead records (one index for every loop: reported by the compacting loop only). */
+  private deadStats(): Record<string, number> {
+    const d = this.index!.deadStats();
+    return { volumeDeadRecords: d.bodies, volumeDeadRecordsBytes: d.bytes, volumeDeadRecordsFull: d.full ? 1 : 0 };
   }
 
   /** This instance's volume writer and read descriptors (each loop has its own). */

@@ -164,10 +164,12 @@ interface Checkpoint {
 const CHECKPOINT_MAGIC = 0x31435346; // "FSC1"
 /**
  * The checkpoint's records are index entries as the index keeps them: 2 since a record's digests
- * stay in its header (version 1's entries held them). A checkpoint of another version is not used:
- * the volumes are read whole, once, and the next clean stop writes this version.
+ * stay in its header (version 1's entries held them); 3 since it also holds the index's dead
+ * records (fsgw_index_save_records), without which a compaction could drop a tombstone too soon. A
+ * checkpoint of another version is not used: the volumes are read whole, once, and the next clean
+ * stop writes this version.
  */
-const CHECKPOINT_VERSION = 2;
+const CHECKPOINT_VERSION = 3;
 
 /**
  * Adds a checkpoint's records to the index and says where it leaves the volumes; null when there is
@@ -332,6 +334,7 @@ export function recoverVolumes(dataDir: string, index: NativeIndex, log: Logger,
       droppedRecords: dropped,
       keys: index.count,
       indexBytes: index.bytes,
+      deadRecords: index.deadStats().bodies,
       ms: Math.round(performance.now() - t0),
     });
     return { nextSeq, nextVolume };
@@ -705,6 +708,36 @@ export class VolumeFiles {
   }
 }
 
+/**
+ * Bytes of the tombstones compactions kept, by the volume they were copied to and by the volume
+ * that held a dead record they delete (their blocker; -1: unknown, the index's set of dead records
+ * was full). They count as live in the volume they went to, so that a volume of kept tombstones is
+ * not compacted again and again for nothing; once their blocker is compacted away they count no
+ * more, and the next compaction of their volume drops them.
+ */
+class KeptTombstones {
+  private readonly byVolume = new Map<number, Map<number, number>>();
+
+  add(volume: number, blocker: number, bytes: number): void {
+    let m = this.byVolume.get(volume);
+    if (m === undefined) this.byVolume.set(volume, (m = new Map()));
+    m.set(blocker, (m.get(blocker) ?? 0) + bytes);
+  }
+
+  /** The bytes of kept tombstones in `volume` that are still needed as far as is known. */
+  bytesIn(volume: number): number {
+    let n = 0;
+    for (const bytes of this.byVolume.get(volume)?.values() ?? []) n += bytes;
+    return n;
+  }
+
+  /** `volume` was removed: the tombstones in it went with it, and those it kept elsewhere may go. */
+  gone(volume: number): void {
+    this.byVolume.delete(volume);
+    for (const m of this.byVolume.values()) m.delete(volume);
+  }
+}
+
 /** One compaction's copy of a live record: the index learns its new place once it is written. */
 class CopyTarget implements AppendTarget {
   constructor(
@@ -713,9 +746,11 @@ class CopyTarget implements AppendTarget {
     private readonly key: string | null,
     /** The copy's bytes. */
     private readonly bytes: number,
+    /** A tombstone's blocker (KeptTombstones). */
+    private readonly blocker: number,
   ) {}
   onAppended(result: number, volume: number, offset: number, seq: number): void {
-    this.compaction.copied(result, this.key, volume, offset, seq, this.bytes);
+    this.compaction.copied(result, this.key, volume, offset, seq, this.bytes, this.blocker);
   }
 }
 
@@ -730,8 +765,8 @@ class Compaction {
 
   constructor(
     private readonly index: NativeIndex,
-    /** Bytes of tombstones kept per volume (they count as live there: see VolumeCompactor.kept). */
-    private readonly kept: Map<number, number>,
+    /** Tombstones kept (they count as live where they went). */
+    private readonly kept: KeptTombstones,
   ) {}
 
   /** A copy of `bytes` is handed to the writer. */
@@ -739,10 +774,10 @@ class Compaction {
     this.inFlightBytes += bytes;
   }
 
-  copied(result: number, key: string | null, volume: number, offset: number, seq: number, bytes: number): void {
+  copied(result: number, key: string | null, volume: number, offset: number, seq: number, bytes: number, blocker: number): void {
     this.inFlightBytes -= bytes;
     if (result < 0) this.failed++;
-    else if (key === null) this.kept.set(volume, (this.kept.get(volume) ?? 0) + bytes);
+    else if (key === null) this.kept.add(volume, blocker, bytes);
     // A key written or deleted since its record was read keeps its newer state: the copy is dead.
     else this.moved += this.index.moveRecord(key, seq, volume, offset);
     const waiter = this.waiter;
@@ -767,17 +802,21 @@ class Compaction {
  * volume; once all are written and synced, the index points at the copies and the volume is
  * removed. Readers of the old place keep their descriptor until they finish. A crash at any point
  * leaves the old volume or the copies or both, which the start-up scan reads as the same records.
+ *
+ * A tombstone is copied only while it may still delete something: while its key holds no later
+ * record and another volume holds a dead record of the key (the index notes them:
+ * NativeIndex.deadElsewhere). Else it is dropped, and a key that stays deleted stops costing a
+ * tombstone once the volumes that held its records are compacted away.
  */
 export class VolumeCompactor {
   private timer: ReturnType<typeof setInterval> | null = null;
   private running = false;
   private readonly codec = new VolumeCodec();
-  /**
-   * Bytes of the tombstones compactions copied, per volume they went to: live there (the index
-   * counts only bodies), so that a volume of kept tombstones is not compacted again and again.
-   */
-  private readonly kept = new Map<number, number>();
+  /** The tombstones compactions kept: live where they went (the index counts only bodies). */
+  private readonly kept = new KeptTombstones();
   compactions = 0;
+  tombstonesDropped = 0;
+  tombstonesKept = 0;
   bytesReclaimed = 0;
   recordsCopied = 0;
   /** The most bytes of copies a compaction had in flight (at most copyBytesMax). */
@@ -823,7 +862,7 @@ export class VolumeCompactor {
         } catch {
           continue; // removed meanwhile
         }
-        const share = size === 0 ? 0 : (live[i]! + (this.kept.get(ids[i]!) ?? 0)) / size;
+        const share = size === 0 ? 0 : (live[i]! + this.kept.bytesIn(ids[i]!)) / size;
         if (share < bestShare) {
           bestShare = share;
           best = ids[i]!;
@@ -856,6 +895,8 @@ export class VolumeCompactor {
     let size = 0;
     let copiedBytes = 0;
     let records = 0;
+    let tombstonesKept = 0;
+    let tombstonesDropped = 0;
     try {
       size = fstatSync(fd).size;
       let base = 0; // the file offset of chunk[0]
@@ -881,14 +922,17 @@ export class VolumeCompactor {
         const keyLen = r[5]!;
         const seq = Number(view.getBigInt64(8, true));
         const key = decoder.decode(r.subarray(VOLUME_HEADER, VOLUME_HEADER + keyLen));
-        // A body is live while the index points at this very record. A tombstone goes on while it
-        // may still matter: a record it deletes may live in another volume, and would come back
-        // without it. Once the key holds a later record, any later delete's tombstone names a
-        // larger number and deletes the old record too: this one can go.
-        const live =
-          kind === VolumeKind.BODY
-            ? this.index.get(key) && this.index.lastInVolume && this.index.lastVolume === volume && this.index.lastOffset === pos
-            : kind === VolumeKind.TOMBSTONE && !(this.index.get(key) && this.index.lastInVolume && this.index.lastSeq > Number(view.getBigInt64(24, true)));
+        // A body is live while the index points at this very record; a tombstone while it may
+        // still delete something (blockerOf).
+        let live = false;
+        let blocker = 0;
+        if (kind === VolumeKind.BODY) live = this.index.get(key) && this.index.lastInVolume && this.index.lastVolume === volume && this.index.lastOffset === pos;
+        else if (kind === VolumeKind.TOMBSTONE) {
+          blocker = this.blockerOf(key, volume, Number(view.getBigInt64(24, true)));
+          live = blocker !== 0;
+          if (live) tombstonesKept++;
+          else tombstonesDropped++;
+        }
         if (live) {
           // The copies wait in the writer as copies of their records: at most two of its batches
           // (volumeBatchBytesMax each) are in flight, whatever the read rate allows, so that a
@@ -898,7 +942,7 @@ export class VolumeCompactor {
           if (job.inFlightBytes > this.copyBytesHigh) this.copyBytesHigh = job.inFlightBytes;
           records++;
           copiedBytes += r.length;
-          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null, r.length));
+          this.writer.appendRaw(r.slice(), seq, new CopyTarget(job, kind === VolumeKind.BODY ? key : null, r.length, blocker));
         }
         pos += r.length;
       }
@@ -911,12 +955,40 @@ export class VolumeCompactor {
       this.files.release(volume);
     }
     this.files.retire(volume);
-    this.kept.delete(volume);
+    this.kept.gone(volume);
+    // Its dead records are gone with it: tombstones kept for them may go at their next compaction.
+    const deadForgotten = this.index.forgetDead(volume);
     this.compactions++;
     this.recordsCopied += records;
     this.bytesReclaimed += size - copiedBytes;
-    this.log.info("volume_compacted", { volume, bytes: size, recordsCopied: records, bytesCopied: copiedBytes, keysMoved: job.moved, ms: Math.round(performance.now() - t0) });
+    this.tombstonesKept += tombstonesKept;
+    this.tombstonesDropped += tombstonesDropped;
+    this.log.info("volume_compacted", { volume, bytes: size, recordsCopied: records, bytesCopied: copiedBytes, keysMoved: job.moved, tombstonesKept, tombstonesDropped, deadForgotten, ms: Math.round(performance.now() - t0) });
   }
+
+  /**
+   * Why a tombstone of `key` in `volume`, deleting the record `deletes`, must be kept: the volume
+   * that holds a dead record it deletes (-1: unknown), or 0 when it can go. It can go once the key
+   * holds a later record (a later delete's tombstone names a larger number and deletes the old
+   * records too), or once no other volume holds a dead record of the key (those in this volume go
+   * with it): nothing is left that a scan without it would bring back.
+   */
+  private blockerOf(key: string, volume: number, deletes: number): number {
+    if (this.index.get(key) && this.index.lastInVolume && this.index.lastSeq > deletes) return 0;
+    const dead = this.index.deadElsewhere(key, volume);
+    if (dead.state === "unknown" && !this.saidFull) {
+      this.saidFull = true;
+      this.log.warn("volume_dead_records_full", {
+        volumeDeadRecordsMax: "reached",
+        effect: "the index no longer knows every dead record: compactions keep every tombstone of a deleted key (~100 bytes each on disk)",
+        remedy: "raise volumeDeadRecordsMax; the next start without a checkpoint (after `fsgw volumes compact`, or with volumes/checkpoint.fsc removed) knows them again",
+      });
+    }
+    return dead.state === "none" ? 0 : dead.state === "blocked" ? dead.volume : -1;
+  }
+
+  /** volume_dead_records_full was logged (once a process). */
+  private saidFull = false;
 
   /** A record's length from its header at `at` (the header's own length when it is not whole). */
   private recordLength(chunk: Uint8Array, at: number): number {

@@ -262,8 +262,8 @@ export class CPoolEngine implements IoEngine, CallbackOps, ZeroCopyOps {
   newHasher(md5 = false): Hasher {
     return new NativeSha256(md5);
   }
-  digestOf(bytes: Uint8Array): Uint8Array {
-    return NativeSha256.of(bytes);
+  digestOf(bytes: Uint8Array, out: Uint8Array): void {
+    NativeSha256.of(bytes, out);
   }
   setDigest(fd: number, digest: Uint8Array): Promise<void> {
     return this.submit(PoolOp.FSETDIGEST, 0, fd, null, digest.length, 0, null, null, digest);

@@ -113,10 +113,8 @@ export interface Hasher {
 }
 
 /** digestOf with Bun's own SHA-256 (BoringSSL), for engines without the C library. */
-export function bunDigestOf(bytes: Uint8Array): Uint8Array {
-  const out = stableBytes(32);
+export function bunDigestOf(bytes: Uint8Array, out: Uint8Array): void {
   Bun.CryptoHasher.hash("sha256", bytes, out);
-  return out;
 }
 
 /** Bun's own SHA-256 (BoringSSL), for engines without the C library. */
@@ -240,8 +238,11 @@ export interface IoEngine {
    * md5()). The C pool's can be updated by its operations (a spliced upload).
    */
   newHasher(md5?: boolean): Hasher;
-  /** The SHA-256 of a whole body, in stable memory (a commit may record it): one call, no hasher. */
-  digestOf(bytes: Uint8Array): Uint8Array;
+  /**
+   * The SHA-256 of a whole body into `out` (32 bytes of stable memory: stableBytes), one call, no
+   * hasher: the caller's memory, so that a small upload allocates none for it.
+   */
+  digestOf(bytes: Uint8Array, out: Uint8Array): void;
   /**
    * Records a file's digest with it (before its rename), when the engine can: absent when it
    * cannot (then stored files have none, and answers carry none). Rejects with ENOTSUP when the

@@ -97,8 +97,8 @@ export class SyncEngine implements IoEngine {
   newHasher(): Hasher {
     return new BunHasher();
   }
-  digestOf(bytes: Uint8Array): Uint8Array {
-    return bunDigestOf(bytes);
+  digestOf(bytes: Uint8Array, out: Uint8Array): void {
+    bunDigestOf(bytes, out);
   }
 
   stats(): EngineStats {

@@ -413,14 +413,12 @@ export class NativeSha256 {
     return out;
   }
   /**
-   * The SHA-256 of a whole body in one call (no context made, updated and finished through three):
-   * stable memory, since a commit may record it.
+   * The SHA-256 of a whole body in one call (no context made, updated and finished through three),
+   * into `out` (32 bytes of stable memory: C writes it).
    */
-  static of(bytes: Uint8Array): Uint8Array {
-    const out = stableBytes(32);
+  static of(bytes: Uint8Array, out: Uint8Array): void {
     // (An empty body: a valid address that is not read, where an empty array may have none.)
     lib().fsgw_sha256_of(bytes.length > 0 ? bytes : out, bytes.length, out);
-    return out;
   }
   static accelerated(): boolean {
     return lib().fsgw_sha256_accelerated() === 1;
@@ -859,17 +857,18 @@ export class NativeIndex {
    * Adds `key` as the body of a volume's record (or gives an existing key these facts), unless the
    * key holds a later record (a larger `seq`): 1 added, 0 replaced, INDEX_REPLACED_FILE (3) replaced
    * the entry of a file (which the caller removes), 2 not applied (a later write).
-   * Of its digests (32 bytes, 48 with an MD5) the index keeps only which there are: their bytes are
-   * in the record's header (FileStore.recordFactsNow reads them), so that an entry takes ~38 bytes beside its key.
+   * Of its digests (`digestBytes`: 32, a SHA-256; 48, and an MD5; 0, none) the index keeps only which
+   * there are: their bytes are in the record's header (FileStore.recordFactsNow reads them), so that
+   * an entry takes ~38 bytes beside its key.
    */
-  addRecord(key: string, size: number, mtimeMs: number, digest: Uint8Array | null, volume: number, offset: number, seq: number): number {
+  addRecord(key: string, size: number, mtimeMs: number, digestBytes: 0 | 32 | 48, volume: number, offset: number, seq: number): number {
     const { written } = this.encoder.encodeInto(key, this.keyBuf);
     const meta = this.meta;
     const view = this.metaView;
     const ms = Math.floor(mtimeMs);
     setU64(view, 0, size);
     setU64(view, 8, ms);
-    meta[16] = META_VOLUME | (digest === null ? 0 : digest.length >= 48 ? META_DIGEST | META_MD5 : META_DIGEST);
+    meta[16] = META_VOLUME | (digestBytes === 0 ? 0 : digestBytes === 48 ? META_DIGEST | META_MD5 : META_DIGEST);
     view.setUint32(RECORD_AT, volume, true);
     setU64(view, RECORD_AT + 4, offset);
     setU64(view, RECORD_AT + 12, seq);

@@ -50,7 +50,9 @@ export class GatheredBody {
 
   /** The bytes gathered so far: valid until release(). */
   get bytes(): Uint8Array {
-    return this.buffer === null ? new Uint8Array(0) : this.buffer.subarray(0, this.filled);
+    if (this.buffer === null) return new Uint8Array(0);
+    // The one chunk that held the body is the body: no view of it is made (see consume's).
+    return this.filled === this.buffer.length ? this.buffer : this.buffer.subarray(0, this.filled);
   }
 
   release(): void {

@@ -406,7 +406,9 @@ export class Connection implements StatTarget, UploadOwner {
           }
           case "upload_body": {
             const take = Math.min(this.bodyRemaining, chunk.length - offset);
-            this.onBody(chunk.subarray(offset, offset + take));
+            // A chunk that is all body (the client waited for START) is passed as it is: the first
+            // view of a fresh buffer makes JavaScriptCore give it an ArrayBuffer object of its own.
+            this.onBody(offset === 0 && take === chunk.length ? chunk : chunk.subarray(offset, offset + take));
             offset += take;
             break;
           }

@@ -25,6 +25,7 @@ import { BUCKET_SPACE, type StoreKey } from "./keys";
 import type { SharedCounters } from "../server/shared-counters";
 import { DIGEST_MISMATCH_CAUSE, EntryType, Failure, StoreError, UPLOAD_TABLE_CAUSE, type BodyReader, type EntryKind, type FailureCause, type FailureKind, type ResumableRequest, type ResumableStats, type ResumableUploads, type StatTarget, type Store, type StoreTarget, type UploadOwner, type UploadSink, type ListPage, type ListRequest, type ListTarget, setDigests } from "./store";
 import { UploadStream } from "./upload-stream";
+import { stableBytes } from "../util/stable-bytes";
 import { FreeSpace } from "./free-space";
 import { INDEX_REPLACED_FILE, recordFacts, VOLUME_HEADER_BYTES, type NativeIndex } from "../ffi/pool-binding";
 import { VOLUME_DIR, holdVolumesDir, VolumeCompactor, VolumeFiles, VolumeWriter, type AppendTarget, type VolumeCounters, type VolumeOptions } from "./volumes";
@@ -188,7 +189,8 @@ class VolumePut implements AppendTarget, IoTarget {
     private readonly key: StoreKey,
     private readonly size: number,
     private readonly mtimeMs: number,
-    private readonly sum: Uint8Array,
+    /** The digests the record's header holds (32: a SHA-256; 48: and an MD5); the index keeps only which. */
+    private readonly digestBytes: 32 | 48,
     private readonly target: StoreTarget,
   ) {}
   onAppended(result: number, volume: number, offset: number, seq: number): void {
@@ -199,7 +201,7 @@ class VolumePut implements AppendTarget, IoTarget {
     }
     // A file of the key (a larger body before) is replaced: removed before the answer, so that
     // no later lookup finds it (a crash before that: the next start keeps the later, the record).
-    const added = this.store.index!.addRecord(this.key.name, this.size, this.mtimeMs, this.sum, volume, offset, seq);
+    const added = this.store.index!.addRecord(this.key.name, this.size, this.mtimeMs, this.digestBytes, volume, offset, seq);
     if (added !== INDEX_REPLACED_FILE) return this.target.onStoreDone(this.size);
     this.store.unlinkReplaced(this.key, this);
   }
@@ -614,7 +616,8 @@ export class FileStore implements Store {
     // A body this small is hashed here, before anything is written: a mismatch touches nothing.
     // The MD5 of a body this small is Bun's (BoringSSL's assembly, a little cheaper per byte than
     // the C library's; measured A B A B with 5 KiB PUTs): the C one is for bodies that splice.
-    const sum = this.engine.digestOf(body);
+    const sum = this.sumScratch;
+    this.engine.digestOf(body, sum);
     if (expected !== null && !sameDigest(sum, expected)) return target.onStoreFailed(Failure.DIGEST_MISMATCH, DIGEST_MISMATCH_CAUSE);
     if (!md5) {
       if (digest !== undefined) setDigests(digest.fill(0, 0, 1), sum);
@@ -626,6 +629,12 @@ export class FileStore implements Store {
     if (digest !== undefined) setDigests(digest.fill(0, 0, 1), sum, recorded.subarray(32));
     this.putHashed(key, body, recorded, target);
   }
+
+  /**
+   * putWhole's digest of the body, reused upload after upload: storeHashed reads it before it
+   * returns, or copies it (a volume's record that waits for room, a file's commit).
+   */
+  private readonly sumScratch = stableBytes(32);
 
   /**
    * putWhole of a body whose SHA-256 the caller computed already (a read cache's copy); `sum` may
@@ -641,7 +650,13 @@ export class FileStore implements Store {
     const v = this.volumeOptions;
     if (v !== null && this.volumeWriter !== null && body.length <= v.bodyBytesMax) {
       const now = Date.now();
-      return this.volumeWriter.appendBody(key.name, body, sum, now, new VolumePut(this, key, body.length, now, sum, target));
+      return this.volumeWriter.appendBody(key.name, body, sum, now, new VolumePut(this, key, body.length, now, sum.length === 48 ? 48 : 32, target));
+    }
+    // The commit records the digest after this returns: putWhole's is reused by the next upload.
+    if (sum === this.sumScratch) {
+      const kept = stableBytes(32);
+      kept.set(sum);
+      sum = kept;
     }
     const tmp = this.tempPathOf(key);
     // The digest as the engine records it with the file (the listing shows the body's SHA-256).

@@ -448,7 +448,11 @@ export class VolumeWriter {
   }
 
   private append(w: Waiting): void {
-    if (this.waiting.length > 0 || !this.encode(w)) this.waiting.push(w);
+    if (this.waiting.length > 0 || !this.encode(w)) {
+      // It waits: its digest may be its caller's memory, used again once this returns (FileStore's).
+      if (w.digest !== null) w.digest = w.digest.slice();
+      this.waiting.push(w);
+    }
     if (!this.writing) this.write();
   }
 

@@ -34,8 +34,8 @@ class FakeEngine implements IoEngine {
   newHasher() {
     return new BunHasher();
   }
-  digestOf(bytes: Uint8Array) {
-    return bunDigestOf(bytes);
+  digestOf(bytes: Uint8Array, out: Uint8Array) {
+    bunDigestOf(bytes, out);
   }
   private pending(op: string, extra: Partial<Call> = {}): Promise<any> {
     return new Promise((resolve, reject) => {

@@ -544,6 +544,32 @@ describe("a server with volumes", () => {
     third.close();
   });
 
+  test("records that wait for room in a batch, and files committed meanwhile, keep their own digests: 96 uploads at once into batches of four", async () => {
+    // Batches of 64 KiB, bodies of 15 KiB: while one write is in flight, four records fill the next
+    // batch and the rest wait, each with the digest its upload computed (in memory the store reuses
+    // for the next upload as soon as the record is handed over). Bodies of 20 KB are files, whose
+    // commit records the digest on the pool, after the next upload has begun.
+    server = await startServer({ ...VOLUMES, volumeBytesMax: 16384, volumeBatchBytesMax: 65536, volumeCompactLivePercent: 0 });
+    const client = connect({ port: server.port, poolSize: 96 });
+    const records = Array.from({ length: 64 }, (_, i) => [`w/${i}`, payload(15_000 + i, 500 + i)] as const);
+    const files = Array.from({ length: 32 }, (_, i) => [`f/${i}`, payload(20_000 + i, 900 + i)] as const);
+    const bodies = new Map([...records, ...files]);
+    await Promise.all([...bodies].map(([k, b]) => client.upload(k, b)));
+    for (const [k, b] of bodies) expect((await client.exist(k)).digest).toBe(sha256(b));
+    client.close();
+    await server.stop();
+    expect(shardFiles(server.dataDir)).toEqual(files.map(([k]) => k).sort());
+    // A start reads the files' digests back from the files themselves.
+    server = await startServer({ ...VOLUMES, dataDir: server.dataDir });
+    const again = connect({ port: server.port });
+    for (const [k, b] of files) expect((await again.exist(k)).digest).toBe(sha256(b));
+    again.close();
+    await server.stop();
+    const verify = runFsgw("volumes", "verify", "--data-dir", server.dataDir);
+    expect(verify.out).toContain(" 0 problems");
+    expect(verify.code).toBe(0);
+  });
+
   test("fsyncOnCommit: records are synced before they are answered, one fsync for those that arrive together", async () => {
     const adminPort = freePort();
     server = await startServer({ ...VOLUMES, fsyncOnCommit: true, adminPort });

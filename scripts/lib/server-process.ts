@@ -26,6 +26,9 @@ export interface TestServer {
   proc: Subprocess;
 }
 
+/** How long a stop may take before the server's last lines are printed (stop()). */
+const SLOW_STOP_MS = 4000;
+
 /** How long a server may take to listen (a benchmark of start-ups with millions of keys sets it higher). */
 let startTimeoutMs = 15_000;
 export function setStartTimeout(ms: number): void {
@@ -153,7 +156,15 @@ export async function startServer(
     proc,
     async stop() {
       proc.kill("SIGTERM");
-      return proc.exited;
+      // A stop that nears a test hook's 5 s says what the server was still doing (an exchange in
+      // flight waits out shutdownGraceMs): its last lines, so that the hook's timeout is not all
+      // a run shows.
+      const slow = setTimeout(() => console.error(`fsgw server ${proc.pid} still stopping after ${SLOW_STOP_MS} ms; its last lines:\n${lines.slice(-20).join("\n")}`), SLOW_STOP_MS);
+      try {
+        return await proc.exited;
+      } finally {
+        clearTimeout(slow);
+      }
     },
   };
 }

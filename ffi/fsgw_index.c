@@ -500,18 +500,21 @@ int32_t fsgw_index_get(fsgw_index *ix, const uint8_t *key, int32_t len, uint8_t 
   return rc;
 }
 
+/* The facts of key's entry while it is the volume record of sequence number seq, else NULL (another
+ * write of the key since: a later record, or a file); the lock held. */
+static uint8_t *record_of(fsgw_index *ix, const uint8_t *key, int32_t len, double seq) {
+  if (ix->nleaves == 0) return NULL;
+  leaf *l = ix->leaves[leaf_of(ix, key, (uint32_t)len)];
+  int equal = 0;
+  uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
+  uint8_t *meta = l->data + off + 1 + len;
+  return equal && (meta[16] & META_VOLUME) && seq_of(meta) == (int64_t)seq ? meta : NULL;
+}
+
 int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq) {
   if (len < 1 || len > KEY_MAX) return 0;
   pthread_rwlock_wrlock(&ix->lock);
-  int32_t rc = 0;
-  if (ix->nleaves > 0) {
-    const leaf *l = ix->leaves[leaf_of(ix, key, (uint32_t)len)];
-    int equal = 0;
-    uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
-    const uint8_t *meta = l->data + off + 1 + len;
-    /* Another write of the key since (a later record, or a file) stays. */
-    if (equal && (meta[16] & META_VOLUME) && seq_of(meta) == (int64_t)seq) rc = remove_locked(ix, key, len);
-  }
+  int32_t rc = record_of(ix, key, len, seq) != NULL ? remove_locked(ix, key, len) : 0;
   pthread_rwlock_unlock(&ix->lock);
   return rc;
 }
@@ -519,23 +522,17 @@ int32_t fsgw_index_remove_record(fsgw_index *ix, const uint8_t *key, int32_t len
 int32_t fsgw_index_move_record(fsgw_index *ix, const uint8_t *key, int32_t len, double seq, uint32_t volume, double offset) {
   if (len < 1 || len > KEY_MAX) return 0;
   pthread_rwlock_wrlock(&ix->lock);
-  int32_t rc = 0;
-  if (ix->nleaves > 0) {
-    leaf *l = ix->leaves[leaf_of(ix, key, (uint32_t)len)];
-    int equal = 0;
-    uint32_t off = offset_in(l, key, (uint32_t)len, &equal);
-    uint8_t *meta = l->data + off + 1 + len;
-    if (equal && (meta[16] & META_VOLUME) && seq_of(meta) == (int64_t)seq) {
-      dead_note(ix, key, (uint32_t)len, volume_of(meta)); /* the copied body, until its volume goes */
-      uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
-      for (int i = 0; i < 4; i++) loc[i] = (uint8_t)(volume >> (8 * i));
-      put_i64(loc + 4, (int64_t)offset);
-      rc = 1;
-    }
+  uint8_t *meta = record_of(ix, key, len, seq);
+  if (meta != NULL) {
+    dead_note(ix, key, (uint32_t)len, volume_of(meta)); /* the copied body, until its volume goes */
+    uint8_t *loc = meta + FSGW_INDEX_RECORD_AT;
+    for (int i = 0; i < 4; i++) loc[i] = (uint8_t)(volume >> (8 * i));
+    put_i64(loc + 4, (int64_t)offset);
+  } else {
+    dead_note(ix, key, (uint32_t)len, volume); /* the copy lost its race: dead as it lands */
   }
-  if (rc == 0) dead_note(ix, key, (uint32_t)len, volume); /* the copy lost its race: dead as it lands */
   pthread_rwlock_unlock(&ix->lock);
-  return rc;
+  return meta != NULL;
 }
 
 int32_t fsgw_index_dead_elsewhere(fsgw_index *ix, const uint8_t *key, int32_t len, uint32_t volume) {

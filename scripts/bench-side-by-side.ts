@@ -7,9 +7,10 @@
 //
 // upload: new keys of 5 KiB (a prefix per round); overwrite: the same keys again; delete: them.
 // Prints, per op, each turn's excess on A and B, their medians, and the median of B - A per turn.
-import { mkdirSync, readFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { runLoad, type LoadOp } from "../src/client/load";
+import { cpuMsOf } from "./lib/cpu";
 import { startServer, type TestServer } from "./lib/server-process";
 import { option } from "./lib/options";
 
@@ -23,16 +24,11 @@ const SIZE = 5 * 1024;
 const runDir = join(root, ".bench", "side-by-side-" + new Date().toISOString().replace(/[:.]/g, "-"));
 mkdirSync(runDir, { recursive: true });
 
-function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-}
-
 async function cpuUsPerExchange(server: TestServer, op: LoadOp, keyPrefix: string): Promise<number> {
-  const c0 = cpuMs(server.pid);
+  const c0 = cpuMsOf(server.pid);
   const r = await runLoad({ host: "127.0.0.1", port: server.port, op, connections: CONNECTIONS, count, size: SIZE, keyPrefix });
   if (r.ok !== count) throw new Error(`${op} ${keyPrefix}: ${r.ok}/${count} ok, errors ${JSON.stringify(r.errors)}`);
-  return ((cpuMs(server.pid) - c0) * 1000) / count;
+  return ((cpuMsOf(server.pid) - c0) * 1000) / count;
 }
 
 const servers = {
